@@ -1,0 +1,619 @@
+//! The DHT datagram codec (spec: `protocol-spec/dht.md`).
+//!
+//! Every datagram is a 45-byte header followed by a body whose layout depends on the message
+//! type. Requests have odd type numbers and responses even ones, so a reader can tell them
+//! apart from the type byte alone. Decoding is total: any input gives a [`Datagram`] or a
+//! [`DecodeError`], never a panic, and never allocates more than the datagram's own size.
+
+use std::net::SocketAddr;
+
+use super::codec::{put_socket_addr, socket_addr_len, DecodeError, Reader};
+use crate::id::{Id, ID_LEN};
+
+/// The two magic bytes that open every DHT datagram: "PS".
+pub const MAGIC: [u8; 2] = *b"PS";
+/// The protocol version this code speaks.
+pub const VERSION: u8 = 1;
+/// The largest datagram a node sends or accepts: the IPv6 minimum MTU, so a datagram is
+/// never fragmented on any path.
+pub const MAX_DATAGRAM: usize = 1280;
+/// Size of the common header.
+pub const HEADER_LEN: usize = 2 + 1 + 1 + 1 + 8 + ID_LEN;
+/// Length of an announce token.
+pub const TOKEN_LEN: usize = 16;
+/// Longest ERROR message text, in bytes.
+pub const MAX_ERROR_TEXT: usize = 200;
+
+/// Header flag: the sender cannot receive unsolicited datagrams (it is behind a NAT or
+/// firewall), so other nodes must not put it in their routing tables.
+pub const FLAG_NOT_REACHABLE: u8 = 0x01;
+
+/// Message type bytes.
+pub mod msg_type {
+    /// PING request.
+    pub const PING: u8 = 0x01;
+    /// PONG response.
+    pub const PONG: u8 = 0x02;
+    /// FIND_NODE request.
+    pub const FIND_NODE: u8 = 0x03;
+    /// NODES response.
+    pub const NODES: u8 = 0x04;
+    /// GET_PROVIDERS request.
+    pub const GET_PROVIDERS: u8 = 0x05;
+    /// PROVIDERS response.
+    pub const PROVIDERS: u8 = 0x06;
+    /// ANNOUNCE request.
+    pub const ANNOUNCE: u8 = 0x07;
+    /// ACK response.
+    pub const ACK: u8 = 0x08;
+    /// ERROR response.
+    pub const ERROR: u8 = 0x7f;
+}
+
+/// A node as carried on the wire: its ID and the UDP address it answers on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Contact {
+    /// The node's ID.
+    pub id: Id,
+    /// The node's address.
+    pub addr: SocketAddr,
+}
+
+impl Contact {
+    /// Encoded size: 32-byte ID plus the address.
+    pub fn encoded_len(&self) -> usize {
+        ID_LEN + socket_addr_len(&self.addr)
+    }
+}
+
+/// ERROR codes (spec: `protocol-spec/dht.md`, "ERROR").
+pub mod error_code {
+    /// The request could not be decoded or is not allowed.
+    pub const BAD_REQUEST: u16 = 1;
+    /// The announce token is missing, expired or bound to another address.
+    pub const BAD_TOKEN: u16 = 2;
+    /// The node's provider store is full for that key or overall.
+    pub const STORE_FULL: u16 = 3;
+    /// The sender exceeded the node's per-source rate limit.
+    pub const RATE_LIMITED: u16 = 4;
+}
+
+/// The body of a datagram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Are you there? Also how a node learns its public address (see `Pong`).
+    Ping,
+    /// Answer to `Ping`: the address the request came from, as the responder saw it.
+    Pong {
+        /// The requester's address as seen by the responder.
+        observed: SocketAddr,
+    },
+    /// Which nodes do you know closest to `target`?
+    FindNode {
+        /// The ID searched for.
+        target: Id,
+    },
+    /// Answer to `FindNode`: up to k contacts, closest to the target first.
+    Nodes {
+        /// The contacts.
+        contacts: Vec<Contact>,
+    },
+    /// Who provides `key`? Also asks for a token to announce `key` later.
+    GetProviders {
+        /// The content ID.
+        key: Id,
+    },
+    /// Answer to `GetProviders`.
+    Providers {
+        /// A token that lets the requester's address announce to this node.
+        token: [u8; TOKEN_LEN],
+        /// Addresses of nodes that provide the key.
+        providers: Vec<SocketAddr>,
+        /// Contacts closer to the key, for the lookup to go on.
+        closer: Vec<Contact>,
+    },
+    /// Record that the sender provides `key`.
+    Announce {
+        /// The content ID.
+        key: Id,
+        /// The token from an earlier `Providers` answer of the receiver.
+        token: [u8; TOKEN_LEN],
+        /// The TCP port the content is served on; 0 means "the UDP source port".
+        port: u16,
+    },
+    /// Answer to `Announce`: the record is stored.
+    Ack,
+    /// A request failed.
+    Error {
+        /// One of [`error_code`].
+        code: u16,
+        /// Human-readable text, UTF-8, at most [`MAX_ERROR_TEXT`] bytes.
+        text: String,
+    },
+}
+
+impl Message {
+    /// The type byte of this message.
+    pub fn type_byte(&self) -> u8 {
+        match self {
+            Message::Ping => msg_type::PING,
+            Message::Pong { .. } => msg_type::PONG,
+            Message::FindNode { .. } => msg_type::FIND_NODE,
+            Message::Nodes { .. } => msg_type::NODES,
+            Message::GetProviders { .. } => msg_type::GET_PROVIDERS,
+            Message::Providers { .. } => msg_type::PROVIDERS,
+            Message::Announce { .. } => msg_type::ANNOUNCE,
+            Message::Ack => msg_type::ACK,
+            Message::Error { .. } => msg_type::ERROR,
+        }
+    }
+
+    /// True for requests (odd type numbers).
+    pub fn is_request(&self) -> bool {
+        self.type_byte() & 1 == 1
+    }
+
+    /// A short upper-case name, as in the spec.
+    pub fn name(&self) -> &'static str {
+        type_name(self.type_byte())
+    }
+}
+
+/// The spec's name for a type byte ("UNKNOWN" if undefined).
+pub fn type_name(t: u8) -> &'static str {
+    match t {
+        msg_type::PING => "PING",
+        msg_type::PONG => "PONG",
+        msg_type::FIND_NODE => "FIND_NODE",
+        msg_type::NODES => "NODES",
+        msg_type::GET_PROVIDERS => "GET_PROVIDERS",
+        msg_type::PROVIDERS => "PROVIDERS",
+        msg_type::ANNOUNCE => "ANNOUNCE",
+        msg_type::ACK => "ACK",
+        msg_type::ERROR => "ERROR",
+        _ => "UNKNOWN",
+    }
+}
+
+/// A whole datagram: header fields plus the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    /// Header flags ([`FLAG_NOT_REACHABLE`]); unknown bits are ignored on receipt.
+    pub flags: u8,
+    /// Transaction ID: chosen by the requester, echoed by the responder.
+    pub txid: u64,
+    /// The sender's node ID.
+    pub sender: Id,
+    /// The body.
+    pub msg: Message,
+}
+
+/// Most contacts a NODES or PROVIDERS message may carry (k).
+pub const MAX_CONTACTS: usize = 20;
+/// Most provider addresses a PROVIDERS message may carry.
+pub const MAX_PROVIDERS: usize = 64;
+
+impl Datagram {
+    /// Encodes the datagram. Callers keep lists within [`MAX_CONTACTS`] and
+    /// [`MAX_PROVIDERS`] and the total within [`MAX_DATAGRAM`]; [`Datagram::encoded_len`]
+    /// tells the size beforehand.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.push(self.msg.type_byte());
+        out.push(self.flags);
+        out.extend_from_slice(&self.txid.to_be_bytes());
+        out.extend_from_slice(&self.sender.0);
+        match &self.msg {
+            Message::Ping | Message::Ack => {}
+            Message::Pong { observed } => put_socket_addr(&mut out, observed),
+            Message::FindNode { target } => out.extend_from_slice(&target.0),
+            Message::GetProviders { key } => out.extend_from_slice(&key.0),
+            Message::Nodes { contacts } => put_contacts(&mut out, contacts),
+            Message::Providers {
+                token,
+                providers,
+                closer,
+            } => {
+                out.extend_from_slice(token);
+                out.push(providers.len().min(MAX_PROVIDERS) as u8);
+                for p in providers.iter().take(MAX_PROVIDERS) {
+                    put_socket_addr(&mut out, p);
+                }
+                put_contacts(&mut out, closer);
+            }
+            Message::Announce { key, token, port } => {
+                out.extend_from_slice(&key.0);
+                out.extend_from_slice(token);
+                out.extend_from_slice(&port.to_be_bytes());
+            }
+            Message::Error { code, text } => {
+                out.extend_from_slice(&code.to_be_bytes());
+                let t = truncate_utf8(text, MAX_ERROR_TEXT);
+                out.push(t.len() as u8);
+                out.extend_from_slice(t.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// The exact size [`Datagram::encode`] will produce.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN
+            + match &self.msg {
+                Message::Ping | Message::Ack => 0,
+                Message::Pong { observed } => socket_addr_len(observed),
+                Message::FindNode { .. } | Message::GetProviders { .. } => ID_LEN,
+                Message::Nodes { contacts } => contacts_len(contacts),
+                Message::Providers {
+                    providers, closer, ..
+                } => {
+                    TOKEN_LEN
+                        + 1
+                        + providers
+                            .iter()
+                            .take(MAX_PROVIDERS)
+                            .map(socket_addr_len)
+                            .sum::<usize>()
+                        + contacts_len(closer)
+                }
+                Message::Announce { .. } => ID_LEN + TOKEN_LEN + 2,
+                Message::Error { text, .. } => 2 + 1 + truncate_utf8(text, MAX_ERROR_TEXT).len(),
+            }
+    }
+
+    /// Decodes one datagram. Total: every input yields a value or an error.
+    pub fn decode(buf: &[u8]) -> Result<Datagram, DecodeError> {
+        if buf.len() > MAX_DATAGRAM {
+            return Err(DecodeError::TooLarge {
+                len: buf.len(),
+                max: MAX_DATAGRAM,
+            });
+        }
+        let mut r = Reader::new(buf);
+        let magic = r.array::<2>("magic")?;
+        if magic != MAGIC {
+            return Err(DecodeError::BadMagic(magic));
+        }
+        let version = r.u8("version")?;
+        if version != VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let t = r.u8("type")?;
+        let flags = r.u8("flags")?;
+        let txid = r.u64("txid")?;
+        let sender = r.id("sender_id")?;
+        let msg = match t {
+            msg_type::PING => Message::Ping,
+            msg_type::PONG => Message::Pong {
+                observed: r.socket_addr("observed")?,
+            },
+            msg_type::FIND_NODE => Message::FindNode {
+                target: r.id("target")?,
+            },
+            msg_type::NODES => Message::Nodes {
+                contacts: read_contacts(&mut r)?,
+            },
+            msg_type::GET_PROVIDERS => Message::GetProviders { key: r.id("key")? },
+            msg_type::PROVIDERS => {
+                let token = r.array::<TOKEN_LEN>("token")?;
+                let n = r.u8("provider_count")? as usize;
+                if n > MAX_PROVIDERS {
+                    return Err(DecodeError::LengthTooLarge {
+                        field: "provider_count",
+                        len: n,
+                        max: MAX_PROVIDERS,
+                    });
+                }
+                // Each address is at least 7 bytes: a count that cannot fit is rejected
+                // before the vector is sized by it.
+                check_fits(&r, n, 7, "provider_count")?;
+                let mut providers = Vec::with_capacity(n);
+                for _ in 0..n {
+                    providers.push(r.socket_addr("provider")?);
+                }
+                let closer = read_contacts(&mut r)?;
+                Message::Providers {
+                    token,
+                    providers,
+                    closer,
+                }
+            }
+            msg_type::ANNOUNCE => Message::Announce {
+                key: r.id("key")?,
+                token: r.array::<TOKEN_LEN>("token")?,
+                port: r.u16("port")?,
+            },
+            msg_type::ACK => Message::Ack,
+            msg_type::ERROR => {
+                let code = r.u16("error_code")?;
+                let len = r.u8("text_len")? as usize;
+                if len > MAX_ERROR_TEXT {
+                    return Err(DecodeError::LengthTooLarge {
+                        field: "text_len",
+                        len,
+                        max: MAX_ERROR_TEXT,
+                    });
+                }
+                let bytes = r.take(len, "text")?;
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| DecodeError::InvalidValue {
+                        field: "text",
+                        reason: "not valid UTF-8",
+                    })?
+                    .to_owned();
+                Message::Error { code, text }
+            }
+            other => return Err(DecodeError::UnknownMessageType(other)),
+        };
+        r.finish()?;
+        Ok(Datagram {
+            flags,
+            txid,
+            sender,
+            msg,
+        })
+    }
+}
+
+fn put_contacts(out: &mut Vec<u8>, contacts: &[Contact]) {
+    out.push(contacts.len().min(MAX_CONTACTS) as u8);
+    for c in contacts.iter().take(MAX_CONTACTS) {
+        out.extend_from_slice(&c.id.0);
+        put_socket_addr(out, &c.addr);
+    }
+}
+
+fn contacts_len(contacts: &[Contact]) -> usize {
+    1 + contacts
+        .iter()
+        .take(MAX_CONTACTS)
+        .map(Contact::encoded_len)
+        .sum::<usize>()
+}
+
+fn check_fits(
+    r: &Reader<'_>,
+    n: usize,
+    min_each: usize,
+    field: &'static str,
+) -> Result<(), DecodeError> {
+    let need = n.saturating_mul(min_each);
+    if need > r.remaining() {
+        return Err(DecodeError::UnexpectedEnd {
+            field,
+            needed: need - r.remaining(),
+        });
+    }
+    Ok(())
+}
+
+fn read_contacts(r: &mut Reader<'_>) -> Result<Vec<Contact>, DecodeError> {
+    let n = r.u8("contact_count")? as usize;
+    if n > MAX_CONTACTS {
+        return Err(DecodeError::LengthTooLarge {
+            field: "contact_count",
+            len: n,
+            max: MAX_CONTACTS,
+        });
+    }
+    check_fits(r, n, ID_LEN + 7, "contact_count")?;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = r.id("contact_id")?;
+        let addr = r.socket_addr("contact_addr")?;
+        v.push(Contact { id, addr });
+    }
+    Ok(v)
+}
+
+/// The longest prefix of `s` that is at most `max` bytes and ends on a char boundary.
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn id(b: u8) -> Id {
+        Id([b; 32])
+    }
+
+    fn samples() -> Vec<Message> {
+        let a: SocketAddr = "192.0.2.7:4001".parse().unwrap();
+        let b: SocketAddr = "[2001:db8::5]:4002".parse().unwrap();
+        vec![
+            Message::Ping,
+            Message::Pong { observed: a },
+            Message::FindNode { target: id(3) },
+            Message::Nodes {
+                contacts: vec![
+                    Contact { id: id(1), addr: a },
+                    Contact { id: id(2), addr: b },
+                ],
+            },
+            Message::GetProviders { key: id(9) },
+            Message::Providers {
+                token: [7; 16],
+                providers: vec![a, b],
+                closer: vec![Contact { id: id(4), addr: a }],
+            },
+            Message::Announce {
+                key: id(9),
+                token: [7; 16],
+                port: 0,
+            },
+            Message::Ack,
+            Message::Error {
+                code: error_code::BAD_TOKEN,
+                text: "bad token".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for (i, msg) in samples().into_iter().enumerate() {
+            let d = Datagram {
+                flags: 0,
+                txid: 0x0102030405060708 + i as u64,
+                sender: id(0xaa),
+                msg,
+            };
+            let bytes = d.encode();
+            assert_eq!(bytes.len(), d.encoded_len());
+            assert_eq!(Datagram::decode(&bytes).unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn full_nodes_reply_fits_in_one_datagram() {
+        let b: SocketAddr = "[2001:db8::5]:4002".parse().unwrap();
+        let contacts = vec![Contact { id: id(1), addr: b }; MAX_CONTACTS];
+        let d = Datagram {
+            flags: 0,
+            txid: 1,
+            sender: id(0),
+            msg: Message::Nodes { contacts },
+        };
+        assert!(d.encoded_len() <= MAX_DATAGRAM, "{}", d.encoded_len());
+    }
+
+    #[test]
+    fn typed_errors() {
+        let good = Datagram {
+            flags: 0,
+            txid: 1,
+            sender: id(1),
+            msg: Message::Ping,
+        }
+        .encode();
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert_eq!(
+            Datagram::decode(&bad),
+            Err(DecodeError::BadMagic([b'X', b'S']))
+        );
+        let mut bad = good.clone();
+        bad[2] = 9;
+        assert_eq!(
+            Datagram::decode(&bad),
+            Err(DecodeError::UnsupportedVersion(9))
+        );
+        let mut bad = good.clone();
+        bad[3] = 0x40;
+        assert_eq!(
+            Datagram::decode(&bad),
+            Err(DecodeError::UnknownMessageType(0x40))
+        );
+        let mut bad = good.clone();
+        bad.push(0);
+        assert_eq!(Datagram::decode(&bad), Err(DecodeError::TrailingBytes(1)));
+        assert!(matches!(
+            Datagram::decode(&good[..10]),
+            Err(DecodeError::UnexpectedEnd { field: "txid", .. })
+        ));
+        assert!(matches!(
+            Datagram::decode(&vec![0u8; 2000]),
+            Err(DecodeError::TooLarge { len: 2000, .. })
+        ));
+        // A NODES count of 200 is refused before anything is allocated for it.
+        let mut nodes = Datagram {
+            flags: 0,
+            txid: 1,
+            sender: id(1),
+            msg: Message::Nodes { contacts: vec![] },
+        }
+        .encode();
+        *nodes.last_mut().unwrap() = 200;
+        assert_eq!(
+            Datagram::decode(&nodes),
+            Err(DecodeError::LengthTooLarge {
+                field: "contact_count",
+                len: 200,
+                max: MAX_CONTACTS
+            })
+        );
+    }
+
+    fn arb_addr() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>())
+                .prop_map(|(ip, p)| SocketAddr::from((std::net::Ipv4Addr::from(ip), p))),
+            (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, p)| {
+                let v6 = std::net::Ipv6Addr::from(ip);
+                crate::proto::codec::canonical_addr(SocketAddr::from((v6, p)))
+            }),
+        ]
+    }
+
+    fn arb_contact() -> impl Strategy<Value = Contact> {
+        (any::<[u8; 32]>(), arb_addr()).prop_map(|(i, addr)| Contact { id: Id(i), addr })
+    }
+
+    fn arb_message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            Just(Message::Ping),
+            arb_addr().prop_map(|observed| Message::Pong { observed }),
+            any::<[u8; 32]>().prop_map(|t| Message::FindNode { target: Id(t) }),
+            proptest::collection::vec(arb_contact(), 0..=MAX_CONTACTS)
+                .prop_map(|contacts| Message::Nodes { contacts }),
+            any::<[u8; 32]>().prop_map(|k| Message::GetProviders { key: Id(k) }),
+            (
+                any::<[u8; 16]>(),
+                proptest::collection::vec(arb_addr(), 0..8),
+                proptest::collection::vec(arb_contact(), 0..8)
+            )
+                .prop_map(|(token, providers, closer)| Message::Providers {
+                    token,
+                    providers,
+                    closer
+                }),
+            (any::<[u8; 32]>(), any::<[u8; 16]>(), any::<u16>()).prop_map(|(k, token, port)| {
+                Message::Announce {
+                    key: Id(k),
+                    token,
+                    port,
+                }
+            }),
+            Just(Message::Ack),
+            (any::<u16>(), "[a-zA-Z0-9 é]{0,60}")
+                .prop_map(|(code, text)| Message::Error { code, text }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(flags in any::<u8>(), txid in any::<u64>(), s in any::<[u8; 32]>(), msg in arb_message()) {
+            let d = Datagram { flags, txid, sender: Id(s), msg };
+            let bytes = d.encode();
+            prop_assert_eq!(bytes.len(), d.encoded_len());
+            prop_assert_eq!(Datagram::decode(&bytes).unwrap(), d);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1400)) {
+            let _ = Datagram::decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_datagrams_never_panic(msg in arb_message(), pos in any::<usize>(), val in any::<u8>(), cut in any::<usize>()) {
+            let mut bytes = Datagram { flags: 0, txid: 9, sender: Id([1; 32]), msg }.encode();
+            let p = pos % bytes.len();
+            bytes[p] = val;
+            let _ = Datagram::decode(&bytes);
+            let c = cut % (bytes.len() + 1);
+            let _ = Datagram::decode(&bytes[..c]);
+        }
+    }
+}

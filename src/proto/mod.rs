@@ -1,0 +1,4 @@
+//! Wire formats. Pure codecs: no sockets, no clocks, no threads.
+
+pub mod codec;
+pub mod dht;
