@@ -1,0 +1,86 @@
+//! API replies: one compact JSON object followed by exactly one `\n`.
+//!
+//! Every reply carries `"status": "success"` or `"status": "error"`; errors also carry a
+//! human-readable `"message"`. The trailing newline lets newline-delimited clients read one
+//! line per request, while EchoChain clients that parse a single read still see one object.
+
+use serde_json::{Map, Value};
+
+/// Sent if a reply cannot be encoded, which `serde_json` does not do for a `Value`; it
+/// exists so that building a reply never panics.
+const ENCODE_FAILURE: &[u8] =
+    b"{\"message\":\"internal error: the reply could not be encoded\",\"status\":\"error\"}\n";
+
+/// A success reply carrying `fields`. `"status"` is always `"success"`: a `status` key in
+/// `fields` is overwritten, since every reply's envelope status must be success or error.
+/// Put a short `"message"` in `fields` if the reply should have one.
+pub fn success(mut fields: Map<String, Value>) -> Vec<u8> {
+    fields.insert("status".to_owned(), Value::from("success"));
+    encode(fields)
+}
+
+/// An error reply: `{"message": message, "status": "error"}`.
+pub fn error(message: &str) -> Vec<u8> {
+    let mut fields = Map::new();
+    fields.insert("status".to_owned(), Value::from("error"));
+    fields.insert("message".to_owned(), Value::from(message));
+    encode(fields)
+}
+
+fn encode(fields: Map<String, Value>) -> Vec<u8> {
+    match serde_json::to_vec(&Value::Object(fields)) {
+        Ok(mut bytes) => {
+            bytes.push(b'\n');
+            bytes
+        }
+        Err(e) => {
+            log::error!("cannot encode an API reply: {e}");
+            ENCODE_FAILURE.to_vec()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decode(bytes: &[u8]) -> Value {
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        let body = &bytes[..bytes.len() - 1];
+        assert!(!body.contains(&b'\n'), "reply must be one line");
+        serde_json::from_slice(body).unwrap()
+    }
+
+    #[test]
+    fn success_with_fields() {
+        let mut m = Map::new();
+        m.insert("file_hash".into(), json!("ab"));
+        m.insert("status".into(), json!("bogus"));
+        let v = decode(&success(m));
+        assert_eq!(v, json!({"status": "success", "file_hash": "ab"}));
+    }
+
+    #[test]
+    fn empty_success_is_small() {
+        assert_eq!(success(Map::new()), b"{\"status\":\"success\"}\n");
+    }
+
+    #[test]
+    fn error_has_message() {
+        let bytes = error("Unknown command");
+        assert_eq!(
+            decode(&bytes),
+            json!({"status": "error", "message": "Unknown command"})
+        );
+        // Newlines and quotes in a message are escaped, keeping the reply on one line.
+        let v = decode(&error("a \"b\"\nc"));
+        assert_eq!(v["message"], "a \"b\"\nc");
+    }
+
+    #[test]
+    fn fallback_is_valid() {
+        let v = decode(ENCODE_FAILURE);
+        assert_eq!(v["status"], "error");
+    }
+}

@@ -1,0 +1,373 @@
+//! Typed API requests: turns one framed request's bytes into an [`ApiRequest`].
+//!
+//! A request is `{"type": "<command>", "payload": {...}}` (see "The local API contract" in
+//! `MISSION.md`). Every rejection is an [`ApiError`] whose message is written back to the
+//! client as the error reply's `message`, so the messages are meant for people.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::id::Id;
+
+/// The `content_hash` value that asks for every piece of content the network knows about.
+pub const ALL_AVAILABLE_CONTENT: &str = "all_available_content";
+
+/// Contract commands that later work implements; recognised so the error is honest.
+const NOT_YET_IMPLEMENTED: &[&str] = &[
+    "local_add_file",
+    "local_request_file",
+    "local_register_file_on_chain",
+    "local_verify_file_on_chain",
+];
+
+/// A request this node can execute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiRequest {
+    /// `local_announce_content`: announce that this node provides `content_hash`.
+    AnnounceContent {
+        /// The content ID to announce.
+        content_hash: Id,
+    },
+    /// `local_request_content_info`: who provides some content, or what content exists.
+    RequestContentInfo {
+        /// What is asked about.
+        query: ContentQuery,
+    },
+    /// `local_list_content`: the content IDs this node knows.
+    ListContent,
+    /// `status`: the node's status (an extra command, not in the EchoChain contract).
+    Status,
+}
+
+impl ApiRequest {
+    /// The wire name of the command, for logs.
+    pub fn command(&self) -> &'static str {
+        match self {
+            ApiRequest::AnnounceContent { .. } => "local_announce_content",
+            ApiRequest::RequestContentInfo { .. } => "local_request_content_info",
+            ApiRequest::ListContent => "local_list_content",
+            ApiRequest::Status => "status",
+        }
+    }
+}
+
+/// The subject of a `local_request_content_info` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentQuery {
+    /// The peers that provide this content ID.
+    One(Id),
+    /// Every piece of available content (`content_hash` = `"all_available_content"`).
+    AllAvailable,
+}
+
+/// Why a request was rejected; `message` is the error reply's `message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(message: impl Into<String>) -> Self {
+        ApiError {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Parses one request, as framed by [`crate::api::framing`]. Unknown extra fields are
+/// ignored; hex IDs are accepted in either case.
+pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| ApiError::new("request is not valid UTF-8"))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| ApiError::new(format!("malformed JSON: {e}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| ApiError::new("request must be a JSON object"))?;
+    let command = match object.get("type") {
+        None => {
+            return Err(ApiError::new(
+                "missing field `type` (the command name) in request",
+            ))
+        }
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(ApiError::new("field `type` must be a string")),
+    };
+    let payload = object.get("payload");
+    match command {
+        "local_announce_content" => {
+            let payload = payload_object(command, payload, "content_hash")?;
+            let hash = string_field(command, payload, "content_hash")?;
+            Ok(ApiRequest::AnnounceContent {
+                content_hash: parse_id("content_hash", hash)?,
+            })
+        }
+        "local_request_content_info" => {
+            let payload = payload_object(command, payload, "content_hash")?;
+            let hash = string_field(command, payload, "content_hash")?;
+            let query = if hash == ALL_AVAILABLE_CONTENT {
+                ContentQuery::AllAvailable
+            } else {
+                ContentQuery::One(parse_id("content_hash", hash)?)
+            };
+            Ok(ApiRequest::RequestContentInfo { query })
+        }
+        "local_list_content" => {
+            optional_payload(command, payload)?;
+            Ok(ApiRequest::ListContent)
+        }
+        "status" => {
+            optional_payload(command, payload)?;
+            Ok(ApiRequest::Status)
+        }
+        other if NOT_YET_IMPLEMENTED.contains(&other) => Err(ApiError::new(format!(
+            "command `{other}` is part of the API but not implemented by this node yet"
+        ))),
+        _ => Err(ApiError::new("Unknown command")),
+    }
+}
+
+/// The payload of a command that has fields: it must be present and an object.
+/// `first_field` names a required field, so the error says what the payload should hold.
+fn payload_object<'a>(
+    command: &str,
+    payload: Option<&'a Value>,
+    first_field: &str,
+) -> Result<&'a Map<String, Value>, ApiError> {
+    match payload {
+        Some(Value::Object(map)) => Ok(map),
+        None | Some(Value::Null) => Err(ApiError::new(format!(
+            "missing field `payload` in {command} request (it needs `{first_field}`)"
+        ))),
+        Some(_) => Err(ApiError::new(format!(
+            "field `payload` of {command} must be a JSON object"
+        ))),
+    }
+}
+
+/// The payload of a command with no fields: absent, null, or an object (contents ignored).
+fn optional_payload(command: &str, payload: Option<&Value>) -> Result<(), ApiError> {
+    match payload {
+        None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
+        Some(_) => Err(ApiError::new(format!(
+            "field `payload` of {command} must be a JSON object"
+        ))),
+    }
+}
+
+fn string_field<'a>(
+    command: &str,
+    payload: &'a Map<String, Value>,
+    name: &str,
+) -> Result<&'a str, ApiError> {
+    match payload.get(name) {
+        None => Err(ApiError::new(format!(
+            "missing field `{name}` in payload of {command}"
+        ))),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(ApiError::new(format!("field `{name}` must be a string"))),
+    }
+}
+
+fn parse_id(name: &str, hex: &str) -> Result<Id, ApiError> {
+    Id::from_hex(hex).map_err(|e| ApiError::new(format!("{name} must be 64 hex characters ({e})")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    fn parse(v: Value) -> Result<ApiRequest, ApiError> {
+        parse_request(v.to_string().as_bytes())
+    }
+
+    fn err(v: Value) -> String {
+        parse(v).unwrap_err().message
+    }
+
+    fn id() -> Id {
+        Id::from_hex(HASH).unwrap()
+    }
+
+    #[test]
+    fn announce_content() {
+        let r = parse(json!({"type": "local_announce_content", "payload": {"content_hash": HASH}}));
+        assert_eq!(
+            r.unwrap(),
+            ApiRequest::AnnounceContent { content_hash: id() }
+        );
+    }
+
+    #[test]
+    fn request_content_info_one_and_all() {
+        let r = parse(json!({"type": "local_request_content_info",
+                             "payload": {"content_hash": HASH}}));
+        assert_eq!(
+            r.unwrap(),
+            ApiRequest::RequestContentInfo {
+                query: ContentQuery::One(id())
+            }
+        );
+        let r = parse(json!({"type": "local_request_content_info",
+                             "payload": {"content_hash": "all_available_content"}}));
+        assert_eq!(
+            r.unwrap(),
+            ApiRequest::RequestContentInfo {
+                query: ContentQuery::AllAvailable
+            }
+        );
+    }
+
+    #[test]
+    fn list_content_and_status_with_or_without_payload() {
+        for v in [
+            json!({"type": "local_list_content"}),
+            json!({"type": "local_list_content", "payload": {}}),
+            json!({"type": "local_list_content", "payload": null}),
+        ] {
+            assert_eq!(parse(v).unwrap(), ApiRequest::ListContent);
+        }
+        assert_eq!(
+            parse(json!({"type": "status"})).unwrap(),
+            ApiRequest::Status
+        );
+        assert_eq!(
+            parse(json!({"type": "status", "payload": {"verbose": true}})).unwrap(),
+            ApiRequest::Status
+        );
+        assert_eq!(
+            err(json!({"type": "status", "payload": 3})),
+            "field `payload` of status must be a JSON object"
+        );
+    }
+
+    #[test]
+    fn not_yet_implemented_commands_are_honest() {
+        for cmd in NOT_YET_IMPLEMENTED {
+            assert_eq!(
+                err(json!({"type": cmd, "payload": {}})),
+                format!("command `{cmd}` is part of the API but not implemented by this node yet")
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_command() {
+        assert_eq!(
+            err(json!({"type": "frobnicate", "payload": {}})),
+            "Unknown command"
+        );
+        assert_eq!(err(json!({"type": ""})), "Unknown command");
+    }
+
+    #[test]
+    fn envelope_errors() {
+        assert_eq!(
+            parse_request(b"{\"type\":\"status\xff\"}")
+                .unwrap_err()
+                .message,
+            "request is not valid UTF-8"
+        );
+        let m = parse_request(b"{\"type\": }").unwrap_err().message;
+        assert!(m.starts_with("malformed JSON: "), "{m}");
+        assert!(m.len() > "malformed JSON: ".len());
+        assert_eq!(
+            parse_request(b"[1,2]").unwrap_err().message,
+            "request must be a JSON object"
+        );
+        assert_eq!(
+            err(json!({"payload": {}})),
+            "missing field `type` (the command name) in request"
+        );
+        assert_eq!(err(json!({"type": 7})), "field `type` must be a string");
+    }
+
+    #[test]
+    fn payload_errors() {
+        assert_eq!(
+            err(json!({"type": "local_announce_content"})),
+            "missing field `payload` in local_announce_content request (it needs `content_hash`)"
+        );
+        assert_eq!(
+            err(json!({"type": "local_announce_content", "payload": "x"})),
+            "field `payload` of local_announce_content must be a JSON object"
+        );
+        assert_eq!(
+            err(json!({"type": "local_announce_content", "payload": {}})),
+            "missing field `content_hash` in payload of local_announce_content"
+        );
+        assert_eq!(
+            err(json!({"type": "local_request_content_info", "payload": {"hash": HASH}})),
+            "missing field `content_hash` in payload of local_request_content_info"
+        );
+        assert_eq!(
+            err(json!({"type": "local_announce_content", "payload": {"content_hash": 12}})),
+            "field `content_hash` must be a string"
+        );
+    }
+
+    #[test]
+    fn bad_hashes() {
+        assert_eq!(
+            err(json!({"type": "local_announce_content", "payload": {"content_hash": "abc"}})),
+            "content_hash must be 64 hex characters (an ID is 64 hex characters, got 3)"
+        );
+        assert_eq!(
+            err(json!({"type": "local_request_content_info",
+                       "payload": {"content_hash": "g".repeat(64)}})),
+            "content_hash must be 64 hex characters (an ID must contain only hex digits 0-9a-f)"
+        );
+        // Multi-byte characters with the right byte length.
+        let m = err(json!({"type": "local_announce_content",
+                           "payload": {"content_hash": "é".repeat(32)}}));
+        assert!(
+            m.starts_with("content_hash must be 64 hex characters"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn uppercase_hex_and_extra_fields() {
+        let r = parse(json!({
+            "type": "local_announce_content",
+            "payload": {"content_hash": HASH.to_uppercase(), "note": [1, 2]},
+            "request_id": 99,
+        }));
+        assert_eq!(
+            r.unwrap(),
+            ApiRequest::AnnounceContent { content_hash: id() }
+        );
+    }
+
+    #[test]
+    fn command_names_round_trip() {
+        for (v, name) in [
+            (json!({"type": "local_list_content"}), "local_list_content"),
+            (json!({"type": "status"}), "status"),
+            (
+                json!({"type": "local_announce_content", "payload": {"content_hash": HASH}}),
+                "local_announce_content",
+            ),
+            (
+                json!({"type": "local_request_content_info",
+                       "payload": {"content_hash": HASH}}),
+                "local_request_content_info",
+            ),
+        ] {
+            assert_eq!(parse(v).unwrap().command(), name);
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! The iterative lookup: which peer to ask next, and when a lookup is done
+//! (spec: `protocol-spec/dht.md`, "Lookups").
+//!
+//! A [`Lookup`] keeps every candidate it has heard of in a map ordered by distance to the
+//! target. Each candidate is `NotContacted`, `Waiting` (a request is out), `Succeeded` or
+//! `Failed`. The caller repeatedly asks [`Lookup::next_step`] whom to query; feeds answers in
+//! with [`Lookup::on_success`] and timeouts or errors with [`Lookup::on_failure`]; and stops
+//! when `next` says [`Step::Finished`]. The lookup is finished when the `k` closest
+//! candidates that did not fail have all answered, or when there is nobody left to ask.
+//! At most `alpha` requests are in flight. The lookup does no I/O and never reads a clock:
+//! request deadlines belong to the caller, which reports them as failures.
+
+use std::collections::BTreeMap;
+
+use crate::id::{Distance, Id};
+use crate::proto::dht::Contact;
+
+/// Where a candidate stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerState {
+    /// Known, not asked yet.
+    NotContacted,
+    /// Asked; the answer is pending.
+    Waiting,
+    /// Answered.
+    Succeeded,
+    /// Timed out or answered with an error.
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+struct Candidate {
+    contact: Contact,
+    state: PeerState,
+    /// Number of answers on the chain that led to this candidate: 0 for the seeds taken from
+    /// our own table.
+    hop: u32,
+}
+
+/// What the caller should do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Send a request to this contact (it is now `Waiting`).
+    Query(Contact),
+    /// Nothing to send until an answer or a failure arrives.
+    Waiting,
+    /// The lookup is complete.
+    Finished,
+}
+
+/// One iterative lookup.
+#[derive(Clone, Debug)]
+pub struct Lookup {
+    target: Id,
+    k: usize,
+    alpha: usize,
+    candidates: BTreeMap<Distance, Candidate>,
+    in_flight: usize,
+    finished: bool,
+    /// Successful answers so far.
+    answers: u32,
+    /// Failures so far.
+    failures: u32,
+}
+
+impl Lookup {
+    /// A lookup for `target` seeded with contacts from the local table.
+    pub fn new(
+        target: Id,
+        k: usize,
+        alpha: usize,
+        seeds: impl IntoIterator<Item = Contact>,
+    ) -> Self {
+        let mut l = Lookup {
+            target,
+            k: k.max(1),
+            alpha: alpha.max(1),
+            candidates: BTreeMap::new(),
+            in_flight: 0,
+            finished: false,
+            answers: 0,
+            failures: 0,
+        };
+        for c in seeds {
+            l.add_candidate(c, 0);
+        }
+        l
+    }
+
+    /// The ID searched for.
+    pub fn target(&self) -> Id {
+        self.target
+    }
+
+    fn add_candidate(&mut self, contact: Contact, hop: u32) {
+        let d = contact.id.distance(&self.target);
+        self.candidates.entry(d).or_insert(Candidate {
+            contact,
+            state: PeerState::NotContacted,
+            hop,
+        });
+    }
+
+    /// `from` answered; `closer` are the contacts it returned. Candidates it names that we
+    /// do not know yet join the lookup. Answers from peers we did not ask are ignored.
+    pub fn on_success(&mut self, from: &Id, closer: &[Contact]) {
+        let d = from.distance(&self.target);
+        let hop = match self.candidates.get_mut(&d) {
+            Some(c) if c.state == PeerState::Waiting => {
+                c.state = PeerState::Succeeded;
+                c.hop
+            }
+            _ => return,
+        };
+        self.in_flight -= 1;
+        self.answers += 1;
+        if self.finished {
+            return;
+        }
+        for c in closer {
+            self.add_candidate(*c, hop + 1);
+        }
+    }
+
+    /// The request to `from` timed out or failed.
+    pub fn on_failure(&mut self, from: &Id) {
+        let d = from.distance(&self.target);
+        if let Some(c) = self.candidates.get_mut(&d) {
+            if c.state == PeerState::Waiting {
+                c.state = PeerState::Failed;
+                self.in_flight -= 1;
+                self.failures += 1;
+            }
+        }
+    }
+
+    /// The next thing to do. Call repeatedly until it returns `Waiting` or `Finished`.
+    pub fn next_step(&mut self) -> Step {
+        if self.finished {
+            return Step::Finished;
+        }
+        let mut live = 0; // non-failed candidates seen so far, in distance order
+        let mut waiting_in_top = false;
+        let mut to_query: Option<Distance> = None;
+        for (d, c) in &self.candidates {
+            match c.state {
+                PeerState::Failed => continue,
+                PeerState::Succeeded => {}
+                PeerState::Waiting => waiting_in_top = true,
+                PeerState::NotContacted => {
+                    if to_query.is_none() && self.in_flight < self.alpha {
+                        to_query = Some(*d);
+                    }
+                    waiting_in_top = true;
+                }
+            }
+            live += 1;
+            if live >= self.k {
+                break;
+            }
+        }
+        if let Some(d) = to_query {
+            if let Some(c) = self.candidates.get_mut(&d) {
+                c.state = PeerState::Waiting;
+                self.in_flight += 1;
+                return Step::Query(c.contact);
+            }
+        }
+        if waiting_in_top {
+            return Step::Waiting;
+        }
+        self.finished = true;
+        Step::Finished
+    }
+
+    /// True once [`Lookup::next_step`] has returned `Finished`.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// The up to `k` closest contacts that answered, closest first.
+    pub fn closest_succeeded(&self) -> Vec<Contact> {
+        self.candidates
+            .values()
+            .filter(|c| c.state == PeerState::Succeeded)
+            .take(self.k)
+            .map(|c| c.contact)
+            .collect()
+    }
+
+    /// The hop number of a candidate: 0 for seeds, n+1 for contacts learned from a hop-n peer.
+    pub fn hop_of(&self, id: &Id) -> Option<u32> {
+        self.candidates
+            .get(&id.distance(&self.target))
+            .map(|c| c.hop)
+    }
+
+    /// Successful answers so far.
+    pub fn answers(&self) -> u32 {
+        self.answers
+    }
+
+    /// Failed requests so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// The state of the candidate with this ID, if known.
+    pub fn state_of(&self, id: &Id) -> Option<PeerState> {
+        self.candidates
+            .get(&id.distance(&self.target))
+            .map(|c| c.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+
+    /// A static, lossless network in which every node knows everybody's ID (so it answers
+    /// FIND_NODE perfectly from the full set) — the ideal case of the Kademlia analysis.
+    struct Net {
+        ids: Vec<Id>,
+        tables: HashMap<Id, Vec<Id>>,
+    }
+
+    fn contact(id: Id) -> Contact {
+        Contact {
+            id,
+            addr: SocketAddr::from(([192, 0, 2, 1], 1)),
+        }
+    }
+
+    fn net(n: usize, per_node: usize, seed: u64) -> Net {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let ids: Vec<Id> = (0..n).map(|_| Id::random(&mut rng)).collect();
+        let mut tables = HashMap::new();
+        for me in &ids {
+            // Each node knows its `per_node` closest plus a few random far ones: a
+            // reasonable stand-in for a converged Kademlia table.
+            let mut others: Vec<Id> = ids.iter().copied().filter(|x| x != me).collect();
+            others.sort_by_key(|x| x.distance(me));
+            let mut t: Vec<Id> = others.iter().take(per_node).copied().collect();
+            for _ in 0..per_node {
+                t.push(others[rng.gen_range(0..others.len())]);
+            }
+            tables.insert(*me, t);
+        }
+        Net { ids, tables }
+    }
+
+    fn answer(net: &Net, who: &Id, target: &Id, k: usize) -> Vec<Contact> {
+        let mut t = net.tables[who].clone();
+        t.sort_by_key(|x| x.distance(target));
+        t.dedup();
+        t.into_iter().take(k).map(contact).collect()
+    }
+
+    /// Runs a lookup to completion, answering up to alpha requests at a time, and fails
+    /// `dead` nodes. Returns the result and the maximum number in flight observed.
+    fn run(
+        net: &Net,
+        from: usize,
+        target: Id,
+        k: usize,
+        alpha: usize,
+        dead: &[Id],
+    ) -> (Vec<Contact>, usize) {
+        let seeds = answer(net, &net.ids[from], &target, k);
+        let mut l = Lookup::new(target, k, alpha, seeds);
+        let mut max_in_flight = 0;
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            assert!(steps < 100_000, "lookup does not terminate");
+            let mut batch = Vec::new();
+            loop {
+                match l.next_step() {
+                    Step::Query(c) => batch.push(c),
+                    Step::Waiting => break,
+                    Step::Finished => return (l.closest_succeeded(), max_in_flight),
+                }
+            }
+            max_in_flight = max_in_flight.max(l.in_flight());
+            assert!(l.in_flight() <= alpha);
+            assert!(!batch.is_empty(), "waiting with nothing in flight");
+            for c in batch {
+                if dead.contains(&c.id) {
+                    l.on_failure(&c.id);
+                } else {
+                    let a = answer(net, &c.id, &target, k);
+                    l.on_success(&c.id, &a);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn finds_true_k_closest_in_lossless_network() {
+        let n = net(500, 20, 1);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        for _ in 0..20 {
+            let target = Id::random(&mut rng);
+            let (got, max_if) = run(&n, rng.gen_range(0..500), target, 20, 3, &[]);
+            let mut truth = n.ids.clone();
+            truth.sort_by_key(|x| x.distance(&target));
+            let want: Vec<Id> = truth.into_iter().take(20).collect();
+            let got_ids: Vec<Id> = got.iter().map(|c| c.id).collect();
+            assert_eq!(got_ids, want);
+            assert!(max_if <= 3);
+        }
+    }
+
+    #[test]
+    fn empty_lookup_finishes_at_once() {
+        let mut l = Lookup::new(Id([1; 32]), 20, 3, Vec::new());
+        assert_eq!(l.next_step(), Step::Finished);
+        assert!(l.closest_succeeded().is_empty());
+    }
+
+    #[test]
+    fn unsolicited_answers_are_ignored() {
+        let a = contact(Id([1; 32]));
+        let mut l = Lookup::new(Id([0; 32]), 20, 3, vec![a]);
+        // Answer before being asked: ignored, and a stranger's answer too.
+        l.on_success(&a.id, &[contact(Id([2; 32]))]);
+        l.on_success(&Id([9; 32]), &[contact(Id([3; 32]))]);
+        assert_eq!(l.next_step(), Step::Query(a));
+        assert_eq!(l.next_step(), Step::Waiting);
+        l.on_success(&a.id, &[]);
+        assert_eq!(l.next_step(), Step::Finished);
+        assert_eq!(l.closest_succeeded(), vec![a]);
+    }
+
+    #[test]
+    fn hops_count_the_chain() {
+        let a = contact(Id([1; 32]));
+        let b = contact(Id([2; 32]));
+        let mut l = Lookup::new(Id([0; 32]), 20, 3, vec![a]);
+        assert_eq!(l.next_step(), Step::Query(a));
+        l.on_success(&a.id, &[b]);
+        assert_eq!(l.hop_of(&a.id), Some(0));
+        assert_eq!(l.hop_of(&b.id), Some(1));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        // Every lookup terminates, never exceeds alpha in flight, and returns results sorted
+        // by distance, whatever the failures.
+        #[test]
+        fn terminates_sorted_bounded(seed in any::<u64>(), alpha in 1usize..6, k in 1usize..25, dead_frac in 0u32..80) {
+            let n = net(150, 10, seed);
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xdead);
+            let dead: Vec<Id> = n.ids.iter().copied().filter(|_| rng.gen_range(0..100) < dead_frac).collect();
+            let from = n.ids.iter().position(|x| !dead.contains(x)).unwrap_or(0);
+            let target = Id::random(&mut rng);
+            let (got, max_if) = run(&n, from, target, k, alpha, &dead);
+            prop_assert!(max_if <= alpha);
+            prop_assert!(got.len() <= k);
+            for w in got.windows(2) {
+                prop_assert!(w[0].id.distance(&target) < w[1].id.distance(&target));
+            }
+            for c in &got {
+                prop_assert!(!dead.contains(&c.id));
+            }
+        }
+    }
+}

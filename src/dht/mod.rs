@@ -1,0 +1,987 @@
+//! The Kademlia DHT as a sans-IO state machine (spec: `protocol-spec/dht.md`).
+//!
+//! [`Dht`] owns no socket and never reads a clock or a thread-local RNG. The caller (the mio
+//! reactor in production, the simulator in tests) drives it:
+//!
+//! - **inputs**: [`Dht::handle_datagram`]`(now, from, bytes)`, [`Dht::handle_timeout`]`(now)`;
+//! - **commands**: [`Dht::bootstrap_from`], [`Dht::add_contact`], [`Dht::find_node`],
+//!   [`Dht::get_providers`], [`Dht::announce`], [`Dht::stop_providing`];
+//! - **outputs**: [`Dht::poll_transmit`], [`Dht::poll_event`], [`Dht::poll_timeout`].
+//!
+//! The rule (from str0m): after every input or command, drain `poll_transmit` and
+//! `poll_event` until they return `None`, then sleep until `poll_timeout` (or the next
+//! datagram) and call `handle_timeout` when it passes.
+//!
+//! Every request the node sends is recorded by transaction ID with a deadline; answers are
+//! accepted only from the address the request went to and only with a matching type, and a
+//! missing answer becomes a failure for the lookup and for the routing table.
+
+pub mod lookup;
+pub mod providers;
+pub mod ratelimit;
+pub mod routing;
+pub mod token;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::id::Id;
+use crate::proto::codec::canonical_addr;
+use crate::proto::dht::{
+    error_code, msg_type, Contact, Datagram, Message, FLAG_NOT_REACHABLE, MAX_DATAGRAM,
+    MAX_PROVIDERS, TOKEN_LEN,
+};
+use lookup::{Lookup, Step};
+use providers::{ProviderStore, StoreError};
+use ratelimit::SourceLimiter;
+use routing::{InsertResult, RoutingTable};
+use token::TokenIssuer;
+
+/// Tunables of the DHT. The defaults are the values in `protocol-spec/dht.md`.
+#[derive(Clone, Debug)]
+pub struct DhtConfig {
+    /// Bucket size and replication factor.
+    pub k: usize,
+    /// Requests in flight per lookup.
+    pub alpha: usize,
+    /// How long to wait for an answer.
+    pub request_timeout: Duration,
+    /// How long a provider record lives without being refreshed.
+    pub provider_ttl: Duration,
+    /// How often this node re-announces what it provides.
+    pub republish_interval: Duration,
+    /// A bucket with no lookup for this long is refreshed.
+    pub refresh_interval: Duration,
+    /// How often the token secret rotates.
+    pub token_rotation: Duration,
+    /// Most provider records held for others.
+    pub max_provider_records: usize,
+    /// Most providers held for one key.
+    pub max_providers_per_key: usize,
+    /// A providers lookup stops once it has this many providers.
+    pub providers_wanted: usize,
+    /// Most lookups running at once (commands beyond it fail at once).
+    pub max_queries: usize,
+    /// Requests per second accepted from one source address.
+    pub rate_limit_per_source: f64,
+    /// Burst allowed from one source address.
+    pub rate_burst: f64,
+    /// Distinct peers that must report the same address before we believe it is ours.
+    pub external_addr_quorum: usize,
+    /// Sets the NOT_REACHABLE flag on every datagram (the node is behind a NAT).
+    pub not_reachable: bool,
+    /// How often housekeeping runs (expiry, republish, refresh).
+    pub maintenance_interval: Duration,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        DhtConfig {
+            k: routing::K,
+            alpha: 3,
+            request_timeout: Duration::from_secs(2),
+            provider_ttl: Duration::from_secs(2 * 3600),
+            republish_interval: Duration::from_secs(30 * 60),
+            refresh_interval: Duration::from_secs(15 * 60),
+            token_rotation: Duration::from_secs(5 * 60),
+            max_provider_records: 100_000,
+            max_providers_per_key: MAX_PROVIDERS,
+            providers_wanted: 50,
+            max_queries: 1024,
+            rate_limit_per_source: 100.0,
+            rate_burst: 200.0,
+            external_addr_quorum: 2,
+            not_reachable: false,
+            maintenance_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub dest: SocketAddr,
+    /// The encoded datagram.
+    pub payload: Vec<u8>,
+}
+
+/// Identifies a lookup started by a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueryId(pub u64);
+
+/// How a finished lookup went.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryStats {
+    /// Time from start to finish.
+    pub duration: Duration,
+    /// Requests that were answered.
+    pub answers: u32,
+    /// Requests that failed or timed out.
+    pub failures: u32,
+    /// Sequential hops to the answer: for providers, to the first peer that returned a
+    /// provider; for nodes, to the closest node found.
+    pub hops: Option<u32>,
+}
+
+/// The result of a lookup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryResult {
+    /// The k closest live nodes to the target, closest first.
+    Nodes(Vec<Contact>),
+    /// The providers found and the closest nodes asked.
+    Providers {
+        /// Provider addresses (deduplicated).
+        providers: Vec<SocketAddr>,
+        /// The closest nodes that answered.
+        closest: Vec<Contact>,
+    },
+    /// An announce finished.
+    Announced {
+        /// How many of the closest nodes acknowledged the record.
+        stored_at: usize,
+        /// How many were asked.
+        asked: usize,
+    },
+}
+
+/// Something the caller may want to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DhtEvent {
+    /// A lookup started by a command finished.
+    QueryDone {
+        /// Which one.
+        id: QueryId,
+        /// Its result.
+        result: QueryResult,
+        /// How it went.
+        stats: QueryStats,
+    },
+    /// Enough peers agree on the address they see us at.
+    ExternalAddress(SocketAddr),
+}
+
+/// Counters for status pages and the simulator.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DhtStats {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Datagrams that did not decode (bad input), counted and dropped.
+    pub decode_errors: u64,
+    /// Answers that matched no request, came from the wrong address or had the wrong type.
+    pub unexpected_responses: u64,
+    /// Requests refused by the per-source rate limit.
+    pub rate_limited: u64,
+    /// Requests that timed out.
+    pub timeouts: u64,
+    /// ANNOUNCEs refused for a bad token.
+    pub bad_tokens: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Purpose {
+    /// Part of a lookup.
+    Lookup(QueryId),
+    /// An ANNOUNCE sent by a finished announce lookup.
+    Announce(QueryId),
+    /// Checking whether the oldest contact of a full bucket is alive.
+    EvictionPing,
+    /// Reaching a bootstrap address whose node ID we do not know yet.
+    Bootstrap,
+    /// Asking a peer which address it sees us at.
+    AddressPing,
+}
+
+#[derive(Clone, Debug)]
+struct Outstanding {
+    to: SocketAddr,
+    /// The ID we expect to answer (None when we only know an address).
+    node: Option<Id>,
+    req_type: u8,
+    purpose: Purpose,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QueryKind {
+    FindNode,
+    GetProviders,
+    Announce {
+        port: u16,
+    },
+    /// Internal lookups (bootstrap, refresh): no event.
+    Maintenance,
+}
+
+#[derive(Debug)]
+struct Query {
+    kind: QueryKind,
+    lookup: Lookup,
+    started: Instant,
+    providers: Vec<SocketAddr>,
+    first_provider_hop: Option<u32>,
+    /// Tokens from PROVIDERS answers, for the announce phase.
+    tokens: HashMap<Id, [u8; TOKEN_LEN]>,
+    /// In the announce phase: ANNOUNCEs still unanswered, and acknowledgements.
+    announcing: Option<(usize, usize, usize)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Provided {
+    port: u16,
+    next_republish: Instant,
+}
+
+/// The DHT of one node. See the module docs for the call order.
+#[derive(Debug)]
+pub struct Dht {
+    config: DhtConfig,
+    id: Id,
+    rng: StdRng,
+    routing: RoutingTable,
+    store: ProviderStore,
+    tokens: TokenIssuer,
+    limiter: SourceLimiter,
+    requests: HashMap<u64, Outstanding>,
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    queries: HashMap<QueryId, Query>,
+    next_query: u64,
+    provided: HashMap<Id, Provided>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<DhtEvent>,
+    next_maintenance: Instant,
+    observed: HashMap<Id, SocketAddr>,
+    external: Option<SocketAddr>,
+    stats: DhtStats,
+}
+
+impl Dht {
+    /// A node with ID `id`. `seed` feeds the node's own RNG (txids, token secrets, refresh
+    /// targets): give a random seed in production and a fixed one in simulation.
+    pub fn new(id: Id, config: DhtConfig, seed: u64, now: Instant) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let secret: [u8; 32] = rng.gen();
+        Dht {
+            routing: RoutingTable::new(id),
+            store: ProviderStore::new(
+                config.max_provider_records,
+                config.max_providers_per_key,
+                config.provider_ttl,
+            ),
+            tokens: TokenIssuer::new(secret, now, config.token_rotation),
+            limiter: SourceLimiter::new(config.rate_limit_per_source, config.rate_burst, 4096),
+            next_maintenance: now + config.maintenance_interval,
+            config,
+            id,
+            rng,
+            requests: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            queries: HashMap::new(),
+            next_query: 1,
+            provided: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            observed: HashMap::new(),
+            external: None,
+            stats: DhtStats::default(),
+        }
+    }
+
+    // ----- inputs -------------------------------------------------------------------
+
+    /// A datagram arrived from `from`. Malformed input is counted and dropped.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let from = canonical_addr(from);
+        self.stats.datagrams_in += 1;
+        let dg = match Datagram::decode(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                self.stats.decode_errors += 1;
+                log::debug!("dht: dropped malformed datagram from {from}: {e}");
+                return;
+            }
+        };
+        if dg.sender == self.id {
+            // Our own datagram came back (we were given our own address as a peer).
+            return;
+        }
+        if dg.msg.is_request() {
+            self.handle_request(now, from, dg);
+        } else {
+            self.handle_response(now, from, dg);
+        }
+    }
+
+    /// Time has passed: expire requests, drive lookups, run housekeeping.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((deadline, txid))) = self.deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            if let Some(out) = self.requests.remove(&txid) {
+                self.stats.timeouts += 1;
+                self.on_request_failed(now, out);
+            }
+        }
+        if now >= self.next_maintenance {
+            self.maintenance(now);
+            self.next_maintenance = now + self.config.maintenance_interval;
+        }
+    }
+
+    // ----- commands -----------------------------------------------------------------
+
+    /// Contacts a node known only by address (a bootstrap node). When it answers it joins
+    /// the table and a lookup of our own ID fills the table around us.
+    pub fn bootstrap_from(&mut self, addr: SocketAddr, now: Instant) {
+        self.send_request(
+            now,
+            canonical_addr(addr),
+            None,
+            Message::Ping,
+            Purpose::Bootstrap,
+        );
+    }
+
+    /// Adds a contact from persisted state, unverified: if it is gone, failures remove it.
+    pub fn add_contact(&mut self, contact: Contact, now: Instant) {
+        let _ = self.routing.insert_if_room(contact, now);
+    }
+
+    /// Looks up our own ID through whatever contacts the table holds: how a restarted node
+    /// rejoins without a bootstrap address.
+    pub fn rejoin(&mut self, now: Instant) {
+        let me = self.id;
+        self.start_query(QueryKind::Maintenance, me, now);
+    }
+
+    /// Starts a lookup for the k closest nodes to `target`.
+    pub fn find_node(&mut self, target: Id, now: Instant) -> Option<QueryId> {
+        self.start_query(QueryKind::FindNode, target, now)
+    }
+
+    /// Starts a lookup for the providers of `key`.
+    pub fn get_providers(&mut self, key: Id, now: Instant) -> Option<QueryId> {
+        self.start_query(QueryKind::GetProviders, key, now)
+    }
+
+    /// Announces that this node provides `key` on TCP `port` (0: the DHT's UDP port), and
+    /// keeps republishing it every `republish_interval` until [`Dht::stop_providing`].
+    pub fn announce(&mut self, key: Id, port: u16, now: Instant) -> Option<QueryId> {
+        self.provided.insert(
+            key,
+            Provided {
+                port,
+                next_republish: now + self.config.republish_interval,
+            },
+        );
+        self.start_query(QueryKind::Announce { port }, key, now)
+    }
+
+    /// Stops republishing `key`. Records already stored elsewhere expire with their TTL.
+    pub fn stop_providing(&mut self, key: &Id) {
+        self.provided.remove(key);
+    }
+
+    // ----- outputs ------------------------------------------------------------------
+
+    /// The next datagram to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<DhtEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Dht::handle_timeout`] must next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let req = self.deadlines.peek().map(|Reverse((d, _))| *d);
+        Some(match req {
+            Some(d) => d.min(self.next_maintenance),
+            None => self.next_maintenance,
+        })
+    }
+
+    // ----- introspection ------------------------------------------------------------
+
+    /// This node's ID.
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// The routing table (read-only).
+    pub fn routing_table(&self) -> &RoutingTable {
+        &self.routing
+    }
+
+    /// Provider records held for others.
+    pub fn provider_records(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Keys this node holds provider records for, and the keys it provides itself.
+    pub fn known_keys(&self) -> Vec<Id> {
+        let mut v: Vec<Id> = self.store.keys().copied().collect();
+        v.extend(self.provided.keys().copied());
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Keys this node itself provides.
+    pub fn provided_keys(&self) -> Vec<Id> {
+        self.provided.keys().copied().collect()
+    }
+
+    /// The address peers agree they see us at, if known.
+    pub fn external_addr(&self) -> Option<SocketAddr> {
+        self.external
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &DhtStats {
+        &self.stats
+    }
+
+    /// Lookups running.
+    pub fn running_queries(&self) -> usize {
+        self.queries.len()
+    }
+
+    /// Requests awaiting an answer.
+    pub fn outstanding_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    // ----- requests we receive -----------------------------------------------------
+
+    fn handle_request(&mut self, now: Instant, from: SocketAddr, dg: Datagram) {
+        if !self.limiter.allow(from, now) {
+            self.stats.rate_limited += 1;
+            return;
+        }
+        if dg.flags & FLAG_NOT_REACHABLE == 0 {
+            let c = Contact {
+                id: dg.sender,
+                addr: from,
+            };
+            // Only when there is room: the source address of a request is unverified.
+            if let Some(InsertResult::Inserted) = self.routing.insert_if_room(c, now) {
+                self.on_contact_added(now);
+            }
+        }
+        let reply = match dg.msg {
+            Message::Ping => Message::Pong { observed: from },
+            Message::FindNode { target } => Message::Nodes {
+                contacts: self
+                    .routing
+                    .closest(&target, self.config.k, Some(&dg.sender)),
+            },
+            Message::GetProviders { key } => {
+                let providers = self.store.get(&key, now, MAX_PROVIDERS);
+                let closer = self.routing.closest(&key, self.config.k, Some(&dg.sender));
+                let token = self.tokens.issue(&from);
+                fit_providers(token, providers, closer, self.id, self.flags())
+            }
+            Message::Announce { key, token, port } => {
+                if !self.tokens.verify(&from, &token) {
+                    self.stats.bad_tokens += 1;
+                    error(
+                        error_code::BAD_TOKEN,
+                        "token invalid or expired for this address",
+                    )
+                } else {
+                    let port = if port == 0 { from.port() } else { port };
+                    match self.store.add(key, SocketAddr::new(from.ip(), port), now) {
+                        Ok(()) => Message::Ack,
+                        Err(e @ (StoreError::KeyFull { .. } | StoreError::StoreFull { .. })) => {
+                            error(error_code::STORE_FULL, &e.to_string())
+                        }
+                    }
+                }
+            }
+            // Responses never reach here (is_request was checked).
+            _ => return,
+        };
+        self.send(from, dg.txid, reply);
+    }
+
+    // ----- answers to our requests ---------------------------------------------------
+
+    fn handle_response(&mut self, now: Instant, from: SocketAddr, dg: Datagram) {
+        let Some(out) = self.requests.get(&dg.txid) else {
+            self.stats.unexpected_responses += 1;
+            return;
+        };
+        let expected = match out.req_type {
+            msg_type::PING => msg_type::PONG,
+            msg_type::FIND_NODE => msg_type::NODES,
+            msg_type::GET_PROVIDERS => msg_type::PROVIDERS,
+            _ => msg_type::ACK,
+        };
+        let t = dg.msg.type_byte();
+        if out.to != from
+            || (t != expected && t != msg_type::ERROR)
+            || out.node.is_some_and(|n| n != dg.sender)
+        {
+            // Wrong source, wrong type, or another node now answers at that address: not
+            // an answer to our request. The request will time out normally.
+            self.stats.unexpected_responses += 1;
+            log::debug!(
+                "dht: ignored {} from {from}: does not match request {:016x}",
+                dg.msg.name(),
+                dg.txid
+            );
+            return;
+        }
+        let Some(out) = self.requests.remove(&dg.txid) else {
+            return;
+        };
+        if dg.flags & FLAG_NOT_REACHABLE == 0 {
+            let c = Contact {
+                id: dg.sender,
+                addr: from,
+            };
+            match self.routing.insert(c, now) {
+                InsertResult::Inserted => self.on_contact_added(now),
+                InsertResult::PingOldest { ping } => self.send_request(
+                    now,
+                    ping.addr,
+                    Some(ping.id),
+                    Message::Ping,
+                    Purpose::EvictionPing,
+                ),
+                _ => {}
+            }
+        }
+        if let Message::Error { code, text } = &dg.msg {
+            log::debug!(
+                "dht: {from} answered {} with error {code}: {text}",
+                crate::proto::dht::type_name(out.req_type)
+            );
+            self.on_request_failed(now, out);
+            return;
+        }
+        match out.purpose {
+            Purpose::EvictionPing => {
+                if let Some(id) = out.node {
+                    self.routing.on_ping_result(&id, true, now);
+                }
+            }
+            Purpose::Bootstrap => {
+                self.note_observed(dg.sender, &dg.msg);
+                self.rejoin(now);
+            }
+            Purpose::AddressPing => self.note_observed(dg.sender, &dg.msg),
+            Purpose::Lookup(qid) => self.on_lookup_answer(now, qid, dg),
+            Purpose::Announce(qid) => self.on_announce_answer(now, qid, true),
+        }
+    }
+
+    fn on_request_failed(&mut self, now: Instant, out: Outstanding) {
+        if let Some(id) = out.node {
+            match out.purpose {
+                Purpose::EvictionPing => self.routing.on_ping_result(&id, false, now),
+                _ => {
+                    self.routing.on_failure(&id, now);
+                }
+            }
+        }
+        match out.purpose {
+            Purpose::Lookup(qid) => {
+                if let (Some(q), Some(id)) = (self.queries.get_mut(&qid), out.node) {
+                    q.lookup.on_failure(&id);
+                }
+                self.drive(qid, now);
+            }
+            Purpose::Announce(qid) => self.on_announce_answer(now, qid, false),
+            _ => {}
+        }
+    }
+
+    fn note_observed(&mut self, sender: Id, msg: &Message) {
+        let Message::Pong { observed } = msg else {
+            return;
+        };
+        self.observed.insert(sender, *observed);
+        // Bounded: only the most recent reports matter, and a peer counts once.
+        if self.observed.len() > 64 {
+            if let Some(k) = self.observed.keys().next().copied() {
+                self.observed.remove(&k);
+            }
+        }
+        let votes = self.observed.values().filter(|a| *a == observed).count();
+        if votes >= self.config.external_addr_quorum && self.external != Some(*observed) {
+            self.external = Some(*observed);
+            self.events.push_back(DhtEvent::ExternalAddress(*observed));
+        }
+    }
+
+    fn on_lookup_answer(&mut self, now: Instant, qid: QueryId, dg: Datagram) {
+        let me = self.id;
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
+        let closer: Vec<Contact> = match dg.msg {
+            Message::Nodes { contacts } => contacts,
+            Message::Providers {
+                token,
+                providers,
+                closer,
+            } => {
+                if !providers.is_empty() && q.first_provider_hop.is_none() {
+                    q.first_provider_hop = q.lookup.hop_of(&dg.sender).map(|h| h + 1);
+                }
+                for p in providers {
+                    if !q.providers.contains(&p) && q.providers.len() < 4 * MAX_PROVIDERS {
+                        q.providers.push(p);
+                    }
+                }
+                if q.tokens.len() < 4 * self.config.k {
+                    q.tokens.insert(dg.sender, token);
+                }
+                closer
+            }
+            _ => Vec::new(),
+        };
+        let closer: Vec<Contact> = closer
+            .into_iter()
+            .filter(|c| c.id != me && plausible(&c.addr))
+            .collect();
+        q.lookup.on_success(&dg.sender, &closer);
+        self.drive(qid, now);
+    }
+
+    fn on_announce_answer(&mut self, now: Instant, qid: QueryId, ok: bool) {
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
+        if let Some((pending, acked, asked)) = q.announcing.as_mut() {
+            *pending = pending.saturating_sub(1);
+            if ok {
+                *acked += 1;
+            }
+            if *pending == 0 {
+                let (acked, asked) = (*acked, *asked);
+                self.finish(
+                    qid,
+                    now,
+                    Some(QueryResult::Announced {
+                        stored_at: acked,
+                        asked,
+                    }),
+                );
+            }
+        }
+    }
+
+    // ----- lookups ------------------------------------------------------------------
+
+    fn start_query(&mut self, kind: QueryKind, target: Id, now: Instant) -> Option<QueryId> {
+        if self.queries.len() >= self.config.max_queries {
+            log::warn!(
+                "dht: refusing a lookup: {} already running",
+                self.queries.len()
+            );
+            return None;
+        }
+        let qid = QueryId(self.next_query);
+        self.next_query += 1;
+        self.routing.touch_bucket(&target, now);
+        let seeds = self.routing.closest(&target, self.config.k, None);
+        let lookup = Lookup::new(target, self.config.k, self.config.alpha, seeds);
+        self.queries.insert(
+            qid,
+            Query {
+                kind,
+                lookup,
+                started: now,
+                providers: Vec::new(),
+                first_provider_hop: None,
+                tokens: HashMap::new(),
+                announcing: None,
+            },
+        );
+        self.drive(qid, now);
+        Some(qid)
+    }
+
+    /// Sends whatever the lookup wants sent; finishes it when it is done.
+    fn drive(&mut self, qid: QueryId, now: Instant) {
+        loop {
+            let Some(q) = self.queries.get_mut(&qid) else {
+                return;
+            };
+            if q.announcing.is_some() {
+                return;
+            }
+            let enough_providers = q.kind == QueryKind::GetProviders
+                && q.providers.len() >= self.config.providers_wanted;
+            let step = if enough_providers {
+                Step::Finished
+            } else {
+                q.lookup.next_step()
+            };
+            let target = q.lookup.target();
+            let req = match q.kind {
+                QueryKind::FindNode | QueryKind::Maintenance => Message::FindNode { target },
+                QueryKind::GetProviders | QueryKind::Announce { .. } => {
+                    Message::GetProviders { key: target }
+                }
+            };
+            match step {
+                Step::Query(c) => {
+                    self.send_request(now, c.addr, Some(c.id), req, Purpose::Lookup(qid))
+                }
+                Step::Waiting => return,
+                Step::Finished => {
+                    self.lookup_finished(qid, now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn lookup_finished(&mut self, qid: QueryId, now: Instant) {
+        let Some(q) = self.queries.get(&qid) else {
+            return;
+        };
+        let closest = q.lookup.closest_succeeded();
+        let key = q.lookup.target();
+        match q.kind {
+            QueryKind::Maintenance => self.finish(qid, now, None),
+            QueryKind::FindNode => self.finish(qid, now, Some(QueryResult::Nodes(closest))),
+            QueryKind::GetProviders => {
+                let providers = q.providers.clone();
+                self.finish(
+                    qid,
+                    now,
+                    Some(QueryResult::Providers { providers, closest }),
+                )
+            }
+            QueryKind::Announce { port } => {
+                let targets: Vec<(Contact, [u8; TOKEN_LEN])> = closest
+                    .iter()
+                    .filter_map(|c| q.tokens.get(&c.id).map(|t| (*c, *t)))
+                    .collect();
+                // If we are among the k closest ourselves, hold our own record too, so a
+                // lookup that reaches us finds it.
+                let self_close = closest.len() < self.config.k
+                    || closest
+                        .last()
+                        .is_some_and(|far| self.id.distance(&key) < far.id.distance(&key));
+                if let (true, Some(ext)) = (self_close, self.external) {
+                    let port = if port == 0 { ext.port() } else { port };
+                    let _ = self.store.add(key, SocketAddr::new(ext.ip(), port), now);
+                }
+                let asked = targets.len();
+                if asked == 0 {
+                    self.finish(
+                        qid,
+                        now,
+                        Some(QueryResult::Announced {
+                            stored_at: 0,
+                            asked: 0,
+                        }),
+                    );
+                    return;
+                }
+                if let Some(q) = self.queries.get_mut(&qid) {
+                    q.announcing = Some((asked, 0, asked));
+                }
+                for (c, token) in targets {
+                    let msg = Message::Announce { key, token, port };
+                    self.send_request(now, c.addr, Some(c.id), msg, Purpose::Announce(qid));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, qid: QueryId, now: Instant, result: Option<QueryResult>) {
+        let Some(q) = self.queries.remove(&qid) else {
+            return;
+        };
+        let Some(result) = result else {
+            return;
+        };
+        let hops = match &result {
+            QueryResult::Providers { .. } => q.first_provider_hop,
+            QueryResult::Nodes(c) => c
+                .first()
+                .and_then(|c| q.lookup.hop_of(&c.id))
+                .map(|h| h + 1),
+            QueryResult::Announced { .. } => None,
+        };
+        let stats = QueryStats {
+            duration: now.saturating_duration_since(q.started),
+            answers: q.lookup.answers(),
+            failures: q.lookup.failures(),
+            hops,
+        };
+        self.events.push_back(DhtEvent::QueryDone {
+            id: qid,
+            result,
+            stats,
+        });
+    }
+
+    // ----- housekeeping -------------------------------------------------------------
+
+    fn maintenance(&mut self, now: Instant) {
+        let rng = &mut self.rng;
+        self.tokens.maybe_rotate(now, || rng.gen());
+        self.store.expire(now);
+        self.limiter.sweep(now);
+        let due: Vec<(Id, u16)> = self
+            .provided
+            .iter()
+            .filter(|(_, p)| p.next_republish <= now)
+            .map(|(k, p)| (*k, p.port))
+            .collect();
+        for (key, port) in due {
+            let _ = self.announce(key, port, now);
+        }
+        let refresh = self
+            .routing
+            .buckets_to_refresh(now, self.config.refresh_interval);
+        for b in refresh {
+            let target = self.id.random_in_bucket(b, &mut self.rng);
+            self.start_query(QueryKind::Maintenance, target, now);
+        }
+        if self.external.is_none()
+            && !self.routing.is_empty()
+            && self.observed.len() < self.config.external_addr_quorum
+        {
+            // Ask a few peers which address they see us at.
+            let me = self.id;
+            for c in self
+                .routing
+                .closest(&me, self.config.external_addr_quorum + 1, None)
+            {
+                self.send_request(now, c.addr, Some(c.id), Message::Ping, Purpose::AddressPing);
+            }
+        }
+    }
+
+    /// The table just gained a contact. If it was empty, what we provide was announced to
+    /// nobody: republish it now that there is somebody to tell.
+    fn on_contact_added(&mut self, now: Instant) {
+        if self.routing.len() == 1 {
+            for p in self.provided.values_mut() {
+                p.next_republish = now;
+            }
+            self.next_maintenance = now;
+        }
+    }
+
+    // ----- sending ------------------------------------------------------------------
+
+    fn flags(&self) -> u8 {
+        if self.config.not_reachable {
+            FLAG_NOT_REACHABLE
+        } else {
+            0
+        }
+    }
+
+    fn send_request(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        node: Option<Id>,
+        msg: Message,
+        purpose: Purpose,
+    ) {
+        let mut txid: u64 = self.rng.gen();
+        while self.requests.contains_key(&txid) {
+            txid = self.rng.gen();
+        }
+        let req_type = msg.type_byte();
+        self.requests.insert(
+            txid,
+            Outstanding {
+                to,
+                node,
+                req_type,
+                purpose,
+            },
+        );
+        self.deadlines
+            .push(Reverse((now + self.config.request_timeout, txid)));
+        self.send(to, txid, msg);
+    }
+
+    fn send(&mut self, to: SocketAddr, txid: u64, msg: Message) {
+        let dg = Datagram {
+            flags: self.flags(),
+            txid,
+            sender: self.id,
+            msg,
+        };
+        self.stats.datagrams_out += 1;
+        self.transmits.push_back(Transmit {
+            dest: to,
+            payload: dg.encode(),
+        });
+    }
+}
+
+fn error(code: u16, text: &str) -> Message {
+    Message::Error {
+        code,
+        text: text.to_owned(),
+    }
+}
+
+/// A PROVIDERS answer trimmed to one datagram: providers first, then as many of the closest
+/// contacts as still fit.
+fn fit_providers(
+    token: [u8; TOKEN_LEN],
+    providers: Vec<SocketAddr>,
+    mut closer: Vec<Contact>,
+    sender: Id,
+    flags: u8,
+) -> Message {
+    loop {
+        let msg = Message::Providers {
+            token,
+            providers: providers.clone(),
+            closer: closer.clone(),
+        };
+        let len = Datagram {
+            flags,
+            txid: 0,
+            sender,
+            msg: msg.clone(),
+        }
+        .encoded_len();
+        if len <= MAX_DATAGRAM || closer.is_empty() {
+            return msg;
+        }
+        closer.pop();
+    }
+}
+
+/// Addresses a contact list may reasonably carry: not unspecified, not port 0, not multicast.
+fn plausible(addr: &SocketAddr) -> bool {
+    let ip_ok = match addr.ip() {
+        IpAddr::V4(v4) => !v4.is_unspecified() && !v4.is_multicast() && !v4.is_broadcast(),
+        IpAddr::V6(v6) => !v6.is_unspecified() && !v6.is_multicast(),
+    };
+    ip_ok && addr.port() != 0
+}
+
+#[cfg(test)]
+mod tests;
