@@ -84,7 +84,8 @@ impl Id {
 
 impl Distance {
     /// Number of leading zero bits: 256 for the zero distance. The routing table puts a
-    /// contact at distance `d` into bucket `d.leading_zeros()` (capped at 255).
+    /// contact at distance `d` into bucket `d.leading_zeros()`; the zero distance (our own
+    /// ID) belongs to no bucket.
     pub fn leading_zeros(&self) -> usize {
         let mut n = 0;
         for b in self.0 {

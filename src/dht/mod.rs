@@ -90,7 +90,7 @@ impl Default for DhtConfig {
             refresh_interval: Duration::from_secs(15 * 60),
             token_rotation: Duration::from_secs(5 * 60),
             max_provider_records: 100_000,
-            max_providers_per_key: MAX_PROVIDERS,
+            max_providers_per_key: 64,
             providers_wanted: 50,
             max_queries: 1024,
             rate_limit_per_source: 100.0,
@@ -327,7 +327,7 @@ impl Dht {
             self.deadlines.pop();
             if let Some(out) = self.requests.remove(&txid) {
                 self.stats.timeouts += 1;
-                self.on_request_failed(now, out);
+                self.on_request_failed(now, out, true);
             }
         }
         if now >= self.next_maintenance {
@@ -571,7 +571,9 @@ impl Dht {
                 "dht: {from} answered {} with error {code}: {text}",
                 crate::proto::dht::type_name(out.req_type)
             );
-            self.on_request_failed(now, out);
+            // The contact is alive (it answered): a failure for the lookup or announce,
+            // not for the routing table.
+            self.on_request_failed(now, out, false);
             return;
         }
         match out.purpose {
@@ -590,13 +592,15 @@ impl Dht {
         }
     }
 
-    fn on_request_failed(&mut self, now: Instant, out: Outstanding) {
+    fn on_request_failed(&mut self, now: Instant, out: Outstanding, unresponsive: bool) {
         if let Some(id) = out.node {
             match out.purpose {
-                Purpose::EvictionPing => self.routing.on_ping_result(&id, false, now),
-                _ => {
+                // An ERROR answer still proves the old contact alive.
+                Purpose::EvictionPing => self.routing.on_ping_result(&id, !unresponsive, now),
+                _ if unresponsive => {
                     self.routing.on_failure(&id, now);
                 }
+                _ => {}
             }
         }
         match out.purpose {

@@ -355,3 +355,39 @@ fn providers_answer_fits_in_a_datagram() {
     .encoded_len();
     assert!(len <= MAX_DATAGRAM, "{len}");
 }
+
+#[test]
+fn error_answers_reach_the_requester_and_end_the_request() {
+    // Regression: ERROR (0x7f) is odd like a request type; it must be handled as a response.
+    let mut net = Net::new(2);
+    net.join_all();
+    let now = net.now;
+    let q = net.node(0).get_providers(Id([4; 32]), now).unwrap();
+    let t = net.node(0).poll_transmit().unwrap();
+    let req = Datagram::decode(&t.payload).unwrap();
+    let sender = net.node(1).id();
+    let err = Datagram {
+        flags: 0,
+        txid: req.txid,
+        sender,
+        msg: Message::Error {
+            code: error_code::RATE_LIMITED,
+            text: "slow down".into(),
+        },
+    };
+    net.node(0).handle_datagram(now, addr(1), &err.encode());
+    assert_eq!(
+        net.node(0).outstanding_requests(),
+        0,
+        "the ERROR answered the request"
+    );
+    net.drain();
+    // The lookup finished without waiting for a timeout, and the contact was not penalised.
+    let (res, stats) = net.take_done(0, q);
+    assert!(matches!(res, QueryResult::Providers { .. }));
+    assert_eq!(stats.failures, 1);
+    assert_eq!(
+        net.node(0).routing_table().get(&sender).unwrap().failures,
+        0
+    );
+}

@@ -38,7 +38,8 @@ pub enum DecodeError {
     },
     /// An address family byte that is neither 4 nor 6.
     BadAddressFamily(u8),
-    /// A field holds a value that is not allowed (e.g. invalid UTF-8 text, port 0).
+    /// A field holds a value that is not allowed (e.g. invalid UTF-8 text, an IPv4-mapped
+    /// address sent as family 6).
     InvalidValue {
         /// The field.
         field: &'static str,
@@ -170,7 +171,18 @@ impl<'a> Reader<'a> {
         let fam = self.u8(field)?;
         let ip = match fam {
             4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>(field)?)),
-            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>(field)?)),
+            6 => {
+                let v6 = Ipv6Addr::from(self.array::<16>(field)?);
+                // One address, one encoding: IPv4 travels as family 4, so every valid
+                // message re-encodes byte for byte.
+                if v6.to_ipv4_mapped().is_some() {
+                    return Err(DecodeError::InvalidValue {
+                        field,
+                        reason: "IPv4-mapped IPv6 address must be sent as family 4",
+                    });
+                }
+                IpAddr::V6(v6)
+            }
             other => return Err(DecodeError::BadAddressFamily(other)),
         };
         let port = self.u16(field)?;

@@ -14,9 +14,10 @@ use crate::id::{Id, ID_LEN};
 pub const MAGIC: [u8; 2] = *b"PS";
 /// The protocol version this code speaks.
 pub const VERSION: u8 = 1;
-/// The largest datagram a node sends or accepts: the IPv6 minimum MTU, so a datagram is
-/// never fragmented on any path.
-pub const MAX_DATAGRAM: usize = 1280;
+/// The largest datagram (UDP payload) a node sends or accepts: 1280 (the IPv6 minimum MTU)
+/// less 40 bytes of IPv6 header and 8 of UDP header, so a datagram is never fragmented on
+/// any path.
+pub const MAX_DATAGRAM: usize = 1232;
 /// Size of the common header.
 pub const HEADER_LEN: usize = 2 + 1 + 1 + 1 + 8 + ID_LEN;
 /// Length of an announce token.
@@ -68,7 +69,8 @@ impl Contact {
 
 /// ERROR codes (spec: `protocol-spec/dht.md`, "ERROR").
 pub mod error_code {
-    /// The request could not be decoded or is not allowed.
+    /// The request decoded but is not acceptable. Reserved: this version sends it for no
+    /// request (undecodable datagrams are never answered).
     pub const BAD_REQUEST: u16 = 1;
     /// The announce token is missing, expired or bound to another address.
     pub const BAD_TOKEN: u16 = 2;
@@ -148,15 +150,21 @@ impl Message {
         }
     }
 
-    /// True for requests (odd type numbers).
+    /// True for requests. Requests have odd type numbers; ERROR (0x7f) is odd too but is a
+    /// response.
     pub fn is_request(&self) -> bool {
-        self.type_byte() & 1 == 1
+        is_request_type(self.type_byte())
     }
 
     /// A short upper-case name, as in the spec.
     pub fn name(&self) -> &'static str {
         type_name(self.type_byte())
     }
+}
+
+/// True if a type byte denotes a request: odd, except ERROR.
+pub fn is_request_type(t: u8) -> bool {
+    t & 1 == 1 && t != msg_type::ERROR
 }
 
 /// The spec's name for a type byte ("UNKNOWN" if undefined).
@@ -190,8 +198,9 @@ pub struct Datagram {
 
 /// Most contacts a NODES or PROVIDERS message may carry (k).
 pub const MAX_CONTACTS: usize = 20;
-/// Most provider addresses a PROVIDERS message may carry.
-pub const MAX_PROVIDERS: usize = 64;
+/// Most provider addresses a PROVIDERS message may carry: 50 IPv6 addresses (950 bytes)
+/// plus the header and token always fit in [`MAX_DATAGRAM`].
+pub const MAX_PROVIDERS: usize = 50;
 
 impl Datagram {
     /// Encodes the datagram. Callers keep lists within [`MAX_CONTACTS`] and

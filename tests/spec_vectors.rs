@@ -1,0 +1,320 @@
+//! Checks the DHT test vectors of `protocol-spec/vectors/` against the codec, and the hex
+//! examples printed in `protocol-spec/dht.md` against those vectors.
+//!
+//! - `dht.txt` (`NAME HEX`): every datagram decodes, its message type is the one the name
+//!   starts with, and re-encoding the decoded value gives the same bytes.
+//! - `dht-invalid.txt` (`NAME ERROR HEX`): decoding fails with the named `DecodeError` kind.
+//!
+//! A missing or empty file is a failure, not a pass: a test that cannot fail checks nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use peershare::proto::codec::DecodeError;
+use peershare::proto::dht::{self, msg_type, Datagram, MAX_DATAGRAM};
+
+fn spec_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("protocol-spec")
+        .join(rel)
+}
+
+fn read_spec_file(rel: &str) -> String {
+    let path = spec_path(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn parse_hex(file: &str, line_no: usize, hex: &str) -> Vec<u8> {
+    assert!(
+        !hex.bytes().any(|b| b.is_ascii_uppercase()),
+        "{file}:{line_no}: hex must be lower-case"
+    );
+    hex::decode(hex).unwrap_or_else(|e| panic!("{file}:{line_no}: bad hex: {e}"))
+}
+
+/// The non-comment, non-blank lines of a vector file, with their 1-based line numbers.
+fn data_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// One valid vector.
+struct Valid {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// One invalid vector.
+struct Invalid {
+    name: String,
+    error: String,
+    bytes: Vec<u8>,
+}
+
+fn load_valid() -> Vec<Valid> {
+    let file = "vectors/dht.txt";
+    let text = read_spec_file(file);
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (n, line) in data_lines(&text) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 2, "{file}:{n}: expected `NAME HEX`");
+        assert!(
+            seen.insert(fields[0].to_owned()),
+            "{file}:{n}: duplicate name {}",
+            fields[0]
+        );
+        out.push(Valid {
+            name: fields[0].to_owned(),
+            bytes: parse_hex(file, n, fields[1]),
+        });
+    }
+    assert!(!out.is_empty(), "{file} holds no vectors");
+    out
+}
+
+fn load_invalid() -> Vec<Invalid> {
+    let file = "vectors/dht-invalid.txt";
+    let text = read_spec_file(file);
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (n, line) in data_lines(&text) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 3, "{file}:{n}: expected `NAME ERROR HEX`");
+        assert!(
+            seen.insert(fields[0].to_owned()),
+            "{file}:{n}: duplicate name {}",
+            fields[0]
+        );
+        assert!(
+            ERROR_KINDS.contains(&fields[1]),
+            "{file}:{n}: unknown error kind {}",
+            fields[1]
+        );
+        out.push(Invalid {
+            name: fields[0].to_owned(),
+            error: fields[1].to_owned(),
+            bytes: parse_hex(file, n, fields[2]),
+        });
+    }
+    assert!(!out.is_empty(), "{file} holds no vectors");
+    out
+}
+
+/// Every `DecodeError` kind, as named in `dht-invalid.txt`.
+const ERROR_KINDS: [&str; 9] = [
+    "UnexpectedEnd",
+    "BadMagic",
+    "UnsupportedVersion",
+    "UnknownMessageType",
+    "LengthTooLarge",
+    "BadAddressFamily",
+    "InvalidValue",
+    "TrailingBytes",
+    "TooLarge",
+];
+
+/// The name of an error's variant. No wildcard arm: a new variant must be added here, to
+/// `ERROR_KINDS`, and to the vectors.
+fn kind(e: &DecodeError) -> &'static str {
+    match e {
+        DecodeError::UnexpectedEnd { .. } => "UnexpectedEnd",
+        DecodeError::BadMagic(_) => "BadMagic",
+        DecodeError::UnsupportedVersion(_) => "UnsupportedVersion",
+        DecodeError::UnknownMessageType(_) => "UnknownMessageType",
+        DecodeError::LengthTooLarge { .. } => "LengthTooLarge",
+        DecodeError::BadAddressFamily(_) => "BadAddressFamily",
+        DecodeError::InvalidValue { .. } => "InvalidValue",
+        DecodeError::TrailingBytes(_) => "TrailingBytes",
+        DecodeError::TooLarge { .. } => "TooLarge",
+    }
+}
+
+/// The message name a vector name starts with: the part before the first `-`.
+fn prefix(name: &str) -> &str {
+    name.split('-').next().unwrap_or(name)
+}
+
+#[test]
+fn valid_vectors_decode_and_reencode_byte_exact() {
+    let vectors = load_valid();
+    for v in &vectors {
+        let d = Datagram::decode(&v.bytes)
+            .unwrap_or_else(|e| panic!("vector {}: decode failed: {e}", v.name));
+        assert_eq!(
+            d.msg.name().to_lowercase(),
+            prefix(&v.name),
+            "vector {}: decoded as {}",
+            v.name,
+            d.msg.name()
+        );
+        assert_eq!(
+            hex::encode(d.encode()),
+            hex::encode(&v.bytes),
+            "vector {}: re-encoding differs",
+            v.name
+        );
+        assert_eq!(
+            d.encoded_len(),
+            v.bytes.len(),
+            "vector {}: encoded_len",
+            v.name
+        );
+    }
+    println!("{} valid DHT vectors checked", vectors.len());
+}
+
+#[test]
+fn invalid_vectors_fail_with_the_named_error() {
+    let vectors = load_invalid();
+    for v in &vectors {
+        match Datagram::decode(&v.bytes) {
+            Ok(d) => panic!("vector {}: decoded as {d:?}, expected {}", v.name, v.error),
+            Err(e) => assert_eq!(kind(&e), v.error, "vector {}: got `{e}`", v.name),
+        }
+    }
+    println!("{} invalid DHT vectors checked", vectors.len());
+}
+
+#[test]
+fn every_error_kind_has_an_invalid_vector() {
+    let vectors = load_invalid();
+    let covered: BTreeSet<&str> = vectors.iter().map(|v| v.error.as_str()).collect();
+    for k in ERROR_KINDS {
+        // TooLarge needs 1233 bytes; `oversized_datagrams_are_too_large` generates it.
+        if k == "TooLarge" {
+            continue;
+        }
+        assert!(
+            covered.contains(k),
+            "no vector in dht-invalid.txt expects {k}"
+        );
+    }
+}
+
+#[test]
+fn oversized_datagrams_are_too_large() {
+    let vectors = load_valid();
+    let max = vectors
+        .iter()
+        .find(|v| v.name == "providers-exactly-1232-bytes")
+        .expect("dht.txt lacks providers-exactly-1232-bytes");
+    assert_eq!(max.bytes.len(), MAX_DATAGRAM);
+    // One byte more than the limit: TooLarge, not TrailingBytes, because size is checked first.
+    let mut over = max.bytes.clone();
+    over.push(0);
+    let e = Datagram::decode(&over).expect_err("1233-byte datagram accepted");
+    assert_eq!(kind(&e), "TooLarge", "got `{e}`");
+    // Size is checked even before the magic.
+    let e = Datagram::decode(&[0u8; MAX_DATAGRAM + 1]).expect_err("1233 zero bytes accepted");
+    assert_eq!(kind(&e), "TooLarge", "got `{e}`");
+}
+
+#[test]
+fn every_message_type_has_a_valid_vector() {
+    let all = [
+        msg_type::PING,
+        msg_type::PONG,
+        msg_type::FIND_NODE,
+        msg_type::NODES,
+        msg_type::GET_PROVIDERS,
+        msg_type::PROVIDERS,
+        msg_type::ANNOUNCE,
+        msg_type::ACK,
+        msg_type::ERROR,
+    ];
+    // The list above must be every type the codec names; a type added to the codec (and to
+    // `type_name`) without a vector fails here.
+    let named: BTreeSet<u8> = (0..=255u8)
+        .filter(|&t| dht::type_name(t) != "UNKNOWN")
+        .collect();
+    assert_eq!(named, all.iter().copied().collect::<BTreeSet<u8>>());
+
+    let vectors = load_valid();
+    let mut by_type: BTreeMap<u8, Vec<&str>> = BTreeMap::new();
+    for v in &vectors {
+        let d = Datagram::decode(&v.bytes)
+            .unwrap_or_else(|e| panic!("vector {}: decode failed: {e}", v.name));
+        by_type
+            .entry(d.msg.type_byte())
+            .or_default()
+            .push(v.name.as_str());
+    }
+    for t in all {
+        assert!(
+            by_type.contains_key(&t),
+            "no valid vector for {} (0x{t:02x})",
+            dht::type_name(t)
+        );
+    }
+}
+
+/// The annotated examples in `dht.md`: after a line containing "(vector `NAME`", a fenced
+/// block whose lines each start with a run of hex digits (the bytes) followed by a comment.
+/// The bytes of the block, concatenated, must equal vector NAME.
+#[test]
+fn examples_in_dht_md_match_the_vectors() {
+    let vectors = load_valid();
+    let doc = read_spec_file("dht.md");
+    let lines: Vec<&str> = doc.lines().collect();
+    let mut checked = BTreeSet::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(start) = lines[i].find("(vector `") else {
+            i += 1;
+            continue;
+        };
+        let rest = &lines[i][start + "(vector `".len()..];
+        let name = rest.split('`').next().unwrap_or("");
+        let v = vectors
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("dht.md:{}: no vector named `{name}`", i + 1));
+        // Find the opening fence, then collect until the closing one.
+        i += 1;
+        while i < lines.len() && !lines[i].trim_start().starts_with("```") {
+            i += 1;
+        }
+        assert!(
+            i < lines.len(),
+            "dht.md: no code block after vector `{name}`"
+        );
+        i += 1;
+        let mut hex = String::new();
+        while i < lines.len() && !lines[i].trim_start().starts_with("```") {
+            let first = lines[i].split_whitespace().next().unwrap_or("");
+            assert!(
+                !first.is_empty() && first.bytes().all(|b| b.is_ascii_hexdigit()),
+                "dht.md:{}: example line must start with hex bytes",
+                i + 1
+            );
+            hex.push_str(first);
+            i += 1;
+        }
+        assert_eq!(
+            hex,
+            hex::encode(&v.bytes),
+            "dht.md: example for vector `{name}` differs from dht.txt"
+        );
+        checked.insert(name.to_owned());
+        i += 1;
+    }
+    assert!(!checked.is_empty(), "dht.md has no checked examples");
+    // Every message type has an example in the chapter.
+    let types: BTreeSet<&str> = checked.iter().map(|n| prefix(n)).collect();
+    for t in [
+        "ping",
+        "pong",
+        "find_node",
+        "nodes",
+        "get_providers",
+        "providers",
+        "announce",
+        "ack",
+        "error",
+    ] {
+        assert!(types.contains(t), "dht.md has no example for {t}");
+    }
+}
