@@ -1,11 +1,20 @@
 //! PeerShare: a peer-to-peer file sharing node.
 //!
 //! Map of the crate (one module per concept):
+//! - [`cli`]: the command line (`peershare run`, and API clients such as `status`).
 //! - [`api`]: the local JSON-over-TCP API (EchoChain compatible): framing, requests, replies, client.
 //! - [`id`]: 256-bit IDs and the XOR metric.
+//! - [`dht`]: the Kademlia DHT as a sans-IO state machine.
+//! - [`net`]: the mio reactor, socket binding and send-path network emulation.
+//! - [`node`]: a running node: config, persistence, shared status, API commands.
+//! - [`workers`]: the worker pool and its completion channel.
 //! - [`proto`]: wire codecs (sans-IO), normative spec in `protocol-spec/`.
 
 pub mod api;
+pub mod cli;
 pub mod dht;
 pub mod id;
+pub mod net;
+pub mod node;
 pub mod proto;
+pub mod workers;

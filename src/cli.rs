@@ -1,0 +1,263 @@
+//! The command line. `peershare run` starts a node; every other subcommand is a client of a
+//! running node's local API (so scripts and the CLI see exactly what programs see).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::api::client;
+use crate::id::Id;
+use crate::node::config::{
+    default_data_dir, parse_duration, parse_fraction, DEFAULT_API_PORT, DEFAULT_PORT,
+};
+use crate::node::NodeConfig;
+
+/// PeerShare: a peer-to-peer file sharing node.
+#[derive(Parser, Debug)]
+#[command(name = "peershare", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node in the foreground (Ctrl-C stops it cleanly).
+    Run(RunArgs),
+    /// Announce that this node provides a content ID.
+    Announce {
+        /// The content ID (64 hex characters).
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Find the peers that provide a content ID.
+    Peers {
+        /// The content ID (64 hex characters).
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show the node's ID, addresses, routing table and counters.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// Options of `peershare run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Where the node keeps its identity and state [default: $XDG_DATA_HOME/peershare]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// UDP port of the DHT and TCP port of the wire protocol (0 picks a free one)
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Address to bind the DHT and wire sockets to ([::] is IPv4 and IPv6)
+    #[arg(long, default_value = "::")]
+    pub bind: IpAddr,
+    /// Port of the local API on 127.0.0.1 (0 picks a free one)
+    #[arg(long, default_value_t = DEFAULT_API_PORT)]
+    pub api_port: u16,
+    /// A node to join through (repeatable); not needed by the first node or after a restart
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap: Vec<String>,
+    /// More logging (-v debug, -vv trace)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Emulate this one-way delay on every DHT datagram sent (e.g. 25ms)
+    #[arg(long, value_parser = parse_duration, default_value = "0")]
+    pub emulate_latency: Duration,
+    /// Emulate a random extra delay up to this much (e.g. 5ms)
+    #[arg(long, value_parser = parse_duration, default_value = "0")]
+    pub emulate_jitter: Duration,
+    /// Emulate losing this share of DHT datagrams sent (e.g. 1%)
+    #[arg(long, value_parser = parse_fraction, default_value = "0")]
+    pub emulate_loss: f64,
+    /// How long provider records live without a refresh (e.g. 2h is 7200s)
+    #[arg(long, value_parser = parse_duration, default_value = "7200s")]
+    pub provider_ttl: Duration,
+    /// How often this node re-announces what it provides
+    #[arg(long, value_parser = parse_duration, default_value = "1800s")]
+    pub republish_interval: Duration,
+    /// How long to wait for a DHT answer
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub request_timeout: Duration,
+    /// Worker threads [default: number of CPUs, 2 to 8]
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+/// How a client subcommand reaches the node.
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    /// The node's API address
+    #[arg(long, env = "PEERSHARE_API", default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)))]
+    pub api: SocketAddr,
+    /// Print the raw JSON reply
+    #[arg(long)]
+    pub json: bool,
+    /// Give up after this many seconds
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+}
+
+impl RunArgs {
+    /// The node configuration these options describe.
+    pub fn to_config(&self) -> NodeConfig {
+        let mut c = NodeConfig::new(self.data_dir.clone().unwrap_or_else(default_data_dir));
+        c.bind_ip = self.bind;
+        c.port = self.port;
+        c.api_addr = SocketAddr::from(([127, 0, 0, 1], self.api_port));
+        c.bootstrap = self.bootstrap.clone();
+        c.emulate_latency = self.emulate_latency;
+        c.emulate_jitter = self.emulate_jitter;
+        c.emulate_loss = self.emulate_loss;
+        c.dht.provider_ttl = self.provider_ttl;
+        c.dht.republish_interval = self.republish_interval;
+        c.dht.request_timeout = self.request_timeout;
+        if let Some(w) = self.workers {
+            c.workers = w.clamp(1, 64);
+        }
+        c
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
+    let level = match (quiet, verbose) {
+        (true, _) => LevelFilter::Warn,
+        (false, 0) => LevelFilter::Info,
+        (false, 1) => LevelFilter::Debug,
+        _ => LevelFilter::Trace,
+    };
+    let cfg = ConfigBuilder::new()
+        .set_target_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .build();
+    let _ = TermLogger::init(level, cfg, TerminalMode::Stderr, ColorChoice::Auto);
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main_with(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Run(args) => {
+            init_logging(args.verbose, args.quiet);
+            let shutdown = Arc::new(AtomicBool::new(false));
+            match crate::node::run(args.to_config(), shutdown) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("peershare: {e}");
+                    1
+                }
+            }
+        }
+        Command::Announce { id, api } => with_id(&id, |id| {
+            call(
+                &api,
+                "local_announce_content",
+                json!({ "content_hash": id.to_hex() }),
+                |v| {
+                    format!(
+                        "{} (stored at {} of {} closest nodes)",
+                        v["message"].as_str().unwrap_or("announced"),
+                        v["stored_at"],
+                        v["asked"]
+                    )
+                },
+            )
+        }),
+        Command::Peers { id, api } => with_id(&id, |id| {
+            call(
+                &api,
+                "local_request_content_info",
+                json!({ "content_hash": id.to_hex() }),
+                |v| {
+                    v["peers"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        })
+                        .unwrap_or_default()
+                },
+            )
+        }),
+        Command::Status { api } => call(&api, "status", json!({}), format_status),
+    }
+}
+
+fn with_id(s: &str, f: impl FnOnce(Id) -> i32) -> i32 {
+    match Id::from_hex(s.trim()) {
+        Ok(id) => f(id),
+        Err(e) => {
+            eprintln!("peershare: `{s}` is not a content ID: {e}");
+            2
+        }
+    }
+}
+
+fn call(api: &ApiArgs, kind: &str, payload: Value, human: impl FnOnce(&Value) -> String) -> i32 {
+    let req = client::request(kind, payload);
+    let timeout = (api.timeout > 0).then(|| Duration::from_secs(api.timeout));
+    match client::call(api.api, &req, timeout) {
+        Ok(v) => {
+            let ok = v["status"] == "success";
+            if api.json {
+                println!("{v}");
+            } else if ok {
+                println!("{}", human(&v));
+            } else {
+                eprintln!(
+                    "peershare: {}",
+                    v["message"]
+                        .as_str()
+                        .unwrap_or("the node reported an error")
+                );
+            }
+            if ok {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("peershare: {e}");
+            1
+        }
+    }
+}
+
+fn format_status(v: &Value) -> String {
+    let d = &v["dht"];
+    let provided = v["provided"].as_array().map_or(0, Vec::len);
+    format!(
+        "node id          {}\nlisten           {} (UDP DHT + TCP wire)\nexternal address {}\napi              {}\nuptime           {} s\nrouting table    {} contacts\nprovider records {} held for others, {} provided by this node\ndht traffic      {} datagrams in, {} out; {} malformed, {} rate-limited, {} timeouts",
+        v["node_id"].as_str().unwrap_or("?"),
+        v["listen"].as_str().unwrap_or("?"),
+        v["external_addr"].as_str().unwrap_or("not known yet"),
+        v["api"].as_str().unwrap_or("?"),
+        v["uptime_secs"],
+        v["routing_table_size"],
+        v["provider_records"],
+        provided,
+        d["datagrams_in"],
+        d["datagrams_out"],
+        d["decode_errors"],
+        d["rate_limited"],
+        d["timeouts"],
+    )
+}

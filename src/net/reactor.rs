@@ -1,0 +1,580 @@
+//! The event loop: one mio `Poll` owns the DHT's UDP socket, the wire protocol's TCP listener
+//! and the local API's listener and connections.
+//!
+//! Each turn: wait for readiness or the next deadline; drain every ready socket until
+//! `WouldBlock` (readiness is only a hint); feed datagrams and timeouts into the sans-IO
+//! [`Dht`] and drain its outputs; hand API requests to the worker pool and pick their results
+//! up from the completion channel (the pool wakes the loop through the `Waker`). The loop
+//! never blocks on anything but `poll`, and one misbehaving connection only ever closes that
+//! connection.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::api::framing::{ApiConnection, Frame};
+use crate::api::reply;
+use crate::api::request::{parse_request, ApiError, ApiRequest};
+use crate::dht::{Dht, DhtEvent, QueryId, QueryResult};
+use crate::id::Id;
+use crate::net::emulate::SendEmulator;
+use crate::net::socket::dest_for;
+use crate::node::commands::{self, Pending};
+use crate::node::shared::{Shared, StatusView};
+use crate::node::state::{self, NodeState};
+use crate::workers::{Completer, WorkerPool};
+
+const UDP: Token = Token(0);
+const WIRE: Token = Token(1);
+const API: Token = Token(2);
+/// The token of the loop's waker.
+pub const WAKER: Token = Token(3);
+const FIRST_CONN: usize = 16;
+/// Most API connections open at once; more are accepted and closed at once.
+const MAX_API_CONNS: usize = 1024;
+const SAVE_EVERY: Duration = Duration::from_secs(60);
+const VIEW_EVERY: Duration = Duration::from_millis(500);
+
+/// Results that come back to the loop from workers.
+pub enum Completion {
+    /// A request was parsed; the loop executes it.
+    Parsed {
+        /// Connection.
+        token: Token,
+        /// Its place in the connection's reply order.
+        seq: u64,
+        /// The typed request or why it is invalid.
+        result: Result<ApiRequest, ApiError>,
+    },
+    /// A finished reply.
+    Reply {
+        /// Connection.
+        token: Token,
+        /// Its place in the connection's reply order.
+        seq: u64,
+        /// The reply bytes.
+        bytes: Vec<u8>,
+    },
+}
+
+struct ApiConn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    framer: ApiConnection,
+    next_seq: u64,
+    next_flush: u64,
+    /// Replies finished out of order, held until their turn.
+    ready: BTreeMap<u64, Vec<u8>>,
+    eof: bool,
+    writable_interest: bool,
+}
+
+/// The sockets and core state the loop drives.
+pub struct Reactor {
+    poll: Poll,
+    udp: UdpSocket,
+    wire: TcpListener,
+    api: TcpListener,
+    local: SocketAddr,
+    conns: HashMap<Token, ApiConn>,
+    next_token: usize,
+    dht: Dht,
+    emulator: SendEmulator,
+    workers: WorkerPool,
+    completer: Completer<Completion>,
+    completions: Receiver<Completion>,
+    pending: HashMap<QueryId, Pending>,
+    shared: Arc<Shared>,
+    shutdown: Arc<AtomicBool>,
+    data_dir: std::path::PathBuf,
+    next_save: Instant,
+    next_view: Instant,
+    view_dirty: bool,
+}
+
+/// What the reactor is built from.
+pub struct ReactorParts {
+    /// A `Poll` whose waker is already registered under [`WAKER`].
+    pub poll: Poll,
+    /// The waker.
+    pub waker: Arc<Waker>,
+    /// DHT socket.
+    pub udp: UdpSocket,
+    /// Wire listener.
+    pub wire: TcpListener,
+    /// API listener.
+    pub api: TcpListener,
+    /// Address of `udp` and `wire`.
+    pub local: SocketAddr,
+    /// The DHT core.
+    pub dht: Dht,
+    /// Send-path emulation.
+    pub emulator: SendEmulator,
+    /// Worker threads.
+    pub workers: WorkerPool,
+    /// State shared with workers.
+    pub shared: Arc<Shared>,
+    /// Set by the signal handler.
+    pub shutdown: Arc<AtomicBool>,
+    /// For persistence.
+    pub data_dir: std::path::PathBuf,
+}
+
+impl Reactor {
+    /// Registers the sockets and builds the loop.
+    pub fn new(mut p: ReactorParts) -> io::Result<Self> {
+        let reg = p.poll.registry();
+        reg.register(&mut p.udp, UDP, Interest::READABLE)?;
+        reg.register(&mut p.wire, WIRE, Interest::READABLE)?;
+        reg.register(&mut p.api, API, Interest::READABLE)?;
+        let (completer, completions) = Completer::new(p.waker.clone());
+        let now = Instant::now();
+        Ok(Reactor {
+            poll: p.poll,
+            udp: p.udp,
+            wire: p.wire,
+            api: p.api,
+            local: p.local,
+            conns: HashMap::new(),
+            next_token: FIRST_CONN,
+            dht: p.dht,
+            emulator: p.emulator,
+            workers: p.workers,
+            completer,
+            completions,
+            pending: HashMap::new(),
+            shared: p.shared,
+            shutdown: p.shutdown,
+            data_dir: p.data_dir,
+            next_save: now + SAVE_EVERY,
+            next_view: now,
+            view_dirty: true,
+        })
+    }
+
+    /// Mutable access to the DHT before the loop starts (bootstrap, persisted contacts).
+    pub fn dht_mut(&mut self) -> &mut Dht {
+        &mut self.dht
+    }
+
+    /// Runs until the shutdown flag is set, then saves state.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        self.flush_dht(Instant::now());
+        while !self.shutdown.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(now));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    UDP => self.read_udp(now),
+                    WIRE => self.accept_wire(),
+                    API => self.accept_api(),
+                    WAKER => {}
+                    t => self.conn_ready(t, ev.is_readable(), ev.is_writable()),
+                }
+            }
+            self.drain_completions(now);
+            if self.dht.poll_timeout().is_some_and(|t| t <= now) {
+                self.dht.handle_timeout(now);
+            }
+            self.flush_dht(now);
+            self.housekeeping(now);
+        }
+        self.save_state(true);
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.dht.poll_timeout(),
+            self.emulator.next_deadline(),
+            Some(self.next_save),
+            Some(self.next_view),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // ----- DHT ----------------------------------------------------------------------
+
+    fn read_udp(&mut self, now: Instant) {
+        // Larger than MAX_DATAGRAM so oversized datagrams are seen (and rejected) whole.
+        let mut buf = [0u8; 2048];
+        loop {
+            match self.udp.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let bytes = buf.get(..n).unwrap_or(&[]);
+                    self.dht.handle_datagram(now, from, bytes);
+                    self.flush_dht(now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ICMP errors (port unreachable) surface here on Linux; they concern one
+                // peer and the DHT's timeouts handle them.
+                Err(e) => log::debug!("udp receive: {e}"),
+            }
+        }
+    }
+
+    /// Drains the DHT's outputs: datagrams go out (through the emulator), events are
+    /// dispatched. The str0m rule: after every input, drain until empty.
+    fn flush_dht(&mut self, now: Instant) {
+        while let Some(t) = self.dht.poll_transmit() {
+            if let Some((dest, payload)) = self.emulator.submit(now, t.dest, t.payload) {
+                self.send_udp(dest, &payload);
+            }
+        }
+        while let Some((dest, payload)) = self.emulator.due(now) {
+            self.send_udp(dest, &payload);
+        }
+        while let Some(ev) = self.dht.poll_event() {
+            self.view_dirty = true;
+            match ev {
+                DhtEvent::QueryDone { id, result, stats } => {
+                    log::debug!("dht: query {id:?} done in {:?}: {stats:?}", stats.duration);
+                    if let Some(p) = self.pending.remove(&id) {
+                        let bytes = commands::reply_for(&p, &result, &self.dht);
+                        self.deliver(p.token, p.seq, bytes);
+                    } else if let QueryResult::Announced { stored_at, asked } = result {
+                        log::debug!("dht: republished a key at {stored_at}/{asked} nodes");
+                    }
+                }
+                DhtEvent::ExternalAddress(a) => log::info!("peers see this node at {a}"),
+            }
+        }
+    }
+
+    fn send_udp(&mut self, dest: SocketAddr, payload: &[u8]) {
+        let to = dest_for(&self.local, dest);
+        match self.udp.send_to(payload, to) {
+            Ok(_) => {}
+            // A full socket buffer drops the datagram, as the network would; the DHT retries.
+            Err(e) => log::debug!("udp send to {dest}: {e}"),
+        }
+    }
+
+    // ----- wire protocol ------------------------------------------------------------
+
+    fn accept_wire(&mut self) {
+        loop {
+            match self.wire.accept() {
+                Ok((s, peer)) => {
+                    // The chunk transfer protocol is not part of this version: close politely.
+                    log::debug!(
+                        "wire: connection from {peer} closed (transfer protocol not available yet)"
+                    );
+                    drop(s);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("wire: accept failed: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    // ----- API connections ----------------------------------------------------------
+
+    fn accept_api(&mut self) {
+        loop {
+            match self.api.accept() {
+                Ok((mut stream, peer)) => {
+                    if self.conns.len() >= MAX_API_CONNS {
+                        log::warn!("api: refusing {peer}: {MAX_API_CONNS} connections open");
+                        let _ = stream.write(&reply::error("too many API connections"));
+                        continue;
+                    }
+                    let token = Token(self.next_token);
+                    self.next_token = self.next_token.wrapping_add(1).max(FIRST_CONN);
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, token, Interest::READABLE)
+                    {
+                        log::warn!("api: cannot register {peer}: {e}");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    self.conns.insert(
+                        token,
+                        ApiConn {
+                            stream,
+                            peer,
+                            framer: ApiConnection::new(),
+                            next_seq: 0,
+                            next_flush: 0,
+                            ready: BTreeMap::new(),
+                            eof: false,
+                            writable_interest: false,
+                        },
+                    );
+                    // Data may already be waiting: edge-triggered readiness won't tell us twice.
+                    self.conn_ready(token, true, false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and the like: keep serving the connections we have.
+                    log::warn!("api: accept failed: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn conn_ready(&mut self, token: Token, readable: bool, writable: bool) {
+        if readable {
+            self.read_conn(token);
+        }
+        if writable || readable {
+            self.write_conn(token);
+        }
+    }
+
+    fn read_conn(&mut self, token: Token) {
+        let mut frames = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        {
+            let Some(c) = self.conns.get_mut(&token) else {
+                return;
+            };
+            while !c.eof && c.framer.wants_read() {
+                match c.stream.read(&mut buf) {
+                    Ok(0) => {
+                        c.eof = true;
+                        frames.extend(c.framer.on_eof());
+                    }
+                    Ok(n) => frames.extend(c.framer.on_bytes(buf.get(..n).unwrap_or(&[]))),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        log::debug!("api: {}: read error: {e}", c.peer);
+                        self.close_conn(token);
+                        return;
+                    }
+                }
+            }
+        }
+        for f in frames {
+            let seq = match self.conns.get_mut(&token) {
+                Some(c) => {
+                    c.next_seq += 1;
+                    c.next_seq - 1
+                }
+                None => return,
+            };
+            match f {
+                Frame::Request(bytes) => self.dispatch(token, seq, bytes),
+                Frame::Malformed { reason, .. } => self.deliver(token, seq, reply::error(&reason)),
+            }
+        }
+    }
+
+    /// Sends a request to a worker to be parsed (and, for read-only commands, answered from
+    /// the shared view without coming back through the loop).
+    fn dispatch(&mut self, token: Token, seq: u64, bytes: Vec<u8>) {
+        let completer = self.completer.clone();
+        let shared = self.shared.clone();
+        let ok = self.workers.submit(move || {
+            let result = parse_request(&bytes);
+            let done = match result {
+                Ok(ApiRequest::Status) => Completion::Reply {
+                    token,
+                    seq,
+                    bytes: commands::status_reply(&shared.view()),
+                },
+                Ok(ApiRequest::ListContent) => Completion::Reply {
+                    token,
+                    seq,
+                    bytes: commands::list_reply(&shared.view()),
+                },
+                result => Completion::Parsed { token, seq, result },
+            };
+            completer.complete(done);
+        });
+        if !ok {
+            self.deliver(
+                token,
+                seq,
+                reply::error("node busy: too many requests queued, try again"),
+            );
+        }
+    }
+
+    fn drain_completions(&mut self, now: Instant) {
+        while let Ok(c) = self.completions.try_recv() {
+            match c {
+                Completion::Reply { token, seq, bytes } => self.deliver(token, seq, bytes),
+                Completion::Parsed { token, seq, result } => match result {
+                    Err(e) => self.deliver(token, seq, reply::error(&e.message)),
+                    Ok(req) => {
+                        match commands::execute(req, &mut self.dht, now, token, seq) {
+                            commands::Outcome::Reply(bytes) => self.deliver(token, seq, bytes),
+                            commands::Outcome::Wait(qid, p) => {
+                                self.pending.insert(qid, p);
+                            }
+                        }
+                        self.view_dirty = true;
+                        self.flush_dht(now);
+                    }
+                },
+            }
+        }
+    }
+
+    /// Puts a reply in its place in the connection's order and writes what is ready.
+    fn deliver(&mut self, token: Token, seq: u64, bytes: Vec<u8>) {
+        let Some(c) = self.conns.get_mut(&token) else {
+            return; // the client went away; nothing to do
+        };
+        c.ready.insert(seq, bytes);
+        while let Some(b) = c.ready.remove(&c.next_flush) {
+            c.framer.queue_reply(&b);
+            c.next_flush += 1;
+        }
+        self.write_conn(token);
+        // Replies may have lifted the framer's back-pressure: read what waits.
+        if self
+            .conns
+            .get(&token)
+            .is_some_and(|c| !c.eof && c.framer.wants_read())
+        {
+            self.read_conn(token);
+        }
+    }
+
+    fn write_conn(&mut self, token: Token) {
+        let Some(c) = self.conns.get_mut(&token) else {
+            return;
+        };
+        loop {
+            let out = c.framer.pending_output();
+            if out.is_empty() {
+                break;
+            }
+            match c.stream.write(out) {
+                Ok(0) => {
+                    self.close_conn(token);
+                    return;
+                }
+                Ok(n) => c.framer.consume_output(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("api: {}: write error: {e}", c.peer);
+                    self.close_conn(token);
+                    return;
+                }
+            }
+        }
+        let want_write = !c.framer.pending_output().is_empty();
+        if c.framer.wants_close() && !want_write {
+            self.close_conn(token);
+            return;
+        }
+        if want_write != c.writable_interest {
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut c.stream, token, interest)
+            {
+                log::debug!("api: reregister: {e}");
+            }
+            c.writable_interest = want_write;
+        }
+    }
+
+    fn close_conn(&mut self, token: Token) {
+        if let Some(mut c) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+        // Lookups still running for this connection finish unobserved.
+        self.pending.retain(|_, p| p.token != token);
+    }
+
+    // ----- housekeeping -------------------------------------------------------------
+
+    fn housekeeping(&mut self, now: Instant) {
+        if now >= self.next_view || self.view_dirty {
+            self.publish_view();
+            self.next_view = now + VIEW_EVERY;
+            self.view_dirty = false;
+        }
+        if now >= self.next_save {
+            self.save_state(false);
+            self.next_save = now + SAVE_EVERY;
+        }
+    }
+
+    fn publish_view(&self) {
+        let rt = self.dht.routing_table();
+        let view = StatusView {
+            node_id: self.dht.id(),
+            listen: self.local,
+            external: self.dht.external_addr(),
+            routing_table_size: rt.len(),
+            provider_records: self.dht.provider_records(),
+            provided: self.dht.provided_keys(),
+            known_keys: self.dht.known_keys(),
+            stats: self.dht.stats().clone(),
+            emulated_drops: self.emulator.dropped,
+            api_connections: self.conns.len(),
+            running_queries: self.dht.running_queries(),
+        };
+        self.shared.publish(view);
+    }
+
+    fn node_state(&self) -> NodeState {
+        NodeState {
+            node_id: Some(self.dht.id()),
+            contacts: self.dht.routing_table().iter().map(|e| e.contact).collect(),
+            provided: self.dht.provided_keys(),
+        }
+    }
+
+    /// Persists the routing table and provided keys: on a worker while running (disk I/O
+    /// stays off the loop), inline at shutdown.
+    fn save_state(&mut self, inline: bool) {
+        let st = self.node_state();
+        let dir = self.data_dir.clone();
+        let job = move || {
+            if let Err(e) = state::save(&dir, &st) {
+                log::error!("saving node state: {e}");
+            }
+        };
+        if inline {
+            job();
+        } else if !self.workers.submit(job) {
+            log::warn!("saving node state deferred: workers busy");
+        }
+    }
+
+    /// The node's ID (for the start-up banner).
+    pub fn node_id(&self) -> Id {
+        self.dht.id()
+    }
+}

@@ -1,0 +1,163 @@
+//! Executing API commands against the node (the reactor calls these on its thread for
+//! commands that need the DHT; workers call the read-only ones with the shared view).
+//! Field names follow the EchoChain API contract (`protocol-spec/api.md` later;
+//! `MISSION.md` now) and must not change.
+
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+
+use crate::api::reply;
+use crate::api::request::{ApiRequest, ContentQuery};
+use crate::dht::{Dht, QueryId, QueryResult};
+use crate::id::Id;
+use crate::node::shared::{Shared, StatusView};
+
+/// A request waiting for a DHT lookup to finish.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    /// The API connection.
+    pub token: mio::Token,
+    /// The reply's place in that connection's order.
+    pub seq: u64,
+    /// What was asked.
+    pub what: Waiting,
+}
+
+/// What a pending request waits for.
+#[derive(Clone, Copy, Debug)]
+pub enum Waiting {
+    /// `local_announce_content`.
+    Announce(Id),
+    /// `local_request_content_info`.
+    ContentInfo(Id),
+}
+
+/// The result of executing a command.
+pub enum Outcome {
+    /// Reply at once.
+    Reply(Vec<u8>),
+    /// Reply when this lookup finishes.
+    Wait(QueryId, Pending),
+}
+
+fn fields(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Runs a command that needs the DHT.
+pub fn execute(
+    req: ApiRequest,
+    dht: &mut Dht,
+    now: Instant,
+    token: mio::Token,
+    seq: u64,
+) -> Outcome {
+    let busy = || {
+        Outcome::Reply(reply::error(
+            "node busy: too many DHT lookups running, try again",
+        ))
+    };
+    match req {
+        ApiRequest::AnnounceContent { content_hash } => match dht.announce(content_hash, 0, now) {
+            Some(q) => Outcome::Wait(
+                q,
+                Pending {
+                    token,
+                    seq,
+                    what: Waiting::Announce(content_hash),
+                },
+            ),
+            None => busy(),
+        },
+        ApiRequest::RequestContentInfo {
+            query: ContentQuery::One(id),
+        } => match dht.get_providers(id, now) {
+            Some(q) => Outcome::Wait(
+                q,
+                Pending {
+                    token,
+                    seq,
+                    what: Waiting::ContentInfo(id),
+                },
+            ),
+            None => busy(),
+        },
+        ApiRequest::RequestContentInfo {
+            query: ContentQuery::AllAvailable,
+        } => Outcome::Reply(reply::error(
+            "all_available_content needs file metadata (name, size, chunks), which this node version does not track yet",
+        )),
+        // Answered by workers from the shared view; kept here so any caller gets an answer.
+        ApiRequest::Status | ApiRequest::ListContent => {
+            Outcome::Reply(reply::error("internal: read-only command reached the event loop"))
+        }
+    }
+}
+
+/// The reply for a pending request whose lookup finished.
+pub fn reply_for(p: &Pending, result: &QueryResult, dht: &Dht) -> Vec<u8> {
+    match (p.what, result) {
+        (Waiting::Announce(id), QueryResult::Announced { stored_at, asked }) => {
+            let message = if *asked == 0 && dht.routing_table().is_empty() {
+                "Content announced; no peers are known yet, so it will be announced as soon as one joins"
+            } else {
+                "Content announced"
+            };
+            reply::success(fields(json!({
+                "message": message,
+                "content_hash": id.to_hex(),
+                "stored_at": stored_at,
+                "asked": asked,
+            })))
+        }
+        (Waiting::ContentInfo(id), QueryResult::Providers { providers, .. }) => {
+            if providers.is_empty() {
+                reply::error("Content not found in DHT")
+            } else {
+                let peers: Vec<String> = providers.iter().map(|a| a.to_string()).collect();
+                reply::success(fields(json!({
+                    "content_hash": id.to_hex(),
+                    "peers": peers,
+                })))
+            }
+        }
+        _ => reply::error("internal: lookup finished with an unexpected result"),
+    }
+}
+
+/// `local_list_content`: every content hash this node knows of in the DHT.
+pub fn list_reply((view, _): &(std::sync::Arc<StatusView>, &Shared)) -> Vec<u8> {
+    let hashes: Vec<String> = view.known_keys.iter().map(Id::to_hex).collect();
+    reply::success(fields(json!({ "content_hashes": hashes })))
+}
+
+/// `status`: identity, addresses and counters.
+pub fn status_reply((view, shared): &(std::sync::Arc<StatusView>, &Shared)) -> Vec<u8> {
+    let s = &view.stats;
+    reply::success(fields(json!({
+        "node_id": view.node_id.to_hex(),
+        "listen": view.listen.to_string(),
+        "api": shared.api_addr.to_string(),
+        "external_addr": view.external.map(|a| a.to_string()),
+        "uptime_secs": shared.started.elapsed().as_secs(),
+        "routing_table_size": view.routing_table_size,
+        "provider_records": view.provider_records,
+        "provided": view.provided.iter().map(Id::to_hex).collect::<Vec<_>>(),
+        "running_lookups": view.running_queries,
+        "api_connections": view.api_connections,
+        "dht": {
+            "datagrams_in": s.datagrams_in,
+            "datagrams_out": s.datagrams_out,
+            "decode_errors": s.decode_errors,
+            "unexpected_responses": s.unexpected_responses,
+            "rate_limited": s.rate_limited,
+            "timeouts": s.timeouts,
+            "bad_tokens": s.bad_tokens,
+            "emulated_drops": view.emulated_drops,
+        },
+    })))
+}

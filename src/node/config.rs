@@ -1,0 +1,135 @@
+//! Node configuration: what `peershare run` was asked to do, with sensible defaults.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::dht::DhtConfig;
+
+/// Default port of the DHT (UDP) and the wire protocol (TCP): the same number for both.
+pub const DEFAULT_PORT: u16 = 8001;
+/// Default port of the local JSON API (the EchoChain clients' default).
+pub const DEFAULT_API_PORT: u16 = 8002;
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Where the node keeps its identity, routing table and state.
+    pub data_dir: PathBuf,
+    /// Address for the DHT and wire sockets. The default, `[::]`, is dual-stack
+    /// (IPv4 and IPv6); the node falls back to `0.0.0.0` where IPv6 is unavailable.
+    pub bind_ip: IpAddr,
+    /// Port for both the UDP DHT socket and the TCP wire listener; 0 picks a free one.
+    pub port: u16,
+    /// Address of the local API listener (loopback by default).
+    pub api_addr: SocketAddr,
+    /// Nodes to contact at start.
+    pub bootstrap: Vec<String>,
+    /// DHT tunables.
+    pub dht: DhtConfig,
+    /// Emulated one-way delay added to every DHT datagram this node sends.
+    pub emulate_latency: Duration,
+    /// Emulated random extra delay, uniform in `0..jitter`.
+    pub emulate_jitter: Duration,
+    /// Emulated probability that a DHT datagram this node sends is lost.
+    pub emulate_loss: f64,
+    /// Worker threads (hashing, disk, request handling).
+    pub workers: usize,
+}
+
+impl NodeConfig {
+    /// Defaults for a data dir: dual-stack on port 8001, API on 127.0.0.1:8002.
+    pub fn new(data_dir: PathBuf) -> Self {
+        NodeConfig {
+            data_dir,
+            bind_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            port: DEFAULT_PORT,
+            api_addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
+            bootstrap: Vec::new(),
+            dht: DhtConfig::default(),
+            emulate_latency: Duration::ZERO,
+            emulate_jitter: Duration::ZERO,
+            emulate_loss: 0.0,
+            workers: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(2, 8),
+        }
+    }
+}
+
+/// The default data dir: `$XDG_DATA_HOME/peershare`, else `~/.local/share/peershare`, else
+/// `./peershare-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("peershare");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/peershare");
+    }
+    PathBuf::from("peershare-data")
+}
+
+/// Parses durations such as `25ms`, `1.5s`, `2m`, `0`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "ms"),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 25ms, 1s)"))?;
+    let secs = match unit {
+        "us" => v / 1e6,
+        "ms" => v / 1e3,
+        "s" => v,
+        "m" | "min" => v * 60.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` (use us, ms, s or m)"
+            ))
+        }
+    };
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("duration `{s}` out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a probability given as `1%` or `0.01`.
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let v = match s.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|x| x / 100.0),
+        None => s.parse::<f64>(),
+    }
+    .map_err(|_| format!("`{s}` is not a fraction (try 1% or 0.01)"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("`{s}` is not between 0% and 100%"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("25ms"), Ok(Duration::from_millis(25)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("40"), Ok(Duration::from_millis(40)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("1e400s").is_err());
+    }
+
+    #[test]
+    fn fractions() {
+        assert_eq!(parse_fraction("1%"), Ok(0.01));
+        assert_eq!(parse_fraction("0.25"), Ok(0.25));
+        assert!(parse_fraction("150%").is_err());
+        assert!(parse_fraction("NaN").is_err());
+    }
+}

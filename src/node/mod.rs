@@ -1,0 +1,204 @@
+//! A running node: start-up (data dir, identity, sockets, bootstrap), the event loop, and
+//! a clean shutdown on Ctrl-C or SIGTERM.
+
+pub mod commands;
+pub mod config;
+pub mod shared;
+pub mod state;
+
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::{Poll, Waker};
+
+use crate::dht::{Dht, DhtStats};
+use crate::id::Id;
+use crate::net::emulate::SendEmulator;
+use crate::net::reactor::{Reactor, ReactorParts, WAKER};
+use crate::net::socket;
+use crate::workers::WorkerPool;
+pub use config::NodeConfig;
+use shared::{Shared, StatusView};
+
+/// Why a node could not start or stopped abnormally.
+#[derive(Debug)]
+pub enum NodeError {
+    /// The data dir is unusable.
+    State(state::StateError),
+    /// A socket could not be bound.
+    Bind {
+        /// What it was for.
+        what: &'static str,
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// Another I/O failure.
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::State(e) => write!(f, "{e}"),
+            NodeError::Bind { what, addr, source } => {
+                write!(f, "cannot listen for the {what} on {addr}: {source}")?;
+                if source.kind() == io::ErrorKind::AddrInUse {
+                    write!(f, " (is another node running? choose another port)")?;
+                }
+                Ok(())
+            }
+            NodeError::Io { what, source } => write!(f, "{what}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> NodeError {
+    move |source| NodeError::Io { what, source }
+}
+
+/// Runs a node in the foreground until `shutdown` is set (by the signal handler).
+/// Prints the node's identity and addresses to stdout once it is listening.
+pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> {
+    let _lock = state::lock_data_dir(&cfg.data_dir).map_err(NodeError::State)?;
+    let saved = state::load(&cfg.data_dir).map_err(NodeError::State)?;
+    let id = saved.node_id.unwrap_or_else(|| Id(rand::random()));
+
+    let bound = socket::bind_pair(cfg.bind_ip, cfg.port).map_err(|source| NodeError::Bind {
+        what: "DHT and wire protocol",
+        addr: SocketAddr::new(cfg.bind_ip, cfg.port),
+        source,
+    })?;
+    let api = socket::listen_tcp(cfg.api_addr).map_err(|source| NodeError::Bind {
+        what: "local API",
+        addr: cfg.api_addr,
+        source,
+    })?;
+    let api_addr = api.local_addr().map_err(io_err("API address"))?;
+
+    let poll = Poll::new().map_err(io_err("create event loop"))?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_err("create waker"))?);
+    let now = Instant::now();
+    let mut dht = Dht::new(id, cfg.dht.clone(), rand::random(), now);
+    for c in &saved.contacts {
+        dht.add_contact(*c, now);
+    }
+    for key in &saved.provided {
+        let _ = dht.announce(*key, 0, now);
+    }
+    let mut bootstrapped = false;
+    for b in &cfg.bootstrap {
+        match b.to_socket_addrs() {
+            Ok(addrs) => {
+                for a in addrs {
+                    dht.bootstrap_from(a, now);
+                    bootstrapped = true;
+                }
+            }
+            Err(e) => log::warn!("bootstrap address {b}: {e}"),
+        }
+    }
+    if !saved.contacts.is_empty() {
+        // A restarted node rejoins through the contacts it remembers.
+        dht.rejoin(now);
+    } else if !bootstrapped {
+        log::info!("no bootstrap node and no saved contacts: this node starts a new network");
+    }
+
+    let view = StatusView {
+        node_id: id,
+        listen: bound.local,
+        external: None,
+        routing_table_size: 0,
+        provider_records: 0,
+        provided: Vec::new(),
+        known_keys: Vec::new(),
+        stats: DhtStats::default(),
+        emulated_drops: 0,
+        api_connections: 0,
+        running_queries: 0,
+    };
+    let shared = Arc::new(Shared::new(view, api_addr));
+    let workers = WorkerPool::new(cfg.workers).map_err(io_err("start worker threads"))?;
+    let emulator = SendEmulator::new(
+        cfg.emulate_latency,
+        cfg.emulate_jitter,
+        cfg.emulate_loss,
+        rand::random(),
+    );
+    let local = bound.local;
+    let mut reactor = Reactor::new(ReactorParts {
+        poll,
+        waker: waker.clone(),
+        udp: bound.udp,
+        wire: bound.tcp,
+        api,
+        local,
+        dht,
+        emulator,
+        workers,
+        shared,
+        shutdown: shutdown.clone(),
+        data_dir: cfg.data_dir.clone(),
+    })
+    .map_err(io_err("register sockets"))?;
+
+    install_signal_handler(shutdown, waker)?;
+    announce_banner(id, local, api_addr, &cfg);
+    reactor.run().map_err(io_err("event loop"))?;
+    log::info!("node stopped; state saved in {}", cfg.data_dir.display());
+    Ok(())
+}
+
+fn announce_banner(id: Id, local: SocketAddr, api: SocketAddr, cfg: &NodeConfig) {
+    // Machine-readable lines on stdout (tests and scripts read them); logs go to stderr.
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "node_id: {id}");
+    let _ = writeln!(out, "listen: {local} (UDP DHT + TCP wire)");
+    let _ = writeln!(out, "api: {api}");
+    let _ = writeln!(out, "data_dir: {}", cfg.data_dir.display());
+    if !cfg.emulate_latency.is_zero() || cfg.emulate_loss > 0.0 {
+        let _ = writeln!(
+            out,
+            "emulating: +{:?} (+ up to {:?} jitter) per datagram sent, {:.2}% loss",
+            cfg.emulate_latency,
+            cfg.emulate_jitter,
+            cfg.emulate_loss * 100.0
+        );
+    }
+    let _ = writeln!(out, "ready");
+    let _ = out.flush();
+}
+
+fn install_signal_handler(shutdown: Arc<AtomicBool>, waker: Arc<Waker>) -> Result<(), NodeError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(io_err("install signal handler"))?;
+    std::thread::Builder::new()
+        .name("peershare-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if shutdown.swap(true, Ordering::SeqCst) {
+                    // Second signal: the user insists.
+                    eprintln!("peershare: second signal, exiting now");
+                    std::process::exit(128 + sig);
+                }
+                log::info!("signal {sig}: shutting down");
+                let _ = waker.wake();
+            }
+        })
+        .map_err(io_err("start signal thread"))?;
+    Ok(())
+}
