@@ -74,7 +74,15 @@ struct ApiConn {
     ready: BTreeMap<u64, Vec<u8>>,
     eof: bool,
     writable_interest: bool,
+    /// After a fatal error: our side is shut down and input is discarded until the client
+    /// closes, the deadline passes or the byte budget runs out. Closing with unread input
+    /// would make the kernel send RST, which can destroy the error reply in flight.
+    draining: Option<(Instant, usize)>,
 }
+
+/// How long and how much a lingering close waits for the client to finish sending.
+const DRAIN_FOR: Duration = Duration::from_secs(2);
+const DRAIN_BYTES: usize = 8 << 20;
 
 /// The sockets and core state the loop drives.
 pub struct Reactor {
@@ -325,6 +333,7 @@ impl Reactor {
                             ready: BTreeMap::new(),
                             eof: false,
                             writable_interest: false,
+                            draining: None,
                         },
                     );
                     // Data may already be waiting: edge-triggered readiness won't tell us twice.
@@ -357,6 +366,20 @@ impl Reactor {
             let Some(c) = self.conns.get_mut(&token) else {
                 return;
             };
+            if let Some((_, discarded)) = c.draining.as_mut() {
+                loop {
+                    match c.stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) if *discarded + n < DRAIN_BYTES => *discarded += n,
+                        Ok(_) => break,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    }
+                }
+                self.close_conn(token);
+                return;
+            }
             while !c.eof && c.framer.wants_read() {
                 match c.stream.read(&mut buf) {
                     Ok(0) => {
@@ -487,8 +510,15 @@ impl Reactor {
             }
         }
         let want_write = !c.framer.pending_output().is_empty();
-        if c.framer.wants_close() && !want_write {
-            self.close_conn(token);
+        if c.framer.wants_close() && !want_write && c.draining.is_none() {
+            if c.eof {
+                self.close_conn(token);
+                return;
+            }
+            // Lingering close: the reply is out; stop sending, discard what still comes.
+            let _ = c.stream.shutdown(std::net::Shutdown::Write);
+            c.draining = Some((Instant::now() + DRAIN_FOR, 0));
+            self.read_conn(token);
             return;
         }
         if want_write != c.writable_interest {
@@ -519,6 +549,15 @@ impl Reactor {
     // ----- housekeeping -------------------------------------------------------------
 
     fn housekeeping(&mut self, now: Instant) {
+        let expired: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.draining.is_some_and(|(until, _)| until <= now))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in expired {
+            self.close_conn(t);
+        }
         if now >= self.next_view || self.view_dirty {
             self.publish_view();
             self.next_view = now + VIEW_EVERY;

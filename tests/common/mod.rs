@@ -1,0 +1,163 @@
+//! Test harness: real `peershare` processes on loopback, driven through their real API.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// A running node process.
+pub struct Node {
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub api: SocketAddr,
+    pub node_id: String,
+    pub data_dir: PathBuf,
+}
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_peershare")
+}
+
+impl Node {
+    /// Starts a node on 127.0.0.1 with free ports and waits until it prints `ready`.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Node {
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            "0".into(),
+            "--api-port".into(),
+            "0".into(),
+            "-q".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new(bin())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn peershare");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let ready = line == "ready";
+                lines.push(line);
+                if ready {
+                    let _ = tx.send(lines.clone());
+                }
+            }
+        });
+        let lines = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("node in {} did not start", data_dir.display()));
+        let field = |k: &str| -> String {
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+                .unwrap_or_else(|| panic!("no `{k}:` line in {lines:?}"))
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        Node {
+            listen: field("listen").parse().unwrap(),
+            api: field("api").parse().unwrap(),
+            node_id: field("node_id"),
+            child,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// The address other nodes use to reach this one.
+    pub fn addr(&self) -> String {
+        self.listen.to_string()
+    }
+
+    /// One API call the way EchoChain's Python client makes it: the JSON with no newline,
+    /// the connection left open, the reply read until its newline.
+    pub fn call(&self, kind: &str, payload: Value) -> Value {
+        call(self.api, &json!({ "type": kind, "payload": payload }))
+    }
+
+    pub fn status(&self) -> Value {
+        self.call("status", json!({}))
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit; returns how long it took.
+    pub fn terminate(&mut self) -> (Duration, std::process::ExitStatus) {
+        let t0 = Instant::now();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let st = self.child.wait().expect("wait");
+        (t0.elapsed(), st)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends one request and reads one reply line.
+pub fn call(api: SocketAddr, req: &Value) -> Value {
+    let mut s = TcpStream::connect(api).expect("connect to API");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(req.to_string().as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let mut b = [0u8; 4096];
+    loop {
+        let n = s.read(&mut b).expect("read reply");
+        assert!(n > 0, "connection closed before a reply to {req}");
+        buf.extend_from_slice(&b[..n]);
+        if buf.ends_with(b"\n") {
+            break;
+        }
+    }
+    serde_json::from_slice(&buf).unwrap_or_else(|e| {
+        panic!(
+            "reply is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&buf)
+        )
+    })
+}
+
+/// Polls `f` until it is true, up to `limit` (a bound on waiting, not a timing assertion).
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// A content ID for a test label.
+pub fn content_id(label: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(label.as_bytes()))
+}
