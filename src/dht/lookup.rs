@@ -5,9 +5,12 @@
 //! target. Each candidate is `NotContacted`, `Waiting` (a request is out), `Succeeded` or
 //! `Failed`. The caller repeatedly asks [`Lookup::next_step`] whom to query; feeds answers in
 //! with [`Lookup::on_success`] and timeouts or errors with [`Lookup::on_failure`]; and stops
-//! when `next` says [`Step::Finished`]. The lookup is finished when the `k` closest
+//! when `next_step` says [`Step::Finished`]. The lookup is finished when the `k` closest
 //! candidates that did not fail have all answered, or when there is nobody left to ask.
-//! At most `alpha` requests are in flight. The lookup does no I/O and never reads a clock:
+//! At most `alpha` requests are in flight, except when the lookup has stalled: after `alpha`
+//! answers in a row that brought nobody closer than the closest known candidate, it asks all
+//! remaining candidates among the k closest at once (the Kademlia paper's final round; libp2p
+//! calls this state "stalled"). An answer that makes progress returns it to `alpha`. The lookup does no I/O and never reads a clock:
 //! request deadlines belong to the caller, which reports them as failures.
 
 use std::collections::BTreeMap;
@@ -57,6 +60,8 @@ pub struct Lookup {
     candidates: BTreeMap<Distance, Candidate>,
     in_flight: usize,
     finished: bool,
+    /// Answers in a row that found nobody closer than the closest candidate known.
+    no_progress: usize,
     /// Successful answers so far.
     answers: u32,
     /// Failures so far.
@@ -78,6 +83,7 @@ impl Lookup {
             candidates: BTreeMap::new(),
             in_flight: 0,
             finished: false,
+            no_progress: 0,
             answers: 0,
             failures: 0,
         };
@@ -117,8 +123,36 @@ impl Lookup {
         if self.finished {
             return;
         }
+        let best_before = self.closest_live_distance();
         for c in closer {
             self.add_candidate(*c, hop + 1);
+        }
+        if self.closest_live_distance() < best_before {
+            self.no_progress = 0;
+        } else {
+            self.no_progress += 1;
+        }
+    }
+
+    /// Distance of the closest candidate that has not failed (all-ones when none).
+    fn closest_live_distance(&self) -> Distance {
+        self.candidates
+            .iter()
+            .find(|(_, c)| c.state != PeerState::Failed)
+            .map_or(Distance([0xff; 32]), |(d, _)| *d)
+    }
+
+    /// True when the lookup has stalled and asks all k closest at once.
+    pub fn is_stalled(&self) -> bool {
+        self.no_progress >= self.alpha
+    }
+
+    /// How many requests may be in flight now.
+    fn parallelism(&self) -> usize {
+        if self.is_stalled() {
+            self.k.max(self.alpha)
+        } else {
+            self.alpha
         }
     }
 
@@ -148,7 +182,7 @@ impl Lookup {
                 PeerState::Succeeded => {}
                 PeerState::Waiting => waiting_in_top = true,
                 PeerState::NotContacted => {
-                    if to_query.is_none() && self.in_flight < self.alpha {
+                    if to_query.is_none() && self.in_flight < self.parallelism() {
                         to_query = Some(*d);
                     }
                     waiting_in_top = true;
@@ -291,7 +325,7 @@ mod tests {
                 }
             }
             max_in_flight = max_in_flight.max(l.in_flight());
-            assert!(l.in_flight() <= alpha);
+            assert!(l.in_flight() <= alpha.max(k));
             assert!(!batch.is_empty(), "waiting with nothing in flight");
             for c in batch {
                 if dead.contains(&c.id) {
@@ -316,8 +350,42 @@ mod tests {
             let want: Vec<Id> = truth.into_iter().take(20).collect();
             let got_ids: Vec<Id> = got.iter().map(|c| c.id).collect();
             assert_eq!(got_ids, want);
-            assert!(max_if <= 3);
+            assert!(max_if <= 20);
         }
+    }
+
+    #[test]
+    fn alpha_in_flight_until_stalled_then_all_k() {
+        // The asker already knows the 20 closest: nobody can name anyone closer.
+        let seeds: Vec<Contact> = (1..=20u8).map(|b| contact(Id([b; 32]))).collect();
+        let mut l = Lookup::new(Id([0; 32]), 20, 3, seeds.clone());
+        let mut first = Vec::new();
+        while let Step::Query(c) = l.next_step() {
+            first.push(c);
+        }
+        assert_eq!(
+            first.len(),
+            3,
+            "alpha requests while making progress is possible"
+        );
+        assert!(!l.is_stalled());
+        // Three answers without progress: stalled, so everyone left goes out at once
+        // (each answer also frees a slot that is refilled while not yet stalled).
+        for c in &first {
+            l.on_success(&c.id, &[]);
+        }
+        assert!(l.is_stalled());
+        let mut rest = 0;
+        while let Step::Query(_) = l.next_step() {
+            rest += 1;
+        }
+        assert_eq!(rest, 17);
+        // An answer that brings someone closer returns the lookup to alpha.
+        let in_flight = l.in_flight();
+        let some = seeds[10];
+        l.on_success(&some.id, &[contact(Id([0; 32]))]);
+        assert!(!l.is_stalled());
+        assert_eq!(l.in_flight(), in_flight - 1);
     }
 
     #[test]
@@ -364,7 +432,7 @@ mod tests {
             let from = n.ids.iter().position(|x| !dead.contains(x)).unwrap_or(0);
             let target = Id::random(&mut rng);
             let (got, max_if) = run(&n, from, target, k, alpha, &dead);
-            prop_assert!(max_if <= alpha);
+            prop_assert!(max_if <= alpha.max(k));
             prop_assert!(got.len() <= k);
             for w in got.windows(2) {
                 prop_assert!(w[0].id.distance(&target) < w[1].id.distance(&target));

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# A small PeerShare network on loopback, showing the whole flow that exists today:
+# three nodes join through the first, one announces a content ID, another finds it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=./target/release/peershare
+[ -x "$BIN" ] || cargo build --release
+work=$(mktemp -d /tmp/peershare-demo.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+start() { # name port api-port [bootstrap]
+  local args=(run --data-dir "$work/$1" --bind 127.0.0.1 --port "$2" --api-port "$3" -q)
+  [ -n "${4:-}" ] && args+=(--bootstrap "$4")
+  "$BIN" "${args[@]}" >"$work/$1.out" &
+  pids+=($!)
+  for _ in $(seq 50); do grep -q '^ready' "$work/$1.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q '^ready' "$work/$1.out" || { echo "node $1 did not start (set DEMO_PORT to use other ports)" >&2; exit 1; }
+  echo "== $1: $(grep node_id "$work/$1.out")  udp/tcp 127.0.0.1:$2  api 127.0.0.1:$3"
+}
+
+# Below Linux's ephemeral range (32768-60999), where the kernel hands out client ports.
+base=${DEMO_PORT:-28400}
+start alice $base $((base + 100))
+start bob   $((base + 1)) $((base + 101)) 127.0.0.1:$base
+start carol $((base + 2)) $((base + 102)) 127.0.0.1:$base
+sleep 1
+
+id=$(printf 'drum loop 120bpm' | sha256sum | cut -c1-64)
+echo; echo "== bob announces $id"
+"$BIN" announce "$id" --api 127.0.0.1:$((base + 101))
+echo; echo "== carol asks the DHT who has it"
+"$BIN" peers "$id" --api 127.0.0.1:$((base + 102))
+echo; echo "== the same question the way an EchoChain client asks it (raw JSON over TCP)"
+python3 - "$((base + 102))" "$id" <<'PY'
+import json, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+req = {"type": "local_request_content_info", "payload": {"content_hash": sys.argv[2]}}
+print(">>", json.dumps(req)); s.sendall(json.dumps(req).encode()); print("<<", s.recv(4096).decode().strip())
+PY
+echo; echo "== alice's view"
+"$BIN" status --api 127.0.0.1:$((base + 100))
