@@ -50,6 +50,11 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// List the contacts of the node's routing table, by bucket.
+    Routes {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 /// Options of `peershare run`.
@@ -197,6 +202,24 @@ pub fn main_with(cli: Cli) -> i32 {
             )
         }),
         Command::Status { api } => call(&api, "status", json!({}), format_status),
+        Command::Routes { api } => call(&api, "routing_table", json!({}), |v| {
+            let rows = v["contacts"].as_array().cloned().unwrap_or_default();
+            let mut out = format!(
+                "{} contacts (bucket = leading zero bits of the XOR distance)\n",
+                rows.len()
+            );
+            out.push_str("bucket  node id                                                           address                 seen\n");
+            for r in rows {
+                out.push_str(&format!(
+                    "{:>6}  {}  {:<22}  {} s ago\n",
+                    r["bucket"],
+                    r["node_id"].as_str().unwrap_or("?"),
+                    r["addr"].as_str().unwrap_or("?"),
+                    r["last_seen_secs_ago"]
+                ));
+            }
+            out.trim_end().to_string()
+        }),
     }
 }
 

@@ -152,3 +152,45 @@ fn two_nodes_cannot_share_a_data_dir() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another peershare node"), "{err}");
 }
+
+#[test]
+fn ipv6_nodes_find_each_other() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("SKIP ipv6_nodes_find_each_other: no IPv6 loopback on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(&dir.path().join("a"), &["--bind", "::1"]);
+    let b = Node::start(
+        &dir.path().join("b"),
+        &["--bind", "::1", "--bootstrap", &a.addr()],
+    );
+    let c = Node::start(
+        &dir.path().join("c"),
+        &["--bind", "::1", "--bootstrap", &a.addr()],
+    );
+    assert!(wait_until(Duration::from_secs(10), || c.status()
+        ["routing_table_size"]
+        .as_u64()
+        >= Some(2)));
+    let cid = content_id("over ipv6");
+    assert_eq!(
+        b.call("local_announce_content", json!({ "content_hash": cid }))["status"],
+        "success"
+    );
+    let r = c.call("local_request_content_info", json!({ "content_hash": cid }));
+    assert_eq!(
+        r["peers"],
+        json!([format!("[::1]:{}", b.listen.port())]),
+        "{r}"
+    );
+    // The routing table is visible through the API, with IPv6 addresses.
+    let rt = a.call("routing_table", json!({}));
+    let addrs: Vec<&str> = rt["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["addr"].as_str())
+        .collect();
+    assert!(addrs.contains(&b.addr().as_str()), "{rt}");
+}

@@ -38,6 +38,8 @@ pub enum ApiRequest {
     ListContent,
     /// `status`: the node's status (an extra command, not in the EchoChain contract).
     Status,
+    /// `routing_table`: the contacts of the node's routing table (an extra command).
+    RoutingTable,
 }
 
 impl ApiRequest {
@@ -48,6 +50,7 @@ impl ApiRequest {
             ApiRequest::RequestContentInfo { .. } => "local_request_content_info",
             ApiRequest::ListContent => "local_list_content",
             ApiRequest::Status => "status",
+            ApiRequest::RoutingTable => "routing_table",
         }
     }
 }
@@ -129,6 +132,10 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
         "status" => {
             optional_payload(command, payload)?;
             Ok(ApiRequest::Status)
+        }
+        "routing_table" => {
+            optional_payload(command, payload)?;
+            Ok(ApiRequest::RoutingTable)
         }
         other if NOT_YET_IMPLEMENTED.contains(&other) => Err(ApiError::new(format!(
             "command `{other}` is part of the API but not implemented by this node yet"
@@ -357,6 +364,7 @@ mod tests {
         for (v, name) in [
             (json!({"type": "local_list_content"}), "local_list_content"),
             (json!({"type": "status"}), "status"),
+            (json!({"type": "routing_table"}), "routing_table"),
             (
                 json!({"type": "local_announce_content", "payload": {"content_hash": HASH}}),
                 "local_announce_content",

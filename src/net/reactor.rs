@@ -430,6 +430,11 @@ impl Reactor {
                     seq,
                     bytes: commands::list_reply(&shared.view()),
                 },
+                Ok(ApiRequest::RoutingTable) => Completion::Reply {
+                    token,
+                    seq,
+                    bytes: commands::routing_reply(&shared.view()),
+                },
                 result => Completion::Parsed { token, seq, result },
             };
             completer.complete(done);
@@ -571,11 +576,23 @@ impl Reactor {
 
     fn publish_view(&self) {
         let rt = self.dht.routing_table();
+        let now = Instant::now();
+        let routing_table = rt
+            .iter()
+            .map(|e| {
+                let bucket = rt.bucket_index(&e.contact.id).unwrap_or(0);
+                (
+                    e.contact,
+                    bucket,
+                    now.saturating_duration_since(e.last_seen).as_secs(),
+                )
+            })
+            .collect();
         let view = StatusView {
             node_id: self.dht.id(),
             listen: self.local,
             external: self.dht.external_addr(),
-            routing_table_size: rt.len(),
+            routing_table,
             provider_records: self.dht.provider_records(),
             provided: self.dht.provided_keys(),
             known_keys: self.dht.known_keys(),

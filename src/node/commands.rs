@@ -92,7 +92,7 @@ pub fn execute(
             "all_available_content needs file metadata (name, size, chunks), which this node version does not track yet",
         )),
         // Answered by workers from the shared view; kept here so any caller gets an answer.
-        ApiRequest::Status | ApiRequest::ListContent => {
+        ApiRequest::Status | ApiRequest::ListContent | ApiRequest::RoutingTable => {
             Outcome::Reply(reply::error("internal: read-only command reached the event loop"))
         }
     }
@@ -135,6 +135,27 @@ pub fn list_reply((view, _): &(std::sync::Arc<StatusView>, &Shared)) -> Vec<u8> 
     reply::success(fields(json!({ "content_hashes": hashes })))
 }
 
+/// `routing_table`: every contact, closest bucket last.
+pub fn routing_reply((view, _): &(std::sync::Arc<StatusView>, &Shared)) -> Vec<u8> {
+    let mut rows: Vec<&(crate::proto::dht::Contact, usize, u64)> =
+        view.routing_table.iter().collect();
+    rows.sort_by_key(|(c, bucket, _)| (*bucket, c.id));
+    let contacts: Vec<Value> = rows
+        .iter()
+        .map(|(c, bucket, age)| {
+            json!({
+                "node_id": c.id.to_hex(),
+                "addr": c.addr.to_string(),
+                "bucket": bucket,
+                "last_seen_secs_ago": age,
+            })
+        })
+        .collect();
+    reply::success(fields(
+        json!({ "node_id": view.node_id.to_hex(), "contacts": contacts }),
+    ))
+}
+
 /// `status`: identity, addresses and counters.
 pub fn status_reply((view, shared): &(std::sync::Arc<StatusView>, &Shared)) -> Vec<u8> {
     let s = &view.stats;
@@ -144,7 +165,7 @@ pub fn status_reply((view, shared): &(std::sync::Arc<StatusView>, &Shared)) -> V
         "api": shared.api_addr.to_string(),
         "external_addr": view.external.map(|a| a.to_string()),
         "uptime_secs": shared.started.elapsed().as_secs(),
-        "routing_table_size": view.routing_table_size,
+        "routing_table_size": view.routing_table.len(),
         "provider_records": view.provider_records,
         "provided": view.provided.iter().map(Id::to_hex).collect::<Vec<_>>(),
         "running_lookups": view.running_queries,

@@ -121,7 +121,7 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         node_id: id,
         listen: bound.local,
         external: None,
-        routing_table_size: 0,
+        routing_table: Vec::new(),
         provider_records: 0,
         provided: Vec::new(),
         known_keys: Vec::new(),

@@ -1,6 +1,7 @@
 //! State the event loop shares with worker threads: a view of the node (routing table size,
 //! records, counters) that the loop republishes twice a second and whenever it changes.
-//! Workers answer read-only API commands (`status`, `local_list_content`) from it without a
+//! Workers answer read-only API commands (`status`, `local_list_content`, `routing_table`,
+//! which lists every contact: the routing table itself is what is shared) from it without a
 //! round trip through the loop. Guarded by a parking_lot `RwLock`; the loop holds the write
 //! lock only to swap in a new `Arc`, never across I/O.
 
@@ -12,6 +13,7 @@ use parking_lot::RwLock;
 
 use crate::dht::DhtStats;
 use crate::id::Id;
+use crate::proto::dht::Contact;
 
 /// A consistent picture of the node at one moment.
 #[derive(Clone, Debug)]
@@ -22,8 +24,9 @@ pub struct StatusView {
     pub listen: SocketAddr,
     /// The address peers see us at, once they agree.
     pub external: Option<SocketAddr>,
-    /// Contacts in the routing table.
-    pub routing_table_size: usize,
+    /// The routing table's contacts with the bucket each is in and how long ago it was heard
+    /// from, in seconds.
+    pub routing_table: Vec<(Contact, usize, u64)>,
     /// Provider records held for others.
     pub provider_records: usize,
     /// Keys this node announces.

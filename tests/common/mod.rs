@@ -31,14 +31,17 @@ impl Node {
             "run".into(),
             "--data-dir".into(),
             data_dir.display().to_string(),
-            "--bind".into(),
-            "127.0.0.1".into(),
+        ];
+        if !extra.contains(&"--bind") {
+            args.extend(["--bind".into(), "127.0.0.1".into()]);
+        }
+        args.extend([
             "--port".into(),
             "0".into(),
             "--api-port".into(),
             "0".into(),
             "-q".into(),
-        ];
+        ]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut child = Command::new(bin())
             .args(&args)
