@@ -1,0 +1,722 @@
+//! The download scheduler: which chunk to ask which peer for, as a sans-IO state machine
+//! (spec: `protocol-spec/wire.md`, "Behaviour"; invariants in `src/transfer/STATE.md`).
+//!
+//! The driver (the reactor in production, a simulator in tests) tells it what happened:
+//! a peer joined ([`Scheduler::add_peer`]), announced chunks ([`Scheduler::peer_bitfield`],
+//! [`Scheduler::peer_have`]), choked or unchoked us, rejected a request, sent a piece
+//! ([`Scheduler::piece_received`]), a worker verified a chunk ([`Scheduler::chunk_verified`]),
+//! a peer left, time passed ([`Scheduler::handle_timeout`]). It answers with [`Action`]s
+//! through [`Scheduler::poll_action`]: send REQUEST / CANCEL / INTERESTED / NOT_INTERESTED,
+//! broadcast HAVE, drop or ban a peer, the download is complete. Like the DHT, drain
+//! `poll_action` after every input.
+//!
+//! Policy:
+//! - **Rarest first, random start.** A peer with free pipeline slots gets the missing chunks
+//!   it has that the fewest connected peers have; ties go in a rotated order from a random
+//!   start, so downloaders that start together spread over different chunks.
+//! - **Pipelining.** Each peer has up to `pipeline_bytes` of requests outstanding (at least
+//!   `min_pipeline`, at most `max_pipeline` chunks), enough to keep a fast link busy across
+//!   the round trip; a REJECT halves that peer's allowance.
+//! - **Endgame.** Once every missing chunk is requested, idle peers may also request chunks
+//!   already requested elsewhere (at most `endgame_duplicates` peers per chunk); when one
+//!   copy arrives the others are cancelled. The last chunks then don't wait on the slowest
+//!   peer.
+//! - **Verification.** A chunk counts only after a worker checked its SHA-256. A chunk that
+//!   fails gets its sender banned and goes back to missing.
+//! - **Stalls.** A peer with requests outstanding that sends nothing for `stall_timeout` is
+//!   dropped and its requests go to others. A CHOKE cancels everything asked of that peer.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::bitset::BitSet;
+
+/// The driver's handle for a peer connection.
+pub type PeerKey = u64;
+
+/// Tunables.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Bytes of requests to keep outstanding per peer.
+    pub pipeline_bytes: u64,
+    /// Fewest requests a peer may have outstanding.
+    pub min_pipeline: usize,
+    /// Most requests a peer may have outstanding.
+    pub max_pipeline: usize,
+    /// A peer that owes us data and sends nothing for this long is dropped.
+    pub stall_timeout: Duration,
+    /// In endgame, most peers asked for the same chunk.
+    pub endgame_duplicates: u8,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            pipeline_bytes: 4 << 20,
+            min_pipeline: 2,
+            max_pipeline: 64,
+            stall_timeout: Duration::from_secs(15),
+            endgame_duplicates: 2,
+        }
+    }
+}
+
+/// Why a peer is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// It owed us data and went silent.
+    Stalled,
+    /// It broke the protocol (e.g. a piece we never asked for, a chunk index out of range).
+    ProtocolViolation,
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send REQUEST for `chunk` to `peer`.
+    Request {
+        /// To whom.
+        peer: PeerKey,
+        /// Which chunk.
+        chunk: u32,
+    },
+    /// Send CANCEL for `chunk` to `peer`.
+    Cancel {
+        /// To whom.
+        peer: PeerKey,
+        /// Which chunk.
+        chunk: u32,
+    },
+    /// Send INTERESTED to `peer`.
+    Interested(PeerKey),
+    /// Send NOT_INTERESTED to `peer`.
+    NotInterested(PeerKey),
+    /// Send HAVE for `chunk` to every peer.
+    Have(u32),
+    /// Close the connection to `peer`.
+    Drop(PeerKey, DropReason),
+    /// `peer` sent a chunk that failed verification: close, and never take data from it again.
+    Ban(PeerKey),
+    /// Every chunk is verified.
+    Complete,
+}
+
+/// What to do with a PIECE that arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PieceVerdict {
+    /// Hash it; report the result with [`Scheduler::chunk_verified`].
+    Verify,
+    /// Another copy is already verified or being verified: discard.
+    Duplicate,
+    /// We cancelled this request; the piece crossed the CANCEL on the wire: discard.
+    Cancelled,
+    /// Never requested from this peer: a protocol violation (a `Drop` action follows).
+    Unrequested,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChunkState {
+    Missing,
+    /// Requested from at least one peer (`requested_by` counts them).
+    Requested,
+    /// A copy arrived and is being hashed.
+    Verifying,
+    Have,
+}
+
+#[derive(Debug)]
+struct Peer {
+    has: BitSet,
+    /// Chunks it has that we don't: interest is `useful > 0`.
+    useful: usize,
+    choking_us: bool,
+    we_are_interested: bool,
+    in_flight: Vec<u32>,
+    /// Chunks we cancelled whose pieces may still arrive (bounded by what we cancelled).
+    cancelled: Vec<u32>,
+    /// When it last sent a piece, or when its current run of requests began.
+    last_progress: Instant,
+    /// Pipeline allowance in chunks.
+    allowance: usize,
+    bytes: u64,
+}
+
+/// The scheduler of one download.
+#[derive(Debug)]
+pub struct Scheduler {
+    cfg: SchedulerConfig,
+    chunk_size: u32,
+    state: Vec<ChunkState>,
+    requested_by: Vec<u8>,
+    have: BitSet,
+    missing: usize,
+    availability: Vec<u16>,
+    peers: BTreeMap<PeerKey, Peer>,
+    start: usize,
+    actions: VecDeque<Action>,
+    complete_sent: bool,
+}
+
+impl Scheduler {
+    /// A scheduler for `chunk_count` chunks of `chunk_size` bytes, of which `have` are
+    /// already verified (resumed download). `seed` picks the random start.
+    pub fn new(
+        chunk_count: usize,
+        chunk_size: u32,
+        have: BitSet,
+        cfg: SchedulerConfig,
+        seed: u64,
+    ) -> Self {
+        let have = if have.len() == chunk_count {
+            have
+        } else {
+            BitSet::new(chunk_count)
+        };
+        let state: Vec<ChunkState> = (0..chunk_count)
+            .map(|i| {
+                if have.contains(i) {
+                    ChunkState::Have
+                } else {
+                    ChunkState::Missing
+                }
+            })
+            .collect();
+        let missing = chunk_count - have.count();
+        let start = if chunk_count == 0 {
+            0
+        } else {
+            StdRng::seed_from_u64(seed).gen_range(0..chunk_count)
+        };
+        let mut s = Scheduler {
+            cfg,
+            chunk_size: chunk_size.max(1),
+            state,
+            requested_by: vec![0; chunk_count],
+            have,
+            missing,
+            availability: vec![0; chunk_count],
+            peers: BTreeMap::new(),
+            start,
+            actions: VecDeque::new(),
+            complete_sent: false,
+        };
+        s.check_complete();
+        s
+    }
+
+    // ----- inputs -------------------------------------------------------------------
+
+    /// A peer finished its handshake. It has nothing until it says otherwise, and chokes us.
+    pub fn add_peer(&mut self, now: Instant, key: PeerKey) {
+        let allowance = self.pipeline_cap();
+        self.peers.entry(key).or_insert(Peer {
+            has: BitSet::new(self.state.len()),
+            useful: 0,
+            choking_us: true,
+            we_are_interested: false,
+            in_flight: Vec::new(),
+            cancelled: Vec::new(),
+            last_progress: now,
+            allowance,
+            bytes: 0,
+        });
+    }
+
+    /// The peer's BITFIELD. A bitfield of the wrong size is a protocol violation.
+    pub fn peer_bitfield(&mut self, now: Instant, key: PeerKey, bits: &BitSet) {
+        if bits.len() != self.state.len() {
+            self.violation(key);
+            return;
+        }
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        for i in p.has.iter() {
+            if let Some(a) = self.availability.get_mut(i) {
+                *a = a.saturating_sub(1);
+            }
+        }
+        p.has = bits.clone();
+        p.useful = 0;
+        for i in p.has.iter() {
+            if let Some(a) = self.availability.get_mut(i) {
+                *a = a.saturating_add(1);
+            }
+            if !self.have.contains(i) {
+                p.useful += 1;
+            }
+        }
+        self.update_interest(key);
+        self.try_request(now, key);
+    }
+
+    /// The peer's HAVE. An index out of range is a protocol violation.
+    pub fn peer_have(&mut self, now: Instant, key: PeerKey, chunk: u32) {
+        let i = chunk as usize;
+        if i >= self.state.len() {
+            self.violation(key);
+            return;
+        }
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if p.has.insert(i) {
+            if let Some(a) = self.availability.get_mut(i) {
+                *a = a.saturating_add(1);
+            }
+            if !self.have.contains(i) {
+                p.useful += 1;
+                self.update_interest(key);
+                self.try_request(now, key);
+            }
+        }
+    }
+
+    /// The peer choked us: it will not answer what we asked, so those chunks go elsewhere.
+    pub fn peer_choked(&mut self, now: Instant, key: PeerKey) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.choking_us = true;
+        }
+        self.release_all(key);
+        self.try_request_all(now);
+    }
+
+    /// The peer unchoked us.
+    pub fn peer_unchoked(&mut self, now: Instant, key: PeerKey) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.choking_us = false;
+            p.last_progress = now;
+        }
+        self.try_request(now, key);
+    }
+
+    /// The peer rejected a request. `not_available` means it does not have the chunk.
+    pub fn peer_rejected(&mut self, now: Instant, key: PeerKey, chunk: u32, not_available: bool) {
+        let i = chunk as usize;
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let Some(pos) = p.in_flight.iter().position(|&c| c == chunk) else {
+            return; // a reject for something not outstanding: harmless, ignore
+        };
+        p.in_flight.swap_remove(pos);
+        // Back off: it told us it cannot take this many.
+        p.allowance = (p.allowance / 2).max(1);
+        if not_available && p.has.remove(i) {
+            if let Some(a) = self.availability.get_mut(i) {
+                *a = a.saturating_sub(1);
+            }
+            if !self.have.contains(i) {
+                p.useful = p.useful.saturating_sub(1);
+                self.update_interest(key);
+            }
+        }
+        self.release(i);
+        // Others may take it now; this peer waits for its next piece or the next tick.
+        let others: Vec<PeerKey> = self.peers.keys().copied().filter(|k| *k != key).collect();
+        for k in others {
+            self.try_request(now, k);
+        }
+    }
+
+    /// A PIECE for `chunk` arrived from `peer`. The answer says what to do with its data.
+    pub fn piece_received(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        chunk: u32,
+        len: usize,
+    ) -> PieceVerdict {
+        let i = chunk as usize;
+        let cap = self.pipeline_cap();
+        let Some(p) = self.peers.get_mut(&key) else {
+            return PieceVerdict::Cancelled;
+        };
+        let Some(pos) = p.in_flight.iter().position(|&c| c == chunk) else {
+            if let Some(cpos) = p.cancelled.iter().position(|&c| c == chunk) {
+                p.cancelled.swap_remove(cpos);
+                p.last_progress = now;
+                return PieceVerdict::Cancelled;
+            }
+            self.violation(key);
+            return PieceVerdict::Unrequested;
+        };
+        p.in_flight.swap_remove(pos);
+        p.last_progress = now;
+        p.bytes += len as u64;
+        // A good piece restores the pipeline allowance step by step.
+        if p.allowance < cap {
+            p.allowance += 1;
+        }
+        if let Some(r) = self.requested_by.get_mut(i) {
+            *r = r.saturating_sub(1);
+        }
+        let verdict = match self.state.get(i) {
+            Some(ChunkState::Requested) => {
+                self.state[i] = ChunkState::Verifying;
+                // Endgame duplicates of this chunk are no longer needed.
+                self.cancel_others(i, key);
+                PieceVerdict::Verify
+            }
+            _ => PieceVerdict::Duplicate,
+        };
+        self.try_request(now, key);
+        verdict
+    }
+
+    /// A worker checked the chunk `from` sent. On success it counts and is announced; on
+    /// failure `from` is banned and the chunk is fetched again elsewhere.
+    pub fn chunk_verified(&mut self, now: Instant, chunk: u32, from: PeerKey, ok: bool) {
+        let i = chunk as usize;
+        if self.state.get(i) != Some(&ChunkState::Verifying) {
+            return;
+        }
+        if ok {
+            self.state[i] = ChunkState::Have;
+            self.have.insert(i);
+            self.missing = self.missing.saturating_sub(1);
+            let holders: Vec<PeerKey> = self
+                .peers
+                .iter_mut()
+                .filter(|(_, p)| p.has.contains(i))
+                .map(|(k, p)| {
+                    p.useful = p.useful.saturating_sub(1);
+                    *k
+                })
+                .collect();
+            for k in holders {
+                self.update_interest(k);
+            }
+            self.actions.push_back(Action::Have(chunk));
+            self.check_complete();
+        } else {
+            self.state[i] = ChunkState::Missing;
+            self.actions.push_back(Action::Ban(from));
+            self.remove_peer(from);
+        }
+        self.try_request_all(now);
+    }
+
+    /// The chunk could not be stored (a disk error, not the peer's fault): fetch it again.
+    pub fn chunk_lost(&mut self, now: Instant, chunk: u32) {
+        let i = chunk as usize;
+        if self.state.get(i) == Some(&ChunkState::Verifying) {
+            self.state[i] = ChunkState::Missing;
+            self.try_request_all(now);
+        }
+    }
+
+    /// The peer disconnected (or was dropped): its requests go to others.
+    pub fn peer_gone(&mut self, now: Instant, key: PeerKey) {
+        self.remove_peer(key);
+        self.try_request_all(now);
+    }
+
+    /// Time passed: drop stalled peers, refill pipelines.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let stalled: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                !p.in_flight.is_empty()
+                    && now.saturating_duration_since(p.last_progress) >= self.cfg.stall_timeout
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stalled {
+            self.actions.push_back(Action::Drop(k, DropReason::Stalled));
+            self.remove_peer(k);
+        }
+        self.try_request_all(now);
+    }
+
+    // ----- outputs ------------------------------------------------------------------
+
+    /// The next action.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Scheduler::handle_timeout`] must next be called: the earliest stall deadline.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter(|p| !p.in_flight.is_empty())
+            .map(|p| p.last_progress + self.cfg.stall_timeout)
+            .min()
+    }
+
+    // ----- introspection ------------------------------------------------------------
+
+    /// Verified chunks.
+    pub fn have(&self) -> &BitSet {
+        &self.have
+    }
+
+    /// True when every chunk is verified.
+    pub fn is_complete(&self) -> bool {
+        self.missing == 0 && self.state.iter().all(|s| *s == ChunkState::Have)
+    }
+
+    /// Connected peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Bytes received from `key` (pieces that were requested).
+    pub fn bytes_from(&self, key: PeerKey) -> u64 {
+        self.peers.get(&key).map_or(0, |p| p.bytes)
+    }
+
+    /// Requests outstanding in total.
+    pub fn requests_in_flight(&self) -> usize {
+        self.peers.values().map(|p| p.in_flight.len()).sum()
+    }
+
+    /// True when every missing chunk is already requested somewhere (endgame).
+    pub fn in_endgame(&self) -> bool {
+        !self.state.contains(&ChunkState::Missing) && !self.is_complete()
+    }
+
+    /// Checks the invariants documented in STATE.md; used by tests.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (i, st) in self.state.iter().enumerate() {
+            let asked = self
+                .peers
+                .values()
+                .filter(|p| p.in_flight.contains(&(i as u32)))
+                .count();
+            if asked != self.requested_by[i] as usize {
+                return Err(format!(
+                    "chunk {i}: requested_by {} but {asked} peers asked",
+                    self.requested_by[i]
+                ));
+            }
+            match st {
+                ChunkState::Have if !self.have.contains(i) => {
+                    return Err(format!("chunk {i}: Have but not in have"))
+                }
+                ChunkState::Requested if asked == 0 => {
+                    return Err(format!("chunk {i}: Requested from nobody"))
+                }
+                ChunkState::Missing if asked != 0 => {
+                    return Err(format!("chunk {i}: Missing but asked"))
+                }
+                _ => {}
+            }
+            let avail = self.peers.values().filter(|p| p.has.contains(i)).count();
+            if avail != self.availability[i] as usize {
+                return Err(format!(
+                    "chunk {i}: availability {} but {avail} peers have it",
+                    self.availability[i]
+                ));
+            }
+        }
+        for (k, p) in &self.peers {
+            let useful = p.has.iter().filter(|i| !self.have.contains(*i)).count();
+            if useful != p.useful {
+                return Err(format!("peer {k}: useful {} but {useful}", p.useful));
+            }
+            if p.in_flight.len() > self.cfg.max_pipeline {
+                return Err(format!("peer {k}: {} in flight", p.in_flight.len()));
+            }
+        }
+        Ok(())
+    }
+
+    // ----- internals ----------------------------------------------------------------
+
+    fn pipeline_cap(&self) -> usize {
+        let by_bytes = (self.cfg.pipeline_bytes / u64::from(self.chunk_size)) as usize;
+        by_bytes.clamp(self.cfg.min_pipeline.max(1), self.cfg.max_pipeline.max(1))
+    }
+
+    fn check_complete(&mut self) {
+        if !self.complete_sent && self.is_complete() {
+            self.complete_sent = true;
+            self.actions.push_back(Action::Complete);
+        }
+    }
+
+    fn violation(&mut self, key: PeerKey) {
+        if self.peers.contains_key(&key) {
+            self.actions
+                .push_back(Action::Drop(key, DropReason::ProtocolViolation));
+            self.remove_peer(key);
+        }
+    }
+
+    fn update_interest(&mut self, key: PeerKey) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let want = p.useful > 0;
+        if want != p.we_are_interested {
+            p.we_are_interested = want;
+            self.actions.push_back(if want {
+                Action::Interested(key)
+            } else {
+                Action::NotInterested(key)
+            });
+        }
+    }
+
+    fn release(&mut self, i: usize) {
+        if let Some(r) = self.requested_by.get_mut(i) {
+            *r = r.saturating_sub(1);
+            if *r == 0 && self.state.get(i) == Some(&ChunkState::Requested) {
+                self.state[i] = ChunkState::Missing;
+            }
+        }
+    }
+
+    fn release_all(&mut self, key: PeerKey) {
+        let chunks = match self.peers.get_mut(&key) {
+            Some(p) => {
+                // Pieces for these may still arrive; treat them as cancelled, not violations.
+                let taken = std::mem::take(&mut p.in_flight);
+                p.cancelled.extend(taken.iter().copied());
+                if p.cancelled.len() > 4 * self.cfg.max_pipeline {
+                    let excess = p.cancelled.len() - 4 * self.cfg.max_pipeline;
+                    p.cancelled.drain(..excess);
+                }
+                taken
+            }
+            None => return,
+        };
+        for c in chunks {
+            self.release(c as usize);
+        }
+    }
+
+    fn remove_peer(&mut self, key: PeerKey) {
+        self.release_all(key);
+        if let Some(p) = self.peers.remove(&key) {
+            for i in p.has.iter() {
+                if let Some(a) = self.availability.get_mut(i) {
+                    *a = a.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    fn cancel_others(&mut self, i: usize, except: PeerKey) {
+        let chunk = i as u32;
+        let mut cancelled = 0u8;
+        for (k, p) in self.peers.iter_mut() {
+            if *k == except {
+                continue;
+            }
+            if let Some(pos) = p.in_flight.iter().position(|&c| c == chunk) {
+                p.in_flight.swap_remove(pos);
+                p.cancelled.push(chunk);
+                cancelled += 1;
+                self.actions.push_back(Action::Cancel { peer: *k, chunk });
+            }
+        }
+        if let Some(r) = self.requested_by.get_mut(i) {
+            *r = r.saturating_sub(cancelled);
+        }
+    }
+
+    fn try_request_all(&mut self, now: Instant) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.try_request(now, k);
+        }
+    }
+
+    /// Fills `key`'s pipeline: rarest missing chunks first, then (in endgame) duplicates.
+    fn try_request(&mut self, now: Instant, key: PeerKey) {
+        let Some(p) = self.peers.get(&key) else {
+            return;
+        };
+        if p.choking_us || p.useful == 0 {
+            return;
+        }
+        let free = p
+            .allowance
+            .min(self.cfg.max_pipeline)
+            .saturating_sub(p.in_flight.len());
+        if free == 0 {
+            return;
+        }
+        let mut picks = self.pick_rarest(key, free);
+        if picks.len() < free {
+            let more = self.pick_endgame(key, free - picks.len());
+            picks.extend(more);
+        }
+        if picks.is_empty() {
+            return;
+        }
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if p.in_flight.is_empty() {
+            // The stall clock starts when it first owes us something.
+            p.last_progress = now;
+        }
+        for c in picks {
+            p.in_flight.push(c as u32);
+            self.requested_by[c] = self.requested_by[c].saturating_add(1);
+            self.state[c] = ChunkState::Requested;
+            self.actions.push_back(Action::Request {
+                peer: key,
+                chunk: c as u32,
+            });
+        }
+    }
+
+    /// Up to `n` missing chunks `key` has, rarest first, ties in the rotated order.
+    fn pick_rarest(&self, key: PeerKey, n: usize) -> Vec<usize> {
+        let Some(p) = self.peers.get(&key) else {
+            return Vec::new();
+        };
+        let len = self.state.len();
+        // (availability, rotated position) of the best n so far; n is small (a pipeline).
+        let mut best: Vec<(u16, usize, usize)> = Vec::with_capacity(n + 1);
+        for off in 0..len {
+            let i = (self.start + off) % len;
+            if self.state[i] != ChunkState::Missing || !p.has.contains(i) {
+                continue;
+            }
+            let cand = (self.availability[i], off, i);
+            if best.len() < n {
+                best.push(cand);
+                best.sort_unstable();
+            } else if best.last().is_some_and(|w| cand < *w) {
+                best.pop();
+                best.push(cand);
+                best.sort_unstable();
+            }
+        }
+        best.into_iter().map(|(_, _, i)| i).collect()
+    }
+
+    /// Endgame: chunks requested elsewhere that `key` has and was not asked for, fewest
+    /// duplicates first.
+    fn pick_endgame(&self, key: PeerKey, n: usize) -> Vec<usize> {
+        if self.state.contains(&ChunkState::Missing) {
+            return Vec::new();
+        }
+        let Some(p) = self.peers.get(&key) else {
+            return Vec::new();
+        };
+        let mut c: Vec<(u8, usize)> = (0..self.state.len())
+            .filter(|&i| {
+                self.state[i] == ChunkState::Requested
+                    && p.has.contains(i)
+                    && !p.in_flight.contains(&(i as u32))
+                    && self.requested_by[i] < self.cfg.endgame_duplicates
+            })
+            .map(|i| (self.requested_by[i], i))
+            .collect();
+        c.sort_unstable();
+        c.into_iter().take(n).map(|(_, i)| i).collect()
+    }
+}

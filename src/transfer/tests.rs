@@ -1,0 +1,409 @@
+//! Scheduler tests: simulated peers answer its requests; invariants are checked after every
+//! step, and every run must finish with all chunks verified.
+
+use super::bitset::BitSet;
+use super::scheduler::*;
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Behaviour {
+    Honest,
+    /// Sends garbage for every chunk.
+    Corrupt,
+    /// Accepts requests and never answers.
+    Silent,
+    /// Rejects every other request as busy.
+    Flaky,
+}
+
+struct SimPeer {
+    has: BitSet,
+    behaviour: Behaviour,
+    queue: VecDeque<u32>,
+    gone: bool,
+    toggle: bool,
+}
+
+struct Harness {
+    s: Scheduler,
+    now: Instant,
+    peers: Vec<SimPeer>,
+    banned: Vec<PeerKey>,
+    dropped: Vec<(PeerKey, DropReason)>,
+    max_dup: u8,
+    requests: usize,
+    complete: bool,
+    verify_queue: VecDeque<(u32, PeerKey, bool)>,
+}
+
+impl Harness {
+    fn new(n: usize, have: BitSet, peers: Vec<(BitSet, Behaviour)>, seed: u64) -> Harness {
+        let now = Instant::now();
+        let s = Scheduler::new(n, 256 * 1024, have, SchedulerConfig::default(), seed);
+        let mut h = Harness {
+            s,
+            now,
+            peers: peers
+                .into_iter()
+                .map(|(has, behaviour)| SimPeer {
+                    has,
+                    behaviour,
+                    queue: VecDeque::new(),
+                    gone: false,
+                    toggle: false,
+                })
+                .collect(),
+            banned: vec![],
+            dropped: vec![],
+            max_dup: 0,
+            requests: 0,
+            complete: false,
+            verify_queue: VecDeque::new(),
+        };
+        for k in 0..h.peers.len() {
+            let key = k as PeerKey;
+            h.s.add_peer(now, key);
+            let bits = h.peers[k].has.clone();
+            h.s.peer_bitfield(now, key, &bits);
+            h.s.peer_unchoked(now, key);
+        }
+        h.pump();
+        h
+    }
+
+    fn pump(&mut self) {
+        while let Some(a) = self.s.poll_action() {
+            match a {
+                Action::Request { peer, chunk } => {
+                    self.requests += 1;
+                    let p = &mut self.peers[peer as usize];
+                    assert!(
+                        p.has.contains(chunk as usize),
+                        "requested chunk {chunk} from a peer without it"
+                    );
+                    assert!(!self.banned.contains(&peer), "request to a banned peer");
+                    p.queue.push_back(chunk);
+                }
+                Action::Cancel { peer, chunk } => {
+                    self.peers[peer as usize].queue.retain(|c| *c != chunk);
+                }
+                Action::Ban(k) => {
+                    self.banned.push(k);
+                    self.peers[k as usize].gone = true;
+                }
+                Action::Drop(k, why) => {
+                    self.dropped.push((k, why));
+                    self.peers[k as usize].gone = true;
+                }
+                Action::Complete => self.complete = true,
+                Action::Interested(_) | Action::NotInterested(_) | Action::Have(_) => {}
+            }
+        }
+        if let Err(e) = self.s.check_invariants() {
+            panic!("invariant broken: {e}");
+        }
+    }
+
+    /// One round: every peer answers the head of its queue; verifications complete.
+    fn step(&mut self) {
+        self.now += Duration::from_millis(10);
+        let now = self.now;
+        for k in 0..self.peers.len() {
+            let key = k as PeerKey;
+            if self.peers[k].gone {
+                continue;
+            }
+            let Some(chunk) = self.peers[k].queue.pop_front() else {
+                continue;
+            };
+            match self.peers[k].behaviour {
+                Behaviour::Silent => {
+                    self.peers[k].queue.push_front(chunk);
+                    continue;
+                }
+                Behaviour::Flaky => {
+                    self.peers[k].toggle = !self.peers[k].toggle;
+                    if self.peers[k].toggle {
+                        self.s.peer_rejected(now, key, chunk, false);
+                        self.pump();
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            let good = self.peers[k].behaviour != Behaviour::Corrupt;
+            if self.s.piece_received(now, key, chunk, 256 * 1024) == PieceVerdict::Verify {
+                self.verify_queue.push_back((chunk, key, good));
+            }
+            self.pump();
+        }
+        while let Some((chunk, from, ok)) = self.verify_queue.pop_front() {
+            self.s.chunk_verified(now, chunk, from, ok);
+            self.pump();
+        }
+        self.s.handle_timeout(now);
+        self.pump();
+        self.max_dup = self.max_dup.max(self.dup_now());
+    }
+
+    fn dup_now(&self) -> u8 {
+        let mut counts = std::collections::HashMap::new();
+        for p in self.peers.iter().filter(|p| !p.gone) {
+            for c in &p.queue {
+                *counts.entry(*c).or_insert(0u8) += 1;
+            }
+        }
+        counts.values().copied().max().unwrap_or(0)
+    }
+
+    fn run(&mut self, max_steps: usize) {
+        for _ in 0..max_steps {
+            if self.complete {
+                return;
+            }
+            self.step();
+        }
+        panic!(
+            "download did not complete; have {}/{}",
+            self.s.have().count(),
+            self.s.have().len()
+        );
+    }
+}
+
+#[test]
+fn one_seeder_completes() {
+    let mut h = Harness::new(
+        100,
+        BitSet::new(100),
+        vec![(BitSet::full(100), Behaviour::Honest)],
+        1,
+    );
+    h.run(10_000);
+    assert!(h.s.is_complete());
+    assert_eq!(
+        h.requests, 100,
+        "no chunk requested twice from a lone honest seeder"
+    );
+}
+
+#[test]
+fn resumed_download_only_fetches_what_is_missing() {
+    let mut have = BitSet::new(50);
+    for i in 0..40 {
+        have.insert(i);
+    }
+    let mut h = Harness::new(50, have, vec![(BitSet::full(50), Behaviour::Honest)], 2);
+    h.run(10_000);
+    assert_eq!(h.requests, 10);
+}
+
+#[test]
+fn nothing_to_do_is_complete_at_once() {
+    let mut h = Harness::new(0, BitSet::new(0), vec![], 3);
+    h.pump();
+    assert!(h.complete, "an empty file is complete without any peer");
+}
+
+#[test]
+fn corrupt_peer_is_banned_and_the_download_completes() {
+    let peers = vec![
+        (BitSet::full(64), Behaviour::Honest),
+        (BitSet::full(64), Behaviour::Corrupt),
+        (BitSet::full(64), Behaviour::Honest),
+    ];
+    let mut h = Harness::new(64, BitSet::new(64), peers, 4);
+    h.run(10_000);
+    assert_eq!(h.banned, vec![1]);
+}
+
+#[test]
+fn endgame_rescues_chunks_asked_of_a_silent_peer() {
+    let peers = vec![
+        (BitSet::full(40), Behaviour::Silent),
+        (BitSet::full(40), Behaviour::Honest),
+    ];
+    let mut h = Harness::new(40, BitSet::new(40), peers, 5);
+    h.run(1_000);
+    // Completed through endgame duplicates long before the stall timeout.
+    assert!(h.dropped.is_empty(), "{:?}", h.dropped);
+    assert!(
+        h.peers[0].queue.is_empty(),
+        "the silent peer's requests were cancelled"
+    );
+}
+
+#[test]
+fn silent_peer_is_dropped_as_stalled_and_its_chunks_released() {
+    let now = Instant::now();
+    let cfg = SchedulerConfig::default();
+    let mut s = Scheduler::new(10, 1 << 20, BitSet::new(10), cfg.clone(), 1);
+    s.add_peer(now, 0);
+    s.peer_bitfield(now, 0, &BitSet::full(10));
+    s.peer_unchoked(now, 0);
+    while s.poll_action().is_some() {}
+    assert_eq!(s.requests_in_flight(), 4);
+    assert_eq!(s.poll_timeout(), Some(now + cfg.stall_timeout));
+    s.handle_timeout(now + cfg.stall_timeout - Duration::from_millis(1));
+    assert_eq!(s.poll_action(), None, "not yet");
+    s.handle_timeout(now + cfg.stall_timeout);
+    assert_eq!(s.poll_action(), Some(Action::Drop(0, DropReason::Stalled)));
+    assert_eq!(s.requests_in_flight(), 0);
+    s.check_invariants().unwrap();
+    // A newcomer gets the released chunks.
+    s.add_peer(now, 1);
+    s.peer_bitfield(now, 1, &BitSet::full(10));
+    s.peer_unchoked(now, 1);
+    let reqs = std::iter::from_fn(|| s.poll_action())
+        .filter(|a| matches!(a, Action::Request { peer: 1, .. }))
+        .count();
+    assert_eq!(reqs, 4);
+}
+
+#[test]
+fn flaky_peer_backs_off_but_download_completes() {
+    let peers = vec![(BitSet::full(40), Behaviour::Flaky)];
+    let mut h = Harness::new(40, BitSet::new(40), peers, 6);
+    h.run(100_000);
+}
+
+#[test]
+fn rarest_chunk_is_requested_first() {
+    // Peer 0 has everything; peers 1 and 2 have chunks 0..5. The rare chunks (5..10, only
+    // at peer 0) must be the first ones asked of peer 0.
+    let mut common = BitSet::new(10);
+    for i in 0..5 {
+        common.insert(i);
+    }
+    let now = Instant::now();
+    let mut s = Scheduler::new(10, 4 << 20, BitSet::new(10), SchedulerConfig::default(), 9);
+    for k in [1, 2] {
+        s.add_peer(now, k);
+        s.peer_bitfield(now, k, &common);
+    }
+    s.add_peer(now, 0);
+    s.peer_bitfield(now, 0, &BitSet::full(10));
+    s.peer_unchoked(now, 0);
+    let asked: Vec<u32> = std::iter::from_fn(|| s.poll_action())
+        .filter_map(|a| match a {
+            Action::Request { peer: 0, chunk } => Some(chunk),
+            _ => None,
+        })
+        .collect();
+    // The pipeline for 4 MiB chunks is min_pipeline = 2: both must be rare ones.
+    assert_eq!(asked.len(), 2);
+    assert!(asked.iter().all(|c| *c >= 5), "{asked:?}");
+}
+
+#[test]
+fn choke_releases_requests_to_other_peers() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(8, 1 << 20, BitSet::new(8), SchedulerConfig::default(), 1);
+    for k in [0, 1] {
+        s.add_peer(now, k);
+        s.peer_bitfield(now, k, &BitSet::full(8));
+    }
+    s.peer_unchoked(now, 0);
+    while s.poll_action().is_some() {}
+    assert_eq!(s.requests_in_flight(), 4);
+    s.peer_unchoked(now, 1);
+    s.peer_choked(now, 0);
+    let reqs: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(reqs
+        .iter()
+        .all(|a| !matches!(a, Action::Request { peer: 0, .. })));
+    s.check_invariants().unwrap();
+    // A piece that crossed the CHOKE on the wire is tolerated, not a violation.
+    let stale = 0..8u32;
+    let mut saw_cancelled = false;
+    for c in stale {
+        if s.piece_received(now, 0, c, 1) == PieceVerdict::Cancelled {
+            saw_cancelled = true;
+            break;
+        }
+    }
+    assert!(saw_cancelled);
+}
+
+#[test]
+fn unrequested_piece_and_bad_indices_are_violations() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(4, 1 << 20, BitSet::new(4), SchedulerConfig::default(), 1);
+    s.add_peer(now, 7);
+    assert_eq!(s.piece_received(now, 7, 2, 10), PieceVerdict::Unrequested);
+    assert_eq!(
+        s.poll_action(),
+        Some(Action::Drop(7, DropReason::ProtocolViolation))
+    );
+    s.add_peer(now, 8);
+    s.peer_have(now, 8, 4);
+    assert_eq!(
+        s.poll_action(),
+        Some(Action::Drop(8, DropReason::ProtocolViolation))
+    );
+    s.add_peer(now, 9);
+    s.peer_bitfield(now, 9, &BitSet::full(5));
+    assert_eq!(
+        s.poll_action(),
+        Some(Action::Drop(9, DropReason::ProtocolViolation))
+    );
+    assert_eq!(s.peer_count(), 0);
+    s.check_invariants().unwrap();
+}
+
+fn arb_bits(n: usize) -> impl Strategy<Value = BitSet> {
+    proptest::collection::vec(any::<bool>(), n).prop_map(move |v| {
+        let mut b = BitSet::new(n);
+        for (i, x) in v.into_iter().enumerate() {
+            if x {
+                b.insert(i);
+            }
+        }
+        b
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any mix of peers, as long as honest peers together hold every chunk, finishes with
+    /// every chunk verified; invariants hold at every step; endgame never asks more than two
+    /// peers for one chunk; corrupt peers are banned exactly when they delivered a chunk.
+    #[test]
+    fn swarm_always_completes(
+        n in 1usize..60,
+        seed in any::<u64>(),
+        kinds in proptest::collection::vec(0u8..4, 1..6),
+        partial in proptest::collection::vec(arb_bits(60), 6),
+    ) {
+        let mut peers: Vec<(BitSet, Behaviour)> = Vec::new();
+        // One honest seeder guarantees completion.
+        peers.push((BitSet::full(n), Behaviour::Honest));
+        for (j, k) in kinds.iter().enumerate() {
+            let mut bits = BitSet::new(n);
+            for i in partial[j].iter().filter(|i| *i < n) {
+                bits.insert(i);
+            }
+            let b = match k { 0 => Behaviour::Honest, 1 => Behaviour::Corrupt, 2 => Behaviour::Silent, _ => Behaviour::Flaky };
+            peers.push((bits, b));
+        }
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut have = BitSet::new(n);
+        for i in 0..n {
+            if rng.gen_bool(0.2) {
+                have.insert(i);
+            }
+        }
+        let mut h = Harness::new(n, have, peers, seed);
+        h.run(200_000);
+        prop_assert!(h.s.is_complete());
+        prop_assert!(h.max_dup <= 2, "{} copies of one chunk requested", h.max_dup);
+        for b in &h.banned {
+            prop_assert_eq!(h.peers[*b as usize].behaviour, Behaviour::Corrupt);
+        }
+    }
+}
