@@ -7,6 +7,7 @@
 //! - [`dht`]: the Kademlia DHT as a sans-IO state machine.
 //! - [`net`]: the mio reactor, socket binding and send-path network emulation.
 //! - [`node`]: a running node: config, persistence, shared status, API commands.
+//! - [`sim`]: a deterministic, seeded network simulator for the DHT (`make sim`).
 //! - [`transfer`]: the download scheduler (sans-IO: rarest first, pipelining, endgame, bans).
 //! - [`workers`]: the worker pool and its completion channel.
 //! - [`proto`]: wire codecs (sans-IO), normative spec in `protocol-spec/`.
@@ -18,5 +19,6 @@ pub mod id;
 pub mod net;
 pub mod node;
 pub mod proto;
+pub mod sim;
 pub mod transfer;
 pub mod workers;

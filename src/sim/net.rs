@@ -1,0 +1,655 @@
+//! The simulation engine: nodes, a virtual clock, datagrams in flight and node timers.
+//!
+//! Call order: build a [`Sim`], add nodes with [`Sim::add_node`], give them commands
+//! ([`Sim::bootstrap`], [`Sim::find_node`], [`Sim::get_providers`], [`Sim::announce`] or
+//! [`Sim::command`]), then advance virtual time with [`Sim::run_until`], [`Sim::run_for`] or
+//! [`Sim::run_until_finished`]. Finished lookups are collected by `(node, QueryId)` and read
+//! with [`Sim::finished`] / [`Sim::take_finished`].
+//!
+//! Each step processes the earliest pending thing: a datagram delivery or a node wake-up
+//! (deliveries first on a tie). Node wake-ups are kept lazily: after every input the node's
+//! `poll_timeout` is re-read and, if it changed, a new heap entry is pushed; entries that no
+//! longer match the node's current wake-up are stale and skipped. A step bound per virtual
+//! instant turns a livelock (work that never lets time advance) into an error that names the
+//! seed.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::dht::{Dht, DhtConfig, DhtEvent, QueryId, QueryResult, QueryStats, Transmit};
+use crate::id::Id;
+
+/// The UDP port every simulated node "listens" on (a label only).
+pub const PORT: u16 = 4000;
+
+/// Most nodes a [`Sim`] can hold: the index must fit the three low octets of `10.x.y.z`.
+pub const MAX_NODES: usize = 1 << 24;
+
+/// Default bound on steps processed without virtual time advancing (see [`SimError::Livelock`]).
+/// Generous: with zero latency a whole lookup wave legitimately happens at one instant.
+pub const DEFAULT_STALL_LIMIT: u64 = 20_000_000;
+
+/// The simulated network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetConfig {
+    /// One-way delay of every datagram, before jitter.
+    pub latency: Duration,
+    /// Each datagram's delay is `latency` plus a uniform offset in `[-jitter, +jitter]`
+    /// (never below zero).
+    pub jitter: Duration,
+    /// Probability that a datagram is lost, in `[0, 1]`.
+    pub loss: f64,
+    /// Seeds every random choice of the simulation.
+    pub seed: u64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            latency: Duration::from_millis(25),
+            jitter: Duration::from_millis(10),
+            loss: 0.0,
+            seed: 1,
+        }
+    }
+}
+
+/// Why a simulation stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SimError {
+    /// `steps` events were processed at virtual time `at` without time advancing: something
+    /// keeps generating work at one instant.
+    Livelock {
+        /// The seed of the run, to replay it.
+        seed: u64,
+        /// Virtual time since the start of the run.
+        at: Duration,
+        /// Steps processed at that instant.
+        steps: u64,
+    },
+    /// More nodes than [`MAX_NODES`].
+    TooManyNodes {
+        /// The limit.
+        max: usize,
+    },
+    /// A [`NetConfig`] or scenario value is out of range.
+    InvalidConfig(String),
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimError::Livelock { seed, at, steps } => write!(
+                f,
+                "livelock: {steps} steps without virtual time advancing at t = {:.3} s \
+                 (replay with --seed {seed})",
+                at.as_secs_f64()
+            ),
+            SimError::TooManyNodes { max } => write!(f, "a simulation holds at most {max} nodes"),
+            SimError::InvalidConfig(why) => write!(f, "invalid simulation config: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// What happened to the datagrams of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    /// Datagrams the nodes sent.
+    pub sent: u64,
+    /// Datagrams handed to their destination.
+    pub delivered: u64,
+    /// Datagrams dropped by the loss model.
+    pub lost: u64,
+    /// Datagrams dropped because the sender or the receiver is dead.
+    pub dead_end: u64,
+    /// Datagrams addressed to no simulated node.
+    pub unroutable: u64,
+    /// Node wake-ups processed (`handle_timeout` calls).
+    pub wakeups: u64,
+}
+
+/// The address of node `i`: `10.x.y.z:4000` with `x.y.z` the index in base 256.
+pub fn node_addr(i: usize) -> SocketAddr {
+    // Indexes are bounded by MAX_NODES, so only the three low bytes are ever non-zero.
+    let [_, x, y, z] = (i as u32).to_be_bytes();
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, x, y, z), PORT))
+}
+
+/// The index of the node at `addr`, if `addr` has the shape [`node_addr`] produces.
+pub fn node_index(addr: &SocketAddr) -> Option<usize> {
+    match addr {
+        SocketAddr::V4(v4) if v4.port() == PORT => {
+            let [a, x, y, z] = v4.ip().octets();
+            (a == 10).then(|| u32::from_be_bytes([0, x, y, z]) as usize)
+        }
+        _ => None,
+    }
+}
+
+/// A seed for stream `stream` of node `index`, derived from the sim seed (SplitMix64
+/// finalizer: nearby inputs give unrelated outputs).
+pub fn derive_seed(seed: u64, index: u64, stream: u64) -> u64 {
+    let mut z = seed
+        ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+struct Node {
+    dht: Dht,
+    alive: bool,
+    /// The wake-up this node has in the timer heap; other heap entries for it are stale.
+    wake: Option<Instant>,
+}
+
+/// A datagram in flight: `(deliver_at, seq, from, to, bytes)`. `seq` is unique, so the
+/// order never depends on the bytes and ties in time are broken by sending order.
+type InFlight = (Instant, u64, u32, u32, Vec<u8>);
+
+/// A simulated network of DHT nodes. See the module docs for the call order.
+pub struct Sim {
+    config: NetConfig,
+    dht_config: DhtConfig,
+    base: Instant,
+    now: Instant,
+    rng: StdRng,
+    nodes: Vec<Node>,
+    in_flight: BinaryHeap<Reverse<InFlight>>,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    seq: u64,
+    done: BTreeMap<(usize, QueryId), (QueryResult, QueryStats)>,
+    /// Queries finished since the last call of `run_until_finished` looked.
+    newly_done: Vec<(usize, QueryId)>,
+    external_addr_events: u64,
+    counters: NetCounters,
+    stall_limit: u64,
+    steps_at_instant: u64,
+}
+
+impl fmt::Debug for Sim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sim")
+            .field("config", &self.config)
+            .field("elapsed", &self.elapsed())
+            .field("nodes", &self.nodes.len())
+            .field("in_flight", &self.in_flight.len())
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sim {
+    /// An empty network. Every node added later runs `dht_config`.
+    pub fn new(config: NetConfig, dht_config: DhtConfig) -> Result<Sim, SimError> {
+        if !(0.0..=1.0).contains(&config.loss) {
+            return Err(SimError::InvalidConfig(format!(
+                "loss must be in [0, 1], got {}",
+                config.loss
+            )));
+        }
+        // The base is the only reading of the real clock: `Instant` has no public
+        // constructor. Every decision depends on offsets from it, never on its value.
+        let base = Instant::now();
+        Ok(Sim {
+            rng: StdRng::seed_from_u64(config.seed),
+            config,
+            dht_config,
+            base,
+            now: base,
+            nodes: Vec::new(),
+            in_flight: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            seq: 0,
+            done: BTreeMap::new(),
+            newly_done: Vec::new(),
+            external_addr_events: 0,
+            counters: NetCounters::default(),
+            stall_limit: DEFAULT_STALL_LIMIT,
+            steps_at_instant: 0,
+        })
+    }
+
+    /// Changes the livelock bound (steps without virtual time advancing).
+    pub fn set_stall_limit(&mut self, steps: u64) {
+        self.stall_limit = steps.max(1);
+    }
+
+    // ----- accessors ----------------------------------------------------------------
+
+    /// The network configuration.
+    pub fn config(&self) -> &NetConfig {
+        &self.config
+    }
+
+    /// The seed of this run.
+    pub fn seed(&self) -> u64 {
+        self.config.seed
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Virtual time since the simulation started.
+    pub fn elapsed(&self) -> Duration {
+        self.now.saturating_duration_since(self.base)
+    }
+
+    /// The instant `d` of virtual time after the start.
+    pub fn at(&self, d: Duration) -> Instant {
+        self.base + d
+    }
+
+    /// The simulation's RNG, for scenario choices: using the same generator as the network
+    /// keeps a whole run a function of one seed.
+    pub fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+
+    /// Number of nodes ever added (dead ones included).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when no node was added.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i`'s DHT (dead nodes included, frozen at their death), if it exists.
+    pub fn node(&self, i: usize) -> Option<&Dht> {
+        self.nodes.get(i).map(|n| &n.dht)
+    }
+
+    /// True if node `i` exists and is alive.
+    pub fn is_alive(&self, i: usize) -> bool {
+        self.nodes.get(i).is_some_and(|n| n.alive)
+    }
+
+    /// Indexes of the live nodes, ascending.
+    pub fn live_nodes(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.is_alive(i))
+            .collect()
+    }
+
+    /// Datagram counters so far.
+    pub fn counters(&self) -> &NetCounters {
+        &self.counters
+    }
+
+    /// `ExternalAddress` events the nodes reported so far.
+    pub fn external_addr_events(&self) -> u64 {
+        self.external_addr_events
+    }
+
+    /// Datagrams in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The result of a finished lookup, if it finished.
+    pub fn finished(&self, node: usize, q: QueryId) -> Option<&(QueryResult, QueryStats)> {
+        self.done.get(&(node, q))
+    }
+
+    /// Removes and returns the result of a finished lookup.
+    pub fn take_finished(&mut self, node: usize, q: QueryId) -> Option<(QueryResult, QueryStats)> {
+        self.done.remove(&(node, q))
+    }
+
+    // ----- nodes and commands -------------------------------------------------------
+
+    /// Adds a node now, at [`node_addr`]`(index)`, with an ID and a DHT seed derived from the
+    /// sim seed and the index. Returns its index.
+    pub fn add_node(&mut self) -> Result<usize, SimError> {
+        let i = self.nodes.len();
+        if i >= MAX_NODES {
+            return Err(SimError::TooManyNodes { max: MAX_NODES });
+        }
+        let seed = self.config.seed;
+        let mut id_rng = StdRng::seed_from_u64(derive_seed(seed, i as u64, 0));
+        let id = Id::random(&mut id_rng);
+        let dht = Dht::new(
+            id,
+            self.dht_config.clone(),
+            derive_seed(seed, i as u64, 1),
+            self.now,
+        );
+        self.nodes.push(Node {
+            dht,
+            alive: true,
+            wake: None,
+        });
+        self.drain(i);
+        Ok(i)
+    }
+
+    /// Runs `f` on node `i`'s DHT now, then drains its outputs (the drain rule). `None` if
+    /// the node does not exist or is dead.
+    pub fn command<R>(&mut self, i: usize, f: impl FnOnce(&mut Dht, Instant) -> R) -> Option<R> {
+        let now = self.now;
+        let node = self.nodes.get_mut(i).filter(|n| n.alive)?;
+        let r = f(&mut node.dht, now);
+        self.drain(i);
+        Some(r)
+    }
+
+    /// Node `i` bootstraps from node `j`'s address. False if `i` is dead or missing.
+    pub fn bootstrap(&mut self, i: usize, j: usize) -> bool {
+        let addr = node_addr(j);
+        self.command(i, |d, now| d.bootstrap_from(addr, now))
+            .is_some()
+    }
+
+    /// Node `i` looks up the nodes closest to `target`.
+    pub fn find_node(&mut self, i: usize, target: Id) -> Option<QueryId> {
+        self.command(i, |d, now| d.find_node(target, now)).flatten()
+    }
+
+    /// Node `i` looks up the providers of `key`.
+    pub fn get_providers(&mut self, i: usize, key: Id) -> Option<QueryId> {
+        self.command(i, |d, now| d.get_providers(key, now))
+            .flatten()
+    }
+
+    /// Node `i` announces that it provides `key` (on its DHT port, so the provider address
+    /// is [`node_addr`]`(i)`).
+    pub fn announce(&mut self, i: usize, key: Id) -> Option<QueryId> {
+        self.command(i, |d, now| d.announce(key, 0, now)).flatten()
+    }
+
+    /// Node `i` dies silently: from now on nothing reaches it, nothing leaves it, and its
+    /// timers never fire.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.alive = false;
+        }
+    }
+
+    // ----- time ---------------------------------------------------------------------
+
+    /// When the next step would happen.
+    pub fn next_event(&self) -> Option<Instant> {
+        let dg = self.in_flight.peek().map(|Reverse(d)| d.0);
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        match (dg, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Processes the earliest pending delivery or wake-up. Returns false if nothing was
+    /// pending.
+    pub fn step(&mut self) -> Result<bool, SimError> {
+        let dg = self.in_flight.peek().map(|Reverse(d)| d.0);
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        let deliver = match (dg, timer) {
+            (None, None) => return Ok(false),
+            (Some(a), Some(b)) => a <= b,
+            (a, _) => a.is_some(),
+        };
+        if deliver {
+            let Some(Reverse((at, _, from, to, bytes))) = self.in_flight.pop() else {
+                return Ok(false);
+            };
+            self.advance_to(at)?;
+            let (from, to) = (from as usize, to as usize);
+            if !self.is_alive(from) || !self.is_alive(to) {
+                self.counters.dead_end += 1;
+                return Ok(true);
+            }
+            self.counters.delivered += 1;
+            let now = self.now;
+            if let Some(n) = self.nodes.get_mut(to) {
+                n.dht.handle_datagram(now, node_addr(from), &bytes);
+            }
+            self.drain(to);
+        } else {
+            let Some(Reverse((at, i))) = self.timers.pop() else {
+                return Ok(false);
+            };
+            let i = i as usize;
+            let Some(n) = self.nodes.get_mut(i) else {
+                return Ok(true);
+            };
+            if !n.alive || n.wake != Some(at) {
+                // Stale entry (the node's wake-up moved) or a dead node.
+                return Ok(true);
+            }
+            // Cleared so the drain below re-arms the timer even if the node asks for the
+            // same instant again; the stall bound then catches a node that never sleeps.
+            n.wake = None;
+            self.advance_to(at)?;
+            self.counters.wakeups += 1;
+            let now = self.now;
+            if let Some(n) = self.nodes.get_mut(i) {
+                n.dht.handle_timeout(now);
+            }
+            self.drain(i);
+        }
+        Ok(true)
+    }
+
+    /// Processes everything due up to `t`, then sets the clock to `t` (if later).
+    pub fn run_until(&mut self, t: Instant) -> Result<(), SimError> {
+        while self.next_event().is_some_and(|e| e <= t) {
+            self.step()?;
+        }
+        if t > self.now {
+            self.now = t;
+            self.steps_at_instant = 0;
+        }
+        Ok(())
+    }
+
+    /// [`Sim::run_until`] `now + d`.
+    pub fn run_for(&mut self, d: Duration) -> Result<(), SimError> {
+        self.run_until(self.now + d)
+    }
+
+    /// Runs until every lookup in `watch` has finished, or until
+    /// `deadline`. Returns the lookups still unfinished.
+    pub fn run_until_finished(
+        &mut self,
+        watch: &[(usize, QueryId)],
+        deadline: Instant,
+    ) -> Result<Vec<(usize, QueryId)>, SimError> {
+        let mut pending: BTreeSet<(usize, QueryId)> = watch
+            .iter()
+            .copied()
+            .filter(|(i, q)| !self.done.contains_key(&(*i, *q)))
+            .collect();
+        self.newly_done.clear();
+        while !pending.is_empty() && self.next_event().is_some_and(|e| e <= deadline) {
+            self.step()?;
+            for k in self.newly_done.drain(..) {
+                pending.remove(&k);
+            }
+        }
+        Ok(pending.into_iter().collect())
+    }
+
+    fn advance_to(&mut self, at: Instant) -> Result<(), SimError> {
+        if at > self.now {
+            self.now = at;
+            self.steps_at_instant = 0;
+        }
+        self.steps_at_instant += 1;
+        if self.steps_at_instant > self.stall_limit {
+            return Err(SimError::Livelock {
+                seed: self.config.seed,
+                at: self.elapsed(),
+                steps: self.steps_at_instant,
+            });
+        }
+        Ok(())
+    }
+
+    // ----- the drain rule -------------------------------------------------------------
+
+    /// After an input to node `i`: send its datagrams, record its events, re-arm its timer.
+    fn drain(&mut self, i: usize) {
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        let mut transmits: Vec<Transmit> = Vec::new();
+        while let Some(t) = n.dht.poll_transmit() {
+            transmits.push(t);
+        }
+        while let Some(e) = n.dht.poll_event() {
+            match e {
+                DhtEvent::QueryDone { id, result, stats } => {
+                    self.done.insert((i, id), (result, stats));
+                    self.newly_done.push((i, id));
+                }
+                DhtEvent::ExternalAddress(_) => self.external_addr_events += 1,
+            }
+        }
+        let wake = n.dht.poll_timeout().map(|t| t.max(self.now));
+        if wake.is_some() && wake != n.wake {
+            n.wake = wake;
+            if let Some(t) = wake {
+                self.timers.push(Reverse((t, i as u32)));
+            }
+        }
+        for t in transmits {
+            self.send(i, t);
+        }
+    }
+
+    fn send(&mut self, from: usize, t: Transmit) {
+        self.counters.sent += 1;
+        let to = match node_index(&t.dest) {
+            Some(to) if to < self.nodes.len() => to,
+            _ => {
+                self.counters.unroutable += 1;
+                return;
+            }
+        };
+        if self.config.loss > 0.0 && self.rng.gen_bool(self.config.loss) {
+            self.counters.lost += 1;
+            return;
+        }
+        let delay = self.delay();
+        self.seq += 1;
+        self.in_flight.push(Reverse((
+            self.now + delay,
+            self.seq,
+            from as u32,
+            to as u32,
+            t.payload,
+        )));
+    }
+
+    /// `latency` plus a uniform offset in `[-jitter, +jitter]`, at least zero.
+    fn delay(&mut self) -> Duration {
+        let latency = self.config.latency.as_nanos() as i128;
+        let jitter = self.config.jitter.as_nanos() as i128;
+        let offset = if jitter > 0 {
+            self.rng.gen_range(-jitter..=jitter)
+        } else {
+            0
+        };
+        let nanos = (latency + offset).max(0);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip() {
+        for i in [0, 1, 255, 256, 65_535, 65_536, MAX_NODES - 1] {
+            assert_eq!(node_index(&node_addr(i)), Some(i));
+        }
+        assert_eq!(node_index(&"10.0.0.1:9".parse().unwrap()), None);
+        assert_eq!(node_index(&"11.0.0.1:4000".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn datagrams_arrive_within_latency_bounds() {
+        let net = NetConfig {
+            latency: Duration::from_millis(25),
+            jitter: Duration::from_millis(10),
+            ..NetConfig::default()
+        };
+        let mut sim = Sim::new(net, DhtConfig::default()).unwrap();
+        let a = sim.add_node().unwrap();
+        let b = sim.add_node().unwrap();
+        assert!(sim.bootstrap(b, a));
+        // The PING is in flight; its PONG comes back one round trip later.
+        let t0 = sim.now();
+        let sent = sim.counters().sent;
+        assert_eq!(sent, 1);
+        while sim.counters().delivered < 2 {
+            assert!(sim.step().unwrap());
+        }
+        let rtt = sim.now() - t0;
+        assert!(rtt >= Duration::from_millis(30) && rtt <= Duration::from_millis(70));
+        assert_eq!(sim.node(b).unwrap().routing_table().len(), 1);
+    }
+
+    #[test]
+    fn dead_nodes_neither_send_nor_receive() {
+        let mut sim = Sim::new(NetConfig::default(), DhtConfig::default()).unwrap();
+        let a = sim.add_node().unwrap();
+        let b = sim.add_node().unwrap();
+        sim.kill(a);
+        assert!(sim.bootstrap(b, a));
+        sim.run_for(Duration::from_secs(10)).unwrap();
+        assert!(sim.node(b).unwrap().routing_table().is_empty());
+        assert_eq!(sim.counters().delivered, 0);
+        assert!(sim.counters().dead_end >= 1);
+        assert!(
+            sim.find_node(a, Id::ZERO).is_none(),
+            "a dead node takes no command"
+        );
+    }
+
+    #[test]
+    fn zero_latency_loop_is_reported_with_the_seed() {
+        let net = NetConfig {
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            seed: 77,
+            ..NetConfig::default()
+        };
+        let mut sim = Sim::new(net, DhtConfig::default()).unwrap();
+        let a = sim.add_node().unwrap();
+        let b = sim.add_node().unwrap();
+        assert!(sim.bootstrap(b, a));
+        sim.set_stall_limit(1);
+        match sim.run_for(Duration::from_secs(1)) {
+            Err(e @ SimError::Livelock { seed: 77, .. }) => {
+                assert!(e.to_string().contains("--seed 77"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_loss_is_refused() {
+        let net = NetConfig {
+            loss: 1.5,
+            ..NetConfig::default()
+        };
+        assert!(matches!(
+            Sim::new(net, DhtConfig::default()),
+            Err(SimError::InvalidConfig(_))
+        ));
+    }
+}

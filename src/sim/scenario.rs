@@ -1,0 +1,481 @@
+//! The experiment behind `make sim`: build a network, announce keys, kill nodes, look up.
+//!
+//! Phases, all in virtual time on one [`Sim`]:
+//! 1. **Join**: node `i` is created at `i * join_interval` and bootstraps from a random
+//!    earlier node, so the network grows the way a real one does: early nodes know few
+//!    peers, later ones find a populated network. Then the network **settles** for
+//!    `settle`, long enough for every node's first round of bucket refreshes (a node
+//!    refreshes the buckets it never looked up at its first maintenance after joining).
+//! 2. **Announce**: `keys` random keys, each from a random node, one every `op_interval`;
+//!    the phase ends when every announce has finished.
+//! 3. **Kill**: `dead_fraction` of the nodes, chosen at random, die silently, all at once
+//!    and right before the lookups: the worst moment, when every routing table still holds
+//!    them.
+//! 4. **Look up**: `lookups` provider lookups (a random live node asks for a random key whose
+//!    announcer is alive; success = the announcer's address is among the providers) and
+//!    `lookups` node lookups (a random live node looks for another random live node's ID;
+//!    success = that node is the first result), interleaved, one pair every `op_interval`.
+//!    Lookups not finished `lookup_deadline` after the last one started count as unfinished.
+
+use std::cmp::Reverse;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::net::{node_addr, node_index, NetConfig, Sim, SimError};
+use super::report::{KindStats, NetworkState, Percentiles, Report, WallTimes};
+use crate::dht::{DhtConfig, QueryId, QueryResult, QueryStats};
+use crate::id::Id;
+
+/// The parameters of one run.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Nodes in the network.
+    pub nodes: usize,
+    /// Keys announced.
+    pub keys: usize,
+    /// Provider lookups, and as many node lookups.
+    pub lookups: usize,
+    /// Fraction of the nodes killed before the lookups, in `[0, 1)`.
+    pub dead_fraction: f64,
+    /// Virtual time between two joins.
+    pub join_interval: Duration,
+    /// Virtual time the network runs after the last join before anything is measured.
+    pub settle: Duration,
+    /// Virtual time between two announces, and between two pairs of lookups.
+    pub op_interval: Duration,
+    /// How long announces and lookups may take before they count as unfinished.
+    pub lookup_deadline: Duration,
+    /// The network model and the seed.
+    pub net: NetConfig,
+    /// What every node runs. Not the default: the report says so.
+    pub dht: DhtConfig,
+}
+
+impl Scenario {
+    /// `nodes` nodes with the defaults of `peershare-sim` for the rest: 200 keys, 1000
+    /// lookups of each kind, nobody dead, default network and DHT configuration.
+    pub fn new(nodes: usize) -> Self {
+        Scenario {
+            nodes,
+            keys: 200,
+            lookups: 1000,
+            dead_fraction: 0.0,
+            join_interval: Duration::from_millis(20),
+            settle: Duration::from_secs(180),
+            op_interval: Duration::from_millis(10),
+            lookup_deadline: Duration::from_secs(600),
+            net: NetConfig::default(),
+            dht: DhtConfig::default(),
+        }
+    }
+
+    /// The `peershare-sim` command line that replays this scenario, for failure messages.
+    /// (`op_interval`, `lookup_deadline` and `dht` are not flags: they replay only at their
+    /// defaults.)
+    pub fn replay_command(&self) -> String {
+        format!(
+            "cargo run --release --bin peershare-sim -- --nodes {} --keys {} --lookups {} \
+             --dead {} --latency {} --jitter {} --loss {} --seed {} --settle {} \
+             --join-interval {}",
+            self.nodes,
+            self.keys,
+            self.lookups,
+            self.dead_fraction,
+            self.net.latency.as_millis(),
+            self.net.jitter.as_millis(),
+            self.net.loss,
+            self.net.seed,
+            self.settle.as_secs(),
+            self.join_interval.as_millis(),
+        )
+    }
+
+    fn validate(&self) -> Result<(), SimError> {
+        if self.nodes == 0 {
+            return Err(SimError::InvalidConfig("at least one node".into()));
+        }
+        if !(0.0..1.0).contains(&self.dead_fraction) {
+            return Err(SimError::InvalidConfig(format!(
+                "dead fraction must be in [0, 1), got {}",
+                self.dead_fraction
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the scenario and measures it.
+    pub fn run(&self) -> Result<Report, SimError> {
+        self.validate()?;
+        // The wall clock is read for the report only.
+        let wall_start = std::time::Instant::now();
+        let mut sim = Sim::new(self.net.clone(), self.dht.clone())?;
+        let n = self.nodes;
+
+        // 1. Join, then settle.
+        for i in 0..n {
+            let at = sim.at(saturating_mul(self.join_interval, i));
+            sim.run_until(at)?;
+            let me = sim.add_node()?;
+            if me > 0 {
+                let via = sim.rng().gen_range(0..me);
+                sim.bootstrap(me, via);
+            }
+        }
+        sim.run_for(self.settle)?;
+        let wall_join = wall_start.elapsed();
+
+        // 2. Announce.
+        let mut announces: Vec<(Id, usize, QueryId)> = Vec::new();
+        for _ in 0..self.keys {
+            let key = Id::random(sim.rng());
+            let who = sim.rng().gen_range(0..n);
+            if let Some(q) = sim.announce(who, key) {
+                announces.push((key, who, q));
+            }
+            sim.run_for(self.op_interval)?;
+        }
+        let watch: Vec<(usize, QueryId)> = announces.iter().map(|(_, w, q)| (*w, *q)).collect();
+        let deadline = sim.now() + self.lookup_deadline;
+        sim.run_until_finished(&watch, deadline)?;
+        let mut stored = Vec::new();
+        for (w, q) in &watch {
+            if let Some((QueryResult::Announced { stored_at, .. }, _)) = sim.take_finished(*w, *q) {
+                stored.push(stored_at);
+            } else {
+                stored.push(0);
+            }
+        }
+
+        // 3. Kill.
+        let dead = (self.dead_fraction * n as f64).round() as usize;
+        let victims = rand::seq::index::sample(sim.rng(), n, dead.min(n));
+        for v in victims.iter() {
+            sim.kill(v);
+        }
+        let live = sim.live_nodes();
+        let mut state = network_state(&sim, &live);
+        state.announced = announces.len();
+        state.mean_stored_at = mean(stored.iter().map(|&s| s as f64));
+        state.stored_nowhere = stored.iter().filter(|&&s| s == 0).count();
+
+        // 4. Look up.
+        let sent_before = sim.counters().sent;
+        let keys: Vec<(Id, usize)> = announces
+            .iter()
+            .filter(|(_, w, _)| sim.is_alive(*w))
+            .map(|(k, w, _)| (*k, *w))
+            .collect();
+        let mut started: Vec<Started> = Vec::new();
+        if live.len() >= 2 {
+            for _ in 0..self.lookups {
+                if !keys.is_empty() {
+                    let (key, announcer) = keys[sim.rng().gen_range(0..keys.len())];
+                    let origin = pick_other(&mut sim, &live, announcer);
+                    let q = sim.get_providers(origin, key);
+                    started.push(Started {
+                        origin,
+                        q,
+                        expect: Expect::Provider(node_addr(announcer)),
+                    });
+                }
+                let target = live[sim.rng().gen_range(0..live.len())];
+                let origin = pick_other(&mut sim, &live, target);
+                let target_id = sim.node(target).map(|d| d.id()).unwrap_or(Id::ZERO);
+                let q = sim.find_node(origin, target_id);
+                started.push(Started {
+                    origin,
+                    q,
+                    expect: Expect::Node(target_id),
+                });
+                sim.run_for(self.op_interval)?;
+            }
+        }
+        let watch: Vec<(usize, QueryId)> = started
+            .iter()
+            .filter_map(|s| s.q.map(|q| (s.origin, q)))
+            .collect();
+        let deadline = sim.now() + self.lookup_deadline;
+        sim.run_until_finished(&watch, deadline)?;
+        let lookup_phase_datagrams = sim.counters().sent - sent_before;
+
+        let mut providers = Tally::default();
+        let mut nodes = Tally::default();
+        for s in &started {
+            let tally = match s.expect {
+                Expect::Provider(_) => &mut providers,
+                Expect::Node(_) => &mut nodes,
+            };
+            tally.attempted += 1;
+            let Some(q) = s.q else {
+                tally.refused += 1;
+                continue;
+            };
+            let Some((result, stats)) = sim.take_finished(s.origin, q) else {
+                tally.unfinished += 1;
+                continue;
+            };
+            tally.record(&s.expect, &result, &stats);
+        }
+
+        let hops: Vec<u32> = providers.hops.iter().chain(&nodes.hops).copied().collect();
+        let latency: Vec<Duration> = providers
+            .latency
+            .iter()
+            .chain(&nodes.latency)
+            .copied()
+            .collect();
+        let total = wall_start.elapsed();
+        Ok(Report {
+            nodes: n,
+            dead_fraction: self.dead_fraction,
+            dead,
+            net: self.net.clone(),
+            dht_config: config_diff(&self.dht),
+            providers: providers.stats(),
+            find_node: nodes.stats(),
+            hops: Percentiles::of(&hops),
+            latency: Percentiles::of(&latency),
+            state,
+            counters: sim.counters().clone(),
+            lookup_phase_datagrams,
+            virtual_time: sim.elapsed(),
+            wall: WallTimes {
+                join: wall_join,
+                rest: total.saturating_sub(wall_join),
+                total,
+            },
+        })
+    }
+}
+
+/// What a lookup should find.
+enum Expect {
+    /// This address among the providers.
+    Provider(SocketAddr),
+    /// This node first.
+    Node(Id),
+}
+
+struct Started {
+    origin: usize,
+    /// None: the origin refused to start the lookup.
+    q: Option<QueryId>,
+    expect: Expect,
+}
+
+#[derive(Default)]
+struct Tally {
+    attempted: usize,
+    succeeded: usize,
+    refused: usize,
+    unfinished: usize,
+    wrong: usize,
+    hops: Vec<u32>,
+    latency: Vec<Duration>,
+    finished: usize,
+    requests: u64,
+    datagrams: u64,
+}
+
+impl Tally {
+    fn record(&mut self, expect: &Expect, result: &QueryResult, stats: &QueryStats) {
+        self.finished += 1;
+        let answers = u64::from(stats.answers);
+        let failures = u64::from(stats.failures);
+        self.requests += answers + failures;
+        self.datagrams += 2 * answers + failures;
+        let ok = match (expect, result) {
+            (Expect::Provider(a), QueryResult::Providers { providers, .. }) => {
+                providers.contains(a)
+            }
+            (Expect::Node(id), QueryResult::Nodes(found)) => {
+                found.first().is_some_and(|c| c.id == *id)
+            }
+            _ => false,
+        };
+        if ok {
+            self.succeeded += 1;
+            self.hops.push(stats.hops.unwrap_or(0));
+            self.latency.push(stats.duration);
+        } else {
+            self.wrong += 1;
+        }
+    }
+
+    fn stats(&self) -> KindStats {
+        let per = |x: u64| {
+            if self.finished == 0 {
+                0.0
+            } else {
+                x as f64 / self.finished as f64
+            }
+        };
+        KindStats {
+            attempted: self.attempted,
+            succeeded: self.succeeded,
+            refused: self.refused,
+            unfinished: self.unfinished,
+            wrong: self.wrong,
+            hops: Percentiles::of(&self.hops),
+            latency: Percentiles::of(&self.latency),
+            requests_per_lookup: per(self.requests),
+            datagrams_per_lookup: per(self.datagrams),
+        }
+    }
+}
+
+/// A random live node other than `not` (the live set has at least two nodes).
+fn pick_other(sim: &mut Sim, live: &[usize], not: usize) -> usize {
+    loop {
+        let i = live[sim.rng().gen_range(0..live.len())];
+        if i != not || live.len() < 2 {
+            return i;
+        }
+    }
+}
+
+/// Routing-table size and quality over the live nodes, and how many of them are cut off.
+fn network_state(sim: &Sim, live: &[usize]) -> NetworkState {
+    let n = sim.len();
+    // Routing entries between live nodes, as a graph on node indexes.
+    let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut sizes = Vec::with_capacity(live.len());
+    let (mut entries, mut dead) = (0u64, 0u64);
+    for &i in live {
+        let Some(d) = sim.node(i) else { continue };
+        let t = d.routing_table();
+        sizes.push(t.len());
+        for e in t.iter() {
+            entries += 1;
+            match node_index(&e.contact.addr).filter(|&j| sim.is_alive(j)) {
+                Some(j) => out[i].push(j),
+                None => dead += 1,
+            }
+        }
+    }
+    let mut into: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, js) in out.iter().enumerate() {
+        for &j in js {
+            into[j].push(i);
+        }
+    }
+    // The best-connected live node anchors the main component (ties: lowest index).
+    let anchor = live
+        .iter()
+        .copied()
+        .max_by_key(|&i| (into[i].len(), Reverse(i)));
+    let partitioned = match anchor {
+        Some(a) => {
+            let (fwd, back) = (reachable(&out, a), reachable(&into, a));
+            live.iter().filter(|&&i| !(fwd[i] && back[i])).count()
+        }
+        None => 0,
+    };
+    NetworkState {
+        mean_table: mean(sizes.iter().map(|&s| s as f64)),
+        min_table: sizes.iter().copied().min().unwrap_or(0),
+        dead_entries: if entries == 0 {
+            0.0
+        } else {
+            dead as f64 / entries as f64
+        },
+        empty_tables: sizes.iter().filter(|&&s| s == 0).count(),
+        partitioned,
+        ..NetworkState::default()
+    }
+}
+
+/// The nodes reachable from `start` along `edges`.
+fn reachable(edges: &[Vec<usize>], start: usize) -> Vec<bool> {
+    let mut seen = vec![false; edges.len()];
+    let mut stack = vec![start];
+    if let Some(s) = seen.get_mut(start) {
+        *s = true;
+    }
+    while let Some(x) = stack.pop() {
+        for &y in edges.get(x).map_or(&[][..], Vec::as_slice) {
+            if let Some(s) = seen.get_mut(y) {
+                if !*s {
+                    *s = true;
+                    stack.push(y);
+                }
+            }
+        }
+    }
+    seen
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = xs.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f64
+    }
+}
+
+fn saturating_mul(d: Duration, n: usize) -> Duration {
+    d.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// The fields of `cfg` that differ from `DhtConfig::default()`, as `name: value` pairs, or
+/// `None` when there are none. Works from the `Debug` text so that a field added to
+/// `DhtConfig` later is covered without touching this function.
+pub fn config_diff(cfg: &DhtConfig) -> Option<String> {
+    let ours = format!("{cfg:?}");
+    let default = format!("{:?}", DhtConfig::default());
+    if ours == default {
+        return None;
+    }
+    let fields = |s: &str| -> Option<Vec<String>> {
+        let inner = s.strip_prefix("DhtConfig { ")?.strip_suffix(" }")?;
+        Some(inner.split(", ").map(str::to_owned).collect())
+    };
+    match (fields(&ours), fields(&default)) {
+        (Some(a), Some(b)) if a.len() == b.len() => {
+            let changed: Vec<String> = a
+                .into_iter()
+                .zip(b)
+                .filter(|(x, y)| x != y)
+                .map(|(x, _)| x)
+                .collect();
+            Some(changed.join(", "))
+        }
+        _ => Some(ours),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_diff_names_changed_fields() {
+        assert_eq!(config_diff(&DhtConfig::default()), None);
+        let cfg = DhtConfig {
+            alpha: 5,
+            refresh_interval: Duration::from_secs(60),
+            ..DhtConfig::default()
+        };
+        assert_eq!(
+            config_diff(&cfg).as_deref(),
+            Some("alpha: 5, refresh_interval: 60s")
+        );
+    }
+
+    #[test]
+    fn tiny_scenario_runs() {
+        let s = Scenario {
+            keys: 3,
+            lookups: 5,
+            settle: Duration::from_secs(30),
+            ..Scenario::new(12)
+        };
+        let r = s.run().unwrap();
+        assert_eq!(r.providers.attempted, 5);
+        assert_eq!(r.find_node.attempted, 5);
+        assert!(r.success_rate() > 0.0, "{r}");
+    }
+}

@@ -1,0 +1,170 @@
+//! Whole-network tests of the DHT on the deterministic simulator (`peershare::sim`).
+//!
+//! Each test runs a few hundred nodes, so it stays fast in a debug build. Assertions are on
+//! counts and rates, never on wall-clock time. Every failure message carries the report
+//! (which names the seed) and the `peershare-sim` command that replays the run. Set
+//! `PEERSHARE_SIM_SEED` to run the tests on another seed.
+
+use std::time::Duration;
+
+use peershare::sim::{NetConfig, Report, Scenario};
+
+fn seed() -> u64 {
+    std::env::var("PEERSHARE_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+fn scenario(nodes: usize, dead_fraction: f64, loss: f64, seed: u64) -> Scenario {
+    Scenario {
+        keys: 30,
+        lookups: 100,
+        dead_fraction,
+        settle: Duration::from_secs(60),
+        net: NetConfig {
+            loss,
+            seed,
+            ..NetConfig::default()
+        },
+        ..Scenario::new(nodes)
+    }
+}
+
+fn run(s: &Scenario) -> Report {
+    match s.run() {
+        Ok(r) => r,
+        Err(e) => panic!("simulation failed: {e}\nreplay: {}", s.replay_command()),
+    }
+}
+
+#[test]
+fn without_churn_every_lookup_succeeds() {
+    let s = scenario(300, 0.0, 0.0, seed());
+    let r = run(&s);
+    let why = format!("\n{r}\nreplay: {}", s.replay_command());
+    assert_eq!(r.providers.attempted, 100, "{why}");
+    assert_eq!(r.find_node.attempted, 100, "{why}");
+    assert_eq!(r.providers.succeeded, r.providers.attempted, "{why}");
+    assert_eq!(r.find_node.succeeded, r.find_node.attempted, "{why}");
+    assert_eq!(r.state.stored_nowhere, 0, "{why}");
+    assert!(r.hops.p50 <= 4, "{why}");
+}
+
+#[test]
+fn with_thirty_percent_dead_lookups_still_succeed() {
+    let s = scenario(300, 0.3, 0.0, seed());
+    let r = run(&s);
+    let why = format!("\n{r}\nreplay: {}", s.replay_command());
+    assert_eq!(r.dead, 90, "{why}");
+    assert!(r.providers.success_rate() >= 0.95, "{why}");
+    assert!(r.find_node.success_rate() >= 0.95, "{why}");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_report() {
+    let s = scenario(150, 0.3, 0.02, seed());
+    let a = run(&s);
+    let b = run(&s);
+    assert_eq!(
+        a.without_wall_time(),
+        b.without_wall_time(),
+        "\n{a}\n{b}\nreplay: {}",
+        s.replay_command()
+    );
+    // And the seed matters: another one gives another run.
+    let other = run(&scenario(150, 0.3, 0.02, seed().wrapping_add(1)));
+    assert_ne!(a.counters, other.counters);
+}
+
+#[test]
+fn lookups_terminate_despite_loss_and_dead_nodes() {
+    let s = scenario(200, 0.3, 0.1, seed());
+    let r = run(&s);
+    let why = format!("\n{r}\nreplay: {}", s.replay_command());
+    for k in [&r.providers, &r.find_node] {
+        assert_eq!(k.attempted, 100, "{why}");
+        assert_eq!(k.refused, 0, "{why}");
+        assert_eq!(k.unfinished, 0, "{why}");
+    }
+    assert!(r.counters.lost > 0, "{why}");
+}
+
+/// A node that provides several keys republishes them in one maintenance tick. The DHT picks
+/// them from a `HashMap` with a per-instance random hasher (`Dht::maintenance` in
+/// `src/dht/mod.rs`, the `due` list), so the order of the republish lookups, and with it the
+/// order of its transmits and txids, changes from one run to the next: two runs with the
+/// same seed diverge after the first republish (30 virtual minutes). Runs that stop before
+/// then, like every scenario above, are unaffected. Un-ignore once `due` is sorted by key.
+#[test]
+#[ignore = "DHT bug: republish order follows HashMap iteration order (src/dht/mod.rs, maintenance)"]
+fn republishing_several_keys_is_deterministic() {
+    use peershare::dht::DhtConfig;
+    use peershare::id::Id;
+    use peershare::sim::Sim;
+
+    let fingerprint = |minutes: u64| {
+        let net = NetConfig {
+            seed: seed(),
+            ..NetConfig::default()
+        };
+        let mut sim = Sim::new(net, DhtConfig::default()).unwrap();
+        for i in 0..60 {
+            let me = sim.add_node().unwrap();
+            if me > 0 {
+                sim.bootstrap(me, i / 2);
+            }
+            sim.run_for(Duration::from_millis(50)).unwrap();
+        }
+        sim.run_for(Duration::from_secs(60)).unwrap();
+        // Announced at the same instant, so they come due in the same tick.
+        for k in 0..3u8 {
+            sim.announce(7, Id::hash_of(&[k]));
+        }
+        sim.run_for(Duration::from_secs(minutes * 60)).unwrap();
+        sim.counters().clone()
+    };
+    for minutes in [29, 31] {
+        let first = fingerprint(minutes);
+        for run in 1..8 {
+            assert_eq!(
+                fingerprint(minutes),
+                first,
+                "after {minutes} virtual minutes, run {run} diverged (seed {})",
+                seed()
+            );
+        }
+    }
+}
+
+/// A node whose first bootstrap PING goes unanswered (lost, or the bootstrap node is not up
+/// yet) never tries again: `Dht::bootstrap_from` sends one PING and `on_request_failed` in
+/// `src/dht/mod.rs` ignores the failure of a `Purpose::Bootstrap` request, and no event tells
+/// the caller. The node stays alone for good, and nodes that later bootstrap from it form an
+/// island that the rest of the network never learns about. With 5% datagram loss this cuts
+/// off a large part of the network (`peershare-sim --nodes 2000 --loss 0.05 --dead 0`
+/// reports the nodes "outside the main component"). Un-ignore once bootstrap retries.
+#[test]
+#[ignore = "DHT issue: an unanswered bootstrap PING is never retried (src/dht/mod.rs)"]
+fn an_unanswered_bootstrap_is_retried() {
+    use peershare::dht::DhtConfig;
+    use peershare::sim::Sim;
+
+    let net = NetConfig {
+        seed: seed(),
+        ..NetConfig::default()
+    };
+    let mut sim = Sim::new(net, DhtConfig::default()).unwrap();
+    let a = sim.add_node().unwrap();
+    // The bootstrap node is not up yet: the PING goes nowhere, like a lost datagram.
+    assert!(sim.bootstrap(a, a + 1));
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    let b = sim.add_node().unwrap();
+    sim.run_for(Duration::from_secs(600)).unwrap();
+    let table = sim.node(a).unwrap().routing_table();
+    assert!(
+        table.len() == 1 && sim.node(b).unwrap().routing_table().len() == 1,
+        "after 10 virtual minutes node {a} still knows nobody (seed {})",
+        seed()
+    );
+}
