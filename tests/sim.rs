@@ -90,14 +90,10 @@ fn lookups_terminate_despite_loss_and_dead_nodes() {
     assert!(r.counters.lost > 0, "{why}");
 }
 
-/// A node that provides several keys republishes them in one maintenance tick. The DHT picks
-/// them from a `HashMap` with a per-instance random hasher (`Dht::maintenance` in
-/// `src/dht/mod.rs`, the `due` list), so the order of the republish lookups, and with it the
-/// order of its transmits and txids, changes from one run to the next: two runs with the
-/// same seed diverge after the first republish (30 virtual minutes). Runs that stop before
-/// then, like every scenario above, are unaffected. Un-ignore once `due` is sorted by key.
+/// Regression: a node that provides several keys republishes them in one maintenance tick.
+/// The DHT used to take them in `HashMap` order (random per process), so two runs with the
+/// same seed diverged after the first republish (30 virtual minutes). It now sorts them.
 #[test]
-#[ignore = "DHT bug: republish order follows HashMap iteration order (src/dht/mod.rs, maintenance)"]
 fn republishing_several_keys_is_deterministic() {
     use peershare::dht::DhtConfig;
     use peershare::id::Id;
@@ -137,15 +133,10 @@ fn republishing_several_keys_is_deterministic() {
     }
 }
 
-/// A node whose first bootstrap PING goes unanswered (lost, or the bootstrap node is not up
-/// yet) never tries again: `Dht::bootstrap_from` sends one PING and `on_request_failed` in
-/// `src/dht/mod.rs` ignores the failure of a `Purpose::Bootstrap` request, and no event tells
-/// the caller. The node stays alone for good, and nodes that later bootstrap from it form an
-/// island that the rest of the network never learns about. With 5% datagram loss this cuts
-/// off a large part of the network (`peershare-sim --nodes 2000 --loss 0.05 --dead 0`
-/// reports the nodes "outside the main component"). Un-ignore once bootstrap retries.
+/// Regression: a node whose first bootstrap PING goes unanswered (lost, or the bootstrap
+/// node not up yet) used to stay alone for good, and nodes that later bootstrapped from it
+/// formed an island. The DHT now retries its bootstrap addresses while its table is empty.
 #[test]
-#[ignore = "DHT issue: an unanswered bootstrap PING is never retried (src/dht/mod.rs)"]
 fn an_unanswered_bootstrap_is_retried() {
     use peershare::dht::DhtConfig;
     use peershare::sim::Sim;

@@ -7,6 +7,9 @@
 //! with [`Lookup::on_success`] and timeouts or errors with [`Lookup::on_failure`]; and stops
 //! when `next_step` says [`Step::Finished`]. The lookup is finished when the `k` closest
 //! candidates that did not fail have all answered, or when there is nobody left to ask.
+//! A candidate that has not answered within the caller's soft timeout is marked
+//! `Unresponsive` ([`Lookup::on_unresponsive`]): it no longer occupies one of the `alpha`
+//! slots and no longer holds up the end of the lookup, but a late answer still counts.
 //! At most `alpha` requests are in flight, except when the lookup has stalled: after `alpha`
 //! answers in a row that brought nobody closer than the closest known candidate, it asks all
 //! remaining candidates among the k closest at once (the Kademlia paper's final round; libp2p
@@ -25,6 +28,9 @@ pub enum PeerState {
     NotContacted,
     /// Asked; the answer is pending.
     Waiting,
+    /// Asked, and slower than the soft timeout: the lookup goes on without it, but a late
+    /// answer is still taken.
+    Unresponsive,
     /// Answered.
     Succeeded,
     /// Timed out or answered with an error.
@@ -112,13 +118,15 @@ impl Lookup {
     pub fn on_success(&mut self, from: &Id, closer: &[Contact]) {
         let d = from.distance(&self.target);
         let hop = match self.candidates.get_mut(&d) {
-            Some(c) if c.state == PeerState::Waiting => {
+            Some(c) if matches!(c.state, PeerState::Waiting | PeerState::Unresponsive) => {
+                if c.state == PeerState::Waiting {
+                    self.in_flight -= 1;
+                }
                 c.state = PeerState::Succeeded;
                 c.hop
             }
             _ => return,
         };
-        self.in_flight -= 1;
         self.answers += 1;
         if self.finished {
             return;
@@ -138,7 +146,7 @@ impl Lookup {
     fn closest_live_distance(&self) -> Distance {
         self.candidates
             .iter()
-            .find(|(_, c)| c.state != PeerState::Failed)
+            .find(|(_, c)| !matches!(c.state, PeerState::Failed | PeerState::Unresponsive))
             .map_or(Distance([0xff; 32]), |(d, _)| *d)
     }
 
@@ -160,10 +168,29 @@ impl Lookup {
     pub fn on_failure(&mut self, from: &Id) {
         let d = from.distance(&self.target);
         if let Some(c) = self.candidates.get_mut(&d) {
+            match c.state {
+                PeerState::Waiting => {
+                    self.in_flight -= 1;
+                    self.failures += 1;
+                    c.state = PeerState::Failed;
+                }
+                PeerState::Unresponsive => {
+                    self.failures += 1;
+                    c.state = PeerState::Failed;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The request to `from` is slower than the soft timeout: stop waiting for it (its slot
+    /// goes to the next candidate), but keep listening for its answer.
+    pub fn on_unresponsive(&mut self, from: &Id) {
+        let d = from.distance(&self.target);
+        if let Some(c) = self.candidates.get_mut(&d) {
             if c.state == PeerState::Waiting {
-                c.state = PeerState::Failed;
+                c.state = PeerState::Unresponsive;
                 self.in_flight -= 1;
-                self.failures += 1;
             }
         }
     }
@@ -178,7 +205,7 @@ impl Lookup {
         let mut to_query: Option<Distance> = None;
         for (d, c) in &self.candidates {
             match c.state {
-                PeerState::Failed => continue,
+                PeerState::Failed | PeerState::Unresponsive => continue,
                 PeerState::Succeeded => {}
                 PeerState::Waiting => waiting_in_top = true,
                 PeerState::NotContacted => {
@@ -386,6 +413,37 @@ mod tests {
         l.on_success(&some.id, &[contact(Id([0; 32]))]);
         assert!(!l.is_stalled());
         assert_eq!(l.in_flight(), in_flight - 1);
+    }
+
+    #[test]
+    fn unresponsive_candidate_frees_its_slot_and_late_answers_still_count() {
+        let a = contact(Id([1; 32]));
+        let b = contact(Id([2; 32]));
+        let mut l = Lookup::new(Id([0; 32]), 20, 1, vec![a, b]);
+        assert_eq!(l.next_step(), Step::Query(a));
+        assert_eq!(l.next_step(), Step::Waiting, "alpha = 1");
+        l.on_unresponsive(&a.id);
+        assert_eq!(l.state_of(&a.id), Some(PeerState::Unresponsive));
+        assert_eq!(
+            l.next_step(),
+            Step::Query(b),
+            "the slow one no longer holds the slot"
+        );
+        l.on_success(&b.id, &[]);
+        // The unresponsive candidate does not hold up the end of the lookup...
+        assert_eq!(l.next_step(), Step::Finished);
+        assert_eq!(l.closest_succeeded(), vec![b]);
+        // ...but an answer that arrives before the end is used.
+        let mut l = Lookup::new(Id([0; 32]), 20, 1, vec![a, b]);
+        assert_eq!(l.next_step(), Step::Query(a));
+        l.on_unresponsive(&a.id);
+        assert_eq!(l.next_step(), Step::Query(b));
+        l.on_success(&a.id, &[]);
+        assert_eq!(l.state_of(&a.id), Some(PeerState::Succeeded));
+        assert_eq!(l.in_flight(), 1);
+        l.on_failure(&b.id);
+        assert_eq!(l.next_step(), Step::Finished);
+        assert_eq!(l.closest_succeeded(), vec![a]);
     }
 
     #[test]

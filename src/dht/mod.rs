@@ -49,8 +49,12 @@ pub struct DhtConfig {
     pub k: usize,
     /// Requests in flight per lookup.
     pub alpha: usize,
-    /// How long to wait for an answer.
+    /// How long to wait for an answer before the request counts as failed. A lookup
+    /// request gets one retry after this, so a lost datagram is not a lost candidate.
     pub request_timeout: Duration,
+    /// After this long without an answer a lookup stops waiting for a candidate (it frees
+    /// its slot and no longer holds up the end of the lookup); a late answer still counts.
+    pub soft_timeout: Duration,
     /// How long a provider record lives without being refreshed.
     pub provider_ttl: Duration,
     /// How often this node re-announces what it provides.
@@ -85,6 +89,7 @@ impl Default for DhtConfig {
             k: routing::K,
             alpha: 3,
             request_timeout: Duration::from_secs(2),
+            soft_timeout: Duration::from_millis(600),
             provider_ttl: Duration::from_secs(2 * 3600),
             republish_interval: Duration::from_secs(30 * 60),
             refresh_interval: Duration::from_secs(15 * 60),
@@ -206,6 +211,10 @@ struct Outstanding {
     node: Option<Id>,
     req_type: u8,
     purpose: Purpose,
+    /// The request, kept for the one retry a lookup request gets.
+    msg: Message,
+    /// 0 for the first try, 1 for the retry.
+    attempt: u8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,13 +259,20 @@ pub struct Dht {
     limiter: SourceLimiter,
     requests: HashMap<u64, Outstanding>,
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Soft deadlines of lookup requests (see [`DhtConfig::soft_timeout`]).
+    soft_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Addresses given to [`Dht::bootstrap_from`], retried while the table is empty.
+    bootstrap_addrs: Vec<SocketAddr>,
+    /// When to look up our own ID again.
+    next_self_lookup: Instant,
     queries: HashMap<QueryId, Query>,
     next_query: u64,
     provided: HashMap<Id, Provided>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<DhtEvent>,
     next_maintenance: Instant,
-    observed: HashMap<Id, SocketAddr>,
+    /// Addresses peers reported seeing us at, oldest first, one per peer.
+    observed: VecDeque<(Id, SocketAddr)>,
     external: Option<SocketAddr>,
     stats: DhtStats,
 }
@@ -277,17 +293,20 @@ impl Dht {
             tokens: TokenIssuer::new(secret, now, config.token_rotation),
             limiter: SourceLimiter::new(config.rate_limit_per_source, config.rate_burst, 4096),
             next_maintenance: now + config.maintenance_interval,
+            next_self_lookup: now + config.refresh_interval,
             config,
             id,
             rng,
             requests: HashMap::new(),
             deadlines: BinaryHeap::new(),
+            soft_deadlines: BinaryHeap::new(),
+            bootstrap_addrs: Vec::new(),
             queries: HashMap::new(),
             next_query: 1,
             provided: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            observed: HashMap::new(),
+            observed: VecDeque::new(),
             external: None,
             stats: DhtStats::default(),
         }
@@ -316,10 +335,42 @@ impl Dht {
         } else {
             self.handle_response(now, from, dg);
         }
+        self.clean_deadlines();
+    }
+
+    /// Drops deadlines of requests already answered from the top of the heaps, so that
+    /// `poll_timeout` does not wake the caller for nothing.
+    fn clean_deadlines(&mut self) {
+        for heap in [&mut self.deadlines, &mut self.soft_deadlines] {
+            while let Some(Reverse((_, txid))) = heap.peek() {
+                if self.requests.contains_key(txid) {
+                    break;
+                }
+                heap.pop();
+            }
+        }
     }
 
     /// Time has passed: expire requests, drive lookups, run housekeeping.
     pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((deadline, txid))) = self.soft_deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.soft_deadlines.pop();
+            if let Some(Outstanding {
+                purpose: Purpose::Lookup(qid),
+                node: Some(id),
+                ..
+            }) = self.requests.get(&txid)
+            {
+                let (qid, id) = (*qid, *id);
+                if let Some(q) = self.queries.get_mut(&qid) {
+                    q.lookup.on_unresponsive(&id);
+                }
+                self.drive(qid, now);
+            }
+        }
         while let Some(Reverse((deadline, txid))) = self.deadlines.peek().copied() {
             if deadline > now {
                 break;
@@ -327,13 +378,21 @@ impl Dht {
             self.deadlines.pop();
             if let Some(out) = self.requests.remove(&txid) {
                 self.stats.timeouts += 1;
-                self.on_request_failed(now, out, true);
+                let retry = out.attempt == 0
+                    && matches!(out.purpose, Purpose::Lookup(q) if self.queries.contains_key(&q));
+                if retry {
+                    // Once more: a single lost datagram should not cost the lookup a node.
+                    self.send_request_attempt(now, out.to, out.node, out.msg, out.purpose, 1);
+                } else {
+                    self.on_request_failed(now, out, true);
+                }
             }
         }
         if now >= self.next_maintenance {
             self.maintenance(now);
             self.next_maintenance = now + self.config.maintenance_interval;
         }
+        self.clean_deadlines();
     }
 
     // ----- commands -----------------------------------------------------------------
@@ -341,6 +400,10 @@ impl Dht {
     /// Contacts a node known only by address (a bootstrap node). When it answers it joins
     /// the table and a lookup of our own ID fills the table around us.
     pub fn bootstrap_from(&mut self, addr: SocketAddr, now: Instant) {
+        let addr = canonical_addr(addr);
+        if !self.bootstrap_addrs.contains(&addr) && self.bootstrap_addrs.len() < 64 {
+            self.bootstrap_addrs.push(addr);
+        }
         self.send_request(
             now,
             canonical_addr(addr),
@@ -407,11 +470,12 @@ impl Dht {
     /// When [`Dht::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let req = self.deadlines.peek().map(|Reverse((d, _))| *d);
-        Some(match req {
-            Some(d) => d.min(self.next_maintenance),
-            None => self.next_maintenance,
-        })
+        let hard = self.deadlines.peek().map(|Reverse((d, _))| *d);
+        let soft = self.soft_deadlines.peek().map(|Reverse((d, _))| *d);
+        [hard, soft, Some(self.next_maintenance)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ----- introspection ------------------------------------------------------------
@@ -619,14 +683,13 @@ impl Dht {
         let Message::Pong { observed } = msg else {
             return;
         };
-        self.observed.insert(sender, *observed);
-        // Bounded: only the most recent reports matter, and a peer counts once.
-        if self.observed.len() > 64 {
-            if let Some(k) = self.observed.keys().next().copied() {
-                self.observed.remove(&k);
-            }
+        // One report per peer, the most recent; bounded, oldest reports go first.
+        self.observed.retain(|(id, _)| *id != sender);
+        self.observed.push_back((sender, *observed));
+        while self.observed.len() > 64 {
+            self.observed.pop_front();
         }
-        let votes = self.observed.values().filter(|a| *a == observed).count();
+        let votes = self.observed.iter().filter(|(_, a)| a == observed).count();
         if votes >= self.config.external_addr_quorum && self.external != Some(*observed) {
             self.external = Some(*observed);
             self.events.push_back(DhtEvent::ExternalAddress(*observed));
@@ -848,14 +911,20 @@ impl Dht {
         self.tokens.maybe_rotate(now, || rng.gen());
         self.store.expire(now);
         self.limiter.sweep(now);
-        let due: Vec<(Id, u16)> = self
+        let mut due: Vec<(Id, u16)> = self
             .provided
             .iter()
             .filter(|(_, p)| p.next_republish <= now)
             .map(|(k, p)| (*k, p.port))
             .collect();
+        // HashMap order is random per process: sort so a seeded run is reproducible.
+        due.sort_unstable();
         for (key, port) in due {
             let _ = self.announce(key, port, now);
+        }
+        if now >= self.next_self_lookup && !self.routing.is_empty() {
+            self.next_self_lookup = now + self.config.refresh_interval;
+            self.rejoin(now);
         }
         let refresh = self
             .routing
@@ -875,6 +944,17 @@ impl Dht {
                 .closest(&me, self.config.external_addr_quorum + 1, None)
             {
                 self.send_request(now, c.addr, Some(c.id), Message::Ping, Purpose::AddressPing);
+            }
+        }
+        let bootstrapping = self
+            .requests
+            .values()
+            .any(|o| matches!(o.purpose, Purpose::Bootstrap));
+        if self.routing.is_empty() && !bootstrapping {
+            // Nobody answered yet (the PING or PONG was lost, or the bootstrap node was not
+            // up): try again rather than stay alone for good.
+            for addr in self.bootstrap_addrs.clone() {
+                self.send_request(now, addr, None, Message::Ping, Purpose::Bootstrap);
             }
         }
     }
@@ -908,6 +988,18 @@ impl Dht {
         msg: Message,
         purpose: Purpose,
     ) {
+        self.send_request_attempt(now, to, node, msg, purpose, 0);
+    }
+
+    fn send_request_attempt(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        node: Option<Id>,
+        msg: Message,
+        purpose: Purpose,
+        attempt: u8,
+    ) {
         let mut txid: u64 = self.rng.gen();
         while self.requests.contains_key(&txid) {
             txid = self.rng.gen();
@@ -920,10 +1012,16 @@ impl Dht {
                 node,
                 req_type,
                 purpose,
+                msg: msg.clone(),
+                attempt,
             },
         );
         self.deadlines
             .push(Reverse((now + self.config.request_timeout, txid)));
+        if attempt == 0 && matches!(purpose, Purpose::Lookup(_)) {
+            self.soft_deadlines
+                .push(Reverse((now + self.config.soft_timeout, txid)));
+        }
         self.send(to, txid, msg);
     }
 

@@ -229,8 +229,16 @@ impl RoutingTable {
             .filter(|e| Some(&e.contact.id) != exclude)
             .map(|e| (e.contact.id.distance(target), e.contact))
             .collect();
+        // Only the n closest need ordering: select them first (this runs for every
+        // FIND_NODE and GET_PROVIDERS answered, so it is the DHT's hottest path).
+        if n == 0 {
+            return Vec::new();
+        }
+        if all.len() > n {
+            all.select_nth_unstable_by_key(n - 1, |a| a.0);
+            all.truncate(n);
+        }
         all.sort_unstable_by_key(|a| a.0);
-        all.truncate(n);
         all.into_iter().map(|(_, c)| c).collect()
     }
 

@@ -14,9 +14,12 @@
 //! - **Rarest first, random start.** A peer with free pipeline slots gets the missing chunks
 //!   it has that the fewest connected peers have; ties go in a rotated order from a random
 //!   start, so downloaders that start together spread over different chunks.
-//! - **Pipelining.** Each peer has up to `pipeline_bytes` of requests outstanding (at least
-//!   `min_pipeline`, at most `max_pipeline` chunks), enough to keep a fast link busy across
-//!   the round trip; a REJECT halves that peer's allowance.
+//! - **Pipelining, sized by rate.** A peer starts with `min_pipeline` requests outstanding
+//!   and gains one per piece it delivers (slow start), up to about `pipeline_window` worth of
+//!   its measured rate (never more than `pipeline_bytes` or `max_pipeline` chunks). A fast
+//!   peer soon has enough in flight to keep its link busy across the round trip; a slow one
+//!   (a seeder with little upload) gets only a few requests, so the other chunks stay free
+//!   for faster peers to deliver. A REJECT halves the allowance.
 //! - **Endgame.** Once every missing chunk is requested, idle peers may also request chunks
 //!   already requested elsewhere (at most `endgame_duplicates` peers per chunk); when one
 //!   copy arrives the others are cancelled. The last chunks then don't wait on the slowest
@@ -40,8 +43,10 @@ pub type PeerKey = u64;
 /// Tunables.
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
-    /// Bytes of requests to keep outstanding per peer.
+    /// Most bytes of requests outstanding per peer.
     pub pipeline_bytes: u64,
+    /// How much of a peer's measured rate to keep requested.
+    pub pipeline_window: Duration,
     /// Fewest requests a peer may have outstanding.
     pub min_pipeline: usize,
     /// Most requests a peer may have outstanding.
@@ -56,6 +61,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             pipeline_bytes: 4 << 20,
+            pipeline_window: Duration::from_secs(1),
             min_pipeline: 2,
             max_pipeline: 64,
             stall_timeout: Duration::from_secs(15),
@@ -142,6 +148,10 @@ struct Peer {
     /// Pipeline allowance in chunks.
     allowance: usize,
     bytes: u64,
+    /// Measured delivery rate, bytes per second (0 until measured).
+    rate: f64,
+    window_start: Instant,
+    window_bytes: u64,
 }
 
 /// The scheduler of one download.
@@ -211,7 +221,7 @@ impl Scheduler {
 
     /// A peer finished its handshake. It has nothing until it says otherwise, and chokes us.
     pub fn add_peer(&mut self, now: Instant, key: PeerKey) {
-        let allowance = self.pipeline_cap();
+        let allowance = self.cfg.min_pipeline.max(1);
         self.peers.entry(key).or_insert(Peer {
             has: BitSet::new(self.state.len()),
             useful: 0,
@@ -222,6 +232,9 @@ impl Scheduler {
             last_progress: now,
             allowance,
             bytes: 0,
+            rate: 0.0,
+            window_start: now,
+            window_bytes: 0,
         });
     }
 
@@ -347,9 +360,31 @@ impl Scheduler {
         p.in_flight.swap_remove(pos);
         p.last_progress = now;
         p.bytes += len as u64;
-        // A good piece restores the pipeline allowance step by step.
-        if p.allowance < cap {
+        p.window_bytes += len as u64;
+        let dt = now.saturating_duration_since(p.window_start);
+        if dt >= Duration::from_millis(250) {
+            let sample = p.window_bytes as f64 / dt.as_secs_f64();
+            p.rate = if p.rate == 0.0 {
+                sample
+            } else {
+                0.5 * p.rate + 0.5 * sample
+            };
+            p.window_start = now;
+            p.window_bytes = 0;
+        }
+        // Slow start: one more request per piece delivered, up to what its rate justifies.
+        let by_rate = if p.rate > 0.0 {
+            let chunks =
+                p.rate * self.cfg.pipeline_window.as_secs_f64() / f64::from(self.chunk_size);
+            (chunks.ceil() as usize).saturating_add(1)
+        } else {
+            usize::MAX
+        };
+        let limit = cap.min(by_rate).max(self.cfg.min_pipeline.max(1));
+        if p.allowance < limit {
             p.allowance += 1;
+        } else if p.allowance > limit {
+            p.allowance = limit;
         }
         if let Some(r) = self.requested_by.get_mut(i) {
             *r = r.saturating_sub(1);

@@ -246,7 +246,7 @@ fn silent_peer_is_dropped_as_stalled_and_its_chunks_released() {
     s.peer_bitfield(now, 0, &BitSet::full(10));
     s.peer_unchoked(now, 0);
     while s.poll_action().is_some() {}
-    assert_eq!(s.requests_in_flight(), 4);
+    assert_eq!(s.requests_in_flight(), cfg.min_pipeline);
     assert_eq!(s.poll_timeout(), Some(now + cfg.stall_timeout));
     s.handle_timeout(now + cfg.stall_timeout - Duration::from_millis(1));
     assert_eq!(s.poll_action(), None, "not yet");
@@ -261,7 +261,7 @@ fn silent_peer_is_dropped_as_stalled_and_its_chunks_released() {
     let reqs = std::iter::from_fn(|| s.poll_action())
         .filter(|a| matches!(a, Action::Request { peer: 1, .. }))
         .count();
-    assert_eq!(reqs, 4);
+    assert_eq!(reqs, cfg.min_pipeline);
 }
 
 #[test]
@@ -294,7 +294,7 @@ fn rarest_chunk_is_requested_first() {
             _ => None,
         })
         .collect();
-    // The pipeline for 4 MiB chunks is min_pipeline = 2: both must be rare ones.
+    // A new peer starts with min_pipeline = 2 requests: both must be rare ones.
     assert_eq!(asked.len(), 2);
     assert!(asked.iter().all(|c| *c >= 5), "{asked:?}");
 }
@@ -309,7 +309,11 @@ fn choke_releases_requests_to_other_peers() {
     }
     s.peer_unchoked(now, 0);
     while s.poll_action().is_some() {}
-    assert_eq!(s.requests_in_flight(), 4);
+    // Slow start: a new peer gets min_pipeline requests.
+    assert_eq!(
+        s.requests_in_flight(),
+        SchedulerConfig::default().min_pipeline
+    );
     s.peer_unchoked(now, 1);
     s.peer_choked(now, 0);
     let reqs: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
@@ -406,4 +410,50 @@ proptest! {
             prop_assert_eq!(h.peers[*b as usize].behaviour, Behaviour::Corrupt);
         }
     }
+}
+
+#[test]
+fn pipeline_grows_with_delivered_pieces_and_follows_the_rate() {
+    let t0 = Instant::now();
+    let cfg = SchedulerConfig::default();
+    let chunk = 256 * 1024u32;
+    let mut s = Scheduler::new(1000, chunk, BitSet::new(1000), cfg.clone(), 1);
+    s.add_peer(t0, 0);
+    s.peer_bitfield(t0, 0, &BitSet::full(1000));
+    s.peer_unchoked(t0, 0);
+    let mut outstanding: VecDeque<u32> = VecDeque::new();
+    let drain = |s: &mut Scheduler, q: &mut VecDeque<u32>| {
+        while let Some(a) = s.poll_action() {
+            if let Action::Request { chunk, .. } = a {
+                q.push_back(chunk);
+            }
+        }
+    };
+    drain(&mut s, &mut outstanding);
+    assert_eq!(outstanding.len(), cfg.min_pipeline);
+    // A fast peer: 100 MB/s, one piece every 2.6 ms. The pipeline grows to the 4 MiB cap.
+    let mut now = t0;
+    for _ in 0..200 {
+        now += Duration::from_micros(2_600);
+        let c = outstanding.pop_front().unwrap();
+        s.piece_received(now, 0, c, chunk as usize);
+        drain(&mut s, &mut outstanding);
+    }
+    assert_eq!(
+        outstanding.len(),
+        (cfg.pipeline_bytes / u64::from(chunk)) as usize
+    );
+    // Now it slows to 512 KB/s (two pieces a second): about one second's worth stays asked.
+    for _ in 0..20 {
+        now += Duration::from_millis(500);
+        let c = outstanding.pop_front().unwrap();
+        s.piece_received(now, 0, c, chunk as usize);
+        drain(&mut s, &mut outstanding);
+    }
+    assert!(
+        outstanding.len() <= 4,
+        "{} requests at a slow peer",
+        outstanding.len()
+    );
+    s.check_invariants().unwrap();
 }
