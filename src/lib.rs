@@ -4,6 +4,7 @@
 //! - [`cli`]: the command line (`peershare run`, and API clients such as `status`).
 //! - [`api`]: the local JSON-over-TCP API (EchoChain compatible): framing, requests, replies, client.
 //! - [`id`]: 256-bit IDs and the XOR metric.
+//! - [`content`]: manifests and content IDs, file hashing, the share index, crash-safe partial downloads.
 //! - [`dht`]: the Kademlia DHT as a sans-IO state machine.
 //! - [`net`]: the mio reactor, socket binding and send-path network emulation.
 //! - [`node`]: a running node: config, persistence, shared status, API commands.
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod content;
 pub mod dht;
 pub mod id;
 pub mod net;

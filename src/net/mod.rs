@@ -4,3 +4,4 @@
 pub mod emulate;
 pub mod reactor;
 pub mod socket;
+pub mod wire_conn;

@@ -2,7 +2,11 @@
 //! Invariants and transitions: `STATE.md` beside this file.
 
 pub mod bitset;
+pub mod engine;
 pub mod scheduler;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod engine_tests;

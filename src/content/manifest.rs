@@ -1,0 +1,862 @@
+//! The manifest: what a content ID is the hash of (spec: `protocol-spec/content.md`).
+//!
+//! A manifest lists a file's size, its chunk size, the SHA-256 of the whole file and the
+//! SHA-256 of every chunk. Its canonical encoding (section 2 of the spec) is hashed to give
+//! the content ID, so a downloader who knows only the ID can check a manifest received from
+//! any peer, and then every chunk against the manifest.
+//!
+//! All size arithmetic lives in [`Lengths`]: how many chunks, where chunk `i` starts, how long
+//! it is (the last one may be short). A [`ChunkIndex`] can only be made by
+//! [`Lengths::validate`] or [`Lengths::chunks`], so an index that came from the network has
+//! been checked against the file before anything uses it.
+
+use std::fmt;
+use std::ops::Range;
+
+use sha2::{Digest, Sha256};
+
+use crate::id::Id;
+use crate::proto::codec::{DecodeError, Reader};
+
+/// The four magic bytes that open every manifest: "PSMF" (PeerShare ManiFest).
+pub const MAGIC: [u8; 4] = *b"PSMF";
+/// The manifest format version this code writes and reads.
+pub const VERSION: u8 = 1;
+/// Length of a SHA-256 hash in bytes.
+pub const HASH_LEN: usize = 32;
+/// Length of the fixed part of a manifest, before the chunk hashes.
+pub const HEADER_LEN: usize = 53;
+/// Smallest chunk size a manifest may declare (16 KiB).
+pub const MIN_CHUNK_SIZE: u32 = 16 << 10;
+/// Largest chunk size a manifest may declare (1 MiB).
+pub const MAX_CHUNK_SIZE: u32 = 1 << 20;
+/// The chunk size for files up to [`LARGE_FILE`] bytes (256 KiB).
+pub const DEFAULT_CHUNK_SIZE: u32 = 256 << 10;
+/// Files larger than this get bigger chunks, so their manifests stay small (2 GiB).
+pub const LARGE_FILE: u64 = 2 << 30;
+/// Above [`LARGE_FILE`], the chunk size is chosen to keep about this many chunks.
+pub const TARGET_CHUNKS: u64 = 8192;
+/// Most chunks a manifest may list (2^20). With 1 MiB chunks that is files up to 1 TiB, and
+/// it bounds a manifest to [`MAX_MANIFEST_LEN`] bytes.
+pub const MAX_CHUNKS: u32 = 1 << 20;
+/// Largest possible manifest encoding: 53 + 32 * 2^20 bytes (32 MiB + 53).
+pub const MAX_MANIFEST_LEN: usize = HEADER_LEN + HASH_LEN * MAX_CHUNKS as usize;
+/// Largest file that can have a manifest: [`MAX_CHUNKS`] chunks of [`MAX_CHUNK_SIZE`] (1 TiB).
+pub const MAX_FILE_SIZE: u64 = MAX_CHUNKS as u64 * MAX_CHUNK_SIZE as u64;
+
+/// The chunk size policy (spec section 3): 256 KiB for files up to 2 GiB; above that the
+/// smallest power of two that keeps the file within 8192 chunks, capped at 1 MiB.
+///
+/// Why: a 50 KB drum sample is then a single chunk (one request, one hash), a 2 GiB file has
+/// 8192 chunks and a 256 KiB manifest, and a multi-GB file keeps its manifest small instead
+/// of growing it by 32 bytes per 256 KiB. Beyond 8 GiB the chunk size stays at 1 MiB (larger
+/// chunks hurt pipelining and re-fetch cost) and the chunk count grows instead.
+pub fn chunk_size_for(file_size: u64) -> u32 {
+    if file_size <= LARGE_FILE {
+        return DEFAULT_CHUNK_SIZE;
+    }
+    let wanted = file_size.div_ceil(TARGET_CHUNKS);
+    match wanted.checked_next_power_of_two() {
+        Some(p) if p <= u64::from(MAX_CHUNK_SIZE) => {
+            u32::try_from(p).map_or(MAX_CHUNK_SIZE, |p| p.max(DEFAULT_CHUNK_SIZE))
+        }
+        _ => MAX_CHUNK_SIZE,
+    }
+}
+
+/// Why a (file size, chunk size, chunk count) combination is not a valid layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LengthsError {
+    /// The chunk size is not a power of two in 16 KiB ..= 1 MiB.
+    BadChunkSize(u32),
+    /// The file needs more than [`MAX_CHUNKS`] chunks of this size.
+    TooManyChunks {
+        /// The file size.
+        file_size: u64,
+        /// The chunk size.
+        chunk_size: u32,
+    },
+    /// A chunk count (or a number of chunk hashes) that does not match the file size.
+    CountMismatch {
+        /// `ceil(file_size / chunk_size)`.
+        expected: u64,
+        /// The count found.
+        found: u64,
+    },
+}
+
+impl fmt::Display for LengthsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LengthsError::BadChunkSize(c) => write!(
+                f,
+                "chunk size {c} is not a power of two between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE}"
+            ),
+            LengthsError::TooManyChunks {
+                file_size,
+                chunk_size,
+            } => write!(
+                f,
+                "a {file_size}-byte file in {chunk_size}-byte chunks needs more than {MAX_CHUNKS} chunks \
+                 (the largest shareable file is {MAX_FILE_SIZE} bytes)"
+            ),
+            LengthsError::CountMismatch { expected, found } => {
+                write!(f, "{found} chunks listed, the file size needs {expected}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for LengthsError {}
+
+/// A chunk number checked against one file's [`Lengths`]: `0 <= i < chunk_count`.
+///
+/// Only [`Lengths::validate`] and [`Lengths::chunks`] make one, so code that holds a
+/// `ChunkIndex` never needs to bounds-check it again. Using an index with the `Lengths` of a
+/// *different* file is a logic error; the methods stay total even then (they return 0 or an
+/// empty range rather than panic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkIndex(u32);
+
+impl ChunkIndex {
+    /// The chunk number.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The chunk number as a `usize`, for indexing per-chunk tables.
+    pub fn as_usize(self) -> usize {
+        // u32 always fits in usize on the 32- and 64-bit targets we build for.
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for ChunkIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The size arithmetic of one file: total size, chunk size, chunk count. All checked at
+/// construction, so every method is total and panic-free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Lengths {
+    total: u64,
+    chunk_size: u32,
+    chunk_count: u32,
+}
+
+impl Lengths {
+    /// The layout of a `total`-byte file in chunks of `chunk_size` bytes. The chunk size must
+    /// be a power of two in 16 KiB ..= 1 MiB and the file must fit in [`MAX_CHUNKS`] chunks.
+    pub fn new(total: u64, chunk_size: u32) -> Result<Lengths, LengthsError> {
+        if !chunk_size.is_power_of_two() || !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size)
+        {
+            return Err(LengthsError::BadChunkSize(chunk_size));
+        }
+        let count = total.div_ceil(u64::from(chunk_size));
+        if count > u64::from(MAX_CHUNKS) {
+            return Err(LengthsError::TooManyChunks {
+                file_size: total,
+                chunk_size,
+            });
+        }
+        Ok(Lengths {
+            total,
+            chunk_size,
+            // count <= MAX_CHUNKS, which fits in u32.
+            chunk_count: u32::try_from(count).unwrap_or(MAX_CHUNKS),
+        })
+    }
+
+    /// The layout the chunk size policy ([`chunk_size_for`]) gives a `total`-byte file.
+    pub fn for_file_size(total: u64) -> Result<Lengths, LengthsError> {
+        Lengths::new(total, chunk_size_for(total))
+    }
+
+    /// The file size in bytes.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The chunk size in bytes (every chunk but the last is exactly this long).
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    /// Number of chunks: `ceil(total / chunk_size)`, 0 for an empty file.
+    pub fn chunk_count(&self) -> u32 {
+        self.chunk_count
+    }
+
+    /// The only way to turn a chunk number from the network into a [`ChunkIndex`]: `None`
+    /// unless `i < chunk_count`.
+    pub fn validate(&self, i: u32) -> Option<ChunkIndex> {
+        (i < self.chunk_count).then_some(ChunkIndex(i))
+    }
+
+    /// Every chunk, in order.
+    pub fn chunks(&self) -> impl Iterator<Item = ChunkIndex> + Clone {
+        (0..self.chunk_count).map(ChunkIndex)
+    }
+
+    /// The last chunk, `None` for an empty file.
+    pub fn last_chunk(&self) -> Option<ChunkIndex> {
+        self.chunk_count.checked_sub(1).map(ChunkIndex)
+    }
+
+    /// Byte offset of the chunk's first byte in the file.
+    pub fn chunk_offset(&self, c: ChunkIndex) -> u64 {
+        // At most (2^32 - 1) * 2^20 < 2^52: cannot overflow.
+        u64::from(c.0) * u64::from(self.chunk_size)
+    }
+
+    /// Length of the chunk in bytes: `chunk_size`, except the last chunk which holds what
+    /// remains (1 ..= chunk_size bytes). 0 for an index that is not in this file.
+    pub fn chunk_len(&self, c: ChunkIndex) -> u32 {
+        if c.0 >= self.chunk_count {
+            return 0;
+        }
+        let rest = self.total.saturating_sub(self.chunk_offset(c));
+        // rest >= 1 here, and min(chunk_size) fits in u32.
+        u32::try_from(rest.min(u64::from(self.chunk_size))).unwrap_or(self.chunk_size)
+    }
+
+    /// The chunk's byte range in the file (empty for an index that is not in this file).
+    pub fn chunk_range(&self, c: ChunkIndex) -> Range<u64> {
+        let start = self.chunk_offset(c);
+        start..start + u64::from(self.chunk_len(c))
+    }
+
+    /// Length of the last chunk, 0 for an empty file.
+    pub fn last_chunk_len(&self) -> u32 {
+        self.last_chunk().map_or(0, |c| self.chunk_len(c))
+    }
+
+    /// The chunk holding byte `offset`, `None` past the end.
+    pub fn chunk_at_offset(&self, offset: u64) -> Option<ChunkIndex> {
+        if offset >= self.total {
+            return None;
+        }
+        u32::try_from(offset / u64::from(self.chunk_size))
+            .ok()
+            .and_then(|i| self.validate(i))
+    }
+}
+
+/// A file's manifest: its [`Lengths`], whole-file SHA-256 and per-chunk SHA-256s. The fields
+/// are private and checked at construction, so a `Manifest` is always consistent, and its
+/// content ID (the SHA-256 of [`Manifest::encode`]) is computed once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Manifest {
+    lengths: Lengths,
+    file_sha256: [u8; HASH_LEN],
+    chunk_hashes: Vec<[u8; HASH_LEN]>,
+    id: Id,
+}
+
+impl fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The chunk hashes can be 32 MiB: show the shape, not the contents.
+        f.debug_struct("Manifest")
+            .field("id", &self.id)
+            .field("lengths", &self.lengths)
+            .field("file_sha256", &hex::encode(self.file_sha256))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Returned by [`Manifest::chunk_hash`] for an index that belongs to another file. No chunk
+/// hashes to all zeros, so nothing verifies against it.
+static NO_HASH: [u8; HASH_LEN] = [0; HASH_LEN];
+
+impl Manifest {
+    /// A manifest from its parts; fails if the number of chunk hashes is not the chunk count.
+    pub fn new(
+        lengths: Lengths,
+        file_sha256: [u8; HASH_LEN],
+        chunk_hashes: Vec<[u8; HASH_LEN]>,
+    ) -> Result<Manifest, LengthsError> {
+        if chunk_hashes.len() as u64 != u64::from(lengths.chunk_count) {
+            return Err(LengthsError::CountMismatch {
+                expected: u64::from(lengths.chunk_count),
+                found: chunk_hashes.len() as u64,
+            });
+        }
+        let mut m = Manifest {
+            lengths,
+            file_sha256,
+            chunk_hashes,
+            id: Id::ZERO,
+        };
+        m.id = Id::hash_of(&m.encode());
+        Ok(m)
+    }
+
+    /// The manifest of in-memory `data`, chunked by the policy. For tests, tools and small
+    /// content; files are hashed by streaming with [`crate::content::hasher::hash_file`].
+    pub fn for_data(data: &[u8]) -> Result<Manifest, LengthsError> {
+        Manifest::for_data_with_chunk_size(data, chunk_size_for(data.len() as u64))
+    }
+
+    /// The manifest of in-memory `data` in chunks of `chunk_size` bytes.
+    pub fn for_data_with_chunk_size(
+        data: &[u8],
+        chunk_size: u32,
+    ) -> Result<Manifest, LengthsError> {
+        let lengths = Lengths::new(data.len() as u64, chunk_size)?;
+        // chunk_size <= 1 MiB fits in usize.
+        let hashes = data
+            .chunks(chunk_size as usize)
+            .map(|c| Sha256::digest(c).into())
+            .collect();
+        Manifest::new(lengths, Sha256::digest(data).into(), hashes)
+    }
+
+    /// Decodes a manifest, strictly (spec section 4): magic, version, a valid chunk size, a
+    /// chunk count that matches the file size, exactly `count` hashes and nothing after them.
+    /// Total: never panics, and allocates only after checking that the hashes are present.
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let lengths = read_header(&mut r)?;
+        let file_sha256 = r.array::<HASH_LEN>("file_sha256")?;
+        // Check the hashes are all there before allocating anything sized by the count.
+        let count = lengths.chunk_count as usize;
+        let need = count.saturating_mul(HASH_LEN);
+        if need > r.remaining() {
+            return Err(DecodeError::UnexpectedEnd {
+                field: "chunk_hashes",
+                needed: need - r.remaining(),
+            });
+        }
+        let mut chunk_hashes = Vec::with_capacity(count);
+        for _ in 0..count {
+            chunk_hashes.push(r.array::<HASH_LEN>("chunk_hashes")?);
+        }
+        r.finish()?;
+        Ok(Manifest {
+            lengths,
+            file_sha256,
+            chunk_hashes,
+            // Strict decoding means `bytes` is the canonical encoding: hash it directly.
+            id: Id::hash_of(bytes),
+        })
+    }
+
+    /// Decodes `bytes` received for content `expected`, checking first that they hash to it.
+    /// This is the check a downloader makes before its first chunk request (spec section 5).
+    pub fn decode_for(expected: &Id, bytes: &[u8]) -> Result<Manifest, ManifestCheckError> {
+        let actual = Id::hash_of(bytes);
+        if actual != *expected {
+            return Err(ManifestCheckError::WrongId {
+                expected: *expected,
+                actual,
+            });
+        }
+        Manifest::decode(bytes).map_err(ManifestCheckError::Decode)
+    }
+
+    /// The canonical encoding (spec section 2). Cannot fail.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&self.lengths.total.to_be_bytes());
+        out.extend_from_slice(&self.lengths.chunk_size.to_be_bytes());
+        out.extend_from_slice(&self.lengths.chunk_count.to_be_bytes());
+        out.extend_from_slice(&self.file_sha256);
+        for h in &self.chunk_hashes {
+            out.extend_from_slice(h);
+        }
+        out
+    }
+
+    /// Length of [`Manifest::encode`]'s output: `53 + 32 * chunk_count`.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + HASH_LEN * self.chunk_hashes.len()
+    }
+
+    /// The content ID: SHA-256 of the canonical encoding.
+    pub fn content_id(&self) -> Id {
+        self.id
+    }
+
+    /// The size arithmetic of the file.
+    pub fn lengths(&self) -> Lengths {
+        self.lengths
+    }
+
+    /// The file size in bytes.
+    pub fn file_size(&self) -> u64 {
+        self.lengths.total
+    }
+
+    /// SHA-256 of the whole file.
+    pub fn file_sha256(&self) -> &[u8; HASH_LEN] {
+        &self.file_sha256
+    }
+
+    /// The chunk hashes, in order.
+    pub fn chunk_hashes(&self) -> &[[u8; HASH_LEN]] {
+        &self.chunk_hashes
+    }
+
+    /// SHA-256 of chunk `c`. An index from another file's [`Lengths`] that is out of range
+    /// here gives all zeros, which no chunk matches.
+    pub fn chunk_hash(&self, c: ChunkIndex) -> &[u8; HASH_LEN] {
+        self.chunk_hashes.get(c.as_usize()).unwrap_or(&NO_HASH)
+    }
+
+    /// True when `data` is exactly chunk `c`: the right length, then the right SHA-256.
+    pub fn verify_chunk(&self, c: ChunkIndex, data: &[u8]) -> bool {
+        let Some(expected) = self.chunk_hashes.get(c.as_usize()) else {
+            return false;
+        };
+        data.len() as u64 == u64::from(self.lengths.chunk_len(c))
+            && Sha256::digest(data).as_slice() == expected.as_slice()
+    }
+}
+
+/// Reads and checks the fixed header up to and including `chunk_count` (21 bytes).
+fn read_header(r: &mut Reader<'_>) -> Result<Lengths, DecodeError> {
+    // `BadMagic` carries the DHT's two-byte magic; like the wire HANDSHAKE's "PSWP", a wrong
+    // four-byte magic is an `InvalidValue` of the field `magic`.
+    if r.array::<4>("magic")? != MAGIC {
+        return Err(DecodeError::InvalidValue {
+            field: "magic",
+            reason: "not \"PSMF\" (50 53 4d 46): not a PeerShare manifest",
+        });
+    }
+    let version = r.u8("version")?;
+    if version != VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    let file_size = r.u64("file_size")?;
+    let chunk_size = r.u32("chunk_size")?;
+    let chunk_count = r.u32("chunk_count")?;
+    if chunk_count > MAX_CHUNKS {
+        return Err(DecodeError::LengthTooLarge {
+            field: "chunk_count",
+            len: chunk_count as usize,
+            max: MAX_CHUNKS as usize,
+        });
+    }
+    let lengths = match Lengths::new(file_size, chunk_size) {
+        Ok(l) => l,
+        Err(LengthsError::BadChunkSize(_)) => {
+            return Err(DecodeError::InvalidValue {
+                field: "chunk_size",
+                reason: "not a power of two between 16384 and 1048576",
+            })
+        }
+        Err(_) => {
+            return Err(DecodeError::InvalidValue {
+                field: "file_size",
+                reason: "needs more than 2^20 chunks of this chunk size",
+            })
+        }
+    };
+    if lengths.chunk_count != chunk_count {
+        return Err(DecodeError::InvalidValue {
+            field: "chunk_count",
+            reason: "not equal to ceil(file_size / chunk_size)",
+        });
+    }
+    Ok(lengths)
+}
+
+/// The total length of a manifest, from its first 21 bytes (magic through chunk_count),
+/// checking them as [`Manifest::decode`] would. A downloader fetching a large manifest in
+/// pieces (MANIFEST_DATA, `protocol-spec/wire.md`) learns from the first piece how many bytes
+/// to expect, at most [`MAX_MANIFEST_LEN`], and can refuse more.
+pub fn manifest_len_from_header(first_bytes: &[u8]) -> Result<usize, DecodeError> {
+    let mut r = Reader::new(first_bytes);
+    let lengths = read_header(&mut r)?;
+    Ok(HEADER_LEN + HASH_LEN * lengths.chunk_count as usize)
+}
+
+/// Why manifest bytes received for a content ID were refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestCheckError {
+    /// The bytes do not hash to the content ID that was asked for: the peer sent something
+    /// else (or garbage). Nothing in them can be trusted.
+    WrongId {
+        /// The content ID asked for.
+        expected: Id,
+        /// The SHA-256 of what arrived.
+        actual: Id,
+    },
+    /// The bytes hash to the right ID but are not a valid manifest: the content was published
+    /// by a broken or hostile node, and cannot be downloaded under this ID.
+    Decode(DecodeError),
+}
+
+impl fmt::Display for ManifestCheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestCheckError::WrongId { expected, actual } => write!(
+                f,
+                "manifest received for {expected} hashes to {actual}: not the content asked for"
+            ),
+            ManifestCheckError::Decode(e) => write!(f, "invalid manifest: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ManifestCheckError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ManifestCheckError::WrongId { .. } => None,
+            ManifestCheckError::Decode(e) => Some(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * KIB;
+    const GIB: u64 = 1024 * MIB;
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn chunk_size_policy() {
+        assert_eq!(chunk_size_for(0), 256 << 10);
+        assert_eq!(chunk_size_for(50_000), 256 << 10);
+        assert_eq!(chunk_size_for(2 * GIB), 256 << 10);
+        // Just above 2 GiB: 8192 chunks would need 256 KiB + a bit, so 512 KiB.
+        assert_eq!(chunk_size_for(2 * GIB + 1), 512 << 10);
+        assert_eq!(chunk_size_for(4 * GIB), 512 << 10);
+        assert_eq!(chunk_size_for(4 * GIB + 1), 1 << 20);
+        assert_eq!(chunk_size_for(8 * GIB), 1 << 20);
+        assert_eq!(chunk_size_for(100 * GIB), 1 << 20);
+        assert_eq!(chunk_size_for(u64::MAX), 1 << 20);
+        // Up to 8 GiB a file has at most 8192 chunks; beyond, more.
+        for size in [1, 2 * GIB, 2 * GIB + 1, 3 * GIB, 4 * GIB + 1, 8 * GIB] {
+            let l = Lengths::for_file_size(size).unwrap();
+            assert!(l.chunk_count() <= 8192, "{size}: {}", l.chunk_count());
+        }
+        assert_eq!(
+            Lengths::for_file_size(16 * GIB).unwrap().chunk_count(),
+            16384
+        );
+        assert!(Lengths::for_file_size(MAX_FILE_SIZE).is_ok());
+        assert!(matches!(
+            Lengths::for_file_size(MAX_FILE_SIZE + 1),
+            Err(LengthsError::TooManyChunks { .. })
+        ));
+    }
+
+    #[test]
+    fn lengths_boundaries() {
+        let cs = 256 * KIB;
+        let empty = Lengths::new(0, cs as u32).unwrap();
+        assert_eq!(empty.chunk_count(), 0);
+        assert_eq!(empty.last_chunk(), None);
+        assert_eq!(empty.last_chunk_len(), 0);
+        assert_eq!(empty.validate(0), None);
+        assert_eq!(empty.chunks().count(), 0);
+        assert_eq!(empty.chunk_at_offset(0), None);
+
+        let one = Lengths::new(1, cs as u32).unwrap();
+        assert_eq!(one.chunk_count(), 1);
+        let c0 = one.validate(0).unwrap();
+        assert_eq!(one.chunk_len(c0), 1);
+        assert_eq!(one.chunk_range(c0), 0..1);
+
+        let exact = Lengths::new(cs, cs as u32).unwrap();
+        assert_eq!(exact.chunk_count(), 1);
+        assert_eq!(exact.last_chunk_len(), cs as u32);
+
+        let plus = Lengths::new(cs + 1, cs as u32).unwrap();
+        assert_eq!(plus.chunk_count(), 2);
+        let last = plus.last_chunk().unwrap();
+        assert_eq!(last.get(), 1);
+        assert_eq!(plus.chunk_offset(last), cs);
+        assert_eq!(plus.chunk_len(last), 1);
+        assert_eq!(plus.validate(2), None);
+        assert_eq!(plus.chunk_at_offset(cs), Some(last));
+        assert_eq!(plus.chunk_at_offset(cs + 1), None);
+
+        let minus = Lengths::new(cs - 1, cs as u32).unwrap();
+        assert_eq!(minus.chunk_count(), 1);
+        assert_eq!(minus.last_chunk_len(), cs as u32 - 1);
+
+        // An index from a bigger file used on a smaller one: total, no panic.
+        let big = Lengths::new(10 * cs, cs as u32).unwrap();
+        let far = big.validate(9).unwrap();
+        assert_eq!(plus.chunk_len(far), 0);
+        assert!(plus.chunk_range(far).is_empty());
+    }
+
+    #[test]
+    fn lengths_of_huge_files_without_building_them() {
+        // 5 GiB + 3 bytes: 1 MiB chunks, a 3-byte last chunk, offsets beyond 4 GiB.
+        let size = 5 * GIB + 3;
+        let l = Lengths::for_file_size(size).unwrap();
+        assert_eq!(l.chunk_size(), 1 << 20);
+        assert_eq!(l.chunk_count(), 5 * 1024 + 1);
+        let last = l.last_chunk().unwrap();
+        assert_eq!(l.chunk_offset(last), 5 * GIB);
+        assert_eq!(l.chunk_len(last), 3);
+        let sum: u64 = l.chunks().map(|c| u64::from(l.chunk_len(c))).sum();
+        assert_eq!(sum, size);
+        // The largest file: 2^20 chunks of 1 MiB, last offset 1 TiB - 1 MiB.
+        let max = Lengths::new(MAX_FILE_SIZE, MAX_CHUNK_SIZE).unwrap();
+        assert_eq!(max.chunk_count(), MAX_CHUNKS);
+        let last = max.last_chunk().unwrap();
+        assert_eq!(max.chunk_offset(last), MAX_FILE_SIZE - MIB);
+        assert_eq!(max.chunk_len(last), MAX_CHUNK_SIZE);
+        assert_eq!(max.validate(MAX_CHUNKS), None);
+        assert_eq!(
+            max.chunk_at_offset(MAX_FILE_SIZE - 1),
+            Some(last),
+            "offsets above 4 GiB map to the right chunk"
+        );
+        // u64::MAX bytes cannot be chunked at all, and that is an error, not an overflow.
+        assert!(Lengths::new(u64::MAX, MAX_CHUNK_SIZE).is_err());
+    }
+
+    #[test]
+    fn bad_chunk_sizes() {
+        for cs in [
+            0,
+            1,
+            8192,
+            16383,
+            16385,
+            3 << 14,
+            (1 << 20) + 1,
+            1 << 21,
+            u32::MAX,
+        ] {
+            assert_eq!(Lengths::new(1, cs), Err(LengthsError::BadChunkSize(cs)));
+        }
+        for cs in [1 << 14, 1 << 15, 1 << 18, 1 << 20] {
+            assert!(Lengths::new(1, cs).is_ok());
+        }
+    }
+
+    #[test]
+    fn encoding_layout() {
+        let m = Manifest::for_data(b"a").unwrap();
+        let b = m.encode();
+        assert_eq!(b.len(), 85);
+        assert_eq!(&b[..5], b"PSMF\x01");
+        assert_eq!(&b[5..13], &1u64.to_be_bytes());
+        assert_eq!(&b[13..17], &(256u32 << 10).to_be_bytes());
+        assert_eq!(&b[17..21], &1u32.to_be_bytes());
+        assert_eq!(&b[21..53], Sha256::digest(b"a").as_slice());
+        assert_eq!(&b[53..85], Sha256::digest(b"a").as_slice());
+        assert_eq!(m.content_id(), Id::hash_of(&b));
+        assert_eq!(manifest_len_from_header(&b[..21]), Ok(85));
+    }
+
+    #[test]
+    fn verify_chunk_checks_length_and_hash() {
+        let d = data(40_000);
+        let m = Manifest::for_data_with_chunk_size(&d, 16 << 10).unwrap();
+        let l = m.lengths();
+        assert_eq!(l.chunk_count(), 3);
+        for c in l.chunks() {
+            let r = l.chunk_range(c);
+            let chunk = &d[r.start as usize..r.end as usize];
+            assert!(m.verify_chunk(c, chunk));
+            let mut bad = chunk.to_vec();
+            bad[0] ^= 1;
+            assert!(!m.verify_chunk(c, &bad));
+            assert!(!m.verify_chunk(c, &chunk[1..]));
+        }
+        // The right bytes for another chunk do not verify.
+        let c1 = l.validate(1).unwrap();
+        assert!(!m.verify_chunk(c1, &d[..16 << 10]));
+        // An index from another file is never valid.
+        let other = Lengths::new(10 << 20, 16 << 10)
+            .unwrap()
+            .validate(100)
+            .unwrap();
+        assert!(!m.verify_chunk(other, &[]));
+        assert_eq!(m.chunk_hash(other), &[0u8; 32]);
+    }
+
+    #[test]
+    fn decode_errors() {
+        let m = Manifest::for_data_with_chunk_size(&data(40_000), 16 << 10).unwrap();
+        let good = m.encode();
+        assert_eq!(Manifest::decode(&good).unwrap(), m);
+
+        let mut b = good.clone();
+        b[0] = b'X';
+        assert!(matches!(
+            Manifest::decode(&b),
+            Err(DecodeError::InvalidValue { field: "magic", .. })
+        ));
+        let mut b = good.clone();
+        b[3] = b'X';
+        assert!(matches!(
+            Manifest::decode(&b),
+            Err(DecodeError::InvalidValue { field: "magic", .. })
+        ));
+        let mut b = good.clone();
+        b[4] = 2;
+        assert_eq!(
+            Manifest::decode(&b),
+            Err(DecodeError::UnsupportedVersion(2))
+        );
+        let mut b = good.clone();
+        b[13..17].copy_from_slice(&24576u32.to_be_bytes());
+        assert!(matches!(
+            Manifest::decode(&b),
+            Err(DecodeError::InvalidValue {
+                field: "chunk_size",
+                ..
+            })
+        ));
+        let mut b = good.clone();
+        b[17..21].copy_from_slice(&4u32.to_be_bytes());
+        assert!(matches!(
+            Manifest::decode(&b),
+            Err(DecodeError::InvalidValue {
+                field: "chunk_count",
+                ..
+            })
+        ));
+        let mut b = good.clone();
+        b[17..21].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            Manifest::decode(&b),
+            Err(DecodeError::LengthTooLarge {
+                field: "chunk_count",
+                ..
+            })
+        ));
+        // A file size that needs more than 2^20 chunks, with a count to match it that is
+        // still too large.
+        let mut b = good.clone();
+        b[5..13].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(Manifest::decode(&b).is_err());
+        assert_eq!(
+            Manifest::decode(&good[..good.len() - 1]),
+            Err(DecodeError::UnexpectedEnd {
+                field: "chunk_hashes",
+                needed: 1
+            })
+        );
+        let mut b = good.clone();
+        b.push(0);
+        assert_eq!(Manifest::decode(&b), Err(DecodeError::TrailingBytes(1)));
+        assert!(matches!(
+            Manifest::decode(&[]),
+            Err(DecodeError::UnexpectedEnd { field: "magic", .. })
+        ));
+    }
+
+    #[test]
+    fn decode_for_checks_the_id_first() {
+        let m = Manifest::for_data(b"hello").unwrap();
+        let b = m.encode();
+        assert_eq!(Manifest::decode_for(&m.content_id(), &b).unwrap(), m);
+        let other = Manifest::for_data(b"world").unwrap();
+        assert!(matches!(
+            Manifest::decode_for(&other.content_id(), &b),
+            Err(ManifestCheckError::WrongId { .. })
+        ));
+        // Garbage that happens to be what was asked for is still refused.
+        let junk = b"not a manifest";
+        assert!(matches!(
+            Manifest::decode_for(&Id::hash_of(junk), junk),
+            Err(ManifestCheckError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn a_huge_count_does_not_allocate() {
+        // Header claims 2^20 chunks (1 TiB file), but only the header is present: the decoder
+        // must fail on length before reserving 32 MiB.
+        let mut b = Vec::new();
+        b.extend_from_slice(b"PSMF\x01");
+        b.extend_from_slice(&MAX_FILE_SIZE.to_be_bytes());
+        b.extend_from_slice(&MAX_CHUNK_SIZE.to_be_bytes());
+        b.extend_from_slice(&MAX_CHUNKS.to_be_bytes());
+        b.extend_from_slice(&[0; 32]);
+        assert_eq!(
+            Manifest::decode(&b),
+            Err(DecodeError::UnexpectedEnd {
+                field: "chunk_hashes",
+                needed: MAX_CHUNKS as usize * 32
+            })
+        );
+        assert_eq!(manifest_len_from_header(&b), Ok(MAX_MANIFEST_LEN));
+    }
+
+    fn sizes() -> impl Strategy<Value = (usize, u32)> {
+        let cs = prop_oneof![Just(16u32 << 10), Just(32 << 10), Just(256 << 10)];
+        cs.prop_flat_map(|cs| {
+            let c = cs as usize;
+            let size = prop_oneof![
+                Just(0usize),
+                Just(1),
+                Just(c - 1),
+                Just(c),
+                Just(c + 1),
+                Just(3 * c),
+                Just(3 * c + 7),
+                0usize..(20 * c),
+            ];
+            (size, Just(cs))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn round_trip((size, cs) in sizes(), seed in any::<u8>()) {
+            let d: Vec<u8> = (0..size).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+            let m = Manifest::for_data_with_chunk_size(&d, cs).unwrap();
+            let l = m.lengths();
+            prop_assert_eq!(l.total(), size as u64);
+            prop_assert_eq!(u64::from(l.chunk_count()), (size as u64).div_ceil(u64::from(cs)));
+            let sum: u64 = l.chunks().map(|c| u64::from(l.chunk_len(c))).sum();
+            prop_assert_eq!(sum, size as u64);
+            let b = m.encode();
+            prop_assert_eq!(b.len(), m.encoded_len());
+            let back = Manifest::decode(&b).unwrap();
+            prop_assert_eq!(back.content_id(), m.content_id());
+            prop_assert_eq!(&back, &m);
+            prop_assert_eq!(back.encode(), b);
+        }
+
+        #[test]
+        fn decoder_is_total_on_random_bytes(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Manifest::decode(&b);
+            let _ = manifest_len_from_header(&b);
+        }
+
+        #[test]
+        fn decoder_is_total_on_mutated_manifests(
+            (size, cs) in sizes(),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+        ) {
+            let d = data(size);
+            let mut b = Manifest::for_data_with_chunk_size(&d, cs).unwrap().encode();
+            for (pos, val) in edits {
+                let i = pos % b.len();
+                b[i] = val;
+            }
+            let n = b.len();
+            b.truncate(n - cut % (n / 4 + 1));
+            if let Ok(m) = Manifest::decode(&b) {
+                // Whatever decodes re-encodes to the same bytes.
+                prop_assert_eq!(m.encode(), b);
+            }
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! Content: manifests and content IDs, hashing files, the share index, and crash-safe
+//! partial downloads. This is the storage layer under the transfer code: the scheduler and
+//! the wire protocol call it; it does no networking. Spec: `protocol-spec/content.md`.
+//! Invariants, crash points and the thread-safety contract: `STATE.md` beside this file.
+//!
+//! # The life of a file
+//!
+//! **Sharing** (files are shared in place, never copied):
+//! 1. [`index::ShareIndex::add`] canonicalizes the path and [`hasher::hash_file_stamped`]
+//!    streams it once, computing every chunk's SHA-256 and the whole file's SHA-256 into a
+//!    [`Manifest`]. The file's [`FileStamp`] (size, mtime, ctime, inode, device) is taken
+//!    before and after; if it moved, the file changed while being read and the add fails.
+//! 2. The manifest is stored as `manifests/<content_id>.manifest` and the entry (path, name,
+//!    size, stamp) in `shares.json`, both written atomically. The content ID is the SHA-256
+//!    of the manifest's encoding.
+//! 3. Serving: [`index::ChunkReader`] reads chunk `i` with a positional read and compares the
+//!    file's stamp before and after, so a file edited since it was added is reported
+//!    ([`ContentError::Changed`]) and never served as if it were the shared content.
+//!
+//! **Downloading**:
+//! 1. The downloader fetches the manifest and checks it against the content ID
+//!    ([`Manifest::decode_for`]) before asking for any chunk.
+//! 2. [`partial::PartialFile::open_or_create`] preallocates `downloads/<id>.part`, or after a
+//!    crash reopens it: chunks in the resume record are trusted, the others are re-hashed
+//!    from the `.part` so chunks written just before the crash are not fetched again.
+//! 3. Each chunk is checked against its hash on arrival (by the caller, [`Manifest::verify_chunk`]),
+//!    written ([`partial::PartialFile::write_chunk`]), marked verified, and from then on can be
+//!    served to other downloaders ([`partial::PartialReader`]). The verified set is persisted
+//!    about once a second ([`partial::PartialFile::flush_record`]), always after the data it
+//!    claims is on disk.
+//! 4. [`partial::PartialFile::finish`] checks the whole-file SHA-256, syncs, and only then
+//!    gives the file its final name in the download folder (a name from the network, cleaned
+//!    by [`names::safe_file_name`], never overwriting an existing file).
+
+pub mod hasher;
+pub mod index;
+pub mod manifest;
+pub mod names;
+pub mod partial;
+
+use std::fmt;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::Id;
+use crate::proto::codec::DecodeError;
+
+pub use manifest::{ChunkIndex, Lengths, LengthsError, Manifest, ManifestCheckError};
+
+/// What identifies one version of a file on disk: if any of these changed, the file may
+/// hold different bytes than when it was hashed. `mtime` and `ctime` move on every write
+/// (and `ctime` also when `mtime` is set back by hand), `inode`/`dev` change when the file is
+/// replaced by another (editors often save by writing a new file and renaming it over).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileStamp {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Status change time, nanoseconds since the Unix epoch.
+    pub ctime_ns: i64,
+    /// Inode number.
+    pub inode: u64,
+    /// Device number of the file system.
+    pub dev: u64,
+}
+
+impl FileStamp {
+    /// The stamp of already-fetched metadata.
+    pub fn of(meta: &Metadata) -> FileStamp {
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        FileStamp {
+            size: meta.len(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+            inode: meta.ino(),
+            dev: meta.dev(),
+        }
+    }
+
+    /// The current stamp of the file at `path` (symlinks followed). A missing file is
+    /// [`ContentError::Missing`].
+    pub fn read(path: &Path) -> Result<FileStamp, ContentError> {
+        match fs::metadata(path) {
+            Ok(m) => Ok(FileStamp::of(&m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ContentError::Missing {
+                path: path.to_path_buf(),
+            }),
+            Err(e) => Err(ContentError::io("inspect", path, e)),
+        }
+    }
+
+    /// What differs between `self` (now) and `before`, in words; `None` when identical.
+    pub fn changes_since(&self, before: &FileStamp) -> Option<String> {
+        if self.dev != before.dev || self.inode != before.inode {
+            Some("it was replaced by another file".to_owned())
+        } else if self.size != before.size {
+            Some(format!(
+                "its size went from {} to {} bytes",
+                before.size, self.size
+            ))
+        } else if self.mtime_ns != before.mtime_ns {
+            Some("it was modified (modification time changed)".to_owned())
+        } else if self.ctime_ns != before.ctime_ns {
+            Some("its status changed (ctime moved: written, or its times reset)".to_owned())
+        } else {
+            None
+        }
+    }
+}
+
+/// Errors of the content layer. Every variant names the file, content or chunk concerned,
+/// and the message says what to do about it.
+#[derive(Debug)]
+pub enum ContentError {
+    /// An I/O operation failed.
+    Io {
+        /// What was being done ("read", "create", "sync", ...).
+        what: &'static str,
+        /// On which file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The file does not exist (any more).
+    Missing {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file is not what was hashed any more: modified, truncated, replaced, or it changed
+    /// while it was being read.
+    Changed {
+        /// The path.
+        path: PathBuf,
+        /// What changed, in words.
+        what: String,
+    },
+    /// The path is a directory or a special file, not a regular file.
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file is too large to be described by one manifest (more than 1 TiB).
+    TooLarge {
+        /// The path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+    /// No share with this content ID.
+    NotShared {
+        /// The content ID.
+        id: Id,
+    },
+    /// A stored manifest is unreadable.
+    BadManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// Why it does not decode.
+        source: DecodeError,
+    },
+    /// A chunk given to a download has the wrong length for its index.
+    WrongChunkLength {
+        /// The download.
+        id: Id,
+        /// The chunk.
+        chunk: u32,
+        /// Its length per the manifest.
+        expected: u32,
+        /// The length given.
+        got: usize,
+    },
+    /// A chunk given to a download does not match its hash (checked in debug builds; the
+    /// caller is required to verify first).
+    ChunkHashMismatch {
+        /// The download.
+        id: Id,
+        /// The chunk.
+        chunk: u32,
+    },
+    /// A chunk index that is not in this download (an index validated against another
+    /// file's [`Lengths`]: a caller bug).
+    ChunkOutOfRange {
+        /// The download.
+        id: Id,
+        /// The chunk.
+        chunk: u32,
+        /// The download's chunk count.
+        count: u32,
+    },
+    /// [`partial::PartialFile::mark_verified`] on a chunk that was not written.
+    ChunkNotWritten {
+        /// The download.
+        id: Id,
+        /// The chunk.
+        chunk: u32,
+    },
+    /// A chunk of a download was asked for but is not verified yet.
+    ChunkNotVerified {
+        /// The download.
+        id: Id,
+        /// The chunk.
+        chunk: u32,
+    },
+    /// [`partial::PartialFile::finish`] before every chunk is verified.
+    Incomplete {
+        /// The download.
+        id: Id,
+        /// How many chunks are still missing.
+        missing: u32,
+    },
+    /// The assembled file's SHA-256 is not the manifest's. The chunks that failed their own
+    /// hash on re-check were dropped and must be fetched again; if none failed, the manifest
+    /// itself is inconsistent and the content can never be completed.
+    FileHashMismatch {
+        /// The download.
+        id: Id,
+        /// Chunks found bad on re-check (now missing again).
+        bad_chunks: u32,
+    },
+    /// Another `PartialFile` (in this or another process) has this download open.
+    Busy {
+        /// The download.
+        id: Id,
+        /// Its `.part` file.
+        path: PathBuf,
+    },
+    /// The download was already finished or discarded.
+    Closed {
+        /// The download.
+        id: Id,
+    },
+}
+
+impl ContentError {
+    pub(crate) fn io(what: &'static str, path: &Path, source: io::Error) -> ContentError {
+        ContentError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for ContentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ContentError::Io { what, path, source } => {
+                write!(f, "cannot {what} {}: {source}", path.display())
+            }
+            ContentError::Missing { path } => write!(
+                f,
+                "{} no longer exists (moved or deleted?); add it again from its new location",
+                path.display()
+            ),
+            ContentError::Changed { path, what } => write!(
+                f,
+                "{} changed since it was hashed ({what}); add it again to share the new content",
+                path.display()
+            ),
+            ContentError::NotAFile { path } => write!(
+                f,
+                "{} is not a regular file (only files can be shared, not directories or devices)",
+                path.display()
+            ),
+            ContentError::TooLarge { path, size } => write!(
+                f,
+                "{} is {size} bytes, more than the largest shareable file ({} bytes)",
+                path.display(),
+                manifest::MAX_FILE_SIZE
+            ),
+            ContentError::NotShared { id } => write!(f, "content {id} is not shared by this node"),
+            ContentError::BadManifest { path, source } => write!(
+                f,
+                "stored manifest {} is corrupt ({source}); remove it and add the file again",
+                path.display()
+            ),
+            ContentError::WrongChunkLength {
+                id,
+                chunk,
+                expected,
+                got,
+            } => write!(
+                f,
+                "chunk {chunk} of {id} must be {expected} bytes, got {got}"
+            ),
+            ContentError::ChunkHashMismatch { id, chunk } => write!(
+                f,
+                "chunk {chunk} of {id} does not match its hash in the manifest; it was not stored"
+            ),
+            ContentError::ChunkOutOfRange { id, chunk, count } => write!(
+                f,
+                "chunk {chunk} is not part of {id}, which has {count} chunk(s)"
+            ),
+            ContentError::ChunkNotWritten { id, chunk } => write!(
+                f,
+                "chunk {chunk} of {id} cannot be marked verified: it was never written"
+            ),
+            ContentError::ChunkNotVerified { id, chunk } => {
+                write!(
+                    f,
+                    "chunk {chunk} of {id} is not downloaded and verified yet"
+                )
+            }
+            ContentError::Incomplete { id, missing } => write!(
+                f,
+                "download {id} is not complete: {missing} chunk(s) still missing"
+            ),
+            ContentError::FileHashMismatch { id, bad_chunks: 0 } => write!(
+                f,
+                "download {id}: every chunk matches the manifest but the whole file does not; \
+                 the manifest is inconsistent and this content cannot be completed (discard it)"
+            ),
+            ContentError::FileHashMismatch { id, bad_chunks } => write!(
+                f,
+                "download {id}: the assembled file does not match its hash; {bad_chunks} \
+                 chunk(s) were found damaged on disk and will be fetched again"
+            ),
+            ContentError::Busy { id, path } => write!(
+                f,
+                "download {id} ({}) is already open elsewhere (another download of the same \
+                 content, or another node on this data dir)",
+                path.display()
+            ),
+            ContentError::Closed { id } => {
+                write!(f, "download {id} was already finished or discarded")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ContentError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ContentError::Io { source, .. } => Some(source),
+            ContentError::BadManifest { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Writes `bytes` to `dir/name` atomically and durably, like `node::state`: a temp file in the
+/// same directory, fsync, rename over the target, fsync the directory. A crash at any point
+/// leaves either the old file or the new one, never a mix.
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ContentError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let dst = dir.join(name);
+    let mut f = File::create(&tmp).map_err(|e| ContentError::io("create", &tmp, e))?;
+    f.write_all(bytes)
+        .map_err(|e| ContentError::io("write", &tmp, e))?;
+    f.sync_all()
+        .map_err(|e| ContentError::io("sync", &tmp, e))?;
+    drop(f);
+    fs::rename(&tmp, &dst).map_err(|e| ContentError::io("rename into place", &dst, e))?;
+    sync_dir(dir)
+}
+
+/// Makes renames, creations and removals in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), ContentError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ContentError::io("sync directory", dir, e))
+}
+
+/// Removes a file; a file that is already gone is fine.
+pub(crate) fn remove_if_exists(path: &Path) -> Result<(), ContentError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ContentError::io("remove", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_changes_are_described() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, b"abc").unwrap();
+        let a = FileStamp::read(&p).unwrap();
+        assert_eq!(a.changes_since(&a), None);
+        let mut b = a;
+        b.size = 4;
+        assert!(b.changes_since(&a).unwrap().contains("size"));
+        let mut b = a;
+        b.inode += 1;
+        assert!(b.changes_since(&a).unwrap().contains("replaced"));
+        let mut b = a;
+        b.mtime_ns += 1;
+        assert!(b.changes_since(&a).unwrap().contains("modified"));
+        let mut b = a;
+        b.ctime_ns += 1;
+        assert!(b.changes_since(&a).unwrap().contains("ctime"));
+        assert!(matches!(
+            FileStamp::read(&dir.path().join("nope")),
+            Err(ContentError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn errors_have_sources_and_messages() {
+        use std::error::Error as _;
+        let e = ContentError::io("read", Path::new("/x"), io::Error::other("boom"));
+        assert!(e.source().is_some());
+        assert_eq!(e.to_string(), "cannot read /x: boom");
+        let e = ContentError::FileHashMismatch {
+            id: Id::ZERO,
+            bad_chunks: 0,
+        };
+        assert!(e.to_string().contains("inconsistent"));
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(dir.path(), "x", b"one").unwrap();
+        write_atomic(dir.path(), "x", b"two").unwrap();
+        assert_eq!(fs::read(dir.path().join("x")).unwrap(), b"two");
+        assert!(!dir.path().join("x.tmp").exists());
+    }
+}
