@@ -49,7 +49,17 @@ fn api_errors_are_clear_and_the_node_keeps_serving() {
         (br#"{"type": 7}"#, "type"),
         (b"[1,2,3]\n", "JSON object"),
         (
-            br#"{"type":"local_add_file","payload":{"filepath":"/etc/passwd"}}"#,
+            br#"{"type":"local_add_file","payload":{"filepath":"/nonexistent/peershare/x.wav"}}"#,
+            "cannot add file",
+        ),
+        (br#"{"type":"local_add_file","payload":{"filepath":"/"}}"#, "cannot add file"),
+        (br#"{"type":"local_add_file","payload":{"filepath":""}}"#, "non-empty path"),
+        (
+            br#"{"type":"local_request_file","payload":{"content_hash":"00"}}"#,
+            "64 hex characters",
+        ),
+        (
+            br#"{"type":"local_register_file_on_chain","payload":{}}"#,
             "not implemented",
         ),
     ];

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The protocol cores (src/proto, src/dht) are sans-IO state machines: they must not touch
+# The protocol cores (src/proto, src/dht, src/transfer) are sans-IO state machines: they must not touch
 # sockets, the event loop, threads, channels, locks or the real clock. This keeps them
 # testable by the deterministic simulator and readable as teaching material. The simulator
 # (src/sim) is a driver: it may read the wall clock (for its base instant and run time) but
@@ -18,11 +18,11 @@ check() { # file pattern
     echo "$1: I/O or real clock in a sans-IO core:"; echo "$hits"; return 1
   fi
 }
-for f in $(find src/proto src/dht -name '*.rs' ! -name tests.rs); do
+for f in $(find src/proto src/dht src/transfer -name '*.rs' ! -name tests.rs ! -name engine_tests.rs); do
   check "$f" "$pattern" || bad=1
 done
 for f in $(find src/sim -name '*.rs' 2>/dev/null); do
   check "$f" "$sim_pattern" || bad=1
 done
 if [ "$bad" = 1 ]; then exit 1; fi
-echo "sans-IO boundary ok: src/proto and src/dht do no I/O; src/sim opens no socket"
+echo "sans-IO boundary ok: src/proto, src/dht and src/transfer do no I/O; src/sim opens no socket"

@@ -14,12 +14,8 @@ use crate::id::Id;
 pub const ALL_AVAILABLE_CONTENT: &str = "all_available_content";
 
 /// Contract commands that later work implements; recognised so the error is honest.
-const NOT_YET_IMPLEMENTED: &[&str] = &[
-    "local_add_file",
-    "local_request_file",
-    "local_register_file_on_chain",
-    "local_verify_file_on_chain",
-];
+const NOT_YET_IMPLEMENTED: &[&str] =
+    &["local_register_file_on_chain", "local_verify_file_on_chain"];
 
 /// A request this node can execute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +36,23 @@ pub enum ApiRequest {
     Status,
     /// `routing_table`: the contacts of the node's routing table (an extra command).
     RoutingTable,
+    /// `local_add_file`: share a file in place.
+    AddFile {
+        /// The file, as the client named it (absolute, or relative to the node's directory).
+        filepath: std::path::PathBuf,
+    },
+    /// `local_request_file`: download content (blocks until it is complete).
+    RequestFile {
+        /// What to download.
+        content_hash: Id,
+        /// Where to put the file (extra field; default: the node's download folder).
+        output_dir: Option<std::path::PathBuf>,
+    },
+    /// `transfer_status`: progress of downloads (an extra command); one or all.
+    TransferStatus {
+        /// One content, or every transfer when absent.
+        content_hash: Option<Id>,
+    },
 }
 
 impl ApiRequest {
@@ -51,6 +64,9 @@ impl ApiRequest {
             ApiRequest::ListContent => "local_list_content",
             ApiRequest::Status => "status",
             ApiRequest::RoutingTable => "routing_table",
+            ApiRequest::AddFile { .. } => "local_add_file",
+            ApiRequest::RequestFile { .. } => "local_request_file",
+            ApiRequest::TransferStatus { .. } => "transfer_status",
         }
     }
 }
@@ -136,6 +152,46 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
         "routing_table" => {
             optional_payload(command, payload)?;
             Ok(ApiRequest::RoutingTable)
+        }
+        "local_add_file" => {
+            let payload = payload_object(command, payload, "filepath")?;
+            let path = string_field(command, payload, "filepath")?;
+            if path.is_empty() || path.contains('\0') {
+                return Err(ApiError::new(
+                    "filepath must be a non-empty path without NUL bytes",
+                ));
+            }
+            Ok(ApiRequest::AddFile {
+                filepath: std::path::PathBuf::from(path),
+            })
+        }
+        "local_request_file" => {
+            let payload = payload_object(command, payload, "content_hash")?;
+            let hash = string_field(command, payload, "content_hash")?;
+            let output_dir = match payload.get("output_dir") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if !s.is_empty() && !s.contains('\0') => {
+                    Some(std::path::PathBuf::from(s))
+                }
+                Some(_) => {
+                    return Err(ApiError::new(
+                        "field `output_dir` must be a non-empty path string",
+                    ))
+                }
+            };
+            Ok(ApiRequest::RequestFile {
+                content_hash: parse_id("content_hash", hash)?,
+                output_dir,
+            })
+        }
+        "transfer_status" => {
+            optional_payload(command, payload)?;
+            let content_hash = match payload.and_then(|p| p.get("content_hash")) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(h)) => Some(parse_id("content_hash", h)?),
+                Some(_) => return Err(ApiError::new("field `content_hash` must be a string")),
+            };
+            Ok(ApiRequest::TransferStatus { content_hash })
         }
         other if NOT_YET_IMPLEMENTED.contains(&other) => Err(ApiError::new(format!(
             "command `{other}` is part of the API but not implemented by this node yet"
@@ -269,6 +325,51 @@ mod tests {
                 format!("command `{cmd}` is part of the API but not implemented by this node yet")
             );
         }
+    }
+
+    #[test]
+    fn transfer_commands() {
+        assert_eq!(
+            parse(json!({"type": "local_add_file", "payload": {"filepath": "/tmp/a b.wav"}}))
+                .unwrap(),
+            ApiRequest::AddFile {
+                filepath: "/tmp/a b.wav".into()
+            }
+        );
+        assert_eq!(
+            err(json!({"type": "local_add_file", "payload": {}})),
+            "missing field `filepath` in payload of local_add_file"
+        );
+        assert!(
+            err(json!({"type": "local_add_file", "payload": {"filepath": "a\u{0}b"}}))
+                .contains("NUL")
+        );
+        assert_eq!(
+            parse(json!({"type": "local_request_file", "payload": {"content_hash": HASH}}))
+                .unwrap(),
+            ApiRequest::RequestFile {
+                content_hash: Id::from_hex(HASH).unwrap(),
+                output_dir: None
+            }
+        );
+        assert_eq!(
+            parse(json!({"type": "local_request_file", "payload": {"content_hash": HASH, "output_dir": "/x"}}))
+                .unwrap(),
+            ApiRequest::RequestFile {
+                content_hash: Id::from_hex(HASH).unwrap(),
+                output_dir: Some("/x".into())
+            }
+        );
+        assert!(err(json!({"type": "local_request_file", "payload": {"content_hash": HASH, "output_dir": 3}}))
+            .contains("output_dir"));
+        assert_eq!(
+            parse(json!({"type": "transfer_status"})).unwrap(),
+            ApiRequest::TransferStatus { content_hash: None }
+        );
+        assert!(
+            err(json!({"type": "transfer_status", "payload": {"content_hash": "zz"}}))
+                .contains("64 hex")
+        );
     }
 
     #[test]

@@ -554,7 +554,17 @@ impl Dht {
                     .closest(&target, self.config.k, Some(&dg.sender)),
             },
             Message::GetProviders { key } => {
-                let providers = self.store.get(&key, now, MAX_PROVIDERS);
+                let mut providers = self.store.get(&key, now, MAX_PROVIDERS);
+                if let Some(p) = self.provided.get(&key) {
+                    // We provide it ourselves: say so even before our announce has landed
+                    // anywhere. The unspecified address means "me, at the address this answer
+                    // comes from" (port 0: the UDP source port), as the requester sees it.
+                    providers.truncate(MAX_PROVIDERS - 1);
+                    providers.insert(
+                        0,
+                        SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), p.port),
+                    );
+                }
                 let closer = self.routing.closest(&key, self.config.k, Some(&dg.sender));
                 let token = self.tokens.issue(&from);
                 fit_providers(token, providers, closer, self.id, self.flags())
@@ -651,7 +661,7 @@ impl Dht {
                 self.rejoin(now);
             }
             Purpose::AddressPing => self.note_observed(dg.sender, &dg.msg),
-            Purpose::Lookup(qid) => self.on_lookup_answer(now, qid, dg),
+            Purpose::Lookup(qid) => self.on_lookup_answer(now, qid, from, dg),
             Purpose::Announce(qid) => self.on_announce_answer(now, qid, true),
         }
     }
@@ -696,7 +706,7 @@ impl Dht {
         }
     }
 
-    fn on_lookup_answer(&mut self, now: Instant, qid: QueryId, dg: Datagram) {
+    fn on_lookup_answer(&mut self, now: Instant, qid: QueryId, from: SocketAddr, dg: Datagram) {
         let me = self.id;
         let Some(q) = self.queries.get_mut(&qid) else {
             return;
@@ -712,6 +722,10 @@ impl Dht {
                     q.first_provider_hop = q.lookup.hop_of(&dg.sender).map(|h| h + 1);
                 }
                 for p in providers {
+                    let p = resolve_self_provider(p, from);
+                    if !plausible(&p) {
+                        continue;
+                    }
                     if !q.providers.contains(&p) && q.providers.len() < 4 * MAX_PROVIDERS {
                         q.providers.push(p);
                     }
@@ -769,13 +783,20 @@ impl Dht {
         self.routing.touch_bucket(&target, now);
         let seeds = self.routing.closest(&target, self.config.k, None);
         let lookup = Lookup::new(target, self.config.k, self.config.alpha, seeds);
+        // This node is part of the DHT: records it holds itself are answers too (in a small
+        // network it may hold the only copy).
+        let providers = if kind == QueryKind::GetProviders {
+            self.store.get(&target, now, MAX_PROVIDERS)
+        } else {
+            Vec::new()
+        };
         self.queries.insert(
             qid,
             Query {
                 kind,
                 lookup,
                 started: now,
-                providers: Vec::new(),
+                providers,
                 first_provider_hop: None,
                 tokens: HashMap::new(),
                 announcing: None,
@@ -1074,6 +1095,20 @@ fn fit_providers(
         }
         closer.pop();
     }
+}
+
+/// A provider entry with an unspecified IP stands for the responder itself: its IP is the
+/// answer's source IP, and port 0 is the answer's source port.
+fn resolve_self_provider(p: SocketAddr, responder: SocketAddr) -> SocketAddr {
+    if !p.ip().is_unspecified() {
+        return p;
+    }
+    let port = if p.port() == 0 {
+        responder.port()
+    } else {
+        p.port()
+    };
+    SocketAddr::new(responder.ip(), port)
 }
 
 /// Addresses a contact list may reasonably carry: not unspecified, not port 0, not multicast.

@@ -391,3 +391,68 @@ fn error_answers_reach_the_requester_and_end_the_request() {
         0
     );
 }
+
+#[test]
+fn a_lookup_finds_records_held_by_the_asking_node_itself() {
+    // Two nodes: A announces, so B holds the only record. B's own lookup must find it.
+    let mut net = Net::new(2);
+    net.join_all();
+    let key = Id::hash_of(b"only copy");
+    let now = net.now;
+    let _ = net.node(0).announce(key, 0, now);
+    net.drain();
+    assert_eq!(net.node(1).provider_records(), 1);
+    let now = net.now;
+    let q = net.node(1).get_providers(key, now).unwrap();
+    net.drain();
+    match net.take_done(1, q).0 {
+        QueryResult::Providers { providers, .. } => assert_eq!(providers, vec![addr(0)]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_provider_names_itself_before_its_announce_lands() {
+    let mut net = Net::new(3);
+    net.join_all();
+    let key = Id::hash_of(b"fresh");
+    let now = net.now;
+    // Node 0 announces, but every ANNOUNCE is lost: no record is stored anywhere.
+    net.node(0).provided.insert(
+        key,
+        Provided {
+            port: 4242,
+            next_republish: now + Duration::from_secs(3600),
+        },
+    );
+    let q = net.node(2).get_providers(key, now).unwrap();
+    net.drain();
+    match net.take_done(2, q).0 {
+        QueryResult::Providers { providers, .. } => {
+            assert_eq!(providers, vec![SocketAddr::new(addr(0).ip(), 4242)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Port 0 means the responder's own UDP port.
+    net.node(0).provided.get_mut(&key).unwrap().port = 0;
+    let now = net.now;
+    let q = net.node(2).get_providers(key, now).unwrap();
+    net.drain();
+    match net.take_done(2, q).0 {
+        QueryResult::Providers { providers, .. } => assert_eq!(providers, vec![addr(0)]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn self_provider_entries_resolve_to_the_responder() {
+    let r: SocketAddr = "192.0.2.9:4000".parse().unwrap();
+    assert_eq!(resolve_self_provider("0.0.0.0:0".parse().unwrap(), r), r);
+    assert_eq!(
+        resolve_self_provider("0.0.0.0:81".parse().unwrap(), r),
+        "192.0.2.9:81".parse().unwrap()
+    );
+    assert_eq!(resolve_self_provider("[::]:0".parse().unwrap(), r), r);
+    let other: SocketAddr = "198.51.100.1:5".parse().unwrap();
+    assert_eq!(resolve_self_provider(other, r), other);
+}

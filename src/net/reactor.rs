@@ -26,9 +26,12 @@ use crate::dht::{Dht, DhtEvent, QueryId, QueryResult};
 use crate::id::Id;
 use crate::net::emulate::SendEmulator;
 use crate::net::socket::dest_for;
-use crate::node::commands::{self, Pending};
+use crate::net::wire_conn::WireConn;
+use crate::node::commands::{self, Ctx, Pending};
 use crate::node::shared::{Shared, StatusView};
 use crate::node::state::{self, NodeState};
+use crate::node::transfers::{Reply, Spawner, TransferDone, Transfers};
+use crate::transfer::engine::{Action as EngineAction, ConnId};
 use crate::workers::{Completer, WorkerPool};
 
 const UDP: Token = Token(0);
@@ -53,6 +56,8 @@ pub enum Completion {
         /// The typed request or why it is invalid.
         result: Result<ApiRequest, ApiError>,
     },
+    /// A transfer job finished.
+    Transfer(TransferDone),
     /// A finished reply.
     Reply {
         /// Connection.
@@ -84,6 +89,30 @@ struct ApiConn {
 const DRAIN_FOR: Duration = Duration::from_secs(2);
 const DRAIN_BYTES: usize = 8 << 20;
 
+/// One wire-protocol connection.
+struct WireSock {
+    stream: TcpStream,
+    conn: ConnId,
+    io: WireConn,
+    connecting: bool,
+    closing: bool,
+    writable_interest: bool,
+}
+
+/// Runs transfer jobs on the worker pool and hands their results to the loop.
+struct JobSpawner<'a> {
+    workers: &'a WorkerPool,
+    completer: &'a Completer<Completion>,
+}
+
+impl Spawner for JobSpawner<'_> {
+    fn spawn(&self, job: Box<dyn FnOnce() -> TransferDone + Send>) -> bool {
+        let c = self.completer.clone();
+        self.workers
+            .submit(move || c.complete(Completion::Transfer(job())))
+    }
+}
+
 /// The sockets and core state the loop drives.
 pub struct Reactor {
     poll: Poll,
@@ -99,6 +128,12 @@ pub struct Reactor {
     completer: Completer<Completion>,
     completions: Receiver<Completion>,
     pending: HashMap<QueryId, Pending>,
+    transfers: Transfers,
+    wire_socks: HashMap<Token, WireSock>,
+    wire_tokens: HashMap<ConnId, Token>,
+    /// DHT lookups started for a download's peers.
+    peer_queries: HashMap<QueryId, Id>,
+    next_expire: Instant,
     shared: Arc<Shared>,
     shutdown: Arc<AtomicBool>,
     data_dir: std::path::PathBuf,
@@ -127,6 +162,8 @@ pub struct ReactorParts {
     pub emulator: SendEmulator,
     /// Worker threads.
     pub workers: WorkerPool,
+    /// Shares and downloads.
+    pub transfers: Transfers,
     /// State shared with workers.
     pub shared: Arc<Shared>,
     /// Set by the signal handler.
@@ -158,6 +195,11 @@ impl Reactor {
             completer,
             completions,
             pending: HashMap::new(),
+            transfers: p.transfers,
+            wire_socks: HashMap::new(),
+            wire_tokens: HashMap::new(),
+            peer_queries: HashMap::new(),
+            next_expire: now,
             shared: p.shared,
             shutdown: p.shutdown,
             data_dir: p.data_dir,
@@ -176,6 +218,7 @@ impl Reactor {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         self.flush_dht(Instant::now());
+        self.drive_engine(Instant::now());
         while !self.shutdown.load(Ordering::Relaxed) {
             let now = Instant::now();
             let timeout = self
@@ -194,6 +237,9 @@ impl Reactor {
                     WIRE => self.accept_wire(),
                     API => self.accept_api(),
                     WAKER => {}
+                    t if self.wire_socks.contains_key(&t) => {
+                        self.wire_ready(t, ev.is_readable(), ev.is_writable(), now)
+                    }
                     t => self.conn_ready(t, ev.is_readable(), ev.is_writable()),
                 }
             }
@@ -201,9 +247,19 @@ impl Reactor {
             if self.dht.poll_timeout().is_some_and(|t| t <= now) {
                 self.dht.handle_timeout(now);
             }
+            if self
+                .transfers
+                .engine
+                .poll_timeout()
+                .is_some_and(|t| t <= now)
+            {
+                self.transfers.engine.handle_timeout(now);
+            }
             self.flush_dht(now);
+            self.drive_engine(now);
             self.housekeeping(now);
         }
+        self.transfers.flush_all();
         self.save_state(true);
         Ok(())
     }
@@ -211,6 +267,7 @@ impl Reactor {
     fn next_deadline(&self) -> Option<Instant> {
         [
             self.dht.poll_timeout(),
+            self.transfers.engine.poll_timeout(),
             self.emulator.next_deadline(),
             Some(self.next_save),
             Some(self.next_view),
@@ -260,6 +317,14 @@ impl Reactor {
                     if let Some(p) = self.pending.remove(&id) {
                         let bytes = commands::reply_for(&p, &result, &self.dht);
                         self.deliver(p.token, p.seq, bytes);
+                    } else if let Some(content) = self.peer_queries.remove(&id) {
+                        if let QueryResult::Providers { providers, .. } = &result {
+                            log::debug!(
+                                "download {content}: the DHT knows {} providers",
+                                providers.len()
+                            );
+                            self.transfers.engine.add_peers(now, &content, providers);
+                        }
                     } else if let QueryResult::Announced { stored_at, asked } = result {
                         log::debug!("dht: republished a key at {stored_at}/{asked} nodes");
                     }
@@ -281,14 +346,37 @@ impl Reactor {
     // ----- wire protocol ------------------------------------------------------------
 
     fn accept_wire(&mut self) {
+        let now = Instant::now();
         loop {
             match self.wire.accept() {
-                Ok((s, peer)) => {
-                    // The chunk transfer protocol is not part of this version: close politely.
-                    log::debug!(
-                        "wire: connection from {peer} closed (transfer protocol not available yet)"
+                Ok((mut stream, peer)) => {
+                    let token = self.alloc_token();
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, token, Interest::READABLE)
+                    {
+                        log::warn!("wire: cannot register {peer}: {e}");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let conn = self
+                        .transfers
+                        .engine
+                        .accepted(now, crate::proto::codec::canonical_addr(peer));
+                    self.wire_tokens.insert(conn, token);
+                    self.wire_socks.insert(
+                        token,
+                        WireSock {
+                            stream,
+                            conn,
+                            io: WireConn::new(),
+                            connecting: false,
+                            closing: false,
+                            writable_interest: false,
+                        },
                     );
-                    drop(s);
+                    self.wire_ready(token, true, false, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -311,8 +399,7 @@ impl Reactor {
                         let _ = stream.write(&reply::error("too many API connections"));
                         continue;
                     }
-                    let token = Token(self.next_token);
-                    self.next_token = self.next_token.wrapping_add(1).max(FIRST_CONN);
+                    let token = self.alloc_token();
                     if let Err(e) =
                         self.poll
                             .registry()
@@ -452,17 +539,36 @@ impl Reactor {
         while let Ok(c) = self.completions.try_recv() {
             match c {
                 Completion::Reply { token, seq, bytes } => self.deliver(token, seq, bytes),
+                Completion::Transfer(done) => {
+                    let replies = self.transfers.on_done(now, done);
+                    self.deliver_replies(replies);
+                    self.drive_engine(now);
+                    self.view_dirty = true;
+                }
                 Completion::Parsed { token, seq, result } => match result {
                     Err(e) => self.deliver(token, seq, reply::error(&e.message)),
                     Ok(req) => {
-                        match commands::execute(req, &mut self.dht, now, token, seq) {
+                        let self_addr = self.dht.external_addr().unwrap_or(self.local);
+                        let spawner = JobSpawner {
+                            workers: &self.workers,
+                            completer: &self.completer,
+                        };
+                        let ctx = Ctx {
+                            dht: &mut self.dht,
+                            transfers: &mut self.transfers,
+                            spawner: &spawner,
+                            self_addr,
+                        };
+                        match commands::execute(req, ctx, now, token, seq) {
                             commands::Outcome::Reply(bytes) => self.deliver(token, seq, bytes),
                             commands::Outcome::Wait(qid, p) => {
                                 self.pending.insert(qid, p);
                             }
+                            commands::Outcome::Deferred => {}
                         }
                         self.view_dirty = true;
                         self.flush_dht(now);
+                        self.drive_engine(now);
                     }
                 },
             }
@@ -554,6 +660,11 @@ impl Reactor {
     // ----- housekeeping -------------------------------------------------------------
 
     fn housekeeping(&mut self, now: Instant) {
+        if now >= self.next_expire {
+            self.next_expire = now + Duration::from_secs(1);
+            let replies = self.transfers.expire_unfound(now);
+            self.deliver_replies(replies);
+        }
         let expired: Vec<Token> = self
             .conns
             .iter()
@@ -595,7 +706,13 @@ impl Reactor {
             routing_table,
             provider_records: self.dht.provider_records(),
             provided: self.dht.provided_keys(),
-            known_keys: self.dht.known_keys(),
+            known_keys: {
+                let mut k = self.dht.known_keys();
+                k.extend(self.transfers.shared_ids());
+                k.sort_unstable();
+                k.dedup();
+                k
+            },
             stats: self.dht.stats().clone(),
             emulated_drops: self.emulator.dropped,
             api_connections: self.conns.len(),
@@ -626,6 +743,241 @@ impl Reactor {
             job();
         } else if !self.workers.submit(job) {
             log::warn!("saving node state deferred: workers busy");
+        }
+    }
+
+    fn alloc_token(&mut self) -> Token {
+        let t = Token(self.next_token);
+        self.next_token = self.next_token.wrapping_add(1).max(FIRST_CONN);
+        t
+    }
+
+    fn deliver_replies(&mut self, replies: Vec<Reply>) {
+        for r in replies {
+            self.deliver(r.waiter.token, r.waiter.seq, r.bytes);
+        }
+    }
+
+    // ----- transfers ----------------------------------------------------------------
+
+    /// Carries out the engine's actions: socket work here, file work on workers, peer
+    /// lookups and announces in the DHT.
+    fn drive_engine(&mut self, now: Instant) {
+        let mut dirty: Vec<Token> = Vec::new();
+        let mut dht_used = false;
+        while let Some(a) = self.transfers.engine.poll_action() {
+            match a {
+                EngineAction::Connect { conn, addr } => self.wire_connect(now, conn, addr),
+                EngineAction::Send { conn, msg } => {
+                    if let Some(t) = self.wire_tokens.get(&conn).copied() {
+                        if let Some(ws) = self.wire_socks.get_mut(&t) {
+                            ws.io.queue(&msg);
+                            dirty.push(t);
+                        }
+                    }
+                }
+                EngineAction::SendPiece { conn, chunk, data } => {
+                    if let Some(t) = self.wire_tokens.get(&conn).copied() {
+                        if let Some(ws) = self.wire_socks.get_mut(&t) {
+                            ws.io.queue_piece(chunk, data);
+                            dirty.push(t);
+                        }
+                    }
+                }
+                EngineAction::Close { conn } => {
+                    if let Some(t) = self.wire_tokens.get(&conn).copied() {
+                        if let Some(ws) = self.wire_socks.get_mut(&t) {
+                            ws.closing = true;
+                            dirty.push(t);
+                        }
+                    }
+                }
+                EngineAction::FindPeers { content } => {
+                    if let Some(q) = self.dht.get_providers(content, now) {
+                        self.peer_queries.insert(q, content);
+                        dht_used = true;
+                    }
+                }
+                EngineAction::Announce { content } => {
+                    let _ = self.dht.announce(content, 0, now);
+                    dht_used = true;
+                }
+                EngineAction::Banned { addr, node } => {
+                    log::warn!(
+                        "banned peer {addr} ({}): it sent a chunk that failed verification",
+                        node.map_or_else(|| "unknown id".into(), |n| n.to_hex()[..16].to_string())
+                    );
+                }
+                other => {
+                    let spawner = JobSpawner {
+                        workers: &self.workers,
+                        completer: &self.completer,
+                    };
+                    self.transfers.spawn_file_action(&other, &spawner);
+                }
+            }
+        }
+        dirty.sort_unstable();
+        dirty.dedup();
+        for t in dirty {
+            self.wire_flush(t, now);
+        }
+        if dht_used {
+            self.flush_dht(now);
+        }
+    }
+
+    fn wire_connect(&mut self, now: Instant, conn: ConnId, addr: SocketAddr) {
+        match TcpStream::connect(addr) {
+            Ok(mut stream) => {
+                let token = self.alloc_token();
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
+                    log::debug!("wire: cannot register connection to {addr}: {e}");
+                    self.transfers.engine.closed(now, conn);
+                    return;
+                }
+                let _ = stream.set_nodelay(true);
+                self.wire_tokens.insert(conn, token);
+                self.wire_socks.insert(
+                    token,
+                    WireSock {
+                        stream,
+                        conn,
+                        io: WireConn::new(),
+                        connecting: true,
+                        closing: false,
+                        writable_interest: true,
+                    },
+                );
+            }
+            Err(e) => {
+                log::debug!("wire: cannot connect to {addr}: {e}");
+                self.transfers.engine.closed(now, conn);
+            }
+        }
+    }
+
+    fn wire_ready(&mut self, token: Token, readable: bool, writable: bool, now: Instant) {
+        let Some(ws) = self.wire_socks.get_mut(&token) else {
+            return;
+        };
+        let conn = ws.conn;
+        if ws.connecting {
+            if !(readable || writable) {
+                return;
+            }
+            match ws.stream.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => {
+                    log::debug!("wire: connect failed: {e}");
+                    self.wire_drop(token, now, true);
+                    return;
+                }
+            }
+            match ws.stream.peer_addr() {
+                Ok(_) => {
+                    ws.connecting = false;
+                    self.transfers.engine.connected(now, conn);
+                    self.drive_engine(now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => {
+                    log::debug!("wire: connect failed: {e}");
+                    self.wire_drop(token, now, true);
+                    return;
+                }
+            }
+        }
+        if readable {
+            let Some(ws) = self.wire_socks.get_mut(&token) else {
+                return;
+            };
+            if !ws.closing {
+                match ws.io.read_frames(&mut ws.stream) {
+                    Ok(out) => {
+                        for f in out.frames {
+                            self.transfers.engine.frame(now, conn, f);
+                        }
+                        if let Some(e) = out.error {
+                            log::debug!("wire: protocol error from connection {conn}: {e}");
+                            self.transfers.engine.closed(now, conn);
+                            self.wire_drop(token, now, false);
+                        } else if out.eof {
+                            self.wire_drop(token, now, true);
+                        }
+                    }
+                    Err(e) => {
+                        log::debug!("wire: read error on connection {conn}: {e}");
+                        self.wire_drop(token, now, true);
+                    }
+                }
+                self.drive_engine(now);
+            }
+        }
+        self.wire_flush(token, now);
+    }
+
+    fn wire_flush(&mut self, token: Token, now: Instant) {
+        let Some(ws) = self.wire_socks.get_mut(&token) else {
+            return;
+        };
+        if ws.connecting {
+            return;
+        }
+        let conn = ws.conn;
+        let mut freed = false;
+        match ws.io.flush(&mut ws.stream) {
+            Ok(pieces) => {
+                for _ in 0..pieces {
+                    self.transfers.engine.piece_sent(now, conn);
+                    freed = true;
+                }
+            }
+            Err(e) => {
+                log::debug!("wire: write error on connection {conn}: {e}");
+                self.wire_drop(token, now, true);
+                return;
+            }
+        }
+        let Some(ws) = self.wire_socks.get_mut(&token) else {
+            return;
+        };
+        let flushed = ws.io.is_flushed();
+        if ws.closing && flushed {
+            let _ = ws.stream.shutdown(std::net::Shutdown::Both);
+            self.wire_drop(token, now, false);
+            return;
+        }
+        if flushed == ws.writable_interest {
+            let interest = if flushed {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut ws.stream, token, interest)
+            {
+                log::debug!("wire: reregister: {e}");
+            }
+            ws.writable_interest = !flushed;
+        }
+        if freed {
+            // Sent pieces free room for more reads: let the engine queue them.
+            self.drive_engine(now);
+        }
+    }
+
+    /// Forgets a wire socket; `tell_engine` when the engine does not know yet.
+    fn wire_drop(&mut self, token: Token, now: Instant, tell_engine: bool) {
+        if let Some(mut ws) = self.wire_socks.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut ws.stream);
+            self.wire_tokens.remove(&ws.conn);
+            if tell_engine {
+                self.transfers.engine.closed(now, ws.conn);
+            }
         }
     }
 

@@ -12,6 +12,7 @@ use crate::api::request::{ApiRequest, ContentQuery};
 use crate::dht::{Dht, QueryId, QueryResult};
 use crate::id::Id;
 use crate::node::shared::{Shared, StatusView};
+use crate::node::transfers::{Spawner, Transfers, Waiter};
 
 /// A request waiting for a DHT lookup to finish.
 #[derive(Clone, Debug)]
@@ -39,6 +40,20 @@ pub enum Outcome {
     Reply(Vec<u8>),
     /// Reply when this lookup finishes.
     Wait(QueryId, Pending),
+    /// A transfer will answer (the waiter is registered with it).
+    Deferred,
+}
+
+/// What a command may act on.
+pub struct Ctx<'a> {
+    /// The DHT.
+    pub dht: &'a mut Dht,
+    /// The transfers.
+    pub transfers: &'a mut Transfers,
+    /// Runs worker jobs.
+    pub spawner: &'a dyn Spawner,
+    /// The address this node serves content on, as others should see it.
+    pub self_addr: std::net::SocketAddr,
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -48,14 +63,15 @@ fn fields(v: Value) -> Map<String, Value> {
     }
 }
 
-/// Runs a command that needs the DHT.
+/// Runs a command that needs the DHT or the transfers.
 pub fn execute(
     req: ApiRequest,
-    dht: &mut Dht,
+    ctx: Ctx<'_>,
     now: Instant,
     token: mio::Token,
     seq: u64,
 ) -> Outcome {
+    let dht = ctx.dht;
     let busy = || {
         Outcome::Reply(reply::error(
             "node busy: too many DHT lookups running, try again",
@@ -88,13 +104,53 @@ pub fn execute(
         },
         ApiRequest::RequestContentInfo {
             query: ContentQuery::AllAvailable,
-        } => Outcome::Reply(reply::error(
-            "all_available_content needs file metadata (name, size, chunks), which this node version does not track yet",
-        )),
-        // Answered by workers from the shared view; kept here so any caller gets an answer.
-        ApiRequest::Status | ApiRequest::ListContent | ApiRequest::RoutingTable => {
-            Outcome::Reply(reply::error("internal: read-only command reached the event loop"))
+        } => {
+            // What this node can vouch for: the files it shares (added or downloaded), with
+            // itself as a provider. Other nodes' catalogues are not searchable (yet).
+            let list: Vec<Value> = ctx
+                .transfers
+                .shared_summaries()
+                .into_iter()
+                .map(|(id, name, size, chunks)| {
+                    json!({
+                        "content_id": id.to_hex(),
+                        "filename": name,
+                        "size": size,
+                        "num_chunks": chunks,
+                        "peers": [ctx.self_addr.to_string()],
+                    })
+                })
+                .collect();
+            Outcome::Reply(reply::success(fields(json!({ "available_content": list }))))
         }
+        ApiRequest::AddFile { filepath } => {
+            if ctx
+                .transfers
+                .add_file(filepath, Waiter { token, seq }, ctx.spawner)
+            {
+                Outcome::Deferred
+            } else {
+                busy()
+            }
+        }
+        ApiRequest::RequestFile {
+            content_hash,
+            output_dir,
+        } => match ctx
+            .transfers
+            .request_file(now, content_hash, output_dir, Waiter { token, seq })
+        {
+            Ok(Some(bytes)) => Outcome::Reply(bytes),
+            Ok(None) => Outcome::Deferred,
+            Err(e) => Outcome::Reply(reply::error(&e)),
+        },
+        ApiRequest::TransferStatus { content_hash } => Outcome::Reply(reply::success(fields(
+            ctx.transfers.status_json(content_hash),
+        ))),
+        // Answered by workers from the shared view; kept here so any caller gets an answer.
+        ApiRequest::Status | ApiRequest::ListContent | ApiRequest::RoutingTable => Outcome::Reply(
+            reply::error("internal: read-only command reached the event loop"),
+        ),
     }
 }
 

@@ -35,6 +35,9 @@ pub struct NodeConfig {
     pub emulate_loss: f64,
     /// Worker threads (hashing, disk, request handling).
     pub workers: usize,
+    /// Where finished downloads go unless a request names another folder
+    /// (default: `<data dir>/files`).
+    pub download_dir: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -53,6 +56,7 @@ impl NodeConfig {
             workers: std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
                 .clamp(2, 8),
+            download_dir: None,
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod commands;
 pub mod config;
 pub mod shared;
 pub mod state;
+pub mod transfers;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -132,6 +133,16 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
     };
     let shared = Arc::new(Shared::new(view, api_addr));
     let workers = WorkerPool::new(cfg.workers).map_err(io_err("start worker threads"))?;
+    let download_dir = cfg
+        .download_dir
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("files"));
+    let transfers =
+        transfers::Transfers::open(&cfg.data_dir, download_dir, id, bound.local.port(), now)
+            .map_err(|e| NodeError::Io {
+                what: "open shares and downloads",
+                source: io::Error::other(e),
+            })?;
     let emulator = SendEmulator::new(
         cfg.emulate_latency,
         cfg.emulate_jitter,
@@ -149,6 +160,7 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         dht,
         emulator,
         workers,
+        transfers,
         shared,
         shutdown: shutdown.clone(),
         data_dir: cfg.data_dir.clone(),

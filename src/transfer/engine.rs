@@ -49,7 +49,9 @@ pub struct EngineConfig {
     pub idle_timeout: Duration,
     /// How often unchoked slots rotate when peers are waiting.
     pub unchoke_rotation: Duration,
-    /// How often to ask for more peers while a download lacks them.
+    /// How often to ask for more peers while a download lacks them. The first retries come
+    /// sooner (1 s, doubling up to this), since content announced a moment ago may not be
+    /// stored in the DHT yet.
     pub peer_query_interval: Duration,
     /// The download scheduler's tunables.
     pub scheduler: SchedulerConfig,
@@ -205,6 +207,7 @@ struct Content {
     candidates: VecDeque<SocketAddr>,
     tried: HashSet<SocketAddr>,
     next_peer_query: Option<Instant>,
+    peer_query_backoff: Duration,
     announced: bool,
     finishing: bool,
     complete: bool,
@@ -282,7 +285,7 @@ impl Engine {
 
     // ----- commands -----------------------------------------------------------------
 
-    /// Serves a complete file whose manifest is `manifest`.
+    /// Serves a complete file whose manifest is `manifest`, and asks for it to be announced.
     pub fn share(&mut self, manifest: Arc<Manifest>, name: Option<String>) {
         let id = manifest.content_id();
         let n = manifest.lengths().chunk_count() as usize;
@@ -300,6 +303,9 @@ impl Engine {
         if c.name.is_none() {
             c.name = name;
         }
+        // Tell the DHT (at once, and again at every start since shares are re-loaded).
+        c.announced = true;
+        self.actions.push_back(Action::Announce { content: id });
         let conns: Vec<ConnId> = c.conns.iter().copied().collect();
         for k in conns {
             self.send_bitfield(k);
@@ -333,7 +339,8 @@ impl Engine {
         }
         let mut c = Content::new(Source::Download);
         c.name = name;
-        c.next_peer_query = Some(now);
+        // The first query goes out now (below); the next after the first backoff step.
+        c.next_peer_query = Some(now + c.peer_query_backoff);
         if let Some(m) = manifest {
             c.manifest_bytes = Some(Arc::new(m.encode()));
             c.manifest = Some(m.clone());
@@ -689,7 +696,9 @@ impl Engine {
             });
             if want_peers {
                 if let Some(c) = self.contents.get_mut(&id) {
-                    c.next_peer_query = Some(now + self.cfg.peer_query_interval);
+                    c.next_peer_query = Some(now + c.peer_query_backoff);
+                    c.peer_query_backoff =
+                        (c.peer_query_backoff * 2).min(self.cfg.peer_query_interval);
                     // Addresses tried before may be worth another go later.
                     c.tried.clear();
                 }
@@ -708,6 +717,11 @@ impl Engine {
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
+    }
+
+    /// True when actions wait to be polled.
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
     }
 
     /// When [`Engine::handle_timeout`] is next due.
@@ -1441,6 +1455,7 @@ impl Content {
             candidates: VecDeque::new(),
             tried: HashSet::new(),
             next_peer_query: None,
+            peer_query_backoff: Duration::from_secs(1),
             announced: false,
             finishing: false,
             complete: false,
