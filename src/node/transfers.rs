@@ -25,13 +25,24 @@ use crate::id::Id;
 use crate::transfer::bitset::BitSet;
 use crate::transfer::engine::{Action, ConnId, Engine, EngineConfig};
 
+/// How often a download's resume record is made durable while it runs. Chunks written since
+/// the last record are not lost on a crash: they are re-hashed from the partial file when the
+/// download resumes. So this only bounds the re-hashing, and the fsyncs stay rare.
+pub const RECORD_EVERY: Duration = Duration::from_secs(10);
+
 /// How long a `local_request_file` waits for the first peer before answering that nobody
 /// provides the content.
 pub const NO_PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A partial download and when its resume record was last made durable.
+pub struct PartialSlot {
+    file: PartialFile,
+    last_record: Instant,
+}
+
 /// An opened partial download: the file (behind its lock), a lock-free reader for serving,
 /// and which chunks are already verified on disk.
-pub type OpenedPartial = (Arc<Mutex<PartialFile>>, PartialReader, Vec<bool>);
+pub type OpenedPartial = (Arc<Mutex<PartialSlot>>, PartialReader, Vec<bool>);
 
 /// Results of transfer jobs, handled back on the loop by [`Transfers::on_done`].
 pub enum TransferDone {
@@ -122,7 +133,7 @@ pub struct Transfers {
     data_dir: PathBuf,
     download_dir: PathBuf,
     sources: HashMap<Id, Source>,
-    partials: HashMap<Id, Arc<Mutex<PartialFile>>>,
+    partials: HashMap<Id, Arc<Mutex<PartialSlot>>>,
     downloads: HashMap<Id, DownloadMeta>,
     waiters: HashMap<Id, Vec<Waiter>>,
     started: HashMap<Id, Instant>,
@@ -388,7 +399,11 @@ impl Transfers {
                                 );
                             }
                             let reader = p.reader();
-                            (Arc::new(Mutex::new(p)), reader, report.verified)
+                            let slot = PartialSlot {
+                                file: p,
+                                last_record: Instant::now(),
+                            };
+                            (Arc::new(Mutex::new(slot)), reader, report.verified)
                         })
                         .map_err(|e| e.to_string());
                     TransferDone::PartialOpened { content, result }
@@ -412,11 +427,11 @@ impl Transfers {
                 let index = self.index.clone();
                 spawner.spawn(Box::new(move || {
                     let result = (|| {
-                        let mut p = p.lock();
+                        let mut slot = p.lock();
                         let _ = fs::create_dir_all(&out);
-                        let path = p.finish(&out, &name).map_err(|e| e.to_string())?;
-                        let m = p.manifest().clone();
-                        drop(p);
+                        let path = slot.file.finish(&out, &name).map_err(|e| e.to_string())?;
+                        let m = slot.file.manifest().clone();
+                        drop(slot);
                         if let Err(e) = index.lock().add_downloaded(&path, m) {
                             log::warn!("downloaded {} but cannot share it: {e}", path.display());
                         }
@@ -570,7 +585,7 @@ impl Transfers {
     /// Flushes every partial download's resume record (shutdown).
     pub fn flush_all(&self) {
         for (id, p) in &self.partials {
-            if let Err(e) = p.lock().flush_record() {
+            if let Err(e) = p.lock().file.flush_record() {
                 log::warn!("download {id}: saving progress: {e}");
             }
         }
@@ -598,22 +613,25 @@ enum Either {
     None,
 }
 
-/// Verifies and stores one chunk: the hash is checked outside the partial file's lock.
-fn store_chunk(p: &Mutex<PartialFile>, m: &Manifest, chunk: u32, data: &[u8]) -> Option<bool> {
+/// Verifies and stores one chunk: the hash is checked outside the partial file's lock, and
+/// the resume record is made durable at most every [`RECORD_EVERY`].
+fn store_chunk(p: &Mutex<PartialSlot>, m: &Manifest, chunk: u32, data: &[u8]) -> Option<bool> {
     let c = m.lengths().validate(chunk)?;
     if !m.verify_chunk(c, data) {
         return Some(false);
     }
-    let mut p = p.lock();
-    if let Err(e) = p
+    let mut slot = p.lock();
+    let f = &mut slot.file;
+    if let Err(e) = f
         .write_chunk(c, data)
-        .and_then(|_| p.mark_verified(c).map(|_| ()))
+        .and_then(|_| f.mark_verified(c).map(|_| ()))
     {
         log::error!("storing chunk {chunk}: {e}");
         return None;
     }
-    if p.needs_flush() {
-        if let Err(e) = p.flush_record() {
+    if slot.file.needs_flush() && slot.last_record.elapsed() >= RECORD_EVERY {
+        slot.last_record = Instant::now();
+        if let Err(e) = slot.file.flush_record() {
             log::warn!("saving download progress: {e}");
         }
     }

@@ -55,6 +55,10 @@ pub struct SchedulerConfig {
     pub stall_timeout: Duration,
     /// In endgame, most peers asked for the same chunk.
     pub endgame_duplicates: u8,
+    /// Most bytes requested or received but not yet verified, over all peers: received
+    /// pieces wait for a worker to hash and store them, and this keeps that queue (and the
+    /// downloader's memory) bounded when the network is faster than the disk or the hashing.
+    pub max_unverified_bytes: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -66,6 +70,7 @@ impl Default for SchedulerConfig {
             max_pipeline: 64,
             stall_timeout: Duration::from_secs(15),
             endgame_duplicates: 2,
+            max_unverified_bytes: 24 << 20,
         }
     }
 }
@@ -165,6 +170,8 @@ pub struct Scheduler {
     missing: usize,
     availability: Vec<u16>,
     peers: BTreeMap<PeerKey, Peer>,
+    /// Chunks in `Verifying`.
+    verifying: usize,
     start: usize,
     actions: VecDeque<Action>,
     complete_sent: bool,
@@ -209,6 +216,7 @@ impl Scheduler {
             missing,
             availability: vec![0; chunk_count],
             peers: BTreeMap::new(),
+            verifying: 0,
             start,
             actions: VecDeque::new(),
             complete_sent: false,
@@ -392,6 +400,7 @@ impl Scheduler {
         let verdict = match self.state.get(i) {
             Some(ChunkState::Requested) => {
                 self.state[i] = ChunkState::Verifying;
+                self.verifying += 1;
                 // Endgame duplicates of this chunk are no longer needed.
                 self.cancel_others(i, key);
                 PieceVerdict::Verify
@@ -409,6 +418,7 @@ impl Scheduler {
         if self.state.get(i) != Some(&ChunkState::Verifying) {
             return;
         }
+        self.verifying = self.verifying.saturating_sub(1);
         if ok {
             self.state[i] = ChunkState::Have;
             self.have.insert(i);
@@ -440,6 +450,7 @@ impl Scheduler {
         let i = chunk as usize;
         if self.state.get(i) == Some(&ChunkState::Verifying) {
             self.state[i] = ChunkState::Missing;
+            self.verifying = self.verifying.saturating_sub(1);
             self.try_request_all(now);
         }
     }
@@ -551,6 +562,17 @@ impl Scheduler {
                     self.availability[i]
                 ));
             }
+        }
+        let verifying = self
+            .state
+            .iter()
+            .filter(|s| **s == ChunkState::Verifying)
+            .count();
+        if verifying != self.verifying {
+            return Err(format!(
+                "verifying counter {} but {verifying} chunks verifying",
+                self.verifying
+            ));
         }
         for (k, p) in &self.peers {
             let useful = p.has.iter().filter(|i| !self.have.contains(*i)).count();
@@ -674,10 +696,14 @@ impl Scheduler {
         if p.choking_us || p.useful == 0 {
             return;
         }
-        let free = p
+        let per_peer = p
             .allowance
             .min(self.cfg.max_pipeline)
             .saturating_sub(p.in_flight.len());
+        // The global budget: requested plus received-but-unverified chunks.
+        let budget = (self.cfg.max_unverified_bytes / u64::from(self.chunk_size)).max(1) as usize;
+        let outstanding = self.verifying + self.requests_in_flight();
+        let free = per_peer.min(budget.saturating_sub(outstanding));
         if free == 0 {
             return;
         }

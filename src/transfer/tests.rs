@@ -436,7 +436,11 @@ fn pipeline_grows_with_delivered_pieces_and_follows_the_rate() {
     for _ in 0..200 {
         now += Duration::from_micros(2_600);
         let c = outstanding.pop_front().unwrap();
-        s.piece_received(now, 0, c, chunk as usize);
+        assert_eq!(
+            s.piece_received(now, 0, c, chunk as usize),
+            PieceVerdict::Verify
+        );
+        s.chunk_verified(now, c, 0, true);
         drain(&mut s, &mut outstanding);
     }
     assert_eq!(
@@ -447,13 +451,57 @@ fn pipeline_grows_with_delivered_pieces_and_follows_the_rate() {
     for _ in 0..20 {
         now += Duration::from_millis(500);
         let c = outstanding.pop_front().unwrap();
-        s.piece_received(now, 0, c, chunk as usize);
+        assert_eq!(
+            s.piece_received(now, 0, c, chunk as usize),
+            PieceVerdict::Verify
+        );
+        s.chunk_verified(now, c, 0, true);
         drain(&mut s, &mut outstanding);
     }
     assert!(
         outstanding.len() <= 4,
         "{} requests at a slow peer",
         outstanding.len()
+    );
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn unverified_data_is_bounded_when_verification_lags() {
+    // The network delivers faster than workers verify: requests stop at the budget.
+    let now = Instant::now();
+    let cfg = SchedulerConfig::default();
+    let chunk = 256 * 1024u32;
+    let mut s = Scheduler::new(4096, chunk, BitSet::new(4096), cfg.clone(), 1);
+    for k in 0..8 {
+        s.add_peer(now, k);
+        s.peer_bitfield(now, k, &BitSet::full(4096));
+        s.peer_unchoked(now, k);
+    }
+    let budget = (cfg.max_unverified_bytes / u64::from(chunk)) as usize;
+    let mut received = 0;
+    for _ in 0..10_000 {
+        let reqs: Vec<(PeerKey, u32)> = std::iter::from_fn(|| s.poll_action())
+            .filter_map(|a| match a {
+                Action::Request { peer, chunk } => Some((peer, chunk)),
+                _ => None,
+            })
+            .collect();
+        if reqs.is_empty() {
+            break;
+        }
+        for (p, c) in reqs {
+            // Delivered, never verified.
+            assert_eq!(
+                s.piece_received(now, p, c, chunk as usize),
+                PieceVerdict::Verify
+            );
+            received += 1;
+        }
+    }
+    assert_eq!(
+        received, budget,
+        "requests went beyond the unverified budget"
     );
     s.check_invariants().unwrap();
 }
