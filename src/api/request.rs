@@ -47,6 +47,9 @@ pub enum ApiRequest {
         content_hash: Id,
         /// Where to put the file (extra field; default: the node's download folder).
         output_dir: Option<std::path::PathBuf>,
+        /// Peers to try besides those the DHT knows (extra field, `"ip:port"` strings; at
+        /// most 50), like the peer hints of a magnet link.
+        peers: Vec<std::net::SocketAddr>,
     },
     /// `transfer_status`: progress of downloads (an extra command); one or all.
     TransferStatus {
@@ -179,9 +182,28 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
                     ))
                 }
             };
+            let peers = match payload.get("peers") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(a)) if a.len() <= 50 => a
+                    .iter()
+                    .map(|p| {
+                        p.as_str()
+                            .and_then(|s| s.parse::<std::net::SocketAddr>().ok())
+                            .ok_or_else(|| {
+                                ApiError::new("field `peers` must be a list of \"ip:port\" strings")
+                            })
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(_) => {
+                    return Err(ApiError::new(
+                        "field `peers` must be a list of at most 50 \"ip:port\" strings",
+                    ))
+                }
+            };
             Ok(ApiRequest::RequestFile {
                 content_hash: parse_id("content_hash", hash)?,
                 output_dir,
+                peers,
             })
         }
         "transfer_status" => {
@@ -349,7 +371,8 @@ mod tests {
                 .unwrap(),
             ApiRequest::RequestFile {
                 content_hash: Id::from_hex(HASH).unwrap(),
-                output_dir: None
+                output_dir: None,
+                peers: vec![]
             }
         );
         assert_eq!(
@@ -357,7 +380,8 @@ mod tests {
                 .unwrap(),
             ApiRequest::RequestFile {
                 content_hash: Id::from_hex(HASH).unwrap(),
-                output_dir: Some("/x".into())
+                output_dir: Some("/x".into()),
+                peers: vec![]
             }
         );
         assert!(err(json!({"type": "local_request_file", "payload": {"content_hash": HASH, "output_dir": 3}}))

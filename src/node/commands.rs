@@ -136,10 +136,14 @@ pub fn execute(
         ApiRequest::RequestFile {
             content_hash,
             output_dir,
-        } => match ctx
-            .transfers
-            .request_file(now, content_hash, output_dir, Waiter { token, seq })
-        {
+            peers,
+        } => match ctx.transfers.request_file(
+            now,
+            content_hash,
+            output_dir,
+            &peers,
+            Waiter { token, seq },
+        ) {
             Ok(Some(bytes)) => Outcome::Reply(bytes),
             Ok(None) => Outcome::Deferred,
             Err(e) => Outcome::Reply(reply::error(&e)),

@@ -249,6 +249,7 @@ impl Transfers {
         now: Instant,
         id: Id,
         output_dir: Option<PathBuf>,
+        peers: &[std::net::SocketAddr],
         waiter: Waiter,
     ) -> Result<Option<Vec<u8>>, String> {
         if let Some(e) = self.index.lock().get(&id) {
@@ -284,6 +285,9 @@ impl Transfers {
             self.save_meta();
             self.started.insert(id, now);
             self.engine.download(now, id, None, None);
+        }
+        if !peers.is_empty() {
+            self.engine.add_peers(now, &id, peers);
         }
         Ok(None)
     }
