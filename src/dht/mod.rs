@@ -265,6 +265,11 @@ pub struct Dht {
     bootstrap_addrs: Vec<SocketAddr>,
     /// When to look up our own ID again.
     next_self_lookup: Instant,
+    /// While the table holds fewer than k contacts the node keeps joining: when next, how
+    /// long to wait after that, and the table size at the last attempt.
+    next_sparse_join: Instant,
+    sparse_backoff: Duration,
+    sparse_len: usize,
     queries: HashMap<QueryId, Query>,
     next_query: u64,
     provided: HashMap<Id, Provided>,
@@ -294,6 +299,9 @@ impl Dht {
             limiter: SourceLimiter::new(config.rate_limit_per_source, config.rate_burst, 4096),
             next_maintenance: now + config.maintenance_interval,
             next_self_lookup: now + config.refresh_interval,
+            next_sparse_join: now + config.maintenance_interval,
+            sparse_backoff: config.maintenance_interval,
+            sparse_len: 0,
             config,
             id,
             rng,
@@ -942,6 +950,23 @@ impl Dht {
         due.sort_unstable();
         for (key, port) in due {
             let _ = self.announce(key, port, now);
+        }
+        let len = self.routing.len();
+        if len > 0 && len < self.config.k && now >= self.next_sparse_join {
+            // A sparse table means the join did not get far (lost datagrams, or we joined a
+            // small part of the network): look ourselves up again, and ask the bootstrap
+            // nodes again, backing off while it brings nothing new.
+            self.sparse_backoff = if len > self.sparse_len {
+                self.config.maintenance_interval
+            } else {
+                (self.sparse_backoff * 2).min(self.config.refresh_interval)
+            };
+            self.sparse_len = len;
+            self.next_sparse_join = now + self.sparse_backoff;
+            self.rejoin(now);
+            for addr in self.bootstrap_addrs.clone() {
+                self.send_request(now, addr, None, Message::Ping, Purpose::AddressPing);
+            }
         }
         if now >= self.next_self_lookup && !self.routing.is_empty() {
             self.next_self_lookup = now + self.config.refresh_interval;
