@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A small PeerShare network on loopback, showing the whole flow that exists today:
-# three nodes join through the first, one announces a content ID, another finds it.
+# three nodes join through the first; one shares a file, the others find and download it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=./target/release/peershare
@@ -27,9 +27,10 @@ start bob   $((base + 1)) $((base + 101)) 127.0.0.1:$base
 start carol $((base + 2)) $((base + 102)) 127.0.0.1:$base
 sleep 1
 
-id=$(printf 'drum loop 120bpm' | sha256sum | cut -c1-64)
-echo; echo "== bob announces $id"
-"$BIN" announce "$id" --api 127.0.0.1:$((base + 101))
+# A 3 MB "sample" with random bytes, shared by bob in place.
+head -c 3000000 /dev/urandom > "$work/drum-loop.wav"
+echo; echo "== bob shares drum-loop.wav"
+id=$("$BIN" add "$work/drum-loop.wav" --api 127.0.0.1:$((base + 101)) | tee /dev/stderr | head -1)
 echo; echo "== carol asks the DHT who has it"
 "$BIN" peers "$id" --api 127.0.0.1:$((base + 102))
 echo; echo "== the same question the way an EchoChain client asks it (raw JSON over TCP)"
@@ -39,5 +40,11 @@ s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 req = {"type": "local_request_content_info", "payload": {"content_hash": sys.argv[2]}}
 print(">>", json.dumps(req)); s.sendall(json.dumps(req).encode()); print("<<", s.recv(4096).decode().strip())
 PY
+echo; echo "== carol downloads it (every chunk verified against its SHA-256)"
+"$BIN" get "$id" -o "$work/carol-files" --api 127.0.0.1:$((base + 102))
+cmp "$work/drum-loop.wav" "$work/carol-files/drum-loop.wav" && echo "byte-identical"
+echo; echo "== alice downloads it too: from bob and from carol, who serves what she has"
+"$BIN" get "$id" -o "$work/alice-files" --api 127.0.0.1:$((base + 100))
+"$BIN" ls --api 127.0.0.1:$((base + 100))
 echo; echo "== alice's view"
 "$BIN" status --api 127.0.0.1:$((base + 100))
