@@ -451,6 +451,17 @@ impl Engine {
             }
             Message::Piece { chunk, data } => self.on_piece(now, conn, content, chunk, data),
             Message::Reject { chunk, reason } => {
+                if reason == reject_reason::CONTENT_CHANGED {
+                    // The peer's copy changed: it serves none of this content any more, and
+                    // the requester "stops requesting from this peer" (spec 4.11). Treated
+                    // like BUSY, every rejected chunk went at once to another peer, so two
+                    // such peers bounced requests between them in a tight loop (~5,000
+                    // REJECTs a second, tests/transfer.rs). Hang up (no ERROR: it did
+                    // nothing wrong); its requests go to the others.
+                    self.drop_conn(now, conn);
+                    self.actions.push_back(Action::Close { conn });
+                    return;
+                }
                 // REJECT CHOKED answers requests that crossed our choke: nothing to do,
                 // the CHOKE already released them.
                 if reason != reject_reason::CHOKED {
@@ -631,6 +642,10 @@ impl Engine {
                     self.close_with(k, error_code::SHUTTING_DOWN, "download complete");
                 }
             }
+            // Downloads are announced at their first verified chunk; an empty file has none,
+            // so without this a downloaded empty file was never announced (until a restart
+            // re-shared it). A no-op for every other download.
+            self.announce_once(content);
         } else {
             log::error!("download {content}: whole-file hash mismatch after every chunk verified; starting over");
             let n = c.have.len();

@@ -164,3 +164,58 @@ pub fn content_id(label: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(label.as_bytes()))
 }
+
+/// Like [`call`], but with its own bound on waiting for the reply (for requests that block,
+/// such as `local_request_file`); `Err` says what went wrong instead of panicking, so a
+/// caller can tell "no reply yet" from a reply.
+pub fn call_timeout(api: SocketAddr, req: &Value, limit: Duration) -> Result<Value, String> {
+    let mut s = TcpStream::connect(api).map_err(|e| format!("connect to API: {e}"))?;
+    s.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
+    s.write_all(req.to_string().as_bytes())
+        .map_err(|e| format!("send request: {e}"))?;
+    let mut buf = Vec::new();
+    let mut b = [0u8; 4096];
+    loop {
+        let n = s
+            .read(&mut b)
+            .map_err(|e| format!("no reply to {req} within {limit:?}: {e}"))?;
+        if n == 0 {
+            return Err(format!("connection closed before a reply to {req}"));
+        }
+        buf.extend_from_slice(&b[..n]);
+        if buf.ends_with(b"\n") {
+            break;
+        }
+    }
+    serde_json::from_slice(&buf).map_err(|e| {
+        format!(
+            "reply is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&buf)
+        )
+    })
+}
+
+impl Node {
+    /// One API call with its own bound on waiting for the reply (see [`call_timeout`]).
+    pub fn call_timeout(
+        &self,
+        kind: &str,
+        payload: Value,
+        limit: Duration,
+    ) -> Result<Value, String> {
+        call_timeout(
+            self.api,
+            &json!({ "type": kind, "payload": payload }),
+            limit,
+        )
+    }
+}
+
+/// `len` pseudo-random bytes from `seed`: the same seed always gives the same bytes.
+pub fn seeded_bytes(len: usize, seed: u64) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut v = vec![0u8; len];
+    rng.fill_bytes(&mut v);
+    v
+}
