@@ -718,6 +718,15 @@ fn corrupt_seeder_is_banned_and_the_download_completes() {
     // the DHT.
     let reply = request_file(&leecher, &id, &out, &[fake.addr]);
     assert_downloaded(&reply, &out, &data);
+    // The verdict on the fake's garbage may come after the reply (its copy can arrive after
+    // the honest one and is then checked on its own): wait for it, bounded.
+    wait_until(Duration::from_secs(10), || {
+        fake.log(|l| {
+            l.errors.iter().any(|(_, c)| *c == error_code::BANNED)
+                || !l.closed_by_peer.is_empty()
+                || !l.reset_by_peer.is_empty()
+        })
+    });
 
     let (requests, pieces, errors, closed, reset, accepted) = fake.log(|l| {
         (

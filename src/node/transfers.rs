@@ -67,6 +67,15 @@ pub enum TransferDone {
         /// Outcome.
         result: Option<bool>,
     },
+    /// A copy of a chunk that was not needed was checked.
+    ChunkChecked {
+        /// Content.
+        content: Id,
+        /// The sender.
+        from: ConnId,
+        /// Whether its hash matched.
+        ok: bool,
+    },
     /// A partial file was opened (or recovered after a crash).
     PartialOpened {
         /// Content.
@@ -389,6 +398,28 @@ impl Transfers {
                 }));
                 true
             }
+            Action::CheckChunk {
+                content,
+                chunk,
+                from,
+                data,
+            } => {
+                let (content, chunk, from) = (*content, *chunk, *from);
+                let manifest = self.engine.manifest(&content);
+                let data = data.clone();
+                spawner.spawn(Box::new(move || {
+                    let ok = manifest
+                        .as_ref()
+                        .and_then(|m| {
+                            m.lengths()
+                                .validate(chunk)
+                                .map(|c| m.verify_chunk(c, &data))
+                        })
+                        .unwrap_or(true);
+                    TransferDone::ChunkChecked { content, from, ok }
+                }));
+                true
+            }
             Action::OpenPartial { content, manifest } => {
                 let (content, manifest, dir) = (*content, manifest.clone(), self.data_dir.clone());
                 spawner.spawn(Box::new(move || {
@@ -462,6 +493,9 @@ impl Transfers {
                 from,
                 result,
             } => self.engine.chunk_stored(now, content, chunk, from, result),
+            TransferDone::ChunkChecked { content, from, ok } => {
+                self.engine.chunk_checked(now, content, from, ok)
+            }
             TransferDone::PartialOpened { content, result } => match result {
                 Ok((p, reader, verified)) => {
                     let mut have = BitSet::new(verified.len());

@@ -129,6 +129,19 @@ pub enum Action {
         /// The bytes.
         data: Vec<u8>,
     },
+    /// Hash `data` against the manifest but do not store it: a copy of a chunk we already
+    /// have or no longer need. A peer whose data fails is banned all the same; report
+    /// [`Engine::chunk_checked`].
+    CheckChunk {
+        /// Which content.
+        content: Id,
+        /// Which chunk.
+        chunk: u32,
+        /// The connection it came from.
+        from: ConnId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
     /// The manifest of a download is known and verified: open (or recover) its partial
     /// file; report [`Engine::partial_opened`].
     OpenPartial {
@@ -580,6 +593,18 @@ impl Engine {
             None => s.chunk_lost(now, chunk),
         }
         self.pump(now, content);
+    }
+
+    /// The result of a [`Action::CheckChunk`]: a peer whose data failed is banned.
+    pub fn chunk_checked(&mut self, now: Instant, content: Id, from: ConnId, ok: bool) {
+        if !ok && self.conns.contains_key(&from) {
+            log::debug!("download {content}: connection {from} sent a bad copy of a chunk");
+            if let Some(s) = self.scheduler(&content) {
+                s.peer_gone(now, from);
+            }
+            self.ban(now, from);
+            self.pump(now, content);
+        }
     }
 
     /// The partial file of a download is open; `have` are the chunks already verified on
@@ -1151,13 +1176,24 @@ impl Engine {
             );
             return;
         };
-        if s.piece_received(now, conn, chunk, data.len()) == PieceVerdict::Verify {
-            self.actions.push_back(Action::StoreChunk {
+        match s.piece_received(now, conn, chunk, data.len()) {
+            PieceVerdict::Verify => self.actions.push_back(Action::StoreChunk {
                 content,
                 chunk,
                 from: conn,
                 data,
-            });
+            }),
+            // Not needed, but still checked: a peer that sends bad data is banned even when
+            // an honest copy happened to arrive first (endgame, or a crossed CANCEL).
+            PieceVerdict::Duplicate | PieceVerdict::Cancelled => {
+                self.actions.push_back(Action::CheckChunk {
+                    content,
+                    chunk,
+                    from: conn,
+                    data,
+                })
+            }
+            PieceVerdict::Unrequested => {}
         }
         self.pump(now, content);
     }

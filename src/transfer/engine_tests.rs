@@ -260,6 +260,19 @@ impl World {
                 }
                 self.nodes[i].engine.finished(now, content, ok);
             }
+            Action::CheckChunk {
+                content,
+                chunk,
+                from,
+                data,
+            } => {
+                let m = self.manifests[&content].clone();
+                let ok = m
+                    .lengths()
+                    .validate(chunk)
+                    .is_some_and(|c| m.verify_chunk(c, &data));
+                self.nodes[i].engine.chunk_checked(now, content, from, ok);
+            }
             Action::FindPeers { .. } => {}
             Action::Announce { content } => self.nodes[i].announced.push(content),
             Action::Banned { addr, .. } => self.nodes[i].banned.push(addr),
