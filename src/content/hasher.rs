@@ -370,9 +370,13 @@ fn read_loop(
             return Ok(());
         }
         let block = Arc::new(Block { data, len: n });
-        for out in outputs {
-            out.send(Arc::clone(&block)).map_err(|_| hasher_died())?;
-        }
+        // The reader must keep no reference of its own: the buffer goes back to the pool only
+        // from `release`, when the last hasher lets go. Were the reader's own copy dropped
+        // last (after both hashers were done with it), the buffer would be freed instead of
+        // recycled, and after POOL such losses the reader would wait forever.
+        let [first, last] = outputs;
+        first.send(Arc::clone(&block)).map_err(|_| hasher_died())?;
+        last.send(block).map_err(|_| hasher_died())?;
     }
 }
 
