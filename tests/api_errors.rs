@@ -27,7 +27,8 @@ fn raw(node: &Node, bytes: &[u8]) -> Vec<Value> {
 fn api_errors_are_clear_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let n = Node::start(dir.path(), &[]);
-    let cases: Vec<(&[u8], &str)> = vec![
+    let cases: Vec<(&[u8], &str)> =
+        vec![
         (br#"{"type":"what"}"#, "Unknown command"),
         (
             br#"{"type":"local_announce_content","payload":{}}"#,

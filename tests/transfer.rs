@@ -1259,7 +1259,6 @@ fn hostile_wire_input_does_not_hurt_a_node() {
 /// connection, and "the receiver sends ERROR PROTOCOL_VIOLATION and closes". The node closes
 /// but sends nothing.
 #[test]
-#[ignore = "BUG (src/net/reactor.rs, wire_ready): on a frame that does not decode (garbage, a 4 GiB length, an unknown type) the reactor drops the socket without the ERROR PROTOCOL_VIOLATION the spec requires (wire.md sections 2 and 13); it calls engine.closed() + wire_drop() instead of queueing an ERROR frame and closing after the flush"]
 fn undecodable_frame_is_answered_with_error_protocol_violation() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &[]);
@@ -1352,7 +1351,6 @@ fn hostile_names_stay_inside_the_output_folder() {
 /// 5 connections for 3 peers. Every duplicate takes a second upload slot (8 per node) and a
 /// second place among the 40 connections a content may have.
 #[test]
-#[ignore = "BUG (src/transfer/engine.rs, on_handshake/connect_more): duplicate connections between two downloaders are kept (one each way), against wire.md section 3 rule 2; needs a tie-break both sides agree on (e.g. keep the connection opened by the lower node ID) and connect_more treating a peer's advertised listen address as busy"]
 fn one_connection_per_peer_and_content() {
     let dir = tempfile::tempdir().unwrap();
     let data = seeded_bytes(6 * MIB, 10);
@@ -1397,7 +1395,6 @@ fn one_connection_per_peer_and_content() {
 /// TOO_MANY_CONNECTIONS, and after 30 s the API answers "no peer provides content" although
 /// the DHT lists the seeder.
 #[test]
-#[ignore = "BUG (src/transfer/engine.rs, on_handshake): 40 handshaken idle connections exhaust max_peers_per_content and lock real downloaders out until the 120 s idle timeout (indefinitely with keep-alives); a full content should evict an idle peer that is not interested / not useful rather than refuse the newcomer"]
 fn idle_connections_do_not_lock_out_downloaders() {
     let dir = tempfile::tempdir().unwrap();
     let data = seeded_bytes(MIB, 11);

@@ -902,7 +902,15 @@ impl Reactor {
                         if let Some(e) = out.error {
                             log::debug!("wire: protocol error from connection {conn}: {e}");
                             self.transfers.engine.closed(now, conn);
-                            self.wire_drop(token, now, false);
+                            // Say why before hanging up (wire.md: ERROR, then close), then
+                            // close once it is written.
+                            if let Some(ws) = self.wire_socks.get_mut(&token) {
+                                ws.io.queue(&crate::proto::wire::Message::Error {
+                                    code: crate::proto::wire::error_code::PROTOCOL_VIOLATION,
+                                    text: format!("cannot decode your frame: {e}"),
+                                });
+                                ws.closing = true;
+                            }
                         } else if out.eof {
                             self.wire_drop(token, now, true);
                         }
@@ -945,7 +953,17 @@ impl Reactor {
         };
         let flushed = ws.io.is_flushed();
         if ws.closing && flushed {
-            let _ = ws.stream.shutdown(std::net::Shutdown::Both);
+            // Closing with unread input makes the kernel send RST, which can destroy the
+            // ERROR just written: stop sending, and discard what has already arrived.
+            let _ = ws.stream.shutdown(std::net::Shutdown::Write);
+            let mut sink = [0u8; 16 * 1024];
+            let mut discarded = 0usize;
+            while discarded < (1 << 20) {
+                match ws.stream.read(&mut sink) {
+                    Ok(n) if n > 0 => discarded += n,
+                    _ => break,
+                }
+            }
             self.wire_drop(token, now, false);
             return;
         }

@@ -892,15 +892,74 @@ impl Engine {
                 return;
             };
             if c.conns.len() >= self.cfg.max_peers_per_content {
-                self.close_with(
-                    conn,
-                    error_code::TOO_MANY_CONNECTIONS,
-                    "too many peers for this content",
-                );
-                return;
+                // Full: make room by dropping the connection that does nothing for anyone
+                // (not interested in our chunks, nothing we need), silent longest. Otherwise
+                // idle connections could lock real downloaders out.
+                let have = c.have.clone();
+                let victim = c
+                    .conns
+                    .iter()
+                    .filter_map(|id| self.conns.get(id).map(|k| (*id, k)))
+                    .filter(|(_, k)| {
+                        !k.peer_interested
+                            && !k
+                                .peer_bits
+                                .as_ref()
+                                .is_some_and(|b| b.iter().any(|i| !have.contains(i)))
+                    })
+                    .min_by_key(|(_, k)| k.last_rx)
+                    .map(|(id, _)| id);
+                match victim {
+                    Some(v) => {
+                        log::debug!(
+                            "content {}: evicting idle connection {v} for a newcomer",
+                            h.content_id
+                        );
+                        self.close_with(
+                            v,
+                            error_code::TOO_MANY_CONNECTIONS,
+                            "making room: this connection was idle",
+                        );
+                    }
+                    None => {
+                        self.close_with(
+                            conn,
+                            error_code::TOO_MANY_CONNECTIONS,
+                            "too many peers for this content",
+                        );
+                        return;
+                    }
+                }
             }
         }
         let content = h.content_id;
+        // One connection per peer and content (wire.md, section 3): when two peers dialled
+        // each other, both keep the connection opened by the one with the lower node ID, a
+        // rule each side applies alone and reaches the same answer.
+        let duplicate = self
+            .conns
+            .iter()
+            .find(|(id, k)| {
+                **id != conn
+                    && k.state == ConnState::Active
+                    && k.content == Some(content)
+                    && k.remote.as_ref().is_some_and(|r| r.node_id == h.node_id)
+            })
+            .map(|(id, _)| *id);
+        if let Some(other) = duplicate {
+            let keep_outgoing = self.node_id < h.node_id;
+            let (drop, keep_this) = if outgoing == keep_outgoing {
+                (other, true)
+            } else {
+                (conn, false)
+            };
+            log::debug!("content {content}: closing duplicate connection {drop} to the same peer");
+            self.drop_conn(now, drop);
+            self.actions.push_back(Action::Close { conn: drop });
+            if !keep_this {
+                return;
+            }
+        }
         if let Some(k) = self.conns.get_mut(&conn) {
             k.state = ConnState::Active;
             k.content = Some(content);
@@ -1302,10 +1361,15 @@ impl Engine {
                 return;
             };
             c.tried.insert(addr);
-            let busy = self
-                .conns
-                .values()
-                .any(|k| k.addr == addr && k.content == Some(content));
+            // Connected already, either to that address or with a peer that said it accepts
+            // connections there.
+            let busy = self.conns.values().any(|k| {
+                k.content == Some(content)
+                    && (k.addr == addr
+                        || k.remote
+                            .as_ref()
+                            .is_some_and(|r| SocketAddr::new(k.addr.ip(), r.listen_port) == addr))
+            });
             if busy || self.banned_addrs.contains(&addr) {
                 continue;
             }
