@@ -1032,6 +1032,20 @@ fn modified_shared_file_never_yields_wrong_data() {
     }
     for n in [&a1, &a2] {
         assert_eq!(n.status()["status"], "success");
+        // A seeder that found its file changed withdraws the share: no longer listed.
+        let listed = |n: &Node| {
+            let r = n.call(
+                "local_request_content_info",
+                serde_json::json!({ "content_hash": "all_available_content" }),
+            );
+            r["available_content"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|c| c["content_id"] == id.as_str()))
+        };
+        assert!(
+            wait_until(Duration::from_secs(5), || !listed(n)),
+            "a seeder still lists content whose file changed"
+        );
     }
 
     // An honest seeder with the original bytes.

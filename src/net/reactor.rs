@@ -542,6 +542,9 @@ impl Reactor {
                 Completion::Transfer(done) => {
                     let replies = self.transfers.on_done(now, done);
                     self.deliver_replies(replies);
+                    for id in self.transfers.take_withdrawn() {
+                        self.dht.stop_providing(&id);
+                    }
                     self.drive_engine(now);
                     self.view_dirty = true;
                 }

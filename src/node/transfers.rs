@@ -30,6 +30,10 @@ use crate::transfer::engine::{Action, ConnId, Engine, EngineConfig};
 /// download resumes. So this only bounds the re-hashing, and the fsyncs stay rare.
 pub const RECORD_EVERY: Duration = Duration::from_secs(10);
 
+/// How long a `local_request_file` waits on a download that has no peer and makes no
+/// progress before it is answered with an error (the download itself goes on).
+pub const STALLED_REPLY: Duration = Duration::from_secs(60);
+
 /// How long a `local_request_file` waits for the first peer before answering that nobody
 /// provides the content.
 pub const NO_PEER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,6 +58,8 @@ pub enum TransferDone {
         chunk: u32,
         /// Its bytes.
         data: Option<Arc<Vec<u8>>>,
+        /// Set when the shared file changed or disappeared: the share is withdrawn.
+        withdrawn: Option<Id>,
     },
     /// A downloaded chunk was verified and stored (Some(true)), failed its hash
     /// (Some(false)) or could not be written (None).
@@ -147,6 +153,9 @@ pub struct Transfers {
     waiters: HashMap<Id, Vec<Waiter>>,
     started: HashMap<Id, Instant>,
     completed: HashMap<Id, PathBuf>,
+    withdrawn: Vec<Id>,
+    /// Per download with waiting requests: bytes verified at the last check, and since when.
+    last_progress: HashMap<Id, (u64, Instant)>,
 }
 
 impl Transfers {
@@ -199,6 +208,8 @@ impl Transfers {
             waiters: HashMap::new(),
             started: HashMap::new(),
             completed: HashMap::new(),
+            withdrawn: Vec::new(),
+            last_progress: HashMap::new(),
         };
         // Resume what was downloading when the node stopped (or was killed).
         match resumable_downloads(data_dir) {
@@ -305,6 +316,38 @@ impl Transfers {
     /// download dropped.
     pub fn expire_unfound(&mut self, now: Instant) -> Vec<Reply> {
         let mut out = Vec::new();
+        // Requests waiting on a download that has its manifest but made no progress for a
+        // while with nobody connected: answer them (the download goes on in the background;
+        // asking again reattaches to it).
+        let waiting: Vec<Id> = self.waiters.keys().copied().collect();
+        for id in waiting {
+            let Some(p) = self.engine.progress(&id) else {
+                continue;
+            };
+            if !p.has_manifest || p.complete {
+                self.last_progress.remove(&id);
+                continue;
+            }
+            let entry = self.last_progress.entry(id).or_insert((p.have_bytes, now));
+            if p.have_bytes != entry.0 || p.peers > 0 {
+                *entry = (p.have_bytes, now);
+                continue;
+            }
+            if now.saturating_duration_since(entry.1) >= STALLED_REPLY {
+                self.last_progress.remove(&id);
+                for w in self.waiters.remove(&id).unwrap_or_default() {
+                    out.push(Reply {
+                        waiter: w,
+                        bytes: crate::api::reply::error(&format!(
+                            "download of {} stalled at {} of {} bytes: no peer currently serves the missing chunks (it continues in the background; ask again to wait for it)",
+                            id.to_hex(),
+                            p.have_bytes,
+                            p.size
+                        )),
+                    });
+                }
+            }
+        }
         let expired: Vec<Id> = self
             .started
             .iter()
@@ -344,15 +387,16 @@ impl Transfers {
                 content,
                 chunk,
             } => {
-                let (conn, chunk) = (*conn, *chunk);
-                let src = match self.sources.get(content) {
+                let (conn, chunk, content) = (*conn, *chunk, *content);
+                let src = match self.sources.get(&content) {
                     Some(Source::Shared(r)) => Either::Shared(r.clone()),
                     Some(Source::Partial(r)) => Either::Partial(r.clone()),
                     None => Either::None,
                 };
-                let lengths = self.engine.manifest(content).map(|m| m.lengths());
+                let lengths = self.engine.manifest(&content).map(|m| m.lengths());
                 let ok = spawner.spawn(Box::new(move || {
                     let mut buf = Vec::new();
+                    let mut withdrawn = None;
                     let data = lengths.and_then(|l| l.validate(chunk)).and_then(|c| {
                         let r = match &src {
                             Either::Shared(r) => r.read_chunk(c, &mut buf),
@@ -363,11 +407,24 @@ impl Transfers {
                             Ok(()) => Some(Arc::new(buf)),
                             Err(e) => {
                                 log::warn!("cannot serve chunk {chunk}: {e}");
+                                if matches!(
+                                    e,
+                                    crate::content::ContentError::Changed { .. }
+                                        | crate::content::ContentError::Missing { .. }
+                                ) && matches!(src, Either::Shared(_))
+                                {
+                                    withdrawn = Some(content);
+                                }
                                 None
                             }
                         }
                     });
-                    TransferDone::ChunkRead { conn, chunk, data }
+                    TransferDone::ChunkRead {
+                        conn,
+                        chunk,
+                        data,
+                        withdrawn,
+                    }
                 }));
                 if !ok {
                     log::warn!("workers saturated: dropping a chunk read");
@@ -484,8 +541,16 @@ impl Transfers {
     pub fn on_done(&mut self, now: Instant, done: TransferDone) -> Vec<Reply> {
         let mut replies = Vec::new();
         match done {
-            TransferDone::ChunkRead { conn, chunk, data } => {
-                self.engine.chunk_read(now, conn, chunk, data)
+            TransferDone::ChunkRead {
+                conn,
+                chunk,
+                data,
+                withdrawn,
+            } => {
+                self.engine.chunk_read(now, conn, chunk, data);
+                if let Some(id) = withdrawn {
+                    self.withdraw(&id);
+                }
             }
             TransferDone::ChunkStored {
                 content,
@@ -589,6 +654,27 @@ impl Transfers {
             }
         }
         replies
+    }
+
+    /// Stops sharing content whose file changed or disappeared: its connections close, it
+    /// leaves the index (so it is no longer listed), and [`Transfers::take_withdrawn`] tells
+    /// the node to stop announcing it. Adding the file again shares it anew.
+    pub fn withdraw(&mut self, id: &Id) {
+        if !matches!(self.sources.get(id), Some(Source::Shared(_))) {
+            return;
+        }
+        log::warn!("content {id}: its file changed or disappeared; no longer sharing it");
+        self.sources.remove(id);
+        self.engine.unshare(id);
+        if let Err(e) = self.index.lock().remove(id) {
+            log::warn!("content {id}: removing it from the share index: {e}");
+        }
+        self.withdrawn.push(*id);
+    }
+
+    /// Contents withdrawn since the last call (the node stops announcing them).
+    pub fn take_withdrawn(&mut self) -> Vec<Id> {
+        std::mem::take(&mut self.withdrawn)
     }
 
     /// Progress of one transfer, or all, as JSON for `transfer_status`.
