@@ -7,101 +7,12 @@
 //!
 //! A missing or empty file is a failure, not a pass: a test that cannot fail checks nothing.
 
+mod common;
+
+use common::vectors::{kind, load_invalid, load_valid, prefix, read_spec_file};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
-use peershare::proto::codec::DecodeError;
 use peershare::proto::dht::{self, msg_type, Datagram, MAX_DATAGRAM};
-
-fn spec_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("protocol-spec")
-        .join(rel)
-}
-
-fn read_spec_file(rel: &str) -> String {
-    let path = spec_path(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-fn parse_hex(file: &str, line_no: usize, hex: &str) -> Vec<u8> {
-    assert!(
-        !hex.bytes().any(|b| b.is_ascii_uppercase()),
-        "{file}:{line_no}: hex must be lower-case"
-    );
-    hex::decode(hex).unwrap_or_else(|e| panic!("{file}:{line_no}: bad hex: {e}"))
-}
-
-/// The non-comment, non-blank lines of a vector file, with their 1-based line numbers.
-fn data_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-}
-
-/// One valid vector.
-struct Valid {
-    name: String,
-    bytes: Vec<u8>,
-}
-
-/// One invalid vector.
-struct Invalid {
-    name: String,
-    error: String,
-    bytes: Vec<u8>,
-}
-
-fn load_valid() -> Vec<Valid> {
-    let file = "vectors/dht.txt";
-    let text = read_spec_file(file);
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (n, line) in data_lines(&text) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(fields.len(), 2, "{file}:{n}: expected `NAME HEX`");
-        assert!(
-            seen.insert(fields[0].to_owned()),
-            "{file}:{n}: duplicate name {}",
-            fields[0]
-        );
-        out.push(Valid {
-            name: fields[0].to_owned(),
-            bytes: parse_hex(file, n, fields[1]),
-        });
-    }
-    assert!(!out.is_empty(), "{file} holds no vectors");
-    out
-}
-
-fn load_invalid() -> Vec<Invalid> {
-    let file = "vectors/dht-invalid.txt";
-    let text = read_spec_file(file);
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (n, line) in data_lines(&text) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(fields.len(), 3, "{file}:{n}: expected `NAME ERROR HEX`");
-        assert!(
-            seen.insert(fields[0].to_owned()),
-            "{file}:{n}: duplicate name {}",
-            fields[0]
-        );
-        assert!(
-            ERROR_KINDS.contains(&fields[1]),
-            "{file}:{n}: unknown error kind {}",
-            fields[1]
-        );
-        out.push(Invalid {
-            name: fields[0].to_owned(),
-            error: fields[1].to_owned(),
-            bytes: parse_hex(file, n, fields[2]),
-        });
-    }
-    assert!(!out.is_empty(), "{file} holds no vectors");
-    out
-}
 
 /// Every `DecodeError` kind, as named in `dht-invalid.txt`.
 const ERROR_KINDS: [&str; 9] = [
@@ -116,30 +27,9 @@ const ERROR_KINDS: [&str; 9] = [
     "TooLarge",
 ];
 
-/// The name of an error's variant. No wildcard arm: a new variant must be added here, to
-/// `ERROR_KINDS`, and to the vectors.
-fn kind(e: &DecodeError) -> &'static str {
-    match e {
-        DecodeError::UnexpectedEnd { .. } => "UnexpectedEnd",
-        DecodeError::BadMagic(_) => "BadMagic",
-        DecodeError::UnsupportedVersion(_) => "UnsupportedVersion",
-        DecodeError::UnknownMessageType(_) => "UnknownMessageType",
-        DecodeError::LengthTooLarge { .. } => "LengthTooLarge",
-        DecodeError::BadAddressFamily(_) => "BadAddressFamily",
-        DecodeError::InvalidValue { .. } => "InvalidValue",
-        DecodeError::TrailingBytes(_) => "TrailingBytes",
-        DecodeError::TooLarge { .. } => "TooLarge",
-    }
-}
-
-/// The message name a vector name starts with: the part before the first `-`.
-fn prefix(name: &str) -> &str {
-    name.split('-').next().unwrap_or(name)
-}
-
 #[test]
 fn valid_vectors_decode_and_reencode_byte_exact() {
-    let vectors = load_valid();
+    let vectors = load_valid("vectors/dht.txt");
     for v in &vectors {
         let d = Datagram::decode(&v.bytes)
             .unwrap_or_else(|e| panic!("vector {}: decode failed: {e}", v.name));
@@ -168,7 +58,7 @@ fn valid_vectors_decode_and_reencode_byte_exact() {
 
 #[test]
 fn invalid_vectors_fail_with_the_named_error() {
-    let vectors = load_invalid();
+    let vectors = load_invalid("vectors/dht-invalid.txt", &ERROR_KINDS);
     for v in &vectors {
         match Datagram::decode(&v.bytes) {
             Ok(d) => panic!("vector {}: decoded as {d:?}, expected {}", v.name, v.error),
@@ -180,7 +70,7 @@ fn invalid_vectors_fail_with_the_named_error() {
 
 #[test]
 fn every_error_kind_has_an_invalid_vector() {
-    let vectors = load_invalid();
+    let vectors = load_invalid("vectors/dht-invalid.txt", &ERROR_KINDS);
     let covered: BTreeSet<&str> = vectors.iter().map(|v| v.error.as_str()).collect();
     for k in ERROR_KINDS {
         // TooLarge needs 1233 bytes; `oversized_datagrams_are_too_large` generates it.
@@ -196,7 +86,7 @@ fn every_error_kind_has_an_invalid_vector() {
 
 #[test]
 fn oversized_datagrams_are_too_large() {
-    let vectors = load_valid();
+    let vectors = load_valid("vectors/dht.txt");
     let max = vectors
         .iter()
         .find(|v| v.name == "providers-exactly-1232-bytes")
@@ -232,7 +122,7 @@ fn every_message_type_has_a_valid_vector() {
         .collect();
     assert_eq!(named, all.iter().copied().collect::<BTreeSet<u8>>());
 
-    let vectors = load_valid();
+    let vectors = load_valid("vectors/dht.txt");
     let mut by_type: BTreeMap<u8, Vec<&str>> = BTreeMap::new();
     for v in &vectors {
         let d = Datagram::decode(&v.bytes)
@@ -256,7 +146,7 @@ fn every_message_type_has_a_valid_vector() {
 /// The bytes of the block, concatenated, must equal vector NAME.
 #[test]
 fn examples_in_dht_md_match_the_vectors() {
-    let vectors = load_valid();
+    let vectors = load_valid("vectors/dht.txt");
     let doc = read_spec_file("dht.md");
     let lines: Vec<&str> = doc.lines().collect();
     let mut checked = BTreeSet::new();

@@ -9,103 +9,14 @@
 //!
 //! A missing or empty file is a failure, not a pass: a test that cannot fail checks nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+mod common;
 
-use peershare::proto::codec::DecodeError;
+use common::vectors::{kind, load_invalid, load_valid, prefix, read_spec_file, Valid};
+use std::collections::{BTreeMap, BTreeSet};
+
 use peershare::proto::wire::{
     self, decode_frame, frame_len_hint, msg_type, Message, MAX_CHUNK_SIZE, MAX_FRAME_LEN,
 };
-
-fn spec_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("protocol-spec")
-        .join(rel)
-}
-
-fn read_spec_file(rel: &str) -> String {
-    let path = spec_path(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-fn parse_hex(file: &str, line_no: usize, hex: &str) -> Vec<u8> {
-    assert!(
-        !hex.bytes().any(|b| b.is_ascii_uppercase()),
-        "{file}:{line_no}: hex must be lower-case"
-    );
-    hex::decode(hex).unwrap_or_else(|e| panic!("{file}:{line_no}: bad hex: {e}"))
-}
-
-/// The non-comment, non-blank lines of a vector file, with their 1-based line numbers.
-fn data_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-}
-
-/// One valid vector.
-struct Valid {
-    name: String,
-    bytes: Vec<u8>,
-}
-
-/// One invalid vector.
-struct Invalid {
-    name: String,
-    error: String,
-    bytes: Vec<u8>,
-}
-
-fn load_valid() -> Vec<Valid> {
-    let file = "vectors/wire.txt";
-    let text = read_spec_file(file);
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (n, line) in data_lines(&text) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(fields.len(), 2, "{file}:{n}: expected `NAME HEX`");
-        assert!(
-            seen.insert(fields[0].to_owned()),
-            "{file}:{n}: duplicate name {}",
-            fields[0]
-        );
-        out.push(Valid {
-            name: fields[0].to_owned(),
-            bytes: parse_hex(file, n, fields[1]),
-        });
-    }
-    assert!(!out.is_empty(), "{file} holds no vectors");
-    out
-}
-
-fn load_invalid() -> Vec<Invalid> {
-    let file = "vectors/wire-invalid.txt";
-    let text = read_spec_file(file);
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (n, line) in data_lines(&text) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(fields.len(), 3, "{file}:{n}: expected `NAME ERROR HEX`");
-        assert!(
-            seen.insert(fields[0].to_owned()),
-            "{file}:{n}: duplicate name {}",
-            fields[0]
-        );
-        assert!(
-            WIRE_ERROR_KINDS.contains(&fields[1]),
-            "{file}:{n}: {} is not an error kind the wire decoder reports",
-            fields[1]
-        );
-        out.push(Invalid {
-            name: fields[0].to_owned(),
-            error: fields[1].to_owned(),
-            bytes: parse_hex(file, n, fields[2]),
-        });
-    }
-    assert!(!out.is_empty(), "{file} holds no vectors");
-    out
-}
 
 /// Every `DecodeError` kind the wire decoder can report. `BadMagic` is missing on purpose: it
 /// holds the DHT's two-byte magic, so a wrong HANDSHAKE magic is an `InvalidValue`.
@@ -119,27 +30,6 @@ const WIRE_ERROR_KINDS: [&str; 8] = [
     "TrailingBytes",
     "TooLarge",
 ];
-
-/// The name of an error's variant. No wildcard arm: a new variant must be added here, to
-/// `WIRE_ERROR_KINDS` if the wire decoder can report it, and to the vectors.
-fn kind(e: &DecodeError) -> &'static str {
-    match e {
-        DecodeError::UnexpectedEnd { .. } => "UnexpectedEnd",
-        DecodeError::BadMagic(_) => "BadMagic",
-        DecodeError::UnsupportedVersion(_) => "UnsupportedVersion",
-        DecodeError::UnknownMessageType(_) => "UnknownMessageType",
-        DecodeError::LengthTooLarge { .. } => "LengthTooLarge",
-        DecodeError::BadAddressFamily(_) => "BadAddressFamily",
-        DecodeError::InvalidValue { .. } => "InvalidValue",
-        DecodeError::TrailingBytes(_) => "TrailingBytes",
-        DecodeError::TooLarge { .. } => "TooLarge",
-    }
-}
-
-/// The message name a vector name starts with: the part before the first `-`.
-fn prefix(name: &str) -> &str {
-    name.split('-').next().unwrap_or(name)
-}
 
 /// Decodes a vector that must be exactly one valid frame.
 fn decode_whole(v: &Valid) -> Message {
@@ -167,7 +57,7 @@ fn encode(msg: &Message) -> Vec<u8> {
 
 #[test]
 fn valid_vectors_decode_and_reencode_byte_exact() {
-    let vectors = load_valid();
+    let vectors = load_valid("vectors/wire.txt");
     for v in &vectors {
         let msg = decode_whole(v);
         assert_eq!(
@@ -210,7 +100,7 @@ fn valid_vectors_decode_and_reencode_byte_exact() {
 /// The reactor's view: a frame that has only partly arrived is "not yet", never an error.
 #[test]
 fn every_prefix_of_a_valid_vector_is_incomplete() {
-    for v in &load_valid() {
+    for v in &load_valid("vectors/wire.txt") {
         for k in 0..v.bytes.len() {
             let part = &v.bytes[..k];
             assert_eq!(
@@ -234,7 +124,7 @@ fn every_prefix_of_a_valid_vector_is_incomplete() {
 /// to a reactor-style buffer: the same messages come out, in order, whatever the cuts.
 #[test]
 fn all_valid_vectors_as_one_stream_decode_incrementally() {
-    let vectors = load_valid();
+    let vectors = load_valid("vectors/wire.txt");
     let want: Vec<Message> = vectors.iter().map(decode_whole).collect();
     let stream: Vec<u8> = vectors.iter().flat_map(|v| v.bytes.clone()).collect();
     for read_size in [1, 2, 3, 5, 7, 64, 1000, stream.len()] {
@@ -256,7 +146,7 @@ fn all_valid_vectors_as_one_stream_decode_incrementally() {
 
 #[test]
 fn invalid_vectors_fail_with_the_named_error() {
-    let vectors = load_invalid();
+    let vectors = load_invalid("vectors/wire-invalid.txt", &WIRE_ERROR_KINDS);
     for v in &vectors {
         let whole = match decode_frame(&v.bytes) {
             Ok(Some((msg, _))) => {
@@ -301,7 +191,7 @@ fn invalid_vectors_fail_with_the_named_error() {
 
 #[test]
 fn every_wire_error_kind_has_an_invalid_vector() {
-    let vectors = load_invalid();
+    let vectors = load_invalid("vectors/wire-invalid.txt", &WIRE_ERROR_KINDS);
     let covered: BTreeSet<&str> = vectors.iter().map(|v| v.error.as_str()).collect();
     for k in WIRE_ERROR_KINDS {
         assert!(
@@ -366,7 +256,7 @@ fn every_message_type_has_a_valid_vector() {
     assert_eq!(named, all.iter().copied().collect::<BTreeSet<u8>>());
 
     let mut by_type: BTreeMap<u8, Vec<&str>> = BTreeMap::new();
-    let vectors = load_valid();
+    let vectors = load_valid("vectors/wire.txt");
     for v in &vectors {
         by_type
             .entry(decode_whole(v).type_byte())
@@ -387,7 +277,7 @@ fn every_message_type_has_a_valid_vector() {
 /// The bytes of the block, concatenated, must equal vector NAME.
 #[test]
 fn examples_in_wire_md_match_the_vectors() {
-    let vectors = load_valid();
+    let vectors = load_valid("vectors/wire.txt");
     let doc = read_spec_file("wire.md");
     let lines: Vec<&str> = doc.lines().collect();
     let mut checked = BTreeSet::new();

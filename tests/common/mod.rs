@@ -1,6 +1,8 @@
 //! Test harness: real `peershare` processes on loopback, driven through their real API.
 #![allow(dead_code)]
 
+pub mod vectors;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
