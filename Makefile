@@ -27,8 +27,11 @@ lint:
 check-boundaries:
 	@tools/check-boundaries.sh
 
-## Benchmarks (figures, not pass/fail): DHT lookup latency under emulated delay, idle cost.
+## Benchmarks (figures, not pass/fail), side by side with libtorrent, curl from nginx, raw
+## SHA-256 and loopback TCP: DHT lookup latency, idle cost, 1 GiB and swarm transfers, memory.
+## install-deps.sh installs the anchors (python3-libtorrent, nginx-light, curl, iperf3) if missing.
 bench: build
+	tools/bench/install-deps.sh
 	python3 tools/bench/bench.py all
 
 ## The DHT in a deterministic simulator: 10,000 nodes, with and without 30% dead nodes.

@@ -1,17 +1,25 @@
 #!/usr/bin/env python3
 """PeerShare benchmarks: figures, not pass/fail. Real processes on loopback, driven through
-their real local API.
+their real local API, side by side with the anchors in the same run (see tools/bench/README.md).
 
   python3 tools/bench/bench.py dht   [--nodes 50] [--latency 25ms] [--loss 0%] [--lookups 200]
   python3 tools/bench/bench.py idle  [--nodes 200] [--settle 20] [--window 30]
-  python3 tools/bench/bench.py all
+  python3 tools/bench/bench.py transfer-1g    [--size 1G] [--repeat 3]
+  python3 tools/bench/bench.py transfer-swarm [--size 100M] [--leechers 8] [--hints all|seeder|none]
+  python3 tools/bench/bench.py rss            [--sizes 1G,4G]
+  python3 tools/bench/bench.py all   (dht at 0% and 1% loss, idle, then the three above)
 
 dht:  lookup latency (median, p99) of `local_request_content_info` when every node adds the
       given one-way delay to each DHT datagram it sends (`peershare run --emulate-latency`),
       since this kernel has no netem.
 idle: resident memory and CPU of idle nodes, all running together on this machine.
+transfer-1g: one file, 1 seeder -> 1 leecher: peershare vs libtorrent-rasterbar vs curl from
+      nginx (piped into SHA-256), plus raw SHA-256 and loopback TCP; ratios.
+transfer-swarm: 1 seeder -> N leechers at once, time until all are complete; ratios.
+rss:  the peershare leecher's peak RSS for big files (goal <= 50 MiB whatever the size).
+Needs tools/bench/install-deps.sh (python3-libtorrent, nginx, curl, openssl, iperf3).
 """
-import argparse, json, os, random, shutil, socket, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, random, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -19,11 +27,17 @@ BIN = os.environ.get("PEERSHARE_BIN", os.path.join(ROOT, "target", "release", "p
 
 
 class Node:
-    def __init__(self, work, name, args):
+    def __init__(self, work, name, args, log=False):
         self.dir = os.path.join(work, name)
         cmd = [BIN, "run", "--data-dir", self.dir, "--bind", "127.0.0.1", "--port", "0",
                "--api-port", "0", "-q"] + args
-        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        err = subprocess.DEVNULL
+        if log:  # keep warnings and errors, to report what went wrong
+            os.makedirs(self.dir, exist_ok=True)
+            err = open(os.path.join(self.dir, "stderr.log"), "wb")
+        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        if log:
+            err.close()
         info = {}
         for line in self.p.stdout:
             line = line.strip()
@@ -33,6 +47,8 @@ class Node:
                 k, v = line.split(": ", 1)
                 info[k] = v.split(" ")[0]
         if "api" not in info:
+            self.p.kill()
+            self.p.wait()
             raise SystemExit(f"node {name} did not start")
         self.listen = info["listen"]
         host, port = info["api"].rsplit(":", 1)
@@ -162,6 +178,639 @@ def bench_idle(a):
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ----------------------------------------------------------------------------- transfers
+# Side by side, on 127.0.0.1, in the same run: peershare, libtorrent-rasterbar (tools/bench/
+# lt_anchor.py under Debian's /usr/bin/python3), curl from nginx, SHA-256 and loopback TCP.
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LT_PYTHON = os.environ.get("LT_PYTHON", "/usr/bin/python3")
+MIB, GIB = 1 << 20, 1 << 30
+_versions_printed = False
+HINTS = {"all": "peer hints: seeder + other leechers", "seeder": "peer hint: seeder only",
+         "none": "no peer hint: providers from the DHT"}
+
+
+def parse_size(text):
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*", text, re.I)
+    if not m:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a size (e.g. 256M, 1G, 100MiB)")
+    return int(float(m.group(1)) * {"": 1, "k": 1 << 10, "m": MIB, "g": GIB, "t": 1 << 40}[m.group(2).lower()])
+
+
+def human(n):
+    if n % GIB == 0:
+        return f"{n // GIB} GiB"
+    if n % MIB == 0:
+        return f"{n // MIB} MiB"
+    return f"{n} B"
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+class Load:
+    """The machine's load while a scenario runs: the load average before and after, and how
+    much CPU processes other than this harness and its children used meanwhile (busy time from
+    /proc/stat minus our own and our reaped children's CPU time), in cores. The load average
+    counts our own processes too (and tasks waiting on disk); the `others` figure does not,
+    except kernel threads (disk writeback, softirq work done outside our processes)."""
+
+    def __init__(self):
+        self.avg = loadavg()
+        self.wall, self.busy, self.own = time.time(), self._busy(), self._own()
+
+    @staticmethod
+    def _busy():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+    @staticmethod
+    def _own():
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def report(self):
+        wall = max(time.time() - self.wall, 1e-9)
+        others = max(0.0, (self._busy() - self.busy) - (self._own() - self.own)) / wall
+        return (f"load average before {self.avg}, after {loadavg()}; other processes used "
+                f"{others:.2f} of {os.cpu_count()} cores meanwhile")
+
+
+def vm_hwm_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def openssl_sha256(path):
+    out = subprocess.run(["openssl", "dgst", "-sha256", "-r", path], check=True,
+                         capture_output=True, text=True).stdout
+    return out.split()[0].lower()
+
+
+def first_line(cmd):
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+        return ((p.stdout or "") + (p.stderr or "")).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError) as e:
+        return f"unavailable ({e.__class__.__name__})"
+
+
+def print_versions():
+    global _versions_printed
+    if _versions_printed:
+        return
+    _versions_printed = True
+    lt = first_line([LT_PYTHON, "-c", "import libtorrent as lt; print('libtorrent-rasterbar', lt.__version__)"])
+    print(f"versions: {first_line([BIN, '--version'])} | {lt} | {first_line(['nginx', '-v'])} | "
+          f"{first_line(['curl', '--version'])} | {first_line(['openssl', 'version'])} | "
+          f"{first_line(['iperf3', '--version']) if shutil.which('iperf3') else 'iperf3 not installed'}")
+    print(f"machine: {os.cpu_count()} CPUs, everything on 127.0.0.1, page cache warm (inputs read "
+          f"before each scenario); other work on this machine shows in the load figures")
+
+
+def ensure_input(work, size):
+    """A file of `size` random bytes in WORK/inputs, generated once and reused, and its SHA-256."""
+    d = os.path.join(work, "inputs")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, f"random-{human(size).replace(' ', '')}.bin")
+    sha_file = path + ".sha256"
+    if os.path.exists(path) and os.path.getsize(path) == size and os.path.exists(sha_file):
+        with open(sha_file) as f:
+            return path, f.read().strip()
+    print(f"  (generating {human(size)} of random bytes into {path}, once: later runs reuse it)", flush=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 16 * MIB)
+            f.write(os.urandom(n))
+            left -= n
+        f.flush()
+        os.fsync(f.fileno())  # no writeback of the input during the timed runs
+    os.replace(tmp, path)
+    sha = openssl_sha256(path)
+    with open(sha_file, "w") as f:
+        f.write(sha + "\n")
+    return path, sha
+
+
+def warm(path):
+    """Reads the file through so every system starts from the page cache, after flushing dirty
+    pages so earlier writes are not written back during the timed runs."""
+    os.sync()
+    with open(path, "rb", buffering=0) as f:
+        while f.read(8 * MIB):
+            pass
+
+
+def tail(path, n=5):
+    try:
+        with open(path, errors="replace") as f:
+            return " | ".join(line.strip() for line in f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def diagnose(node, label, work):
+    """What a node that failed or hung was doing: whether its API still answers, its threads'
+    states, and (with gdb installed) every thread's backtrace, saved with its log under
+    WORK/failures/ (outside the run folder, which is removed). Returns a one-line summary."""
+    out = os.path.join(work, "failures", time.strftime("%Y%m%d-%H%M%S-") + label)
+    os.makedirs(out, exist_ok=True)
+    parts = []
+    if node.p.poll() is not None:
+        parts.append(f"process exited with {node.p.returncode}")
+    else:
+        for kind in ("status", "transfer_status"):
+            try:
+                r = node.call(kind, timeout=5)
+                parts.append(f"{kind} answers")
+                with open(os.path.join(out, kind + ".json"), "w") as f:
+                    json.dump(r, f, indent=1)
+            except (OSError, ValueError) as e:
+                parts.append(f"{kind} does not answer ({e.__class__.__name__})")
+        threads = []
+        task = f"/proc/{node.p.pid}/task"
+        for tid in sorted(os.listdir(task), key=int):
+            try:
+                comm = open(f"{task}/{tid}/comm").read().strip()
+                state = open(f"{task}/{tid}/stat").read().rsplit(")", 1)[1].split()[0]
+                wchan = open(f"{task}/{tid}/wchan").read().strip()
+                threads.append(f"{comm}:{state}:{wchan}")
+            except OSError:
+                pass
+        parts.append("threads " + " ".join(threads))
+        if shutil.which("gdb"):
+            bt = subprocess.run(["gdb", "-p", str(node.p.pid), "-batch", "-ex", "thread apply all bt"],
+                                capture_output=True, text=True, timeout=120).stdout
+            with open(os.path.join(out, "backtraces.txt"), "w") as f:
+                f.write(bt)
+    try:
+        shutil.copy(os.path.join(node.dir, "stderr.log"), out)
+    except OSError:
+        pass
+    with open(os.path.join(out, "summary.txt"), "w") as f:
+        f.write("\n".join(parts) + "\n")
+    return f"{'; '.join(parts)} (details in {out})"
+
+
+def timed_shell(cmd):
+    t = time.perf_counter()
+    p = subprocess.run(["bash", "-c", "set -o pipefail; " + cmd], capture_output=True, text=True)
+    return time.perf_counter() - t, p
+
+
+def ps_transfer(run_dir, src, sha, leechers, hints, timeout):
+    """peershare: one seeder shares SRC (local_add_file), LEECHERS nodes bootstrapped from it
+    download it at once (local_request_file with the peer hint); the time runs from the first
+    request sent to the last reply received."""
+    res = {"time": None, "ok": False}
+    work = os.path.dirname(run_dir)
+    nodes = []
+    try:
+        seed = Node(run_dir, "seed", [], log=True)
+        nodes.append(seed)
+        t = time.perf_counter()
+        try:
+            r = seed.call("local_add_file", {"filepath": src}, timeout=timeout)
+        except (OSError, ValueError) as e:
+            res["error"] = (f"seeder: no reply to local_add_file {src} within {timeout:.0f} s "
+                            f"({e.__class__.__name__}); {diagnose(seed, 'add', work)}")
+            return res
+        res["add_s"] = time.perf_counter() - t
+        if r.get("status") != "success":
+            res["error"] = f"local_add_file failed: {r}"
+            return res
+        cid = r["file_hash"]
+        with ThreadPoolExecutor(8) as ex:
+            ls = list(ex.map(lambda i: Node(run_dir, f"l{i}", ["--bootstrap", seed.listen], log=True),
+                             range(leechers)))
+        nodes += ls
+        outs = []
+        for i in range(leechers):
+            outs.append(os.path.join(run_dir, f"out{i}"))
+            os.makedirs(outs[-1])
+
+        def one(i):
+            req = {"content_hash": cid, "output_dir": outs[i]}
+            if hints != "none":
+                req["peers"] = [seed.listen]
+            if hints == "all":
+                req["peers"] += [x.listen for j, x in enumerate(ls) if j != i]
+            t = time.perf_counter()
+            try:
+                r = ls[i].call("local_request_file", req, timeout=timeout)
+            except (OSError, ValueError) as e:
+                r = {"status": "error", "message": f"no reply: {e.__class__.__name__}: {e}"}
+            return t, time.perf_counter(), r
+
+        # With one leecher, watch its progress (transfer_status every 50 ms) to split the time
+        # into "every chunk verified" and the finish (whole-file check, fsync, final name).
+        watch = {"stop": False, "chunks_done": None}
+
+        def watcher():
+            while not watch["stop"]:
+                try:
+                    st = ls[0].call("transfer_status", {"content_hash": cid}, timeout=5)
+                    for tr in st.get("transfers", []):
+                        if tr.get("chunks_total") and tr.get("chunks_have") == tr.get("chunks_total"):
+                            watch["chunks_done"] = time.perf_counter() - t0
+                            return
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.05)
+
+        t0 = time.perf_counter()
+        w = threading.Thread(target=watcher, daemon=True)
+        if leechers == 1:
+            w.start()
+        with ThreadPoolExecutor(leechers) as ex:
+            done = list(ex.map(one, range(leechers)))
+        watch["stop"] = True
+        if leechers == 1:
+            w.join()
+        res["chunks_done"] = watch["chunks_done"]
+        res["times"] = [end - t0 for _, end, _ in done]
+        res["rss_mib"] = [vm_hwm_mib(n.p.pid) for n in ls]
+        res["seed_rss_mib"] = vm_hwm_mib(seed.p.pid)
+        errors = []
+        for i, (_, _, r) in enumerate(done):
+            if r.get("status") != "success":
+                errors.append(f"leecher {i}: {r.get('message', r)}")
+                continue
+            path = r.get("file_path") or os.path.join(outs[i], r.get("filename", ""))
+            if not os.path.isabs(path):
+                path = os.path.join(outs[i], path)
+            if not os.path.exists(path):
+                errors.append(f"leecher {i}: reply names {path}, which does not exist")
+            elif openssl_sha256(path) != sha:
+                errors.append(f"leecher {i}: {path} differs from the input (SHA-256)")
+        if errors:
+            for i, n in enumerate(ls):
+                errors.append(f"leecher {i}: {diagnose(n, f'leecher{i}', work)}; "
+                              f"log: {tail(os.path.join(n.dir, 'stderr.log'))}")
+            errors.append(f"seeder: {diagnose(seed, 'seeder', work)}")
+            res["error"] = "; ".join(errors)
+        else:
+            res["ok"] = True
+            res["time"] = max(res["times"])
+        return res
+    finally:
+        for n in nodes:
+            n.stop()
+
+
+def lt_transfer(run_dir, src, sha, leechers, settings, timeout):
+    """libtorrent-rasterbar: see lt_anchor.py. Time from the first connect_peer to the last
+    leecher seeding."""
+    res = {"time": None, "ok": False}
+    cmd = [LT_PYTHON, os.path.join(HERE, "lt_anchor.py"), src, os.path.join(run_dir, "lt"),
+           "--leechers", str(leechers), "--settings", settings, "--timeout", str(timeout)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 120)
+    except subprocess.TimeoutExpired:
+        res["error"] = "lt_anchor.py timed out"
+        return res
+    try:
+        out = json.loads(p.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        res["error"] = f"lt_anchor.py failed (exit {p.returncode}): {p.stderr.strip()[-400:]}"
+        return res
+    res["add_s"] = out["hash_s"]
+    res["times"] = out["times"]
+    if None in out["times"]:
+        res["error"] = f"not every leecher finished within {timeout:.0f} s: {out['times']}"
+        return res
+    bad = [f for f in out["files"] if openssl_sha256(f) != sha]
+    if bad:
+        res["error"] = f"output differs from the input: {bad}"
+        return res
+    res["ok"] = True
+    res["time"] = max(out["times"])
+    return res
+
+
+class Nginx:
+    """nginx on 127.0.0.1 serving ROOT, from a minimal config in its own directory, run in the
+    foreground by us (sendfile on, access log off)."""
+
+    def __init__(self, run_dir, root):
+        self.dir = os.path.join(run_dir, "nginx")
+        os.makedirs(self.dir)
+        self.port = free_port()
+        built = subprocess.run(["nginx", "-V"], capture_output=True, text=True).stderr
+        temps = "".join(f"  {m}_temp_path {self.dir}/{m};\n"
+                        for m in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+                        if f"--http-{m.replace('_', '-')}-temp-path" in built)
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""{'user root;' if os.geteuid() == 0 else ''}
+worker_processes {os.cpu_count()};
+daemon off;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  default_type application/octet-stream;
+{temps}  server {{
+    listen 127.0.0.1:{self.port};
+    root {root};
+  }}
+}}
+""")
+        self.p = subprocess.Popen(["nginx", "-p", self.dir, "-c", conf, "-e", f"{self.dir}/error.log"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.p.poll() is not None or time.time() > deadline:
+                    self.stop()
+                    raise SystemExit(f"nginx did not start: {tail(os.path.join(self.dir, 'error.log'))}")
+                time.sleep(0.05)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}/{os.path.basename(path)}"
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+def curl_transfer(run_dir, url, sha, n, sink):
+    """N concurrent `curl URL | SINK`: sink `openssl` (openssl dgst -sha256), `sha256sum`,
+    `file` (curl -o FILE; the file is checked outside the timing) or `file+fsync` (the same,
+    then `sync FILE`, as durable as peershare's finished download)."""
+    res = {"time": None, "ok": False}
+    procs, outs = [], []
+    for i in range(n):
+        if sink in ("file", "file+fsync"):
+            outs.append(os.path.join(run_dir, f"curl{i}.bin"))
+            cmd = f"curl -s --fail -o {outs[-1]} {url}"
+            if sink == "file+fsync":
+                cmd += f" && sync {outs[-1]}"  # coreutils sync FILE: fsync(2) of that file
+        elif sink == "openssl":
+            cmd = f"curl -s --fail {url} | openssl dgst -sha256 -r"
+        else:
+            cmd = f"curl -s --fail {url} | sha256sum"
+        procs.append(["bash", "-c", "set -o pipefail; " + cmd])
+    t0 = time.perf_counter()
+    ps = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in procs]
+    try:
+        ends = [None] * n
+        while None in ends:
+            for i, p in enumerate(ps):
+                if ends[i] is None and p.poll() is not None:
+                    ends[i] = time.perf_counter() - t0
+            time.sleep(0.002)
+    finally:
+        for p in ps:
+            if p.poll() is None:
+                p.kill()
+    res["times"] = ends
+    errors = []
+    for i, p in enumerate(ps):
+        out, err = p.communicate()
+        if p.returncode != 0:
+            errors.append(f"curl {i} exit {p.returncode}: {err.strip()[-200:]}")
+        elif sink in ("file", "file+fsync"):
+            if openssl_sha256(outs[i]) != sha:
+                errors.append(f"curl {i}: file differs")
+        elif out.split()[0].lower() != sha:
+            errors.append(f"curl {i}: SHA-256 differs")
+    if errors:
+        res["error"] = "; ".join(errors)
+    else:
+        res["ok"] = True
+        res["time"] = max(ends)
+    return res
+
+
+def iperf3_loopback(seconds=3):
+    """Single-stream loopback TCP throughput in bytes/s (iperf3), or None if not installed."""
+    if not shutil.which("iperf3"):
+        return None
+    port = free_port()
+    srv = subprocess.Popen(["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            time.sleep(0.1)
+            p = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"],
+                               capture_output=True, text=True, timeout=seconds + 30)
+            if p.returncode == 0:
+                return json.loads(p.stdout)["end"]["sum_received"]["bits_per_second"] / 8
+        return None
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+        srv.wait()
+
+
+def run_rounds(a, systems):
+    """Runs every system A.repeat times, interleaved (A B C, A B C, ...) so that a burst of
+    other load on the machine hits them alike; returns {name: [result, ...]}."""
+    out = {name: [] for name, _ in systems}
+    only = [x.strip() for x in a.only.split(",")] if a.only else None
+    for _ in range(a.repeat):
+        for name, fn in systems:
+            if only and not any(name.startswith(o) for o in only):
+                continue
+            d = tempfile.mkdtemp(prefix="run-", dir=a.work_dir)
+            try:
+                out[name].append(fn(d))
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+def summary(results):
+    """The median run by time (failed runs count as slowest) and the spread."""
+    if not results:
+        return None, "not run (--only)"
+    good = sorted((r for r in results if r["ok"]), key=lambda r: r["time"])
+    if len(good) < len(results):
+        bad = [r for r in results if not r["ok"]]
+        return None, f"FAILED {len(bad)}/{len(results)} runs: {bad[0].get('error', '?')}"
+    med = good[(len(good) - 1) // 2]
+    spread = "" if len(good) == 1 else f" (median of {len(good)}: {good[0]['time']:.2f}..{good[-1]['time']:.2f} s)"
+    return med, spread
+
+
+def split(r):
+    """`every chunk verified at X s (+Y s to finish)` when the watcher saw it."""
+    c = r.get("chunks_done")
+    if c is None or r.get("time") is None:
+        return ""
+    return f"; every chunk verified at {c:.2f} s, then {r['time'] - c:.2f} s to finish"
+
+
+def rate(size, t):
+    return f"{size / MIB / t:7.0f} MiB/s" if t else "      - MiB/s"
+
+
+def line(name, size, results, extra=lambda r: ""):
+    med, spread = summary(results)
+    if med is None:
+        print(f"  {name:<24} {spread}")
+        return None
+    print(f"  {name:<24} {med['time']:7.2f} s {rate(size, med['time'])}{spread}{extra(med)}")
+    return med["time"]
+
+
+def ratio(name, res, a, b, goal):
+    """Median time of A over median time of B, and the same ratio round by round (the systems
+    of one round ran back to back, so they saw much the same load)."""
+    ma, _ = summary(res[a])
+    mb, _ = summary(res[b])
+    if ma is None or mb is None:
+        print(f"  ratio {name}: n/a (a run failed or was not run)")
+        return
+    rounds = [x["time"] / y["time"] for x, y in zip(res[a], res[b])]
+    per = "" if len(rounds) < 2 else f"  per round {', '.join(f'{r:.2f}' for r in rounds)}"
+    print(f"  ratio {name} = {ma['time'] / mb['time']:.2f}  (goal <= {goal}){per}")
+
+
+def bench_transfer_1g(a):
+    print_versions()
+    os.makedirs(a.work_dir, exist_ok=True)
+    src, sha = ensure_input(a.work_dir, a.size)
+    size = a.size
+    timeout = a.timeout or 120 + size / (10 * MIB)
+    warm(src)
+    print(f"transfer-1g: {human(size)} of random bytes, 1 seeder -> 1 leecher on 127.0.0.1, "
+          f"{a.repeat} rounds", flush=True)
+    load = Load()
+    ngx = Nginx(tempfile.mkdtemp(prefix="nginx-", dir=a.work_dir), os.path.dirname(src))
+    try:
+        url = ngx.url(src)
+        res = run_rounds(a, [
+            ("peershare", lambda d: ps_transfer(d, src, sha, 1, a.hints, timeout)),
+            ("libtorrent", lambda d: lt_transfer(d, src, sha, 1, a.lt_settings, timeout)),
+            ("curl|openssl", lambda d: curl_transfer(d, url, sha, 1, "openssl")),
+            ("curl|sha256sum", lambda d: curl_transfer(d, url, sha, 1, "sha256sum")),
+            ("curl -o file", lambda d: curl_transfer(d, url, sha, 1, "file")),
+            ("curl -o file+fsync", lambda d: curl_transfer(d, url, sha, 1, "file+fsync")),
+        ])
+    finally:
+        ngx.stop()
+        shutil.rmtree(os.path.dirname(ngx.dir), ignore_errors=True)
+    t_sha = min(timed_shell(f"openssl dgst -sha256 {src} >/dev/null")[0] for _ in range(2))
+    t_sum = timed_shell(f"sha256sum {src} >/dev/null")[0]
+    tcp = iperf3_loopback()
+
+    ps = line("peershare", size, res["peershare"], lambda r: (
+        f"  identical{split(r)}; add (hash) {r['add_s']:.2f} s; leecher peak RSS {r['rss_mib'][0]:.1f} MiB (goal <= 50) "
+        f"(seeder {r['seed_rss_mib']:.1f} MiB); {HINTS['seeder' if a.hints == 'all' else a.hints]}"))
+    line(f"libtorrent ({a.lt_settings})", size, res["libtorrent"], lambda r: (
+        f"  identical; create_torrent (hash) {r['add_s']:.2f} s"))
+    line("curl|openssl sha256", size, res["curl|openssl"], lambda r: "  hash matches")
+    cs = line("curl|sha256sum", size, res["curl|sha256sum"], lambda r: "  hash matches")
+    line("curl -o file", size, res["curl -o file"], lambda r: "  identical")
+    line("curl -o file; sync file", size, res["curl -o file+fsync"], lambda r: "  identical, fsynced")
+    print(f"  {'sha256 (openssl)':<24} {t_sha:7.2f} s {rate(size, t_sha)}   coreutils sha256sum {t_sum:.2f} s {rate(size, t_sum).strip()}")
+    if tcp:
+        print(f"  {'loopback TCP (iperf3)':<24} {size / tcp:7.2f} s {tcp / MIB:7.0f} MiB/s  (1 stream, 3 s)")
+    else:
+        print("  loopback TCP: skipped (iperf3 not installed: tools/bench/install-deps.sh)")
+    ratio("peershare / libtorrent", res, "peershare", "libtorrent", 0.5)
+    ratio("peershare / (curl|openssl sha256)", res, "peershare", "curl|openssl", 1.2)
+    if ps and cs:
+        print(f"  (for reference: peershare / (curl|sha256sum) = {ps / cs:.2f}; the ratio above uses "
+              f"openssl, the faster hasher, so curl's side is not slowed by coreutils)")
+    print(f"  {load.report()}", flush=True)
+
+
+def bench_transfer_swarm(a):
+    print_versions()
+    os.makedirs(a.work_dir, exist_ok=True)
+    src, sha = ensure_input(a.work_dir, a.size)
+    size, n = a.size, a.leechers
+    timeout = a.timeout or 120 + n * size / (5 * MIB)
+    warm(src)
+    print(f"transfer-swarm: {human(size)}, 1 seeder -> {n} leechers at once on 127.0.0.1, nothing "
+          f"throttled, time until all are complete, {a.repeat} rounds", flush=True)
+    load = Load()
+    ngx = Nginx(tempfile.mkdtemp(prefix="nginx-", dir=a.work_dir), os.path.dirname(src))
+    try:
+        url = ngx.url(src)
+        res = run_rounds(a, [
+            ("peershare", lambda d: ps_transfer(d, src, sha, n, a.hints, timeout)),
+            ("libtorrent", lambda d: lt_transfer(d, src, sha, n, a.lt_settings, timeout)),
+            ("curl|openssl", lambda d: curl_transfer(d, url, sha, n, "openssl")),
+            ("curl|sha256sum", lambda d: curl_transfer(d, url, sha, n, "sha256sum")),
+        ])
+    finally:
+        ngx.stop()
+        shutil.rmtree(os.path.dirname(ngx.dir), ignore_errors=True)
+    each = lambda r: f"  each {min(r['times']):.2f}..{max(r['times']):.2f} s"
+    agg = n * size
+    line("peershare", agg, res["peershare"], lambda r: (
+        f"{each(r)}; all identical; leecher peak RSS max {max(r['rss_mib']):.1f} MiB "
+        f"(seeder {r['seed_rss_mib']:.1f} MiB); {HINTS[a.hints]}"))
+    line(f"libtorrent ({a.lt_settings})", agg, res["libtorrent"], lambda r: f"{each(r)}; all identical")
+    line(f"{n}x curl|openssl", agg, res["curl|openssl"], lambda r: f"{each(r)}; hashes match")
+    line(f"{n}x curl|sha256sum", agg, res["curl|sha256sum"], lambda r: f"{each(r)}; hashes match")
+    print("  (MiB/s here is the aggregate: all leechers' bytes / time until the last completes)")
+    ratio("peershare / libtorrent", res, "peershare", "libtorrent", 0.5)
+    ratio(f"peershare / ({n}x curl|openssl sha256)", res, "peershare", "curl|openssl", 1.2)
+    print(f"  {load.report()}", flush=True)
+
+
+def bench_rss(a):
+    print_versions()
+    os.makedirs(a.work_dir, exist_ok=True)
+    print("rss: peershare leecher peak RSS (VmHWM) downloading one file, 1 seeder -> 1 leecher "
+          "(goal <= 50 MiB whatever the size)", flush=True)
+    for size in a.sizes:
+        path = os.path.join(a.work_dir, "inputs", f"random-{human(size).replace(' ', '')}.bin")
+        cached = os.path.exists(path) and os.path.getsize(path) == size
+        need = size * (2 if cached else 3)
+        free = shutil.disk_usage(a.work_dir).free
+        if free < need:
+            print(f"  {human(size):>7}: SKIPPED: {free / GIB:.1f} GiB free in {a.work_dir}, this needs "
+                  f"{need / GIB:.0f} GiB (input{' cached' if cached else ''} + output + margin)")
+            continue
+        src, sha = ensure_input(a.work_dir, size)
+        warm(src)
+        load = Load()
+        d = tempfile.mkdtemp(prefix="run-", dir=a.work_dir)
+        try:
+            r = ps_transfer(d, src, sha, 1, a.hints, a.timeout or 120 + size / (10 * MIB))
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        if not r["ok"]:
+            print(f"  {human(size):>7}: FAILED: {r.get('error')}")
+            continue
+        rss = r["rss_mib"][0]
+        print(f"  {human(size):>7}: leecher peak RSS {rss:6.1f} MiB  {'within' if rss <= 50 else 'ABOVE'} goal;  "
+              f"seeder {r['seed_rss_mib']:.1f} MiB;  transfer {r['time']:.2f} s {rate(size, r['time']).strip()}, "
+              f"identical{split(r)}; add (hash) {r['add_s']:.2f} s", flush=True)
+        print(f"           {load.report()}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
@@ -177,18 +826,56 @@ def main():
     i.add_argument("--nodes", type=int, default=200)
     i.add_argument("--settle", type=float, default=20)
     i.add_argument("--window", type=float, default=30)
-    sub.add_parser("all")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--work-dir", default=os.environ.get("PS_BENCH_DIR", "/tmp/peershare-bench"),
+                        help="inputs are cached in WORK_DIR/inputs; runs use temporary subfolders "
+                             "(default /tmp/peershare-bench or $PS_BENCH_DIR)")
+    common.add_argument("--repeat", type=int, default=3, help="rounds per system; the median is reported")
+    common.add_argument("--lt-settings", choices=["hp", "default"], default="hp",
+                        help="libtorrent settings pack: high_performance_seed (the faster here) or defaults")
+    common.add_argument("--hints", choices=["all", "seeder", "none"], default="all",
+                        help="peers named in each peershare local_request_file: the seeder and the "
+                             "other leechers (as libtorrent is connected; default), the seeder only, "
+                             "or none (found through the DHT, which every leecher joined through the seeder)")
+    common.add_argument("--only", default="",
+                        help="comma-separated systems to run, by name prefix (e.g. peershare,libtorrent)")
+    common.add_argument("--timeout", type=float, default=0,
+                        help="seconds to wait for one add or download (default: 120 + 10 MiB/s)")
+    t = sub.add_parser("transfer-1g", parents=[common], help="1 seeder -> 1 leecher, side by side")
+    t.add_argument("--size", type=parse_size, default=GIB, help="file size (default 1G), e.g. 256M")
+    w = sub.add_parser("transfer-swarm", parents=[common], help="1 seeder -> N leechers at once")
+    w.add_argument("--size", type=parse_size, default=100 * MIB, help="file size (default 100M)")
+    w.add_argument("--leechers", type=int, default=8)
+    r = sub.add_parser("rss", parents=[common], help="leecher peak RSS for big files")
+    r.add_argument("--sizes", type=lambda v: [parse_size(x) for x in v.split(",")], default=[GIB, 4 * GIB],
+                   help="comma-separated sizes (default 1G,4G)")
+    sub.add_parser("all", parents=[common])
     a = ap.parse_args()
     if not os.path.exists(BIN):
         raise SystemExit(f"{BIN} not found: run `cargo build --release` (make bench does)")
+    # SIGTERM unwinds like Ctrl-C, so every scenario's finally stops its processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if a.what == "dht":
         bench_dht(a)
     elif a.what == "idle":
         bench_idle(a)
+    elif a.what == "transfer-1g":
+        bench_transfer_1g(a)
+    elif a.what == "transfer-swarm":
+        bench_transfer_swarm(a)
+    elif a.what == "rss":
+        bench_rss(a)
     else:
+        t0 = time.time()
         for loss in ("0%", "1%"):
             bench_dht(ap.parse_args(["dht", "--loss", loss]))
         bench_idle(ap.parse_args(["idle"]))
+        same = ["--work-dir", a.work_dir, "--repeat", str(a.repeat), "--lt-settings", a.lt_settings,
+                "--hints", a.hints, "--timeout", str(a.timeout), "--only", a.only]
+        for what in ("transfer-1g", "transfer-swarm", "rss"):
+            sys.stdout.flush()
+            globals()["bench_" + what.replace("-", "_")](ap.parse_args([what] + same))
+        print(f"all: {time.time() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""libtorrent-rasterbar anchor for tools/bench/bench.py: 1 seeder -> N leechers on 127.0.0.1,
+no tracker, no DHT: every leecher is connected directly to the seeder and to every other
+leecher (a swarm). TCP only (uTP off: on loopback uTP is much slower and would flatter us), the
+local peer class left unlimited, the seeder in seed_mode (no re-check of the file it was built
+from). Runs under Debian's /usr/bin/python3, which has python3-libtorrent.
+
+usage: lt_anchor.py FILE WORKDIR [--leechers N] [--piece-kib K] [--settings default|hp]
+                    [--timeout S]
+Prints one JSON object on stdout: version, hash_s (create_torrent + set_piece_hashes),
+times (seconds from the first connect_peer to is_seeding, per leecher; null if not done),
+files (each leecher's output path). WORKDIR is created and must be removed by the caller.
+"""
+import argparse
+import json
+import os
+import time
+
+import libtorrent as lt
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("file")
+    ap.add_argument("work")
+    ap.add_argument("--leechers", type=int, default=1)
+    ap.add_argument("--piece-kib", type=int, default=1024)
+    ap.add_argument("--settings", choices=["default", "hp"], default="default")
+    ap.add_argument("--timeout", type=float, default=300)
+    a = ap.parse_args()
+    src = os.path.abspath(a.file)
+    os.makedirs(a.work, exist_ok=True)
+
+    t = time.perf_counter()
+    fs = lt.file_storage()
+    lt.add_files(fs, src)
+    ct = lt.create_torrent(fs, a.piece_kib * 1024)
+    lt.set_piece_hashes(ct, os.path.dirname(src))
+    ti = lt.torrent_info(ct.generate())
+    hash_s = time.perf_counter() - t
+
+    base = lt.high_performance_seed() if a.settings == "hp" else {}
+
+    def session():
+        s = dict(base)
+        s.update({
+            "listen_interfaces": "127.0.0.1:0",
+            "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+            "allow_multiple_connections_per_ip": True, "alert_mask": 0,
+            "enable_outgoing_utp": False, "enable_incoming_utp": False,
+        })
+        ses = lt.session(s)
+        # Loopback peers are in the local peer class: make sure nothing limits it.
+        ses.set_peer_class(lt.session.local_peer_class_id,
+                           {"upload_limit": 0, "download_limit": 0, "label": "local"})
+        return ses
+
+    seed = session()
+    seed.add_torrent({"ti": ti, "save_path": os.path.dirname(src),
+                      "flags": lt.torrent_flags.seed_mode})
+    leech = []
+    for i in range(a.leechers):
+        s = session()
+        d = os.path.join(a.work, f"l{i}")
+        os.makedirs(d, exist_ok=True)
+        h = s.add_torrent({"ti": ti, "save_path": d})
+        leech.append((s, h, d))
+    # Wait until every leecher has finished checking its (empty) save path.
+    deadline = time.time() + 30
+    while time.time() < deadline and any(
+            h.status().state not in (lt.torrent_status.downloading,) for _, h, _ in leech):
+        time.sleep(0.01)
+    ports = [s.listen_port() for s, _, _ in leech]
+    seed_port = seed.listen_port()
+
+    t0 = time.perf_counter()
+    for i, (s, h, _) in enumerate(leech):
+        h.connect_peer(("127.0.0.1", seed_port))
+        for j, p in enumerate(ports):
+            if j != i:
+                h.connect_peer(("127.0.0.1", p))
+    done = [None] * a.leechers
+    while None in done and time.perf_counter() - t0 < a.timeout:
+        for i, (_, h, _) in enumerate(leech):
+            if done[i] is None and h.status().is_seeding:
+                done[i] = time.perf_counter() - t0
+        time.sleep(0.005)
+    name = os.path.basename(src)
+    print(json.dumps({
+        "version": lt.__version__, "hash_s": hash_s, "times": done,
+        "files": [os.path.join(d, name) for _, _, d in leech],
+        "settings": a.settings, "piece_kib": a.piece_kib,
+    }), flush=True)
+    # Skip the sessions' slow, orderly teardown; the written pages are the kernel's already.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
