@@ -15,8 +15,10 @@
 //! Also: invalid manifests made from the vectors fail with the right `DecodeError`.
 //! A missing or empty vector file is a failure, not a pass.
 
+mod common;
+
+use common::vectors::{example_hex, read_spec_file};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use peershare::content::hasher::{hash_file, hash_file_stamped};
 use peershare::content::manifest::{self, Manifest};
@@ -35,17 +37,6 @@ fn files() -> Vec<(&'static str, Vec<u8>, Option<u32>)> {
         ("three-chunks", mod251(600_000), None),
         ("chunk-size-16k", mod251(40_000), Some(16_384)),
     ]
-}
-
-fn spec_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("protocol-spec")
-        .join(rel)
-}
-
-fn read_spec_file(rel: &str) -> String {
-    let path = spec_path(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 struct Vector {
@@ -275,23 +266,8 @@ fn examples_in_content_md_match_the_vectors() {
             .iter()
             .find(|v| v.name == name)
             .unwrap_or_else(|| panic!("content.md:{}: no vector named `{name}`", i + 1));
-        i += 1;
-        while i < lines.len() && !lines[i].trim_start().starts_with("```") {
-            i += 1;
-        }
-        assert!(i < lines.len(), "content.md: no code block after `{name}`");
-        i += 1;
-        let mut hex = String::new();
-        while i < lines.len() && !lines[i].trim_start().starts_with("```") {
-            let first = lines[i].split_whitespace().next().unwrap_or("");
-            assert!(
-                !first.is_empty() && first.bytes().all(|b| b.is_ascii_hexdigit()),
-                "content.md:{}: example line must start with hex bytes",
-                i + 1
-            );
-            hex.push_str(first);
-            i += 1;
-        }
+        let (hex, end) = example_hex("content.md", &lines, i, name);
+        i = end;
         assert_eq!(
             hex,
             hex::encode(&v.bytes),

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::vectors::{kind, load_invalid, load_valid, prefix, read_spec_file};
+use common::vectors::{example_hex, kind, load_invalid, load_valid, prefix, read_spec_file};
 use std::collections::{BTreeMap, BTreeSet};
 
 use peershare::proto::dht::{self, msg_type, Datagram, MAX_DATAGRAM};
@@ -162,27 +162,8 @@ fn examples_in_dht_md_match_the_vectors() {
             .iter()
             .find(|v| v.name == name)
             .unwrap_or_else(|| panic!("dht.md:{}: no vector named `{name}`", i + 1));
-        // Find the opening fence, then collect until the closing one.
-        i += 1;
-        while i < lines.len() && !lines[i].trim_start().starts_with("```") {
-            i += 1;
-        }
-        assert!(
-            i < lines.len(),
-            "dht.md: no code block after vector `{name}`"
-        );
-        i += 1;
-        let mut hex = String::new();
-        while i < lines.len() && !lines[i].trim_start().starts_with("```") {
-            let first = lines[i].split_whitespace().next().unwrap_or("");
-            assert!(
-                !first.is_empty() && first.bytes().all(|b| b.is_ascii_hexdigit()),
-                "dht.md:{}: example line must start with hex bytes",
-                i + 1
-            );
-            hex.push_str(first);
-            i += 1;
-        }
+        let (hex, end) = example_hex("dht.md", &lines, i, name);
+        i = end;
         assert_eq!(
             hex,
             hex::encode(&v.bytes),

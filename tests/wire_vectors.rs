@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::vectors::{kind, load_invalid, load_valid, prefix, read_spec_file, Valid};
+use common::vectors::{example_hex, kind, load_invalid, load_valid, prefix, read_spec_file, Valid};
 use std::collections::{BTreeMap, BTreeSet};
 
 use peershare::proto::wire::{
@@ -307,27 +307,8 @@ fn examples_in_wire_md_match_the_vectors() {
                 i + 1
             );
         }
-        // Find the opening fence, then collect until the closing one.
-        i += 1;
-        while i < lines.len() && !lines[i].trim_start().starts_with("```") {
-            i += 1;
-        }
-        assert!(
-            i < lines.len(),
-            "wire.md: no code block after vector `{name}`"
-        );
-        i += 1;
-        let mut hex = String::new();
-        while i < lines.len() && !lines[i].trim_start().starts_with("```") {
-            let first = lines[i].split_whitespace().next().unwrap_or("");
-            assert!(
-                !first.is_empty() && first.bytes().all(|b| b.is_ascii_hexdigit()),
-                "wire.md:{}: example line must start with hex bytes",
-                i + 1
-            );
-            hex.push_str(first);
-            i += 1;
-        }
+        let (hex, end) = example_hex("wire.md", &lines, i, name);
+        i = end;
         assert_eq!(
             hex,
             hex::encode(&v.bytes),

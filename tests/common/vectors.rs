@@ -127,3 +127,30 @@ pub fn kind(e: &DecodeError) -> &'static str {
 pub fn prefix(name: &str) -> &str {
     name.split('-').next().unwrap_or(name)
 }
+
+/// The hex bytes of the code block that follows line `i` of a spec chapter (an "Example
+/// (vector `name`)" line): the first column of every line up to the closing fence. Returns
+/// the hex and the index of the closing fence.
+pub fn example_hex(doc: &str, lines: &[&str], mut i: usize, name: &str) -> (String, usize) {
+    i += 1;
+    while i < lines.len() && !lines[i].trim_start().starts_with("```") {
+        i += 1;
+    }
+    assert!(
+        i < lines.len(),
+        "{doc}: no code block after vector `{name}`"
+    );
+    i += 1;
+    let mut hex = String::new();
+    while i < lines.len() && !lines[i].trim_start().starts_with("```") {
+        let first = lines[i].split_whitespace().next().unwrap_or("");
+        assert!(
+            !first.is_empty() && first.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{doc}:{}: example line must start with hex bytes",
+            i + 1
+        );
+        hex.push_str(first);
+        i += 1;
+    }
+    (hex, i)
+}
