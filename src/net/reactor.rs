@@ -343,12 +343,15 @@ impl Reactor {
         }
     }
 
-    // ----- wire protocol ------------------------------------------------------------
-
-    fn accept_wire(&mut self) {
-        let now = Instant::now();
+    /// Accepts every pending connection on the wire (`wire: true`) or API listener, each
+    /// registered for reading under a fresh token. Readiness is edge-triggered, so this
+    /// drains the listener; an accept error (EMFILE and the like) only ends this round.
+    fn accept_pending(&mut self, wire: bool) -> Vec<(TcpStream, SocketAddr, Token)> {
+        let what = if wire { "wire" } else { "api" };
+        let mut out = Vec::new();
         loop {
-            match self.wire.accept() {
+            let listener = if wire { &self.wire } else { &self.api };
+            match listener.accept() {
                 Ok((mut stream, peer)) => {
                     let token = self.alloc_token();
                     if let Err(e) =
@@ -356,84 +359,74 @@ impl Reactor {
                             .registry()
                             .register(&mut stream, token, Interest::READABLE)
                     {
-                        log::warn!("wire: cannot register {peer}: {e}");
+                        log::warn!("{what}: cannot register {peer}: {e}");
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    let conn = self
-                        .transfers
-                        .engine
-                        .accepted(now, crate::proto::codec::canonical_addr(peer));
-                    self.wire_tokens.insert(conn, token);
-                    self.wire_socks.insert(
-                        token,
-                        WireSock {
-                            stream,
-                            conn,
-                            io: WireConn::new(),
-                            connecting: false,
-                            closing: false,
-                            writable_interest: false,
-                        },
-                    );
-                    self.wire_ready(token, true, false, now);
+                    out.push((stream, peer, token));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::warn!("wire: accept failed: {e}");
+                    log::warn!("{what}: accept failed: {e}");
                     break;
                 }
             }
+        }
+        out
+    }
+
+    // ----- wire protocol ------------------------------------------------------------
+
+    fn accept_wire(&mut self) {
+        let now = Instant::now();
+        for (stream, peer, token) in self.accept_pending(true) {
+            let conn = self
+                .transfers
+                .engine
+                .accepted(now, crate::proto::codec::canonical_addr(peer));
+            self.wire_tokens.insert(conn, token);
+            self.wire_socks.insert(
+                token,
+                WireSock {
+                    stream,
+                    conn,
+                    io: WireConn::new(),
+                    connecting: false,
+                    closing: false,
+                    writable_interest: false,
+                },
+            );
+            self.wire_ready(token, true, false, now);
         }
     }
 
     // ----- API connections ----------------------------------------------------------
 
     fn accept_api(&mut self) {
-        loop {
-            match self.api.accept() {
-                Ok((mut stream, peer)) => {
-                    if self.conns.len() >= MAX_API_CONNS {
-                        log::warn!("api: refusing {peer}: {MAX_API_CONNS} connections open");
-                        let _ = stream.write(&reply::error("too many API connections"));
-                        continue;
-                    }
-                    let token = self.alloc_token();
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, token, Interest::READABLE)
-                    {
-                        log::warn!("api: cannot register {peer}: {e}");
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    self.conns.insert(
-                        token,
-                        ApiConn {
-                            stream,
-                            peer,
-                            framer: ApiConnection::new(),
-                            next_seq: 0,
-                            next_flush: 0,
-                            ready: BTreeMap::new(),
-                            eof: false,
-                            writable_interest: false,
-                            draining: None,
-                        },
-                    );
-                    // Data may already be waiting: edge-triggered readiness won't tell us twice.
-                    self.conn_ready(token, true, false);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and the like: keep serving the connections we have.
-                    log::warn!("api: accept failed: {e}");
-                    break;
-                }
+        for (mut stream, peer, token) in self.accept_pending(false) {
+            if self.conns.len() >= MAX_API_CONNS {
+                log::warn!("api: refusing {peer}: {MAX_API_CONNS} connections open");
+                let _ = stream.write(&reply::error("too many API connections"));
+                let _ = self.poll.registry().deregister(&mut stream);
+                continue;
             }
+            self.conns.insert(
+                token,
+                ApiConn {
+                    stream,
+                    peer,
+                    framer: ApiConnection::new(),
+                    next_seq: 0,
+                    next_flush: 0,
+                    ready: BTreeMap::new(),
+                    eof: false,
+                    writable_interest: false,
+                    draining: None,
+                },
+            );
+            // Data may already be waiting: edge-triggered readiness won't tell us twice.
+            self.conn_ready(token, true, false);
         }
     }
 
