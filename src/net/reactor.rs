@@ -809,7 +809,7 @@ impl Reactor {
                         workers: &self.workers,
                         completer: &self.completer,
                     };
-                    self.transfers.spawn_file_action(&other, &spawner);
+                    self.transfers.spawn_file_action(other, &spawner);
                 }
             }
         }

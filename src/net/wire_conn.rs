@@ -1,6 +1,11 @@
 //! One wire-protocol TCP connection's buffers: bytes in (framed by `proto::wire`), frames
 //! out (with PIECE data written straight from the shared chunk buffer, no copy).
 //!
+//! PIECE data is also received without a copy: once a PIECE header is at the front of the
+//! input, the rest of the chunk is read from the socket straight into the chunk's own buffer
+//! (which then travels, unchanged, to hashing and the disk). Other frames go through a small
+//! input buffer and [`wire::decode_frame`]. Both paths accept exactly the same byte streams.
+//!
 //! The reactor owns the socket and calls [`WireConn::read_frames`] when it is readable and
 //! [`WireConn::flush`] when it is writable or after queueing. Memory per connection is
 //! bounded: the input buffer never holds more than one maximal frame plus one read, and the
@@ -13,8 +18,18 @@ use std::sync::Arc;
 use crate::proto::codec::DecodeError;
 use crate::proto::wire::{self, Message};
 
-/// Bytes read from the socket per `read` call.
-const READ_CHUNK: usize = 256 * 1024;
+/// Bytes read into the input buffer per `read` call. Small, so that of a PIECE frame only
+/// the first few KiB land there (and are copied out); the rest of the chunk is read straight
+/// into its own buffer.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A PIECE frame whose data is being read straight into its final buffer.
+struct PieceIn {
+    chunk: u32,
+    data: Vec<u8>,
+    /// The data length the frame header announced.
+    want: usize,
+}
 
 enum Out {
     Bytes {
@@ -56,6 +71,10 @@ pub struct WireConn {
     end: usize,
     out: VecDeque<Out>,
     queued: usize,
+    piece: Option<PieceIn>,
+    /// The last frame was a PIECE read in place, so the next one is probably a PIECE too:
+    /// read only its header first, so that none of its data goes through `inbuf`.
+    header_first: bool,
 }
 
 impl WireConn {
@@ -70,8 +89,41 @@ impl WireConn {
         let mut frames = Vec::new();
         let mut eof = false;
         loop {
+            if let Some(p) = &mut self.piece {
+                let before = p.data.len();
+                let left = (p.want - before) as u64;
+                // `read_to_end` fills the spare capacity without zeroing it first, keeps what
+                // it read when it then meets WouldBlock, and `take` stops it at the frame's end.
+                let res = r.by_ref().take(left).read_to_end(&mut p.data);
+                let complete = p.data.len() == p.want;
+                if complete {
+                    self.header_first = true;
+                    if let Some(p) = self.piece.take() {
+                        frames.push(Message::Piece {
+                            chunk: p.chunk,
+                            data: p.data,
+                        });
+                    }
+                }
+                match res {
+                    Ok(_) if complete => continue,
+                    // The stream ended inside the frame.
+                    Ok(_) => {
+                        eof = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
             self.make_room();
-            let n = match r.read(self.inbuf.get_mut(self.end..).unwrap_or(&mut [])) {
+            let room = self.inbuf.get_mut(self.end..).unwrap_or(&mut []);
+            let limit = if std::mem::take(&mut self.header_first) && self.start == self.end {
+                wire::PIECE_HEADER_LEN
+            } else {
+                room.len()
+            };
+            let n = match r.read(room.get_mut(..limit).unwrap_or(&mut [])) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -92,6 +144,33 @@ impl WireConn {
         }
         let error = self.decode_into(&mut frames).err();
         Ok(ReadOutcome { frames, eof, error })
+    }
+
+    /// If the undecoded input starts with the header of a PIECE frame that is not complete
+    /// yet, moves what is here of its data into a buffer of the chunk's size and switches to
+    /// reading the rest straight into it. The header was validated by `frame_len_hint`, as
+    /// `decode_frame` would, so the size is bounded by the largest chunk.
+    fn start_piece(&mut self, total: usize) {
+        let avail = self.inbuf.get(self.start..self.end).unwrap_or(&[]);
+        if total <= avail.len() || avail.len() < wire::PIECE_HEADER_LEN {
+            return;
+        }
+        if avail.get(wire::LENGTH_PREFIX_LEN) != Some(&wire::msg_type::PIECE) {
+            return;
+        }
+        let want = total - wire::PIECE_HEADER_LEN;
+        let Some(&[a, b, c, d]) = avail.get(wire::FRAME_HEADER_LEN..wire::PIECE_HEADER_LEN) else {
+            return;
+        };
+        let mut data = Vec::with_capacity(want);
+        data.extend_from_slice(avail.get(wire::PIECE_HEADER_LEN..).unwrap_or(&[]));
+        self.piece = Some(PieceIn {
+            chunk: u32::from_be_bytes([a, b, c, d]),
+            data,
+            want,
+        });
+        self.start = 0;
+        self.end = 0;
     }
 
     /// Ensures at least a quarter of a read's worth of free space after `end`: first by
@@ -120,7 +199,15 @@ impl WireConn {
                     frames.push(msg);
                     self.start += used;
                 }
-                None => return Ok(()),
+                None => {
+                    // Checked as decode_frame would: an invalid header is an error here too.
+                    if self.piece.is_none() {
+                        if let Some(total) = wire::frame_len_hint(avail)? {
+                            self.start_piece(total);
+                        }
+                    }
+                    return Ok(());
+                }
             }
         }
     }
@@ -284,6 +371,91 @@ mod tests {
             );
             assert_eq!(frames[2], Message::Have(3));
         }
+    }
+
+    /// The direct PIECE path and the buffered path decode the same stream into the same
+    /// frames, whatever the read sizes; an invalid frame after pieces is still reported.
+    #[test]
+    fn pieces_read_in_place_match_the_reference_decoder() {
+        let msgs = vec![
+            Message::Have(1),
+            Message::Piece {
+                chunk: 0,
+                data: (0..300_000u32).map(|i| i as u8).collect(),
+            },
+            Message::Piece {
+                chunk: 1,
+                data: vec![5; 10],
+            },
+            Message::Piece {
+                chunk: 2,
+                data: vec![6; 20_000],
+            },
+            Message::Interested,
+            Message::Piece {
+                chunk: 3,
+                data: vec![7; 262_144],
+            },
+        ];
+        let mut stream = Vec::new();
+        for m in &msgs {
+            m.encode(&mut stream);
+        }
+        for step in [
+            1usize,
+            3,
+            9,
+            1000,
+            16 * 1024,
+            16 * 1024 + 5,
+            100_000,
+            1 << 21,
+        ] {
+            let mut r = WireConn::new();
+            let mut src = Trickle {
+                data: stream.clone(),
+                pos: 0,
+                step,
+            };
+            let mut frames = Vec::new();
+            while src.pos < src.data.len() {
+                let o = r.read_frames(&mut src).unwrap();
+                assert!(o.error.is_none(), "step {step}: {:?}", o.error);
+                frames.extend(o.frames);
+            }
+            assert_eq!(frames, msgs, "step {step}");
+        }
+        // A bad frame after a piece read in place is an error, as decode_frame says.
+        let mut bad = stream.clone();
+        bad.extend_from_slice(&[0, 0, 0, 0]);
+        let mut r = WireConn::new();
+        let mut src = Trickle {
+            data: bad,
+            pos: 0,
+            step: 4096,
+        };
+        let mut error = None;
+        while src.pos < src.data.len() && error.is_none() {
+            error = r.read_frames(&mut src).unwrap().error;
+        }
+        assert!(error.is_some());
+    }
+
+    /// The stream ending inside a PIECE frame is an EOF, not a frame.
+    #[test]
+    fn eof_inside_a_piece() {
+        let mut stream = Vec::new();
+        Message::Piece {
+            chunk: 9,
+            data: vec![1; 100_000],
+        }
+        .encode(&mut stream);
+        stream.truncate(50_000);
+        let mut r = WireConn::new();
+        let mut src = std::io::Cursor::new(stream);
+        let o = r.read_frames(&mut src).unwrap();
+        assert!(o.eof);
+        assert!(o.frames.is_empty());
     }
 
     #[test]

@@ -380,14 +380,13 @@ impl Transfers {
 
     /// Runs a file action of the engine on a worker. Returns false for actions that are
     /// not file work (the reactor handles those).
-    pub fn spawn_file_action(&mut self, a: &Action, spawner: &dyn Spawner) -> bool {
+    pub fn spawn_file_action(&mut self, a: Action, spawner: &dyn Spawner) -> bool {
         match a {
             Action::ReadChunk {
                 conn,
                 content,
                 chunk,
             } => {
-                let (conn, chunk, content) = (*conn, *chunk, *content);
                 let src = match self.sources.get(&content) {
                     Some(Source::Shared(r)) => Either::Shared(r.clone()),
                     Some(Source::Partial(r)) => Either::Partial(r.clone()),
@@ -437,10 +436,8 @@ impl Transfers {
                 from,
                 data,
             } => {
-                let (content, chunk, from) = (*content, *chunk, *from);
                 let partial = self.partials.get(&content).cloned();
                 let manifest = self.engine.manifest(&content);
-                let data = data.clone();
                 spawner.spawn(Box::new(move || {
                     let result = match (partial, manifest) {
                         (Some(p), Some(m)) => store_chunk(&p, &m, chunk, &data),
@@ -461,9 +458,7 @@ impl Transfers {
                 from,
                 data,
             } => {
-                let (content, chunk, from) = (*content, *chunk, *from);
                 let manifest = self.engine.manifest(&content);
-                let data = data.clone();
                 spawner.spawn(Box::new(move || {
                     let ok = manifest
                         .as_ref()
@@ -478,7 +473,7 @@ impl Transfers {
                 true
             }
             Action::OpenPartial { content, manifest } => {
-                let (content, manifest, dir) = (*content, manifest.clone(), self.data_dir.clone());
+                let dir = self.data_dir.clone();
                 spawner.spawn(Box::new(move || {
                     let result = PartialFile::open_or_create(&dir, manifest)
                         .map(|(p, report)| {
@@ -503,7 +498,6 @@ impl Transfers {
                 true
             }
             Action::Finish { content } => {
-                let content = *content;
                 let Some(p) = self.partials.get(&content).cloned() else {
                     return true;
                 };
@@ -759,7 +753,30 @@ fn store_chunk(p: &Mutex<PartialSlot>, m: &Manifest, chunk: u32, data: &[u8]) ->
             log::warn!("saving download progress: {e}");
         }
     }
+    // Extend the running whole-file hash over the verified prefix, outside the lock, a few
+    // chunks per job so no job is held up long; by the last chunk little is left for finish.
+    let work = slot.file.take_prefix_work();
+    drop(slot);
+    if let Some(mut work) = work {
+        let r = PREFIX_BUF.with(|b| work.advance(PREFIX_CHUNKS_PER_JOB, &mut b.borrow_mut()));
+        if let Err(e) = r {
+            // Harmless here: finish reads the rest of the file itself.
+            log::warn!("hashing the downloaded prefix of {}: {e}", m.content_id());
+        }
+        p.lock().file.return_prefix_work(work);
+    }
     Some(true)
+}
+
+/// How many chunks one store job adds to the running whole-file hash at most (the job has
+/// just hashed one chunk, so this lets the prefix catch up several times faster than chunks
+/// arrive while keeping each job short).
+const PREFIX_CHUNKS_PER_JOB: u32 = 8;
+
+thread_local! {
+    /// A worker's read-back buffer for the running whole-file hash (kept: no allocation and
+    /// zeroing of a chunk-sized buffer per job).
+    static PREFIX_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn obj(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
