@@ -55,6 +55,8 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Explain a DHT datagram, wire frames or a manifest field by field (no node needed).
+    Decode(DecodeArgs),
     /// Share a file (in place: it is hashed, not copied) and announce it.
     Add {
         /// The file.
@@ -77,6 +79,16 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Register content on the ledger as owned by the key of a mnemonic phrase.
+    Register(crate::ledger::cmd::RegisterArgs),
+    /// Check who registered content on the ledger (exit status 0 only if someone did).
+    Verify(crate::ledger::cmd::VerifyArgs),
+    /// Inspect the ledger: check the whole chain, or list registrations.
+    Ledger {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::ledger::cmd::LedgerCommand,
+    },
 }
 
 /// Options of `peershare run`.
@@ -91,9 +103,20 @@ pub struct RunArgs {
     /// Address to bind the DHT and wire sockets to ([::] is IPv4 and IPv6)
     #[arg(long, default_value = "::")]
     pub bind: IpAddr,
-    /// Port of the local API on 127.0.0.1 (0 picks a free one)
+    /// Port of the local API (0 picks a free one)
     #[arg(long, default_value_t = DEFAULT_API_PORT)]
     pub api_port: u16,
+    /// Address the API listens on. Anything but loopback lets other machines control the
+    /// node, so it needs a token (--api-token-file or PEERSHARE_API_TOKEN), which clients
+    /// outside loopback must then send; loopback clients never need it
+    #[arg(long, default_value = "127.0.0.1")]
+    pub api_listen: IpAddr,
+    /// File holding the API token (its first line); see --api-listen
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// How long an API client may take to finish sending a request it started
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub api_request_timeout: Duration,
     /// A node to join through (repeatable); not needed by the first node or after a restart
     #[arg(long, value_name = "HOST:PORT")]
     pub bootstrap: Vec<String>,
@@ -149,7 +172,8 @@ impl RunArgs {
         let mut c = NodeConfig::new(self.data_dir.clone().unwrap_or_else(default_data_dir));
         c.bind_ip = self.bind;
         c.port = self.port;
-        c.api_addr = SocketAddr::from(([127, 0, 0, 1], self.api_port));
+        c.api_addr = SocketAddr::new(self.api_listen, self.api_port);
+        c.api_request_timeout = self.api_request_timeout;
         c.bootstrap = self.bootstrap.clone();
         c.emulate_latency = self.emulate_latency;
         c.emulate_jitter = self.emulate_jitter;
@@ -180,13 +204,43 @@ fn init_logging(verbose: u8, quiet: bool) {
     let _ = TermLogger::init(level, cfg, TerminalMode::Stderr, ColorChoice::Auto);
 }
 
+/// The API token: the first line of `file`, else `PEERSHARE_API_TOKEN`, else none.
+fn api_token(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    let token = match file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read the API token file {}: {e}", f.display()))?;
+            text.lines().next().unwrap_or("").trim().to_string()
+        }
+        None => match std::env::var("PEERSHARE_API_TOKEN") {
+            Ok(t) => t.trim().to_string(),
+            Err(_) => return Ok(None),
+        },
+    };
+    if token.len() < 16 {
+        return Err(format!(
+            "the API token is {} characters long; use at least 16 (e.g. `openssl rand -hex 16`)",
+            token.len()
+        ));
+    }
+    Ok(Some(token))
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main_with(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => {
             init_logging(args.verbose, args.quiet);
             let shutdown = Arc::new(AtomicBool::new(false));
-            match crate::node::run(args.to_config(), shutdown) {
+            let mut cfg = args.to_config();
+            match api_token(args.api_token_file.as_deref()) {
+                Ok(t) => cfg.api_token = t,
+                Err(e) => {
+                    eprintln!("peershare: {e}");
+                    return 2;
+                }
+            }
+            match crate::node::run(cfg, shutdown) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("peershare: {e}");
@@ -228,6 +282,7 @@ pub fn main_with(cli: Cli) -> i32 {
             )
         }),
         Command::Status { api } => call(&api, "status", json!({}), format_status),
+        Command::Decode(args) => decode(&args),
         Command::Add { file, api } => {
             let path = absolute(&file);
             let api = ApiArgs { timeout: 0, ..api };
@@ -248,6 +303,9 @@ pub fn main_with(cli: Cli) -> i32 {
         }
         Command::Get { id, output, api } => with_id(&id, |id| get(id, output, api)),
         Command::Ls { api } => ls(&api),
+        Command::Register(args) => crate::ledger::cmd::register(args),
+        Command::Verify(args) => crate::ledger::cmd::verify(args),
+        Command::Ledger { command } => crate::ledger::cmd::ledger(command),
         Command::Routes { api } => call(&api, "routing_table", json!({}), |v| {
             let rows = v["contacts"].as_array().cloned().unwrap_or_default();
             let mut out = format!(
@@ -282,7 +340,21 @@ fn with_id(s: &str, f: impl FnOnce(Id) -> i32) -> i32 {
 fn call(api: &ApiArgs, kind: &str, payload: Value, human: impl FnOnce(&Value) -> String) -> i32 {
     let req = client::request(kind, payload);
     let timeout = (api.timeout > 0).then(|| Duration::from_secs(api.timeout));
-    match client::call(api.api, &req, timeout) {
+    print_reply(
+        api,
+        client::call(api.api, &req, timeout).map_err(|e| e.to_string()),
+        human,
+    )
+}
+
+/// Prints a reply (raw with `--json`, else `human(reply)`, or the error message on stderr)
+/// and returns the exit code: 0 on success.
+pub(crate) fn print_reply(
+    api: &ApiArgs,
+    reply: Result<Value, String>,
+    human: impl FnOnce(&Value) -> String,
+) -> i32 {
+    match reply {
         Ok(v) => {
             let ok = v["status"] == "success";
             if api.json {
@@ -487,4 +559,112 @@ fn ls(api: &ApiArgs) -> i32 {
             1
         }
     }
+}
+
+/// Options of `peershare decode`.
+#[derive(Args, Debug)]
+pub struct DecodeArgs {
+    /// Hex (spaces, colons, newlines and 0x allowed; several arguments are joined), a file
+    /// (raw bytes or hex), or - for stdin
+    #[arg(value_name = "HEX|FILE|-", required = true, num_args = 1..)]
+    pub input: Vec<String>,
+    /// Read the input as this kind instead of guessing it from its first bytes
+    #[arg(long = "as", value_enum, value_name = "KIND")]
+    pub kind: Option<DecodeKind>,
+    /// Print the explanation as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `peershare decode --as` can read the input as.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum DecodeKind {
+    /// One DHT datagram (UDP payload)
+    Dht,
+    /// Wire frames back to back, as on a TCP connection
+    Wire,
+    /// A wire HANDSHAKE body without its 5-byte frame header
+    Handshake,
+    /// A manifest
+    Manifest,
+}
+
+/// Most bytes `peershare decode` reads: more than the largest manifest (32 MiB + 53).
+const MAX_DECODE_INPUT: u64 = 64 << 20;
+
+/// `peershare decode`: exit status 0 for valid input, 1 for malformed or incomplete input
+/// (after printing what was decoded and why it stops), 2 when there is nothing to decode.
+fn decode(args: &DecodeArgs) -> i32 {
+    use crate::proto::explain::{explain, explain_as, Kind};
+    let bytes = match decode_input(&args.input.join(" ")) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("peershare decode: {e}");
+            return 2;
+        }
+    };
+    let ex = match args.kind {
+        None => explain(&bytes),
+        Some(DecodeKind::Dht) => explain_as(&bytes, Kind::Dht),
+        Some(DecodeKind::Wire) => explain_as(&bytes, Kind::Wire),
+        Some(DecodeKind::Handshake) => explain_as(&bytes, Kind::Handshake),
+        Some(DecodeKind::Manifest) => explain_as(&bytes, Kind::Manifest),
+    };
+    let text = if args.json {
+        match serde_json::to_string_pretty(&ex) {
+            Ok(s) => s + "\n",
+            Err(e) => {
+                eprintln!("peershare decode: {e}");
+                return 2;
+            }
+        }
+    } else {
+        ex.to_string()
+    };
+    // Not print!: it panics when the reader has gone (`peershare decode ... | head`).
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    if ex.is_valid() {
+        0
+    } else {
+        1
+    }
+}
+
+/// The bytes named by `peershare decode`'s argument: hex, a file, or `-` for stdin. A file
+/// or stdin whose text is all hex is read as hex (a saved dump), otherwise as raw bytes (a
+/// capture): no PeerShare message starts with a hex digit's byte.
+fn decode_input(arg: &str) -> Result<Vec<u8>, String> {
+    use crate::proto::explain::parse_hex;
+    use std::io::Read;
+    let hex_err = match parse_hex(arg) {
+        Ok(b) => return Ok(b),
+        Err(e) => e,
+    };
+    let (name, source): (String, Box<dyn Read>) = if arg == "-" {
+        ("stdin".into(), Box::new(std::io::stdin()))
+    } else {
+        match std::fs::File::open(arg) {
+            Ok(f) => (format!("`{arg}`"), Box::new(f)),
+            Err(e) => {
+                return Err(format!(
+                    "`{arg}` is neither hex ({hex_err}) nor a file ({e})"
+                ))
+            }
+        }
+    };
+    let mut raw = Vec::new();
+    source
+        .take(MAX_DECODE_INPUT + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("cannot read {name}: {e}"))?;
+    if raw.len() as u64 > MAX_DECODE_INPUT {
+        return Err(format!("{name} is larger than {MAX_DECODE_INPUT} bytes"));
+    }
+    if raw.is_empty() {
+        return Err(format!("{name} is empty: nothing to decode"));
+    }
+    Ok(std::str::from_utf8(&raw)
+        .ok()
+        .and_then(|t| parse_hex(t).ok())
+        .unwrap_or(raw))
 }

@@ -4,6 +4,7 @@
 //! - [`cli`]: the command line (`peershare run`, and API clients such as `status`).
 //! - [`api`]: the local JSON-over-TCP API (EchoChain compatible): framing, requests, replies, client.
 //! - [`id`]: 256-bit IDs and the XOR metric.
+//! - [`ledger`]: blockchain hooks: content ownership on an embedded signed, hash-chained ledger.
 //! - [`content`]: manifests and content IDs, file hashing, the share index, crash-safe partial downloads.
 //! - [`dht`]: the Kademlia DHT as a sans-IO state machine.
 //! - [`net`]: the mio reactor, socket binding and send-path network emulation.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod content;
 pub mod dht;
 pub mod id;
+pub mod ledger;
 pub mod net;
 pub mod node;
 pub mod proto;

@@ -61,7 +61,7 @@ fn api_errors_are_clear_and_the_node_keeps_serving() {
         ),
         (
             br#"{"type":"local_register_file_on_chain","payload":{}}"#,
-            "not implemented",
+            "missing field `file_hash`",
         ),
     ];
     for (req, want) in cases {

@@ -184,13 +184,14 @@ fn ipv6_nodes_find_each_other() {
         json!([format!("[::1]:{}", b.listen.port())]),
         "{r}"
     );
-    // The routing table is visible through the API, with IPv6 addresses.
-    let rt = a.call("routing_table", json!({}));
-    let addrs: Vec<&str> = rt["contacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["addr"].as_str())
-        .collect();
-    assert!(addrs.contains(&b.addr().as_str()), "{rt}");
+    // The routing table is visible through the API, with IPv6 addresses (b reaches a's
+    // table once a has heard from it, which may take a moment after the lookup).
+    let mut rt = json!(null);
+    let seen = wait_until(Duration::from_secs(10), || {
+        rt = a.call("routing_table", json!({}));
+        rt["contacts"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["addr"].as_str() == Some(&b.addr())))
+    });
+    assert!(seen, "{rt}");
 }

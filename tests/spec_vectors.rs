@@ -12,20 +12,11 @@ mod common;
 use common::vectors::{example_hex, kind, load_invalid, load_valid, prefix, read_spec_file};
 use std::collections::{BTreeMap, BTreeSet};
 
+use peershare::proto::codec::DecodeError;
 use peershare::proto::dht::{self, msg_type, Datagram, MAX_DATAGRAM};
 
 /// Every `DecodeError` kind, as named in `dht-invalid.txt`.
-const ERROR_KINDS: [&str; 9] = [
-    "UnexpectedEnd",
-    "BadMagic",
-    "UnsupportedVersion",
-    "UnknownMessageType",
-    "LengthTooLarge",
-    "BadAddressFamily",
-    "InvalidValue",
-    "TrailingBytes",
-    "TooLarge",
-];
+const ERROR_KINDS: [&str; 9] = DecodeError::KINDS;
 
 #[test]
 fn valid_vectors_decode_and_reencode_byte_exact() {

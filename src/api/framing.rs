@@ -247,6 +247,39 @@ impl ApiConnection {
         frame
     }
 
+    /// True while the client owes the rest of something: a request, or a malformed line
+    /// being skipped up to its `\n`. The reactor gives such a client a deadline.
+    #[must_use]
+    pub fn mid_request(&self) -> bool {
+        matches!(self.mode, Mode::InRequest | Mode::Discarding { .. })
+    }
+
+    /// True when nothing is in progress: no partial input, every frame answered and every
+    /// reply written. Such a connection may be closed to make room for others.
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        matches!(self.mode, Mode::Idle) && self.outstanding == 0 && self.pending_output().is_empty()
+    }
+
+    /// Gives up on input in progress (the client took too long to finish it): like a fatal
+    /// error, the connection reads nothing more and closes after its replies. Returns the
+    /// frame to answer (with `reason` as the message), or `None` if nothing was in progress.
+    #[must_use]
+    pub fn abandon(&mut self, reason: &str) -> Option<Frame> {
+        if !self.mid_request() {
+            return None;
+        }
+        let got = self.buf.len();
+        self.buf = Vec::new();
+        self.mode = Mode::Closed;
+        self.closing = true;
+        self.outstanding = self.outstanding.saturating_add(1);
+        Some(Frame::Malformed {
+            reason: format!("{reason} ({got} bytes of it received); closing the connection"),
+            fatal: true,
+        })
+    }
+
     /// Queues the reply to the oldest frame that has none yet. Call it exactly once per
     /// frame, in the order the frames were returned, so replies stay in request order.
     pub fn queue_reply(&mut self, reply: &[u8]) {
@@ -408,6 +441,32 @@ mod tests {
     }
 
     const LIST: &str = r#"{"type": "local_list_content", "payload": {}}"#;
+
+    #[test]
+    fn abandoned_request_gets_one_fatal_reply() {
+        let mut c = ApiConnection::new();
+        assert!(c.is_idle() && !c.mid_request());
+        assert!(c.abandon("too slow").is_none(), "nothing in progress");
+        assert!(c.on_bytes(br#"{"type": "sta"#).is_empty());
+        assert!(c.mid_request() && !c.is_idle());
+        match c.abandon("request not finished within 30 s") {
+            Some(Frame::Malformed {
+                reason,
+                fatal: true,
+            }) => {
+                assert!(
+                    reason.contains("within 30 s") && reason.contains("13 bytes"),
+                    "{reason}"
+                )
+            }
+            f => panic!("{f:?}"),
+        }
+        assert!(!c.wants_read());
+        assert!(c.on_bytes(br#"tus"}"#).is_empty(), "nothing is read after");
+        c.queue_reply(b"{}\n");
+        c.consume_output(3);
+        assert!(c.wants_close());
+    }
 
     #[test]
     fn request_without_newline_is_framed() {

@@ -31,6 +31,7 @@
 //!
 //! The CLI subcommands talk to a running node through [`client::call`].
 
+pub mod auth;
 pub mod client;
 pub mod framing;
 pub mod reply;

@@ -27,6 +27,14 @@ pub fn error(message: &str) -> Vec<u8> {
     encode(fields)
 }
 
+/// An error reply with extra fields (such as `verified: false`): `status` is `"error"` and
+/// `message` is `message`, whatever `fields` held under those keys.
+pub fn error_with(message: &str, mut fields: Map<String, Value>) -> Vec<u8> {
+    fields.insert("status".to_owned(), Value::from("error"));
+    fields.insert("message".to_owned(), Value::from(message));
+    encode(fields)
+}
+
 fn encode(fields: Map<String, Value>) -> Vec<u8> {
     match serde_json::to_vec(&Value::Object(fields)) {
         Ok(mut bytes) => {
@@ -76,6 +84,18 @@ mod tests {
         // Newlines and quotes in a message are escaped, keeping the reply on one line.
         let v = decode(&error("a \"b\"\nc"));
         assert_eq!(v["message"], "a \"b\"\nc");
+    }
+
+    #[test]
+    fn error_with_fields() {
+        let mut m = Map::new();
+        m.insert("verified".into(), json!(false));
+        m.insert("status".into(), json!("success"));
+        let v = decode(&error_with("No valid registration", m));
+        assert_eq!(
+            v,
+            json!({"status": "error", "message": "No valid registration", "verified": false})
+        );
     }
 
     #[test]

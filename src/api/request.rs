@@ -9,13 +9,10 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::id::Id;
+use crate::ledger::{Metadata, Mnemonic};
 
 /// The `content_hash` value that asks for every piece of content the network knows about.
 pub const ALL_AVAILABLE_CONTENT: &str = "all_available_content";
-
-/// Contract commands that later work implements; recognised so the error is honest.
-const NOT_YET_IMPLEMENTED: &[&str] =
-    &["local_register_file_on_chain", "local_verify_file_on_chain"];
 
 /// A request this node can execute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +53,29 @@ pub enum ApiRequest {
         /// One content, or every transfer when absent.
         content_hash: Option<Id>,
     },
+    /// `local_register_file_on_chain`: record that the owner of a mnemonic claims content.
+    RegisterOnChain {
+        /// The content ID.
+        file_hash: Id,
+        /// The owner's secret phrase (normalised; never logged).
+        owner_mnemonic: Mnemonic,
+        /// The owner's metadata (a JSON object of bounded size).
+        metadata: Metadata,
+    },
+    /// `local_verify_file_on_chain`: who holds a valid registration of content.
+    VerifyOnChain {
+        /// The content ID.
+        file_hash: Id,
+        /// Only this owner (the ledger checks the address); absent, null or empty: any.
+        owner_address: Option<String>,
+    },
+    /// `ledger_verify`: check the whole ledger (an extra command).
+    LedgerVerify,
+    /// `ledger_history`: registrations, oldest first (an extra command); one content or all.
+    LedgerHistory {
+        /// One content, or every registration when absent.
+        file_hash: Option<Id>,
+    },
 }
 
 impl ApiRequest {
@@ -70,6 +90,10 @@ impl ApiRequest {
             ApiRequest::AddFile { .. } => "local_add_file",
             ApiRequest::RequestFile { .. } => "local_request_file",
             ApiRequest::TransferStatus { .. } => "transfer_status",
+            ApiRequest::RegisterOnChain { .. } => "local_register_file_on_chain",
+            ApiRequest::VerifyOnChain { .. } => "local_verify_file_on_chain",
+            ApiRequest::LedgerVerify => "ledger_verify",
+            ApiRequest::LedgerHistory { .. } => "ledger_history",
         }
     }
 }
@@ -215,9 +239,52 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
             };
             Ok(ApiRequest::TransferStatus { content_hash })
         }
-        other if NOT_YET_IMPLEMENTED.contains(&other) => Err(ApiError::new(format!(
-            "command `{other}` is part of the API but not implemented by this node yet"
-        ))),
+        "local_register_file_on_chain" => {
+            let payload = payload_object(command, payload, "file_hash")?;
+            let file_hash = parse_id("file_hash", string_field(command, payload, "file_hash")?)?;
+            let owner_mnemonic = Mnemonic::new(string_field(command, payload, "owner_mnemonic")?)
+                .map_err(|e| ApiError::new(format!("owner_mnemonic: {e}")))?;
+            let metadata = match payload.get("metadata") {
+                None => {
+                    return Err(ApiError::new(format!(
+                        "missing field `metadata` in payload of {command} (a JSON object; {{}} for none)"
+                    )))
+                }
+                Some(v) => Metadata::from_value(v).map_err(|e| ApiError::new(e.to_string()))?,
+            };
+            Ok(ApiRequest::RegisterOnChain {
+                file_hash,
+                owner_mnemonic,
+                metadata,
+            })
+        }
+        "local_verify_file_on_chain" => {
+            let payload = payload_object(command, payload, "file_hash")?;
+            let file_hash = parse_id("file_hash", string_field(command, payload, "file_hash")?)?;
+            let owner_address = match payload.get("owner_address") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if s.trim().is_empty() => None,
+                Some(Value::String(s)) => Some(s.trim().to_owned()),
+                Some(_) => return Err(ApiError::new("field `owner_address` must be a string")),
+            };
+            Ok(ApiRequest::VerifyOnChain {
+                file_hash,
+                owner_address,
+            })
+        }
+        "ledger_verify" => {
+            optional_payload(command, payload)?;
+            Ok(ApiRequest::LedgerVerify)
+        }
+        "ledger_history" => {
+            optional_payload(command, payload)?;
+            let file_hash = match payload.and_then(|p| p.get("file_hash")) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(h)) => Some(parse_id("file_hash", h)?),
+                Some(_) => return Err(ApiError::new("field `file_hash` must be a string")),
+            };
+            Ok(ApiRequest::LedgerHistory { file_hash })
+        }
         _ => Err(ApiError::new("Unknown command")),
     }
 }
@@ -340,13 +407,87 @@ mod tests {
     }
 
     #[test]
-    fn not_yet_implemented_commands_are_honest() {
-        for cmd in NOT_YET_IMPLEMENTED {
+    fn ledger_commands() {
+        let r = parse(json!({"type": "local_register_file_on_chain", "payload": {
+            "file_hash": HASH, "owner_mnemonic": "  word  two ", "metadata": {"title": "x"}}}))
+        .unwrap();
+        assert_eq!(
+            r,
+            ApiRequest::RegisterOnChain {
+                file_hash: id(),
+                owner_mnemonic: Mnemonic::new("word two").unwrap(),
+                metadata: Metadata::from_value(&json!({"title": "x"})).unwrap(),
+            }
+        );
+        assert_eq!(r.command(), "local_register_file_on_chain");
+        // The mnemonic never shows in debug output (logs).
+        assert!(!format!("{r:?}").contains("word"));
+        let reg = |p: Value| err(json!({"type": "local_register_file_on_chain", "payload": p}));
+        assert!(
+            reg(json!({"file_hash": "abc", "owner_mnemonic": "w", "metadata": {}}))
+                .starts_with("file_hash must be 64 hex characters")
+        );
+        assert!(
+            reg(json!({"file_hash": HASH, "owner_mnemonic": " \n ", "metadata": {}}))
+                .starts_with("owner_mnemonic: the mnemonic is empty")
+        );
+        assert_eq!(
+            reg(json!({"file_hash": HASH, "metadata": {}})),
+            "missing field `owner_mnemonic` in payload of local_register_file_on_chain"
+        );
+        assert!(reg(json!({"file_hash": HASH, "owner_mnemonic": "w"}))
+            .starts_with("missing field `metadata`"));
+        assert_eq!(
+            reg(json!({"file_hash": HASH, "owner_mnemonic": "w", "metadata": "{}"})),
+            "metadata must be a JSON object (use {} for none), got a string"
+        );
+        assert!(reg(json!({"file_hash": HASH, "owner_mnemonic": "w",
+                           "metadata": {"k": "x".repeat(20_000)}}))
+        .contains("at most 16384"));
+
+        let v = |p: Value| parse(json!({"type": "local_verify_file_on_chain", "payload": p}));
+        for p in [
+            json!({"file_hash": HASH}),
+            json!({"file_hash": HASH, "owner_address": null}),
+            json!({"file_hash": HASH, "owner_address": " "}),
+        ] {
             assert_eq!(
-                err(json!({"type": cmd, "payload": {}})),
-                format!("command `{cmd}` is part of the API but not implemented by this node yet")
+                v(p).unwrap(),
+                ApiRequest::VerifyOnChain {
+                    file_hash: id(),
+                    owner_address: None
+                }
             );
         }
+        assert_eq!(
+            v(json!({"file_hash": HASH, "owner_address": " psab "})).unwrap(),
+            ApiRequest::VerifyOnChain {
+                file_hash: id(),
+                owner_address: Some("psab".into())
+            }
+        );
+        assert_eq!(
+            v(json!({"file_hash": HASH, "owner_address": 5}))
+                .unwrap_err()
+                .message,
+            "field `owner_address` must be a string"
+        );
+        assert!(v(json!({"owner_address": "x"})).is_err());
+
+        assert_eq!(
+            parse(json!({"type": "ledger_verify"})).unwrap(),
+            ApiRequest::LedgerVerify
+        );
+        assert_eq!(
+            parse(json!({"type": "ledger_history", "payload": {"file_hash": HASH}})).unwrap(),
+            ApiRequest::LedgerHistory {
+                file_hash: Some(id())
+            }
+        );
+        assert_eq!(
+            parse(json!({"type": "ledger_history"})).unwrap(),
+            ApiRequest::LedgerHistory { file_hash: None }
+        );
     }
 
     #[test]

@@ -19,11 +19,13 @@ use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::api::auth;
 use crate::api::framing::{ApiConnection, Frame};
 use crate::api::reply;
 use crate::api::request::{parse_request, ApiError, ApiRequest};
 use crate::dht::{Dht, DhtEvent, QueryId, QueryResult};
 use crate::id::Id;
+use crate::ledger::Ledger;
 use crate::net::emulate::SendEmulator;
 use crate::net::socket::dest_for;
 use crate::net::wire_conn::WireConn;
@@ -83,6 +85,10 @@ struct ApiConn {
     /// closes, the deadline passes or the byte budget runs out. Closing with unread input
     /// would make the kernel send RST, which can destroy the error reply in flight.
     draining: Option<(Instant, usize)>,
+    /// Since when the client owes the rest of a request (see `api_request_timeout`).
+    waiting_since: Option<Instant>,
+    /// Last time bytes came in or a reply went out (the oldest idle one makes room).
+    last_active: Instant,
 }
 
 /// How long and how much a lingering close waits for the client to finish sending.
@@ -137,6 +143,9 @@ pub struct Reactor {
     shared: Arc<Shared>,
     shutdown: Arc<AtomicBool>,
     data_dir: std::path::PathBuf,
+    api_token: Option<Arc<str>>,
+    api_request_timeout: Duration,
+    ledger: Arc<dyn Ledger>,
     next_save: Instant,
     next_view: Instant,
     view_dirty: bool,
@@ -170,6 +179,14 @@ pub struct ReactorParts {
     pub shutdown: Arc<AtomicBool>,
     /// For persistence.
     pub data_dir: std::path::PathBuf,
+    /// The token API clients outside loopback must send (`api::auth`).
+    pub api_token: Option<Arc<str>>,
+    /// How long a client may take to finish a request it has started (a slow or stuck
+    /// client must not hold a connection slot forever); then it gets an error reply and is
+    /// closed.
+    pub api_request_timeout: Duration,
+    /// The ledger behind the chain commands (run on workers: it fsyncs).
+    pub ledger: Arc<dyn Ledger>,
 }
 
 impl Reactor {
@@ -203,6 +220,9 @@ impl Reactor {
             shared: p.shared,
             shutdown: p.shutdown,
             data_dir: p.data_dir,
+            api_token: p.api_token,
+            api_request_timeout: p.api_request_timeout,
+            ledger: p.ledger,
             next_save: now + SAVE_EVERY,
             next_view: now,
             view_dirty: true,
@@ -271,6 +291,7 @@ impl Reactor {
             self.emulator.next_deadline(),
             Some(self.next_save),
             Some(self.next_view),
+            Some(self.next_expire),
         ]
         .into_iter()
         .flatten()
@@ -406,7 +427,10 @@ impl Reactor {
     fn accept_api(&mut self) {
         for (mut stream, peer, token) in self.accept_pending(false) {
             if self.conns.len() >= MAX_API_CONNS {
-                log::warn!("api: refusing {peer}: {MAX_API_CONNS} connections open");
+                self.evict_idle_api_conn();
+            }
+            if self.conns.len() >= MAX_API_CONNS {
+                log::warn!("api: refusing {peer}: {MAX_API_CONNS} connections open, none idle");
                 let _ = stream.write(&reply::error("too many API connections"));
                 let _ = self.poll.registry().deregister(&mut stream);
                 continue;
@@ -423,6 +447,8 @@ impl Reactor {
                     eof: false,
                     writable_interest: false,
                     draining: None,
+                    waiting_since: None,
+                    last_active: Instant::now(),
                 },
             );
             // Data may already be waiting: edge-triggered readiness won't tell us twice.
@@ -466,7 +492,10 @@ impl Reactor {
                         c.eof = true;
                         frames.extend(c.framer.on_eof());
                     }
-                    Ok(n) => frames.extend(c.framer.on_bytes(buf.get(..n).unwrap_or(&[]))),
+                    Ok(n) => {
+                        c.last_active = Instant::now();
+                        frames.extend(c.framer.on_bytes(buf.get(..n).unwrap_or(&[])));
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -476,7 +505,18 @@ impl Reactor {
                     }
                 }
             }
+            // The deadline runs from the first byte of a request to its last.
+            c.waiting_since = if c.framer.mid_request() {
+                Some(c.waiting_since.unwrap_or(c.last_active))
+            } else {
+                None
+            };
         }
+        self.answer_frames(token, frames);
+    }
+
+    /// Gives every frame its place in the reply order and answers or dispatches it.
+    fn answer_frames(&mut self, token: Token, frames: Vec<Frame>) {
         for f in frames {
             let seq = match self.conns.get_mut(&token) {
                 Some(c) => {
@@ -497,7 +537,22 @@ impl Reactor {
     fn dispatch(&mut self, token: Token, seq: u64, bytes: Vec<u8>) {
         let completer = self.completer.clone();
         let shared = self.shared.clone();
+        let ledger = self.ledger.clone();
+        let needs_token = match (&self.api_token, self.conns.get(&token)) {
+            (Some(t), Some(c)) if auth::required_for(c.peer.ip()) => Some(t.clone()),
+            _ => None,
+        };
         let ok = self.workers.submit(move || {
+            if let Some(expected) = needs_token {
+                if let Err(message) = auth::check(&bytes, &expected) {
+                    completer.complete(Completion::Reply {
+                        token,
+                        seq,
+                        bytes: reply::error(&message),
+                    });
+                    return;
+                }
+            }
             let result = parse_request(&bytes);
             let done = match result {
                 Ok(ApiRequest::Status) => Completion::Reply {
@@ -515,9 +570,47 @@ impl Reactor {
                     seq,
                     bytes: commands::routing_reply(&shared.view()),
                 },
+                // Registering needs to know whether the node has the content: that is asked
+                // on the loop, which then hands the append back to a worker.
+                Ok(req @ ApiRequest::RegisterOnChain { .. }) => Completion::Parsed {
+                    token,
+                    seq,
+                    result: Ok(req),
+                },
+                Ok(req) => match commands::ledger_reply(&*ledger, &req, false) {
+                    Some(bytes) => Completion::Reply { token, seq, bytes },
+                    None => Completion::Parsed {
+                        token,
+                        seq,
+                        result: Ok(req),
+                    },
+                },
                 result => Completion::Parsed { token, seq, result },
             };
             completer.complete(done);
+        });
+        if !ok {
+            self.deliver(
+                token,
+                seq,
+                reply::error("node busy: too many requests queued, try again"),
+            );
+        }
+    }
+
+    /// Runs `local_register_file_on_chain` on a worker (it appends and fsyncs), once the
+    /// loop has said whether this node has the content.
+    fn register_on_worker(&mut self, token: Token, seq: u64, req: ApiRequest) {
+        let known = match &req {
+            ApiRequest::RegisterOnChain { file_hash, .. } => self.transfers.knows(file_hash),
+            _ => false,
+        };
+        let ledger = self.ledger.clone();
+        let completer = self.completer.clone();
+        let ok = self.workers.submit(move || {
+            let bytes = commands::ledger_reply(&*ledger, &req, known)
+                .unwrap_or_else(|| reply::error("internal: not a ledger command"));
+            completer.complete(Completion::Reply { token, seq, bytes });
         });
         if !ok {
             self.deliver(
@@ -543,6 +636,9 @@ impl Reactor {
                 }
                 Completion::Parsed { token, seq, result } => match result {
                     Err(e) => self.deliver(token, seq, reply::error(&e.message)),
+                    Ok(req @ ApiRequest::RegisterOnChain { .. }) => {
+                        self.register_on_worker(token, seq, req)
+                    }
                     Ok(req) => {
                         let self_addr = self.dht.external_addr().unwrap_or(self.local);
                         let spawner = JobSpawner {
@@ -606,7 +702,10 @@ impl Reactor {
                     self.close_conn(token);
                     return;
                 }
-                Ok(n) => c.framer.consume_output(n),
+                Ok(n) => {
+                    c.framer.consume_output(n);
+                    c.last_active = Instant::now();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -645,6 +744,47 @@ impl Reactor {
         }
     }
 
+    /// Closes the API connection that has been idle longest (nothing in progress, nothing
+    /// owed), to admit a new client when all slots are taken.
+    fn evict_idle_api_conn(&mut self) {
+        let oldest = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.draining.is_none() && c.framer.is_idle() && c.ready.is_empty())
+            .min_by_key(|(_, c)| c.last_active)
+            .map(|(t, c)| (*t, c.peer));
+        if let Some((t, peer)) = oldest {
+            log::info!("api: closing idle connection from {peer} to make room");
+            self.close_conn(t);
+        }
+    }
+
+    /// Answers and closes connections whose client started a request and did not finish it
+    /// within `api_request_timeout`.
+    fn expire_slow_requests(&mut self, now: Instant) {
+        let limit = self.api_request_timeout;
+        let slow: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.waiting_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= limit)
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for t in slow {
+            let Some(c) = self.conns.get_mut(&t) else {
+                continue;
+            };
+            c.waiting_since = None;
+            let reason = format!("request not finished within {limit:?}");
+            log::info!("api: {}: {reason}", c.peer);
+            let frames: Vec<Frame> = c.framer.abandon(&reason).into_iter().collect();
+            self.answer_frames(t, frames);
+            self.write_conn(t);
+        }
+    }
+
     fn close_conn(&mut self, token: Token) {
         if let Some(mut c) = self.conns.remove(&token) {
             let _ = self.poll.registry().deregister(&mut c.stream);
@@ -660,6 +800,7 @@ impl Reactor {
             self.next_expire = now + Duration::from_secs(1);
             let replies = self.transfers.expire_unfound(now);
             self.deliver_replies(replies);
+            self.expire_slow_requests(now);
         }
         let expired: Vec<Token> = self
             .conns

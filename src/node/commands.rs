@@ -11,6 +11,7 @@ use crate::api::reply;
 use crate::api::request::{ApiRequest, ContentQuery};
 use crate::dht::{Dht, QueryId, QueryResult};
 use crate::id::Id;
+use crate::ledger::{self, Ledger};
 use crate::node::shared::{Shared, StatusView};
 use crate::node::transfers::{Spawner, Transfers, Waiter};
 
@@ -54,6 +55,41 @@ pub struct Ctx<'a> {
     pub spawner: &'a dyn Spawner,
     /// The address this node serves content on, as others should see it.
     pub self_addr: std::net::SocketAddr,
+}
+
+/// Answers a ledger command (`local_register_file_on_chain`, `local_verify_file_on_chain`,
+/// `ledger_verify`, `ledger_history`); `None` for any other request. It does file I/O and
+/// fsyncs, so the reactor runs it on a worker. `known`: whether this node has the content
+/// (only such content can be registered).
+pub fn ledger_reply(ledger: &dyn Ledger, req: &ApiRequest, known: bool) -> Option<Vec<u8>> {
+    let reply = match req {
+        ApiRequest::RegisterOnChain {
+            file_hash,
+            owner_mnemonic,
+            metadata,
+        } => ledger::api::register(
+            ledger,
+            known,
+            *file_hash,
+            owner_mnemonic,
+            metadata,
+            unix_now(),
+        ),
+        ApiRequest::VerifyOnChain {
+            file_hash,
+            owner_address,
+        } => ledger::api::verify(ledger, file_hash, owner_address.as_deref()),
+        ApiRequest::LedgerVerify => ledger::api::check(ledger),
+        ApiRequest::LedgerHistory { file_hash } => ledger::api::history(ledger, file_hash.as_ref()),
+        _ => return None,
+    };
+    Some(reply.into_bytes())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -152,9 +188,15 @@ pub fn execute(
             ctx.transfers.status_json(content_hash),
         ))),
         // Answered by workers from the shared view; kept here so any caller gets an answer.
-        ApiRequest::Status | ApiRequest::ListContent | ApiRequest::RoutingTable => Outcome::Reply(
-            reply::error("internal: read-only command reached the event loop"),
-        ),
+        ApiRequest::Status
+        | ApiRequest::ListContent
+        | ApiRequest::RoutingTable
+        | ApiRequest::RegisterOnChain { .. }
+        | ApiRequest::VerifyOnChain { .. }
+        | ApiRequest::LedgerVerify
+        | ApiRequest::LedgerHistory { .. } => Outcome::Reply(reply::error(
+            "internal: read-only command reached the event loop",
+        )),
     }
 }
 

@@ -23,6 +23,13 @@ pub struct NodeConfig {
     pub port: u16,
     /// Address of the local API listener (loopback by default).
     pub api_addr: SocketAddr,
+    /// A secret that API clients outside loopback must send as the request's top-level
+    /// `"token"`; required (the node refuses to start without it) when `api_addr` is not a
+    /// loopback address. Loopback clients never need it (existing EchoChain clients don't
+    /// send one).
+    pub api_token: Option<String>,
+    /// How long an API client may take to finish a request it started.
+    pub api_request_timeout: Duration,
     /// Nodes to contact at start.
     pub bootstrap: Vec<String>,
     /// DHT tunables.
@@ -48,6 +55,8 @@ impl NodeConfig {
             bind_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
             port: DEFAULT_PORT,
             api_addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
+            api_token: None,
+            api_request_timeout: Duration::from_secs(30),
             bootstrap: Vec::new(),
             dht: DhtConfig::default(),
             emulate_latency: Duration::ZERO,

@@ -39,6 +39,8 @@ pub enum NodeError {
         /// Why.
         source: io::Error,
     },
+    /// The configuration is unsafe or inconsistent.
+    Config(String),
     /// Another I/O failure.
     Io {
         /// What was being done.
@@ -52,6 +54,7 @@ impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NodeError::State(e) => write!(f, "{e}"),
+            NodeError::Config(e) => write!(f, "{e}"),
             NodeError::Bind { what, addr, source } => {
                 write!(f, "cannot listen for the {what} on {addr}: {source}")?;
                 if source.kind() == io::ErrorKind::AddrInUse {
@@ -73,6 +76,15 @@ fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> NodeError {
 /// Runs a node in the foreground until `shutdown` is set (by the signal handler).
 /// Prints the node's identity and addresses to stdout once it is listening.
 pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> {
+    if !cfg.api_addr.ip().to_canonical().is_loopback()
+        && cfg.api_token.as_deref().is_none_or(str::is_empty)
+    {
+        return Err(NodeError::Config(format!(
+            "refusing to open the API on {} without a token: anyone who can reach it could \
+             share any file of this machine; set --api-token-file FILE or PEERSHARE_API_TOKEN",
+            cfg.api_addr
+        )));
+    }
     let _lock = state::lock_data_dir(&cfg.data_dir).map_err(NodeError::State)?;
     let saved = state::load(&cfg.data_dir).map_err(NodeError::State)?;
     let id = saved.node_id.unwrap_or_else(|| Id(rand::random()));
@@ -150,6 +162,12 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         rand::random(),
     );
     let local = bound.local;
+    // The embedded ledger: verified (and crash leftovers repaired) before the API answers.
+    let ledger = Arc::new(crate::ledger::LogLedger::new(
+        cfg.data_dir.join(crate::ledger::LEDGER_DIR),
+        crate::ledger::log::Access::ReadWrite,
+    ));
+    crate::ledger::api::startup_check(&*ledger);
     let mut reactor = Reactor::new(ReactorParts {
         poll,
         waker: waker.clone(),
@@ -164,6 +182,9 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         shared,
         shutdown: shutdown.clone(),
         data_dir: cfg.data_dir.clone(),
+        api_token: cfg.api_token.clone().map(Arc::from),
+        api_request_timeout: cfg.api_request_timeout,
+        ledger,
     })
     .map_err(io_err("register sockets"))?;
 

@@ -234,6 +234,12 @@ impl Transfers {
         self.index.lock().list().iter().map(|e| e.id).collect()
     }
 
+    /// Whether this node has the content: it shares it, or downloaded and verified it (the
+    /// ledger registers only such content).
+    pub fn knows(&self, id: &Id) -> bool {
+        self.completed.contains_key(id) || self.index.lock().get(id).is_some()
+    }
+
     /// `{content_id, filename, size, num_chunks}` for every shared file.
     pub fn shared_summaries(&self) -> Vec<(Id, String, u64, u32)> {
         let idx = self.index.lock();

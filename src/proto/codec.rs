@@ -57,6 +57,37 @@ pub enum DecodeError {
     },
 }
 
+impl DecodeError {
+    /// Every variant's [`DecodeError::kind`] name.
+    pub const KINDS: [&'static str; 9] = [
+        "UnexpectedEnd",
+        "BadMagic",
+        "UnsupportedVersion",
+        "UnknownMessageType",
+        "LengthTooLarge",
+        "BadAddressFamily",
+        "InvalidValue",
+        "TrailingBytes",
+        "TooLarge",
+    ];
+
+    /// The variant's name, as the spec's error tables and the invalid vectors name it. No
+    /// wildcard arm: a new variant must be named here, in the spec and in the vectors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::UnexpectedEnd { .. } => "UnexpectedEnd",
+            DecodeError::BadMagic(_) => "BadMagic",
+            DecodeError::UnsupportedVersion(_) => "UnsupportedVersion",
+            DecodeError::UnknownMessageType(_) => "UnknownMessageType",
+            DecodeError::LengthTooLarge { .. } => "LengthTooLarge",
+            DecodeError::BadAddressFamily(_) => "BadAddressFamily",
+            DecodeError::InvalidValue { .. } => "InvalidValue",
+            DecodeError::TrailingBytes(_) => "TrailingBytes",
+            DecodeError::TooLarge { .. } => "TooLarge",
+        }
+    }
+}
+
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

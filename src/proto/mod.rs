@@ -2,4 +2,5 @@
 
 pub mod codec;
 pub mod dht;
+pub mod explain;
 pub mod wire;
