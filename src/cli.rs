@@ -64,6 +64,13 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Stop a download and delete what it fetched so far.
+    Cancel {
+        /// The content ID (64 hex characters).
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Download content by ID, with progress; reattaches to a download already running.
     Get {
         /// The content ID (64 hex characters).
@@ -248,6 +255,19 @@ pub fn main_with(cli: Cli) -> i32 {
                 }
             }
         }
+        Command::Cancel { id, api } => with_id(&id, |id| {
+            call(
+                &api,
+                "cancel_transfer",
+                json!({ "content_hash": id.to_hex() }),
+                |v| {
+                    format!(
+                        "cancelled {}: {} verified bytes deleted",
+                        id, v["discarded_bytes"]
+                    )
+                },
+            )
+        }),
         Command::Announce { id, api } => with_id(&id, |id| {
             call(
                 &api,

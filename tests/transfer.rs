@@ -981,6 +981,72 @@ fn leecher_killed_mid_transfer_resumes_without_refetching() {
     assert!(!ldir.join("downloads").join(format!("{id}.part")).exists());
 }
 
+/// `cancel_transfer` stops a download part-way: the waiting request is answered with an
+/// error, the partial data is deleted, the transfer is gone from `transfer_status`, and the
+/// node forgets it across a restart. Cancelling what is not downloading is a clear error.
+#[test]
+fn cancelled_download_is_stopped_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = seeded_bytes(4 * MIB - 1000, 8);
+    let fake = FakePeer::start(
+        vec![FakeContent::new(data.clone(), Some("cancel-me.bin"))],
+        Pieces::Honest,
+    );
+    let id = fake.shared.contents[0].id.to_hex();
+    fake.set_budget(5);
+    let ldir = dir.path().join("l");
+    let mut leecher = Node::start(&ldir, &[]);
+    let out = dir.path().join("out");
+    let waiting = spawn_request(&leecher, &id, &out, &[fake.addr], LONG);
+    assert!(
+        wait_until(Duration::from_secs(30), || transfer(&leecher, &id)
+            ["chunks_have"]
+            == 5),
+        "{}",
+        transfer(&leecher, &id)
+    );
+    let part = ldir.join("downloads").join(format!("{id}.part"));
+    assert!(part.exists());
+
+    let r = leecher.call("cancel_transfer", json!({ "content_hash": id }));
+    assert_eq!(r["status"], "success", "{r}");
+    assert_eq!(r["message"], "Download cancelled");
+    assert_eq!(r["discarded_bytes"], 5 * 256 * 1024, "{r}");
+    let w = waiting
+        .join()
+        .unwrap()
+        .expect("the waiting request is answered");
+    assert_eq!(w["status"], "error", "{w}");
+    assert!(w["message"].as_str().unwrap().contains("cancelled"), "{w}");
+    assert!(!part.exists(), "the partial file was not deleted");
+    assert!(files_under(&ldir.join("downloads")).is_empty());
+    assert!(files_under(&out).is_empty());
+    let all = leecher.call("transfer_status", json!({}));
+    assert_eq!(all["transfers"], json!([]), "{all}");
+
+    let again = leecher.call("cancel_transfer", json!({ "content_hash": id }));
+    assert_eq!(again["status"], "error");
+    assert!(
+        again["message"].as_str().unwrap().contains("no download"),
+        "{again}"
+    );
+
+    // Not resumed after a restart.
+    leecher.terminate();
+    let leecher = Node::start(&ldir, &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let all = leecher.call("transfer_status", json!({}));
+    assert_eq!(all["transfers"], json!([]), "{all}");
+
+    // The CLI: `peershare cancel` on something not downloading says so and exits 1.
+    let o = std::process::Command::new(common::bin())
+        .args(["cancel", &id, "--api", &leecher.api.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no download"));
+}
+
 // ----- 7. a shared file changes or disappears under the node -----------------------------
 
 /// Two seeders shared the same bytes, then one overwrote a byte in place (same size) and the

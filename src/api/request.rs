@@ -48,6 +48,11 @@ pub enum ApiRequest {
         /// most 50), like the peer hints of a magnet link.
         peers: Vec<std::net::SocketAddr>,
     },
+    /// `cancel_transfer`: stops a download and deletes its partial data (an extra command).
+    CancelTransfer {
+        /// The download to stop.
+        content_hash: Id,
+    },
     /// `transfer_status`: progress of downloads (an extra command); one or all.
     TransferStatus {
         /// One content, or every transfer when absent.
@@ -90,6 +95,7 @@ impl ApiRequest {
             ApiRequest::AddFile { .. } => "local_add_file",
             ApiRequest::RequestFile { .. } => "local_request_file",
             ApiRequest::TransferStatus { .. } => "transfer_status",
+            ApiRequest::CancelTransfer { .. } => "cancel_transfer",
             ApiRequest::RegisterOnChain { .. } => "local_register_file_on_chain",
             ApiRequest::VerifyOnChain { .. } => "local_verify_file_on_chain",
             ApiRequest::LedgerVerify => "ledger_verify",
@@ -228,6 +234,13 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
                 content_hash: parse_id("content_hash", hash)?,
                 output_dir,
                 peers,
+            })
+        }
+        "cancel_transfer" => {
+            let payload = payload_object(command, payload, "content_hash")?;
+            let hash = string_field(command, payload, "content_hash")?;
+            Ok(ApiRequest::CancelTransfer {
+                content_hash: parse_id("content_hash", hash)?,
             })
         }
         "transfer_status" => {

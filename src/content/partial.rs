@@ -652,9 +652,17 @@ impl PartialFile {
     /// Abandons the download: readers stop serving it, and its `.part`, record and stored
     /// manifest are deleted.
     pub fn discard(mut self) -> Result<(), ContentError> {
+        self.discard_in_place()
+    }
+
+    /// [`PartialFile::discard`] for a file others may still hold (behind a lock, with jobs
+    /// in flight): from now on every write, mark and finish fails with
+    /// [`ContentError::Closed`].
+    pub fn discard_in_place(&mut self) -> Result<(), ContentError> {
         self.verified.clear_all();
         self.verified_count = 0;
         self.state = State::Discarded;
+        self.prefix = None;
         self.remove_download_files()
     }
 

@@ -658,6 +658,11 @@ impl Reactor {
                             }
                             commands::Outcome::Deferred => {}
                         }
+                        let replies = self.transfers.take_replies();
+                        self.deliver_replies(replies);
+                        for id in self.transfers.take_withdrawn() {
+                            self.dht.stop_providing(&id);
+                        }
                         self.view_dirty = true;
                         self.flush_dht(now);
                         self.drive_engine(now);

@@ -184,6 +184,16 @@ pub fn execute(
             Ok(None) => Outcome::Deferred,
             Err(e) => Outcome::Reply(reply::error(&e)),
         },
+        ApiRequest::CancelTransfer { content_hash } => {
+            Outcome::Reply(match ctx.transfers.cancel(&content_hash) {
+                Ok(discarded) => reply::success(fields(json!({
+                    "message": "Download cancelled",
+                    "content_hash": content_hash.to_hex(),
+                    "discarded_bytes": discarded,
+                }))),
+                Err(e) => reply::error(&e),
+            })
+        }
         ApiRequest::TransferStatus { content_hash } => Outcome::Reply(reply::success(fields(
             ctx.transfers.status_json(content_hash),
         ))),

@@ -154,6 +154,8 @@ pub struct Transfers {
     started: HashMap<Id, Instant>,
     completed: HashMap<Id, PathBuf>,
     withdrawn: Vec<Id>,
+    /// Replies produced outside job completions (see [`Transfers::take_replies`]).
+    replies: Vec<Reply>,
     /// Per download with waiting requests: bytes verified at the last check, and since when.
     last_progress: HashMap<Id, (u64, Instant)>,
 }
@@ -209,6 +211,7 @@ impl Transfers {
             started: HashMap::new(),
             completed: HashMap::new(),
             withdrawn: Vec::new(),
+            replies: Vec::new(),
             last_progress: HashMap::new(),
         };
         // Resume what was downloading when the node stopped (or was killed).
@@ -562,6 +565,12 @@ impl Transfers {
                 self.engine.chunk_checked(now, content, from, ok)
             }
             TransferDone::PartialOpened { content, result } => match result {
+                // Cancelled while the file was being opened.
+                Ok((p, _, _)) if self.engine.progress(&content).is_none() => {
+                    if let Err(e) = p.lock().file.discard_in_place() {
+                        log::warn!("cancelled download {content}: deleting its partial data: {e}");
+                    }
+                }
                 Ok((p, reader, verified)) => {
                     let mut have = BitSet::new(verified.len());
                     for (i, v) in verified.iter().enumerate() {
@@ -670,6 +679,46 @@ impl Transfers {
             log::warn!("content {id}: removing it from the share index: {e}");
         }
         self.withdrawn.push(*id);
+    }
+
+    /// `cancel_transfer`: stops the download of `id`, deletes its partial data and answers
+    /// the requests waiting for it (their replies are in [`Transfers::take_replies`]). The
+    /// node stops announcing it. Fails if no download of `id` is in progress.
+    pub fn cancel(&mut self, id: &Id) -> Result<u64, String> {
+        let downloading = !matches!(self.sources.get(id), Some(Source::Shared(_)))
+            && self.engine.progress(id).is_some_and(|p| !p.complete);
+        if !downloading {
+            return Err(format!("no download of {} in progress", id.to_hex()));
+        }
+        let have = self.engine.progress(id).map_or(0, |p| p.have_bytes);
+        self.engine.cancel(id);
+        self.sources.remove(id);
+        self.started.remove(id);
+        self.last_progress.remove(id);
+        if self.downloads.remove(id).is_some() {
+            self.save_meta();
+        }
+        if let Some(p) = self.partials.remove(id) {
+            // Quick (three unlinks and two directory syncs); jobs still holding the slot
+            // find it discarded.
+            if let Err(e) = p.lock().file.discard_in_place() {
+                log::warn!("cancelling {id}: deleting its partial data: {e}");
+            }
+        }
+        for w in self.waiters.remove(id).unwrap_or_default() {
+            self.replies.push(Reply {
+                waiter: w,
+                bytes: crate::api::reply::error(&format!("download of {} cancelled", id.to_hex())),
+            });
+        }
+        self.withdrawn.push(*id);
+        log::info!("download {id} cancelled ({have} bytes verified were discarded)");
+        Ok(have)
+    }
+
+    /// Replies for waiting requests produced by commands ([`Transfers::cancel`]).
+    pub fn take_replies(&mut self) -> Vec<Reply> {
+        std::mem::take(&mut self.replies)
     }
 
     /// Contents withdrawn since the last call (the node stops announcing them).
