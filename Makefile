@@ -5,7 +5,7 @@ PORT ?= 8001
 API_PORT ?= 8002
 ARGS ?=
 
-.PHONY: build run test lint check-boundaries bench sim demo clean
+.PHONY: build run test lint check-boundaries dissector-test bench sim demo clean
 
 build:
 	$(CARGO) build --release
@@ -26,6 +26,11 @@ lint:
 ## The protocol cores do no I/O: no sockets, event loop, channels, locks or clock reads.
 check-boundaries:
 	@tools/check-boundaries.sh
+
+## The Wireshark dissector (tools/wireshark/) under tshark: spec vectors, reassembly, a live
+## capture of three nodes. Part of `make test`; says SKIPPED without tshark or capture rights.
+dissector-test:
+	$(CARGO) test --test dissector -- --nocapture
 
 ## Benchmarks (figures, not pass/fail), side by side with libtorrent, curl from nginx, raw
 ## SHA-256 and loopback TCP: DHT lookup latency, idle cost, 1 GiB and swarm transfers, memory.
