@@ -157,6 +157,10 @@ pub struct RunArgs {
     /// Where finished downloads go [default: <data dir>/files]
     #[arg(long)]
     pub download_dir: Option<PathBuf>,
+    /// Print every DHT datagram and wire frame sent and received, decoded, one line each
+    /// (on stderr)
+    #[arg(long)]
+    pub trace: bool,
 }
 
 /// How a client subcommand reaches the node.
@@ -192,6 +196,7 @@ impl RunArgs {
             c.workers = w.clamp(1, 64);
         }
         c.download_dir = self.download_dir.clone();
+        c.trace = self.trace;
         c
     }
 }

@@ -4,4 +4,5 @@
 pub mod emulate;
 pub mod reactor;
 pub mod socket;
+pub mod trace;
 pub mod wire_conn;

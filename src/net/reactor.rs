@@ -28,6 +28,7 @@ use crate::id::Id;
 use crate::ledger::Ledger;
 use crate::net::emulate::SendEmulator;
 use crate::net::socket::dest_for;
+use crate::net::trace::Tracer;
 use crate::net::wire_conn::WireConn;
 use crate::node::commands::{self, Ctx, Pending};
 use crate::node::shared::{Shared, StatusView};
@@ -146,6 +147,7 @@ pub struct Reactor {
     api_token: Option<Arc<str>>,
     api_request_timeout: Duration,
     ledger: Arc<dyn Ledger>,
+    tracer: Tracer,
     next_save: Instant,
     next_view: Instant,
     view_dirty: bool,
@@ -187,6 +189,8 @@ pub struct ReactorParts {
     pub api_request_timeout: Duration,
     /// The ledger behind the chain commands (run on workers: it fsyncs).
     pub ledger: Arc<dyn Ledger>,
+    /// `--trace`: print every datagram and frame, decoded.
+    pub trace: bool,
 }
 
 impl Reactor {
@@ -223,6 +227,7 @@ impl Reactor {
             api_token: p.api_token,
             api_request_timeout: p.api_request_timeout,
             ledger: p.ledger,
+            tracer: Tracer::new(p.trace),
             next_save: now + SAVE_EVERY,
             next_view: now,
             view_dirty: true,
@@ -307,6 +312,7 @@ impl Reactor {
             match self.udp.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     let bytes = buf.get(..n).unwrap_or(&[]);
+                    self.tracer.datagram(false, from, bytes);
                     self.dht.handle_datagram(now, from, bytes);
                     self.flush_dht(now);
                 }
@@ -357,6 +363,7 @@ impl Reactor {
 
     fn send_udp(&mut self, dest: SocketAddr, payload: &[u8]) {
         let to = dest_for(&self.local, dest);
+        self.tracer.datagram(true, dest, payload);
         match self.udp.send_to(payload, to) {
             Ok(_) => {}
             // A full socket buffer drops the datagram, as the network would; the DHT retries.
@@ -911,6 +918,14 @@ impl Reactor {
             match a {
                 EngineAction::Connect { conn, addr } => self.wire_connect(now, conn, addr),
                 EngineAction::Send { conn, msg } => {
+                    if self.tracer.enabled() {
+                        // A closing connection is already gone from the engine.
+                        let peer = self.transfers.engine.conn_addr(conn).or_else(|| {
+                            let t = self.wire_tokens.get(&conn)?;
+                            self.wire_socks.get(t)?.stream.peer_addr().ok()
+                        });
+                        self.tracer.frame(true, peer, &msg);
+                    }
                     if let Some(t) = self.wire_tokens.get(&conn).copied() {
                         if let Some(ws) = self.wire_socks.get_mut(&t) {
                             ws.io.queue(&msg);
@@ -919,6 +934,8 @@ impl Reactor {
                     }
                 }
                 EngineAction::SendPiece { conn, chunk, data } => {
+                    self.tracer
+                        .piece(self.transfers.engine.conn_addr(conn), chunk, data.len());
                     if let Some(t) = self.wire_tokens.get(&conn).copied() {
                         if let Some(ws) = self.wire_socks.get_mut(&t) {
                             ws.io.queue_piece(chunk, data);
@@ -1039,6 +1056,8 @@ impl Reactor {
                 match ws.io.read_frames(&mut ws.stream) {
                     Ok(out) => {
                         for f in out.frames {
+                            self.tracer
+                                .frame(false, self.transfers.engine.conn_addr(conn), &f);
                             self.transfers.engine.frame(now, conn, f);
                         }
                         if let Some(e) = out.error {

@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub api_token: Option<String>,
     /// How long an API client may take to finish a request it started.
     pub api_request_timeout: Duration,
+    /// Print every datagram and frame, decoded, one line each (`--trace`).
+    pub trace: bool,
     /// Nodes to contact at start.
     pub bootstrap: Vec<String>,
     /// DHT tunables.
@@ -57,6 +59,7 @@ impl NodeConfig {
             api_addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
             api_token: None,
             api_request_timeout: Duration::from_secs(30),
+            trace: false,
             bootstrap: Vec::new(),
             dht: DhtConfig::default(),
             emulate_latency: Duration::ZERO,

@@ -185,6 +185,7 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         api_token: cfg.api_token.clone().map(Arc::from),
         api_request_timeout: cfg.api_request_timeout,
         ledger,
+        trace: cfg.trace,
     })
     .map_err(io_err("register sockets"))?;
 

@@ -264,6 +264,14 @@ pub fn summarize(bytes: &[u8]) -> String {
     summarize_as(bytes, detect(bytes))
 }
 
+/// One line for an already decoded wire message (what `peershare run --trace` prints for
+/// frames; a PIECE's data is not copied).
+pub fn summarize_message(m: &crate::proto::wire::Message) -> String {
+    let mut s = String::with_capacity(96);
+    line::wire_line(&mut s, m);
+    s
+}
+
 /// [`summarize`] with the kind given.
 pub fn summarize_as(bytes: &[u8], kind: Kind) -> String {
     let mut s = String::with_capacity(96);

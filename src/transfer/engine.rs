@@ -842,6 +842,11 @@ impl Engine {
         self.conns.get(&conn).map(|k| k.addr)
     }
 
+    /// The content a connection is about, once its handshake named it.
+    pub fn conn_content(&self, conn: ConnId) -> Option<Id> {
+        self.conns.get(&conn).and_then(|k| k.content)
+    }
+
     /// Open connections.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
