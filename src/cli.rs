@@ -64,6 +64,30 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Change bandwidth limits of the running node (e.g. --up 5MB/s; 0: unlimited); with no
+    /// option, show them
+    Limit {
+        /// Upload limit of the node
+        #[arg(long, value_parser = parse_rate_arg)]
+        up: Option<u64>,
+        /// Download limit of the node
+        #[arg(long, value_parser = parse_rate_arg)]
+        down: Option<u64>,
+        /// Upload limit of each transfer
+        #[arg(long, value_parser = parse_rate_arg)]
+        transfer_up: Option<u64>,
+        /// Download limit of each transfer
+        #[arg(long, value_parser = parse_rate_arg)]
+        transfer_down: Option<u64>,
+        /// Upload limit of each peer connection
+        #[arg(long, value_parser = parse_rate_arg)]
+        peer_up: Option<u64>,
+        /// Download limit of each peer connection
+        #[arg(long, value_parser = parse_rate_arg)]
+        peer_down: Option<u64>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Stop a download and delete what it fetched so far.
     Cancel {
         /// The content ID (64 hex characters).
@@ -161,6 +185,28 @@ pub struct RunArgs {
     /// (on stderr)
     #[arg(long)]
     pub trace: bool,
+    /// Upload limit of the whole node, e.g. 10MB/s, 5MiB/s (0: unlimited)
+    #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
+    pub up_limit: u64,
+    /// Download limit of the whole node (0: unlimited)
+    #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
+    pub down_limit: u64,
+    /// Upload limit of each transfer (0: unlimited)
+    #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
+    pub transfer_up_limit: u64,
+    /// Download limit of each transfer (0: unlimited)
+    #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
+    pub transfer_down_limit: u64,
+    /// Upload limit of each peer connection (0: unlimited)
+    #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
+    pub peer_up_limit: u64,
+    /// Download limit of each peer connection (0: unlimited)
+    #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
+    pub peer_down_limit: u64,
+}
+
+fn parse_rate_arg(s: &str) -> Result<u64, String> {
+    crate::net::bandwidth::parse_rate(s)
 }
 
 /// How a client subcommand reaches the node.
@@ -197,6 +243,14 @@ impl RunArgs {
         }
         c.download_dir = self.download_dir.clone();
         c.trace = self.trace;
+        c.limits = crate::net::bandwidth::Limits {
+            up: self.up_limit,
+            down: self.down_limit,
+            transfer_up: self.transfer_up_limit,
+            transfer_down: self.transfer_down_limit,
+            peer_up: self.peer_up_limit,
+            peer_down: self.peer_down_limit,
+        };
         c
     }
 }
@@ -258,6 +312,38 @@ pub fn main_with(cli: Cli) -> i32 {
                     eprintln!("peershare: {e}");
                     1
                 }
+            }
+        }
+        Command::Limit {
+            up,
+            down,
+            transfer_up,
+            transfer_down,
+            peer_up,
+            peer_down,
+            api,
+        } => {
+            let mut payload = serde_json::Map::new();
+            let given = [up, down, transfer_up, transfer_down, peer_up, peer_down];
+            for (name, v) in crate::api::request::LIMIT_FIELDS.iter().zip(given) {
+                if let Some(v) = v {
+                    payload.insert((*name).into(), json!(v));
+                }
+            }
+            if payload.is_empty() {
+                call(&api, "status", json!({}), |v| {
+                    format_bandwidth(&v["bandwidth"]).trim_start().to_string()
+                })
+            } else {
+                call(&api, "set_limits", Value::Object(payload), |v| {
+                    let l = &v["limits"];
+                    let r = |x: &Value| crate::net::bandwidth::format_rate(x.as_u64().unwrap_or(0));
+                    format!(
+                        "limits set: upload {} (each transfer {}, each peer {}), download {} (each transfer {}, each peer {})",
+                        r(&l["up"]), r(&l["transfer_up"]), r(&l["peer_up"]),
+                        r(&l["down"]), r(&l["transfer_down"]), r(&l["peer_down"])
+                    )
+                })
             }
         }
         Command::Cancel { id, api } => with_id(&id, |id| {
@@ -425,6 +511,30 @@ fn format_status(v: &Value) -> String {
         d["decode_errors"],
         d["rate_limited"],
         d["timeouts"],
+    ) + &format_bandwidth(&v["bandwidth"])
+}
+
+/// The `bandwidth` object of `status` for people.
+fn format_bandwidth(b: &Value) -> String {
+    use crate::net::bandwidth::format_rate;
+    let r = |v: &Value| format_rate(v.as_u64().unwrap_or(0));
+    let l = &b["limits"];
+    let rate = |v: &Value| match v.as_u64().unwrap_or(0) {
+        0 => "0 B/s".to_string(),
+        n => format_rate(n),
+    };
+    format!(
+        "\nupload           {} now, limit {} (each transfer {}, each peer {}); {} bytes sent\ndownload         {} now, limit {} (each transfer {}, each peer {}); {} bytes received",
+        rate(&b["up_rate"]),
+        r(&l["up"]),
+        r(&l["transfer_up"]),
+        r(&l["peer_up"]),
+        b["up_total"],
+        rate(&b["down_rate"]),
+        r(&l["down"]),
+        r(&l["transfer_down"]),
+        r(&l["peer_down"]),
+        b["down_total"],
     )
 }
 

@@ -11,6 +11,16 @@ use serde_json::{Map, Value};
 use crate::id::Id;
 use crate::ledger::{Metadata, Mnemonic};
 
+/// The fields of `set_limits`, in the order of [`ApiRequest::SetLimits`]'s `changes`.
+pub const LIMIT_FIELDS: [&str; 6] = [
+    "up",
+    "down",
+    "transfer_up",
+    "transfer_down",
+    "peer_up",
+    "peer_down",
+];
+
 /// The `content_hash` value that asks for every piece of content the network knows about.
 pub const ALL_AVAILABLE_CONTENT: &str = "all_available_content";
 
@@ -47,6 +57,12 @@ pub enum ApiRequest {
         /// Peers to try besides those the DHT knows (extra field, `"ip:port"` strings; at
         /// most 50), like the peer hints of a magnet link.
         peers: Vec<std::net::SocketAddr>,
+    },
+    /// `set_limits`: changes bandwidth limits while running (an extra command). Each field
+    /// is bytes per second (0: unlimited); absent fields stay as they are.
+    SetLimits {
+        /// `up`, `down`, `transfer_up`, `transfer_down`, `peer_up`, `peer_down`, in order.
+        changes: [Option<u64>; 6],
     },
     /// `cancel_transfer`: stops a download and deletes its partial data (an extra command).
     CancelTransfer {
@@ -96,6 +112,7 @@ impl ApiRequest {
             ApiRequest::RequestFile { .. } => "local_request_file",
             ApiRequest::TransferStatus { .. } => "transfer_status",
             ApiRequest::CancelTransfer { .. } => "cancel_transfer",
+            ApiRequest::SetLimits { .. } => "set_limits",
             ApiRequest::RegisterOnChain { .. } => "local_register_file_on_chain",
             ApiRequest::VerifyOnChain { .. } => "local_verify_file_on_chain",
             ApiRequest::LedgerVerify => "ledger_verify",
@@ -235,6 +252,30 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
                 output_dir,
                 peers,
             })
+        }
+        "set_limits" => {
+            optional_payload(command, payload)?;
+            let mut changes = [None; 6];
+            for (i, name) in LIMIT_FIELDS.iter().enumerate() {
+                changes[i] = match payload.and_then(|p| p.get(*name)) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+                        ApiError::new(format!(
+                            "field `{name}` must be a whole number of bytes per second (0: unlimited)"
+                        ))
+                    })?),
+                    Some(Value::String(s)) => Some(
+                        crate::net::bandwidth::parse_rate(s)
+                            .map_err(|e| ApiError::new(format!("field `{name}`: {e}")))?,
+                    ),
+                    Some(_) => {
+                        return Err(ApiError::new(format!(
+                            "field `{name}` must be a number of bytes per second or a string like \"5MB/s\""
+                        )))
+                    }
+                };
+            }
+            Ok(ApiRequest::SetLimits { changes })
         }
         "cancel_transfer" => {
             let payload = payload_object(command, payload, "content_hash")?;

@@ -26,12 +26,13 @@ use crate::api::request::{parse_request, ApiError, ApiRequest};
 use crate::dht::{Dht, DhtEvent, QueryId, QueryResult};
 use crate::id::Id;
 use crate::ledger::Ledger;
+use crate::net::bandwidth::{Bandwidth, Budgeted, Dir, Limits};
 use crate::net::emulate::SendEmulator;
 use crate::net::socket::dest_for;
 use crate::net::trace::Tracer;
 use crate::net::wire_conn::WireConn;
 use crate::node::commands::{self, Ctx, Pending};
-use crate::node::shared::{Shared, StatusView};
+use crate::node::shared::{BandwidthView, Shared, StatusView};
 use crate::node::state::{self, NodeState};
 use crate::node::transfers::{Reply, Spawner, TransferDone, Transfers};
 use crate::transfer::engine::{Action as EngineAction, ConnId};
@@ -148,6 +149,7 @@ pub struct Reactor {
     api_request_timeout: Duration,
     ledger: Arc<dyn Ledger>,
     tracer: Tracer,
+    bw: Bandwidth,
     next_save: Instant,
     next_view: Instant,
     view_dirty: bool,
@@ -191,6 +193,8 @@ pub struct ReactorParts {
     pub ledger: Arc<dyn Ledger>,
     /// `--trace`: print every datagram and frame, decoded.
     pub trace: bool,
+    /// Bandwidth limits at start.
+    pub limits: Limits,
 }
 
 impl Reactor {
@@ -228,6 +232,7 @@ impl Reactor {
             api_request_timeout: p.api_request_timeout,
             ledger: p.ledger,
             tracer: Tracer::new(p.trace),
+            bw: Bandwidth::new(p.limits, now),
             next_save: now + SAVE_EVERY,
             next_view: now,
             view_dirty: true,
@@ -283,14 +288,17 @@ impl Reactor {
             self.flush_dht(now);
             self.drive_engine(now);
             self.housekeeping(now);
+            self.serve_bandwidth(now);
         }
         self.transfers.flush_all();
         self.save_state(true);
         Ok(())
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&mut self) -> Option<Instant> {
+        let bandwidth = self.bw.next_deadline(Instant::now());
         [
+            bandwidth,
             self.dht.poll_timeout(),
             self.transfers.engine.poll_timeout(),
             self.emulator.next_deadline(),
@@ -646,6 +654,41 @@ impl Reactor {
                     Ok(req @ ApiRequest::RegisterOnChain { .. }) => {
                         self.register_on_worker(token, seq, req)
                     }
+                    Ok(ApiRequest::SetLimits { changes }) => {
+                        let mut l = self.bw.limits();
+                        let slots = [
+                            &mut l.up,
+                            &mut l.down,
+                            &mut l.transfer_up,
+                            &mut l.transfer_down,
+                            &mut l.peer_up,
+                            &mut l.peer_down,
+                        ];
+                        for (slot, change) in slots.into_iter().zip(changes) {
+                            if let Some(v) = change {
+                                *slot = v;
+                            }
+                        }
+                        self.bw.set_limits(l, now);
+                        log::info!("bandwidth limits now {l:?}");
+                        self.view_dirty = true;
+                        // Connections queued under a limit that is now gone go back to
+                        // reading and writing on their own readiness.
+                        self.serve_bandwidth(now);
+                        self.deliver(
+                            token,
+                            seq,
+                            reply::success(
+                                match serde_json::json!({
+                                    "message": "limits set",
+                                    "limits": commands::limits_json(&l),
+                                }) {
+                                    serde_json::Value::Object(m) => m,
+                                    _ => serde_json::Map::new(),
+                                },
+                            ),
+                        );
+                    }
                     Ok(req) => {
                         let self_addr = self.dht.external_addr().unwrap_or(self.local);
                         let spawner = JobSpawner {
@@ -834,9 +877,17 @@ impl Reactor {
         }
     }
 
-    fn publish_view(&self) {
-        let rt = self.dht.routing_table();
+    fn publish_view(&mut self) {
         let now = Instant::now();
+        let (up_total, down_total, up_rate, down_rate) = self.bw.stats(now);
+        let bandwidth = BandwidthView {
+            limits: self.bw.limits(),
+            up_total,
+            down_total,
+            up_rate,
+            down_rate,
+        };
+        let rt = self.dht.routing_table();
         let routing_table = rt
             .iter()
             .map(|e| {
@@ -866,6 +917,7 @@ impl Reactor {
             emulated_drops: self.emulator.dropped,
             api_connections: self.conns.len(),
             running_queries: self.dht.running_queries(),
+            bandwidth,
         };
         self.shared.publish(view);
     }
@@ -1049,11 +1101,39 @@ impl Reactor {
             }
         }
         if readable {
+            if self.bw.limited(Dir::Down) {
+                // Read when the fair scheduler says so (`serve_bandwidth`).
+                let content = self.transfers.engine.conn_content(conn);
+                self.bw.wait(Dir::Down, token.0, content);
+            } else {
+                self.wire_read(token, now, u64::MAX);
+            }
+        }
+        self.wire_flush(token, now);
+    }
+
+    /// Reads up to `budget` bytes from a wire connection and feeds the frames to the engine.
+    /// Returns true if the budget ran out before the socket was drained.
+    fn wire_read(&mut self, token: Token, now: Instant, budget: u64) -> bool {
+        let mut exhausted = false;
+        {
             let Some(ws) = self.wire_socks.get_mut(&token) else {
-                return;
+                return false;
             };
+            let conn = ws.conn;
             if !ws.closing {
-                match ws.io.read_frames(&mut ws.stream) {
+                let mut src = Budgeted::new(&mut ws.stream, budget);
+                let res = ws.io.read_frames(&mut src);
+                let (moved, hit) = (src.moved, src.exhausted);
+                exhausted = hit;
+                let content = self.transfers.engine.conn_content(conn);
+                self.shared.wire_totals[1].fetch_add(moved, Ordering::Relaxed);
+                if budget == u64::MAX {
+                    self.bw.count(Dir::Down, moved, now);
+                } else {
+                    self.bw.used(Dir::Down, token.0, content, moved, now);
+                }
+                match res {
                     Ok(out) => {
                         for f in out.frames {
                             self.tracer
@@ -1084,9 +1164,11 @@ impl Reactor {
                 self.drive_engine(now);
             }
         }
-        self.wire_flush(token, now);
+        exhausted
     }
 
+    /// Writes what a wire connection has queued: at once when uploads are unlimited, else
+    /// when the fair scheduler grants it bandwidth (`serve_bandwidth`).
     fn wire_flush(&mut self, token: Token, now: Instant) {
         let Some(ws) = self.wire_socks.get_mut(&token) else {
             return;
@@ -1094,9 +1176,37 @@ impl Reactor {
         if ws.connecting {
             return;
         }
+        if self.bw.limited(Dir::Up) && !ws.io.is_flushed() {
+            let content = self.transfers.engine.conn_content(ws.conn);
+            self.bw.wait(Dir::Up, token.0, content);
+            return;
+        }
+        self.wire_write(token, now, u64::MAX);
+    }
+
+    /// Writes up to `budget` bytes of a connection's queue, then closes it if it was closing
+    /// and is flushed, and asks for writability if output is left. Returns true if the budget
+    /// ran out with output left.
+    fn wire_write(&mut self, token: Token, now: Instant, budget: u64) -> bool {
+        let Some(ws) = self.wire_socks.get_mut(&token) else {
+            return false;
+        };
+        if ws.connecting {
+            return false;
+        }
         let conn = ws.conn;
         let mut freed = false;
-        match ws.io.flush(&mut ws.stream) {
+        let mut dst = Budgeted::new(&mut ws.stream, budget);
+        let res = ws.io.flush(&mut dst);
+        let (moved, hit) = (dst.moved, dst.exhausted);
+        let content = self.transfers.engine.conn_content(conn);
+        self.shared.wire_totals[0].fetch_add(moved, Ordering::Relaxed);
+        if budget == u64::MAX {
+            self.bw.count(Dir::Up, moved, now);
+        } else {
+            self.bw.used(Dir::Up, token.0, content, moved, now);
+        }
+        match res {
             Ok(pieces) => {
                 for _ in 0..pieces {
                     self.transfers.engine.piece_sent(now, conn);
@@ -1106,11 +1216,11 @@ impl Reactor {
             Err(e) => {
                 log::debug!("wire: write error on connection {conn}: {e}");
                 self.wire_drop(token, now, true);
-                return;
+                return false;
             }
         }
         let Some(ws) = self.wire_socks.get_mut(&token) else {
-            return;
+            return false;
         };
         let flushed = ws.io.is_flushed();
         if ws.closing && flushed {
@@ -1126,7 +1236,7 @@ impl Reactor {
                 }
             }
             self.wire_drop(token, now, false);
-            return;
+            return false;
         }
         if flushed == ws.writable_interest {
             let interest = if flushed {
@@ -1147,10 +1257,39 @@ impl Reactor {
             // Sent pieces free room for more reads: let the engine queue them.
             self.drive_engine(now);
         }
+        hit && !flushed
+    }
+
+    /// Hands out bandwidth to the connections waiting for it, fairly (see
+    /// `net::bandwidth`): each grant is one budgeted read or write; a connection that used
+    /// its whole grant queues again behind the others.
+    fn serve_bandwidth(&mut self, now: Instant) {
+        for d in [Dir::Down, Dir::Up] {
+            // Bounded: a grant is at least 1 KiB of a finite bucket, and a round that
+            // moves nothing ends the loop.
+            for _ in 0..100_000 {
+                let Some(g) = self.bw.next(d, now) else {
+                    break;
+                };
+                let token = Token(g.conn);
+                let Some(ws) = self.wire_socks.get(&token) else {
+                    continue;
+                };
+                let content = self.transfers.engine.conn_content(ws.conn);
+                let more = match d {
+                    Dir::Down => self.wire_read(token, now, g.bytes),
+                    Dir::Up => self.wire_write(token, now, g.bytes),
+                };
+                if more && self.wire_socks.contains_key(&token) {
+                    self.bw.wait(d, g.conn, content);
+                }
+            }
+        }
     }
 
     /// Forgets a wire socket; `tell_engine` when the engine does not know yet.
     fn wire_drop(&mut self, token: Token, now: Instant, tell_engine: bool) {
+        self.bw.forget(token.0);
         if let Some(mut ws) = self.wire_socks.remove(&token) {
             let _ = self.poll.registry().deregister(&mut ws.stream);
             self.wire_tokens.remove(&ws.conn);

@@ -204,7 +204,8 @@ pub fn execute(
         | ApiRequest::RegisterOnChain { .. }
         | ApiRequest::VerifyOnChain { .. }
         | ApiRequest::LedgerVerify
-        | ApiRequest::LedgerHistory { .. } => Outcome::Reply(reply::error(
+        | ApiRequest::LedgerHistory { .. }
+        | ApiRequest::SetLimits { .. } => Outcome::Reply(reply::error(
             "internal: read-only command reached the event loop",
         )),
     }
@@ -292,5 +293,40 @@ pub fn status_reply((view, shared): &(std::sync::Arc<StatusView>, &Shared)) -> V
             "bad_tokens": s.bad_tokens,
             "emulated_drops": view.emulated_drops,
         },
+        "bandwidth": live_bandwidth(&view.bandwidth, shared),
     })))
+}
+
+/// [`bandwidth_json`] with the live byte totals (the view's are as of its last update).
+fn live_bandwidth(b: &crate::node::shared::BandwidthView, shared: &Shared) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut v = bandwidth_json(b);
+    v["up_total"] = json!(shared.wire_totals[0].load(Relaxed));
+    v["down_total"] = json!(shared.wire_totals[1].load(Relaxed));
+    v
+}
+
+/// Limits, totals and rates of wire-protocol bytes (the `status` and `set_limits` replies);
+/// 0 is unlimited.
+pub fn bandwidth_json(b: &crate::node::shared::BandwidthView) -> Value {
+    let l = b.limits;
+    json!({
+        "up_rate": b.up_rate,
+        "down_rate": b.down_rate,
+        "up_total": b.up_total,
+        "down_total": b.down_total,
+        "limits": limits_json(&l),
+    })
+}
+
+/// The limits as JSON (bytes per second; 0 is unlimited).
+pub fn limits_json(l: &crate::net::bandwidth::Limits) -> Value {
+    json!({
+        "up": l.up,
+        "down": l.down,
+        "transfer_up": l.transfer_up,
+        "transfer_down": l.transfer_down,
+        "peer_up": l.peer_up,
+        "peer_down": l.peer_down,
+    })
 }

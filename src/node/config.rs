@@ -32,6 +32,8 @@ pub struct NodeConfig {
     pub api_request_timeout: Duration,
     /// Print every datagram and frame, decoded, one line each (`--trace`).
     pub trace: bool,
+    /// Bandwidth limits at start (changeable through the API).
+    pub limits: crate::net::bandwidth::Limits,
     /// Nodes to contact at start.
     pub bootstrap: Vec<String>,
     /// DHT tunables.
@@ -60,6 +62,7 @@ impl NodeConfig {
             api_token: None,
             api_request_timeout: Duration::from_secs(30),
             trace: false,
+            limits: crate::net::bandwidth::Limits::default(),
             bootstrap: Vec::new(),
             dht: DhtConfig::default(),
             emulate_latency: Duration::ZERO,

@@ -142,6 +142,10 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         emulated_drops: 0,
         api_connections: 0,
         running_queries: 0,
+        bandwidth: crate::node::shared::BandwidthView {
+            limits: cfg.limits,
+            ..Default::default()
+        },
     };
     let shared = Arc::new(Shared::new(view, api_addr));
     let workers = WorkerPool::new(cfg.workers).map_err(io_err("start worker threads"))?;
@@ -186,6 +190,7 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         api_request_timeout: cfg.api_request_timeout,
         ledger,
         trace: cfg.trace,
+        limits: cfg.limits,
     })
     .map_err(io_err("register sockets"))?;
 

@@ -41,6 +41,8 @@ pub struct StatusView {
     pub api_connections: usize,
     /// DHT lookups running.
     pub running_queries: usize,
+    /// Wire-protocol bandwidth: limits, totals and rates.
+    pub bandwidth: BandwidthView,
 }
 
 /// The shared view plus fixed facts about the node.
@@ -50,6 +52,9 @@ pub struct Shared {
     pub started: Instant,
     /// The API address.
     pub api_addr: SocketAddr,
+    /// Wire bytes sent and received since start, kept live (not only at view updates) so
+    /// that `status` samples are exact to the moment.
+    pub wire_totals: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl Shared {
@@ -59,6 +64,7 @@ impl Shared {
             view: RwLock::new(Arc::new(view)),
             started: Instant::now(),
             api_addr,
+            wire_totals: Default::default(),
         }
     }
 
@@ -71,4 +77,19 @@ impl Shared {
     pub fn publish(&self, v: StatusView) {
         *self.view.write() = Arc::new(v);
     }
+}
+
+/// Bandwidth figures for `status`.
+#[derive(Clone, Debug, Default)]
+pub struct BandwidthView {
+    /// The limits in force.
+    pub limits: crate::net::bandwidth::Limits,
+    /// Wire bytes sent since start.
+    pub up_total: u64,
+    /// Wire bytes received since start.
+    pub down_total: u64,
+    /// Bytes per second sent, over about the last second.
+    pub up_rate: u64,
+    /// Bytes per second received, over about the last second.
+    pub down_rate: u64,
 }
