@@ -1,7 +1,7 @@
 //! Executing API commands against the node (the reactor calls these on its thread for
 //! commands that need the DHT; workers call the read-only ones with the shared view).
-//! Field names follow the EchoChain API contract (`protocol-spec/api.md` later;
-//! `MISSION.md` now) and must not change.
+//! Field names follow the EchoChain API contract (`protocol-spec/api.md`,
+//! after `MISSION.md`) and must not change.
 
 use std::time::Instant;
 
