@@ -5,7 +5,7 @@ PORT ?= 8001
 API_PORT ?= 8002
 ARGS ?=
 
-.PHONY: build run test lint check-boundaries dissector-test bench sim demo clean
+.PHONY: build run test lint check-boundaries dissector-test walkthrough bench sim demo clean
 
 build:
 	$(CARGO) build --release
@@ -31,6 +31,12 @@ check-boundaries:
 ## capture of three nodes. Part of `make test`; says SKIPPED without tshark or capture rights.
 dissector-test:
 	$(CARGO) test --test dissector -- --nocapture
+
+## protocol-spec/walkthrough.md: one real session of three nodes on loopback, captured with
+## dumpcap and explained packet by packet. Needs root (or the right to capture on lo); builds
+## the release binary. `make test` checks that the page still matches the decoder.
+walkthrough:
+	CARGO="$(CARGO)" python3 tools/walkthrough/generate.py $(ARGS)
 
 ## Benchmarks (figures, not pass/fail), side by side with libtorrent, curl from nginx, raw
 ## SHA-256 and loopback TCP: DHT lookup latency, idle cost, 1 GiB and swarm transfers, memory.
