@@ -1007,11 +1007,13 @@ fn cancelled_download_is_stopped_and_deleted() {
     );
     let part = ldir.join("downloads").join(format!("{id}.part"));
     assert!(part.exists());
+    // Five chunks, one of which may be the short last one (the start is random).
+    let have = transfer(&leecher, &id)["have_bytes"].clone();
 
     let r = leecher.call("cancel_transfer", json!({ "content_hash": id }));
     assert_eq!(r["status"], "success", "{r}");
     assert_eq!(r["message"], "Download cancelled");
-    assert_eq!(r["discarded_bytes"], 5 * 256 * 1024, "{r}");
+    assert_eq!(r["discarded_bytes"], have, "{r}");
     let w = waiting
         .join()
         .unwrap()
