@@ -13,9 +13,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::vectors::{
-    data_lines, kind, load_invalid, load_valid, parse_hex, prefix, read_spec_file,
-};
+use common::vectors::{data_lines, load_invalid, load_valid, parse_hex, prefix, read_spec_file};
 use peershare::content::manifest::Manifest;
 use peershare::proto::codec::DecodeError;
 use peershare::proto::dht::Datagram;
@@ -102,12 +100,12 @@ fn assert_malformed(what: &str, v: &Value, code: i32, bytes: &[u8], real: &Decod
     assert_eq!(v["valid"], false, "{what}");
     assert_eq!(v["layout_agrees"], true, "{what}: {v:#}");
     let e = &v["error"];
-    assert_eq!(e["kind"], kind(real), "{what}: {e:#}");
+    assert_eq!(e["kind"], real.kind(), "{what}: {e:#}");
     assert_eq!(e["message"], real.to_string(), "{what}");
     let off = e["offset"].as_u64().expect("error offset") as usize;
     // A field that should start exactly where the input ends is at offset len.
     assert!(
-        off < bytes.len() || (off == bytes.len() && kind(real) == "UnexpectedEnd"),
+        off < bytes.len() || (off == bytes.len() && real.kind() == "UnexpectedEnd"),
         "{what}: offset {off} of {}",
         bytes.len()
     );
@@ -171,7 +169,7 @@ fn invalid_dht_vectors_are_located() {
     });
     for v in &vectors {
         let real = Datagram::decode(&v.bytes).expect_err(&v.name);
-        assert_eq!(kind(&real), v.error, "{}", v.name);
+        assert_eq!(real.kind(), v.error, "{}", v.name);
         let (code, out) = run_json(&v.bytes, Some("dht"));
         assert_malformed(&v.name, &out, code, &v.bytes, &real);
     }
@@ -181,7 +179,7 @@ fn invalid_dht_vectors_are_located() {
 fn invalid_wire_vectors_are_located() {
     for v in &load_invalid("vectors/wire-invalid.txt", &ALL_KINDS) {
         let real = decode_frame(&v.bytes).expect_err(&v.name);
-        assert_eq!(kind(&real), v.error, "{}", v.name);
+        assert_eq!(real.kind(), v.error, "{}", v.name);
         // Detected as wire frames (none starts with "PS"), and the same forced.
         let (code, out) = run_json(&v.bytes, None);
         assert_eq!(out["kind"], "wire", "{}", v.name);

@@ -940,63 +940,16 @@ impl Drop for Capture {
     }
 }
 
-/// Starts a node on 127.0.0.1:`port` (the harness's `Node::start` picks a free port itself,
-/// but the capture filter must know the ports before the nodes send anything). None if the
-/// port was taken meanwhile.
+/// Starts a node on 127.0.0.1:`port` (the capture filter must know the ports before the
+/// nodes send anything). None if the port was taken meanwhile.
 fn start_node(data_dir: &Path, port: u16, bootstrap: Option<SocketAddr>) -> Option<Node> {
-    let mut cmd = Command::new(common::bin());
-    cmd.arg("run").arg("--data-dir").arg(data_dir).args([
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--api-port",
-        "0",
-        "-q",
-    ]);
-    if let Some(b) = bootstrap {
-        cmd.arg("--bootstrap").arg(b.to_string());
+    let port = port.to_string();
+    let boot = bootstrap.map(|b| b.to_string());
+    let mut extra = vec!["--port", port.as_str()];
+    if let Some(b) = &boot {
+        extra.extend(["--bootstrap", b.as_str()]);
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn peershare");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let ready = line == "ready";
-            lines.push(line);
-            if ready {
-                let _ = tx.send(lines.clone());
-            }
-        }
-    });
-    let Ok(lines) = rx.recv_timeout(Duration::from_secs(30)) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return None;
-    };
-    let field = |k: &str| -> String {
-        lines
-            .iter()
-            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
-            .unwrap_or_else(|| panic!("no `{k}:` line in {lines:?}"))
-            .split(' ')
-            .next()
-            .unwrap()
-            .to_string()
-    };
-    Some(Node {
-        listen: field("listen").parse().unwrap(),
-        api: field("api").parse().unwrap(),
-        node_id: field("node_id"),
-        child,
-        data_dir: data_dir.to_path_buf(),
-    })
+    Node::try_start(data_dir, &extra)
 }
 
 /// The `three-chunks` manifest vector: (content ID, manifest bytes). Its file is 600000

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::vectors::{example_hex, kind, load_invalid, load_valid, prefix, read_spec_file};
+use common::vectors::{example_hex, load_invalid, load_valid, prefix, read_spec_file};
 use std::collections::{BTreeMap, BTreeSet};
 
 use peershare::proto::codec::DecodeError;
@@ -53,7 +53,7 @@ fn invalid_vectors_fail_with_the_named_error() {
     for v in &vectors {
         match Datagram::decode(&v.bytes) {
             Ok(d) => panic!("vector {}: decoded as {d:?}, expected {}", v.name, v.error),
-            Err(e) => assert_eq!(kind(&e), v.error, "vector {}: got `{e}`", v.name),
+            Err(e) => assert_eq!(e.kind(), v.error, "vector {}: got `{e}`", v.name),
         }
     }
     println!("{} invalid DHT vectors checked", vectors.len());
@@ -87,10 +87,10 @@ fn oversized_datagrams_are_too_large() {
     let mut over = max.bytes.clone();
     over.push(0);
     let e = Datagram::decode(&over).expect_err("1233-byte datagram accepted");
-    assert_eq!(kind(&e), "TooLarge", "got `{e}`");
+    assert_eq!(e.kind(), "TooLarge", "got `{e}`");
     // Size is checked even before the magic.
     let e = Datagram::decode(&[0u8; MAX_DATAGRAM + 1]).expect_err("1233 zero bytes accepted");
-    assert_eq!(kind(&e), "TooLarge", "got `{e}`");
+    assert_eq!(e.kind(), "TooLarge", "got `{e}`");
 }
 
 #[test]

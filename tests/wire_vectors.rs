@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::vectors::{example_hex, kind, load_invalid, load_valid, prefix, read_spec_file, Valid};
+use common::vectors::{example_hex, load_invalid, load_valid, prefix, read_spec_file, Valid};
 use std::collections::{BTreeMap, BTreeSet};
 
 use peershare::proto::wire::{
@@ -161,7 +161,7 @@ fn invalid_vectors_fail_with_the_named_error() {
             ),
             Err(e) => e,
         };
-        assert_eq!(kind(&whole), v.error, "vector {}: got `{whole}`", v.name);
+        assert_eq!(whole.kind(), v.error, "vector {}: got `{whole}`", v.name);
         // `frame_len_hint` agrees wherever it has something to say.
         if let Err(e) = frame_len_hint(&v.bytes) {
             assert_eq!(e, whole, "vector {}: frame_len_hint", v.name);
@@ -223,7 +223,7 @@ fn largest_piece_is_accepted_and_one_byte_more_is_too_large() {
     over[..4].copy_from_slice(&length.to_be_bytes());
     for input in [&over[..5], &over[..]] {
         let e = decode_frame(input).expect_err("oversized piece accepted");
-        assert_eq!(kind(&e), "TooLarge", "got `{e}`");
+        assert_eq!(e.kind(), "TooLarge", "got `{e}`");
     }
 }
 

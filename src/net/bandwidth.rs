@@ -425,16 +425,9 @@ impl Bandwidth {
         }
     }
 
-    /// Forgets a transfer's bucket (it ended).
-    pub fn forget_transfer(&mut self, id: &Id) {
-        self.transfers.remove(id);
-    }
-
-    /// Totals and current rates: `(up_total, down_total, up_rate, down_rate)`.
-    pub fn stats(&mut self, now: Instant) -> (u64, u64, u64, u64) {
-        let up = self.meters[0].rate(now);
-        let down = self.meters[1].rate(now);
-        (self.meters[0].total, self.meters[1].total, up, down)
+    /// Current rates, bytes per second over about the last second: `(up, down)`.
+    pub fn rates(&mut self, now: Instant) -> (u64, u64) {
+        (self.meters[0].rate(now), self.meters[1].rate(now))
     }
 
     /// Counts bytes moved by an unlimited direction (for the meters only).

@@ -879,11 +879,9 @@ impl Reactor {
 
     fn publish_view(&mut self) {
         let now = Instant::now();
-        let (up_total, down_total, up_rate, down_rate) = self.bw.stats(now);
+        let (up_rate, down_rate) = self.bw.rates(now);
         let bandwidth = BandwidthView {
             limits: self.bw.limits(),
-            up_total,
-            down_total,
             up_rate,
             down_rate,
         };
@@ -1126,13 +1124,7 @@ impl Reactor {
                 let res = ws.io.read_frames(&mut src);
                 let (moved, hit) = (src.moved, src.exhausted);
                 exhausted = hit;
-                let content = self.transfers.engine.conn_content(conn);
-                self.shared.wire_totals[1].fetch_add(moved, Ordering::Relaxed);
-                if budget == u64::MAX {
-                    self.bw.count(Dir::Down, moved, now);
-                } else {
-                    self.bw.used(Dir::Down, token.0, content, moved, now);
-                }
+                self.account(Dir::Down, token, conn, moved, budget, now);
                 match res {
                     Ok(out) => {
                         for f in out.frames {
@@ -1199,13 +1191,7 @@ impl Reactor {
         let mut dst = Budgeted::new(&mut ws.stream, budget);
         let res = ws.io.flush(&mut dst);
         let (moved, hit) = (dst.moved, dst.exhausted);
-        let content = self.transfers.engine.conn_content(conn);
-        self.shared.wire_totals[0].fetch_add(moved, Ordering::Relaxed);
-        if budget == u64::MAX {
-            self.bw.count(Dir::Up, moved, now);
-        } else {
-            self.bw.used(Dir::Up, token.0, content, moved, now);
-        }
+        self.account(Dir::Up, token, conn, moved, budget, now);
         match res {
             Ok(pieces) => {
                 for _ in 0..pieces {
@@ -1258,6 +1244,26 @@ impl Reactor {
             self.drive_engine(now);
         }
         hit && !flushed
+    }
+
+    /// Counts `moved` wire bytes of `conn` in direction `d`: the live totals of `status`,
+    /// and the buckets if the move was budgeted (`budget < u64::MAX`).
+    fn account(
+        &mut self,
+        d: Dir,
+        token: Token,
+        conn: ConnId,
+        moved: u64,
+        budget: u64,
+        now: Instant,
+    ) {
+        self.shared.wire_totals[d as usize].fetch_add(moved, Ordering::Relaxed);
+        if budget == u64::MAX {
+            self.bw.count(d, moved, now);
+        } else {
+            let content = self.transfers.engine.conn_content(conn);
+            self.bw.used(d, token.0, content, moved, now);
+        }
     }
 
     /// Hands out bandwidth to the connections waiting for it, fairly (see

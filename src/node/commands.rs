@@ -293,29 +293,20 @@ pub fn status_reply((view, shared): &(std::sync::Arc<StatusView>, &Shared)) -> V
             "bad_tokens": s.bad_tokens,
             "emulated_drops": view.emulated_drops,
         },
-        "bandwidth": live_bandwidth(&view.bandwidth, shared),
+        "bandwidth": bandwidth_json(&view.bandwidth, shared),
     })))
 }
 
-/// [`bandwidth_json`] with the live byte totals (the view's are as of its last update).
-fn live_bandwidth(b: &crate::node::shared::BandwidthView, shared: &Shared) -> Value {
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut v = bandwidth_json(b);
-    v["up_total"] = json!(shared.wire_totals[0].load(Relaxed));
-    v["down_total"] = json!(shared.wire_totals[1].load(Relaxed));
-    v
-}
-
-/// Limits, totals and rates of wire-protocol bytes (the `status` and `set_limits` replies);
+/// Rates (as of the view), live byte totals and limits of wire-protocol bytes for `status`;
 /// 0 is unlimited.
-pub fn bandwidth_json(b: &crate::node::shared::BandwidthView) -> Value {
-    let l = b.limits;
+fn bandwidth_json(b: &crate::node::shared::BandwidthView, shared: &Shared) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
     json!({
         "up_rate": b.up_rate,
         "down_rate": b.down_rate,
-        "up_total": b.up_total,
-        "down_total": b.down_total,
-        "limits": limits_json(&l),
+        "up_total": shared.wire_totals[0].load(Relaxed),
+        "down_total": shared.wire_totals[1].load(Relaxed),
+        "limits": limits_json(&b.limits),
     })
 }
 

@@ -84,10 +84,6 @@ impl Shared {
 pub struct BandwidthView {
     /// The limits in force.
     pub limits: crate::net::bandwidth::Limits,
-    /// Wire bytes sent since start.
-    pub up_total: u64,
-    /// Wire bytes received since start.
-    pub down_total: u64,
     /// Bytes per second sent, over about the last second.
     pub up_rate: u64,
     /// Bytes per second received, over about the last second.

@@ -371,7 +371,7 @@ fn finish_message(
             ex.layout_agrees &= stop.is_some();
             let err = match stop {
                 Some(s) => {
-                    let (kind, message) = (error_kind(&e), e.to_string());
+                    let (kind, message) = (e.kind(), e.to_string());
                     let (offset, field, expected, found) = (s.offset, s.field, s.expected, s.found);
                     ExplainError {
                         offset,
@@ -428,7 +428,7 @@ fn same_error(a: &DecodeError, b: &DecodeError) -> bool {
 
 /// An error the layout did not locate (never expected): described from the error alone.
 fn generic_error(e: DecodeError, offset: usize) -> ExplainError {
-    let (kind, message) = (error_kind(&e), e.to_string());
+    let (kind, message) = (e.kind(), e.to_string());
     let field = error_field(&e).into();
     let (expected, found) = ("see the decoder's message".into(), String::new());
     ExplainError {
@@ -440,11 +440,6 @@ fn generic_error(e: DecodeError, offset: usize) -> ExplainError {
         message,
         decode_error: e,
     }
-}
-
-/// The name of a [`DecodeError`] variant, as the spec's error table and the vectors use it.
-pub fn error_kind(e: &DecodeError) -> &'static str {
-    e.kind()
 }
 
 /// Marks the deepest field holding byte `offset`, and the groups around it.

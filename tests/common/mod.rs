@@ -29,6 +29,14 @@ pub fn bin() -> &'static str {
 impl Node {
     /// Starts a node on 127.0.0.1 with free ports and waits until it prints `ready`.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Node {
+        Node::try_start(data_dir, extra)
+            .unwrap_or_else(|| panic!("node in {} did not start", data_dir.display()))
+    }
+
+    /// [`Node::start`], but `None` if the node does not get ready (for instance because a
+    /// `--port` given in `extra` is taken). `--bind` and `--port` in `extra` replace the
+    /// defaults (127.0.0.1, a free port).
+    pub fn try_start(data_dir: &Path, extra: &[&str]) -> Option<Node> {
         let mut args: Vec<String> = vec![
             "run".into(),
             "--data-dir".into(),
@@ -37,13 +45,10 @@ impl Node {
         if !extra.contains(&"--bind") {
             args.extend(["--bind".into(), "127.0.0.1".into()]);
         }
-        args.extend([
-            "--port".into(),
-            "0".into(),
-            "--api-port".into(),
-            "0".into(),
-            "-q".into(),
-        ]);
+        if !extra.contains(&"--port") {
+            args.extend(["--port".into(), "0".into()]);
+        }
+        args.extend(["--api-port".into(), "0".into(), "-q".into()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut child = Command::new(bin())
             .args(&args)
@@ -64,9 +69,11 @@ impl Node {
                 }
             }
         });
-        let lines = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("node in {} did not start", data_dir.display()));
+        let Ok(lines) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        };
         let field = |k: &str| -> String {
             lines
                 .iter()
@@ -77,13 +84,13 @@ impl Node {
                 .unwrap()
                 .to_string()
         };
-        Node {
+        Some(Node {
             listen: field("listen").parse().unwrap(),
             api: field("api").parse().unwrap(),
             node_id: field("node_id"),
             child,
             data_dir: data_dir.to_path_buf(),
-        }
+        })
     }
 
     /// The address other nodes use to reach this one.

@@ -7,8 +7,6 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use peershare::proto::codec::DecodeError;
-
 /// Path of a file under `protocol-spec/`.
 pub fn spec_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -105,11 +103,6 @@ pub fn load_invalid(file: &str, kinds: &[&str]) -> Vec<Invalid> {
     }
     assert!(!out.is_empty(), "{file} holds no vectors");
     out
-}
-
-/// The name of an error's variant (as the spec's tables and the vectors name it).
-pub fn kind(e: &DecodeError) -> &'static str {
-    e.kind()
 }
 
 /// The message name a vector name starts with: the part before the first `-`.
