@@ -699,7 +699,9 @@ fn corrupt_seeder_is_banned_and_the_download_completes() {
     let data = seeded_bytes(8 * MIB + 777, 4);
     let src = dir.path().join("honest.bin");
     write_file(&src, &data);
-    let honest = Node::start(&dir.path().join("honest"), &[]);
+    // The honest seeder is held to 4 MB/s (8 MiB: about 2 s): unthrottled on loopback it
+    // could deliver everything before the leecher has asked the fake for anything.
+    let honest = Node::start(&dir.path().join("honest"), &["--up-limit", "4MB/s"]);
     let leecher = Node::start(&dir.path().join("l"), &["--bootstrap", &honest.addr()]);
     let id = add_file(&honest, &src);
     let fake = FakePeer::start(
