@@ -315,15 +315,19 @@ impl Bandwidth {
     /// nobody can move a worthwhile amount now.
     pub fn next(&mut self, d: Dir, now: Instant) -> Option<Grant> {
         let node_avail = self.node[d as usize].available(now);
-        if node_avail < MIN_GRANT && self.limits.get(Level::Node, d) > 0 {
-            return None;
-        }
         // Small grants keep the round-robin fine-grained: a quarter of the node's burst.
         let quantum = if self.limits.get(Level::Node, d) > 0 {
             (self.node[d as usize].burst / 4).max(MIN_GRANT)
         } else {
             256 * 1024
         };
+        // Serve only once a whole quantum is there: handing the front connection whatever
+        // crumbs are left would send it to the back of the queue for a fraction of its
+        // share, and the same connection would then always meet the refilled bucket first
+        // (measured: 0.3 vs 1.7 MB per half second for two equally backlogged transfers).
+        if node_avail < quantum && self.limits.get(Level::Node, d) > 0 {
+            return None;
+        }
         let rounds = self.queues[d as usize].queued.len();
         for _ in 0..rounds {
             let q = &mut self.queues[d as usize];
