@@ -5,7 +5,7 @@ PORT ?= 8001
 API_PORT ?= 8002
 ARGS ?=
 
-.PHONY: build run test lint check-boundaries dissector-test walkthrough bench sim demo clean
+.PHONY: build run test lint check-boundaries dissector-test walkthrough bench sim sim-swarm demo clean
 
 build:
 	$(CARGO) build --release
@@ -48,6 +48,11 @@ bench: build
 ## The DHT in a deterministic simulator: 10,000 nodes, with and without 30% dead nodes.
 sim:
 	$(CARGO) run --release --bin peershare-sim -- $(ARGS)
+
+## The transfer engine in a deterministic swarm simulator: 1 seeder (2.5 MB/s up) and 500
+## leechers, 100 MiB, rarest-first with and without super-seeding (about 2 minutes).
+sim-swarm:
+	$(CARGO) run --release --bin peershare-sim -- swarm $(ARGS)
 
 ## A small network on loopback showing the whole flow (grows with the transfer work).
 demo: build

@@ -22,12 +22,16 @@
 //! republish interval (30 virtual minutes) can diverge (the ignored test
 //! `republishing_several_keys_is_deterministic` in `tests/sim.rs`).
 //!
+//! [`swarm`] is the same approach for the transfer engine: one seeder and many leechers on a
+//! virtual network with per-node upload and download capacities (`make sim-swarm`).
+//!
 //! Addresses such as `10.0.3.7:4000` are labels computed from a node's index: nothing is
 //! sent on a real network.
 
 pub mod net;
 pub mod report;
 pub mod scenario;
+pub mod swarm;
 
 pub use net::{node_addr, node_index, NetConfig, NetCounters, Sim, SimError};
 pub use report::{KindStats, Percentiles, Report};

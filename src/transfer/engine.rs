@@ -14,6 +14,11 @@
 //! before anything else. Downloads are scheduled by [`Scheduler`]; uploads go to at most
 //! `upload_slots` unchoked peers, rotated for fairness, and each connection has at most
 //! `max_pieces_pending` chunks read or queued for sending, so memory stays bounded.
+//!
+//! A node sharing a complete file super-seeds by default ([`EngineConfig::super_seed`],
+//! `seeding.rs`): it sends an empty BITFIELD and offers a few chunks at a time with HAVE,
+//! those with the fewest copies in the swarm first, so its upload is not spent twice on a
+//! chunk while others are missing from the swarm.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -26,6 +31,7 @@ use crate::proto::wire::{self, error_code, reject_reason, Bitfield, Handshake, M
 
 use super::bitset::BitSet;
 use super::scheduler::{Action as SchedAction, PieceVerdict, Scheduler, SchedulerConfig};
+use super::seeding::SuperSeed;
 
 /// The driver's handle for a connection.
 pub type ConnId = u64;
@@ -49,12 +55,25 @@ pub struct EngineConfig {
     pub idle_timeout: Duration,
     /// How often unchoked slots rotate when peers are waiting.
     pub unchoke_rotation: Duration,
+    /// An unchoked peer that has asked for nothing for this long loses its slot to a
+    /// waiting one. Being interested only says we have something it lacks; it may be
+    /// fetching all of that elsewhere, and its slot would stand idle (the swarm simulator
+    /// found half the slots idle while twenty peers waited).
+    pub idle_slot_timeout: Duration,
     /// How often to ask for more peers while a download lacks them. The first retries come
     /// sooner (1 s, doubling up to this), since content announced a moment ago may not be
     /// stored in the DHT yet.
     pub peer_query_interval: Duration,
     /// The download scheduler's tunables.
     pub scheduler: SchedulerConfig,
+    /// Super-seeding (`seeding.rs`): a node sharing a complete file sends each peer an empty
+    /// BITFIELD and offers chunks with HAVE, fewest copies in the swarm first, instead of
+    /// announcing them all. Off: a full BITFIELD, and peers ask for what they like.
+    pub super_seed: bool,
+    /// Super-seeding: offers an unchoked peer holds that it has not requested yet (a choked
+    /// one holds one, enough to stay interested). Each request is answered with a new offer,
+    /// so this bounds the choice, not the pipeline.
+    pub super_seed_offers: usize,
 }
 
 impl Default for EngineConfig {
@@ -68,8 +87,11 @@ impl Default for EngineConfig {
             keepalive: wire::KEEPALIVE_INTERVAL,
             idle_timeout: wire::IDLE_TIMEOUT,
             unchoke_rotation: Duration::from_secs(10),
+            idle_slot_timeout: Duration::from_secs(3),
             peer_query_interval: Duration::from_secs(15),
             scheduler: SchedulerConfig::default(),
+            super_seed: true,
+            super_seed_offers: 4,
         }
     }
 }
@@ -214,6 +236,8 @@ struct Content {
     assembly: Option<ManifestAssembly>,
     /// Download state once the partial file is open.
     scheduler: Option<Scheduler>,
+    /// What we offered to whom, while we share the complete file and super-seed.
+    super_seed: Option<SuperSeed>,
     opening: bool,
     have: BitSet,
     conns: BTreeSet<ConnId>,
@@ -255,6 +279,10 @@ struct Conn {
     am_choking: bool,
     peer_interested: bool,
     unchoked_at: Option<Instant>,
+    /// When we last choked it (or it connected): the longest waiting is unchoked first.
+    choked_since: Instant,
+    /// When it last sent a request we queued, or when we unchoked it.
+    last_request: Instant,
     requests: VecDeque<u32>,
     pieces_pending: usize,
     opened: Instant,
@@ -315,6 +343,22 @@ impl Engine {
         c.complete = true;
         if c.name.is_none() {
             c.name = name;
+        }
+        if self.cfg.super_seed && c.super_seed.is_none() {
+            let seed = self.seed ^ u64::from_be_bytes(id.0[..8].try_into().unwrap_or([0; 8]));
+            let mut ss = SuperSeed::new(n, seed);
+            // Peers that saw our BITFIELD already (we were downloading) are only counted.
+            for k in &c.conns {
+                if let Some(conn) = self.conns.get(k) {
+                    if conn.sent_bitfield {
+                        ss.add_peer(*k, false);
+                        if let Some(b) = &conn.peer_bits {
+                            ss.peer_bitfield(*k, b);
+                        }
+                    }
+                }
+            }
+            c.super_seed = Some(ss);
         }
         // Tell the DHT (at once, and again at every start since shares are re-loaded).
         c.announced = true;
@@ -461,6 +505,9 @@ impl Engine {
                 if let Some(k) = self.conns.get_mut(&conn) {
                     k.requests.retain(|c| *c != i);
                 }
+                if let Some(ss) = self.super_seed(&content) {
+                    ss.unrequested(conn, i);
+                }
             }
             Message::Piece { chunk, data } => self.on_piece(now, conn, content, chunk, data),
             Message::Reject { chunk, reason } => {
@@ -503,15 +550,16 @@ impl Engine {
                 self.fill_upload_slots(now);
             }
             Message::NotInterested => {
-                if let Some(k) = self.conns.get_mut(&conn) {
+                self.clear_requests(conn);
+                let unchoked = self.conns.get_mut(&conn).is_some_and(|k| {
                     k.peer_interested = false;
-                    k.requests.clear();
-                    if !k.am_choking {
-                        k.am_choking = true;
-                        k.unchoked_at = None;
-                        self.send(conn, now, Message::Choke);
-                    }
+                    !k.am_choking
+                });
+                if unchoked {
+                    self.choke(now, conn);
                 }
+                // Super-seeding: it has every chunk offered so far; one more keeps it coming.
+                self.offer(now, conn);
                 self.fill_upload_slots(now);
             }
             Message::Peers(addrs) => self.add_peers(now, &content, &addrs),
@@ -558,8 +606,15 @@ impl Engine {
         match data {
             Some(data) => {
                 k.last_tx = now;
+                let content = k.content;
                 self.actions
                     .push_back(Action::SendPiece { conn, chunk, data });
+                if let Some(content) = content {
+                    if let Some(ss) = self.super_seed(&content) {
+                        ss.sent(conn, chunk);
+                    }
+                    self.offer_starved(now, content);
+                }
             }
             None => {
                 k.pieces_pending = k.pieces_pending.saturating_sub(1);
@@ -743,12 +798,21 @@ impl Engine {
                     c.tried.clear();
                 }
                 self.actions.push_back(Action::FindPeers { content: id });
+            } else if let Some(c) = self.contents.get_mut(&id) {
+                // Due but not wanted now (enough peers, or candidates still to try): look
+                // again later. Left in the past, this deadline made `poll_timeout` return
+                // a past instant until the download lost a peer, and the driver spin (the
+                // swarm simulator caught it as a livelock).
+                if c.next_peer_query.is_some_and(|t| t <= now) {
+                    c.next_peer_query = Some(now + c.peer_query_backoff);
+                }
             }
             self.connect_more(now, id);
         }
         if self.next_rotation.is_some_and(|t| t <= now) {
             self.rotate_unchoked(now);
         }
+        self.reclaim_idle_slots(now);
     }
 
     // ----- outputs ------------------------------------------------------------------
@@ -769,6 +833,11 @@ impl Engine {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t: Option<Instant> = self.next_rotation;
         let mut min = |x: Instant| t = Some(t.map_or(x, |y| y.min(x)));
+        if self.conns.values().any(Conn::waiting) {
+            for k in self.conns.values().filter(|k| k.idle_slot()) {
+                min(k.last_request + self.cfg.idle_slot_timeout);
+            }
+        }
         for k in self.conns.values() {
             if k.state == ConnState::Active {
                 min(k.last_rx + self.cfg.idle_timeout);
@@ -845,6 +914,20 @@ impl Engine {
     /// The content a connection is about, once its handshake named it.
     pub fn conn_content(&self, conn: ConnId) -> Option<Id> {
         self.conns.get(&conn).and_then(|k| k.content)
+    }
+
+    /// Checks the schedulers' and the super-seeding bookkeeping's invariants; for tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        for (id, c) in &self.contents {
+            if let Some(s) = &c.scheduler {
+                s.check_invariants().map_err(|e| format!("{id}: {e}"))?;
+            }
+            if let Some(ss) = &c.super_seed {
+                ss.check_invariants().map_err(|e| format!("{id}: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Open connections.
@@ -995,7 +1078,10 @@ impl Engine {
         if k.sent_bitfield || k.state != ConnState::Active {
             return;
         }
-        let Some(c) = k.content.and_then(|id| self.contents.get(&id)) else {
+        let Some(content) = k.content else {
+            return;
+        };
+        let Some(c) = self.contents.get(&content) else {
             return;
         };
         // A BITFIELD says "I hold the verified manifest": not before then, and for a
@@ -1004,8 +1090,12 @@ impl Engine {
             return;
         }
         let mut b = Bitfield::new(c.have.len() as u32);
-        for i in c.have.iter() {
-            b.set(i as u32);
+        let offering = c.super_seed.is_some();
+        let peer_bits = k.peer_bits.clone();
+        if !offering {
+            for i in c.have.iter() {
+                b.set(i as u32);
+            }
         }
         if let Some(k) = self.conns.get_mut(&conn) {
             k.sent_bitfield = true;
@@ -1014,6 +1104,25 @@ impl Engine {
             conn,
             msg: Message::Bitfield(b),
         });
+        if offering {
+            // Super-seeding: an empty BITFIELD; chunks are offered with HAVE once the peer's
+            // BITFIELD shows what it lacks (at once if it came first).
+            let target = self.offer_target(conn);
+            if let Some(ss) = self.super_seed(&content) {
+                ss.add_peer(conn, true);
+                let mut picks = Vec::new();
+                if let Some(bits) = &peer_bits {
+                    ss.peer_bitfield(conn, bits);
+                    picks = ss.top_up(conn, target);
+                }
+                for chunk in picks {
+                    self.actions.push_back(Action::Send {
+                        conn,
+                        msg: Message::Have(chunk),
+                    });
+                }
+            }
+        }
     }
 
     fn send_peer_list(&mut self, now: Instant, conn: ConnId, content: Id) {
@@ -1202,10 +1311,15 @@ impl Engine {
                 return;
             }
         }
+        if let Some(ss) = self.super_seed(&content) {
+            ss.add_peer(conn, false);
+            ss.peer_bitfield(conn, &bits);
+        }
         if let Some(k) = self.conns.get_mut(&conn) {
             k.peer_has_manifest = true;
             k.peer_bits = Some(bits);
         }
+        self.offer(now, conn);
         self.register_with_scheduler(now, content, conn);
         self.request_manifest(now, content);
         self.pump(now, content);
@@ -1224,6 +1338,10 @@ impl Engine {
     fn on_have(&mut self, now: Instant, conn: ConnId, content: Id, i: u32) {
         if let Some(b) = self.conns.get_mut(&conn).and_then(|k| k.peer_bits.as_mut()) {
             b.insert(i as usize);
+        }
+        if let Some(ss) = self.super_seed(&content) {
+            ss.peer_have(conn, i);
+            self.offer(now, conn);
         }
         if let Some(s) = self.scheduler(&content) {
             s.peer_have(now, conn, i);
@@ -1345,6 +1463,81 @@ impl Engine {
             .and_then(|c| c.scheduler.as_mut())
     }
 
+    fn super_seed(&mut self, content: &Id) -> Option<&mut SuperSeed> {
+        self.contents
+            .get_mut(content)
+            .and_then(|c| c.super_seed.as_mut())
+    }
+
+    /// Super-seeding: tops up the chunks offered to `conn` (HAVE) so that it holds
+    /// `super_seed_offers` it has not requested yet (one while it is choked).
+    fn offer(&mut self, now: Instant, conn: ConnId) {
+        let Some(k) = self.conns.get(&conn) else {
+            return;
+        };
+        let Some(content) = k.content else {
+            return;
+        };
+        if k.state != ConnState::Active || !k.sent_bitfield {
+            return;
+        }
+        let target = self.offer_target(conn);
+        let Some(ss) = self.super_seed(&content) else {
+            return;
+        };
+        for chunk in ss.top_up(conn, target) {
+            self.send(conn, now, Message::Have(chunk));
+        }
+    }
+
+    /// Super-seeding: tells the bookkeeping whether `conn` may request now, and when it may
+    /// no longer, gives the chunks its offers held to peers that were starved of offers.
+    fn set_unchoked(&mut self, now: Instant, conn: ConnId, unchoked: bool) {
+        let Some(content) = self.conns.get(&conn).and_then(|k| k.content) else {
+            return;
+        };
+        if let Some(ss) = self.super_seed(&content) {
+            ss.set_unchoked(conn, unchoked);
+        }
+        if !unchoked {
+            self.offer_starved(now, content);
+        }
+    }
+
+    /// Super-seeding: tops up the peers whose last top-up found every fresh chunk reserved.
+    fn offer_starved(&mut self, now: Instant, content: Id) {
+        let starved = match self.super_seed(&content) {
+            Some(ss) => ss.take_starved(),
+            None => return,
+        };
+        for k in starved {
+            self.offer(now, k);
+        }
+    }
+
+    fn offer_target(&self, conn: ConnId) -> usize {
+        match self.conns.get(&conn) {
+            Some(k) if !k.am_choking => self.cfg.super_seed_offers.max(1),
+            _ => 1,
+        }
+    }
+
+    /// Drops the requests queued from `conn` (we choked it, or it lost interest).
+    fn clear_requests(&mut self, conn: ConnId) {
+        let Some(k) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let dropped: Vec<u32> = k.requests.drain(..).collect();
+        let Some(content) = k.content else {
+            return;
+        };
+        if let Some(ss) = self.super_seed(&content) {
+            for c in dropped {
+                ss.unrequested(conn, c);
+            }
+        }
+    }
+
     fn connect_more(&mut self, now: Instant, content: Id) {
         loop {
             let Some(c) = self.contents.get_mut(&content) else {
@@ -1409,10 +1602,15 @@ impl Engine {
         match reason {
             Some(reason) => self.send(conn, now, Message::Reject { chunk, reason }),
             None => {
+                k.last_request = now;
                 if !k.requests.contains(&chunk) {
                     k.requests.push_back(chunk);
+                    if let Some(ss) = self.super_seed(&content) {
+                        ss.requested(conn, chunk);
+                    }
                 }
                 self.serve_requests(now, conn);
+                self.offer(now, conn);
             }
         }
     }
@@ -1426,8 +1624,23 @@ impl Engine {
         let Some(content) = k.content else {
             return;
         };
+        let ss = self
+            .contents
+            .get(&content)
+            .and_then(|c| c.super_seed.as_ref());
         while k.pieces_pending < max {
-            let Some(chunk) = k.requests.pop_front() else {
+            // Super-seeding: the chunk with the fewest copies in the swarm first (the first
+            // asked among equals); otherwise in the order asked.
+            let next = match ss {
+                Some(ss) if k.requests.len() > 1 => k
+                    .requests
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(pos, c)| (ss.copies(**c as usize), *pos))
+                    .map(|(pos, _)| pos),
+                _ => Some(0),
+            };
+            let Some(chunk) = next.and_then(|pos| k.requests.remove(pos)) else {
                 break;
             };
             k.pieces_pending += 1;
@@ -1439,44 +1652,50 @@ impl Engine {
         }
     }
 
+    /// Unchokes waiting peers (interested, choked), longest waiting first, while slots
+    /// are free.
     fn fill_upload_slots(&mut self, now: Instant) {
         let unchoked = self.conns.values().filter(|k| !k.am_choking).count();
         let mut free = self.cfg.upload_slots.saturating_sub(unchoked);
-        let waiting: Vec<ConnId> = self
+        let mut waiting: Vec<(Instant, ConnId)> = self
             .conns
             .iter()
-            .filter(|(_, k)| k.am_choking && k.peer_interested && k.state == ConnState::Active)
-            .map(|(id, _)| *id)
+            .filter(|(_, k)| k.waiting())
+            .map(|(id, k)| (k.choked_since, *id))
             .collect();
-        for id in waiting.iter().copied() {
+        waiting.sort_unstable();
+        let mut left = waiting.len();
+        for (_, id) in waiting {
             if free == 0 {
                 break;
             }
             if let Some(k) = self.conns.get_mut(&id) {
                 k.am_choking = false;
                 k.unchoked_at = Some(now);
+                k.last_request = now;
             }
             self.send(id, now, Message::Unchoke);
+            self.set_unchoked(now, id, true);
+            self.offer(now, id);
             free -= 1;
+            left -= 1;
         }
-        let still_waiting = waiting.len()
-            > self
-                .conns
-                .values()
-                .filter(|k| !k.am_choking)
-                .count()
-                .min(waiting.len());
-        self.next_rotation = still_waiting.then(|| now + self.cfg.unchoke_rotation);
+        // Keep a rotation already planned: this runs at every INTERESTED, and pushing the
+        // rotation back each time could postpone it for as long as interest kept changing.
+        self.next_rotation = if left > 0 {
+            Some(
+                self.next_rotation
+                    .unwrap_or(now + self.cfg.unchoke_rotation),
+            )
+        } else {
+            None
+        };
     }
 
     /// Chokes the peer unchoked longest so a waiting one gets a turn.
     fn rotate_unchoked(&mut self, now: Instant) {
         self.next_rotation = None;
-        let waiting = self
-            .conns
-            .values()
-            .any(|k| k.am_choking && k.peer_interested && k.state == ConnState::Active);
-        if !waiting {
+        if !self.conns.values().any(Conn::waiting) {
             return;
         }
         let oldest = self
@@ -1486,14 +1705,48 @@ impl Engine {
             .min_by_key(|(_, k)| k.unchoked_at)
             .map(|(id, _)| *id);
         if let Some(id) = oldest {
-            if let Some(k) = self.conns.get_mut(&id) {
-                k.am_choking = true;
-                k.unchoked_at = None;
-                k.requests.clear();
-            }
-            self.send(id, now, Message::Choke);
+            self.choke(now, id);
         }
         self.fill_upload_slots(now);
+    }
+
+    /// Gives the slots of unchoked peers that asked for nothing for `idle_slot_timeout` to
+    /// peers that wait.
+    fn reclaim_idle_slots(&mut self, now: Instant) {
+        if !self.conns.values().any(Conn::waiting) {
+            return;
+        }
+        let idle: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, k)| {
+                k.idle_slot()
+                    && now.saturating_duration_since(k.last_request) >= self.cfg.idle_slot_timeout
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        for id in idle {
+            self.choke(now, id);
+        }
+        self.fill_upload_slots(now);
+    }
+
+    /// Chokes `conn`: its queued requests are dropped (spec, section 8).
+    fn choke(&mut self, now: Instant, conn: ConnId) {
+        self.clear_requests(conn);
+        match self.conns.get_mut(&conn) {
+            Some(k) if !k.am_choking => {
+                k.am_choking = true;
+                k.unchoked_at = None;
+                k.choked_since = now;
+            }
+            _ => return,
+        }
+        self.send(conn, now, Message::Choke);
+        self.set_unchoked(now, conn, false);
     }
 
     // ----- plumbing -----------------------------------------------------------------
@@ -1547,7 +1800,11 @@ impl Engine {
                 if let Some(s) = c.scheduler.as_mut() {
                     s.peer_gone(now, conn);
                 }
+                if let Some(ss) = c.super_seed.as_mut() {
+                    ss.remove_peer(conn);
+                }
             }
+            self.offer_starved(now, content);
             self.pump(now, content);
             if retry_manifest {
                 self.request_manifest(now, content);
@@ -1569,6 +1826,7 @@ impl Content {
             manifest_bytes: None,
             assembly: None,
             scheduler: None,
+            super_seed: None,
             opening: false,
             have: BitSet::new(0),
             conns: BTreeSet::new(),
@@ -1584,6 +1842,16 @@ impl Content {
 }
 
 impl Conn {
+    /// Interested in our chunks and choked: it would use an upload slot.
+    fn waiting(&self) -> bool {
+        self.am_choking && self.peer_interested && self.state == ConnState::Active
+    }
+
+    /// Unchoked with nothing queued or being sent to it.
+    fn idle_slot(&self) -> bool {
+        !self.am_choking && self.requests.is_empty() && self.pieces_pending == 0
+    }
+
     fn new(
         addr: SocketAddr,
         outgoing: bool,
@@ -1603,6 +1871,8 @@ impl Conn {
             am_choking: true,
             peer_interested: false,
             unchoked_at: None,
+            choked_since: now,
+            last_request: now,
             requests: VecDeque::new(),
             pieces_pending: 0,
             opened: now,

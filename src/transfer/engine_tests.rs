@@ -36,7 +36,9 @@ struct Node {
     announced: Vec<Id>,
     /// Bytes of PIECE data this node may send per tick; pieces wait in `outq` beyond that.
     budget: u64,
-    outq: VecDeque<(ConnId, Vec<u8>)>,
+    outq: VecDeque<(ConnId, u32, Vec<u8>)>,
+    /// The chunks of every PIECE this node sent, in order.
+    sent: Vec<u32>,
 }
 
 struct World {
@@ -55,17 +57,16 @@ fn addr(i: usize) -> SocketAddr {
 
 impl World {
     fn new(kinds: &[Kind]) -> World {
+        World::with_config(kinds, &EngineConfig::default())
+    }
+
+    fn with_config(kinds: &[Kind], cfg: &EngineConfig) -> World {
         let now = Instant::now();
         let nodes = kinds
             .iter()
             .enumerate()
             .map(|(i, k)| Node {
-                engine: Engine::new(
-                    Id([i as u8 + 1; 32]),
-                    4000,
-                    EngineConfig::default(),
-                    i as u64,
-                ),
+                engine: Engine::new(Id([i as u8 + 1; 32]), 4000, cfg.clone(), i as u64),
                 addr: addr(i),
                 kind: *k,
                 store: HashMap::new(),
@@ -76,6 +77,7 @@ impl World {
                 announced: vec![],
                 budget: UNLIMITED,
                 outq: VecDeque::new(),
+                sent: Vec::new(),
             })
             .collect();
         World {
@@ -123,6 +125,11 @@ impl World {
                 }
                 assert!(buf.is_empty(), "partial frame left");
             }
+            for (i, n) in self.nodes.iter().enumerate() {
+                if let Err(e) = n.engine.check_invariants() {
+                    panic!("node {i}: {e}");
+                }
+            }
             if !moved {
                 return;
             }
@@ -162,10 +169,11 @@ impl World {
                 out.extend_from_slice(&data);
                 if self.nodes[i].budget == UNLIMITED {
                     self.nodes[i].uploaded += data.len() as u64;
+                    self.nodes[i].sent.push(chunk);
                     self.write(i, conn, &out);
                     self.nodes[i].engine.piece_sent(now, conn);
                 } else {
-                    self.nodes[i].outq.push_back((conn, out));
+                    self.nodes[i].outq.push_back((conn, chunk, out));
                 }
             }
             Action::Close { conn } => {
@@ -289,11 +297,12 @@ impl World {
         for i in 0..self.nodes.len() {
             let mut left = self.nodes[i].budget;
             while left != UNLIMITED && left > 0 {
-                let Some((conn, frame)) = self.nodes[i].outq.pop_front() else {
+                let Some((conn, chunk, frame)) = self.nodes[i].outq.pop_front() else {
                     break;
                 };
                 left = left.saturating_sub(frame.len() as u64);
                 self.nodes[i].uploaded += frame.len() as u64 - 9;
+                self.nodes[i].sent.push(chunk);
                 self.write(i, conn, &frame);
                 self.nodes[i].engine.piece_sent(now, conn);
             }
@@ -495,4 +504,258 @@ fn resumed_download_fetches_only_missing_chunks() {
         "uploaded {} of {total}: refetched verified chunks",
         w.nodes[0].uploaded
     );
+}
+
+/// One seeder whose upload is scarce (one chunk per tick) and four leechers that know each
+/// other. Returns the chunks the seeder sent, in order, after checking every leecher got the
+/// exact file.
+fn scarce_seeder_swarm(super_seed: bool) -> (Vec<u32>, u32) {
+    let cfg = EngineConfig {
+        super_seed,
+        ..EngineConfig::default()
+    };
+    let mut w = World::with_config(&[Kind::Honest; 5], &cfg);
+    let chunks = 64u32;
+    let file = data(chunks as usize * (16 << 10));
+    let id = w.share(0, &file);
+    w.nodes[0].budget = 16 << 10;
+    let now = w.now;
+    for i in 1..5 {
+        w.nodes[i].engine.download(now, id, None, None);
+    }
+    for i in 1..5 {
+        let others: Vec<SocketAddr> = (1..5).filter(|j| *j != i).map(addr).collect();
+        w.nodes[i].engine.add_peers(now, &id, &others);
+    }
+    w.settle();
+    for i in 1..5 {
+        w.nodes[i].engine.add_peers(now, &id, &[addr(0)]);
+    }
+    let mut ticks = 0;
+    while (1..5).any(|i| w.nodes[i].finished.is_empty()) {
+        ticks += 1;
+        assert!(
+            ticks < 5_000,
+            "swarm did not finish (super_seed {super_seed})"
+        );
+        w.tick(Duration::from_millis(100));
+    }
+    for i in 1..5 {
+        let got: Vec<u8> = w.nodes[i].store[&id].values().flatten().copied().collect();
+        assert!(got == file, "leecher {i} got other bytes");
+    }
+    (w.nodes[0].sent.clone(), chunks)
+}
+
+/// How many PIECEs the seeder sent before every chunk had gone out once, and how many of
+/// those were repeats.
+fn first_round(sent: &[u32], chunks: u32) -> (usize, usize) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut repeats = 0;
+    for (n, c) in sent.iter().enumerate() {
+        if !seen.insert(*c) {
+            repeats += 1;
+        }
+        if seen.len() == chunks as usize {
+            return (n + 1, repeats);
+        }
+    }
+    (sent.len(), repeats)
+}
+
+#[test]
+fn super_seeder_sends_every_chunk_once_before_any_twice() {
+    let (sent, chunks) = scarce_seeder_swarm(true);
+    let (round, repeats) = first_round(&sent, chunks);
+    assert_eq!(
+        (round, repeats),
+        (chunks as usize, 0),
+        "the seeder repeated chunks before sending them all: {sent:?}"
+    );
+    // And it did not have to send much more: the leechers had the rest from each other.
+    assert!(
+        sent.len() <= chunks as usize * 5 / 4,
+        "the seeder sent {} pieces of a {chunks}-chunk file: {sent:?}",
+        sent.len()
+    );
+    // Without super-seeding the same swarm makes the seeder repeat itself.
+    let (plain, _) = scarce_seeder_swarm(false);
+    let (plain_round, plain_repeats) = first_round(&plain, chunks);
+    assert!(
+        plain_repeats > 0 && plain.len() > sent.len(),
+        "plain rarest-first: {plain_round} pieces for a first round with {plain_repeats} repeats, \
+         {} in all; super-seeding: {}",
+        plain.len(),
+        sent.len()
+    );
+}
+
+/// A downloader with three connected seeders, driven by hand. Returns its engine, its
+/// connections, the content, its manifest, the clock and the requests it sent.
+#[allow(clippy::type_complexity)]
+fn leecher_with_three_peers() -> (
+    Engine,
+    Vec<ConnId>,
+    Id,
+    Arc<Manifest>,
+    Instant,
+    Vec<(ConnId, u32)>,
+) {
+    let file = data(8 * (16 << 10));
+    let m = Arc::new(Manifest::for_data_with_chunk_size(&file, 16 << 10).unwrap());
+    let id = m.content_id();
+    let now = Instant::now();
+    let mut e = Engine::new(Id([1; 32]), 4000, EngineConfig::default(), 1);
+    e.download(now, id, Some(m.clone()), None);
+    e.partial_opened(now, id, Some(BitSet::new(8)));
+    let mut conns = Vec::new();
+    for p in 0..3u8 {
+        let c = e.accepted(now, addr(10 + p as usize));
+        e.frame(
+            now,
+            c,
+            Message::Handshake(wire::Handshake::new(Id([20 + p; 32]), id, 4000)),
+        );
+        let mut b = wire::Bitfield::new(8);
+        for i in 0..8 {
+            b.set(i);
+        }
+        e.frame(now, c, Message::Bitfield(b));
+        e.frame(now, c, Message::Unchoke);
+        conns.push(c);
+    }
+    let mut asked = Vec::new();
+    while let Some(a) = e.poll_action() {
+        if let Action::Send {
+            conn,
+            msg: Message::Request(i),
+        } = a
+        {
+            asked.push((conn, i));
+        }
+    }
+    (e, conns, id, m, now, asked)
+}
+
+#[test]
+fn a_verified_chunk_is_announced_at_once_to_every_peer() {
+    let (mut e, conns, id, m, now, asked) = leecher_with_three_peers();
+    let file = data(8 * (16 << 10));
+    let (from, chunk) = asked[0];
+    let r = m
+        .lengths()
+        .chunk_range(m.lengths().validate(chunk).unwrap());
+    let bytes = file[r.start as usize..r.end as usize].to_vec();
+    e.frame(now, from, Message::Piece { chunk, data: bytes });
+    let mut stored = false;
+    while let Some(a) = e.poll_action() {
+        if let Action::StoreChunk {
+            chunk: i, from: f, ..
+        } = a
+        {
+            assert_eq!((i, f), (chunk, from));
+            stored = true;
+        }
+    }
+    assert!(stored, "the piece went to verification");
+    e.chunk_stored(now, id, chunk, from, Some(true));
+    // Straight away, before any other input: HAVE to each of the three peers.
+    let mut told = Vec::new();
+    while let Some(a) = e.poll_action() {
+        if let Action::Send {
+            conn,
+            msg: Message::Have(i),
+        } = a
+        {
+            assert_eq!(i, chunk);
+            told.push(conn);
+        }
+    }
+    told.sort_unstable();
+    assert_eq!(told, conns, "HAVE {chunk} went to every connected peer");
+}
+
+#[test]
+fn a_peer_query_not_wanted_now_does_not_leave_a_past_deadline() {
+    // A download with a candidate still to try is due for a peer query but does not want
+    // one: its next deadline must move on, or a driver that sleeps until `poll_timeout`
+    // spins.
+    let cfg = EngineConfig {
+        max_peers_per_content: 1,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(Id([1; 32]), 4000, cfg, 1);
+    let now = Instant::now();
+    let id = Id([7; 32]);
+    e.download(now, id, None, None);
+    e.add_peers(now, &id, &[addr(1), addr(2)]);
+    while e.poll_action().is_some() {}
+    let later = now + Duration::from_secs(2);
+    assert!(e.poll_timeout().is_some_and(|t| t <= later));
+    e.handle_timeout(later);
+    while e.poll_action().is_some() {}
+    let next = e.poll_timeout();
+    assert!(
+        next.is_some_and(|t| t > later),
+        "next deadline {:?} s after the timeout",
+        next.map(|t| t.saturating_duration_since(later).as_secs_f64())
+    );
+}
+
+#[test]
+fn an_unchoked_peer_that_asks_for_nothing_gives_its_slot_to_a_waiting_one() {
+    let cfg = EngineConfig {
+        upload_slots: 1,
+        super_seed: false,
+        ..EngineConfig::default()
+    };
+    let file = data(8 * (16 << 10));
+    let m = Arc::new(Manifest::for_data_with_chunk_size(&file, 16 << 10).unwrap());
+    let id = m.content_id();
+    let t0 = Instant::now();
+    let mut e = Engine::new(Id([1; 32]), 4000, cfg.clone(), 1);
+    e.share(m, None);
+    let mut conns = Vec::new();
+    for p in 0..2u8 {
+        let c = e.accepted(t0, addr(10 + p as usize));
+        e.frame(
+            t0,
+            c,
+            Message::Handshake(wire::Handshake::new(Id([20 + p; 32]), id, 4000)),
+        );
+        e.frame(t0, c, Message::Bitfield(wire::Bitfield::new(8)));
+        e.frame(t0, c, Message::Interested);
+        conns.push(c);
+    }
+    let chokes = |e: &mut Engine| -> Vec<(ConnId, bool)> {
+        std::iter::from_fn(|| e.poll_action())
+            .filter_map(|a| match a {
+                Action::Send {
+                    conn,
+                    msg: Message::Unchoke,
+                } => Some((conn, true)),
+                Action::Send {
+                    conn,
+                    msg: Message::Choke,
+                } => Some((conn, false)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        chokes(&mut e),
+        vec![(conns[0], true)],
+        "one slot: the first"
+    );
+    // The first asks for nothing: after `idle_slot_timeout` the second gets the slot.
+    let idle = t0 + cfg.idle_slot_timeout;
+    assert!(e.poll_timeout().is_some_and(|t| t <= idle));
+    e.handle_timeout(idle);
+    assert_eq!(chokes(&mut e), vec![(conns[0], false), (conns[1], true)]);
+    // The second asks for a chunk and its read is still under way: it keeps the slot.
+    e.frame(idle, conns[1], Message::Request(0));
+    while e.poll_action().is_some() {}
+    let later = idle + cfg.idle_slot_timeout * 2;
+    e.handle_timeout(later);
+    assert_eq!(chokes(&mut e), vec![], "a busy slot is not reclaimed");
 }

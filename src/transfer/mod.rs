@@ -4,6 +4,7 @@
 pub mod bitset;
 pub mod engine;
 pub mod scheduler;
+pub mod seeding;
 
 #[cfg(test)]
 mod tests;

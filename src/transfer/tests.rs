@@ -505,3 +505,47 @@ fn unverified_data_is_bounded_when_verification_lags() {
     );
     s.check_invariants().unwrap();
 }
+
+#[test]
+fn availability_follows_have_and_departures() {
+    // One request at a time to peer A (which has everything), so each pick is visible.
+    let cfg = SchedulerConfig {
+        min_pipeline: 1,
+        max_pipeline: 1,
+        ..SchedulerConfig::default()
+    };
+    let now = Instant::now();
+    let mut s = Scheduler::new(3, 256 * 1024, BitSet::new(3), cfg, 0);
+    let (a, b, c) = (0, 1, 2);
+    let mut b_bits = BitSet::new(3);
+    b_bits.insert(0);
+    for (k, bits) in [(a, BitSet::full(3)), (b, b_bits), (c, BitSet::new(3))] {
+        s.add_peer(now, k);
+        s.peer_bitfield(now, k, &bits);
+    }
+    // Availability [2, 1, 1]; C's HAVE makes it [2, 2, 1]: chunk 2 is the rarest.
+    s.peer_have(now, c, 1);
+    s.check_invariants().unwrap();
+    while s.poll_action().is_some() {}
+    s.peer_unchoked(now, a);
+    let first: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(
+        first.contains(&Action::Request { peer: a, chunk: 2 }),
+        "{first:?}"
+    );
+    // B leaves: [1, 2, 1]. The next pick, right after chunk 2 arrives, is chunk 0.
+    s.peer_gone(now, b);
+    s.check_invariants().unwrap();
+    assert_eq!(
+        s.piece_received(now, a, 2, 256 * 1024),
+        PieceVerdict::Verify
+    );
+    s.chunk_verified(now, 2, a, true);
+    let next: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(
+        next.contains(&Action::Request { peer: a, chunk: 0 }),
+        "{next:?}"
+    );
+    assert!(next.contains(&Action::Have(2)), "{next:?}");
+    s.check_invariants().unwrap();
+}

@@ -1,19 +1,48 @@
-//! `peershare-sim`: measures the DHT on a simulated network (`make sim`).
+//! `peershare-sim`: measures PeerShare on simulated networks.
 //!
-//! Runs one scenario per `--dead` fraction (see `peershare::sim::scenario` for the phases)
-//! and prints each report next to the goals. It is a measurement, not a test: it exits 0
-//! whether or not the goals are met, and non-zero only when the simulation itself fails
-//! (bad arguments, livelock).
+//! - `peershare-sim [--nodes N ...]` or `peershare-sim dht ...` (`make sim`): the DHT. Runs
+//!   one scenario per `--dead` fraction (see `peershare::sim::scenario` for the phases) and
+//!   prints each report next to the goals.
+//! - `peershare-sim swarm [--leechers N ...]` (`make sim-swarm`): one seeder and many
+//!   leechers running the transfer engine (see `peershare::sim::swarm`), once with plain
+//!   rarest-first and once with the seeder super-seeding, side by side with the ideal bound.
+//!
+//! These are measurements, not tests: they exit 0 whether or not the goals are met, and
+//! non-zero only when the simulation itself fails (bad arguments, livelock).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use peershare::sim::swarm::{LinkClass, SwarmScenario, MB};
 use peershare::sim::{NetConfig, Report, Scenario};
 
-/// Simulates a PeerShare DHT network and measures its lookups.
+/// Simulates PeerShare networks: the DHT (default) or a swarm of transfers.
 #[derive(Parser, Debug)]
-#[command(name = "peershare-sim", version, about)]
+#[command(
+    name = "peershare-sim",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[command(flatten)]
+    dht: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// The DHT: lookups on a network of N nodes (the default mode).
+    Dht(Args),
+    /// One seeder and many leechers: completion times and the seeder's upload, with and
+    /// without super-seeding.
+    Swarm(SwarmArgs),
+}
+
+/// The DHT scenario's flags.
+#[derive(ClapArgs, Debug)]
 struct Args {
     /// Nodes in the network.
     #[arg(long, default_value_t = 10_000)]
@@ -45,6 +74,119 @@ struct Args {
     /// Virtual milliseconds between two joins.
     #[arg(long, default_value_t = 20)]
     join_interval: u64,
+}
+
+/// The swarm scenario's flags (defaults: `SwarmScenario::new`).
+#[derive(ClapArgs, Debug)]
+struct SwarmArgs {
+    /// Leechers (plus one seeder).
+    #[arg(long, default_value_t = 500)]
+    leechers: usize,
+    /// Seed of every random choice; the same seed replays the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// File size in KiB (default 100 MiB).
+    #[arg(long, default_value_t = 100 * 1024)]
+    file_kib: u64,
+    /// Chunk size in KiB (default: the chunk-size policy, 256 KiB up to 1 GiB files).
+    #[arg(long)]
+    chunk_kib: Option<u32>,
+    /// Seeder upload, MB/s (10^6 bytes).
+    #[arg(long, default_value_t = 2.5)]
+    seeder_up: f64,
+    /// Fast leechers' upload, MB/s.
+    #[arg(long, default_value_t = 5.0)]
+    fast_up: f64,
+    /// Fast leechers' download, MB/s.
+    #[arg(long, default_value_t = 25.0)]
+    fast_down: f64,
+    /// Slow leechers' upload, MB/s.
+    #[arg(long, default_value_t = 0.5)]
+    slow_up: f64,
+    /// Slow leechers' download, MB/s.
+    #[arg(long, default_value_t = 5.0)]
+    slow_down: f64,
+    /// Fraction of fast leechers.
+    #[arg(long, default_value_t = 0.3, value_parser = fraction)]
+    fast_fraction: f64,
+    /// Leechers join at uniformly random times over this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    join_over: f64,
+    /// Smallest one-way latency, ms.
+    #[arg(long, default_value_t = 10)]
+    latency_min: u64,
+    /// Largest one-way latency, ms.
+    #[arg(long, default_value_t = 90)]
+    latency_max: u64,
+    /// Link model time step, ms.
+    #[arg(long, default_value_t = 10)]
+    tick_ms: u64,
+    /// Joined peers a lookup returns besides the seeder.
+    #[arg(long, default_value_t = 30)]
+    peers_per_lookup: usize,
+    /// Hash every chunk received (slower; the default checks a marker).
+    #[arg(long)]
+    verify: bool,
+    /// Also print each run's timeline (upload used per 10 s of virtual time).
+    #[arg(long)]
+    timeline: bool,
+}
+
+fn rate(mbps: f64) -> u64 {
+    (mbps * MB as f64).round().max(1.0) as u64
+}
+
+fn swarm(a: &SwarmArgs) -> ExitCode {
+    if a.tick_ms == 0 || a.file_kib == 0 || !a.join_over.is_finite() || a.join_over < 0.0 {
+        eprintln!(
+            "peershare-sim swarm: --tick-ms and --file-kib must be positive, --join-over a \
+             number of seconds >= 0"
+        );
+        return ExitCode::FAILURE;
+    }
+    let s = SwarmScenario {
+        file_size: a.file_kib * 1024,
+        chunk_size: a.chunk_kib.map(|k| k * 1024),
+        seeder: LinkClass {
+            up: rate(a.seeder_up),
+            down: rate(a.fast_down),
+        },
+        fast: LinkClass {
+            up: rate(a.fast_up),
+            down: rate(a.fast_down),
+        },
+        slow: LinkClass {
+            up: rate(a.slow_up),
+            down: rate(a.slow_down),
+        },
+        fast_fraction: a.fast_fraction,
+        join_over: Duration::from_secs_f64(a.join_over),
+        latency: (
+            Duration::from_millis(a.latency_min),
+            Duration::from_millis(a.latency_max),
+        ),
+        tick: Duration::from_millis(a.tick_ms),
+        peers_per_lookup: a.peers_per_lookup,
+        verify: a.verify,
+        seed: a.seed,
+        ..SwarmScenario::new(a.leechers)
+    };
+    match s.compare() {
+        Ok(c) => {
+            println!("{c}");
+            if a.timeline {
+                println!("\n  rarest-first:\n{}", c.plain.timeline_table());
+                println!("  + super-seeding:\n{}", c.super_seeding.timeline_table());
+            }
+            println!("  replay: {}", s.replay_command());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("peershare-sim swarm failed (seed {}): {e}", a.seed);
+            eprintln!("replay: {}", s.replay_command());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn fraction(s: &str) -> Result<f64, String> {
@@ -93,7 +235,15 @@ fn goals(r: &Report) -> Vec<String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.mode {
+        Some(Mode::Swarm(a)) => swarm(&a),
+        Some(Mode::Dht(a)) => dht(&a),
+        None => dht(&cli.dht),
+    }
+}
+
+fn dht(args: &Args) -> ExitCode {
     let net = NetConfig {
         latency: Duration::from_millis(args.latency),
         jitter: Duration::from_millis(args.jitter),
