@@ -1019,14 +1019,12 @@ fn two_hundred_python_clients_at_once() {
     assert_eq!(a.status()["status"], "success");
 }
 
-// ----- contract mismatches found (ignored until the node is fixed) -----------------------
+// ----- contract mismatches found earlier, now fixed --------------------------------------
 
-/// With the default `--bind ::` (or `0.0.0.0`) and no external address learned yet,
-/// `all_available_content` lists this node as `"[::]:PORT"` (`"0.0.0.0:PORT"`): an address
-/// nobody can connect to. `src/node/commands.rs` uses `dht.external_addr()` or else the
-/// bound address.
+/// With the default `--bind ::` (or `0.0.0.0`) and no external address learned yet, the node
+/// once listed itself as `"[::]:PORT"`, an address nobody can connect to. It now gives the
+/// address the kernel routes from (`net::socket::advertised_addr`).
 #[test]
-#[ignore = "contract bug: all_available_content peers list the unspecified bind address [::]:PORT"]
 fn all_available_content_lists_a_reachable_address_with_the_default_bind() {
     let dir = tempfile::tempdir().unwrap();
     let n = Node::start(&dir.path().join("n"), &["--bind", "::"]);
@@ -1040,16 +1038,19 @@ fn all_available_content_lists_a_reachable_address_with_the_default_bind() {
             ),
         )
         .value;
-    for item in r["available_content"].as_array().unwrap() {
-        assert_peer_list("all_available_content", &item["peers"]);
-    }
+    let items = r["available_content"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{r}");
+    let peers = assert_peer_list("all_available_content", &items[0]["peers"]);
+    // Listed to be dialled: the wire port answers there.
+    assert_eq!(peers.len(), 1, "{r}");
+    std::net::TcpStream::connect_timeout(&peers[0], Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("advertised {} does not accept connections: {e}", peers[0]));
 }
 
-/// A node alone answers `local_request_content_info` about content it shares itself with
-/// "Content not found in DHT", although it provides it (and lists itself for the same content
-/// in `all_available_content`); as soon as a second node is up, it lists itself.
+/// A node alone once answered `local_request_content_info` about content it shares itself
+/// with "Content not found in DHT" (no lookup returns a node's own record to it), although it
+/// listed itself for the same content in `all_available_content`.
 #[test]
-#[ignore = "contract question: a lone node does not list itself as provider of its own content"]
 fn a_lone_node_lists_itself_as_provider_of_its_own_content() {
     let dir = tempfile::tempdir().unwrap();
     let n = Node::start(&dir.path().join("n"), &[]);
@@ -1063,5 +1064,31 @@ fn a_lone_node_lists_itself_as_provider_of_its_own_content() {
         )
         .value;
     assert_eq!(r["status"], "success", "{r}");
-    assert!(assert_peer_list("content info", &r["peers"]).contains(&n.listen));
+    assert_eq!(
+        assert_peer_list("content info", &r["peers"]),
+        vec![n.listen]
+    );
+
+    // With a second node up, the lookup also returns our record as the other node stores it:
+    // we are still listed once.
+    let b = Node::start(
+        &dir.path().join("b"),
+        &["--bootstrap", &n.listen.to_string()],
+    );
+    let r = n.call("local_announce_content", json!({ "content_hash": id }));
+    assert_eq!(r["status"], "success", "{r}");
+    assert!(r["stored_at"].as_u64().unwrap_or(0) >= 1, "{r}");
+    let r = n.call("local_request_content_info", json!({ "content_hash": id }));
+    assert_eq!(
+        assert_peer_list("content info", &r["peers"]),
+        vec![n.listen],
+        "{r}"
+    );
+    // And the other node, which does not provide it, lists us.
+    let r = b.call("local_request_content_info", json!({ "content_hash": id }));
+    assert_eq!(
+        assert_peer_list("content info", &r["peers"]),
+        vec![n.listen],
+        "{r}"
+    );
 }

@@ -517,6 +517,11 @@ impl Dht {
         self.provided.keys().copied().collect()
     }
 
+    /// Whether this node provides `key` itself (announced and not stopped).
+    pub fn is_providing(&self, key: &Id) -> bool {
+        self.provided.contains_key(key)
+    }
+
     /// The address peers agree they see us at, if known.
     pub fn external_addr(&self) -> Option<SocketAddr> {
         self.external

@@ -128,6 +128,9 @@ pub struct Reactor {
     wire: TcpListener,
     api: TcpListener,
     local: SocketAddr,
+    /// What this node calls itself in API replies until peers agree on its public address:
+    /// `local`, or for a wildcard bind the address the kernel routes from.
+    advertised: SocketAddr,
     conns: HashMap<Token, ApiConn>,
     next_token: usize,
     dht: Dht,
@@ -212,6 +215,7 @@ impl Reactor {
             wire: p.wire,
             api: p.api,
             local: p.local,
+            advertised: crate::net::socket::advertised_addr(p.local),
             conns: HashMap::new(),
             next_token: FIRST_CONN,
             dht: p.dht,
@@ -350,7 +354,7 @@ impl Reactor {
                 DhtEvent::QueryDone { id, result, stats } => {
                     log::debug!("dht: query {id:?} done in {:?}: {stats:?}", stats.duration);
                     if let Some(p) = self.pending.remove(&id) {
-                        let bytes = commands::reply_for(&p, &result, &self.dht);
+                        let bytes = commands::reply_for(&p, &result, &self.dht, self.self_addr());
                         self.deliver(p.token, p.seq, bytes);
                     } else if let Some(content) = self.peer_queries.remove(&id) {
                         if let QueryResult::Providers { providers, .. } = &result {
@@ -690,7 +694,7 @@ impl Reactor {
                         );
                     }
                     Ok(req) => {
-                        let self_addr = self.dht.external_addr().unwrap_or(self.local);
+                        let self_addr = self.self_addr();
                         let spawner = JobSpawner {
                             workers: &self.workers,
                             completer: &self.completer,
@@ -720,6 +724,11 @@ impl Reactor {
                 },
             }
         }
+    }
+
+    /// This node's address as given to API clients: the public one once peers agree on it.
+    fn self_addr(&self) -> SocketAddr {
+        self.dht.external_addr().unwrap_or(self.advertised)
     }
 
     /// Puts a reply in its place in the connection's order and writes what is ready.

@@ -76,6 +76,33 @@ fn bind_pair_exact(ip: IpAddr, port: u16) -> io::Result<Bound> {
     Err(last.unwrap_or_else(|| io::Error::other("no free port")))
 }
 
+/// The address to give others for this node when it is bound to `local`. A wildcard bind
+/// (`[::]` or `0.0.0.0`) is nobody's address: this is the source address the kernel would
+/// pick to reach the internet (asked by connecting a UDP socket, which sends nothing),
+/// IPv4 first since most peers speak it, else IPv6, else loopback on a machine without a
+/// route. The port is `local`'s.
+pub fn advertised_addr(local: SocketAddr) -> SocketAddr {
+    if !local.ip().is_unspecified() {
+        return local;
+    }
+    // Documentation addresses (RFC 5737, RFC 3849): routed by the default route, never used.
+    let v4 = route_source("0.0.0.0:0", "192.0.2.1:9");
+    let v6 = || route_source("[::]:0", "[2001:db8::1]:9");
+    let ip = match local.ip() {
+        IpAddr::V4(_) => v4.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        IpAddr::V6(_) => v4.or_else(v6).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+    };
+    SocketAddr::new(ip, local.port())
+}
+
+/// The source address the routing table chooses towards `dest`, if there is a route.
+fn route_source(bind: &str, dest: &str) -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind(bind).ok()?;
+    s.connect(dest).ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
 /// Binds a TCP listener (the local API).
 pub fn listen_tcp(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
     let s = tcp_listener(addr)?;
@@ -113,5 +140,16 @@ mod tests {
         let d: SocketAddr = "192.0.2.1:9".parse().unwrap();
         assert_eq!(dest_for(&l6, d), "[::ffff:192.0.2.1]:9".parse().unwrap());
         assert_eq!(dest_for(&l4, d), d);
+    }
+
+    #[test]
+    fn a_wildcard_bind_is_advertised_as_a_real_address() {
+        let exact: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        assert_eq!(advertised_addr(exact), exact);
+        for wild in ["[::]:7", "0.0.0.0:7"] {
+            let a = advertised_addr(wild.parse().unwrap());
+            assert!(!a.ip().is_unspecified(), "{wild} -> {a}");
+            assert_eq!(a.port(), 7);
+        }
     }
 }

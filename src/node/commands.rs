@@ -3,6 +3,7 @@
 //! Field names follow the EchoChain API contract (`protocol-spec/api.md`,
 //! after `MISSION.md`) and must not change.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
@@ -54,7 +55,7 @@ pub struct Ctx<'a> {
     /// Runs worker jobs.
     pub spawner: &'a dyn Spawner,
     /// The address this node serves content on, as others should see it.
-    pub self_addr: std::net::SocketAddr,
+    pub self_addr: SocketAddr,
 }
 
 /// Answers a ledger command (`local_register_file_on_chain`, `local_verify_file_on_chain`,
@@ -211,8 +212,14 @@ pub fn execute(
     }
 }
 
-/// The reply for a pending request whose lookup finished.
-pub fn reply_for(p: &Pending, result: &QueryResult, dht: &Dht) -> Vec<u8> {
+/// Providers listed in one `local_request_content_info` reply: 50 IPv6 addresses still fit
+/// the single 4096-byte read of EchoChain's clients (`protocol-spec/api.md`, section 3).
+pub const API_MAX_PEERS: usize = 50;
+
+/// The reply for a pending request whose lookup finished. `self_addr` is this node's
+/// address for clients: a node that provides the content lists itself first, since no
+/// lookup returns a node's own record to it (a lone node would otherwise say "not found").
+pub fn reply_for(p: &Pending, result: &QueryResult, dht: &Dht, self_addr: SocketAddr) -> Vec<u8> {
     match (p.what, result) {
         (Waiting::Announce(id), QueryResult::Announced { stored_at, asked }) => {
             let message = if *asked == 0 && dht.routing_table().is_empty() {
@@ -228,10 +235,24 @@ pub fn reply_for(p: &Pending, result: &QueryResult, dht: &Dht) -> Vec<u8> {
             })))
         }
         (Waiting::ContentInfo(id), QueryResult::Providers { providers, .. }) => {
-            if providers.is_empty() {
+            let mut list: Vec<SocketAddr> = Vec::with_capacity(API_MAX_PEERS);
+            if dht.is_providing(&id) {
+                list.push(self_addr);
+            }
+            for a in providers {
+                if list.len() == API_MAX_PEERS {
+                    break;
+                }
+                // Our own record, as another node saw us: already listed.
+                if dht.is_providing(&id) && is_self(*a, self_addr) {
+                    continue;
+                }
+                list.push(*a);
+            }
+            if list.is_empty() {
                 reply::error("Content not found in DHT")
             } else {
-                let peers: Vec<String> = providers.iter().map(|a| a.to_string()).collect();
+                let peers: Vec<String> = list.iter().map(|a| a.to_string()).collect();
                 reply::success(fields(json!({
                     "content_hash": id.to_hex(),
                     "peers": peers,
@@ -240,6 +261,12 @@ pub fn reply_for(p: &Pending, result: &QueryResult, dht: &Dht) -> Vec<u8> {
         }
         _ => reply::error("internal: lookup finished with an unexpected result"),
     }
+}
+
+/// Whether a provider address other nodes gave us is this node: our port at our address,
+/// or at a loopback one (how nodes on the same machine see us).
+fn is_self(a: SocketAddr, me: SocketAddr) -> bool {
+    a.port() == me.port() && (a.ip() == me.ip() || a.ip().is_loopback())
 }
 
 /// `local_list_content`: every content hash this node knows of in the DHT.
@@ -320,4 +347,79 @@ pub fn limits_json(l: &crate::net::bandwidth::Limits) -> Value {
         "peer_up": l.peer_up,
         "peer_down": l.peer_down,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dht::DhtConfig;
+
+    fn content_info(dht: &Dht, id: Id, providers: Vec<SocketAddr>, me: SocketAddr) -> Value {
+        let p = Pending {
+            token: mio::Token(1),
+            seq: 0,
+            what: Waiting::ContentInfo(id),
+        };
+        let result = QueryResult::Providers {
+            providers,
+            closest: Vec::new(),
+        };
+        let bytes = reply_for(&p, &result, dht, me);
+        assert!(bytes.len() < 4096, "{} bytes", bytes.len());
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn peers(v: &Value) -> Vec<String> {
+        v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn provider_lists_fit_one_4096_byte_read() {
+        let now = Instant::now();
+        let dht = Dht::new(Id([1; 32]), DhtConfig::default(), 1, now);
+        let me: SocketAddr = "192.0.2.1:8001".parse().unwrap();
+        // 200 providers of the longest form (IPv6, 5-digit port): 50 listed.
+        let many: Vec<SocketAddr> = (0..200u16)
+            .map(|i| {
+                format!("[2001:db8:ffff:ffff:ffff:ffff:ffff:{i:x}]:65535")
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        let v = content_info(&dht, Id([2; 32]), many.clone(), me);
+        assert_eq!(v["status"], "success");
+        let got = peers(&v);
+        assert_eq!(got.len(), API_MAX_PEERS);
+        assert_eq!(got[0], many[0].to_string());
+    }
+
+    #[test]
+    fn a_provider_lists_itself_once_and_first() {
+        let now = Instant::now();
+        let mut dht = Dht::new(Id([1; 32]), DhtConfig::default(), 1, now);
+        let me: SocketAddr = "192.0.2.1:8001".parse().unwrap();
+        let id = Id([2; 32]);
+        let other: SocketAddr = "198.51.100.7:8001".parse().unwrap();
+        // Not providing, nothing found: the contract's error.
+        let v = content_info(&dht, id, Vec::new(), me);
+        assert_eq!(v["message"], "Content not found in DHT");
+        let _ = dht.announce(id, 0, now);
+        // Alone: ourselves.
+        assert_eq!(
+            peers(&content_info(&dht, id, Vec::new(), me)),
+            [me.to_string()]
+        );
+        // Our record as others store it (at our address, or on loopback) is not repeated; a
+        // node on another address with the same port is someone else.
+        let back = vec!["127.0.0.1:8001".parse().unwrap(), me, other];
+        assert_eq!(
+            peers(&content_info(&dht, id, back, me)),
+            [me.to_string(), other.to_string()]
+        );
+    }
 }
