@@ -166,6 +166,8 @@ pub mod error_code {
     pub const TOO_MANY_CONNECTIONS: u16 = 4;
     /// I am shutting down.
     pub const SHUTTING_DOWN: u16 = 5;
+    /// We both have the whole content: this connection has nothing left to carry.
+    pub const COMPLETE: u16 = 6;
 }
 
 /// The spec's name for a type byte ("UNKNOWN" if undefined).
@@ -211,6 +213,7 @@ pub fn error_code_name(code: u16) -> &'static str {
         error_code::BANNED => "BANNED",
         error_code::TOO_MANY_CONNECTIONS => "TOO_MANY_CONNECTIONS",
         error_code::SHUTTING_DOWN => "SHUTTING_DOWN",
+        error_code::COMPLETE => "COMPLETE",
         _ => "UNKNOWN",
     }
 }

@@ -719,7 +719,7 @@ impl Engine {
                     .and_then(|k| k.peer_bits.as_ref())
                     .is_some_and(|b| b.is_full());
                 if seeder {
-                    self.close_with(k, error_code::SHUTTING_DOWN, "download complete");
+                    self.close_with(k, error_code::COMPLETE, "download complete");
                 }
             }
             // Downloads are announced at their first verified chunk; an empty file has none,

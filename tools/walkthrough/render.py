@@ -157,7 +157,7 @@ SECTIONS = [
     ("lookup", "Looking up: C asks who has it"),
     ("handshake", "Connecting, and the handshake"),
     ("manifest", "Metadata and the manifest"),
-    ("interest", "Bitfield, interest, unchoke"),
+    ("interest", "Bitfield, offers, interest, unchoke"),
     ("pieces", "Requests and pieces"),
     ("have", "HAVE, and C becomes a provider"),
     ("closing", "Closing"),
@@ -299,7 +299,8 @@ class Document:
                 0x03: "manifest",
                 0x04: "manifest",
                 0x05: "manifest" if accepting else "interest",
-                0x06: "have",
+                # A seed's HAVEs are offers (super-seeding), part of getting started.
+                0x06: "interest" if accepting else "have",
                 0x07: "pieces",
                 0x08: "pieces",
                 0x09: "pieces",
@@ -358,7 +359,7 @@ class Document:
             return "self" if p.body[:32].hex() == p.sender else "refresh"
         if p.name == "HANDSHAKE":
             return "connect" if p.msg.src == self.conn_ends.get(p.msg.conn, (None,))[0] else "accept"
-        if p.name == "BITFIELD":
+        if p.name in ("BITFIELD", "HAVE"):
             return "connect" if p.msg.src == self.conn_ends.get(p.msg.conn, (None,))[0] else "accept"
         return ""
 
@@ -496,6 +497,14 @@ class Document:
         if p.name == "BITFIELD":
             have = sum(bin(b).count("1") for b in p.body[4:])
             count = u32(p.body, 0)
+            if v == "accept" and have == 0 and x == "B":
+                return (f"{x} holds all {count} chunks, yet its BITFIELD shows none: {x} "
+                        f"**super-seeds** (wire.md, section 11). Instead of announcing every "
+                        f"chunk at once, it will offer a few at a time with HAVE, those the "
+                        f"swarm has fewest copies of first, so its upload goes to chunks "
+                        f"nobody else can give. A BITFIELD also proves that {x} holds the "
+                        f"verified manifest: only now may {y} ask for it.",
+                        f"{x} shows no chunks (it super-seeds)")
             if v == "accept":
                 return (f"{x} has {have} of {count} chunks. A BITFIELD also proves that {x} "
                         f"holds the verified manifest: only now may {y} ask for it.",
@@ -541,10 +550,19 @@ class Document:
                     f"counts, is stored, or is served to anyone: here `{digest[:16]}…`, as in "
                     f"[the manifest](#the-manifest).",
                     f"chunk {chunk}, answering {self.ref(req)}")
+        if p.name == "HAVE" and v == "accept":
+            chunk = u32(p.body, 0)
+            return (f"An **offer**: {x} tells {y} it has chunk {chunk}, so {y} may ask for it. "
+                    f"A super-seeding node offers each peer a few chunks it has not asked for "
+                    f"yet (one while the peer is choked: enough to make it interested, more "
+                    f"once unchoked), and one more for every REQUEST. With other downloaders "
+                    f"around, each would be offered different chunks first, and they would "
+                    f"trade them among themselves.",
+                    f"{x} offers chunk {chunk}")
         if p.name == "HAVE":
             chunk = u32(p.body, 0)
             return (f"{x} has verified chunk {chunk} and tells every peer of the content, "
-                    f"here only {y} (which has it already: a client may skip those).",
+                    f"here only {y}, which has it already but counts the copies in the swarm.",
                     f"{x} has verified chunk {chunk}")
         if p.name == "ERROR":
             code_ = struct.unpack(">H", p.body[:2])[0]
@@ -714,9 +732,10 @@ class Document:
                       "starts the download (`local_request_file`)",
             "handshake": "C opens a TCP connection to B; both say who they are and which "
                          "content the connection is about",
-            "manifest": "B names the file and shows its chunks; C fetches the manifest and "
+            "manifest": "B names the file and sends its bitfield; C fetches the manifest and "
                         "checks it against the content ID",
-            "interest": "C shows its (empty) bitfield and asks to be served; B agrees",
+            "interest": "C shows its (empty) bitfield; B offers chunks with HAVE; C asks to "
+                        "be served and B agrees",
             "pieces": "C asks for both chunks at once; B sends them",
             "have": "C tells B about each verified chunk, and the DHT that it provides the "
                     "content too",
@@ -916,7 +935,7 @@ class Document:
         pieces = [p for p in self.in_section("manifest") if p.name == "MANIFEST_DATA"]
         return [
             "Right after its HANDSHAKE, B sends the file's name (METADATA, optional) and its "
-            "BITFIELD. C, though, has nothing to compare a bitfield with yet: all it knows is "
+            "BITFIELD (empty, although B has every chunk: section 6 says why). C, though, has nothing to compare a bitfield with yet: all it knows is "
             "the 32-byte content ID. It needs the **manifest**: the file size, the chunk size, "
             "the SHA-256 of the whole file and of every chunk (content.md, section 2).",
             "",
@@ -936,8 +955,15 @@ class Document:
 
     def prose_interest(self):
         return [
-            "With the manifest verified, C sends its own BITFIELD (it has nothing yet) and says "
-            "it is INTERESTED: B has chunks it lacks. B UNCHOKEs C.",
+            "With the manifest verified, C sends its own BITFIELD (it has nothing yet). Now "
+            "that B knows what C lacks, it **offers** chunks with HAVE: B is a seed that "
+            "super-seeds (wire.md, section 11). When a seed's upload is the scarce resource, "
+            "every byte it sends of a chunk the swarm already holds is a byte the downloaders "
+            "could have had from each other; so it announces nothing in its BITFIELD and "
+            "offers each peer a few chunks at a time, those with the fewest copies in the "
+            "swarm first. Nothing new is on the wire: to C, B is a peer that announces chunks "
+            "as it gets them. C says it is INTERESTED: B has chunks it lacks. B UNCHOKEs C and "
+            "offers more.",
             "",
             "**Choking** is how a node shares its upload bandwidth (wire.md, section 8): every "
             "connection starts with each side choking the other, and a node serves requests "
@@ -955,7 +981,7 @@ class Document:
             "the link would idle for a round trip after every chunk. Which chunk first is the "
             "downloader's choice: the rarest among its peers, from a random start, so that "
             "downloaders starting together do not all ask for the same chunk (wire.md, "
-            "section 11). With one seeder every chunk is as rare as the next.",
+            "section 11), among the chunks its peers have announced, here those B offered.",
             "",
             "A chunk always comes whole from one peer, so a chunk that fails its check names "
             "the peer that sent it, and that peer is banned. A chunk counts only after its "
@@ -968,8 +994,9 @@ class Document:
         return [
             "Each time C has verified a chunk it sends HAVE to its peers of the content, so "
             "that their view of who has what stays right (for rarest first) and peers that lack "
-            "the chunk become interested. Here C's only peer is B, which has everything; a "
-            "client may leave out such HAVEs, this one sends them anyway.",
+            "the chunk become interested. Here C's only peer is B, which has everything, and "
+            "the HAVEs still matter to it: a super-seeding seed counts who has which chunk to "
+            "choose what to offer next (wire.md, section 11).",
             "",
             "With its first verified chunk, C can serve the content too, so it also tells the "
             "DHT: the same GET_PROVIDERS lookup and ANNOUNCE as B in section 2, this time from "
@@ -990,7 +1017,8 @@ class Document:
         if err:
             out += [
                 f"Then {err.src} closes the connection ({self.ref(err)}): a downloader that has "
-                f"the whole file has no use for a peer that has it too, nor that peer for it. "
+                f"the whole file has no use for a peer that has it too, nor that peer for it, "
+                f"hence the code COMPLETE. "
                 f"Either side may close a connection that is no longer useful (wire.md, section "
                 f"10); an ERROR frame says why, for logs, and nothing follows it (wire.md, "
                 f"section 4.17).",

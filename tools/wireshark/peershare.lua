@@ -182,7 +182,7 @@ local WIRE_TYPE_NAMES = {}
 for t, d in pairs(WIRE_TYPES) do WIRE_TYPE_NAMES[t] = d.name end
 local WIRE_ERROR_CODES = {
     [1] = "UNKNOWN_CONTENT", [2] = "PROTOCOL_VIOLATION", [3] = "BANNED",
-    [4] = "TOO_MANY_CONNECTIONS", [5] = "SHUTTING_DOWN",
+    [4] = "TOO_MANY_CONNECTIONS", [5] = "SHUTTING_DOWN", [6] = "COMPLETE",
 }
 local REJECT_REASONS = { [1] = "NOT_AVAILABLE", [2] = "CHOKED", [3] = "BUSY", [4] = "CONTENT_CHANGED" }
 local FAMILIES = { [4] = "IPv4", [6] = "IPv6" }

@@ -53,7 +53,7 @@ pub(super) fn wire_line(s: &mut String, m: &wire::Message) {
             let (n, c) = (Short(&h.node_id.0), Short(&h.content_id.0));
             write!(s, " node={n} content={c} port={}", h.listen_port)
         }
-        M::Metadata { name } => write!(s, " name={}", Quoted(name)),
+        M::Metadata { name } => write!(s, " name={}", quote(name, 40)),
         M::ManifestRequest { offset, length } => write!(s, " off={offset} len={length}"),
         M::ManifestData {
             total_len,
