@@ -203,6 +203,10 @@ pub struct RunArgs {
     /// Download limit of each peer connection (0: unlimited)
     #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
     pub peer_down_limit: u64,
+    /// Announce every chunk of a complete file at once (a full BITFIELD) instead of
+    /// super-seeding: offering a few chunks at a time, those the swarm lacks first
+    #[arg(long)]
+    pub no_super_seed: bool,
 }
 
 fn parse_rate_arg(s: &str) -> Result<u64, String> {
@@ -243,6 +247,7 @@ impl RunArgs {
         }
         c.download_dir = self.download_dir.clone();
         c.trace = self.trace;
+        c.engine.super_seed = !self.no_super_seed;
         c.limits = crate::net::bandwidth::Limits {
             up: self.up_limit,
             down: self.down_limit,

@@ -1508,3 +1508,46 @@ fn idle_connections_do_not_lock_out_downloaders() {
     assert_downloaded(&r, &out, &data);
     drop(held);
 }
+
+/// What a peer that has nothing sees from a seed: by default an empty BITFIELD, then a few
+/// chunks offered with HAVE (super-seeding), never all of them at once; with
+/// `--no-super-seed` a full BITFIELD.
+#[test]
+fn a_seed_super_seeds_unless_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = seeded_bytes(9 * CHUNK + 5, 12);
+    let src = dir.path().join("s.bin");
+    write_file(&src, &data);
+    for (flags, super_seed) in [(&[][..], true), (&["--no-super-seed"][..], false)] {
+        let node = Node::start(&dir.path().join(format!("n{super_seed}")), flags);
+        let id = add_file(&node, &src);
+        let mut s = TcpStream::connect(node.listen).unwrap();
+        let me = Id::random(&mut rand::thread_rng());
+        send(
+            &mut s,
+            &Message::Handshake(Handshake::new(me, hex_id(&id), 0)),
+        )
+        .unwrap();
+        send(&mut s, &Message::Bitfield(Bitfield::new(10))).unwrap();
+        send(&mut s, &Message::Interested).unwrap();
+        let (got, closed) = read_until_closed(&mut s, Duration::from_secs(2));
+        assert!(!closed, "the seed closed the connection: {got:?}");
+        let bits: Vec<u32> = got
+            .iter()
+            .filter_map(|m| match m {
+                Message::Bitfield(b) => Some(b.count_ones()),
+                _ => None,
+            })
+            .collect();
+        let offers = got.iter().filter(|m| matches!(m, Message::Have(_))).count();
+        if super_seed {
+            assert_eq!(bits, [0], "{got:?}");
+            // One offer while choked, a few once unchoked (4 by default), not all 10.
+            assert!((1..10).contains(&offers), "{offers} offers: {got:?}");
+            assert!(got.contains(&Message::Unchoke), "{got:?}");
+        } else {
+            assert_eq!(bits, [10], "{got:?}");
+            assert_eq!(offers, 0, "{got:?}");
+        }
+    }
+}

@@ -49,6 +49,8 @@ pub struct NodeConfig {
     /// Where finished downloads go unless a request names another folder
     /// (default: `<data dir>/files`).
     pub download_dir: Option<PathBuf>,
+    /// The transfer engine's tunables (`--no-super-seed` turns super-seeding off).
+    pub engine: crate::transfer::engine::EngineConfig,
 }
 
 impl NodeConfig {
@@ -72,6 +74,7 @@ impl NodeConfig {
                 .map_or(2, |n| n.get())
                 .clamp(2, 8),
             download_dir: None,
+            engine: crate::transfer::engine::EngineConfig::default(),
         }
     }
 }

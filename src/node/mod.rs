@@ -153,12 +153,18 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         .download_dir
         .clone()
         .unwrap_or_else(|| cfg.data_dir.join("files"));
-    let transfers =
-        transfers::Transfers::open(&cfg.data_dir, download_dir, id, bound.local.port(), now)
-            .map_err(|e| NodeError::Io {
-                what: "open shares and downloads",
-                source: io::Error::other(e),
-            })?;
+    let transfers = transfers::Transfers::open(
+        &cfg.data_dir,
+        download_dir,
+        id,
+        bound.local.port(),
+        cfg.engine.clone(),
+        now,
+    )
+    .map_err(|e| NodeError::Io {
+        what: "open shares and downloads",
+        source: io::Error::other(e),
+    })?;
     let emulator = SendEmulator::new(
         cfg.emulate_latency,
         cfg.emulate_jitter,

@@ -167,15 +167,11 @@ impl Transfers {
         download_dir: PathBuf,
         node_id: Id,
         listen_port: u16,
+        engine_cfg: EngineConfig,
         now: Instant,
     ) -> Result<Transfers, String> {
         let index = ShareIndex::open(data_dir).map_err(|e| format!("share index: {e}"))?;
-        let mut engine = Engine::new(
-            node_id,
-            listen_port,
-            EngineConfig::default(),
-            rand::random(),
-        );
+        let mut engine = Engine::new(node_id, listen_port, engine_cfg, rand::random());
         let mut sources = HashMap::new();
         for e in index.list() {
             let Some(m) = index.manifest(&e.id) else {
