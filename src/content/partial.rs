@@ -38,6 +38,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
@@ -617,6 +618,13 @@ impl PartialFile {
                 missing: self.missing_count(),
             });
         }
+        let t0 = Instant::now();
+        let left_to_hash = self
+            .prefix
+            .as_ref()
+            .map_or(self.lengths.chunk_count(), |p| {
+                self.lengths.chunk_count().saturating_sub(p.next)
+            });
         if self.whole_file_hash()? != *self.manifest.file_sha256() {
             self.prefix_gen += 1;
             self.prefix = Some(PrefixHash::new());
@@ -626,9 +634,11 @@ impl PartialFile {
                 bad_chunks: bad,
             });
         }
+        let t1 = Instant::now();
         self.file
             .sync_all()
             .map_err(|e| ContentError::io("sync", &self.part_path, e))?;
+        let t2 = Instant::now();
 
         fs::create_dir_all(final_dir).map_err(|e| ContentError::io("create", final_dir, e))?;
         let base = safe_file_name_or_fallback(name, &self.id);
@@ -646,6 +656,16 @@ impl PartialFile {
         if let Err(e) = self.remove_download_files() {
             log::warn!("download {} finished, but cleaning up failed: {e}", self.id);
         }
+        // Where the time between the last chunk and the final name goes.
+        log::debug!(
+            "download {}: finish hashed the last {left_to_hash} of {} chunks in {:?}, \
+             fsync {:?}, placing and cleaning up {:?}",
+            self.id,
+            self.lengths.chunk_count(),
+            t1 - t0,
+            t2 - t1,
+            t2.elapsed()
+        );
         Ok(final_path)
     }
 

@@ -5,6 +5,7 @@ pub mod bitset;
 pub mod engine;
 pub mod scheduler;
 pub mod seeding;
+pub mod tie_order;
 
 #[cfg(test)]
 mod tests;

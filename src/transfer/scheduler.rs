@@ -12,8 +12,9 @@
 //!
 //! Policy:
 //! - **Rarest first, random start.** A peer with free pipeline slots gets the missing chunks
-//!   it has that the fewest connected peers have; ties go in a rotated order from a random
-//!   start, so downloaders that start together spread over different chunks.
+//!   it has that the fewest connected peers have; ties go in [`TieOrder`]: file order by
+//!   windows of 64 chunks, each rotated from a random start, so downloaders that start
+//!   together spread over different chunks while the whole-file hash keeps up.
 //! - **Pipelining, sized by rate.** A peer starts with `min_pipeline` requests outstanding
 //!   and gains one per piece it delivers (slow start), up to about `pipeline_window` worth of
 //!   its measured rate (never more than `pipeline_bytes` or `max_pipeline` chunks). A fast
@@ -32,10 +33,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
 use super::bitset::BitSet;
+use super::tie_order::TieOrder;
 
 /// The driver's handle for a peer connection.
 pub type PeerKey = u64;
@@ -172,14 +171,15 @@ pub struct Scheduler {
     peers: BTreeMap<PeerKey, Peer>,
     /// Chunks in `Verifying`.
     verifying: usize,
-    start: usize,
+    /// How ties between equally rare chunks are broken.
+    order: TieOrder,
     actions: VecDeque<Action>,
     complete_sent: bool,
 }
 
 impl Scheduler {
     /// A scheduler for `chunk_count` chunks of `chunk_size` bytes, of which `have` are
-    /// already verified (resumed download). `seed` picks the random start.
+    /// already verified (resumed download). `seed` picks the random start of the tie order.
     pub fn new(
         chunk_count: usize,
         chunk_size: u32,
@@ -202,11 +202,7 @@ impl Scheduler {
             })
             .collect();
         let missing = chunk_count - have.count();
-        let start = if chunk_count == 0 {
-            0
-        } else {
-            StdRng::seed_from_u64(seed).gen_range(0..chunk_count)
-        };
+        let order = TieOrder::new(seed);
         let mut s = Scheduler {
             cfg,
             chunk_size: chunk_size.max(1),
@@ -217,7 +213,7 @@ impl Scheduler {
             availability: vec![0; chunk_count],
             peers: BTreeMap::new(),
             verifying: 0,
-            start,
+            order,
             actions: VecDeque::new(),
             complete_sent: false,
         };
@@ -733,20 +729,19 @@ impl Scheduler {
         }
     }
 
-    /// Up to `n` missing chunks `key` has, rarest first, ties in the rotated order.
+    /// Up to `n` missing chunks `key` has, rarest first, ties in the tie order.
     fn pick_rarest(&self, key: PeerKey, n: usize) -> Vec<usize> {
         let Some(p) = self.peers.get(&key) else {
             return Vec::new();
         };
         let len = self.state.len();
-        // (availability, rotated position) of the best n so far; n is small (a pipeline).
+        // (availability, tie rank) of the best n so far; n is small (a pipeline).
         let mut best: Vec<(u16, usize, usize)> = Vec::with_capacity(n + 1);
-        for off in 0..len {
-            let i = (self.start + off) % len;
+        for i in 0..len {
             if self.state[i] != ChunkState::Missing || !p.has.contains(i) {
                 continue;
             }
-            let cand = (self.availability[i], off, i);
+            let cand = (self.availability[i], self.order.rank(i), i);
             if best.len() < n {
                 best.push(cand);
                 best.sort_unstable();

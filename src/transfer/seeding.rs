@@ -24,7 +24,9 @@
 //!   again ([`SuperSeed::take_starved`]) after each PIECE, choke or departure.
 //! - **Which, afterwards.** The chunk with the fewest known copies, `max(PIECEs we sent,
 //!   peers that announced it) + offers still open`.
-//! - Ties go in a rotated order from a seeded random start.
+//! - Ties go in [`TieOrder`]: windows of 64 chunks in file order, each rotated from a
+//!   seeded random start (so a lone downloader's whole-file hash keeps up, while seeds that
+//!   start together offer different chunks first).
 //!
 //! An offer is never withdrawn: a HAVE is true (the seed has the chunk), and a peer may
 //! request an offered chunk later, for instance after a CHOKE. Any client interoperates: it
@@ -36,10 +38,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
 use super::bitset::BitSet;
+use super::tie_order::TieOrder;
 
 /// The engine's handle for a connection.
 pub type PeerKey = u64;
@@ -75,7 +75,8 @@ pub struct SuperSeed {
     reserved: Vec<u16>,
     /// Chunks nobody is known to have (`sent` and `announced` both 0).
     fresh: usize,
-    start: usize,
+    /// How ties are broken.
+    order: TieOrder,
     peers: BTreeMap<PeerKey, PeerView>,
     /// Peers whose last top-up found fewer chunks than wanted.
     starved: BTreeSet<PeerKey>,
@@ -85,18 +86,14 @@ impl SuperSeed {
     /// Bookkeeping for a content of `chunks` chunks; `seed` picks the start of the rotated
     /// order that breaks ties.
     pub fn new(chunks: usize, seed: u64) -> Self {
-        let start = if chunks == 0 {
-            0
-        } else {
-            StdRng::seed_from_u64(seed).gen_range(0..chunks)
-        };
+        let order = TieOrder::new(seed);
         SuperSeed {
             sent: vec![0; chunks],
             announced: vec![0; chunks],
             open: vec![0; chunks],
             reserved: vec![0; chunks],
             fresh: chunks,
-            start,
+            order,
             peers: BTreeMap::new(),
             starved: BTreeSet::new(),
         }
@@ -257,17 +254,16 @@ impl SuperSeed {
         }
         let first_round = self.fresh > 0;
         let n = self.sent.len();
-        // (copies, open offers, rotated position, chunk) of the best `want` so far.
+        // (copies, open offers, tie rank, chunk) of the best `want` so far.
         let mut best: Vec<(u32, u16, usize, usize)> = Vec::with_capacity(want + 1);
-        for off in 0..n {
-            let i = (self.start + off) % n;
+        for i in 0..n {
             if p.has.contains(i) || p.offered.contains(i) {
                 continue;
             }
             if first_round && (!self.is_fresh(i) || self.reserved[i] > 0) {
                 continue;
             }
-            let cand = (self.copies(i), self.open[i], off, i);
+            let cand = (self.copies(i), self.open[i], self.order.rank(i), i);
             if best.len() < want {
                 best.push(cand);
                 best.sort_unstable();
