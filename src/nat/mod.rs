@@ -372,10 +372,10 @@ impl Nat {
         provider: SocketAddr,
         node: Id,
         rendezvous: SocketAddr,
+        ours: Option<SocketAddr>,
     ) {
         let txid = self.next_rand();
         let port = self.wire_port;
-        self.send(rendezvous, txid, Message::Introduce { target: node, port });
         self.attempts.insert(
             conn,
             Attempt {
@@ -388,6 +388,33 @@ impl Nat {
                 txid,
             },
         );
+        // We may be the provider's rendezvous ourselves (a datagram to ourselves would be
+        // dropped): then we introduce ourselves, as a rendezvous would.
+        match (self.clients.get(&node).copied(), ours) {
+            (Some(c), Some(ours)) if c.expires > now => {
+                let call = Message::Call {
+                    mode: call_mode::PUNCH,
+                    nonce: 0,
+                    peer: Id([0; 32]),
+                    addr: ours,
+                    port,
+                };
+                let call_txid = self.next_rand();
+                self.send(c.addr, call_txid, call);
+                let msg = Message::Introduced {
+                    addr: c.addr,
+                    port: c.port,
+                };
+                let dg = Datagram {
+                    flags: 0,
+                    txid,
+                    sender: node,
+                    msg,
+                };
+                self.handle_datagram(now, rendezvous, dg);
+            }
+            _ => self.send(rendezvous, txid, Message::Introduce { target: node, port }),
+        }
     }
 
     /// Rendezvous: a downloader asks on a TCP connection for circuit `nonce` to `node`.

@@ -359,7 +359,8 @@ impl Reactor {
     pub(super) fn nat_connect(&mut self, now: Instant, conn: ConnId, addr: SocketAddr) -> bool {
         if let Some((node, rv)) = self.dht.rendezvous_of(&addr) {
             log::debug!("nat: {addr} is behind rendezvous {rv}: asking for an introduction");
-            self.nat.nat.connect_via(now, conn, addr, node, rv);
+            let ours = self.dht.external_addr();
+            self.nat.nat.connect_via(now, conn, addr, node, rv, ours);
             self.nat_flush(now);
             return true;
         }
