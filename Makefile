@@ -5,7 +5,7 @@ PORT ?= 8001
 API_PORT ?= 8002
 ARGS ?=
 
-.PHONY: build run test lint check-boundaries dissector-test walkthrough bench sim sim-swarm demo clean
+.PHONY: build run test lint check-boundaries dissector-test netlab-test walkthrough bench sim sim-swarm demo clean
 
 build:
 	$(CARGO) build --release
@@ -31,6 +31,13 @@ check-boundaries:
 ## capture of three nodes. Part of `make test`; says SKIPPED without tshark or capture rights.
 dissector-test:
 	$(CARGO) test --test dissector -- --nocapture
+
+## NAT traversal on emulated NATs (tools/netlab/netlab.sh: network namespaces, iptables
+## routers): every pair of {public, EIM, port-restricted, symmetric} as seeder x leecher
+## downloads a file; prints how each connection was set up. Needs root; part of `make test`
+## (which says SKIPPED without root).
+netlab-test:
+	$(CARGO) test --test netlab -- --nocapture
 
 ## protocol-spec/walkthrough.md: one real session of three nodes on loopback, captured with
 ## dumpcap and explained packet by packet. Needs root (or the right to capture on lo); builds

@@ -185,6 +185,10 @@ pub struct RunArgs {
     /// (on stderr)
     #[arg(long)]
     pub trace: bool,
+    /// Do not test reachability, use a rendezvous or relay (protocol-spec/nat.md); the node
+    /// still serves as a rendezvous and relay for others
+    #[arg(long)]
+    pub no_nat: bool,
     /// Upload limit of the whole node, e.g. 10MB/s, 5MiB/s (0: unlimited)
     #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
     pub up_limit: u64,
@@ -248,6 +252,7 @@ impl RunArgs {
         c.download_dir = self.download_dir.clone();
         c.trace = self.trace;
         c.engine.super_seed = !self.no_super_seed;
+        c.nat.enabled = !self.no_nat;
         c.limits = crate::net::bandwidth::Limits {
             up: self.up_limit,
             down: self.down_limit,

@@ -7,6 +7,7 @@
 //! - [`ledger`]: blockchain hooks: content ownership on an embedded signed, hash-chained ledger.
 //! - [`content`]: manifests and content IDs, file hashing, the share index, crash-safe partial downloads.
 //! - [`dht`]: the Kademlia DHT as a sans-IO state machine.
+//! - [`nat`]: NAT traversal (sans-IO): reachability, rendezvous, hole punching, relaying.
 //! - [`net`]: the mio reactor, socket binding and send-path network emulation.
 //! - [`node`]: a running node: config, persistence, shared status, API commands.
 //! - [`sim`]: a deterministic, seeded network simulator for the DHT (`make sim`).
@@ -20,6 +21,7 @@ pub mod content;
 pub mod dht;
 pub mod id;
 pub mod ledger;
+pub mod nat;
 pub mod net;
 pub mod node;
 pub mod proto;

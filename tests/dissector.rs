@@ -415,7 +415,13 @@ fn field_map(kind: &str) -> &'static [(&'static str, &'static [&'static str])] {
             ),
             ("version", &["peershare.wire.handshake.version"]),
             ("flags", &["peershare.wire.handshake.flags"]),
-            ("node_id", &["peershare.wire.handshake.node_id"]),
+            (
+                "node_id",
+                &[
+                    "peershare.wire.handshake.node_id",
+                    "peershare.wire.relay.node_id",
+                ],
+            ),
             ("content_id", &["peershare.wire.handshake.content_id"]),
             ("listen_port", &["peershare.wire.handshake.listen_port"]),
             ("name_len", &["peershare.wire.metadata.name_len"]),

@@ -104,6 +104,15 @@ fn every_message_type_has_a_valid_vector() {
         msg_type::PROVIDERS,
         msg_type::ANNOUNCE,
         msg_type::ACK,
+        // NAT traversal (nat.md)
+        msg_type::DIALBACK,
+        msg_type::DIALBACK_ACK,
+        msg_type::REGISTER,
+        msg_type::REGISTERED,
+        msg_type::INTRODUCE,
+        msg_type::INTRODUCED,
+        msg_type::CALL,
+        msg_type::CALL_ACK,
         msg_type::ERROR,
     ];
     // The list above must be every type the codec names; a type added to the codec (and to

@@ -247,6 +247,10 @@ fn every_message_type_has_a_valid_vector() {
         msg_type::NOT_INTERESTED,
         msg_type::PEERS,
         msg_type::ERROR,
+        // NAT traversal (nat.md)
+        msg_type::PROBE,
+        msg_type::RELAY,
+        msg_type::RELAY_OK,
     ];
     // The list above must be every type the codec names; a type added to the codec (and to
     // `type_name`) without a vector fails here.

@@ -33,8 +33,8 @@ use rand::{Rng, SeedableRng};
 use crate::id::Id;
 use crate::proto::codec::canonical_addr;
 use crate::proto::dht::{
-    error_code, msg_type, Contact, Datagram, Message, FLAG_NOT_REACHABLE, MAX_DATAGRAM,
-    MAX_PROVIDERS, TOKEN_LEN,
+    error_code, msg_type, Contact, Datagram, Message, RendezvousRecord, FLAG_NOT_REACHABLE,
+    MAX_DATAGRAM, MAX_PROVIDERS, MAX_RENDEZVOUS, TOKEN_LEN,
 };
 use lookup::{Lookup, Step};
 use providers::{ProviderStore, StoreError};
@@ -169,6 +169,15 @@ pub enum DhtEvent {
     },
     /// Enough peers agree on the address they see us at.
     ExternalAddress(SocketAddr),
+    /// A NAT-traversal datagram (spec: `nat.md`) for the NAT layer: a request of one of the
+    /// NAT types (already rate-limited), or a response that answers none of the DHT's own
+    /// requests (the NAT layer's transactions, including PONGs to its punching PINGs).
+    Nat {
+        /// Source address.
+        from: SocketAddr,
+        /// The datagram.
+        datagram: Datagram,
+    },
 }
 
 /// Counters for status pages and the simulator.
@@ -279,8 +288,17 @@ pub struct Dht {
     /// Addresses peers reported seeing us at, oldest first, one per peer.
     observed: VecDeque<(Id, SocketAddr)>,
     external: Option<SocketAddr>,
+    /// Our rendezvous while we cannot be reached directly (spec: `nat.md`): announced with
+    /// every provider record.
+    rendezvous: Option<SocketAddr>,
+    /// Providers behind a rendezvous seen in lookups: provider address -> (node, rendezvous).
+    /// Bounded by [`MAX_SEEN_RENDEZVOUS`].
+    seen_rendezvous: HashMap<SocketAddr, (Id, SocketAddr)>,
     stats: DhtStats,
 }
+
+/// Most providers-behind-a-rendezvous remembered from lookups.
+const MAX_SEEN_RENDEZVOUS: usize = 4096;
 
 impl Dht {
     /// A node with ID `id`. `seed` feeds the node's own RNG (txids, token secrets, refresh
@@ -316,6 +334,8 @@ impl Dht {
             events: VecDeque::new(),
             observed: VecDeque::new(),
             external: None,
+            rendezvous: None,
+            seen_rendezvous: HashMap::new(),
             stats: DhtStats::default(),
         }
     }
@@ -456,6 +476,37 @@ impl Dht {
         self.start_query(QueryKind::Announce { port }, key, now)
     }
 
+    /// Marks this node reachable or not: the NOT_REACHABLE flag of every datagram it sends
+    /// (dht.md, section 2) follows.
+    pub fn set_reachable(&mut self, reachable: bool) {
+        self.config.not_reachable = !reachable;
+    }
+
+    /// Sets the rendezvous announced with our provider records (`None`: we are reachable).
+    /// A change republishes every key at once, so the records say how to reach us.
+    pub fn set_rendezvous(&mut self, rendezvous: Option<SocketAddr>, now: Instant) {
+        if self.rendezvous == rendezvous {
+            return;
+        }
+        self.rendezvous = rendezvous;
+        for p in self.provided.values_mut() {
+            p.next_republish = now;
+        }
+        self.next_maintenance = now;
+    }
+
+    /// The node ID and rendezvous of a provider address learnt from a lookup, if that
+    /// provider is reached through a rendezvous.
+    pub fn rendezvous_of(&self, provider: &SocketAddr) -> Option<(Id, SocketAddr)> {
+        self.seen_rendezvous.get(provider).copied()
+    }
+
+    /// Sends a datagram built by the NAT layer with our ID and flags (it keeps its own
+    /// transactions: its answers come back as [`DhtEvent::Nat`]).
+    pub fn send_nat(&mut self, to: SocketAddr, txid: u64, msg: Message) {
+        self.send(to, txid, msg);
+    }
+
     /// Stops republishing `key`. Records already stored elsewhere expire with their TTL.
     pub fn stop_providing(&mut self, key: &Id) {
         self.provided.remove(key);
@@ -559,6 +610,10 @@ impl Dht {
                 self.on_contact_added(now);
             }
         }
+        if is_nat_type(dg.msg.type_byte()) {
+            self.events.push_back(DhtEvent::Nat { from, datagram: dg });
+            return;
+        }
         let reply = match dg.msg {
             Message::Ping => Message::Pong { observed: from },
             Message::FindNode { target } => Message::Nodes {
@@ -578,11 +633,40 @@ impl Dht {
                         SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), p.port),
                     );
                 }
+                let mut via: Vec<RendezvousRecord> = self
+                    .store
+                    .get_via(&key, now, MAX_RENDEZVOUS)
+                    .into_iter()
+                    .map(|(provider, node, rendezvous)| RendezvousRecord {
+                        provider,
+                        node,
+                        rendezvous,
+                    })
+                    .collect();
+                if let (Some(p), Some(rv)) = (self.provided.get(&key), self.rendezvous) {
+                    via.truncate(MAX_RENDEZVOUS - 1);
+                    via.insert(
+                        0,
+                        RendezvousRecord {
+                            provider: SocketAddr::new(
+                                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                                p.port,
+                            ),
+                            node: self.id,
+                            rendezvous: rv,
+                        },
+                    );
+                }
                 let closer = self.routing.closest(&key, self.config.k, Some(&dg.sender));
                 let token = self.tokens.issue(&from);
-                fit_providers(token, providers, closer, self.id, self.flags())
+                fit_providers(token, providers, closer, via, self.id, self.flags())
             }
-            Message::Announce { key, token, port } => {
+            Message::Announce {
+                key,
+                token,
+                port,
+                rendezvous,
+            } => {
                 if !self.tokens.verify(&from, &token) {
                     self.stats.bad_tokens += 1;
                     error(
@@ -591,7 +675,11 @@ impl Dht {
                     )
                 } else {
                     let port = if port == 0 { from.port() } else { port };
-                    match self.store.add(key, SocketAddr::new(from.ip(), port), now) {
+                    let via = rendezvous.filter(plausible).map(|rv| (dg.sender, rv));
+                    match self
+                        .store
+                        .add_via(key, SocketAddr::new(from.ip(), port), via, now)
+                    {
                         Ok(()) => Message::Ack,
                         Err(e @ (StoreError::KeyFull { .. } | StoreError::StoreFull { .. })) => {
                             error(error_code::STORE_FULL, &e.to_string())
@@ -609,7 +697,11 @@ impl Dht {
 
     fn handle_response(&mut self, now: Instant, from: SocketAddr, dg: Datagram) {
         let Some(out) = self.requests.get(&dg.txid) else {
-            self.stats.unexpected_responses += 1;
+            // Not ours: maybe the NAT layer's (its own transactions), which checks it.
+            if !is_nat_type(dg.msg.type_byte()) {
+                self.stats.unexpected_responses += 1;
+            }
+            self.events.push_back(DhtEvent::Nat { from, datagram: dg });
             return;
         };
         let expected = match out.req_type {
@@ -730,7 +822,21 @@ impl Dht {
                 token,
                 providers,
                 closer,
+                rendezvous,
             } => {
+                for r in rendezvous.unwrap_or_default() {
+                    let p = resolve_self_provider(r.provider, from);
+                    if !plausible(&p) || !plausible(&r.rendezvous) {
+                        continue;
+                    }
+                    if self.seen_rendezvous.len() >= MAX_SEEN_RENDEZVOUS {
+                        self.seen_rendezvous.clear();
+                    }
+                    self.seen_rendezvous.insert(p, (r.node, r.rendezvous));
+                    if !q.providers.contains(&p) && q.providers.len() < 4 * MAX_PROVIDERS {
+                        q.providers.push(p);
+                    }
+                }
                 if !providers.is_empty() && q.first_provider_hop.is_none() {
                     q.first_provider_hop = q.lookup.hop_of(&dg.sender).map(|h| h + 1);
                 }
@@ -885,8 +991,12 @@ impl Dht {
                         .is_some_and(|far| self.id.distance(&key) < far.id.distance(&key));
                 if let (true, Some(ext)) = (self_close, self.external) {
                     let port = if port == 0 { ext.port() } else { port };
-                    let _ = self.store.add(key, SocketAddr::new(ext.ip(), port), now);
+                    let via = self.rendezvous.map(|rv| (self.id, rv));
+                    let _ = self
+                        .store
+                        .add_via(key, SocketAddr::new(ext.ip(), port), via, now);
                 }
+                let rendezvous = self.rendezvous;
                 let asked = targets.len();
                 if asked == 0 {
                     self.finish(
@@ -903,7 +1013,12 @@ impl Dht {
                     q.announcing = Some((asked, 0, asked));
                 }
                 for (c, token) in targets {
-                    let msg = Message::Announce { key, token, port };
+                    let msg = Message::Announce {
+                        key,
+                        token,
+                        port,
+                        rendezvous,
+                    };
                     self.send_request(now, c.addr, Some(c.id), msg, Purpose::Announce(qid));
                 }
             }
@@ -1100,10 +1215,18 @@ fn error(code: u16, text: &str) -> Message {
 
 /// A PROVIDERS answer trimmed to one datagram: providers first, then as many of the closest
 /// contacts as still fit.
+/// True for the message types of the NAT layer (nat.md), which the DHT passes on.
+fn is_nat_type(t: u8) -> bool {
+    (msg_type::DIALBACK..=msg_type::CALL_ACK).contains(&t)
+}
+
+/// A PROVIDERS answer trimmed to [`MAX_DATAGRAM`]: closer contacts go first, then
+/// rendezvous records.
 fn fit_providers(
     token: [u8; TOKEN_LEN],
     providers: Vec<SocketAddr>,
     mut closer: Vec<Contact>,
+    mut via: Vec<RendezvousRecord>,
     sender: Id,
     flags: u8,
 ) -> Message {
@@ -1112,6 +1235,7 @@ fn fit_providers(
             token,
             providers: providers.clone(),
             closer: closer.clone(),
+            rendezvous: (!via.is_empty()).then(|| via.clone()),
         };
         let len = Datagram {
             flags,
@@ -1120,10 +1244,12 @@ fn fit_providers(
             msg: msg.clone(),
         }
         .encoded_len();
-        if len <= MAX_DATAGRAM || closer.is_empty() {
+        if len <= MAX_DATAGRAM || (closer.is_empty() && via.is_empty()) {
             return msg;
         }
-        closer.pop();
+        if closer.pop().is_none() {
+            via.pop();
+        }
     }
 }
 

@@ -41,6 +41,9 @@ impl std::error::Error for StoreError {}
 #[derive(Clone, Debug)]
 struct Record {
     addr: SocketAddr,
+    /// For a provider that cannot be reached directly: its node ID and its rendezvous
+    /// (spec: `nat.md`).
+    via: Option<(Id, SocketAddr)>,
     expires: Instant,
 }
 
@@ -68,10 +71,23 @@ impl ProviderStore {
 
     /// Stores or refreshes `addr` as a provider of `key` until `now + ttl`.
     pub fn add(&mut self, key: Id, addr: SocketAddr, now: Instant) -> Result<(), StoreError> {
+        self.add_via(key, addr, None, now)
+    }
+
+    /// Like [`ProviderStore::add`], recording the provider's node ID and rendezvous when it
+    /// cannot be reached directly (`None` clears them on a refresh).
+    pub fn add_via(
+        &mut self,
+        key: Id,
+        addr: SocketAddr,
+        via: Option<(Id, SocketAddr)>,
+        now: Instant,
+    ) -> Result<(), StoreError> {
         let expires = now + self.ttl;
         if let Some(v) = self.map.get_mut(&key) {
             if let Some(r) = v.iter_mut().find(|r| r.addr == addr) {
                 r.expires = expires;
+                r.via = via;
                 return Ok(());
             }
             // Make room from expired records before refusing.
@@ -95,7 +111,7 @@ impl ProviderStore {
         self.map
             .entry(key)
             .or_default()
-            .push(Record { addr, expires });
+            .push(Record { addr, via, expires });
         self.total += 1;
         Ok(())
     }
@@ -108,6 +124,20 @@ impl ProviderStore {
         let mut live: Vec<&Record> = v.iter().filter(|r| r.expires > now).collect();
         live.sort_by_key(|r| std::cmp::Reverse(r.expires));
         live.into_iter().take(max).map(|r| r.addr).collect()
+    }
+
+    /// The live providers of `key` that are reached through a rendezvous, most recently
+    /// refreshed first, at most `max`: (address, node ID, rendezvous).
+    pub fn get_via(&self, key: &Id, now: Instant, max: usize) -> Vec<(SocketAddr, Id, SocketAddr)> {
+        let Some(v) = self.map.get(key) else {
+            return Vec::new();
+        };
+        let mut live: Vec<&Record> = v.iter().filter(|r| r.expires > now).collect();
+        live.sort_by_key(|r| std::cmp::Reverse(r.expires));
+        live.into_iter()
+            .filter_map(|r| r.via.map(|(id, rv)| (r.addr, id, rv)))
+            .take(max)
+            .collect()
     }
 
     /// Drops every expired record.

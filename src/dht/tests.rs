@@ -244,6 +244,7 @@ fn announce_with_forged_token_is_refused() {
             key,
             token: [0; 16],
             port: 1,
+            rendezvous: None,
         },
     };
     net.node(0).handle_datagram(now, addr(1), &forged.encode());
@@ -261,6 +262,7 @@ fn announce_with_forged_token_is_refused() {
             key,
             token: tok,
             port: 1,
+            rendezvous: None,
         },
         ..forged
     };
@@ -345,7 +347,7 @@ fn providers_answer_fits_in_a_datagram() {
         20
     ];
     let providers = vec![v6; MAX_PROVIDERS];
-    let msg = fit_providers([0; 16], providers, closer, Id([0; 32]), 0);
+    let msg = fit_providers([0; 16], providers, closer, Vec::new(), Id([0; 32]), 0);
     let len = Datagram {
         flags: 0,
         txid: 0,

@@ -38,6 +38,9 @@ use crate::node::transfers::{Reply, Spawner, TransferDone, Transfers};
 use crate::transfer::engine::{Action as EngineAction, ConnId};
 use crate::workers::{Completer, WorkerPool};
 
+#[path = "reactor_nat.rs"]
+mod nat_glue;
+
 const UDP: Token = Token(0);
 const WIRE: Token = Token(1);
 const API: Token = Token(2);
@@ -156,6 +159,8 @@ pub struct Reactor {
     next_save: Instant,
     next_view: Instant,
     view_dirty: bool,
+    /// NAT traversal (`reactor_nat.rs`).
+    nat: nat_glue::NatIo,
 }
 
 /// What the reactor is built from.
@@ -198,6 +203,8 @@ pub struct ReactorParts {
     pub trace: bool,
     /// Bandwidth limits at start.
     pub limits: Limits,
+    /// The NAT-traversal core.
+    pub nat: crate::nat::Nat,
 }
 
 impl Reactor {
@@ -240,6 +247,7 @@ impl Reactor {
             next_save: now + SAVE_EVERY,
             next_view: now,
             view_dirty: true,
+            nat: nat_glue::NatIo::new(p.nat),
         })
     }
 
@@ -271,6 +279,7 @@ impl Reactor {
                     WIRE => self.accept_wire(),
                     API => self.accept_api(),
                     WAKER => {}
+                    t if self.nat.owns(t) => self.nat_ready(t, now),
                     t if self.wire_socks.contains_key(&t) => {
                         self.wire_ready(t, ev.is_readable(), ev.is_writable(), now)
                     }
@@ -290,6 +299,7 @@ impl Reactor {
                 self.transfers.engine.handle_timeout(now);
             }
             self.flush_dht(now);
+            self.nat_timeouts(now);
             self.drive_engine(now);
             self.housekeeping(now);
             self.serve_bandwidth(now);
@@ -306,6 +316,7 @@ impl Reactor {
             self.dht.poll_timeout(),
             self.transfers.engine.poll_timeout(),
             self.emulator.next_deadline(),
+            self.nat.next_deadline(),
             Some(self.next_save),
             Some(self.next_view),
             Some(self.next_expire),
@@ -368,7 +379,11 @@ impl Reactor {
                         log::debug!("dht: republished a key at {stored_at}/{asked} nodes");
                     }
                 }
-                DhtEvent::ExternalAddress(a) => log::info!("peers see this node at {a}"),
+                DhtEvent::ExternalAddress(a) => {
+                    log::info!("peers see this node at {a}");
+                    self.nat_external(now);
+                }
+                DhtEvent::Nat { from, datagram } => self.nat_datagram(now, from, datagram),
             }
         }
     }
@@ -421,10 +436,13 @@ impl Reactor {
     fn accept_wire(&mut self) {
         let now = Instant::now();
         for (stream, peer, token) in self.accept_pending(true) {
-            let conn = self
-                .transfers
-                .engine
-                .accepted(now, crate::proto::codec::canonical_addr(peer));
+            // A punched connection may arrive here (nat.md): then it is our own.
+            let punched = self.nat_accepted(crate::proto::codec::canonical_addr(peer), now);
+            let conn = punched.unwrap_or_else(|| {
+                self.transfers
+                    .engine
+                    .accepted(now, crate::proto::codec::canonical_addr(peer))
+            });
             self.wire_tokens.insert(conn, token);
             self.wire_socks.insert(
                 token,
@@ -437,6 +455,10 @@ impl Reactor {
                     writable_interest: false,
                 },
             );
+            if let Some(conn) = punched {
+                self.transfers.engine.connected(now, conn);
+                self.drive_engine(now);
+            }
             self.wire_ready(token, true, false, now);
         }
     }
@@ -925,6 +947,7 @@ impl Reactor {
             api_connections: self.conns.len(),
             running_queries: self.dht.running_queries(),
             bandwidth,
+            nat: self.nat.status_json(),
         };
         self.shared.publish(view);
     }
@@ -1003,6 +1026,7 @@ impl Reactor {
                     }
                 }
                 EngineAction::Close { conn } => {
+                    self.nat_conn_closed(conn);
                     if let Some(t) = self.wire_tokens.get(&conn).copied() {
                         if let Some(ws) = self.wire_socks.get_mut(&t) {
                             ws.closing = true;
@@ -1046,6 +1070,9 @@ impl Reactor {
     }
 
     fn wire_connect(&mut self, now: Instant, conn: ConnId, addr: SocketAddr) {
+        if self.nat_connect(now, conn, addr) {
+            return; // through the provider's rendezvous (reactor_nat.rs)
+        }
         match TcpStream::connect(addr) {
             Ok(mut stream) => {
                 let token = self.alloc_token();
@@ -1096,6 +1123,7 @@ impl Reactor {
             match ws.stream.peer_addr() {
                 Ok(_) => {
                     ws.connecting = false;
+                    self.nat_direct_connected(conn, now);
                     self.transfers.engine.connected(now, conn);
                     self.drive_engine(now);
                 }
@@ -1123,6 +1151,8 @@ impl Reactor {
     /// Returns true if the budget ran out before the socket was drained.
     fn wire_read(&mut self, token: Token, now: Instant, budget: u64) -> bool {
         let mut exhausted = false;
+        let mut nat_frames = Vec::new();
+        let mut frames_conn = 0;
         {
             let Some(ws) = self.wire_socks.get_mut(&token) else {
                 return false;
@@ -1139,6 +1169,11 @@ impl Reactor {
                         for f in out.frames {
                             self.tracer
                                 .frame(false, self.transfers.engine.conn_addr(conn), &f);
+                            if nat_glue::is_nat_frame(&f) {
+                                nat_frames.push(f);
+                                frames_conn = conn;
+                                break; // the rest belongs to the NAT layer's new owner
+                            }
                             self.transfers.engine.frame(now, conn, f);
                         }
                         if let Some(e) = out.error {
@@ -1164,6 +1199,9 @@ impl Reactor {
                 }
                 self.drive_engine(now);
             }
+        }
+        if !nat_frames.is_empty() {
+            self.nat_frames(token, frames_conn, nat_frames, now);
         }
         exhausted
     }

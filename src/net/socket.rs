@@ -26,13 +26,19 @@ fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
     Ok(s)
 }
 
-fn tcp_listener(addr: SocketAddr) -> io::Result<Socket> {
+fn tcp_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         s.set_only_v6(false)?;
     }
     // Restarting a node must not fail on connections lingering in TIME_WAIT.
     s.set_reuse_address(true)?;
+    if reuse_port {
+        // NAT hole punching connects from this very port (nat.md: simultaneous open), which
+        // Linux allows only when every socket bound to it sets SO_REUSEPORT. The UDP socket
+        // on the same port number still keeps a second node off it.
+        s.set_reuse_port(true)?;
+    }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     s.listen(1024)?;
@@ -64,7 +70,7 @@ fn bind_pair_exact(ip: IpAddr, port: u16) -> io::Result<Bound> {
             .local_addr()?
             .as_socket()
             .ok_or_else(|| io::Error::other("UDP socket has no IP address"))?;
-        match tcp_listener(SocketAddr::new(ip, local.port())) {
+        match tcp_listener(SocketAddr::new(ip, local.port()), true) {
             Ok(tcp) => {
                 let udp = mio::net::UdpSocket::from_std(udp.into());
                 let tcp = mio::net::TcpListener::from_std(tcp.into());
@@ -105,7 +111,7 @@ fn route_source(bind: &str, dest: &str) -> Option<IpAddr> {
 
 /// Binds a TCP listener (the local API).
 pub fn listen_tcp(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
-    let s = tcp_listener(addr)?;
+    let s = tcp_listener(addr, false)?;
     Ok(mio::net::TcpListener::from_std(s.into()))
 }
 

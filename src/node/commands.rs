@@ -321,6 +321,7 @@ pub fn status_reply((view, shared): &(std::sync::Arc<StatusView>, &Shared)) -> V
             "emulated_drops": view.emulated_drops,
         },
         "bandwidth": bandwidth_json(&view.bandwidth, shared),
+        "nat": view.nat,
     })))
 }
 

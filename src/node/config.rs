@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub bootstrap: Vec<String>,
     /// DHT tunables.
     pub dht: DhtConfig,
+    /// NAT traversal tunables (`enabled: false` with `--no-nat`).
+    pub nat: crate::nat::NatConfig,
     /// Emulated one-way delay added to every DHT datagram this node sends.
     pub emulate_latency: Duration,
     /// Emulated random extra delay, uniform in `0..jitter`.
@@ -67,6 +69,7 @@ impl NodeConfig {
             limits: crate::net::bandwidth::Limits::default(),
             bootstrap: Vec::new(),
             dht: DhtConfig::default(),
+            nat: crate::nat::NatConfig::default(),
             emulate_latency: Duration::ZERO,
             emulate_jitter: Duration::ZERO,
             emulate_loss: 0.0,

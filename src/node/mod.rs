@@ -146,6 +146,7 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
             limits: cfg.limits,
             ..Default::default()
         },
+        nat: serde_json::Value::Null,
     };
     let shared = Arc::new(Shared::new(view, api_addr));
     let workers = WorkerPool::new(cfg.workers).map_err(io_err("start worker threads"))?;
@@ -197,6 +198,7 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         ledger,
         trace: cfg.trace,
         limits: cfg.limits,
+        nat: crate::nat::Nat::new(local.port(), cfg.nat.clone(), rand::random()),
     })
     .map_err(io_err("register sockets"))?;
 

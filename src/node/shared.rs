@@ -43,6 +43,8 @@ pub struct StatusView {
     pub running_queries: usize,
     /// Wire-protocol bandwidth: limits, totals and rates.
     pub bandwidth: BandwidthView,
+    /// NAT traversal: reachability, rendezvous, connection set-ups (nat.md).
+    pub nat: serde_json::Value,
 }
 
 /// The shared view plus fixed facts about the node.

@@ -28,6 +28,12 @@ pub const MAX_ERROR_TEXT: usize = 200;
 /// Header flag: the sender cannot receive unsolicited datagrams (it is behind a NAT or
 /// firewall), so other nodes must not put it in their routing tables.
 pub const FLAG_NOT_REACHABLE: u8 = 0x01;
+/// Header flag of ANNOUNCE and PROVIDERS only: the body carries rendezvous information after
+/// its usual fields (spec: `protocol-spec/nat.md`, section 5). On other types bit 1 is
+/// reserved.
+pub const FLAG_RENDEZVOUS: u8 = 0x02;
+/// Most rendezvous records in one PROVIDERS message.
+pub const MAX_RENDEZVOUS: usize = 20;
 
 /// Message type bytes.
 pub mod msg_type {
@@ -47,6 +53,22 @@ pub mod msg_type {
     pub const ANNOUNCE: u8 = 0x07;
     /// ACK response.
     pub const ACK: u8 = 0x08;
+    /// DIALBACK request: connect back to me to test whether I am reachable (nat.md).
+    pub const DIALBACK: u8 = 0x09;
+    /// DIALBACK_ACK response: I will try.
+    pub const DIALBACK_ACK: u8 = 0x0a;
+    /// REGISTER request: be my rendezvous (nat.md).
+    pub const REGISTER: u8 = 0x0b;
+    /// REGISTERED response: I am, for this long.
+    pub const REGISTERED: u8 = 0x0c;
+    /// INTRODUCE request: introduce me to a node you are the rendezvous of (nat.md).
+    pub const INTRODUCE: u8 = 0x0d;
+    /// INTRODUCED response: where that node is.
+    pub const INTRODUCED: u8 = 0x0e;
+    /// CALL request: from a rendezvous to its client: punch to, or relay for, this peer.
+    pub const CALL: u8 = 0x0f;
+    /// CALL_ACK response: the client got the CALL.
+    pub const CALL_ACK: u8 = 0x10;
     /// ERROR response.
     pub const ERROR: u8 = 0x7f;
 }
@@ -78,6 +100,34 @@ pub mod error_code {
     pub const STORE_FULL: u16 = 3;
     /// The sender exceeded the node's per-source rate limit.
     pub const RATE_LIMITED: u16 = 4;
+    /// INTRODUCE named a node this rendezvous does not serve (nat.md).
+    pub const UNKNOWN_PEER: u16 = 5;
+}
+
+/// CALL modes (spec: `protocol-spec/nat.md`).
+pub mod call_mode {
+    /// Punch: send a datagram to the peer and open TCP to it at the same time.
+    pub const PUNCH: u8 = 1;
+    /// Relay: open TCP to the rendezvous and join circuit `nonce` with RELAY.
+    pub const RELAY: u8 = 2;
+}
+
+/// A provider record of a node that cannot be reached directly: where it is, and the
+/// rendezvous that can introduce a downloader to it (spec: `protocol-spec/nat.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RendezvousRecord {
+    /// The provider's address as announced (its NAT's public address and its TCP port).
+    pub provider: SocketAddr,
+    /// The provider's node ID, which the rendezvous knows it by.
+    pub node: Id,
+    /// The rendezvous's UDP address.
+    pub rendezvous: SocketAddr,
+}
+
+impl RendezvousRecord {
+    fn encoded_len(&self) -> usize {
+        socket_addr_len(&self.provider) + ID_LEN + socket_addr_len(&self.rendezvous)
+    }
 }
 
 /// The body of a datagram.
@@ -113,6 +163,9 @@ pub enum Message {
         providers: Vec<SocketAddr>,
         /// Contacts closer to the key, for the lookup to go on.
         closer: Vec<Contact>,
+        /// With [`FLAG_RENDEZVOUS`]: providers reached through a rendezvous, at most
+        /// [`MAX_RENDEZVOUS`].
+        rendezvous: Option<Vec<RendezvousRecord>>,
     },
     /// Record that the sender provides `key`.
     Announce {
@@ -122,9 +175,61 @@ pub enum Message {
         token: [u8; TOKEN_LEN],
         /// The TCP port the content is served on; 0 means "the UDP source port".
         port: u16,
+        /// With [`FLAG_RENDEZVOUS`]: the sender cannot be reached directly; this rendezvous
+        /// (UDP address) introduces downloaders to it.
+        rendezvous: Option<SocketAddr>,
     },
     /// Answer to `Announce`: the record is stored.
     Ack,
+    /// Connect back to me: a TCP connection to my source IP at `port` carrying PROBE `nonce`
+    /// proves I am reachable.
+    Dialback {
+        /// Echoed in the PROBE frame.
+        nonce: u64,
+        /// My wire (TCP) port.
+        port: u16,
+    },
+    /// Answer to `Dialback`: the responder will try.
+    DialbackAck,
+    /// Be my rendezvous: remember where I am (my source address) and pass on introductions.
+    Register {
+        /// My wire (TCP) port.
+        port: u16,
+    },
+    /// Answer to `Register`.
+    Registered {
+        /// Seconds the registration lasts unless renewed.
+        lifetime: u16,
+    },
+    /// Introduce me to `target`, a client of yours.
+    Introduce {
+        /// The node wanted.
+        target: Id,
+        /// My wire (TCP) port.
+        port: u16,
+    },
+    /// Answer to `Introduce`: where the target is.
+    Introduced {
+        /// The target's UDP address as the rendezvous sees it.
+        addr: SocketAddr,
+        /// The target's wire (TCP) port.
+        port: u16,
+    },
+    /// From a rendezvous to its client: a peer wants a connection.
+    Call {
+        /// One of [`call_mode`].
+        mode: u8,
+        /// For RELAY: the circuit to join.
+        nonce: u64,
+        /// The peer's node ID.
+        peer: Id,
+        /// The peer's UDP address as the rendezvous sees it.
+        addr: SocketAddr,
+        /// The peer's wire (TCP) port.
+        port: u16,
+    },
+    /// Answer to `Call`.
+    CallAck,
     /// A request failed.
     Error {
         /// One of [`error_code`].
@@ -146,6 +251,14 @@ impl Message {
             Message::Providers { .. } => msg_type::PROVIDERS,
             Message::Announce { .. } => msg_type::ANNOUNCE,
             Message::Ack => msg_type::ACK,
+            Message::Dialback { .. } => msg_type::DIALBACK,
+            Message::DialbackAck => msg_type::DIALBACK_ACK,
+            Message::Register { .. } => msg_type::REGISTER,
+            Message::Registered { .. } => msg_type::REGISTERED,
+            Message::Introduce { .. } => msg_type::INTRODUCE,
+            Message::Introduced { .. } => msg_type::INTRODUCED,
+            Message::Call { .. } => msg_type::CALL,
+            Message::CallAck => msg_type::CALL_ACK,
             Message::Error { .. } => msg_type::ERROR,
         }
     }
@@ -178,6 +291,14 @@ pub fn type_name(t: u8) -> &'static str {
         msg_type::PROVIDERS => "PROVIDERS",
         msg_type::ANNOUNCE => "ANNOUNCE",
         msg_type::ACK => "ACK",
+        msg_type::DIALBACK => "DIALBACK",
+        msg_type::DIALBACK_ACK => "DIALBACK_ACK",
+        msg_type::REGISTER => "REGISTER",
+        msg_type::REGISTERED => "REGISTERED",
+        msg_type::INTRODUCE => "INTRODUCE",
+        msg_type::INTRODUCED => "INTRODUCED",
+        msg_type::CALL => "CALL",
+        msg_type::CALL_ACK => "CALL_ACK",
         msg_type::ERROR => "ERROR",
         _ => "UNKNOWN",
     }
@@ -211,12 +332,39 @@ impl Datagram {
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.push(self.msg.type_byte());
-        out.push(self.flags);
+        out.push(self.wire_flags());
         out.extend_from_slice(&self.txid.to_be_bytes());
         out.extend_from_slice(&self.sender.0);
         match &self.msg {
-            Message::Ping | Message::Ack => {}
+            Message::Ping | Message::Ack | Message::DialbackAck | Message::CallAck => {}
             Message::Pong { observed } => put_socket_addr(&mut out, observed),
+            Message::Dialback { nonce, port } => {
+                out.extend_from_slice(&nonce.to_be_bytes());
+                out.extend_from_slice(&port.to_be_bytes());
+            }
+            Message::Register { port } => out.extend_from_slice(&port.to_be_bytes()),
+            Message::Registered { lifetime } => out.extend_from_slice(&lifetime.to_be_bytes()),
+            Message::Introduce { target, port } => {
+                out.extend_from_slice(&target.0);
+                out.extend_from_slice(&port.to_be_bytes());
+            }
+            Message::Introduced { addr, port } => {
+                put_socket_addr(&mut out, addr);
+                out.extend_from_slice(&port.to_be_bytes());
+            }
+            Message::Call {
+                mode,
+                nonce,
+                peer,
+                addr,
+                port,
+            } => {
+                out.push(*mode);
+                out.extend_from_slice(&nonce.to_be_bytes());
+                out.extend_from_slice(&peer.0);
+                put_socket_addr(&mut out, addr);
+                out.extend_from_slice(&port.to_be_bytes());
+            }
             Message::FindNode { target } => out.extend_from_slice(&target.0),
             Message::GetProviders { key } => out.extend_from_slice(&key.0),
             Message::Nodes { contacts } => put_contacts(&mut out, contacts),
@@ -224,6 +372,7 @@ impl Datagram {
                 token,
                 providers,
                 closer,
+                rendezvous,
             } => {
                 out.extend_from_slice(token);
                 out.push(providers.len().min(MAX_PROVIDERS) as u8);
@@ -231,11 +380,27 @@ impl Datagram {
                     put_socket_addr(&mut out, p);
                 }
                 put_contacts(&mut out, closer);
+                if let Some(rv) = rendezvous {
+                    out.push(rv.len().min(MAX_RENDEZVOUS) as u8);
+                    for r in rv.iter().take(MAX_RENDEZVOUS) {
+                        put_socket_addr(&mut out, &r.provider);
+                        out.extend_from_slice(&r.node.0);
+                        put_socket_addr(&mut out, &r.rendezvous);
+                    }
+                }
             }
-            Message::Announce { key, token, port } => {
+            Message::Announce {
+                key,
+                token,
+                port,
+                rendezvous,
+            } => {
                 out.extend_from_slice(&key.0);
                 out.extend_from_slice(token);
                 out.extend_from_slice(&port.to_be_bytes());
+                if let Some(rv) = rendezvous {
+                    put_socket_addr(&mut out, rv);
+                }
             }
             Message::Error { code, text } => {
                 out.extend_from_slice(&code.to_be_bytes());
@@ -251,12 +416,20 @@ impl Datagram {
     pub fn encoded_len(&self) -> usize {
         HEADER_LEN
             + match &self.msg {
-                Message::Ping | Message::Ack => 0,
+                Message::Ping | Message::Ack | Message::DialbackAck | Message::CallAck => 0,
                 Message::Pong { observed } => socket_addr_len(observed),
+                Message::Dialback { .. } => 10,
+                Message::Register { .. } | Message::Registered { .. } => 2,
+                Message::Introduce { .. } => ID_LEN + 2,
+                Message::Introduced { addr, .. } => socket_addr_len(addr) + 2,
+                Message::Call { addr, .. } => 1 + 8 + ID_LEN + socket_addr_len(addr) + 2,
                 Message::FindNode { .. } | Message::GetProviders { .. } => ID_LEN,
                 Message::Nodes { contacts } => contacts_len(contacts),
                 Message::Providers {
-                    providers, closer, ..
+                    providers,
+                    closer,
+                    rendezvous,
+                    ..
                 } => {
                     TOKEN_LEN
                         + 1
@@ -266,8 +439,17 @@ impl Datagram {
                             .map(socket_addr_len)
                             .sum::<usize>()
                         + contacts_len(closer)
+                        + rendezvous.as_ref().map_or(0, |rv| {
+                            1 + rv
+                                .iter()
+                                .take(MAX_RENDEZVOUS)
+                                .map(RendezvousRecord::encoded_len)
+                                .sum::<usize>()
+                        })
                 }
-                Message::Announce { .. } => ID_LEN + TOKEN_LEN + 2,
+                Message::Announce { rendezvous, .. } => {
+                    ID_LEN + TOKEN_LEN + 2 + rendezvous.as_ref().map_or(0, socket_addr_len)
+                }
                 Message::Error { text, .. } => 2 + 1 + truncate_utf8(text, MAX_ERROR_TEXT).len(),
             }
     }
@@ -323,18 +505,65 @@ impl Datagram {
                     providers.push(r.socket_addr("provider")?);
                 }
                 let closer = read_contacts(&mut r)?;
+                let rendezvous = if flags & FLAG_RENDEZVOUS != 0 {
+                    Some(read_rendezvous(&mut r)?)
+                } else {
+                    None
+                };
                 Message::Providers {
                     token,
                     providers,
                     closer,
+                    rendezvous,
                 }
             }
             msg_type::ANNOUNCE => Message::Announce {
                 key: r.id("key")?,
                 token: r.array::<TOKEN_LEN>("token")?,
                 port: r.u16("port")?,
+                rendezvous: if flags & FLAG_RENDEZVOUS != 0 {
+                    Some(r.socket_addr("rendezvous")?)
+                } else {
+                    None
+                },
             },
             msg_type::ACK => Message::Ack,
+            msg_type::DIALBACK => Message::Dialback {
+                nonce: r.u64("nonce")?,
+                port: r.u16("port")?,
+            },
+            msg_type::DIALBACK_ACK => Message::DialbackAck,
+            msg_type::REGISTER => Message::Register {
+                port: r.u16("port")?,
+            },
+            msg_type::REGISTERED => Message::Registered {
+                lifetime: r.u16("lifetime")?,
+            },
+            msg_type::INTRODUCE => Message::Introduce {
+                target: r.id("target")?,
+                port: r.u16("port")?,
+            },
+            msg_type::INTRODUCED => Message::Introduced {
+                addr: r.socket_addr("addr")?,
+                port: r.u16("port")?,
+            },
+            msg_type::CALL => {
+                let mode = r.u8("mode")?;
+                if mode != call_mode::PUNCH && mode != call_mode::RELAY {
+                    return Err(DecodeError::InvalidValue {
+                        field: "mode",
+                        reason: "neither 1 (PUNCH) nor 2 (RELAY)",
+                    });
+                }
+                Message::Call {
+                    mode,
+                    nonce: r.u64("nonce")?,
+                    peer: r.id("peer_id")?,
+                    addr: r.socket_addr("addr")?,
+                    port: r.u16("port")?,
+                }
+            }
+            msg_type::CALL_ACK => Message::CallAck,
             msg_type::ERROR => {
                 let code = r.u16("error_code")?;
                 let len = r.u8("text_len")? as usize;
@@ -364,6 +593,49 @@ impl Datagram {
             msg,
         })
     }
+}
+
+impl Datagram {
+    /// The flags byte as encoded: [`FLAG_RENDEZVOUS`] on ANNOUNCE and PROVIDERS says
+    /// whether the rendezvous part is present, so it is taken from the message; every other
+    /// bit (and bit 1 on other types) is sent as given.
+    pub fn wire_flags(&self) -> u8 {
+        let rv = match &self.msg {
+            Message::Announce { rendezvous, .. } => rendezvous.is_some(),
+            Message::Providers { rendezvous, .. } => rendezvous.is_some(),
+            _ => return self.flags,
+        };
+        if rv {
+            self.flags | FLAG_RENDEZVOUS
+        } else {
+            self.flags & !FLAG_RENDEZVOUS
+        }
+    }
+}
+
+fn read_rendezvous(r: &mut Reader<'_>) -> Result<Vec<RendezvousRecord>, DecodeError> {
+    let n = r.u8("rendezvous_count")? as usize;
+    if n > MAX_RENDEZVOUS {
+        return Err(DecodeError::LengthTooLarge {
+            field: "rendezvous_count",
+            len: n,
+            max: MAX_RENDEZVOUS,
+        });
+    }
+    // Each record is at least 7 + 32 + 7 bytes.
+    check_fits(r, n, 7 + ID_LEN + 7, "rendezvous_count")?;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let provider = r.socket_addr("provider")?;
+        let node = r.id("node_id")?;
+        let rendezvous = r.socket_addr("rendezvous")?;
+        v.push(RendezvousRecord {
+            provider,
+            node,
+            rendezvous,
+        });
+    }
+    Ok(v)
 }
 
 fn put_contacts(out: &mut Vec<u8>, contacts: &[Contact]) {
@@ -456,11 +728,17 @@ mod tests {
                 token: [7; 16],
                 providers: vec![a, b],
                 closer: vec![Contact { id: id(4), addr: a }],
+                rendezvous: Some(vec![RendezvousRecord {
+                    provider: a,
+                    node: id(5),
+                    rendezvous: b,
+                }]),
             },
             Message::Announce {
                 key: id(9),
                 token: [7; 16],
                 port: 0,
+                rendezvous: None,
             },
             Message::Ack,
             Message::Error {
@@ -478,6 +756,10 @@ mod tests {
                 txid: 0x0102030405060708 + i as u64,
                 sender: id(0xaa),
                 msg,
+            };
+            let d = Datagram {
+                flags: d.wire_flags(),
+                ..d
             };
             let bytes = d.encode();
             assert_eq!(bytes.len(), d.encoded_len());
@@ -581,17 +863,47 @@ mod tests {
             (
                 any::<[u8; 16]>(),
                 proptest::collection::vec(arb_addr(), 0..8),
-                proptest::collection::vec(arb_contact(), 0..8)
+                proptest::collection::vec(arb_contact(), 0..8),
+                proptest::option::of(proptest::collection::vec(
+                    (arb_addr(), any::<[u8; 32]>(), arb_addr()),
+                    0..4
+                ))
             )
-                .prop_map(|(token, providers, closer)| Message::Providers {
+                .prop_map(|(token, providers, closer, rv)| Message::Providers {
                     token,
                     providers,
-                    closer
+                    closer,
+                    rendezvous: rv.map(|v| v
+                        .into_iter()
+                        .map(|(provider, n, rendezvous)| RendezvousRecord {
+                            provider,
+                            node: Id(n),
+                            rendezvous,
+                        })
+                        .collect()),
                 }),
-            (any::<[u8; 32]>(), any::<[u8; 16]>(), any::<u16>()).prop_map(|(k, token, port)| {
-                Message::Announce {
-                    key: Id(k),
-                    token,
+            (
+                any::<[u8; 32]>(),
+                any::<[u8; 16]>(),
+                any::<u16>(),
+                proptest::option::of(arb_addr())
+            )
+                .prop_map(|(k, token, port, rendezvous)| {
+                    Message::Announce {
+                        key: Id(k),
+                        token,
+                        port,
+                        rendezvous,
+                    }
+                }),
+            (any::<u64>(), any::<u16>())
+                .prop_map(|(nonce, port)| Message::Dialback { nonce, port }),
+            (any::<[u8; 32]>(), any::<u16>(), arb_addr()).prop_map(|(p, port, addr)| {
+                Message::Call {
+                    mode: call_mode::RELAY,
+                    nonce: port.into(),
+                    peer: Id(p),
+                    addr,
                     port,
                 }
             }),
@@ -605,6 +917,8 @@ mod tests {
         #[test]
         fn round_trip(flags in any::<u8>(), txid in any::<u64>(), s in any::<[u8; 32]>(), msg in arb_message()) {
             let d = Datagram { flags, txid, sender: Id(s), msg };
+            // Bit 1 of ANNOUNCE and PROVIDERS is what the message says (nat.md).
+            let d = Datagram { flags: d.wire_flags(), ..d };
             let bytes = d.encode();
             prop_assert_eq!(bytes.len(), d.encoded_len());
             prop_assert_eq!(Datagram::decode(&bytes).unwrap(), d);

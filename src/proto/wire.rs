@@ -139,6 +139,12 @@ pub mod msg_type {
     pub const PEERS: u8 = 0x0f;
     /// ERROR: why I am closing the connection.
     pub const ERROR: u8 = 0x10;
+    /// PROBE: the answer to a DIALBACK (spec: `nat.md`): you are reachable.
+    pub const PROBE: u8 = 0x11;
+    /// RELAY: open or join a relayed circuit at a rendezvous (spec: `nat.md`).
+    pub const RELAY: u8 = 0x12;
+    /// RELAY_OK: the circuit is up; what follows comes from the other end.
+    pub const RELAY_OK: u8 = 0x13;
 }
 
 /// REJECT reason codes (spec: `protocol-spec/wire.md`, "REJECT"). A decoder accepts every
@@ -190,6 +196,9 @@ pub fn type_name(t: u8) -> &'static str {
         msg_type::NOT_INTERESTED => "NOT_INTERESTED",
         msg_type::PEERS => "PEERS",
         msg_type::ERROR => "ERROR",
+        msg_type::PROBE => "PROBE",
+        msg_type::RELAY => "RELAY",
+        msg_type::RELAY_OK => "RELAY_OK",
         _ => "UNKNOWN",
     }
 }
@@ -443,6 +452,18 @@ pub enum Message {
         /// For people, not programs: UTF-8, at most [`MAX_ERROR_TEXT`] bytes.
         text: String,
     },
+    /// The only frame of a dial-back connection: the nonce of the DIALBACK it answers.
+    Probe(u64),
+    /// The first frame of a relayed connection at a rendezvous: open a circuit to node
+    /// `node` (downloader), or join circuit `nonce` as `node` (the called client).
+    Relay {
+        /// The node at the other end (opening) or the sender itself (joining).
+        node: Id,
+        /// The circuit's number, chosen by the opener.
+        nonce: u64,
+    },
+    /// From the rendezvous to the opener: both ends are joined.
+    RelayOk,
 }
 
 impl Message {
@@ -466,6 +487,9 @@ impl Message {
             Message::NotInterested => msg_type::NOT_INTERESTED,
             Message::Peers(_) => msg_type::PEERS,
             Message::Error { .. } => msg_type::ERROR,
+            Message::Probe(_) => msg_type::PROBE,
+            Message::Relay { .. } => msg_type::RELAY,
+            Message::RelayOk => msg_type::RELAY_OK,
         }
     }
 
@@ -543,6 +567,12 @@ impl Message {
                 out.extend_from_slice(&code.to_be_bytes());
                 put_text(out, truncate_utf8(text, MAX_ERROR_TEXT));
             }
+            Message::Probe(nonce) => out.extend_from_slice(&nonce.to_be_bytes()),
+            Message::Relay { node, nonce } => {
+                out.extend_from_slice(&node.0);
+                out.extend_from_slice(&nonce.to_be_bytes());
+            }
+            Message::RelayOk => {}
         }
     }
 
@@ -558,7 +588,10 @@ impl Message {
             | Message::Choke
             | Message::Unchoke
             | Message::Interested
-            | Message::NotInterested => 0,
+            | Message::NotInterested
+            | Message::RelayOk => 0,
+            Message::Probe(_) => 8,
+            Message::Relay { .. } => 32 + 8,
             Message::Handshake(_) => HANDSHAKE_BODY_LEN,
             Message::Metadata { name } => 1 + truncate_utf8(name, MAX_NAME_LEN).len(),
             Message::ManifestRequest { .. } => 8,
@@ -621,7 +654,10 @@ fn body_layout(t: u8) -> Option<BodyLayout> {
         | msg_type::CHOKE
         | msg_type::UNCHOKE
         | msg_type::INTERESTED
-        | msg_type::NOT_INTERESTED => Exact(0),
+        | msg_type::NOT_INTERESTED
+        | msg_type::RELAY_OK => Exact(0),
+        msg_type::PROBE => Exact(8),
+        msg_type::RELAY => Exact(32 + 8),
         // Not `Exact`: a later version's longer HANDSHAKE must get as far as its version byte.
         msg_type::HANDSHAKE => AtMost(MAX_HANDSHAKE_BODY),
         msg_type::METADATA => AtMost(1 + MAX_NAME_LEN),
@@ -811,6 +847,12 @@ fn decode_body(t: u8, body: &[u8]) -> Result<Message, DecodeError> {
         msg_type::UNCHOKE => Message::Unchoke,
         msg_type::INTERESTED => Message::Interested,
         msg_type::NOT_INTERESTED => Message::NotInterested,
+        msg_type::PROBE => Message::Probe(r.u64("nonce")?),
+        msg_type::RELAY => Message::Relay {
+            node: r.id("node_id")?,
+            nonce: r.u64("nonce")?,
+        },
+        msg_type::RELAY_OK => Message::RelayOk,
         msg_type::PEERS => {
             let n = usize::from(r.u8("peer_count")?);
             if n > MAX_PEERS {
@@ -984,6 +1026,12 @@ mod tests {
                 code: error_code::BANNED,
                 text: "bad chunk".into(),
             },
+            Message::Probe(0x0102_0304_0506_0708),
+            Message::Relay {
+                node: Id([0x33; 32]),
+                nonce: 9,
+            },
+            Message::RelayOk,
         ]
     }
 
@@ -1001,7 +1049,7 @@ mod tests {
     fn every_type_is_named_and_has_a_layout() {
         let named: Vec<u8> = (0..=255u8).filter(|&t| type_name(t) != "UNKNOWN").collect();
         let laid_out: Vec<u8> = (0..=255u8).filter(|&t| body_layout(t).is_some()).collect();
-        assert_eq!(named, (0..=0x10).collect::<Vec<u8>>());
+        assert_eq!(named, (0..=0x13).collect::<Vec<u8>>());
         assert_eq!(named, laid_out);
         let mut sampled: Vec<u8> = samples().iter().map(Message::type_byte).collect();
         sampled.dedup();
@@ -1077,8 +1125,8 @@ mod tests {
             Ok(Some(MAX_FRAME_LEN + 4))
         );
         assert_eq!(
-            decode_frame(&[0, 0, 0, 9, 0x11]),
-            Err(DecodeError::UnknownMessageType(0x11))
+            decode_frame(&[0, 0, 0, 9, 0x14]),
+            Err(DecodeError::UnknownMessageType(0x14))
         );
         // A HAVE announcing a megabyte is refused before its body arrives.
         assert_eq!(

@@ -515,6 +515,8 @@ impl Sim {
                     self.newly_done.push((i, id));
                 }
                 DhtEvent::ExternalAddress(_) => self.external_addr_events += 1,
+                // The simulator has no NAT layer: such datagrams are dropped.
+                DhtEvent::Nat { .. } => {}
             }
         }
         let wake = n.dht.poll_timeout().map(|t| t.max(self.now));

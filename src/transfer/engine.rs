@@ -563,6 +563,10 @@ impl Engine {
                 self.fill_upload_slots(now);
             }
             Message::Peers(addrs) => self.add_peers(now, &content, &addrs),
+            // NAT-traversal frames (nat.md) open a connection; the reactor handles them.
+            Message::Probe(_) | Message::Relay { .. } | Message::RelayOk => {
+                self.close_with(conn, error_code::PROTOCOL_VIOLATION, "unexpected NAT frame")
+            }
             Message::Error { code, text } => {
                 log::debug!(
                     "wire: peer {} closed with {} ({code}): {text}",

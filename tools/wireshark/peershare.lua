@@ -151,12 +151,19 @@ local wire = Proto("peershare.wire", "PeerShare Wire Protocol")
 local DHT_TYPES = {
     [0x01] = "PING", [0x02] = "PONG", [0x03] = "FIND_NODE", [0x04] = "NODES",
     [0x05] = "GET_PROVIDERS", [0x06] = "PROVIDERS", [0x07] = "ANNOUNCE", [0x08] = "ACK",
+    -- NAT traversal (nat.md)
+    [0x09] = "DIALBACK", [0x0a] = "DIALBACK_ACK", [0x0b] = "REGISTER", [0x0c] = "REGISTERED",
+    [0x0d] = "INTRODUCE", [0x0e] = "INTRODUCED", [0x0f] = "CALL", [0x10] = "CALL_ACK",
     [0x7f] = "ERROR",
 }
-local DHT_RESPONSE = { [0x02] = true, [0x04] = true, [0x06] = true, [0x08] = true, [0x7f] = true }
+local DHT_RESPONSE = { [0x02] = true, [0x04] = true, [0x06] = true, [0x08] = true, [0x0a] = true,
+    [0x0c] = true, [0x0e] = true, [0x10] = true, [0x7f] = true }
 local DHT_ERROR_CODES = {
     [1] = "BAD_REQUEST", [2] = "BAD_TOKEN", [3] = "STORE_FULL", [4] = "RATE_LIMITED",
+    [5] = "UNKNOWN_PEER",
 }
+local CALL_MODES = { [1] = "PUNCH", [2] = "RELAY" }
+local MAX_RENDEZVOUS = 20
 
 -- Wire types with their body layout: exact = fixed size, max = largest body (wire.md 1, 2).
 local WIRE_TYPES = {
@@ -177,6 +184,9 @@ local WIRE_TYPES = {
     [0x0e] = { name = "NOT_INTERESTED", exact = 0 },
     [0x0f] = { name = "PEERS", max = 1 + MAX_PEERS * 19 },
     [0x10] = { name = "ERROR", max = 2 + 1 + MAX_ERROR_TEXT },
+    [0x11] = { name = "PROBE", exact = 8 },
+    [0x12] = { name = "RELAY", exact = 32 + 8 },
+    [0x13] = { name = "RELAY_OK", exact = 0 },
 }
 local WIRE_TYPE_NAMES = {}
 for t, d in pairs(WIRE_TYPES) do WIRE_TYPE_NAMES[t] = d.name end
@@ -240,6 +250,15 @@ DF.port = ProtoField.uint16("peershare.dht.port", "Port (TCP)", base.DEC)
 DF.error_code = ProtoField.uint16("peershare.dht.error_code", "Error code", base.DEC, DHT_ERROR_CODES)
 DF.text_len = ProtoField.uint8("peershare.dht.text_len", "Text length", base.DEC)
 DF.text = ProtoField.string("peershare.dht.text", "Text")
+DF.nonce = ProtoField.uint64("peershare.dht.nonce", "Nonce", base.HEX)
+DF.lifetime = ProtoField.uint16("peershare.dht.lifetime", "Lifetime (s)", base.DEC)
+DF.mode = ProtoField.uint8("peershare.dht.mode", "Mode", base.DEC, CALL_MODES)
+DF.peer_id = ProtoField.bytes("peershare.dht.peer_id", "Peer ID", base.NONE)
+DF.addr = ProtoField.none("peershare.dht.addr", "Address")
+DF.rendezvous = ProtoField.none("peershare.dht.rendezvous", "Rendezvous")
+DF.rendezvous_count = ProtoField.uint8("peershare.dht.rendezvous_count", "Rendezvous count", base.DEC)
+DF.rv_record = ProtoField.none("peershare.dht.rendezvous_record", "Rendezvous record")
+DF.node_id = ProtoField.bytes("peershare.dht.node_id", "Node ID", base.NONE)
 DF.response_in = ProtoField.framenum("peershare.dht.response_in", "Response in", base.NONE)
 DF.request_in = ProtoField.framenum("peershare.dht.request_in", "Request in", base.NONE)
 DF.rtt = ProtoField.relative_time("peershare.dht.time", "Time since request")
@@ -285,6 +304,8 @@ WF.peer = ProtoField.none("peershare.wire.peer", "Peer")
 WF.error_code = ProtoField.uint16("peershare.wire.error_code", "Error code", base.DEC, WIRE_ERROR_CODES)
 WF.text_len = ProtoField.uint8("peershare.wire.text_len", "Text length", base.DEC)
 WF.text = ProtoField.string("peershare.wire.text", "Text")
+WF.nonce = ProtoField.uint64("peershare.wire.nonce", "Nonce", base.HEX)
+WF.relay_node = ProtoField.bytes("peershare.wire.relay.node_id", "Node ID", base.NONE)
 common_fields("peershare.wire", WF)
 local WE = make_experts("peershare.wire")
 
@@ -561,7 +582,25 @@ local DHT_BODY = {
             end
         end
         local n = dht_contacts(c, t)
-        return n and string.format("providers=%d contacts=%d", p, n)
+        if not n then return nil end
+        local extra = ""
+        if c.rendezvous then
+            local rn = c:count(t, DF.rendezvous_count, "rendezvous_count", MAX_RENDEZVOUS, 7 + 32 + 7)
+            if not rn then return nil end
+            for i = 1, rn do
+                local start = c.off
+                local sub = t:add(DF.rv_record, c.tvb(start, math.min(c:remaining(), 19 + 32 + 19)))
+                sub:append_text(" " .. i)
+                local pa = c:address(sub, DF.provider, "provider", "Provider")
+                if not pa or not c:field(sub, DF.node_id, 32, "node_id") then return nil end
+                local ra = c:address(sub, DF.rendezvous, "rendezvous", "Rendezvous")
+                if not ra then return nil end
+                sub:set_len(c.off - start)
+                sub:append_text(": " .. pa .. " via " .. ra)
+            end
+            extra = " rendezvous=" .. rn
+        end
+        return string.format("providers=%d contacts=%d%s", p, n, extra)
     end,
     [0x07] = function(c, t)
         local k = c:field(t, DF.key, 32, "key")
@@ -569,8 +608,55 @@ local DHT_BODY = {
         local pr = c:field(t, DF.port, 2, "port")
         if not pr then return nil end
         local port = pr:uint()
-        return string.format("key=%s port=%s", short_id(c.tvb, k:offset()),
-            port == 0 and "0 (UDP source port)" or tostring(port))
+        local extra = ""
+        if c.rendezvous then
+            local ra = c:address(t, DF.rendezvous, "rendezvous", "Rendezvous")
+            if not ra then return nil end
+            extra = " rendezvous=" .. ra
+        end
+        return string.format("key=%s port=%s%s", short_id(c.tvb, k:offset()),
+            port == 0 and "0 (UDP source port)" or tostring(port), extra)
+    end,
+    [0x09] = function(c, t)
+        local nr = c:field(t, DF.nonce, 8, "nonce")
+        local pr = nr and c:field(t, DF.port, 2, "port")
+        return pr and string.format("nonce=%s port=%d", hex_of(nr:raw()), pr:uint())
+    end,
+    [0x0a] = function() return "" end,
+    [0x10] = function() return "" end,
+    [0x0b] = function(c, t)
+        local pr = c:field(t, DF.port, 2, "port")
+        return pr and ("port=" .. pr:uint())
+    end,
+    [0x0c] = function(c, t)
+        local lr = c:field(t, DF.lifetime, 2, "lifetime")
+        return lr and ("lifetime=" .. lr:uint() .. "s")
+    end,
+    [0x0d] = function(c, t)
+        local r = c:field(t, DF.target, 32, "target")
+        local pr = r and c:field(t, DF.port, 2, "port")
+        return pr and string.format("target=%s port=%d", short_id(c.tvb, r:offset()), pr:uint())
+    end,
+    [0x0e] = function(c, t)
+        local a = c:address(t, DF.addr, "addr", "Address")
+        local pr = a and c:field(t, DF.port, 2, "port")
+        return pr and string.format("addr=%s port=%d", a, pr:uint())
+    end,
+    [0x0f] = function(c, t)
+        local mr = c:field(t, DF.mode, 1, "mode")
+        if not mr then return nil end
+        local mode = mr:uint()
+        if not CALL_MODES[mode] then
+            c:fail("InvalidValue", "mode " .. mode .. " is neither 1 (PUNCH) nor 2 (RELAY)", t, mr:offset())
+            return nil
+        end
+        if not c:field(t, DF.nonce, 8, "nonce") then return nil end
+        local ir = c:field(t, DF.peer_id, 32, "peer_id")
+        if not ir then return nil end
+        local a = c:address(t, DF.addr, "addr", "Address")
+        local pr = a and c:field(t, DF.port, 2, "port")
+        return pr and string.format("mode=%s peer=%s addr=%s", CALL_MODES[mode],
+            short_id(c.tvb, ir:offset()), a)
     end,
     [0x7f] = function(c, t)
         local cr = c:field(t, DF.error_code, 2, "error_code")
@@ -633,6 +719,8 @@ local function dissect_dht(tvb, pinfo, tree)
             return
         end
         root:append_text(", " .. name)
+        -- nat.md: bit 1 (RENDEZVOUS) of ANNOUNCE and PROVIDERS adds a rendezvous part.
+        c.rendezvous = (t == 0x06 or t == 0x07) and (math.floor(fr:uint() / 2) % 2 == 1)
         local s = DHT_BODY[t](c, root)
         if not s then return end
         c:finish(root)
@@ -941,6 +1029,17 @@ local WIRE_BODY = {
         end
         return string.format("code=%s %s", WIRE_ERROR_CODES[code] or tostring(code), quote(s))
     end,
+    -- NAT traversal (nat.md)
+    [0x11] = function(c, t)
+        local r = c:field(t, WF.nonce, 8, "nonce")
+        return r and ("nonce=" .. hex_of(r:raw()))
+    end,
+    [0x12] = function(c, t)
+        local r = c:field(t, WF.relay_node, 32, "node_id")
+        local n = r and c:field(t, WF.nonce, 8, "nonce")
+        return n and string.format("node=%s nonce=%s", short_id(c.tvb, r:offset()), hex_of(n:raw()))
+    end,
+    [0x13] = function() return "" end,
 }
 WIRE_BODY[0x07] = WIRE_BODY[0x06]
 WIRE_BODY[0x09] = WIRE_BODY[0x06]

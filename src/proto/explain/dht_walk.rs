@@ -75,8 +75,10 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
         *t_out = Some(t);
     }
     w.push(toff, 1, "type", dht_type_value(t), dht_type_meaning(t));
-    let flags = "bit 0 NOT_REACHABLE: keep the sender out of routing tables; bits 1-7 reserved";
-    w.int(1, "flags", "flags", flags, flags_value)?;
+    let flags = "bit 0 NOT_REACHABLE: keep the sender out of routing tables; bit 1 RENDEZVOUS \
+                 (ANNOUNCE, PROVIDERS: a rendezvous part follows); other bits reserved";
+    let (_, flags) = w.int(1, "flags", "flags", flags, flags_value)?;
+    let rv = flags & u64::from(dht::FLAG_RENDEZVOUS) != 0;
     let txid = "transaction ID: chosen by the requester, echoed in the response";
     w.int(8, "txid", "txid", txid, |x| format!("0x{x:016x}"))?;
     w.id("sender_id", "the sender's node ID")?;
@@ -113,6 +115,9 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
                 w,
                 "contacts closer to the key, closest first, for the lookup to go on",
             )?;
+            if rv {
+                rendezvous_records(w)?;
+            }
         }
         ANNOUNCE => {
             w.id("key", "the content ID the sender provides")?;
@@ -126,6 +131,61 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
                 0 => "0 (the UDP source port)".into(),
                 p => p.to_string(),
             })?;
+            if rv {
+                let m = "the sender cannot be reached directly: its rendezvous (UDP)";
+                w.address("rendezvous", "rendezvous", m)?;
+            }
+        }
+        DIALBACK => {
+            let m = "echoed in the PROBE frame of the dial-back connection";
+            w.int(8, "nonce", "nonce", m, |x| format!("0x{x:016x}"))?;
+            w.num(2, "port", "the requester's wire (TCP) port to dial")?;
+        }
+        DIALBACK_ACK | CALL_ACK => {}
+        REGISTER => {
+            w.num(2, "port", "the requester's wire (TCP) port")?;
+        }
+        REGISTERED => {
+            w.num(
+                2,
+                "lifetime",
+                "seconds the registration lasts unless renewed",
+            )?;
+        }
+        INTRODUCE => {
+            w.id(
+                "target",
+                "the node to be introduced to (a client of the responder)",
+            )?;
+            w.num(2, "port", "the requester's wire (TCP) port")?;
+        }
+        INTRODUCED => {
+            let m = "the target's UDP address as the rendezvous sees it";
+            w.address("addr", "addr", m)?;
+            w.num(2, "port", "the target's wire (TCP) port")?;
+        }
+        CALL => {
+            let (moff, mode) = w.int(1, "mode", "mode", "1 PUNCH or 2 RELAY", |m| match m {
+                1 => "1 PUNCH".into(),
+                2 => "2 RELAY".into(),
+                m => format!("{m} (undefined)"),
+            })?;
+            if mode != 1 && mode != 2 {
+                let e = DecodeError::InvalidValue {
+                    field: "mode",
+                    reason: "neither 1 (PUNCH) nor 2 (RELAY)",
+                };
+                return Err(stop(e, moff, "1 (PUNCH) or 2 (RELAY)", mode));
+            }
+            let m = "RELAY: the circuit to join; PUNCH: 0";
+            w.int(8, "nonce", "nonce", m, |x| format!("0x{x:016x}"))?;
+            w.id("peer_id", "the peer that wants a connection (RELAY: zero)")?;
+            w.address(
+                "addr",
+                "addr",
+                "the peer's address as the rendezvous sees it",
+            )?;
+            w.num(2, "port", "the peer's wire (TCP) port (RELAY: 0)")?;
         }
         ERROR => {
             let m = "why the request failed";
@@ -141,7 +201,7 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
         }
         other => {
             let (exp, found) = (
-                "a defined type: 0x01 to 0x08, or 0x7f",
+                "a defined type: 0x01 to 0x10, or 0x7f",
                 format!("0x{other:02x}"),
             );
             return Err(stop(
@@ -153,6 +213,30 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
         }
     }
     w.finish()
+}
+
+fn rendezvous_records(w: &mut Walker<'_>) -> Walk<()> {
+    let count = "number of rendezvous records that follow (at most 20)";
+    let n = w.count(
+        "rendezvous_count",
+        dht::MAX_RENDEZVOUS,
+        7 + ID_LEN + 7,
+        count,
+    )?;
+    let m = "providers that cannot be reached directly, with their rendezvous";
+    w.list(n, "rendezvous", m, "record", |w, i| {
+        let m = "a provider's address, its node ID, and its rendezvous";
+        w.group(format!("record {}", i + 1), m, |w| {
+            let p = w.address(
+                "provider",
+                "provider",
+                "the provider's address (IP, TCP port)",
+            )?;
+            w.id("node_id", "the provider's node ID")?;
+            let r = w.address("rendezvous", "rendezvous", "its rendezvous (UDP)")?;
+            Ok(((), format!("{p} via {r}")))
+        })
+    })
 }
 
 fn contacts(w: &mut Walker<'_>, meaning: &'static str) -> Walk<()> {
@@ -190,6 +274,14 @@ fn dht_type_meaning(t: u8) -> &'static str {
         PROVIDERS => "answers GET_PROVIDERS: a token, providers, closer contacts",
         ANNOUNCE => "record that the sender provides this key. Answered by ACK or ERROR",
         ACK => "answers ANNOUNCE: the provider record is stored",
+        DIALBACK => "connect back to me to test my reachability. Answered by DIALBACK_ACK",
+        DIALBACK_ACK => "answers DIALBACK: a PROBE connection will be tried",
+        REGISTER => "be my rendezvous. Answered by REGISTERED",
+        REGISTERED => "answers REGISTER: the registration and its lifetime",
+        INTRODUCE => "introduce me to your client. Answered by INTRODUCED",
+        INTRODUCED => "answers INTRODUCE: where the client is",
+        CALL => "a peer wants a connection: punch or join a relay. Answered by CALL_ACK",
+        CALL_ACK => "answers CALL",
         ERROR => "answers any request: why it failed",
         _ => "not a defined message type",
     }
@@ -202,18 +294,29 @@ pub(super) fn dht_error_name(code: u64) -> &'static str {
         2 => "BAD_TOKEN",
         3 => "STORE_FULL",
         4 => "RATE_LIMITED",
+        5 => "UNKNOWN_PEER",
         _ => "(undefined code)",
     }
 }
 
 fn flags_value(f: u64) -> String {
     let nr = u64::from(dht::FLAG_NOT_REACHABLE);
-    match (f & nr != 0, f & !nr) {
-        (false, 0) => format!("0x{f:02x} (none)"),
-        (true, 0) => format!("0x{f:02x} NOT_REACHABLE"),
-        (true, r) => format!("0x{f:02x} NOT_REACHABLE, reserved bits 0x{r:02x} (ignored)"),
-        (false, r) => format!("0x{f:02x} reserved bits 0x{r:02x} (ignored)"),
+    let rv = u64::from(dht::FLAG_RENDEZVOUS);
+    let mut names = Vec::new();
+    if f & nr != 0 {
+        names.push("NOT_REACHABLE".to_string());
     }
+    if f & rv != 0 {
+        names.push("RENDEZVOUS".to_string());
+    }
+    let reserved = f & !(nr | rv);
+    if reserved != 0 {
+        names.push(format!("reserved bits 0x{reserved:02x} (ignored)"));
+    }
+    if names.is_empty() {
+        names.push("(none)".into());
+    }
+    format!("0x{f:02x} {}", names.join(", "))
 }
 
 fn dht_notes(d: &Datagram) -> Vec<String> {

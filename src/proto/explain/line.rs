@@ -33,6 +33,15 @@ pub(super) fn dht_line(s: &mut String, d: &Datagram) {
             write!(s, " providers={} closer={}", providers.len(), closer.len())
         }
         M::Announce { key, port, .. } => write!(s, " key={} port={port}", Short(&key.0)),
+        M::DialbackAck | M::CallAck => Ok(()),
+        M::Dialback { nonce, port } => write!(s, " nonce={nonce:016x} port={port}"),
+        M::Register { port } => write!(s, " port={port}"),
+        M::Registered { lifetime } => write!(s, " lifetime={lifetime}s"),
+        M::Introduce { target, port } => write!(s, " target={} port={port}", Short(&target.0)),
+        M::Introduced { addr, port } => write!(s, " addr={addr} port={port}"),
+        M::Call {
+            mode, peer, addr, ..
+        } => write!(s, " mode={mode} peer={} addr={addr}", Short(&peer.0)),
         M::Error { code, text } => {
             let name = dht_error_name(u64::from(*code));
             write!(s, " code={code} {name}{}", Quoted(text))
@@ -73,6 +82,9 @@ pub(super) fn wire_line(s: &mut String, m: &wire::Message) {
             )
         }
         M::Peers(p) => write!(s, " n={}", p.len()),
+        M::Probe(nonce) => write!(s, " nonce={nonce:016x}"),
+        M::Relay { node, nonce } => write!(s, " node={} nonce={nonce:016x}", Short(&node.0)),
+        M::RelayOk => Ok(()),
         M::Error { code, text } => {
             write!(
                 s,

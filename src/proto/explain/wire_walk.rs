@@ -355,6 +355,19 @@ fn walk_body(w: &mut Walker<'_>, t: u8, length: u64) -> Walk<()> {
             let m = "for people (logs): programs act on the code";
             w.text("text_len", "text", wire::MAX_ERROR_TEXT, m)?;
         }
+        PROBE => {
+            let m = "the nonce of the DIALBACK this connection answers (nat.md)";
+            w.int(8, "nonce", "nonce", m, |x| format!("0x{x:016x}"))?;
+        }
+        RELAY => {
+            w.id(
+                "node_id",
+                "opening: the node to relay to; joining: the sender itself",
+            )?;
+            let m = "the circuit's number, chosen by the downloader";
+            w.int(8, "nonce", "nonce", m, |x| format!("0x{x:016x}"))?;
+        }
+        RELAY_OK => {}
         other => {
             let found = format!("0x{other:02x}");
             return Err(stop(
@@ -454,6 +467,9 @@ fn wire_type_meaning(t: u8) -> &'static str {
         NOT_INTERESTED => "you have nothing I want",
         PEERS => "other peers of this content",
         ERROR => "why I am closing the connection",
+        PROBE => "you asked me to dial back: you are reachable (nat.md)",
+        RELAY => "open or join a relayed circuit at this rendezvous (nat.md)",
+        RELAY_OK => "the circuit is up: what follows comes from the other end",
         _ => "not a defined message type",
     }
 }

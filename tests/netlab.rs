@@ -1,0 +1,313 @@
+//! NAT traversal on emulated NATs (protocol-spec/nat.md, section 9): real `peershare`
+//! processes in Linux network namespaces behind iptables routers built by
+//! `tools/netlab/netlab.sh`. Every pair of {public, EIM, port-restricted, symmetric} as
+//! seeder x leecher downloads a file; the bytes are compared, and for each pair the strategy
+//! (direct, punched, relayed) and the connection set-up time are printed as a table.
+//!
+//! Needs root, `ip` and `iptables`: without them the test prints SKIPPED and why (and fails
+//! instead when `PEERSHARE_REQUIRE_NETLAB=1`, as in CI). Run alone with `make netlab-test`.
+//! Tests check correctness, never times: the times are printed, not asserted.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const TYPES: [&str; 4] = ["public", "eim", "prc", "sym"];
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/netlab/netlab.sh")
+}
+
+/// Why the lab cannot run here, if it cannot.
+fn unavailable() -> Option<String> {
+    // SAFETY-free check of the effective user: `id -u` prints it.
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("needs root (network namespaces, iptables)".into());
+    }
+    for tool in ["ip", "iptables"] {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Some(format!("`{tool}` is not installed"));
+        }
+    }
+    None
+}
+
+/// The lab; removed on drop, failures included.
+struct Lab {
+    prefix: String,
+}
+
+impl Lab {
+    fn up() -> Lab {
+        let prefix = format!("psl{}", std::process::id());
+        // Labs left by crashed runs (their creator's PID is gone) go first.
+        let _ = Command::new(script()).arg("gc").status();
+        let lab = Lab { prefix };
+        let st = Command::new(script())
+            .args(["up", &lab.prefix])
+            .status()
+            .expect("run netlab.sh");
+        assert!(st.success(), "netlab.sh up failed");
+        lab
+    }
+
+    fn ns(&self, host: &str) -> String {
+        format!("{}-{host}", self.prefix)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(script()).args(["down", &self.prefix]).status();
+    }
+}
+
+/// A node running in a namespace.
+struct LabNode {
+    ns: String,
+    child: Child,
+}
+
+impl LabNode {
+    fn start(lab: &Lab, host: &str, dir: &Path, bootstrap: &[&str]) -> LabNode {
+        let ns = lab.ns(host);
+        let data = dir.join(host);
+        let log = std::fs::File::create(dir.join(format!("{host}.log"))).expect("log file");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns, common::bin(), "run", "--data-dir"])
+            .arg(&data)
+            .args(["--port", "4001", "--api-port", "5001", "--bind", "0.0.0.0"]);
+        for b in bootstrap {
+            cmd.args(["--bootstrap", b]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start a node in its namespace");
+        LabNode { ns, child }
+    }
+
+    /// Runs a client subcommand against this node's API, inside its namespace.
+    fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, common::bin()])
+            .args(args)
+            .args(["--api", "127.0.0.1:5001"])
+            .output()
+            .expect("run the peershare client");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    fn status(&self) -> Value {
+        let (_, out) = self.cli(&["status", "--json"]);
+        serde_json::from_str(&out).unwrap_or(Value::Null)
+    }
+}
+
+impl Drop for LabNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn host(t: &str, role: &str) -> String {
+    match t {
+        "public" => format!("pub-{role}"),
+        t => format!("{t}-{role}"),
+    }
+}
+
+/// One download's outcome.
+struct Outcome {
+    ok: bool,
+    strategy: String,
+    setup_ms: f64,
+}
+
+#[test]
+fn every_nat_pair_downloads() {
+    if let Some(why) = unavailable() {
+        if std::env::var("PEERSHARE_REQUIRE_NETLAB").is_ok_and(|v| v == "1") {
+            panic!("the NAT lab must run here: {why}");
+        }
+        println!("SKIPPED every_nat_pair_downloads: {why}");
+        return;
+    }
+    let lab = Lab::up();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let boot = ["203.0.113.2:4001", "203.0.113.3:4001"];
+    let mut nodes = vec![LabNode::start(&lab, "boot1", dir.path(), &[])];
+    std::thread::sleep(Duration::from_millis(300));
+    nodes.push(LabNode::start(&lab, "boot2", dir.path(), &boot[..1]));
+    let mut hosts = Vec::new();
+    for t in TYPES {
+        for role in ["s", "l"] {
+            let h = host(t, role);
+            nodes.push(LabNode::start(&lab, &h, dir.path(), &boot));
+            hosts.push(h);
+        }
+    }
+    let node = |h: &str| {
+        let i = 2 + hosts.iter().position(|x| x == h).expect("host");
+        &nodes[i]
+    };
+
+    // Every node knows how it can be reached before anything is shared.
+    let ready = common::wait_until(Duration::from_secs(60), || {
+        hosts.iter().all(|h| {
+            let s = node(h).status();
+            s["nat"]["reachability"]
+                .as_str()
+                .is_some_and(|r| r != "unknown")
+                && (s["nat"]["reachability"] != "unreachable" || !s["nat"]["rendezvous"].is_null())
+        })
+    });
+    for h in &hosts {
+        let s = node(h).status();
+        println!(
+            "{h:6} external {:22} reachability {:12} rendezvous {}",
+            s["external_addr"].as_str().unwrap_or("-"),
+            s["nat"]["reachability"].as_str().unwrap_or("?"),
+            s["nat"]["rendezvous"].as_str().unwrap_or("-"),
+        );
+    }
+    assert!(ready, "some node never learnt its reachability");
+
+    // One file per pair, shared by the seeder.
+    let mut ids = std::collections::HashMap::new();
+    for s in TYPES {
+        for l in TYPES {
+            let path = dir.path().join(format!("file-{s}-{l}"));
+            // Distinct bytes per pair (the content ID is their hash).
+            let mut data = format!("{s} seeds this for {l}\n").into_bytes();
+            data.extend((0..150_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+            std::fs::write(&path, &data).expect("write a file");
+            let (ok, out) = node(&host(s, "s")).cli(&["add", path.to_str().expect("utf-8")]);
+            assert!(ok, "add on {s}: {out}");
+            let id = out.lines().next().unwrap_or_default().trim().to_string();
+            ids.insert((s, l), (id, data));
+        }
+    }
+    // Let the announces land (the seeders behind a rendezvous announce it with them).
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Each leecher downloads its four files one after another; the leechers run in parallel.
+    let started = Instant::now();
+    let results: Vec<((&str, &str), Outcome)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = TYPES
+            .iter()
+            .map(|&l| {
+                let n = node(&host(l, "l"));
+                let ids = &ids;
+                let dir = dir.path();
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for s in TYPES {
+                        let (id, data) = &ids[&(s, l)];
+                        let seen = n.status()["nat"]["connections"]
+                            .as_array()
+                            .map_or(0, Vec::len);
+                        let dest = dir.join(format!("dl-{l}"));
+                        let (ok, _) = n.cli(&["get", id, "-o", dest.to_str().expect("utf-8")]);
+                        let got =
+                            std::fs::read(dest.join(format!("file-{s}-{l}"))).unwrap_or_default();
+                        let st = n.status();
+                        let conns = st["nat"]["connections"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default();
+                        let first = conns.get(seen).cloned().unwrap_or(Value::Null);
+                        out.push((
+                            (s, l),
+                            Outcome {
+                                ok: ok && &got == data,
+                                strategy: first["strategy"].as_str().unwrap_or("?").to_string(),
+                                setup_ms: first["setup_ms"].as_f64().unwrap_or(f64::NAN),
+                            },
+                        ));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("leecher thread"))
+            .collect()
+    });
+    let mapped_seeders: Vec<&str> = TYPES
+        .iter()
+        .copied()
+        .filter(|s| node(&host(s, "s")).status()["nat"]["reachability"] == "mapped")
+        .collect();
+
+    println!(
+        "\nseeder \\ leecher: strategy, connection set-up (ms); all downloads in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("| seeder \\ leecher | {} |", TYPES.join(" | "));
+    println!("| --- |{}", " --- |".repeat(TYPES.len()));
+    let mut failures = Vec::new();
+    for s in TYPES {
+        let mut row = format!("| {s} |");
+        for l in TYPES {
+            let o = &results
+                .iter()
+                .find(|(k, _)| *k == (s, l))
+                .expect("result")
+                .1;
+            let strategy = if o.strategy == "direct" && mapped_seeders.contains(&s) {
+                "mapped"
+            } else {
+                o.strategy.as_str()
+            };
+            row.push_str(&format!(
+                " {}{} {:.0} ms |",
+                if o.ok { "" } else { "FAILED " },
+                strategy,
+                o.setup_ms
+            ));
+            if !o.ok {
+                failures.push(format!("{s} -> {l}: download failed or bytes differ"));
+            }
+            if o.strategy == "relayed" && s != "sym" && l != "sym" {
+                failures.push(format!(
+                    "{s} -> {l}: relayed, though neither side is symmetric"
+                ));
+            }
+        }
+        println!("{row}");
+    }
+    if !failures.is_empty() {
+        for n in ["boot1", "boot2"]
+            .iter()
+            .chain(hosts.iter().map(String::as_str).collect::<Vec<_>>().iter())
+        {
+            if let Ok(log) = std::fs::read_to_string(dir.path().join(format!("{n}.log"))) {
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                println!(
+                    "--- {n} (last lines)\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    drop(nodes);
+    drop(lab);
+}
