@@ -46,7 +46,8 @@ walkthrough:
 	CARGO="$(CARGO)" python3 tools/walkthrough/generate.py $(ARGS)
 
 ## Benchmarks (figures, not pass/fail), side by side with libtorrent, curl from nginx, raw
-## SHA-256 and loopback TCP: DHT lookup latency, idle cost, 1 GiB and swarm transfers, memory.
+## SHA-256 and loopback TCP: DHT lookup latency, idle cost, 1 GiB and swarm transfers, memory,
+## a swarm behind a rate-limited seeder, 4 limited seeders to 1 leecher, rates against limits.
 ## install-deps.sh installs the anchors (python3-libtorrent, nginx-light, curl, iperf3) if missing.
 bench: build
 	tools/bench/install-deps.sh

@@ -7,7 +7,10 @@ their real local API, side by side with the anchors in the same run (see tools/b
   python3 tools/bench/bench.py transfer-1g    [--size 1G] [--repeat 3]
   python3 tools/bench/bench.py transfer-swarm [--size 100M] [--leechers 8] [--hints all|seeder|none]
   python3 tools/bench/bench.py rss            [--sizes 1G,4G]
-  python3 tools/bench/bench.py all   (dht at 0% and 1% loss, idle, then the three above)
+  python3 tools/bench/bench.py swarm-limited  [--size 100M] [--leechers 8] [--seed-limit 20MB/s]
+  python3 tools/bench/bench.py multi-seed     [--size 100M] [--seeders 4] [--seed-limit 10MB/s]
+  python3 tools/bench/bench.py limits         [--rates 1MB/s,5MB/s,50MB/s] [--seconds 8]
+  python3 tools/bench/bench.py all   (dht at 0% and 1% loss, idle, then the six above)
 
 dht:  lookup latency (median, p99) of `local_request_content_info` when every node adds the
       given one-way delay to each DHT datagram it sends (`peershare run --emulate-latency`),
@@ -17,9 +20,15 @@ transfer-1g: one file, 1 seeder -> 1 leecher: peershare vs libtorrent-rasterbar 
       nginx (piped into SHA-256), plus raw SHA-256 and loopback TCP; ratios.
 transfer-swarm: 1 seeder -> N leechers at once, time until all are complete; ratios.
 rss:  the peershare leecher's peak RSS for big files (goal <= 50 MiB whatever the size).
+swarm-limited: 1 seeder limited to 20 MB/s upload -> 8 unlimited leechers at once: time until
+      all are complete against the ideal (size / seeder rate) and libtorrent, and how many
+      copies the seeder uploaded.
+multi-seed: 4 seeders limited to 10 MB/s each -> 1 leecher: its rate as a share of the 40 MB/s.
+limits: the achieved rate against an up or a down limit of 1, 5 and 50 MB/s: the mean over the
+      middle of the transfer and the highest over any 2 s window.
 Needs tools/bench/install-deps.sh (python3-libtorrent, nginx, curl, openssl, iperf3).
 """
-import argparse, json, os, random, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
+import argparse, json, os, random, re, shlex, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -372,31 +381,43 @@ def timed_shell(cmd):
     return time.perf_counter() - t, p
 
 
-def ps_transfer(run_dir, src, sha, leechers, hints, timeout):
-    """peershare: one seeder shares SRC (local_add_file), LEECHERS nodes bootstrapped from it
-    download it at once (local_request_file with the peer hint); the time runs from the first
-    request sent to the last reply received."""
+def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_args=(), leech_args=(),
+                sample=0):
+    """peershare: SEEDERS nodes (started with SEED_ARGS) share SRC (local_add_file), LEECHERS
+    nodes (started with LEECH_ARGS) bootstrapped from the first seeder download it at once
+    (local_request_file with the peer hint); the time runs from the first request sent to the
+    last reply received. Also returns the wire bytes each seeder sent meanwhile (`status`
+    bandwidth.up_total, after minus before), and with SAMPLE > 0, `samples`: every SAMPLE
+    seconds until the end, (t, bytes) of leecher 0's have_bytes (`have`), its wire bytes received
+    (`down`, status down_total) and the first seeder's wire bytes sent (`up`, up_total)."""
     res = {"time": None, "ok": False}
     work = os.path.dirname(run_dir)
     nodes = []
     try:
-        seed = Node(run_dir, "seed", [], log=True)
-        nodes.append(seed)
-        t = time.perf_counter()
-        try:
-            r = seed.call("local_add_file", {"filepath": src}, timeout=timeout)
-        except (OSError, ValueError) as e:
-            res["error"] = (f"seeder: no reply to local_add_file {src} within {timeout:.0f} s "
-                            f"({e.__class__.__name__}); {diagnose(seed, 'add', work)}")
-            return res
-        res["add_s"] = time.perf_counter() - t
-        if r.get("status") != "success":
-            res["error"] = f"local_add_file failed: {r}"
-            return res
+        seeds = [Node(run_dir, "seed", list(seed_args), log=True)]
+        nodes.append(seeds[0])
+        for k in range(1, seeders):
+            seeds.append(Node(run_dir, f"seed{k}", list(seed_args) + ["--bootstrap", seeds[0].listen], log=True))
+            nodes.append(seeds[-1])
+        seed = seeds[0]
+        who = lambda k: "seeder" if seeders == 1 else f"seeder {k}"
+        res["add_s"] = 0.0
+        for k, s in enumerate(seeds):
+            t = time.perf_counter()
+            try:
+                r = s.call("local_add_file", {"filepath": src}, timeout=timeout)
+            except (OSError, ValueError) as e:
+                res["error"] = (f"{who(k)}: no reply to local_add_file {src} within {timeout:.0f} s "
+                                f"({e.__class__.__name__}); {diagnose(s, 'add', work)}")
+                return res
+            res["add_s"] = max(res["add_s"], time.perf_counter() - t)
+            if r.get("status") != "success":
+                res["error"] = f"local_add_file failed: {r}"
+                return res
         cid = r["file_hash"]
         with ThreadPoolExecutor(8) as ex:
-            ls = list(ex.map(lambda i: Node(run_dir, f"l{i}", ["--bootstrap", seed.listen], log=True),
-                             range(leechers)))
+            ls = list(ex.map(lambda i: Node(run_dir, f"l{i}", ["--bootstrap", seed.listen] + list(leech_args),
+                                            log=True), range(leechers)))
         nodes += ls
         outs = []
         for i in range(leechers):
@@ -406,7 +427,7 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout):
         def one(i):
             req = {"content_hash": cid, "output_dir": outs[i]}
             if hints != "none":
-                req["peers"] = [seed.listen]
+                req["peers"] = [s.listen for s in seeds]
             if hints == "all":
                 req["peers"] += [x.listen for j, x in enumerate(ls) if j != i]
             t = time.perf_counter()
@@ -416,32 +437,63 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout):
                 r = {"status": "error", "message": f"no reply: {e.__class__.__name__}: {e}"}
             return t, time.perf_counter(), r
 
+        def up_total(node):  # None from a node without bandwidth counters
+            return node.call("status", timeout=5).get("bandwidth", {}).get("up_total")
+
         # With one leecher, watch its progress (transfer_status every 50 ms) to split the time
         # into "every chunk verified" and the finish (whole-file check, fsync, final name).
-        watch = {"stop": False, "chunks_done": None}
+        # With SAMPLE, also record its progress and the wire byte counters until the end.
+        watch = {"stop": False, "chunks_done": None, "samples": {"have": [], "down": [], "up": []}}
+
+        def timed(key, reply, get):  # get(reply()) recorded at the middle of the call
+            t = time.perf_counter()
+            v = reply()
+            watch["samples"][key].append(((t + time.perf_counter()) / 2 - t0, get(v)))
+            return v
+
+        def progress(record):
+            def reply():
+                return ls[0].call("transfer_status", {"content_hash": cid}, timeout=5)
+            if not record:
+                return reply()
+            st = timed("have", reply, lambda st: next((tr.get("have_bytes") for tr in st.get("transfers", [])), None))
+            timed("down", lambda: ls[0].call("status", timeout=5), lambda st: st["bandwidth"]["down_total"])
+            timed("up", lambda: up_total(seed), lambda v: v)
+            return st
 
         def watcher():
+            due = 0.0
             while not watch["stop"]:
                 try:
-                    st = ls[0].call("transfer_status", {"content_hash": cid}, timeout=5)
-                    for tr in st.get("transfers", []):
-                        if tr.get("chunks_total") and tr.get("chunks_have") == tr.get("chunks_total"):
-                            watch["chunks_done"] = time.perf_counter() - t0
-                            return
-                except (OSError, ValueError):
+                    record = sample and time.perf_counter() - t0 >= due
+                    if record:
+                        due += sample
+                    if record or watch["chunks_done"] is None:
+                        for tr in progress(record).get("transfers", []):
+                            if tr.get("chunks_total") and tr.get("chunks_have") == tr.get("chunks_total"):
+                                if watch["chunks_done"] is None:
+                                    watch["chunks_done"] = time.perf_counter() - t0
+                                if not sample:
+                                    return
+                except (OSError, ValueError, KeyError):
                     pass
                 time.sleep(0.05)
 
+        up0 = [up_total(s) for s in seeds]
         t0 = time.perf_counter()
         w = threading.Thread(target=watcher, daemon=True)
-        if leechers == 1:
+        if leechers == 1 or sample:
             w.start()
         with ThreadPoolExecutor(leechers) as ex:
             done = list(ex.map(one, range(leechers)))
         watch["stop"] = True
-        if leechers == 1:
+        if leechers == 1 or sample:
             w.join()
+        if sample:  # the counters' final values
+            progress(True)
+        res["seed_up"] = [None if b is None else up_total(s) - b for s, b in zip(seeds, up0)]
         res["chunks_done"] = watch["chunks_done"]
+        res["samples"] = watch["samples"]
         res["times"] = [end - t0 for _, end, _ in done]
         res["rss_mib"] = [vm_hwm_mib(n.p.pid) for n in ls]
         res["seed_rss_mib"] = vm_hwm_mib(seed.p.pid)
@@ -461,7 +513,8 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout):
             for i, n in enumerate(ls):
                 errors.append(f"leecher {i}: {diagnose(n, f'leecher{i}', work)}; "
                               f"log: {tail(os.path.join(n.dir, 'stderr.log'))}")
-            errors.append(f"seeder: {diagnose(seed, 'seeder', work)}")
+            for k, s in enumerate(seeds):
+                errors.append(f"{who(k)}: {diagnose(s, 'seeder' if k == 0 else f'seeder{k}', work)}")
             res["error"] = "; ".join(errors)
         else:
             res["ok"] = True
@@ -472,12 +525,14 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout):
             n.stop()
 
 
-def lt_transfer(run_dir, src, sha, leechers, settings, timeout):
+def lt_transfer(run_dir, src, sha, leechers, settings, timeout, seeders=1, seed_upload_limit=0):
     """libtorrent-rasterbar: see lt_anchor.py. Time from the first connect_peer to the last
-    leecher seeding."""
+    leecher seeding; also each seeder's payload bytes uploaded (`seed_up`)."""
     res = {"time": None, "ok": False}
     cmd = [LT_PYTHON, os.path.join(HERE, "lt_anchor.py"), src, os.path.join(run_dir, "lt"),
            "--leechers", str(leechers), "--settings", settings, "--timeout", str(timeout)]
+    if seeders != 1 or seed_upload_limit:
+        cmd += ["--seeders", str(seeders), "--seed-upload-limit", str(int(seed_upload_limit))]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 120)
     except subprocess.TimeoutExpired:
@@ -490,6 +545,7 @@ def lt_transfer(run_dir, src, sha, leechers, settings, timeout):
         return res
     res["add_s"] = out["hash_s"]
     res["times"] = out["times"]
+    res["seed_up"] = out.get("seed_upload", [])
     if None in out["times"]:
         res["error"] = f"not every leecher finished within {timeout:.0f} s: {out['times']}"
         return res
@@ -690,7 +746,8 @@ def ratio(name, res, a, b, goal):
         return
     rounds = [x["time"] / y["time"] for x, y in zip(res[a], res[b])]
     per = "" if len(rounds) < 2 else f"  per round {', '.join(f'{r:.2f}' for r in rounds)}"
-    print(f"  ratio {name} = {ma['time'] / mb['time']:.2f}  (goal <= {goal}){per}")
+    print(f"  ratio {name} = {ma['time'] / mb['time']:.2f}  "
+          f"({'for reference' if goal is None else f'goal <= {goal}'}){per}")
 
 
 def bench_transfer_1g(a):
@@ -811,6 +868,194 @@ def bench_rss(a):
         print(f"           {load.report()}", flush=True)
 
 
+def parse_rate(text):
+    """A rate in bytes/s, as `peershare run --up-limit` reads it: 20MB/s, 500KB/s, 5MiB/s, 1000."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|kB|MB|GB|KiB|MiB|GiB)?\s*(?:/s|ps)?\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a rate above 0 (e.g. 20MB/s; MB = 10^6 bytes)")
+    mult = {None: 1, "B": 1, "KB": 1000, "kB": 1000, "MB": 10**6, "GB": 10**9,
+            "KiB": 1 << 10, "MiB": MIB, "GiB": GIB}[m.group(2)]
+    return int(round(float(m.group(1)) * mult))
+
+
+def mbs(bps):
+    return f"{bps / 1e6:g} MB/s"
+
+
+def limit_arg(flag, bps):
+    return [flag, f"{int(bps)}B/s"]
+
+
+def seed_args_note(a):
+    return f"; peershare seeders also run with `{a.seed_args}`" if a.seed_args else ""
+
+
+def steady(points, window=2.0, lo=0.2, hi=0.8):
+    """From (t, bytes) samples of a byte counter: the mean rate over the middle of the transfer
+    (from LO to HI of the time between the last sample before the counter moved and the first at
+    99% of its final value: start-up and the tail left out), the highest rate between two
+    samples at least WINDOW seconds apart (the nearest such pair; over all samples) and the
+    lowest (pairs within that middle: a stall shows there), in bytes/s, and the time the
+    counter first moved; None for what the samples are too few for."""
+    pts = [(t, v) for t, v in points if v is not None]
+    if len(pts) < 4 or pts[-1][1] <= pts[0][1]:
+        return None, None, None, None
+    v0, v1 = pts[0][1], pts[-1][1]
+    i0 = max(0, next(i for i, (_, v) in enumerate(pts) if v > v0) - 1)
+    i1 = next(i for i, (_, v) in enumerate(pts) if v >= v0 + 0.99 * (v1 - v0))
+    ta, tb = pts[i0][0], pts[i1][0]
+    near = lambda x: min(range(i0, i1 + 1), key=lambda i: abs(pts[i][0] - (ta + x * (tb - ta))))
+    a, b = near(lo), near(hi)
+    mean = (pts[b][1] - pts[a][1]) / (pts[b][0] - pts[a][0]) if b > a else None
+    best, worst, j = None, None, 0
+    for i in range(len(pts)):
+        while j < len(pts) and pts[j][0] - pts[i][0] < window:
+            j += 1
+        if j == len(pts):
+            break
+        r = (pts[j][1] - pts[i][1]) / (pts[j][0] - pts[i][0])
+        best = r if best is None else max(best, r)
+        if a <= i and j <= b:
+            worst = r if worst is None else min(worst, r)
+    return mean, best, worst, pts[min(i0 + 1, len(pts) - 1)][0]
+
+
+def rounds(results, fmt):
+    """`; per round a, b, c` for several rounds (fmt formats one run), else ``."""
+    if len(results) < 2:
+        return ""
+    return "; per round " + ", ".join(fmt(r) if r["ok"] else "FAILED" for r in results)
+
+
+def limited_rounds(a, src, sha, leechers, seeders, lim, timeout, sample=0):
+    """Rounds of peershare and libtorrent: SEEDERS seeders, each limited to LIM bytes/s of
+    upload (peershare's also run with --seed-args) -> LEECHERS unlimited leechers at once."""
+    return run_rounds(a, [
+        ("peershare", lambda d: ps_transfer(d, src, sha, leechers, a.hints, timeout, seeders=seeders,
+                                            seed_args=limit_arg("--up-limit", lim) + shlex.split(a.seed_args),
+                                            sample=sample)),
+        ("libtorrent", lambda d: lt_transfer(d, src, sha, leechers, a.lt_settings, timeout, seeders=seeders,
+                                             seed_upload_limit=lim)),
+    ])
+
+
+def bench_swarm_limited(a):
+    print_versions()
+    os.makedirs(a.work_dir, exist_ok=True)
+    src, sha = ensure_input(a.work_dir, a.size)
+    size, n, lim = a.size, a.leechers, a.seed_limit
+    ideal = size / lim
+    timeout = a.timeout or 120 + 3 * ideal + n * size / (5 * MIB)
+    warm(src)
+    print(f"swarm-limited: {human(size)}, 1 seeder limited to {mbs(lim)} upload -> {n} leechers "
+          f"(unlimited) at once on 127.0.0.1, time until all are complete, {a.repeat} rounds; "
+          f"ideal = size / seeder rate = {ideal:.2f} s{seed_args_note(a)}", flush=True)
+    load = Load()
+    res = limited_rounds(a, src, sha, n, 1, lim, timeout)
+    res["ideal"] = [{"ok": True, "time": ideal}] * max(1, len(res["peershare"]), len(res["libtorrent"]))
+    each = lambda r: f"  each {min(r['times']):.2f}..{max(r['times']):.2f} s"
+    copies = lambda r: sum(r["seed_up"]) / size
+    sent = lambda r, what: (f"; seeder sent {copies(r):.2f} copies = {100 * copies(r) / n:.0f}% of the {n} "
+                            f"downloaded ({what}), on average {sum(r['seed_up']) / r['time'] / 1e6:.1f} MB/s "
+                            f"= {100 * sum(r['seed_up']) / r['time'] / lim:.0f}% of its limit")
+    line("peershare", n * size, res["peershare"], lambda r: (
+        f"{each(r)}; all identical{sent(r, 'wire bytes, status up_total')}"
+        f"{rounds(res['peershare'], lambda x: f'{copies(x):.2f}')}; {HINTS[a.hints]}"))
+    line(f"libtorrent ({a.lt_settings})", n * size, res["libtorrent"], lambda r: (
+        f"{each(r)}; all identical{sent(r, 'total_payload_upload')}"
+        f"{rounds(res['libtorrent'], lambda x: f'{copies(x):.2f}')}"))
+    print(f"  {'ideal':<24} {ideal:7.2f} s  (size / the seeder's upload limit)")
+    print("  (MiB/s here is the aggregate: all leechers' bytes / time until the last completes)")
+    ratio("peershare / ideal", res, "peershare", "ideal", 1.3)
+    ratio("peershare / libtorrent", res, "peershare", "libtorrent", 0.5)
+    ratio("libtorrent / ideal", res, "libtorrent", "ideal", None)
+    print(f"  {load.report()}", flush=True)
+
+
+def bench_multi_seed(a):
+    print_versions()
+    os.makedirs(a.work_dir, exist_ok=True)
+    src, sha = ensure_input(a.work_dir, a.size)
+    size, m, lim = a.size, a.seeders, a.seed_limit
+    agg = m * lim
+    timeout = a.timeout or 120 + 3 * size / agg
+    warm(src)
+    print(f"multi-seed: {human(size)}, {m} seeders each limited to {mbs(lim)} upload -> 1 leecher "
+          f"(unlimited) on 127.0.0.1, {a.repeat} rounds; the leecher's rate as a share of the "
+          f"{mbs(agg)} aggregate (goal >= 90%; ideal {size / agg:.2f} s){seed_args_note(a)}", flush=True)
+    load = Load()
+    res = limited_rounds(a, src, sha, 1, m, lim, timeout, sample=a.sample)
+    share = lambda r: 100 * size / r["time"] / agg
+    split_up = lambda r: "/".join(f"{100 * x / max(1, sum(r['seed_up'])):.0f}" for x in r["seed_up"])
+
+    def ps_extra(r):
+        mean = steady(r["samples"]["down"])[0]
+        st = "" if mean is None else (f"; steady (middle 60%, leecher's wire bytes) {mean / 1e6:.1f} MB/s = "
+                                      f"{100 * mean / agg:.1f}%")
+        return (f"  = {share(r):.1f}% of {mbs(agg)}{rounds(res['peershare'], lambda x: f'{share(x):.1f}%')}"
+                f"{st}{split(r)}; seeders sent {split_up(r)}% of their bytes; identical; "
+                f"{'peer hints: every seeder' if a.hints != 'none' else HINTS['none']}")
+    line("peershare", size, res["peershare"], ps_extra)
+    line(f"libtorrent ({a.lt_settings})", size, res["libtorrent"], lambda r: (
+        f"  = {share(r):.1f}% of {mbs(agg)}{rounds(res['libtorrent'], lambda x: f'{share(x):.1f}%')}; "
+        f"seeders sent {split_up(r)}% of their bytes; identical"))
+    print(f"  {'ideal':<24} {size / agg:7.2f} s {rate(size, size / agg)}  (size / {mbs(agg)})")
+    print(f"  {load.report()}", flush=True)
+
+
+def bench_limits(a):
+    print_versions()
+    os.makedirs(a.work_dir, exist_ok=True)
+    print(f"limits: the achieved rate against a limit, 1 seeder -> 1 leecher on 127.0.0.1, {a.repeat} "
+          f"rounds. Measured on the limited node's wire byte counter (`status` bandwidth up_total or "
+          f"down_total: the payload plus well under 0.1% of framing) sampled every {a.sample:g} s: the "
+          f"mean over the middle 60% of the transfer (goal: within 5% below the limit), the highest "
+          f"rate over any 2 s window (the tests' bound: <= 105%) and the lowest within that middle (a "
+          f"stall shows there); end to end = size / time from request to reply (start-up and finish "
+          f"included; a round below 95% says when bytes first moved and when every chunk was in)",
+          flush=True)
+    print(f"  {'limit':<30} {'size':>8}  {'mean (median, range)':<22} {'max 2 s':<8} {'min 2 s':<8} end to end")
+    load = Load()
+    for lim in a.rates:
+        size = min(a.max_size, max(4 * MIB, -(-int(lim * a.seconds) // MIB) * MIB))
+        src, sha = ensure_input(a.work_dir, size)
+        warm(src)
+        timeout = a.timeout or 120 + 3 * size / lim
+        cases = [("up", "seeder --up-limit", {"seed_args": limit_arg("--up-limit", lim)}),
+                 ("down", "leecher --down-limit", {"leech_args": limit_arg("--down-limit", lim)})]
+        res = run_rounds(a, [(f"peershare {kind}", lambda d, kw=kw: ps_transfer(
+            d, src, sha, 1, a.hints, timeout, sample=a.sample, **kw)) for kind, _, kw in cases])
+        for kind, what, _ in cases:
+            runs = res[f"peershare {kind}"]
+            label = f"{mbs(lim)}, {what}"
+            if not runs:
+                print(f"  {label:<30} not run (--only)")
+                continue
+            bad = [r for r in runs if not r["ok"]]
+            if bad:
+                print(f"  {label:<30} FAILED {len(bad)}/{len(runs)} runs: {bad[0].get('error', '?')}")
+                continue
+            figs = [steady(r["samples"][kind]) for r in runs]
+            pcts = lambda k: [100 * f[k] / lim for f in figs if f[k] is not None] or [float("nan")]
+            means = pcts(0)
+            e2e = lambda r: 100 * size / r["time"] / lim
+            mean = f"{statistics.median(means):5.1f}%" + (f" ({min(means):.1f}..{max(means):.1f})"
+                                                          if len(means) > 1 else "")
+
+            def why(r, f):
+                if e2e(r) >= 95:
+                    return f"{e2e(r):.1f}%"
+                done = r.get("chunks_done")
+                return (f"{e2e(r):.1f}% (bytes from {'?' if f[3] is None else f'{f[3]:.2f}'} s, every chunk in at "
+                        f"{'?' if done is None else f'{done:.2f}'} s, reply at {r['time']:.2f} s)")
+            per = [why(r, f) for r, f in zip(runs, figs)]
+            per = ("; per round " + ", ".join(per) if len(runs) > 1
+                   else "" if e2e(runs[0]) >= 95 else f"; {per[0]}")
+            print(f"  {label:<30} {human(size):>8}  {mean:<22} {max(pcts(1)):5.1f}%   "
+                  f"{min(pcts(2)):5.1f}%   {statistics.median(e2e(r) for r in runs):5.1f}%{per}", flush=True)
+    print(f"  {load.report()}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
@@ -849,6 +1094,33 @@ def main():
     r = sub.add_parser("rss", parents=[common], help="leecher peak RSS for big files")
     r.add_argument("--sizes", type=lambda v: [parse_size(x) for x in v.split(",")], default=[GIB, 4 * GIB],
                    help="comma-separated sizes (default 1G,4G)")
+    seeded = argparse.ArgumentParser(add_help=False, parents=[common])
+    seeded.add_argument("--size", type=parse_size, default=100 * MIB, help="file size (default 100M)")
+    seeded.add_argument("--seed-args", default="",
+                        help="more `peershare run` options for the peershare seeders, e.g. "
+                             "--seed-args=--no-super-seed (libtorrent is not affected)")
+    sl = sub.add_parser("swarm-limited", parents=[seeded],
+                        help="1 seeder with an upload limit -> N unlimited leechers at once")
+    sl.add_argument("--leechers", type=int, default=8)
+    sl.add_argument("--seed-limit", type=parse_rate, default=20 * 10**6,
+                    help="the seeder's upload limit (default 20MB/s; MB = 10^6 bytes)")
+    ms = sub.add_parser("multi-seed", parents=[seeded],
+                        help="M seeders, each with an upload limit -> 1 unlimited leecher")
+    ms.add_argument("--seeders", type=int, default=4)
+    ms.add_argument("--seed-limit", type=parse_rate, default=10 * 10**6,
+                    help="each seeder's upload limit (default 10MB/s)")
+    ms.add_argument("--sample", type=float, default=0.25,
+                    help="seconds between samples of the leecher's byte counter (default 0.25)")
+    li = sub.add_parser("limits", parents=[common], help="the achieved rate against up and down limits")
+    li.add_argument("--rates", type=lambda v: [parse_rate(x) for x in v.split(",")],
+                    default=[10**6, 5 * 10**6, 50 * 10**6],
+                    help="comma-separated limits (default 1MB/s,5MB/s,50MB/s; a bare number is bytes/s)")
+    li.add_argument("--seconds", type=float, default=8,
+                    help="file size = this many seconds of data at the limit (default 8), whole MiB")
+    li.add_argument("--max-size", type=parse_size, default=256 * MIB,
+                    help="cap on that file size (default 256M)")
+    li.add_argument("--sample", type=float, default=0.25,
+                    help="seconds between samples of the byte counters (default 0.25)")
     sub.add_parser("all", parents=[common])
     a = ap.parse_args()
     if not os.path.exists(BIN):
@@ -863,8 +1135,8 @@ def main():
         bench_transfer_1g(a)
     elif a.what == "transfer-swarm":
         bench_transfer_swarm(a)
-    elif a.what == "rss":
-        bench_rss(a)
+    elif a.what in ("rss", "swarm-limited", "multi-seed", "limits"):
+        globals()["bench_" + a.what.replace("-", "_")](a)
     else:
         t0 = time.time()
         for loss in ("0%", "1%"):
@@ -872,7 +1144,7 @@ def main():
         bench_idle(ap.parse_args(["idle"]))
         same = ["--work-dir", a.work_dir, "--repeat", str(a.repeat), "--lt-settings", a.lt_settings,
                 "--hints", a.hints, "--timeout", str(a.timeout), "--only", a.only]
-        for what in ("transfer-1g", "transfer-swarm", "rss"):
+        for what in ("transfer-1g", "transfer-swarm", "rss", "swarm-limited", "multi-seed", "limits"):
             sys.stdout.flush()
             globals()["bench_" + what.replace("-", "_")](ap.parse_args([what] + same))
         print(f"all: {time.time() - t0:.0f} s", flush=True)

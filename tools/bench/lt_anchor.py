@@ -1,15 +1,19 @@
 #!/usr/bin/python3
-"""libtorrent-rasterbar anchor for tools/bench/bench.py: 1 seeder -> N leechers on 127.0.0.1,
-no tracker, no DHT: every leecher is connected directly to the seeder and to every other
+"""libtorrent-rasterbar anchor for tools/bench/bench.py: M seeders -> N leechers on 127.0.0.1,
+no tracker, no DHT: every leecher is connected directly to every seeder and to every other
 leecher (a swarm). TCP only (uTP off: on loopback uTP is much slower and would flatter us), the
-local peer class left unlimited, the seeder in seed_mode (no re-check of the file it was built
-from). Runs under Debian's /usr/bin/python3, which has python3-libtorrent.
+seeders in seed_mode (no re-check of the file they were built from). Nothing is rate limited,
+unless --seed-upload-limit: then each seeder's session gets that `upload_rate_limit` and its
+local peer class the same `upload_limit` (loopback peers are in the local peer class, which
+the session-wide limits skip); otherwise the local peer class is left unlimited. Runs under
+Debian's /usr/bin/python3, which has python3-libtorrent.
 
-usage: lt_anchor.py FILE WORKDIR [--leechers N] [--piece-kib K] [--settings default|hp]
-                    [--timeout S]
+usage: lt_anchor.py FILE WORKDIR [--leechers N] [--seeders M] [--seed-upload-limit BYTES_PER_S]
+                    [--piece-kib K] [--settings default|hp] [--timeout S]
 Prints one JSON object on stdout: version, hash_s (create_torrent + set_piece_hashes),
 times (seconds from the first connect_peer to is_seeding, per leecher; null if not done),
-files (each leecher's output path). WORKDIR is created and must be removed by the caller.
+files (each leecher's output path), seed_upload (each seeder's total_payload_upload in bytes,
+read once every leecher is done). WORKDIR is created and must be removed by the caller.
 """
 import argparse
 import json
@@ -24,6 +28,9 @@ def main():
     ap.add_argument("file")
     ap.add_argument("work")
     ap.add_argument("--leechers", type=int, default=1)
+    ap.add_argument("--seeders", type=int, default=1)
+    ap.add_argument("--seed-upload-limit", type=int, default=0,
+                    help="bytes/s each seeder may upload (session and local peer class); 0: unlimited")
     ap.add_argument("--piece-kib", type=int, default=1024)
     ap.add_argument("--settings", choices=["default", "hp"], default="default")
     ap.add_argument("--timeout", type=float, default=300)
@@ -41,7 +48,7 @@ def main():
 
     base = lt.high_performance_seed() if a.settings == "hp" else {}
 
-    def session():
+    def session(upload_limit=0):
         s = dict(base)
         s.update({
             "listen_interfaces": "127.0.0.1:0",
@@ -49,15 +56,21 @@ def main():
             "allow_multiple_connections_per_ip": True, "alert_mask": 0,
             "enable_outgoing_utp": False, "enable_incoming_utp": False,
         })
+        if upload_limit:
+            s["upload_rate_limit"] = upload_limit
         ses = lt.session(s)
-        # Loopback peers are in the local peer class: make sure nothing limits it.
+        # Loopback peers are in the local peer class, which the session's rate limits skip: it
+        # gets the same upload limit, or none.
         ses.set_peer_class(lt.session.local_peer_class_id,
-                           {"upload_limit": 0, "download_limit": 0, "label": "local"})
+                           {"upload_limit": upload_limit, "download_limit": 0, "label": "local"})
         return ses
 
-    seed = session()
-    seed.add_torrent({"ti": ti, "save_path": os.path.dirname(src),
-                      "flags": lt.torrent_flags.seed_mode})
+    seeds = []
+    for _ in range(a.seeders):
+        s = session(a.seed_upload_limit)
+        h = s.add_torrent({"ti": ti, "save_path": os.path.dirname(src),
+                           "flags": lt.torrent_flags.seed_mode})
+        seeds.append((s, h))
     leech = []
     for i in range(a.leechers):
         s = session()
@@ -71,11 +84,12 @@ def main():
             h.status().state not in (lt.torrent_status.downloading,) for _, h, _ in leech):
         time.sleep(0.01)
     ports = [s.listen_port() for s, _, _ in leech]
-    seed_port = seed.listen_port()
+    seed_ports = [s.listen_port() for s, _ in seeds]
 
     t0 = time.perf_counter()
     for i, (s, h, _) in enumerate(leech):
-        h.connect_peer(("127.0.0.1", seed_port))
+        for p in seed_ports:
+            h.connect_peer(("127.0.0.1", p))
         for j, p in enumerate(ports):
             if j != i:
                 h.connect_peer(("127.0.0.1", p))
@@ -90,6 +104,7 @@ def main():
         "version": lt.__version__, "hash_s": hash_s, "times": done,
         "files": [os.path.join(d, name) for _, _, d in leech],
         "settings": a.settings, "piece_kib": a.piece_kib,
+        "seed_upload": [h.status().total_payload_upload for _, h in seeds],
     }), flush=True)
     # Skip the sessions' slow, orderly teardown; the written pages are the kernel's already.
     os._exit(0)
