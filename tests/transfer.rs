@@ -1509,9 +1509,37 @@ fn idle_connections_do_not_lock_out_downloaders() {
     drop(held);
 }
 
-/// What a peer that has nothing sees from a seed: by default an empty BITFIELD, then a few
-/// chunks offered with HAVE (super-seeding), never all of them at once; with
-/// `--no-super-seed` a full BITFIELD.
+/// A raw peer that has nothing: HANDSHAKE, an empty BITFIELD, INTERESTED.
+fn raw_empty_peer(node: &Node, id: &str, chunks: u32) -> TcpStream {
+    let mut s = TcpStream::connect(node.listen).unwrap();
+    let me = Id::random(&mut rand::thread_rng());
+    send(
+        &mut s,
+        &Message::Handshake(Handshake::new(me, hex_id(id), 0)),
+    )
+    .unwrap();
+    send(&mut s, &Message::Bitfield(Bitfield::new(chunks))).unwrap();
+    send(&mut s, &Message::Interested).unwrap();
+    s
+}
+
+/// The BITFIELDs (as counts of chunks set) and HAVEs a raw peer received.
+fn announced(got: &[Message]) -> (Vec<u32>, usize) {
+    let bits = got
+        .iter()
+        .filter_map(|m| match m {
+            Message::Bitfield(b) => Some(b.count_ones()),
+            _ => None,
+        })
+        .collect();
+    let offers = got.iter().filter(|m| matches!(m, Message::Have(_))).count();
+    (bits, offers)
+}
+
+/// What peers that have nothing see from a seed. By default an empty BITFIELD, then offers
+/// by HAVE (super-seeding): every chunk to a peer alone in wanting them (nobody to share the
+/// seed's upload with), a few at a time once a second one wants them too. With
+/// `--no-super-seed`: a full BITFIELD.
 #[test]
 fn a_seed_super_seeds_unless_told_not_to() {
     let dir = tempfile::tempdir().unwrap();
@@ -1521,30 +1549,20 @@ fn a_seed_super_seeds_unless_told_not_to() {
     for (flags, super_seed) in [(&[][..], true), (&["--no-super-seed"][..], false)] {
         let node = Node::start(&dir.path().join(format!("n{super_seed}")), flags);
         let id = add_file(&node, &src);
-        let mut s = TcpStream::connect(node.listen).unwrap();
-        let me = Id::random(&mut rand::thread_rng());
-        send(
-            &mut s,
-            &Message::Handshake(Handshake::new(me, hex_id(&id), 0)),
-        )
-        .unwrap();
-        send(&mut s, &Message::Bitfield(Bitfield::new(10))).unwrap();
-        send(&mut s, &Message::Interested).unwrap();
-        let (got, closed) = read_until_closed(&mut s, Duration::from_secs(2));
+        let mut a = raw_empty_peer(&node, &id, 10);
+        let (got, closed) = read_until_closed(&mut a, Duration::from_secs(2));
         assert!(!closed, "the seed closed the connection: {got:?}");
-        let bits: Vec<u32> = got
-            .iter()
-            .filter_map(|m| match m {
-                Message::Bitfield(b) => Some(b.count_ones()),
-                _ => None,
-            })
-            .collect();
-        let offers = got.iter().filter(|m| matches!(m, Message::Have(_))).count();
+        let (bits, offers) = announced(&got);
         if super_seed {
             assert_eq!(bits, [0], "{got:?}");
-            // One offer while choked, a few once unchoked (4 by default), not all 10.
-            assert!((1..10).contains(&offers), "{offers} offers: {got:?}");
+            assert_eq!(offers, 10, "a lone peer is offered everything: {got:?}");
             assert!(got.contains(&Message::Unchoke), "{got:?}");
+            // A second peer while the first still wants everything: a few offers.
+            let mut b = raw_empty_peer(&node, &id, 10);
+            let (got, _) = read_until_closed(&mut b, Duration::from_secs(2));
+            let (bits, offers) = announced(&got);
+            assert_eq!(bits, [0], "{got:?}");
+            assert!((1..10).contains(&offers), "{offers} offers: {got:?}");
         } else {
             assert_eq!(bits, [10], "{got:?}");
             assert_eq!(offers, 0, "{got:?}");

@@ -296,6 +296,33 @@ impl SuperSeed {
         picks
     }
 
+    /// Stops offering to `key` and announces it everything it was not offered yet (send HAVE
+    /// for each): from now on it is like a peer that saw a full BITFIELD, only counted. For a
+    /// peer alone in wanting chunks (the engine decides): there is nobody to share the
+    /// seed's upload with. Its open offers close, so they reserve nothing for later peers.
+    pub fn offer_all(&mut self, key: PeerKey) -> Vec<u32> {
+        let n = self.sent.len();
+        let (picks, open) = match self.peers.get(&key) {
+            Some(p) if p.offering && p.known => (
+                (0..n)
+                    .filter(|&i| !p.offered.contains(i) && !p.has.contains(i))
+                    .map(|i| i as u32)
+                    .collect::<Vec<u32>>(),
+                p.open.iter().copied().collect::<Vec<u32>>(),
+            ),
+            _ => return Vec::new(),
+        };
+        for c in open {
+            self.close_offer(key, c);
+        }
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.offering = false;
+            p.offered = BitSet::full(n);
+        }
+        self.starved.remove(&key);
+        picks
+    }
+
     /// Peers that wanted offers and got none because every fresh chunk was reserved; the
     /// engine tops them up again after a PIECE, a choke or a departure freed some.
     pub fn take_starved(&mut self) -> Vec<PeerKey> {
@@ -454,6 +481,34 @@ mod tests {
         let next = s.top_up(1, 4);
         assert_eq!(next.len(), 1);
         assert!(s.peers[&2].open.contains(&next[0]), "{next:?}");
+        s.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_lone_peer_is_offered_everything_and_reserves_nothing() {
+        let mut s = peers(10, 1..=1, true);
+        let first = s.top_up(1, 3);
+        assert_eq!(first.len(), 3);
+        s.requested(1, first[0]);
+        // Alone: every chunk not offered yet, once; then it is only counted.
+        let rest = s.offer_all(1);
+        assert_eq!(rest.len(), 7);
+        assert!(rest.iter().all(|c| !first.contains(c)));
+        assert!(s.offer_all(1).is_empty() && s.top_up(1, 4).is_empty());
+        assert!(s.reserved.iter().all(|r| *r == 0));
+        s.check_invariants().unwrap();
+        // A second peer arrives: the chunks the first one was not sent are still fresh and
+        // free, so it is offered some at once (not starved behind the first one's offers).
+        s.sent(1, first[0]);
+        s.add_peer(2, true);
+        s.peer_bitfield(2, &BitSet::new(10));
+        s.set_unchoked(2, true);
+        let second = s.top_up(2, 4);
+        assert_eq!(second.len(), 4);
+        assert!(
+            !second.contains(&first[0]),
+            "the chunk sent is not fresh: {second:?}"
+        );
         s.check_invariants().unwrap();
     }
 
