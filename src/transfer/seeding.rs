@@ -28,6 +28,11 @@
 //!   seeded random start (so a lone downloader's whole-file hash keeps up, while seeds that
 //!   start together offer different chunks first).
 //!
+//! - **A lone peer** (the only one of the content that lacks chunks) is announced every
+//!   chunk at once ([`SuperSeed::offer_all`]): with nobody to share the seed's upload with,
+//!   a few offers at a time would only narrow its choice (and several seeds serving one
+//!   downloader would each offer it the same few chunks).
+//!
 //! An offer is never withdrawn: a HAVE is true (the seed has the chunk), and a peer may
 //! request an offered chunk later, for instance after a CHOKE. Any client interoperates: it
 //! sees a peer that announces chunks over time.
