@@ -670,6 +670,8 @@ impl Transfers {
         }
         log::warn!("content {id}: its file changed or disappeared; no longer sharing it");
         self.sources.remove(id);
+        // A finished download is known through `completed` too: forget it there as well.
+        self.completed.remove(id);
         self.engine.unshare(id);
         if let Err(e) = self.index.lock().remove(id) {
             log::warn!("content {id}: removing it from the share index: {e}");
