@@ -553,11 +553,12 @@ class Document:
         if p.name == "HAVE" and v == "accept":
             chunk = u32(p.body, 0)
             return (f"An **offer**: {x} tells {y} it has chunk {chunk}, so {y} may ask for it. "
-                    f"A super-seeding node offers each peer a few chunks it has not asked for "
-                    f"yet (one while the peer is choked: enough to make it interested, more "
-                    f"once unchoked), and one more for every REQUEST. With other downloaders "
-                    f"around, each would be offered different chunks first, and they would "
-                    f"trade them among themselves.",
+                    f"A super-seeding node offers a peer one chunk while it is choked (enough "
+                    f"to make it interested); once unchoked, a few at a time and one more for "
+                    f"every REQUEST, so that downloaders are offered different chunks first "
+                    f"and trade them among themselves. A peer alone in wanting the content, "
+                    f"as {y} is here, has nobody to trade with: once unchoked it is offered "
+                    f"every chunk at once.",
                     f"{x} offers chunk {chunk}")
         if p.name == "HAVE":
             chunk = u32(p.body, 0)
