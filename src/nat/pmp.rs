@@ -507,8 +507,10 @@ impl PmpClient {
         self.retry_at = None;
         self.check_at = None;
         // A mapping request may have been granted without our seeing the answer: remove
-        // whatever we asked for, not only what we know was granted.
-        let asked = matches!(self.state, PmpState::Mapping | PmpState::Mapped)
+        // what we asked for, not only what we know was granted; but a gateway that never
+        // answered anything has granted nothing, and a stopping node should not wait for it.
+        let answered = self.epoch.is_some();
+        let asked = (answered && matches!(self.state, PmpState::Mapping | PmpState::Mapped))
             || self.granted.iter().any(Option::is_some);
         if !asked {
             self.state = PmpState::Done;

@@ -828,6 +828,18 @@ fn pmp_shutdown_removes_both_mappings() {
 }
 
 #[test]
+fn pmp_shutdown_is_immediate_when_the_gateway_never_answered() {
+    let t0 = Instant::now();
+    let mut c = pmp_client(7200);
+    c.start(t0);
+    assert_eq!(c.poll_transmit(), Some(vec![0, 0]));
+    assert!(!c.shutdown(t0 + Duration::from_millis(100)));
+    assert!(c.is_done());
+    assert_eq!(c.poll_transmit(), None);
+    assert_eq!(c.poll_timeout(), None);
+}
+
+#[test]
 fn pmp_shutdown_gives_up_on_a_silent_gateway() {
     let t0 = Instant::now();
     let gw = Gateway::new(t0);
