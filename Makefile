@@ -33,8 +33,9 @@ dissector-test:
 	$(CARGO) test --test dissector -- --nocapture
 
 ## NAT traversal on emulated NATs (tools/netlab/netlab.sh: network namespaces, iptables
-## routers): every pair of {public, EIM, port-restricted, symmetric} as seeder x leecher
-## downloads a file; prints how each connection was set up. Needs root; part of `make test`
+## routers, miniupnpd for NAT-PMP): every pair of {public, EIM, port-restricted, symmetric,
+## NAT-PMP} as seeder x leecher downloads a file; prints how each connection was set up, and
+## checks that port mappings are renewed and removed on SIGTERM. Needs root; part of `make test`
 ## (which says SKIPPED without root).
 netlab-test:
 	$(CARGO) test --test netlab -- --nocapture

@@ -189,6 +189,12 @@ pub struct RunArgs {
     /// still serves as a rendezvous and relay for others
     #[arg(long)]
     pub no_nat: bool,
+    /// Do not ask the router to map our port with NAT-PMP (protocol-spec/nat.md, section 10)
+    #[arg(long)]
+    pub no_nat_pmp: bool,
+    /// The NAT-PMP mapping lifetime to ask for (tests use a short one to see renewals)
+    #[arg(long, value_parser = parse_duration, default_value = "7200s", hide = true)]
+    pub nat_pmp_lifetime: Duration,
     /// Upload limit of the whole node, e.g. 10MB/s, 5MiB/s (0: unlimited)
     #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
     pub up_limit: u64,
@@ -253,6 +259,8 @@ impl RunArgs {
         c.trace = self.trace;
         c.engine.super_seed = !self.no_super_seed;
         c.nat.enabled = !self.no_nat;
+        c.nat.port_mapping = !self.no_nat_pmp;
+        c.nat.mapping_lifetime = self.nat_pmp_lifetime;
         c.limits = crate::net::bandwidth::Limits {
             up: self.up_limit,
             down: self.down_limit,

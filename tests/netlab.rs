@@ -1,12 +1,15 @@
 //! NAT traversal on emulated NATs (protocol-spec/nat.md, section 9): real `peershare`
 //! processes in Linux network namespaces behind iptables routers built by
-//! `tools/netlab/netlab.sh`. Every pair of {public, EIM, port-restricted, symmetric} as
-//! seeder x leecher downloads a file; the bytes are compared, and for each pair the strategy
-//! (direct, punched, relayed) and the connection set-up time are printed as a table.
+//! `tools/netlab/netlab.sh`. Every pair of {public, EIM, port-restricted, symmetric, NAT-PMP}
+//! as seeder x leecher downloads a file; the bytes are compared, and for each pair the
+//! strategy (direct, mapped, punched, relayed) and the connection set-up time are printed as a
+//! table. The NAT-PMP routers run miniupnpd; the same run checks that a node's mapping is
+//! renewed before it expires and removed when the node is stopped with SIGTERM.
 //!
-//! Needs root, `ip` and `iptables`: without them the test prints SKIPPED and why (and fails
-//! instead when `PEERSHARE_REQUIRE_NETLAB=1`, as in CI). Run alone with `make netlab-test`.
-//! Tests check correctness, never times: the times are printed, not asserted.
+//! Needs root, `ip`, `iptables`, `nft`, `miniupnpd` and `python3`: without them the test
+//! prints SKIPPED and why (and fails instead when `PEERSHARE_REQUIRE_NETLAB=1`, as in CI).
+//! Run alone with `make netlab-test`. Tests check correctness, never times: the times are
+//! printed, not asserted.
 
 mod common;
 
@@ -16,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const TYPES: [&str; 4] = ["public", "eim", "prc", "sym"];
+const TYPES: [&str; 5] = ["public", "eim", "prc", "sym", "pmp"];
+/// The NAT-PMP leecher asks for mappings this short, so that the run sees them renewed.
+const SHORT_LIFETIME: Duration = Duration::from_secs(10);
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/netlab/netlab.sh")
@@ -29,7 +34,7 @@ fn unavailable() -> Option<String> {
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Some("needs root (network namespaces, iptables)".into());
     }
-    for tool in ["ip", "iptables"] {
+    for tool in ["ip", "iptables", "nft", "miniupnpd", "python3"] {
         let ok = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
@@ -79,7 +84,7 @@ struct LabNode {
 }
 
 impl LabNode {
-    fn start(lab: &Lab, host: &str, dir: &Path, bootstrap: &[&str]) -> LabNode {
+    fn start(lab: &Lab, host: &str, dir: &Path, bootstrap: &[&str], extra: &[&str]) -> LabNode {
         let ns = lab.ns(host);
         let data = dir.join(host);
         let log = std::fs::File::create(dir.join(format!("{host}.log"))).expect("log file");
@@ -90,6 +95,7 @@ impl LabNode {
         for b in bootstrap {
             cmd.args(["--bootstrap", b]);
         }
+        cmd.args(extra);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(log)
@@ -116,6 +122,38 @@ impl LabNode {
         let (_, out) = self.cli(&["status", "--json"]);
         serde_json::from_str(&out).unwrap_or(Value::Null)
     }
+
+    /// Stops the node the way a user does (SIGTERM); true if it exited within 10 s.
+    fn terminate(&mut self) -> bool {
+        // `ip netns exec` execs the node, so the child's PID is the node's.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        common::wait_until(Duration::from_secs(10), || {
+            self.child.try_wait().is_ok_and(|s| s.is_some())
+        })
+    }
+}
+
+/// miniupnpd's port forwardings on router `router` (its nftables DNAT rules), one per line.
+fn forwardings(lab: &Lab, router: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.ns(router)])
+        .args([
+            "nft",
+            "list",
+            "chain",
+            "inet",
+            "miniupnpd",
+            "prerouting_miniupnpd",
+        ])
+        .output()
+        .expect("run nft");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("dnat"))
+        .map(|l| l.trim().to_string())
+        .collect()
 }
 
 impl Drop for LabNode {
@@ -151,14 +189,20 @@ fn every_nat_pair_downloads() {
     let lab = Lab::up();
     let dir = tempfile::tempdir().expect("temp dir");
     let boot = ["203.0.113.2:4001", "203.0.113.3:4001"];
-    let mut nodes = vec![LabNode::start(&lab, "boot1", dir.path(), &[])];
+    let mut nodes = vec![LabNode::start(&lab, "boot1", dir.path(), &[], &[])];
     std::thread::sleep(Duration::from_millis(300));
-    nodes.push(LabNode::start(&lab, "boot2", dir.path(), &boot[..1]));
+    nodes.push(LabNode::start(&lab, "boot2", dir.path(), &boot[..1], &[]));
     let mut hosts = Vec::new();
+    let short = format!("{}s", SHORT_LIFETIME.as_secs());
     for t in TYPES {
         for role in ["s", "l"] {
             let h = host(t, role);
-            nodes.push(LabNode::start(&lab, &h, dir.path(), &boot));
+            let extra: &[&str] = if h == "pmp-l" {
+                &["--nat-pmp-lifetime", &short]
+            } else {
+                &[]
+            };
+            nodes.push(LabNode::start(&lab, &h, dir.path(), &boot, extra));
             hosts.push(h);
         }
     }
@@ -187,6 +231,15 @@ fn every_nat_pair_downloads() {
         );
     }
     assert!(ready, "some node never learnt its reachability");
+    // The NAT-PMP hosts are reachable through their mapping, found before any dial-back.
+    let mapped_at = Instant::now();
+    for h in ["pmp-s", "pmp-l"] {
+        assert_eq!(
+            node(h).status()["nat"]["reachability"],
+            "mapped",
+            "{h} did not map its port"
+        );
+    }
 
     // One file per pair, shared by the seeder.
     let mut ids = std::collections::HashMap::new();
@@ -206,7 +259,7 @@ fn every_nat_pair_downloads() {
     // Let the announces land (the seeders behind a rendezvous announce it with them).
     std::thread::sleep(Duration::from_secs(3));
 
-    // Each leecher downloads its four files one after another; the leechers run in parallel.
+    // Each leecher downloads its files one after another; the leechers run in parallel.
     let started = Instant::now();
     let results: Vec<((&str, &str), Outcome)> = std::thread::scope(|scope| {
         let handles: Vec<_> = TYPES
@@ -290,6 +343,11 @@ fn every_nat_pair_downloads() {
                     "{s} -> {l}: relayed, though neither side is symmetric"
                 ));
             }
+            if s == "pmp" && strategy != "mapped" {
+                failures.push(format!(
+                    "{s} -> {l}: {strategy}, though the seeder has a mapping"
+                ));
+            }
         }
         println!("{row}");
     }
@@ -308,6 +366,38 @@ fn every_nat_pair_downloads() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Renewal: the short mapping outlives its first lifetime (plus miniupnpd's clean-up).
+    let expired = mapped_at + SHORT_LIFETIME + Duration::from_secs(3);
+    std::thread::sleep(expired.saturating_duration_since(Instant::now()));
+    let pm = node("pmp-l").status()["nat"]["port_mapping"].clone();
+    println!("\npmp-l port mapping after its first lifetime: {pm}");
+    let rules = forwardings(&lab, "r-pmp-l");
+    println!("r-pmp-l forwardings: {rules:?}");
+    assert_eq!(pm["state"], "mapped", "pmp-l lost its mapping");
+    assert!(
+        pm["renewals"].as_u64().unwrap_or(0) >= 1,
+        "no renewal: {pm}"
+    );
+    assert_eq!(
+        rules.len(),
+        2,
+        "expected the udp and tcp forwardings: {rules:?}"
+    );
+
+    // Removal: SIGTERM, and the router forwards nothing any more.
+    for h in ["pmp-s", "pmp-l"] {
+        let router = format!("r-{h}");
+        assert_eq!(forwardings(&lab, &router).len(), 2, "{router} before stop");
+        let i = 2 + hosts.iter().position(|x| x == h).expect("host");
+        assert!(nodes[i].terminate(), "{h} did not stop on SIGTERM");
+        let left = forwardings(&lab, &router);
+        println!("{router} forwardings after {h} stopped: {left:?}");
+        assert!(
+            left.is_empty(),
+            "{h} stopped but {router} still forwards: {left:?}"
+        );
+    }
     drop(nodes);
     drop(lab);
 }

@@ -23,6 +23,10 @@
 //! at once (a simultaneous open through both NATs). If that does not connect in time, the
 //! downloader asks the rendezvous to **relay** the connection.
 
+pub mod pmp;
+#[cfg(test)]
+mod tests;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -54,6 +58,13 @@ pub struct NatConfig {
     pub max_circuits: usize,
     /// Most dial-backs in progress at once (others are refused with RATE_LIMITED).
     pub max_dialbacks: usize,
+    /// How often to test reachability again once it is known (the router, the address or
+    /// the network may change; nat.md, section 3).
+    pub recheck_every: Duration,
+    /// Ask the router for a port mapping with NAT-PMP (nat.md, section 10).
+    pub port_mapping: bool,
+    /// The mapping lifetime to ask for; renewed at half of what the router grants.
+    pub mapping_lifetime: Duration,
 }
 
 impl Default for NatConfig {
@@ -69,6 +80,9 @@ impl Default for NatConfig {
             relay_timeout: Duration::from_secs(5),
             max_circuits: 8,
             max_dialbacks: 8,
+            recheck_every: Duration::from_secs(600),
+            port_mapping: true,
+            mapping_lifetime: Duration::from_secs(7200),
         }
     }
 }
@@ -350,15 +364,17 @@ impl Nat {
         };
     }
 
-    /// The router maps our wire port (NAT-PMP): we are reachable at `external`.
-    pub fn set_mapped(&mut self, mapped: bool) {
+    /// The router maps our port (NAT-PMP, [`pmp`]), or stopped doing so. Mapped, we are
+    /// reachable and need no rendezvous; the mapping lost, reachability is tested again.
+    pub fn set_mapped(&mut self, now: Instant, mapped: bool) {
         if mapped {
             self.set_reach(Reachability::Mapped);
             self.probe = Probe::Idle;
+            self.next_probe = None;
             self.drop_registration();
         } else if self.reach == Reachability::Mapped {
             self.set_reach(Reachability::Unknown);
-            self.next_probe = None;
+            self.next_probe = Some(now);
         }
     }
 
@@ -640,12 +656,13 @@ impl Nat {
     }
 
     /// A PROBE frame arrived on a connection to our wire port.
-    pub fn probe_received(&mut self, nonce: u64) -> bool {
+    pub fn probe_received(&mut self, now: Instant, nonce: u64) -> bool {
         match self.probe {
             Probe::Waiting { nonce: n, .. } if n == nonce => {
                 self.probe = Probe::Idle;
                 self.set_reach(Reachability::Public);
                 self.drop_registration();
+                self.next_probe = Some(now + self.cfg.recheck_every);
                 true
             }
             _ => false,
@@ -702,7 +719,11 @@ impl Nat {
                     // A peer tried to reach us and could not.
                     log::info!("nat: dial-back did not get through: not reachable");
                     self.set_reach(Reachability::Unreachable);
-                    self.register(now);
+                    // A re-test that confirms it keeps the rendezvous we have.
+                    if self.registration.is_none() {
+                        self.register(now);
+                    }
+                    self.next_probe = Some(now + self.cfg.recheck_every);
                 } else {
                     // Nobody answered: try again later.
                     self.next_probe = Some(now + Duration::from_secs(10));
@@ -792,6 +813,11 @@ impl Nat {
     }
 
     // ----- introspection ------------------------------------------------------------
+
+    /// The tunables.
+    pub fn config(&self) -> &NatConfig {
+        &self.cfg
+    }
 
     /// What we know of our reachability.
     pub fn reachability(&self) -> Reachability {

@@ -259,6 +259,7 @@ impl Reactor {
     /// Runs until the shutdown flag is set, then saves state.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        self.nat_start_mapping(Instant::now());
         self.flush_dht(Instant::now());
         self.drive_engine(Instant::now());
         while !self.shutdown.load(Ordering::Relaxed) {
@@ -304,6 +305,8 @@ impl Reactor {
             self.housekeeping(now);
             self.serve_bandwidth(now);
         }
+        // The router's port mappings go first: they point at a node that is going away.
+        self.nat_stop_mapping();
         self.transfers.flush_all();
         self.save_state(true);
         Ok(())

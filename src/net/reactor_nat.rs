@@ -8,11 +8,14 @@
 //!   for the other's (a simultaneous open);
 //! - relays: as a downloader or provider, a connection to the rendezvous announced with
 //!   RELAY; as a rendezvous, circuits that copy bytes between two such connections, with
-//!   limits on count, rate, bytes and duration.
+//!   limits on count, rate, bytes and duration;
+//! - port mapping: the NAT-PMP client ([`PmpClient`]) on a UDP socket connected to the
+//!   default gateway's port 5351 (the gateway comes from `/proc/net/route`); at shutdown the
+//!   mappings are removed before the node exits.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -21,6 +24,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{Reactor, WireSock};
 use crate::id::Id;
+use crate::nat::pmp::{self, PmpClient, PmpConfig, PmpEvent};
 use crate::nat::{Action, Nat, Reachability, Strategy};
 use crate::net::socket::dest_for;
 use crate::net::wire_conn::WireConn;
@@ -35,6 +39,17 @@ const CIRCUIT_BYTES: u64 = 1 << 30;
 const CIRCUIT_LIFE: Duration = Duration::from_secs(600);
 /// Bytes buffered per direction of a circuit.
 const CIRCUIT_BUF: usize = 64 * 1024;
+/// How long a stopping node waits for the gateway to confirm the mappings' removal.
+const UNMAP_FOR: Duration = Duration::from_secs(2);
+
+/// The NAT-PMP client and its socket, connected to the gateway (so that ICMP port
+/// unreachable comes back as an error and datagrams from anyone else never arrive).
+struct PmpIo {
+    client: PmpClient,
+    sock: mio::net::UdpSocket,
+    token: Token,
+    gateway: SocketAddr,
+}
 
 enum Kind {
     DialBack { nonce: u64 },
@@ -86,6 +101,8 @@ pub(super) struct NatIo {
     /// When to test reachability even though peers do not agree on our address (behind a
     /// symmetric NAT every peer sees another port, so they never will).
     blind_probe: Option<Instant>,
+    /// Port mapping, when the node has an IPv4 default gateway.
+    pmp: Option<PmpIo>,
 }
 
 impl NatIo {
@@ -99,12 +116,14 @@ impl NatIo {
             circuit_tokens: HashMap::new(),
             direct: HashMap::new(),
             blind_probe: Some(Instant::now() + Duration::from_secs(6)),
+            pmp: None,
         }
     }
 
     /// True if the token is one of the NAT layer's sockets.
     pub(super) fn owns(&self, t: Token) -> bool {
         self.socks.contains_key(&t)
+            || self.pmp.as_ref().is_some_and(|p| p.token == t)
             || self.circuit_tokens.contains_key(&t)
             || self.pending.values().any(|p| p.token == t)
     }
@@ -122,6 +141,7 @@ impl NatIo {
             pending,
             circuits,
             self.blind_probe,
+            self.pmp.as_ref().and_then(|p| p.client.poll_timeout()),
         ]
         .into_iter()
         .flatten()
@@ -140,6 +160,14 @@ impl NatIo {
             "failures": c.failures,
             "introductions": c.introductions,
             "circuits_total": c.circuits,
+            "port_mapping": self.pmp.as_ref().map(|p| serde_json::json!({
+                "gateway": p.gateway.ip().to_string(),
+                "state": p.client.state().name(),
+                "external": p.client.external().map(|a| a.to_string()),
+                "lifetime_s": p.client.lifetime().map(|l| l.as_secs()),
+                "renewals": p.client.counters().renewals,
+                "requests_sent": p.client.counters().sent,
+            })),
             "connections": self.nat.setups().map(|s| serde_json::json!({
                 "peer": s.peer.to_string(),
                 "strategy": s.strategy.name(),
@@ -410,7 +438,7 @@ impl Reactor {
         if let Some(f) = frames.into_iter().next() {
             match f {
                 WireMsg::Probe(nonce) => {
-                    if self.nat.nat.probe_received(nonce) {
+                    if self.nat.nat.probe_received(now, nonce) {
                         log::info!("nat: a dial-back reached us: reachable");
                     }
                     self.nat_take_wire(token, conn, now);
@@ -503,6 +531,11 @@ impl Reactor {
 
     /// Readiness of one of the NAT layer's sockets.
     pub(super) fn nat_ready(&mut self, token: Token, now: Instant) {
+        if self.nat.pmp.as_ref().is_some_and(|p| p.token == token) {
+            self.pmp_read(now);
+            self.pmp_flush(now);
+            return;
+        }
         if let Some(&i) = self.nat.circuit_tokens.get(&token) {
             self.pump_circuit(i, now);
             self.reap_circuits();
@@ -700,8 +733,200 @@ impl Reactor {
         }
     }
 
+    /// Starts port mapping (before the loop): finds the default gateway and asks it with
+    /// NAT-PMP. Without an IPv4 gateway (a public host, an IPv6-only node) there is nothing
+    /// to ask, which is not an error.
+    pub(super) fn nat_start_mapping(&mut self, now: Instant) {
+        let cfg = self.nat.nat.config();
+        if !cfg.enabled
+            || !cfg.port_mapping
+            || self.local.is_ipv6() && !self.local.ip().is_unspecified()
+        {
+            return;
+        }
+        let lifetime = cfg.mapping_lifetime;
+        let gateway = match std::fs::read_to_string("/proc/net/route") {
+            Ok(text) => pmp::default_gateway(&text),
+            Err(e) => {
+                log::debug!("nat-pmp: cannot read /proc/net/route: {e}");
+                None
+            }
+        };
+        let Some(gw) = gateway else {
+            log::debug!("nat-pmp: no IPv4 default gateway: no port mapping");
+            return;
+        };
+        let gateway = SocketAddr::new(IpAddr::V4(gw), pmp::SERVER_PORT);
+        let sock = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+            .and_then(|s| s.connect(gateway).map(|()| s))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s));
+        let mut sock = match sock {
+            Ok(s) => mio::net::UdpSocket::from_std(s),
+            Err(e) => {
+                log::warn!("nat-pmp: cannot open a socket to the gateway {gateway}: {e}");
+                return;
+            }
+        };
+        let token = self.alloc_token();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut sock, token, Interest::READABLE)
+        {
+            log::warn!("nat-pmp: cannot register the gateway socket: {e}");
+            return;
+        }
+        log::info!(
+            "nat-pmp: asking the gateway {gw} to map port {}",
+            self.local.port()
+        );
+        let mut client = PmpClient::new(PmpConfig {
+            port: self.local.port(),
+            lifetime,
+            ..PmpConfig::default()
+        });
+        client.start(now);
+        self.nat.pmp = Some(PmpIo {
+            client,
+            sock,
+            token,
+            gateway,
+        });
+        self.pmp_flush(now);
+    }
+
+    /// Removes the mappings before the node exits: waits up to [`UNMAP_FOR`] for the
+    /// gateway's answers (the mappings expire on their own if it never answers).
+    pub(super) fn nat_stop_mapping(&mut self) {
+        let now = Instant::now();
+        let Some(p) = self.nat.pmp.as_mut() else {
+            return;
+        };
+        if !p.client.shutdown(now) {
+            return;
+        }
+        let until = now + UNMAP_FOR;
+        let mut events = mio::Events::with_capacity(64);
+        loop {
+            let now = Instant::now();
+            self.pmp_flush(now);
+            let Some(p) = self.nat.pmp.as_mut() else {
+                return;
+            };
+            if p.client.is_done() || now >= until {
+                break;
+            }
+            let wake = p.client.poll_timeout().unwrap_or(until).min(until);
+            match self
+                .poll
+                .poll(&mut events, Some(wake.saturating_duration_since(now)))
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("nat-pmp: poll while removing mappings: {e}");
+                    break;
+                }
+            }
+            // Other sockets' events are dropped: the node is stopping.
+            let now = Instant::now();
+            self.pmp_read(now);
+            if let Some(p) = self.nat.pmp.as_mut() {
+                if p.client.poll_timeout().is_some_and(|t| t <= now) {
+                    p.client.handle_timeout(now);
+                }
+            }
+        }
+        if let Some(p) = &self.nat.pmp {
+            if p.client.is_done() {
+                log::info!("nat-pmp: mappings removed");
+            } else {
+                log::info!(
+                    "nat-pmp: the gateway did not confirm the removal; the mappings will expire"
+                );
+            }
+        }
+    }
+
+    /// Reads what the gateway sent.
+    fn pmp_read(&mut self, now: Instant) {
+        let Some(p) = self.nat.pmp.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 64];
+        loop {
+            match p.sock.recv(&mut buf) {
+                Ok(n) => {
+                    let bytes = buf.get(..n).unwrap_or(&[]);
+                    if let Err(e) = p.client.handle_datagram(now, bytes) {
+                        log::debug!("nat-pmp: from {}: {e}", p.gateway);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    p.client.handle_unreachable(now);
+                }
+                Err(e) => {
+                    log::debug!("nat-pmp: receive from {}: {e}", p.gateway);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Drains the NAT-PMP client: datagrams to the gateway, mapping events to the NAT core.
+    fn pmp_flush(&mut self, now: Instant) {
+        let mut changed = Vec::new();
+        if let Some(p) = self.nat.pmp.as_mut() {
+            loop {
+                while let Some(bytes) = p.client.poll_transmit() {
+                    match p.sock.send(&bytes) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                            p.client.handle_unreachable(now);
+                        }
+                        // Lost like a datagram on the wire; the client retransmits.
+                        Err(e) => log::debug!("nat-pmp: send to {}: {e}", p.gateway),
+                    }
+                }
+                let Some(ev) = p.client.poll_event() else {
+                    break;
+                };
+                match ev {
+                    PmpEvent::Mapped {
+                        external,
+                        port,
+                        lifetime,
+                    } => {
+                        log::info!(
+                            "nat-pmp: {external}:{port} (udp and tcp) maps to us for {} s",
+                            lifetime.as_secs()
+                        );
+                        changed.push(true);
+                    }
+                    PmpEvent::Unavailable { reason } => {
+                        log::info!("nat-pmp: no port mapping: {reason}");
+                        changed.push(false);
+                    }
+                    PmpEvent::Removed => log::debug!("nat-pmp: removal done"),
+                }
+            }
+        }
+        for mapped in changed {
+            self.nat.nat.set_mapped(now, mapped);
+            self.nat_flush(now);
+        }
+    }
+
     /// Timers of the NAT layer: the core's, sockets that took too long, circuits.
     pub(super) fn nat_timeouts(&mut self, now: Instant) {
+        if let Some(p) = self.nat.pmp.as_mut() {
+            if p.client.poll_timeout().is_some_and(|t| t <= now) {
+                p.client.handle_timeout(now);
+                self.pmp_flush(now);
+            }
+        }
         log::trace!(
             "nat: blind probe check {:?}",
             self.nat

@@ -7,10 +7,15 @@
 #   netlab.sh gc             remove labs whose creator (psl<PID>) is gone: after a crash
 #   netlab.sh hosts          print the hosts: NAME KIND IP (the namespace is PREFIX-NAME)
 #
+# Processes the lab itself runs (a STUN responder, miniupnpd on the NAT-PMP routers) keep
+# their files in ${TMPDIR:-/tmp}/netlab-PREFIX and are stopped by `down`, which `up` also runs
+# when it fails.
+#
 # Topology (addresses from the documentation ranges only, and only inside the namespaces):
 #
 #   PREFIX-inet: bridge br0, the "internet", 203.0.113.0/24
 #     boot1 203.0.113.2, boot2 203.0.113.3   public nodes: bootstrap, rendezvous, relay
+#     stun 203.0.113.4                        a STUN responder (tools/netlab/stun.py), for miniupnpd
 #     pub-s 203.0.113.11, pub-l 203.0.113.12 public seeder and leecher
 #     r-<type>-<role>  203.0.113.(20+k)      routers, one per NAT type and role
 #       <type>-<role>  192.0.2.(8k+2)/29     the host behind it (router: 192.0.2.(8k+1))
@@ -21,12 +26,24 @@
 #   prc  endpoint-independent mapping, address-and-port-dependent filtering ("port-restricted
 #        cone"): plain MASQUERADE, unsolicited inbound dropped
 #   sym  address-and-port-dependent mapping ("symmetric"): MASQUERADE --random-fully
+#   pmp  a port-restricted cone like prc, plus miniupnpd offering NAT-PMP (RFC 6886) and PCP
+#        on the LAN side: the host can map its ports (miniupnpd adds nftables DNAT rules)
+#
+# Why a STUN responder: miniupnpd 2.3.1 refuses every mapping while its external address is
+# reserved or private ("Port forwarding is impossible"), and every documentation range is
+# reserved; 2.3.1 has no option to allow it (ext_allow_private_ipv4 came later), and ext_ip=
+# rejects reserved addresses outright. With ext_perform_stun=yes it asks a STUN server instead
+# and enables forwarding when the four answers show an unfiltered path, which they do here:
+# the router's wan address is what the lab's internet sees. So the lab keeps the documentation
+# ranges and runs stun.py on a public host.
 # Routers drop what they do not forward (no RST, no ICMP): a SYN that arrives before the
 # host's own SYN has opened the mapping must be lost, not refused, for a simultaneous open.
 set -euo pipefail
 
 IPT=${IPT:-iptables}
-TYPES=(eim prc sym)
+TYPES=(eim prc sym pmp)
+STUN_IP=203.0.113.4
+HERE=$(cd "$(dirname "$0")" && pwd)
 ROLES=(s l)
 
 hosts() {
@@ -57,6 +74,60 @@ newns() {
   ip -n "$1" link set lo up
 }
 
+# miniupnpd on router namespace $1 (its LAN is `lan`, its WAN `wan`), NAT-PMP/PCP only (no
+# UPnP IGD, no SSDP), with its own config, lease file and log in the lab's temp dir. Its rules
+# go in its own nftables table `miniupnpd` (inet): DNAT in a prerouting chain, and a forward
+# chain that accepts; the iptables FORWARD chain accepts DNATed connections (router_rules).
+miniupnpd_start() {
+  local ns=$1 dir=$2
+  ip netns exec "$ns" nft -f - <<EOF
+table inet miniupnpd {
+  chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
+  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; }
+  chain prerouting_miniupnpd { }
+  chain postrouting_miniupnpd { }
+}
+EOF
+  cat >"$dir/$ns.conf" <<EOF
+ext_ifname=wan
+listening_ip=lan
+enable_upnp=no
+enable_natpmp=yes
+ext_perform_stun=yes
+ext_stun_host=$STUN_IP
+ext_stun_port=3478
+upnp_table_name=miniupnpd
+upnp_nat_table_name=miniupnpd
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+lease_file=$dir/$ns.leases
+secure_mode=yes
+system_uptime=no
+uuid=00000000-0000-4000-8000-000000000001
+allow 1024-65535 192.0.2.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+EOF
+  # -d: stay in the foreground (no pid file in /var/run, no syslog daemon needed); `down`
+  # finds it through the namespace. -4: no IPv6 in the lab.
+  ip netns exec "$ns" setsid miniupnpd -f "$dir/$ns.conf" -d -4 -P "$dir/$ns.pid" \
+    </dev/null >"$dir/$ns.log" 2>&1 &
+}
+
+# Waits until miniupnpd on $1 has finished its STUN check and enabled port forwarding.
+miniupnpd_wait() {
+  local ns=$1 dir=$2 i
+  for i in $(seq 100); do
+    grep -q "Port forwarding is now enabled" "$dir/$ns.log" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "netlab: miniupnpd on $ns did not enable port forwarding; its log:" >&2
+  cat "$dir/$ns.log" >&2 || true
+  return 1
+}
+
 router_rules() { # ns type host_ip
   local ns=$1 t=$2 host=$3
   local x="ip netns exec $ns $IPT -w"
@@ -81,10 +152,20 @@ router_rules() { # ns type host_ip
 
 up() {
   trap 'echo "netlab: setup failed; cleaning up" >&2; down' ERR
-  command -v "$IPT" >/dev/null || { echo "netlab: $IPT not installed" >&2; exit 2; }
+  local tool
+  for tool in "$IPT" nft miniupnpd python3; do
+    command -v "$tool" >/dev/null || { echo "netlab: $tool not installed" >&2; exit 2; }
+  done
+  local dir="${TMPDIR:-/tmp}/netlab-$P"
+  mkdir -p "$dir"
   newns "$P-inet"
   ip -n "$P-inet" link add br0 type bridge
   ip -n "$P-inet" link set br0 up
+  newns "$P-stun"
+  attach "$P-stun" eth0 "$STUN_IP/24" "${P}st"
+  ip netns exec "$P-stun" setsid python3 "$HERE/stun.py" "$STUN_IP" 3478 \
+    </dev/null >"$dir/stun.log" 2>&1 &
+  local pmp=()
   local n=0
   while read -r name kind ip; do
     n=$((n + 1))
@@ -105,17 +186,34 @@ up() {
     ip -n "$ns" link set eth0 up
     ip -n "$ns" route add default via "192.0.2.$((8 * k + 1))"
     router_rules "$r" "$kind" "$ip"
+    if [ "$kind" = pmp ]; then
+      miniupnpd_start "$r" "$dir"
+      pmp+=("$r")
+    fi
   done < <(hosts)
+  for r in "${pmp[@]}"; do miniupnpd_wait "$r" "$dir"; done
   trap - ERR
 }
 
 down() {
-  local ns
-  for ns in $(ip netns list | awk '{print $1}' | grep -E "^$P-" || true); do
-    # Processes left in the namespace (nodes of a crashed run) go first.
+  local ns pid all
+  all=$(ip netns list | awk '{print $1}' | grep -E "^$P-" || true)
+  # Processes left in the namespaces (nodes of a crashed run, miniupnpd, the STUN responder)
+  # go first: asked to stop, then killed.
+  for ns in $all; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null || true); do kill -TERM "$pid" 2>/dev/null || true; done
+  done
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    local left=0
+    for ns in $all; do [ -n "$(ip netns pids "$ns" 2>/dev/null || true)" ] && left=1; done
+    [ $left = 0 ] && break
+    sleep 0.1
+  done
+  for ns in $all; do
     for pid in $(ip netns pids "$ns" 2>/dev/null || true); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
   done
+  rm -rf "${TMPDIR:-/tmp}/netlab-$P"
 }
 
 gc() {
