@@ -530,6 +530,35 @@ fn format_status(v: &Value) -> String {
         d["rate_limited"],
         d["timeouts"],
     ) + &format_bandwidth(&v["bandwidth"])
+        + &format_nat(&v["nat"])
+}
+
+/// The `nat` object of `status` for people: reachability, port mapping, rendezvous, and how
+/// connections were set up. Empty for a node that reports none (NAT traversal off).
+fn format_nat(n: &Value) -> String {
+    if !n.is_object() {
+        return String::new();
+    }
+    let pm = &n["port_mapping"];
+    let mapping = match (pm["state"].as_str(), pm["external"].as_str()) {
+        (Some(state), Some(ext)) => format!("{state} as {ext}"),
+        (Some(state), None) => state.to_string(),
+        _ => "off".to_string(),
+    };
+    let s = &n["setups"];
+    format!(
+        "
+nat              reachability {}; port mapping {}; rendezvous {}
+connections      {} direct, {} punched, {} relayed; relaying {} for others, {} clients registered here",
+        n["reachability"].as_str().unwrap_or("?"),
+        mapping,
+        n["rendezvous"].as_str().unwrap_or("none"),
+        s["direct"],
+        s["punched"],
+        s["relayed"],
+        n["circuits"],
+        n["rendezvous_clients"],
+    )
 }
 
 /// The `bandwidth` object of `status` for people.
