@@ -195,3 +195,32 @@ fn ipv6_nodes_find_each_other() {
     });
     assert!(seen, "{rt}");
 }
+
+/// `peershare status` (the CLI) prints the node's state for people, one line per subject.
+#[test]
+fn status_cli_prints_every_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = Node::start(&dir.path().join("n"), &[]);
+    let out = std::process::Command::new(common::bin())
+        .args(["status", "--api", &n.api.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for subject in [
+        "node id",
+        "listen",
+        "routing table",
+        "dht traffic",
+        "upload",
+        "download",
+        "nat",
+        "connections",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(subject)),
+            "no `{subject}` line in:\n{text}"
+        );
+    }
+    assert!(text.contains(&n.listen.port().to_string()), "{text}");
+}
