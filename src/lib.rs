@@ -16,6 +16,7 @@
 //! - [`proto`]: wire codecs (sans-IO), normative spec in `protocol-spec/`.
 
 pub mod api;
+pub mod bufpool;
 pub mod cli;
 pub mod content;
 pub mod dht;

@@ -551,8 +551,12 @@ impl ChunkReader {
     /// before and after the read: a write during the read moves mtime/ctime, so the data is
     /// never returned from a file that changed. On error `buf` is left empty.
     pub fn read_chunk(&self, c: ChunkIndex, buf: &mut Vec<u8>) -> Result<(), ContentError> {
-        buf.clear();
-        self.check_open_file()?;
+        if let Err(e) = self.check_open_file() {
+            buf.clear();
+            return Err(e);
+        }
+        // A no-op for a buffer of the right length already (`crate::bufpool`): the read
+        // overwrites all of it.
         let len = self.lengths.chunk_len(c) as usize;
         buf.resize(len, 0);
         let read = self.file.read_exact_at(buf, self.lengths.chunk_offset(c));

@@ -272,13 +272,15 @@ impl PartialReader {
     /// [`ContentError::ChunkNotVerified`] for a chunk not verified yet: unverified bytes are
     /// never served. On error `buf` is left empty.
     pub fn read_chunk(&self, c: ChunkIndex, buf: &mut Vec<u8>) -> Result<(), ContentError> {
-        buf.clear();
         if !self.verified.get(c.get()) {
+            buf.clear();
             return Err(ContentError::ChunkNotVerified {
                 id: self.id,
                 chunk: c.get(),
             });
         }
+        // A no-op for a buffer of the right length already (`crate::bufpool`): the read
+        // overwrites all of it.
         buf.resize(self.lengths.chunk_len(c) as usize, 0);
         if let Err(e) = self.file.read_exact_at(buf, self.lengths.chunk_offset(c)) {
             buf.clear();

@@ -26,7 +26,9 @@ const READ_CHUNK: usize = 16 * 1024;
 /// A PIECE frame whose data is being read straight into its final buffer.
 struct PieceIn {
     chunk: u32,
+    /// `want` bytes long (a pooled buffer: see `crate::bufpool`); the first `filled` are in.
     data: Vec<u8>,
+    filled: usize,
     /// The data length the frame header announced.
     want: usize,
 }
@@ -90,28 +92,28 @@ impl WireConn {
         let mut eof = false;
         loop {
             if let Some(p) = &mut self.piece {
-                let before = p.data.len();
-                let left = (p.want - before) as u64;
-                // `read_to_end` fills the spare capacity without zeroing it first, keeps what
-                // it read when it then meets WouldBlock, and `take` stops it at the frame's end.
-                let res = r.by_ref().take(left).read_to_end(&mut p.data);
-                let complete = p.data.len() == p.want;
-                if complete {
-                    self.header_first = true;
-                    if let Some(p) = self.piece.take() {
-                        frames.push(Message::Piece {
-                            chunk: p.chunk,
-                            data: p.data,
-                        });
-                    }
-                }
-                match res {
-                    Ok(_) if complete => continue,
+                // Straight into the chunk's buffer, which has its full length already, so
+                // the read needs no zeroed spare capacity.
+                match r.read(p.data.get_mut(p.filled..p.want).unwrap_or(&mut [])) {
                     // The stream ended inside the frame.
-                    Ok(_) => {
+                    Ok(0) => {
                         eof = true;
                         break;
                     }
+                    Ok(n) => {
+                        p.filled += n;
+                        if p.filled >= p.want {
+                            self.header_first = true;
+                            if let Some(p) = self.piece.take() {
+                                frames.push(Message::Piece {
+                                    chunk: p.chunk,
+                                    data: p.data,
+                                });
+                            }
+                        }
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e),
                 }
@@ -162,11 +164,16 @@ impl WireConn {
         let Some(&[a, b, c, d]) = avail.get(wire::FRAME_HEADER_LEN..wire::PIECE_HEADER_LEN) else {
             return;
         };
-        let mut data = Vec::with_capacity(want);
-        data.extend_from_slice(avail.get(wire::PIECE_HEADER_LEN..).unwrap_or(&[]));
+        let have = avail.get(wire::PIECE_HEADER_LEN..).unwrap_or(&[]);
+        let mut data = crate::bufpool::take(want);
+        let filled = have.len().min(want);
+        if let (Some(dst), Some(src)) = (data.get_mut(..filled), have.get(..filled)) {
+            dst.copy_from_slice(src);
+        }
         self.piece = Some(PieceIn {
             chunk: u32::from_be_bytes([a, b, c, d]),
             data,
+            filled,
             want,
         });
         self.start = 0;
@@ -271,10 +278,13 @@ impl WireConn {
                         }
                     };
                     if done {
-                        if matches!(front, Out::Piece { .. }) {
+                        if let Some(Out::Piece { data, .. }) = self.out.pop_front() {
                             pieces_done += 1;
+                            // Written: the chunk buffer can serve the next read.
+                            if let Ok(buf) = Arc::try_unwrap(data) {
+                                crate::bufpool::give(buf);
+                            }
                         }
-                        self.out.pop_front();
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

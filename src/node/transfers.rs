@@ -399,9 +399,11 @@ impl Transfers {
                 };
                 let lengths = self.engine.manifest(&content).map(|m| m.lengths());
                 let ok = spawner.spawn(Box::new(move || {
-                    let mut buf = Vec::new();
                     let mut withdrawn = None;
-                    let data = lengths.and_then(|l| l.validate(chunk)).and_then(|c| {
+                    let data = lengths.and_then(|l| l.validate(chunk).map(|c| (l, c)));
+                    let data = data.and_then(|(l, c)| {
+                        // Pooled: the reactor gives it back once the PIECE is written.
+                        let mut buf = crate::bufpool::take(l.chunk_len(c) as usize);
                         let r = match &src {
                             Either::Shared(r) => r.read_chunk(c, &mut buf),
                             Either::Partial(r) => r.read_chunk(c, &mut buf),
@@ -419,6 +421,7 @@ impl Transfers {
                                 {
                                     withdrawn = Some(content);
                                 }
+                                crate::bufpool::give(buf);
                                 None
                             }
                         }
@@ -448,6 +451,8 @@ impl Transfers {
                         (Some(p), Some(m)) => store_chunk(&p, &m, chunk, &data),
                         _ => None,
                     };
+                    // Hashed and written: the buffer can take the next PIECE.
+                    crate::bufpool::give(data);
                     TransferDone::ChunkStored {
                         content,
                         chunk,
@@ -473,6 +478,7 @@ impl Transfers {
                                 .map(|c| m.verify_chunk(c, &data))
                         })
                         .unwrap_or(true);
+                    crate::bufpool::give(data);
                     TransferDone::ChunkChecked { content, from, ok }
                 }));
                 true
