@@ -699,6 +699,11 @@ def run_rounds(a, systems):
                 out[name].append(fn(d))
             finally:
                 shutil.rmtree(d, ignore_errors=True)
+                # Every system starts with no write-back left over from the one before:
+                # a system that does not fsync its output (libtorrent, curl -o) leaves up to
+                # a GiB dirty, and its write-back then ran into the next system's timing
+                # (peershare 1 GiB: 1.5-2.5 s alone, 2.7-3.5 s right after libtorrent).
+                os.sync()
     return out
 
 
