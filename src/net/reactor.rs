@@ -446,24 +446,30 @@ impl Reactor {
                     .engine
                     .accepted(now, crate::proto::codec::canonical_addr(peer))
             });
-            self.wire_tokens.insert(conn, token);
-            self.wire_socks.insert(
-                token,
-                WireSock {
-                    stream,
-                    conn,
-                    io: WireConn::new(),
-                    connecting: false,
-                    closing: false,
-                    writable_interest: false,
-                },
-            );
+            self.track_wire(token, conn, stream, false);
             if let Some(conn) = punched {
                 self.transfers.engine.connected(now, conn);
                 self.drive_engine(now);
             }
             self.wire_ready(token, true, false, now);
         }
+    }
+
+    /// Starts tracking a registered wire socket as connection `conn`. `connecting`: a
+    /// non-blocking connect still in progress (registered for WRITABLE to learn the outcome).
+    fn track_wire(&mut self, token: Token, conn: ConnId, stream: TcpStream, connecting: bool) {
+        self.wire_tokens.insert(conn, token);
+        self.wire_socks.insert(
+            token,
+            WireSock {
+                stream,
+                conn,
+                io: WireConn::new(),
+                connecting,
+                closing: false,
+                writable_interest: connecting,
+            },
+        );
     }
 
     // ----- API connections ----------------------------------------------------------
@@ -1086,18 +1092,7 @@ impl Reactor {
                     return;
                 }
                 let _ = stream.set_nodelay(true);
-                self.wire_tokens.insert(conn, token);
-                self.wire_socks.insert(
-                    token,
-                    WireSock {
-                        stream,
-                        conn,
-                        io: WireConn::new(),
-                        connecting: true,
-                        closing: false,
-                        writable_interest: true,
-                    },
-                );
+                self.track_wire(token, conn, stream, true);
             }
             Err(e) => {
                 log::debug!("wire: cannot connect to {addr}: {e}");

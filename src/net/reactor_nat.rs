@@ -22,12 +22,11 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{Reactor, WireSock};
+use super::Reactor;
 use crate::id::Id;
 use crate::nat::pmp::{self, PmpClient, PmpConfig, PmpEvent};
 use crate::nat::{Action, Nat, Reachability, Strategy};
 use crate::net::socket::dest_for;
-use crate::net::wire_conn::WireConn;
 use crate::proto::wire::{self, Message as WireMsg};
 use crate::transfer::engine::ConnId;
 
@@ -694,18 +693,7 @@ impl Reactor {
             .poll
             .registry()
             .reregister(&mut stream, token, Interest::READABLE);
-        self.wire_tokens.insert(conn, token);
-        self.wire_socks.insert(
-            token,
-            WireSock {
-                stream,
-                conn,
-                io: WireConn::new(),
-                connecting: false,
-                closing: false,
-                writable_interest: false,
-            },
-        );
+        self.track_wire(token, conn, stream, false);
         if outgoing {
             self.transfers.engine.connected(now, conn);
             self.drive_engine(now);

@@ -56,6 +56,31 @@ fn addr(i: usize) -> SocketAddr {
 }
 
 impl World {
+    /// Nodes 1..=`leechers` download `id`, shared by node 0: they first learn of each other,
+    /// then of the seeder; runs in 100 ms ticks until all finished (`what` names the case
+    /// in the failure message).
+    fn run_swarm(&mut self, id: Id, leechers: usize, what: &str) {
+        let now = self.now;
+        let all = 1..=leechers;
+        for i in all.clone() {
+            self.nodes[i].engine.download(now, id, None, None);
+        }
+        for i in all.clone() {
+            let others: Vec<SocketAddr> = all.clone().filter(|j| *j != i).map(addr).collect();
+            self.nodes[i].engine.add_peers(now, &id, &others);
+        }
+        self.settle();
+        for i in all.clone() {
+            self.nodes[i].engine.add_peers(now, &id, &[addr(0)]);
+        }
+        let mut ticks = 0;
+        while all.clone().any(|i| self.nodes[i].finished.is_empty()) {
+            ticks += 1;
+            assert!(ticks < 5_000, "swarm did not finish {what}");
+            self.tick(Duration::from_millis(100));
+        }
+    }
+
     fn new(kinds: &[Kind]) -> World {
         World::with_config(kinds, &EngineConfig::default())
     }
@@ -393,25 +418,7 @@ fn leechers_serve_each_other() {
     let id = w.share(0, &file);
     // The seeder's upload is the scarce resource: two chunks per tick.
     w.nodes[0].budget = 2 * (16 << 10);
-    let now = w.now;
-    for i in 1..4 {
-        w.nodes[i].engine.download(now, id, None, None);
-    }
-    // Leechers first learn of each other, then of the seeder.
-    for i in 1..4 {
-        let others: Vec<SocketAddr> = (1..4).filter(|j| *j != i).map(addr).collect();
-        w.nodes[i].engine.add_peers(now, &id, &others);
-    }
-    w.settle();
-    for i in 1..4 {
-        w.nodes[i].engine.add_peers(now, &id, &[addr(0)]);
-    }
-    let mut ticks = 0;
-    while (1..4).any(|i| w.nodes[i].finished.is_empty()) {
-        ticks += 1;
-        assert!(ticks < 5_000, "swarm did not finish");
-        w.tick(Duration::from_millis(100));
-    }
+    w.run_swarm(id, 3, "");
     let from_leechers: u64 = (1..4).map(|i| w.nodes[i].uploaded).sum();
     let from_seeder = w.nodes[0].uploaded;
     // 3 copies of the file were delivered; a star would have the seeder send all of them.
@@ -519,27 +526,7 @@ fn scarce_seeder_swarm(super_seed: bool) -> (Vec<u32>, u32) {
     let file = data(chunks as usize * (16 << 10));
     let id = w.share(0, &file);
     w.nodes[0].budget = 16 << 10;
-    let now = w.now;
-    for i in 1..5 {
-        w.nodes[i].engine.download(now, id, None, None);
-    }
-    for i in 1..5 {
-        let others: Vec<SocketAddr> = (1..5).filter(|j| *j != i).map(addr).collect();
-        w.nodes[i].engine.add_peers(now, &id, &others);
-    }
-    w.settle();
-    for i in 1..5 {
-        w.nodes[i].engine.add_peers(now, &id, &[addr(0)]);
-    }
-    let mut ticks = 0;
-    while (1..5).any(|i| w.nodes[i].finished.is_empty()) {
-        ticks += 1;
-        assert!(
-            ticks < 5_000,
-            "swarm did not finish (super_seed {super_seed})"
-        );
-        w.tick(Duration::from_millis(100));
-    }
+    w.run_swarm(id, 4, &format!("super_seed {super_seed}"));
     for i in 1..5 {
         let got: Vec<u8> = w.nodes[i].store[&id].values().flatten().copied().collect();
         assert!(got == file, "leecher {i} got other bytes");
