@@ -1505,6 +1505,10 @@ mod tests {
             proptest::collection::vec(arb_addr(), 0..=MAX_PEERS).prop_map(Message::Peers),
             (any::<u16>(), "[a-zA-Z0-9 é]{0,60}")
                 .prop_map(|(code, text)| Message::Error { code, text }),
+            any::<u64>().prop_map(Message::Probe),
+            (any::<[u8; 32]>(), any::<u64>())
+                .prop_map(|(n, nonce)| Message::Relay { node: Id(n), nonce }),
+            Just(Message::RelayOk),
         ]
     }
 
@@ -1549,7 +1553,7 @@ mod tests {
         }
 
         #[test]
-        fn random_bodies_never_panic(t in 0u8..0x12, body in proptest::collection::vec(any::<u8>(), 0..400)) {
+        fn random_bodies_never_panic(t in 0u8..0x16, body in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = decode_frame(&frame(t, &body));
         }
 
