@@ -174,9 +174,10 @@ const WRITEBACK_EVERY: u64 = 8 << 20;
 /// How far behind the running whole-file hash the `.part`'s cached pages are kept. Chunks
 /// verified this recently are the ones other downloaders ask for next (they have just been
 /// announced), so serving them should not go to disk. Measured, 100 MiB to 8 leechers at
-/// once (7 rounds each, the spread from this VM's fresh-page faults): 16 MiB 1.14-1.66 s,
-/// 32 MiB 1.08-2.13 s, 64 MiB 1.07-1.12 and 1.07-1.48 s, nothing released 1.07-1.10 s; 1 GiB
-/// to one leecher gains the same ~1 s with 32 or 64 MiB.
+/// once: 32 and 64 MiB alike (1.08-1.11 s medians over 5 rounds each, in one hour); single
+/// runs of 3-7 rounds of any setting spread from 1.07 to 2.1 s with this VM's fresh-page
+/// faults. 1 GiB to one leecher gains the same ~1 s with 32 or 64 MiB. The larger value
+/// sends fewer old-chunk requests to disk.
 const KEEP_CACHED_BEHIND: u64 = 64 << 20;
 
 /// The smallest span [`PrefixWork::advance`] releases from the page cache at once (one
