@@ -480,6 +480,7 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_arg
                 time.sleep(0.05)
 
         up0 = [up_total(s) for s in seeds]
+        cpu0 = machine_cpu()
         t0 = time.perf_counter()
         w = threading.Thread(target=watcher, daemon=True)
         if leechers == 1 or sample:
@@ -487,6 +488,7 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_arg
         with ThreadPoolExecutor(leechers) as ex:
             done = list(ex.map(one, range(leechers)))
         watch["stop"] = True
+        res["cpu"] = [b - a for a, b in zip(cpu0, machine_cpu())]
         if leechers == 1 or sample:
             w.join()
         if sample:  # the counters' final values
@@ -720,6 +722,21 @@ def summary(results):
     return med, spread
 
 
+def machine_cpu():
+    """(user, system) CPU seconds of the whole machine so far (/proc/stat; user includes nice,
+    system includes irq and softirq)."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:8]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return ((f[0] + f[1]) / tick, (f[2] + f[5] + f[6]) / tick)
+
+
+def cpu_note(r):
+    """`; machine CPU user U s, system S s`: on a VM whose host takes back free memory, slow
+    rounds show up as more system time (fresh page-cache pages fault in the host)."""
+    c = r.get("cpu")
+    return "" if not c else f"; machine CPU user {c[0]:.2f} s, system {c[1]:.2f} s"
+
+
 def split(r):
     """`every chunk verified at X s (+Y s to finish)` when the watcher saw it."""
     c = r.get("chunks_done")
@@ -784,7 +801,7 @@ def bench_transfer_1g(a):
     tcp = iperf3_loopback()
 
     ps = line("peershare", size, res["peershare"], lambda r: (
-        f"  identical{split(r)}; add (hash) {r['add_s']:.2f} s; leecher peak RSS {r['rss_mib'][0]:.1f} MiB (goal <= 50) "
+        f"  identical{split(r)}{cpu_note(r)}; add (hash) {r['add_s']:.2f} s; leecher peak RSS {r['rss_mib'][0]:.1f} MiB (goal <= 50) "
         f"(seeder {r['seed_rss_mib']:.1f} MiB); {HINTS['seeder' if a.hints == 'all' else a.hints]}"))
     line(f"libtorrent ({a.lt_settings})", size, res["libtorrent"], lambda r: (
         f"  identical; create_torrent (hash) {r['add_s']:.2f} s"))
@@ -830,7 +847,7 @@ def bench_transfer_swarm(a):
     each = lambda r: f"  each {min(r['times']):.2f}..{max(r['times']):.2f} s"
     agg = n * size
     line("peershare", agg, res["peershare"], lambda r: (
-        f"{each(r)}; all identical; leecher peak RSS max {max(r['rss_mib']):.1f} MiB "
+        f"{each(r)}; all identical{cpu_note(r)}; leecher peak RSS max {max(r['rss_mib']):.1f} MiB "
         f"(seeder {r['seed_rss_mib']:.1f} MiB); {HINTS[a.hints]}"))
     line(f"libtorrent ({a.lt_settings})", agg, res["libtorrent"], lambda r: f"{each(r)}; all identical")
     line(f"{n}x curl|openssl", agg, res["curl|openssl"], lambda r: f"{each(r)}; hashes match")
