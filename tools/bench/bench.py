@@ -219,6 +219,14 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
+def proc_stat_cpu():
+    """The machine's CPU seconds so far from /proc/stat: user, nice, system, idle, iowait, irq,
+    softirq, steal."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return [x / os.sysconf("SC_CLK_TCK") for x in v]
+
+
 class Load:
     """The machine's load while a scenario runs: the load average before and after, and how
     much CPU processes other than this harness and its children used meanwhile (busy time from
@@ -232,9 +240,8 @@ class Load:
 
     @staticmethod
     def _busy():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+        v = proc_stat_cpu()
+        return sum(v) - v[3] - v[4]  # minus idle and iowait
 
     @staticmethod
     def _own():
@@ -723,11 +730,10 @@ def summary(results):
 
 
 def machine_cpu():
-    """(user, system) CPU seconds of the whole machine so far (/proc/stat; user includes nice,
-    system includes irq and softirq)."""
-    f = [int(x) for x in open("/proc/stat").readline().split()[1:8]]
-    tick = os.sysconf("SC_CLK_TCK")
-    return ((f[0] + f[1]) / tick, (f[2] + f[5] + f[6]) / tick)
+    """(user, system) CPU seconds of the whole machine so far (user includes nice, system
+    includes irq and softirq)."""
+    f = proc_stat_cpu()
+    return (f[0] + f[1], f[2] + f[5] + f[6])
 
 
 def cpu_note(r):
