@@ -10,14 +10,20 @@
 //! # Rules
 //! - A request is one top-level JSON value that starts with `{`. JSON whitespace between
 //!   requests (`' '`, `\t`, `\n`, `\r`) is skipped.
-//! - A top-level value that does not start with `{` (`hello`, `[1]`) gives a non-fatal
-//!   [`Frame::Malformed`] at once, and the framer skips to just after the next `\n`. The same
-//!   happens for a closing bracket that does not match the open one (`{"a":1]`). If skipping
-//!   discards more than [`MAX_REQUEST_BYTES`] without finding a `\n`, that is fatal.
-//! - A request longer than [`MAX_REQUEST_BYTES`], or nested deeper than [`MAX_NESTING`], gives
-//!   a fatal `Frame::Malformed` as soon as the limit is crossed (nothing more is buffered).
-//!   After a fatal frame the connection reads nothing more and closes once every reply has
-//!   been written.
+//! - **Anything else ends the connection.** A top-level value that does not start with `{`
+//!   (`hello`, `[1]`, `POST / HTTP/1.1`), or a closing bracket that does not match the open
+//!   one (`{"a":1]`), gives one [`Frame::Malformed`] (or [`Frame::Http`] for an HTTP request
+//!   line) and the framer reads nothing more: no later bytes on that connection can become
+//!   a request. This is what keeps web pages out: a browser can make a page send an HTTP
+//!   request to `127.0.0.1:8002` without asking the user (a "simple" POST with a
+//!   `text/plain` body needs no CORS preflight), and the request's body could be a valid
+//!   JSON command. An HTTP request always starts with its method, never with `{`, so the
+//!   connection is refused before its body is read. Earlier versions skipped a bad line and
+//!   read on, which ran such a body as a command.
+//! - A request longer than [`MAX_REQUEST_BYTES`], or nested deeper than [`MAX_NESTING`], is
+//!   refused the same way as soon as the limit is crossed (nothing more is buffered).
+//! - After a refusal the connection reads nothing more and closes once every reply has been
+//!   written.
 //!
 //! # Call order (for the reactor)
 //! Inputs: [`ApiConnection::on_bytes`] after every read, [`ApiConnection::on_eof`] when the
@@ -46,6 +52,26 @@ pub const MAX_OUTSTANDING: usize = 32;
 /// least half of it), they are dropped; this keeps draining amortised O(1) per byte.
 const COMPACT_THRESHOLD: usize = 64 * 1024;
 
+/// HTTP methods (RFC 9110 and WebDAV's common ones, plus HTTP/2's connection preface `PRI`)
+/// that a request line can start with. Matching them only picks the reply's form (an HTTP
+/// response that a browser or curl can show); the refusal itself does not depend on it.
+const HTTP_METHODS: [&[u8]; 14] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"HEAD ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+    b"PRI ",
+    b"PROPFIND ",
+    b"PROPPATCH ",
+    b"MKCOL ",
+    b"COPY ",
+];
+
 // The bracket stack is a u64 bitmask, one bit per open bracket.
 const _: () = assert!(MAX_NESTING <= 64);
 
@@ -54,13 +80,18 @@ const _: () = assert!(MAX_NESTING <= 64);
 pub enum Frame {
     /// The bytes of one complete request, from its opening `{` to its closing `}`.
     Request(Vec<u8>),
-    /// Input that is not a request. Answer it with `reply::error(&reason)`. When `fatal` is
-    /// true, the connection reads nothing more and closes after its replies are written.
+    /// Input that is not a request. Answer it with `reply::error(&reason)`; the connection
+    /// reads nothing more and closes after its replies are written.
     Malformed {
         /// A human-readable explanation, suitable as the error reply's `message`.
         reason: String,
-        /// Whether framing cannot continue on this connection.
-        fatal: bool,
+    },
+    /// The connection opened with an HTTP request line (a browser, curl, a web page's
+    /// `fetch`). Answer it with `reply::http_refusal(&reason)`, an HTTP error response the
+    /// sender can display; like `Malformed`, nothing more is read.
+    Http {
+        /// A human-readable explanation for the response body.
+        reason: String,
     },
 }
 
@@ -71,9 +102,7 @@ enum Mode {
     Idle,
     /// Inside a request; its bytes so far are in `buf`.
     InRequest,
-    /// Skipping input up to and including the next `\n`, after a non-fatal error.
-    Discarding { discarded: usize },
-    /// After a fatal error or EOF: input is ignored.
+    /// After a refusal or EOF: input is ignored.
     Closed,
 }
 
@@ -106,7 +135,7 @@ pub struct ApiConnection {
     out_start: usize,
     /// Frames returned that have not had their reply queued yet.
     outstanding: usize,
-    /// Set by a fatal error or EOF: close once all replies are written.
+    /// Set by a refusal or EOF: close once all replies are written.
     closing: bool,
 }
 
@@ -128,7 +157,7 @@ impl ApiConnection {
     }
 
     /// Feeds bytes read from the peer; returns every frame these bytes complete, in order.
-    /// Bytes after a fatal error or EOF are ignored.
+    /// Bytes after a refusal or EOF are ignored.
     #[must_use]
     pub fn on_bytes(&mut self, data: &[u8]) -> Vec<Frame> {
         let mut frames = Vec::new();
@@ -143,35 +172,26 @@ impl ApiConnection {
                         None => break,
                         Some(b'{') => self.start_request(),
                         Some(&b) => {
-                            frames.push(Frame::Malformed {
-                                reason: format!(
-                                    "a request must be a JSON object starting with `{{`, found {}",
-                                    describe_byte(b)
-                                ),
-                                fatal: false,
-                            });
-                            self.mode = Mode::Discarding { discarded: 0 };
+                            let frame = if HTTP_METHODS.iter().any(|m| rest.starts_with(m)) {
+                                Frame::Http {
+                                    reason: "this port speaks the PeerShare JSON API, not \
+                                             HTTP; HTTP requests are refused so that no web \
+                                             page can drive the node"
+                                        .to_owned(),
+                                }
+                            } else {
+                                Frame::Malformed {
+                                    reason: format!(
+                                        "a request must be a JSON object starting with `{{`, \
+                                         found {}",
+                                        describe_byte(b)
+                                    ),
+                                }
+                            };
+                            frames.push(self.refuse(frame));
                         }
                     }
                 }
-                Mode::Discarding { discarded } => match rest.iter().position(|&b| b == b'\n') {
-                    Some(nl) => {
-                        rest = rest.get(nl + 1..).unwrap_or_default();
-                        self.mode = Mode::Idle;
-                    }
-                    None => {
-                        let discarded = discarded.saturating_add(rest.len());
-                        rest = &[];
-                        if discarded > MAX_REQUEST_BYTES {
-                            frames.push(self.fatal(format!(
-                                "more than {MAX_REQUEST_BYTES} bytes of input that is not a \
-                                     request, with no newline; closing the connection"
-                            )));
-                        } else {
-                            self.mode = Mode::Discarding { discarded };
-                        }
-                    }
-                },
                 Mode::InRequest => {
                     // Never look past the size limit, so the buffer stays bounded.
                     let allowance = MAX_REQUEST_BYTES.saturating_sub(self.buf.len());
@@ -185,8 +205,7 @@ impl ApiConnection {
                         }
                         ScanEnd::NeedMore => {
                             // More bytes arrived than the limit leaves room for.
-                            self.buf = Vec::new();
-                            frames.push(self.fatal(format!(
+                            frames.push(self.refuse_with(format!(
                                 "request is larger than the {MAX_REQUEST_BYTES}-byte limit; \
                                  closing the connection"
                             )));
@@ -198,19 +217,13 @@ impl ApiConnection {
                             self.mode = Mode::Idle;
                         }
                         ScanEnd::Mismatch(b) => {
-                            self.buf = Vec::new();
-                            frames.push(Frame::Malformed {
-                                reason: format!(
-                                    "malformed JSON: unbalanced `{}` in request",
-                                    char::from(b)
-                                ),
-                                fatal: false,
-                            });
-                            self.mode = Mode::Discarding { discarded: 0 };
+                            frames.push(self.refuse_with(format!(
+                                "malformed JSON: unbalanced `{}` in request",
+                                char::from(b)
+                            )));
                         }
                         ScanEnd::TooDeep => {
-                            self.buf = Vec::new();
-                            frames.push(self.fatal(format!(
+                            frames.push(self.refuse_with(format!(
                                 "request is nested deeper than {MAX_NESTING} levels; \
                                  closing the connection"
                             )));
@@ -223,9 +236,9 @@ impl ApiConnection {
         frames
     }
 
-    /// The peer half-closed its side. A partial request becomes a fatal
-    /// [`Frame::Malformed`]; with nothing pending, returns `None`. Either way the connection
-    /// closes once every reply has been written.
+    /// The peer half-closed its side. A partial request becomes a [`Frame::Malformed`]; with
+    /// nothing pending, returns `None`. Either way the connection closes once every reply
+    /// has been written.
     #[must_use]
     pub fn on_eof(&mut self) -> Option<Frame> {
         let frame = match self.mode {
@@ -234,9 +247,8 @@ impl ApiConnection {
                     "connection closed in the middle of a request ({} bytes received)",
                     self.buf.len()
                 ),
-                fatal: true,
             }),
-            Mode::Idle | Mode::Discarding { .. } | Mode::Closed => None,
+            Mode::Idle | Mode::Closed => None,
         };
         self.buf = Vec::new();
         self.mode = Mode::Closed;
@@ -247,11 +259,11 @@ impl ApiConnection {
         frame
     }
 
-    /// True while the client owes the rest of something: a request, or a malformed line
-    /// being skipped up to its `\n`. The reactor gives such a client a deadline.
+    /// True while the client owes the rest of a request. The reactor gives such a client a
+    /// deadline.
     #[must_use]
     pub fn mid_request(&self) -> bool {
-        matches!(self.mode, Mode::InRequest | Mode::Discarding { .. })
+        matches!(self.mode, Mode::InRequest)
     }
 
     /// True when nothing is in progress: no partial input, every frame answered and every
@@ -261,23 +273,19 @@ impl ApiConnection {
         matches!(self.mode, Mode::Idle) && self.outstanding == 0 && self.pending_output().is_empty()
     }
 
-    /// Gives up on input in progress (the client took too long to finish it): like a fatal
-    /// error, the connection reads nothing more and closes after its replies. Returns the
-    /// frame to answer (with `reason` as the message), or `None` if nothing was in progress.
+    /// Gives up on a request in progress (the client took too long to finish it): the
+    /// connection reads nothing more and closes after its replies. Returns the frame to
+    /// answer (with `reason` as the message), or `None` if nothing was in progress.
     #[must_use]
     pub fn abandon(&mut self, reason: &str) -> Option<Frame> {
         if !self.mid_request() {
             return None;
         }
         let got = self.buf.len();
-        self.buf = Vec::new();
-        self.mode = Mode::Closed;
-        self.closing = true;
         self.outstanding = self.outstanding.saturating_add(1);
-        Some(Frame::Malformed {
-            reason: format!("{reason} ({got} bytes of it received); closing the connection"),
-            fatal: true,
-        })
+        Some(self.refuse_with(format!(
+            "{reason} ({got} bytes of it received); closing the connection"
+        )))
     }
 
     /// Queues the reply to the oldest frame that has none yet. Call it exactly once per
@@ -311,15 +319,15 @@ impl ApiConnection {
         }
     }
 
-    /// True once the connection should be closed: after a fatal framing error or EOF, when
+    /// True once the connection should be closed: after a refusal or EOF, when
     /// every frame has had its reply queued and all output has been written.
     #[must_use]
     pub fn wants_close(&self) -> bool {
         self.closing && self.outstanding == 0 && self.pending_output().is_empty()
     }
 
-    /// Whether the reactor should keep reading from this connection. False after a fatal
-    /// error or EOF, and while too much output or too many unanswered frames are pending
+    /// Whether the reactor should keep reading from this connection. False after a refusal
+    /// or EOF, and while too much output or too many unanswered frames are pending
     /// (backpressure: resume reading when this turns true again).
     #[must_use]
     pub fn wants_read(&self) -> bool {
@@ -337,14 +345,18 @@ impl ApiConnection {
         self.escape = false;
     }
 
-    /// Enters the closed state and builds the fatal frame that explains why.
-    fn fatal(&mut self, reason: String) -> Frame {
+    /// Enters the closed state (dropping any partial request) and returns `frame`, the
+    /// refusal that explains why.
+    fn refuse(&mut self, frame: Frame) -> Frame {
+        self.buf = Vec::new();
         self.mode = Mode::Closed;
         self.closing = true;
-        Frame::Malformed {
-            reason,
-            fatal: true,
-        }
+        frame
+    }
+
+    /// [`refuse`](Self::refuse) with a [`Frame::Malformed`] carrying `reason`.
+    fn refuse_with(&mut self, reason: String) -> Frame {
+        self.refuse(Frame::Malformed { reason })
     }
 
     /// Advances the scanner over `bytes`; returns how many bytes belong to the current
@@ -432,12 +444,8 @@ mod tests {
         Frame::Request(s.as_bytes().to_vec())
     }
 
-    fn is_fatal(f: &Frame) -> bool {
-        matches!(f, Frame::Malformed { fatal: true, .. })
-    }
-
-    fn is_nonfatal(f: &Frame) -> bool {
-        matches!(f, Frame::Malformed { fatal: false, .. })
+    fn is_refusal(f: &Frame) -> bool {
+        matches!(f, Frame::Malformed { .. } | Frame::Http { .. })
     }
 
     const LIST: &str = r#"{"type": "local_list_content", "payload": {}}"#;
@@ -450,10 +458,7 @@ mod tests {
         assert!(c.on_bytes(br#"{"type": "sta"#).is_empty());
         assert!(c.mid_request() && !c.is_idle());
         match c.abandon("request not finished within 30 s") {
-            Some(Frame::Malformed {
-                reason,
-                fatal: true,
-            }) => {
+            Some(Frame::Malformed { reason }) => {
                 assert!(
                     reason.contains("within 30 s") && reason.contains("13 bytes"),
                     "{reason}"
@@ -547,7 +552,7 @@ mod tests {
         let mut c = ApiConnection::new();
         let frames = c.on_bytes(nested(MAX_NESTING + 1).as_bytes());
         assert_eq!(frames.len(), 1);
-        assert!(is_fatal(&frames[0]), "{frames:?}");
+        assert!(is_refusal(&frames[0]), "{frames:?}");
         // Nothing more is read after a fatal error.
         assert!(c.on_bytes(LIST.as_bytes()).is_empty());
         assert!(!c.wants_read());
@@ -584,8 +589,7 @@ mod tests {
         let frames = c.on_bytes(s.as_bytes());
         assert_eq!(frames.len(), 1);
         match &frames[0] {
-            Frame::Malformed { reason, fatal } => {
-                assert!(fatal);
+            Frame::Malformed { reason } => {
                 assert!(reason.contains("1048576"), "{reason}");
             }
             other => panic!("unexpected {other:?}"),
@@ -608,7 +612,7 @@ mod tests {
             frames.extend(c.on_bytes(chunk));
         }
         assert_eq!(frames.len(), 1);
-        assert!(is_fatal(&frames[0]));
+        assert!(is_refusal(&frames[0]));
     }
 
     #[test]
@@ -624,55 +628,90 @@ mod tests {
         assert_eq!(frames[0], req(&s));
     }
 
+    /// Input that is not a request is answered once and ends the connection: nothing sent
+    /// after it, on any line, is ever framed as a request.
     #[test]
-    fn garbage_line_then_valid_request() {
+    fn garbage_line_refuses_the_connection() {
         let mut c = ApiConnection::new();
         let input = format!("hello {{ not json\n{LIST}");
         let frames = c.on_bytes(input.as_bytes());
-        assert_eq!(frames.len(), 2);
-        assert!(is_nonfatal(&frames[0]), "{frames:?}");
-        let Frame::Request(bytes) = &frames[1] else {
-            panic!("{frames:?}")
-        };
-        assert_eq!(parse_request(bytes).unwrap(), ApiRequest::ListContent);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        match &frames[0] {
+            Frame::Malformed { reason } => assert_eq!(
+                reason,
+                "a request must be a JSON object starting with `{`, found `h`"
+            ),
+            f => panic!("{f:?}"),
+        }
+        assert!(!c.wants_read());
+        assert!(c.on_bytes(format!("\n{LIST}\n").as_bytes()).is_empty());
+        c.queue_reply(b"{}\n");
+        c.consume_output(3);
+        assert!(c.wants_close());
     }
 
     #[test]
-    fn top_level_array_is_malformed_until_newline() {
+    fn top_level_array_is_refused() {
         let mut c = ApiConnection::new();
         let frames = c.on_bytes(b"[1, {\"type\":\"status\"}]");
         assert_eq!(frames.len(), 1);
-        assert!(is_nonfatal(&frames[0]));
-        // Still discarding: no newline yet, so this object is part of the bad line.
-        assert!(c.on_bytes(LIST.as_bytes()).is_empty());
-        assert_eq!(c.on_bytes(format!("\n{LIST}").as_bytes()), vec![req(LIST)]);
+        assert!(matches!(&frames[0], Frame::Malformed { .. }), "{frames:?}");
+        assert!(c.on_bytes(format!("\n{LIST}").as_bytes()).is_empty());
     }
 
     #[test]
-    fn endless_garbage_becomes_fatal() {
-        let mut c = ApiConnection::new();
-        let mut frames = c.on_bytes(b"x");
-        let chunk = vec![b'y'; 64 * 1024];
-        for _ in 0..(MAX_REQUEST_BYTES / chunk.len() + 1) {
-            frames.extend(c.on_bytes(&chunk));
-        }
-        assert_eq!(frames.len(), 2);
-        assert!(is_nonfatal(&frames[0]));
-        assert!(is_fatal(&frames[1]));
-    }
-
-    #[test]
-    fn mismatched_closing_bracket_is_malformed() {
+    fn mismatched_closing_bracket_is_refused() {
         let mut c = ApiConnection::new();
         let frames = c.on_bytes(format!("{{\"a\":[1}}\n{LIST}").as_bytes());
-        assert_eq!(frames.len(), 2);
-        assert!(is_nonfatal(&frames[0]), "{frames:?}");
-        assert_eq!(frames[1], req(LIST));
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        match &frames[0] {
+            Frame::Malformed { reason } => {
+                assert_eq!(reason, "malformed JSON: unbalanced `}` in request")
+            }
+            f => panic!("{f:?}"),
+        }
         // A stray closer at top level.
         let mut c = ApiConnection::new();
         let frames = c.on_bytes(format!("}}\n{LIST}").as_bytes());
-        assert!(is_nonfatal(&frames[0]));
-        assert_eq!(frames[1], req(LIST));
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert!(is_refusal(&frames[0]));
+    }
+
+    /// The requests a web page can make a browser send without asking anyone: a "simple"
+    /// POST (text/plain or form body, no CORS preflight) whose body is a valid command, a
+    /// GET with the command in its query, a preflight; each is also split at every byte.
+    const BROWSER_REQUESTS: [&str; 4] = [
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:8002\r\nConnection: keep-alive\r\n\
+         Content-Length: 81\r\nContent-Type: text/plain;charset=UTF-8\r\n\
+         Origin: http://evil.example\r\nAccept: */*\r\n\r\n\
+         {\"type\":\"local_add_file\",\"payload\":{\"filepath\":\"/home/me/.ssh/id_ed25519\"}}",
+        "POST /x HTTP/1.1\r\nHost: 127.0.0.1:8002\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 44\r\n\r\n\
+         {\"type\":\"local_list_content\",\"x\":\"=\"}\n",
+        "GET /?{\"type\":\"status\"} HTTP/1.1\r\nHost: 127.0.0.1:8002\r\n\r\n\
+         {\"type\":\"status\"}",
+        "OPTIONS / HTTP/1.1\r\nHost: localhost:8002\r\n\
+         Access-Control-Request-Method: POST\r\n\r\n{\"type\":\"status\"}",
+    ];
+
+    #[test]
+    fn browser_shaped_requests_never_become_requests() {
+        for http in BROWSER_REQUESTS {
+            let bytes = http.as_bytes();
+            for cut in 0..=bytes.len() {
+                let mut c = ApiConnection::new();
+                let mut frames = c.on_bytes(&bytes[..cut]);
+                frames.extend(c.on_bytes(&bytes[cut..]));
+                frames.extend(c.on_eof());
+                assert_eq!(frames.len(), 1, "cut {cut}: {frames:?}");
+                assert!(is_refusal(&frames[0]), "cut {cut}: {frames:?}");
+                // A whole method token in the first read gets an HTTP answer that a
+                // browser or curl can show; a cut inside it still refuses, in JSON.
+                if cut == 0 || cut > 8 {
+                    assert!(matches!(frames[0], Frame::Http { .. }), "{frames:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -680,7 +719,7 @@ mod tests {
         let mut c = ApiConnection::new();
         assert!(c.on_bytes(br#"{"type": "local_li"#).is_empty());
         let frame = c.on_eof().unwrap();
-        assert!(is_fatal(&frame), "{frame:?}");
+        assert!(is_refusal(&frame), "{frame:?}");
         assert!(c.on_bytes(b"st_content\"}").is_empty());
         c.queue_reply(b"err\n");
         assert!(!c.wants_close());
@@ -818,6 +857,28 @@ mod tests {
                 }
             }
             let _ = c.on_eof();
+        }
+
+        /// Whatever follows, a connection whose first byte of input (after white space) is
+        /// not `{` never yields a request.
+        #[test]
+        fn input_not_starting_with_a_brace_never_yields_a_request(
+            first in any::<u8>().prop_filter("not `{` or white space", |b| *b != b'{' && !is_json_ws(*b)),
+            data in prop::collection::vec(
+                prop::sample::select(b"{}[]\"\\ \nab:,".to_vec()), 0..256),
+            cuts in prop::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut input = vec![first];
+            input.extend_from_slice(&data);
+            input.extend_from_slice(LIST.as_bytes());
+            let mut c = ApiConnection::new();
+            let mut frames = Vec::new();
+            for chunk in split_at_points(&input, &cuts) {
+                frames.extend(c.on_bytes(&chunk));
+            }
+            frames.extend(c.on_eof());
+            prop_assert_eq!(frames.len(), 1);
+            prop_assert!(is_refusal(&frames[0]));
         }
 
         #[test]

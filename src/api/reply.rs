@@ -35,6 +35,22 @@ pub fn error_with(message: &str, mut fields: Map<String, Value>) -> Vec<u8> {
     encode(fields)
 }
 
+/// The answer to a connection that opened with an HTTP request line (see
+/// `framing::Frame::Http`): `400 Bad Request` with the usual JSON error as its body, so a
+/// browser or curl shows why, and `Connection: close`. It has no CORS header, so a web page
+/// that made the request cannot even read this answer.
+pub fn http_refusal(message: &str) -> Vec<u8> {
+    let body = error(message);
+    let mut out = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
 fn encode(fields: Map<String, Value>) -> Vec<u8> {
     match serde_json::to_vec(&Value::Object(fields)) {
         Ok(mut bytes) => {
@@ -96,6 +112,23 @@ mod tests {
             v,
             json!({"status": "error", "message": "No valid registration", "verified": false})
         );
+    }
+
+    #[test]
+    fn http_refusal_is_a_complete_response() {
+        let r = http_refusal("not HTTP");
+        let text = String::from_utf8(r).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("access-control"),
+            "{head}"
+        );
+        assert_eq!(decode(body.as_bytes())["message"], "not HTTP");
     }
 
     #[test]

@@ -135,6 +135,9 @@ pub struct Reactor {
     /// `local`, or for a wildcard bind the address the kernel routes from.
     advertised: SocketAddr,
     conns: HashMap<Token, ApiConn>,
+    /// API connections refused since start: input that is not a request (HTTP, garbage,
+    /// broken JSON framing), or a request not finished in time.
+    api_refused: u64,
     next_token: usize,
     dht: Dht,
     emulator: SendEmulator,
@@ -224,6 +227,7 @@ impl Reactor {
             local: p.local,
             advertised: crate::net::socket::advertised_addr(p.local),
             conns: HashMap::new(),
+            api_refused: 0,
             next_token: FIRST_CONN,
             dht: p.dht,
             emulator: p.emulator,
@@ -577,7 +581,17 @@ impl Reactor {
             };
             match f {
                 Frame::Request(bytes) => self.dispatch(token, seq, bytes),
-                Frame::Malformed { reason, .. } => self.deliver(token, seq, reply::error(&reason)),
+                Frame::Malformed { reason } => {
+                    self.api_refused += 1;
+                    self.deliver(token, seq, reply::error(&reason))
+                }
+                Frame::Http { reason } => {
+                    self.api_refused += 1;
+                    if let Some(c) = self.conns.get(&token) {
+                        log::info!("api: {}: refused an HTTP request", c.peer);
+                    }
+                    self.deliver(token, seq, reply::http_refusal(&reason))
+                }
             }
         }
     }
@@ -954,6 +968,7 @@ impl Reactor {
             stats: self.dht.stats().clone(),
             emulated_drops: self.emulator.dropped,
             api_connections: self.conns.len(),
+            api_refused: self.api_refused,
             running_queries: self.dht.running_queries(),
             bandwidth,
             nat: self.nat.status_json(),

@@ -310,6 +310,7 @@ pub fn status_reply((view, shared): &(std::sync::Arc<StatusView>, &Shared)) -> V
         "provided": view.provided.iter().map(Id::to_hex).collect::<Vec<_>>(),
         "running_lookups": view.running_queries,
         "api_connections": view.api_connections,
+        "api_refused": view.api_refused,
         "dht": {
             "datagrams_in": s.datagrams_in,
             "datagrams_out": s.datagrams_out,

@@ -141,6 +141,7 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         stats: DhtStats::default(),
         emulated_drops: 0,
         api_connections: 0,
+        api_refused: 0,
         running_queries: 0,
         bandwidth: crate::node::shared::BandwidthView {
             limits: cfg.limits,

@@ -39,6 +39,8 @@ pub struct StatusView {
     pub emulated_drops: u64,
     /// API connections open.
     pub api_connections: usize,
+    /// API connections refused: input that is not a request (HTTP, garbage), or too slow.
+    pub api_refused: u64,
     /// DHT lookups running.
     pub running_queries: usize,
     /// Wire-protocol bandwidth: limits, totals and rates.

@@ -297,6 +297,10 @@ impl Transfers {
                 out.display()
             ));
         }
+        // Kept absolute: a relative folder would be resolved against the node's working
+        // directory again at every restart, and the reply's `file_path` would be relative.
+        let out = fs::canonicalize(&out)
+            .map_err(|e| format!("cannot resolve output folder {}: {e}", out.display()))?;
         self.waiters.entry(id).or_default().push(waiter);
         if self.engine.progress(&id).is_none() {
             self.downloads.insert(

@@ -37,6 +37,17 @@ impl Node {
     /// `--port` given in `extra` is taken). `--bind` and `--port` in `extra` replace the
     /// defaults (127.0.0.1, a free port).
     pub fn try_start(data_dir: &Path, extra: &[&str]) -> Option<Node> {
+        Node::try_start_in(None, data_dir, extra)
+    }
+
+    /// [`Node::start`] with `cwd` as the node's working directory.
+    pub fn start_in(cwd: &Path, data_dir: &Path, extra: &[&str]) -> Node {
+        Node::try_start_in(Some(cwd), data_dir, extra)
+            .unwrap_or_else(|| panic!("node in {} did not start", data_dir.display()))
+    }
+
+    /// [`Node::try_start`] in working directory `cwd` (the test's own if `None`).
+    pub fn try_start_in(cwd: Option<&Path>, data_dir: &Path, extra: &[&str]) -> Option<Node> {
         let mut args: Vec<String> = vec![
             "run".into(),
             "--data-dir".into(),
@@ -50,7 +61,11 @@ impl Node {
         }
         args.extend(["--api-port".into(), "0".into(), "-q".into()]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new(bin())
+        let mut cmd = Command::new(bin());
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd
             .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
