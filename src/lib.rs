@@ -4,6 +4,7 @@
 //! - [`cli`]: the command line (`peershare run`, and API clients such as `status`).
 //! - [`api`]: the local JSON-over-TCP API (EchoChain compatible): framing, requests, replies, client.
 //! - [`id`]: 256-bit IDs and the XOR metric.
+//! - [`conn`]: the handle of a wire connection, one ID space for the core and the reactor.
 //! - [`ledger`]: blockchain hooks: content ownership on an embedded signed, hash-chained ledger.
 //! - [`content`]: manifests and content IDs, file hashing, the share index, crash-safe partial downloads.
 //! - [`dht`]: the Kademlia DHT as a sans-IO state machine.
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod bufpool;
 pub mod cli;
+pub mod conn;
 pub mod content;
 pub mod dht;
 pub mod id;

@@ -487,10 +487,10 @@ impl Trio {
 #[test]
 fn an_introduction_makes_both_sides_open_tcp_and_a_punch_is_recorded() {
     let mut t = Trio::new();
-    t.connect(7);
+    t.connect(ConnId::new(7));
     assert!(
         t.actions[D].contains(&Action::PunchConnect {
-            conn: 7,
+            conn: ConnId::new(7),
             addr: trio_addr(P)
         }),
         "{:?}",
@@ -501,18 +501,18 @@ fn an_introduction_makes_both_sides_open_tcp_and_a_punch_is_recorded() {
     }));
     assert_eq!(t.nodes[R].counters().introductions, 1);
     t.now += Duration::from_millis(40);
-    t.nodes[D].punch_connected(7, t.now);
+    t.nodes[D].punch_connected(ConnId::new(7), t.now);
     let s: Vec<&Setup> = t.nodes[D].setups().collect();
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].strategy, Strategy::Punched);
     assert_eq!(s[0].setup, Duration::from_millis(40));
-    assert!(!t.nodes[D].is_attempting(7));
+    assert!(!t.nodes[D].is_attempting(ConnId::new(7)));
 }
 
 #[test]
 fn a_punch_that_does_not_connect_falls_back_to_the_relay_then_fails() {
     let mut t = Trio::new();
-    t.connect(8);
+    t.connect(ConnId::new(8));
     t.advance(NatConfig::default().punch_timeout);
     let relay = t.actions[D].iter().find_map(|a| match a {
         Action::RelayOpen {
@@ -524,7 +524,7 @@ fn a_punch_that_does_not_connect_falls_back_to_the_relay_then_fails() {
         _ => None,
     });
     let (conn, rv, node, nonce) = relay.expect("a relay after the punch timeout");
-    assert_eq!((conn, rv, node), (8, trio_addr(R), id(102)));
+    assert_eq!((conn, rv, node), (ConnId::new(8), trio_addr(R), id(102)));
     // The rendezvous calls the provider, which joins the circuit.
     let now = t.now;
     assert!(t.nodes[R].relay_open(now, &node, nonce, trio_addr(D)));
@@ -536,17 +536,19 @@ fn a_punch_that_does_not_connect_falls_back_to_the_relay_then_fails() {
     }));
     // The circuit never comes up: the downloader gives up after relay_timeout.
     t.advance(NatConfig::default().relay_timeout);
-    assert!(t.actions[D].contains(&Action::Failed { conn: 8 }));
+    assert!(t.actions[D].contains(&Action::Failed {
+        conn: ConnId::new(8)
+    }));
     assert_eq!(t.nodes[D].counters().failures, 1);
 }
 
 #[test]
 fn a_relay_that_comes_up_is_recorded_as_relayed() {
     let mut t = Trio::new();
-    t.connect(9);
+    t.connect(ConnId::new(9));
     t.advance(NatConfig::default().punch_timeout);
     t.now += Duration::from_millis(5);
-    t.nodes[D].relay_ready(9, t.now);
+    t.nodes[D].relay_ready(ConnId::new(9), t.now);
     let s: Vec<&Setup> = t.nodes[D].setups().collect();
     assert_eq!(s[0].strategy, Strategy::Relayed);
     assert_eq!(s[0].setup, Duration::from_millis(3005));
@@ -557,22 +559,53 @@ fn an_unanswered_or_refused_introduction_fails_the_connection() {
     // No answer at all: the rendezvous is gone.
     let mut n = nat(NatConfig::default());
     let t0 = Instant::now();
-    n.connect_via(t0, 1, addr(60, 4001), id(60), addr(61, 4001), None);
+    n.connect_via(
+        t0,
+        ConnId::new(1),
+        addr(60, 4001),
+        id(60),
+        addr(61, 4001),
+        None,
+    );
     let out = sends(&drain(&mut n));
     assert!(matches!(out[0].2, Message::Introduce { target, port: WIRE_PORT } if target == id(60)));
     n.handle_timeout(t0 + NatConfig::default().introduce_timeout);
-    assert_eq!(drain(&mut n), [Action::Failed { conn: 1 }]);
+    assert_eq!(
+        drain(&mut n),
+        [Action::Failed {
+            conn: ConnId::new(1)
+        }]
+    );
     // ERROR UNKNOWN_PEER: the provider left the rendezvous.
-    n.connect_via(t0, 2, addr(60, 4001), id(60), addr(61, 4001), None);
+    n.connect_via(
+        t0,
+        ConnId::new(2),
+        addr(60, 4001),
+        id(60),
+        addr(61, 4001),
+        None,
+    );
     let txid = sends(&drain(&mut n))[0].1;
     let err = Message::Error {
         code: error_code::UNKNOWN_PEER,
         text: "no such client here".into(),
     };
     n.handle_datagram(t0, addr(61, 4001), dg(id(61), txid, err));
-    assert_eq!(drain(&mut n), [Action::Failed { conn: 2 }]);
+    assert_eq!(
+        drain(&mut n),
+        [Action::Failed {
+            conn: ConnId::new(2)
+        }]
+    );
     // INTRODUCED from another address than the rendezvous is not believed.
-    n.connect_via(t0, 3, addr(60, 4001), id(60), addr(61, 4001), None);
+    n.connect_via(
+        t0,
+        ConnId::new(3),
+        addr(60, 4001),
+        id(60),
+        addr(61, 4001),
+        None,
+    );
     let txid = sends(&drain(&mut n))[0].1;
     let fake = Message::Introduced {
         addr: addr(66, 4001),
@@ -580,7 +613,7 @@ fn an_unanswered_or_refused_introduction_fails_the_connection() {
     };
     n.handle_datagram(t0, addr(66, 4001), dg(id(66), txid, fake));
     assert!(drain(&mut n).is_empty());
-    assert!(n.is_attempting(3));
+    assert!(n.is_attempting(ConnId::new(3)));
 }
 
 #[test]

@@ -1165,7 +1165,7 @@ impl Reactor {
     fn wire_read(&mut self, token: Token, now: Instant, budget: u64) -> bool {
         let mut exhausted = false;
         let mut nat_frames = Vec::new();
-        let mut frames_conn = 0;
+        let mut frames_conn = ConnId::new(0);
         {
             let Some(ws) = self.wire_socks.get_mut(&token) else {
                 return false;

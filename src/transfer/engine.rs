@@ -33,8 +33,7 @@ use super::bitset::BitSet;
 use super::scheduler::{Action as SchedAction, PieceVerdict, Scheduler, SchedulerConfig};
 use super::seeding::SuperSeed;
 
-/// The driver's handle for a connection.
-pub type ConnId = u64;
+pub use crate::conn::ConnId;
 
 /// Tunables.
 #[derive(Clone, Debug)]
@@ -315,7 +314,7 @@ impl Engine {
             listen_port,
             contents: BTreeMap::new(),
             conns: BTreeMap::new(),
-            next_conn: 1,
+            next_conn: ConnId::new(ConnId::FIRST),
             banned_nodes: HashSet::new(),
             banned_addrs: HashSet::new(),
             actions: VecDeque::new(),
@@ -1787,7 +1786,7 @@ impl Engine {
 
     fn alloc_conn(&mut self) -> ConnId {
         let id = self.next_conn;
-        self.next_conn += 1;
+        self.next_conn = id.next();
         id
     }
 

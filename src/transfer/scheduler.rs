@@ -37,7 +37,7 @@ use super::bitset::BitSet;
 use super::tie_order::TieOrder;
 
 /// The driver's handle for a peer connection.
-pub type PeerKey = u64;
+pub type PeerKey = crate::conn::ConnId;
 
 /// Tunables.
 #[derive(Clone, Debug)]

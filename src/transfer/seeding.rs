@@ -47,7 +47,7 @@ use super::bitset::BitSet;
 use super::tie_order::TieOrder;
 
 /// The engine's handle for a connection.
-pub type PeerKey = u64;
+pub type PeerKey = crate::conn::ConnId;
 
 #[derive(Debug)]
 struct PeerView {
@@ -453,10 +453,11 @@ impl SuperSeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::ConnId;
 
-    fn peers(n: usize, keys: std::ops::RangeInclusive<PeerKey>, unchoked: bool) -> SuperSeed {
+    fn peers(n: usize, keys: std::ops::RangeInclusive<u64>, unchoked: bool) -> SuperSeed {
         let mut s = SuperSeed::new(n, 7);
-        for k in keys {
+        for k in keys.map(ConnId::new) {
             s.add_peer(k, true);
             s.peer_bitfield(k, &BitSet::new(n));
             s.set_unchoked(k, unchoked);
@@ -469,46 +470,46 @@ mod tests {
         let mut s = peers(12, 1..=3, true);
         let mut all = Vec::new();
         for k in 1..=3 {
-            all.extend(s.top_up(k, 4));
+            all.extend(s.top_up(ConnId::new(k), 4));
         }
         all.sort_unstable();
         assert_eq!(all, (0..12).collect::<Vec<u32>>(), "12 distinct offers");
         s.check_invariants().unwrap();
         // Peer 1 requests one: every fresh chunk is reserved, so it gets nothing (starved)
         // rather than a chunk another peer is about to get.
-        let c = *s.peers[&1].open.iter().next().unwrap();
-        s.requested(1, c);
-        assert!(s.top_up(1, 4).is_empty());
-        assert_eq!(s.take_starved(), vec![1]);
+        let c = *s.peers[&ConnId::new(1)].open.iter().next().unwrap();
+        s.requested(ConnId::new(1), c);
+        assert!(s.top_up(ConnId::new(1), 4).is_empty());
+        assert_eq!(s.take_starved(), vec![ConnId::new(1)]);
         // Peer 2 is choked: its offers no longer reserve their chunks, and peer 1 may have
         // one of them.
-        s.set_unchoked(2, false);
-        let next = s.top_up(1, 4);
+        s.set_unchoked(ConnId::new(2), false);
+        let next = s.top_up(ConnId::new(1), 4);
         assert_eq!(next.len(), 1);
-        assert!(s.peers[&2].open.contains(&next[0]), "{next:?}");
+        assert!(s.peers[&ConnId::new(2)].open.contains(&next[0]), "{next:?}");
         s.check_invariants().unwrap();
     }
 
     #[test]
     fn a_lone_peer_is_offered_everything_and_reserves_nothing() {
         let mut s = peers(10, 1..=1, true);
-        let first = s.top_up(1, 3);
+        let first = s.top_up(ConnId::new(1), 3);
         assert_eq!(first.len(), 3);
-        s.requested(1, first[0]);
+        s.requested(ConnId::new(1), first[0]);
         // Alone: every chunk not offered yet, once; then it is only counted.
-        let rest = s.offer_all(1);
+        let rest = s.offer_all(ConnId::new(1));
         assert_eq!(rest.len(), 7);
         assert!(rest.iter().all(|c| !first.contains(c)));
-        assert!(s.offer_all(1).is_empty() && s.top_up(1, 4).is_empty());
+        assert!(s.offer_all(ConnId::new(1)).is_empty() && s.top_up(ConnId::new(1), 4).is_empty());
         assert!(s.reserved.iter().all(|r| *r == 0));
         s.check_invariants().unwrap();
         // A second peer arrives: the chunks the first one was not sent are still fresh and
         // free, so it is offered some at once (not starved behind the first one's offers).
-        s.sent(1, first[0]);
-        s.add_peer(2, true);
-        s.peer_bitfield(2, &BitSet::new(10));
-        s.set_unchoked(2, true);
-        let second = s.top_up(2, 4);
+        s.sent(ConnId::new(1), first[0]);
+        s.add_peer(ConnId::new(2), true);
+        s.peer_bitfield(ConnId::new(2), &BitSet::new(10));
+        s.set_unchoked(ConnId::new(2), true);
+        let second = s.top_up(ConnId::new(2), 4);
         assert_eq!(second.len(), 4);
         assert!(
             !second.contains(&first[0]),
@@ -520,27 +521,27 @@ mod tests {
     #[test]
     fn after_the_first_round_the_fewest_copies_go_first() {
         let mut s = peers(4, 1..=2, true);
-        let a = s.top_up(1, 4);
+        let a = s.top_up(ConnId::new(1), 4);
         assert_eq!(a.len(), 4);
         for c in &a {
-            s.requested(1, *c);
-            s.sent(1, *c);
+            s.requested(ConnId::new(1), *c);
+            s.sent(ConnId::new(1), *c);
         }
         // Peer 1 announces all four: every chunk has one copy, none is fresh.
         for c in &a {
-            s.peer_have(1, *c);
+            s.peer_have(ConnId::new(1), *c);
         }
         assert_eq!(s.fresh, 0);
         // Peer 2 lacks everything; every chunk has one copy: all four are offered.
-        assert_eq!(s.top_up(2, 4).len(), 4);
+        assert_eq!(s.top_up(ConnId::new(2), 4).len(), 4);
         s.check_invariants().unwrap();
         // A third peer that has chunk 0 and 1 is offered 2 and 3 only.
-        s.add_peer(3, true);
+        s.add_peer(ConnId::new(3), true);
         let mut bits = BitSet::new(4);
         bits.insert(0);
         bits.insert(1);
-        s.peer_bitfield(3, &bits);
-        let mut got = s.top_up(3, 4);
+        s.peer_bitfield(ConnId::new(3), &bits);
+        let mut got = s.top_up(ConnId::new(3), 4);
         got.sort_unstable();
         assert_eq!(got, vec![2, 3]);
         s.check_invariants().unwrap();
@@ -549,26 +550,26 @@ mod tests {
     #[test]
     fn a_peer_that_gets_an_offer_elsewhere_gets_a_new_one() {
         let mut s = SuperSeed::new(8, 1);
-        s.add_peer(1, true);
-        s.add_peer(2, false);
-        s.peer_bitfield(1, &BitSet::new(8));
+        s.add_peer(ConnId::new(1), true);
+        s.add_peer(ConnId::new(2), false);
+        s.peer_bitfield(ConnId::new(1), &BitSet::new(8));
         let mut bits = BitSet::new(8);
         bits.insert(0);
         bits.insert(1);
-        s.peer_bitfield(2, &bits);
-        let first = s.top_up(1, 2);
+        s.peer_bitfield(ConnId::new(2), &bits);
+        let first = s.top_up(ConnId::new(1), 2);
         assert_eq!(first.len(), 2);
         assert!(
             !first.contains(&0) && !first.contains(&1),
             "chunks another peer has are not fresh: {first:?}"
         );
-        s.peer_have(1, first[0]);
-        let again = s.top_up(1, 2);
+        s.peer_have(ConnId::new(1), first[0]);
+        let again = s.top_up(ConnId::new(1), 2);
         assert_eq!(again.len(), 1);
         assert!(!first.contains(&again[0]));
         s.check_invariants().unwrap();
-        s.remove_peer(2);
-        s.remove_peer(1);
+        s.remove_peer(ConnId::new(2));
+        s.remove_peer(ConnId::new(1));
         s.check_invariants().unwrap();
         assert!(s.open.iter().all(|o| *o == 0));
         assert!(s.announced.iter().all(|a| *a == 0));
@@ -578,22 +579,22 @@ mod tests {
     #[test]
     fn requests_do_not_count_as_unrequested_offers() {
         let mut s = peers(20, 1..=1, true);
-        let a = s.top_up(1, 3);
+        let a = s.top_up(ConnId::new(1), 3);
         for c in &a {
-            s.requested(1, *c);
+            s.requested(ConnId::new(1), *c);
         }
         // Three requested, none sent yet: three more offers keep its pipeline growing.
-        assert_eq!(s.top_up(1, 3).len(), 3);
+        assert_eq!(s.top_up(ConnId::new(1), 3).len(), 3);
         // A CANCEL makes one unrequested again: no new offer needed.
-        s.unrequested(1, a[0]);
-        assert!(s.top_up(1, 4).is_empty());
+        s.unrequested(ConnId::new(1), a[0]);
+        assert!(s.top_up(ConnId::new(1), 4).is_empty());
         s.check_invariants().unwrap();
         // A peer we do not offer to gets nothing; one whose BITFIELD we lack neither.
-        s.add_peer(2, false);
-        s.peer_bitfield(2, &BitSet::new(20));
-        assert!(s.top_up(2, 4).is_empty());
-        s.add_peer(3, true);
-        assert!(s.top_up(3, 4).is_empty());
+        s.add_peer(ConnId::new(2), false);
+        s.peer_bitfield(ConnId::new(2), &BitSet::new(20));
+        assert!(s.top_up(ConnId::new(2), 4).is_empty());
+        s.add_peer(ConnId::new(3), true);
+        assert!(s.top_up(ConnId::new(3), 4).is_empty());
         s.check_invariants().unwrap();
     }
 }

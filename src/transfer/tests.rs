@@ -1,6 +1,10 @@
 //! Scheduler tests: simulated peers answer its requests; invariants are checked after every
 //! step, and every run must finish with all chunks verified.
 
+use crate::conn::ConnId;
+
+const P0: ConnId = ConnId::new(0);
+const P1: ConnId = ConnId::new(1);
 use super::bitset::BitSet;
 use super::scheduler::*;
 use proptest::prelude::*;
@@ -65,7 +69,7 @@ impl Harness {
             verify_queue: VecDeque::new(),
         };
         for k in 0..h.peers.len() {
-            let key = k as PeerKey;
+            let key = ConnId::new(k as u64);
             h.s.add_peer(now, key);
             let bits = h.peers[k].has.clone();
             h.s.peer_bitfield(now, key, &bits);
@@ -80,7 +84,7 @@ impl Harness {
             match a {
                 Action::Request { peer, chunk } => {
                     self.requests += 1;
-                    let p = &mut self.peers[peer as usize];
+                    let p = &mut self.peers[peer.get() as usize];
                     assert!(
                         p.has.contains(chunk as usize),
                         "requested chunk {chunk} from a peer without it"
@@ -89,15 +93,17 @@ impl Harness {
                     p.queue.push_back(chunk);
                 }
                 Action::Cancel { peer, chunk } => {
-                    self.peers[peer as usize].queue.retain(|c| *c != chunk);
+                    self.peers[peer.get() as usize]
+                        .queue
+                        .retain(|c| *c != chunk);
                 }
                 Action::Ban(k) => {
                     self.banned.push(k);
-                    self.peers[k as usize].gone = true;
+                    self.peers[k.get() as usize].gone = true;
                 }
                 Action::Drop(k, why) => {
                     self.dropped.push((k, why));
-                    self.peers[k as usize].gone = true;
+                    self.peers[k.get() as usize].gone = true;
                 }
                 Action::Complete => self.complete = true,
                 Action::Interested(_) | Action::NotInterested(_) | Action::Have(_) => {}
@@ -113,7 +119,7 @@ impl Harness {
         self.now += Duration::from_millis(10);
         let now = self.now;
         for k in 0..self.peers.len() {
-            let key = k as PeerKey;
+            let key = ConnId::new(k as u64);
             if self.peers[k].gone {
                 continue;
             }
@@ -218,7 +224,7 @@ fn corrupt_peer_is_banned_and_the_download_completes() {
     ];
     let mut h = Harness::new(64, BitSet::new(64), peers, 4);
     h.run(10_000);
-    assert_eq!(h.banned, vec![1]);
+    assert_eq!(h.banned, vec![ConnId::new(1)]);
 }
 
 #[test]
@@ -242,24 +248,27 @@ fn silent_peer_is_dropped_as_stalled_and_its_chunks_released() {
     let now = Instant::now();
     let cfg = SchedulerConfig::default();
     let mut s = Scheduler::new(10, 1 << 20, BitSet::new(10), cfg.clone(), 1);
-    s.add_peer(now, 0);
-    s.peer_bitfield(now, 0, &BitSet::full(10));
-    s.peer_unchoked(now, 0);
+    s.add_peer(now, ConnId::new(0));
+    s.peer_bitfield(now, ConnId::new(0), &BitSet::full(10));
+    s.peer_unchoked(now, ConnId::new(0));
     while s.poll_action().is_some() {}
     assert_eq!(s.requests_in_flight(), cfg.min_pipeline);
     assert_eq!(s.poll_timeout(), Some(now + cfg.stall_timeout));
     s.handle_timeout(now + cfg.stall_timeout - Duration::from_millis(1));
     assert_eq!(s.poll_action(), None, "not yet");
     s.handle_timeout(now + cfg.stall_timeout);
-    assert_eq!(s.poll_action(), Some(Action::Drop(0, DropReason::Stalled)));
+    assert_eq!(
+        s.poll_action(),
+        Some(Action::Drop(ConnId::new(0), DropReason::Stalled))
+    );
     assert_eq!(s.requests_in_flight(), 0);
     s.check_invariants().unwrap();
     // A newcomer gets the released chunks.
-    s.add_peer(now, 1);
-    s.peer_bitfield(now, 1, &BitSet::full(10));
-    s.peer_unchoked(now, 1);
+    s.add_peer(now, ConnId::new(1));
+    s.peer_bitfield(now, ConnId::new(1), &BitSet::full(10));
+    s.peer_unchoked(now, ConnId::new(1));
     let reqs = std::iter::from_fn(|| s.poll_action())
-        .filter(|a| matches!(a, Action::Request { peer: 1, .. }))
+        .filter(|a| matches!(a, Action::Request { peer: P1, .. }))
         .count();
     assert_eq!(reqs, cfg.min_pipeline);
 }
@@ -282,15 +291,15 @@ fn rarest_chunk_is_requested_first() {
     let now = Instant::now();
     let mut s = Scheduler::new(10, 4 << 20, BitSet::new(10), SchedulerConfig::default(), 9);
     for k in [1, 2] {
-        s.add_peer(now, k);
-        s.peer_bitfield(now, k, &common);
+        s.add_peer(now, ConnId::new(k));
+        s.peer_bitfield(now, ConnId::new(k), &common);
     }
-    s.add_peer(now, 0);
-    s.peer_bitfield(now, 0, &BitSet::full(10));
-    s.peer_unchoked(now, 0);
+    s.add_peer(now, ConnId::new(0));
+    s.peer_bitfield(now, ConnId::new(0), &BitSet::full(10));
+    s.peer_unchoked(now, ConnId::new(0));
     let asked: Vec<u32> = std::iter::from_fn(|| s.poll_action())
         .filter_map(|a| match a {
-            Action::Request { peer: 0, chunk } => Some(chunk),
+            Action::Request { peer: P0, chunk } => Some(chunk),
             _ => None,
         })
         .collect();
@@ -304,28 +313,28 @@ fn choke_releases_requests_to_other_peers() {
     let now = Instant::now();
     let mut s = Scheduler::new(8, 1 << 20, BitSet::new(8), SchedulerConfig::default(), 1);
     for k in [0, 1] {
-        s.add_peer(now, k);
-        s.peer_bitfield(now, k, &BitSet::full(8));
+        s.add_peer(now, ConnId::new(k));
+        s.peer_bitfield(now, ConnId::new(k), &BitSet::full(8));
     }
-    s.peer_unchoked(now, 0);
+    s.peer_unchoked(now, ConnId::new(0));
     while s.poll_action().is_some() {}
     // Slow start: a new peer gets min_pipeline requests.
     assert_eq!(
         s.requests_in_flight(),
         SchedulerConfig::default().min_pipeline
     );
-    s.peer_unchoked(now, 1);
-    s.peer_choked(now, 0);
+    s.peer_unchoked(now, ConnId::new(1));
+    s.peer_choked(now, ConnId::new(0));
     let reqs: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
     assert!(reqs
         .iter()
-        .all(|a| !matches!(a, Action::Request { peer: 0, .. })));
+        .all(|a| !matches!(a, Action::Request { peer: P0, .. })));
     s.check_invariants().unwrap();
     // A piece that crossed the CHOKE on the wire is tolerated, not a violation.
     let stale = 0..8u32;
     let mut saw_cancelled = false;
     for c in stale {
-        if s.piece_received(now, 0, c, 1) == PieceVerdict::Cancelled {
+        if s.piece_received(now, ConnId::new(0), c, 1) == PieceVerdict::Cancelled {
             saw_cancelled = true;
             break;
         }
@@ -337,23 +346,26 @@ fn choke_releases_requests_to_other_peers() {
 fn unrequested_piece_and_bad_indices_are_violations() {
     let now = Instant::now();
     let mut s = Scheduler::new(4, 1 << 20, BitSet::new(4), SchedulerConfig::default(), 1);
-    s.add_peer(now, 7);
-    assert_eq!(s.piece_received(now, 7, 2, 10), PieceVerdict::Unrequested);
+    s.add_peer(now, ConnId::new(7));
     assert_eq!(
-        s.poll_action(),
-        Some(Action::Drop(7, DropReason::ProtocolViolation))
+        s.piece_received(now, ConnId::new(7), 2, 10),
+        PieceVerdict::Unrequested
     );
-    s.add_peer(now, 8);
-    s.peer_have(now, 8, 4);
     assert_eq!(
         s.poll_action(),
-        Some(Action::Drop(8, DropReason::ProtocolViolation))
+        Some(Action::Drop(ConnId::new(7), DropReason::ProtocolViolation))
     );
-    s.add_peer(now, 9);
-    s.peer_bitfield(now, 9, &BitSet::full(5));
+    s.add_peer(now, ConnId::new(8));
+    s.peer_have(now, ConnId::new(8), 4);
     assert_eq!(
         s.poll_action(),
-        Some(Action::Drop(9, DropReason::ProtocolViolation))
+        Some(Action::Drop(ConnId::new(8), DropReason::ProtocolViolation))
+    );
+    s.add_peer(now, ConnId::new(9));
+    s.peer_bitfield(now, ConnId::new(9), &BitSet::full(5));
+    assert_eq!(
+        s.poll_action(),
+        Some(Action::Drop(ConnId::new(9), DropReason::ProtocolViolation))
     );
     assert_eq!(s.peer_count(), 0);
     s.check_invariants().unwrap();
@@ -407,7 +419,7 @@ proptest! {
         prop_assert!(h.s.is_complete());
         prop_assert!(h.max_dup <= 2, "{} copies of one chunk requested", h.max_dup);
         for b in &h.banned {
-            prop_assert_eq!(h.peers[*b as usize].behaviour, Behaviour::Corrupt);
+            prop_assert_eq!(h.peers[b.get() as usize].behaviour, Behaviour::Corrupt);
         }
     }
 }
@@ -418,9 +430,9 @@ fn pipeline_grows_with_delivered_pieces_and_follows_the_rate() {
     let cfg = SchedulerConfig::default();
     let chunk = 256 * 1024u32;
     let mut s = Scheduler::new(1000, chunk, BitSet::new(1000), cfg.clone(), 1);
-    s.add_peer(t0, 0);
-    s.peer_bitfield(t0, 0, &BitSet::full(1000));
-    s.peer_unchoked(t0, 0);
+    s.add_peer(t0, ConnId::new(0));
+    s.peer_bitfield(t0, ConnId::new(0), &BitSet::full(1000));
+    s.peer_unchoked(t0, ConnId::new(0));
     let mut outstanding: VecDeque<u32> = VecDeque::new();
     let drain = |s: &mut Scheduler, q: &mut VecDeque<u32>| {
         while let Some(a) = s.poll_action() {
@@ -437,10 +449,10 @@ fn pipeline_grows_with_delivered_pieces_and_follows_the_rate() {
         now += Duration::from_micros(2_600);
         let c = outstanding.pop_front().unwrap();
         assert_eq!(
-            s.piece_received(now, 0, c, chunk as usize),
+            s.piece_received(now, ConnId::new(0), c, chunk as usize),
             PieceVerdict::Verify
         );
-        s.chunk_verified(now, c, 0, true);
+        s.chunk_verified(now, c, ConnId::new(0), true);
         drain(&mut s, &mut outstanding);
     }
     assert_eq!(
@@ -452,10 +464,10 @@ fn pipeline_grows_with_delivered_pieces_and_follows_the_rate() {
         now += Duration::from_millis(500);
         let c = outstanding.pop_front().unwrap();
         assert_eq!(
-            s.piece_received(now, 0, c, chunk as usize),
+            s.piece_received(now, ConnId::new(0), c, chunk as usize),
             PieceVerdict::Verify
         );
-        s.chunk_verified(now, c, 0, true);
+        s.chunk_verified(now, c, ConnId::new(0), true);
         drain(&mut s, &mut outstanding);
     }
     assert!(
@@ -474,9 +486,9 @@ fn unverified_data_is_bounded_when_verification_lags() {
     let chunk = 256 * 1024u32;
     let mut s = Scheduler::new(4096, chunk, BitSet::new(4096), cfg.clone(), 1);
     for k in 0..8 {
-        s.add_peer(now, k);
-        s.peer_bitfield(now, k, &BitSet::full(4096));
-        s.peer_unchoked(now, k);
+        s.add_peer(now, ConnId::new(k));
+        s.peer_bitfield(now, ConnId::new(k), &BitSet::full(4096));
+        s.peer_unchoked(now, ConnId::new(k));
     }
     let budget = (cfg.max_unverified_bytes / u64::from(chunk)) as usize;
     let mut received = 0;
@@ -520,30 +532,36 @@ fn availability_follows_have_and_departures() {
     let mut b_bits = BitSet::new(3);
     b_bits.insert(0);
     for (k, bits) in [(a, BitSet::full(3)), (b, b_bits), (c, BitSet::new(3))] {
-        s.add_peer(now, k);
-        s.peer_bitfield(now, k, &bits);
+        s.add_peer(now, ConnId::new(k));
+        s.peer_bitfield(now, ConnId::new(k), &bits);
     }
     // Availability [2, 1, 1]; C's HAVE makes it [2, 2, 1]: chunk 2 is the rarest.
-    s.peer_have(now, c, 1);
+    s.peer_have(now, ConnId::new(c), 1);
     s.check_invariants().unwrap();
     while s.poll_action().is_some() {}
-    s.peer_unchoked(now, a);
+    s.peer_unchoked(now, ConnId::new(a));
     let first: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
     assert!(
-        first.contains(&Action::Request { peer: a, chunk: 2 }),
+        first.contains(&Action::Request {
+            peer: ConnId::new(a),
+            chunk: 2
+        }),
         "{first:?}"
     );
     // B leaves: [1, 2, 1]. The next pick, right after chunk 2 arrives, is chunk 0.
-    s.peer_gone(now, b);
+    s.peer_gone(now, ConnId::new(b));
     s.check_invariants().unwrap();
     assert_eq!(
-        s.piece_received(now, a, 2, 256 * 1024),
+        s.piece_received(now, ConnId::new(a), 2, 256 * 1024),
         PieceVerdict::Verify
     );
-    s.chunk_verified(now, 2, a, true);
+    s.chunk_verified(now, 2, ConnId::new(a), true);
     let next: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
     assert!(
-        next.contains(&Action::Request { peer: a, chunk: 0 }),
+        next.contains(&Action::Request {
+            peer: ConnId::new(a),
+            chunk: 0
+        }),
         "{next:?}"
     );
     assert!(next.contains(&Action::Have(2)), "{next:?}");
