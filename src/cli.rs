@@ -178,6 +178,9 @@ pub struct RunArgs {
     /// Worker threads [default: number of CPUs, 2 to 8]
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Jobs the worker queue holds; more wait, in order, in the event loop
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub worker_queue: u64,
     /// Where finished downloads go [default: <data dir>/files]
     #[arg(long)]
     pub download_dir: Option<PathBuf>,
@@ -255,6 +258,7 @@ impl RunArgs {
         if let Some(w) = self.workers {
             c.workers = w.clamp(1, 64);
         }
+        c.worker_queue = usize::try_from(self.worker_queue).unwrap_or(4096);
         c.download_dir = self.download_dir.clone();
         c.trace = self.trace;
         c.engine.super_seed = !self.no_super_seed;

@@ -4,6 +4,7 @@
 //! - [`cli`]: the command line (`peershare run`, and API clients such as `status`).
 //! - [`api`]: the local JSON-over-TCP API (EchoChain compatible): framing, requests, replies, client.
 //! - [`id`]: 256-bit IDs and the XOR metric.
+//! - [`bitset`]: a fixed-size set of chunk numbers.
 //! - [`conn`]: the handle of a wire connection, one ID space for the core and the reactor.
 //! - [`ledger`]: blockchain hooks: content ownership on an embedded signed, hash-chained ledger.
 //! - [`content`]: manifests and content IDs, file hashing, the share index, crash-safe partial downloads.
@@ -11,12 +12,14 @@
 //! - [`nat`]: NAT traversal (sans-IO): reachability, rendezvous, hole punching, relaying.
 //! - [`net`]: the mio reactor, socket binding and send-path network emulation.
 //! - [`node`]: a running node: config, persistence, shared status, API commands.
+//! - [`storage`]: the file side: share index, shared files, partial downloads; storage jobs.
 //! - [`sim`]: a deterministic, seeded network simulator for the DHT (`make sim`).
 //! - [`transfer`]: the download scheduler (sans-IO: rarest first, pipelining, endgame, bans).
 //! - [`workers`]: the worker pool and its completion channel.
 //! - [`proto`]: wire codecs (sans-IO), normative spec in `protocol-spec/`.
 
 pub mod api;
+pub mod bitset;
 pub mod bufpool;
 pub mod cli;
 pub mod conn;
@@ -29,5 +32,6 @@ pub mod net;
 pub mod node;
 pub mod proto;
 pub mod sim;
+pub mod storage;
 pub mod transfer;
 pub mod workers;

@@ -16,10 +16,10 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    /// Starts `n` workers.
-    pub fn new(n: usize) -> std::io::Result<Self> {
+    /// Starts `n` workers sharing a queue of `queue` jobs (at least one).
+    pub fn new(n: usize, queue: usize) -> std::io::Result<Self> {
         // Bounded so a flood of work applies back-pressure instead of growing memory.
-        let (tx, rx) = crossbeam_channel::bounded::<Job>(4096);
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
         let mut threads = Vec::with_capacity(n);
         for i in 0..n.max(1) {
             let rx: Receiver<Job> = rx.clone();
@@ -46,6 +46,11 @@ impl WorkerPool {
             Some(tx) => tx.try_send(Box::new(job)).is_ok(),
             None => false,
         }
+    }
+
+    /// Whether the queue can take a job now.
+    pub fn has_room(&self) -> bool {
+        self.jobs.as_ref().is_some_and(|tx| !tx.is_full())
     }
 
     /// Stops accepting jobs and waits for the queued ones to finish.

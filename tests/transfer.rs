@@ -635,28 +635,58 @@ fn four_seeders_one_leecher() {
 /// peers connected is connected to another leecher (learnt through PEERS or the DHT);
 /// (b) afterwards the DHT lists the leechers as providers (they announce once they hold
 /// verified chunks).
+/// A seeder sharing `data` and `n` leechers bootstrapped from it, all started with `args`;
+/// returns them with the content ID once the last leecher finds the seeder in the DHT.
+fn swarm(dir: &Path, data: &[u8], n: usize, args: &[&str]) -> (Node, Vec<Node>, String) {
+    let src = dir.join("shared.bin");
+    write_file(&src, data);
+    let seeder = Node::start(&dir.join("seed"), args);
+    let boot = seeder.addr();
+    let leechers: Vec<Node> = (0..n)
+        .map(|i| {
+            let mut a = args.to_vec();
+            a.extend(["--bootstrap", &boot]);
+            Node::start(&dir.join(format!("l{i}")), &a)
+        })
+        .collect();
+    let id = add_file(&seeder, &src);
+    if let Some(last) = leechers.last() {
+        wait_for_providers(last, &id, 1);
+    }
+    (seeder, leechers, id)
+}
+
+type Request = (PathBuf, JoinHandle<Result<Value, String>>);
+
+/// Every leecher asks for `id` at once, each into its own folder under `dir`.
+fn request_all(dir: &Path, leechers: &[Node], id: &str) -> Vec<Request> {
+    leechers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let out = dir.join(format!("out{i}"));
+            (out.clone(), spawn_request(l, id, &out, &[], LONG))
+        })
+        .collect()
+}
+
+/// Waits for every request and checks each got exactly `data`.
+fn assert_all_downloaded(handles: Vec<Request>, data: &[u8]) {
+    for (i, (out, h)) in handles.into_iter().enumerate() {
+        let reply = h
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("leecher {i}: {e}"));
+        assert_downloaded(&reply, &out, data);
+    }
+}
+
 #[test]
 fn one_seeder_eight_leechers_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = seeded_bytes(8 * MIB, 3);
-    let src = dir.path().join("popular.bin");
-    write_file(&src, &data);
-    let seeder = Node::start(&dir.path().join("seed"), &[]);
-    let boot = seeder.addr();
-    let leechers: Vec<Node> = (0..8)
-        .map(|i| Node::start(&dir.path().join(format!("l{i}")), &["--bootstrap", &boot]))
-        .collect();
-    let id = add_file(&seeder, &src);
-    wait_for_providers(&leechers[7], &id, 1);
-
-    let handles: Vec<_> = leechers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let out = dir.path().join(format!("out{i}"));
-            (out.clone(), spawn_request(l, &id, &out, &[], LONG))
-        })
-        .collect();
+    let (seeder, leechers, id) = swarm(dir.path(), &data, 8, &[]);
+    let handles = request_all(dir.path(), &leechers, &id);
     let mut max_peers = vec![0u64; leechers.len()];
     while handles.iter().any(|(_, h)| !h.is_finished()) {
         for (i, l) in leechers.iter().enumerate() {
@@ -665,13 +695,7 @@ fn one_seeder_eight_leechers_at_once() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    for (i, (out, h)) in handles.into_iter().enumerate() {
-        let reply = h
-            .join()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("leecher {i}: {e}"));
-        assert_downloaded(&reply, &out, &data);
-    }
+    assert_all_downloaded(handles, &data);
     eprintln!("one_seeder_eight_leechers_at_once: most peers seen per leecher: {max_peers:?}");
     assert!(
         max_peers.iter().any(|p| *p >= 2),
@@ -685,6 +709,20 @@ fn one_seeder_eight_leechers_at_once() {
     });
     eprintln!("one_seeder_eight_leechers_at_once: providers afterwards: {found:?}");
     assert!(enough, "too few providers in the DHT afterwards: {found:?}");
+}
+
+/// Back-pressure instead of loss: with one worker and a worker queue of ONE job, every node
+/// of a 1 -> 8 swarm has far more storage work (chunk reads, verifications, writes) than its
+/// pool takes at once. What does not fit waits in the event loop's backlog and runs in
+/// order; nothing is dropped, so every download completes with the right bytes (a dropped
+/// store would leave its chunk "verifying" forever, a dropped read an upload slot taken).
+#[test]
+fn swarm_completes_with_a_one_slot_worker_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = seeded_bytes(6 * MIB + 12_345, 33);
+    let tight = ["--workers", "1", "--worker-queue", "1"];
+    let (_seeder, leechers, id) = swarm(dir.path(), &data, 8, &tight);
+    assert_all_downloaded(request_all(dir.path(), &leechers, &id), &data);
 }
 
 // ----- 4. a corrupt seeder among honest ones -----------------------------------------------

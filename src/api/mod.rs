@@ -34,5 +34,17 @@
 pub mod auth;
 pub mod client;
 pub mod framing;
+pub mod paths;
 pub mod reply;
 pub mod request;
+
+/// Where an API request's reply goes: the client connection it came on and its place in
+/// that connection's reply order. The reactor numbers connections; everything else only
+/// carries this back with the reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplyTo {
+    /// The API connection (the reactor's number for it).
+    pub conn: u64,
+    /// The reply's place in that connection's order.
+    pub seq: u64,
+}

@@ -23,9 +23,10 @@
 //! 2. [`partial::PartialFile::open_or_create`] preallocates `downloads/<id>.part`, or after a
 //!    crash reopens it: chunks in the resume record are trusted, the others are re-hashed
 //!    from the `.part` so chunks written just before the crash are not fetched again.
-//! 3. Each chunk is checked against its hash on arrival (by the caller, [`Manifest::verify_chunk`]),
-//!    written ([`partial::PartialFile::write_chunk`]), marked verified, and from then on can be
-//!    served to other downloaders ([`partial::PartialReader`]). The verified set is persisted
+//! 3. Each chunk is checked against its hash on arrival ([`verified::VerifiedChunk::check`],
+//!    on a worker): only a [`verified::VerifiedChunk`] can be stored
+//!    ([`partial::PartialFile::store`]), and from then on it can be served to other
+//!    downloaders ([`partial::PartialReader`]). The verified set is persisted
 //!    about once a second ([`partial::PartialFile::flush_record`]), always after the data it
 //!    claims is on disk.
 //! 4. [`partial::PartialFile::finish`] checks the whole-file SHA-256, syncs, and only then
@@ -37,6 +38,7 @@ pub mod index;
 pub mod manifest;
 pub mod names;
 pub mod partial;
+pub mod verified;
 
 use std::fmt;
 use std::fs::{self, File, Metadata};
@@ -163,24 +165,14 @@ pub enum ContentError {
         /// Why it does not decode.
         source: DecodeError,
     },
-    /// A chunk given to a download has the wrong length for its index.
-    WrongChunkLength {
+    /// A chunk verified for another content was given to this download (a caller bug).
+    ChunkOfOtherContent {
         /// The download.
         id: Id,
         /// The chunk.
         chunk: u32,
-        /// Its length per the manifest.
-        expected: u32,
-        /// The length given.
-        got: usize,
-    },
-    /// A chunk given to a download does not match its hash (checked in debug builds; the
-    /// caller is required to verify first).
-    ChunkHashMismatch {
-        /// The download.
-        id: Id,
-        /// The chunk.
-        chunk: u32,
+        /// The content it was verified for.
+        other: Id,
     },
     /// A chunk index that is not in this download (an index validated against another
     /// file's [`Lengths`]: a caller bug).
@@ -191,13 +183,6 @@ pub enum ContentError {
         chunk: u32,
         /// The download's chunk count.
         count: u32,
-    },
-    /// [`partial::PartialFile::mark_verified`] on a chunk that was not written.
-    ChunkNotWritten {
-        /// The download.
-        id: Id,
-        /// The chunk.
-        chunk: u32,
     },
     /// A chunk of a download was asked for but is not verified yet.
     ChunkNotVerified {
@@ -279,26 +264,13 @@ impl fmt::Display for ContentError {
                 "stored manifest {} is corrupt ({source}); remove it and add the file again",
                 path.display()
             ),
-            ContentError::WrongChunkLength {
-                id,
-                chunk,
-                expected,
-                got,
-            } => write!(
+            ContentError::ChunkOfOtherContent { id, chunk, other } => write!(
                 f,
-                "chunk {chunk} of {id} must be {expected} bytes, got {got}"
-            ),
-            ContentError::ChunkHashMismatch { id, chunk } => write!(
-                f,
-                "chunk {chunk} of {id} does not match its hash in the manifest; it was not stored"
+                "chunk {chunk} was verified for {other}, not for {id}; it was not stored"
             ),
             ContentError::ChunkOutOfRange { id, chunk, count } => write!(
                 f,
                 "chunk {chunk} is not part of {id}, which has {count} chunk(s)"
-            ),
-            ContentError::ChunkNotWritten { id, chunk } => write!(
-                f,
-                "chunk {chunk} of {id} cannot be marked verified: it was never written"
             ),
             ContentError::ChunkNotVerified { id, chunk } => {
                 write!(

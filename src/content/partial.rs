@@ -44,6 +44,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{ChunkIndex, Lengths, Manifest, HASH_LEN};
 use super::names::{numbered_name, safe_file_name_or_fallback};
+use super::verified::VerifiedChunk;
 use super::{remove_if_exists, sync_dir, write_atomic, ContentError};
 use crate::id::Id;
 
@@ -151,9 +152,6 @@ pub struct PartialFile {
     /// ([`PrefixWork::release_behind`]); shared with the readers.
     released: Arc<AtomicU64>,
     verified_count: u32,
-    /// Chunks whose bytes were written to the `.part` (by this session or found valid on
-    /// open). Only these may be marked verified.
-    written: Vec<bool>,
     /// The verified set changed since the last resume record.
     dirty: bool,
     state: State,
@@ -162,11 +160,11 @@ pub struct PartialFile {
     prefix: Option<PrefixHash>,
     /// Bumped when the prefix hash is restarted, so a stale [`PrefixWork`] is not put back.
     prefix_gen: u64,
-    /// Bytes written since write-back was last started ([`PartialFile::write_chunk`]).
+    /// Bytes written since write-back was last started ([`PartialFile::store`]).
     unsynced: u64,
 }
 
-/// How many written bytes accumulate before [`PartialFile::write_chunk`] asks the kernel to
+/// How many written bytes accumulate before [`PartialFile::store`] asks the kernel to
 /// start writing them back. Without it, a download smaller than the dirty-page threshold
 /// (10% of RAM by default) stays entirely in memory and the `fsync` at the end has to write
 /// all of it at once; with it, the disk works while the network does.
@@ -475,7 +473,6 @@ impl PartialFile {
             verified: Arc::new(VerifiedBits::new(lengths.chunk_count())),
             released: Arc::new(AtomicU64::new(0)),
             verified_count: 0,
-            written: vec![false; lengths.chunk_count() as usize],
             dirty: false,
             state: State::Open,
             manifest,
@@ -572,47 +569,40 @@ impl PartialFile {
         self.dirty
     }
 
-    /// Writes chunk `c` at its place in the `.part`.
+    /// Stores a verified chunk at its place in the `.part`: from now on it is served to
+    /// other peers and counted. Returns true if it was not verified before; storing a chunk
+    /// that is already verified does nothing (its bytes may be being served at this moment).
+    /// Durable only after the next [`PartialFile::flush_record`].
     ///
-    /// **Precondition:** the caller has already checked `data` against the manifest
-    /// ([`Manifest::verify_chunk`], on a worker). Debug builds check again and refuse a
-    /// mismatch with [`ContentError::ChunkHashMismatch`]; release builds do not hash twice.
-    /// The length is always checked. Writing a chunk that is already verified does nothing
-    /// (its bytes may be being served at this moment). The chunk counts only once
-    /// [`PartialFile::mark_verified`] is called.
-    pub fn write_chunk(&mut self, c: ChunkIndex, data: &[u8]) -> Result<(), ContentError> {
+    /// Only a [`VerifiedChunk`] is accepted, which can only be made by hashing the bytes
+    /// against the manifest: nothing unverified can reach the disk, in any build. A chunk
+    /// verified for another content is refused.
+    pub fn store(&mut self, chunk: &VerifiedChunk) -> Result<bool, ContentError> {
         self.ensure_open()?;
+        let c = chunk.index();
+        if chunk.content() != self.id {
+            return Err(ContentError::ChunkOfOtherContent {
+                id: self.id,
+                chunk: c.get(),
+                other: chunk.content(),
+            });
+        }
         self.ensure_in_range(c)?;
-        let expected = self.lengths.chunk_len(c);
-        if data.len() != expected as usize {
-            return Err(ContentError::WrongChunkLength {
-                id: self.id,
-                chunk: c.get(),
-                expected,
-                got: data.len(),
-            });
-        }
         if self.verified.get(c.get()) {
-            return Ok(());
+            return Ok(false);
         }
-        if cfg!(debug_assertions) && !self.manifest.verify_chunk(c, data) {
-            return Err(ContentError::ChunkHashMismatch {
-                id: self.id,
-                chunk: c.get(),
-            });
-        }
+        let data = chunk.data();
         self.file
             .write_all_at(data, self.lengths.chunk_offset(c))
             .map_err(|e| ContentError::io("write", &self.part_path, e))?;
-        if let Some(w) = self.written.get_mut(c.as_usize()) {
-            *w = true;
-        }
         self.unsynced += data.len() as u64;
         if self.unsynced >= WRITEBACK_EVERY {
             self.unsynced = 0;
             start_writeback(&self.file);
         }
-        Ok(())
+        self.set_verified(c);
+        self.dirty = true;
+        Ok(true)
     }
 
     /// Takes the whole-file hash out to extend it without this download's lock, if the next
@@ -642,26 +632,6 @@ impl PartialFile {
     /// (`None` while a worker holds it).
     pub fn prefix_hashed(&self) -> Option<u32> {
         self.prefix.as_ref().map(|p| p.next)
-    }
-
-    /// Marks a written chunk verified: from now on it is served to other peers and counted.
-    /// Returns true if it was not verified before. Fails for a chunk that was not written.
-    /// Durable only after the next [`PartialFile::flush_record`].
-    pub fn mark_verified(&mut self, c: ChunkIndex) -> Result<bool, ContentError> {
-        self.ensure_open()?;
-        self.ensure_in_range(c)?;
-        if self.verified.get(c.get()) {
-            return Ok(false);
-        }
-        if !self.written.get(c.as_usize()).copied().unwrap_or(false) {
-            return Err(ContentError::ChunkNotWritten {
-                id: self.id,
-                chunk: c.get(),
-            });
-        }
-        self.set_verified(c);
-        self.dirty = true;
-        Ok(true)
     }
 
     /// Reads verified chunk `c` (to serve it to another downloader at once). See
@@ -826,9 +796,6 @@ impl PartialFile {
     }
 
     fn set_verified(&mut self, c: ChunkIndex) {
-        if let Some(w) = self.written.get_mut(c.as_usize()) {
-            *w = true;
-        }
         if self.verified.set(c.get()) {
             self.verified_count += 1;
         }
@@ -838,9 +805,6 @@ impl PartialFile {
         if self.verified.get(c.get()) {
             self.verified.clear(c.get());
             self.verified_count = self.verified_count.saturating_sub(1);
-        }
-        if let Some(w) = self.written.get_mut(c.as_usize()) {
-            *w = false;
         }
     }
 
@@ -1197,12 +1161,24 @@ mod tests {
         m.lengths().validate(i).unwrap()
     }
 
+    fn verified(m: &Manifest, d: &[u8], i: u32) -> VerifiedChunk {
+        let c = idx(m, i);
+        VerifiedChunk::check(m, i, chunk(d, m, c).to_vec())
+            .ok()
+            .unwrap()
+    }
+
+    /// Stores chunk `i` as a download does; with `!mark`, only writes its bytes into the
+    /// `.part` (as a crash between the write and the record would leave them).
     fn store(pf: &mut PartialFile, d: &[u8], i: u32, mark: bool) {
         let m = Arc::clone(pf.manifest());
-        let c = idx(&m, i);
-        pf.write_chunk(c, chunk(d, &m, c)).unwrap();
         if mark {
-            assert!(pf.mark_verified(c).unwrap());
+            assert!(pf.store(&verified(&m, d, i)).unwrap());
+        } else {
+            let c = idx(&m, i);
+            pf.file
+                .write_all_at(chunk(d, &m, c), m.lengths().chunk_offset(c))
+                .unwrap();
         }
     }
 
@@ -1242,7 +1218,7 @@ mod tests {
             0
         );
         assert!(matches!(
-            pf.write_chunk(idx(&m, 0), chunk(&d, &m, idx(&m, 0))),
+            pf.store(&verified(&m, &d, 0)),
             Err(ContentError::Closed { .. })
         ));
     }
@@ -1547,33 +1523,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (d, m) = content(3);
         let (mut pf, _) = PartialFile::open_or_create(tmp.path(), Arc::clone(&m)).unwrap();
-        let c0 = idx(&m, 0);
+        // A chunk verified for other content goes nowhere.
+        let (d2, m2) = content(2);
+        let _ = d;
         assert!(matches!(
-            pf.mark_verified(c0),
-            Err(ContentError::ChunkNotWritten { .. })
-        ));
-        assert!(matches!(
-            pf.write_chunk(c0, &d[..10]),
-            Err(ContentError::WrongChunkLength {
-                expected: CS,
-                got: 10,
-                ..
-            })
-        ));
-        if cfg!(debug_assertions) {
-            let wrong = vec![0u8; CS as usize];
-            assert!(matches!(
-                pf.write_chunk(c0, &wrong),
-                Err(ContentError::ChunkHashMismatch { .. })
-            ));
-        }
-        let other = Lengths::new(100 * u64::from(CS), CS)
-            .unwrap()
-            .validate(50)
-            .unwrap();
-        assert!(matches!(
-            pf.write_chunk(other, &[]),
-            Err(ContentError::ChunkOutOfRange { .. })
+            pf.store(&verified(&m2, &d2, 0)),
+            Err(ContentError::ChunkOfOtherContent { .. })
         ));
         assert!(matches!(
             pf.finish(tmp.path(), "x"),

@@ -3,6 +3,7 @@
 
 pub mod bandwidth;
 pub mod emulate;
+pub mod jobs;
 pub mod reactor;
 pub mod socket;
 pub mod trace;

@@ -19,23 +19,24 @@ use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::api::auth;
 use crate::api::framing::{ApiConnection, Frame};
-use crate::api::reply;
-use crate::api::request::{parse_request, ApiError, ApiRequest};
+use crate::api::request::ApiRequest;
+use crate::api::{auth, reply, ReplyTo};
 use crate::dht::{Dht, DhtEvent, QueryId, QueryResult};
 use crate::id::Id;
 use crate::ledger::Ledger;
 use crate::net::bandwidth::{Bandwidth, Budgeted, Dir, Limits};
 use crate::net::emulate::SendEmulator;
+use crate::net::jobs::{Backlog, Completion, Job, JobContext};
 use crate::net::socket::dest_for;
 use crate::net::trace::Tracer;
 use crate::net::wire_conn::WireConn;
 use crate::node::commands::{self, Ctx, Pending};
+use crate::node::library::{Library, Reply};
 use crate::node::shared::{BandwidthView, Shared, StatusView};
-use crate::node::state::{self, NodeState};
-use crate::node::transfers::{Reply, Spawner, TransferDone, Transfers};
-use crate::transfer::engine::{Action as EngineAction, ConnId};
+use crate::node::state::NodeState;
+use crate::storage::{DiskStorage, StorageJob};
+use crate::transfer::engine::{Action as EngineAction, ConnId, WireAction};
 use crate::workers::{Completer, WorkerPool};
 
 #[path = "reactor_nat.rs"]
@@ -51,30 +52,6 @@ const FIRST_CONN: usize = 16;
 const MAX_API_CONNS: usize = 1024;
 const SAVE_EVERY: Duration = Duration::from_secs(60);
 const VIEW_EVERY: Duration = Duration::from_millis(500);
-
-/// Results that come back to the loop from workers.
-pub enum Completion {
-    /// A request was parsed; the loop executes it.
-    Parsed {
-        /// Connection.
-        token: Token,
-        /// Its place in the connection's reply order.
-        seq: u64,
-        /// The typed request or why it is invalid.
-        result: Result<ApiRequest, ApiError>,
-    },
-    /// A transfer job finished.
-    Transfer(TransferDone),
-    /// A finished reply.
-    Reply {
-        /// Connection.
-        token: Token,
-        /// Its place in the connection's reply order.
-        seq: u64,
-        /// The reply bytes.
-        bytes: Vec<u8>,
-    },
-}
 
 struct ApiConn {
     stream: TcpStream,
@@ -110,20 +87,6 @@ struct WireSock {
     writable_interest: bool,
 }
 
-/// Runs transfer jobs on the worker pool and hands their results to the loop.
-struct JobSpawner<'a> {
-    workers: &'a WorkerPool,
-    completer: &'a Completer<Completion>,
-}
-
-impl Spawner for JobSpawner<'_> {
-    fn spawn(&self, job: Box<dyn FnOnce() -> TransferDone + Send>) -> bool {
-        let c = self.completer.clone();
-        self.workers
-            .submit(move || c.complete(Completion::Transfer(job())))
-    }
-}
-
 /// The sockets and core state the loop drives.
 pub struct Reactor {
     poll: Poll,
@@ -142,10 +105,13 @@ pub struct Reactor {
     dht: Dht,
     emulator: SendEmulator,
     workers: WorkerPool,
-    completer: Completer<Completion>,
     completions: Receiver<Completion>,
     pending: HashMap<QueryId, Pending>,
-    transfers: Transfers,
+    library: Library,
+    /// What workers need to run jobs.
+    jobs: Arc<JobContext>,
+    /// Jobs waiting for room in the worker pool.
+    backlog: Backlog,
     wire_socks: HashMap<Token, WireSock>,
     wire_tokens: HashMap<ConnId, Token>,
     /// DHT lookups started for a download's peers.
@@ -153,10 +119,8 @@ pub struct Reactor {
     next_expire: Instant,
     shared: Arc<Shared>,
     shutdown: Arc<AtomicBool>,
-    data_dir: std::path::PathBuf,
     api_token: Option<Arc<str>>,
     api_request_timeout: Duration,
-    ledger: Arc<dyn Ledger>,
     tracer: Tracer,
     bw: Bandwidth,
     next_save: Instant,
@@ -187,7 +151,9 @@ pub struct ReactorParts {
     /// Worker threads.
     pub workers: WorkerPool,
     /// Shares and downloads.
-    pub transfers: Transfers,
+    pub library: Library,
+    /// The files behind them.
+    pub storage: Arc<DiskStorage>,
     /// State shared with workers.
     pub shared: Arc<Shared>,
     /// Set by the signal handler.
@@ -232,20 +198,25 @@ impl Reactor {
             dht: p.dht,
             emulator: p.emulator,
             workers: p.workers,
-            completer,
+            jobs: Arc::new(JobContext {
+                storage: p.storage,
+                shared: p.shared.clone(),
+                ledger: p.ledger,
+                completer,
+                data_dir: p.data_dir,
+            }),
+            backlog: Backlog::default(),
             completions,
             pending: HashMap::new(),
-            transfers: p.transfers,
+            library: p.library,
             wire_socks: HashMap::new(),
             wire_tokens: HashMap::new(),
             peer_queries: HashMap::new(),
             next_expire: now,
             shared: p.shared,
             shutdown: p.shutdown,
-            data_dir: p.data_dir,
             api_token: p.api_token,
             api_request_timeout: p.api_request_timeout,
-            ledger: p.ledger,
             tracer: Tracer::new(p.trace),
             bw: Bandwidth::new(p.limits, now),
             next_save: now + SAVE_EVERY,
@@ -295,13 +266,8 @@ impl Reactor {
             if self.dht.poll_timeout().is_some_and(|t| t <= now) {
                 self.dht.handle_timeout(now);
             }
-            if self
-                .transfers
-                .engine
-                .poll_timeout()
-                .is_some_and(|t| t <= now)
-            {
-                self.transfers.engine.handle_timeout(now);
+            if self.library.engine.poll_timeout().is_some_and(|t| t <= now) {
+                self.library.engine.handle_timeout(now);
             }
             self.flush_dht(now);
             self.nat_timeouts(now);
@@ -311,8 +277,13 @@ impl Reactor {
         }
         // The router's port mappings go first: they point at a node that is going away.
         self.nat_stop_mapping();
-        self.transfers.flush_all();
-        self.save_state(true);
+        self.pump_jobs();
+        self.library_outputs();
+        // Whatever waits for a worker (saving the download list, a last chunk) runs here,
+        // then every download's progress is made durable.
+        self.backlog.run_all_here(&self.jobs);
+        self.jobs.run(Job::Storage(StorageJob::FlushAll));
+        self.jobs.run(Job::SaveState(self.node_state()));
         Ok(())
     }
 
@@ -321,7 +292,7 @@ impl Reactor {
         [
             bandwidth,
             self.dht.poll_timeout(),
-            self.transfers.engine.poll_timeout(),
+            self.library.engine.poll_timeout(),
             self.emulator.next_deadline(),
             self.nat.next_deadline(),
             Some(self.next_save),
@@ -373,14 +344,14 @@ impl Reactor {
                     log::debug!("dht: query {id:?} done in {:?}: {stats:?}", stats.duration);
                     if let Some(p) = self.pending.remove(&id) {
                         let bytes = commands::reply_for(&p, &result, &self.dht, self.self_addr());
-                        self.deliver(p.token, p.seq, bytes);
+                        self.deliver_to(p.to, bytes);
                     } else if let Some(content) = self.peer_queries.remove(&id) {
                         if let QueryResult::Providers { providers, .. } = &result {
                             log::debug!(
                                 "download {content}: the DHT knows {} providers",
                                 providers.len()
                             );
-                            self.transfers.engine.add_peers(now, &content, providers);
+                            self.library.engine.add_peers(now, &content, providers);
                         }
                     } else if let QueryResult::Announced { stored_at, asked } = result {
                         log::debug!("dht: republished a key at {stored_at}/{asked} nodes");
@@ -446,13 +417,13 @@ impl Reactor {
             // A punched connection may arrive here (nat.md): then it is our own.
             let punched = self.nat_accepted(crate::proto::codec::canonical_addr(peer), now);
             let conn = punched.unwrap_or_else(|| {
-                self.transfers
+                self.library
                     .engine
                     .accepted(now, crate::proto::codec::canonical_addr(peer))
             });
             self.track_wire(token, conn, stream, false);
             if let Some(conn) = punched {
-                self.transfers.engine.connected(now, conn);
+                self.library.engine.connected(now, conn);
                 self.drive_engine(now);
             }
             self.wire_ready(token, true, false, now);
@@ -599,109 +570,69 @@ impl Reactor {
     /// Sends a request to a worker to be parsed (and, for read-only commands, answered from
     /// the shared view without coming back through the loop).
     fn dispatch(&mut self, token: Token, seq: u64, bytes: Vec<u8>) {
-        let completer = self.completer.clone();
-        let shared = self.shared.clone();
-        let ledger = self.ledger.clone();
+        let to = reply_to(token, seq);
         let needs_token = match (&self.api_token, self.conns.get(&token)) {
             (Some(t), Some(c)) if auth::required_for(c.peer.ip()) => Some(t.clone()),
             _ => None,
         };
-        let ok = self.workers.submit(move || {
-            if let Some(expected) = needs_token {
-                if let Err(message) = auth::check(&bytes, &expected) {
-                    completer.complete(Completion::Reply {
-                        token,
-                        seq,
-                        bytes: reply::error(&message),
-                    });
-                    return;
-                }
-            }
-            let result = parse_request(&bytes);
-            let done = match result {
-                Ok(ApiRequest::Status) => Completion::Reply {
-                    token,
-                    seq,
-                    bytes: commands::status_reply(&shared.view()),
-                },
-                Ok(ApiRequest::ListContent) => Completion::Reply {
-                    token,
-                    seq,
-                    bytes: commands::list_reply(&shared.view()),
-                },
-                Ok(ApiRequest::RoutingTable) => Completion::Reply {
-                    token,
-                    seq,
-                    bytes: commands::routing_reply(&shared.view()),
-                },
-                // Registering needs to know whether the node has the content: that is asked
-                // on the loop, which then hands the append back to a worker.
-                Ok(req @ ApiRequest::RegisterOnChain { .. }) => Completion::Parsed {
-                    token,
-                    seq,
-                    result: Ok(req),
-                },
-                Ok(req) => match commands::ledger_reply(&*ledger, &req, false) {
-                    Some(bytes) => Completion::Reply { token, seq, bytes },
-                    None => Completion::Parsed {
-                        token,
-                        seq,
-                        result: Ok(req),
-                    },
-                },
-                result => Completion::Parsed { token, seq, result },
-            };
-            completer.complete(done);
-        });
-        if !ok {
+        if !self.backlog.api_room() {
             self.deliver(
                 token,
                 seq,
                 reply::error("node busy: too many requests queued, try again"),
             );
+            return;
         }
+        self.backlog.push(Job::Api {
+            to,
+            bytes,
+            token: needs_token,
+        });
+        self.backlog.submit(&self.workers, &self.jobs);
     }
 
     /// Runs `local_register_file_on_chain` on a worker (it appends and fsyncs), once the
     /// loop has said whether this node has the content.
-    fn register_on_worker(&mut self, token: Token, seq: u64, req: ApiRequest) {
+    fn register_on_worker(&mut self, to: ReplyTo, req: ApiRequest) {
         let known = match &req {
-            ApiRequest::RegisterOnChain { file_hash, .. } => self.transfers.knows(file_hash),
+            ApiRequest::RegisterOnChain { file_hash, .. } => self.library.knows(file_hash),
             _ => false,
         };
-        let ledger = self.ledger.clone();
-        let completer = self.completer.clone();
-        let ok = self.workers.submit(move || {
-            let bytes = commands::ledger_reply(&*ledger, &req, known)
-                .unwrap_or_else(|| reply::error("internal: not a ledger command"));
-            completer.complete(Completion::Reply { token, seq, bytes });
-        });
-        if !ok {
-            self.deliver(
-                token,
-                seq,
-                reply::error("node busy: too many requests queued, try again"),
-            );
+        self.backlog.push(Job::Register { to, req, known });
+        self.backlog.submit(&self.workers, &self.jobs);
+    }
+
+    /// Moves the library's storage jobs to the backlog and hands the backlog to the pool.
+    fn pump_jobs(&mut self) {
+        while let Some(job) = self.library.poll_job() {
+            self.backlog.push(Job::Storage(job));
+        }
+        self.backlog.submit(&self.workers, &self.jobs);
+    }
+
+    /// Delivers the library's replies and stops announcing what it withdrew.
+    fn library_outputs(&mut self) {
+        let replies = self.library.take_replies();
+        self.deliver_replies(replies);
+        for id in self.library.take_withdrawn() {
+            self.dht.stop_providing(&id);
         }
     }
 
     fn drain_completions(&mut self, now: Instant) {
         while let Ok(c) = self.completions.try_recv() {
             match c {
-                Completion::Reply { token, seq, bytes } => self.deliver(token, seq, bytes),
-                Completion::Transfer(done) => {
-                    let replies = self.transfers.on_done(now, done);
-                    self.deliver_replies(replies);
-                    for id in self.transfers.take_withdrawn() {
-                        self.dht.stop_providing(&id);
-                    }
+                Completion::Reply { to, bytes } => self.deliver_to(to, bytes),
+                Completion::Storage(done) => {
+                    self.library.on_storage_done(now, done);
+                    self.library_outputs();
                     self.drive_engine(now);
                     self.view_dirty = true;
                 }
-                Completion::Parsed { token, seq, result } => match result {
-                    Err(e) => self.deliver(token, seq, reply::error(&e.message)),
+                Completion::Parsed { to, result } => match result {
+                    Err(e) => self.deliver_to(to, reply::error(&e.message)),
                     Ok(req @ ApiRequest::RegisterOnChain { .. }) => {
-                        self.register_on_worker(token, seq, req)
+                        self.register_on_worker(to, req)
                     }
                     Ok(ApiRequest::SetLimits { changes }) => {
                         let mut l = self.bw.limits();
@@ -724,9 +655,8 @@ impl Reactor {
                         // Connections queued under a limit that is now gone go back to
                         // reading and writing on their own readiness.
                         self.serve_bandwidth(now);
-                        self.deliver(
-                            token,
-                            seq,
+                        self.deliver_to(
+                            to,
                             reply::success(
                                 match serde_json::json!({
                                     "message": "limits set",
@@ -740,28 +670,19 @@ impl Reactor {
                     }
                     Ok(req) => {
                         let self_addr = self.self_addr();
-                        let spawner = JobSpawner {
-                            workers: &self.workers,
-                            completer: &self.completer,
-                        };
                         let ctx = Ctx {
                             dht: &mut self.dht,
-                            transfers: &mut self.transfers,
-                            spawner: &spawner,
+                            library: &mut self.library,
                             self_addr,
                         };
-                        match commands::execute(req, ctx, now, token, seq) {
-                            commands::Outcome::Reply(bytes) => self.deliver(token, seq, bytes),
+                        match commands::execute(req, ctx, now, to) {
+                            commands::Outcome::Reply(bytes) => self.deliver_to(to, bytes),
                             commands::Outcome::Wait(qid, p) => {
                                 self.pending.insert(qid, p);
                             }
                             commands::Outcome::Deferred => {}
                         }
-                        let replies = self.transfers.take_replies();
-                        self.deliver_replies(replies);
-                        for id in self.transfers.take_withdrawn() {
-                            self.dht.stop_providing(&id);
-                        }
+                        self.library_outputs();
                         self.view_dirty = true;
                         self.flush_dht(now);
                         self.drive_engine(now);
@@ -774,6 +695,11 @@ impl Reactor {
     /// This node's address as given to API clients: the public one once peers agree on it.
     fn self_addr(&self) -> SocketAddr {
         self.dht.external_addr().unwrap_or(self.advertised)
+    }
+
+    /// Delivers a reply to where it is going.
+    fn deliver_to(&mut self, to: ReplyTo, bytes: Vec<u8>) {
+        self.deliver(Token(to.conn as usize), to.seq, bytes);
     }
 
     /// Puts a reply in its place in the connection's order and writes what is ready.
@@ -899,7 +825,7 @@ impl Reactor {
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
         // Lookups still running for this connection finish unobserved.
-        self.pending.retain(|_, p| p.token != token);
+        self.pending.retain(|_, p| p.to.conn != token.0 as u64);
     }
 
     // ----- housekeeping -------------------------------------------------------------
@@ -907,8 +833,8 @@ impl Reactor {
     fn housekeeping(&mut self, now: Instant) {
         if now >= self.next_expire {
             self.next_expire = now + Duration::from_secs(1);
-            let replies = self.transfers.expire_unfound(now);
-            self.deliver_replies(replies);
+            self.library.expire_waits(now);
+            self.library_outputs();
             self.expire_slow_requests(now);
         }
         let expired: Vec<Token> = self
@@ -926,7 +852,7 @@ impl Reactor {
             self.view_dirty = false;
         }
         if now >= self.next_save {
-            self.save_state(false);
+            self.save_state();
             self.next_save = now + SAVE_EVERY;
         }
     }
@@ -960,7 +886,7 @@ impl Reactor {
             provided: self.dht.provided_keys(),
             known_keys: {
                 let mut k = self.dht.known_keys();
-                k.extend(self.transfers.shared_ids());
+                k.extend(self.library.shared_ids());
                 k.sort_unstable();
                 k.dedup();
                 k
@@ -984,21 +910,11 @@ impl Reactor {
         }
     }
 
-    /// Persists the routing table and provided keys: on a worker while running (disk I/O
-    /// stays off the loop), inline at shutdown.
-    fn save_state(&mut self, inline: bool) {
-        let st = self.node_state();
-        let dir = self.data_dir.clone();
-        let job = move || {
-            if let Err(e) = state::save(&dir, &st) {
-                log::error!("saving node state: {e}");
-            }
-        };
-        if inline {
-            job();
-        } else if !self.workers.submit(job) {
-            log::warn!("saving node state deferred: workers busy");
-        }
+    /// Persists the routing table and provided keys, on a worker (disk I/O stays off the
+    /// loop).
+    fn save_state(&mut self) {
+        self.backlog.push(Job::SaveState(self.node_state()));
+        self.backlog.submit(&self.workers, &self.jobs);
     }
 
     fn alloc_token(&mut self) -> Token {
@@ -1009,7 +925,7 @@ impl Reactor {
 
     fn deliver_replies(&mut self, replies: Vec<Reply>) {
         for r in replies {
-            self.deliver(r.waiter.token, r.waiter.seq, r.bytes);
+            self.deliver_to(r.to, r.bytes);
         }
     }
 
@@ -1020,44 +936,48 @@ impl Reactor {
     fn drive_engine(&mut self, now: Instant) {
         let mut dirty: Vec<Token> = Vec::new();
         let mut dht_used = false;
-        while let Some(a) = self.transfers.engine.poll_action() {
+        while let Some(a) = self.library.engine.poll_action() {
             match a {
-                EngineAction::Connect { conn, addr } => self.wire_connect(now, conn, addr),
-                EngineAction::Send { conn, msg } => {
-                    if self.tracer.enabled() {
-                        // A closing connection is already gone from the engine.
-                        let peer = self.transfers.engine.conn_addr(conn).or_else(|| {
-                            let t = self.wire_tokens.get(&conn)?;
-                            self.wire_socks.get(t)?.stream.peer_addr().ok()
-                        });
-                        self.tracer.frame(true, peer, &msg);
-                    }
-                    if let Some(t) = self.wire_tokens.get(&conn).copied() {
-                        if let Some(ws) = self.wire_socks.get_mut(&t) {
-                            ws.io.queue(&msg);
-                            dirty.push(t);
+                EngineAction::Wire(w) => match w {
+                    WireAction::Connect { conn, addr } => self.wire_connect(now, conn, addr),
+                    WireAction::Send { conn, msg } => {
+                        if self.tracer.enabled() {
+                            // A closing connection is already gone from the engine.
+                            let peer = self.library.engine.conn_addr(conn).or_else(|| {
+                                let t = self.wire_tokens.get(&conn)?;
+                                self.wire_socks.get(t)?.stream.peer_addr().ok()
+                            });
+                            self.tracer.frame(true, peer, &msg);
+                        }
+                        if let Some(t) = self.wire_tokens.get(&conn).copied() {
+                            if let Some(ws) = self.wire_socks.get_mut(&t) {
+                                ws.io.queue(&msg);
+                                dirty.push(t);
+                            }
                         }
                     }
-                }
-                EngineAction::SendPiece { conn, chunk, data } => {
-                    self.tracer
-                        .piece(self.transfers.engine.conn_addr(conn), chunk, data.len());
-                    if let Some(t) = self.wire_tokens.get(&conn).copied() {
-                        if let Some(ws) = self.wire_socks.get_mut(&t) {
-                            ws.io.queue_piece(chunk, data);
-                            dirty.push(t);
+                    WireAction::SendPiece { conn, chunk, data } => {
+                        self.tracer
+                            .piece(self.library.engine.conn_addr(conn), chunk, data.len());
+                        if let Some(t) = self.wire_tokens.get(&conn).copied() {
+                            if let Some(ws) = self.wire_socks.get_mut(&t) {
+                                ws.io.queue_piece(chunk, data);
+                                dirty.push(t);
+                            }
                         }
                     }
-                }
-                EngineAction::Close { conn } => {
-                    self.nat_conn_closed(conn);
-                    if let Some(t) = self.wire_tokens.get(&conn).copied() {
-                        if let Some(ws) = self.wire_socks.get_mut(&t) {
-                            ws.closing = true;
-                            dirty.push(t);
+                    WireAction::Close { conn } => {
+                        self.nat_conn_closed(conn);
+                        if let Some(t) = self.wire_tokens.get(&conn).copied() {
+                            if let Some(ws) = self.wire_socks.get_mut(&t) {
+                                ws.closing = true;
+                                dirty.push(t);
+                            }
                         }
                     }
-                }
+                },
+                EngineAction::Storage(job) => self.library.queue_job(job),
+                EngineAction::Finish { content } => self.library.finish(content),
                 EngineAction::FindPeers { content } => {
                     if let Some(q) = self.dht.get_providers(content, now) {
                         self.peer_queries.insert(q, content);
@@ -1074,15 +994,9 @@ impl Reactor {
                         node.map_or_else(|| "unknown id".into(), |n| n.to_hex()[..16].to_string())
                     );
                 }
-                other => {
-                    let spawner = JobSpawner {
-                        workers: &self.workers,
-                        completer: &self.completer,
-                    };
-                    self.transfers.spawn_file_action(other, &spawner);
-                }
             }
         }
+        self.pump_jobs();
         dirty.sort_unstable();
         dirty.dedup();
         for t in dirty {
@@ -1103,7 +1017,7 @@ impl Reactor {
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
                     log::debug!("wire: cannot register connection to {addr}: {e}");
-                    self.transfers.engine.closed(now, conn);
+                    self.library.engine.closed(now, conn);
                     return;
                 }
                 let _ = stream.set_nodelay(true);
@@ -1111,7 +1025,7 @@ impl Reactor {
             }
             Err(e) => {
                 log::debug!("wire: cannot connect to {addr}: {e}");
-                self.transfers.engine.closed(now, conn);
+                self.library.engine.closed(now, conn);
             }
         }
     }
@@ -1137,7 +1051,7 @@ impl Reactor {
                 Ok(_) => {
                     ws.connecting = false;
                     self.nat_direct_connected(conn, now);
-                    self.transfers.engine.connected(now, conn);
+                    self.library.engine.connected(now, conn);
                     self.drive_engine(now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
@@ -1151,7 +1065,7 @@ impl Reactor {
         if readable {
             if self.bw.limited(Dir::Down) {
                 // Read when the fair scheduler says so (`serve_bandwidth`).
-                let content = self.transfers.engine.conn_content(conn);
+                let content = self.library.engine.conn_content(conn);
                 self.bw.wait(Dir::Down, token.0, content);
             } else {
                 self.wire_read(token, now, u64::MAX);
@@ -1181,17 +1095,17 @@ impl Reactor {
                     Ok(out) => {
                         for f in out.frames {
                             self.tracer
-                                .frame(false, self.transfers.engine.conn_addr(conn), &f);
+                                .frame(false, self.library.engine.conn_addr(conn), &f);
                             if nat_glue::is_nat_frame(&f) {
                                 nat_frames.push(f);
                                 frames_conn = conn;
                                 break; // the rest belongs to the NAT layer's new owner
                             }
-                            self.transfers.engine.frame(now, conn, f);
+                            self.library.engine.frame(now, conn, f);
                         }
                         if let Some(e) = out.error {
                             log::debug!("wire: protocol error from connection {conn}: {e}");
-                            self.transfers.engine.closed(now, conn);
+                            self.library.engine.closed(now, conn);
                             // Say why before hanging up (wire.md: ERROR, then close), then
                             // close once it is written.
                             if let Some(ws) = self.wire_socks.get_mut(&token) {
@@ -1229,7 +1143,7 @@ impl Reactor {
             return;
         }
         if self.bw.limited(Dir::Up) && !ws.io.is_flushed() {
-            let content = self.transfers.engine.conn_content(ws.conn);
+            let content = self.library.engine.conn_content(ws.conn);
             self.bw.wait(Dir::Up, token.0, content);
             return;
         }
@@ -1255,7 +1169,7 @@ impl Reactor {
         match res {
             Ok(pieces) => {
                 for _ in 0..pieces {
-                    self.transfers.engine.piece_sent(now, conn);
+                    self.library.engine.piece_sent(now, conn);
                     freed = true;
                 }
             }
@@ -1321,7 +1235,7 @@ impl Reactor {
         if budget == u64::MAX {
             self.bw.count(d, moved, now);
         } else {
-            let content = self.transfers.engine.conn_content(conn);
+            let content = self.library.engine.conn_content(conn);
             self.bw.used(d, token.0, content, moved, now);
         }
     }
@@ -1341,7 +1255,7 @@ impl Reactor {
                 let Some(ws) = self.wire_socks.get(&token) else {
                     continue;
                 };
-                let content = self.transfers.engine.conn_content(ws.conn);
+                let content = self.library.engine.conn_content(ws.conn);
                 let more = match d {
                     Dir::Down => self.wire_read(token, now, g.bytes),
                     Dir::Up => self.wire_write(token, now, g.bytes),
@@ -1360,7 +1274,7 @@ impl Reactor {
             let _ = self.poll.registry().deregister(&mut ws.stream);
             self.wire_tokens.remove(&ws.conn);
             if tell_engine {
-                self.transfers.engine.closed(now, ws.conn);
+                self.library.engine.closed(now, ws.conn);
             }
         }
     }
@@ -1368,5 +1282,13 @@ impl Reactor {
     /// The node's ID (for the start-up banner).
     pub fn node_id(&self) -> Id {
         self.dht.id()
+    }
+}
+
+/// The return address of the request `seq` on API connection `token`.
+fn reply_to(token: Token, seq: u64) -> ReplyTo {
+    ReplyTo {
+        conn: token.0 as u64,
+        seq,
     }
 }

@@ -300,7 +300,7 @@ impl Reactor {
                 Action::Failed { conn } => {
                     log::info!("nat: could not reach the provider of connection {conn}");
                     self.nat_drop_punches(conn);
-                    self.transfers.engine.closed(now, conn);
+                    self.library.engine.closed(now, conn);
                     self.drive_engine(now);
                 }
             }
@@ -459,7 +459,7 @@ impl Reactor {
 
     /// Takes a socket away from the wire machinery (the engine forgets it).
     fn nat_take_wire(&mut self, token: Token, conn: ConnId, now: Instant) -> Option<TcpStream> {
-        self.transfers.engine.closed(now, conn);
+        self.library.engine.closed(now, conn);
         self.bw.forget(token.0);
         let ws = self.wire_socks.remove(&token)?;
         self.wire_tokens.remove(&ws.conn);
@@ -626,7 +626,7 @@ impl Reactor {
                     _ => s.stream.peer_addr().unwrap_or(self.local),
                 };
                 let conn = self
-                    .transfers
+                    .library
                     .engine
                     .accepted(now, crate::proto::codec::canonical_addr(peer));
                 self.adopt_wire(token, s.stream, conn, false, now);
@@ -695,7 +695,7 @@ impl Reactor {
             .reregister(&mut stream, token, Interest::READABLE);
         self.track_wire(token, conn, stream, false);
         if outgoing {
-            self.transfers.engine.connected(now, conn);
+            self.library.engine.connected(now, conn);
             self.drive_engine(now);
         }
         self.wire_ready(token, true, false, now);

@@ -10,19 +10,18 @@ use serde_json::{json, Map, Value};
 
 use crate::api::reply;
 use crate::api::request::{ApiRequest, ContentQuery};
+use crate::api::ReplyTo;
 use crate::dht::{Dht, QueryId, QueryResult};
 use crate::id::Id;
 use crate::ledger::{self, Ledger};
+use crate::node::library::Library;
 use crate::node::shared::{Shared, StatusView};
-use crate::node::transfers::{Spawner, Transfers, Waiter};
 
 /// A request waiting for a DHT lookup to finish.
 #[derive(Clone, Debug)]
 pub struct Pending {
-    /// The API connection.
-    pub token: mio::Token,
-    /// The reply's place in that connection's order.
-    pub seq: u64,
+    /// Where the reply goes.
+    pub to: ReplyTo,
     /// What was asked.
     pub what: Waiting,
 }
@@ -42,7 +41,7 @@ pub enum Outcome {
     Reply(Vec<u8>),
     /// Reply when this lookup finishes.
     Wait(QueryId, Pending),
-    /// A transfer will answer (the waiter is registered with it).
+    /// The library will answer (the request waits there).
     Deferred,
 }
 
@@ -50,10 +49,8 @@ pub enum Outcome {
 pub struct Ctx<'a> {
     /// The DHT.
     pub dht: &'a mut Dht,
-    /// The transfers.
-    pub transfers: &'a mut Transfers,
-    /// Runs worker jobs.
-    pub spawner: &'a dyn Spawner,
+    /// The contents.
+    pub library: &'a mut Library,
     /// The address this node serves content on, as others should see it.
     pub self_addr: SocketAddr,
 }
@@ -100,14 +97,8 @@ fn fields(v: Value) -> Map<String, Value> {
     }
 }
 
-/// Runs a command that needs the DHT or the transfers.
-pub fn execute(
-    req: ApiRequest,
-    ctx: Ctx<'_>,
-    now: Instant,
-    token: mio::Token,
-    seq: u64,
-) -> Outcome {
+/// Runs a command that needs the DHT or the library.
+pub fn execute(req: ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Outcome {
     let dht = ctx.dht;
     let busy = || {
         Outcome::Reply(reply::error(
@@ -119,8 +110,7 @@ pub fn execute(
             Some(q) => Outcome::Wait(
                 q,
                 Pending {
-                    token,
-                    seq,
+                    to,
                     what: Waiting::Announce(content_hash),
                 },
             ),
@@ -132,8 +122,7 @@ pub fn execute(
             Some(q) => Outcome::Wait(
                 q,
                 Pending {
-                    token,
-                    seq,
+                    to,
                     what: Waiting::ContentInfo(id),
                 },
             ),
@@ -145,7 +134,7 @@ pub fn execute(
             // What this node can vouch for: the files it shares (added or downloaded), with
             // itself as a provider. Other nodes' catalogues are not searchable (yet).
             let list: Vec<Value> = ctx
-                .transfers
+                .library
                 .shared_summaries()
                 .into_iter()
                 .map(|(id, name, size, chunks)| {
@@ -161,42 +150,28 @@ pub fn execute(
             Outcome::Reply(reply::success(fields(json!({ "available_content": list }))))
         }
         ApiRequest::AddFile { filepath } => {
-            if ctx
-                .transfers
-                .add_file(filepath, Waiter { token, seq }, ctx.spawner)
-            {
-                Outcome::Deferred
-            } else {
-                busy()
-            }
+            ctx.library.add_file(filepath, to);
+            Outcome::Deferred
         }
         ApiRequest::RequestFile {
             content_hash,
             output_dir,
             peers,
-        } => match ctx.transfers.request_file(
-            now,
-            content_hash,
-            output_dir,
-            &peers,
-            Waiter { token, seq },
-        ) {
-            Ok(Some(bytes)) => Outcome::Reply(bytes),
-            Ok(None) => Outcome::Deferred,
-            Err(e) => Outcome::Reply(reply::error(&e)),
+        } => match ctx
+            .library
+            .request_file(now, content_hash, output_dir, &peers, to)
+        {
+            Some(bytes) => Outcome::Reply(bytes),
+            None => Outcome::Deferred,
         },
         ApiRequest::CancelTransfer { content_hash } => {
-            Outcome::Reply(match ctx.transfers.cancel(&content_hash) {
-                Ok(discarded) => reply::success(fields(json!({
-                    "message": "Download cancelled",
-                    "content_hash": content_hash.to_hex(),
-                    "discarded_bytes": discarded,
-                }))),
-                Err(e) => reply::error(&e),
-            })
+            match ctx.library.cancel(&content_hash, to) {
+                Ok(()) => Outcome::Deferred,
+                Err(e) => Outcome::Reply(reply::error(&e)),
+            }
         }
         ApiRequest::TransferStatus { content_hash } => Outcome::Reply(reply::success(fields(
-            ctx.transfers.status_json(content_hash),
+            ctx.library.status_json(content_hash),
         ))),
         // Answered by workers from the shared view; kept here so any caller gets an answer.
         ApiRequest::Status
@@ -358,8 +333,7 @@ mod tests {
 
     fn content_info(dht: &Dht, id: Id, providers: Vec<SocketAddr>, me: SocketAddr) -> Value {
         let p = Pending {
-            token: mio::Token(1),
-            seq: 0,
+            to: ReplyTo { conn: 1, seq: 0 },
             what: Waiting::ContentInfo(id),
         };
         let result = QueryResult::Providers {

@@ -48,6 +48,8 @@ pub struct NodeConfig {
     pub emulate_loss: f64,
     /// Worker threads (hashing, disk, request handling).
     pub workers: usize,
+    /// Jobs the workers' queue holds; more wait in the event loop's backlog, in order.
+    pub worker_queue: usize,
     /// Where finished downloads go unless a request names another folder
     /// (default: `<data dir>/files`).
     pub download_dir: Option<PathBuf>,
@@ -76,6 +78,7 @@ impl NodeConfig {
             workers: std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
                 .clamp(2, 8),
+            worker_queue: 4096,
             download_dir: None,
             engine: crate::transfer::engine::EngineConfig::default(),
         }

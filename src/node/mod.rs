@@ -3,9 +3,9 @@
 
 pub mod commands;
 pub mod config;
+pub mod library;
 pub mod shared;
 pub mod state;
-pub mod transfers;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -150,23 +150,26 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         nat: serde_json::Value::Null,
     };
     let shared = Arc::new(Shared::new(view, api_addr));
-    let workers = WorkerPool::new(cfg.workers).map_err(io_err("start worker threads"))?;
+    let workers =
+        WorkerPool::new(cfg.workers, cfg.worker_queue).map_err(io_err("start worker threads"))?;
     let download_dir = cfg
         .download_dir
         .clone()
         .unwrap_or_else(|| cfg.data_dir.join("files"));
-    let transfers = transfers::Transfers::open(
-        &cfg.data_dir,
+    let (storage, inventory) =
+        crate::storage::DiskStorage::open(&cfg.data_dir).map_err(|e| NodeError::Io {
+            what: "open shares and downloads",
+            source: io::Error::other(e),
+        })?;
+    let library = library::Library::new(
+        inventory,
         download_dir,
         id,
         bound.local.port(),
         cfg.engine.clone(),
+        rand::random(),
         now,
-    )
-    .map_err(|e| NodeError::Io {
-        what: "open shares and downloads",
-        source: io::Error::other(e),
-    })?;
+    );
     let emulator = SendEmulator::new(
         cfg.emulate_latency,
         cfg.emulate_jitter,
@@ -190,7 +193,8 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         dht,
         emulator,
         workers,
-        transfers,
+        library,
+        storage: Arc::new(storage),
         shared,
         shutdown: shutdown.clone(),
         data_dir: cfg.data_dir.clone(),

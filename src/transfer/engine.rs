@@ -29,9 +29,10 @@ use crate::content::manifest::Manifest;
 use crate::id::Id;
 use crate::proto::wire::{self, error_code, reject_reason, Bitfield, Handshake, Message};
 
-use super::bitset::BitSet;
 use super::scheduler::{Action as SchedAction, PieceVerdict, Scheduler, SchedulerConfig};
 use super::seeding::SuperSeed;
+use crate::bitset::BitSet;
+use crate::storage::job::StorageJob;
 
 pub use crate::conn::ConnId;
 
@@ -95,11 +96,46 @@ impl Default for EngineConfig {
     }
 }
 
-/// What the driver must do.
-#[derive(Clone, Debug)]
+/// What the driver must do, grouped by who does it.
+#[derive(Debug)]
 pub enum Action {
-    /// Open a TCP connection to `addr` for `content`; report [`Engine::connected`] or
-    /// [`Engine::closed`].
+    /// Socket work (the reactor).
+    Wire(WireAction),
+    /// File work (the storage executor); report its [`StorageDone`](crate::storage::job::StorageDone)
+    /// through [`Engine::chunk_read`], [`Engine::chunk_stored`], [`Engine::chunk_checked`]
+    /// or [`Engine::partial_opened`]. Only `ReadChunk`, `StoreChunk`, `CheckChunk` and
+    /// `OpenPartial` come from the engine.
+    Storage(StorageJob),
+    /// Every chunk is verified: the node decides the final name and folder and finishes the
+    /// file ([`StorageJob::Finish`]); report [`Engine::finished`].
+    Finish {
+        /// Which content.
+        content: Id,
+    },
+    /// A download wants more peers: look the content up in the DHT and call
+    /// [`Engine::add_peers`].
+    FindPeers {
+        /// Which content.
+        content: Id,
+    },
+    /// This node now holds verified chunks of `content`: announce it as a provider.
+    Announce {
+        /// Which content.
+        content: Id,
+    },
+    /// A peer sent a chunk that failed verification (for logs and the ban list).
+    Banned {
+        /// Its address.
+        addr: SocketAddr,
+        /// Its node ID.
+        node: Option<Id>,
+    },
+}
+
+/// Socket work for one wire connection.
+#[derive(Clone, Debug)]
+pub enum WireAction {
+    /// Open a TCP connection to `addr`; report [`Engine::connected`] or [`Engine::closed`].
     Connect {
         /// The handle to use for it.
         conn: ConnId,
@@ -128,73 +164,28 @@ pub enum Action {
         /// Which.
         conn: ConnId,
     },
-    /// Read a verified chunk of `content` (from the shared file or the partial download);
-    /// report [`Engine::chunk_read`].
-    ReadChunk {
-        /// For which connection.
-        conn: ConnId,
-        /// Which content.
-        content: Id,
-        /// Which chunk.
-        chunk: u32,
-    },
-    /// Verify `data` against the manifest's chunk hash and, if it matches, store it in the
-    /// partial download; report [`Engine::chunk_stored`].
-    StoreChunk {
-        /// Which content.
-        content: Id,
-        /// Which chunk.
-        chunk: u32,
-        /// The connection it came from (banned if the hash fails).
-        from: ConnId,
-        /// The bytes.
-        data: Vec<u8>,
-    },
-    /// Hash `data` against the manifest but do not store it: a copy of a chunk we already
-    /// have or no longer need. A peer whose data fails is banned all the same; report
-    /// [`Engine::chunk_checked`].
-    CheckChunk {
-        /// Which content.
-        content: Id,
-        /// Which chunk.
-        chunk: u32,
-        /// The connection it came from.
-        from: ConnId,
-        /// The bytes.
-        data: Vec<u8>,
-    },
-    /// The manifest of a download is known and verified: open (or recover) its partial
-    /// file; report [`Engine::partial_opened`].
-    OpenPartial {
-        /// Which content.
-        content: Id,
-        /// Its manifest.
-        manifest: Arc<Manifest>,
-    },
-    /// Every chunk is verified: check the whole-file hash and move the file to its final
-    /// name; report [`Engine::finished`].
-    Finish {
-        /// Which content.
-        content: Id,
-    },
-    /// A download wants more peers: look the content up in the DHT and call
-    /// [`Engine::add_peers`].
-    FindPeers {
-        /// Which content.
-        content: Id,
-    },
-    /// This node now holds verified chunks of `content`: announce it as a provider.
-    Announce {
-        /// Which content.
-        content: Id,
-    },
-    /// A peer sent a chunk that failed verification (for logs and the ban list).
-    Banned {
-        /// Its address.
-        addr: SocketAddr,
-        /// Its node ID.
-        node: Option<Id>,
-    },
+}
+
+impl From<WireAction> for Action {
+    fn from(a: WireAction) -> Action {
+        Action::Wire(a)
+    }
+}
+
+impl From<StorageJob> for Action {
+    fn from(j: StorageJob) -> Action {
+        Action::Storage(j)
+    }
+}
+
+/// The engine's outputs, in order (pushes take any group of [`Action`]).
+#[derive(Debug, Default)]
+struct Actions(VecDeque<Action>);
+
+impl Actions {
+    fn push_back(&mut self, a: impl Into<Action>) {
+        self.0.push_back(a.into());
+    }
 }
 
 /// How a download is doing.
@@ -300,7 +291,7 @@ pub struct Engine {
     next_conn: ConnId,
     banned_nodes: HashSet<Id>,
     banned_addrs: HashSet<SocketAddr>,
-    actions: VecDeque<Action>,
+    actions: Actions,
     next_rotation: Option<Instant>,
     seed: u64,
 }
@@ -317,7 +308,7 @@ impl Engine {
             next_conn: ConnId::new(ConnId::FIRST),
             banned_nodes: HashSet::new(),
             banned_addrs: HashSet::new(),
-            actions: VecDeque::new(),
+            actions: Actions::default(),
             next_rotation: None,
             seed,
         }
@@ -401,7 +392,7 @@ impl Engine {
             c.manifest_bytes = Some(Arc::new(m.encode()));
             c.manifest = Some(m.clone());
             c.opening = true;
-            self.actions.push_back(Action::OpenPartial {
+            self.actions.push_back(StorageJob::OpenPartial {
                 content,
                 manifest: m,
             });
@@ -518,7 +509,7 @@ impl Engine {
                     // REJECTs a second, tests/transfer.rs). Hang up (no ERROR: it did
                     // nothing wrong); its requests go to the others.
                     self.drop_conn(now, conn);
-                    self.actions.push_back(Action::Close { conn });
+                    self.actions.push_back(WireAction::Close { conn });
                     return;
                 }
                 // REJECT CHOKED answers requests that crossed our choke: nothing to do,
@@ -575,7 +566,7 @@ impl Engine {
                     wire::error_code_name(code)
                 );
                 self.drop_conn(now, conn);
-                self.actions.push_back(Action::Close { conn });
+                self.actions.push_back(WireAction::Close { conn });
             }
         }
     }
@@ -611,7 +602,7 @@ impl Engine {
                 k.last_tx = now;
                 let content = k.content;
                 self.actions
-                    .push_back(Action::SendPiece { conn, chunk, data });
+                    .push_back(WireAction::SendPiece { conn, chunk, data });
                 if let Some(content) = content {
                     if let Some(ss) = self.super_seed(&content) {
                         ss.sent(conn, chunk);
@@ -735,7 +726,7 @@ impl Engine {
             c.have = BitSet::new(n);
             if let Some(m) = c.manifest.clone() {
                 c.opening = true;
-                self.actions.push_back(Action::OpenPartial {
+                self.actions.push_back(StorageJob::OpenPartial {
                     content,
                     manifest: m,
                 });
@@ -772,7 +763,7 @@ impl Engine {
         for id in close {
             log::debug!("wire: closing idle or silent connection {id}");
             self.drop_conn(now, id);
-            self.actions.push_back(Action::Close { conn: id });
+            self.actions.push_back(WireAction::Close { conn: id });
         }
         for id in ping {
             self.send(id, now, Message::KeepAlive);
@@ -823,12 +814,12 @@ impl Engine {
     /// The next action.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.actions.0.pop_front()
     }
 
     /// True when actions wait to be polled.
     pub fn has_actions(&self) -> bool {
-        !self.actions.is_empty()
+        !self.actions.0.is_empty()
     }
 
     /// When [`Engine::handle_timeout`] is next due.
@@ -953,7 +944,7 @@ impl Engine {
         if h.node_id == self.node_id {
             // Connected to ourselves (our own address came back from the DHT).
             self.drop_conn(now, conn);
-            self.actions.push_back(Action::Close { conn });
+            self.actions.push_back(WireAction::Close { conn });
             return;
         }
         if self.banned_nodes.contains(&h.node_id) || self.banned_addrs.contains(&addr) {
@@ -1046,7 +1037,7 @@ impl Engine {
             };
             log::debug!("content {content}: closing duplicate connection {drop} to the same peer");
             self.drop_conn(now, drop);
-            self.actions.push_back(Action::Close { conn: drop });
+            self.actions.push_back(WireAction::Close { conn: drop });
             if !keep_this {
                 return;
             }
@@ -1103,7 +1094,7 @@ impl Engine {
         if let Some(k) = self.conns.get_mut(&conn) {
             k.sent_bitfield = true;
         }
-        self.actions.push_back(Action::Send {
+        self.actions.push_back(WireAction::Send {
             conn,
             msg: Message::Bitfield(b),
         });
@@ -1119,7 +1110,7 @@ impl Engine {
                     picks = ss.top_up(conn, target);
                 }
                 for chunk in picks {
-                    self.actions.push_back(Action::Send {
+                    self.actions.push_back(WireAction::Send {
                         conn,
                         msg: Message::Have(chunk),
                     });
@@ -1246,7 +1237,7 @@ impl Engine {
                 c.manifest_bytes = Some(Arc::new(bytes));
                 c.opening = true;
                 c.have = BitSet::new(m.lengths().chunk_count() as usize);
-                self.actions.push_back(Action::OpenPartial {
+                self.actions.push_back(StorageJob::OpenPartial {
                     content,
                     manifest: m,
                 });
@@ -1362,7 +1353,7 @@ impl Engine {
             return;
         };
         match s.piece_received(now, conn, chunk, data.len()) {
-            PieceVerdict::Verify => self.actions.push_back(Action::StoreChunk {
+            PieceVerdict::Verify => self.actions.push_back(StorageJob::StoreChunk {
                 content,
                 chunk,
                 from: conn,
@@ -1371,7 +1362,7 @@ impl Engine {
             // Not needed, but still checked: a peer that sends bad data is banned even when
             // an honest copy happened to arrive first (endgame, or a crossed CANCEL).
             PieceVerdict::Duplicate | PieceVerdict::Cancelled => {
-                self.actions.push_back(Action::CheckChunk {
+                self.actions.push_back(StorageJob::CheckChunk {
                     content,
                     chunk,
                     from: conn,
@@ -1609,7 +1600,7 @@ impl Engine {
                 conn,
                 Conn::new(addr, true, Some(content), now, ConnState::Connecting),
             );
-            self.actions.push_back(Action::Connect { conn, addr });
+            self.actions.push_back(WireAction::Connect { conn, addr });
         }
     }
 
@@ -1677,7 +1668,7 @@ impl Engine {
                 break;
             };
             k.pieces_pending += 1;
-            self.actions.push_back(Action::ReadChunk {
+            self.actions.push_back(StorageJob::ReadChunk {
                 conn,
                 content,
                 chunk,
@@ -1793,20 +1784,20 @@ impl Engine {
     fn send(&mut self, conn: ConnId, now: Instant, msg: Message) {
         if let Some(k) = self.conns.get_mut(&conn) {
             k.last_tx = now;
-            self.actions.push_back(Action::Send { conn, msg });
+            self.actions.push_back(WireAction::Send { conn, msg });
         }
     }
 
     fn close_with(&mut self, conn: ConnId, code: u16, text: &str) {
         if self.conns.contains_key(&conn) {
-            self.actions.push_back(Action::Send {
+            self.actions.push_back(WireAction::Send {
                 conn,
                 msg: Message::Error {
                     code,
                     text: text.to_owned(),
                 },
             });
-            self.actions.push_back(Action::Close { conn });
+            self.actions.push_back(WireAction::Close { conn });
         }
         let now = self.conns.get(&conn).map(|k| k.last_rx);
         if let Some(now) = now {

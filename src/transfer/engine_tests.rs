@@ -2,11 +2,12 @@
 //! the real codec (encode, then incremental decode), and the driver's worker duties
 //! (reading, verifying and storing chunks) are done synchronously on in-memory files.
 
-use super::bitset::BitSet;
 use super::engine::*;
+use crate::bitset::BitSet;
 use crate::content::manifest::Manifest;
 use crate::id::Id;
 use crate::proto::wire::{self, Message};
+use crate::storage::job::StorageJob;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Unlimited upload per tick.
@@ -174,7 +175,7 @@ impl World {
     fn act(&mut self, i: usize, a: Action) {
         let now = self.now;
         match a {
-            Action::Connect { conn, addr } => match self.node_of(addr) {
+            Action::Wire(WireAction::Connect { conn, addr }) => match self.node_of(addr) {
                 Some(j) => {
                     let from = self.nodes[i].addr;
                     let jconn = self.nodes[j].engine.accepted(now, from);
@@ -184,12 +185,12 @@ impl World {
                 }
                 None => self.nodes[i].engine.closed(now, conn),
             },
-            Action::Send { conn, msg } => {
+            Action::Wire(WireAction::Send { conn, msg }) => {
                 let mut out = Vec::new();
                 msg.encode(&mut out);
                 self.write(i, conn, &out);
             }
-            Action::SendPiece { conn, chunk, data } => {
+            Action::Wire(WireAction::SendPiece { conn, chunk, data }) => {
                 let mut out = wire::piece_header(chunk, data.len()).to_vec();
                 out.extend_from_slice(&data);
                 if self.nodes[i].budget == UNLIMITED {
@@ -201,7 +202,7 @@ impl World {
                     self.nodes[i].outq.push_back((conn, chunk, out));
                 }
             }
-            Action::Close { conn } => {
+            Action::Wire(WireAction::Close { conn }) => {
                 if let Some((j, jconn)) = self.links.remove(&(i, conn)) {
                     self.links.remove(&(j, jconn));
                     // Bytes already written still arrive (the ERROR before a close).
@@ -214,11 +215,11 @@ impl World {
                     self.nodes[j].engine.closed(now, jconn);
                 }
             }
-            Action::ReadChunk {
+            Action::Storage(StorageJob::ReadChunk {
                 conn,
                 content,
                 chunk,
-            } => {
+            }) => {
                 let m = self.manifests[&content].clone();
                 let l = m.lengths();
                 let data = if let Some(f) = self.nodes[i].files.get(&content) {
@@ -240,12 +241,12 @@ impl World {
                     .engine
                     .chunk_read(now, conn, chunk, data.map(Arc::new));
             }
-            Action::StoreChunk {
+            Action::Storage(StorageJob::StoreChunk {
                 content,
                 chunk,
                 from,
                 data,
-            } => {
+            }) => {
                 let m = self.manifests[&content].clone();
                 let ok = m
                     .lengths()
@@ -262,7 +263,7 @@ impl World {
                     .engine
                     .chunk_stored(now, content, chunk, from, Some(ok));
             }
-            Action::OpenPartial { content, manifest } => {
+            Action::Storage(StorageJob::OpenPartial { content, manifest }) => {
                 let n = manifest.lengths().chunk_count() as usize;
                 let mut have = BitSet::new(n);
                 for c in self.nodes[i]
@@ -293,12 +294,12 @@ impl World {
                 }
                 self.nodes[i].engine.finished(now, content, ok);
             }
-            Action::CheckChunk {
+            Action::Storage(StorageJob::CheckChunk {
                 content,
                 chunk,
                 from,
                 data,
-            } => {
+            }) => {
                 let m = self.manifests[&content].clone();
                 let ok = m
                     .lengths()
@@ -306,6 +307,15 @@ impl World {
                     .is_some_and(|c| m.verify_chunk(c, &data));
                 self.nodes[i].engine.chunk_checked(now, content, from, ok);
             }
+            // Not engine jobs: the node core's.
+            Action::Storage(
+                StorageJob::Finish { .. }
+                | StorageJob::Discard { .. }
+                | StorageJob::Unshare { .. }
+                | StorageJob::AddFile { .. }
+                | StorageJob::SaveDownloads(_)
+                | StorageJob::FlushAll,
+            ) => {}
             Action::FindPeers { .. } => {}
             Action::Announce { content } => self.nodes[i].announced.push(content),
             Action::Banned { addr, .. } => self.nodes[i].banned.push(addr),
@@ -613,10 +623,10 @@ fn leecher_with_three_peers() -> (
     }
     let mut asked = Vec::new();
     while let Some(a) = e.poll_action() {
-        if let Action::Send {
+        if let Action::Wire(WireAction::Send {
             conn,
             msg: Message::Request(i),
-        } = a
+        }) = a
         {
             asked.push((conn, i));
         }
@@ -636,9 +646,9 @@ fn a_verified_chunk_is_announced_at_once_to_every_peer() {
     e.frame(now, from, Message::Piece { chunk, data: bytes });
     let mut stored = false;
     while let Some(a) = e.poll_action() {
-        if let Action::StoreChunk {
+        if let Action::Storage(StorageJob::StoreChunk {
             chunk: i, from: f, ..
-        } = a
+        }) = a
         {
             assert_eq!((i, f), (chunk, from));
             stored = true;
@@ -649,10 +659,10 @@ fn a_verified_chunk_is_announced_at_once_to_every_peer() {
     // Straight away, before any other input: HAVE to each of the three peers.
     let mut told = Vec::new();
     while let Some(a) = e.poll_action() {
-        if let Action::Send {
+        if let Action::Wire(WireAction::Send {
             conn,
             msg: Message::Have(i),
-        } = a
+        }) = a
         {
             assert_eq!(i, chunk);
             told.push(conn);
@@ -717,14 +727,14 @@ fn an_unchoked_peer_that_asks_for_nothing_gives_its_slot_to_a_waiting_one() {
     let chokes = |e: &mut Engine| -> Vec<(ConnId, bool)> {
         std::iter::from_fn(|| e.poll_action())
             .filter_map(|a| match a {
-                Action::Send {
+                Action::Wire(WireAction::Send {
                     conn,
                     msg: Message::Unchoke,
-                } => Some((conn, true)),
-                Action::Send {
+                }) => Some((conn, true)),
+                Action::Wire(WireAction::Send {
                     conn,
                     msg: Message::Choke,
-                } => Some((conn, false)),
+                }) => Some((conn, false)),
                 _ => None,
             })
             .collect()

@@ -1,7 +1,6 @@
 //! Moving content between peers: the download scheduler (sans-IO) and its bookkeeping.
 //! Invariants and transitions: `STATE.md` beside this file.
 
-pub mod bitset;
 pub mod engine;
 pub mod scheduler;
 pub mod seeding;

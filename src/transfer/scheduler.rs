@@ -33,8 +33,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::bitset::BitSet;
 use super::tie_order::TieOrder;
+use crate::bitset::BitSet;
 
 /// The driver's handle for a peer connection.
 pub type PeerKey = crate::conn::ConnId;

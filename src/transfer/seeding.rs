@@ -43,8 +43,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::bitset::BitSet;
 use super::tie_order::TieOrder;
+use crate::bitset::BitSet;
 
 /// The engine's handle for a connection.
 pub type PeerKey = crate::conn::ConnId;

@@ -5,8 +5,8 @@ use crate::conn::ConnId;
 
 const P0: ConnId = ConnId::new(0);
 const P1: ConnId = ConnId::new(1);
-use super::bitset::BitSet;
 use super::scheduler::*;
+use crate::bitset::BitSet;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

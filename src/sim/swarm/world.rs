@@ -40,12 +40,13 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::SeedableRng;
 
+use crate::bitset::BitSet;
 use crate::content::manifest::Manifest;
 use crate::id::Id;
 use crate::proto::wire::{Message, PIECE_HEADER_LEN};
 use crate::sim::net::{derive_seed, node_addr, node_index, SimError};
-use crate::transfer::bitset::BitSet;
-use crate::transfer::engine::{Action, ConnId, Engine, EngineConfig};
+use crate::storage::job::StorageJob;
+use crate::transfer::engine::{Action, ConnId, Engine, EngineConfig, WireAction};
 
 /// Steps processed at one virtual instant before the run is declared a livelock.
 const STALL_LIMIT: u64 = 50_000_000;
@@ -555,7 +556,28 @@ impl World {
     fn act(&mut self, i: usize, a: Action) {
         let now = self.instant();
         match a {
-            Action::Connect { conn, addr } => match self.peer_index(&addr) {
+            Action::Wire(w) => self.wire(i, now, w),
+            Action::Storage(job) => self.storage(i, now, job),
+            Action::Finish { content } => {
+                let ok = self.nodes[i].have.is_full();
+                if ok && self.nodes[i].finished.is_none() {
+                    self.nodes[i].finished = Some(self.now);
+                    self.remaining = self.remaining.saturating_sub(1);
+                }
+                self.nodes[i].engine.finished(now, content, ok);
+            }
+            Action::FindPeers { .. } => {
+                let at = self.now + self.cfg.dht_delay;
+                self.schedule(at, Event::Peers(i));
+            }
+            Action::Announce { .. } => {}
+            Action::Banned { .. } => self.out.bans += 1,
+        }
+    }
+
+    fn wire(&mut self, i: usize, now: Instant, a: WireAction) {
+        match a {
+            WireAction::Connect { conn, addr } => match self.peer_index(&addr) {
                 Some(j) => {
                     let rtt = self.latency(i, j) * 2;
                     self.schedule(
@@ -569,16 +591,22 @@ impl World {
                 }
                 None => self.nodes[i].engine.closed(now, conn),
             },
-            Action::Send { conn, msg } => self.push(i, conn, Item::Frame(msg)),
-            Action::SendPiece { conn, chunk, data } => {
+            WireAction::Send { conn, msg } => self.push(i, conn, Item::Frame(msg)),
+            WireAction::SendPiece { conn, chunk, data } => {
                 self.push(i, conn, Item::Piece { chunk, data })
             }
-            Action::Close { conn } => {
+            WireAction::Close { conn } => {
                 if let Some(p) = self.nodes[i].out.remove(&conn) {
                     self.push_to(p, Item::Fin);
                 }
             }
-            Action::ReadChunk { conn, chunk, .. } => {
+        }
+    }
+
+    /// Storage in memory: the data is one shared buffer per chunk.
+    fn storage(&mut self, i: usize, now: Instant, job: StorageJob) {
+        match job {
+            StorageJob::ReadChunk { conn, chunk, .. } => {
                 let data = if self.nodes[i].have.contains(chunk as usize) || i == 0 {
                     self.chunks.get(chunk as usize).cloned()
                 } else {
@@ -586,7 +614,7 @@ impl World {
                 };
                 self.nodes[i].engine.chunk_read(now, conn, chunk, data);
             }
-            Action::StoreChunk {
+            StorageJob::StoreChunk {
                 content,
                 chunk,
                 from,
@@ -605,7 +633,7 @@ impl World {
                     .engine
                     .chunk_stored(now, content, chunk, from, Some(ok));
             }
-            Action::CheckChunk {
+            StorageJob::CheckChunk {
                 content,
                 chunk,
                 from,
@@ -614,26 +642,19 @@ impl World {
                 let ok = self.check(chunk, &data);
                 self.nodes[i].engine.chunk_checked(now, content, from, ok);
             }
-            Action::OpenPartial { content, manifest } => {
+            StorageJob::OpenPartial { content, manifest } => {
                 let n = manifest.lengths().chunk_count() as usize;
                 self.nodes[i]
                     .engine
                     .partial_opened(now, content, Some(BitSet::new(n)));
             }
-            Action::Finish { content } => {
-                let ok = self.nodes[i].have.is_full();
-                if ok && self.nodes[i].finished.is_none() {
-                    self.nodes[i].finished = Some(self.now);
-                    self.remaining = self.remaining.saturating_sub(1);
-                }
-                self.nodes[i].engine.finished(now, content, ok);
-            }
-            Action::FindPeers { .. } => {
-                let at = self.now + self.cfg.dht_delay;
-                self.schedule(at, Event::Peers(i));
-            }
-            Action::Announce { .. } => {}
-            Action::Banned { .. } => self.out.bans += 1,
+            // Not engine jobs: the node core's (finishing a file, sharing, persisting).
+            StorageJob::Finish { .. }
+            | StorageJob::Discard { .. }
+            | StorageJob::Unshare { .. }
+            | StorageJob::AddFile { .. }
+            | StorageJob::SaveDownloads(_)
+            | StorageJob::FlushAll => {}
         }
     }
 

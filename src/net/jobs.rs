@@ -1,0 +1,217 @@
+//! Work the reactor hands to the worker pool, and what comes back.
+//!
+//! Every job is a value ([`Job`]) until a worker runs it, so a job the pool has no room for
+//! waits in the reactor's backlog ([`Backlog`]) and goes out, in order, as soon as there is
+//! room: nothing the node asked for is dropped because the pool was busy. A job's result
+//! comes back as a [`Completion`] through the loop's completion channel.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::api::request::{parse_request, ApiError, ApiRequest};
+use crate::api::{auth, paths, reply, ReplyTo};
+use crate::ledger::Ledger;
+use crate::node::commands;
+use crate::node::shared::Shared;
+use crate::node::state::{self, NodeState};
+use crate::storage::{DiskStorage, StorageDone, StorageJob};
+use crate::workers::{Completer, WorkerPool};
+
+/// Results that come back to the loop from workers.
+pub enum Completion {
+    /// An API request was parsed (and its paths prepared); the loop executes it.
+    Parsed {
+        /// Where the reply goes.
+        to: ReplyTo,
+        /// The typed request or why it is invalid.
+        result: Result<ApiRequest, ApiError>,
+    },
+    /// A finished API reply.
+    Reply {
+        /// Where it goes.
+        to: ReplyTo,
+        /// The reply bytes.
+        bytes: Vec<u8>,
+    },
+    /// A storage job's result.
+    Storage(StorageDone),
+}
+
+/// A unit of work for a worker.
+pub enum Job {
+    /// File work for the node ([`DiskStorage::run`]).
+    Storage(StorageJob),
+    /// An API request's bytes: check the token if one is required, parse, prepare paths,
+    /// and answer the read-only commands from the shared view at once.
+    Api {
+        /// Where the reply goes.
+        to: ReplyTo,
+        /// The request's bytes.
+        bytes: Vec<u8>,
+        /// The token this client must send (clients outside loopback), if any.
+        token: Option<Arc<str>>,
+    },
+    /// `local_register_file_on_chain`, once the node said whether it has the content.
+    Register {
+        /// Where the reply goes.
+        to: ReplyTo,
+        /// The request.
+        req: ApiRequest,
+        /// Whether this node has the content.
+        known: bool,
+    },
+    /// Persist the routing table and provided keys.
+    SaveState(NodeState),
+}
+
+/// What jobs need to run: the node's files, its shared view, its ledger, the way back.
+pub struct JobContext {
+    /// The files.
+    pub storage: Arc<DiskStorage>,
+    /// The view read-only API commands are answered from.
+    pub shared: Arc<Shared>,
+    /// The ledger behind the chain commands.
+    pub ledger: Arc<dyn Ledger>,
+    /// Where results go.
+    pub completer: Completer<Completion>,
+    /// The data dir (node state).
+    pub data_dir: PathBuf,
+}
+
+impl JobContext {
+    /// Runs `job` (on a worker).
+    pub fn run(&self, job: Job) {
+        match job {
+            Job::Storage(j) => {
+                if let Some(done) = self.storage.run(j) {
+                    self.completer.complete(Completion::Storage(done));
+                }
+            }
+            Job::Api { to, bytes, token } => self.api(to, &bytes, token.as_deref()),
+            Job::Register { to, req, known } => {
+                let bytes = commands::ledger_reply(&*self.ledger, &req, known)
+                    .unwrap_or_else(|| reply::error("internal: not a ledger command"));
+                self.completer.complete(Completion::Reply { to, bytes });
+            }
+            Job::SaveState(st) => {
+                if let Err(e) = state::save(&self.data_dir, &st) {
+                    log::error!("saving node state: {e}");
+                }
+            }
+        }
+    }
+
+    fn api(&self, to: ReplyTo, bytes: &[u8], token: Option<&str>) {
+        if let Some(expected) = token {
+            if let Err(message) = auth::check(bytes, expected) {
+                let bytes = reply::error(&message);
+                self.completer.complete(Completion::Reply { to, bytes });
+                return;
+            }
+        }
+        let done = match parse_request(bytes).and_then(paths::prepare) {
+            Ok(ApiRequest::Status) => Completion::Reply {
+                to,
+                bytes: commands::status_reply(&self.shared.view()),
+            },
+            Ok(ApiRequest::ListContent) => Completion::Reply {
+                to,
+                bytes: commands::list_reply(&self.shared.view()),
+            },
+            Ok(ApiRequest::RoutingTable) => Completion::Reply {
+                to,
+                bytes: commands::routing_reply(&self.shared.view()),
+            },
+            // Registering needs to know whether the node has the content: that is asked
+            // on the loop, which then hands the append back to a worker.
+            Ok(req @ ApiRequest::RegisterOnChain { .. }) => Completion::Parsed {
+                to,
+                result: Ok(req),
+            },
+            Ok(req) => match commands::ledger_reply(&*self.ledger, &req, false) {
+                Some(bytes) => Completion::Reply { to, bytes },
+                None => Completion::Parsed {
+                    to,
+                    result: Ok(req),
+                },
+            },
+            result @ Err(_) => Completion::Parsed { to, result },
+        };
+        self.completer.complete(done);
+    }
+}
+
+/// Jobs waiting for room in the pool, oldest first.
+#[derive(Default)]
+pub struct Backlog {
+    waiting: VecDeque<Job>,
+    /// How many of them are [`Job::Api`].
+    api: usize,
+}
+
+/// Most API requests waiting for room in the pool; beyond, new ones are answered "busy".
+/// Storage jobs always wait: the engine bounds how many it has outstanding.
+pub const MAX_API_BACKLOG: usize = 4096;
+
+impl Backlog {
+    /// Queues `job` behind the others.
+    pub fn push(&mut self, job: Job) {
+        if matches!(job, Job::Api { .. }) {
+            self.api += 1;
+        }
+        self.waiting.push_back(job);
+    }
+
+    /// Whether an API request may still be queued.
+    pub fn api_room(&self) -> bool {
+        self.api < MAX_API_BACKLOG
+    }
+
+    fn pop(&mut self) -> Option<Job> {
+        let job = self.waiting.pop_front()?;
+        if matches!(job, Job::Api { .. }) {
+            self.api = self.api.saturating_sub(1);
+        }
+        Some(job)
+    }
+
+    /// Jobs waiting.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Hands waiting jobs to the pool, in order, while it has room. Only the loop submits
+    /// to the pool (workers only take), so room seen here is room still there at the
+    /// submit.
+    pub fn submit(&mut self, pool: &WorkerPool, ctx: &Arc<JobContext>) {
+        while pool.has_room() {
+            let Some(job) = self.pop() else {
+                break;
+            };
+            let ctx = ctx.clone();
+            if !pool.submit(move || ctx.run(job)) {
+                // The pool is shutting down: nothing more will run.
+                log::warn!(
+                    "worker pool closed; {} jobs not run",
+                    self.waiting.len() + 1
+                );
+                self.waiting.clear();
+                self.api = 0;
+                break;
+            }
+        }
+    }
+
+    /// Runs every waiting job on this thread (the node is stopping).
+    pub fn run_all_here(&mut self, ctx: &JobContext) {
+        while let Some(job) = self.pop() {
+            ctx.run(job);
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The storage vocabulary: what the node's protocol side asks of the file side
+//! ([`StorageJob`]) and what comes back ([`StorageDone`]). Plain data, no I/O: the node core
+//! emits jobs, and either the disk executor ([`super::DiskStorage`], on the worker pool) or
+//! the whole-network simulator's in-memory storage carries them out.
+//!
+//! Every job that has a result gets exactly one [`StorageDone`]; jobs without one (saving
+//! state, forgetting a share) report failures in the log. Each job names what it is for
+//! (content, chunk, connection), so its result needs no lookup table on the way back.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::api::ReplyTo;
+use crate::bitset::BitSet;
+use crate::conn::ConnId;
+use crate::content::manifest::Manifest;
+use crate::id::Id;
+
+/// What the file side is asked to do.
+#[derive(Debug)]
+pub enum StorageJob {
+    /// Read verified chunk `chunk` of `content` (from the shared file or the partial
+    /// download) to send it on `conn`.
+    ReadChunk {
+        /// The connection that asked for it.
+        conn: ConnId,
+        /// The content.
+        content: Id,
+        /// The chunk.
+        chunk: u32,
+    },
+    /// Verify `data` against chunk `chunk` of `content`'s manifest and, if it matches, store
+    /// it in the partial download. `data` is a pooled buffer (`crate::bufpool`).
+    StoreChunk {
+        /// The content.
+        content: Id,
+        /// The chunk.
+        chunk: u32,
+        /// The connection it came from (banned if the hash fails).
+        from: ConnId,
+        /// The bytes received.
+        data: Vec<u8>,
+    },
+    /// Verify `data` but do not store it: a copy of a chunk already here or no longer
+    /// needed. A sender whose copy is bad is banned all the same.
+    CheckChunk {
+        /// The content.
+        content: Id,
+        /// The chunk.
+        chunk: u32,
+        /// The connection it came from.
+        from: ConnId,
+        /// The bytes received.
+        data: Vec<u8>,
+    },
+    /// Open (or recover after a crash) the partial download of `manifest`'s content.
+    OpenPartial {
+        /// The content.
+        content: Id,
+        /// Its verified manifest.
+        manifest: Arc<Manifest>,
+    },
+    /// Every chunk is verified: check the whole-file hash, give the file its final name
+    /// `name` in `dir` (never replacing a file), share it.
+    Finish {
+        /// The content.
+        content: Id,
+        /// The folder.
+        dir: PathBuf,
+        /// The file name, already made safe.
+        name: String,
+    },
+    /// Delete a cancelled download's partial data; answered with [`StorageDone::Discarded`].
+    Discard {
+        /// The content.
+        content: Id,
+    },
+    /// Stop sharing `content` (its file changed or disappeared): forget its reader and
+    /// remove it from the share index.
+    Unshare {
+        /// The content.
+        content: Id,
+    },
+    /// `local_add_file`: hash the file at `path` and share it in place.
+    AddFile {
+        /// The file.
+        path: PathBuf,
+        /// Who asked.
+        reply: ReplyTo,
+    },
+    /// Persist the list of downloads in progress (what each will be called, and where).
+    SaveDownloads(Vec<DownloadRecord>),
+    /// Make every partial download's resume record durable (the node is stopping).
+    FlushAll,
+}
+
+/// The result of a [`StorageJob`].
+#[derive(Debug)]
+pub enum StorageDone {
+    /// [`StorageJob::ReadChunk`]: the bytes, or `None` if the chunk could not be read.
+    ChunkRead {
+        /// The connection it is for.
+        conn: ConnId,
+        /// The content.
+        content: Id,
+        /// The chunk.
+        chunk: u32,
+        /// The bytes (a pooled buffer, given back once written to the socket).
+        data: Option<Arc<Vec<u8>>>,
+        /// The shared file changed or disappeared: it must no longer be shared.
+        changed: bool,
+    },
+    /// [`StorageJob::StoreChunk`].
+    ChunkStored {
+        /// The content.
+        content: Id,
+        /// The chunk.
+        chunk: u32,
+        /// The sender.
+        from: ConnId,
+        /// What happened.
+        outcome: StoreOutcome,
+    },
+    /// [`StorageJob::CheckChunk`]: whether the copy matched its hash.
+    ChunkChecked {
+        /// The content.
+        content: Id,
+        /// The sender.
+        from: ConnId,
+        /// Whether it matched.
+        ok: bool,
+    },
+    /// [`StorageJob::OpenPartial`]: the chunks already verified on disk, or why the file
+    /// could not be opened.
+    PartialOpened {
+        /// The content.
+        content: Id,
+        /// Verified chunks, or the error.
+        result: Result<BitSet, String>,
+    },
+    /// [`StorageJob::Finish`]: the final path, or why finishing failed.
+    Finished {
+        /// The content.
+        content: Id,
+        /// The path, or the failure.
+        result: Result<PathBuf, FinishError>,
+    },
+    /// [`StorageJob::Discard`]: the partial data is gone.
+    Discarded {
+        /// The content.
+        content: Id,
+    },
+    /// [`StorageJob::AddFile`]: the share, or why the file cannot be shared.
+    Added {
+        /// Who asked.
+        reply: ReplyTo,
+        /// The share, or the error.
+        result: Result<ShareInfo, String>,
+    },
+}
+
+/// What became of a chunk given to [`StorageJob::StoreChunk`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// Verified and written.
+    Stored,
+    /// The bytes do not match the chunk's hash: the sender lied.
+    BadHash,
+    /// It could not be written (the partial file is gone, or a disk error).
+    Failed(String),
+}
+
+/// Why [`StorageJob::Finish`] failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FinishError {
+    /// The whole file does not hash to the content: every chunk must be fetched again.
+    HashMismatch,
+    /// Anything else (disk error, no partial file).
+    Io(String),
+}
+
+/// A file this node shares: what the protocol side needs to know about it.
+#[derive(Clone, Debug)]
+pub struct ShareInfo {
+    /// Its manifest.
+    pub manifest: Arc<Manifest>,
+    /// Its name (the last component of its path).
+    pub name: String,
+    /// Where it is (canonical).
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A download in progress, as it is kept across restarts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DownloadRecord {
+    /// The content ID, in hex.
+    pub content_id: String,
+    /// Its name, once a peer told it.
+    pub name: Option<String>,
+    /// The folder it goes to.
+    pub output_dir: PathBuf,
+}

@@ -1,0 +1,461 @@
+//! The node's file side: the share index, the open shared files, the partial downloads, and
+//! the executor of [`StorageJob`]s on the real disk ([`DiskStorage`]).
+//!
+//! The protocol side (the node core) never touches a file: it emits jobs
+//! ([`job::StorageJob`]) and takes their results ([`job::StorageDone`]). The reactor runs
+//! each job on the worker pool with [`DiskStorage::run`]; the whole-network simulator runs
+//! the same jobs against memory. What the two share is the rule that matters: a chunk
+//! reaches a partial download only as a [`VerifiedChunk`], made by hashing it against the
+//! manifest on the worker.
+//!
+//! # Locks
+//! Three maps, each behind its own `parking_lot::Mutex`, held only to look up or replace an
+//! entry (never across file I/O, never two at once): the share index, the readers of the
+//! contents this node serves, and the partial downloads. A partial download's own mutex
+//! (its [`PartialSlot`]) is held across its writes; the running whole-file hash is taken
+//! out of it to be advanced without the lock (`content::partial::PrefixWork`).
+
+pub mod job;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::bitset::BitSet;
+use crate::content::index::{prepare_share, ChunkReader, ShareIndex};
+use crate::content::manifest::{Lengths, Manifest};
+use crate::content::partial::{resumable_downloads, PartialFile, PartialReader};
+use crate::content::verified::VerifiedChunk;
+use crate::content::ContentError;
+use crate::id::Id;
+pub use job::{DownloadRecord, FinishError, ShareInfo, StorageDone, StorageJob, StoreOutcome};
+
+/// How often a download's resume record is made durable while it runs. Chunks written since
+/// the last record are not lost on a crash: they are re-hashed from the partial file when the
+/// download resumes. So this only bounds the re-hashing, and the fsyncs stay rare.
+pub const RECORD_EVERY: Duration = Duration::from_secs(10);
+
+/// The file listing downloads in progress (names and folders), in the data dir.
+const DOWNLOADS_FILE: &str = "transfers.json";
+
+/// How many chunks one store job adds to the running whole-file hash at most (the job has
+/// just hashed one chunk, so this lets the prefix catch up several times faster than chunks
+/// arrive while keeping each job short).
+const PREFIX_CHUNKS_PER_JOB: u32 = 8;
+
+thread_local! {
+    /// A worker's read-back buffer for the running whole-file hash (kept: no allocation and
+    /// zeroing of a chunk-sized buffer per job).
+    static PREFIX_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A partial download and when its resume record was last made durable.
+struct PartialSlot {
+    file: PartialFile,
+    last_record: Instant,
+}
+
+/// Where the chunks of a content this node serves come from.
+#[derive(Clone)]
+enum Source {
+    /// A complete file (added, or downloaded and finished).
+    Shared {
+        reader: Arc<ChunkReader>,
+        manifest: Arc<Manifest>,
+    },
+    /// A download in progress: its verified chunks.
+    Partial {
+        reader: PartialReader,
+        manifest: Arc<Manifest>,
+    },
+}
+
+impl Source {
+    fn manifest(&self) -> &Arc<Manifest> {
+        match self {
+            Source::Shared { manifest, .. } | Source::Partial { manifest, .. } => manifest,
+        }
+    }
+}
+
+/// What the data dir holds at start: the shares, and the downloads to resume.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    /// Files shared (added, or downloaded earlier), each openable now.
+    pub shares: Vec<ShareInfo>,
+    /// Downloads with a stored manifest (their partial file is reopened by
+    /// [`StorageJob::OpenPartial`]).
+    pub resumable: Vec<Arc<Manifest>>,
+    /// Names and folders of the downloads in progress.
+    pub downloads: Vec<DownloadRecord>,
+}
+
+/// The files of one node (see the module docs). Shared by the worker threads.
+pub struct DiskStorage {
+    data_dir: PathBuf,
+    index: Mutex<ShareIndex>,
+    sources: Mutex<HashMap<Id, Source>>,
+    partials: Mutex<HashMap<Id, Arc<Mutex<PartialSlot>>>>,
+}
+
+impl DiskStorage {
+    /// Opens the share index of `data_dir` and lists what is shared and what can resume.
+    /// A shared file that can no longer be opened is left out (and logged).
+    pub fn open(data_dir: &Path) -> Result<(DiskStorage, Inventory), String> {
+        let index = ShareIndex::open(data_dir).map_err(|e| format!("share index: {e}"))?;
+        let mut sources = HashMap::new();
+        let mut inv = Inventory::default();
+        for e in index.list() {
+            let Some(m) = index.manifest(&e.id) else {
+                continue;
+            };
+            match ChunkReader::open(e, m.lengths()) {
+                Ok(r) => {
+                    sources.insert(
+                        e.id,
+                        Source::Shared {
+                            reader: Arc::new(r),
+                            manifest: m.clone(),
+                        },
+                    );
+                    inv.shares.push(ShareInfo {
+                        manifest: m,
+                        name: e.name.clone(),
+                        path: e.path.clone(),
+                        size: e.size,
+                    });
+                }
+                Err(err) => log::warn!("not sharing {}: {err}", e.path.display()),
+            }
+        }
+        inv.downloads = fs::read(data_dir.join(DOWNLOADS_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        match resumable_downloads(data_dir) {
+            Ok(ms) => inv.resumable = ms,
+            Err(e) => log::warn!("cannot list unfinished downloads: {e}"),
+        }
+        let storage = DiskStorage {
+            data_dir: data_dir.to_path_buf(),
+            index: Mutex::new(index),
+            sources: Mutex::new(sources),
+            partials: Mutex::new(HashMap::new()),
+        };
+        Ok((storage, inv))
+    }
+
+    /// Carries out `job` (on a worker thread: it reads, hashes and writes files).
+    #[must_use]
+    pub fn run(&self, job: StorageJob) -> Option<StorageDone> {
+        match job {
+            StorageJob::ReadChunk {
+                conn,
+                content,
+                chunk,
+            } => {
+                let (data, changed) = self.read_chunk(content, chunk);
+                Some(StorageDone::ChunkRead {
+                    conn,
+                    content,
+                    chunk,
+                    data,
+                    changed,
+                })
+            }
+            StorageJob::StoreChunk {
+                content,
+                chunk,
+                from,
+                data,
+            } => Some(StorageDone::ChunkStored {
+                content,
+                chunk,
+                from,
+                outcome: self.store_chunk(content, chunk, data),
+            }),
+            StorageJob::CheckChunk {
+                content,
+                chunk,
+                from,
+                data,
+            } => {
+                let manifest = self.manifest_of(&content);
+                // Nothing to check against (the download was cancelled): not the sender's fault.
+                let ok = match manifest {
+                    Some(m) => match VerifiedChunk::check(&m, chunk, data) {
+                        Ok(v) => {
+                            crate::bufpool::give(v.into_data());
+                            true
+                        }
+                        Err(e) => {
+                            crate::bufpool::give(e.data);
+                            false
+                        }
+                    },
+                    None => {
+                        crate::bufpool::give(data);
+                        true
+                    }
+                };
+                Some(StorageDone::ChunkChecked { content, from, ok })
+            }
+            StorageJob::OpenPartial { content, manifest } => Some(StorageDone::PartialOpened {
+                content,
+                result: self.open_partial(content, manifest),
+            }),
+            StorageJob::Finish { content, dir, name } => Some(StorageDone::Finished {
+                content,
+                result: self.finish(content, &dir, &name),
+            }),
+            StorageJob::Discard { content } => {
+                self.discard(content);
+                Some(StorageDone::Discarded { content })
+            }
+            StorageJob::Unshare { content } => {
+                self.sources.lock().remove(&content);
+                if let Err(e) = self.index.lock().remove(&content) {
+                    log::warn!("content {content}: removing it from the share index: {e}");
+                }
+                None
+            }
+            StorageJob::AddFile { path, reply } => Some(StorageDone::Added {
+                reply,
+                result: self.add_file(&path),
+            }),
+            StorageJob::SaveDownloads(list) => {
+                self.save_downloads(&list);
+                None
+            }
+            StorageJob::FlushAll => {
+                self.flush_all();
+                None
+            }
+        }
+    }
+
+    fn manifest_of(&self, content: &Id) -> Option<Arc<Manifest>> {
+        self.sources
+            .lock()
+            .get(content)
+            .map(|s| s.manifest().clone())
+    }
+
+    /// Reads a chunk to serve; `(None, true)` when the shared file changed or disappeared.
+    fn read_chunk(&self, content: Id, chunk: u32) -> (Option<Arc<Vec<u8>>>, bool) {
+        let Some(src) = self.sources.lock().get(&content).cloned() else {
+            return (None, false);
+        };
+        let lengths: Lengths = src.manifest().lengths();
+        let Some(c) = lengths.validate(chunk) else {
+            return (None, false);
+        };
+        // Pooled: the reactor gives it back once the PIECE is written.
+        let mut buf = crate::bufpool::take(lengths.chunk_len(c) as usize);
+        let r = match &src {
+            Source::Shared { reader, .. } => reader.read_chunk(c, &mut buf),
+            Source::Partial { reader, .. } => reader.read_chunk(c, &mut buf),
+        };
+        match r {
+            Ok(()) => (Some(Arc::new(buf)), false),
+            Err(e) => {
+                log::warn!("cannot serve chunk {chunk} of {content}: {e}");
+                crate::bufpool::give(buf);
+                let changed = matches!(src, Source::Shared { .. })
+                    && matches!(
+                        e,
+                        ContentError::Changed { .. } | ContentError::Missing { .. }
+                    );
+                (None, changed)
+            }
+        }
+    }
+
+    /// Verifies and stores one chunk: the hash is checked outside the partial file's lock,
+    /// and the resume record is made durable at most every [`RECORD_EVERY`].
+    fn store_chunk(&self, content: Id, chunk: u32, data: Vec<u8>) -> StoreOutcome {
+        let Some(p) = self.partials.lock().get(&content).cloned() else {
+            crate::bufpool::give(data);
+            return StoreOutcome::Failed(format!("download {content} is not open"));
+        };
+        let manifest = p.lock().file.manifest().clone();
+        let verified = match VerifiedChunk::check(&manifest, chunk, data) {
+            Ok(v) => v,
+            Err(e) => {
+                crate::bufpool::give(e.data);
+                return StoreOutcome::BadHash;
+            }
+        };
+        let mut slot = p.lock();
+        let stored = slot.file.store(&verified);
+        // Hashed and written: the buffer can take the next PIECE.
+        crate::bufpool::give(verified.into_data());
+        if let Err(e) = stored {
+            log::error!("storing chunk {chunk} of {content}: {e}");
+            return StoreOutcome::Failed(e.to_string());
+        }
+        if slot.file.needs_flush() && slot.last_record.elapsed() >= RECORD_EVERY {
+            slot.last_record = Instant::now();
+            if let Err(e) = slot.file.flush_record() {
+                log::warn!("saving download progress of {content}: {e}");
+            }
+        }
+        // Extend the running whole-file hash over the verified prefix, outside the lock, a
+        // few chunks per job so no job is held up long; by the last chunk little is left.
+        let work = slot.file.take_prefix_work();
+        drop(slot);
+        if let Some(mut work) = work {
+            let r = PREFIX_BUF.with(|b| work.advance(PREFIX_CHUNKS_PER_JOB, &mut b.borrow_mut()));
+            if let Err(e) = r {
+                // Harmless here: finish reads the rest of the file itself.
+                log::warn!("hashing the downloaded prefix of {content}: {e}");
+            }
+            p.lock().file.return_prefix_work(work);
+        }
+        StoreOutcome::Stored
+    }
+
+    fn open_partial(&self, content: Id, manifest: Arc<Manifest>) -> Result<BitSet, String> {
+        let (p, report) = PartialFile::open_or_create(&self.data_dir, manifest.clone())
+            .map_err(|e| e.to_string())?;
+        if report.from_record + report.recovered > 0 {
+            log::info!(
+                "download {content}: {} chunks verified on disk ({} recovered after a crash), {} to fetch",
+                report.from_record + report.recovered,
+                report.recovered,
+                report.missing
+            );
+        }
+        let reader = p.reader();
+        let slot = Arc::new(Mutex::new(PartialSlot {
+            file: p,
+            last_record: Instant::now(),
+        }));
+        self.partials.lock().insert(content, slot);
+        self.sources
+            .lock()
+            .insert(content, Source::Partial { reader, manifest });
+        let mut have = BitSet::new(report.verified.len());
+        for (i, v) in report.verified.iter().enumerate() {
+            if *v {
+                have.insert(i);
+            }
+        }
+        Ok(have)
+    }
+
+    fn finish(&self, content: Id, dir: &Path, name: &str) -> Result<PathBuf, FinishError> {
+        let Some(p) = self.partials.lock().get(&content).cloned() else {
+            return Err(FinishError::Io(format!("download {content} is not open")));
+        };
+        let mut slot = p.lock();
+        let path = slot.file.finish(dir, name).map_err(|e| match e {
+            ContentError::FileHashMismatch { .. } => FinishError::HashMismatch,
+            e => FinishError::Io(e.to_string()),
+        })?;
+        let m = slot.file.manifest().clone();
+        drop(slot);
+        self.partials.lock().remove(&content);
+        let entry = self.index.lock().add_downloaded(&path, m.clone());
+        match entry {
+            Ok(e) => match ChunkReader::open(&e, m.lengths()) {
+                Ok(r) => {
+                    self.sources.lock().insert(
+                        content,
+                        Source::Shared {
+                            reader: Arc::new(r),
+                            manifest: m,
+                        },
+                    );
+                }
+                Err(err) => {
+                    self.sources.lock().remove(&content);
+                    log::warn!("downloaded {} but cannot serve it: {err}", path.display());
+                }
+            },
+            Err(e) => {
+                self.sources.lock().remove(&content);
+                log::warn!("downloaded {} but cannot share it: {e}", path.display());
+            }
+        }
+        Ok(path)
+    }
+
+    fn discard(&self, content: Id) {
+        self.sources.lock().remove(&content);
+        let slot = self.partials.lock().remove(&content);
+        match slot {
+            Some(p) => {
+                // Jobs still holding the slot find it discarded.
+                if let Err(e) = p.lock().file.discard_in_place() {
+                    log::warn!("download {content}: deleting its partial data: {e}");
+                }
+            }
+            None => {
+                // Cancelled before its partial file was opened, or opened by a job still
+                // running: nothing here yet. Its files, if any, go at the next start (a
+                // download with no record of it is not resumed; see `resumable_downloads`).
+                log::debug!("download {content}: no partial file open to discard");
+            }
+        }
+    }
+
+    fn add_file(&self, path: &Path) -> Result<ShareInfo, String> {
+        let prepared = prepare_share(path, &|_| {}).map_err(|e| e.to_string())?;
+        let manifest = prepared.manifest.clone();
+        let entry = self
+            .index
+            .lock()
+            .commit(prepared)
+            .map_err(|e| e.to_string())?;
+        match ChunkReader::open(&entry, manifest.lengths()) {
+            Ok(r) => {
+                self.sources.lock().insert(
+                    entry.id,
+                    Source::Shared {
+                        reader: Arc::new(r),
+                        manifest: manifest.clone(),
+                    },
+                );
+            }
+            Err(err) => log::warn!("{}: {err}", entry.path.display()),
+        }
+        Ok(ShareInfo {
+            manifest,
+            name: entry.name,
+            path: entry.path,
+            size: entry.size,
+        })
+    }
+
+    fn save_downloads(&self, list: &[DownloadRecord]) {
+        let Ok(bytes) = serde_json::to_vec_pretty(list) else {
+            return;
+        };
+        let tmp = self.data_dir.join(format!("{DOWNLOADS_FILE}.tmp"));
+        let ok = fs::write(&tmp, bytes)
+            .and_then(|_| fs::rename(&tmp, self.data_dir.join(DOWNLOADS_FILE)));
+        if let Err(e) = ok {
+            log::warn!("saving the list of downloads: {e}");
+        }
+    }
+
+    /// Makes every partial download's resume record durable (at shutdown).
+    pub fn flush_all(&self) {
+        let slots: Vec<(Id, Arc<Mutex<PartialSlot>>)> = self
+            .partials
+            .lock()
+            .iter()
+            .map(|(id, p)| (*id, p.clone()))
+            .collect();
+        for (id, p) in slots {
+            if let Err(e) = p.lock().file.flush_record() {
+                log::warn!("download {id}: saving progress: {e}");
+            }
+        }
+    }
+}
