@@ -223,7 +223,7 @@ pub struct RunArgs {
 }
 
 fn parse_rate_arg(s: &str) -> Result<u64, String> {
-    crate::net::bandwidth::parse_rate(s)
+    crate::limits::parse_rate(s)
 }
 
 /// How a client subcommand reaches the node.
@@ -265,7 +265,7 @@ impl RunArgs {
         c.nat.enabled = !self.no_nat;
         c.nat.port_mapping = !self.no_nat_pmp;
         c.nat.mapping_lifetime = self.nat_pmp_lifetime;
-        c.limits = crate::net::bandwidth::Limits {
+        c.limits = crate::limits::Limits {
             up: self.up_limit,
             down: self.down_limit,
             transfer_up: self.transfer_up_limit,
@@ -359,7 +359,7 @@ pub fn main_with(cli: Cli) -> i32 {
             } else {
                 call(&api, "set_limits", Value::Object(payload), |v| {
                     let l = &v["limits"];
-                    let r = |x: &Value| crate::net::bandwidth::format_rate(x.as_u64().unwrap_or(0));
+                    let r = |x: &Value| crate::limits::format_rate(x.as_u64().unwrap_or(0));
                     format!(
                         "limits set: upload {} (each transfer {}, each peer {}), download {} (each transfer {}, each peer {})",
                         r(&l["up"]), r(&l["transfer_up"]), r(&l["peer_up"]),
@@ -567,7 +567,7 @@ connections      {} direct, {} punched, {} relayed; relaying {} for others, {} c
 
 /// The `bandwidth` object of `status` for people.
 fn format_bandwidth(b: &Value) -> String {
-    use crate::net::bandwidth::format_rate;
+    use crate::limits::format_rate;
     let r = |v: &Value| format_rate(v.as_u64().unwrap_or(0));
     let l = &b["limits"];
     let rate = |v: &Value| match v.as_u64().unwrap_or(0) {

@@ -10,8 +10,10 @@
 //! - [`content`]: manifests and content IDs, file hashing, the share index, crash-safe partial downloads.
 //! - [`dht`]: the Kademlia DHT as a sans-IO state machine.
 //! - [`nat`]: NAT traversal (sans-IO): reachability, rendezvous, hole punching, relaying.
-//! - [`net`]: the mio reactor, socket binding and send-path network emulation.
-//! - [`node`]: a running node: config, persistence, shared status, API commands.
+//! - [`limits`]: bandwidth limits and rates as people write them.
+//! - [`node_core`]: the node as one sans-IO state machine: DHT, transfers, NAT and the API's commands joined.
+//! - [`net`]: the mio reactor that drives the node core: sockets, bandwidth pacing, the worker pool.
+//! - [`node`]: a running node: configuration and start-up.
 //! - [`storage`]: the file side: share index, shared files, partial downloads; storage jobs.
 //! - [`sim`]: a deterministic, seeded network simulator for the DHT (`make sim`).
 //! - [`transfer`]: the download scheduler (sans-IO: rarest first, pipelining, endgame, bans).
@@ -27,9 +29,11 @@ pub mod content;
 pub mod dht;
 pub mod id;
 pub mod ledger;
+pub mod limits;
 pub mod nat;
 pub mod net;
 pub mod node;
+pub mod node_core;
 pub mod proto;
 pub mod sim;
 pub mod storage;

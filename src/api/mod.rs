@@ -34,6 +34,7 @@
 pub mod auth;
 pub mod client;
 pub mod framing;
+pub mod ledger;
 pub mod paths;
 pub mod reply;
 pub mod request;

@@ -265,7 +265,7 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
                         ))
                     })?),
                     Some(Value::String(s)) => Some(
-                        crate::net::bandwidth::parse_rate(s)
+                        crate::limits::parse_rate(s)
                             .map_err(|e| ApiError::new(format!("field `{name}`: {e}")))?,
                     ),
                     Some(_) => {

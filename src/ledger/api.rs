@@ -15,7 +15,6 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::api::reply;
 use crate::id::Id;
 use crate::ledger::{Claim, Ledger, LedgerError, Metadata, Mnemonic, OwnerClaim, Registration};
 
@@ -47,16 +46,16 @@ impl LedgerReply {
         LedgerReply::new(false, json!({ "message": message.into() }))
     }
 
-    /// The API reply bytes (one JSON object and `\n`).
+    /// The API reply bytes (one compact JSON object and `\n`, like every API reply).
     pub fn into_bytes(self) -> Vec<u8> {
-        if self.ok {
-            reply::success(self.fields)
-        } else {
-            let message = self.fields["message"]
-                .as_str()
-                .unwrap_or("ledger error")
-                .to_owned();
-            reply::error_with(&message, self.fields)
+        match serde_json::to_vec(&self.into_value()) {
+            Ok(mut bytes) => {
+                bytes.push(b'\n');
+                bytes
+            }
+            // serde_json does not fail on a `Value`; never panic on a reply all the same.
+            Err(_) => b"{\"message\":\"ledger reply could not be encoded\",\"status\":\"error\"}\n"
+                .to_vec(),
         }
     }
 

@@ -22,49 +22,17 @@ use std::time::{Duration, Instant};
 
 use crate::id::Id;
 
-/// Direction of a transfer of bytes, from this node's side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dir {
-    /// Sending.
-    Up = 0,
-    /// Receiving.
-    Down = 1,
-}
+pub use crate::limits::{format_rate, parse_rate, Dir, Limits};
 
-/// The limits, in bytes per second; 0 is unlimited.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Limits {
-    /// Whole node, sending.
-    pub up: u64,
-    /// Whole node, receiving.
-    pub down: u64,
-    /// Each transfer (content), sending.
-    pub transfer_up: u64,
-    /// Each transfer, receiving.
-    pub transfer_down: u64,
-    /// Each connection, sending.
-    pub peer_up: u64,
-    /// Each connection, receiving.
-    pub peer_down: u64,
-}
-
-impl Limits {
-    fn get(&self, level: Level, d: Dir) -> u64 {
-        match (level, d) {
-            (Level::Node, Dir::Up) => self.up,
-            (Level::Node, Dir::Down) => self.down,
-            (Level::Transfer, Dir::Up) => self.transfer_up,
-            (Level::Transfer, Dir::Down) => self.transfer_down,
-            (Level::Peer, Dir::Up) => self.peer_up,
-            (Level::Peer, Dir::Down) => self.peer_down,
-        }
-    }
-
-    /// True if any limit applies in direction `d`.
-    pub fn any(&self, d: Dir) -> bool {
-        [Level::Node, Level::Transfer, Level::Peer]
-            .iter()
-            .any(|l| self.get(*l, d) > 0)
+/// The limit `l` sets at `level` in direction `d`.
+fn limit_at(l: &Limits, level: Level, d: Dir) -> u64 {
+    match (level, d) {
+        (Level::Node, Dir::Up) => l.up,
+        (Level::Node, Dir::Down) => l.down,
+        (Level::Transfer, Dir::Up) => l.transfer_up,
+        (Level::Transfer, Dir::Down) => l.transfer_down,
+        (Level::Peer, Dir::Up) => l.peer_up,
+        (Level::Peer, Dir::Down) => l.peer_down,
     }
 }
 
@@ -316,7 +284,7 @@ impl Bandwidth {
     pub fn next(&mut self, d: Dir, now: Instant) -> Option<Grant> {
         let node_avail = self.node[d as usize].available(now);
         // Small grants keep the round-robin fine-grained: a quarter of the node's burst.
-        let quantum = if self.limits.get(Level::Node, d) > 0 {
+        let quantum = if limit_at(&self.limits, Level::Node, d) > 0 {
             (self.node[d as usize].burst / 4).max(MIN_GRANT)
         } else {
             256 * 1024
@@ -325,7 +293,7 @@ impl Bandwidth {
         // crumbs are left would send it to the back of the queue for a fraction of its
         // share, and the same connection would then always meet the refilled bucket first
         // (measured: 0.3 vs 1.7 MB per half second for two equally backlogged transfers).
-        if node_avail < quantum && self.limits.get(Level::Node, d) > 0 {
+        if node_avail < quantum && limit_at(&self.limits, Level::Node, d) > 0 {
             return None;
         }
         let rounds = self.queues[d as usize].queued.len();
@@ -347,7 +315,7 @@ impl Bandwidth {
             q.queued.remove(&conn);
             let limits = self.limits;
             let t_avail = match content {
-                Some(id) if limits.get(Level::Transfer, d) > 0 => {
+                Some(id) if limit_at(&limits, Level::Transfer, d) > 0 => {
                     self.transfers.entry(id).or_insert_with(|| {
                         [
                             Bucket::new(limits.transfer_up, now),
@@ -358,7 +326,7 @@ impl Bandwidth {
                 }
                 _ => u64::MAX,
             };
-            let p_avail = if limits.get(Level::Peer, d) > 0 {
+            let p_avail = if limit_at(&limits, Level::Peer, d) > 0 {
                 self.peers.entry(conn).or_insert_with(|| {
                     [
                         Bucket::new(limits.peer_up, now),
@@ -439,56 +407,6 @@ impl Bandwidth {
         if n > 0 {
             self.meters[d as usize].add(n, now);
         }
-    }
-}
-
-/// Parses a rate: `10MB/s`, `10MB`, `5MiB/s`, `500KB/s`, `1000B/s`, `1000`, `0` or
-/// `unlimited` (0). Units: B, KB, MB, GB (powers of 1000), KiB, MiB, GiB (of 1024).
-pub fn parse_rate(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    if t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("none") {
-        return Ok(0);
-    }
-    let t = t
-        .strip_suffix("/s")
-        .or_else(|| t.strip_suffix("ps"))
-        .unwrap_or(t)
-        .trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a rate (e.g. 10MB/s, 500KiB/s, 0 for unlimited)"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" | "kB" => 1000,
-        "MB" => 1000 * 1000,
-        "GB" => 1000 * 1000 * 1000,
-        "KiB" => 1024,
-        "MiB" => 1024 * 1024,
-        "GiB" => 1024 * 1024 * 1024,
-        u => {
-            return Err(format!(
-                "unknown unit `{u}` in `{text}`: use B, KB, MB, GB, KiB, MiB or GiB (per second)"
-            ))
-        }
-    };
-    let bytes = value * mult as f64;
-    if !bytes.is_finite() || !(0.0..=1e15).contains(&bytes) {
-        return Err(format!("`{text}` is out of range"));
-    }
-    Ok(bytes.round() as u64)
-}
-
-/// A rate for people: `12.5 MB/s`, `unlimited`.
-pub fn format_rate(rate: u64) -> String {
-    match rate {
-        0 => "unlimited".into(),
-        r if r >= 1_000_000 => format!("{:.1} MB/s", r as f64 / 1e6),
-        r if r >= 1000 => format!("{:.1} KB/s", r as f64 / 1e3),
-        r => format!("{r} B/s"),
     }
 }
 

@@ -6,15 +6,13 @@
 //! comes back as a [`Completion`] through the loop's completion channel.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::shared::Shared;
 use crate::api::request::{parse_request, ApiError, ApiRequest};
 use crate::api::{auth, paths, reply, ReplyTo};
 use crate::ledger::Ledger;
-use crate::node::commands;
-use crate::node::shared::Shared;
-use crate::node::state::{self, NodeState};
+use crate::node_core::api::{route, Route};
 use crate::storage::{DiskStorage, StorageDone, StorageJob};
 use crate::workers::{Completer, WorkerPool};
 
@@ -52,8 +50,8 @@ pub enum Job {
         /// The token this client must send (clients outside loopback), if any.
         token: Option<Arc<str>>,
     },
-    /// `local_register_file_on_chain`, once the node said whether it has the content.
-    Register {
+    /// A ledger command the node core passed on (`Output::Ledger`): it appends and fsyncs.
+    Ledger {
         /// Where the reply goes.
         to: ReplyTo,
         /// The request.
@@ -61,8 +59,6 @@ pub enum Job {
         /// Whether this node has the content.
         known: bool,
     },
-    /// Persist the routing table and provided keys.
-    SaveState(NodeState),
 }
 
 /// What jobs need to run: the node's files, its shared view, its ledger, the way back.
@@ -75,8 +71,6 @@ pub struct JobContext {
     pub ledger: Arc<dyn Ledger>,
     /// Where results go.
     pub completer: Completer<Completion>,
-    /// The data dir (node state).
-    pub data_dir: PathBuf,
 }
 
 impl JobContext {
@@ -89,15 +83,10 @@ impl JobContext {
                 }
             }
             Job::Api { to, bytes, token } => self.api(to, &bytes, token.as_deref()),
-            Job::Register { to, req, known } => {
-                let bytes = commands::ledger_reply(&*self.ledger, &req, known)
+            Job::Ledger { to, req, known } => {
+                let bytes = crate::api::ledger::reply(&*self.ledger, &req, known, unix_now())
                     .unwrap_or_else(|| reply::error("internal: not a ledger command"));
                 self.completer.complete(Completion::Reply { to, bytes });
-            }
-            Job::SaveState(st) => {
-                if let Err(e) = state::save(&self.data_dir, &st) {
-                    log::error!("saving node state: {e}");
-                }
             }
         }
     }
@@ -111,27 +100,17 @@ impl JobContext {
             }
         }
         let done = match parse_request(bytes).and_then(paths::prepare) {
-            Ok(ApiRequest::Status) => Completion::Reply {
-                to,
-                bytes: commands::status_reply(&self.shared.view()),
-            },
-            Ok(ApiRequest::ListContent) => Completion::Reply {
-                to,
-                bytes: commands::list_reply(&self.shared.view()),
-            },
-            Ok(ApiRequest::RoutingTable) => Completion::Reply {
-                to,
-                bytes: commands::routing_reply(&self.shared.view()),
-            },
-            // Registering needs to know whether the node has the content: that is asked
-            // on the loop, which then hands the append back to a worker.
-            Ok(req @ ApiRequest::RegisterOnChain { .. }) => Completion::Parsed {
-                to,
-                result: Ok(req),
-            },
-            Ok(req) => match commands::ledger_reply(&*self.ledger, &req, false) {
-                Some(bytes) => Completion::Reply { to, bytes },
-                None => Completion::Parsed {
+            Ok(req) => match route(&req) {
+                Route::View(answer) => Completion::Reply {
+                    to,
+                    bytes: answer(&self.shared.view(), &self.shared.live()),
+                },
+                Route::Ledger => Completion::Reply {
+                    to,
+                    bytes: crate::api::ledger::reply(&*self.ledger, &req, false, unix_now())
+                        .unwrap_or_else(|| reply::error("internal: not a ledger command")),
+                },
+                Route::Core => Completion::Parsed {
                     to,
                     result: Ok(req),
                 },
@@ -214,4 +193,11 @@ impl Backlog {
             ctx.run(job);
         }
     }
+}
+
+/// Seconds since 1970 (ledger records carry their time).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

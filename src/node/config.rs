@@ -33,7 +33,7 @@ pub struct NodeConfig {
     /// Print every datagram and frame, decoded, one line each (`--trace`).
     pub trace: bool,
     /// Bandwidth limits at start (changeable through the API).
-    pub limits: crate::net::bandwidth::Limits,
+    pub limits: crate::limits::Limits,
     /// Nodes to contact at start.
     pub bootstrap: Vec<String>,
     /// DHT tunables.
@@ -68,7 +68,7 @@ impl NodeConfig {
             api_token: None,
             api_request_timeout: Duration::from_secs(30),
             trace: false,
-            limits: crate::net::bandwidth::Limits::default(),
+            limits: crate::limits::Limits::default(),
             bootstrap: Vec::new(),
             dht: DhtConfig::default(),
             nat: crate::nat::NatConfig::default(),

@@ -1,11 +1,7 @@
 //! A running node: start-up (data dir, identity, sockets, bootstrap), the event loop, and
 //! a clean shutdown on Ctrl-C or SIGTERM.
 
-pub mod commands;
 pub mod config;
-pub mod library;
-pub mod shared;
-pub mod state;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -16,14 +12,17 @@ use std::time::Instant;
 
 use mio::{Poll, Waker};
 
-use crate::dht::{Dht, DhtStats};
+use crate::dht::Dht;
 use crate::id::Id;
 use crate::net::emulate::SendEmulator;
-use crate::net::reactor::{Reactor, ReactorParts, WAKER};
+use crate::net::reactor::{Reactor, ReactorParts};
+use crate::net::shared::Shared;
 use crate::net::socket;
+use crate::net::tokens::WAKER;
+use crate::node_core::{IoStatus, Library, NatGlue, NodeCore};
+use crate::storage::state;
 use crate::workers::WorkerPool;
 pub use config::NodeConfig;
-use shared::{Shared, StatusView};
 
 /// Why a node could not start or stopped abnormally.
 #[derive(Debug)]
@@ -130,26 +129,6 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         log::info!("no bootstrap node and no saved contacts: this node starts a new network");
     }
 
-    let view = StatusView {
-        node_id: id,
-        listen: bound.local,
-        external: None,
-        routing_table: Vec::new(),
-        provider_records: 0,
-        provided: Vec::new(),
-        known_keys: Vec::new(),
-        stats: DhtStats::default(),
-        emulated_drops: 0,
-        api_connections: 0,
-        api_refused: 0,
-        running_queries: 0,
-        bandwidth: crate::node::shared::BandwidthView {
-            limits: cfg.limits,
-            ..Default::default()
-        },
-        nat: serde_json::Value::Null,
-    };
-    let shared = Arc::new(Shared::new(view, api_addr));
     let workers =
         WorkerPool::new(cfg.workers, cfg.worker_queue).map_err(io_err("start worker threads"))?;
     let download_dir = cfg
@@ -161,7 +140,7 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
             what: "open shares and downloads",
             source: io::Error::other(e),
         })?;
-    let library = library::Library::new(
+    let library = Library::new(
         inventory,
         download_dir,
         id,
@@ -183,6 +162,18 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         crate::ledger::log::Access::ReadWrite,
     ));
     crate::ledger::api::startup_check(&*ledger);
+    let nat = NatGlue::new(
+        crate::nat::Nat::new(local.port(), cfg.nat.clone(), rand::random()),
+        id,
+        local,
+        now,
+    );
+    let advertised = socket::advertised_addr(local);
+    let core = NodeCore::new(dht, library, nat, local, advertised, cfg.limits, now);
+    let shared = Arc::new(Shared::new(
+        core.status_view(now, IoStatus::default()),
+        api_addr,
+    ));
     let mut reactor = Reactor::new(ReactorParts {
         poll,
         waker: waker.clone(),
@@ -190,20 +181,17 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         wire: bound.tcp,
         api,
         local,
-        dht,
+        core,
         emulator,
         workers,
-        library,
         storage: Arc::new(storage),
         shared,
         shutdown: shutdown.clone(),
-        data_dir: cfg.data_dir.clone(),
         api_token: cfg.api_token.clone().map(Arc::from),
         api_request_timeout: cfg.api_request_timeout,
         ledger,
         trace: cfg.trace,
         limits: cfg.limits,
-        nat: crate::nat::Nat::new(local.port(), cfg.nat.clone(), rand::random()),
     })
     .map_err(io_err("register sockets"))?;
 

@@ -498,6 +498,16 @@ impl Message {
         type_name(self.type_byte())
     }
 
+    /// True for the frames of NAT traversal (PROBE, RELAY, RELAY_OK: nat.md), which open a
+    /// connection and end its framed part: whatever follows on the connection (the bytes of
+    /// a relayed circuit) is not wire frames, and must not be decoded as such.
+    pub fn ends_framing(&self) -> bool {
+        matches!(
+            self,
+            Message::Probe(_) | Message::Relay { .. } | Message::RelayOk
+        )
+    }
+
     /// Appends this message as one complete frame.
     ///
     /// Encoding cannot fail and cuts only where documented: a METADATA name to

@@ -15,6 +15,7 @@ use crate::bitset::BitSet;
 use crate::conn::ConnId;
 use crate::content::manifest::Manifest;
 use crate::id::Id;
+use crate::proto::dht::Contact;
 
 /// What the file side is asked to do.
 #[derive(Debug)]
@@ -92,6 +93,8 @@ pub enum StorageJob {
     SaveDownloads(Vec<DownloadRecord>),
     /// Make every partial download's resume record durable (the node is stopping).
     FlushAll,
+    /// Persist the node's identity, routing table contacts and provided keys.
+    SaveState(NodeState),
 }
 
 /// The result of a [`StorageJob`].
@@ -201,4 +204,15 @@ pub struct DownloadRecord {
     pub name: Option<String>,
     /// The folder it goes to.
     pub output_dir: PathBuf,
+}
+
+/// What a node keeps across restarts (`state.json`, see `storage::state`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeState {
+    /// The node's ID.
+    pub node_id: Option<Id>,
+    /// Contacts from the routing table.
+    pub contacts: Vec<Contact>,
+    /// Keys this node announces.
+    pub provided: Vec<Id>,
 }

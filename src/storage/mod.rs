@@ -16,6 +16,7 @@
 //! out of it to be advanced without the lock (`content::partial::PrefixWork`).
 
 pub mod job;
+pub mod state;
 
 use std::collections::HashMap;
 use std::fs;
@@ -233,6 +234,12 @@ impl DiskStorage {
             }
             StorageJob::FlushAll => {
                 self.flush_all();
+                None
+            }
+            StorageJob::SaveState(st) => {
+                if let Err(e) = state::save(&self.data_dir, &st) {
+                    log::error!("saving node state: {e}");
+                }
                 None
             }
         }

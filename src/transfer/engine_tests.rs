@@ -314,6 +314,7 @@ impl World {
                 | StorageJob::Unshare { .. }
                 | StorageJob::AddFile { .. }
                 | StorageJob::SaveDownloads(_)
+                | StorageJob::SaveState(_)
                 | StorageJob::FlushAll,
             ) => {}
             Action::FindPeers { .. } => {}

@@ -654,6 +654,7 @@ impl World {
             | StorageJob::Unshare { .. }
             | StorageJob::AddFile { .. }
             | StorageJob::SaveDownloads(_)
+            | StorageJob::SaveState(_)
             | StorageJob::FlushAll => {}
         }
     }

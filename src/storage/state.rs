@@ -18,16 +18,7 @@ const LOCK_FILE: &str = "node.lock";
 /// hand-edited or corrupted file must not make start-up slow.
 const MAX_CONTACTS: usize = 256 * 20;
 
-/// The persisted state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeState {
-    /// The node's ID.
-    pub node_id: Option<Id>,
-    /// Contacts from the routing table.
-    pub contacts: Vec<Contact>,
-    /// Keys this node announces.
-    pub provided: Vec<Id>,
-}
+pub use super::job::NodeState;
 
 #[derive(Serialize, Deserialize)]
 struct OnDisk {

@@ -1,21 +1,24 @@
-//! Executing API commands against the node (the reactor calls these on its thread for
-//! commands that need the DHT; workers call the read-only ones with the shared view).
-//! Field names follow the EchoChain API contract (`protocol-spec/api.md`,
-//! after `MISSION.md`) and must not change.
+//! What each API command does to the node (spec: `protocol-spec/api.md`). Field names
+//! follow the EchoChain API contract (`MISSION.md`) and must not change.
+//!
+//! Commands that read the node only (`status`, `local_list_content`, `routing_table`) are
+//! answered from the published view (`view.rs`), usually by the driver's workers; the
+//! ledger's commands leave the core as `Output::Ledger` (they append and fsync); every
+//! other command runs here, on the core's state.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use super::library::Library;
+use super::view::{fields, limits_json, list_reply, routing_reply, status_reply, Live, StatusView};
 use crate::api::reply;
 use crate::api::request::{ApiRequest, ContentQuery};
 use crate::api::ReplyTo;
 use crate::dht::{Dht, QueryId, QueryResult};
 use crate::id::Id;
-use crate::ledger::{self, Ledger};
-use crate::node::library::Library;
-use crate::node::shared::{Shared, StatusView};
+use crate::limits::Limits;
 
 /// A request waiting for a DHT lookup to finish.
 #[derive(Clone, Debug)]
@@ -43,6 +46,15 @@ pub enum Outcome {
     Wait(QueryId, Pending),
     /// The library will answer (the request waits there).
     Deferred,
+    /// The limits changed (now in `Ctx::limits`): enforce them, then send this reply.
+    Limits(Vec<u8>),
+    /// A ledger command: the driver runs it (`known`: whether this node has the content).
+    Ledger {
+        /// Whether this node shares or downloaded the content.
+        known: bool,
+    },
+    /// A read-only command: answer it from a fresh view.
+    View(fn(&StatusView, &Live) -> Vec<u8>),
 }
 
 /// What a command may act on.
@@ -53,52 +65,12 @@ pub struct Ctx<'a> {
     pub library: &'a mut Library,
     /// The address this node serves content on, as others should see it.
     pub self_addr: SocketAddr,
-}
-
-/// Answers a ledger command (`local_register_file_on_chain`, `local_verify_file_on_chain`,
-/// `ledger_verify`, `ledger_history`); `None` for any other request. It does file I/O and
-/// fsyncs, so the reactor runs it on a worker. `known`: whether this node has the content
-/// (only such content can be registered).
-pub fn ledger_reply(ledger: &dyn Ledger, req: &ApiRequest, known: bool) -> Option<Vec<u8>> {
-    let reply = match req {
-        ApiRequest::RegisterOnChain {
-            file_hash,
-            owner_mnemonic,
-            metadata,
-        } => ledger::api::register(
-            ledger,
-            known,
-            *file_hash,
-            owner_mnemonic,
-            metadata,
-            unix_now(),
-        ),
-        ApiRequest::VerifyOnChain {
-            file_hash,
-            owner_address,
-        } => ledger::api::verify(ledger, file_hash, owner_address.as_deref()),
-        ApiRequest::LedgerVerify => ledger::api::check(ledger),
-        ApiRequest::LedgerHistory { file_hash } => ledger::api::history(ledger, file_hash.as_ref()),
-        _ => return None,
-    };
-    Some(reply.into_bytes())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn fields(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+    /// The bandwidth limits in force.
+    pub limits: &'a mut Limits,
 }
 
 /// Runs a command that needs the DHT or the library.
-pub fn execute(req: ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Outcome {
+pub fn execute(req: &ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Outcome {
     let dht = ctx.dht;
     let busy = || {
         Outcome::Reply(reply::error(
@@ -106,24 +78,24 @@ pub fn execute(req: ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Outc
         ))
     };
     match req {
-        ApiRequest::AnnounceContent { content_hash } => match dht.announce(content_hash, 0, now) {
+        ApiRequest::AnnounceContent { content_hash } => match dht.announce(*content_hash, 0, now) {
             Some(q) => Outcome::Wait(
                 q,
                 Pending {
                     to,
-                    what: Waiting::Announce(content_hash),
+                    what: Waiting::Announce(*content_hash),
                 },
             ),
             None => busy(),
         },
         ApiRequest::RequestContentInfo {
             query: ContentQuery::One(id),
-        } => match dht.get_providers(id, now) {
+        } => match dht.get_providers(*id, now) {
             Some(q) => Outcome::Wait(
                 q,
                 Pending {
                     to,
-                    what: Waiting::ContentInfo(id),
+                    what: Waiting::ContentInfo(*id),
                 },
             ),
             None => busy(),
@@ -150,7 +122,7 @@ pub fn execute(req: ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Outc
             Outcome::Reply(reply::success(fields(json!({ "available_content": list }))))
         }
         ApiRequest::AddFile { filepath } => {
-            ctx.library.add_file(filepath, to);
+            ctx.library.add_file(filepath.clone(), to);
             Outcome::Deferred
         }
         ApiRequest::RequestFile {
@@ -159,31 +131,80 @@ pub fn execute(req: ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Outc
             peers,
         } => match ctx
             .library
-            .request_file(now, content_hash, output_dir, &peers, to)
+            .request_file(now, *content_hash, output_dir.clone(), peers, to)
         {
             Some(bytes) => Outcome::Reply(bytes),
             None => Outcome::Deferred,
         },
-        ApiRequest::CancelTransfer { content_hash } => {
-            match ctx.library.cancel(&content_hash, to) {
-                Ok(()) => Outcome::Deferred,
-                Err(e) => Outcome::Reply(reply::error(&e)),
-            }
-        }
+        ApiRequest::CancelTransfer { content_hash } => match ctx.library.cancel(content_hash, to) {
+            Ok(()) => Outcome::Deferred,
+            Err(e) => Outcome::Reply(reply::error(&e)),
+        },
         ApiRequest::TransferStatus { content_hash } => Outcome::Reply(reply::success(fields(
-            ctx.library.status_json(content_hash),
+            ctx.library.status_json(*content_hash),
         ))),
-        // Answered by workers from the shared view; kept here so any caller gets an answer.
-        ApiRequest::Status
-        | ApiRequest::ListContent
-        | ApiRequest::RoutingTable
-        | ApiRequest::RegisterOnChain { .. }
-        | ApiRequest::VerifyOnChain { .. }
+        ApiRequest::SetLimits { changes } => {
+            let l = &mut *ctx.limits;
+            let slots = [
+                &mut l.up,
+                &mut l.down,
+                &mut l.transfer_up,
+                &mut l.transfer_down,
+                &mut l.peer_up,
+                &mut l.peer_down,
+            ];
+            for (slot, change) in slots.into_iter().zip(changes) {
+                if let Some(v) = change {
+                    *slot = *v;
+                }
+            }
+            log::info!("bandwidth limits now {l:?}");
+            Outcome::Limits(reply::success(fields(json!({
+                "message": "limits set",
+                "limits": limits_json(l),
+            }))))
+        }
+        ApiRequest::RegisterOnChain { file_hash, .. } => Outcome::Ledger {
+            known: ctx.library.knows(file_hash),
+        },
+        ApiRequest::VerifyOnChain { .. }
         | ApiRequest::LedgerVerify
-        | ApiRequest::LedgerHistory { .. }
-        | ApiRequest::SetLimits { .. } => Outcome::Reply(reply::error(
-            "internal: read-only command reached the event loop",
-        )),
+        | ApiRequest::LedgerHistory { .. } => Outcome::Ledger { known: false },
+        ApiRequest::Status => Outcome::View(status_reply),
+        ApiRequest::ListContent => Outcome::View(|v, _| list_reply(v)),
+        ApiRequest::RoutingTable => Outcome::View(|v, _| routing_reply(v)),
+    }
+}
+
+/// Where a parsed request is answered (the driver follows this on its workers).
+pub enum Route {
+    /// From the published view, at once.
+    View(fn(&StatusView, &Live) -> Vec<u8>),
+    /// From the ledger (reads files): run it where files may be read.
+    Ledger,
+    /// By the core.
+    Core,
+}
+
+/// Where `req` is answered: the read-only commands from the view, the ledger's reads from
+/// the ledger, everything else (registering included: it needs to know whether this node
+/// has the content) by the core.
+pub fn route(req: &ApiRequest) -> Route {
+    match req {
+        ApiRequest::Status => Route::View(status_reply),
+        ApiRequest::ListContent => Route::View(|v, _| list_reply(v)),
+        ApiRequest::RoutingTable => Route::View(|v, _| routing_reply(v)),
+        ApiRequest::VerifyOnChain { .. }
+        | ApiRequest::LedgerVerify
+        | ApiRequest::LedgerHistory { .. } => Route::Ledger,
+        ApiRequest::RegisterOnChain { .. }
+        | ApiRequest::AnnounceContent { .. }
+        | ApiRequest::RequestContentInfo { .. }
+        | ApiRequest::AddFile { .. }
+        | ApiRequest::RequestFile { .. }
+        | ApiRequest::CancelTransfer { .. }
+        | ApiRequest::TransferStatus { .. }
+        | ApiRequest::SetLimits { .. } => Route::Core,
     }
 }
 
@@ -242,88 +263,6 @@ pub fn reply_for(p: &Pending, result: &QueryResult, dht: &Dht, self_addr: Socket
 /// or at a loopback one (how nodes on the same machine see us).
 fn is_self(a: SocketAddr, me: SocketAddr) -> bool {
     a.port() == me.port() && (a.ip() == me.ip() || a.ip().is_loopback())
-}
-
-/// `local_list_content`: every content hash this node knows of in the DHT.
-pub fn list_reply((view, _): &(std::sync::Arc<StatusView>, &Shared)) -> Vec<u8> {
-    let hashes: Vec<String> = view.known_keys.iter().map(Id::to_hex).collect();
-    reply::success(fields(json!({ "content_hashes": hashes })))
-}
-
-/// `routing_table`: every contact, closest bucket last.
-pub fn routing_reply((view, _): &(std::sync::Arc<StatusView>, &Shared)) -> Vec<u8> {
-    let mut rows: Vec<&(crate::proto::dht::Contact, usize, u64)> =
-        view.routing_table.iter().collect();
-    rows.sort_by_key(|(c, bucket, _)| (*bucket, c.id));
-    let contacts: Vec<Value> = rows
-        .iter()
-        .map(|(c, bucket, age)| {
-            json!({
-                "node_id": c.id.to_hex(),
-                "addr": c.addr.to_string(),
-                "bucket": bucket,
-                "last_seen_secs_ago": age,
-            })
-        })
-        .collect();
-    reply::success(fields(
-        json!({ "node_id": view.node_id.to_hex(), "contacts": contacts }),
-    ))
-}
-
-/// `status`: identity, addresses and counters.
-pub fn status_reply((view, shared): &(std::sync::Arc<StatusView>, &Shared)) -> Vec<u8> {
-    let s = &view.stats;
-    reply::success(fields(json!({
-        "node_id": view.node_id.to_hex(),
-        "listen": view.listen.to_string(),
-        "api": shared.api_addr.to_string(),
-        "external_addr": view.external.map(|a| a.to_string()),
-        "uptime_secs": shared.started.elapsed().as_secs(),
-        "routing_table_size": view.routing_table.len(),
-        "provider_records": view.provider_records,
-        "provided": view.provided.iter().map(Id::to_hex).collect::<Vec<_>>(),
-        "running_lookups": view.running_queries,
-        "api_connections": view.api_connections,
-        "api_refused": view.api_refused,
-        "dht": {
-            "datagrams_in": s.datagrams_in,
-            "datagrams_out": s.datagrams_out,
-            "decode_errors": s.decode_errors,
-            "unexpected_responses": s.unexpected_responses,
-            "rate_limited": s.rate_limited,
-            "timeouts": s.timeouts,
-            "bad_tokens": s.bad_tokens,
-            "emulated_drops": view.emulated_drops,
-        },
-        "bandwidth": bandwidth_json(&view.bandwidth, shared),
-        "nat": view.nat,
-    })))
-}
-
-/// Rates (as of the view), live byte totals and limits of wire-protocol bytes for `status`;
-/// 0 is unlimited.
-fn bandwidth_json(b: &crate::node::shared::BandwidthView, shared: &Shared) -> Value {
-    use std::sync::atomic::Ordering::Relaxed;
-    json!({
-        "up_rate": b.up_rate,
-        "down_rate": b.down_rate,
-        "up_total": shared.wire_totals[0].load(Relaxed),
-        "down_total": shared.wire_totals[1].load(Relaxed),
-        "limits": limits_json(&b.limits),
-    })
-}
-
-/// The limits as JSON (bytes per second; 0 is unlimited).
-pub fn limits_json(l: &crate::net::bandwidth::Limits) -> Value {
-    json!({
-        "up": l.up,
-        "down": l.down,
-        "transfer_up": l.transfer_up,
-        "transfer_down": l.transfer_down,
-        "peer_up": l.peer_up,
-        "peer_down": l.peer_down,
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,59 @@
+//! State the event loop shares with worker threads: the latest [`StatusView`] of the node,
+//! which the loop republishes twice a second and whenever the core says it changed, and a
+//! few live counters. Workers answer read-only API commands (`status`, `local_list_content`,
+//! `routing_table`) from it without a round trip through the loop. Guarded by a
+//! parking_lot `RwLock`; the loop holds the write lock only to swap in a new `Arc`, never
+//! across I/O.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::RwLock;
+
+use crate::node_core::{Live, StatusView};
+
+/// The shared view plus fixed facts about the node.
+pub struct Shared {
+    view: RwLock<Arc<StatusView>>,
+    /// When the node started.
+    started: Instant,
+    /// The API address.
+    api_addr: SocketAddr,
+    /// Wire bytes sent and received since start, kept live (not only at view updates) so
+    /// that `status` samples are exact to the moment.
+    pub wire_totals: [AtomicU64; 2],
+}
+
+impl Shared {
+    /// Shared state starting from `view`.
+    pub fn new(view: StatusView, api_addr: SocketAddr) -> Self {
+        Shared {
+            view: RwLock::new(Arc::new(view)),
+            started: Instant::now(),
+            api_addr,
+            wire_totals: Default::default(),
+        }
+    }
+
+    /// The latest view (cheap: clones an `Arc`).
+    pub fn view(&self) -> Arc<StatusView> {
+        self.view.read().clone()
+    }
+
+    /// What changes faster than the view, now.
+    pub fn live(&self) -> Live {
+        Live {
+            api_addr: Some(self.api_addr),
+            uptime_secs: self.started.elapsed().as_secs(),
+            up_total: self.wire_totals[0].load(Ordering::Relaxed),
+            down_total: self.wire_totals[1].load(Ordering::Relaxed),
+        }
+    }
+
+    /// Replaces the view.
+    pub fn publish(&self, v: StatusView) {
+        *self.view.write() = Arc::new(v);
+    }
+}

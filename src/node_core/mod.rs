@@ -1,0 +1,603 @@
+//! The node as one sans-IO state machine: [`NodeCore`] owns the DHT, the library of
+//! contents (with the transfer engine inside) and NAT traversal, and joins them. Every
+//! protocol decision of a node is made here; the driver (the mio reactor in `net`, or the
+//! whole-network simulator in `sim::node_net`) only moves bytes, runs file jobs and keeps
+//! time. Like str0m's `Rtc` and quinn's `Connection`, it never touches a socket, a file, a
+//! thread or the clock: time comes in as `now`, randomness as seeds.
+//!
+//! # The run loop
+//! ```text
+//! loop {
+//!     wait for I/O or until core.poll_timeout()
+//!     feed what happened:   core.handle_datagram(now, from, bytes)
+//!                           core.handle_wire_accepted(now, peer) -> ConnId
+//!                           core.handle_wire_connected / _frame / _error / _closed / piece_sent
+//!                           core.handle_storage(now, done)        (a file job finished)
+//!                           core.handle_api(now, to, request)     (a parsed API request)
+//!                           core.handle_dial_back_done / _punch_connected / _relay_* / _pmp_*
+//!     if core.poll_timeout() <= now { core.handle_timeout(now) }
+//!     while let Some(o) = core.poll_output() { carry it out }   // after EVERY input
+//! }
+//! ```
+//! The drain rule (str0m's): after every input, take outputs until `poll_output` says
+//! `None`, then sleep until `poll_timeout`. Carrying out an output may produce inputs (a
+//! connect that fails at once); feed them, then drain again.
+//!
+//! # Inputs, commands, outputs
+//! - Inputs are the `handle_*` methods, each with the instant it happened.
+//! - Getters: [`NodeCore::conn_addr`], [`NodeCore::conn_content`], [`NodeCore::status_view`],
+//!   [`NodeCore::node_id`].
+//! - Outputs: [`NodeCore::poll_output`] ([`Output`], grouped by who carries it out: datagrams,
+//!   wire sockets, NAT sockets, storage, API replies, the ledger, limits) and
+//!   [`NodeCore::poll_timeout`].
+//!
+//! # Who owns what
+//! - [`Dht`]: the routing table, provider records, lookups.
+//! - [`Library`]: one entry per content (shared, downloading) and the engine, whose
+//!   scheduler holds the only in-memory record of a download's verified chunks.
+//! - [`NatGlue`]: reachability, rendezvous, punches, relays, port mapping.
+//! - Here: the lookups started for API requests and for downloads' peers, the limits.
+
+pub mod api;
+pub mod library;
+pub mod nat;
+pub mod output;
+pub mod view;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::api::request::ApiRequest;
+use crate::api::ReplyTo;
+use crate::conn::ConnId;
+use crate::dht::{Dht, DhtEvent, QueryId, QueryResult};
+use crate::id::Id;
+use crate::limits::Limits;
+use crate::proto::codec::DecodeError;
+use crate::proto::wire::{self, Message};
+use crate::storage::job::{NodeState, StorageDone, StorageJob};
+use crate::transfer::engine::{Action as EngineAction, WireAction};
+pub use library::Library;
+pub use nat::NatGlue;
+pub use output::{NatIo, Output};
+pub use view::{IoStatus, Live, StatusView};
+
+/// How often the node state (routing table, provided keys) is saved.
+const SAVE_EVERY: Duration = Duration::from_secs(60);
+/// How often waiting API requests are checked for stalled or unfound downloads.
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+
+/// A DHT lookup someone waits for.
+enum Lookup {
+    /// An API request (`local_announce_content`, `local_request_content_info`).
+    Api(api::Pending),
+    /// A download's search for providers.
+    Peers(Id),
+}
+
+/// The node (see the module docs).
+pub struct NodeCore {
+    dht: Dht,
+    library: Library,
+    nat: NatGlue,
+    lookups: HashMap<QueryId, Lookup>,
+    limits: Limits,
+    local: SocketAddr,
+    /// What this node calls itself in API replies until peers agree on its public address.
+    advertised: SocketAddr,
+    out: VecDeque<Output>,
+    view_dirty: bool,
+    next_expire: Instant,
+    next_save: Instant,
+}
+
+impl NodeCore {
+    /// A node from its parts: the DHT (with its contacts and bootstrap addresses already
+    /// given), the library (shares and resumed downloads), NAT traversal, the address it
+    /// listens at and the one it gives API clients, and its bandwidth limits.
+    pub fn new(
+        dht: Dht,
+        library: Library,
+        nat: NatGlue,
+        local: SocketAddr,
+        advertised: SocketAddr,
+        limits: Limits,
+        now: Instant,
+    ) -> NodeCore {
+        NodeCore {
+            dht,
+            library,
+            nat,
+            lookups: HashMap::new(),
+            limits,
+            local,
+            advertised,
+            out: VecDeque::new(),
+            view_dirty: true,
+            next_expire: now,
+            next_save: now + SAVE_EVERY,
+        }
+    }
+
+    /// Starts what runs on its own: port mapping with the default `gateway` (if any), the
+    /// first announces and lookups.
+    pub fn start(&mut self, now: Instant, gateway: Option<Ipv4Addr>) {
+        let (nat, mut p) = self.nat_parts();
+        nat.start_mapping(&mut p, now, gateway);
+        self.settle(now);
+    }
+
+    // ----- inputs: network ----------------------------------------------------------
+
+    /// A UDP datagram arrived (DHT or NAT signalling).
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.dht.handle_datagram(now, from, bytes);
+        self.settle(now);
+    }
+
+    /// A peer connected to our wire port. Returns the connection's handle (the driver
+    /// registers the socket under it). It may be our own outgoing connection: a provider we
+    /// punch to whose SYN reached our listener.
+    pub fn handle_wire_accepted(&mut self, now: Instant, peer: SocketAddr) -> ConnId {
+        let peer = crate::proto::codec::canonical_addr(peer);
+        let (nat, mut p) = self.nat_parts();
+        let conn = match nat.accepted(&mut p, peer, now) {
+            Some(conn) => {
+                self.library.engine.connected(now, conn);
+                conn
+            }
+            None => self.library.engine.accepted(now, peer),
+        };
+        self.settle(now);
+        conn
+    }
+
+    /// An outgoing connection (`WireAction::Connect`) is established.
+    pub fn handle_wire_connected(&mut self, now: Instant, conn: ConnId) {
+        self.nat.direct_connected(conn, now);
+        self.library.engine.connected(now, conn);
+        self.settle(now);
+    }
+
+    /// A frame arrived on `conn`. After a frame that [`Message::ends_framing`], the driver
+    /// reads no more frames from that connection: outputs say what becomes of it.
+    pub fn handle_wire_frame(&mut self, now: Instant, conn: ConnId, msg: Message) {
+        if msg.ends_framing() {
+            let from = self.library.engine.conn_addr(conn).unwrap_or(self.local);
+            // The connection leaves the transfer protocol: the NAT layer decides its fate.
+            self.library.engine.closed(now, conn);
+            let (nat, mut p) = self.nat_parts();
+            nat.frame(&mut p, now, conn, from, msg);
+        } else {
+            self.library.engine.frame(now, conn, msg);
+        }
+        self.settle(now);
+    }
+
+    /// Bytes on `conn` could not be decoded: say why, then hang up (wire.md section 3).
+    pub fn handle_wire_error(&mut self, now: Instant, conn: ConnId, error: &DecodeError) {
+        log::debug!("wire: protocol error from connection {conn}: {error}");
+        self.library.engine.closed(now, conn);
+        self.out.push_back(Output::Wire(WireAction::Send {
+            conn,
+            msg: Message::Error {
+                code: wire::error_code::PROTOCOL_VIOLATION,
+                text: format!("cannot decode your frame: {error}"),
+            },
+        }));
+        self.out.push_back(Output::Wire(WireAction::Close { conn }));
+        self.settle(now);
+    }
+
+    /// The connection closed (by the peer, an I/O error, or a failed connect).
+    pub fn handle_wire_closed(&mut self, now: Instant, conn: ConnId) {
+        self.library.engine.closed(now, conn);
+        self.settle(now);
+    }
+
+    /// A PIECE on `conn` was written to the socket in full.
+    pub fn handle_piece_sent(&mut self, now: Instant, conn: ConnId) {
+        self.library.engine.piece_sent(now, conn);
+        self.settle(now);
+    }
+
+    // ----- inputs: NAT sockets ------------------------------------------------------
+
+    /// A dial-back ([`NatIo::DialBack`]) is over, connected or not.
+    pub fn handle_dial_back_done(&mut self, now: Instant) {
+        self.nat.dial_back_done();
+        self.settle(now);
+    }
+
+    /// A punch socket of `conn` connected ([`NatIo::PunchConnect`]). Returns true if the
+    /// driver keeps it as `conn`'s socket (false: close it, the attempt is over).
+    pub fn handle_punch_connected(&mut self, now: Instant, conn: ConnId) -> bool {
+        let (nat, mut p) = self.nat_parts();
+        let keep = nat.punch_connected(&mut p, conn, now);
+        if keep {
+            self.library.engine.connected(now, conn);
+        }
+        self.settle(now);
+        keep
+    }
+
+    /// The relayed circuit of `conn` is up ([`NatIo::RelayOpen`]); the socket is `conn`'s.
+    pub fn handle_relay_ready(&mut self, now: Instant, conn: ConnId) {
+        self.nat.relay_ready(conn, now);
+        self.library.engine.connected(now, conn);
+        self.settle(now);
+    }
+
+    /// The relay attempt of `conn` failed.
+    pub fn handle_relay_failed(&mut self, now: Instant, conn: ConnId) {
+        let (nat, mut p) = self.nat_parts();
+        nat.relay_failed(&mut p, conn, now);
+        self.settle(now);
+    }
+
+    /// A socket held for a circuit ([`NatIo::HoldForRelay`]) closed before the circuit came.
+    pub fn handle_relay_gone(&mut self, now: Instant, conn: ConnId) {
+        self.nat.relay_gone(conn);
+        self.settle(now);
+    }
+
+    /// A relayed circuit ([`NatIo::StartCircuit`]) ended.
+    pub fn handle_circuit_closed(&mut self, now: Instant) {
+        self.nat.circuit_closed();
+        self.settle(now);
+    }
+
+    /// The gateway answered a NAT-PMP request.
+    pub fn handle_pmp_datagram(&mut self, now: Instant, bytes: &[u8]) {
+        let (nat, mut p) = self.nat_parts();
+        nat.pmp_datagram(&mut p, now, bytes);
+        self.settle(now);
+    }
+
+    /// The gateway's NAT-PMP port is closed (ICMP port unreachable).
+    pub fn handle_pmp_unreachable(&mut self, now: Instant) {
+        let (nat, mut p) = self.nat_parts();
+        nat.pmp_unreachable(&mut p, now);
+        self.settle(now);
+    }
+
+    /// The driver cannot open a socket to the gateway: no port mapping.
+    pub fn handle_pmp_failed(&mut self) {
+        self.nat.pmp_failed();
+    }
+
+    // ----- inputs: storage and API --------------------------------------------------
+
+    /// A storage job finished.
+    pub fn handle_storage(&mut self, now: Instant, done: StorageDone) {
+        self.library.on_storage_done(now, done);
+        self.view_dirty = true;
+        self.settle(now);
+    }
+
+    /// A parsed API request; its reply leaves as [`Output::Reply`] (at once, or when what
+    /// it waits for is done).
+    pub fn handle_api(&mut self, now: Instant, to: ReplyTo, req: ApiRequest) {
+        let self_addr = self.dht.external_addr().unwrap_or(self.advertised);
+        let ctx = api::Ctx {
+            dht: &mut self.dht,
+            library: &mut self.library,
+            self_addr,
+            limits: &mut self.limits,
+        };
+        match api::execute(&req, ctx, now, to) {
+            api::Outcome::Reply(bytes) => self.out.push_back(Output::Reply { to, bytes }),
+            api::Outcome::Wait(q, p) => {
+                self.lookups.insert(q, Lookup::Api(p));
+            }
+            api::Outcome::Deferred => {}
+            api::Outcome::Limits(bytes) => {
+                self.out.push_back(Output::Limits(self.limits));
+                self.out.push_back(Output::Reply { to, bytes });
+            }
+            api::Outcome::Ledger { known } => self.out.push_back(Output::Ledger { to, req, known }),
+            api::Outcome::View(answer) => {
+                let bytes = answer(
+                    &self.status_view(now, IoStatus::default()),
+                    &Live::default(),
+                );
+                self.out.push_back(Output::Reply { to, bytes });
+            }
+        }
+        self.view_dirty = true;
+        self.settle(now);
+    }
+
+    /// API connection `conn` closed: lookups still running for it finish unobserved.
+    pub fn handle_api_gone(&mut self, conn: u64) {
+        self.lookups.retain(|_, l| match l {
+            Lookup::Api(p) => p.to.conn != conn,
+            Lookup::Peers(_) => true,
+        });
+    }
+
+    // ----- time ---------------------------------------------------------------------
+
+    /// Timers: the DHT's, the engine's, NAT traversal's, waiting API requests, saving state.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.dht.poll_timeout().is_some_and(|t| t <= now) {
+            self.dht.handle_timeout(now);
+        }
+        if self.library.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.library.engine.handle_timeout(now);
+        }
+        let (nat, mut p) = self.nat_parts();
+        nat.handle_timeout(&mut p, now);
+        if now >= self.next_expire {
+            self.next_expire = now + EXPIRE_EVERY;
+            self.library.expire_waits(now);
+        }
+        if now >= self.next_save {
+            self.next_save = now + SAVE_EVERY;
+            let st = self.node_state();
+            self.out
+                .push_back(Output::Storage(StorageJob::SaveState(st)));
+        }
+        self.settle(now);
+    }
+
+    /// When [`NodeCore::handle_timeout`] is next due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.dht.poll_timeout(),
+            self.library.engine.poll_timeout(),
+            self.nat.poll_timeout(),
+            Some(self.next_expire),
+            Some(self.next_save),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // ----- shutdown -----------------------------------------------------------------
+
+    /// The node is stopping: port mappings are removed (their requests leave as outputs).
+    /// Returns true if the driver should wait a little for the gateway's confirmation
+    /// (until [`NodeCore::mapping_removed`], at most a few seconds).
+    pub fn begin_shutdown(&mut self, now: Instant) -> bool {
+        let (nat, mut p) = self.nat_parts();
+        let wait = nat.stop_mapping(&mut p, now);
+        self.settle(now);
+        wait
+    }
+
+    /// True once the gateway confirmed that our mappings are gone (or there were none).
+    pub fn mapping_removed(&self) -> bool {
+        self.nat.mapping_removed()
+    }
+
+    /// The last jobs of a stopping node: every download's progress made durable, the node
+    /// state saved. The driver runs them before exiting.
+    pub fn final_jobs(&self) -> [StorageJob; 2] {
+        [
+            StorageJob::FlushAll,
+            StorageJob::SaveState(self.node_state()),
+        ]
+    }
+
+    // ----- outputs ------------------------------------------------------------------
+
+    /// The next thing to do (see the module docs for the drain rule).
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    // ----- getters ------------------------------------------------------------------
+
+    /// The node's ID.
+    pub fn node_id(&self) -> Id {
+        self.dht.id()
+    }
+
+    /// The peer address of a wire connection the engine knows.
+    pub fn conn_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.library.engine.conn_addr(conn)
+    }
+
+    /// The content a wire connection is about, once its handshake named it.
+    pub fn conn_content(&self, conn: ConnId) -> Option<Id> {
+        self.library.engine.conn_content(conn)
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The library (contents, downloads in progress).
+    pub fn library(&self) -> &Library {
+        &self.library
+    }
+
+    /// The DHT.
+    pub fn dht(&self) -> &Dht {
+        &self.dht
+    }
+
+    /// What is persisted across restarts.
+    pub fn node_state(&self) -> NodeState {
+        NodeState {
+            node_id: Some(self.dht.id()),
+            contacts: self.dht.routing_table().iter().map(|e| e.contact).collect(),
+            provided: self.dht.provided_keys(),
+        }
+    }
+
+    /// A picture of the node now, with the driver's part `io`.
+    pub fn status_view(&self, now: Instant, io: IoStatus) -> StatusView {
+        let rt = self.dht.routing_table();
+        let routing_table = rt
+            .iter()
+            .map(|e| {
+                let bucket = rt.bucket_index(&e.contact.id).unwrap_or(0);
+                (
+                    e.contact,
+                    bucket,
+                    now.saturating_duration_since(e.last_seen).as_secs(),
+                )
+            })
+            .collect();
+        let mut known_keys = self.dht.known_keys();
+        known_keys.extend(self.library.shared_ids());
+        known_keys.sort_unstable();
+        known_keys.dedup();
+        StatusView {
+            node_id: self.dht.id(),
+            listen: self.local,
+            external: self.dht.external_addr(),
+            routing_table,
+            provider_records: self.dht.provider_records(),
+            provided: self.dht.provided_keys(),
+            known_keys,
+            stats: self.dht.stats().clone(),
+            running_queries: self.dht.running_queries(),
+            nat: self.nat.status_json(),
+            io,
+        }
+    }
+
+    // ----- joining the parts --------------------------------------------------------
+
+    /// NAT traversal and what its decisions act on, borrowed together.
+    fn nat_parts(&mut self) -> (&mut NatGlue, nat::Parts<'_>) {
+        (
+            &mut self.nat,
+            nat::Parts {
+                dht: &mut self.dht,
+                engine: &mut self.library.engine,
+                out: &mut self.out,
+            },
+        )
+    }
+
+    /// After an input: lets the parts act on each other until nothing moves, collecting
+    /// what the driver must do in the output queue.
+    fn settle(&mut self, now: Instant) {
+        // Bounded: every round consumes outputs of the parts, which they only produce in
+        // answer to a finite amount of input (a round that moves nothing ends the loop).
+        for _ in 0..10_000 {
+            let mut moved = false;
+            while let Some(a) = self.library.engine.poll_action() {
+                moved = true;
+                self.engine_action(now, a);
+            }
+            while let Some(ev) = self.dht.poll_event() {
+                moved = true;
+                self.view_dirty = true;
+                self.dht_event(now, ev);
+            }
+            while let Some(t) = self.dht.poll_transmit() {
+                moved = true;
+                self.out.push_back(Output::Datagram(t));
+            }
+            while let Some(job) = self.library.poll_job() {
+                moved = true;
+                self.out.push_back(Output::Storage(job));
+            }
+            for r in self.library.take_replies() {
+                moved = true;
+                self.out.push_back(Output::Reply {
+                    to: r.to,
+                    bytes: r.bytes,
+                });
+            }
+            for id in self.library.take_withdrawn() {
+                moved = true;
+                self.dht.stop_providing(&id);
+            }
+            if !moved {
+                break;
+            }
+        }
+        if std::mem::take(&mut self.view_dirty) {
+            self.out.push_back(Output::ViewChanged);
+        }
+    }
+
+    fn engine_action(&mut self, now: Instant, a: EngineAction) {
+        match a {
+            EngineAction::Wire(w) => {
+                let (nat, mut p) = self.nat_parts();
+                match w {
+                    WireAction::Connect { conn, addr } => {
+                        // Through the provider's rendezvous, or a plain connect.
+                        if !nat.connect(&mut p, now, conn, addr) {
+                            self.out
+                                .push_back(Output::Wire(WireAction::Connect { conn, addr }));
+                        }
+                    }
+                    WireAction::Close { conn } => {
+                        nat.conn_closed(&mut p, conn);
+                        self.out.push_back(Output::Wire(WireAction::Close { conn }));
+                    }
+                    w @ (WireAction::Send { .. } | WireAction::SendPiece { .. }) => {
+                        self.out.push_back(Output::Wire(w))
+                    }
+                }
+            }
+            EngineAction::Storage(job) => self.library.queue_job(job),
+            EngineAction::Finish { content } => self.library.finish(content),
+            EngineAction::FindPeers { content } => {
+                if let Some(q) = self.dht.get_providers(content, now) {
+                    self.lookups.insert(q, Lookup::Peers(content));
+                }
+            }
+            EngineAction::Announce { content } => {
+                let _ = self.dht.announce(content, 0, now);
+            }
+            EngineAction::Banned { addr, node } => {
+                log::warn!(
+                    "banned peer {addr} ({}): it sent a chunk that failed verification",
+                    node.map_or_else(|| "unknown id".into(), |n| n.to_hex()[..16].to_string())
+                );
+            }
+        }
+    }
+
+    fn dht_event(&mut self, now: Instant, ev: DhtEvent) {
+        let (nat, mut p) = self.nat_parts();
+        match ev {
+            DhtEvent::QueryDone { id, result, stats } => {
+                log::debug!("dht: query {id:?} done in {:?}: {stats:?}", stats.duration);
+                match self.lookups.remove(&id) {
+                    Some(Lookup::Api(pending)) => {
+                        let me = self.dht.external_addr().unwrap_or(self.advertised);
+                        let bytes = api::reply_for(&pending, &result, &self.dht, me);
+                        self.out.push_back(Output::Reply {
+                            to: pending.to,
+                            bytes,
+                        });
+                    }
+                    Some(Lookup::Peers(content)) => {
+                        if let QueryResult::Providers { providers, .. } = &result {
+                            log::debug!(
+                                "download {content}: the DHT knows {} providers",
+                                providers.len()
+                            );
+                            self.library.engine.add_peers(now, &content, providers);
+                        }
+                    }
+                    None => {
+                        if let QueryResult::Announced { stored_at, asked } = result {
+                            log::debug!("dht: republished a key at {stored_at}/{asked} nodes");
+                        }
+                    }
+                }
+            }
+            DhtEvent::ExternalAddress(a) => {
+                log::info!("peers see this node at {a}");
+                nat.external(&mut p, now);
+            }
+            DhtEvent::Nat { from, datagram } => nat.datagram(&mut p, now, from, datagram),
+        }
+    }
+}

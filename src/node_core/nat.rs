@@ -1,0 +1,556 @@
+//! NAT traversal inside the node (spec: `protocol-spec/nat.md`): what joins the sans-IO
+//! [`Nat`] core and the NAT-PMP client to the DHT and the transfer engine, and every decision
+//! about the sockets they need. The driver only carries out [`NatIo`] outputs and reports
+//! what its sockets did.
+//!
+//! - **Reachability**: once peers agree on our address (or, behind a symmetric NAT where
+//!   they never will, after a while anyway), a few close peers are asked to dial back.
+//! - **Connecting**: a provider whose record names a rendezvous is reached through it
+//!   ([`Nat::connect_via`]: introduction, a simultaneous open from our wire port, a relay as
+//!   the last resort); others directly, and the time that took is recorded.
+//! - **As a rendezvous**: a RELAY on an accepted connection either opens a circuit (the
+//!   socket is held until the provider joins) or joins the circuit it names.
+//! - **Port mapping**: the NAT-PMP client asks the default gateway, renews, and removes
+//!   the mapping when the node stops.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::output::{NatIo, Output};
+use crate::conn::ConnId;
+use crate::dht::Dht;
+use crate::id::Id;
+use crate::nat::pmp::{self, PmpClient, PmpConfig, PmpEvent};
+use crate::nat::{Action, Nat, Reachability, Strategy};
+use crate::proto::wire::{self, Message as WireMsg};
+use crate::transfer::engine::{Engine, WireAction};
+
+/// How long after start the reachability test runs even though peers do not agree on our
+/// address (behind a symmetric NAT every peer sees another port, so they never will).
+const BLIND_PROBE_AFTER: Duration = Duration::from_secs(6);
+/// How long a rendezvous holds a RELAY opener waiting for the provider to join.
+const RELAY_WAIT: Duration = Duration::from_secs(5);
+
+/// The NAT-PMP client and the gateway it talks to.
+struct Pmp {
+    client: PmpClient,
+    gateway: SocketAddr,
+}
+
+/// A RELAY opener held by us as a rendezvous, until the provider joins.
+struct HeldOpener {
+    conn: ConnId,
+    target: Id,
+    deadline: Instant,
+}
+
+/// The node's NAT traversal (see the module docs).
+pub struct NatGlue {
+    nat: Nat,
+    node_id: Id,
+    local: SocketAddr,
+    /// Downloader punches by the provider's IP: its SYN may reach our listener instead of
+    /// our punch socket (when our side is reachable or its NAT changes ports).
+    punch_ips: HashMap<IpAddr, ConnId>,
+    /// Plain connects being timed for the setup record.
+    direct: HashMap<ConnId, (SocketAddr, Instant)>,
+    /// When to test reachability even though peers do not agree on our address.
+    blind_probe: Option<Instant>,
+    pmp: Option<Pmp>,
+    /// As a rendezvous: RELAY openers by circuit number.
+    held: HashMap<u64, HeldOpener>,
+}
+
+/// Where NAT decisions land: the DHT (signalling, flags), the engine (connections) and the
+/// outputs for the driver.
+pub struct Parts<'a> {
+    /// The DHT.
+    pub dht: &'a mut Dht,
+    /// The transfer engine.
+    pub engine: &'a mut Engine,
+    /// The core's output queue.
+    pub out: &'a mut std::collections::VecDeque<Output>,
+}
+
+impl NatGlue {
+    /// NAT traversal for the node `node_id` listening at `local`.
+    pub fn new(nat: Nat, node_id: Id, local: SocketAddr, now: Instant) -> Self {
+        NatGlue {
+            nat,
+            node_id,
+            local,
+            punch_ips: HashMap::new(),
+            direct: HashMap::new(),
+            blind_probe: Some(now + BLIND_PROBE_AFTER),
+            pmp: None,
+            held: HashMap::new(),
+        }
+    }
+
+    // ----- the NAT core's actions ---------------------------------------------------
+
+    /// Carries out the NAT core's actions.
+    pub fn flush(&mut self, p: &mut Parts<'_>, now: Instant) {
+        while let Some(a) = self.nat.poll_action() {
+            match a {
+                Action::Send { to, txid, msg } => p.dht.send_nat(to, txid, msg),
+                Action::Reachability(r) => {
+                    log::info!("nat: reachability {}", r.name());
+                    p.dht.set_reachable(r != Reachability::Unreachable);
+                    p.out.push_back(Output::ViewChanged);
+                }
+                Action::Rendezvous(rv) => {
+                    p.dht.set_rendezvous(rv, now);
+                    p.out.push_back(Output::ViewChanged);
+                }
+                Action::DialBack { addr, nonce } => {
+                    let hello = frame(&WireMsg::Probe(nonce));
+                    p.out
+                        .push_back(Output::Nat(NatIo::DialBack { addr, hello }));
+                }
+                Action::PunchConnect { conn, addr } => {
+                    self.punch_ips.insert(addr.ip(), conn);
+                    p.out
+                        .push_back(Output::Nat(NatIo::PunchConnect { conn, addr }));
+                }
+                Action::PunchAccept { addr } => {
+                    p.out.push_back(Output::Nat(NatIo::PunchAccept { addr }));
+                }
+                Action::RelayOpen {
+                    conn,
+                    rendezvous,
+                    node,
+                    nonce,
+                } => {
+                    self.drop_punches(p, conn);
+                    let hello = frame(&WireMsg::Relay { node, nonce });
+                    p.out.push_back(Output::Nat(NatIo::RelayOpen {
+                        conn,
+                        rendezvous,
+                        hello,
+                    }));
+                }
+                Action::RelayJoin {
+                    rendezvous,
+                    nonce,
+                    peer,
+                } => {
+                    let hello = frame(&WireMsg::Relay {
+                        node: self.node_id,
+                        nonce,
+                    });
+                    p.out.push_back(Output::Nat(NatIo::RelayJoin {
+                        rendezvous,
+                        hello,
+                        peer,
+                    }));
+                }
+                Action::Failed { conn } => {
+                    log::info!("nat: could not reach the provider of connection {conn}");
+                    self.drop_punches(p, conn);
+                    p.engine.closed(now, conn);
+                }
+            }
+        }
+    }
+
+    fn drop_punches(&mut self, p: &mut Parts<'_>, conn: ConnId) {
+        self.punch_ips.retain(|_, c| *c != conn);
+        p.out.push_back(Output::Nat(NatIo::DropPunches { conn }));
+    }
+
+    // ----- inputs from the DHT ------------------------------------------------------
+
+    /// A DHT datagram of the NAT layer (`DhtEvent::Nat`).
+    pub fn datagram(
+        &mut self,
+        p: &mut Parts<'_>,
+        now: Instant,
+        from: SocketAddr,
+        dg: crate::proto::dht::Datagram,
+    ) {
+        self.nat.handle_datagram(now, from, dg);
+        self.flush(p, now);
+    }
+
+    /// Peers agree on our address: test whether we are reachable there.
+    pub fn external(&mut self, p: &mut Parts<'_>, now: Instant) {
+        let peers = p.dht.routing_table().closest(&self.node_id, 4, None);
+        self.nat.external_address(now, peers);
+        self.flush(p, now);
+    }
+
+    // ----- wire connections ---------------------------------------------------------
+
+    /// The engine wants `conn` to `addr`. Through the provider's rendezvous if its record
+    /// named one (true: nothing for the driver to connect now); otherwise a plain connect,
+    /// which is timed (false).
+    pub fn connect(
+        &mut self,
+        p: &mut Parts<'_>,
+        now: Instant,
+        conn: ConnId,
+        addr: SocketAddr,
+    ) -> bool {
+        if let Some((node, rv)) = p.dht.rendezvous_of(&addr) {
+            log::debug!("nat: {addr} is behind rendezvous {rv}: asking for an introduction");
+            let ours = p.dht.external_addr();
+            self.nat.connect_via(now, conn, addr, node, rv, ours);
+            self.flush(p, now);
+            return true;
+        }
+        self.direct.insert(conn, (addr, now));
+        false
+    }
+
+    /// A plain connect completed.
+    pub fn direct_connected(&mut self, conn: ConnId, now: Instant) {
+        if let Some((addr, t0)) = self.direct.remove(&conn) {
+            let took = now.saturating_duration_since(t0);
+            self.nat.record_setup(addr, Strategy::Direct, took);
+        }
+    }
+
+    /// The engine closed `conn`: stop traversing for it.
+    pub fn conn_closed(&mut self, p: &mut Parts<'_>, conn: ConnId) {
+        self.direct.remove(&conn);
+        if self.nat.is_attempting(conn) {
+            self.nat.forget(conn);
+            self.drop_punches(p, conn);
+        }
+    }
+
+    /// An accepted wire connection from `peer`: if it is the provider we are punching to, it
+    /// is our outgoing connection (its SYN reached our listener). Returns that connection.
+    pub fn accepted(
+        &mut self,
+        p: &mut Parts<'_>,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> Option<ConnId> {
+        let conn = *self.punch_ips.get(&peer.ip())?;
+        if !self.nat.is_attempting(conn) {
+            return None;
+        }
+        self.drop_punches(p, conn);
+        self.nat.punch_connected(conn, now);
+        Some(conn)
+    }
+
+    /// A punch socket of `conn` connected. Returns whether the driver keeps it as `conn`
+    /// (false: the attempt is over, close it).
+    pub fn punch_connected(&mut self, p: &mut Parts<'_>, conn: ConnId, now: Instant) -> bool {
+        if !self.nat.is_attempting(conn) {
+            return false;
+        }
+        self.drop_punches(p, conn);
+        self.nat.punch_connected(conn, now);
+        true
+    }
+
+    /// The relayed circuit of `conn` is up (RELAY_OK read).
+    pub fn relay_ready(&mut self, conn: ConnId, now: Instant) {
+        self.nat.relay_ready(conn, now);
+    }
+
+    /// The relay attempt of `conn` failed.
+    pub fn relay_failed(&mut self, p: &mut Parts<'_>, conn: ConnId, now: Instant) {
+        self.nat.attempt_failed(conn);
+        self.flush(p, now);
+    }
+
+    /// A dial-back we were asked to make is over (connected or not).
+    pub fn dial_back_done(&mut self) {
+        self.nat.dialback_done();
+    }
+
+    /// A frame of the NAT layer arrived on `conn`, which the engine has already forgotten
+    /// (PROBE, RELAY and RELAY_OK open a connection and end its framed part, wire.md).
+    pub fn frame(
+        &mut self,
+        p: &mut Parts<'_>,
+        now: Instant,
+        conn: ConnId,
+        from: SocketAddr,
+        msg: WireMsg,
+    ) {
+        match msg {
+            WireMsg::Probe(nonce) => {
+                if self.nat.probe_received(now, nonce) {
+                    log::info!("nat: a dial-back reached us: reachable");
+                }
+                p.out.push_back(Output::Wire(WireAction::Close { conn }));
+                self.flush(p, now);
+            }
+            WireMsg::Relay { node, nonce } => self.relay_frame(p, now, conn, from, node, nonce),
+            other => {
+                log::debug!("wire: unexpected {} from connection {conn}", other.name());
+                p.out.push_back(Output::Wire(WireAction::Close { conn }));
+            }
+        }
+    }
+
+    /// As a rendezvous: RELAY on an accepted connection opens a circuit or joins one.
+    fn relay_frame(
+        &mut self,
+        p: &mut Parts<'_>,
+        now: Instant,
+        conn: ConnId,
+        from: SocketAddr,
+        node: Id,
+        nonce: u64,
+    ) {
+        if let Some(h) = self.held.get(&nonce) {
+            if h.target != node {
+                // Not the node the opener asked for: that circuit keeps waiting.
+                p.out.push_back(Output::Wire(WireAction::Close { conn }));
+                return;
+            }
+            let opener = h.conn;
+            self.held.remove(&nonce);
+            p.out.push_back(Output::Nat(NatIo::StartCircuit {
+                opener,
+                joiner: conn,
+            }));
+            return;
+        }
+        if self.nat.relay_open(now, &node, nonce, from) {
+            self.held.insert(
+                nonce,
+                HeldOpener {
+                    conn,
+                    target: node,
+                    deadline: now + RELAY_WAIT,
+                },
+            );
+            p.out.push_back(Output::Nat(NatIo::HoldForRelay { conn }));
+            self.flush(p, now);
+        } else {
+            p.out.push_back(Output::Wire(WireAction::Send {
+                conn,
+                msg: WireMsg::Error {
+                    code: wire::error_code::TOO_MANY_CONNECTIONS,
+                    text: "cannot relay to that node".into(),
+                },
+            }));
+            p.out.push_back(Output::Wire(WireAction::Close { conn }));
+        }
+    }
+
+    /// A held opener closed before its circuit came.
+    pub fn relay_gone(&mut self, conn: ConnId) {
+        let before = self.held.len();
+        self.held.retain(|_, h| h.conn != conn);
+        if self.held.len() < before {
+            self.nat.circuit_closed();
+        }
+    }
+
+    /// A relayed circuit we carried ended.
+    pub fn circuit_closed(&mut self) {
+        self.nat.circuit_closed();
+    }
+
+    // ----- port mapping -------------------------------------------------------------
+
+    /// Starts port mapping with the default gateway `gateway` (the driver reads it from the
+    /// system), if configured and if there is one: without an IPv4 gateway (a public host,
+    /// an IPv6-only node) there is nothing to ask, which is not an error.
+    pub fn start_mapping(&mut self, p: &mut Parts<'_>, now: Instant, gateway: Option<Ipv4Addr>) {
+        let cfg = self.nat.config();
+        if !cfg.enabled
+            || !cfg.port_mapping
+            || self.local.is_ipv6() && !self.local.ip().is_unspecified()
+        {
+            return;
+        }
+        let lifetime = cfg.mapping_lifetime;
+        let Some(gw) = gateway else {
+            log::debug!("nat-pmp: no IPv4 default gateway: no port mapping");
+            return;
+        };
+        log::info!(
+            "nat-pmp: asking the gateway {gw} to map port {}",
+            self.local.port()
+        );
+        let mut client = PmpClient::new(PmpConfig {
+            port: self.local.port(),
+            lifetime,
+            ..PmpConfig::default()
+        });
+        client.start(now);
+        self.pmp = Some(Pmp {
+            client,
+            gateway: SocketAddr::new(IpAddr::V4(gw), pmp::SERVER_PORT),
+        });
+        self.pmp_flush(p, now);
+    }
+
+    /// An answer from the gateway.
+    pub fn pmp_datagram(&mut self, p: &mut Parts<'_>, now: Instant, bytes: &[u8]) {
+        if let Some(m) = self.pmp.as_mut() {
+            if let Err(e) = m.client.handle_datagram(now, bytes) {
+                log::debug!("nat-pmp: from {}: {e}", m.gateway);
+            }
+        }
+        self.pmp_flush(p, now);
+    }
+
+    /// The gateway's port is closed (ICMP port unreachable).
+    pub fn pmp_unreachable(&mut self, p: &mut Parts<'_>, now: Instant) {
+        if let Some(m) = self.pmp.as_mut() {
+            m.client.handle_unreachable(now);
+        }
+        self.pmp_flush(p, now);
+    }
+
+    /// The driver cannot talk to the gateway at all: no port mapping.
+    pub fn pmp_failed(&mut self) {
+        if self.pmp.take().is_some() {
+            log::warn!("nat-pmp: cannot reach the gateway; no port mapping");
+        }
+    }
+
+    /// The node is stopping: remove the mappings. Returns true if the driver should wait a
+    /// little for the gateway's confirmation ([`NatGlue::mapping_removed`]).
+    pub fn stop_mapping(&mut self, p: &mut Parts<'_>, now: Instant) -> bool {
+        let wait = self.pmp.as_mut().is_some_and(|m| m.client.shutdown(now));
+        self.pmp_flush(p, now);
+        wait
+    }
+
+    /// True once the gateway confirmed the removal (or there was nothing to remove).
+    pub fn mapping_removed(&self) -> bool {
+        self.pmp.as_ref().is_none_or(|m| m.client.is_done())
+    }
+
+    /// Drains the NAT-PMP client: requests to the gateway, mapping events to the NAT core.
+    fn pmp_flush(&mut self, p: &mut Parts<'_>, now: Instant) {
+        let mut changed = Vec::new();
+        if let Some(m) = self.pmp.as_mut() {
+            loop {
+                while let Some(bytes) = m.client.poll_transmit() {
+                    p.out.push_back(Output::Nat(NatIo::PmpSend {
+                        gateway: m.gateway,
+                        bytes,
+                    }));
+                }
+                let Some(ev) = m.client.poll_event() else {
+                    break;
+                };
+                match ev {
+                    PmpEvent::Mapped {
+                        external,
+                        port,
+                        lifetime,
+                    } => {
+                        log::info!(
+                            "nat-pmp: {external}:{port} (udp and tcp) maps to us for {} s",
+                            lifetime.as_secs()
+                        );
+                        changed.push(true);
+                    }
+                    PmpEvent::Unavailable { reason } => {
+                        log::info!("nat-pmp: no port mapping: {reason}");
+                        changed.push(false);
+                    }
+                    PmpEvent::Removed => log::debug!("nat-pmp: removal done"),
+                }
+            }
+        }
+        for mapped in changed {
+            self.nat.set_mapped(now, mapped);
+            p.out.push_back(Output::ViewChanged);
+            self.flush(p, now);
+        }
+    }
+
+    // ----- time ---------------------------------------------------------------------
+
+    /// Timers: the NAT core's, the port mapping's, the blind reachability test, held
+    /// relay openers.
+    pub fn handle_timeout(&mut self, p: &mut Parts<'_>, now: Instant) {
+        if let Some(m) = self.pmp.as_mut() {
+            if m.client.poll_timeout().is_some_and(|t| t <= now) {
+                m.client.handle_timeout(now);
+                self.pmp_flush(p, now);
+            }
+        }
+        if self.blind_probe.is_some_and(|t| t <= now) {
+            if !self.nat.config().enabled || self.nat.reachability() != Reachability::Unknown {
+                self.blind_probe = None;
+            } else if p.dht.routing_table().is_empty() || p.dht.external_addr().is_some() {
+                self.blind_probe = Some(now + BLIND_PROBE_AFTER);
+            } else {
+                log::info!("nat: peers disagree on our address: testing reachability anyway");
+                self.blind_probe = None;
+                self.external(p, now);
+            }
+        }
+        if self.nat.poll_timeout().is_some_and(|t| t <= now) {
+            self.nat.handle_timeout(now);
+            self.flush(p, now);
+        }
+        let late: Vec<u64> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.deadline <= now)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in late {
+            if let Some(h) = self.held.remove(&n) {
+                p.out
+                    .push_back(Output::Nat(NatIo::DropHeld { conn: h.conn }));
+                self.nat.circuit_closed();
+            }
+        }
+    }
+
+    /// When [`NatGlue::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.nat.poll_timeout(),
+            self.blind_probe,
+            self.held.values().map(|h| h.deadline).min(),
+            self.pmp.as_ref().and_then(|m| m.client.poll_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The `nat` object of the status reply (the driver adds the circuits it carries).
+    pub fn status_json(&self) -> serde_json::Value {
+        let c = self.nat.counters();
+        serde_json::json!({
+            "reachability": self.nat.reachability().name(),
+            "rendezvous": self.nat.rendezvous().map(|a| a.to_string()),
+            "rendezvous_clients": self.nat.clients(),
+            "setups": {"direct": c.setups[0], "punched": c.setups[1], "relayed": c.setups[2]},
+            "failures": c.failures,
+            "introductions": c.introductions,
+            "circuits_total": c.circuits,
+            "port_mapping": self.pmp.as_ref().map(|m| serde_json::json!({
+                "gateway": m.gateway.ip().to_string(),
+                "state": m.client.state().name(),
+                "external": m.client.external().map(|a| a.to_string()),
+                "lifetime_s": m.client.lifetime().map(|l| l.as_secs()),
+                "renewals": m.client.counters().renewals,
+                "requests_sent": m.client.counters().sent,
+            })),
+            "connections": self.nat.setups().map(|s| serde_json::json!({
+                "peer": s.peer.to_string(),
+                "strategy": s.strategy.name(),
+                "setup_ms": s.setup.as_secs_f64() * 1000.0,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// A wire frame's bytes.
+fn frame(m: &WireMsg) -> Vec<u8> {
+    let mut v = Vec::with_capacity(m.encoded_len());
+    m.encode(&mut v);
+    v
+}

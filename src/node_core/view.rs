@@ -1,0 +1,169 @@
+//! A picture of the node at one moment ([`StatusView`]), and the read-only API commands
+//! answered from it (`status`, `local_list_content`, `routing_table`). The driver publishes
+//! a fresh view whenever [`Output::ViewChanged`](super::Output::ViewChanged) says so and at
+//! least twice a second; its workers answer these commands from the latest view without a
+//! round trip through the event loop. Pure functions: what only the driver knows (uptime,
+//! live byte totals) comes in as [`Live`].
+
+use std::net::SocketAddr;
+
+use serde_json::{json, Map, Value};
+
+use crate::api::reply;
+use crate::dht::DhtStats;
+use crate::id::Id;
+use crate::limits::Limits;
+use crate::proto::dht::Contact;
+
+/// A consistent picture of the node at one moment.
+#[derive(Clone, Debug)]
+pub struct StatusView {
+    /// The node ID.
+    pub node_id: Id,
+    /// The DHT/wire address.
+    pub listen: SocketAddr,
+    /// The address peers see us at, once they agree.
+    pub external: Option<SocketAddr>,
+    /// The routing table's contacts with the bucket each is in and how long ago it was heard
+    /// from, in seconds.
+    pub routing_table: Vec<(Contact, usize, u64)>,
+    /// Provider records held for others.
+    pub provider_records: usize,
+    /// Keys this node announces.
+    pub provided: Vec<Id>,
+    /// Keys this node knows of (held records and its own shares).
+    pub known_keys: Vec<Id>,
+    /// DHT counters.
+    pub stats: DhtStats,
+    /// DHT lookups running.
+    pub running_queries: usize,
+    /// NAT traversal: reachability, rendezvous, connection set-ups (nat.md).
+    pub nat: Value,
+    /// What the driver adds: sockets and bandwidth.
+    pub io: IoStatus,
+}
+
+/// The driver's part of the view.
+#[derive(Clone, Debug, Default)]
+pub struct IoStatus {
+    /// Datagrams dropped by the emulated loss.
+    pub emulated_drops: u64,
+    /// API connections open.
+    pub api_connections: usize,
+    /// API connections refused: input that is not a request (HTTP, garbage), or too slow.
+    pub api_refused: u64,
+    /// Relayed circuits open (as a rendezvous).
+    pub circuits: usize,
+    /// Wire-protocol bandwidth: limits and rates.
+    pub bandwidth: BandwidthView,
+}
+
+/// Bandwidth figures for `status`.
+#[derive(Clone, Debug, Default)]
+pub struct BandwidthView {
+    /// The limits in force.
+    pub limits: Limits,
+    /// Bytes per second sent, over about the last second.
+    pub up_rate: u64,
+    /// Bytes per second received, over about the last second.
+    pub down_rate: u64,
+}
+
+/// What changes faster than the view, read when a reply is made.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Live {
+    /// The API address.
+    pub api_addr: Option<SocketAddr>,
+    /// Seconds since the node started.
+    pub uptime_secs: u64,
+    /// Wire bytes sent since start.
+    pub up_total: u64,
+    /// Wire bytes received since start.
+    pub down_total: u64,
+}
+
+/// `local_list_content`: every content hash this node knows of in the DHT.
+pub fn list_reply(view: &StatusView) -> Vec<u8> {
+    let hashes: Vec<String> = view.known_keys.iter().map(Id::to_hex).collect();
+    reply::success(fields(json!({ "content_hashes": hashes })))
+}
+
+/// `routing_table`: every contact, closest bucket last.
+pub fn routing_reply(view: &StatusView) -> Vec<u8> {
+    let mut rows: Vec<&(Contact, usize, u64)> = view.routing_table.iter().collect();
+    rows.sort_by_key(|(c, bucket, _)| (*bucket, c.id));
+    let contacts: Vec<Value> = rows
+        .iter()
+        .map(|(c, bucket, age)| {
+            json!({
+                "node_id": c.id.to_hex(),
+                "addr": c.addr.to_string(),
+                "bucket": bucket,
+                "last_seen_secs_ago": age,
+            })
+        })
+        .collect();
+    reply::success(fields(
+        json!({ "node_id": view.node_id.to_hex(), "contacts": contacts }),
+    ))
+}
+
+/// `status`: identity, addresses and counters.
+pub fn status_reply(view: &StatusView, live: &Live) -> Vec<u8> {
+    let s = &view.stats;
+    let io = &view.io;
+    let mut nat = view.nat.clone();
+    if let Value::Object(m) = &mut nat {
+        m.insert("circuits".into(), json!(io.circuits));
+    }
+    reply::success(fields(json!({
+        "node_id": view.node_id.to_hex(),
+        "listen": view.listen.to_string(),
+        "api": live.api_addr.map(|a| a.to_string()),
+        "external_addr": view.external.map(|a| a.to_string()),
+        "uptime_secs": live.uptime_secs,
+        "routing_table_size": view.routing_table.len(),
+        "provider_records": view.provider_records,
+        "provided": view.provided.iter().map(Id::to_hex).collect::<Vec<_>>(),
+        "running_lookups": view.running_queries,
+        "api_connections": io.api_connections,
+        "api_refused": io.api_refused,
+        "dht": {
+            "datagrams_in": s.datagrams_in,
+            "datagrams_out": s.datagrams_out,
+            "decode_errors": s.decode_errors,
+            "unexpected_responses": s.unexpected_responses,
+            "rate_limited": s.rate_limited,
+            "timeouts": s.timeouts,
+            "bad_tokens": s.bad_tokens,
+            "emulated_drops": io.emulated_drops,
+        },
+        "bandwidth": {
+            "up_rate": io.bandwidth.up_rate,
+            "down_rate": io.bandwidth.down_rate,
+            "up_total": live.up_total,
+            "down_total": live.down_total,
+            "limits": limits_json(&io.bandwidth.limits),
+        },
+        "nat": nat,
+    })))
+}
+
+/// The limits as JSON (bytes per second; 0 is unlimited).
+pub fn limits_json(l: &Limits) -> Value {
+    json!({
+        "up": l.up,
+        "down": l.down,
+        "transfer_up": l.transfer_up,
+        "transfer_down": l.transfer_down,
+        "peer_up": l.peer_up,
+        "peer_down": l.peer_down,
+    })
+}
+
+pub(crate) fn fields(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
