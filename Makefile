@@ -23,7 +23,8 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-## The protocol cores do no I/O: no sockets, event loop, channels, locks or clock reads.
+## The shape of the tree (tools/check_boundaries.py): sans-IO cores, layered modules without
+## import cycles, no source file over 800 lines outside its tests.
 check-boundaries:
 	@tools/check-boundaries.sh
 

@@ -19,6 +19,7 @@
 //! - [`transfer`]: the download scheduler (sans-IO: rarest first, pipelining, endgame, bans).
 //! - [`workers`]: the worker pool and its completion channel.
 //! - [`proto`]: wire codecs (sans-IO), normative spec in `protocol-spec/`.
+//! - [`explain`]: any packet, frame or manifest explained field by field (`peershare decode`, `--trace`).
 
 pub mod api;
 pub mod bitset;
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod conn;
 pub mod content;
 pub mod dht;
+pub mod explain;
 pub mod id;
 pub mod ledger;
 pub mod limits;

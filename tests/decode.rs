@@ -15,9 +15,9 @@ use std::process::{Command, Stdio};
 
 use common::vectors::{data_lines, load_invalid, load_valid, parse_hex, prefix, read_spec_file};
 use peershare::content::manifest::Manifest;
+use peershare::explain::{self, Kind};
 use peershare::proto::codec::DecodeError;
 use peershare::proto::dht::Datagram;
-use peershare::proto::explain::{self, Kind};
 use peershare::proto::wire::decode_frame;
 use proptest::prelude::*;
 use serde_json::Value;

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 
-use peershare::proto::explain::{explain_as, Kind};
+use peershare::explain::{explain_as, Kind};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

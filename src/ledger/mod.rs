@@ -14,7 +14,6 @@
 //! - [`record`]: the canonical signed body of a record, its hash and its on-disk line.
 //! - [`log`]: the embedded backend: the log file, its head file, verification and recovery.
 //! - [`api`]: the API replies of the ledger commands (the node calls these).
-//! - [`cmd`]: the `peershare register|verify|ledger` subcommands.
 //!
 //! Semantics every backend keeps:
 //! - Several owners may register the same content; every claim is kept, and verification
@@ -25,7 +24,6 @@
 //!   the existing record, so a client that retries does not grow the ledger.
 
 pub mod api;
-pub mod cmd;
 pub mod keys;
 pub mod log;
 pub mod record;

@@ -31,9 +31,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::conn::ConnId;
 use crate::id::Id;
 use crate::proto::dht::{call_mode, error_code, Contact, Datagram, Message};
-use crate::transfer::engine::ConnId;
 
 /// Tunables. The defaults are the values of nat.md, section 8.
 #[derive(Clone, Debug)]

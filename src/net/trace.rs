@@ -1,5 +1,5 @@
 //! `peershare run --trace`: one line per DHT datagram and wire frame, sent or received,
-//! decoded by [`crate::proto::explain`] — the protocol as it happens, for learning and
+//! decoded by [`crate::explain`] — the protocol as it happens, for learning and
 //! debugging. Lines go to stderr: `trace <seconds since start> <in|out> <udp|tcp> <peer>
 //! <message>`.
 
@@ -7,7 +7,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::proto::explain;
+use crate::explain;
 use crate::proto::wire::Message;
 
 /// Writes trace lines when enabled; does nothing (and decodes nothing) otherwise.

@@ -18,7 +18,7 @@ use crate::api::reply;
 use crate::api::ReplyTo;
 use crate::content::names::safe_file_name_or_fallback;
 use crate::id::Id;
-use crate::storage::{
+use crate::storage::job::{
     DownloadRecord, FinishError, Inventory, ShareInfo, StorageDone, StorageJob, StoreOutcome,
 };
 use crate::transfer::engine::{Engine, EngineConfig};

@@ -2,5 +2,4 @@
 
 pub mod codec;
 pub mod dht;
-pub mod explain;
 pub mod wire;

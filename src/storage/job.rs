@@ -216,3 +216,15 @@ pub struct NodeState {
     /// Keys this node announces.
     pub provided: Vec<Id>,
 }
+
+/// What the data dir holds at start: the shares, and the downloads to resume.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    /// Files shared (added, or downloaded earlier), each openable now.
+    pub shares: Vec<ShareInfo>,
+    /// Downloads with a stored manifest (their partial file is reopened by
+    /// [`StorageJob::OpenPartial`]).
+    pub resumable: Vec<Arc<Manifest>>,
+    /// Names and folders of the downloads in progress.
+    pub downloads: Vec<DownloadRecord>,
+}

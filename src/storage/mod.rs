@@ -33,7 +33,10 @@ use crate::content::partial::{resumable_downloads, PartialFile, PartialReader};
 use crate::content::verified::VerifiedChunk;
 use crate::content::ContentError;
 use crate::id::Id;
-pub use job::{DownloadRecord, FinishError, ShareInfo, StorageDone, StorageJob, StoreOutcome};
+pub use job::{
+    DownloadRecord, FinishError, Inventory, NodeState, ShareInfo, StorageDone, StorageJob,
+    StoreOutcome,
+};
 
 /// How often a download's resume record is made durable while it runs. Chunks written since
 /// the last record are not lost on a crash: they are re-hashed from the partial file when the
@@ -81,18 +84,6 @@ impl Source {
             Source::Shared { manifest, .. } | Source::Partial { manifest, .. } => manifest,
         }
     }
-}
-
-/// What the data dir holds at start: the shares, and the downloads to resume.
-#[derive(Debug, Default)]
-pub struct Inventory {
-    /// Files shared (added, or downloaded earlier), each openable now.
-    pub shares: Vec<ShareInfo>,
-    /// Downloads with a stored manifest (their partial file is reopened by
-    /// [`StorageJob::OpenPartial`]).
-    pub resumable: Vec<Arc<Manifest>>,
-    /// Names and folders of the downloads in progress.
-    pub downloads: Vec<DownloadRecord>,
 }
 
 /// The files of one node (see the module docs). Shared by the worker threads.

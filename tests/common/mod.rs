@@ -156,7 +156,12 @@ pub fn call(api: SocketAddr, req: &Value) -> Value {
     let mut buf = Vec::new();
     let mut b = [0u8; 4096];
     loop {
-        let n = s.read(&mut b).expect("read reply");
+        let n = match s.read(&mut b) {
+            Ok(n) => n,
+            // A signal to the test process (a child exiting) is not the node's doing.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("read reply to {req}: {e}"),
+        };
         assert!(n > 0, "connection closed before a reply to {req}");
         buf.extend_from_slice(&b[..n]);
         if buf.ends_with(b"\n") {
@@ -200,9 +205,12 @@ pub fn call_timeout(api: SocketAddr, req: &Value, limit: Duration) -> Result<Val
     let mut buf = Vec::new();
     let mut b = [0u8; 4096];
     loop {
-        let n = s
-            .read(&mut b)
-            .map_err(|e| format!("no reply to {req} within {limit:?}: {e}"))?;
+        let n = match s.read(&mut b) {
+            Ok(n) => n,
+            // A signal to the test process (a child exiting) is not the node's doing.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("no reply to {req} within {limit:?}: {e}")),
+        };
         if n == 0 {
             return Err(format!("connection closed before a reply to {req}"));
         }

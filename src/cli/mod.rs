@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
+pub mod ledger;
+
 use crate::api::client;
 use crate::id::Id;
 use crate::node::config::{
@@ -111,14 +113,14 @@ pub enum Command {
         api: ApiArgs,
     },
     /// Register content on the ledger as owned by the key of a mnemonic phrase.
-    Register(crate::ledger::cmd::RegisterArgs),
+    Register(ledger::RegisterArgs),
     /// Check who registered content on the ledger (exit status 0 only if someone did).
-    Verify(crate::ledger::cmd::VerifyArgs),
+    Verify(ledger::VerifyArgs),
     /// Inspect the ledger: check the whole chain, or list registrations.
     Ledger {
         /// What to do.
         #[command(subcommand)]
-        command: crate::ledger::cmd::LedgerCommand,
+        command: ledger::LedgerCommand,
     },
 }
 
@@ -436,9 +438,9 @@ pub fn main_with(cli: Cli) -> i32 {
         }
         Command::Get { id, output, api } => with_id(&id, |id| get(id, output, api)),
         Command::Ls { api } => ls(&api),
-        Command::Register(args) => crate::ledger::cmd::register(args),
-        Command::Verify(args) => crate::ledger::cmd::verify(args),
-        Command::Ledger { command } => crate::ledger::cmd::ledger(command),
+        Command::Register(args) => ledger::register(args),
+        Command::Verify(args) => ledger::verify(args),
+        Command::Ledger { command } => ledger::ledger(command),
         Command::Routes { api } => call(&api, "routing_table", json!({}), |v| {
             let rows = v["contacts"].as_array().cloned().unwrap_or_default();
             let mut out = format!(
@@ -781,7 +783,7 @@ const MAX_DECODE_INPUT: u64 = 64 << 20;
 /// `peershare decode`: exit status 0 for valid input, 1 for malformed or incomplete input
 /// (after printing what was decoded and why it stops), 2 when there is nothing to decode.
 fn decode(args: &DecodeArgs) -> i32 {
-    use crate::proto::explain::{explain, explain_as, Kind};
+    use crate::explain::{explain, explain_as, Kind};
     let bytes = match decode_input(&args.input.join(" ")) {
         Ok(b) => b,
         Err(e) => {
@@ -820,7 +822,7 @@ fn decode(args: &DecodeArgs) -> i32 {
 /// or stdin whose text is all hex is read as hex (a saved dump), otherwise as raw bytes (a
 /// capture): no PeerShare message starts with a hex digit's byte.
 fn decode_input(arg: &str) -> Result<Vec<u8>, String> {
-    use crate::proto::explain::parse_hex;
+    use crate::explain::parse_hex;
     use std::io::Read;
     let hex_err = match parse_hex(arg) {
         Ok(b) => return Ok(b),

@@ -38,10 +38,10 @@ use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
-use super::codec::DecodeError;
-use super::dht::{self, Datagram};
-use super::wire::{self, decode_frame, frame_len_hint, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 use crate::content::manifest::{self, Manifest};
+use crate::proto::codec::DecodeError;
+use crate::proto::dht::{self, Datagram};
+use crate::proto::wire::{self, decode_frame, frame_len_hint, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 
 mod dht_walk;
 mod line;

@@ -16,8 +16,8 @@ use std::time::Duration;
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{json, Value};
 
+use super::ApiArgs;
 use crate::api::client;
-use crate::cli::ApiArgs;
 use crate::id::Id;
 use crate::ledger::api as ledger_api;
 use crate::ledger::log::{Access, LogLedger};
@@ -306,7 +306,7 @@ fn finish(
     reply: Result<Value, String>,
     human: impl FnOnce(&Value) -> String,
 ) -> i32 {
-    crate::cli::print_reply(api, reply, human)
+    super::print_reply(api, reply, human)
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian calendar).
