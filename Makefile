@@ -5,7 +5,7 @@ PORT ?= 8001
 API_PORT ?= 8002
 ARGS ?=
 
-.PHONY: build run test lint check-boundaries dissector-test netlab-test walkthrough bench sim sim-swarm demo clean
+.PHONY: build run test lint check-boundaries dissector-test netlab-test walkthrough bench sim sim-swarm sim-net demo clean
 
 build:
 	$(CARGO) build --release
@@ -63,6 +63,12 @@ sim:
 ## leechers, 100 MiB, rarest-first with and without super-seeding (about 2 minutes).
 sim-swarm:
 	$(CARGO) run --release --bin peershare-sim -- swarm $(ARGS)
+
+## Whole nodes (the node core the binary runs: DHT, transfers, NAT traversal) in a
+## deterministic simulator: 1,000 nodes, 50 contents of 3 MiB, 300 downloads, 10% of the nodes
+## crashing and restarting, 30% behind NATs, 1% loss (about half a minute). ARGS="--nodes 50".
+sim-net:
+	$(CARGO) run --release --bin peershare-sim -- net $(ARGS)
 
 ## A small network on loopback showing the whole flow (grows with the transfer work).
 demo: build

@@ -512,6 +512,18 @@ impl Nat {
                 }
             }
             Message::Register { port } => {
+                // Only a node others can reach can introduce them to its clients: an
+                // unreachable (or untested) one would only strand the client's downloaders
+                // (the whole-network simulator caught NATed nodes serving as rendezvous).
+                if !matches!(self.reach, Reachability::Public | Reachability::Mapped) {
+                    let msg = Message::Error {
+                        code: error_code::BAD_REQUEST,
+                        text: "this node is not known to be reachable: it cannot be a rendezvous"
+                            .into(),
+                    };
+                    self.send(from, dg.txid, msg);
+                    return;
+                }
                 let known = self.clients.contains_key(&dg.sender);
                 self.clients.retain(|_, c| c.expires > now);
                 if !known && self.clients.len() >= self.cfg.max_clients {

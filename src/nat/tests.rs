@@ -267,14 +267,46 @@ fn registrations_are_renewed_and_a_silent_rendezvous_is_replaced() {
 
 // ----- the rendezvous ------------------------------------------------------------------
 
+/// A NAT core that knows it can be reached (here: its port is mapped), as a rendezvous must.
+fn reachable(cfg: NatConfig, now: Instant) -> Nat {
+    let mut n = nat(cfg);
+    n.set_mapped(now, true);
+    drain(&mut n);
+    n
+}
+
+/// A node that cannot be reached, or has not found out yet, refuses to be a rendezvous: it
+/// could not introduce anyone to its clients.
+#[test]
+fn only_a_reachable_node_is_a_rendezvous() {
+    let t = Instant::now();
+    let register = |n: &mut Nat| {
+        n.handle_datagram(
+            t,
+            addr(10, 5000),
+            dg(id(10), 1, Message::Register { port: 4001 }),
+        );
+        sends(&drain(n))[0].2.clone()
+    };
+    let mut untested = nat(NatConfig::default());
+    assert!(matches!(
+        register(&mut untested),
+        Message::Error { code, .. } if code == error_code::BAD_REQUEST
+    ));
+    assert_eq!(untested.clients(), 0);
+    let mut mapped = reachable(NatConfig::default(), t);
+    assert_eq!(register(&mut mapped), Message::Registered { lifetime: 90 });
+    assert_eq!(mapped.clients(), 1);
+}
+
 #[test]
 fn a_rendezvous_serves_at_most_max_clients_and_forgets_expired_ones() {
     let cfg = NatConfig {
         max_clients: 2,
         ..NatConfig::default()
     };
-    let mut r = nat(cfg);
     let t = Instant::now();
+    let mut r = reachable(cfg, t);
     for c in [10u8, 11] {
         r.handle_datagram(
             t,
@@ -364,8 +396,8 @@ fn relayed_circuits_are_limited_per_rendezvous() {
         max_circuits: 2,
         ..NatConfig::default()
     };
-    let mut r = nat(cfg);
     let t = Instant::now();
+    let mut r = reachable(cfg, t);
     r.handle_datagram(
         t,
         addr(10, 5000),
@@ -429,6 +461,8 @@ impl Trio {
             ],
             actions: [Vec::new(), Vec::new(), Vec::new()],
         };
+        // The rendezvous knows it can be reached (its port is mapped).
+        t.nodes[R] = reachable(NatConfig::default(), now);
         let rv = Contact {
             id: id(101),
             addr: trio_addr(R),

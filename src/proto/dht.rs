@@ -91,8 +91,9 @@ impl Contact {
 
 /// ERROR codes (spec: `protocol-spec/dht.md`, "ERROR").
 pub mod error_code {
-    /// The request decoded but is not acceptable. Reserved: this version sends it for no
-    /// request (undecodable datagrams are never answered).
+    /// The request decoded but this node will not serve it: a REGISTER to a node that does
+    /// not know it is reachable (nat.md, section 4). Undecodable datagrams are never
+    /// answered.
     pub const BAD_REQUEST: u16 = 1;
     /// The announce token is missing, expired or bound to another address.
     pub const BAD_TOKEN: u16 = 2;

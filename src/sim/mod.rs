@@ -22,6 +22,9 @@
 //! republish interval (30 virtual minutes) can diverge (the ignored test
 //! `republishing_several_keys_is_deterministic` in `tests/sim.rs`).
 //!
+//! [`nodes`] runs whole nodes: N [`NodeCore`](crate::node_core::NodeCore)s, the same the
+//! binary runs, with crashes, NATs and per-node capacities (`peershare-sim net`).
+//!
 //! [`swarm`] is the same approach for the transfer engine: one seeder and many leechers on a
 //! virtual network with per-node upload and download capacities (`make sim-swarm`).
 //!
@@ -29,6 +32,7 @@
 //! sent on a real network.
 
 pub mod net;
+pub mod nodes;
 pub mod report;
 pub mod scenario;
 pub mod swarm;

@@ -6,6 +6,9 @@
 //! - `peershare-sim swarm [--leechers N ...]` (`make sim-swarm`): one seeder and many
 //!   leechers running the transfer engine (see `peershare::sim::swarm`), once with plain
 //!   rarest-first and once with the seeder super-seeding, side by side with the ideal bound.
+//! - `peershare-sim net [--nodes N ...]`: whole nodes, the same node core the binary runs,
+//!   on a network with NATs and crashes (see `peershare::sim::nodes`); prints a table and,
+//!   last, `downloads complete: X/Y, wrong bytes: Z`.
 //!
 //! These are measurements, not tests: they exit 0 whether or not the goals are met, and
 //! non-zero only when the simulation itself fails (bad arguments, livelock).
@@ -14,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use peershare::sim::nodes::NetScenario;
 use peershare::sim::swarm::{LinkClass, SwarmScenario, MB};
 use peershare::sim::{NetConfig, Report, Scenario};
 
@@ -39,6 +43,63 @@ enum Mode {
     /// One seeder and many leechers: completion times and the seeder's upload, with and
     /// without super-seeding.
     Swarm(SwarmArgs),
+    /// Whole nodes (DHT, transfers, NAT traversal) with crashes and NATs: downloads of many
+    /// contents, completion times, seeders' upload, DHT traffic.
+    Net(NetArgs),
+}
+
+/// The whole-network scenario's flags (defaults: `NetScenario::new`).
+#[derive(ClapArgs, Debug)]
+struct NetArgs {
+    /// Nodes in all.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Files shared, each by one node [default: nodes / 20].
+    #[arg(long)]
+    contents: Option<usize>,
+    /// Each file's size in bytes [default: 3 MiB].
+    #[arg(long)]
+    content_size: Option<u64>,
+    /// Download requests [default: 30% of the nodes].
+    #[arg(long)]
+    downloads: Option<usize>,
+    /// Fraction of the nodes that crash and restart.
+    #[arg(long, default_value_t = 0.1, value_parser = fraction)]
+    churn: f64,
+    /// Fraction of the nodes behind a NAT.
+    #[arg(long, default_value_t = 0.3, value_parser = fraction)]
+    nat: f64,
+    /// Probability that a datagram is lost.
+    #[arg(long, default_value_t = 0.01, value_parser = fraction)]
+    loss: f64,
+    /// Seed of every random choice; the same seed replays the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn net(a: &NetArgs) -> ExitCode {
+    let base = NetScenario::new(a.nodes);
+    let s = NetScenario {
+        contents: a.contents.unwrap_or(base.contents),
+        content_size: a.content_size.unwrap_or(base.content_size),
+        downloads: a.downloads.unwrap_or(base.downloads),
+        churn: a.churn,
+        nat: a.nat,
+        loss: a.loss,
+        seed: a.seed,
+        ..base
+    };
+    match s.run() {
+        Ok(r) => {
+            println!("{r}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("peershare-sim net failed (seed {}): {e}", a.seed);
+            eprintln!("replay: {}", s.replay_command());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The DHT scenario's flags.
@@ -238,6 +299,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.mode {
         Some(Mode::Swarm(a)) => swarm(&a),
+        Some(Mode::Net(a)) => net(&a),
         Some(Mode::Dht(a)) => dht(&a),
         None => dht(&cli.dht),
     }
