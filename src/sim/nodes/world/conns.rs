@@ -112,10 +112,7 @@ impl World {
         let (a, b) = (c.from, c.to);
         // The accepting side first: its core numbers the connection.
         let from_addr = self.nodes[a].addr;
-        let Some(cb) = self.nodes[b]
-            .core
-            .as_mut()
-            .map(|core| core.handle_wire_accepted(now, from_addr))
+        let Some(cb) = self.accept_at(b, from_addr)
         else {
             return;
         };
@@ -124,10 +121,7 @@ impl World {
             Purpose::DialBack => SockKind::Dial,
             Purpose::RelayOpen(conn) => SockKind::Opener(conn),
             Purpose::RelayJoin(peer) => {
-                let conn = self.nodes[a]
-                    .core
-                    .as_mut()
-                    .map(|core| core.handle_wire_accepted(now, peer));
+                let conn = self.accept_at(a, peer);
                 match conn {
                     Some(conn) => SockKind::Wire(conn),
                     None => return,
@@ -156,6 +150,16 @@ impl World {
         }
         self.settle(a);
         self.settle(b);
+    }
+
+    /// Node `i` takes an incoming connection from `peer`: its core numbers it (`None` if the
+    /// node is down).
+    pub(super) fn accept_at(&mut self, i: usize, peer: SocketAddr) -> Option<ConnId> {
+        let now = self.now;
+        self.nodes[i]
+            .core
+            .as_mut()
+            .map(|core| core.handle_wire_accepted(now, peer))
     }
 
     /// Feeds node `i`'s core, if it runs.

@@ -151,10 +151,7 @@ impl World {
                     self.settle(from);
                     return;
                 }
-                let Some(cb) = self.nodes[to]
-                    .core
-                    .as_mut()
-                    .map(|core| core.handle_wire_accepted(now, from_addr))
+                let Some(cb) = self.accept_at(to, from_addr)
                 else {
                     return;
                 };
@@ -164,10 +161,7 @@ impl World {
                 // A provider's SYN reached the downloader: the downloader's listener takes
                 // it (its core recognises its own punch); the provider's punch socket is an
                 // incoming connection.
-                let Some(cb) = self.nodes[to]
-                    .core
-                    .as_mut()
-                    .map(|core| core.handle_wire_accepted(now, from_addr))
+                let Some(cb) = self.accept_at(to, from_addr)
                 else {
                     return;
                 };
@@ -179,10 +173,7 @@ impl World {
                 {
                     self.nodes[to].punches.remove(&c);
                 }
-                let Some(ca) = self.nodes[from]
-                    .core
-                    .as_mut()
-                    .map(|core| core.handle_wire_accepted(now, to_addr))
+                let Some(ca) = self.accept_at(from, to_addr)
                 else {
                     return;
                 };
