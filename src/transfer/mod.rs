@@ -8,6 +8,3 @@ pub mod tie_order;
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod engine_tests;

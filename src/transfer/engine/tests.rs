@@ -2,7 +2,7 @@
 //! the real codec (encode, then incremental decode), and the driver's worker duties
 //! (reading, verifying and storing chunks) are done synchronously on in-memory files.
 
-use super::engine::*;
+use super::*;
 use crate::bitset::BitSet;
 use crate::content::manifest::Manifest;
 use crate::id::Id;

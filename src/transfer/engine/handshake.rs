@@ -1,0 +1,217 @@
+//! The opening of a connection: the HANDSHAKE (banned peers, full contents, duplicate
+//! connections), then METADATA, BITFIELD once we hold the verified manifest, and PEERS.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::action::WireAction;
+use super::connection::ConnState;
+use super::{ConnId, Engine};
+use crate::id::Id;
+use crate::proto::wire::{self, error_code, Bitfield, Handshake, Message};
+
+impl Engine {
+    pub(super) fn on_handshake(&mut self, now: Instant, conn: ConnId, h: Handshake) {
+        let Some(k) = self.conns.get(&conn) else {
+            return;
+        };
+        let (outgoing, addr) = (k.outgoing, k.addr);
+        if h.node_id == self.node_id {
+            // Connected to ourselves (our own address came back from the DHT).
+            self.drop_conn(now, conn);
+            self.actions.push_back(WireAction::Close { conn });
+            return;
+        }
+        if self.banned_nodes.contains(&h.node_id) || self.banned_addrs.contains(&addr) {
+            self.close_with(
+                conn,
+                error_code::BANNED,
+                "banned: sent data that failed verification",
+            );
+            return;
+        }
+        if outgoing {
+            if k.content != Some(h.content_id) {
+                self.close_with(
+                    conn,
+                    error_code::PROTOCOL_VIOLATION,
+                    "handshake for another content",
+                );
+                return;
+            }
+        } else {
+            let Some(c) = self.contents.get(&h.content_id) else {
+                self.close_with(
+                    conn,
+                    error_code::UNKNOWN_CONTENT,
+                    "this node does not have that content",
+                );
+                return;
+            };
+            if c.conns.len() >= self.cfg.max_peers_per_content {
+                // Full: make room by dropping the connection that does nothing for anyone
+                // (not interested in our chunks, nothing we need), silent longest. Otherwise
+                // idle connections could lock real downloaders out.
+                let have = c.have.clone();
+                let victim = c
+                    .conns
+                    .iter()
+                    .filter_map(|id| self.conns.get(id).map(|k| (*id, k)))
+                    .filter(|(_, k)| {
+                        !k.peer_interested
+                            && !k
+                                .peer_bits
+                                .as_ref()
+                                .is_some_and(|b| b.iter().any(|i| !have.contains(i)))
+                    })
+                    .min_by_key(|(_, k)| k.last_rx)
+                    .map(|(id, _)| id);
+                match victim {
+                    Some(v) => {
+                        log::debug!(
+                            "content {}: evicting idle connection {v} for a newcomer",
+                            h.content_id
+                        );
+                        self.close_with(
+                            v,
+                            error_code::TOO_MANY_CONNECTIONS,
+                            "making room: this connection was idle",
+                        );
+                    }
+                    None => {
+                        self.close_with(
+                            conn,
+                            error_code::TOO_MANY_CONNECTIONS,
+                            "too many peers for this content",
+                        );
+                        return;
+                    }
+                }
+            }
+        }
+        let content = h.content_id;
+        // One connection per peer and content (wire.md, section 3): when two peers dialled
+        // each other, both keep the connection opened by the one with the lower node ID, a
+        // rule each side applies alone and reaches the same answer.
+        let duplicate = self
+            .conns
+            .iter()
+            .find(|(id, k)| {
+                **id != conn
+                    && k.state == ConnState::Active
+                    && k.content == Some(content)
+                    && k.remote.as_ref().is_some_and(|r| r.node_id == h.node_id)
+            })
+            .map(|(id, _)| *id);
+        if let Some(other) = duplicate {
+            let keep_outgoing = self.node_id < h.node_id;
+            let (drop, keep_this) = if outgoing == keep_outgoing {
+                (other, true)
+            } else {
+                (conn, false)
+            };
+            log::debug!("content {content}: closing duplicate connection {drop} to the same peer");
+            self.drop_conn(now, drop);
+            self.actions.push_back(WireAction::Close { conn: drop });
+            if !keep_this {
+                return;
+            }
+        }
+        if let Some(k) = self.conns.get_mut(&conn) {
+            k.state = ConnState::Active;
+            k.content = Some(content);
+            k.remote = Some(h);
+        }
+        if let Some(c) = self.contents.get_mut(&content) {
+            c.conns.insert(conn);
+        }
+        if !outgoing {
+            self.send(
+                conn,
+                now,
+                Message::Handshake(Handshake::new(self.node_id, content, self.listen_port)),
+            );
+        }
+        let name = self.contents.get(&content).and_then(|c| c.name.clone());
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            self.send(conn, now, Message::Metadata { name });
+        }
+        self.send_bitfield(conn);
+        self.send_peer_list(now, conn, content);
+    }
+
+    pub(super) fn send_bitfield(&mut self, conn: ConnId) {
+        let Some(k) = self.conns.get(&conn) else {
+            return;
+        };
+        if k.sent_bitfield || k.state != ConnState::Active {
+            return;
+        }
+        let Some(content) = k.content else {
+            return;
+        };
+        let Some(c) = self.contents.get(&content) else {
+            return;
+        };
+        // A BITFIELD says "I hold the verified manifest": not before then, and for a
+        // download not before the partial file (and so `have`) is known.
+        if c.manifest.is_none() || c.opening {
+            return;
+        }
+        let mut b = Bitfield::new(c.have.len() as u32);
+        let offering = c.super_seed.is_some();
+        let peer_bits = k.peer_bits.clone();
+        if !offering {
+            for i in c.have.iter() {
+                b.set(i as u32);
+            }
+        }
+        if let Some(k) = self.conns.get_mut(&conn) {
+            k.sent_bitfield = true;
+        }
+        self.actions.push_back(WireAction::Send {
+            conn,
+            msg: Message::Bitfield(b),
+        });
+        if offering {
+            // Super-seeding: an empty BITFIELD; chunks are offered with HAVE once the peer's
+            // BITFIELD shows what it lacks (at once if it came first).
+            let target = self.offer_target(conn);
+            if let Some(ss) = self.super_seed(&content) {
+                ss.add_peer(conn, true);
+                let mut picks = Vec::new();
+                if let Some(bits) = &peer_bits {
+                    ss.peer_bitfield(conn, bits);
+                    picks = ss.top_up(conn, target);
+                }
+                for chunk in picks {
+                    self.actions.push_back(WireAction::Send {
+                        conn,
+                        msg: Message::Have(chunk),
+                    });
+                }
+            }
+        }
+    }
+
+    fn send_peer_list(&mut self, now: Instant, conn: ConnId, content: Id) {
+        let Some(c) = self.contents.get(&content) else {
+            return;
+        };
+        // Only peers we completed a handshake with, at the port they said they accept on.
+        let peers: Vec<SocketAddr> = c
+            .conns
+            .iter()
+            .filter(|k| **k != conn)
+            .filter_map(|k| self.conns.get(k))
+            .filter_map(|k| {
+                let port = k.remote.as_ref()?.listen_port;
+                (port != 0).then(|| SocketAddr::new(k.addr.ip(), port))
+            })
+            .take(wire::MAX_PEERS)
+            .collect();
+        if !peers.is_empty() {
+            self.send(conn, now, Message::Peers(peers));
+        }
+    }
+}

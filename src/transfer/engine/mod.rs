@@ -1,0 +1,446 @@
+//! The transfer engine: every peer connection of every shared or downloading content, as a
+//! sans-IO state machine (spec: `protocol-spec/wire.md`).
+//!
+//! The reactor owns the TCP sockets and the files; the engine owns the protocol. Inputs:
+//! [`Engine::share`], [`Engine::download`], [`Engine::add_peers`], connection events
+//! ([`Engine::connected`], [`Engine::accepted`], [`Engine::frame`], [`Engine::closed`],
+//! [`Engine::piece_sent`]), worker results ([`Engine::chunk_read`], [`Engine::chunk_stored`],
+//! [`Engine::partial_opened`], [`Engine::finished`]) and [`Engine::handle_timeout`]. Outputs:
+//! [`Engine::poll_action`] and [`Engine::poll_timeout`]. Drain the actions after every input.
+//!
+//! Per connection: HANDSHAKE both ways (the connecting side first), METADATA, then — once
+//! the sender holds the verified manifest — BITFIELD. A downloader without the manifest asks
+//! a peer that sent a BITFIELD for it in pieces and verifies its hash against the content ID
+//! before anything else. Downloads are scheduled by [`Scheduler`]; uploads go to at most
+//! `upload_slots` unchoked peers, rotated for fairness, and each connection has at most
+//! `max_pieces_pending` chunks read or queued for sending, so memory stays bounded.
+//!
+//! A node sharing a complete file super-seeds by default ([`EngineConfig::super_seed`],
+//! `seeding.rs`): it sends an empty BITFIELD and offers a few chunks at a time with HAVE,
+//! those with the fewest copies in the swarm first, so its upload is not spent twice on a
+//! chunk while others are missing from the swarm.
+//!
+//! The engine's state is defined here ([`Engine`], one `Content` per shared or downloading
+//! content); what it does is split by concept:
+//!
+//! - `config.rs`: the tunables ([`EngineConfig`]);
+//! - `action.rs`: the outputs ([`Action`], [`WireAction`]);
+//! - `connection.rs`: each connection's state, opening, sending, closing, banning;
+//! - `handshake.rs`: HANDSHAKE, then METADATA, BITFIELD and PEERS;
+//! - `manifest.rs`: the manifest exchange;
+//! - `download.rs`: the download side, the glue to the [`Scheduler`];
+//! - `upload.rs`: requests, choking and upload slots;
+//! - `offers.rs`: super-seeding's offers (HAVE);
+//! - `timers.rs`: [`Engine::handle_timeout`] and [`Engine::poll_timeout`];
+//! - `view.rs`: read-only views ([`Progress`]).
+//!
+//! Here: the commands (share, download, cancel), the connection events and the frame
+//! dispatch, and [`Engine::poll_action`].
+
+mod action;
+mod config;
+mod connection;
+mod download;
+mod handshake;
+mod manifest;
+mod offers;
+mod timers;
+mod upload;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::scheduler::Scheduler;
+use super::seeding::SuperSeed;
+use crate::bitset::BitSet;
+use crate::content::manifest::Manifest;
+use crate::id::Id;
+use crate::proto::wire::{self, error_code, reject_reason, Handshake, Message};
+use crate::storage::job::StorageJob;
+use action::Actions;
+use connection::{Conn, ConnState};
+use manifest::ManifestAssembly;
+
+pub use crate::conn::ConnId;
+pub use action::{Action, WireAction};
+pub use config::EngineConfig;
+pub use view::Progress;
+
+#[derive(Debug)]
+enum Source {
+    /// We share a complete file.
+    Seed,
+    /// We are downloading it (or finished downloading it).
+    Download,
+}
+
+#[derive(Debug)]
+struct Content {
+    source: Source,
+    name: Option<String>,
+    manifest: Option<Arc<Manifest>>,
+    manifest_bytes: Option<Arc<Vec<u8>>>,
+    assembly: Option<ManifestAssembly>,
+    /// Download state once the partial file is open.
+    scheduler: Option<Scheduler>,
+    /// What we offered to whom, while we share the complete file and super-seed.
+    super_seed: Option<SuperSeed>,
+    opening: bool,
+    have: BitSet,
+    conns: BTreeSet<ConnId>,
+    candidates: VecDeque<SocketAddr>,
+    tried: HashSet<SocketAddr>,
+    next_peer_query: Option<Instant>,
+    peer_query_backoff: Duration,
+    announced: bool,
+    finishing: bool,
+    complete: bool,
+}
+
+/// All transfers of one node.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    node_id: Id,
+    listen_port: u16,
+    contents: BTreeMap<Id, Content>,
+    conns: BTreeMap<ConnId, Conn>,
+    next_conn: ConnId,
+    banned_nodes: HashSet<Id>,
+    banned_addrs: HashSet<SocketAddr>,
+    actions: Actions,
+    next_rotation: Option<Instant>,
+    seed: u64,
+}
+
+impl Engine {
+    /// An engine for the node `node_id` accepting connections on `listen_port`.
+    pub fn new(node_id: Id, listen_port: u16, cfg: EngineConfig, seed: u64) -> Self {
+        Engine {
+            cfg,
+            node_id,
+            listen_port,
+            contents: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            next_conn: ConnId::new(ConnId::FIRST),
+            banned_nodes: HashSet::new(),
+            banned_addrs: HashSet::new(),
+            actions: Actions::default(),
+            next_rotation: None,
+            seed,
+        }
+    }
+
+    // ----- commands -----------------------------------------------------------------
+
+    /// Serves a complete file whose manifest is `manifest`, and asks for it to be announced.
+    pub fn share(&mut self, manifest: Arc<Manifest>, name: Option<String>) {
+        let id = manifest.content_id();
+        let n = manifest.lengths().chunk_count() as usize;
+        let bytes = Arc::new(manifest.encode());
+        let c = self
+            .contents
+            .entry(id)
+            .or_insert_with(|| Content::new(Source::Seed));
+        c.source = Source::Seed;
+        c.have = BitSet::full(n);
+        c.manifest = Some(manifest);
+        c.manifest_bytes = Some(bytes);
+        c.scheduler = None;
+        c.complete = true;
+        if c.name.is_none() {
+            c.name = name;
+        }
+        if self.cfg.super_seed && c.super_seed.is_none() {
+            let seed = self.seed ^ u64::from_be_bytes(id.0[..8].try_into().unwrap_or([0; 8]));
+            let mut ss = SuperSeed::new(n, seed);
+            // Peers that saw our BITFIELD already (we were downloading) are only counted.
+            for k in &c.conns {
+                if let Some(conn) = self.conns.get(k) {
+                    if conn.sent_bitfield {
+                        ss.add_peer(*k, false);
+                        if let Some(b) = &conn.peer_bits {
+                            ss.peer_bitfield(*k, b);
+                        }
+                    }
+                }
+            }
+            c.super_seed = Some(ss);
+        }
+        // Tell the DHT (at once, and again at every start since shares are re-loaded).
+        c.announced = true;
+        self.actions.push_back(Action::Announce { content: id });
+        let conns: Vec<ConnId> = c.conns.iter().copied().collect();
+        for k in conns {
+            self.send_bitfield(k);
+        }
+    }
+
+    /// Stops serving `content` (a changed or removed file): its connections close.
+    pub fn unshare(&mut self, content: &Id) {
+        if let Some(c) = self.contents.remove(content) {
+            for k in c.conns {
+                self.close_with(
+                    k,
+                    error_code::UNKNOWN_CONTENT,
+                    "content no longer available",
+                );
+            }
+        }
+    }
+
+    /// Starts downloading `content`. `manifest` is known when resuming; otherwise it is
+    /// fetched from the first peer that has it.
+    pub fn download(
+        &mut self,
+        now: Instant,
+        content: Id,
+        manifest: Option<Arc<Manifest>>,
+        name: Option<String>,
+    ) {
+        if self.contents.contains_key(&content) {
+            return;
+        }
+        let mut c = Content::new(Source::Download);
+        c.name = name;
+        // The first query goes out now (below); the next after the first backoff step.
+        c.next_peer_query = Some(now + c.peer_query_backoff);
+        if let Some(m) = manifest {
+            c.manifest_bytes = Some(Arc::new(m.encode()));
+            c.manifest = Some(m.clone());
+            c.opening = true;
+            self.actions.push_back(StorageJob::OpenPartial {
+                content,
+                manifest: m,
+            });
+        }
+        self.contents.insert(content, c);
+        self.actions.push_back(Action::FindPeers { content });
+    }
+
+    /// Candidate peers for `content` (from the DHT or peer exchange).
+    pub fn add_peers(&mut self, now: Instant, content: &Id, addrs: &[SocketAddr]) {
+        let Some(c) = self.contents.get_mut(content) else {
+            return;
+        };
+        for a in addrs {
+            if !c.tried.contains(a)
+                && !self.banned_addrs.contains(a)
+                && !c.candidates.contains(a)
+                && c.candidates.len() < 1000
+            {
+                c.candidates.push_back(*a);
+            }
+        }
+        self.connect_more(now, *content);
+    }
+
+    /// Forgets a download (cancelled by the user). Its connections close.
+    pub fn cancel(&mut self, content: &Id) {
+        self.unshare(content);
+    }
+
+    // ----- connection events --------------------------------------------------------
+
+    /// An outgoing connection is established: say hello.
+    pub fn connected(&mut self, now: Instant, conn: ConnId) {
+        let Some(k) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        k.state = ConnState::Handshaking;
+        k.last_rx = now;
+        let Some(content) = k.content else {
+            return;
+        };
+        self.send(
+            conn,
+            now,
+            Message::Handshake(Handshake::new(self.node_id, content, self.listen_port)),
+        );
+    }
+
+    /// A peer connected to us. Returns the handle to use for it.
+    pub fn accepted(&mut self, now: Instant, addr: SocketAddr) -> ConnId {
+        let conn = self.alloc_conn();
+        self.conns.insert(
+            conn,
+            Conn::new(addr, false, None, now, ConnState::Handshaking),
+        );
+        conn
+    }
+
+    /// A frame arrived on `conn`.
+    pub fn frame(&mut self, now: Instant, conn: ConnId, msg: Message) {
+        let Some(k) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        k.last_rx = now;
+        if k.state != ConnState::Active {
+            match msg {
+                Message::Handshake(h) => self.on_handshake(now, conn, h),
+                _ => self.close_with(conn, error_code::PROTOCOL_VIOLATION, "expected HANDSHAKE"),
+            }
+            return;
+        }
+        let Some(content) = k.content else {
+            return;
+        };
+        match msg {
+            Message::KeepAlive => {}
+            Message::Handshake(_) => {
+                self.close_with(conn, error_code::PROTOCOL_VIOLATION, "second HANDSHAKE")
+            }
+            Message::Metadata { name } => {
+                if let Some(c) = self.contents.get_mut(&content) {
+                    if c.name.is_none() {
+                        c.name = Some(name);
+                    }
+                }
+            }
+            Message::ManifestRequest { offset, length } => {
+                self.on_manifest_request(now, conn, content, offset, length)
+            }
+            Message::ManifestData {
+                total_len,
+                offset,
+                data,
+            } => self.on_manifest_data(now, conn, content, total_len, offset, data),
+            Message::Bitfield(b) => self.on_bitfield(now, conn, content, b),
+            Message::Have(i) => self.on_have(now, conn, content, i),
+            Message::Request(i) => self.on_request(now, conn, content, i),
+            Message::Cancel(i) => {
+                if let Some(k) = self.conns.get_mut(&conn) {
+                    k.requests.retain(|c| *c != i);
+                }
+                if let Some(ss) = self.super_seed(&content) {
+                    ss.unrequested(conn, i);
+                }
+            }
+            Message::Piece { chunk, data } => self.on_piece(now, conn, content, chunk, data),
+            Message::Reject { chunk, reason } => {
+                if reason == reject_reason::CONTENT_CHANGED {
+                    // The peer's copy changed: it serves none of this content any more, and
+                    // the requester "stops requesting from this peer" (spec 4.11). Treated
+                    // like BUSY, every rejected chunk went at once to another peer, so two
+                    // such peers bounced requests between them in a tight loop (~5,000
+                    // REJECTs a second, tests/transfer.rs). Hang up (no ERROR: it did
+                    // nothing wrong); its requests go to the others.
+                    self.drop_conn(now, conn);
+                    self.actions.push_back(WireAction::Close { conn });
+                    return;
+                }
+                // REJECT CHOKED answers requests that crossed our choke: nothing to do,
+                // the CHOKE already released them.
+                if reason != reject_reason::CHOKED {
+                    if let Some(s) = self.scheduler(&content) {
+                        s.peer_rejected(now, conn, chunk, reason == reject_reason::NOT_AVAILABLE);
+                    }
+                    self.pump(now, content);
+                }
+            }
+            Message::Choke => {
+                if let Some(s) = self.scheduler(&content) {
+                    s.peer_choked(now, conn);
+                }
+                self.pump(now, content);
+            }
+            Message::Unchoke => {
+                if let Some(s) = self.scheduler(&content) {
+                    s.peer_unchoked(now, conn);
+                }
+                self.pump(now, content);
+            }
+            Message::Interested => {
+                if let Some(k) = self.conns.get_mut(&conn) {
+                    k.peer_interested = true;
+                }
+                self.fill_upload_slots(now);
+            }
+            Message::NotInterested => {
+                self.clear_requests(conn);
+                let unchoked = self.conns.get_mut(&conn).is_some_and(|k| {
+                    k.peer_interested = false;
+                    !k.am_choking
+                });
+                if unchoked {
+                    self.choke(now, conn);
+                }
+                // Super-seeding: it has every chunk offered so far; one more keeps it coming.
+                self.offer(now, conn);
+                self.fill_upload_slots(now);
+            }
+            Message::Peers(addrs) => self.add_peers(now, &content, &addrs),
+            // NAT-traversal frames (nat.md) open a connection; the reactor handles them.
+            Message::Probe(_) | Message::Relay { .. } | Message::RelayOk => {
+                self.close_with(conn, error_code::PROTOCOL_VIOLATION, "unexpected NAT frame")
+            }
+            Message::Error { code, text } => {
+                log::debug!(
+                    "wire: peer {} closed with {} ({code}): {text}",
+                    self.conns
+                        .get(&conn)
+                        .map_or_else(String::new, |k| k.addr.to_string()),
+                    wire::error_code_name(code)
+                );
+                self.drop_conn(now, conn);
+                self.actions.push_back(WireAction::Close { conn });
+            }
+        }
+    }
+
+    /// The connection closed (by either side, or failed to connect).
+    pub fn closed(&mut self, now: Instant, conn: ConnId) {
+        self.drop_conn(now, conn);
+    }
+
+    /// A PIECE finished writing to the socket.
+    pub fn piece_sent(&mut self, now: Instant, conn: ConnId) {
+        if let Some(k) = self.conns.get_mut(&conn) {
+            k.pieces_pending = k.pieces_pending.saturating_sub(1);
+        }
+        self.serve_requests(now, conn);
+    }
+
+    // ----- outputs ------------------------------------------------------------------
+
+    /// The next action.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.0.pop_front()
+    }
+
+    /// True when actions wait to be polled.
+    pub fn has_actions(&self) -> bool {
+        !self.actions.0.is_empty()
+    }
+}
+
+impl Content {
+    fn new(source: Source) -> Self {
+        Content {
+            source,
+            name: None,
+            manifest: None,
+            manifest_bytes: None,
+            assembly: None,
+            scheduler: None,
+            super_seed: None,
+            opening: false,
+            have: BitSet::new(0),
+            conns: BTreeSet::new(),
+            candidates: VecDeque::new(),
+            tried: HashSet::new(),
+            next_peer_query: None,
+            peer_query_backoff: Duration::from_secs(1),
+            announced: false,
+            finishing: false,
+            complete: false,
+        }
+    }
+}
