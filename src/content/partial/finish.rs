@@ -1,0 +1,228 @@
+//! Finishing a download: the whole-file check, then the final name in the download folder,
+//! never replacing an existing file ([`PartialFile::finish`]).
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use super::prefix::{PrefixHash, PrefixWork};
+use super::{PartialFile, State};
+use crate::content::manifest::HASH_LEN;
+use crate::content::names::{numbered_name, safe_file_name_or_fallback};
+use crate::content::{remove_if_exists, sync_dir, ContentError};
+
+/// Most "name (n).ext" alternatives tried before giving up.
+const MAX_NUMBERED: u32 = 10_000;
+
+impl PartialFile {
+    /// Completes the download: checks the whole-file SHA-256 by reading the `.part`, syncs it,
+    /// and gives it its final name in `final_dir` (created if needed): `name` cleaned by
+    /// [`crate::content::names::safe_file_name`] (or `<id prefix>.bin`), and if that is taken
+    /// `name (1).ext`, `name (2).ext`, ... An existing file is never replaced: the file is
+    /// hard-linked into place, which fails rather than overwrite; across file systems it is
+    /// first copied to a hidden temp name in `final_dir` and synced. Then the `.part`, the
+    /// record and the stored manifest are removed. Returns the final path. It reads back and
+    /// hashes whatever part of the file the running whole-file hash ([`PrefixWork`]) has not
+    /// covered yet (all of it, about 0.6 s per GiB, in the worst case): call it on a worker
+    /// thread.
+    ///
+    /// If the whole-file hash does not match, nothing appears under the final name: every
+    /// chunk is re-hashed, damaged ones become missing again (the record is updated), and the
+    /// error says how many; the download stays open to fetch them.
+    pub fn finish(&mut self, final_dir: &Path, name: &str) -> Result<PathBuf, ContentError> {
+        self.ensure_open()?;
+        if !self.is_complete() {
+            return Err(ContentError::Incomplete {
+                id: self.id,
+                missing: self.missing_count(),
+            });
+        }
+        let t0 = Instant::now();
+        let left_to_hash = self
+            .prefix
+            .as_ref()
+            .map_or(self.lengths.chunk_count(), |p| {
+                self.lengths.chunk_count().saturating_sub(p.next)
+            });
+        if self.whole_file_hash()? != *self.manifest.file_sha256() {
+            self.prefix_gen += 1;
+            self.prefix = Some(PrefixHash::new());
+            let bad = self.drop_damaged_chunks()?;
+            return Err(ContentError::FileHashMismatch {
+                id: self.id,
+                bad_chunks: bad,
+            });
+        }
+        let t1 = Instant::now();
+        self.file
+            .sync_all()
+            .map_err(|e| ContentError::io("sync", &self.part_path, e))?;
+        let t2 = Instant::now();
+
+        fs::create_dir_all(final_dir).map_err(|e| ContentError::io("create", final_dir, e))?;
+        let base = safe_file_name_or_fallback(name, &self.id);
+        let final_path = match link_no_clobber(&self.part_path, final_dir, &base)? {
+            Placed::At(p) => p,
+            Placed::CrossDevice => self.copy_across(final_dir, &base)?,
+        };
+        sync_dir(final_dir)?;
+
+        // The file is complete, verified and durable under its final name: the download has
+        // succeeded whatever happens next. Forgetting it is best effort; leftovers are
+        // orphans that `resumable_downloads` deletes.
+        self.dirty = false;
+        self.state = State::Finished(final_path.clone());
+        if let Err(e) = self.remove_download_files() {
+            log::warn!("download {} finished, but cleaning up failed: {e}", self.id);
+        }
+        // Where the time between the last chunk and the final name goes.
+        log::debug!(
+            "download {}: finish hashed the last {left_to_hash} of {} chunks in {:?}, \
+             fsync {:?}, placing and cleaning up {:?}",
+            self.id,
+            self.lengths.chunk_count(),
+            t1 - t0,
+            t2 - t1,
+            t2.elapsed()
+        );
+        Ok(final_path)
+    }
+
+    /// The whole-file SHA-256 of the `.part`: the running prefix hash finished over the
+    /// chunks it has not covered yet, or (if a worker holds it, which the node never lets
+    /// happen at `finish`) a full read.
+    fn whole_file_hash(&mut self) -> Result<[u8; HASH_LEN], ContentError> {
+        if let Some(hash) = self.prefix.take() {
+            let mut work = PrefixWork {
+                hash,
+                gen: self.prefix_gen,
+                reader: self.reader(),
+            };
+            let mut buf = Vec::new();
+            work.advance(u32::MAX, &mut buf)?;
+            if work.is_complete() {
+                return Ok(work.hash.sha.finalize().into());
+            }
+            // Not every chunk is verified: cannot happen after the completeness check.
+            self.return_prefix_work(work);
+        }
+        self.whole_file_hash_from_disk()
+    }
+
+    fn whole_file_hash_from_disk(&self) -> Result<[u8; HASH_LEN], ContentError> {
+        let mut h = Sha256::new();
+        let mut f = File::open(&self.part_path)
+            .map_err(|e| ContentError::io("open", &self.part_path, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = self.lengths.total();
+        while left > 0 {
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| ContentError::io("read", &self.part_path, e))?;
+            if n == 0 {
+                break;
+            }
+            let n = n.min(usize::try_from(left).unwrap_or(usize::MAX));
+            h.update(buf.get(..n).unwrap_or(&[]));
+            left -= n as u64;
+        }
+        Ok(h.finalize().into())
+    }
+
+    /// After a whole-file mismatch: re-hash each chunk, make damaged ones missing again and
+    /// persist that. Returns how many were damaged.
+    fn drop_damaged_chunks(&mut self) -> Result<u32, ContentError> {
+        let mut buf = Vec::new();
+        let mut bad = Vec::new();
+        for c in self.lengths.chunks() {
+            buf.resize(self.lengths.chunk_len(c) as usize, 0);
+            self.file
+                .read_exact_at(&mut buf, self.lengths.chunk_offset(c))
+                .map_err(|e| ContentError::io("read", &self.part_path, e))?;
+            if !self.manifest.verify_chunk(c, &buf) {
+                bad.push(c);
+            }
+        }
+        for &c in &bad {
+            self.unset_verified(c);
+        }
+        log::warn!(
+            "download {}: whole-file hash mismatch; {} damaged chunk(s) will be fetched again",
+            self.id,
+            bad.len()
+        );
+        self.dirty = true;
+        self.flush_record()?;
+        Ok(u32::try_from(bad.len()).unwrap_or(u32::MAX))
+    }
+
+    /// The cross-file-system case: copy into a hidden temp file inside `final_dir`, sync it,
+    /// then link it into place like the same-file-system case.
+    fn copy_across(&self, final_dir: &Path, base: &str) -> Result<PathBuf, ContentError> {
+        let hex = self.id.to_hex();
+        let tmp = final_dir.join(format!(".{}.peershare-part", hex.get(..16).unwrap_or(&hex)));
+        fs::copy(&self.part_path, &tmp).map_err(|e| ContentError::io("copy", &tmp, e))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| ContentError::io("sync", &tmp, e))?;
+        match link_no_clobber(&tmp, final_dir, base)? {
+            Placed::At(p) => {
+                remove_if_exists(&tmp)?;
+                Ok(p)
+            }
+            Placed::CrossDevice => Err(ContentError::io(
+                "link",
+                &tmp,
+                io::Error::other("temp file and final name on different file systems"),
+            )),
+        }
+    }
+}
+
+enum Placed {
+    At(PathBuf),
+    CrossDevice,
+}
+
+/// Gives `src` the first free name among `base`, `base (1)`, ... in `dir`, without ever
+/// replacing an existing file: `link(2)` fails with EEXIST instead of overwriting. On file
+/// systems without hard links, falls back to rename after checking the name is free (the
+/// only case where a file created in that instant by someone else could be replaced).
+fn link_no_clobber(src: &Path, dir: &Path, base: &str) -> Result<Placed, ContentError> {
+    for n in 0..=MAX_NUMBERED {
+        let candidate = dir.join(numbered_name(base, n));
+        match fs::hard_link(src, &candidate) {
+            Ok(()) => return Ok(Placed::At(candidate)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => return Ok(Placed::CrossDevice),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                if fs::symlink_metadata(&candidate).is_ok() {
+                    continue;
+                }
+                return match fs::rename(src, &candidate) {
+                    Ok(()) => Ok(Placed::At(candidate)),
+                    Err(e) if e.kind() == io::ErrorKind::CrossesDevices => Ok(Placed::CrossDevice),
+                    Err(e) => Err(ContentError::io("move into place", &candidate, e)),
+                };
+            }
+            Err(e) => return Err(ContentError::io("link into place", &candidate, e)),
+        }
+    }
+    Err(ContentError::io(
+        "name",
+        &dir.join(base),
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{MAX_NUMBERED} numbered variants of the name are already taken"),
+        ),
+    ))
+}

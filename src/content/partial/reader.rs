@@ -1,0 +1,60 @@
+//! [`PartialReader`]: serving verified chunks of a download from other threads, without its
+//! owner's lock.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::page_cache::drop_cached;
+use super::record::VerifiedBits;
+use crate::content::manifest::{ChunkIndex, Lengths};
+use crate::content::ContentError;
+use crate::id::Id;
+
+/// Reads verified chunks of a download, concurrently with its owner (`Clone + Send + Sync`).
+#[derive(Clone, Debug)]
+pub struct PartialReader {
+    pub(super) id: Id,
+    pub(super) part_path: PathBuf,
+    pub(super) lengths: Lengths,
+    pub(super) file: Arc<File>,
+    pub(super) verified: Arc<VerifiedBits>,
+    pub(super) released: Arc<AtomicU64>,
+}
+
+impl PartialReader {
+    /// True when chunk `c` is verified and can be served.
+    pub fn is_verified(&self, c: ChunkIndex) -> bool {
+        self.verified.get(c.get())
+    }
+
+    /// Reads verified chunk `c` into `buf` (replacing its contents). Fails with
+    /// [`ContentError::ChunkNotVerified`] for a chunk not verified yet: unverified bytes are
+    /// never served. On error `buf` is left empty.
+    pub fn read_chunk(&self, c: ChunkIndex, buf: &mut Vec<u8>) -> Result<(), ContentError> {
+        if !self.verified.get(c.get()) {
+            buf.clear();
+            return Err(ContentError::ChunkNotVerified {
+                id: self.id,
+                chunk: c.get(),
+            });
+        }
+        // A no-op for a buffer of the right length already (`crate::bufpool`): the read
+        // overwrites all of it.
+        buf.resize(self.lengths.chunk_len(c) as usize, 0);
+        let offset = self.lengths.chunk_offset(c);
+        if let Err(e) = self.file.read_exact_at(buf, offset) {
+            buf.clear();
+            return Err(ContentError::io("read", &self.part_path, e));
+        }
+        // A chunk from a region already released came from disk: drop its pages again, so
+        // serving old chunks does not fill the page cache with fresh pages either.
+        let len = buf.len() as u64;
+        if offset + len <= self.released.load(Ordering::Relaxed) {
+            drop_cached(&self.file, offset, len);
+        }
+        Ok(())
+    }
+}

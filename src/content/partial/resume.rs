@@ -1,0 +1,259 @@
+//! Resuming downloads: opening a `.part` (the resume record trusted if the size is right,
+//! every other chunk re-hashed from disk, so chunks written before a crash are kept), and
+//! listing the downloads a restart resumes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::prefix::PrefixHash;
+use super::record::{bit_at, read_record, VerifiedBits};
+use super::{downloads_dir, OpenReport, PartialFile, State};
+use crate::content::manifest::{Manifest, HASH_LEN};
+use crate::content::{remove_if_exists, sync_dir, write_atomic, ContentError};
+use crate::id::Id;
+
+impl PartialFile {
+    /// Opens the download of `manifest`'s content, creating it if new. On reopen after a crash
+    /// the resume record is trusted only if the `.part` has the right size; every chunk it does
+    /// not claim is re-hashed from disk (reading a never-written, sparse region is cheap). The
+    /// `.part` is locked for the life of the `PartialFile`: a second open of the same download
+    /// (here or in another process) fails with [`ContentError::Busy`].
+    pub fn open_or_create(
+        data_dir: &Path,
+        manifest: Arc<Manifest>,
+    ) -> Result<(PartialFile, OpenReport), ContentError> {
+        let id = manifest.content_id();
+        let lengths = manifest.lengths();
+        let dir = downloads_dir(data_dir);
+        fs::create_dir_all(&dir).map_err(|e| ContentError::io("create", &dir, e))?;
+        let hex = id.to_hex();
+        let mname = format!("{hex}.manifest");
+        if !dir.join(&mname).exists() {
+            write_atomic(&dir, &mname, &manifest.encode())?;
+        }
+
+        let part_path = dir.join(format!("{hex}.part"));
+        let (file, created) = open_part(&part_path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(ContentError::Busy {
+                    id,
+                    path: part_path,
+                })
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(ContentError::io("lock", &part_path, e)),
+        }
+        let len = file
+            .metadata()
+            .map_err(|e| ContentError::io("inspect", &part_path, e))?
+            .len();
+        let size_ok = len == lengths.total();
+        if !size_ok {
+            // Preallocate (sparse) or repair the size. Regions past the old end read as
+            // zeros, so nothing there can pass for a written chunk unless it is one of zeros.
+            file.set_len(lengths.total())
+                .map_err(|e| ContentError::io("preallocate", &part_path, e))?;
+        }
+
+        let record_path = dir.join(format!("{hex}.resume"));
+        let record = if size_ok && !created {
+            read_record(&record_path, &id, lengths.chunk_count())
+        } else {
+            None
+        };
+        if record.is_none() {
+            // A record we do not trust must not be trusted later either, once the size is
+            // right again: remove it now. Re-hashing below decides what is on disk.
+            if record_path.exists() {
+                log::warn!(
+                    "download {id}: resume record not usable (file size or record damaged); \
+                     re-checking every chunk on disk"
+                );
+                remove_if_exists(&record_path)?;
+                sync_dir(&dir)?;
+            }
+        }
+
+        let mut pf = PartialFile {
+            id,
+            lengths,
+            dir,
+            part_path,
+            file: Arc::new(file),
+            verified: Arc::new(VerifiedBits::new(lengths.chunk_count())),
+            released: Arc::new(AtomicU64::new(0)),
+            verified_count: 0,
+            dirty: false,
+            state: State::Open,
+            manifest,
+            prefix: Some(PrefixHash::new()),
+            prefix_gen: 0,
+            unsynced: 0,
+        };
+        let mut from_record = 0;
+        if let Some(bits) = &record {
+            for c in lengths.chunks() {
+                if bit_at(bits, c.get()) {
+                    pf.set_verified(c);
+                    from_record += 1;
+                }
+            }
+        }
+        let recovered = if created {
+            pf.recover_zero_chunks()
+        } else {
+            pf.recover_from_disk()?
+        };
+        if recovered > 0 {
+            pf.dirty = true;
+            // Record them now: the data may be only in the page cache (the process died, the
+            // machine did not), and flush syncs it before the record claims it.
+            pf.flush_record()?;
+        }
+        let report = OpenReport {
+            created,
+            verified: pf.verified.to_vec(),
+            from_record,
+            recovered,
+            missing: pf.missing_count(),
+        };
+        Ok((pf, report))
+    }
+
+    /// A new `.part` is all zeros (sparse): chunks whose content *is* zeros are already there.
+    fn recover_zero_chunks(&mut self) -> u32 {
+        let mut zero = ZeroHashes::default();
+        let mut n = 0;
+        for c in self.lengths.chunks() {
+            let len = self.lengths.chunk_len(c);
+            if self.manifest.chunk_hash(c) == zero.of_len(len) {
+                self.set_verified(c);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Re-hashes every chunk not yet verified from the `.part`; returns how many matched.
+    fn recover_from_disk(&mut self) -> Result<u32, ContentError> {
+        let mut zero = ZeroHashes::default();
+        let mut buf = Vec::new();
+        let mut n = 0;
+        for c in self.lengths.chunks() {
+            if self.verified.get(c.get()) {
+                continue;
+            }
+            let len = self.lengths.chunk_len(c);
+            buf.resize(len as usize, 0);
+            self.file
+                .read_exact_at(&mut buf, self.lengths.chunk_offset(c))
+                .map_err(|e| ContentError::io("read", &self.part_path, e))?;
+            // Never-written regions are holes that read as zeros: compare against the hash of
+            // zeros (computed once per length) instead of hashing them.
+            let ok = if buf.iter().all(|&b| b == 0) {
+                self.manifest.chunk_hash(c) == zero.of_len(len)
+            } else {
+                self.manifest.verify_chunk(c, &buf)
+            };
+            if ok {
+                self.set_verified(c);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Opens the `.part`, creating it if absent; says whether it was created.
+fn open_part(path: &Path) -> Result<(File, bool), ContentError> {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true);
+    match o.clone().create_new(true).open(path) {
+        Ok(f) => Ok((f, true)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => o
+            .open(path)
+            .map(|f| (f, false))
+            .map_err(|e| ContentError::io("open", path, e)),
+        Err(e) => Err(ContentError::io("create", path, e)),
+    }
+}
+
+/// SHA-256 of `len` zero bytes, for the (at most two) chunk lengths of a file.
+#[derive(Default)]
+struct ZeroHashes(Vec<(u32, [u8; HASH_LEN])>);
+
+impl ZeroHashes {
+    fn of_len(&mut self, len: u32) -> &[u8; HASH_LEN] {
+        let i = match self.0.iter().position(|(l, _)| *l == len) {
+            Some(i) => i,
+            None => {
+                let h = Sha256::digest(vec![0u8; len as usize]).into();
+                self.0.push((len, h));
+                self.0.len() - 1
+            }
+        };
+        self.0.get(i).map_or(&[0; HASH_LEN], |(_, h)| h)
+    }
+}
+
+/// The downloads that can be resumed: every stored manifest in `<data_dir>/downloads/` that
+/// hashes to its file name. Damaged manifests are deleted (with their download, which cannot
+/// be verified without them). The caller reopens each with [`PartialFile::open_or_create`];
+/// the final name is the caller's to remember.
+pub fn resumable_downloads(data_dir: &Path) -> Result<Vec<Arc<Manifest>>, ContentError> {
+    let dir = downloads_dir(data_dir);
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ContentError::io("list", &dir, e)),
+    };
+    let mut out = Vec::new();
+    let mut orphans = Vec::new();
+    for de in rd.flatten() {
+        let name = de.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // `<hex>.part`, `<hex>.resume` and temp files of a download whose manifest is gone
+        // (a crash while finishing or discarding) are orphans.
+        let stem = name.split('.').next().unwrap_or("");
+        if !name.ends_with(".manifest") {
+            if Id::from_hex(stem).is_ok() && !dir.join(format!("{stem}.manifest")).exists() {
+                orphans.push(de.path());
+            }
+            continue;
+        }
+        let Some(id) = name
+            .strip_suffix(".manifest")
+            .and_then(|h| Id::from_hex(h).ok())
+        else {
+            continue;
+        };
+        let ok = fs::metadata(de.path())
+            .ok()
+            .filter(|m| m.len() <= crate::content::manifest::MAX_MANIFEST_LEN as u64)
+            .and_then(|_| fs::read(de.path()).ok())
+            .and_then(|b| Manifest::decode_for(&id, &b).ok());
+        match ok {
+            Some(m) => out.push(Arc::new(m)),
+            None => {
+                log::warn!("download {id}: stored manifest is damaged; the download is dropped");
+                let hex = id.to_hex();
+                for ext in ["manifest", "resume", "part"] {
+                    let _ = remove_if_exists(&dir.join(format!("{hex}.{ext}")));
+                }
+            }
+        }
+    }
+    for p in orphans {
+        log::info!("removing leftover {}", p.display());
+        let _ = remove_if_exists(&p);
+    }
+    out.sort_by_key(|m| m.content_id());
+    Ok(out)
+}
