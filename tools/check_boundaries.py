@@ -53,7 +53,6 @@ GRANDFATHERED = {
     "src/dht/mod.rs": 1278,
     "src/nat/mod.rs": 920,
     "src/nat/pmp.rs": 861,
-    "src/proto/wire.rs": 957,
     "src/sim/swarm/world.rs": 853,
 }
 

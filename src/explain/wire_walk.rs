@@ -208,7 +208,7 @@ fn header_error(e: DecodeError, rest: &[u8], base: usize) -> Stop {
     }
 }
 
-/// The layout of `decode_body` in `src/proto/wire.rs`; `length` is the frame's length field
+/// The layout of `decode_body` in `src/proto/wire/decode.rs`; `length` is the frame's length field
 /// (the walker holds less of the body when the frame is incomplete).
 fn walk_body(w: &mut Walker<'_>, t: u8, length: u64) -> Walk<()> {
     use wire::msg_type::*;
