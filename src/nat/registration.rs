@@ -1,0 +1,146 @@
+//! Our registration with a rendezvous (client side), while we are unreachable: registering,
+//! renewing (which keeps our NAT's mapping open), answering its CALLs, and moving on to
+//! another rendezvous when one stops answering (nat.md, section 4).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::{Action, Nat, Reachability};
+use crate::proto::dht::{call_mode, Message};
+
+/// Our registration with a rendezvous.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Registration {
+    pub(super) rendezvous: SocketAddr,
+    pub(super) txid: u64,
+    /// Set once REGISTERED came back.
+    pub(super) confirmed: bool,
+    pub(super) next_renew: Instant,
+    /// Renewals sent without an answer.
+    pub(super) unanswered: u32,
+}
+
+impl Nat {
+    /// Our rendezvous confirmed our registration (or its renewal).
+    pub(super) fn on_registered(&mut self, from: SocketAddr, txid: u64) {
+        let ours = self
+            .registration
+            .as_mut()
+            .filter(|r| r.txid == txid && r.rendezvous == from);
+        match ours {
+            Some(r) => {
+                r.unanswered = 0;
+                if !r.confirmed {
+                    r.confirmed = true;
+                    log::info!("nat: {from} is our rendezvous");
+                    self.actions.push_back(Action::Rendezvous(Some(from)));
+                }
+            }
+            None => self.counters.unexpected += 1,
+        }
+    }
+
+    /// Our rendezvous calls: a downloader wants to reach us (punch), or a relayed circuit
+    /// waits for us to join.
+    pub(super) fn on_call(
+        &mut self,
+        from: SocketAddr,
+        txid: u64,
+        mode: u8,
+        nonce: u64,
+        addr: SocketAddr,
+        port: u16,
+    ) {
+        let from_ours = self
+            .registration
+            .is_some_and(|r| r.rendezvous == from && r.confirmed);
+        if !from_ours {
+            self.counters.unexpected += 1;
+            return;
+        }
+        self.send(from, txid, Message::CallAck);
+        if mode == call_mode::RELAY {
+            self.actions.push_back(Action::RelayJoin {
+                rendezvous: from,
+                nonce,
+                peer: addr,
+            });
+        } else {
+            let txid = self.next_rand();
+            self.send(addr, txid, Message::Ping);
+            let tcp = SocketAddr::new(addr.ip(), if port == 0 { addr.port() } else { port });
+            self.actions.push_back(Action::PunchAccept { addr: tcp });
+        }
+    }
+
+    /// Renews the registration when due; two renewals unanswered, the rendezvous has failed.
+    pub(super) fn renew_registration(&mut self, now: Instant) {
+        if let Some(r) = self.registration {
+            if r.next_renew <= now {
+                if r.unanswered >= 2 {
+                    self.rendezvous_failed(now);
+                } else {
+                    let txid = self.next_rand();
+                    let port = self.wire_port;
+                    self.send(r.rendezvous, txid, Message::Register { port });
+                    if let Some(r) = self.registration.as_mut() {
+                        r.txid = txid;
+                        r.unanswered += 1;
+                        r.next_renew = now
+                            + if r.confirmed {
+                                self.cfg.renew_every
+                            } else {
+                                Duration::from_secs(2)
+                            };
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn register(&mut self, now: Instant) {
+        let pick = self
+            .candidates
+            .iter()
+            .find(|c| !self.failed_rendezvous.contains(&c.addr))
+            .or_else(|| self.candidates.first())
+            .copied();
+        let Some(c) = pick else {
+            return;
+        };
+        let txid = self.next_rand();
+        let port = self.wire_port;
+        self.send(c.addr, txid, Message::Register { port });
+        self.registration = Some(Registration {
+            rendezvous: c.addr,
+            txid,
+            confirmed: false,
+            next_renew: now + Duration::from_secs(2),
+            unanswered: 1,
+        });
+    }
+
+    pub(super) fn rendezvous_failed(&mut self, now: Instant) {
+        if let Some(r) = self.registration.take() {
+            log::info!("nat: rendezvous {} stopped answering", r.rendezvous);
+            if self.failed_rendezvous.len() >= 16 {
+                self.failed_rendezvous.remove(0);
+            }
+            self.failed_rendezvous.push(r.rendezvous);
+            if r.confirmed {
+                self.actions.push_back(Action::Rendezvous(None));
+            }
+        }
+        if self.reach == Reachability::Unreachable {
+            self.register(now);
+        }
+    }
+
+    pub(super) fn drop_registration(&mut self) {
+        if let Some(r) = self.registration.take() {
+            if r.confirmed {
+                self.actions.push_back(Action::Rendezvous(None));
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Traversal (downloader side): reaching a provider behind a rendezvous, introduced then a
+//! simultaneous TCP open, and a relayed circuit if that does not connect in time (nat.md,
+//! sections 5 and 6).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::{Action, Nat, Strategy};
+use crate::conn::ConnId;
+use crate::id::Id;
+use crate::proto::dht::{call_mode, Datagram, Message};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    Introducing,
+    Punching,
+    Relaying,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Attempt {
+    pub(super) provider: SocketAddr,
+    pub(super) node: Id,
+    pub(super) rendezvous: SocketAddr,
+    pub(super) started: Instant,
+    pub(super) phase: Phase,
+    pub(super) deadline: Instant,
+    pub(super) txid: u64,
+}
+
+impl Nat {
+    /// Downloader: reach `provider` (node `node`) through `rendezvous`. The result comes as
+    /// actions: PunchConnect, then RelayOpen if the punch does not connect in time, or
+    /// Failed.
+    pub fn connect_via(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        provider: SocketAddr,
+        node: Id,
+        rendezvous: SocketAddr,
+        ours: Option<SocketAddr>,
+    ) {
+        let txid = self.next_rand();
+        let port = self.wire_port;
+        self.attempts.insert(
+            conn,
+            Attempt {
+                provider,
+                node,
+                rendezvous,
+                started: now,
+                phase: Phase::Introducing,
+                deadline: now + self.cfg.introduce_timeout,
+                txid,
+            },
+        );
+        // We may be the provider's rendezvous ourselves (a datagram to ourselves would be
+        // dropped): then we introduce ourselves, as a rendezvous would.
+        match (self.clients.get(&node).copied(), ours) {
+            (Some(c), Some(ours)) if c.expires > now => {
+                let call = Message::Call {
+                    mode: call_mode::PUNCH,
+                    nonce: 0,
+                    peer: Id([0; 32]),
+                    addr: ours,
+                    port,
+                };
+                let call_txid = self.next_rand();
+                self.send(c.addr, call_txid, call);
+                let msg = Message::Introduced {
+                    addr: c.addr,
+                    port: c.port,
+                };
+                let dg = Datagram {
+                    flags: 0,
+                    txid,
+                    sender: node,
+                    msg,
+                };
+                self.handle_datagram(now, rendezvous, dg);
+            }
+            _ => self.send(rendezvous, txid, Message::Introduce { target: node, port }),
+        }
+    }
+
+    /// The rendezvous introduced us: punch (a PING for the provider's UDP, a TCP connect for
+    /// its SYN).
+    pub(super) fn on_introduced(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        txid: u64,
+        addr: SocketAddr,
+        port: u16,
+    ) {
+        let found = self
+            .attempts
+            .iter()
+            .find(|(_, a)| a.txid == txid && a.phase == Phase::Introducing)
+            .map(|(c, a)| (*c, *a));
+        let Some((conn, a)) = found else {
+            self.counters.unexpected += 1;
+            return;
+        };
+        if from != a.rendezvous {
+            self.counters.unexpected += 1;
+            return;
+        }
+        // Open our NAT for the provider's datagrams (the UDP punch) and its SYN.
+        let txid = self.next_rand();
+        self.send(addr, txid, Message::Ping);
+        let tcp = SocketAddr::new(addr.ip(), if port == 0 { addr.port() } else { port });
+        self.actions
+            .push_back(Action::PunchConnect { conn, addr: tcp });
+        if let Some(a) = self.attempts.get_mut(&conn) {
+            a.phase = Phase::Punching;
+            a.deadline = now + self.cfg.punch_timeout;
+        }
+    }
+
+    /// Downloader: the punched connection for `conn` is up.
+    pub fn punch_connected(&mut self, conn: ConnId, now: Instant) {
+        if let Some(a) = self.attempts.remove(&conn) {
+            let took = now.saturating_duration_since(a.started);
+            self.record_setup(a.provider, Strategy::Punched, took);
+        }
+    }
+
+    /// Downloader: the relayed circuit for `conn` is up.
+    pub fn relay_ready(&mut self, conn: ConnId, now: Instant) {
+        if let Some(a) = self.attempts.remove(&conn) {
+            let took = now.saturating_duration_since(a.started);
+            self.record_setup(a.provider, Strategy::Relayed, took);
+        }
+    }
+
+    /// Downloader: the relay for `conn` failed (the punch failing is only final at its
+    /// deadline: the other side's SYN may still come).
+    pub fn attempt_failed(&mut self, conn: ConnId) {
+        if self
+            .attempts
+            .get(&conn)
+            .is_some_and(|a| a.phase == Phase::Relaying)
+        {
+            self.fail(conn);
+        }
+    }
+
+    /// Downloader: the engine gave up on `conn` (timeout, closed): forget it.
+    pub fn forget(&mut self, conn: ConnId) {
+        self.attempts.remove(&conn);
+    }
+
+    /// True while `conn` is being set up by NAT traversal.
+    pub fn is_attempting(&self, conn: ConnId) -> bool {
+        self.attempts.contains_key(&conn)
+    }
+
+    /// Attempts past their deadline: an introduction or a relay fails, a punch falls back to
+    /// a relay.
+    pub(super) fn attempts_timeout(&mut self, now: Instant) {
+        let due: Vec<ConnId> = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.deadline <= now)
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in due {
+            let Some(a) = self.attempts.get(&conn).copied() else {
+                continue;
+            };
+            match a.phase {
+                Phase::Introducing | Phase::Relaying => self.fail(conn),
+                Phase::Punching => {
+                    log::debug!("nat: punch to {} timed out: relaying", a.provider);
+                    let nonce = self.next_rand();
+                    self.actions.push_back(Action::RelayOpen {
+                        conn,
+                        rendezvous: a.rendezvous,
+                        node: a.node,
+                        nonce,
+                    });
+                    if let Some(a) = self.attempts.get_mut(&conn) {
+                        a.phase = Phase::Relaying;
+                        a.deadline = now + self.cfg.relay_timeout;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn fail(&mut self, conn: ConnId) {
+        if self.attempts.remove(&conn).is_some() {
+            self.counters.failures += 1;
+            self.actions.push_back(Action::Failed { conn });
+        }
+    }
+}
