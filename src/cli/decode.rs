@@ -1,0 +1,112 @@
+//! `peershare decode`: explains a DHT datagram, wire frames or a manifest field by field,
+//! read from hex, a file or stdin (no node needed).
+
+use clap::Args;
+
+/// Options of `peershare decode`.
+#[derive(Args, Debug)]
+pub struct DecodeArgs {
+    /// Hex (spaces, colons, newlines and 0x allowed; several arguments are joined), a file
+    /// (raw bytes or hex), or - for stdin
+    #[arg(value_name = "HEX|FILE|-", required = true, num_args = 1..)]
+    pub input: Vec<String>,
+    /// Read the input as this kind instead of guessing it from its first bytes
+    #[arg(long = "as", value_enum, value_name = "KIND")]
+    pub kind: Option<DecodeKind>,
+    /// Print the explanation as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `peershare decode --as` can read the input as.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum DecodeKind {
+    /// One DHT datagram (UDP payload)
+    Dht,
+    /// Wire frames back to back, as on a TCP connection
+    Wire,
+    /// A wire HANDSHAKE body without its 5-byte frame header
+    Handshake,
+    /// A manifest
+    Manifest,
+}
+
+/// Most bytes `peershare decode` reads: more than the largest manifest (32 MiB + 53).
+const MAX_DECODE_INPUT: u64 = 64 << 20;
+
+/// `peershare decode`: exit status 0 for valid input, 1 for malformed or incomplete input
+/// (after printing what was decoded and why it stops), 2 when there is nothing to decode.
+pub(super) fn decode(args: &DecodeArgs) -> i32 {
+    use crate::explain::{explain, explain_as, Kind};
+    let bytes = match decode_input(&args.input.join(" ")) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("peershare decode: {e}");
+            return 2;
+        }
+    };
+    let ex = match args.kind {
+        None => explain(&bytes),
+        Some(DecodeKind::Dht) => explain_as(&bytes, Kind::Dht),
+        Some(DecodeKind::Wire) => explain_as(&bytes, Kind::Wire),
+        Some(DecodeKind::Handshake) => explain_as(&bytes, Kind::Handshake),
+        Some(DecodeKind::Manifest) => explain_as(&bytes, Kind::Manifest),
+    };
+    let text = if args.json {
+        match serde_json::to_string_pretty(&ex) {
+            Ok(s) => s + "\n",
+            Err(e) => {
+                eprintln!("peershare decode: {e}");
+                return 2;
+            }
+        }
+    } else {
+        ex.to_string()
+    };
+    // Not print!: it panics when the reader has gone (`peershare decode ... | head`).
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    if ex.is_valid() {
+        0
+    } else {
+        1
+    }
+}
+
+/// The bytes named by `peershare decode`'s argument: hex, a file, or `-` for stdin. A file
+/// or stdin whose text is all hex is read as hex (a saved dump), otherwise as raw bytes (a
+/// capture): no PeerShare message starts with a hex digit's byte.
+fn decode_input(arg: &str) -> Result<Vec<u8>, String> {
+    use crate::explain::parse_hex;
+    use std::io::Read;
+    let hex_err = match parse_hex(arg) {
+        Ok(b) => return Ok(b),
+        Err(e) => e,
+    };
+    let (name, source): (String, Box<dyn Read>) = if arg == "-" {
+        ("stdin".into(), Box::new(std::io::stdin()))
+    } else {
+        match std::fs::File::open(arg) {
+            Ok(f) => (format!("`{arg}`"), Box::new(f)),
+            Err(e) => {
+                return Err(format!(
+                    "`{arg}` is neither hex ({hex_err}) nor a file ({e})"
+                ))
+            }
+        }
+    };
+    let mut raw = Vec::new();
+    source
+        .take(MAX_DECODE_INPUT + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("cannot read {name}: {e}"))?;
+    if raw.len() as u64 > MAX_DECODE_INPUT {
+        return Err(format!("{name} is larger than {MAX_DECODE_INPUT} bytes"));
+    }
+    if raw.is_empty() {
+        return Err(format!("{name} is empty: nothing to decode"));
+    }
+    Ok(std::str::from_utf8(&raw)
+        .ok()
+        .and_then(|t| parse_hex(t).ok())
+        .unwrap_or(raw))
+}

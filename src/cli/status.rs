@@ -1,0 +1,78 @@
+//! `peershare status` for people: the node, its DHT traffic, bandwidth and NAT traversal.
+
+use serde_json::Value;
+
+/// The reply of `status` for people.
+pub(super) fn format_status(v: &Value) -> String {
+    let d = &v["dht"];
+    let provided = v["provided"].as_array().map_or(0, Vec::len);
+    format!(
+        "node id          {}\nlisten           {} (UDP DHT + TCP wire)\nexternal address {}\napi              {}\nuptime           {} s\nrouting table    {} contacts\nprovider records {} held for others, {} provided by this node\ndht traffic      {} datagrams in, {} out; {} malformed, {} rate-limited, {} timeouts",
+        v["node_id"].as_str().unwrap_or("?"),
+        v["listen"].as_str().unwrap_or("?"),
+        v["external_addr"].as_str().unwrap_or("not known yet"),
+        v["api"].as_str().unwrap_or("?"),
+        v["uptime_secs"],
+        v["routing_table_size"],
+        v["provider_records"],
+        provided,
+        d["datagrams_in"],
+        d["datagrams_out"],
+        d["decode_errors"],
+        d["rate_limited"],
+        d["timeouts"],
+    ) + &format_bandwidth(&v["bandwidth"])
+        + &format_nat(&v["nat"])
+}
+
+/// The `nat` object of `status` for people: reachability, port mapping, rendezvous, and how
+/// connections were set up. Empty for a node that reports none (NAT traversal off).
+fn format_nat(n: &Value) -> String {
+    if !n.is_object() {
+        return String::new();
+    }
+    let pm = &n["port_mapping"];
+    let mapping = match (pm["state"].as_str(), pm["external"].as_str()) {
+        (Some(state), Some(ext)) => format!("{state} as {ext}"),
+        (Some(state), None) => state.to_string(),
+        _ => "off".to_string(),
+    };
+    let s = &n["setups"];
+    format!(
+        "
+nat              reachability {}; port mapping {}; rendezvous {}
+connections      {} direct, {} punched, {} relayed; relaying {} for others, {} clients registered here",
+        n["reachability"].as_str().unwrap_or("?"),
+        mapping,
+        n["rendezvous"].as_str().unwrap_or("none"),
+        s["direct"],
+        s["punched"],
+        s["relayed"],
+        n["circuits"],
+        n["rendezvous_clients"],
+    )
+}
+
+/// The `bandwidth` object of `status` for people.
+pub(super) fn format_bandwidth(b: &Value) -> String {
+    use crate::limits::format_rate;
+    let r = |v: &Value| format_rate(v.as_u64().unwrap_or(0));
+    let l = &b["limits"];
+    let rate = |v: &Value| match v.as_u64().unwrap_or(0) {
+        0 => "0 B/s".to_string(),
+        n => format_rate(n),
+    };
+    format!(
+        "\nupload           {} now, limit {} (each transfer {}, each peer {}); {} bytes sent\ndownload         {} now, limit {} (each transfer {}, each peer {}); {} bytes received",
+        rate(&b["up_rate"]),
+        r(&l["up"]),
+        r(&l["transfer_up"]),
+        r(&l["peer_up"]),
+        b["up_total"],
+        rate(&b["down_rate"]),
+        r(&l["down"]),
+        r(&l["transfer_down"]),
+        r(&l["peer_down"]),
+        b["down_total"],
+    )
+}
