@@ -112,8 +112,7 @@ impl World {
         let (a, b) = (c.from, c.to);
         // The accepting side first: its core numbers the connection.
         let from_addr = self.nodes[a].addr;
-        let Some(cb) = self.accept_at(b, from_addr)
-        else {
+        let Some(cb) = self.accept_at(b, from_addr) else {
             return;
         };
         let kind_a = match c.purpose {

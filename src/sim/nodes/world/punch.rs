@@ -151,8 +151,7 @@ impl World {
                     self.settle(from);
                     return;
                 }
-                let Some(cb) = self.accept_at(to, from_addr)
-                else {
+                let Some(cb) = self.accept_at(to, from_addr) else {
                     return;
                 };
                 (SockKind::Wire(c), SockKind::Wire(cb))
@@ -161,8 +160,7 @@ impl World {
                 // A provider's SYN reached the downloader: the downloader's listener takes
                 // it (its core recognises its own punch); the provider's punch socket is an
                 // incoming connection.
-                let Some(cb) = self.accept_at(to, from_addr)
-                else {
+                let Some(cb) = self.accept_at(to, from_addr) else {
                     return;
                 };
                 if let Some((c, _)) = self.nodes[to]
@@ -173,8 +171,7 @@ impl World {
                 {
                     self.nodes[to].punches.remove(&c);
                 }
-                let Some(ca) = self.accept_at(from, to_addr)
-                else {
+                let Some(ca) = self.accept_at(from, to_addr) else {
                     return;
                 };
                 (SockKind::Wire(ca), SockKind::Wire(cb))
