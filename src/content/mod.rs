@@ -128,6 +128,13 @@ pub enum ContentError {
         /// The OS error.
         source: io::Error,
     },
+    /// The disk holding `dir` is full: `needed` more bytes do not fit.
+    NoSpace {
+        /// The folder that could not take the bytes.
+        dir: PathBuf,
+        /// How many bytes were asked for (0 when unknown).
+        needed: u64,
+    },
     /// The file does not exist (any more).
     Missing {
         /// The path.
@@ -223,12 +230,33 @@ pub enum ContentError {
 
 impl ContentError {
     pub(crate) fn io(what: &'static str, path: &Path, source: io::Error) -> ContentError {
+        if is_no_space(&source) {
+            return ContentError::NoSpace {
+                dir: path.parent().unwrap_or(path).to_path_buf(),
+                needed: 0,
+            };
+        }
         ContentError::Io {
             what,
             path: path.to_path_buf(),
             source,
         }
     }
+
+    /// The folder whose disk is full, if that is what went wrong.
+    pub fn no_space_in(&self) -> Option<&Path> {
+        match self {
+            ContentError::NoSpace { dir, .. } => Some(dir),
+            _ => None,
+        }
+    }
+}
+
+/// Whether an I/O error says the disk (or the quota) is full.
+pub fn is_no_space(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || e.kind() == io::ErrorKind::QuotaExceeded
+        || e.raw_os_error() == Some(libc::ENOSPC)
 }
 
 impl fmt::Display for ContentError {
@@ -292,6 +320,13 @@ impl fmt::Display for ContentError {
                 "download {id}: the assembled file does not match its hash; {bad_chunks} \
                  chunk(s) were found damaged on disk and will be fetched again"
             ),
+            ContentError::NoSpace { dir, needed } => {
+                write!(f, "disk full: no space left in {}", dir.display())?;
+                if *needed > 0 {
+                    write!(f, " for {needed} more bytes")?;
+                }
+                Ok(())
+            }
             ContentError::Busy { id, path } => write!(
                 f,
                 "download {id} ({}) is already open elsewhere (another download of the same \

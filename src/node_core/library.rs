@@ -10,16 +10,19 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::api::reply;
 use crate::api::ReplyTo;
+use crate::content::manifest::Manifest;
 use crate::content::names::safe_file_name_or_fallback;
 use crate::id::Id;
 use crate::storage::job::{
-    DownloadRecord, FinishError, Inventory, ShareInfo, StorageDone, StorageJob, StoreOutcome,
+    DownloadRecord, FinishError, Inventory, ShareInfo, StorageDone, StorageError, StorageJob,
+    StoreOutcome,
 };
 use crate::transfer::engine::{Engine, EngineConfig};
 
@@ -62,6 +65,33 @@ struct Download {
     started: Option<Instant>,
     /// With waiters: verified bytes at the last check, and since when unchanged.
     last_progress: Option<(u64, Instant)>,
+    /// Its manifest, once known (kept so a paused download resumes without the network).
+    manifest: Option<Arc<Manifest>>,
+    /// Why it is paused (a full disk), if it is: the engine has forgotten it; asking for it
+    /// again resumes it.
+    paused: Option<String>,
+    /// Verified bytes on disk as far as the library knows without the engine: the resume
+    /// record's at start, the engine's count when paused. Shown until the partial file is
+    /// open again.
+    known_bytes: u64,
+    /// The partial file is open (the engine's count is the truth from then on).
+    opened: bool,
+}
+
+impl Download {
+    fn new(name: Option<String>, output_dir: PathBuf, started: Option<Instant>) -> Download {
+        Download {
+            name,
+            output_dir,
+            waiters: Vec::new(),
+            started,
+            last_progress: None,
+            manifest: None,
+            paused: None,
+            known_bytes: 0,
+            opened: false,
+        }
+    }
 }
 
 /// The node's contents (see the module docs).
@@ -119,7 +149,8 @@ impl Library {
             }
         }
         // Resume what was downloading when the node stopped (or was killed).
-        for m in inv.resumable {
+        for r in inv.resumable {
+            let m = r.manifest;
             let id = m.content_id();
             if lib.entries.contains_key(&id) {
                 continue;
@@ -128,16 +159,10 @@ impl Library {
             let name = record.as_ref().and_then(|r| r.name.clone());
             let output_dir = record.map_or_else(|| lib.download_dir.clone(), |r| r.output_dir);
             log::info!("resuming download {id}");
-            lib.entries.insert(
-                id,
-                Entry::Downloading(Download {
-                    name: name.clone(),
-                    output_dir,
-                    waiters: Vec::new(),
-                    started: None,
-                    last_progress: None,
-                }),
-            );
+            let mut d = Download::new(name.clone(), output_dir, None);
+            d.manifest = Some(m.clone());
+            d.known_bytes = r.recorded_bytes;
+            lib.entries.insert(id, Entry::Downloading(d));
             lib.engine.download(now, id, Some(m), name);
         }
         // Downloads that never got their manifest are not resumed (nothing to verify
@@ -209,22 +234,24 @@ impl Library {
             }
             Some(Entry::Downloading(d)) => {
                 d.waiters.push(to);
+                let resumed = d.paused.take();
+                if let Some(why) = &resumed {
+                    log::info!("download {id}: resuming (it was paused: {why})");
+                    d.opened = false;
+                }
                 if self.engine.progress(&id).is_none() {
-                    self.engine.download(now, id, None, None);
+                    let (m, name) = (d.manifest.clone(), d.name.clone());
+                    self.engine.download(now, id, m, name);
+                }
+                if resumed.is_some() {
+                    self.save_downloads();
                 }
             }
             None => {
                 let output_dir = output_dir.unwrap_or_else(|| self.download_dir.clone());
-                self.entries.insert(
-                    id,
-                    Entry::Downloading(Download {
-                        name: None,
-                        output_dir,
-                        waiters: vec![to],
-                        started: Some(now),
-                        last_progress: None,
-                    }),
-                );
+                let mut d = Download::new(None, output_dir, Some(now));
+                d.waiters.push(to);
+                self.entries.insert(id, Entry::Downloading(d));
                 self.save_downloads();
                 self.engine.download(now, id, None, None);
             }
@@ -264,39 +291,75 @@ impl Library {
 
     /// Progress of one transfer, or all, as JSON for `transfer_status`.
     pub fn status_json(&self, only: Option<Id>) -> Value {
-        let ids: Vec<Id> = match only {
+        let mut ids: Vec<Id> = match only {
             Some(id) => vec![id],
             None => self.engine.contents().copied().collect(),
         };
-        let list: Vec<Value> = ids
-            .iter()
-            .filter_map(|id| {
-                let p = self.engine.progress(id)?;
-                let entry = self.entries.get(id);
-                let downloading = matches!(entry, Some(Entry::Downloading(_)));
-                let file_path = match entry {
-                    Some(Entry::Shared {
-                        info,
-                        downloaded: true,
-                    }) => Some(info.path.display().to_string()),
-                    _ => None,
-                };
-                Some(json!({
-                    "content_hash": id.to_hex(),
-                    "name": p.name,
-                    "size": p.size,
-                    "have_bytes": p.have_bytes,
-                    "chunks_have": p.chunks_have,
-                    "chunks_total": p.chunks_total,
-                    "peers": p.peers,
-                    "has_manifest": p.has_manifest,
-                    "complete": p.complete,
-                    "downloading": downloading && !p.complete,
-                    "file_path": file_path,
-                }))
-            })
-            .collect();
+        if only.is_none() {
+            // Paused downloads: the engine has let them go, the library has not.
+            ids.extend(self.entries.iter().filter_map(|(id, e)| match e {
+                Entry::Downloading(d) if d.paused.is_some() => Some(*id),
+                _ => None,
+            }));
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        let list: Vec<Value> = ids.iter().filter_map(|id| self.status_of(id)).collect();
         json!({ "transfers": list })
+    }
+
+    fn status_of(&self, id: &Id) -> Option<Value> {
+        let entry = self.entries.get(id);
+        let download = match entry {
+            Some(Entry::Downloading(d)) => Some(d),
+            _ => None,
+        };
+        let p = match (self.engine.progress(id), download) {
+            (Some(p), _) => p,
+            (None, Some(d)) if d.paused.is_some() => {
+                let m = d.manifest.as_ref();
+                crate::transfer::engine::Progress {
+                    size: m.map_or(0, |m| m.file_size()),
+                    have_bytes: d.known_bytes,
+                    chunks_total: m.map_or(0, |m| m.lengths().chunk_count()),
+                    has_manifest: m.is_some(),
+                    name: d.name.clone(),
+                    ..Default::default()
+                }
+            }
+            (None, _) => return None,
+        };
+        // Until its partial file is open again, a resumed download's progress is what its
+        // resume record said (the engine counts from the reopened file).
+        let have_bytes = match download {
+            Some(d) if !d.opened => p.have_bytes.max(d.known_bytes),
+            _ => p.have_bytes,
+        };
+        let file_path = match entry {
+            Some(Entry::Shared {
+                info,
+                downloaded: true,
+            }) => Some(info.path.display().to_string()),
+            _ => None,
+        };
+        let mut v = json!({
+            "content_hash": id.to_hex(),
+            "name": p.name,
+            "size": p.size,
+            "have_bytes": have_bytes,
+            "chunks_have": p.chunks_have,
+            "chunks_total": p.chunks_total,
+            "peers": p.peers,
+            "has_manifest": p.has_manifest,
+            "complete": p.complete,
+            "downloading": download.is_some_and(|d| d.paused.is_none()) && !p.complete,
+            "file_path": file_path,
+        });
+        // Only a paused download has `paused` (replies stay as they were for the others).
+        if let (Some(why), Value::Object(m)) = (download.and_then(|d| d.paused.clone()), &mut v) {
+            m.insert("paused".into(), Value::from(why));
+        }
+        Some(v)
     }
 
     // ----- time ---------------------------------------------------------------------
@@ -304,6 +367,7 @@ impl Library {
     /// Answers requests waiting on downloads that stalled, and drops downloads nobody
     /// provided in time (their requests are answered with an error).
     pub fn expire_waits(&mut self, now: Instant) {
+        self.remember_names();
         let mut unfound = Vec::new();
         for (id, e) in self.entries.iter_mut() {
             let Entry::Downloading(d) = e else {
@@ -365,6 +429,65 @@ impl Library {
         }
     }
 
+    /// Keeps each download's name as soon as a peer told it, so a restart finishes it under
+    /// that name (not only once its partial file opened).
+    fn remember_names(&mut self) {
+        let mut changed = false;
+        for (id, e) in self.entries.iter_mut() {
+            if let Entry::Downloading(d) = e {
+                let name = self.engine.progress(id).and_then(|p| p.name);
+                if name.is_some() && name != d.name {
+                    d.name = name;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.save_downloads();
+        }
+    }
+
+    /// Pauses a download whose disk is full: the engine lets it go (its connections close),
+    /// its partial file is closed with its data kept, and the requests waiting for it are
+    /// told why and what to do. Asking for it again resumes it.
+    fn pause(&mut self, id: Id, why: String) {
+        let progress = self.engine.progress(&id);
+        let have = progress.as_ref().map(|p| p.have_bytes);
+        let name = progress.and_then(|p| p.name);
+        let manifest = self.engine.manifest(&id);
+        let Some(Entry::Downloading(d)) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if d.paused.is_some() {
+            return;
+        }
+        log::warn!("download {id} paused: {why}");
+        self.engine.cancel(&id);
+        d.paused = Some(why.clone());
+        d.opened = false;
+        if let Some(h) = have {
+            d.known_bytes = h;
+        }
+        if manifest.is_some() {
+            d.manifest = manifest;
+        }
+        if name.is_some() {
+            d.name = name;
+        }
+        for w in d.waiters.drain(..) {
+            self.replies.push(Reply {
+                to: w,
+                bytes: reply::error(&format!(
+                    "download of {} paused: {why}; free some space, then ask for it again \
+                     (nothing verified is lost)",
+                    id.to_hex()
+                )),
+            });
+        }
+        self.jobs.push_back(StorageJob::Close { content: id });
+        self.save_downloads();
+    }
+
     // ----- engine outputs and storage results ---------------------------------------
 
     /// Queues a file job of the engine's (`engine::Action::Storage`) for the storage.
@@ -415,6 +538,13 @@ impl Library {
                     StoreOutcome::Stored => Some(true),
                     StoreOutcome::BadHash => Some(false),
                     StoreOutcome::Failed(_) => None,
+                    StoreOutcome::NoSpace { dir } => {
+                        self.pause(
+                            content,
+                            format!("disk full: no space left in {}", dir.display()),
+                        );
+                        return;
+                    }
                 };
                 self.engine.chunk_stored(now, content, chunk, from, result);
             }
@@ -430,19 +560,35 @@ impl Library {
                     return;
                 }
                 match result {
+                    Err(StorageError::NoSpace { dir }) => {
+                        let manifest = self.engine.manifest(&content);
+                        let size = manifest.as_ref().map_or(0, |m| m.file_size());
+                        if let Some(Entry::Downloading(d)) = self.entries.get_mut(&content) {
+                            d.manifest = manifest;
+                        }
+                        let why = format!(
+                            "disk full: no space left in {} for its {size} bytes",
+                            dir.display()
+                        );
+                        // `pause` tells the engine to let it go (it had not opened it yet).
+                        self.pause(content, why);
+                    }
                     Ok(have) => {
                         // Remember the name now that the manifest is in: a resumed download
                         // finishes under the right name.
                         let name = self.engine.progress(&content).and_then(|p| p.name);
+                        let manifest = self.engine.manifest(&content);
                         if let Some(Entry::Downloading(d)) = self.entries.get_mut(&content) {
                             if name.is_some() {
                                 d.name = name;
                             }
+                            d.manifest = manifest;
+                            d.opened = true;
                         }
                         self.save_downloads();
                         self.engine.partial_opened(now, content, Some(have));
                     }
-                    Err(e) => {
+                    Err(e @ StorageError::Other(_)) => {
                         log::error!("download {content}: {e}");
                         // The engine forgets it; so does the library (asking again retries).
                         self.engine.partial_opened(now, content, None);
@@ -545,6 +691,14 @@ impl Library {
                     });
                 }
             }
+            Err(FinishError::NoSpace { dir }) => {
+                // Every chunk is verified and kept: only the final copy did not fit.
+                let why = format!(
+                    "disk full: no space left in {} for the finished file",
+                    dir.display()
+                );
+                self.pause(content, why);
+            }
             Err(FinishError::HashMismatch) => {
                 log::error!("download {content}: whole-file hash mismatch after every chunk verified; starting over");
                 self.engine.finished(now, content, false);
@@ -609,5 +763,108 @@ fn obj(v: Value) -> serde_json::Map<String, Value> {
     match v {
         Value::Object(m) => m,
         _ => serde_json::Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bitset::BitSet;
+    use crate::storage::job::Resumable;
+
+    fn manifest(len: usize) -> Arc<Manifest> {
+        let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        Arc::new(Manifest::for_data_with_chunk_size(&data, 16 << 10).unwrap())
+    }
+
+    fn library(inv: Inventory, now: Instant) -> Library {
+        Library::new(
+            inv,
+            PathBuf::from("/files"),
+            Id([1; 32]),
+            4000,
+            EngineConfig::default(),
+            1,
+            now,
+        )
+    }
+
+    fn status(lib: &Library, id: &Id) -> Value {
+        lib.status_json(Some(*id))["transfers"][0].clone()
+    }
+
+    /// Right after a restart, a resumed download shows what its resume record says is on
+    /// disk, not 0, until its partial file is open again; then the engine's count.
+    #[test]
+    fn a_resumed_download_shows_its_recorded_progress_at_once() {
+        let now = Instant::now();
+        let m = manifest(100_000);
+        let id = m.content_id();
+        let inv = Inventory {
+            resumable: vec![Resumable {
+                manifest: m.clone(),
+                recorded_bytes: 48 << 10,
+            }],
+            ..Inventory::default()
+        };
+        let mut lib = library(inv, now);
+        assert_eq!(status(&lib, &id)["have_bytes"], 48 << 10);
+        let mut have = BitSet::new(m.lengths().chunk_count() as usize);
+        for i in 0..4 {
+            have.insert(i);
+        }
+        lib.on_storage_done(
+            now,
+            StorageDone::PartialOpened {
+                content: id,
+                result: Ok(have),
+            },
+        );
+        assert_eq!(status(&lib, &id)["have_bytes"], 64 << 10);
+    }
+
+    /// A full disk pauses a download: the request is told why, the partial file is closed
+    /// (its lock released), nothing is forgotten; asking again resumes it.
+    #[test]
+    fn a_full_disk_pauses_and_asking_again_resumes() {
+        let now = Instant::now();
+        let m = manifest(100_000);
+        let id = m.content_id();
+        let mut lib = library(Inventory::default(), now);
+        let to = ReplyTo { conn: 1, seq: 0 };
+        assert!(lib.request_file(now, id, None, &[], to).is_none());
+        while lib.poll_job().is_some() {}
+        lib.on_storage_done(
+            now,
+            StorageDone::PartialOpened {
+                content: id,
+                result: Err(StorageError::NoSpace {
+                    dir: PathBuf::from("/data/downloads"),
+                }),
+            },
+        );
+        let replies = lib.take_replies();
+        assert_eq!(replies.len(), 1);
+        let text = String::from_utf8(replies[0].bytes.clone()).unwrap();
+        assert!(
+            text.contains("disk full") && text.contains("/data/downloads"),
+            "{text}"
+        );
+        let jobs: Vec<StorageJob> = std::iter::from_fn(|| lib.poll_job()).collect();
+        assert!(
+            jobs.iter()
+                .any(|j| matches!(j, StorageJob::Close { content } if *content == id)),
+            "{jobs:?}"
+        );
+        let t = status(&lib, &id);
+        assert!(t["paused"].as_str().unwrap().contains("disk full"), "{t}");
+        assert_eq!(t["downloading"], false);
+        // Asked again: the engine takes it up anew (the manifest is kept: it opens at once).
+        let to = ReplyTo { conn: 1, seq: 1 };
+        assert!(lib.request_file(now, id, None, &[], to).is_none());
+        assert!(status(&lib, &id).get("paused").is_none());
+        assert!(lib.engine.progress(&id).is_some());
+        // And a paused download can be cancelled.
+        assert!(lib.cancel(&id, ReplyTo { conn: 1, seq: 2 }).is_ok());
     }
 }

@@ -71,6 +71,12 @@ pub enum StorageJob {
         /// The file name, already made safe.
         name: String,
     },
+    /// Close a paused download's partial file (its progress made durable, its lock
+    /// released), keeping its data for when it resumes.
+    Close {
+        /// The content.
+        content: Id,
+    },
     /// Delete a cancelled download's partial data; answered with [`StorageDone::Discarded`].
     Discard {
         /// The content.
@@ -139,7 +145,7 @@ pub enum StorageDone {
         /// The content.
         content: Id,
         /// Verified chunks, or the error.
-        result: Result<BitSet, String>,
+        result: Result<BitSet, StorageError>,
     },
     /// [`StorageJob::Finish`]: the final path, or why finishing failed.
     Finished {
@@ -169,8 +175,47 @@ pub enum StoreOutcome {
     Stored,
     /// The bytes do not match the chunk's hash: the sender lied.
     BadHash,
-    /// It could not be written (the partial file is gone, or a disk error).
+    /// The disk is full.
+    NoSpace {
+        /// The folder whose disk is full.
+        dir: PathBuf,
+    },
+    /// It could not be written (the partial file is gone, or another disk error).
     Failed(String),
+}
+
+/// Why a file could not be opened or finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageError {
+    /// The disk holding `dir` is full.
+    NoSpace {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// Anything else.
+    Other(String),
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageError::NoSpace { dir } => {
+                write!(f, "disk full: no space left in {}", dir.display())
+            }
+            StorageError::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<crate::content::ContentError> for StorageError {
+    fn from(e: crate::content::ContentError) -> StorageError {
+        match e.no_space_in() {
+            Some(dir) => StorageError::NoSpace {
+                dir: dir.to_path_buf(),
+            },
+            None => StorageError::Other(e.to_string()),
+        }
+    }
 }
 
 /// Why [`StorageJob::Finish`] failed.
@@ -178,6 +223,11 @@ pub enum StoreOutcome {
 pub enum FinishError {
     /// The whole file does not hash to the content: every chunk must be fetched again.
     HashMismatch,
+    /// The disk holding the final folder is full.
+    NoSpace {
+        /// The folder.
+        dir: PathBuf,
+    },
     /// Anything else (disk error, no partial file).
     Io(String),
 }
@@ -224,7 +274,17 @@ pub struct Inventory {
     pub shares: Vec<ShareInfo>,
     /// Downloads with a stored manifest (their partial file is reopened by
     /// [`StorageJob::OpenPartial`]).
-    pub resumable: Vec<Arc<Manifest>>,
+    pub resumable: Vec<Resumable>,
     /// Names and folders of the downloads in progress.
     pub downloads: Vec<DownloadRecord>,
+}
+
+/// A download a restarted node resumes.
+#[derive(Clone, Debug)]
+pub struct Resumable {
+    /// Its manifest (verified against its content ID).
+    pub manifest: Arc<Manifest>,
+    /// Bytes its resume record says are verified on disk (progress to show until the
+    /// partial file is reopened).
+    pub recorded_bytes: u64,
 }

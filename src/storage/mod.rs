@@ -29,13 +29,13 @@ use parking_lot::Mutex;
 use crate::bitset::BitSet;
 use crate::content::index::{prepare_share, ChunkReader, ShareIndex};
 use crate::content::manifest::{Lengths, Manifest};
-use crate::content::partial::{resumable_downloads, PartialFile, PartialReader};
+use crate::content::partial::{recorded_bytes, resumable_downloads, PartialFile, PartialReader};
 use crate::content::verified::VerifiedChunk;
 use crate::content::ContentError;
 use crate::id::Id;
 pub use job::{
-    DownloadRecord, FinishError, Inventory, NodeState, ShareInfo, StorageDone, StorageJob,
-    StoreOutcome,
+    DownloadRecord, FinishError, Inventory, NodeState, Resumable, ShareInfo, StorageDone,
+    StorageError, StorageJob, StoreOutcome,
 };
 
 /// How often a download's resume record is made durable while it runs. Chunks written since
@@ -129,7 +129,15 @@ impl DiskStorage {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         match resumable_downloads(data_dir) {
-            Ok(ms) => inv.resumable = ms,
+            Ok(ms) => {
+                inv.resumable = ms
+                    .into_iter()
+                    .map(|m| Resumable {
+                        recorded_bytes: recorded_bytes(data_dir, &m),
+                        manifest: m,
+                    })
+                    .collect()
+            }
             Err(e) => log::warn!("cannot list unfinished downloads: {e}"),
         }
         let storage = DiskStorage {
@@ -204,6 +212,10 @@ impl DiskStorage {
                 content,
                 result: self.finish(content, &dir, &name),
             }),
+            StorageJob::Close { content } => {
+                self.close(content);
+                None
+            }
             StorageJob::Discard { content } => {
                 self.discard(content);
                 Some(StorageDone::Discarded { content })
@@ -294,7 +306,12 @@ impl DiskStorage {
         crate::bufpool::give(verified.into_data());
         if let Err(e) = stored {
             log::error!("storing chunk {chunk} of {content}: {e}");
-            return StoreOutcome::Failed(e.to_string());
+            return match e.no_space_in() {
+                Some(dir) => StoreOutcome::NoSpace {
+                    dir: dir.to_path_buf(),
+                },
+                None => StoreOutcome::Failed(e.to_string()),
+            };
         }
         if slot.file.needs_flush() && slot.last_record.elapsed() >= RECORD_EVERY {
             slot.last_record = Instant::now();
@@ -317,9 +334,8 @@ impl DiskStorage {
         StoreOutcome::Stored
     }
 
-    fn open_partial(&self, content: Id, manifest: Arc<Manifest>) -> Result<BitSet, String> {
-        let (p, report) = PartialFile::open_or_create(&self.data_dir, manifest.clone())
-            .map_err(|e| e.to_string())?;
+    fn open_partial(&self, content: Id, manifest: Arc<Manifest>) -> Result<BitSet, StorageError> {
+        let (p, report) = PartialFile::open_or_create(&self.data_dir, manifest.clone())?;
         if report.from_record + report.recovered > 0 {
             log::info!(
                 "download {content}: {} chunks verified on disk ({} recovered after a crash), {} to fetch",
@@ -353,6 +369,7 @@ impl DiskStorage {
         let mut slot = p.lock();
         let path = slot.file.finish(dir, name).map_err(|e| match e {
             ContentError::FileHashMismatch { .. } => FinishError::HashMismatch,
+            ContentError::NoSpace { dir, .. } => FinishError::NoSpace { dir },
             e => FinishError::Io(e.to_string()),
         })?;
         let m = slot.file.manifest().clone();
@@ -381,6 +398,17 @@ impl DiskStorage {
             }
         }
         Ok(path)
+    }
+
+    /// Closes a paused download: its progress made durable (best effort: the disk may be
+    /// full), the file and its lock released, its data kept.
+    fn close(&self, content: Id) {
+        self.sources.lock().remove(&content);
+        if let Some(p) = self.partials.lock().remove(&content) {
+            if let Err(e) = p.lock().file.flush_record() {
+                log::warn!("download {content}: saving progress before pausing: {e}");
+            }
+        }
     }
 
     fn discard(&self, content: Id) {

@@ -61,7 +61,7 @@ use record::{encode_record, VerifiedBits};
 
 pub use prefix::PrefixWork;
 pub use reader::PartialReader;
-pub use resume::resumable_downloads;
+pub use resume::{recorded_bytes, resumable_downloads};
 
 const DOWNLOADS: &str = "downloads";
 

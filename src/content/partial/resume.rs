@@ -34,12 +34,21 @@ impl PartialFile {
         fs::create_dir_all(&dir).map_err(|e| ContentError::io("create", &dir, e))?;
         let hex = id.to_hex();
         let mname = format!("{hex}.manifest");
-        if !dir.join(&mname).exists() {
+        let new_manifest = !dir.join(&mname).exists();
+        if new_manifest {
             write_atomic(&dir, &mname, &manifest.encode())?;
         }
 
         let part_path = dir.join(format!("{hex}.part"));
-        let (file, created) = open_part(&part_path)?;
+        let (file, created) = match open_part(&part_path) {
+            Ok(x) => x,
+            Err(e) => {
+                if new_manifest {
+                    let _ = remove_if_exists(&dir.join(&mname));
+                }
+                return Err(e);
+            }
+        };
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -56,10 +65,32 @@ impl PartialFile {
             .len();
         let size_ok = len == lengths.total();
         if !size_ok {
-            // Preallocate (sparse) or repair the size. Regions past the old end read as
-            // zeros, so nothing there can pass for a written chunk unless it is one of zeros.
+            // Set or repair the size. Regions past the old end read as zeros, so nothing
+            // there can pass for a written chunk unless it is one of zeros.
             file.set_len(lengths.total())
                 .map_err(|e| ContentError::io("preallocate", &part_path, e))?;
+        }
+        // Reserve the whole file's blocks now, so a full disk is found before the first
+        // chunk instead of half-way (and, with delayed allocation, after chunks were counted
+        // as written). A download that does not fit leaves nothing behind.
+        if let Err(e) = reserve(&file, lengths.total()) {
+            let err = if crate::content::is_no_space(&e) {
+                ContentError::NoSpace {
+                    dir: dir.clone(),
+                    needed: lengths.total().saturating_sub(allocated(&file)),
+                }
+            } else {
+                ContentError::io("reserve space for", &part_path, e)
+            };
+            if created {
+                drop(file);
+                let _ = remove_if_exists(&part_path);
+                if new_manifest {
+                    let _ = remove_if_exists(&dir.join(&mname));
+                }
+                let _ = sync_dir(&dir);
+            }
+            return Err(err);
         }
 
         let record_path = dir.join(format!("{hex}.resume"));
@@ -171,6 +202,37 @@ impl PartialFile {
     }
 }
 
+/// Reserves disk blocks for `len` bytes of `file` (keeping its data). File systems that
+/// cannot (`EOPNOTSUPP`) keep the file sparse: the download then finds a full disk only when
+/// a write fails, which the storage reports the same way.
+fn reserve(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(len) else {
+        return Ok(());
+    };
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: fallocate(2) on an open descriptor with mode 0 and an in-range length; it
+    // touches no memory of ours.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(()),
+        _ => Err(e),
+    }
+}
+
+/// Bytes of disk `file` holds (for the "needs N more bytes" of a full disk).
+fn allocated(file: &File) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata()
+        .map_or(0, |m| m.blocks().saturating_mul(512))
+}
+
 /// Opens the `.part`, creating it if absent; says whether it was created.
 fn open_part(path: &Path) -> Result<(File, bool), ContentError> {
     let mut o = OpenOptions::new();
@@ -201,6 +263,22 @@ impl ZeroHashes {
         };
         self.0.get(i).map_or(&[0; HASH_LEN], |(_, h)| h)
     }
+}
+
+/// How many bytes of `manifest`'s download its resume record says are verified on disk (0
+/// without a usable record). Cheap: one small file, no hashing; for showing progress before
+/// the download is reopened (which also re-checks what the record does not claim).
+pub fn recorded_bytes(data_dir: &Path, manifest: &Manifest) -> u64 {
+    let id = manifest.content_id();
+    let l = manifest.lengths();
+    let path = downloads_dir(data_dir).join(format!("{}.resume", id.to_hex()));
+    let Some(bits) = read_record(&path, &id, l.chunk_count()) else {
+        return 0;
+    };
+    l.chunks()
+        .filter(|c| bit_at(&bits, c.get()))
+        .map(|c| u64::from(l.chunk_len(c)))
+        .sum()
 }
 
 /// The downloads that can be resumed: every stored manifest in `<data_dir>/downloads/` that

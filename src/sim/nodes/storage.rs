@@ -16,8 +16,8 @@ use crate::content::manifest::Manifest;
 use crate::content::verified::VerifiedChunk;
 use crate::id::Id;
 use crate::storage::job::{
-    DownloadRecord, FinishError, Inventory, NodeState, ShareInfo, StorageDone, StorageJob,
-    StoreOutcome,
+    DownloadRecord, FinishError, Inventory, NodeState, Resumable, ShareInfo, StorageDone,
+    StorageJob, StoreOutcome,
 };
 
 /// A download's chunks as stored so far (only verified ones).
@@ -72,7 +72,14 @@ impl MemStorage {
     pub fn inventory(&self) -> Inventory {
         Inventory {
             shares: self.shares.values().map(|s| s.info.clone()).collect(),
-            resumable: self.partials.values().map(|p| p.manifest.clone()).collect(),
+            resumable: self
+                .partials
+                .values()
+                .map(|p| Resumable {
+                    manifest: p.manifest.clone(),
+                    recorded_bytes: p.chunks.values().map(|c| c.len() as u64).sum(),
+                })
+                .collect(),
             downloads: self.downloads.clone(),
         }
     }
@@ -169,6 +176,8 @@ impl MemStorage {
                 content,
                 result: self.finish(content, dir.join(name)),
             }),
+            // Memory keeps everything; a paused download's chunks stay where they are.
+            StorageJob::Close { .. } => None,
             StorageJob::Discard { content } => {
                 self.partials.remove(&content);
                 Some(StorageDone::Discarded { content })

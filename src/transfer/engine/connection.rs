@@ -194,6 +194,13 @@ impl Engine {
     }
 
     pub(super) fn ban(&mut self, now: Instant, conn: ConnId) {
+        // A liar's file name is not kept either: the next honest peer's METADATA names it.
+        for c in self.contents.values_mut() {
+            if c.name_from == Some(conn) && c.source_is_download() {
+                c.name = None;
+                c.name_from = None;
+            }
+        }
         if let Some(k) = self.conns.get(&conn) {
             let node = k.remote.as_ref().map(|h| h.node_id);
             if let Some(n) = node {

@@ -84,6 +84,9 @@ enum Source {
 struct Content {
     source: Source,
     name: Option<String>,
+    /// The connection whose METADATA gave `name` (a name from a peer later banned for lying
+    /// is forgotten, and the next peer's is taken).
+    name_from: Option<ConnId>,
     manifest: Option<Arc<Manifest>>,
     manifest_bytes: Option<Arc<Vec<u8>>>,
     assembly: Option<ManifestAssembly>,
@@ -300,6 +303,7 @@ impl Engine {
                 if let Some(c) = self.contents.get_mut(&content) {
                     if c.name.is_none() {
                         c.name = Some(name);
+                        c.name_from = Some(conn);
                     }
                 }
             }
@@ -422,10 +426,16 @@ impl Engine {
 }
 
 impl Content {
+    /// Still being downloaded (its name is not settled yet).
+    fn source_is_download(&self) -> bool {
+        matches!(self.source, Source::Download) && !self.complete && !self.finishing
+    }
+
     fn new(source: Source) -> Self {
         Content {
             source,
             name: None,
+            name_from: None,
             manifest: None,
             manifest_bytes: None,
             assembly: None,

@@ -310,6 +310,7 @@ impl World {
             // Not engine jobs: the node core's.
             Action::Storage(
                 StorageJob::Finish { .. }
+                | StorageJob::Close { .. }
                 | StorageJob::Discard { .. }
                 | StorageJob::Unshare { .. }
                 | StorageJob::AddFile { .. }
@@ -418,6 +419,35 @@ fn corrupt_seeder_is_banned_and_honest_ones_finish_the_job() {
     assert_eq!(w.nodes[3].banned, vec![addr(1)]);
     let got: Vec<u8> = w.nodes[3].store[&id].values().flatten().copied().collect();
     assert_eq!(got, file);
+}
+
+/// The file name a peer banned for lying gave (METADATA) is not kept: the next honest
+/// peer names the file.
+#[test]
+fn a_banned_liars_file_name_is_forgotten() {
+    let mut w = World::new(&[Kind::Honest, Kind::Corrupt, Kind::Honest]);
+    let file = data(300_000);
+    let id = w.share(0, &file);
+    let m = w.manifests[&id].clone();
+    w.nodes[0].engine.unshare(&id);
+    w.nodes[0].engine.share(m.clone(), Some("song.wav".into()));
+    w.nodes[1].files.insert(id, Arc::new(file.clone()));
+    w.nodes[1].engine.share(m, Some("evil.exe".into()));
+    let now = w.now;
+    // Only the liar first: it names the file, then sends a bad chunk and is banned.
+    w.nodes[2].engine.download(now, id, None, None);
+    w.nodes[2].engine.add_peers(now, &id, &[addr(1)]);
+    w.settle();
+    assert_eq!(w.nodes[2].banned, vec![addr(1)]);
+    assert_eq!(w.nodes[2].engine.progress(&id).unwrap().name, None);
+    let now = w.now;
+    w.nodes[2].engine.add_peers(now, &id, &[addr(0)]);
+    w.settle();
+    assert_eq!(w.nodes[2].finished, vec![id]);
+    assert_eq!(
+        w.nodes[2].engine.progress(&id).unwrap().name.as_deref(),
+        Some("song.wav")
+    );
 }
 
 #[test]

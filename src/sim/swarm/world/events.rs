@@ -212,6 +212,7 @@ impl World {
             }
             // Not engine jobs: the node core's (finishing a file, sharing, persisting).
             StorageJob::Finish { .. }
+            | StorageJob::Close { .. }
             | StorageJob::Discard { .. }
             | StorageJob::Unshare { .. }
             | StorageJob::AddFile { .. }
