@@ -216,16 +216,9 @@ impl ProviderStore {
                 _ => quota(Level::Network, Scope::Key, net_quota.records_per_key),
             };
         }
-        if self.tally.network(&origin.network) >= net_quota.records_total {
-            return match self.tally.largest_source_in(&origin.network) {
-                Some((s, c)) if s != origin.source && c >= src_total + 2 => {
-                    Ok(self.evict_newest(&s))
-                }
-                _ => quota(Level::Network, Scope::Store, net_quota.records_total),
-            };
-        }
-        // Room in the key, then in the store: the most represented gives way.
-        if in_key.len >= self.limits.max_per_key {
+        // Room in the key: the most represented of the key gives way. Decided before
+        // anything is dropped, so that a refusal never costs anyone a record.
+        let key_victim = if in_key.len >= self.limits.max_per_key {
             let victim = fair_victim(
                 origin,
                 in_key.largest_network(),
@@ -233,12 +226,37 @@ impl ProviderStore {
                 |s| in_key.source(s),
                 |n| in_key.largest_source_in(n),
             );
-            return match victim {
-                Some(s) => Ok(self.evict_newest_in_key(key, &s)),
-                None => Err(StoreError::KeyFull {
-                    max: self.limits.max_per_key,
-                }),
+            match victim {
+                Some(s) => Some(s),
+                None => {
+                    return Err(StoreError::KeyFull {
+                        max: self.limits.max_per_key,
+                    })
+                }
+            }
+        } else {
+            None
+        };
+        if self.tally.network(&origin.network) >= net_quota.records_total {
+            let Some((key_of, seq)) = self
+                .tally
+                .largest_source_in(&origin.network)
+                .filter(|&(s, c)| s != origin.source && c >= src_total + 2)
+                .and_then(|(s, _)| self.newest_of(&s))
+            else {
+                return quota(Level::Network, Scope::Store, net_quota.records_total);
             };
+            // A record of another key leaves this one full: its own victim goes too.
+            if key_of != *key {
+                if let Some(s) = key_victim {
+                    self.evict_newest_in_key(key, &s);
+                }
+            }
+            return Ok(self.remove_seq(&key_of, seq));
+        }
+        if let Some(s) = key_victim {
+            // The store total is unchanged: one record out, one in.
+            return Ok(self.evict_newest_in_key(key, &s));
         }
         let swept_lately = self
             .swept_at
@@ -274,14 +292,24 @@ impl ProviderStore {
         self.remove_at(key, pos)
     }
 
+    /// The key and sequence number of the newest record `source` holds of any key.
+    fn newest_of(&self, source: &Source) -> Option<(Id, u64)> {
+        self.by_source
+            .range((*source, 0, Id::ZERO)..=(*source, u64::MAX, Id([0xff; 32])))
+            .next_back()
+            .map(|&(_, seq, key)| (key, seq))
+    }
+
     /// Drops the newest record `source` holds of any key.
     fn evict_newest(&mut self, source: &Source) -> Option<SocketAddr> {
-        let &(_, seq, key) = self
-            .by_source
-            .range((*source, 0, Id::ZERO)..=(*source, u64::MAX, Id([0xff; 32])))
-            .next_back()?;
-        let pos = self.map.get(&key)?.iter().position(|r| r.seq == seq)?;
-        self.remove_at(&key, pos)
+        let (key, seq) = self.newest_of(source)?;
+        self.remove_seq(&key, seq)
+    }
+
+    /// Drops the record of `key` with sequence number `seq`.
+    fn remove_seq(&mut self, key: &Id, seq: u64) -> Option<SocketAddr> {
+        let pos = self.map.get(key)?.iter().position(|r| r.seq == seq)?;
+        self.remove_at(key, pos)
     }
 
     /// Removes the record at `pos` of `key` and everything that counts it.
@@ -681,6 +709,62 @@ mod tests {
     }
 
     #[test]
+    fn a_network_over_its_total_never_overfills_a_key() {
+        let now = Instant::now();
+        let mut limits = DiversityLimits::default();
+        limits.network.records_total = 4;
+        let mut s = ProviderStore::new(StoreLimits {
+            max_total: 1000,
+            max_per_key: 3,
+            ttl: Duration::from_secs(10),
+            diversity: limits,
+        });
+        let flooder = a([198, 51, 100, 1], 1);
+        for k in 1..=4 {
+            assert_eq!(s.add(Id([k; 32]), flooder, now), Ok(Stored::Added));
+        }
+        let full = Id([9; 32]);
+        for n in 1..=3 {
+            assert_eq!(s.add(full, honest(n), now), Ok(Stored::Added));
+        }
+        // A neighbour of the flooder: its /24 is at its total, and the key it wants is full
+        // of three networks with one record each, so it is refused, and nobody loses a record.
+        let neighbour = a([198, 51, 100, 2], 1);
+        assert_eq!(
+            s.add(full, neighbour, now),
+            Err(StoreError::KeyFull { max: 3 })
+        );
+        assert_eq!(s.len(), 7);
+        // Into a key with room it takes the place of the flooder's newest record.
+        assert_eq!(
+            s.add(Id([8; 32]), neighbour, now),
+            Ok(Stored::Replaced { evicted: flooder })
+        );
+        assert!(s.get(&Id([4; 32]), now, 10).is_empty());
+        // And into a full key where its network is the least represented, two records
+        // make way: the flooder's newest (for the /24's total) and one of the key's most
+        // represented network (for the key's room).
+        let crowded = Id([7; 32]);
+        for x in [
+            a([203, 0, 113, 1], 1),
+            a([203, 0, 113, 1], 2),
+            a([203, 0, 113, 2], 1),
+        ] {
+            assert_eq!(s.add(crowded, x, now), Ok(Stored::Added));
+        }
+        let third = a([198, 51, 100, 3], 1);
+        assert_eq!(
+            s.add(crowded, third, now),
+            Ok(Stored::Replaced { evicted: flooder })
+        );
+        let got = s.get(&crowded, now, 10);
+        assert_eq!(got.len(), 3);
+        assert!(got.contains(&third) && !got.contains(&a([203, 0, 113, 1], 2)));
+        assert_eq!(s.records_of_network(flooder), 4);
+        s.check().unwrap();
+    }
+
+    #[test]
     fn answers_go_round_robin_over_networks_and_sources() {
         let now = Instant::now();
         let mut s = store(1000, 64);
@@ -710,7 +794,7 @@ mod tests {
             #[test]
             fn one_network_never_exceeds_its_quotas(
                 floods in proptest::collection::vec(
-                    (0u8..4, any::<u8>(), any::<u16>(), 0u8..6),
+                    (0u8..4, any::<u8>(), any::<u16>(), 0u8..12),
                     1..400,
                 ),
                 honest_first in any::<bool>(),
