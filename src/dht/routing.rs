@@ -15,7 +15,9 @@
 //!   network already holds its quota of the bucket or of the table
 //!   ([`DiversityLimits`]), so one address, or one /24, cannot fill the table however many
 //!   IDs it makes up. The counts cover the buckets only (the replacement caches are small
-//!   and a cached contact is checked again when it is promoted). An ID already in the table
+//!   and a cached contact is checked again when it is promoted). They are counted when
+//!   needed, not kept: a table holds a few hundred contacts, and a simulator of 10,000
+//!   nodes would pay about 50 KB per node for kept counts. An ID already in the table
 //!   keeps its address: a datagram from the same ID at another address neither moves nor
 //!   refreshes it ([`InsertResult::OtherAddress`]).
 //! - The table does not decide whom to trust: the caller inserts only contacts that answered
@@ -27,7 +29,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::diversity::{DiversityLimits, Level, Origin, QuotaHit, Scope, Tally};
+use super::diversity::{DiversityLimits, Level, Origin, QuotaHit, Scope};
 use crate::id::{Distance, Id};
 use crate::proto::dht::Contact;
 
@@ -96,8 +98,6 @@ pub struct RoutingTable {
     local: Id,
     buckets: Vec<Bucket>,
     limits: DiversityLimits,
-    /// Contacts per source and per network in the buckets (replacement caches excluded).
-    tally: Tally,
 }
 
 impl RoutingTable {
@@ -107,7 +107,6 @@ impl RoutingTable {
             local,
             buckets: vec![Bucket::default(); 256],
             limits,
-            tally: Tally::default(),
         }
     }
 
@@ -150,14 +149,11 @@ impl RoutingTable {
         let b = &mut self.buckets[i];
         if b.entries.len() < K {
             b.replacements.retain(|c| c.id != contact.id);
-            self.push_entry(
-                i,
-                Entry {
-                    contact,
-                    last_seen: now,
-                    failures: 0,
-                },
-            );
+            b.entries.push(Entry {
+                contact,
+                last_seen: now,
+                failures: 0,
+            });
             return InsertResult::Inserted;
         }
         // Full bucket: remember the newcomer, and maybe question the oldest entry.
@@ -202,12 +198,17 @@ impl RoutingTable {
     fn admits(&self, i: usize, o: &Origin) -> Result<(), QuotaHit> {
         let src = &self.limits.source;
         let net = self.limits.network_quota(&o.network);
-        let (mut src_here, mut net_here) = (0, 0);
-        for e in &self.buckets[i].entries {
-            let eo = Origin::of(e.contact.addr);
-            src_here += usize::from(eo.source == o.source);
-            net_here += usize::from(eo.network == o.network);
-        }
+        let count = |entries: &mut dyn Iterator<Item = &Entry>| {
+            entries.fold((0, 0), |(s, n), e| {
+                let eo = Origin::of(e.contact.addr);
+                (
+                    s + usize::from(eo.source == o.source),
+                    n + usize::from(eo.network == o.network),
+                )
+            })
+        };
+        let (src_here, net_here) = count(&mut self.buckets[i].entries.iter());
+        let (src_all, net_all) = count(&mut self.iter());
         let checks = [
             (
                 Level::Source,
@@ -221,16 +222,11 @@ impl RoutingTable {
                 net_here,
                 net.contacts_per_bucket,
             ),
-            (
-                Level::Source,
-                Scope::Table,
-                self.tally.source(&o.source),
-                src.contacts_per_table,
-            ),
+            (Level::Source, Scope::Table, src_all, src.contacts_per_table),
             (
                 Level::Network,
                 Scope::Table,
-                self.tally.network(&o.network),
+                net_all,
                 net.contacts_per_table,
             ),
         ];
@@ -238,19 +234,6 @@ impl RoutingTable {
             Some((level, scope, _, max)) => Err(QuotaHit { level, scope, max }),
             None => Ok(()),
         }
-    }
-
-    /// Appends `e` to bucket `i`, counting it.
-    fn push_entry(&mut self, i: usize, e: Entry) {
-        self.tally.add(&Origin::of(e.contact.addr));
-        self.buckets[i].entries.push(e);
-    }
-
-    /// Removes the entry at `pos` of bucket `i`, uncounting it.
-    fn take_entry(&mut self, i: usize, pos: usize) -> Entry {
-        let e = self.buckets[i].entries.remove(pos);
-        self.tally.remove(&Origin::of(e.contact.addr));
-        e
     }
 
     /// Moves the most recently seen replacement of bucket `i` that fits the quotas into the
@@ -266,14 +249,11 @@ impl RoutingTable {
             return;
         };
         if let Some(contact) = self.buckets[i].replacements.remove(pos) {
-            self.push_entry(
-                i,
-                Entry {
-                    contact,
-                    last_seen: now,
-                    failures: 0,
-                },
-            );
+            self.buckets[i].entries.push(Entry {
+                contact,
+                last_seen: now,
+                failures: 0,
+            });
         }
     }
 
@@ -300,19 +280,16 @@ impl RoutingTable {
             b.entries.push(e);
             return;
         }
-        self.take_entry(i, pos);
+        self.buckets[i].entries.remove(pos);
         // The newcomer was within its quotas when it was heard; check again, since others
         // may have entered since.
         if self.admits(i, &Origin::of(newcomer.addr)).is_ok() {
             self.buckets[i].replacements.retain(|c| c.id != newcomer.id);
-            self.push_entry(
-                i,
-                Entry {
-                    contact: newcomer,
-                    last_seen: now,
-                    failures: 0,
-                },
-            );
+            self.buckets[i].entries.push(Entry {
+                contact: newcomer,
+                last_seen: now,
+                failures: 0,
+            });
         } else {
             self.promote_replacement(i, now);
         }
@@ -336,7 +313,7 @@ impl RoutingTable {
         if b.pending.is_some_and(|(p, _)| p == *id) {
             b.pending = None;
         }
-        self.take_entry(i, pos);
+        self.buckets[i].entries.remove(pos);
         self.promote_replacement(i, now);
         true
     }
@@ -349,7 +326,7 @@ impl RoutingTable {
                 .iter()
                 .position(|e| e.contact.id == *id)
             {
-                self.take_entry(i, pos);
+                self.buckets[i].entries.remove(pos);
             }
             self.buckets[i].replacements.retain(|c| c.id != *id);
         }
@@ -448,7 +425,7 @@ fn push_replacement(b: &mut Bucket, c: Contact) {
 
 #[cfg(test)]
 impl RoutingTable {
-    /// Recounts every bucket and checks the tally and every quota (for tests).
+    /// Counts every bucket and checks every quota (for tests).
     pub(crate) fn check_quotas(&self) -> Result<(), String> {
         use super::diversity::{Network, Source};
         use std::collections::HashMap;
@@ -478,23 +455,14 @@ impl RoutingTable {
             }
         }
         for (s, &c) in &sources {
-            if c > self.limits.source.contacts_per_table || self.tally.source(s) != c {
-                return Err(format!(
-                    "{c} contacts of {s:?} (tally {})",
-                    self.tally.source(s)
-                ));
+            if c > self.limits.source.contacts_per_table {
+                return Err(format!("{c} contacts of {s:?}"));
             }
         }
         for (n, &c) in &networks {
-            if c > self.limits.network_quota(n).contacts_per_table || self.tally.network(n) != c {
-                return Err(format!(
-                    "{c} contacts of {n:?} (tally {})",
-                    self.tally.network(n)
-                ));
+            if c > self.limits.network_quota(n).contacts_per_table {
+                return Err(format!("{c} contacts of {n:?}"));
             }
-        }
-        if self.tally.sources() != sources.len() {
-            return Err("the tally counts sources the table does not hold".into());
         }
         Ok(())
     }
