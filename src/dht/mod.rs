@@ -14,16 +14,21 @@
 //!
 //! Every request the node sends is recorded by transaction ID with a deadline; answers are
 //! accepted only from the address the request went to and only with a matching type, and a
-//! missing answer becomes a failure for the lookup and for the routing table.
+//! missing answer becomes a failure for the lookup and for the routing table. Only such
+//! answers insert contacts into the routing table: a node that sent us a request is PINGed
+//! first (`serve.rs`). The routing table and the provider store hold at most a quota of
+//! entries per source address and network ([`diversity`], spec section 13.2).
 
+pub mod diversity;
 pub mod lookup;
 pub mod providers;
 pub mod ratelimit;
 pub mod routing;
+mod serve;
 pub mod token;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -33,11 +38,11 @@ use rand::{Rng, SeedableRng};
 use crate::id::Id;
 use crate::proto::codec::canonical_addr;
 use crate::proto::dht::{
-    error_code, msg_type, Contact, Datagram, Message, RendezvousRecord, FLAG_NOT_REACHABLE,
-    MAX_DATAGRAM, MAX_PROVIDERS, MAX_RENDEZVOUS, TOKEN_LEN,
+    msg_type, Contact, Datagram, Message, FLAG_NOT_REACHABLE, MAX_PROVIDERS, TOKEN_LEN,
 };
+use diversity::DiversityLimits;
 use lookup::{Lookup, Step};
-use providers::{ProviderStore, StoreError};
+use providers::{ProviderStore, StoreLimits};
 use ratelimit::SourceLimiter;
 use routing::{InsertResult, RoutingTable};
 use token::TokenIssuer;
@@ -67,6 +72,9 @@ pub struct DhtConfig {
     pub max_provider_records: usize,
     /// Most providers held for one key.
     pub max_providers_per_key: usize,
+    /// How many routing contacts and provider records one source address and one network
+    /// may hold (spec section 13.2; the defaults are in [`DiversityLimits`]'s docs).
+    pub diversity: DiversityLimits,
     /// A providers lookup stops once it has this many providers.
     pub providers_wanted: usize,
     /// Most lookups running at once (commands beyond it fail at once).
@@ -96,6 +104,7 @@ impl Default for DhtConfig {
             token_rotation: Duration::from_secs(5 * 60),
             max_provider_records: 100_000,
             max_providers_per_key: 64,
+            diversity: DiversityLimits::default(),
             providers_wanted: 50,
             max_queries: 1024,
             rate_limit_per_source: 100.0,
@@ -197,6 +206,14 @@ pub struct DhtStats {
     pub timeouts: u64,
     /// ANNOUNCEs refused for a bad token.
     pub bad_tokens: u64,
+    /// PINGs sent to verify the address of an unknown requester before it may enter the
+    /// routing table.
+    pub verifications: u64,
+    /// ANNOUNCEs refused (STORE_FULL): a quota of the announcing address, or a full key or
+    /// store in which the announcer was already among the most represented.
+    pub records_refused: u64,
+    /// Records dropped to make room for a less represented announcer.
+    pub records_evicted: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -211,6 +228,8 @@ enum Purpose {
     Bootstrap,
     /// Asking a peer which address it sees us at.
     AddressPing,
+    /// Checking that a node that sent us a request answers at the address it claims.
+    Verify,
 }
 
 #[derive(Clone, Debug)]
@@ -294,6 +313,8 @@ pub struct Dht {
     /// Providers behind a rendezvous seen in lookups: provider address -> (node, rendezvous).
     /// Bounded by [`MAX_SEEN_RENDEZVOUS`].
     seen_rendezvous: HashMap<SocketAddr, (Id, SocketAddr)>,
+    /// Addresses a verification PING is out to (bounded by [`serve::MAX_VERIFYING`]).
+    verifying: HashSet<SocketAddr>,
     stats: DhtStats,
 }
 
@@ -307,12 +328,13 @@ impl Dht {
         let mut rng = StdRng::seed_from_u64(seed);
         let secret: [u8; 32] = rng.gen();
         Dht {
-            routing: RoutingTable::new(id),
-            store: ProviderStore::new(
-                config.max_provider_records,
-                config.max_providers_per_key,
-                config.provider_ttl,
-            ),
+            routing: RoutingTable::new(id, config.diversity),
+            store: ProviderStore::new(StoreLimits {
+                max_total: config.max_provider_records,
+                max_per_key: config.max_providers_per_key,
+                ttl: config.provider_ttl,
+                diversity: config.diversity,
+            }),
             tokens: TokenIssuer::new(secret, now, config.token_rotation),
             limiter: SourceLimiter::new(config.rate_limit_per_source, config.rate_burst, 4096),
             next_maintenance: now + config.maintenance_interval,
@@ -336,6 +358,7 @@ impl Dht {
             external: None,
             rendezvous: None,
             seen_rendezvous: HashMap::new(),
+            verifying: HashSet::new(),
             stats: DhtStats::default(),
         }
     }
@@ -407,7 +430,12 @@ impl Dht {
             if let Some(out) = self.requests.remove(&txid) {
                 self.stats.timeouts += 1;
                 let retry = out.attempt == 0
-                    && matches!(out.purpose, Purpose::Lookup(q) if self.queries.contains_key(&q));
+                    && match out.purpose {
+                        Purpose::Lookup(q) => self.queries.contains_key(&q),
+                        // A lost PING or PONG should not keep a new node out of the table.
+                        Purpose::Verify => true,
+                        _ => false,
+                    };
                 if retry {
                     // Once more: a single lost datagram should not cost the lookup a node.
                     self.send_request_attempt(now, out.to, out.node, out.msg, out.purpose, 1);
@@ -593,106 +621,6 @@ impl Dht {
         self.requests.len()
     }
 
-    // ----- requests we receive -----------------------------------------------------
-
-    fn handle_request(&mut self, now: Instant, from: SocketAddr, dg: Datagram) {
-        if !self.limiter.allow(from, now) {
-            self.stats.rate_limited += 1;
-            return;
-        }
-        if dg.flags & FLAG_NOT_REACHABLE == 0 {
-            let c = Contact {
-                id: dg.sender,
-                addr: from,
-            };
-            // Only when there is room: the source address of a request is unverified.
-            if let Some(InsertResult::Inserted) = self.routing.insert_if_room(c, now) {
-                self.on_contact_added(now);
-            }
-        }
-        if is_nat_type(dg.msg.type_byte()) {
-            self.events.push_back(DhtEvent::Nat { from, datagram: dg });
-            return;
-        }
-        let reply = match dg.msg {
-            Message::Ping => Message::Pong { observed: from },
-            Message::FindNode { target } => Message::Nodes {
-                contacts: self
-                    .routing
-                    .closest(&target, self.config.k, Some(&dg.sender)),
-            },
-            Message::GetProviders { key } => {
-                let mut providers = self.store.get(&key, now, MAX_PROVIDERS);
-                if let Some(p) = self.provided.get(&key) {
-                    // We provide it ourselves: say so even before our announce has landed
-                    // anywhere. The unspecified address means "me, at the address this answer
-                    // comes from" (port 0: the UDP source port), as the requester sees it.
-                    providers.truncate(MAX_PROVIDERS - 1);
-                    providers.insert(
-                        0,
-                        SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), p.port),
-                    );
-                }
-                let mut via: Vec<RendezvousRecord> = self
-                    .store
-                    .get_via(&key, now, MAX_RENDEZVOUS)
-                    .into_iter()
-                    .map(|(provider, node, rendezvous)| RendezvousRecord {
-                        provider,
-                        node,
-                        rendezvous,
-                    })
-                    .collect();
-                if let (Some(p), Some(rv)) = (self.provided.get(&key), self.rendezvous) {
-                    via.truncate(MAX_RENDEZVOUS - 1);
-                    via.insert(
-                        0,
-                        RendezvousRecord {
-                            provider: SocketAddr::new(
-                                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-                                p.port,
-                            ),
-                            node: self.id,
-                            rendezvous: rv,
-                        },
-                    );
-                }
-                let closer = self.routing.closest(&key, self.config.k, Some(&dg.sender));
-                let token = self.tokens.issue(&from);
-                fit_providers(token, providers, closer, via, self.id, self.flags())
-            }
-            Message::Announce {
-                key,
-                token,
-                port,
-                rendezvous,
-            } => {
-                if !self.tokens.verify(&from, &token) {
-                    self.stats.bad_tokens += 1;
-                    error(
-                        error_code::BAD_TOKEN,
-                        "token invalid or expired for this address",
-                    )
-                } else {
-                    let port = if port == 0 { from.port() } else { port };
-                    let via = rendezvous.filter(plausible).map(|rv| (dg.sender, rv));
-                    match self
-                        .store
-                        .add_via(key, SocketAddr::new(from.ip(), port), via, now)
-                    {
-                        Ok(()) => Message::Ack,
-                        Err(e @ (StoreError::KeyFull { .. } | StoreError::StoreFull { .. })) => {
-                            error(error_code::STORE_FULL, &e.to_string())
-                        }
-                    }
-                }
-            }
-            // Responses never reach here (is_request was checked).
-            _ => return,
-        };
-        self.send(from, dg.txid, reply);
-    }
-
     // ----- answers to our requests ---------------------------------------------------
 
     fn handle_response(&mut self, now: Instant, from: SocketAddr, dg: Datagram) {
@@ -728,6 +656,9 @@ impl Dht {
         let Some(out) = self.requests.remove(&dg.txid) else {
             return;
         };
+        if let Purpose::Verify = out.purpose {
+            self.verifying.remove(&out.to);
+        }
         if dg.flags & FLAG_NOT_REACHABLE == 0 {
             let c = Contact {
                 id: dg.sender,
@@ -766,12 +697,17 @@ impl Dht {
                 self.rejoin(now);
             }
             Purpose::AddressPing => self.note_observed(dg.sender, &dg.msg),
+            // Answered from the address it claimed: inserted above like any answer.
+            Purpose::Verify => {}
             Purpose::Lookup(qid) => self.on_lookup_answer(now, qid, from, dg),
             Purpose::Announce(qid) => self.on_announce_answer(now, qid, true),
         }
     }
 
     fn on_request_failed(&mut self, now: Instant, out: Outstanding, unresponsive: bool) {
+        if let Purpose::Verify = out.purpose {
+            self.verifying.remove(&out.to);
+        }
         if let Some(id) = out.node {
             match out.purpose {
                 // An ERROR answer still proves the old contact alive.
@@ -994,7 +930,7 @@ impl Dht {
                     let via = self.rendezvous.map(|rv| (self.id, rv));
                     let _ = self
                         .store
-                        .add_via(key, SocketAddr::new(ext.ip(), port), via, now);
+                        .add_via(key, SocketAddr::new(ext.ip(), port), via, ext, now);
                 }
                 let rendezvous = self.rendezvous;
                 let asked = targets.len();
@@ -1206,51 +1142,9 @@ impl Dht {
     }
 }
 
-fn error(code: u16, text: &str) -> Message {
-    Message::Error {
-        code,
-        text: text.to_owned(),
-    }
-}
-
-/// A PROVIDERS answer trimmed to one datagram: providers first, then as many of the closest
-/// contacts as still fit.
 /// True for the message types of the NAT layer (nat.md), which the DHT passes on.
 fn is_nat_type(t: u8) -> bool {
     (msg_type::DIALBACK..=msg_type::CALL_ACK).contains(&t)
-}
-
-/// A PROVIDERS answer trimmed to [`MAX_DATAGRAM`]: closer contacts go first, then
-/// rendezvous records.
-fn fit_providers(
-    token: [u8; TOKEN_LEN],
-    providers: Vec<SocketAddr>,
-    mut closer: Vec<Contact>,
-    mut via: Vec<RendezvousRecord>,
-    sender: Id,
-    flags: u8,
-) -> Message {
-    loop {
-        let msg = Message::Providers {
-            token,
-            providers: providers.clone(),
-            closer: closer.clone(),
-            rendezvous: (!via.is_empty()).then(|| via.clone()),
-        };
-        let len = Datagram {
-            flags,
-            txid: 0,
-            sender,
-            msg: msg.clone(),
-        }
-        .encoded_len();
-        if len <= MAX_DATAGRAM || (closer.is_empty() && via.is_empty()) {
-            return msg;
-        }
-        if closer.pop().is_none() {
-            via.pop();
-        }
-    }
 }
 
 /// A provider entry with an unspecified IP stands for the responder itself: its IP is the

@@ -1,7 +1,9 @@
 //! Whole-DHT tests: several [`Dht`]s wired together by an in-memory network with a virtual
 //! clock that jumps to the next wake-up (quinn's `Pair` idea, for n nodes).
 
+use super::serve::fit_providers;
 use super::*;
+use crate::proto::dht::{error_code, MAX_DATAGRAM};
 use std::collections::BTreeMap;
 
 struct Net {
@@ -318,12 +320,18 @@ fn rate_limit_stops_a_flood() {
     for _ in 0..1000 {
         net.node(0).handle_datagram(now, addr(9), &ping);
     }
-    let mut answered = 0;
-    while net.node(0).poll_transmit().is_some() {
-        answered += 1;
+    let (mut answered, mut pings) = (0, 0);
+    while let Some(t) = net.node(0).poll_transmit() {
+        match Datagram::decode(&t.payload).unwrap().msg {
+            Message::Pong { .. } => answered += 1,
+            Message::Ping => pings += 1,
+            other => panic!("{other:?}"),
+        }
     }
     assert_eq!(answered, DhtConfig::default().rate_burst as usize);
     assert_eq!(net.node(0).stats().rate_limited, 1000 - answered as u64);
+    // One PING to check the unknown sender's address, not one per request.
+    assert_eq!(pings, 1);
 }
 
 #[test]
@@ -457,4 +465,221 @@ fn self_provider_entries_resolve_to_the_responder() {
     assert_eq!(resolve_self_provider("[::]:0".parse().unwrap(), r), r);
     let other: SocketAddr = "198.51.100.1:5".parse().unwrap();
     assert_eq!(resolve_self_provider(other, r), other);
+}
+
+/// Drains `node`'s transmits; answers each PING addressed to `from` with a PONG from
+/// `from` in the name of `id` (an attacker that passes every verification). Returns the
+/// number of PINGs answered.
+fn pass_verifications(node: &mut Dht, now: Instant, from: SocketAddr, id: Id) -> usize {
+    let mut pings = Vec::new();
+    while let Some(t) = node.poll_transmit() {
+        let d = Datagram::decode(&t.payload).unwrap();
+        if t.dest == from && d.msg == Message::Ping {
+            pings.push(d.txid);
+        }
+    }
+    for txid in &pings {
+        let pong = Datagram {
+            flags: 0,
+            txid: *txid,
+            sender: id,
+            msg: Message::Pong { observed: from },
+        };
+        node.handle_datagram(now, from, &pong.encode());
+    }
+    pings.len()
+}
+
+#[test]
+fn a_requester_enters_the_table_only_after_answering_a_ping() {
+    let mut net = Net::new(1);
+    let now = net.now;
+    let x = Id([3; 32]);
+    let ping = |txid| Datagram {
+        flags: 0,
+        txid,
+        sender: x,
+        msg: Message::Ping,
+    };
+    net.node(0).handle_datagram(now, addr(9), &ping(1).encode());
+    assert!(
+        net.node(0).routing_table().is_empty(),
+        "inserted unverified"
+    );
+    let mut sent = Vec::new();
+    while let Some(t) = net.node(0).poll_transmit() {
+        sent.push((t.dest, Datagram::decode(&t.payload).unwrap()));
+    }
+    // The answer, and a PING of ours to the address the request came from.
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent
+        .iter()
+        .any(|(_, d)| matches!(d.msg, Message::Pong { .. })));
+    let (dest, check) = sent
+        .iter()
+        .find(|(_, d)| d.msg == Message::Ping)
+        .expect("a verification PING");
+    assert_eq!(*dest, addr(9));
+    assert_eq!(net.node(0).stats().verifications, 1);
+    // More requests while the check is out do not send more PINGs.
+    net.node(0).handle_datagram(now, addr(9), &ping(2).encode());
+    assert_eq!(net.node(0).stats().verifications, 1);
+    // A PONG from another address does not count; one from the claimed address does.
+    let pong = Datagram {
+        flags: 0,
+        txid: check.txid,
+        sender: x,
+        msg: Message::Pong { observed: addr(0) },
+    };
+    net.node(0).handle_datagram(now, addr(8), &pong.encode());
+    assert!(net.node(0).routing_table().is_empty());
+    net.node(0).handle_datagram(now, addr(9), &pong.encode());
+    assert_eq!(
+        net.node(0).routing_table().get(&x).unwrap().contact.addr,
+        addr(9)
+    );
+}
+
+#[test]
+fn a_requester_that_does_not_answer_never_enters() {
+    let mut net = Net::new(1);
+    let ping = Datagram {
+        flags: 0,
+        txid: 1,
+        sender: Id([3; 32]),
+        msg: Message::Ping,
+    };
+    let now = net.now;
+    net.node(0).handle_datagram(now, addr(9), &ping.encode());
+    // The check and its one retry go unanswered (addr(9) is no node of this network).
+    net.advance(Duration::from_secs(10));
+    assert!(net.node(0).routing_table().is_empty());
+    assert_eq!(net.node(0).stats().timeouts, 2);
+    assert_eq!(net.node(0).outstanding_requests(), 0);
+    // Its address may be checked again later.
+    let now = net.now;
+    net.node(0).handle_datagram(now, addr(9), &ping.encode());
+    assert_eq!(net.node(0).stats().verifications, 2);
+}
+
+/// 6,400 made-up IDs from one IP:port, then from one /24, each passing its verification:
+/// the table keeps the quota and no more.
+#[test]
+fn made_up_ids_from_one_address_are_bounded_by_its_quota() {
+    let mut net = Net::new(1);
+    let me = net.node(0).id();
+    let mut rng = StdRng::seed_from_u64(13);
+    let limits = DhtConfig::default().diversity;
+    let mut now = net.now;
+    let attacker = |i: u32, one_ip: bool| -> SocketAddr {
+        if one_ip {
+            "198.51.100.7:4000".parse().unwrap()
+        } else {
+            SocketAddr::from(([198, 51, 100, (i % 254) as u8 + 1], 4000))
+        }
+    };
+    for one_ip in [true, false] {
+        for i in 0..6400u32 {
+            let from = attacker(i, one_ip);
+            let id = me.random_in_bucket(i as usize % 50, &mut rng);
+            let msg = if i % 2 == 0 {
+                Message::Ping
+            } else {
+                Message::FindNode {
+                    target: Id::random(&mut rng),
+                }
+            };
+            let req = Datagram {
+                flags: 0,
+                txid: u64::from(i),
+                sender: id,
+                msg,
+            };
+            // Within the per-source rate limit, so every request is served.
+            now += Duration::from_millis(11);
+            net.node(0).handle_datagram(now, from, &req.encode());
+            pass_verifications(net.node(0), now, from, id);
+        }
+        let junk = net.node(0).routing_table().len();
+        let bound = if one_ip {
+            limits.source.contacts_per_table
+        } else {
+            limits.network.contacts_per_table
+        };
+        assert_eq!(junk, bound, "one_ip {one_ip}");
+        net.node(0).routing_table().check_quotas().unwrap();
+    }
+}
+
+/// What `node` answers to an ANNOUNCE of `key` from `from`, with a token got the proper way.
+fn announce_from(node: &mut Dht, now: Instant, from: SocketAddr, key: Id) -> Message {
+    let sender = Id::hash_of(from.to_string().as_bytes());
+    let ask = |txid, msg| {
+        Datagram {
+            flags: FLAG_NOT_REACHABLE,
+            txid,
+            sender,
+            msg,
+        }
+        .encode()
+    };
+    node.handle_datagram(now, from, &ask(1, Message::GetProviders { key }));
+    let Some(Message::Providers { token, .. }) = node
+        .poll_transmit()
+        .map(|t| Datagram::decode(&t.payload).unwrap().msg)
+    else {
+        panic!("no PROVIDERS");
+    };
+    let msg = Message::Announce {
+        key,
+        token,
+        port: 0,
+        rendezvous: None,
+    };
+    node.handle_datagram(now, from, &ask(2, msg));
+    let answer = node.poll_transmit().expect("an answer to ANNOUNCE");
+    Datagram::decode(&answer.payload).unwrap().msg
+}
+
+#[test]
+fn announces_are_held_within_the_quotas_of_their_address() {
+    let mut net = Net::new(1);
+    let now = net.now;
+    let key = Id::hash_of(b"one real key");
+    let acked = |m: &Message| *m == Message::Ack;
+    // 70 ports of one IP: two records, the rest refused with STORE_FULL.
+    let mut ok = 0;
+    for port in 0..70 {
+        let m = announce_from(
+            net.node(0),
+            now,
+            SocketAddr::from(([198, 51, 100, 7], port + 1)),
+            key,
+        );
+        match &m {
+            Message::Ack => ok += 1,
+            Message::Error { code, .. } => assert_eq!(*code, error_code::STORE_FULL),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(ok, 2);
+    assert_eq!(net.node(0).stats().records_refused, 68);
+    // 32 IPs of 16 /24s, two ports each, fill the key (64 records) ...
+    for net24 in 0..16u8 {
+        for host in 1..=2u8 {
+            for port in 1..=2 {
+                let from = SocketAddr::from(([203, 0, net24, host], port));
+                let _ = announce_from(net.node(0), now, from, key);
+            }
+        }
+    }
+    assert_eq!(net.node(0).provider_records(), 64);
+    // ... and an honest provider still gets in, in place of a newest record of a /24 that
+    // holds more, and is in the first round of the answers (one record per network).
+    let evicted = net.node(0).stats().records_evicted;
+    let honest = SocketAddr::from(([192, 0, 2, 1], 4001));
+    assert!(acked(&announce_from(net.node(0), now, honest, key)));
+    assert_eq!(net.node(0).stats().records_evicted, evicted + 1);
+    assert_eq!(net.node(0).provider_records(), 64);
+    assert!(net.node(0).store.get(&key, now, 18).contains(&honest));
 }

@@ -431,7 +431,7 @@ pub fn config_diff(cfg: &DhtConfig) -> Option<String> {
     }
     let fields = |s: &str| -> Option<Vec<String>> {
         let inner = s.strip_prefix("DhtConfig { ")?.strip_suffix(" }")?;
-        Some(inner.split(", ").map(str::to_owned).collect())
+        Some(top_level_fields(inner))
     };
     match (fields(&ours), fields(&default)) {
         (Some(a), Some(b)) if a.len() == b.len() => {
@@ -445,6 +445,26 @@ pub fn config_diff(cfg: &DhtConfig) -> Option<String> {
         }
         _ => Some(ours),
     }
+}
+
+/// `a: 1, b: X { c: 2, d: 3 }` -> `["a: 1", "b: X { c: 2, d: 3 }"]`: splits at the commas
+/// outside braces, so a nested struct (such as `DhtConfig::diversity`) stays one field.
+fn top_level_fields(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' | '[' | '(' => depth += 1,
+            '}' | ']' | ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                out.push(s[start..i].trim().to_owned());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(s[start..].trim().to_owned());
+    out
 }
 
 #[cfg(test)]
@@ -462,6 +482,16 @@ mod tests {
         assert_eq!(
             config_diff(&cfg).as_deref(),
             Some("alpha: 5, refresh_interval: 60s")
+        );
+        // A nested struct is one field, shown whole.
+        let mut cfg = DhtConfig::default();
+        cfg.diversity.source.contacts_per_table = 3;
+        let diff = config_diff(&cfg).unwrap();
+        assert!(
+            diff.starts_with("diversity: DiversityLimits { source: Quota {")
+                && diff.contains("contacts_per_table: 3")
+                && diff.ends_with('}'),
+            "{diff}"
         );
     }
 

@@ -1,0 +1,421 @@
+//! Unit tests of the routing table: bucket mechanics, address quotas (and a property test
+//! of them).
+
+use super::*;
+use rand::SeedableRng;
+
+/// A global address in a /24 of its own, so that the quotas never bind.
+fn addr(n: u16) -> SocketAddr {
+    let [hi, lo] = n.to_be_bytes();
+    SocketAddr::from(([203, hi, lo, 1], 4000))
+}
+
+fn table(local: Id) -> RoutingTable {
+    RoutingTable::new(local, DiversityLimits::default())
+}
+
+/// `n` distinct contacts that all fall in bucket `b` of a table centred on `local`.
+fn in_bucket(local: &Id, b: usize, n: usize, seed: u64) -> Vec<Contact> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| Contact {
+            id: local.random_in_bucket(b, &mut rng),
+            // Distinct per seed and index, so no two contacts share an address.
+            addr: addr((seed as u16).wrapping_mul(512).wrapping_add(i as u16)),
+        })
+        .collect()
+}
+
+#[test]
+fn bucket_placement_follows_leading_zeros() {
+    let local = Id([0; 32]);
+    let t = table(local);
+    let mut far = [0u8; 32];
+    far[0] = 0x80;
+    assert_eq!(t.bucket_index(&Id(far)), Some(0));
+    let mut near = [0u8; 32];
+    near[31] = 1;
+    assert_eq!(t.bucket_index(&Id(near)), Some(255));
+    assert_eq!(t.bucket_index(&local), None);
+}
+
+#[test]
+fn full_bucket_keeps_fresh_old_contacts() {
+    let local = Id([7; 32]);
+    let mut t = table(local);
+    let now = Instant::now();
+    let cs = in_bucket(&local, 0, K + 1, 1);
+    for c in &cs[..K] {
+        assert_eq!(t.insert(*c, now), InsertResult::Inserted);
+    }
+    // Everyone was seen just now: the newcomer is cached, nobody is pinged.
+    assert_eq!(t.insert(cs[K], now), InsertResult::Cached);
+    assert_eq!(t.bucket_len(0), K);
+    assert!(t.get(&cs[K].id).is_none());
+}
+
+#[test]
+fn stale_oldest_is_pinged_and_evicted_when_dead() {
+    let local = Id([7; 32]);
+    let mut t = table(local);
+    let t0 = Instant::now();
+    let cs = in_bucket(&local, 0, K + 1, 2);
+    for c in &cs[..K] {
+        let _ = t.insert(*c, t0);
+    }
+    let later = t0 + FRESH + Duration::from_secs(1);
+    assert_eq!(
+        t.insert(cs[K], later),
+        InsertResult::PingOldest { ping: cs[0] }
+    );
+    // A second newcomer while the ping is out does not start another ping.
+    let extra = in_bucket(&local, 0, 1, 99)[0];
+    assert_eq!(t.insert(extra, later), InsertResult::Cached);
+    t.on_ping_result(&cs[0].id, false, later);
+    assert!(t.get(&cs[0].id).is_none());
+    assert!(t.get(&cs[K].id).is_some());
+    assert_eq!(t.bucket_len(0), K);
+}
+
+#[test]
+fn stale_oldest_that_answers_stays_and_moves_to_tail() {
+    let local = Id([7; 32]);
+    let mut t = table(local);
+    let t0 = Instant::now();
+    let cs = in_bucket(&local, 3, K + 1, 3);
+    for c in &cs[..K] {
+        let _ = t.insert(*c, t0);
+    }
+    let later = t0 + FRESH * 2;
+    assert!(matches!(
+        t.insert(cs[K], later),
+        InsertResult::PingOldest { .. }
+    ));
+    t.on_ping_result(&cs[0].id, true, later);
+    assert!(t.get(&cs[0].id).is_some());
+    assert!(t.get(&cs[K].id).is_none());
+    // It is now the most recently seen: the next stale candidate is cs[1].
+    let n2 = in_bucket(&local, 3, 1, 77)[0];
+    assert_eq!(
+        t.insert(n2, later + FRESH),
+        InsertResult::PingOldest { ping: cs[1] }
+    );
+}
+
+#[test]
+fn repeated_failures_promote_a_replacement() {
+    let local = Id([1; 32]);
+    let mut t = table(local);
+    let now = Instant::now();
+    let cs = in_bucket(&local, 1, K + 1, 4);
+    for c in &cs {
+        let _ = t.insert(*c, now);
+    }
+    for i in 1..MAX_FAILURES {
+        assert!(!t.on_failure(&cs[5].id, now), "failure {i}");
+    }
+    assert!(t.on_failure(&cs[5].id, now));
+    assert!(t.get(&cs[5].id).is_none());
+    assert!(t.get(&cs[K].id).is_some(), "replacement promoted");
+}
+
+#[test]
+fn known_id_keeps_its_address() {
+    let local = Id([1; 32]);
+    let mut t = table(local);
+    let now = Instant::now();
+    let c = in_bucket(&local, 2, 1, 5)[0];
+    let _ = t.insert(c, now);
+    let spoof = Contact {
+        id: c.id,
+        addr: addr(9),
+    };
+    assert_eq!(
+        t.insert(spoof, now),
+        InsertResult::OtherAddress { known: c.addr }
+    );
+    assert_eq!(t.get(&c.id).unwrap().contact.addr, c.addr);
+}
+
+#[test]
+fn closest_is_sorted_and_excludes() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+    let local = Id::random(&mut rng);
+    let mut t = table(local);
+    let now = Instant::now();
+    let cs: Vec<Contact> = (0..200)
+        .map(|i| Contact {
+            id: Id::random(&mut rng),
+            addr: addr(i),
+        })
+        .collect();
+    for c in &cs {
+        let _ = t.insert(*c, now);
+    }
+    let target = Id::random(&mut rng);
+    let got = t.closest(&target, K, Some(&cs[0].id));
+    assert_eq!(got.len(), K);
+    for w in got.windows(2) {
+        assert!(w[0].id.distance(&target) <= w[1].id.distance(&target));
+    }
+    assert!(!got.iter().any(|c| c.id == cs[0].id));
+    // Brute force: the k closest of everything in the table.
+    let mut all: Vec<Contact> = t
+        .iter()
+        .map(|e| e.contact)
+        .filter(|c| c.id != cs[0].id)
+        .collect();
+    all.sort_by_key(|c| c.id.distance(&target));
+    assert_eq!(got, all[..K].to_vec());
+}
+
+#[test]
+fn refresh_covers_buckets_up_to_deepest() {
+    let local = Id([0; 32]);
+    let mut t = table(local);
+    let now = Instant::now();
+    let c = in_bucket(&local, 4, 1, 8)[0];
+    let _ = t.insert(c, now);
+    let due = t.buckets_to_refresh(now, Duration::from_secs(900));
+    assert_eq!(due, vec![0, 1, 2, 3, 4]);
+    t.touch_bucket(&c.id, now);
+    let due = t.buckets_to_refresh(now, Duration::from_secs(900));
+    assert_eq!(due, vec![0, 1, 2, 3]);
+}
+
+fn at(ip: [u8; 4], port: u16) -> SocketAddr {
+    SocketAddr::from((ip, port))
+}
+
+#[test]
+fn one_address_gets_one_contact_per_bucket_and_two_in_all() {
+    let local = Id([9; 32]);
+    let mut t = table(local);
+    let now = Instant::now();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+    let mut inserted = Vec::new();
+    // 400 IDs over 20 buckets, from one IP and 400 ports.
+    for i in 0..400u16 {
+        let c = Contact {
+            id: local.random_in_bucket(usize::from(i % 20), &mut rng),
+            addr: at([198, 51, 100, 7], 1000 + i),
+        };
+        match t.insert(c, now) {
+            InsertResult::Inserted => inserted.push(c),
+            InsertResult::Refused(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(inserted.len(), 2);
+    // The refusal says which quota: the bucket's, then the table's.
+    let same_bucket = Contact {
+        id: local.random_in_bucket(t.bucket_index(&inserted[0].id).unwrap(), &mut rng),
+        addr: at([198, 51, 100, 7], 9),
+    };
+    assert_eq!(
+        t.insert(same_bucket, now),
+        InsertResult::Refused(QuotaHit {
+            level: Level::Source,
+            scope: Scope::Bucket,
+            max: 1
+        })
+    );
+    let elsewhere = Contact {
+        id: local.random_in_bucket(40, &mut rng),
+        addr: at([198, 51, 100, 7], 9),
+    };
+    assert!(!t.wants(&elsewhere));
+    assert_eq!(
+        t.insert(elsewhere, now),
+        InsertResult::Refused(QuotaHit {
+            level: Level::Source,
+            scope: Scope::Table,
+            max: 2
+        })
+    );
+    t.check_quotas().unwrap();
+}
+
+#[test]
+fn a_slash_24_gets_two_per_bucket_and_ten_in_all() {
+    let local = Id([3; 32]);
+    let mut t = table(local);
+    let now = Instant::now();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut per_bucket = [0usize; 30];
+    for i in 0..254u8 {
+        let b = usize::from(i) % 30;
+        let c = Contact {
+            id: local.random_in_bucket(b, &mut rng),
+            addr: at([198, 51, 100, i + 1], 4000),
+        };
+        if t.insert(c, now) == InsertResult::Inserted {
+            per_bucket[b] += 1;
+        }
+    }
+    assert_eq!(per_bucket.iter().sum::<usize>(), 10);
+    assert!(per_bucket.iter().all(|&n| n <= 2), "{per_bucket:?}");
+    // Another /24 is not affected.
+    let other = Contact {
+        id: local.random_in_bucket(0, &mut rng),
+        addr: at([198, 51, 101, 1], 4000),
+    };
+    assert!(t.wants(&other));
+    assert_eq!(t.insert(other, now), InsertResult::Inserted);
+    t.check_quotas().unwrap();
+}
+
+#[test]
+fn loopback_nodes_count_one_source_per_port() {
+    // A test network on one machine: 60 nodes on 127.0.0.1 all fit, as room allows.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let local = Id::random(&mut rng);
+    let mut t = table(local);
+    let now = Instant::now();
+    let nodes: Vec<Contact> = (0..60u16)
+        .map(|i| Contact {
+            id: Id::random(&mut rng),
+            addr: at([127, 0, 0, 1], 10_000 + i),
+        })
+        .collect();
+    let mut expected = 0;
+    for c in &nodes {
+        let room = t.bucket_len(t.bucket_index(&c.id).unwrap()) < K;
+        expected += usize::from(room);
+        let r = t.insert(*c, now);
+        assert!(
+            matches!(r, InsertResult::Inserted | InsertResult::Cached),
+            "{r:?}"
+        );
+    }
+    assert_eq!(t.len(), expected);
+    // But one of those addresses cannot bring more IDs than its quota.
+    let extra = |rng: &mut rand::rngs::StdRng| Contact {
+        id: Id::random(rng),
+        addr: nodes[0].addr,
+    };
+    let mut more = 0;
+    for _ in 0..50 {
+        more += usize::from(t.insert(extra(&mut rng), now) == InsertResult::Inserted);
+    }
+    assert_eq!(more, 1, "one more ID at the same address, then none");
+    t.check_quotas().unwrap();
+}
+
+#[test]
+fn a_replacement_over_quota_is_not_promoted() {
+    let local = Id([5; 32]);
+    let mut t = table(local);
+    let now = Instant::now();
+    let cs = in_bucket(&local, 0, K, 13);
+    for c in &cs {
+        assert_eq!(t.insert(*c, now), InsertResult::Inserted);
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+    let ip = [198, 51, 100, 9];
+    // Cached while its address is within quota ...
+    let cached = Contact {
+        id: local.random_in_bucket(0, &mut rng),
+        addr: at(ip, 1),
+    };
+    assert_eq!(t.insert(cached, now), InsertResult::Cached);
+    // ... then the same IP uses up its table quota elsewhere.
+    for (b, port) in [(1, 2), (2, 3)] {
+        let c = Contact {
+            id: local.random_in_bucket(b, &mut rng),
+            addr: at(ip, port),
+        };
+        assert_eq!(t.insert(c, now), InsertResult::Inserted);
+    }
+    for _ in 0..MAX_FAILURES {
+        let _ = t.on_failure(&cs[3].id, now);
+    }
+    assert!(t.get(&cs[3].id).is_none());
+    assert!(t.get(&cached.id).is_none(), "promoted over its quota");
+    assert_eq!(t.bucket_len(0), K - 1);
+    t.check_quotas().unwrap();
+}
+
+mod quota_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One step: an attacker contact from 198.51.100.0/24 (host, port, bucket), an
+    /// honest one, a failure of the n-th entry, or an eviction ping's outcome.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Attacker { host: u8, port: u16, bucket: usize },
+        Honest { bucket: usize },
+        Fail { nth: usize },
+        PingResult { nth: usize, alive: bool },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (any::<u8>(), any::<u16>(), 0usize..24)
+                .prop_map(|(host, port, bucket)| Op::Attacker { host, port, bucket }),
+            2 => (0usize..24).prop_map(|bucket| Op::Honest { bucket }),
+            1 => any::<usize>().prop_map(|nth| Op::Fail { nth }),
+            1 => (any::<usize>(), any::<bool>())
+                .prop_map(|(nth, alive)| Op::PingResult { nth, alive }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever one /24 sends, and whatever happens to the table meanwhile, it
+        /// never holds more than 2 contacts of a bucket or 10 of the table, no IP of it
+        /// more than 1 of a bucket or 2 of the table, and the counts stay exact.
+        #[test]
+        fn one_network_never_exceeds_its_quotas(
+            ops in proptest::collection::vec(op(), 1..300),
+            seed in any::<u64>(),
+        ) {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let local = Id::random(&mut rng);
+            let mut t = table(local);
+            let t0 = Instant::now();
+            let mut honest = 0u16;
+            for (step, op) in ops.into_iter().enumerate() {
+                // Time moves on, so full buckets question their oldest entries.
+                let now = t0 + Duration::from_secs(20 * step as u64);
+                match op {
+                    Op::Attacker { host, port, bucket } => {
+                        let c = Contact {
+                            id: local.random_in_bucket(bucket, &mut rng),
+                            addr: at([198, 51, 100, host], port),
+                        };
+                        let _ = t.insert(c, now);
+                    }
+                    Op::Honest { bucket } => {
+                        honest = honest.wrapping_add(1);
+                        let c = Contact {
+                            id: local.random_in_bucket(bucket, &mut rng),
+                            addr: addr(honest),
+                        };
+                        let _ = t.insert(c, now);
+                    }
+                    Op::Fail { nth } => {
+                        let ids: Vec<Id> = t.iter().map(|e| e.contact.id).collect();
+                        if !ids.is_empty() {
+                            let _ = t.on_failure(&ids[nth % ids.len()], now);
+                        }
+                    }
+                    Op::PingResult { nth, alive } => {
+                        let ids: Vec<Id> = t.iter().map(|e| e.contact.id).collect();
+                        if !ids.is_empty() {
+                            t.on_ping_result(&ids[nth % ids.len()], alive, now);
+                        }
+                    }
+                }
+                prop_assert!(t.check_quotas().is_ok(), "{:?}", t.check_quotas());
+            }
+            let attacker = t
+                .iter()
+                .filter(|e| matches!(e.contact.addr.ip(), std::net::IpAddr::V4(v4) if v4.octets()[..3] == [198, 51, 100]))
+                .count();
+            prop_assert!(attacker <= 10);
+        }
+    }
+}
