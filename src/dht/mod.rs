@@ -273,7 +273,20 @@ struct Query {
 struct Provided {
     port: u16,
     next_republish: Instant,
+    /// How soon to announce again after an announce that stored the record nowhere
+    /// (doubling up to the republish interval).
+    retry: Duration,
+    /// The routing table's size at the last announce. A young network fills up after a
+    /// node announced into it, and the k closest nodes to a key change with it: a table
+    /// that has since doubled means announce again (until it is large).
+    table_len: usize,
 }
+
+/// The first retry of an announce that stored the record nowhere.
+const ANNOUNCE_RETRY: Duration = Duration::from_secs(5);
+
+/// Past this routing-table size (times k), a growing table no longer prompts announces.
+const GROWTH_ANNOUNCES_UP_TO: usize = 8;
 
 /// The DHT of one node. See the module docs for the call order.
 #[derive(Debug)]
@@ -494,11 +507,14 @@ impl Dht {
     /// Announces that this node provides `key` on TCP `port` (0: the DHT's UDP port), and
     /// keeps republishing it every `republish_interval` until [`Dht::stop_providing`].
     pub fn announce(&mut self, key: Id, port: u16, now: Instant) -> Option<QueryId> {
+        let retry = self.provided.get(&key).map_or(ANNOUNCE_RETRY, |p| p.retry);
         self.provided.insert(
             key,
             Provided {
                 port,
                 next_republish: now + self.config.republish_interval,
+                retry,
+                table_len: self.routing.len(),
             },
         );
         self.start_query(QueryKind::Announce { port }, key, now)
@@ -968,6 +984,11 @@ impl Dht {
         let Some(result) = result else {
             return;
         };
+        if let (QueryKind::Announce { .. }, QueryResult::Announced { stored_at, .. }) =
+            (&q.kind, &result)
+        {
+            self.announced(q.lookup.target(), *stored_at, now);
+        }
         let hops = match &result {
             QueryResult::Providers { .. } => q.first_provider_hop,
             QueryResult::Nodes(c) => c
@@ -989,6 +1010,21 @@ impl Dht {
         });
     }
 
+    /// An announce of `key` finished, stored at `stored_at` nodes. Stored nowhere (no
+    /// contact answered with a token yet, every answer lost), it is tried again soon rather
+    /// than at the next republish; stored somewhere, retries start over.
+    fn announced(&mut self, key: Id, stored_at: usize, now: Instant) {
+        let interval = self.config.republish_interval;
+        if let Some(p) = self.provided.get_mut(&key) {
+            if stored_at == 0 {
+                p.next_republish = now + p.retry;
+                p.retry = (p.retry * 2).min(interval);
+            } else {
+                p.retry = ANNOUNCE_RETRY;
+            }
+        }
+    }
+
     // ----- housekeeping -------------------------------------------------------------
 
     fn maintenance(&mut self, now: Instant) {
@@ -996,10 +1032,14 @@ impl Dht {
         self.tokens.maybe_rotate(now, || rng.gen());
         self.store.expire(now);
         self.limiter.sweep(now);
+        let table = self.routing.len();
+        let young = self.config.k * GROWTH_ANNOUNCES_UP_TO;
         let mut due: Vec<(Id, u16)> = self
             .provided
             .iter()
-            .filter(|(_, p)| p.next_republish <= now)
+            .filter(|(_, p)| {
+                p.next_republish <= now || (p.table_len < young && table >= 2 * p.table_len.max(1))
+            })
             .map(|(k, p)| (*k, p.port))
             .collect();
         // HashMap order is random per process: sort so a seeded run is reproducible.

@@ -206,6 +206,71 @@ fn first_node_republishes_when_somebody_joins() {
     }
 }
 
+/// An announce that stores the record nowhere (its contacts' answers all lost) is tried
+/// again within seconds, not at the next republish half an hour later.
+#[test]
+fn an_announce_that_stored_nothing_is_retried_soon() {
+    let mut net = Net::new(30);
+    net.join_all();
+    let key = Id::hash_of(b"unlucky");
+    for i in 1..30 {
+        net.dead.push(addr(i));
+    }
+    let now = net.now;
+    let q = net.node(0).announce(key, 0, now).unwrap();
+    net.advance(Duration::from_secs(5));
+    assert!(
+        matches!(
+            net.take_done(0, q).0,
+            QueryResult::Announced { stored_at: 0, .. }
+        ),
+        "every answer was lost"
+    );
+    net.dead.clear();
+    net.advance(Duration::from_secs(30));
+    let holders = (1..30)
+        .filter(|i| net.nodes[&addr(*i)].known_keys().contains(&key))
+        .count();
+    assert!(
+        holders >= 10,
+        "the record reached {holders} nodes within 30 s"
+    );
+}
+
+/// A node that announced into a young network (a few contacts) announces again once its
+/// table has grown: the nodes closest to the key are not the ones it knew then.
+#[test]
+fn a_provider_announces_again_as_its_table_grows() {
+    let mut net = Net::new(30);
+    // Nodes 0..3 form the network; node 1 announces with a table of 2.
+    for i in 1..3 {
+        let now = net.now;
+        net.node(i).bootstrap_from(addr(0), now);
+        net.drain();
+    }
+    let key = Id::hash_of(b"early");
+    let now = net.now;
+    let _ = net.node(1).announce(key, 0, now);
+    net.drain();
+    let early: usize = (0..30)
+        .filter(|i| net.nodes[&addr(*i)].known_keys().contains(&key))
+        .count();
+    // The others join: node 1 hears of them, its table grows, and it announces again.
+    for i in 3..30 {
+        let now = net.now;
+        net.node(i).bootstrap_from(addr(0), now);
+        net.drain();
+    }
+    net.advance(Duration::from_secs(120));
+    let held: usize = (0..30)
+        .filter(|i| *i != 1 && net.nodes[&addr(*i)].known_keys().contains(&key))
+        .count();
+    assert!(
+        held > early,
+        "the record reached {held} nodes after the table grew (was {early})"
+    );
+}
+
 #[test]
 fn lookups_survive_dead_nodes() {
     let mut net = Net::new(60);
@@ -433,6 +498,8 @@ fn a_provider_names_itself_before_its_announce_lands() {
         Provided {
             port: 4242,
             next_republish: now + Duration::from_secs(3600),
+            retry: ANNOUNCE_RETRY,
+            table_len: usize::MAX,
         },
     );
     let q = net.node(2).get_providers(key, now).unwrap();

@@ -319,10 +319,13 @@ impl World {
             Some(c) => {
                 let v = c.status_view(self.now, Default::default());
                 format!(
-                    "table {} provided {} ext {:?} nat {}",
+                    "id {} life {} table {} provided {} ext {:?} stats {:?} nat {}",
+                    &self.nodes[i].id.to_hex()[..8],
+                    self.nodes[i].life,
                     v.routing_table.len(),
                     v.provided.len(),
                     v.external,
+                    v.stats,
                     v.nat
                 )
             }
