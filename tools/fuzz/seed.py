@@ -63,6 +63,15 @@ def main(out):
     for i, d in enumerate(valid_dht):
         size = struct.pack(">H", len(d))
         add("dht_node", bytes([0, i % 6]) + size + d + bytes([1, 0]) + size + d + bytes([3, 2, 200]))
+    # nat_node scripts (ops: see fuzz_targets/nat_node.rs): every datagram from a peer, a
+    # reachability check answered, a connection through a rendezvous answered.
+    for i, d in enumerate(valid_dht):
+        size = struct.pack(">H", len(d))
+        add("nat_node", bytes([0, i % 6]) + size + d + bytes([1]) + size + d + bytes([3]))
+    for i, d in enumerate(valid_dht):
+        size = struct.pack(">H", len(d))
+        add("nat_node", bytes([4, 2, 0x22, 1, 0x33, 2, 1]) + size + d + bytes([6, 0, 3, 3]))
+        add("nat_node", bytes([7, 1, 0x44, 3, 0, 1]) + size + d + bytes([3, 9, 0, 0, 3]))
     add("dht_node", b"".join(bytes([0, i % 6]) + struct.pack(">H", len(d)) + d + bytes([3])
                              for i, d in enumerate(valid_dht)))
     for w in wire:

@@ -54,17 +54,15 @@ impl Script<'_> {
 }
 
 fn peer(i: u8) -> SocketAddr {
-    PEERS[usize::from(i) % PEERS.len()].parse().expect("a valid address")
+    PEERS[usize::from(i) % PEERS.len()]
+        .parse()
+        .expect("a valid address")
 }
 
 fuzz_target!(|data: &[u8]| {
     let mut s = Script(data);
     let config = DhtConfig::default();
-    let (k, max_records, max_queries) = (
-        config.k,
-        config.max_provider_records,
-        config.max_queries,
-    );
+    let (k, max_records, max_queries) = (config.k, config.max_provider_records, config.max_queries);
     let mut now = Instant::now();
     let mut dht = Dht::new(Id([0x11; 32]), config, 1, now);
     dht.bootstrap_from(peer(0), now);
@@ -116,7 +114,10 @@ fuzz_target!(|data: &[u8]| {
             _ => dht.set_reachable(s.u8() % 2 == 0),
         }
         while let Some(t) = dht.poll_transmit() {
-            assert!(t.payload.len() <= MAX_DATAGRAM, "a datagram over MAX_DATAGRAM");
+            assert!(
+                t.payload.len() <= MAX_DATAGRAM,
+                "a datagram over MAX_DATAGRAM"
+            );
             let d = Datagram::decode(&t.payload).expect("the node sends only valid datagrams");
             if d.msg.is_request() {
                 if sent.len() == 32 {
@@ -126,8 +127,17 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         while dht.poll_event().is_some() {}
-        assert!(dht.routing_table().len() <= 256 * k, "routing table over 256 * k");
-        assert!(dht.provider_records() <= max_records, "provider store over its limit");
-        assert!(dht.running_queries() <= max_queries, "more queries than max_queries");
+        assert!(
+            dht.routing_table().len() <= 256 * k,
+            "routing table over 256 * k"
+        );
+        assert!(
+            dht.provider_records() <= max_records,
+            "provider store over its limit"
+        );
+        assert!(
+            dht.running_queries() <= max_queries,
+            "more queries than max_queries"
+        );
     }
 });

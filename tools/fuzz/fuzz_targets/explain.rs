@@ -1,5 +1,6 @@
 //! `peershare decode` (src/proto/explain.rs): explains bytes a user pastes or captures, as
-//! a DHT datagram, wire frames, a bare HANDSHAKE body or a manifest.
+//! a DHT datagram, wire frames, a bare HANDSHAKE body or a manifest; and reads hex as people
+//! paste it (`parse_hex`).
 //! Invariants: never a panic (table, JSON and one-line forms included); the layout walk
 //! agrees with the decoder (`layout_agrees`); the verdict and the error are the reference
 //! decoder's; the leaf fields cover every byte of the input exactly once.
@@ -9,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use peershare::content::Manifest;
 use peershare::proto::codec::DecodeError;
 use peershare::proto::dht::Datagram;
-use peershare::proto::explain::{explain, explain_as, summarize_as, Field, Kind};
+use peershare::proto::explain::{explain, explain_as, parse_hex, summarize_as, Field, Kind};
 use peershare::proto::wire::decode_frame;
 
 #[global_allocator]
@@ -45,6 +46,11 @@ fuzz_target!(|data: &[u8]| {
     // stream is explained as a frame still to come).
     if input.is_empty() {
         return;
+    }
+    if let Ok(text) = std::str::from_utf8(input) {
+        if let Ok(bytes) = parse_hex(text) {
+            assert!(bytes.len() * 2 <= text.len(), "more bytes than hex digits");
+        }
     }
     let ex = match pick % 5 {
         0 => explain_as(input, Kind::Dht),
