@@ -6,9 +6,11 @@
 #   tools/fuzz/run.sh [--seconds N | --runs N] [--merge] [--seed] [TARGET...]
 #
 #   --seconds N  run each target N seconds (default: $FUZZ_SECONDS, else 60)
-#   --runs N     run each target for N executions instead (at most an hour each)
+#   --runs N     run each target for N executions instead (at most an hour each, or at
+#                most --seconds if that is given too)
 #   --merge      afterwards, minimise what was found into tools/fuzz/corpus/TARGET
-#                (libFuzzer -merge=1: only inputs that add coverage are kept)
+#                (libFuzzer -merge=1 over edges, -use_counters=0: the inputs that keep
+#                every edge reached, not every hit-count feature, so the corpus stays small)
 #   --seed       first merge fresh seeds from the spec's vectors (seed.py) into the corpus
 #
 # The committed corpus is only read; new inputs go to a scratch directory unless --merge.
@@ -26,17 +28,18 @@ TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 BIN_DIR=$FUZZ_DIR/target/$TRIPLE/release
 
 seconds=${FUZZ_SECONDS:-60}
+seconds_given=
 runs=
 merge=
 seed=
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --seconds) seconds=$2; shift 2 ;;
+    --seconds) seconds=$2; seconds_given=1; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --merge) merge=1; shift ;;
     --seed) seed=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -74,7 +77,9 @@ fi
 # crashes); -print_final_stats for the execution count.
 common=(-rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
 if [ -n "$runs" ]; then
-  limit=(-runs="$runs" -max_total_time=3600)
+  cap=3600
+  [ -z "$seconds_given" ] || cap=$seconds
+  limit=(-runs="$runs" -max_total_time="$cap")
 else
   limit=(-max_total_time="$seconds")
 fi
@@ -86,7 +91,7 @@ for t in "${targets[@]}"; do
   artifacts=$FUZZ_DIR/artifacts/$t
   mkdir -p "$corpus" "$artifacts" "$scratch/new/$t"
   if [ -n "$seed" ] && [ -d "$scratch/seeds/$t" ]; then
-    "$BIN_DIR/$t" -merge=1 "$corpus" "$scratch/seeds/$t" >/dev/null 2>&1
+    "$BIN_DIR/$t" -merge=1 -use_counters=0 "$corpus" "$scratch/seeds/$t" >/dev/null 2>&1
   fi
   log=$scratch/$t.log
   t0=$(date +%s)
@@ -109,7 +114,8 @@ for t in "${targets[@]}"; do
   fi
   if [ -n "$merge" ]; then
     mkdir -p "$scratch/min/$t"
-    "$BIN_DIR/$t" -merge=1 "$scratch/min/$t" "$corpus" "$scratch/new/$t" >"$scratch/$t.merge.log" 2>&1
+    "$BIN_DIR/$t" -merge=1 -use_counters=0 "$scratch/min/$t" "$corpus" "$scratch/new/$t" \
+      >"$scratch/$t.merge.log" 2>&1
     rm -rf "$corpus" && mv "$scratch/min/$t" "$corpus"
   fi
   files=$(find "$corpus" -type f | wc -l)
