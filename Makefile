@@ -5,7 +5,7 @@ PORT ?= 8001
 API_PORT ?= 8002
 ARGS ?=
 FUZZ_SECONDS ?= 60
-FUZZ_SMOKE_SECONDS ?= 8
+FUZZ_SMOKE_SECONDS ?= 6
 
 .PHONY: build run test lint check-boundaries dissector-test netlab-test walkthrough bench sim sim-swarm demo fuzz fuzz-smoke clean
 
