@@ -4,8 +4,10 @@ DATA_DIR ?= $(HOME)/.local/share/peershare
 PORT ?= 8001
 API_PORT ?= 8002
 ARGS ?=
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 6
 
-.PHONY: build run test lint check-boundaries dissector-test netlab-test walkthrough bench sim sim-swarm sim-net demo clean
+.PHONY: build run test lint check-boundaries dissector-test netlab-test walkthrough bench sim sim-swarm sim-net demo fuzz fuzz-smoke clean
 
 build:
 	$(CARGO) build --release
@@ -15,9 +17,11 @@ build:
 run: build
 	./target/release/peershare run --data-dir "$(DATA_DIR)" --port $(PORT) --api-port $(API_PORT) $(ARGS)
 
-## Everything CI checks: formatting, clippy, the sans-IO boundary, then all tests.
+## Everything CI checks: formatting, clippy, the sans-IO boundary, all tests, then a short
+## run of every fuzz target (fuzz-smoke).
 test: lint check-boundaries
 	$(CARGO) test --all-targets
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -73,6 +77,21 @@ sim-net:
 ## A small network on loopback showing the whole flow (grows with the transfer work).
 demo: build
 	tools/demo.sh
+
+## Coverage-guided fuzzing (tools/fuzz/: cargo-fuzz and libFuzzer, on the stable toolchain):
+## builds every target, runs each for FUZZ_SECONDS (one at a time), and prints per target the
+## executions, coverage (cov/ft), corpus and crashes; a crash fails it and leaves the input in
+## tools/fuzz/artifacts/. ARGS="--merge" also minimises what was found into the committed
+## corpus; ARGS="--runs N" runs N executions instead; ARGS="TARGET..." runs only those.
+## Needs cargo-fuzz (cargo install --locked cargo-fuzz).
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tools/fuzz/run.sh $(ARGS)
+
+## Every fuzz target for FUZZ_SMOKE_SECONDS over the committed corpus, so the targets keep
+## building and finding nothing. Part of `make test`; says SKIPPED without cargo-fuzz (CI
+## sets PEERSHARE_REQUIRE_FUZZ=1, which makes that a failure).
+fuzz-smoke:
+	FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) tools/fuzz/run.sh
 
 clean:
 	$(CARGO) clean

@@ -394,13 +394,7 @@ impl ShareIndex {
     }
 
     fn save(&self, entries: &HashMap<Id, SharedEntry>) -> Result<(), ContentError> {
-        let mut shares: Vec<EntryOnDisk> = entries.values().map(EntryOnDisk::from_entry).collect();
-        shares.sort_by(|a, b| a.content_id.cmp(&b.content_id));
-        let d = OnDisk {
-            version: FORMAT_VERSION,
-            shares,
-        };
-        let bytes = serde_json::to_vec_pretty(&d).map_err(|e| {
+        let bytes = encode_entries(entries.values()).map_err(|e| {
             ContentError::io(
                 "encode",
                 &self.data_dir.join(SHARES_FILE),
@@ -438,6 +432,38 @@ fn manifest_file_name(id: &Id) -> String {
     format!("{}{MANIFEST_EXT}", id.to_hex())
 }
 
+/// The text of `shares.json` for `entries` (sorted by content ID, so the file is stable).
+pub fn encode_entries<'a>(
+    entries: impl Iterator<Item = &'a SharedEntry>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut shares: Vec<EntryOnDisk> = entries.map(EntryOnDisk::from_entry).collect();
+    shares.sort_by(|a, b| a.content_id.cmp(&b.content_id));
+    let d = OnDisk {
+        version: FORMAT_VERSION,
+        shares,
+    };
+    serde_json::to_vec_pretty(&d)
+}
+
+/// Parses the text of `shares.json`: the error says why the whole file is unreadable; an
+/// entry that is unreadable on its own is skipped (and logged).
+pub fn parse_entries(text: &str) -> Result<Vec<SharedEntry>, String> {
+    let d = serde_json::from_str::<OnDisk>(text).map_err(|e| e.to_string())?;
+    if d.version != FORMAT_VERSION {
+        return Err(format!("unknown version {}", d.version));
+    }
+    Ok(d.shares
+        .iter()
+        .filter_map(|e| {
+            let r = e.to_entry();
+            if r.is_none() {
+                log::warn!("{SHARES_FILE}: unreadable entry {} skipped", e.content_id);
+            }
+            r
+        })
+        .collect())
+}
+
 /// Reads `shares.json`; a corrupt file is set aside and the index starts empty.
 fn load_entries(data_dir: &Path) -> Result<Vec<SharedEntry>, ContentError> {
     let p = data_dir.join(SHARES_FILE);
@@ -446,27 +472,8 @@ fn load_entries(data_dir: &Path) -> Result<Vec<SharedEntry>, ContentError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(ContentError::io("read", &p, e)),
     };
-    let parsed = serde_json::from_str::<OnDisk>(&text)
-        .map_err(|e| e.to_string())
-        .and_then(|d| {
-            if d.version == FORMAT_VERSION {
-                Ok(d)
-            } else {
-                Err(format!("unknown version {}", d.version))
-            }
-        });
-    match parsed {
-        Ok(d) => Ok(d
-            .shares
-            .iter()
-            .filter_map(|e| {
-                let r = e.to_entry();
-                if r.is_none() {
-                    log::warn!("{SHARES_FILE}: unreadable entry {} skipped", e.content_id);
-                }
-                r
-            })
-            .collect()),
+    match parse_entries(&text) {
+        Ok(entries) => Ok(entries),
         Err(why) => {
             let aside = data_dir.join("shares.json.corrupt");
             log::warn!(

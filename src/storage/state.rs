@@ -130,7 +130,9 @@ pub fn load(dir: &Path) -> Result<NodeState, StateError> {
     }
 }
 
-fn parse(text: &str) -> Result<NodeState, String> {
+/// Parses the text of `state.json`. Bad contacts and provided keys are skipped (one bad
+/// entry must not cost the whole table); a bad version or node ID fails the whole file.
+pub fn parse(text: &str) -> Result<NodeState, String> {
     let d: OnDisk = serde_json::from_str(text).map_err(|e| e.to_string())?;
     if d.version != 1 {
         return Err(format!("unknown state version {}", d.version));
@@ -155,10 +157,11 @@ fn parse(text: &str) -> Result<NodeState, String> {
     })
 }
 
-/// Writes the state atomically.
-pub fn save(dir: &Path, state: &NodeState) -> Result<(), StateError> {
+/// The text of `state.json` for `state`; `None` for a state without a node ID (nothing to
+/// keep yet).
+pub fn encode(state: &NodeState) -> Result<Option<Vec<u8>>, serde_json::Error> {
     let Some(id) = state.node_id else {
-        return Ok(());
+        return Ok(None);
     };
     let d = OnDisk {
         version: 1,
@@ -173,11 +176,19 @@ pub fn save(dir: &Path, state: &NodeState) -> Result<(), StateError> {
             .collect(),
         provided: state.provided.iter().map(Id::to_hex).collect(),
     };
-    let bytes = serde_json::to_vec_pretty(&d).map_err(|e| StateError::Io {
+    serde_json::to_vec_pretty(&d).map(Some)
+}
+
+/// Writes the state atomically.
+pub fn save(dir: &Path, state: &NodeState) -> Result<(), StateError> {
+    let Some(bytes) = encode(state).map_err(|e| StateError::Io {
         what: "encode",
         path: dir.join(STATE_FILE),
         source: io::Error::other(e),
-    })?;
+    })?
+    else {
+        return Ok(());
+    };
     let tmp = dir.join("state.json.tmp");
     let dst = dir.join(STATE_FILE);
     let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;

@@ -57,10 +57,11 @@ use super::{remove_if_exists, sync_dir, write_atomic, ContentError};
 use crate::id::Id;
 use page_cache::{start_writeback, WRITEBACK_EVERY};
 use prefix::PrefixHash;
-use record::{encode_record, VerifiedBits};
+use record::VerifiedBits;
 
 pub use prefix::PrefixWork;
 pub use reader::PartialReader;
+pub use record::{decode_record, encode_record};
 pub use resume::{recorded_bytes, resumable_downloads};
 
 const DOWNLOADS: &str = "downloads";

@@ -85,7 +85,7 @@ impl VerifiedBits {
 }
 
 /// The resume record (local, not a protocol format; layout in `STATE.md`).
-pub(super) fn encode_record(id: &Id, count: u32, bits: &[u8]) -> Vec<u8> {
+pub fn encode_record(id: &Id, count: u32, bits: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(RECORD_HEADER + bits.len() + HASH_LEN);
     out.extend_from_slice(&RECORD_MAGIC);
     out.push(RECORD_VERSION);
@@ -98,18 +98,34 @@ pub(super) fn encode_record(id: &Id, count: u32, bits: &[u8]) -> Vec<u8> {
 }
 
 /// Reads a resume record for `id`; `None` if absent or not exactly a valid record for this
-/// download (wrong magic, version, ID, count, length, checksum, or spare bits set).
+/// download (see [`decode_record`]). A file of the wrong size is not even read.
 pub(super) fn read_record(path: &Path, id: &Id, count: u32) -> Option<Vec<u8>> {
-    let nbytes = (count as usize).div_ceil(8);
-    let expected_len = RECORD_HEADER + nbytes + HASH_LEN;
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+    let expected_len = RECORD_HEADER + (count as usize).div_ceil(8) + HASH_LEN;
+    let read = fs::metadata(path)
+        .and_then(|m| {
+            if m.len() == expected_len as u64 {
+                fs::read(path).map(Some)
+            } else {
+                Ok(None)
+            }
+        })
+        .transpose()?;
+    match read {
+        Ok(b) => decode_record(&b, id, count),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => {
             log::warn!("cannot read {}: {e}", path.display());
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// The verified-chunk bits of a resume record's `bytes` for download `id` of `count` chunks;
+/// `None` unless they are exactly a valid record for it (wrong magic, version, ID, count,
+/// length, checksum, or spare bits set). Total: any bytes give `Some` or `None`.
+pub fn decode_record(bytes: &[u8], id: &Id, count: u32) -> Option<Vec<u8>> {
+    let nbytes = (count as usize).div_ceil(8);
+    let expected_len = RECORD_HEADER + nbytes + HASH_LEN;
     if bytes.len() != expected_len {
         return None;
     }
