@@ -1075,6 +1075,15 @@ fn a_lone_node_lists_itself_as_provider_of_its_own_content() {
         &dir.path().join("b"),
         &["--bootstrap", &n.listen.to_string()],
     );
+    // b's API answers before n has verified b's address and taken it into its table.
+    assert!(
+        wait_until(Duration::from_secs(30), || n.status()["routing_table_size"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1),
+        "n never learned of b: {}",
+        n.status()
+    );
     let r = n.call("local_announce_content", json!({ "content_hash": id }));
     assert_eq!(r["status"], "success", "{r}");
     assert!(r["stored_at"].as_u64().unwrap_or(0) >= 1, "{r}");

@@ -257,11 +257,17 @@ fn one_address_cannot_fill_a_routing_table() {
     let junk_in_table = contacts.iter().filter(|c| is_junk(c)).count();
     println!(
         "routing table of the victim after 6,400 IDs from {attacker_addr}: {} entries, {} junk; \
-         victim sent {} PINGs to the attacker; rate limited: {}",
+         victim sent {} PINGs to the attacker; rate limited: {}; verifications: {}",
         contacts.len(),
         junk_in_table,
         pings_seen.load(Ordering::Relaxed),
-        status["dht"]["rate_limited"]
+        status["dht"]["rate_limited"],
+        status["dht"]["verifications"]
+    );
+    // Requesters it did not know were checked with a PING before entering the table.
+    assert!(
+        status["dht"]["verifications"].as_u64() > Some(0),
+        "no verification counted: {status}"
     );
     let bound = DhtConfig::default().diversity.source.contacts_per_table;
     assert!(
@@ -531,6 +537,13 @@ fn one_address_cannot_fill_the_provider_store() {
         "one IP holds {records} records (bound {bound})"
     );
     assert!(answers.acked > 0 && answers.store_full > 0, "{answers:?}");
+    // The status counts the refusals the attacker was told of.
+    let refused = status["dht"]["records_refused"].as_u64().unwrap_or(0);
+    assert!(
+        refused >= answers.store_full,
+        "status counts {refused} refusals, the attacker got {}: {status}",
+        answers.store_full
+    );
 
     // An honest announce afterwards is stored: through the API of an honest node ...
     let cid = content_id("after the flood");

@@ -21,8 +21,8 @@ use crate::content::manifest::Manifest;
 use crate::content::names::safe_file_name_or_fallback;
 use crate::id::Id;
 use crate::storage::job::{
-    DownloadRecord, FinishError, Inventory, ShareInfo, StorageDone, StorageError, StorageJob,
-    StoreOutcome,
+    DownloadRecord, FinishError, Inventory, ShareInfo, Snapshot, StorageDone, StorageError,
+    StorageJob, StoreOutcome,
 };
 use crate::transfer::engine::{Engine, EngineConfig};
 
@@ -108,6 +108,8 @@ pub struct Library {
     /// `cancel_transfer` requests, answered once the partial data is deleted: who asked
     /// and how many verified bytes were thrown away.
     cancelling: Vec<(Id, ReplyTo, u64)>,
+    /// Snapshots of the download list taken so far (numbers the next one).
+    download_lists: u64,
 }
 
 impl Library {
@@ -130,6 +132,7 @@ impl Library {
             replies: Vec::new(),
             withdrawn: Vec::new(),
             cancelling: Vec::new(),
+            download_lists: 0,
         };
         for info in inv.shares {
             lib.engine
@@ -755,7 +758,11 @@ impl Library {
                 Entry::Shared { .. } => None,
             })
             .collect();
-        self.jobs.push_back(StorageJob::SaveDownloads(list));
+        self.download_lists += 1;
+        self.jobs.push_back(StorageJob::SaveDownloads(Snapshot {
+            generation: self.download_lists,
+            value: list,
+        }));
     }
 }
 

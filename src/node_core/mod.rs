@@ -56,7 +56,7 @@ use crate::id::Id;
 use crate::limits::Limits;
 use crate::proto::codec::DecodeError;
 use crate::proto::wire::{self, Message};
-use crate::storage::job::{NodeState, StorageDone, StorageJob};
+use crate::storage::job::{NodeState, Snapshot, StorageDone, StorageJob};
 use crate::transfer::engine::{Action as EngineAction, WireAction};
 pub use library::Library;
 pub use nat::NatGlue;
@@ -90,6 +90,8 @@ pub struct NodeCore {
     view_dirty: bool,
     next_expire: Instant,
     next_save: Instant,
+    /// Snapshots of the node state taken so far (numbers the next one).
+    state_saves: u64,
 }
 
 impl NodeCore {
@@ -117,6 +119,7 @@ impl NodeCore {
             view_dirty: true,
             next_expire: now,
             next_save: now + SAVE_EVERY,
+            state_saves: 0,
         }
     }
 
@@ -335,7 +338,7 @@ impl NodeCore {
         }
         if now >= self.next_save {
             self.next_save = now + SAVE_EVERY;
-            let st = self.node_state();
+            let st = self.state_snapshot();
             self.out
                 .push_back(Output::Storage(StorageJob::SaveState(st)));
         }
@@ -376,11 +379,20 @@ impl NodeCore {
 
     /// The last jobs of a stopping node: every download's progress made durable, the node
     /// state saved. The driver runs them before exiting.
-    pub fn final_jobs(&self) -> [StorageJob; 2] {
+    pub fn final_jobs(&mut self) -> [StorageJob; 2] {
         [
             StorageJob::FlushAll,
-            StorageJob::SaveState(self.node_state()),
+            StorageJob::SaveState(self.state_snapshot()),
         ]
+    }
+
+    /// The node state to save, numbered after every snapshot taken before.
+    fn state_snapshot(&mut self) -> Snapshot<NodeState> {
+        self.state_saves += 1;
+        Snapshot {
+            generation: self.state_saves,
+            value: self.node_state(),
+        }
     }
 
     // ----- outputs ------------------------------------------------------------------

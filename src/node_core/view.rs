@@ -136,6 +136,9 @@ pub fn status_reply(view: &StatusView, live: &Live) -> Vec<u8> {
             "rate_limited": s.rate_limited,
             "timeouts": s.timeouts,
             "bad_tokens": s.bad_tokens,
+            "verifications": s.verifications,
+            "records_refused": s.records_refused,
+            "records_evicted": s.records_evicted,
             "emulated_drops": io.emulated_drops,
         },
         "bandwidth": {

@@ -96,11 +96,34 @@ pub enum StorageJob {
         reply: ReplyTo,
     },
     /// Persist the list of downloads in progress (what each will be called, and where).
-    SaveDownloads(Vec<DownloadRecord>),
+    SaveDownloads(Snapshot<Vec<DownloadRecord>>),
     /// Make every partial download's resume record durable (the node is stopping).
     FlushAll,
     /// Persist the node's identity, routing table contacts and provided keys.
-    SaveState(NodeState),
+    SaveState(Snapshot<NodeState>),
+}
+
+/// Something to persist, numbered in the order the core took it. Two workers may run two
+/// saves of the same file at once and finish in either order; storage writes a snapshot
+/// only if it is newer than the last one written, so the file never goes back in time.
+#[derive(Debug, Clone)]
+pub struct Snapshot<T> {
+    /// Taken after every snapshot with a smaller number (per kind of file).
+    pub generation: u64,
+    /// What to write.
+    pub value: T,
+}
+
+impl<T> Snapshot<T> {
+    /// Whether this snapshot is newer than the last one written, `last` (which it then
+    /// becomes).
+    pub fn newer_than(&self, last: &mut Option<u64>) -> bool {
+        if last.is_some_and(|l| l >= self.generation) {
+            return false;
+        }
+        *last = Some(self.generation);
+        true
+    }
 }
 
 /// The result of a [`StorageJob`].

@@ -34,7 +34,7 @@ use crate::content::verified::VerifiedChunk;
 use crate::content::ContentError;
 use crate::id::Id;
 pub use job::{
-    DownloadRecord, FinishError, Inventory, NodeState, Resumable, ShareInfo, StorageDone,
+    DownloadRecord, FinishError, Inventory, NodeState, Resumable, ShareInfo, Snapshot, StorageDone,
     StorageError, StorageJob, StoreOutcome,
 };
 
@@ -92,6 +92,16 @@ pub struct DiskStorage {
     index: Mutex<ShareIndex>,
     sources: Mutex<HashMap<Id, Source>>,
     partials: Mutex<HashMap<Id, Arc<Mutex<PartialSlot>>>>,
+    /// The newest snapshot written of each saved file; held while writing, so two saves
+    /// never share the temporary file and an older one never replaces a newer one.
+    saved: Mutex<Saved>,
+}
+
+/// Generations of the last snapshots written (see [`job::Snapshot`]).
+#[derive(Default)]
+struct Saved {
+    downloads: Option<u64>,
+    state: Option<u64>,
 }
 
 impl DiskStorage {
@@ -145,6 +155,7 @@ impl DiskStorage {
             index: Mutex::new(index),
             sources: Mutex::new(sources),
             partials: Mutex::new(HashMap::new()),
+            saved: Mutex::new(Saved::default()),
         };
         Ok((storage, inv))
     }
@@ -232,7 +243,10 @@ impl DiskStorage {
                 result: self.add_file(&path),
             }),
             StorageJob::SaveDownloads(list) => {
-                self.save_downloads(&list);
+                let mut saved = self.saved.lock();
+                if list.newer_than(&mut saved.downloads) {
+                    self.save_downloads(&list.value);
+                }
                 None
             }
             StorageJob::FlushAll => {
@@ -240,8 +254,11 @@ impl DiskStorage {
                 None
             }
             StorageJob::SaveState(st) => {
-                if let Err(e) = state::save(&self.data_dir, &st) {
-                    log::error!("saving node state: {e}");
+                let mut saved = self.saved.lock();
+                if st.newer_than(&mut saved.state) {
+                    if let Err(e) = state::save(&self.data_dir, &st.value) {
+                        log::error!("saving node state: {e}");
+                    }
                 }
                 None
             }
@@ -483,5 +500,54 @@ impl DiskStorage {
                 log::warn!("download {id}: saving progress: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(generation: u64) -> StorageJob {
+        StorageJob::SaveDownloads(Snapshot {
+            generation,
+            value: vec![DownloadRecord {
+                content_id: Id([generation as u8; 32]).to_hex(),
+                name: Some(format!("file {generation}")),
+                output_dir: PathBuf::from("/downloads"),
+            }],
+        })
+    }
+
+    #[test]
+    fn an_older_download_list_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (st, _) = DiskStorage::open(dir.path()).unwrap();
+        assert!(st.run(list(2)).is_none(), "saving has no result");
+        assert!(st.run(list(1)).is_none(), "saving has no result");
+        let (_, inv) = DiskStorage::open(dir.path()).unwrap();
+        assert_eq!(inv.downloads.len(), 1);
+        assert_eq!(inv.downloads[0].name.as_deref(), Some("file 2"));
+    }
+
+    #[test]
+    fn saves_running_at_once_leave_the_newest_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let (st, _) = DiskStorage::open(dir.path()).unwrap();
+        let st = Arc::new(st);
+        let workers: Vec<_> = (1..=16u64)
+            .map(|g| {
+                let st = st.clone();
+                std::thread::spawn(move || {
+                    assert!(st.run(list(g)).is_none());
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let (_, inv) = DiskStorage::open(dir.path()).unwrap();
+        assert_eq!(inv.downloads.len(), 1);
+        assert_eq!(inv.downloads[0].name.as_deref(), Some("file 16"));
+        assert!(!dir.path().join(format!("{DOWNLOADS_FILE}.tmp")).exists());
     }
 }

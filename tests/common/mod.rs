@@ -59,7 +59,13 @@ impl Node {
         if !extra.contains(&"--port") {
             args.extend(["--port".into(), "0".into()]);
         }
-        args.extend(["--api-port".into(), "0".into(), "-q".into()]);
+        // PEERSHARE_TEST_VERBOSE=1 shows the nodes' debug logs (when a test fails).
+        let verbosity = if std::env::var_os("PEERSHARE_TEST_VERBOSE").is_some() {
+            "-v"
+        } else {
+            "-q"
+        };
+        args.extend(["--api-port".into(), "0".into(), verbosity.into()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = Command::new(bin());
         if let Some(dir) = cwd {

@@ -191,11 +191,11 @@ impl MemStorage {
                 result: Err("the simulator shares files at start only".into()),
             }),
             StorageJob::SaveDownloads(list) => {
-                self.downloads = list;
+                self.downloads = list.value;
                 None
             }
             StorageJob::SaveState(st) => {
-                self.state = Some(st);
+                self.state = Some(st.value);
                 None
             }
             StorageJob::FlushAll => None,

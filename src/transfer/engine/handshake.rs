@@ -92,7 +92,8 @@ impl Engine {
         let content = h.content_id;
         // One connection per peer and content (wire.md, section 3): when two peers dialled
         // each other, both keep the connection opened by the one with the lower node ID, a
-        // rule each side applies alone and reaches the same answer.
+        // rule each side applies alone and reaches the same answer; a second connection
+        // opened the same way as the first replaces it (a reconnect: the first is stale).
         let duplicate = self
             .conns
             .iter()
@@ -104,8 +105,11 @@ impl Engine {
             })
             .map(|(id, _)| *id);
         if let Some(other) = duplicate {
+            let other_outgoing = self.conns.get(&other).is_some_and(|k| k.outgoing);
             let keep_outgoing = self.node_id < h.node_id;
-            let (drop, keep_this) = if outgoing == keep_outgoing {
+            // Opened the same way as the one we have: the peer (or we) reconnected, and the
+            // older connection is the stale one. Otherwise both dialled: the ID rule.
+            let (drop, keep_this) = if other_outgoing == outgoing || outgoing == keep_outgoing {
                 (other, true)
             } else {
                 (conn, false)

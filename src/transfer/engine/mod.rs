@@ -196,6 +196,19 @@ impl Engine {
                 );
             }
         }
+        // Our own connections for it that have not finished their handshake are not in the
+        // content's set yet: left open, they would count as "connected already" to their
+        // peer if the content came back (a paused download resumed), and none would be made.
+        let opening: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, k)| k.content == Some(*content))
+            .map(|(id, _)| *id)
+            .collect();
+        for k in opening {
+            self.conns.remove(&k);
+            self.actions.push_back(WireAction::Close { conn: k });
+        }
     }
 
     /// Starts downloading `content`. `manifest` is known when resuming; otherwise it is

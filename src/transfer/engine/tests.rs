@@ -787,3 +787,41 @@ fn an_unchoked_peer_that_asks_for_nothing_gives_its_slot_to_a_waiting_one() {
     e.handle_timeout(later);
     assert_eq!(chokes(&mut e), vec![], "a busy slot is not reclaimed");
 }
+
+/// A download cancelled (or paused) while its connection is still being set up leaves no
+/// half-open connection behind: asked for again, it connects to the same peer anew.
+#[test]
+fn a_download_taken_up_again_connects_again() {
+    let now = Instant::now();
+    let mut e = Engine::new(Id([7; 32]), 4000, EngineConfig::default(), 1);
+    let id = Id([9; 32]);
+    let peer = addr(1);
+    let connects = |e: &mut Engine| -> Vec<ConnId> {
+        std::iter::from_fn(|| e.poll_action())
+            .filter_map(|a| match a {
+                Action::Wire(WireAction::Connect { conn, addr }) if addr == peer => Some(conn),
+                _ => None,
+            })
+            .collect()
+    };
+    e.download(now, id, None, None);
+    e.add_peers(now, &id, &[peer]);
+    let first = connects(&mut e);
+    assert_eq!(first.len(), 1);
+    e.cancel(&id);
+    let closed: Vec<Action> = std::iter::from_fn(|| e.poll_action()).collect();
+    assert!(
+        closed
+            .iter()
+            .any(|a| matches!(a, Action::Wire(WireAction::Close { conn }) if *conn == first[0])),
+        "{closed:?}"
+    );
+    assert_eq!(e.connection_count(), 0);
+    e.download(now, id, None, None);
+    e.add_peers(now, &id, &[peer]);
+    assert_eq!(
+        connects(&mut e).len(),
+        1,
+        "no new connection to the same peer"
+    );
+}
