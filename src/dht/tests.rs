@@ -1,9 +1,10 @@
 //! Whole-DHT tests: several [`Dht`]s wired together by an in-memory network with a virtual
 //! clock that jumps to the next wake-up (quinn's `Pair` idea, for n nodes).
 
+use super::queries::resolve_self_provider;
 use super::serve::fit_providers;
 use super::*;
-use crate::proto::dht::{error_code, MAX_DATAGRAM};
+use crate::proto::dht::{error_code, FLAG_NOT_REACHABLE, MAX_DATAGRAM, MAX_PROVIDERS};
 use std::collections::BTreeMap;
 
 struct Net {

@@ -1,0 +1,138 @@
+//! Housekeeping, run every `maintenance_interval`: token rotation, record expiry, the
+//! republishing of what this node provides ([`Provided`]), rejoining while the routing
+//! table is sparse, bucket refresh, asking peers for our external address, and retrying
+//! the bootstrap while the table is empty.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use super::queries::QueryKind;
+use super::requests::Purpose;
+use super::Dht;
+use crate::id::Id;
+use crate::proto::dht::Message;
+
+/// A key this node provides itself, by key in [`Dht`]'s `provided`: when to announce it again.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Provided {
+    pub(super) port: u16,
+    pub(super) next_republish: Instant,
+    /// How soon to announce again after an announce that stored the record nowhere
+    /// (doubling up to the republish interval).
+    pub(super) retry: Duration,
+    /// The routing table's size at the last announce. A young network fills up after a
+    /// node announced into it, and the k closest nodes to a key change with it: a table
+    /// that has since doubled means announce again (until it is large).
+    pub(super) table_len: usize,
+}
+
+/// The first retry of an announce that stored the record nowhere.
+pub(super) const ANNOUNCE_RETRY: Duration = Duration::from_secs(5);
+
+/// Past this routing-table size (times k), a growing table no longer prompts announces.
+const GROWTH_ANNOUNCES_UP_TO: usize = 8;
+
+impl Dht {
+    /// An announce of `key` finished, stored at `stored_at` nodes. Stored nowhere (no
+    /// contact answered with a token yet, every answer lost), it is tried again soon rather
+    /// than at the next republish; stored somewhere, retries start over.
+    pub(super) fn announced(&mut self, key: Id, stored_at: usize, now: Instant) {
+        let interval = self.config.republish_interval;
+        if let Some(p) = self.provided.get_mut(&key) {
+            if stored_at == 0 {
+                p.next_republish = now + p.retry;
+                p.retry = (p.retry * 2).min(interval);
+            } else {
+                p.retry = ANNOUNCE_RETRY;
+            }
+        }
+    }
+
+    // ----- housekeeping -------------------------------------------------------------
+
+    pub(super) fn maintenance(&mut self, now: Instant) {
+        let rng = &mut self.rng;
+        self.tokens.maybe_rotate(now, || rng.gen());
+        self.store.expire(now);
+        self.limiter.sweep(now);
+        let table = self.routing.len();
+        let young = self.config.k * GROWTH_ANNOUNCES_UP_TO;
+        let mut due: Vec<(Id, u16)> = self
+            .provided
+            .iter()
+            .filter(|(_, p)| {
+                p.next_republish <= now || (p.table_len < young && table >= 2 * p.table_len.max(1))
+            })
+            .map(|(k, p)| (*k, p.port))
+            .collect();
+        // HashMap order is random per process: sort so a seeded run is reproducible.
+        due.sort_unstable();
+        for (key, port) in due {
+            let _ = self.announce(key, port, now);
+        }
+        let len = self.routing.len();
+        if len > 0 && len < self.config.k && now >= self.next_sparse_join {
+            // A sparse table means the join did not get far (lost datagrams, or we joined a
+            // small part of the network): look ourselves up again, and ask the bootstrap
+            // nodes again, backing off while it brings nothing new.
+            self.sparse_backoff = if len > self.sparse_len {
+                self.config.maintenance_interval
+            } else {
+                (self.sparse_backoff * 2).min(self.config.refresh_interval)
+            };
+            self.sparse_len = len;
+            self.next_sparse_join = now + self.sparse_backoff;
+            self.rejoin(now);
+            for addr in self.bootstrap_addrs.clone() {
+                self.send_request(now, addr, None, Message::Ping, Purpose::AddressPing);
+            }
+        }
+        if now >= self.next_self_lookup && !self.routing.is_empty() {
+            self.next_self_lookup = now + self.config.refresh_interval;
+            self.rejoin(now);
+        }
+        let refresh = self
+            .routing
+            .buckets_to_refresh(now, self.config.refresh_interval);
+        for b in refresh {
+            let target = self.id.random_in_bucket(b, &mut self.rng);
+            self.start_query(QueryKind::Maintenance, target, now);
+        }
+        if self.external.is_none()
+            && !self.routing.is_empty()
+            && self.observed.len() < self.config.external_addr_quorum
+        {
+            // Ask a few peers which address they see us at.
+            let me = self.id;
+            for c in self
+                .routing
+                .closest(&me, self.config.external_addr_quorum + 1, None)
+            {
+                self.send_request(now, c.addr, Some(c.id), Message::Ping, Purpose::AddressPing);
+            }
+        }
+        let bootstrapping = self
+            .requests
+            .values()
+            .any(|o| matches!(o.purpose, Purpose::Bootstrap));
+        if self.routing.is_empty() && !bootstrapping {
+            // Nobody answered yet (the PING or PONG was lost, or the bootstrap node was not
+            // up): try again rather than stay alone for good.
+            for addr in self.bootstrap_addrs.clone() {
+                self.send_request(now, addr, None, Message::Ping, Purpose::Bootstrap);
+            }
+        }
+    }
+
+    /// The table just gained a contact. If it was empty, what we provide was announced to
+    /// nobody: republish it now that there is somebody to tell.
+    pub(super) fn on_contact_added(&mut self, now: Instant) {
+        if self.routing.len() == 1 {
+            for p in self.provided.values_mut() {
+                p.next_republish = now;
+            }
+            self.next_maintenance = now;
+        }
+    }
+}

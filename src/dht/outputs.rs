@@ -1,0 +1,109 @@
+//! What the DHT hands its caller: datagrams to send ([`Transmit`]), events ([`DhtEvent`],
+//! among them the result of a lookup: [`QueryId`], [`QueryResult`], [`QueryStats`]), and
+//! its counters ([`DhtStats`]). Re-exported by the `dht` module, where they are used as
+//! `crate::dht::DhtEvent` and so on.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::proto::dht::{Contact, Datagram};
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub dest: SocketAddr,
+    /// The encoded datagram.
+    pub payload: Vec<u8>,
+}
+
+/// Identifies a lookup started by a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueryId(pub u64);
+
+/// How a finished lookup went.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryStats {
+    /// Time from start to finish.
+    pub duration: Duration,
+    /// Requests that were answered.
+    pub answers: u32,
+    /// Requests that failed or timed out.
+    pub failures: u32,
+    /// Sequential hops to the answer: for providers, to the first peer that returned a
+    /// provider; for nodes, to the closest node found.
+    pub hops: Option<u32>,
+}
+
+/// The result of a lookup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryResult {
+    /// The k closest live nodes to the target, closest first.
+    Nodes(Vec<Contact>),
+    /// The providers found and the closest nodes asked.
+    Providers {
+        /// Provider addresses (deduplicated).
+        providers: Vec<SocketAddr>,
+        /// The closest nodes that answered.
+        closest: Vec<Contact>,
+    },
+    /// An announce finished.
+    Announced {
+        /// How many of the closest nodes acknowledged the record.
+        stored_at: usize,
+        /// How many were asked.
+        asked: usize,
+    },
+}
+
+/// Something the caller may want to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DhtEvent {
+    /// A lookup started by a command finished.
+    QueryDone {
+        /// Which one.
+        id: QueryId,
+        /// Its result.
+        result: QueryResult,
+        /// How it went.
+        stats: QueryStats,
+    },
+    /// Enough peers agree on the address they see us at.
+    ExternalAddress(SocketAddr),
+    /// A NAT-traversal datagram (spec: `nat.md`) for the NAT layer: a request of one of the
+    /// NAT types (already rate-limited), or a response that answers none of the DHT's own
+    /// requests (the NAT layer's transactions, including PONGs to its punching PINGs).
+    Nat {
+        /// Source address.
+        from: SocketAddr,
+        /// The datagram.
+        datagram: Datagram,
+    },
+}
+
+/// Counters for status pages and the simulator.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DhtStats {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Datagrams that did not decode (bad input), counted and dropped.
+    pub decode_errors: u64,
+    /// Answers that matched no request, came from the wrong address or had the wrong type.
+    pub unexpected_responses: u64,
+    /// Requests refused by the per-source rate limit.
+    pub rate_limited: u64,
+    /// Requests that timed out.
+    pub timeouts: u64,
+    /// ANNOUNCEs refused for a bad token.
+    pub bad_tokens: u64,
+    /// PINGs sent to verify the address of an unknown requester before it may enter the
+    /// routing table.
+    pub verifications: u64,
+    /// ANNOUNCEs refused (STORE_FULL): a quota of the announcing address, or a full key or
+    /// store in which the announcer was already among the most represented.
+    pub records_refused: u64,
+    /// Records dropped to make room for a less represented announcer.
+    pub records_evicted: u64,
+}

@@ -1,0 +1,316 @@
+//! The lookups this node runs ([`Query`]): FIND_NODE and GET_PROVIDERS lookups started by
+//! a command, announces (a GET_PROVIDERS lookup for tokens, then ANNOUNCEs to the closest
+//! nodes that gave one), and the internal lookups of bootstrap and refresh. The iterative
+//! part (which candidate to ask next) is [`Lookup`]'s; this module feeds it answers and
+//! failures, sends what it asks for, and turns a finished lookup into a
+//! [`DhtEvent::QueryDone`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::lookup::{Lookup, Step};
+use super::requests::Purpose;
+use super::{plausible, Dht, DhtEvent, QueryId, QueryResult, QueryStats, MAX_SEEN_RENDEZVOUS};
+use crate::id::Id;
+use crate::proto::dht::{Contact, Datagram, Message, MAX_PROVIDERS, TOKEN_LEN};
+
+/// What a lookup is for, and so what it asks and what it ends with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum QueryKind {
+    FindNode,
+    GetProviders,
+    Announce {
+        port: u16,
+    },
+    /// Internal lookups (bootstrap, refresh): no event.
+    Maintenance,
+}
+
+/// A running lookup, by [`QueryId`] in [`Dht`]'s `queries`.
+#[derive(Debug)]
+pub(super) struct Query {
+    kind: QueryKind,
+    pub(super) lookup: Lookup,
+    started: Instant,
+    providers: Vec<SocketAddr>,
+    first_provider_hop: Option<u32>,
+    /// Tokens from PROVIDERS answers, for the announce phase.
+    tokens: HashMap<Id, [u8; TOKEN_LEN]>,
+    /// In the announce phase: ANNOUNCEs still unanswered, and acknowledgements.
+    announcing: Option<(usize, usize, usize)>,
+}
+
+impl Dht {
+    pub(super) fn start_query(
+        &mut self,
+        kind: QueryKind,
+        target: Id,
+        now: Instant,
+    ) -> Option<QueryId> {
+        if self.queries.len() >= self.config.max_queries {
+            log::warn!(
+                "dht: refusing a lookup: {} already running",
+                self.queries.len()
+            );
+            return None;
+        }
+        let qid = QueryId(self.next_query);
+        self.next_query += 1;
+        self.routing.touch_bucket(&target, now);
+        let seeds = self.routing.closest(&target, self.config.k, None);
+        let lookup = Lookup::new(target, self.config.k, self.config.alpha, seeds);
+        // This node is part of the DHT: records it holds itself are answers too (in a small
+        // network it may hold the only copy).
+        let providers = if kind == QueryKind::GetProviders {
+            self.store.get(&target, now, MAX_PROVIDERS)
+        } else {
+            Vec::new()
+        };
+        self.queries.insert(
+            qid,
+            Query {
+                kind,
+                lookup,
+                started: now,
+                providers,
+                first_provider_hop: None,
+                tokens: HashMap::new(),
+                announcing: None,
+            },
+        );
+        self.drive(qid, now);
+        Some(qid)
+    }
+
+    /// Sends whatever the lookup wants sent; finishes it when it is done.
+    pub(super) fn drive(&mut self, qid: QueryId, now: Instant) {
+        loop {
+            let Some(q) = self.queries.get_mut(&qid) else {
+                return;
+            };
+            if q.announcing.is_some() {
+                return;
+            }
+            let enough_providers = q.kind == QueryKind::GetProviders
+                && q.providers.len() >= self.config.providers_wanted;
+            let step = if enough_providers {
+                Step::Finished
+            } else {
+                q.lookup.next_step()
+            };
+            let target = q.lookup.target();
+            let req = match q.kind {
+                QueryKind::FindNode | QueryKind::Maintenance => Message::FindNode { target },
+                QueryKind::GetProviders | QueryKind::Announce { .. } => {
+                    Message::GetProviders { key: target }
+                }
+            };
+            match step {
+                Step::Query(c) => {
+                    self.send_request(now, c.addr, Some(c.id), req, Purpose::Lookup(qid))
+                }
+                Step::Waiting => return,
+                Step::Finished => {
+                    self.lookup_finished(qid, now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn lookup_finished(&mut self, qid: QueryId, now: Instant) {
+        let Some(q) = self.queries.get(&qid) else {
+            return;
+        };
+        let closest = q.lookup.closest_succeeded();
+        let key = q.lookup.target();
+        match q.kind {
+            QueryKind::Maintenance => self.finish(qid, now, None),
+            QueryKind::FindNode => self.finish(qid, now, Some(QueryResult::Nodes(closest))),
+            QueryKind::GetProviders => {
+                let providers = q.providers.clone();
+                self.finish(
+                    qid,
+                    now,
+                    Some(QueryResult::Providers { providers, closest }),
+                )
+            }
+            QueryKind::Announce { port } => {
+                let targets: Vec<(Contact, [u8; TOKEN_LEN])> = closest
+                    .iter()
+                    .filter_map(|c| q.tokens.get(&c.id).map(|t| (*c, *t)))
+                    .collect();
+                // If we are among the k closest ourselves, hold our own record too, so a
+                // lookup that reaches us finds it.
+                let self_close = closest.len() < self.config.k
+                    || closest
+                        .last()
+                        .is_some_and(|far| self.id.distance(&key) < far.id.distance(&key));
+                if let (true, Some(ext)) = (self_close, self.external) {
+                    let port = if port == 0 { ext.port() } else { port };
+                    let via = self.rendezvous.map(|rv| (self.id, rv));
+                    let _ = self
+                        .store
+                        .add_via(key, SocketAddr::new(ext.ip(), port), via, ext, now);
+                }
+                let rendezvous = self.rendezvous;
+                let asked = targets.len();
+                if asked == 0 {
+                    self.finish(
+                        qid,
+                        now,
+                        Some(QueryResult::Announced {
+                            stored_at: 0,
+                            asked: 0,
+                        }),
+                    );
+                    return;
+                }
+                if let Some(q) = self.queries.get_mut(&qid) {
+                    q.announcing = Some((asked, 0, asked));
+                }
+                for (c, token) in targets {
+                    let msg = Message::Announce {
+                        key,
+                        token,
+                        port,
+                        rendezvous,
+                    };
+                    self.send_request(now, c.addr, Some(c.id), msg, Purpose::Announce(qid));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, qid: QueryId, now: Instant, result: Option<QueryResult>) {
+        let Some(q) = self.queries.remove(&qid) else {
+            return;
+        };
+        let Some(result) = result else {
+            return;
+        };
+        if let (QueryKind::Announce { .. }, QueryResult::Announced { stored_at, .. }) =
+            (&q.kind, &result)
+        {
+            self.announced(q.lookup.target(), *stored_at, now);
+        }
+        let hops = match &result {
+            QueryResult::Providers { .. } => q.first_provider_hop,
+            QueryResult::Nodes(c) => c
+                .first()
+                .and_then(|c| q.lookup.hop_of(&c.id))
+                .map(|h| h + 1),
+            QueryResult::Announced { .. } => None,
+        };
+        let stats = QueryStats {
+            duration: now.saturating_duration_since(q.started),
+            answers: q.lookup.answers(),
+            failures: q.lookup.failures(),
+            hops,
+        };
+        self.events.push_back(DhtEvent::QueryDone {
+            id: qid,
+            result,
+            stats,
+        });
+    }
+
+    // ----- answers ------------------------------------------------------------------
+
+    pub(super) fn on_lookup_answer(
+        &mut self,
+        now: Instant,
+        qid: QueryId,
+        from: SocketAddr,
+        dg: Datagram,
+    ) {
+        let me = self.id;
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
+        let closer: Vec<Contact> = match dg.msg {
+            Message::Nodes { contacts } => contacts,
+            Message::Providers {
+                token,
+                providers,
+                closer,
+                rendezvous,
+            } => {
+                for r in rendezvous.unwrap_or_default() {
+                    let p = resolve_self_provider(r.provider, from);
+                    if !plausible(&p) || !plausible(&r.rendezvous) {
+                        continue;
+                    }
+                    if self.seen_rendezvous.len() >= MAX_SEEN_RENDEZVOUS {
+                        self.seen_rendezvous.clear();
+                    }
+                    self.seen_rendezvous.insert(p, (r.node, r.rendezvous));
+                    if !q.providers.contains(&p) && q.providers.len() < 4 * MAX_PROVIDERS {
+                        q.providers.push(p);
+                    }
+                }
+                if !providers.is_empty() && q.first_provider_hop.is_none() {
+                    q.first_provider_hop = q.lookup.hop_of(&dg.sender).map(|h| h + 1);
+                }
+                for p in providers {
+                    let p = resolve_self_provider(p, from);
+                    if !plausible(&p) {
+                        continue;
+                    }
+                    if !q.providers.contains(&p) && q.providers.len() < 4 * MAX_PROVIDERS {
+                        q.providers.push(p);
+                    }
+                }
+                if q.tokens.len() < 4 * self.config.k {
+                    q.tokens.insert(dg.sender, token);
+                }
+                closer
+            }
+            _ => Vec::new(),
+        };
+        let closer: Vec<Contact> = closer
+            .into_iter()
+            .filter(|c| c.id != me && plausible(&c.addr))
+            .collect();
+        q.lookup.on_success(&dg.sender, &closer);
+        self.drive(qid, now);
+    }
+
+    pub(super) fn on_announce_answer(&mut self, now: Instant, qid: QueryId, ok: bool) {
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
+        if let Some((pending, acked, asked)) = q.announcing.as_mut() {
+            *pending = pending.saturating_sub(1);
+            if ok {
+                *acked += 1;
+            }
+            if *pending == 0 {
+                let (acked, asked) = (*acked, *asked);
+                self.finish(
+                    qid,
+                    now,
+                    Some(QueryResult::Announced {
+                        stored_at: acked,
+                        asked,
+                    }),
+                );
+            }
+        }
+    }
+}
+
+/// A provider entry with an unspecified IP stands for the responder itself: its IP is the
+/// answer's source IP, and port 0 is the answer's source port.
+pub(super) fn resolve_self_provider(p: SocketAddr, responder: SocketAddr) -> SocketAddr {
+    if !p.ip().is_unspecified() {
+        return p;
+    }
+    let port = if p.port() == 0 {
+        responder.port()
+    } else {
+        p.port()
+    };
+    SocketAddr::new(responder.ip(), port)
+}

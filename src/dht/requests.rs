@@ -1,0 +1,258 @@
+//! The requests this node sends and the answers it waits for: each outstanding request
+//! ([`Outstanding`]) is recorded by transaction ID with a deadline and the reason it was
+//! sent ([`Purpose`]); an answer counts only from the address the request went to, with
+//! the matching type and node ID, and a missing one becomes a failure for the lookup and
+//! for the routing table. Answers are where contacts enter the routing table, and PONGs
+//! where the node learns the address it is seen at.
+
+use std::cmp::Reverse;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::Rng;
+
+use super::routing::InsertResult;
+use super::{is_nat_type, Dht, DhtEvent, QueryId, Transmit};
+use crate::id::Id;
+use crate::proto::dht::{msg_type, Contact, Datagram, Message, FLAG_NOT_REACHABLE};
+
+/// Why a request was sent: what its answer, or its failure, goes to.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Purpose {
+    /// Part of a lookup.
+    Lookup(QueryId),
+    /// An ANNOUNCE sent by a finished announce lookup.
+    Announce(QueryId),
+    /// Checking whether the oldest contact of a full bucket is alive.
+    EvictionPing,
+    /// Reaching a bootstrap address whose node ID we do not know yet.
+    Bootstrap,
+    /// Asking a peer which address it sees us at.
+    AddressPing,
+    /// Checking that a node that sent us a request answers at the address it claims.
+    Verify,
+}
+
+/// A request sent and not yet answered, by transaction ID in [`Dht`]'s `requests`.
+#[derive(Clone, Debug)]
+pub(super) struct Outstanding {
+    pub(super) to: SocketAddr,
+    /// The ID we expect to answer (None when we only know an address).
+    pub(super) node: Option<Id>,
+    pub(super) req_type: u8,
+    pub(super) purpose: Purpose,
+    /// The request, kept for the one retry a lookup request gets.
+    pub(super) msg: Message,
+    /// 0 for the first try, 1 for the retry.
+    pub(super) attempt: u8,
+}
+
+impl Dht {
+    /// Drops deadlines of requests already answered from the top of the heaps, so that
+    /// `poll_timeout` does not wake the caller for nothing.
+    pub(super) fn clean_deadlines(&mut self) {
+        for heap in [&mut self.deadlines, &mut self.soft_deadlines] {
+            while let Some(Reverse((_, txid))) = heap.peek() {
+                if self.requests.contains_key(txid) {
+                    break;
+                }
+                heap.pop();
+            }
+        }
+    }
+
+    // ----- answers to our requests ---------------------------------------------------
+
+    pub(super) fn handle_response(&mut self, now: Instant, from: SocketAddr, dg: Datagram) {
+        let Some(out) = self.requests.get(&dg.txid) else {
+            // Not ours: maybe the NAT layer's (its own transactions), which checks it.
+            if !is_nat_type(dg.msg.type_byte()) {
+                self.stats.unexpected_responses += 1;
+            }
+            self.events.push_back(DhtEvent::Nat { from, datagram: dg });
+            return;
+        };
+        let expected = match out.req_type {
+            msg_type::PING => msg_type::PONG,
+            msg_type::FIND_NODE => msg_type::NODES,
+            msg_type::GET_PROVIDERS => msg_type::PROVIDERS,
+            _ => msg_type::ACK,
+        };
+        let t = dg.msg.type_byte();
+        if out.to != from
+            || (t != expected && t != msg_type::ERROR)
+            || out.node.is_some_and(|n| n != dg.sender)
+        {
+            // Wrong source, wrong type, or another node now answers at that address: not
+            // an answer to our request. The request will time out normally.
+            self.stats.unexpected_responses += 1;
+            log::debug!(
+                "dht: ignored {} from {from}: does not match request {:016x}",
+                dg.msg.name(),
+                dg.txid
+            );
+            return;
+        }
+        let Some(out) = self.requests.remove(&dg.txid) else {
+            return;
+        };
+        if let Purpose::Verify = out.purpose {
+            self.verifying.remove(&out.to);
+        }
+        if dg.flags & FLAG_NOT_REACHABLE == 0 {
+            let c = Contact {
+                id: dg.sender,
+                addr: from,
+            };
+            match self.routing.insert(c, now) {
+                InsertResult::Inserted => self.on_contact_added(now),
+                InsertResult::PingOldest { ping } => self.send_request(
+                    now,
+                    ping.addr,
+                    Some(ping.id),
+                    Message::Ping,
+                    Purpose::EvictionPing,
+                ),
+                _ => {}
+            }
+        }
+        if let Message::Error { code, text } = &dg.msg {
+            log::debug!(
+                "dht: {from} answered {} with error {code}: {text}",
+                crate::proto::dht::type_name(out.req_type)
+            );
+            // The contact is alive (it answered): a failure for the lookup or announce,
+            // not for the routing table.
+            self.on_request_failed(now, out, false);
+            return;
+        }
+        match out.purpose {
+            Purpose::EvictionPing => {
+                if let Some(id) = out.node {
+                    self.routing.on_ping_result(&id, true, now);
+                }
+            }
+            Purpose::Bootstrap => {
+                self.note_observed(dg.sender, &dg.msg);
+                self.rejoin(now);
+            }
+            Purpose::AddressPing => self.note_observed(dg.sender, &dg.msg),
+            // Answered from the address it claimed: inserted above like any answer.
+            Purpose::Verify => {}
+            Purpose::Lookup(qid) => self.on_lookup_answer(now, qid, from, dg),
+            Purpose::Announce(qid) => self.on_announce_answer(now, qid, true),
+        }
+    }
+
+    pub(super) fn on_request_failed(&mut self, now: Instant, out: Outstanding, unresponsive: bool) {
+        if let Purpose::Verify = out.purpose {
+            self.verifying.remove(&out.to);
+        }
+        if let Some(id) = out.node {
+            match out.purpose {
+                // An ERROR answer still proves the old contact alive.
+                Purpose::EvictionPing => self.routing.on_ping_result(&id, !unresponsive, now),
+                _ if unresponsive => {
+                    self.routing.on_failure(&id, now);
+                }
+                _ => {}
+            }
+        }
+        match out.purpose {
+            Purpose::Lookup(qid) => {
+                if let (Some(q), Some(id)) = (self.queries.get_mut(&qid), out.node) {
+                    q.lookup.on_failure(&id);
+                }
+                self.drive(qid, now);
+            }
+            Purpose::Announce(qid) => self.on_announce_answer(now, qid, false),
+            _ => {}
+        }
+    }
+
+    fn note_observed(&mut self, sender: Id, msg: &Message) {
+        let Message::Pong { observed } = msg else {
+            return;
+        };
+        // One report per peer, the most recent; bounded, oldest reports go first.
+        self.observed.retain(|(id, _)| *id != sender);
+        self.observed.push_back((sender, *observed));
+        while self.observed.len() > 64 {
+            self.observed.pop_front();
+        }
+        let votes = self.observed.iter().filter(|(_, a)| a == observed).count();
+        if votes >= self.config.external_addr_quorum && self.external != Some(*observed) {
+            self.external = Some(*observed);
+            self.events.push_back(DhtEvent::ExternalAddress(*observed));
+        }
+    }
+
+    // ----- sending ------------------------------------------------------------------
+
+    pub(super) fn flags(&self) -> u8 {
+        if self.config.not_reachable {
+            FLAG_NOT_REACHABLE
+        } else {
+            0
+        }
+    }
+
+    pub(super) fn send_request(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        node: Option<Id>,
+        msg: Message,
+        purpose: Purpose,
+    ) {
+        self.send_request_attempt(now, to, node, msg, purpose, 0);
+    }
+
+    pub(super) fn send_request_attempt(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        node: Option<Id>,
+        msg: Message,
+        purpose: Purpose,
+        attempt: u8,
+    ) {
+        let mut txid: u64 = self.rng.gen();
+        while self.requests.contains_key(&txid) {
+            txid = self.rng.gen();
+        }
+        let req_type = msg.type_byte();
+        self.requests.insert(
+            txid,
+            Outstanding {
+                to,
+                node,
+                req_type,
+                purpose,
+                msg: msg.clone(),
+                attempt,
+            },
+        );
+        self.deadlines
+            .push(Reverse((now + self.config.request_timeout, txid)));
+        if attempt == 0 && matches!(purpose, Purpose::Lookup(_)) {
+            self.soft_deadlines
+                .push(Reverse((now + self.config.soft_timeout, txid)));
+        }
+        self.send(to, txid, msg);
+    }
+
+    pub(super) fn send(&mut self, to: SocketAddr, txid: u64, msg: Message) {
+        let dg = Datagram {
+            flags: self.flags(),
+            txid,
+            sender: self.id,
+            msg,
+        };
+        self.stats.datagrams_out += 1;
+        self.transmits.push_back(Transmit {
+            dest: to,
+            payload: dg.encode(),
+        });
+    }
+}
