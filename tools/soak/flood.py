@@ -16,7 +16,8 @@ three of its doors, at a bounded rate, while the network works:
   python3 flood.py --config flood.json --stats flood.json.out
 
 The config: {"targets": [{"dht": "127.0.0.1:P", "api": "127.0.0.1:A"}, ...],
-"content_ids": [hex, ...], "udp_rate": N, "wire_rate": N, "api_rate": N}. Counters are
+"content_ids": [hex, ...], "udp_rate": N, "wire_rate": N, "api_rate": N} (0 turns a part
+off). Counters are
 written to --stats every 5 s and on SIGTERM.
 """
 import argparse
@@ -293,8 +294,9 @@ def main():
         save()
         os._exit(0)
     signal.signal(signal.SIGTERM, stop)
-    for loop in (fl.wire_loop, fl.api_loop):
-        threading.Thread(target=loop, daemon=True).start()
+    for loop, rate in ((fl.wire_loop, fl.cfg["wire_rate"]), (fl.api_loop, fl.cfg["api_rate"])):
+        if rate > 0:  # a rate of 0 turns that part off
+            threading.Thread(target=loop, daemon=True).start()
 
     def saver():
         while True:
@@ -302,7 +304,10 @@ def main():
             save()
     threading.Thread(target=saver, daemon=True).start()
     print("ready", flush=True)
-    fl.udp_loop()
+    if fl.cfg["udp_rate"] > 0:
+        fl.udp_loop()
+    else:
+        threading.Event().wait()
 
 
 if __name__ == "__main__":

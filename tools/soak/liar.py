@@ -46,12 +46,12 @@ class Liar:
         self.lock = threading.Lock()
         self.stats = {"connections": 0, "refused_over_limit": 0, "handshakes": 0, "unknown_content": 0,
                       "manifest_pieces_sent": 0, "requests": 0, "corrupt_pieces_sent": 0,
-                      "banned": 0, "other_errors_received": 0, "protocol_violations_received": 0,
+                      "banned": 0, "protocol_violations_received": 0,
                       "closed_without_error": 0, "open": 0, "identities": 0}
 
     def count(self, key, n=1):
         with self.lock:
-            self.stats[key] += n
+            self.stats[key] = self.stats.get(key, 0) + n
 
     def serve(self, sock, node_id, port):
         self.count("open")
@@ -117,7 +117,7 @@ class Liar:
                 elif t == w.ERROR:
                     code = struct.unpack_from(">H", body)[0] if len(body) >= 2 else -1
                     self.count({w.ERR_BANNED: "banned", w.ERR_PROTOCOL_VIOLATION: "protocol_violations_received"}
-                               .get(code, "other_errors_received"))
+                               .get(code, f"error_{code}_received"))
                     return
                 # KEEPALIVE, BITFIELD, HAVE, CANCEL, PEERS, NOT_INTERESTED...: nothing to do.
 

@@ -97,6 +97,31 @@ def bit_set(bits, i):
     return bool(bits[i // 8] & (0x80 >> (i % 8)))
 
 
+def handshake_answer(addr, content_hex, timeout=3.0):
+    """What the peer at ADDR answers to a HANDSHAKE for CONTENT_HEX: "serves" (its own
+    HANDSHAKE), "ERROR n" (1 unknown content, 4 too many connections, ...), "closed",
+    "refused", "timeout" or another error's name."""
+    host, port = addr.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(handshake(os.urandom(32), bytes.fromhex(content_hex), 0))
+            t, body = FrameReader(s).next()
+            if t == HANDSHAKE:
+                return "serves"
+            if t == ERROR and len(body) >= 2:
+                return f"ERROR {struct.unpack_from('>H', body)[0]}"
+            return f"type {t}"
+    except WireClosed:
+        return "closed"
+    except ConnectionRefusedError:
+        return "refused"
+    except socket.timeout:
+        return "timeout"
+    except OSError as e:
+        return e.__class__.__name__
+
+
 def probe_withdrawal(addr, content_hex, original=None, timeout=20.0):
     """Asks the node at ADDR ("ip:port") for one chunk of CONTENT_HEX, as a downloader would,
     and says what happened:

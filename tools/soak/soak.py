@@ -103,7 +103,6 @@ class Node:
         self.bootstrap, self.extra = bootstrap, extra
         self.proc = None
         self.life = 0
-        self.life_started = []  # run-relative start time of each life
         self.up = threading.Event()
         self.lock = threading.Lock()
         # Downloads: content IDs in progress here, finished copies kept for a while, and
@@ -146,7 +145,6 @@ class Node:
                 proc.wait()
                 return False
         self.life += 1
-        self.life_started.append(t_run)
         self.up.set()
         return True
 
@@ -311,6 +309,7 @@ class Soak:
         self.files = []  # {"path", "content_id", "size", "sha256", "seeders"}
         self.helpers = []  # the liar and flooder processes
         self.restarts = []  # threads restarting killed nodes
+        self.down_at_end = []
         self.census = {}  # socket_census() at the start of the baseline and at the end
         self.dl_seq = 0
         self.dl_lock = threading.Lock()
@@ -323,6 +322,9 @@ class Soak:
                                                          "kills_during", "stall_replies", "seconds", "message"])
         self.probes_csv = self._csv("probes.csv", ["t", "node", "file", "why", "attempt", "outcome",
                                                    "still_listed_complete"])
+        self.lives_csv = self._csv("lives.csv", ["t", "node", "role", "life", "pid"])
+        self.unfound_csv = self._csv("unfound.csv", ["t", "node", "file", "providers", "seeders_listed",
+                                                     "answers", "seeders_up"])
         self.kills_csv = self._csv("kills.csv", ["t", "node", "role", "life_killed", "active_downloads",
                                                  "down_s", "restarted"])
         self.samples_csv = self._csv("samples.csv", ["t", "node", "role", "life", "pid", "rss_kb", "fds",
@@ -528,6 +530,8 @@ class Soak:
                     done("failed", f"gave up after {self.a.download_timeout:.0f} s: {msg}")
                 else:
                     done("failed", msg)
+                    if msg.startswith("no peer provides"):
+                        self.diagnose_unfound(node, f)
                 self.stop.wait(rnd.uniform(2, 10))  # e.g. "no peer provides": try later
                 return False
             path = r.get("file_path") or ""
@@ -553,6 +557,25 @@ class Soak:
             with node.lock:
                 node.held[f["content_id"]] = (path, time.monotonic() + hold)
             return True
+
+    def diagnose_unfound(self, node, f):
+        """Right after a download failed with "no peer provides content": what the DHT tells
+        that node now (local_request_content_info), and what each provider it lists answers
+        to a HANDSHAKE for the content, into unfound.csv."""
+        try:
+            r = node.call("local_request_content_info", {"content_hash": f["content_id"]}, timeout=60)
+        except (OSError, ValueError):
+            return
+        peers = r.get("peers", [])
+        seeders = [self.nodes[1 + s] for s in f["seeders"]]
+        answers = {}
+        for addr in peers:
+            k = peerwire.handshake_answer(addr, f["content_id"])
+            answers[k] = answers.get(k, 0) + 1
+        self.unfound_csv([f"{self.now():.1f}", node.name, os.path.basename(f["path"]), len(peers),
+                          sum(s.listen in peers for s in seeders),
+                          " ".join(f"{k}:{v}" for k, v in sorted(answers.items())),
+                          sum(s.up.is_set() for s in seeders)])
 
     def cancel(self, node, f):
         try:
@@ -632,18 +655,20 @@ class Soak:
             self.restarts.append(r)
 
     def restart(self, n, life, active, down, t_kill):
-        if self.stop.wait(down):
-            return  # the run is over: it stays down
+        if self.stop.wait(down):  # the run is over: it stays down
+            self.kills_csv([f"{t_kill:.1f}", n.name, n.role, life, active, f"{down:.1f}", "no (run over)"])
+            return
         ok = False
         for attempt in range(5):  # the port may still be held for a moment
             if self.stop.is_set():
-                return
+                break
             if n.start(self.now()):
+                self.lives_csv([f"{self.now():.1f}", n.name, n.role, n.life, n.proc.pid])
                 ok = True
                 break
             time.sleep(2)
         self.kills_csv([f"{t_kill:.1f}", n.name, n.role, life, active, f"{down:.1f}", ok])
-        if not ok:
+        if not ok and not self.stop.is_set():
             self.c.event(f"RESTART FAILED: {n.name} did not start again after its kill at t={t_kill:.0f} s")
 
     # ------------------------------------------------------------------------- sampling
@@ -654,6 +679,7 @@ class Soak:
             t = self.now()
             if census_at is not None and t >= census_at:  # the sockets when the baseline starts
                 self.census["baseline"] = socket_census(self.nodes)
+                self.census["baseline_t"] = round(t)
                 census_at = None
             load = os.getloadavg()[0]
             for n in self.nodes:
@@ -679,7 +705,7 @@ class Soak:
         self.start_helpers()
         self.t0 = time.monotonic()  # the measured run starts now
         for n in self.nodes:
-            n.life_started = [0.0]
+            self.lives_csv(["0.0", n.name, n.role, n.life, n.proc.pid])
         threads = [threading.Thread(target=self.sampler, daemon=True),
                    threading.Thread(target=self.churn, daemon=True)]
         for n in self.nodes:
@@ -736,13 +762,13 @@ class Soak:
         for r in self.restarts:  # a restart under way finishes (or gives up) first
             r.join()
         unclean = []
-        for n in self.nodes:
-            if n.proc and n.proc.poll() is None:
-                n.up.clear()
-                n.proc.terminate()
-        for n in self.nodes:
-            if not n.proc:
-                continue
+        # Nodes the churn killed last and the end of the run left down are not judged here.
+        running = [n for n in self.nodes if n.proc and n.proc.poll() is None]
+        self.down_at_end = [n.name for n in self.nodes if n not in running]
+        for n in running:
+            n.up.clear()
+            n.proc.terminate()
+        for n in running:
             try:
                 code = n.proc.wait(10)
                 if code != 0:
@@ -770,25 +796,49 @@ def disk_usage(path):
 
 def windows(a, duration):
     """(warm-up, window): growth compares the median over [warm-up, warm-up + window) of a
-    life with the median over the run's last window."""
-    warm = a.warmup if a.warmup is not None else min(300.0, duration / 4)
+    life with the median over the run's last window. The default warm-up, a third of the run
+    and at most 600 s, comes from the first full run (60 nodes): the nodes' connections and
+    memory rose for about 10 minutes, while the swarm filled up, and were flat after that;
+    a process restarted into the running network took about 8 minutes to level off."""
+    warm = a.warmup if a.warmup is not None else min(600.0, duration / 3)
     return warm, min(120.0, (duration - warm) / 3)
 
 
-def growth_table(a, soak, duration):
-    """Per node: baseline and end medians of rss/fds/threads in its last life, and growth."""
+def read_lives(out):
+    """{node: (role, [start of life 1, start of life 2, ...])} from OUT/lives.csv, written as
+    each process reports ready (life 1 starts at 0: the measured run starts once all are up).
+    Without that file (an output of an older harness), from samples.csv: a life starts at its
+    first sample, up to one sampling period late."""
+    lives = {}
+    path = os.path.join(out, "lives.csv")
+    if os.path.exists(path):
+        with open(path) as f:
+            for r in csv.DictReader(f):
+                lives.setdefault(r["node"], (r["role"], []))[1].append(max(0.0, float(r["t"])))
+        return lives
+    with open(os.path.join(out, "samples.csv")) as f:
+        for r in csv.DictReader(f):
+            role, starts = lives.setdefault(r["node"], (r["role"], []))
+            while len(starts) < int(r["life"]):
+                starts.append(0.0 if not starts else float(r["t"]))
+    return lives
+
+
+def growth_table(a, out, duration):
+    """Per node: baseline and end medians of each sampled figure in its last life, and growth."""
     warm, win = windows(a, duration)
     rows = {}
-    with open(os.path.join(a.out, "samples.csv")) as f:
+    with open(os.path.join(out, "samples.csv")) as f:
         for r in csv.DictReader(f):
             rows.setdefault(r["node"], []).append(r)
     table = []
-    for n in soak.nodes:
-        samples = rows.get(n.name, [])
-        last = [r for r in samples if int(r["life"]) == n.life]
-        start = n.life_started[-1] if n.life_started else 0.0
+    lives = read_lives(out)
+    for name in sorted(lives, key=lambda x: int(x[1:])):
+        role, starts = lives[name]
+        last = [r for r in rows.get(name, []) if int(r["life"]) == len(starts)]
+        start = starts[-1]
         b0 = max(warm, start + warm)
-        entry = {"node": n.name, "role": n.role, "lives": n.life, "life_start": start, "checked": False}
+        entry = {"node": name, "role": role, "lives": len(starts), "life_start": start, "checked": False}
         base = [r for r in last if b0 <= float(r["t"]) < b0 + win]
         end = [r for r in last if float(r["t"]) >= duration - win]
         if b0 + win <= duration - win and base and end:
@@ -822,6 +872,95 @@ def growth_verdict(a, table):
         if over:
             warns.append(f"{m}: {len(over)} of {len(checked)} nodes above {a.max_growth}%: {', '.join(over)}")
     return fails, warns
+
+
+def resource_report(a, out, duration):
+    """The resource part of the report, from OUT's files only (so that it can be computed
+    again for a finished run with another --warmup: --growth-only). Returns (lines, fails)."""
+    lines = []
+    p = lines.append
+    table, warm, win = growth_table(a, out, duration)
+    checked = [e for e in table if e["checked"]]
+    p(f"resources per node process (samples every {a.sample:g} s in samples.csv): median over "
+      f"[{warm:.0f} s, {warm + win:.0f} s) of its life (after warm-up) vs median over the last {win:.0f} s; "
+      f"a restarted node is compared within its last life only")
+    p(f"  {'node':<5} {'role':<10} {'lives':>5}  {'RSS KiB base -> end':>24} {'growth':>7}  "
+      f"{'FDs':>11} {'growth':>7}  {'threads':>9} {'growth':>7}")
+    for e in table:
+        if not e["checked"]:
+            p(f"  {e['node']:<5} {e['role']:<10} {e['lives']:>5}  (last life began at {e['life_start']:.0f} s: "
+              f"too short to compare)")
+            continue
+        cells = []
+        for m, wd in (("rss_kb", 24), ("fds", 11), ("threads", 9)):
+            b, v, g = e[m]
+            flag = "!" if g > a.max_growth else " "
+            cells.append(f"{f'{b:.0f} -> {v:.0f}':>{wd}} {g:+6.1f}%{flag}")
+        p(f"  {e['node']:<5} {e['role']:<10} {e['lives']:>5}  " + "  ".join(cells))
+    if checked:
+        p(f"  over the {len(checked)} nodes compared ({len(table) - len(checked)} lived too briefly at the end):")
+        for m in ("rss_kb", "fds", "threads"):
+            b = [e[m][0] for e in checked]
+            v = [e[m][1] for e in checked]
+            g = [e[m][2] for e in checked]
+            p(f"    {m:<8} base median {statistics.median(b):.0f} (max {max(b):.0f}), end median "
+              f"{statistics.median(v):.0f} (max {max(v):.0f}); growth median {statistics.median(g):+.1f}%, "
+              f"max {max(g):+.1f}%, min {min(g):+.1f}%")
+        # Where the file descriptors are: absolute figures (a kind may start at 0).
+        kinds = [(m, sum(e[m][0] for e in checked), sum(e[m][1] for e in checked))
+                 for m in ("fd_sockets", "fd_files", "fd_deleted", "fd_other")]
+        p("    FDs by kind, summed over these nodes, base -> end: "
+          + ", ".join(f"{m[3:]} {b:.0f} -> {v:.0f}" for m, b, v in kinds))
+    lines += over_time(out, table, duration, win)
+    try:
+        with open(os.path.join(out, "sockets.json")) as f:
+            census = json.load(f)
+    except (OSError, ValueError):
+        census = {}
+    if census.get("baseline") and census.get("end"):
+        # Over the nodes never killed: the same processes at both times.
+        names = {e["node"] for e in checked if e["lives"] == 1}
+        tot = {}
+        for when in ("baseline", "end"):
+            for node, counts in census[when].items():
+                if node in names:
+                    for k, v in counts.items():
+                        tot.setdefault(k, [0, 0])[when == "end"] += v
+        p(f"  sockets by kind, summed over the {len(names)} nodes never killed, at t={census.get('baseline_t', '?')} s "
+          f"-> at the end (sockets.json): " + ", ".join(f"{k} {b} -> {e}" for k, (b, e) in sorted(tot.items())))
+    gfails, gwarns = growth_verdict(a, table)
+    for wn in gwarns:
+        p(f"  warning: {wn}")
+    return lines, gfails
+
+
+def over_time(out, table, duration, step):
+    """A leak grows all along; a ramp-up levels off. So: per STEP seconds of the run, the
+    median over the downloaders never killed of their figures (each node's median in the
+    step), node 0's, and the load average."""
+    never = {e["node"] for e in table if e["lives"] == 1 and e["role"] == "downloader"}
+    steps = {}
+    with open(os.path.join(out, "samples.csv")) as f:
+        for r in csv.DictReader(f):
+            if r["node"] in never or r["node"] == "n0":
+                steps.setdefault(int(float(r["t"]) // step), []).append(r)
+    lines = [f"  over time, per {step:.0f} s: median over the {len(never)} downloaders never killed | node 0 | load"]
+    lines.append(f"    {'t (s)':>11}  {'RSS KiB':>8} {'FDs':>4} {'sockets':>7} {'files':>5} |"
+                 f" {'RSS KiB':>8} {'FDs':>4} | {'load':>5}")
+    for k in sorted(steps):
+        per = {}
+        for r in steps[k]:
+            per.setdefault(r["node"], []).append(r)
+        med = lambda m, names: statistics.median(statistics.median(float(r[m]) for r in per[n]) for n in names)
+        dl = [n for n in per if n in never]
+        if not dl:
+            continue
+        n0 = (f"{med('rss_kb', ['n0']):>8.0f} {med('fds', ['n0']):>4.0f}" if "n0" in per else f"{'-':>8} {'-':>4}")
+        load = statistics.median(float(r["loadavg1"]) for r in steps[k])
+        lines.append(f"    {k * step:>5.0f}-{min(duration, (k + 1) * step):<5.0f}  {med('rss_kb', dl):>8.0f} "
+                     f"{med('fds', dl):>4.0f} {med('fd_sockets', dl):>7.0f} {med('fd_files', dl):>5.0f} | {n0} | "
+                     f"{load:>5.1f}")
+    return lines
 
 
 def report(a, soak, unclean):
@@ -886,56 +1025,12 @@ def report(a, soak, unclean):
                 if "panicked" in line:
                     panics.append(f"{n.name}: {line.strip()[:200]}")
     p(f"panics: {len(panics)}" + "".join(f"\n  {x}" for x in panics[:20]))
-    p(f"clean stop on SIGTERM: {'all nodes' if not unclean else '; '.join(unclean)}")
+    down = f" ({', '.join(soak.down_at_end)} down at the end: killed by the churn)" if soak.down_at_end else ""
+    p(f"clean stop on SIGTERM: {'all running nodes' if not unclean else '; '.join(unclean)}{down}")
 
-    table, warm, win = growth_table(a, soak, duration)
-    checked = [e for e in table if e["checked"]]
     p("")
-    p(f"resources per node process (samples every {a.sample:g} s in samples.csv): median over "
-      f"[{warm:.0f} s, {warm + win:.0f} s) of its life (after warm-up) vs median over the last {win:.0f} s; "
-      f"a restarted node is compared within its last life only")
-    p(f"  {'node':<5} {'role':<10} {'lives':>5}  {'RSS KiB base -> end':>24} {'growth':>7}  "
-      f"{'FDs':>11} {'growth':>7}  {'threads':>9} {'growth':>7}")
-    for e in table:
-        if not e["checked"]:
-            p(f"  {e['node']:<5} {e['role']:<10} {e['lives']:>5}  (last life began at {e['life_start']:.0f} s: "
-              f"too short to compare)")
-            continue
-        cells = []
-        for m, wd in (("rss_kb", 24), ("fds", 11), ("threads", 9)):
-            b, v, g = e[m]
-            flag = "!" if g > a.max_growth else " "
-            cells.append(f"{f'{b:.0f} -> {v:.0f}':>{wd}} {g:+6.1f}%{flag}")
-        p(f"  {e['node']:<5} {e['role']:<10} {e['lives']:>5}  " + "  ".join(cells))
-    if checked:
-        p(f"  over the {len(checked)} nodes compared ({len(table) - len(checked)} lived too briefly at the end):")
-        for m in ("rss_kb", "fds", "threads"):
-            b = [e[m][0] for e in checked]
-            v = [e[m][1] for e in checked]
-            g = [e[m][2] for e in checked]
-            p(f"    {m:<8} base median {statistics.median(b):.0f} (max {max(b):.0f}), end median "
-              f"{statistics.median(v):.0f} (max {max(v):.0f}); growth median {statistics.median(g):+.1f}%, "
-              f"max {max(g):+.1f}%, min {min(g):+.1f}%")
-        # Where the file descriptors are: absolute figures (a kind may start at 0).
-        kinds = [(m, sum(e[m][0] for e in checked), sum(e[m][1] for e in checked))
-                 for m in ("fd_sockets", "fd_files", "fd_deleted", "fd_other")]
-        p("    FDs by kind, summed over these nodes, base -> end: "
-          + ", ".join(f"{m[3:]} {b:.0f} -> {v:.0f}" for m, b, v in kinds))
-    if soak.census.get("baseline") and soak.census.get("end"):
-        # Over the nodes never killed: the same processes at both times.
-        names = {e["node"] for e in checked if e["lives"] == 1}
-        tot = {}
-        for when in ("baseline", "end"):
-            for node, counts in soak.census[when].items():
-                if node in names:
-                    for k, v in counts.items():
-                        tot.setdefault(k, [0, 0])[when == "end"] += v
-        p(f"    sockets by kind, summed over the {len(names)} of them never killed, at the baseline's start -> "
-          f"at the end (sockets.json): "
-          + ", ".join(f"{k} {b} -> {e}" for k, (b, e) in sorted(tot.items())))
-    gfails, gwarns = growth_verdict(a, table)
-    for wn in gwarns:
-        p(f"  warning: {wn}")
+    rlines, gfails = resource_report(a, a.out, duration)
+    lines += rlines
 
     why = []
     if panics:
@@ -959,7 +1054,7 @@ def main():
     ap.add_argument("--nodes", type=int, default=60)
     ap.add_argument("--minutes", type=float, default=30)
     ap.add_argument("--warmup", type=float, default=None,
-                    help="seconds before resources are compared (default: a quarter of the run, at most 300)")
+                    help="seconds before resources are compared (default: a third of the run, at most 600)")
     ap.add_argument("--seeders", type=int, default=8)
     ap.add_argument("--files", type=int, default=12)
     ap.add_argument("--copies", type=int, default=3, help="seeders sharing each file")
@@ -985,7 +1080,14 @@ def main():
     ap.add_argument("--out", default=None, help="output folder (default target/soak/<date-time>)")
     ap.add_argument("--work", default=None, help="work folder for data dirs and files (default: a new one in /tmp)")
     ap.add_argument("--keep-work", action="store_true", help="do not delete the work folder at the end")
+    ap.add_argument("--growth-only", metavar="OUT",
+                    help="run nothing: compute the resource part of the report again from the files of a "
+                         "finished run in OUT (with this --warmup, --minutes and --max-growth)")
     a = ap.parse_args()
+    if a.growth_only:
+        lines, fails = resource_report(a, a.growth_only, a.minutes * 60)
+        print("\n".join(lines + ["", "growth: " + ("within the limit" if not fails else "; ".join(fails))]))
+        sys.exit(1 if fails else 0)
     if a.nodes < a.seeders + 2:
         raise SystemExit("--nodes must leave room for node 0, the seeders and a downloader")
     if not os.path.exists(BIN):
