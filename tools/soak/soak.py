@@ -117,7 +117,7 @@ class Node:
 
     def start(self, t_run, timeout=60):
         cmd = [BIN, "run", "--data-dir", self.data_dir, "--bind", "127.0.0.1", "--port", str(self.port),
-               "--api-port", str(self.api_port), "-q"] + self.extra
+               "--api-port", str(self.api_port)] + self.extra
         if self.bootstrap:
             cmd += ["--bootstrap", self.bootstrap]
         with open(self.log_path, "ab") as f:  # one log per node, every life appended
@@ -378,7 +378,8 @@ class Soak:
         ports = free_ports(2 * a.nodes, taken)
         for i in range(a.nodes):
             role = "bootstrap" if i == 0 else "seeder" if i <= a.seeders else "downloader"
-            extra = ["--down-limit", a.down_limit] if role == "downloader" else []
+            extra = {"quiet": ["-q"], "normal": [], "debug": ["-v"]}[a.node_log]
+            extra += ["--down-limit", a.down_limit] if role == "downloader" else []
             self.nodes.append(Node(i, role, os.path.join(a.work, "nodes", f"n{i}"),
                                    os.path.join(a.out, "logs", f"n{i}.stderr.log"), ports[2 * i], ports[2 * i + 1],
                                    None if i == 0 else f"127.0.0.1:{ports[0]}", extra))
@@ -1076,6 +1077,9 @@ def main():
     ap.add_argument("--disk-budget-gib", type=float, default=4.0,
                     help="most GiB the downloads may hold at once (kept copies and downloads in progress)")
     ap.add_argument("--min-free-gib", type=float, default=5.0, help="never start a download below this free space")
+    ap.add_argument("--node-log", choices=["quiet", "normal", "debug"], default="quiet",
+                    help="the nodes' log level: -q (warnings and errors, default), the default, or -v (debug; "
+                         "large: for a short run that looks into a failure)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=None, help="output folder (default target/soak/<date-time>)")
     ap.add_argument("--work", default=None, help="work folder for data dirs and files (default: a new one in /tmp)")
