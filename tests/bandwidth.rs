@@ -170,3 +170,54 @@ fn two_transfers_share_a_limit_evenly() {
     assert_eq!(ha.join().unwrap()["status"], "success");
     assert_eq!(hb.join().unwrap()["status"], "success");
 }
+
+/// Limits as people write them (case-insensitive units, bit rates), shown as understood, and
+/// kept: a limit set live is written to the data dir at once (it survives even SIGKILL) and is
+/// the one a restarted node has; one given on the command line replaces only that limit.
+#[test]
+fn limits_are_understood_as_written_and_kept_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n");
+    let mut n = Node::start(&data, &["--up-limit", "40mbit"]);
+    assert_eq!(n.status()["bandwidth"]["limits"]["up"], 5_000_000);
+    let out = std::process::Command::new(common::bin())
+        .args(["limit", "--api", &n.api.to_string()])
+        .args([
+            "--down",
+            "5mb",
+            "--peer-up",
+            "2M",
+            "--transfer-down",
+            "8Mbps",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("download 5.0 MB/s (5000000 bytes/s)") && text.contains("kept"),
+        "{text}"
+    );
+    let limits = |n: &Node| n.status()["bandwidth"]["limits"].clone();
+    let want = json!({"up": 5_000_000, "down": 5_000_000, "transfer_up": 0,
+        "transfer_down": 1_000_000, "peer_up": 2_000_000, "peer_down": 0});
+    assert_eq!(limits(&n), want);
+    // Saved without waiting for a clean stop: SIGKILL once the state file has them.
+    let state = data.join("state.json");
+    assert!(common::wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&state).is_ok_and(|t| t.contains("\"peer_up\": 2000000"))
+    }));
+    n.kill();
+    let mut n = Node::start(&data, &[]);
+    assert_eq!(limits(&n), want, "after a restart");
+    n.terminate();
+    // A flag replaces its own limit only.
+    let n = Node::start(&data, &["--down-limit", "0"]);
+    let mut want = want;
+    want["down"] = json!(0);
+    assert_eq!(limits(&n), want, "after a restart with --down-limit 0");
+}

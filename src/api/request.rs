@@ -12,14 +12,7 @@ use crate::id::Id;
 use crate::ledger::{Metadata, Mnemonic};
 
 /// The fields of `set_limits`, in the order of [`ApiRequest::SetLimits`]'s `changes`.
-pub const LIMIT_FIELDS: [&str; 6] = [
-    "up",
-    "down",
-    "transfer_up",
-    "transfer_down",
-    "peer_up",
-    "peer_down",
-];
+pub const LIMIT_FIELDS: [&str; 6] = crate::limits::Limits::FIELDS;
 
 /// The `content_hash` value that asks for every piece of content the network knows about.
 pub const ALL_AVAILABLE_CONTENT: &str = "all_available_content";

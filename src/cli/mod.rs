@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a node in the foreground (Ctrl-C stops it cleanly).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Announce that this node provides a content ID.
     Announce {
         /// The content ID (64 hex characters).
@@ -73,8 +73,8 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Change bandwidth limits of the running node (e.g. --up 5MB/s; 0: unlimited); with no
-    /// option, show them
+    /// Change bandwidth limits of the running node (e.g. --up 5MB/s, --down 40mbit; 0:
+    /// unlimited; kept across restarts); with no option, show them
     Limit {
         /// Upload limit of the node
         #[arg(long, value_parser = parse_rate_arg)]
@@ -155,7 +155,7 @@ pub struct ApiArgs {
 /// Runs the command line; returns the process exit code.
 pub fn main_with(cli: Cli) -> i32 {
     match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Limit {
             up,
             down,
@@ -179,9 +179,9 @@ pub fn main_with(cli: Cli) -> i32 {
             } else {
                 call(&api, "set_limits", Value::Object(payload), |v| {
                     let l = &v["limits"];
-                    let r = |x: &Value| crate::limits::format_rate(x.as_u64().unwrap_or(0));
+                    let r = |x: &Value| crate::limits::describe_rate(x.as_u64().unwrap_or(0));
                     format!(
-                        "limits set: upload {} (each transfer {}, each peer {}), download {} (each transfer {}, each peer {})",
+                        "limits set (kept across restarts): upload {} (each transfer {}, each peer {}), download {} (each transfer {}, each peer {})",
                         r(&l["up"]), r(&l["transfer_up"]), r(&l["peer_up"]),
                         r(&l["down"]), r(&l["transfer_down"]), r(&l["peer_down"])
                     )

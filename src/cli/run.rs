@@ -91,24 +91,26 @@ pub struct RunArgs {
     /// The NAT-PMP mapping lifetime to ask for (tests use a short one to see renewals)
     #[arg(long, value_parser = parse_duration, default_value = "7200s", hide = true)]
     pub nat_pmp_lifetime: Duration,
-    /// Upload limit of the whole node, e.g. 10MB/s, 5MiB/s (0: unlimited)
-    #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
-    pub up_limit: u64,
+    /// Upload limit of the whole node, e.g. 10MB/s, 5mb, 40mbit, 5MiB/s (0: unlimited;
+    /// units case-insensitive, bits as `bit` or `bps`). A limit not given is the one the node
+    /// last had (set with `peershare limit`, kept in the data dir), or unlimited
+    #[arg(long, value_parser = parse_rate_arg)]
+    pub up_limit: Option<u64>,
     /// Download limit of the whole node (0: unlimited)
-    #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
-    pub down_limit: u64,
+    #[arg(long, value_parser = parse_rate_arg)]
+    pub down_limit: Option<u64>,
     /// Upload limit of each transfer (0: unlimited)
-    #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
-    pub transfer_up_limit: u64,
+    #[arg(long, value_parser = parse_rate_arg)]
+    pub transfer_up_limit: Option<u64>,
     /// Download limit of each transfer (0: unlimited)
-    #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
-    pub transfer_down_limit: u64,
+    #[arg(long, value_parser = parse_rate_arg)]
+    pub transfer_down_limit: Option<u64>,
     /// Upload limit of each peer connection (0: unlimited)
-    #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
-    pub peer_up_limit: u64,
+    #[arg(long, value_parser = parse_rate_arg)]
+    pub peer_up_limit: Option<u64>,
     /// Download limit of each peer connection (0: unlimited)
-    #[arg(long, value_parser = parse_rate_arg, default_value = "0")]
-    pub peer_down_limit: u64,
+    #[arg(long, value_parser = parse_rate_arg)]
+    pub peer_down_limit: Option<u64>,
     /// Announce every chunk of a complete file at once (a full BITFIELD) instead of
     /// super-seeding: offering a few chunks at a time, those the swarm lacks first
     #[arg(long)]
@@ -140,14 +142,14 @@ impl RunArgs {
         c.nat.enabled = !self.no_nat;
         c.nat.port_mapping = !self.no_nat_pmp;
         c.nat.mapping_lifetime = self.nat_pmp_lifetime;
-        c.limits = crate::limits::Limits {
-            up: self.up_limit,
-            down: self.down_limit,
-            transfer_up: self.transfer_up_limit,
-            transfer_down: self.transfer_down_limit,
-            peer_up: self.peer_up_limit,
-            peer_down: self.peer_down_limit,
-        };
+        c.limits = [
+            self.up_limit,
+            self.down_limit,
+            self.transfer_up_limit,
+            self.transfer_down_limit,
+            self.peer_up_limit,
+            self.peer_down_limit,
+        ];
         c
     }
 }

@@ -513,6 +513,20 @@ mod tests {
         assert!(parse_rate("MB").is_err());
         assert!(parse_rate("-5MB").is_err());
         assert!(parse_rate("1e30").is_err());
+        // As people write them: any case, K/M/G alone, bits.
+        assert_eq!(parse_rate("5mb").unwrap(), 5_000_000);
+        assert_eq!(parse_rate("5M").unwrap(), 5_000_000);
+        assert_eq!(parse_rate("5 mib/s").unwrap(), 5 * 1024 * 1024);
+        assert_eq!(parse_rate("500k").unwrap(), 500_000);
+        assert_eq!(parse_rate("40mbit").unwrap(), 5_000_000);
+        assert_eq!(parse_rate("40 Mbit/s").unwrap(), 5_000_000);
+        assert_eq!(parse_rate("40Mbps").unwrap(), 5_000_000);
+        assert_eq!(parse_rate("8kbps").unwrap(), 1000);
+        assert_eq!(parse_rate("1Gbit").unwrap(), 125_000_000);
+        assert_eq!(parse_rate("10MBps").unwrap(), 10_000_000);
+        assert_eq!(parse_rate("1000b").unwrap(), 1000);
+        assert!(parse_rate("5 mibibytes").is_err());
+        assert!(parse_rate("5xb").is_err());
     }
 
     /// Over any window, a bucket lets through at most rate * window + burst.

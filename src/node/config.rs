@@ -32,8 +32,9 @@ pub struct NodeConfig {
     pub api_request_timeout: Duration,
     /// Print every datagram and frame, decoded, one line each (`--trace`).
     pub trace: bool,
-    /// Bandwidth limits at start (changeable through the API).
-    pub limits: crate::limits::Limits,
+    /// Bandwidth limits given at start (`--up-limit` ...): each replaces the one kept from
+    /// the last run; the others are as the node last had them (set through the API).
+    pub limits: crate::limits::LimitChanges,
     /// Nodes to contact at start.
     pub bootstrap: Vec<String>,
     /// DHT tunables.
@@ -68,7 +69,7 @@ impl NodeConfig {
             api_token: None,
             api_request_timeout: Duration::from_secs(30),
             trace: false,
-            limits: crate::limits::Limits::default(),
+            limits: [None; 6],
             bootstrap: Vec::new(),
             dht: DhtConfig::default(),
             nat: crate::nat::NatConfig::default(),

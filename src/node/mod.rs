@@ -14,6 +14,7 @@ use mio::{Poll, Waker};
 
 use crate::dht::Dht;
 use crate::id::Id;
+use crate::limits::{LimitChanges, Limits};
 use crate::net::emulate::SendEmulator;
 use crate::net::reactor::{Reactor, ReactorParts};
 use crate::net::shared::Shared;
@@ -169,7 +170,8 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         now,
     );
     let advertised = socket::advertised_addr(local);
-    let core = NodeCore::new(dht, library, nat, local, advertised, cfg.limits, now);
+    let limits = start_limits(saved.limits, &cfg.limits);
+    let core = NodeCore::new(dht, library, nat, local, advertised, limits, now);
     let shared = Arc::new(Shared::new(
         core.status_view(now, IoStatus::default()),
         api_addr,
@@ -191,7 +193,7 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
         api_request_timeout: cfg.api_request_timeout,
         ledger,
         trace: cfg.trace,
-        limits: cfg.limits,
+        limits,
     })
     .map_err(io_err("register sockets"))?;
 
@@ -200,6 +202,28 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
     reactor.run().map_err(io_err("event loop"))?;
     log::info!("node stopped; state saved in {}", cfg.data_dir.display());
     Ok(())
+}
+
+/// The limits to start with: those kept from the last run (set live through the API), each
+/// replaced by the one given on the command line, if any. Logged when any applies, with what
+/// was understood (`40mbit` is 5.0 MB/s).
+fn start_limits(saved: Option<Limits>, given: &LimitChanges) -> Limits {
+    let mut limits = saved.unwrap_or_default();
+    limits.apply(given);
+    if limits != Limits::default() {
+        let kept = saved.is_some_and(|s| s != Limits::default());
+        log::info!(
+            "bandwidth limits: {}{}",
+            limits.describe(),
+            if kept {
+                " (those not given on the command line are kept from the last run; \
+                 `peershare limit` changes them)"
+            } else {
+                ""
+            }
+        );
+    }
+    limits
 }
 
 fn announce_banner(id: Id, local: SocketAddr, api: SocketAddr, cfg: &NodeConfig) {

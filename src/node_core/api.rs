@@ -145,20 +145,8 @@ pub fn execute(req: &ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Out
         ))),
         ApiRequest::SetLimits { changes } => {
             let l = &mut *ctx.limits;
-            let slots = [
-                &mut l.up,
-                &mut l.down,
-                &mut l.transfer_up,
-                &mut l.transfer_down,
-                &mut l.peer_up,
-                &mut l.peer_down,
-            ];
-            for (slot, change) in slots.into_iter().zip(changes) {
-                if let Some(v) = change {
-                    *slot = *v;
-                }
-            }
-            log::info!("bandwidth limits now {l:?}");
+            l.apply(changes);
+            log::info!("bandwidth limits now: {}", l.describe());
             Outcome::Limits(reply::success(fields(json!({
                 "message": "limits set",
                 "limits": limits_json(l),

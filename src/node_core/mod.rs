@@ -297,6 +297,10 @@ impl NodeCore {
             api::Outcome::Deferred => {}
             api::Outcome::Limits(bytes) => {
                 self.out.push_back(Output::Limits(self.limits));
+                // Saved at once: limits set live hold across a restart.
+                let st = self.state_snapshot();
+                self.out
+                    .push_back(Output::Storage(StorageJob::SaveState(st)));
                 self.out.push_back(Output::Reply { to, bytes });
             }
             api::Outcome::Ledger { known } => self.out.push_back(Output::Ledger { to, req, known }),
@@ -441,6 +445,7 @@ impl NodeCore {
             node_id: Some(self.dht.id()),
             contacts: self.dht.routing_table().iter().map(|e| e.contact).collect(),
             provided: self.dht.provided_keys(),
+            limits: Some(self.limits),
         }
     }
 

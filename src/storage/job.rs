@@ -15,6 +15,7 @@ use crate::bitset::BitSet;
 use crate::conn::ConnId;
 use crate::content::manifest::Manifest;
 use crate::id::Id;
+use crate::limits::Limits;
 use crate::proto::dht::Contact;
 
 /// What the file side is asked to do.
@@ -288,6 +289,8 @@ pub struct NodeState {
     pub contacts: Vec<Contact>,
     /// Keys this node announces.
     pub provided: Vec<Id>,
+    /// The bandwidth limits in force (None in a state file from before they were kept).
+    pub limits: Option<Limits>,
 }
 
 /// What the data dir holds at start: the shares, and the downloads to resume.

@@ -1,5 +1,5 @@
-//! What a node keeps across restarts: its ID, its routing table contacts and the keys it
-//! provides, in `state.json` in the data dir, written atomically (temp file, fsync, rename)
+//! What a node keeps across restarts: its ID, its routing table contacts, the keys it
+//! provides and its bandwidth limits, in `state.json` in the data dir, written atomically (temp file, fsync, rename)
 //! so a crash mid-write leaves the previous state intact.
 
 use std::fs::{self, File};
@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::id::Id;
+use crate::limits::Limits;
 use crate::proto::dht::Contact;
 
 const STATE_FILE: &str = "state.json";
@@ -27,6 +28,9 @@ struct OnDisk {
     contacts: Vec<ContactOnDisk>,
     #[serde(default)]
     provided: Vec<String>,
+    /// Kept as raw JSON so that a bad limits object costs only the limits, not the identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limits: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -150,10 +154,15 @@ pub fn parse(text: &str) -> Result<NodeState, String> {
         .iter()
         .filter_map(|h| Id::from_hex(h).ok())
         .collect();
+    // Bad limits are dropped (the node then runs unlimited unless told otherwise).
+    let limits = d
+        .limits
+        .and_then(|v| serde_json::from_value::<Limits>(v).ok());
     Ok(NodeState {
         node_id: Some(node_id),
         contacts,
         provided,
+        limits,
     })
 }
 
@@ -175,6 +184,7 @@ pub fn encode(state: &NodeState) -> Result<Option<Vec<u8>>, serde_json::Error> {
             })
             .collect(),
         provided: state.provided.iter().map(Id::to_hex).collect(),
+        limits: state.limits.and_then(|l| serde_json::to_value(l).ok()),
     };
     serde_json::to_vec_pretty(&d).map(Some)
 }
@@ -218,6 +228,11 @@ mod tests {
                 addr: "[2001:db8::1]:8001".parse().unwrap(),
             }],
             provided: vec![Id([7; 32])],
+            limits: Some(Limits {
+                up: 5_000_000,
+                peer_down: 1000,
+                ..Limits::default()
+            }),
         };
         save(dir.path(), &s).unwrap();
         assert_eq!(load(dir.path()).unwrap(), s);
@@ -232,6 +247,11 @@ mod tests {
             "contacts":[{"id":"zz","addr":"1.2.3.4:5"},{"id":"0606060606060606060606060606060606060606060606060606060606060606","addr":"1.2.3.4:5"}]}"#;
         let s = parse(text).unwrap();
         assert_eq!(s.contacts.len(), 1);
+        assert_eq!(s.limits, None, "a file from before limits were kept");
+        // A bad limits object costs the limits only, not the identity.
+        let text = text.replace("]}", r#"],"limits":{"up":"fast"}}"#);
+        let s = parse(&text).unwrap();
+        assert_eq!((s.node_id, s.limits), (Some(Id([5; 32])), None));
     }
 
     #[test]
