@@ -63,6 +63,29 @@ impl Dht {
 
     // ----- answers to our requests ---------------------------------------------------
 
+    /// The sender of a valid answer from `from` is alive there: it enters or refreshes the
+    /// routing table (spec section 6, rule 4), unless it says it is not reachable.
+    fn learn_answerer(&mut self, now: Instant, from: SocketAddr, dg: &Datagram) {
+        if dg.flags & FLAG_NOT_REACHABLE != 0 {
+            return;
+        }
+        let c = Contact {
+            id: dg.sender,
+            addr: from,
+        };
+        match self.routing.insert(c, now) {
+            InsertResult::Inserted => self.on_contact_added(now),
+            InsertResult::PingOldest { ping } => self.send_request(
+                now,
+                ping.addr,
+                Some(ping.id),
+                Message::Ping,
+                Purpose::EvictionPing,
+            ),
+            _ => {}
+        }
+    }
+
     pub(super) fn handle_response(&mut self, now: Instant, from: SocketAddr, dg: Datagram) {
         let Some(out) = self.requests.get(&dg.txid) else {
             // Not ours: maybe the NAT layer's (its own transactions), which checks it.
@@ -79,12 +102,29 @@ impl Dht {
             _ => msg_type::ACK,
         };
         let t = dg.msg.type_byte();
-        if out.to != from
-            || (t != expected && t != msg_type::ERROR)
-            || out.node.is_some_and(|n| n != dg.sender)
-        {
-            // Wrong source, wrong type, or another node now answers at that address: not
-            // an answer to our request. The request will time out normally.
+        let answers = out.to == from && (t == expected || t == msg_type::ERROR);
+        if answers && out.node.is_some_and(|n| n != dg.sender) {
+            // Another node answers at that address with our txid: the one we asked for is
+            // no longer there (it restarted with a new ID). It leaves the table now rather
+            // than after three failures, and the answerer, proven at that address, may take
+            // its place (spec section 6, rule 5). The request failed for its purpose.
+            let Some(out) = self.requests.remove(&dg.txid) else {
+                return;
+            };
+            let old = out.node;
+            // As if it had not answered (an eviction PING then lets the newcomer in) ...
+            self.on_request_failed(now, out, true);
+            // ... but gone at once, not after three failures.
+            if let Some(old) = old {
+                log::debug!("dht: {from} now answers as {}, not {old}", dg.sender);
+                self.routing.remove(&old);
+            }
+            self.learn_answerer(now, from, &dg);
+            return;
+        }
+        if !answers || out.node.is_some_and(|n| n != dg.sender) {
+            // Wrong source or wrong type: not an answer to our request. The request will
+            // time out normally.
             self.stats.unexpected_responses += 1;
             log::debug!(
                 "dht: ignored {} from {from}: does not match request {:016x}",
@@ -99,23 +139,7 @@ impl Dht {
         if let Purpose::Verify = out.purpose {
             self.verifying.remove(&out.to);
         }
-        if dg.flags & FLAG_NOT_REACHABLE == 0 {
-            let c = Contact {
-                id: dg.sender,
-                addr: from,
-            };
-            match self.routing.insert(c, now) {
-                InsertResult::Inserted => self.on_contact_added(now),
-                InsertResult::PingOldest { ping } => self.send_request(
-                    now,
-                    ping.addr,
-                    Some(ping.id),
-                    Message::Ping,
-                    Purpose::EvictionPing,
-                ),
-                _ => {}
-            }
-        }
+        self.learn_answerer(now, from, &dg);
         if let Message::Error { code, text } = &dg.msg {
             log::debug!(
                 "dht: {from} answered {} with error {code}: {text}",

@@ -143,6 +143,9 @@ impl RoutingTable {
             b.entries.push(e);
             return InsertResult::Updated;
         }
+        // One address holds one node: a contact proven at an address replaces any other ID
+        // the table held there (that node restarted with a new ID; spec section 6, rule 5).
+        self.forget_addr(contact.addr, &contact.id);
         if let Err(hit) = self.admits(i, &Origin::of(contact.addr)) {
             return InsertResult::Refused(hit);
         }
@@ -330,6 +333,26 @@ impl RoutingTable {
             }
             self.buckets[i].replacements.retain(|c| c.id != *id);
         }
+    }
+
+    /// Drops every contact and replacement at `addr` whose ID is not `keep`. Returns how
+    /// many entries (not replacements) were dropped.
+    pub fn forget_addr(&mut self, addr: SocketAddr, keep: &Id) -> usize {
+        let mut dropped = 0;
+        for b in &mut self.buckets {
+            let before = b.entries.len();
+            b.entries
+                .retain(|e| e.contact.addr != addr || e.contact.id == *keep);
+            dropped += before - b.entries.len();
+            b.replacements.retain(|c| c.addr != addr || c.id == *keep);
+            // An eviction PING whose head or newcomer just went is moot.
+            if b.pending.is_some_and(|(p, c)| {
+                (c.addr == addr && c.id != *keep) || !b.entries.iter().any(|e| e.contact.id == p)
+            }) {
+                b.pending = None;
+            }
+        }
+        dropped
     }
 
     /// The address quotas this table applies.

@@ -641,7 +641,8 @@ fn made_up_ids_from_one_address_are_bounded_by_its_quota() {
     let mut now = net.now;
     let attacker = |i: u32, one_ip: bool| -> SocketAddr {
         if one_ip {
-            "198.51.100.7:4000".parse().unwrap()
+            // One IP, many ports (one IP and port holds one contact at all: section 6).
+            SocketAddr::from(([198, 51, 100, 7], 4000 + (i % 500) as u16))
         } else {
             SocketAddr::from(([198, 51, 100, (i % 254) as u8 + 1], 4000))
         }
@@ -750,4 +751,79 @@ fn announces_are_held_within_the_quotas_of_their_address() {
     assert_eq!(net.node(0).stats().records_evicted, evicted + 1);
     assert_eq!(net.node(0).provider_records(), 64);
     assert!(net.node(0).store.get(&key, now, 18).contains(&honest));
+}
+
+/// A node that restarts at the same address with a new ID replaces its old contact in
+/// others' tables at once: the first answer from that address in the new name removes the
+/// old name (spec section 6, rule 5), so the dead ID is no longer handed out. Before, both
+/// stayed, and the old one was given to lookups until three failures removed it.
+#[test]
+fn a_node_restarted_with_a_new_id_replaces_its_old_contact() {
+    let mut net = Net::new(20);
+    net.join_all();
+    let old_id = net.node(7).id();
+    let holders: Vec<usize> = (0..20)
+        .filter(|&i| i != 7 && net.node(i).routing_table().get(&old_id).is_some())
+        .collect();
+    assert!(holders.len() >= 5, "old ID known by {holders:?}");
+    // Node 7 restarts with a new ID at the same address and joins again through node 0.
+    let new_id = Id([0x77; 32]);
+    let now = net.now;
+    net.nodes
+        .insert(addr(7), Dht::new(new_id, DhtConfig::default(), 99, now));
+    net.node(7).bootstrap_from(addr(0), now);
+    net.drain();
+    // Every node looks up the old ID: whoever asks node 7's address in the old name gets
+    // an answer in the new one.
+    for &i in &holders {
+        let now = net.now;
+        net.node(i).find_node(old_id, now);
+    }
+    net.advance(Duration::from_secs(5));
+    for i in (0..20).filter(|&i| i != 7) {
+        let rt = net.node(i).routing_table();
+        let at7: Vec<Id> = rt
+            .iter()
+            .filter(|e| e.contact.addr == addr(7))
+            .map(|e| e.contact.id)
+            .collect();
+        assert!(
+            at7.len() <= 1,
+            "node {i} holds {} IDs at one address",
+            at7.len()
+        );
+        assert!(rt.get(&old_id).is_none(), "node {i} still holds the old ID");
+    }
+    let knows_new = (0..20)
+        .filter(|&i| i != 7 && net.node(i).routing_table().get(&new_id).is_some())
+        .count();
+    assert!(knows_new >= 5, "new ID known by {knows_new} nodes");
+}
+
+/// The routing table keeps one node per address: a contact proven at an address takes the
+/// place of another ID held there.
+#[test]
+fn one_address_holds_one_contact() {
+    let me = Id([1; 32]);
+    let mut rt = routing::RoutingTable::new(me, diversity::DiversityLimits::default());
+    let now = Instant::now();
+    let a = addr(3);
+    let first = Contact {
+        id: Id([0x80; 32]),
+        addr: a,
+    };
+    let second = Contact {
+        id: Id([0x40; 32]),
+        addr: a,
+    };
+    assert!(matches!(
+        rt.insert(first, now),
+        routing::InsertResult::Inserted
+    ));
+    assert!(matches!(
+        rt.insert(second, now),
+        routing::InsertResult::Inserted
+    ));
+    assert!(rt.get(&first.id).is_none());
+    assert_eq!(rt.len(), 1);
 }
