@@ -100,6 +100,12 @@ impl Bucket {
         self.tokens
     }
 
+    /// True if the bucket holds its whole burst at `now`: it then limits exactly as a new
+    /// one would, so it can be dropped and made again when needed.
+    pub fn is_full(&mut self, now: Instant) -> bool {
+        self.available(now) >= self.burst
+    }
+
     /// Uses `n` tokens (never below zero).
     pub fn take(&mut self, n: u64) {
         self.tokens = self.tokens.saturating_sub(n);
@@ -381,9 +387,16 @@ impl Bandwidth {
         best
     }
 
-    /// Forgets a closed connection.
-    pub fn forget(&mut self, conn: ConnKey) {
+    /// Forgets a closed connection, and the buckets of transfers that no connection waits
+    /// on and that are full (made again, full, when next needed): without this, a node with
+    /// a per-transfer limit kept two buckets for every content it ever moved.
+    pub fn forget(&mut self, conn: ConnKey, now: Instant) {
         self.peers.remove(&conn);
+        let queues = &self.queues;
+        self.transfers.retain(|id, b| {
+            queues.iter().any(|q| q.conns.contains_key(&Some(*id)))
+                || !b.iter_mut().all(|b| b.is_full(now))
+        });
         for q in &mut self.queues {
             if let Some(content) = q.queued.remove(&conn) {
                 if let Some(list) = q.conns.get_mut(&content) {
@@ -621,6 +634,74 @@ mod tests {
             assert!(p <= 200_000 + MIN_BURST, "{p}");
             assert!(p >= 180_000, "{p}");
         }
+    }
+
+    /// A per-transfer limit keeps buckets only for transfers that moved bytes lately: once
+    /// a transfer's connections are gone and its buckets have refilled, they are dropped.
+    #[test]
+    fn transfer_buckets_do_not_outlive_their_transfers() {
+        let t0 = Instant::now();
+        let mut bw = Bandwidth::new(
+            Limits {
+                transfer_down: 1_000_000,
+                ..Limits::default()
+            },
+            t0,
+        );
+        let mut t = t0;
+        for c in 0..1000usize {
+            let id = Id([
+                (c % 256) as u8,
+                (c / 256) as u8,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+            ]);
+            bw.wait(Dir::Down, c, Some(id));
+            let g = bw.next(Dir::Down, t).expect("a grant");
+            bw.used(Dir::Down, g.conn, Some(id), g.bytes, t);
+            t += Duration::from_millis(10);
+            bw.forget(c, t);
+        }
+        assert!(
+            bw.transfers.len() <= 20,
+            "{} transfers kept",
+            bw.transfers.len()
+        );
+        t += Duration::from_secs(1);
+        bw.forget(usize::MAX, t);
+        assert!(
+            bw.transfers.is_empty(),
+            "{} transfers kept",
+            bw.transfers.len()
+        );
     }
 
     #[test]

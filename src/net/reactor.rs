@@ -412,13 +412,13 @@ impl Reactor {
         let reg = self.poll.registry();
         match io {
             NatIo::HoldForRelay { conn } => {
-                self.bw.forget(conn_key(conn));
+                self.bw.forget(conn_key(conn), now);
                 if let Some(stream) = self.wire_socks.take(conn) {
                     self.relays.hold(reg, conn, stream);
                 }
             }
             NatIo::StartCircuit { opener, joiner } => {
-                self.bw.forget(conn_key(joiner));
+                self.bw.forget(conn_key(joiner), now);
                 let Some(stream) = self.wire_socks.take(joiner) else {
                     self.relays.drop_held(reg, opener);
                     self.core.handle_circuit_closed(now);
@@ -674,10 +674,10 @@ impl Reactor {
             self.core.handle_piece_sent(now, conn);
         }
         if w.failed {
-            self.bw.forget(conn_key(conn));
+            self.bw.forget(conn_key(conn), now);
             self.core.handle_wire_closed(now, conn);
         } else if w.closed {
-            self.bw.forget(conn_key(conn));
+            self.bw.forget(conn_key(conn), now);
         }
         w.exhausted
     }
@@ -685,7 +685,7 @@ impl Reactor {
     /// The connection is gone (closed by the peer, failed): its socket goes, the core is
     /// told.
     fn wire_gone(&mut self, conn: ConnId, now: Instant) {
-        self.bw.forget(conn_key(conn));
+        self.bw.forget(conn_key(conn), now);
         self.wire_socks.remove(self.poll.registry(), conn);
         self.core.handle_wire_closed(now, conn);
     }
