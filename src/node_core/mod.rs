@@ -42,6 +42,8 @@ pub mod api;
 pub mod library;
 pub mod nat;
 pub mod output;
+#[cfg(test)]
+mod tests;
 pub mod view;
 
 use std::collections::{HashMap, VecDeque};
@@ -196,6 +198,10 @@ impl NodeCore {
     /// The connection closed (by the peer, an I/O error, or a failed connect).
     pub fn handle_wire_closed(&mut self, now: Instant, conn: ConnId) {
         self.library.engine.closed(now, conn);
+        // The NAT layer forgets it too: a connect that failed (refused, unreachable) left
+        // its start time behind for good, one entry per failed connect.
+        let (nat, mut p) = self.nat_parts();
+        nat.conn_closed(&mut p, conn);
         self.settle(now);
     }
 

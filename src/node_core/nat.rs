@@ -212,7 +212,12 @@ impl NatGlue {
         }
     }
 
-    /// The engine closed `conn`: stop traversing for it.
+    /// Plain connects under way (their start times, for the set-up figures).
+    pub fn direct_pending(&self) -> usize {
+        self.direct.len()
+    }
+
+    /// The engine closed `conn`, or its socket failed: stop traversing for it.
     pub fn conn_closed(&mut self, p: &mut Parts<'_>, conn: ConnId) {
         self.direct.remove(&conn);
         if self.nat.is_attempting(conn) {

@@ -1,0 +1,62 @@
+//! The node core as a whole, driven by hand the way the reactor drives it.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::dht::DhtConfig;
+use crate::nat::{Nat, NatConfig};
+use crate::storage::job::Inventory;
+use crate::transfer::engine::EngineConfig;
+
+fn core(now: Instant) -> NodeCore {
+    let id = Id([1; 32]);
+    let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+    let dht = Dht::new(id, DhtConfig::default(), 1, now);
+    let library = Library::new(
+        Inventory::default(),
+        PathBuf::from("/files"),
+        id,
+        4000,
+        EngineConfig::default(),
+        1,
+        now,
+    );
+    let nat = NatGlue::new(Nat::new(4000, NatConfig::default(), 1), id, local, now);
+    NodeCore::new(dht, library, nat, local, local, Limits::default(), now)
+}
+
+/// Every connect the core asks for, drained from its outputs.
+fn connects(c: &mut NodeCore) -> Vec<ConnId> {
+    let mut out = Vec::new();
+    while let Some(o) = c.poll_output() {
+        if let Output::Wire(WireAction::Connect { conn, .. }) = o {
+            out.push(conn);
+        }
+    }
+    out
+}
+
+/// A connect that fails (the reactor reports the connection closed before it opened)
+/// leaves nothing behind in the core: before, the NAT layer kept its start time for good.
+#[test]
+fn failed_connects_leave_nothing_behind() {
+    let now = Instant::now();
+    let mut c = core(now);
+    let peers: Vec<SocketAddr> = (0..30)
+        .map(|i| SocketAddr::from(([127, 0, 0, 1], 5000 + i)))
+        .collect();
+    let req = ApiRequest::RequestFile {
+        content_hash: Id([9; 32]),
+        output_dir: Some(PathBuf::from("/out")),
+        peers,
+    };
+    c.handle_api(now, ReplyTo { conn: 1, seq: 0 }, req);
+    let opened = connects(&mut c);
+    assert_eq!(opened.len(), 30, "one connect per peer hint");
+    assert_eq!(c.nat.direct_pending(), 30);
+    for conn in opened {
+        c.handle_wire_closed(now, conn);
+    }
+    let _ = connects(&mut c);
+    assert_eq!(c.nat.direct_pending(), 0, "failed connects forgotten");
+}
