@@ -577,9 +577,9 @@ impl NodeCore {
             EngineAction::Announce { content } => {
                 let _ = self.dht.announce(content, 0, now);
             }
-            EngineAction::Banned { addr, node } => {
+            EngineAction::Banned { addr, node, what } => {
                 log::warn!(
-                    "banned peer {addr} ({}): it sent a chunk that failed verification",
+                    "banned peer {addr} ({}): it sent {what} that failed verification",
                     node.map_or_else(|| "unknown id".into(), |n| n.to_hex()[..16].to_string())
                 );
             }

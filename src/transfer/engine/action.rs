@@ -40,12 +40,15 @@ pub enum Action {
         /// Which content.
         content: Id,
     },
-    /// A peer sent a chunk that failed verification (for logs and the ban list).
+    /// A peer sent a chunk or a manifest that failed verification (for logs and the ban
+    /// list).
     Banned {
         /// Its address.
         addr: SocketAddr,
         /// Its node ID.
         node: Option<Id>,
+        /// What it sent: "a chunk" or "a manifest".
+        what: &'static str,
     },
 }
 

@@ -193,7 +193,9 @@ impl Engine {
         }
     }
 
-    pub(super) fn ban(&mut self, now: Instant, conn: ConnId) {
+    /// Bans the peer on `conn`, which sent `what` ("a chunk", "a manifest") that failed
+    /// verification, and tells it so.
+    pub(super) fn ban(&mut self, now: Instant, conn: ConnId, what: &'static str) {
         // A liar's file name is not kept either: the next honest peer's METADATA names it.
         for c in self.contents.values_mut() {
             if c.name_from == Some(conn) && c.source_is_download() {
@@ -207,14 +209,17 @@ impl Engine {
                 self.banned_nodes.insert(n);
             }
             self.banned_addrs.insert(k.addr);
-            self.actions
-                .push_back(Action::Banned { addr: k.addr, node });
+            self.actions.push_back(Action::Banned {
+                addr: k.addr,
+                node,
+                what,
+            });
         }
         let _ = now;
         self.close_with(
             conn,
             error_code::BANNED,
-            "a chunk you sent failed verification",
+            &format!("{what} you sent failed verification"),
         );
     }
 }

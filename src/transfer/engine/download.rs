@@ -40,7 +40,7 @@ impl Engine {
             if let Some(s) = self.scheduler(&content) {
                 s.peer_gone(now, from);
             }
-            self.ban(now, from);
+            self.ban(now, from, "a chunk");
             self.pump(now, content);
         }
     }
@@ -257,7 +257,7 @@ impl Engine {
                         "dropped by the downloader",
                     );
                 }
-                SchedAction::Ban(p) => self.ban(now, p),
+                SchedAction::Ban(p) => self.ban(now, p, "a chunk"),
                 SchedAction::Complete => {
                     if let Some(c) = self.contents.get_mut(&content) {
                         if !c.finishing && !c.complete {

@@ -123,7 +123,7 @@ impl Engine {
             }
             Err(e) => {
                 log::warn!("download {content}: peer sent a manifest that does not match the content ID: {e}");
-                self.ban(now, conn);
+                self.ban(now, conn, "a manifest");
                 self.request_manifest(now, content);
             }
         }

@@ -825,3 +825,53 @@ fn a_download_taken_up_again_connects_again() {
         "no new connection to the same peer"
     );
 }
+
+/// A peer whose manifest does not match the content ID is banned, and told that it was its
+/// manifest (not "a chunk") that failed verification (issue 18).
+#[test]
+fn a_peer_with_a_bad_manifest_is_told_what_failed() {
+    let mut w = World::new(&[Kind::Honest, Kind::Honest]);
+    let file = data(300_000);
+    let id = w.share(0, &file);
+    let chunks = w.manifests[&id].lengths().chunk_count() as u32;
+    let now = w.now;
+    let e = &mut w.nodes[1].engine;
+    e.download(now, id, None, None);
+    // A raw peer dials the downloader, says it has everything, and sends a wrong manifest.
+    let c = e.accepted(now, addr(9));
+    e.frame(
+        now,
+        c,
+        Message::Handshake(wire::Handshake::new(Id([9; 32]), id, 1)),
+    );
+    let mut all = wire::Bitfield::new(chunks);
+    for i in 0..chunks {
+        all.set(i);
+    }
+    e.frame(now, c, Message::Bitfield(all));
+    e.frame(
+        now,
+        c,
+        Message::ManifestData {
+            total_len: 64,
+            offset: 0,
+            data: vec![7; 64],
+        },
+    );
+    let mut told = None;
+    let mut banned = None;
+    while let Some(a) = e.poll_action() {
+        match a {
+            Action::Wire(WireAction::Send {
+                conn,
+                msg: Message::Error { code, text },
+            }) if conn == c => told = Some((code, text)),
+            Action::Banned { what, .. } => banned = Some(what),
+            _ => {}
+        }
+    }
+    let (code, text) = told.expect("an ERROR to the liar");
+    assert_eq!(code, wire::error_code::BANNED);
+    assert!(text.contains("manifest"), "{text}");
+    assert_eq!(banned, Some("a manifest"));
+}
