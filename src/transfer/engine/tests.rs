@@ -833,7 +833,7 @@ fn a_peer_with_a_bad_manifest_is_told_what_failed() {
     let mut w = World::new(&[Kind::Honest, Kind::Honest]);
     let file = data(300_000);
     let id = w.share(0, &file);
-    let chunks = w.manifests[&id].lengths().chunk_count() as u32;
+    let chunks = w.manifests[&id].lengths().chunk_count();
     let now = w.now;
     let e = &mut w.nodes[1].engine;
     e.download(now, id, None, None);
