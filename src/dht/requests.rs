@@ -96,6 +96,7 @@ impl Dht {
         let Some(out) = self.requests.remove(&dg.txid) else {
             return;
         };
+        self.on_bootstrap_result(out.to, true);
         if let Purpose::Verify = out.purpose {
             self.verifying.remove(&out.to);
         }
@@ -145,6 +146,9 @@ impl Dht {
     }
 
     pub(super) fn on_request_failed(&mut self, now: Instant, out: Outstanding, unresponsive: bool) {
+        if unresponsive {
+            self.on_bootstrap_result(out.to, false);
+        }
         if let Purpose::Verify = out.purpose {
             self.verifying.remove(&out.to);
         }

@@ -107,6 +107,8 @@ impl NodeCore {
         limits: Limits,
         now: Instant,
     ) -> NodeCore {
+        let mut library = library;
+        library.engine.set_own_addrs(vec![local, advertised]);
         NodeCore {
             dht,
             library,
@@ -473,6 +475,8 @@ impl NodeCore {
             stats: self.dht.stats().clone(),
             running_queries: self.dht.running_queries(),
             nat: self.nat.status_json(),
+            bootstrap: self.dht.bootstrap_status().to_vec(),
+            down_duplicate: self.library.engine.duplicate_bytes(),
             io,
         }
     }
@@ -576,6 +580,7 @@ impl NodeCore {
     }
 
     fn dht_event(&mut self, now: Instant, ev: DhtEvent) {
+        let mine = [self.local, self.advertised];
         let (nat, mut p) = self.nat_parts();
         match ev {
             DhtEvent::QueryDone { id, result, stats } => {
@@ -607,6 +612,7 @@ impl NodeCore {
             }
             DhtEvent::ExternalAddress(a) => {
                 log::info!("peers see this node at {a}");
+                p.engine.set_own_addrs(vec![mine[0], mine[1], a]);
                 nat.external(&mut p, now);
             }
             DhtEvent::Nat { from, datagram } => nat.datagram(&mut p, now, from, datagram),
