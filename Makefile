@@ -4,6 +4,9 @@ DATA_DIR ?= $(HOME)/.local/share/peershare
 PORT ?= 8001
 API_PORT ?= 8002
 ARGS ?=
+# Where cargo builds: CARGO_TARGET_DIR when set (as cargo itself does), else ./target.
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+PEERSHARE ?= $(TARGET_DIR)/release/peershare
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 6
 
@@ -15,7 +18,7 @@ build:
 ## A node on sensible defaults: DHT (UDP) and wire (TCP) on port 8001, API on 127.0.0.1:8002.
 ## Join an existing network with: make run ARGS="--bootstrap HOST:8001"
 run: build
-	./target/release/peershare run --data-dir "$(DATA_DIR)" --port $(PORT) --api-port $(API_PORT) $(ARGS)
+	"$(PEERSHARE)" run --data-dir "$(DATA_DIR)" --port $(PORT) --api-port $(API_PORT) $(ARGS)
 
 ## Everything CI checks: formatting, clippy, the sans-IO boundary, all tests, then a short
 ## run of every fuzz target (fuzz-smoke).
@@ -57,7 +60,7 @@ walkthrough:
 ## install-deps.sh installs the anchors (python3-libtorrent, nginx-light, curl, iperf3) if missing.
 bench: build
 	tools/bench/install-deps.sh
-	python3 tools/bench/bench.py all
+	PEERSHARE_BIN="$(abspath $(PEERSHARE))" python3 tools/bench/bench.py all
 
 ## Soak (tools/soak/README.md): 60 real nodes on loopback for 30 minutes, with churn (SIGKILL
 ## and restart on the same data dir), continuous downloads checked byte for byte, a flooder of
@@ -65,7 +68,7 @@ bench: build
 ## on a panic, a wrong byte, or growth over 5% after warm-up. Not part of `make test` (too
 ## long); a short run: make soak ARGS="--nodes 20 --minutes 3". Output in target/soak/.
 soak: build
-	python3 tools/soak/soak.py $(ARGS)
+	PEERSHARE_BIN="$(abspath $(PEERSHARE))" python3 tools/soak/soak.py $(ARGS)
 
 ## The DHT in a deterministic simulator: 10,000 nodes, with and without 30% dead nodes.
 sim:
@@ -84,7 +87,7 @@ sim-net:
 
 ## A small network on loopback showing the whole flow (grows with the transfer work).
 demo: build
-	tools/demo.sh
+	PEERSHARE_BIN="$(PEERSHARE)" tools/demo.sh
 
 ## Coverage-guided fuzzing (tools/fuzz/: cargo-fuzz and libFuzzer, on the stable toolchain):
 ## builds every target, runs each for FUZZ_SECONDS (one at a time), and prints per target the

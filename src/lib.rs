@@ -11,6 +11,7 @@
 //! - [`dht`]: the Kademlia DHT as a sans-IO state machine.
 //! - [`nat`]: NAT traversal (sans-IO): reachability, rendezvous, hole punching, relaying.
 //! - [`limits`]: bandwidth limits and rates as people write them.
+//! - [`paths`]: paths as the node shows them: absolute, without `.` or `..`.
 //! - [`node_core`]: the node as one sans-IO state machine: DHT, transfers, NAT and the API's commands joined.
 //! - [`net`]: the mio reactor that drives the node core: sockets, bandwidth pacing, the worker pool.
 //! - [`node`]: a running node: configuration and start-up.
@@ -36,6 +37,7 @@ pub mod nat;
 pub mod net;
 pub mod node;
 pub mod node_core;
+pub mod paths;
 pub mod proto;
 pub mod sim;
 pub mod storage;

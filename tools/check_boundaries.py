@@ -25,7 +25,7 @@ SRC = ROOT / "src"
 
 # Lower layers first; a module may use modules of strictly lower layers only.
 LAYERS = [
-    ["id", "conn", "bitset", "bufpool", "limits", "workers"],
+    ["id", "conn", "bitset", "bufpool", "limits", "paths", "workers"],
     ["proto"],
     ["content"],
     ["explain", "ledger"],

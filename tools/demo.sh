@@ -3,8 +3,10 @@
 # three nodes join through the first; one shares a file, the others find and download it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=./target/release/peershare
+# The binary: PEERSHARE_BIN, else where cargo builds it (CARGO_TARGET_DIR, else ./target).
+BIN=${PEERSHARE_BIN:-${CARGO_TARGET_DIR:-./target}/release/peershare}
 [ -x "$BIN" ] || cargo build --release
+[ -x "$BIN" ] || { echo "no peershare binary at $BIN" >&2; exit 1; }
 work=$(mktemp -d /tmp/peershare-demo.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -28,7 +30,8 @@ start carol $((base + 2)) $((base + 102)) 127.0.0.1:$base
 sleep 1
 
 # A 3 MB "sample" with random bytes, shared by bob in place.
-head -c 3000000 /dev/urandom > "$work/drum-loop.wav"
+size=3000000
+head -c $size /dev/urandom > "$work/drum-loop.wav"
 echo; echo "== bob shares drum-loop.wav"
 id=$("$BIN" add "$work/drum-loop.wav" --api 127.0.0.1:$((base + 101)) | tee /dev/stderr | head -1)
 echo; echo "== carol asks the DHT who has it"
@@ -48,3 +51,13 @@ echo; echo "== alice downloads it too: from bob and from carol, who serves what 
 "$BIN" ls --api 127.0.0.1:$((base + 100))
 echo; echo "== alice's view"
 "$BIN" status --api 127.0.0.1:$((base + 100))
+echo; echo "== what alice received: the file, and what the wire carried for it"
+"$BIN" status --json --api 127.0.0.1:$((base + 100)) | python3 -c '
+import json, sys
+b = json.load(sys.stdin)["bandwidth"]
+size, wire, dup = int(sys.argv[1]), b["down_total"], b.get("down_duplicate", 0)
+print(f"alice received {size} bytes of file data; {wire} bytes on the wire:")
+print(f"  {dup} bytes of second copies of chunks (a download asks its last chunks of two peers,")
+print(f"  the copy that comes second is checked and dropped),")
+print(f"  {wire - size - dup} bytes of manifest, handshakes and framing")
+' "$size"

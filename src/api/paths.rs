@@ -26,7 +26,9 @@ pub fn prepare(req: ApiRequest) -> Result<ApiRequest, ApiError> {
 }
 
 /// Creates `dir` if needed and returns it absolute and resolved (no `..`, no symlinks).
+/// Errors name it absolute and clean too (`/a/b`, never `/a/./b`).
 pub fn output_folder(dir: &Path) -> Result<std::path::PathBuf, String> {
+    let dir = &crate::paths::absolute(dir);
     fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create output folder {}: {e}", dir.display()))?;
     if !dir.is_dir() {

@@ -147,9 +147,23 @@ pub struct ApiArgs {
     /// Print the raw JSON reply
     #[arg(long)]
     pub json: bool,
-    /// Give up after this many seconds (0: never; `add` and `get` wait as long as it takes)
-    #[arg(long, default_value_t = 60)]
+    /// Seconds to wait for the node to accept the connection and to answer each request
+    /// (0: wait forever). `add` and `get` ignore it: they wait until the file is hashed or
+    /// downloaded, however long that takes
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
+}
+
+/// Lets SIGPIPE end the process, as it ends `git` and `cargo`: a client whose reader went
+/// away (`peershare ls | head -1`) stops there, silently, instead of panicking in
+/// `println!` ("failed printing to stdout"). Only for client subcommands: their sockets
+/// are safe, as std writes to TCP streams with MSG_NOSIGNAL; the node must not call this.
+pub fn end_quietly_on_closed_stdout() {
+    // SAFETY: signal(2) with SIG_DFL installs no handler code; it only restores the
+    // default disposition, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Runs the command line; returns the process exit code.
@@ -237,7 +251,7 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::Status { api } => call(&api, "status", json!({}), format_status),
         Command::Decode(args) => decode(&args),
         Command::Add { file, api } => {
-            let path = absolute(&file);
+            let path = crate::paths::absolute(&file);
             let api = ApiArgs { timeout: 0, ..api };
             call(
                 &api,
@@ -333,11 +347,4 @@ pub(crate) fn print_reply(
             1
         }
     }
-}
-
-fn absolute(p: &std::path::Path) -> PathBuf {
-    if p.is_absolute() {
-        return p.to_path_buf();
-    }
-    std::env::current_dir().map_or_else(|_| p.to_path_buf(), |d| d.join(p))
 }

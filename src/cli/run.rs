@@ -1,6 +1,7 @@
 //! `peershare run`: its options ([`RunArgs`]), the [`NodeConfig`] they describe, logging,
 //! the API token, and running the node until it is stopped.
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -11,7 +12,8 @@ use clap::Args;
 
 use super::parse_rate_arg;
 use crate::node::config::{
-    default_data_dir, parse_duration, parse_fraction, DEFAULT_API_PORT, DEFAULT_PORT,
+    check_bootstrap_addr, default_data_dir, parse_duration, parse_fraction, DEFAULT_API_PORT,
+    DEFAULT_PORT,
 };
 use crate::node::NodeConfig;
 
@@ -41,8 +43,9 @@ pub struct RunArgs {
     /// How long an API client may take to finish sending a request it started
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub api_request_timeout: Duration,
-    /// A node to join through (repeatable); not needed by the first node or after a restart
-    #[arg(long, value_name = "HOST:PORT")]
+    /// A node to join through (repeatable), as HOST:PORT with IPv6 in brackets
+    /// ([2001:db8::7]:8001); not needed by the first node or after a restart
+    #[arg(long, value_name = "HOST:PORT", value_parser = check_bootstrap_addr)]
     pub bootstrap: Vec<String>,
     /// More logging (-v debug, -vv trace)
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -166,7 +169,14 @@ fn init_logging(verbose: u8, quiet: bool) {
         .set_target_level(LevelFilter::Off)
         .set_thread_level(LevelFilter::Off)
         .build();
-    let _ = TermLogger::init(level, cfg, TerminalMode::Stderr, ColorChoice::Auto);
+    // simplelog's `Auto` colours whatever stderr is; a log sent to a file or a pipe must
+    // hold plain text, so colour only a terminal.
+    let color = if std::io::stderr().is_terminal() {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    };
+    let _ = TermLogger::init(level, cfg, TerminalMode::Stderr, color);
 }
 
 /// The API token: the first line of `file`, else `PEERSHARE_API_TOKEN`, else none.

@@ -21,8 +21,29 @@ pub(super) fn format_status(v: &Value) -> String {
         d["decode_errors"],
         d["rate_limited"],
         d["timeouts"],
-    ) + &format_bandwidth(&v["bandwidth"])
+    ) + &format_bootstrap(&v["bootstrap"])
+        + &format_bandwidth(&v["bandwidth"])
         + &format_nat(&v["nat"])
+}
+
+/// The `bootstrap` object of `status` for people: loud when no bootstrap address answers.
+fn format_bootstrap(b: &Value) -> String {
+    let addrs: Vec<&str> = b["addrs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if addrs.is_empty() {
+        return "\nbootstrap        none given".to_string();
+    }
+    let state = if b["answered"] == true {
+        "answered".to_string()
+    } else {
+        format!(
+            "NO ANSWER yet ({} requests unanswered; still trying while no other node is known)",
+            b["unanswered"]
+        )
+    };
+    format!("\nbootstrap        {}: {state}", addrs.join(", "))
 }
 
 /// The `nat` object of `status` for people: reachability, port mapping, rendezvous, and how
@@ -63,7 +84,7 @@ pub(super) fn format_bandwidth(b: &Value) -> String {
         n => format_rate(n),
     };
     format!(
-        "\nupload           {} now, limit {} (each transfer {}, each peer {}); {} bytes sent\ndownload         {} now, limit {} (each transfer {}, each peer {}); {} bytes received",
+        "\nupload           {} now, limit {} (each transfer {}, each peer {}); {} bytes sent\ndownload         {} now, limit {} (each transfer {}, each peer {}); {} bytes received{}",
         rate(&b["up_rate"]),
         r(&l["up"]),
         r(&l["transfer_up"]),
@@ -74,5 +95,9 @@ pub(super) fn format_bandwidth(b: &Value) -> String {
         r(&l["transfer_down"]),
         r(&l["peer_down"]),
         b["down_total"],
+        match b["down_duplicate"].as_u64() {
+            Some(d) if d > 0 => format!(" ({d} of them copies of chunks already in)"),
+            _ => String::new(),
+        },
     )
 }

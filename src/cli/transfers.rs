@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{absolute, ApiArgs};
+use super::ApiArgs;
 use crate::api::client;
 use crate::id::Id;
 
@@ -16,7 +16,7 @@ pub(super) fn get(id: Id, output: Option<PathBuf>, api: ApiArgs) -> i32 {
     use indicatif::{ProgressBar, ProgressStyle};
     let mut payload = json!({ "content_hash": id.to_hex() });
     if let Some(o) = output {
-        payload["output_dir"] = json!(absolute(&o).display().to_string());
+        payload["output_dir"] = json!(crate::paths::absolute(&o).display().to_string());
     }
     let addr = api.api;
     let req = client::request("local_request_file", payload);

@@ -84,11 +84,13 @@ pub fn prepare_share(path: &Path, progress: &dyn Fn(u64)) -> Result<PreparedShar
     })
 }
 
+/// `path` resolved. A path that does not resolve is [`ContentError::NoSuchFile`]: the caller
+/// is sharing it now, so it was not there to begin with.
 fn canonical(path: &Path) -> Result<PathBuf, ContentError> {
     fs::canonicalize(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
-            ContentError::Missing {
-                path: path.to_path_buf(),
+            ContentError::NoSuchFile {
+                path: crate::paths::absolute(path),
             }
         } else {
             ContentError::io("resolve", path, e)
@@ -224,6 +226,11 @@ impl ShareIndex {
         }
         let prepared = prepare_share(&path, &|_| {})?;
         self.commit(prepared)
+    }
+
+    /// Whether a share is recorded at `canonical_path` (its file may be gone since).
+    pub fn has_path(&self, canonical_path: &Path) -> bool {
+        self.by_path.contains_key(canonical_path)
     }
 
     /// The entry for `canonical_path` if it is shared and its stamp is unchanged: then adding
@@ -758,10 +765,11 @@ mod tests {
             Err(ContentError::NotShared { .. })
         ));
         assert!(a.exists(), "unsharing never touches the file");
-        assert!(matches!(
-            idx.add(&f.files.join("nope")),
-            Err(ContentError::Missing { .. })
-        ));
+        // A path that was never there is named as such, absolute.
+        match idx.add(&f.files.join("nope")) {
+            Err(ContentError::NoSuchFile { path }) => assert_eq!(path, f.files.join("nope")),
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
             idx.add(&f.files),
             Err(ContentError::NotAFile { .. })

@@ -135,9 +135,14 @@ pub enum ContentError {
         /// How many bytes were asked for (0 when unknown).
         needed: u64,
     },
-    /// The file does not exist (any more).
+    /// The file is gone: it was there when it was shared (or hashing began) and is not now.
     Missing {
         /// The path.
+        path: PathBuf,
+    },
+    /// The path given to share does not exist (a typo, or a file that never was there).
+    NoSuchFile {
+        /// The path, absolute.
         path: PathBuf,
     },
     /// The file is not what was hashed any more: modified, truncated, replaced, or it changed
@@ -270,6 +275,7 @@ impl fmt::Display for ContentError {
                 "{} no longer exists (moved or deleted?); add it again from its new location",
                 path.display()
             ),
+            ContentError::NoSuchFile { path } => write!(f, "no such file: {}", path.display()),
             ContentError::Changed { path, what } => write!(
                 f,
                 "{} changed since it was hashed ({what}); add it again to share the new content",

@@ -1,8 +1,9 @@
 //! Housekeeping, run every `maintenance_interval`: token rotation, record expiry, the
 //! republishing of what this node provides ([`Provided`]), rejoining while the routing
 //! table is sparse, bucket refresh, asking peers for our external address, and retrying
-//! the bootstrap while the table is empty.
+//! the bootstrap while the table is empty (and warning when no bootstrap address answers).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -26,6 +27,11 @@ pub(super) struct Provided {
     /// that has since doubled means announce again (until it is large).
     pub(super) table_len: usize,
 }
+
+/// Unanswered requests to every bootstrap address before the node warns: the first PING and
+/// the first retry (about 7 s with the defaults: 2 s timeout, retry at the next 5 s
+/// housekeeping), so a single lost datagram does not raise a false alarm.
+const BOOTSTRAP_TRIES_BEFORE_WARNING: u32 = 2;
 
 /// The first retry of an announce that stored the record nowhere.
 pub(super) const ANNOUNCE_RETRY: Duration = Duration::from_secs(5);
@@ -84,7 +90,7 @@ impl Dht {
             self.sparse_len = len;
             self.next_sparse_join = now + self.sparse_backoff;
             self.rejoin(now);
-            for addr in self.bootstrap_addrs.clone() {
+            for addr in self.bootstrap_addrs() {
                 self.send_request(now, addr, None, Message::Ping, Purpose::AddressPing);
             }
         }
@@ -119,9 +125,47 @@ impl Dht {
         if self.routing.is_empty() && !bootstrapping {
             // Nobody answered yet (the PING or PONG was lost, or the bootstrap node was not
             // up): try again rather than stay alone for good.
-            for addr in self.bootstrap_addrs.clone() {
+            for addr in self.bootstrap_addrs() {
                 self.send_request(now, addr, None, Message::Ping, Purpose::Bootstrap);
             }
+        }
+    }
+
+    fn bootstrap_addrs(&self) -> Vec<SocketAddr> {
+        self.bootstrap.iter().map(|b| b.addr).collect()
+    }
+
+    /// A request to `to` was answered (`answered`) or timed out. If `to` is a bootstrap
+    /// address, notes it; once every bootstrap address has failed twice with none ever
+    /// answering, warns (once): a mistyped or dead address must not go unnoticed while the
+    /// node keeps retrying it.
+    pub(super) fn on_bootstrap_result(&mut self, to: SocketAddr, answered: bool) {
+        let Some(b) = self.bootstrap.iter_mut().find(|b| b.addr == to) else {
+            return;
+        };
+        if answered {
+            b.answered = true;
+            return;
+        }
+        b.unanswered = b.unanswered.saturating_add(1);
+        let silent = self
+            .bootstrap
+            .iter()
+            .all(|b| !b.answered && b.unanswered >= BOOTSTRAP_TRIES_BEFORE_WARNING);
+        if silent && !self.bootstrap_warned {
+            self.bootstrap_warned = true;
+            let addrs: Vec<String> = self.bootstrap.iter().map(|b| b.addr.to_string()).collect();
+            let then = if self.routing.is_empty() {
+                "this node knows no other node yet and keeps trying"
+            } else {
+                "this node joined through the contacts it saved"
+            };
+            log::warn!(
+                "bootstrap: no answer from {} after {BOOTSTRAP_TRIES_BEFORE_WARNING} tries; {then}. \
+                 Is a node running there, with that --port, and does UDP reach it? \
+                 (`peershare status` shows whether it ever answers)",
+                addrs.join(", ")
+            );
         }
     }
 

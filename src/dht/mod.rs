@@ -51,7 +51,7 @@ use crate::proto::codec::canonical_addr;
 use crate::proto::dht::{msg_type, Contact, Datagram, Message};
 pub use config::DhtConfig;
 use maintenance::{Provided, ANNOUNCE_RETRY};
-pub use outputs::{DhtEvent, DhtStats, QueryId, QueryResult, QueryStats, Transmit};
+pub use outputs::{BootstrapAddr, DhtEvent, DhtStats, QueryId, QueryResult, QueryStats, Transmit};
 use providers::{ProviderStore, StoreLimits};
 use queries::{Query, QueryKind};
 use ratelimit::SourceLimiter;
@@ -73,8 +73,11 @@ pub struct Dht {
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Soft deadlines of lookup requests (see [`DhtConfig::soft_timeout`]).
     soft_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
-    /// Addresses given to [`Dht::bootstrap_from`], retried while the table is empty.
-    bootstrap_addrs: Vec<SocketAddr>,
+    /// Addresses given to [`Dht::bootstrap_from`], retried while the table is empty, with
+    /// how they answered.
+    bootstrap: Vec<BootstrapAddr>,
+    /// Whether the node has warned that no bootstrap address answers (once per run).
+    bootstrap_warned: bool,
     /// When to look up our own ID again.
     next_self_lookup: Instant,
     /// While the table holds fewer than k contacts the node keeps joining: when next, how
@@ -132,7 +135,8 @@ impl Dht {
             requests: HashMap::new(),
             deadlines: BinaryHeap::new(),
             soft_deadlines: BinaryHeap::new(),
-            bootstrap_addrs: Vec::new(),
+            bootstrap: Vec::new(),
+            bootstrap_warned: false,
             queries: HashMap::new(),
             next_query: 1,
             provided: HashMap::new(),
@@ -228,8 +232,12 @@ impl Dht {
     /// the table and a lookup of our own ID fills the table around us.
     pub fn bootstrap_from(&mut self, addr: SocketAddr, now: Instant) {
         let addr = canonical_addr(addr);
-        if !self.bootstrap_addrs.contains(&addr) && self.bootstrap_addrs.len() < 64 {
-            self.bootstrap_addrs.push(addr);
+        if !self.bootstrap.iter().any(|b| b.addr == addr) && self.bootstrap.len() < 64 {
+            self.bootstrap.push(BootstrapAddr {
+                addr,
+                answered: false,
+                unanswered: 0,
+            });
         }
         self.send_request(
             now,
@@ -378,6 +386,11 @@ impl Dht {
     /// The address peers agree they see us at, if known.
     pub fn external_addr(&self) -> Option<SocketAddr> {
         self.external
+    }
+
+    /// The bootstrap addresses and whether they answer.
+    pub fn bootstrap_status(&self) -> &[BootstrapAddr] {
+        &self.bootstrap
     }
 
     /// Counters.

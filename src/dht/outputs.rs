@@ -107,3 +107,14 @@ pub struct DhtStats {
     /// Records dropped to make room for a less represented announcer.
     pub records_evicted: u64,
 }
+
+/// A bootstrap address and how it has answered so far (for `status`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootstrapAddr {
+    /// The address given to [`Dht::bootstrap_from`](super::Dht::bootstrap_from).
+    pub addr: SocketAddr,
+    /// Whether it ever answered a request.
+    pub answered: bool,
+    /// Requests to it that got no answer in time.
+    pub unanswered: u32,
+}

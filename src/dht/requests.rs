@@ -136,6 +136,7 @@ impl Dht {
         let Some(out) = self.requests.remove(&dg.txid) else {
             return;
         };
+        self.on_bootstrap_result(out.to, true);
         if let Purpose::Verify = out.purpose {
             self.verifying.remove(&out.to);
         }
@@ -169,6 +170,9 @@ impl Dht {
     }
 
     pub(super) fn on_request_failed(&mut self, now: Instant, out: Outstanding, unresponsive: bool) {
+        if unresponsive {
+            self.on_bootstrap_result(out.to, false);
+        }
         if let Purpose::Verify = out.purpose {
             self.verifying.remove(&out.to);
         }

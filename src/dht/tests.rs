@@ -373,6 +373,37 @@ fn answers_from_the_wrong_address_are_ignored() {
 }
 
 #[test]
+fn a_silent_bootstrap_address_is_retried_reported_and_then_joined() {
+    let mut net = Net::new(2);
+    net.dead.push(addr(1));
+    let now = net.now;
+    net.node(0).bootstrap_from(addr(1), now);
+    net.advance(Duration::from_secs(30));
+    let b = net.node(0).bootstrap_status().to_vec();
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0].addr, addr(1));
+    assert!(!b[0].answered, "{b:?}");
+    assert!(b[0].unanswered >= 2, "retried: {b:?}");
+    assert!(net.node(0).bootstrap_warned);
+    // Once the address answers, a retry gets through and the node joins.
+    net.dead.clear();
+    net.advance(Duration::from_secs(30));
+    assert!(net.node(0).bootstrap_status()[0].answered);
+    assert_eq!(net.node(0).routing_table().len(), 1);
+}
+
+#[test]
+fn an_answering_bootstrap_address_is_marked_answered() {
+    let mut net = Net::new(2);
+    let now = net.now;
+    net.node(0).bootstrap_from(addr(1), now);
+    net.advance(Duration::from_secs(1));
+    let b = net.node(0).bootstrap_status().to_vec();
+    assert!(b[0].answered && b[0].unanswered == 0, "{b:?}");
+    assert!(!net.node(0).bootstrap_warned);
+}
+
+#[test]
 fn rate_limit_stops_a_flood() {
     let mut net = Net::new(1);
     let now = net.now;

@@ -125,6 +125,43 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// What a right `--bootstrap` address looks like, for error messages.
+const BOOTSTRAP_FORM: &str = "give HOST:PORT, the address and --port of a running node, \
+    e.g. 192.0.2.7:8001, node.example.org:8001 or [2001:db8::7]:8001 (IPv6 in brackets)";
+
+/// Checks that `s` has the form of a bootstrap address, `HOST:PORT` (an IPv6 address in
+/// brackets), and returns it trimmed. Whether the host resolves is for start-up to find out.
+pub fn check_bootstrap_addr(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.parse::<SocketAddr>().is_ok_and(|a| a.port() != 0) {
+        return Ok(s.to_string());
+    }
+    let problem = if s.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6()) {
+        "an IPv6 address needs brackets and a port".to_string()
+    } else if s.starts_with('[') && s.ends_with(']') {
+        "it has no port".to_string()
+    } else {
+        match s.rsplit_once(':') {
+            None => "it has no port".to_string(),
+            Some((host, _)) if host.contains(':') && !host.starts_with('[') => {
+                "an IPv6 address needs brackets".to_string()
+            }
+            Some((host, _)) if host.is_empty() || host == "[]" => "it has no host".to_string(),
+            Some((_, port)) => match port.parse::<u16>() {
+                Ok(0) => "port 0 is not a port a node listens on".to_string(),
+                Ok(_) if s.starts_with('[') => {
+                    "the bracketed IPv6 address is not valid".to_string()
+                }
+                Ok(_) => return Ok(s.to_string()),
+                Err(_) => format!("`{port}` is not a port number (1 to 65535)"),
+            },
+        }
+    };
+    Err(format!(
+        "`{s}` is not a bootstrap address: {problem}; {BOOTSTRAP_FORM}"
+    ))
+}
+
 /// Parses a probability given as `1%` or `0.01`.
 pub fn parse_fraction(s: &str) -> Result<f64, String> {
     let s = s.trim();
@@ -160,5 +197,40 @@ mod tests {
         assert_eq!(parse_fraction("0.25"), Ok(0.25));
         assert!(parse_fraction("150%").is_err());
         assert!(parse_fraction("NaN").is_err());
+    }
+
+    #[test]
+    fn bootstrap_addresses_need_a_host_and_a_port() {
+        for ok in [
+            "127.0.0.1:8001",
+            "[::1]:8001",
+            "[2001:db8::7]:4001",
+            "node.example.org:8001",
+            "localhost:1",
+            " 10.0.0.1:9 ",
+        ] {
+            assert_eq!(check_bootstrap_addr(ok), Ok(ok.trim().to_string()), "{ok}");
+        }
+        for (bad, why) in [
+            ("127.0.0.1", "no port"),
+            ("node.example.org", "no port"),
+            ("::1", "IPv6 address needs brackets"),
+            ("2001:db8::7:8001", "IPv6 address needs brackets"),
+            ("127.0.0.1:", "not a port number"),
+            ("127.0.0.1:http", "not a port number"),
+            ("127.0.0.1:70000", "not a port number"),
+            ("127.0.0.1:0", "port 0"),
+            (":8001", "no host"),
+            ("[::zz]:8001", "not valid"),
+            ("[::1]", "no port"),
+            ("", "no port"),
+        ] {
+            let e = check_bootstrap_addr(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(
+                e.contains("HOST:PORT") && e.contains("[2001:db8::7]:8001"),
+                "{e}"
+            );
+        }
     }
 }

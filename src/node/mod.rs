@@ -69,6 +69,34 @@ impl fmt::Display for NodeError {
 
 impl std::error::Error for NodeError {}
 
+/// The addresses of the `--bootstrap` nodes. A malformed address is an error (a typo must
+/// not leave the node running alone); so is one that does not resolve, unless the node can
+/// join through another address or through its saved contacts, when it is a warning.
+fn resolve_bootstrap(given: &[String], saved_contacts: bool) -> Result<Vec<SocketAddr>, NodeError> {
+    let mut addrs = Vec::new();
+    let mut unresolved = Vec::new();
+    for b in given {
+        let b = config::check_bootstrap_addr(b).map_err(NodeError::Config)?;
+        match b.to_socket_addrs() {
+            Ok(found) => addrs.extend(found),
+            Err(e) => unresolved.push(format!("cannot resolve bootstrap address {b}: {e}")),
+        }
+    }
+    if unresolved.is_empty() {
+        return Ok(addrs);
+    }
+    if addrs.is_empty() && !saved_contacts {
+        return Err(NodeError::Config(format!(
+            "{}; this node would have no other node to join",
+            unresolved.join("; ")
+        )));
+    }
+    for u in unresolved {
+        log::warn!("{u}");
+    }
+    Ok(addrs)
+}
+
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> NodeError {
     move |source| NodeError::Io { what, source }
 }
@@ -97,8 +125,12 @@ fn tune_allocator() {
 
 /// Runs a node in the foreground until `shutdown` is set (by the signal handler).
 /// Prints the node's identity and addresses to stdout once it is listening.
-pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> {
+pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> {
     tune_allocator();
+    // Relative folders are the working directory's; made absolute and clean once, here, so
+    // that replies, records and messages never show `./` or `..` (api.md section 2.4).
+    cfg.data_dir = crate::paths::absolute(&cfg.data_dir);
+    cfg.download_dir = cfg.download_dir.as_deref().map(crate::paths::absolute);
     if !cfg.api_addr.ip().to_canonical().is_loopback()
         && cfg.api_token.as_deref().is_none_or(str::is_empty)
     {
@@ -134,17 +166,10 @@ pub fn run(cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> 
     for key in &saved.provided {
         let _ = dht.announce(*key, 0, now);
     }
-    let mut bootstrapped = false;
-    for b in &cfg.bootstrap {
-        match b.to_socket_addrs() {
-            Ok(addrs) => {
-                for a in addrs {
-                    dht.bootstrap_from(a, now);
-                    bootstrapped = true;
-                }
-            }
-            Err(e) => log::warn!("bootstrap address {b}: {e}"),
-        }
+    let bootstrap = resolve_bootstrap(&cfg.bootstrap, !saved.contacts.is_empty())?;
+    let bootstrapped = !bootstrap.is_empty();
+    for a in bootstrap {
+        dht.bootstrap_from(a, now);
     }
     if !saved.contacts.is_empty() {
         // A restarted node rejoins through the contacts it remembers.

@@ -109,6 +109,8 @@ impl NodeCore {
         limits: Limits,
         now: Instant,
     ) -> NodeCore {
+        let mut library = library;
+        library.engine.set_own_addrs(vec![local, advertised]);
         NodeCore {
             dht,
             library,
@@ -484,6 +486,8 @@ impl NodeCore {
             stats: self.dht.stats().clone(),
             running_queries: self.dht.running_queries(),
             nat: self.nat.status_json(),
+            bootstrap: self.dht.bootstrap_status().to_vec(),
+            down_duplicate: self.library.engine.duplicate_bytes(),
             io,
         }
     }
@@ -587,6 +591,7 @@ impl NodeCore {
     }
 
     fn dht_event(&mut self, now: Instant, ev: DhtEvent) {
+        let mine = [self.local, self.advertised];
         let (nat, mut p) = self.nat_parts();
         match ev {
             DhtEvent::QueryDone { id, result, stats } => {
@@ -618,6 +623,7 @@ impl NodeCore {
             }
             DhtEvent::ExternalAddress(a) => {
                 log::info!("peers see this node at {a}");
+                p.engine.set_own_addrs(vec![mine[0], mine[1], a]);
                 nat.external(&mut p, now);
             }
             DhtEvent::Nat { from, datagram } => nat.datagram(&mut p, now, from, datagram),

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use serde_json::{json, Map, Value};
 
 use crate::api::reply;
-use crate::dht::DhtStats;
+use crate::dht::{BootstrapAddr, DhtStats};
 use crate::id::Id;
 use crate::limits::Limits;
 use crate::proto::dht::Contact;
@@ -39,6 +39,10 @@ pub struct StatusView {
     pub running_queries: usize,
     /// NAT traversal: reachability, rendezvous, connection set-ups (nat.md).
     pub nat: Value,
+    /// The bootstrap addresses (`--bootstrap`) and whether they answered.
+    pub bootstrap: Vec<BootstrapAddr>,
+    /// Chunk bytes received that were not needed (copies of chunks already in).
+    pub down_duplicate: u64,
     /// What the driver adds: sockets and bandwidth.
     pub io: IoStatus,
 }
@@ -146,10 +150,22 @@ pub fn status_reply(view: &StatusView, live: &Live) -> Vec<u8> {
             "down_rate": io.bandwidth.down_rate,
             "up_total": live.up_total,
             "down_total": live.down_total,
+            "down_duplicate": view.down_duplicate,
             "limits": limits_json(&io.bandwidth.limits),
         },
         "nat": nat,
+        "bootstrap": bootstrap_json(&view.bootstrap),
     })))
+}
+
+/// The bootstrap addresses for `status` (api.md section 5.9): `answered` once any of them
+/// answered; `unanswered` counts the requests to them that timed out.
+fn bootstrap_json(b: &[BootstrapAddr]) -> Value {
+    json!({
+        "addrs": b.iter().map(|b| b.addr.to_string()).collect::<Vec<_>>(),
+        "answered": b.iter().any(|b| b.answered),
+        "unanswered": b.iter().map(|b| u64::from(b.unanswered)).sum::<u64>(),
+    })
 }
 
 /// The limits as JSON (bytes per second; 0 is unlimited).

@@ -448,7 +448,14 @@ impl DiskStorage {
     }
 
     fn add_file(&self, path: &Path) -> Result<ShareInfo, String> {
-        let prepared = prepare_share(path, &|_| {}).map_err(|e| e.to_string())?;
+        let prepared = prepare_share(path, &|_| {}).map_err(|e| match e {
+            // Shared before and gone since (the node has not noticed yet): say so, rather
+            // than "no such file" as for a path that never existed.
+            ContentError::NoSuchFile { path } if self.index.lock().has_path(&path) => {
+                ContentError::Missing { path }.to_string()
+            }
+            e => e.to_string(),
+        })?;
         let manifest = prepared.manifest.clone();
         let entry = self
             .index

@@ -48,6 +48,25 @@ impl Node {
 
     /// [`Node::try_start`] in working directory `cwd` (the test's own if `None`).
     pub fn try_start_in(cwd: Option<&Path>, data_dir: &Path, extra: &[&str]) -> Option<Node> {
+        Node::try_start_with(cwd, data_dir, extra, None)
+    }
+
+    /// [`Node::start`] with the node's stderr (its log) going to `stderr`. The log level is
+    /// the node's default (info) unless `extra` has `-q` or `-v`.
+    pub fn start_logging_to(data_dir: &Path, extra: &[&str], stderr: Stdio) -> Node {
+        Node::try_start_with(None, data_dir, extra, Some(stderr))
+            .unwrap_or_else(|| panic!("node in {} did not start", data_dir.display()))
+    }
+
+    /// [`Node::try_start_in`] with the node's stderr going to `log`. With `None` it is
+    /// inherited and the harness picks the log level (`-q`, or `-v` with
+    /// PEERSHARE_TEST_VERBOSE); otherwise `extra` does (the default, info, if it says nothing).
+    pub fn try_start_with(
+        cwd: Option<&Path>,
+        data_dir: &Path,
+        extra: &[&str],
+        log: Option<Stdio>,
+    ) -> Option<Node> {
         let mut args: Vec<String> = vec![
             "run".into(),
             "--data-dir".into(),
@@ -65,7 +84,10 @@ impl Node {
         } else {
             "-q"
         };
-        args.extend(["--api-port".into(), "0".into(), verbosity.into()]);
+        args.extend(["--api-port".into(), "0".into()]);
+        if log.is_none() {
+            args.push(verbosity.into());
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = Command::new(bin());
         if let Some(dir) = cwd {
@@ -74,7 +96,7 @@ impl Node {
         let mut child = cmd
             .args(&args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log.unwrap_or_else(Stdio::inherit))
             .spawn()
             .expect("spawn peershare");
         let stdout = child.stdout.take().expect("stdout");

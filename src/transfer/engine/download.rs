@@ -208,6 +208,7 @@ impl Engine {
             // Not needed, but still checked: a peer that sends bad data is banned even when
             // an honest copy happened to arrive first (endgame, or a crossed CANCEL).
             PieceVerdict::Duplicate | PieceVerdict::Cancelled => {
+                self.duplicate_bytes += data.len() as u64;
                 self.actions.push_back(StorageJob::CheckChunk {
                     content,
                     chunk,

@@ -117,6 +117,11 @@ pub struct Engine {
     next_conn: ConnId,
     banned_nodes: HashSet<Id>,
     banned_addrs: HashSet<SocketAddr>,
+    /// Where this node is reached ([`Engine::set_own_addrs`]): never dialled.
+    own_addrs: Vec<SocketAddr>,
+    /// PIECE bytes received that were not needed: a copy of a chunk already in, or one
+    /// cancelled (endgame asks the last chunks of two peers).
+    duplicate_bytes: u64,
     actions: Actions,
     next_rotation: Option<Instant>,
     seed: u64,
@@ -134,6 +139,8 @@ impl Engine {
             next_conn: ConnId::new(ConnId::FIRST),
             banned_nodes: HashSet::new(),
             banned_addrs: HashSet::new(),
+            own_addrs: Vec::new(),
+            duplicate_bytes: 0,
             actions: Actions::default(),
             next_rotation: None,
             seed,
@@ -240,12 +247,37 @@ impl Engine {
         self.actions.push_back(Action::FindPeers { content });
     }
 
-    /// Candidate peers for `content` (from the DHT or peer exchange).
+    /// The addresses this node is reached at: the one it listens on (an unspecified IP there
+    /// stands for every local address, loopback included), the one it advertises and the
+    /// one peers see it at. The engine never dials them: our own provider record comes back
+    /// from the DHT (a downloader announces what it has), and peers pass our address on.
+    pub fn set_own_addrs(&mut self, addrs: Vec<SocketAddr>) {
+        self.own_addrs = addrs;
+    }
+
+    /// Bytes of chunk data received that were not needed (see `duplicate_bytes`): part of
+    /// the wire's download total, not of any file.
+    pub fn duplicate_bytes(&self) -> u64 {
+        self.duplicate_bytes
+    }
+
+    /// Whether `a` is this node (see [`Engine::set_own_addrs`]).
+    pub fn is_own_addr(&self, a: &SocketAddr) -> bool {
+        let ip = a.ip().to_canonical();
+        self.own_addrs.iter().any(|m| {
+            let mine = m.ip().to_canonical();
+            m.port() == a.port() && (mine == ip || (mine.is_unspecified() && ip.is_loopback()))
+        })
+    }
+
+    /// Candidate peers for `content` (from the DHT or peer exchange); our own addresses
+    /// are left out.
     pub fn add_peers(&mut self, now: Instant, content: &Id, addrs: &[SocketAddr]) {
+        let others: Vec<&SocketAddr> = addrs.iter().filter(|a| !self.is_own_addr(a)).collect();
         let Some(c) = self.contents.get_mut(content) else {
             return;
         };
-        for a in addrs {
+        for a in others {
             if !c.tried.contains(a)
                 && !self.banned_addrs.contains(a)
                 && !c.candidates.contains(a)

@@ -875,3 +875,49 @@ fn a_peer_with_a_bad_manifest_is_told_what_failed() {
     assert!(text.contains("manifest"), "{text}");
     assert_eq!(banned, Some("a manifest"));
 }
+
+/// Our own address comes back from the DHT (a downloader announces what it has) and from
+/// peers: it is never dialled, under any of the forms it takes.
+#[test]
+fn a_node_never_dials_its_own_address() {
+    let now = Instant::now();
+    let mut e = Engine::new(Id([7; 32]), 4000, EngineConfig::default(), 1);
+    let listen: SocketAddr = "[::]:4000".parse().unwrap();
+    let advertised: SocketAddr = "192.0.2.9:4000".parse().unwrap();
+    let external: SocketAddr = "198.51.100.3:61000".parse().unwrap();
+    e.set_own_addrs(vec![listen, advertised, external]);
+    let id = Id([9; 32]);
+    let other: SocketAddr = "127.0.0.1:4001".parse().unwrap();
+    let mine: Vec<SocketAddr> = [
+        "127.0.0.1:4000",
+        "[::1]:4000",
+        "[::ffff:127.0.0.1]:4000",
+        "192.0.2.9:4000",
+        "198.51.100.3:61000",
+    ]
+    .iter()
+    .map(|a| a.parse().unwrap())
+    .collect();
+    for a in &mine {
+        assert!(e.is_own_addr(a), "{a}");
+    }
+    assert!(!e.is_own_addr(&other));
+    assert!(!e.is_own_addr(&"192.0.2.10:4000".parse().unwrap()));
+    e.download(now, id, None, None);
+    let mut offered = mine.clone();
+    offered.push(other);
+    e.add_peers(now, &id, &offered);
+    let dialled: Vec<SocketAddr> = std::iter::from_fn(|| e.poll_action())
+        .filter_map(|a| match a {
+            Action::Wire(WireAction::Connect { addr, .. }) => Some(addr),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dialled, vec![other]);
+
+    // A node bound to one address is only that address on its port.
+    let mut e = Engine::new(Id([7; 32]), 4000, EngineConfig::default(), 1);
+    e.set_own_addrs(vec!["127.0.0.1:4000".parse().unwrap()]);
+    assert!(e.is_own_addr(&"127.0.0.1:4000".parse().unwrap()));
+    assert!(!e.is_own_addr(&"127.0.0.2:4000".parse().unwrap()));
+}
