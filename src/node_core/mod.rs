@@ -473,6 +473,7 @@ impl NodeCore {
             stats: self.dht.stats().clone(),
             running_queries: self.dht.running_queries(),
             nat: self.nat.status_json(),
+            downloading_into: self.library.download_dirs(),
             io,
         }
     }

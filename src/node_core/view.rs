@@ -39,6 +39,9 @@ pub struct StatusView {
     pub running_queries: usize,
     /// NAT traversal: reachability, rendezvous, connection set-ups (nat.md).
     pub nat: Value,
+    /// Each download in progress and its folder (a request naming another folder is refused
+    /// before that folder is created: `net::jobs`).
+    pub downloading_into: Vec<(Id, std::path::PathBuf)>,
     /// What the driver adds: sockets and bandwidth.
     pub io: IoStatus,
 }

@@ -242,6 +242,26 @@ impl DiskStorage {
                 reply,
                 result: self.add_file(&path),
             }),
+            StorageJob::CopyOut {
+                content,
+                from,
+                sha256,
+                dir,
+                name,
+                reply,
+            } => {
+                let result =
+                    crate::content::copy_out::copy_into(&from, &content, &sha256, &dir, &name)
+                        .map_err(|e| {
+                            format!("cannot copy {} into {}: {e}", from.display(), dir.display())
+                        });
+                Some(StorageDone::CopiedOut {
+                    content,
+                    from,
+                    reply,
+                    result,
+                })
+            }
             StorageJob::SaveDownloads(list) => {
                 let mut saved = self.saved.lock();
                 if list.newer_than(&mut saved.downloads) {
