@@ -373,6 +373,10 @@ fn get_into_a_second_folder_during_a_download_is_refused() {
         )),
         "{stderr}"
     );
+    assert!(
+        stderr.contains(&format!("peershare cancel {id} --api {api}")),
+        "{stderr}"
+    );
     assert!(!elsewhere.exists(), "the refused folder was created");
     let o = Command::new(bin())
         .args(["get", &id, "-o", first.to_str().unwrap(), "--api", &api])

@@ -101,10 +101,16 @@ pub(super) fn get(id: Id, output: Option<PathBuf>, api: ApiArgs) -> i32 {
                 }
                 0
             } else {
-                eprintln!(
-                    "peershare: {}",
-                    v["message"].as_str().unwrap_or("download failed")
-                );
+                let message = v["message"].as_str().unwrap_or("download failed");
+                eprintln!("peershare: {message}");
+                // The node's words are the API's; name the commands that do it here.
+                if message.starts_with("already downloading") {
+                    eprintln!(
+                        "  `peershare get {id}` (without -o) waits for it, \
+                         `peershare cancel {id}{}` stops it",
+                        api_flag(&api)
+                    );
+                }
                 1
             }
         }
