@@ -273,11 +273,11 @@ fn an_id_nobody_has_shows_a_search_not_a_bar() {
 }
 
 /// 3: the node stops (SIGTERM) during a `get`: the message says so, and that the download
-/// resumes when the node starts again (it does).
+/// resumes when the node starts again (it does, and `get -o` its folder reattaches to it).
 #[test]
 fn the_node_stopping_during_get_is_explained() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_seeder, mut leecher, id, _) = pair(tmp.path(), 24_000_000, "2MB/s");
+    let (_seeder, mut leecher, id, data_bytes) = pair(tmp.path(), 24_000_000, "2MB/s");
     let get = Command::new(bin())
         .args(["get", &id, "--api", &leecher.api.to_string()])
         .stdout(Stdio::piped())
@@ -296,8 +296,33 @@ fn the_node_stopping_during_get_is_explained() {
         "{stderr}"
     );
     assert!(!stderr.contains("unreadable reply"), "{stderr}");
-    let again = Node::start(&tmp.path().join("leecher"), &[]);
+    // As a node of before folders were resolved recorded it: the same folder, spelled with
+    // a `..`. Asking for the download into that folder must still reattach, not be refused.
+    let data = tmp.path().join("leecher");
+    let files = std::fs::canonicalize(data.join("files")).unwrap();
+    let record = data.join("transfers.json");
+    let list: Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(list[0]["output_dir"], files.display().to_string(), "{list}");
+    let spelled = files.join("..").join("files");
+    let list = json!([{ "content_id": id, "name": list[0]["name"], "output_dir": spelled }]);
+    std::fs::write(&record, list.to_string()).unwrap();
+    let again = Node::start(&data, &[]);
     assert!(wait_until(LONG, || transfer(&again, &id)["downloading"] == true));
+    let o = Command::new(bin())
+        .args([
+            "get",
+            &id,
+            "-o",
+            files.to_str().unwrap(),
+            "--api",
+            &again.api.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let printed = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_eq!(std::fs::read(&printed).unwrap(), data_bytes);
+    assert!(printed.starts_with(files.to_str().unwrap()), "{printed}");
 }
 
 /// 4a: `get ID -o DIR` for content that is here puts a verified copy in DIR and prints its
