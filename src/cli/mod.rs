@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 pub mod ledger;
 
 mod decode;
+mod progress;
 mod run;
 mod status;
 mod transfers;

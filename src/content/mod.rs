@@ -33,6 +33,7 @@
 //!    gives the file its final name in the download folder (a name from the network, cleaned
 //!    by [`names::safe_file_name`], never overwriting an existing file).
 
+pub mod copy_out;
 pub mod hasher;
 pub mod index;
 pub mod manifest;

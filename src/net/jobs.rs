@@ -13,6 +13,7 @@ use crate::api::request::{parse_request, ApiError, ApiRequest};
 use crate::api::{auth, paths, reply, ReplyTo};
 use crate::ledger::Ledger;
 use crate::node_core::api::{route, Route};
+use crate::node_core::library::already_downloading;
 use crate::storage::{DiskStorage, StorageDone, StorageJob};
 use crate::workers::{Completer, WorkerPool};
 
@@ -99,7 +100,8 @@ impl JobContext {
                 return;
             }
         }
-        let done = match parse_request(bytes).and_then(paths::prepare) {
+        let parsed = parse_request(bytes).and_then(|r| self.one_folder_per_download(r));
+        let done = match parsed.and_then(paths::prepare) {
             Ok(req) => match route(&req) {
                 Route::View(answer) => Completion::Reply {
                     to,
@@ -118,6 +120,36 @@ impl JobContext {
             result @ Err(_) => Completion::Parsed { to, result },
         };
         self.completer.complete(done);
+    }
+}
+
+impl JobContext {
+    /// Refuses a `local_request_file` naming another folder than the one its download in
+    /// progress goes to, before `paths::prepare` would create that folder (it would stay
+    /// empty). The core refuses it too, for downloads started since the view was taken.
+    fn one_folder_per_download(&self, req: ApiRequest) -> Result<ApiRequest, ApiError> {
+        if let ApiRequest::RequestFile {
+            content_hash,
+            output_dir: Some(dir),
+            ..
+        } = &req
+        {
+            let view = self.shared.view();
+            let running = view
+                .downloading_into
+                .iter()
+                .find(|(id, _)| id == content_hash);
+            if let Some((_, first)) = running {
+                // Missing (so not the same folder) or another folder.
+                let same = std::fs::canonicalize(dir).is_ok_and(|d| {
+                    d == *first || std::fs::canonicalize(first).is_ok_and(|f| f == d)
+                });
+                if !same {
+                    return Err(ApiError::new(already_downloading(content_hash, first)));
+                }
+            }
+        }
+        Ok(req)
     }
 }
 

@@ -184,6 +184,12 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
         .download_dir
         .clone()
         .unwrap_or_else(|| cfg.data_dir.join("files"));
+    // Absolute and resolved, like the folders requests name (`api::paths`), so that a request
+    // naming this folder is seen to be the same folder.
+    let download_dir = crate::api::paths::output_folder(&download_dir).unwrap_or_else(|e| {
+        log::warn!("download folder: {e}");
+        download_dir
+    });
     let (storage, inventory) =
         crate::storage::DiskStorage::open(&cfg.data_dir).map_err(|e| NodeError::Io {
             what: "open shares and downloads",

@@ -26,6 +26,9 @@ use crate::storage::job::{
 };
 use crate::transfer::engine::{Engine, EngineConfig};
 
+mod status;
+pub use status::already_downloading;
+
 /// How long a `local_request_file` waits on a download that has no peer and makes no
 /// progress before it is answered with an error (the download itself goes on).
 pub const STALLED_REPLY: Duration = Duration::from_secs(60);
@@ -227,6 +230,22 @@ impl Library {
         to: ReplyTo,
     ) -> Option<Vec<u8>> {
         match self.entries.get_mut(&id) {
+            // Here, but asked for in another folder: a verified copy goes there (api.md 5.5).
+            Some(Entry::Shared { info, .. })
+                if output_dir
+                    .as_deref()
+                    .is_some_and(|d| info.path.parent() != Some(d)) =>
+            {
+                self.jobs.push_back(StorageJob::CopyOut {
+                    content: id,
+                    from: info.path.clone(),
+                    sha256: *info.manifest.file_sha256(),
+                    dir: output_dir.unwrap_or_default(),
+                    name: safe_file_name_or_fallback(&info.name, &id),
+                    reply: to,
+                });
+                return None;
+            }
             Some(Entry::Shared { info, .. }) => {
                 return Some(reply::success(obj(json!({
                     "message": "File already available locally",
@@ -236,6 +255,10 @@ impl Library {
                 }))));
             }
             Some(Entry::Downloading(d)) => {
+                if let Some(dir) = output_dir.filter(|o| *o != d.output_dir) {
+                    log::debug!("download {id}: refused a second folder {}", dir.display());
+                    return Some(reply::error(&already_downloading(&id, &d.output_dir)));
+                }
                 d.waiters.push(to);
                 let resumed = d.paused.take();
                 if let Some(why) = &resumed {
@@ -290,79 +313,6 @@ impl Library {
         self.withdrawn.push(*id);
         log::info!("download {id} cancelled ({have} bytes verified were discarded)");
         Ok(())
-    }
-
-    /// Progress of one transfer, or all, as JSON for `transfer_status`.
-    pub fn status_json(&self, only: Option<Id>) -> Value {
-        let mut ids: Vec<Id> = match only {
-            Some(id) => vec![id],
-            None => self.engine.contents().copied().collect(),
-        };
-        if only.is_none() {
-            // Paused downloads: the engine has let them go, the library has not.
-            ids.extend(self.entries.iter().filter_map(|(id, e)| match e {
-                Entry::Downloading(d) if d.paused.is_some() => Some(*id),
-                _ => None,
-            }));
-            ids.sort_unstable();
-            ids.dedup();
-        }
-        let list: Vec<Value> = ids.iter().filter_map(|id| self.status_of(id)).collect();
-        json!({ "transfers": list })
-    }
-
-    fn status_of(&self, id: &Id) -> Option<Value> {
-        let entry = self.entries.get(id);
-        let download = match entry {
-            Some(Entry::Downloading(d)) => Some(d),
-            _ => None,
-        };
-        let p = match (self.engine.progress(id), download) {
-            (Some(p), _) => p,
-            (None, Some(d)) if d.paused.is_some() => {
-                let m = d.manifest.as_ref();
-                crate::transfer::engine::Progress {
-                    size: m.map_or(0, |m| m.file_size()),
-                    have_bytes: d.known_bytes,
-                    chunks_total: m.map_or(0, |m| m.lengths().chunk_count()),
-                    has_manifest: m.is_some(),
-                    name: d.name.clone(),
-                    ..Default::default()
-                }
-            }
-            (None, _) => return None,
-        };
-        // Until its partial file is open again, a resumed download's progress is what its
-        // resume record said (the engine counts from the reopened file).
-        let have_bytes = match download {
-            Some(d) if !d.opened => p.have_bytes.max(d.known_bytes),
-            _ => p.have_bytes,
-        };
-        let file_path = match entry {
-            Some(Entry::Shared {
-                info,
-                downloaded: true,
-            }) => Some(info.path.display().to_string()),
-            _ => None,
-        };
-        let mut v = json!({
-            "content_hash": id.to_hex(),
-            "name": p.name,
-            "size": p.size,
-            "have_bytes": have_bytes,
-            "chunks_have": p.chunks_have,
-            "chunks_total": p.chunks_total,
-            "peers": p.peers,
-            "has_manifest": p.has_manifest,
-            "complete": p.complete,
-            "downloading": download.is_some_and(|d| d.paused.is_none()) && !p.complete,
-            "file_path": file_path,
-        });
-        // Only a paused download has `paused` (replies stay as they were for the others).
-        if let (Some(why), Value::Object(m)) = (download.and_then(|d| d.paused.clone()), &mut v) {
-            m.insert("paused".into(), Value::from(why));
-        }
-        Some(v)
     }
 
     // ----- time ---------------------------------------------------------------------
@@ -624,6 +574,12 @@ impl Library {
                     });
                 }
             }
+            StorageDone::CopiedOut {
+                content,
+                from,
+                reply,
+                result,
+            } => self.copied_out(content, &from, reply, result),
             StorageDone::Added { reply: to, result } => {
                 let bytes = match result {
                     Ok(info) => {

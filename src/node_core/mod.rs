@@ -488,6 +488,7 @@ impl NodeCore {
             nat: self.nat.status_json(),
             bootstrap: self.dht.bootstrap_status().to_vec(),
             down_duplicate: self.library.engine.duplicate_bytes(),
+            downloading_into: self.library.download_dirs(),
             io,
         }
     }

@@ -43,6 +43,9 @@ pub struct StatusView {
     pub bootstrap: Vec<BootstrapAddr>,
     /// Chunk bytes received that were not needed (copies of chunks already in).
     pub down_duplicate: u64,
+    /// Each download in progress and its folder (a request naming another folder is refused
+    /// before that folder is created: `net::jobs`).
+    pub downloading_into: Vec<(Id, std::path::PathBuf)>,
     /// What the driver adds: sockets and bandwidth.
     pub io: IoStatus,
 }

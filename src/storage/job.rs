@@ -96,6 +96,22 @@ pub enum StorageJob {
         /// Who asked.
         reply: ReplyTo,
     },
+    /// `local_request_file` for content that is here, into a folder it is not in: put a
+    /// verified copy of `from` in `dir` (`crate::content::copy_out::copy_into`).
+    CopyOut {
+        /// The content.
+        content: Id,
+        /// The local file.
+        from: PathBuf,
+        /// Its whole-file SHA-256 (the copy is checked against it).
+        sha256: [u8; 32],
+        /// The folder asked for.
+        dir: PathBuf,
+        /// The file name (safe).
+        name: String,
+        /// Who asked.
+        reply: ReplyTo,
+    },
     /// Persist the list of downloads in progress (what each will be called, and where).
     SaveDownloads(Snapshot<Vec<DownloadRecord>>),
     /// Make every partial download's resume record durable (the node is stopping).
@@ -189,6 +205,17 @@ pub enum StorageDone {
         reply: ReplyTo,
         /// The share, or the error.
         result: Result<ShareInfo, String>,
+    },
+    /// [`StorageJob::CopyOut`]: the copy's path, or why there is none.
+    CopiedOut {
+        /// The content.
+        content: Id,
+        /// The local file it was copied from.
+        from: PathBuf,
+        /// Who asked.
+        reply: ReplyTo,
+        /// The copy, or the error.
+        result: Result<PathBuf, String>,
     },
 }
 

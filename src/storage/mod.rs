@@ -138,6 +138,13 @@ impl DiskStorage {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        // Folders as requests name them (resolved), also in records written before they were:
+        // a request for the same folder must be seen to be the same (`Library::request_file`).
+        for r in &mut inv.downloads {
+            if let Ok(dir) = fs::canonicalize(&r.output_dir) {
+                r.output_dir = dir;
+            }
+        }
         match resumable_downloads(data_dir) {
             Ok(ms) => {
                 inv.resumable = ms
@@ -242,6 +249,26 @@ impl DiskStorage {
                 reply,
                 result: self.add_file(&path),
             }),
+            StorageJob::CopyOut {
+                content,
+                from,
+                sha256,
+                dir,
+                name,
+                reply,
+            } => {
+                let result =
+                    crate::content::copy_out::copy_into(&from, &content, &sha256, &dir, &name)
+                        .map_err(|e| {
+                            format!("cannot copy {} into {}: {e}", from.display(), dir.display())
+                        });
+                Some(StorageDone::CopiedOut {
+                    content,
+                    from,
+                    reply,
+                    result,
+                })
+            }
             StorageJob::SaveDownloads(list) => {
                 let mut saved = self.saved.lock();
                 if list.newer_than(&mut saved.downloads) {

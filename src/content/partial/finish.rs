@@ -183,8 +183,11 @@ impl PartialFile {
     }
 }
 
-enum Placed {
+/// Where [`link_no_clobber`] put a file.
+pub(crate) enum Placed {
+    /// Under this name.
     At(PathBuf),
+    /// Nowhere: the source is on another file system (copy it across first).
     CrossDevice,
 }
 
@@ -192,7 +195,7 @@ enum Placed {
 /// replacing an existing file: `link(2)` fails with EEXIST instead of overwriting. On file
 /// systems without hard links, falls back to rename after checking the name is free (the
 /// only case where a file created in that instant by someone else could be replaced).
-fn link_no_clobber(src: &Path, dir: &Path, base: &str) -> Result<Placed, ContentError> {
+pub(crate) fn link_no_clobber(src: &Path, dir: &Path, base: &str) -> Result<Placed, ContentError> {
     for n in 0..=MAX_NUMBERED {
         let candidate = dir.join(numbered_name(base, n));
         match fs::hard_link(src, &candidate) {

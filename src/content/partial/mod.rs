@@ -59,6 +59,7 @@ use page_cache::{start_writeback, WRITEBACK_EVERY};
 use prefix::PrefixHash;
 use record::VerifiedBits;
 
+pub(crate) use finish::{link_no_clobber, Placed};
 pub use prefix::PrefixWork;
 pub use reader::PartialReader;
 pub use record::{decode_record, encode_record};

@@ -190,6 +190,17 @@ impl MemStorage {
                 reply,
                 result: Err("the simulator shares files at start only".into()),
             }),
+            StorageJob::CopyOut {
+                content,
+                from,
+                reply,
+                ..
+            } => Some(StorageDone::CopiedOut {
+                content,
+                from,
+                reply,
+                result: Err("the simulator keeps no copies".into()),
+            }),
             StorageJob::SaveDownloads(list) => {
                 self.downloads = list.value;
                 None

@@ -314,6 +314,7 @@ impl World {
                 | StorageJob::Discard { .. }
                 | StorageJob::Unshare { .. }
                 | StorageJob::AddFile { .. }
+                | StorageJob::CopyOut { .. }
                 | StorageJob::SaveDownloads(_)
                 | StorageJob::SaveState(_)
                 | StorageJob::FlushAll,
