@@ -14,7 +14,6 @@ use serde_json::{json, Value};
 use super::progress::{peers, Line, Seen, Watch};
 use super::ApiArgs;
 use crate::api::client::{self, ClientError};
-use crate::paths::absolute;
 use crate::id::Id;
 
 /// `peershare get`: the blocking `local_request_file` runs on a thread while the main thread
