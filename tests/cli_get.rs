@@ -131,6 +131,11 @@ impl Pty {
 fn skip() -> bool {
     let missing = Command::new("script").arg("--version").output().is_err();
     if missing {
+        // CI installs it and sets this: there the pty tests must run, not skip.
+        assert!(
+            std::env::var_os("PEERSHARE_REQUIRE_PTY").is_none(),
+            "PEERSHARE_REQUIRE_PTY is set but util-linux `script` is missing"
+        );
         eprintln!("SKIPPED: util-linux `script` is not installed (no pseudo-terminal)");
     }
     missing
