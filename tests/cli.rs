@@ -515,3 +515,42 @@ fn make_and_the_demo_use_cargo_target_dir() {
         "{shown}"
     );
 }
+
+/// `peershare unshare ID` stops sharing without touching the file: the node no longer lists
+/// or announces it, also after a restart; unsharing what is not shared is a clear error.
+#[test]
+fn unshare_stops_sharing_and_keeps_the_file() {
+    let dir = tmp();
+    let data = dir.path().join("n");
+    let mut node = Node::start(&data, &[]);
+    let ids = share_many(&node, dir.path(), 2);
+    let api = node.api.to_string();
+    let out = peershare(None, &["unshare", &ids[0], "--api", &api]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("no longer sharing") && text(&out.stdout).contains(".wav"),
+        "{}",
+        text(&out.stdout)
+    );
+    let listed = |n: &Node| n.call("local_list_content", json!({}))["content_hashes"].clone();
+    assert_eq!(listed(&node), json!([ids[1]]));
+    assert!(!node.status()["provided"]
+        .as_array()
+        .is_some_and(|p| p.contains(&json!(ids[0]))));
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with("0000-"));
+    assert!(file, "the file stays");
+    // Not shared any more: a second unshare is an error.
+    let again = peershare(None, &["unshare", &ids[0], "--api", &api]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("does not share"),
+        "{}",
+        text(&again.stderr)
+    );
+    node.terminate();
+    let node = Node::start(&data, &[]);
+    assert_eq!(listed(&node), json!([ids[1]]), "after a restart");
+}

@@ -62,6 +62,11 @@ pub enum ApiRequest {
         /// The download to stop.
         content_hash: Id,
     },
+    /// `unshare`: stops sharing content without touching its file (an extra command).
+    Unshare {
+        /// The content to stop sharing.
+        content_hash: Id,
+    },
     /// `transfer_status`: progress of downloads (an extra command); one or all.
     TransferStatus {
         /// One content, or every transfer when absent.
@@ -105,6 +110,7 @@ impl ApiRequest {
             ApiRequest::RequestFile { .. } => "local_request_file",
             ApiRequest::TransferStatus { .. } => "transfer_status",
             ApiRequest::CancelTransfer { .. } => "cancel_transfer",
+            ApiRequest::Unshare { .. } => "unshare",
             ApiRequest::SetLimits { .. } => "set_limits",
             ApiRequest::RegisterOnChain { .. } => "local_register_file_on_chain",
             ApiRequest::VerifyOnChain { .. } => "local_verify_file_on_chain",
@@ -274,6 +280,13 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
             let payload = payload_object(command, payload, "content_hash")?;
             let hash = string_field(command, payload, "content_hash")?;
             Ok(ApiRequest::CancelTransfer {
+                content_hash: parse_id("content_hash", hash)?,
+            })
+        }
+        "unshare" => {
+            let payload = payload_object(command, payload, "content_hash")?;
+            let hash = string_field(command, payload, "content_hash")?;
+            Ok(ApiRequest::Unshare {
                 content_hash: parse_id("content_hash", hash)?,
             })
         }

@@ -98,6 +98,13 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Stop sharing content; its file stays where it is (add it again to share it again).
+    Unshare {
+        /// The content ID (64 hex characters).
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Stop a download and delete what it fetched so far.
     Cancel {
         /// The content ID (64 hex characters).
@@ -203,6 +210,19 @@ pub fn main_with(cli: Cli) -> i32 {
                 })
             }
         }
+        Command::Unshare { id, api } => with_id(&id, |id| {
+            call(
+                &api,
+                "unshare",
+                json!({ "content_hash": id.to_hex() }),
+                |v| {
+                    v["message"]
+                        .as_str()
+                        .unwrap_or("no longer shared")
+                        .to_string()
+                },
+            )
+        }),
         Command::Cancel { id, api } => with_id(&id, |id| {
             call(
                 &api,

@@ -140,6 +140,19 @@ pub fn execute(req: &ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Out
             Ok(()) => Outcome::Deferred,
             Err(e) => Outcome::Reply(reply::error(&e)),
         },
+        ApiRequest::Unshare { content_hash } => {
+            Outcome::Reply(match ctx.library.unshare(content_hash) {
+                Ok(path) => reply::success(fields(json!({
+                    "message": format!(
+                        "no longer sharing {}; the file stays at {}",
+                        content_hash.to_hex(),
+                        path.display()
+                    ),
+                    "file_path": path.display().to_string(),
+                }))),
+                Err(e) => reply::error(&e),
+            })
+        }
         ApiRequest::TransferStatus { content_hash } => Outcome::Reply(reply::success(fields(
             ctx.library.status_json(*content_hash),
         ))),
@@ -191,6 +204,7 @@ pub fn route(req: &ApiRequest) -> Route {
         | ApiRequest::AddFile { .. }
         | ApiRequest::RequestFile { .. }
         | ApiRequest::CancelTransfer { .. }
+        | ApiRequest::Unshare { .. }
         | ApiRequest::TransferStatus { .. }
         | ApiRequest::SetLimits { .. } => Route::Core,
     }

@@ -669,6 +669,28 @@ impl Library {
         }
     }
 
+    /// Stops sharing `id` because its owner asks (the `unshare` command), as for a file that
+    /// disappeared, but the file is untouched and its path is returned. A download
+    /// in progress is not shared yet: `cancel_transfer` stops that.
+    pub fn unshare(&mut self, id: &Id) -> Result<PathBuf, String> {
+        match self.entries.get(id) {
+            Some(Entry::Shared { info, .. }) => {
+                let path = info.path.clone();
+                log::info!(
+                    "content {id}: no longer sharing it (asked); {} stays",
+                    path.display()
+                );
+                self.stop_sharing(id);
+                Ok(path)
+            }
+            Some(Entry::Downloading(_)) => Err(format!(
+                "{} is being downloaded, not shared yet: cancel_transfer stops the download",
+                id.to_hex()
+            )),
+            None => Err(format!("this node does not share {}", id.to_hex())),
+        }
+    }
+
     /// Stops sharing content whose file changed or disappeared: its connections close, it
     /// leaves the share index (so it is no longer listed), and the node stops announcing
     /// it. Adding the file again shares it anew.
@@ -677,6 +699,12 @@ impl Library {
             return;
         }
         log::warn!("content {id}: its file changed or disappeared; no longer sharing it");
+        self.stop_sharing(id);
+    }
+
+    /// A share ends: its connections close, it leaves the share index, and the node stops
+    /// announcing it.
+    fn stop_sharing(&mut self, id: &Id) {
         self.entries.remove(id);
         self.engine.unshare(id);
         self.jobs.push_back(StorageJob::Unshare { content: *id });
