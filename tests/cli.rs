@@ -554,3 +554,64 @@ fn unshare_stops_sharing_and_keeps_the_file() {
     let node = Node::start(&data, &[]);
     assert_eq!(listed(&node), json!([ids[1]]), "after a restart");
 }
+
+/// `add` prints a share link with the node's address; `get LINK` on a node that knows no
+/// other node (no bootstrap, an empty DHT) downloads through the link's peer alone.
+#[test]
+fn a_share_link_carries_what_get_needs() {
+    let dir = tmp();
+    let seeder = Node::start(&dir.path().join("s"), &[]);
+    let leecher = Node::start(&dir.path().join("l"), &[]);
+    let bytes = common::seeded_bytes(700_000, 5);
+    let file = dir.path().join("kick drum.wav");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = peershare(
+        None,
+        &[
+            "add",
+            &file.display().to_string(),
+            "--api",
+            &seeder.api.to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let link = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("link: "))
+        .unwrap_or_else(|| panic!("no link in {stdout}"))
+        .to_string();
+    let id = stdout.lines().next().unwrap_or_default().to_string();
+    assert!(link.starts_with(&format!("peershare:{id}?name=kick%20drum.wav&size=700000")));
+    assert!(link.contains(&format!("peer={}", seeder.listen)), "{link}");
+    let into = dir.path().join("got");
+    let out = peershare(
+        None,
+        &[
+            "get",
+            &link,
+            "-o",
+            &into.display().to_string(),
+            "--api",
+            &leecher.api.to_string(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(into.join("kick drum.wav")).unwrap(), bytes);
+    // A broken link is a clear error, before any request.
+    let out = peershare(
+        None,
+        &["get", "peershare:12ab", "--api", &leecher.api.to_string()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("content ID"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 pub mod ledger;
 
 mod decode;
+pub mod link;
 mod progress;
 mod run;
 mod status;
@@ -114,7 +115,8 @@ pub enum Command {
     },
     /// Download content by ID, with progress; reattaches to a download already running.
     Get {
-        /// The content ID (64 hex characters).
+        /// The content ID (64 hex characters), or a share link (`peershare:ID?...`, printed
+        /// by `add`), whose peers are tried besides the DHT
         id: String,
         /// Folder to put the file in [default: the node's download folder]
         #[arg(short, long)]
@@ -273,23 +275,37 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::Decode(args) => decode(&args),
         Command::Add { file, api } => {
             let path = crate::paths::absolute(&file);
+            let peer = reachable_addr(&api);
             let api = ApiArgs { timeout: 0, ..api };
             call(
                 &api,
                 "local_add_file",
                 json!({ "filepath": path.display().to_string() }),
                 |v| {
+                    let id = v["file_hash"].as_str().unwrap_or("?");
+                    let link = Id::from_hex(id).map(|id| link::ShareLink {
+                        id,
+                        name: v["filename"].as_str().map(str::to_owned),
+                        size: v["size"].as_u64(),
+                        peers: peer.into_iter().collect(),
+                    });
                     format!(
-                        "{}\n{} ({} bytes, {} chunks) is shared and announced",
-                        v["file_hash"].as_str().unwrap_or("?"),
+                        "{id}\n{} ({} bytes, {} chunks) is shared and announced\nlink: {}",
                         v["filename"].as_str().unwrap_or("?"),
                         v["size"],
-                        v["num_chunks"]
+                        v["num_chunks"],
+                        link.map_or_else(|_| "?".into(), |l| l.to_string())
                     )
                 },
             )
         }
-        Command::Get { id, output, api } => with_id(&id, |id| get(id, output, api)),
+        Command::Get { id, output, api } => match link::ShareLink::parse(&id) {
+            Ok(l) => get(l.id, output, api, l.peers),
+            Err(e) => {
+                eprintln!("peershare: {e}");
+                2
+            }
+        },
         Command::Ls { api } => ls(&api),
         Command::Register(args) => ledger::register(args),
         Command::Verify(args) => ledger::verify(args),
@@ -313,6 +329,15 @@ pub fn main_with(cli: Cli) -> i32 {
             out.trim_end().to_string()
         }),
     }
+}
+
+/// Where others can reach the node, for a share link's peer: the address peers saw it at,
+/// else its listen address unless that is a wildcard; None if the node does not say.
+fn reachable_addr(api: &ApiArgs) -> Option<SocketAddr> {
+    let req = client::request("status", json!({}));
+    let v = client::call(api.api, &req, Some(Duration::from_secs(5))).ok()?;
+    let parse = |k: &str| v[k].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
+    parse("external_addr").or_else(|| parse("listen").filter(|a| !a.ip().is_unspecified()))
 }
 
 fn with_id(s: &str, f: impl FnOnce(Id) -> i32) -> i32 {

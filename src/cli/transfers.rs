@@ -19,8 +19,18 @@ use crate::id::Id;
 /// `peershare get`: the blocking `local_request_file` runs on a thread while the main thread
 /// shows progress from `transfer_status` (rules in `progress.rs`). Ctrl-C stops watching only:
 /// the download goes on in the node, and the message says so and how to stop it (exit 130).
-pub(super) fn get(id: Id, output: Option<PathBuf>, api: ApiArgs) -> i32 {
+pub(super) fn get(
+    id: Id,
+    output: Option<PathBuf>,
+    api: ApiArgs,
+    peers: Vec<std::net::SocketAddr>,
+) -> i32 {
     let mut payload = json!({ "content_hash": id.to_hex() });
+    if !peers.is_empty() {
+        // From a share link: tried besides the providers the DHT knows.
+        let peers: Vec<String> = peers.iter().map(ToString::to_string).collect();
+        payload["peers"] = json!(peers);
+    }
     if let Some(o) = output {
         payload["output_dir"] = json!(crate::paths::absolute(&o).display().to_string());
     }
