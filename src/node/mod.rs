@@ -104,9 +104,9 @@ fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> NodeError {
 /// Buffers of a chunk (256 KiB) and more are mapped for themselves and unmapped when freed,
 /// and the heap is trimmed past 128 KiB free at its top. With glibc's defaults the mmap
 /// threshold rises to 32 MiB after the first such buffers are freed, so later chunk buffers
-/// come from the heap, which keeps freed memory: in the 30-minute soak (`make soak`), a
-/// downloader's RSS crept from 21.4 to 24.3 MiB (median +6.0%) with defaults, and stayed
-/// at 15.0-15.3 MiB (+1.6%) with these two settings.
+/// come from the heap, which keeps freed memory: in the 30-minute soak (`make soak`), the
+/// downloaders' RSS crept from 20.9 to 23.7 MiB (median) with defaults, and was 14.4-14.9
+/// MiB with these two settings (README, Measured: Soak).
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
