@@ -18,45 +18,14 @@ use peershare::proto::dht::{Contact, Datagram, MAX_DATAGRAM};
 #[global_allocator]
 static ALLOC: peershare_fuzz::CappedAlloc = peershare_fuzz::CappedAlloc;
 
-const PEERS: [&str; 6] = [
-    "192.0.2.1:4001",
-    "192.0.2.2:4001",
-    "198.51.100.7:5000",
-    "203.0.113.9:4001",
-    "[2001:db8::1]:4001",
-    "[2001:db8::2]:4002",
-];
+use peershare_fuzz::{peer, Script};
 
-/// The fuzzer's script, read a byte at a time (zeros once it runs out).
-struct Script<'a>(&'a [u8]);
-
-impl Script<'_> {
-    fn u8(&mut self) -> u8 {
-        let (&b, rest) = self.0.split_first().unwrap_or((&0, &[]));
-        self.0 = rest;
-        b
-    }
-    /// A length up to one byte past MAX_DATAGRAM (two bytes of script).
-    fn len(&mut self) -> usize {
-        usize::from(u16::from_be_bytes([self.u8(), self.u8()])) % (MAX_DATAGRAM + 2)
-    }
-    fn bytes(&mut self, n: usize) -> &[u8] {
-        let (a, b) = self.0.split_at(n.min(self.0.len()));
-        self.0 = b;
-        a
-    }
-    fn id(&mut self) -> Id {
-        let mut id = Id([0; 32]);
-        let b = self.bytes(32);
-        id.0[..b.len()].copy_from_slice(b);
-        id
-    }
-}
-
-fn peer(i: u8) -> SocketAddr {
-    PEERS[usize::from(i) % PEERS.len()]
-        .parse()
-        .expect("a valid address")
+/// A full 32-byte ID from the script.
+fn id(s: &mut Script<'_>) -> Id {
+    let mut id = Id([0; 32]);
+    let b = s.bytes(32);
+    id.0[..b.len()].copy_from_slice(b);
+    id
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -68,18 +37,18 @@ fuzz_target!(|data: &[u8]| {
     dht.bootstrap_from(peer(0), now);
     // The node's recent requests: (txid, where they went).
     let mut sent: Vec<(u64, SocketAddr)> = Vec::new();
-    while !s.0.is_empty() {
+    while !s.is_empty() {
         match s.u8() % 7 {
             0 => {
                 let from = peer(s.u8());
-                let n = s.len();
+                let n = s.datagram_len();
                 let d = s.bytes(n).to_vec();
                 dht.handle_datagram(now, from, &d);
             }
             1 => {
                 // An answer: the fuzzer's datagram with the txid of a request we sent.
                 let pick = usize::from(s.u8());
-                let n = s.len();
+                let n = s.datagram_len();
                 let mut d = s.bytes(n).to_vec();
                 if let Some(&(txid, to)) = sent.get(pick % sent.len().max(1)) {
                     if let Some(t) = d.get_mut(5..13) {
@@ -99,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
                 dht.handle_timeout(now);
             }
             4 => {
-                let key = s.id();
+                let key = id(&mut s);
                 let _ = match s.u8() % 3 {
                     0 => dht.find_node(key, now),
                     1 => dht.get_providers(key, now),
@@ -107,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
                 };
             }
             5 => {
-                let id = s.id();
+                let id = id(&mut s);
                 let addr = peer(s.u8());
                 dht.add_contact(Contact { id, addr }, now);
             }

@@ -87,3 +87,66 @@ impl Steps {
         self.next().is_multiple_of(3)
     }
 }
+
+/// Addresses the node-level targets (`dht_node`, `nat_node`) send from and answer to.
+pub const PEERS: [&str; 6] = [
+    "192.0.2.1:4001",
+    "192.0.2.2:4001",
+    "198.51.100.7:5000",
+    "203.0.113.9:4001",
+    "[2001:db8::1]:4001",
+    "[2001:db8::2]:4002",
+];
+
+/// A fuzzer's script for the node-level targets, read a byte at a time (zeros once it
+/// runs out).
+pub struct Script<'a>(pub &'a [u8]);
+
+impl Script<'_> {
+    /// True once every byte is read.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// One byte.
+    pub fn u8(&mut self) -> u8 {
+        let (&b, rest) = self.0.split_first().unwrap_or((&0, &[]));
+        self.0 = rest;
+        b
+    }
+    /// Eight bytes, big-endian.
+    pub fn u64(&mut self) -> u64 {
+        let mut b = [0; 8];
+        for x in &mut b {
+            *x = self.u8();
+        }
+        u64::from_be_bytes(b)
+    }
+    /// Up to `n` bytes (fewer at the end).
+    pub fn bytes(&mut self, n: usize) -> &[u8] {
+        let (a, b) = self.0.split_at(n.min(self.0.len()));
+        self.0 = b;
+        a
+    }
+    /// A datagram length up to one byte past `MAX_DATAGRAM` (two bytes of script).
+    pub fn datagram_len(&mut self) -> usize {
+        usize::from(u16::from_be_bytes([self.u8(), self.u8()]))
+            % (peershare::proto::dht::MAX_DATAGRAM + 2)
+    }
+    /// A datagram: [`Script::datagram_len`], then that many bytes.
+    pub fn datagram(&mut self) -> Vec<u8> {
+        let n = self.datagram_len();
+        self.bytes(n).to_vec()
+    }
+    /// One of [`PEERS`], chosen by one byte.
+    pub fn peer(&mut self) -> std::net::SocketAddr {
+        let i = self.u8();
+        peer(i)
+    }
+}
+
+/// [`PEERS`] entry `i` (modulo their number).
+pub fn peer(i: u8) -> std::net::SocketAddr {
+    PEERS[usize::from(i) % PEERS.len()]
+        .parse()
+        .expect("a valid address")
+}
