@@ -8,9 +8,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use peershare::content::Manifest;
+use peershare::explain::{explain, explain_as, parse_hex, summarize_as, Field, Kind};
 use peershare::proto::codec::DecodeError;
 use peershare::proto::dht::Datagram;
-use peershare::explain::{explain, explain_as, parse_hex, summarize_as, Field, Kind};
 use peershare::proto::wire::decode_frame;
 
 #[global_allocator]
