@@ -10,7 +10,7 @@ PEERSHARE ?= $(TARGET_DIR)/release/peershare
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 6
 
-.PHONY: build run test lint check-boundaries dissector-test netlab-test walkthrough bench soak sim sim-swarm sim-net demo fuzz fuzz-smoke clean
+.PHONY: build run test quickstart-check lint check-boundaries dissector-test netlab-test walkthrough bench soak sim sim-swarm sim-net demo fuzz fuzz-smoke clean
 
 build:
 	$(CARGO) build --release
@@ -25,6 +25,11 @@ run: build
 test: lint check-boundaries
 	$(CARGO) test --all-targets
 	@$(MAKE) --no-print-directory fuzz-smoke
+
+## The README's quickstart, as written, $(RUNS) times in a row (tools/quickstart/check.py).
+RUNS ?= 100
+quickstart-check: build
+	python3 tools/quickstart/check.py --runs $(RUNS) --bin "$(PEERSHARE)"
 
 lint:
 	$(CARGO) fmt --all -- --check

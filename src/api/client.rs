@@ -7,7 +7,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -103,11 +103,7 @@ fn call_with_limit(
 ) -> Result<Value, ClientError> {
     // std rejects a zero timeout; treat it as "no timeout".
     let timeout = timeout.filter(|t| !t.is_zero());
-    let connected = match timeout {
-        Some(t) => TcpStream::connect_timeout(&addr, t),
-        None => TcpStream::connect(addr),
-    };
-    let mut stream = connected.map_err(|source| ClientError::Connect { addr, source })?;
+    let mut stream = connect(addr, timeout)?;
     stream.set_read_timeout(timeout).map_err(ClientError::Io)?;
     stream.set_write_timeout(timeout).map_err(ClientError::Io)?;
     // Nagle would hold back nothing here (one write), but the reply latency matters.
@@ -125,6 +121,30 @@ fn call_with_limit(
         return Err(ClientError::BadReply("not a JSON object".to_owned()));
     }
     Ok(reply)
+}
+
+/// How long a refused connection is retried: a node started a moment ago (`peershare run
+/// &` followed at once by a client, as in a script) binds its API port within this.
+pub const STARTING_GRACE: Duration = Duration::from_secs(2);
+
+/// Connects to the API, retrying a refused connection for [`STARTING_GRACE`] (never past
+/// `timeout`). Any other failure is reported at once.
+fn connect(addr: SocketAddr, timeout: Option<Duration>) -> Result<TcpStream, ClientError> {
+    let started = Instant::now();
+    let grace = timeout.map_or(STARTING_GRACE, |t| t.min(STARTING_GRACE));
+    loop {
+        let connected = match timeout {
+            Some(t) => TcpStream::connect_timeout(&addr, t),
+            None => TcpStream::connect(addr),
+        };
+        match connected {
+            Ok(stream) => return Ok(stream),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused && started.elapsed() < grace => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(source) => return Err(ClientError::Connect { addr, source }),
+        }
+    }
 }
 
 /// Reads up to the first `\n` (excluded). A node that closes without a newline after a
@@ -247,6 +267,26 @@ mod tests {
         let e = call_with_limit(addr, &request("status", json!({})), T, 100_000).unwrap_err();
         assert!(matches!(e, ClientError::TooLarge), "{e}");
         let _ = server.join();
+    }
+
+    /// A script that starts a node in the background and calls it at once: the client
+    /// waits for the API port to open rather than failing.
+    #[test]
+    fn a_node_still_starting_is_waited_for() {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let server = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            let l = TcpListener::bind(addr).unwrap();
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf).unwrap();
+            s.write_all(b"{\"status\":\"success\"}\n").unwrap();
+        });
+        let v = call(addr, &request("status", json!({})), T).unwrap();
+        assert_eq!(v["status"], "success");
+        server.join().unwrap();
     }
 
     #[test]

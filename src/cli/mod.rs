@@ -159,7 +159,8 @@ pub struct ApiArgs {
     pub json: bool,
     /// Seconds to wait for the node to accept the connection and to answer each request
     /// (0: wait forever). `add` and `get` ignore it: they wait until the file is hashed or
-    /// downloaded, however long that takes
+    /// downloaded, however long that takes. A refused connection is retried for 2 s, for a
+    /// node that is still starting
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
 }

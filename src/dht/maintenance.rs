@@ -28,9 +28,9 @@ pub(super) struct Provided {
     pub(super) table_len: usize,
 }
 
-/// Unanswered requests to every bootstrap address before the node warns: the first PING and
-/// the first retry (about 7 s with the defaults: 2 s timeout, retry at the next 5 s
-/// housekeeping), so a single lost datagram does not raise a false alarm.
+/// Unanswered PINGs to every bootstrap address before the node warns: the first PING and its
+/// retry (about 4 s with the defaults: 2 s timeout each), so a single lost datagram does not
+/// raise a false alarm.
 const BOOTSTRAP_TRIES_BEFORE_WARNING: u32 = 2;
 
 /// The first retry of an announce that stored the record nowhere.
@@ -171,10 +171,15 @@ impl Dht {
 
     /// The table just gained a contact. If it was empty, what we provide was announced to
     /// nobody: republish it now that there is somebody to tell.
+    /// Lookups that waited for this first contact start now (an announce among them needs
+    /// no second, immediate republish).
     pub(super) fn on_contact_added(&mut self, now: Instant) {
         if self.routing.len() == 1 {
-            for p in self.provided.values_mut() {
-                p.next_republish = now;
+            let started = self.release_deferred(now);
+            for (key, p) in self.provided.iter_mut() {
+                if !started.contains(key) {
+                    p.next_republish = now;
+                }
             }
             self.next_maintenance = now;
         }

@@ -53,7 +53,7 @@ pub use config::DhtConfig;
 use maintenance::{Provided, ANNOUNCE_RETRY};
 pub use outputs::{BootstrapAddr, DhtEvent, DhtStats, QueryId, QueryResult, QueryStats, Transmit};
 use providers::{ProviderStore, StoreLimits};
-use queries::{Query, QueryKind};
+use queries::{Deferred, Query, QueryKind};
 use ratelimit::SourceLimiter;
 use requests::{Outstanding, Purpose};
 use routing::RoutingTable;
@@ -86,6 +86,9 @@ pub struct Dht {
     sparse_backoff: Duration,
     sparse_len: usize,
     queries: HashMap<QueryId, Query>,
+    /// Lookups started before the first contact, waiting for the join (bounded with
+    /// `queries` by `max_queries`).
+    deferred: Vec<Deferred>,
     next_query: u64,
     provided: HashMap<Id, Provided>,
     transmits: VecDeque<Transmit>,
@@ -138,6 +141,7 @@ impl Dht {
             bootstrap: Vec::new(),
             bootstrap_warned: false,
             queries: HashMap::new(),
+            deferred: Vec::new(),
             next_query: 1,
             provided: HashMap::new(),
             transmits: VecDeque::new(),
@@ -207,17 +211,27 @@ impl Dht {
                 let retry = out.attempt == 0
                     && match out.purpose {
                         Purpose::Lookup(q) => self.queries.contains_key(&q),
-                        // A lost PING or PONG should not keep a new node out of the table.
-                        Purpose::Verify => true,
+                        // A lost PING or PONG should not keep a new node out of the table,
+                        // nor a joining node out of the network (its first PING may have
+                        // gone out before the bootstrap node had bound its port).
+                        Purpose::Verify | Purpose::Bootstrap => true,
                         _ => false,
                     };
                 if retry {
+                    if matches!(out.purpose, Purpose::Bootstrap) {
+                        // Each unanswered PING counts towards the warning.
+                        self.on_bootstrap_result(out.to, false);
+                    }
                     // Once more: a single lost datagram should not cost the lookup a node.
                     self.send_request_attempt(now, out.to, out.node, out.msg, out.purpose, 1);
                 } else {
                     self.on_request_failed(now, out, true);
                 }
             }
+        }
+        if self.deferred_deadline().is_some_and(|t| t <= now) {
+            // The join took too long (or failed and was warned about): run them anyway.
+            let _ = self.release_deferred(now);
         }
         if now >= self.next_maintenance {
             self.maintenance(now);
@@ -341,10 +355,15 @@ impl Dht {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let hard = self.deadlines.peek().map(|Reverse((d, _))| *d);
         let soft = self.soft_deadlines.peek().map(|Reverse((d, _))| *d);
-        [hard, soft, Some(self.next_maintenance)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            hard,
+            soft,
+            Some(self.next_maintenance),
+            self.deferred_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ----- introspection ------------------------------------------------------------

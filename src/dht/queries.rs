@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::lookup::{Lookup, Step};
 use super::requests::Purpose;
@@ -25,6 +25,21 @@ pub(super) enum QueryKind {
     },
     /// Internal lookups (bootstrap, refresh): no event.
     Maintenance,
+}
+
+/// How long a lookup started before the node has any contact waits for the bootstrap node's
+/// answer (a bootstrap PING times out after 2 s and is retried; past this the lookup runs
+/// on what the table holds, which may be nothing).
+pub(super) const JOIN_WAIT: Duration = Duration::from_secs(5);
+
+/// A lookup started while the node was still joining, waiting for its first contact.
+#[derive(Debug)]
+pub(super) struct Deferred {
+    qid: QueryId,
+    kind: QueryKind,
+    target: Id,
+    /// When it runs anyway.
+    until: Instant,
 }
 
 /// A running lookup, by [`QueryId`] in [`Dht`]'s `queries`.
@@ -48,15 +63,64 @@ impl Dht {
         target: Id,
         now: Instant,
     ) -> Option<QueryId> {
-        if self.queries.len() >= self.config.max_queries {
+        if self.queries.len() + self.deferred.len() >= self.config.max_queries {
             log::warn!(
                 "dht: refusing a lookup: {} already running",
-                self.queries.len()
+                self.queries.len() + self.deferred.len()
             );
             return None;
         }
         let qid = QueryId(self.next_query);
         self.next_query += 1;
+        if kind != QueryKind::Maintenance && self.joining() {
+            // Nobody to ask yet, but a bootstrap node is being asked: a lookup now would end
+            // at once with nothing (a node started a moment ago would say "not found", and
+            // an announce would reach nobody). Wait for the first contact, a little while.
+            self.deferred.push(Deferred {
+                qid,
+                kind,
+                target,
+                until: now + JOIN_WAIT,
+            });
+            return Some(qid);
+        }
+        self.launch(qid, kind, target, now);
+        Some(qid)
+    }
+
+    /// True while the table is empty and the node is still waiting for a bootstrap node to
+    /// answer (until it warned that none does).
+    fn joining(&self) -> bool {
+        self.routing.is_empty() && !self.bootstrap.is_empty() && !self.bootstrap_warned
+    }
+
+    /// Starts the lookups that waited for the join: all of them once the table has a
+    /// contact, or those whose wait is over. Returns the keys of announces started.
+    pub(super) fn release_deferred(&mut self, now: Instant) -> Vec<Id> {
+        if self.deferred.is_empty() {
+            return Vec::new();
+        }
+        let joined = !self.joining();
+        let (go, wait): (Vec<Deferred>, Vec<Deferred>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|d| joined || d.until <= now);
+        self.deferred = wait;
+        let mut announced = Vec::new();
+        for d in go {
+            if matches!(d.kind, QueryKind::Announce { .. }) {
+                announced.push(d.target);
+            }
+            self.launch(d.qid, d.kind, d.target, now);
+        }
+        announced
+    }
+
+    /// When the first deferred lookup stops waiting for the join.
+    pub(super) fn deferred_deadline(&self) -> Option<Instant> {
+        self.deferred.iter().map(|d| d.until).min()
+    }
+
+    fn launch(&mut self, qid: QueryId, kind: QueryKind, target: Id, now: Instant) {
         self.routing.touch_bucket(&target, now);
         let seeds = self.routing.closest(&target, self.config.k, None);
         let lookup = Lookup::new(target, self.config.k, self.config.alpha, seeds);
@@ -80,7 +144,6 @@ impl Dht {
             },
         );
         self.drive(qid, now);
-        Some(qid)
     }
 
     /// Sends whatever the lookup wants sent; finishes it when it is done.

@@ -207,6 +207,65 @@ fn first_node_republishes_when_somebody_joins() {
     }
 }
 
+/// The README's quickstart, in miniature: b and c are started at once with a as bootstrap;
+/// b announces and c looks up before either has heard back from a. Neither lookup may end
+/// empty just because the join was still under way: both wait for their first contact.
+#[test]
+fn lookups_started_while_joining_wait_for_the_first_contact() {
+    let mut net = Net::new(3);
+    let key = Id::hash_of(b"song.wav");
+    let now = net.now;
+    net.node(1).bootstrap_from(addr(0), now);
+    net.node(2).bootstrap_from(addr(0), now);
+    // Before any datagram moves: both tables are empty.
+    let a = net.node(1).announce(key, 4002, now).unwrap();
+    let q = net.node(2).get_providers(key, now).unwrap();
+    assert!(net.events.is_empty(), "{:?}", net.events);
+    // Deliver b's traffic first (its PONG, then its announce), then c's.
+    net.drain();
+    match net.take_done(1, a).0 {
+        QueryResult::Announced { stored_at, .. } => assert!(stored_at >= 1, "stored nowhere"),
+        other => panic!("{other:?}"),
+    }
+    match net.take_done(2, q).0 {
+        QueryResult::Providers { providers, .. } => {
+            assert_eq!(providers, vec![SocketAddr::from(([127, 0, 0, 1], 4002))])
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A lookup waits for the join only so long: with the bootstrap node silent it ends (with
+/// nothing) after `JOIN_WAIT`, and once the node has warned that no bootstrap answers, new
+/// lookups no longer wait at all.
+#[test]
+fn a_lookup_waits_for_a_silent_bootstrap_only_so_long() {
+    let mut net = Net::new(2);
+    net.dead.push(addr(1));
+    let key = Id::hash_of(b"nobody");
+    let now = net.now;
+    net.node(0).bootstrap_from(addr(1), now);
+    let q = net.node(0).get_providers(key, now).unwrap();
+    net.advance(queries::JOIN_WAIT - Duration::from_millis(100));
+    assert!(
+        !net.events
+            .iter()
+            .any(|(_, e)| matches!(e, DhtEvent::QueryDone { .. })),
+        "ended before its wait was over"
+    );
+    net.advance(Duration::from_millis(200));
+    match net.take_done(0, q).0 {
+        QueryResult::Providers { providers, .. } => assert!(providers.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    net.advance(Duration::from_secs(30));
+    assert!(net.node(0).bootstrap_warned);
+    let now = net.now;
+    let q = net.node(0).get_providers(key, now).unwrap();
+    net.drain();
+    let _ = net.take_done(0, q);
+}
+
 /// An announce that stores the record nowhere (its contacts' answers all lost) is tried
 /// again within seconds, not at the next republish half an hour later.
 #[test]

@@ -106,6 +106,9 @@ pub struct Library {
     jobs: VecDeque<StorageJob>,
     /// Replies produced by commands and results.
     replies: Vec<Reply>,
+    /// `local_add_file` replies for contents just shared: the node core sends each once the
+    /// content's first announce is done, so that what `add` prints can be found at once.
+    added: Vec<(Id, Reply)>,
     /// Contents no longer shared or downloaded (the node stops announcing them).
     withdrawn: Vec<Id>,
     /// `cancel_transfer` requests, answered once the partial data is deleted: who asked
@@ -133,6 +136,7 @@ impl Library {
             download_dir,
             jobs: VecDeque::new(),
             replies: Vec::new(),
+            added: Vec::new(),
             withdrawn: Vec::new(),
             cancelling: Vec::new(),
             download_lists: 0,
@@ -600,7 +604,8 @@ impl Library {
                                 downloaded: false,
                             },
                         );
-                        bytes
+                        self.added.push((id, Reply { to, bytes }));
+                        return;
                     }
                     Err(e) => reply::error(&format!("cannot add file: {e}")),
                 };
@@ -722,6 +727,12 @@ impl Library {
     /// Replies for waiting requests.
     pub fn take_replies(&mut self) -> Vec<Reply> {
         std::mem::take(&mut self.replies)
+    }
+
+    /// Successful `local_add_file` replies since the last call, with the content each is
+    /// for (see `added`).
+    pub fn take_added(&mut self) -> Vec<(Id, Reply)> {
+        std::mem::take(&mut self.added)
     }
 
     /// Contents withdrawn since the last call (the node stops announcing them).

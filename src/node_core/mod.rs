@@ -76,6 +76,12 @@ enum Lookup {
     Api(api::Pending),
     /// A download's search for providers.
     Peers(Id),
+    /// An announce of a content the library shares, with the `local_add_file` replies that
+    /// wait for it (the file's ID is printed once others can find it).
+    Announce {
+        content: Id,
+        replies: Vec<library::Reply>,
+    },
 }
 
 /// The node (see the module docs).
@@ -329,6 +335,10 @@ impl NodeCore {
         self.lookups.retain(|_, l| match l {
             Lookup::Api(p) => p.to.conn != conn,
             Lookup::Peers(_) => true,
+            Lookup::Announce { replies, .. } => {
+                replies.retain(|r| r.to.conn != conn);
+                true
+            }
         });
     }
 
@@ -538,6 +548,22 @@ impl NodeCore {
                     bytes: r.bytes,
                 });
             }
+            for (id, reply) in self.library.take_added() {
+                moved = true;
+                let running = self.lookups.values_mut().find_map(|l| match l {
+                    Lookup::Announce { content, replies } if *content == id => Some(replies),
+                    _ => None,
+                });
+                match running {
+                    Some(replies) => replies.push(reply),
+                    // Announced already (alone, nobody to tell) or refused (too many lookups):
+                    // it is republished later either way.
+                    None => self.out.push_back(Output::Reply {
+                        to: reply.to,
+                        bytes: reply.bytes,
+                    }),
+                }
+            }
             for id in self.library.take_withdrawn() {
                 moved = true;
                 self.dht.stop_providing(&id);
@@ -580,7 +606,15 @@ impl NodeCore {
                 }
             }
             EngineAction::Announce { content } => {
-                let _ = self.dht.announce(content, 0, now);
+                if let Some(q) = self.dht.announce(content, 0, now) {
+                    self.lookups.insert(
+                        q,
+                        Lookup::Announce {
+                            content,
+                            replies: Vec::new(),
+                        },
+                    );
+                }
             }
             EngineAction::Banned { addr, node, what } => {
                 log::warn!(
@@ -613,6 +647,17 @@ impl NodeCore {
                                 providers.len()
                             );
                             self.library.engine.add_peers(now, &content, providers);
+                        }
+                    }
+                    Some(Lookup::Announce { content, replies }) => {
+                        if let QueryResult::Announced { stored_at, asked } = result {
+                            log::debug!("{content}: announced at {stored_at}/{asked} nodes");
+                        }
+                        for r in replies {
+                            self.out.push_back(Output::Reply {
+                                to: r.to,
+                                bytes: r.bytes,
+                            });
                         }
                     }
                     None => {
