@@ -44,16 +44,21 @@ struct Vector {
     bytes: Vec<u8>,
 }
 
-fn parse_hex(line_no: usize, hex: &str) -> Vec<u8> {
+fn parse_hex(file: &str, line_no: usize, hex: &str) -> Vec<u8> {
     assert!(
         !hex.bytes().any(|b| b.is_ascii_uppercase()),
-        "manifest.txt:{line_no}: hex must be lower-case"
+        "{file}:{line_no}: hex must be lower-case"
     );
-    hex::decode(hex).unwrap_or_else(|e| panic!("manifest.txt:{line_no}: bad hex: {e}"))
+    hex::decode(hex).unwrap_or_else(|e| panic!("{file}:{line_no}: bad hex: {e}"))
 }
 
 fn load() -> Vec<Vector> {
-    let text = read_spec_file("vectors/manifest.txt");
+    load_file("vectors/manifest.txt")
+}
+
+/// The vectors of one file (`NAME CONTENT_ID_HEX MANIFEST_HEX` lines).
+fn load_file(file: &str) -> Vec<Vector> {
+    let text = read_spec_file(file);
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for (i, line) in text.lines().enumerate() {
@@ -66,26 +71,22 @@ fn load() -> Vec<Vector> {
         assert_eq!(
             f.len(),
             3,
-            "manifest.txt:{n}: expected `NAME CONTENT_ID_HEX MANIFEST_HEX`"
+            "{file}:{n}: expected `NAME CONTENT_ID_HEX MANIFEST_HEX`"
         );
         assert!(
             seen.insert(f[0].to_owned()),
-            "manifest.txt:{n}: duplicate {}",
+            "{file}:{n}: duplicate {}",
             f[0]
         );
-        let id = parse_hex(n, f[1]);
-        assert_eq!(
-            id.len(),
-            32,
-            "manifest.txt:{n}: content ID must be 32 bytes"
-        );
+        let id = parse_hex(file, n, f[1]);
+        assert_eq!(id.len(), 32, "{file}:{n}: content ID must be 32 bytes");
         out.push(Vector {
             name: f[0].to_owned(),
             id: Id(id.try_into().unwrap()),
-            bytes: parse_hex(n, f[2]),
+            bytes: parse_hex(file, n, f[2]),
         });
     }
-    assert!(!out.is_empty(), "manifest.txt holds no vectors");
+    assert!(!out.is_empty(), "{file} holds no vectors");
     out
 }
 
@@ -232,7 +233,8 @@ fn invalid_manifests_are_refused() {
 /// "content ID: <hex>" right after the block must be the vector's.
 #[test]
 fn examples_in_content_md_match_the_vectors() {
-    let vectors = load();
+    let mut vectors = load();
+    vectors.extend(load_file("vectors/tree.txt"));
     let doc = read_spec_file("content.md");
     let lines: Vec<&str> = doc.lines().collect();
     let mut checked = BTreeSet::new();
@@ -255,7 +257,7 @@ fn examples_in_content_md_match_the_vectors() {
         assert_eq!(
             hex,
             hex::encode(&v.bytes),
-            "content.md: example for `{name}` differs from manifest.txt"
+            "content.md: example for `{name}` differs from its vector"
         );
         // The content ID line follows the block.
         let id_line = lines[i + 1..]
@@ -292,6 +294,69 @@ fn print_vectors() {
             "{name} {} {}",
             m.content_id().to_hex(),
             hex::encode(m.encode())
+        );
+    }
+}
+
+/// The folder vectors of `protocol-spec/vectors/tree.txt` (content.md, section 10): each
+/// decodes and re-encodes byte for byte, hashes to its content ID, and the folder it
+/// describes, written to disk and shared by `content::folder`, gives exactly that manifest.
+#[test]
+fn tree_vectors_decode_reencode_and_match_their_folders() {
+    use peershare::content::folder::{hash_folder, scan_folder};
+    use peershare::content::tree::TreeManifest;
+    let mod251 = |n: usize| (0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
+    // (name, files (path, bytes), empty folders): the rules in tree.txt's comments.
+    type Folder = (
+        &'static str,
+        Vec<(&'static str, Vec<u8>)>,
+        Vec<&'static str>,
+    );
+    let folders: Vec<Folder> = vec![
+        ("empty-tree", vec![], vec![]),
+        (
+            "small-pack",
+            vec![
+                ("a.txt", b"a".to_vec()),
+                ("Samples/empty.wav", Vec::new()),
+                ("Samples/kick.wav", b"abc".to_vec()),
+            ],
+            vec!["Loops"],
+        ),
+        (
+            "two-chunk-file",
+            vec![("big/pattern.bin", mod251(262_145))],
+            vec![],
+        ),
+    ];
+    let vectors = load_file("vectors/tree.txt");
+    assert_eq!(vectors.len(), folders.len(), "one folder rule per vector");
+    for v in &vectors {
+        let t = TreeManifest::decode(&v.bytes)
+            .unwrap_or_else(|e| panic!("tree vector {} does not decode: {e}", v.name));
+        assert_eq!(t.encode(), v.bytes, "{}: re-encoding differs", v.name);
+        assert_eq!(Id::hash_of(&v.bytes), v.id, "{}: content ID", v.name);
+        assert_eq!(t.content_id(), v.id, "{}", v.name);
+        let (_, files, empty) = folders
+            .iter()
+            .find(|(n, _, _)| *n == v.name)
+            .unwrap_or_else(|| panic!("no folder rule for tree vector {}", v.name));
+        let dir = tempfile::tempdir().unwrap();
+        for (path, data) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        }
+        for e in empty {
+            std::fs::create_dir_all(dir.path().join(e)).unwrap();
+        }
+        let scan = scan_folder(dir.path()).unwrap();
+        let shared = hash_folder(dir.path(), &scan, &|_| {}).unwrap();
+        assert_eq!(
+            shared.manifest.encode(),
+            v.bytes,
+            "{}: sharing the folder",
+            v.name
         );
     }
 }

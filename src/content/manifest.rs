@@ -417,30 +417,44 @@ impl Manifest {
     }
 }
 
-/// Reads and checks the fixed header up to and including `chunk_count` (21 bytes).
-fn read_header(r: &mut Reader<'_>) -> Result<Lengths, DecodeError> {
-    // `BadMagic` carries the DHT's two-byte magic; like the wire HANDSHAKE's "PSWP", a wrong
-    // four-byte magic is an `InvalidValue` of the field `magic`.
-    if r.array::<4>("magic")? != MAGIC {
+/// Reads a four-byte magic and a version byte, checking both (for file and tree manifests).
+/// `BadMagic` carries the DHT's two-byte magic; like the wire HANDSHAKE's "PSWP", a wrong
+/// four-byte magic is an `InvalidValue` of the field `magic`.
+pub(crate) fn read_magic_version(
+    r: &mut Reader<'_>,
+    magic: [u8; 4],
+    version: u8,
+    not_ours: &'static str,
+) -> Result<(), DecodeError> {
+    if r.array::<4>("magic")? != magic {
         return Err(DecodeError::InvalidValue {
             field: "magic",
-            reason: "not \"PSMF\" (50 53 4d 46): not a PeerShare manifest",
+            reason: not_ours,
         });
     }
-    let version = r.u8("version")?;
-    if version != VERSION {
-        return Err(DecodeError::UnsupportedVersion(version));
+    let v = r.u8("version")?;
+    if v != version {
+        return Err(DecodeError::UnsupportedVersion(v));
     }
+    Ok(())
+}
+
+/// `LengthTooLarge` for `field` when `len` exceeds `max`.
+pub(crate) fn at_most(field: &'static str, len: usize, max: usize) -> Result<(), DecodeError> {
+    if len > max {
+        return Err(DecodeError::LengthTooLarge { field, len, max });
+    }
+    Ok(())
+}
+
+/// Reads and checks the fixed header up to and including `chunk_count` (21 bytes).
+fn read_header(r: &mut Reader<'_>) -> Result<Lengths, DecodeError> {
+    let not_ours = "not \"PSMF\" (50 53 4d 46): not a PeerShare manifest";
+    read_magic_version(r, MAGIC, VERSION, not_ours)?;
     let file_size = r.u64("file_size")?;
     let chunk_size = r.u32("chunk_size")?;
     let chunk_count = r.u32("chunk_count")?;
-    if chunk_count > MAX_CHUNKS {
-        return Err(DecodeError::LengthTooLarge {
-            field: "chunk_count",
-            len: chunk_count as usize,
-            max: MAX_CHUNKS as usize,
-        });
-    }
+    at_most("chunk_count", chunk_count as usize, MAX_CHUNKS as usize)?;
     let lengths = match Lengths::new(file_size, chunk_size) {
         Ok(l) => l,
         Err(LengthsError::BadChunkSize(_)) => {

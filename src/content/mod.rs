@@ -34,11 +34,13 @@
 //!    by [`names::safe_file_name`], never overwriting an existing file).
 
 pub mod copy_out;
+pub mod folder;
 pub mod hasher;
 pub mod index;
 pub mod manifest;
 pub mod names;
 pub mod partial;
+pub mod tree;
 pub mod verified;
 
 use std::fmt;
@@ -158,6 +160,14 @@ pub enum ContentError {
     NotAFile {
         /// The path.
         path: PathBuf,
+    },
+    /// A folder cannot be shared as it is (too many entries, names that would collide on
+    /// another system, more than 1 TiB in all).
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// Why, in words.
+        why: String,
     },
     /// The file is too large to be described by one manifest (more than 1 TiB).
     TooLarge {
@@ -287,6 +297,9 @@ impl fmt::Display for ContentError {
                 "{} is not a regular file (only files can be shared, not directories or devices)",
                 path.display()
             ),
+            ContentError::Folder { path, why } => {
+                write!(f, "cannot share the folder {}: {why}", path.display())
+            }
             ContentError::TooLarge { path, size } => write!(
                 f,
                 "{} is {size} bytes, more than the largest shareable file ({} bytes)",

@@ -82,6 +82,8 @@ def main(out):
     add("wire_stream", stream_seed + b"".join(wire_ok))
     add("wire_stream", b"\x01\x00\x00\x00" + b"".join(wire_ok))
     add("explain", b"\x01" + b"".join(wire_ok))
+    for m in vectors("tree.txt"):
+        add("tree_manifest", m)
     for m in manifests:
         add("manifest", m)
         add("explain", b"\x03" + m)
