@@ -15,8 +15,9 @@ pub struct DhtConfig {
     /// How long to wait for an answer before the request counts as failed. A lookup
     /// request gets one retry after this, so a lost datagram is not a lost candidate.
     pub request_timeout: Duration,
-    /// After this long without an answer a lookup stops waiting for a candidate (it frees
-    /// its slot and no longer holds up the end of the lookup); a late answer still counts.
+    /// The longest a lookup waits for a candidate's answer before it sends the request again
+    /// and goes on without it (freeing its slot; a late answer still counts). The soft
+    /// timeout in use is 3 measured round trips, at least 100 ms, at most this.
     pub soft_timeout: Duration,
     /// How long a provider record lives without being refreshed.
     pub provider_ttl: Duration,

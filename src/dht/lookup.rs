@@ -28,9 +28,12 @@ pub enum PeerState {
     NotContacted,
     /// Asked; the answer is pending.
     Waiting,
-    /// Asked, and slower than the soft timeout: the lookup goes on without it, but a late
-    /// answer is still taken.
+    /// Asked, and slower than the soft timeout (the request was sent again): the lookup goes
+    /// on without it, but a late answer is still taken. The closest candidate in this state
+    /// still holds up the end of the lookup.
     Unresponsive,
+    /// Unresponsive for a second soft timeout: holds up nothing, a late answer still counts.
+    Late,
     /// Answered.
     Succeeded,
     /// Timed out or answered with an error.
@@ -118,7 +121,12 @@ impl Lookup {
     pub fn on_success(&mut self, from: &Id, closer: &[Contact]) {
         let d = from.distance(&self.target);
         let hop = match self.candidates.get_mut(&d) {
-            Some(c) if matches!(c.state, PeerState::Waiting | PeerState::Unresponsive) => {
+            Some(c)
+                if matches!(
+                    c.state,
+                    PeerState::Waiting | PeerState::Unresponsive | PeerState::Late
+                ) =>
+            {
                 if c.state == PeerState::Waiting {
                     self.in_flight -= 1;
                 }
@@ -146,7 +154,12 @@ impl Lookup {
     fn closest_live_distance(&self) -> Distance {
         self.candidates
             .iter()
-            .find(|(_, c)| !matches!(c.state, PeerState::Failed | PeerState::Unresponsive))
+            .find(|(_, c)| {
+                !matches!(
+                    c.state,
+                    PeerState::Failed | PeerState::Unresponsive | PeerState::Late
+                )
+            })
             .map_or(Distance([0xff; 32]), |(d, _)| *d)
     }
 
@@ -174,7 +187,7 @@ impl Lookup {
                     self.failures += 1;
                     c.state = PeerState::Failed;
                 }
-                PeerState::Unresponsive => {
+                PeerState::Unresponsive | PeerState::Late => {
                     self.failures += 1;
                     c.state = PeerState::Failed;
                 }
@@ -184,13 +197,18 @@ impl Lookup {
     }
 
     /// The request to `from` is slower than the soft timeout: stop waiting for it (its slot
-    /// goes to the next candidate), but keep listening for its answer.
+    /// goes to the next candidate), but keep listening for its answer. A second call (a
+    /// second soft timeout, after the request was sent again) marks it [`PeerState::Late`].
     pub fn on_unresponsive(&mut self, from: &Id) {
         let d = from.distance(&self.target);
         if let Some(c) = self.candidates.get_mut(&d) {
-            if c.state == PeerState::Waiting {
-                c.state = PeerState::Unresponsive;
-                self.in_flight -= 1;
+            match c.state {
+                PeerState::Waiting => {
+                    c.state = PeerState::Unresponsive;
+                    self.in_flight -= 1;
+                }
+                PeerState::Unresponsive => c.state = PeerState::Late,
+                _ => {}
             }
         }
     }
@@ -205,7 +223,16 @@ impl Lookup {
         let mut to_query: Option<Distance> = None;
         for (d, c) in &self.candidates {
             match c.state {
-                PeerState::Failed | PeerState::Unresponsive => continue,
+                PeerState::Failed | PeerState::Late => continue,
+                PeerState::Unresponsive => {
+                    // The closest candidate is worth its retry: in a node lookup it is often
+                    // the node looked for, and under loss its first answer is the one most
+                    // likely lost among all it takes. Others no longer hold up the end.
+                    if live == 0 {
+                        waiting_in_top = true;
+                    }
+                    continue;
+                }
                 PeerState::Succeeded => {}
                 PeerState::Waiting => waiting_in_top = true,
                 PeerState::NotContacted => {
@@ -430,9 +457,22 @@ mod tests {
             "the slow one no longer holds the slot"
         );
         l.on_success(&b.id, &[]);
-        // The unresponsive candidate does not hold up the end of the lookup...
+        // The closest candidate, unresponsive once (its request was sent again), holds up the
+        // end for one more soft timeout: it may be the very node looked for ...
+        assert_eq!(l.next_step(), Step::Waiting);
+        // ... and then no longer.
+        l.on_unresponsive(&a.id);
+        assert_eq!(l.state_of(&a.id), Some(PeerState::Late));
         assert_eq!(l.next_step(), Step::Finished);
         assert_eq!(l.closest_succeeded(), vec![b]);
+        // An unresponsive candidate that is not the closest holds up nothing.
+        let mut l = Lookup::new(Id([0; 32]), 20, 1, vec![a, b]);
+        assert_eq!(l.next_step(), Step::Query(a));
+        l.on_success(&a.id, &[]);
+        assert_eq!(l.next_step(), Step::Query(b));
+        l.on_unresponsive(&b.id);
+        assert_eq!(l.next_step(), Step::Finished);
+        assert_eq!(l.closest_succeeded(), vec![a]);
         // ...but an answer that arrives before the end is used.
         let mut l = Lookup::new(Id([0; 32]), 20, 1, vec![a, b]);
         assert_eq!(l.next_step(), Step::Query(a));

@@ -35,6 +35,7 @@ mod queries;
 pub mod ratelimit;
 mod requests;
 pub mod routing;
+mod rtt;
 mod serve;
 pub mod token;
 
@@ -105,6 +106,8 @@ pub struct Dht {
     seen_rendezvous: HashMap<SocketAddr, (Id, SocketAddr)>,
     /// Addresses a verification PING is out to (bounded by [`serve::MAX_VERIFYING`]).
     verifying: HashSet<SocketAddr>,
+    /// Round trips of answered requests: the lookups' soft timeout follows them.
+    rtt: rtt::RttEstimate,
     stats: DhtStats,
 }
 
@@ -151,6 +154,7 @@ impl Dht {
             rendezvous: None,
             seen_rendezvous: HashMap::new(),
             verifying: HashSet::new(),
+            rtt: rtt::RttEstimate::default(),
             stats: DhtStats::default(),
         }
     }
@@ -191,10 +195,23 @@ impl Dht {
             if let Some(Outstanding {
                 purpose: Purpose::Lookup(qid),
                 node: Some(id),
+                to,
+                msg,
+                resent,
                 ..
-            }) = self.requests.get(&txid)
+            }) = self.requests.get_mut(&txid)
             {
-                let (qid, id) = (*qid, *id);
+                let (qid, id, to) = (*qid, *id, *to);
+                if !*resent {
+                    // Slow, or lost: send the same request again now (an answer to either
+                    // copy counts) rather than only at the hard timeout, and give it one
+                    // more soft timeout to answer.
+                    *resent = true;
+                    let msg = msg.clone();
+                    self.send(to, txid, msg);
+                    let soft = self.soft_timeout();
+                    self.soft_deadlines.push(Reverse((now + soft, txid)));
+                }
                 if let Some(q) = self.queries.get_mut(&qid) {
                     q.lookup.on_unresponsive(&id);
                 }
@@ -348,6 +365,12 @@ impl Dht {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<DhtEvent> {
         self.events.pop_front()
+    }
+
+    /// How long a lookup waits for a request before going on without it (and sending it
+    /// again): a few measured round trips, at most [`DhtConfig::soft_timeout`].
+    pub(super) fn soft_timeout(&self) -> Duration {
+        self.rtt.soft_timeout(self.config.soft_timeout)
     }
 
     /// When [`Dht::handle_timeout`] must next be called.

@@ -45,6 +45,10 @@ pub(super) struct Outstanding {
     pub(super) msg: Message,
     /// 0 for the first try, 1 for the retry.
     pub(super) attempt: u8,
+    /// Whether the soft timeout has passed once already (and the request was sent again).
+    pub(super) resent: bool,
+    /// When it was sent (the first copy).
+    pub(super) sent_at: Instant,
 }
 
 impl Dht {
@@ -136,6 +140,11 @@ impl Dht {
         let Some(out) = self.requests.remove(&dg.txid) else {
             return;
         };
+        if out.attempt == 0 && !out.resent {
+            // Only a request sent once times a round trip (Karn): an answer to a copy sent
+            // again could be the answer to either.
+            self.rtt.sample(now.saturating_duration_since(out.sent_at));
+        }
         self.on_bootstrap_result(out.to, true);
         if let Purpose::Verify = out.purpose {
             self.verifying.remove(&out.to);
@@ -259,13 +268,15 @@ impl Dht {
                 purpose,
                 msg: msg.clone(),
                 attempt,
+                resent: false,
+                sent_at: now,
             },
         );
         self.deadlines
             .push(Reverse((now + self.config.request_timeout, txid)));
         if attempt == 0 && matches!(purpose, Purpose::Lookup(_)) {
             self.soft_deadlines
-                .push(Reverse((now + self.config.soft_timeout, txid)));
+                .push(Reverse((now + self.soft_timeout(), txid)));
         }
         self.send(to, txid, msg);
     }
