@@ -658,18 +658,34 @@ fn every_client_speaks_the_contract() {
                 "chunks_total",
                 "complete",
                 "content_hash",
+                "down_rate",
                 "downloading",
                 "file_path",
                 "has_manifest",
                 "have_bytes",
                 "name",
                 "peers",
-                "size"
+                "size",
+                "up_rate"
             ],
             "{who}: {r}"
         );
         assert_eq!(t["complete"], true, "{who}: {r}");
         assert_eq!(t["downloading"], false, "{who}: {r}");
+        let r = ask(req("transfer_peers", json!({ "content_hash": remote_id })));
+        assert_eq!(
+            keys(&r),
+            [
+                "banned",
+                "chunks_total",
+                "complete",
+                "content_hash",
+                "name",
+                "peers",
+                "status"
+            ],
+            "{who}: {r}"
+        );
         let r = ask(req("ledger_verify", json!({})));
         assert_eq!(r["status"], "success", "{who}: {r}");
         assert_eq!(r["records"], i as u64 + 1, "{who}: {r}");

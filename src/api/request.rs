@@ -72,6 +72,12 @@ pub enum ApiRequest {
         /// One content, or every transfer when absent.
         content_hash: Option<Id>,
     },
+    /// `transfer_peers`: the peers of one transfer, each with its connection, rates and
+    /// chunks (an extra command).
+    TransferPeers {
+        /// The download or share.
+        content_hash: Id,
+    },
     /// `local_register_file_on_chain`: record that the owner of a mnemonic claims content.
     RegisterOnChain {
         /// The content ID.
@@ -109,6 +115,7 @@ impl ApiRequest {
             ApiRequest::AddFile { .. } => "local_add_file",
             ApiRequest::RequestFile { .. } => "local_request_file",
             ApiRequest::TransferStatus { .. } => "transfer_status",
+            ApiRequest::TransferPeers { .. } => "transfer_peers",
             ApiRequest::CancelTransfer { .. } => "cancel_transfer",
             ApiRequest::Unshare { .. } => "unshare",
             ApiRequest::SetLimits { .. } => "set_limits",
@@ -117,6 +124,16 @@ impl ApiRequest {
             ApiRequest::LedgerVerify => "ledger_verify",
             ApiRequest::LedgerHistory { .. } => "ledger_history",
         }
+    }
+}
+
+impl ApiRequest {
+    /// Whether the reply shows rates the driver measures (so it hands them in).
+    pub fn shows_rates(&self) -> bool {
+        matches!(
+            self,
+            ApiRequest::TransferStatus { .. } | ApiRequest::TransferPeers { .. }
+        )
     }
 }
 
@@ -298,6 +315,13 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
                 Some(_) => return Err(ApiError::new("field `content_hash` must be a string")),
             };
             Ok(ApiRequest::TransferStatus { content_hash })
+        }
+        "transfer_peers" => {
+            let payload = payload_object(command, payload, "content_hash")?;
+            let hash = string_field(command, payload, "content_hash")?;
+            Ok(ApiRequest::TransferPeers {
+                content_hash: parse_id("content_hash", hash)?,
+            })
         }
         "local_register_file_on_chain" => {
             let payload = payload_object(command, payload, "file_hash")?;

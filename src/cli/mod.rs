@@ -2,7 +2,7 @@
 //! running node's local API (so scripts and the CLI see exactly what programs see).
 //!
 //! Here: the command tree and the dispatch; `run.rs` is `peershare run` (options to
-//! `NodeConfig`), `status.rs` the status display, `transfers.rs` `get` and `ls`, `decode.rs`
+//! `NodeConfig`), `status.rs` the status display, `transfers.rs` `get`, `ls.rs` `ls`, `decode.rs`
 //! `peershare decode`, `ledger.rs` the ledger subcommands.
 
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ pub mod ledger;
 
 mod decode;
 pub mod link;
+mod ls;
 mod progress;
 mod run;
 mod status;
@@ -25,8 +26,9 @@ use crate::api::client;
 use crate::id::Id;
 use crate::node::config::DEFAULT_API_PORT;
 use decode::decode;
+use ls::{ls, Show};
 use status::{format_bandwidth, format_status};
-use transfers::{get, ls};
+use transfers::get;
 
 /// PeerShare: a peer-to-peer file sharing node.
 #[derive(Parser, Debug)]
@@ -124,8 +126,15 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// List what this node shares and what it is downloading.
+    /// List what this node shares and downloads (each download with its rate and ETA, as
+    /// the node measures them); with an ID, that transfer's peers: address, how the
+    /// connection was made (direct, mapped, punched, relayed), chunks, rate each way, choking
     Ls {
+        /// One content ID: show that transfer and its peers
+        id: Option<String>,
+        /// Show every transfer's peers
+        #[arg(short, long)]
+        verbose: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -307,7 +316,11 @@ pub fn main_with(cli: Cli) -> i32 {
                 2
             }
         },
-        Command::Ls { api } => ls(&api),
+        Command::Ls { id, verbose, api } => match id {
+            Some(id) => with_id(&id, |id| ls(&api, Show::One(id))),
+            None if verbose => ls(&api, Show::Verbose),
+            None => ls(&api, Show::List),
+        },
         Command::Register(args) => ledger::register(args),
         Command::Verify(args) => ledger::verify(args),
         Command::Ledger { command } => ledger::ledger(command),

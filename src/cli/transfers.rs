@@ -1,5 +1,4 @@
-//! The subcommands about files moving: `peershare get` (a download, with a progress bar)
-//! and `peershare ls` (what the node shares and downloads).
+//! `peershare get`: a download, with a progress bar (`ls.rs` lists transfers).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::progress::{peers, Line, Seen, Watch};
+use super::progress::{Line, Seen, Watch};
 use super::ApiArgs;
 use crate::api::client::{self, ClientError};
 use crate::id::Id;
@@ -161,73 +160,5 @@ fn api_flag(api: &ApiArgs) -> String {
         String::new()
     } else {
         format!(" --api {}", api.api)
-    }
-}
-
-/// `peershare ls`: shared files, then transfers in progress.
-pub(super) fn ls(api: &ApiArgs) -> i32 {
-    let timeout = (api.timeout > 0).then(|| Duration::from_secs(api.timeout));
-    let shared = client::call(
-        api.api,
-        &client::request(
-            "local_request_content_info",
-            json!({ "content_hash": "all_available_content" }),
-        ),
-        timeout,
-    );
-    let transfers = client::call(
-        api.api,
-        &client::request("transfer_status", json!({})),
-        timeout,
-    );
-    match (shared, transfers) {
-        (Ok(s), Ok(t)) => {
-            if api.json {
-                println!("{}", json!({ "shared": s, "transfers": t }));
-                return 0;
-            }
-            let list = s["available_content"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            println!("shared ({}):", list.len());
-            for c in list {
-                println!(
-                    "  {}  {:>12} B  {}",
-                    c["content_id"].as_str().unwrap_or("?"),
-                    c["size"],
-                    c["filename"].as_str().unwrap_or("")
-                );
-            }
-            let active: Vec<Value> = t["transfers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|x| x["downloading"] == true)
-                .collect();
-            println!("downloading ({}):", active.len());
-            for x in active {
-                let size = x["size"].as_u64().unwrap_or(0);
-                let have = x["have_bytes"].as_u64().unwrap_or(0);
-                let pct = if size > 0 {
-                    100.0 * have as f64 / size as f64
-                } else {
-                    0.0
-                };
-                println!(
-                    "  {}  {:5.1}%  {}  {}",
-                    x["content_hash"].as_str().unwrap_or("?"),
-                    pct,
-                    peers(x["peers"].as_u64().unwrap_or(0)),
-                    x["name"].as_str().unwrap_or("")
-                );
-            }
-            0
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("peershare: {e}");
-            1
-        }
     }
 }

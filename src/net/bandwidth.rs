@@ -20,7 +20,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::meters::{FlowMeters, Meter, NODE_WINDOW};
 use crate::id::Id;
+use crate::node_core::view::Rates;
 
 pub use crate::limits::{format_rate, parse_rate, Dir, Limits};
 
@@ -137,63 +139,6 @@ fn burst_for(rate: u64) -> u64 {
     by_time.max(MIN_BURST)
 }
 
-/// Byte counters and a rate meter for one direction.
-#[derive(Clone, Debug)]
-struct Meter {
-    total: u64,
-    /// (second started, bytes at its start): the rate is measured over the last whole
-    /// second.
-    window: VecDeque<(Instant, u64)>,
-}
-
-impl Meter {
-    fn new(now: Instant) -> Self {
-        Meter {
-            total: 0,
-            window: VecDeque::from([(now, 0)]),
-        }
-    }
-
-    fn add(&mut self, n: u64, now: Instant) {
-        self.total += n;
-        self.tick(now);
-    }
-
-    fn tick(&mut self, now: Instant) {
-        if self
-            .window
-            .back()
-            .is_none_or(|(t, _)| now.saturating_duration_since(*t) >= Duration::from_millis(250))
-        {
-            self.window.push_back((now, self.total));
-        }
-        while self.window.len() > 2
-            && self
-                .window
-                .get(1)
-                .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= Duration::from_secs(1))
-        {
-            self.window.pop_front();
-        }
-    }
-
-    /// Bytes per second over about the last second.
-    fn rate(&mut self, now: Instant) -> u64 {
-        self.tick(now);
-        match self.window.front() {
-            Some((t, b)) => {
-                let dt = now.saturating_duration_since(*t).as_secs_f64();
-                if dt < 0.05 {
-                    0
-                } else {
-                    ((self.total - b) as f64 / dt) as u64
-                }
-            }
-            None => 0,
-        }
-    }
-}
-
 /// A connection, as the reactor names it (its poll token).
 pub type ConnKey = usize;
 
@@ -224,6 +169,8 @@ pub struct Bandwidth {
     peers: HashMap<ConnKey, [Bucket; 2]>,
     queues: [Queue; 2],
     meters: [Meter; 2],
+    /// Each transfer's and connection's rates.
+    flows: FlowMeters,
 }
 
 impl Bandwidth {
@@ -235,7 +182,8 @@ impl Bandwidth {
             transfers: HashMap::new(),
             peers: HashMap::new(),
             queues: [Queue::default(), Queue::default()],
-            meters: [Meter::new(now), Meter::new(now)],
+            meters: [Meter::new(NODE_WINDOW, now), Meter::new(NODE_WINDOW, now)],
+            flows: FlowMeters::default(),
         }
     }
 
@@ -360,6 +308,7 @@ impl Bandwidth {
             return;
         }
         self.meters[d as usize].add(n, now);
+        self.flows.add(d, conn as u64, content, n, now);
         self.node[d as usize].take(n);
         if let Some(b) = content.and_then(|id| self.transfers.get_mut(&id)) {
             b[d as usize].take(n);
@@ -392,6 +341,7 @@ impl Bandwidth {
     /// a per-transfer limit kept two buckets for every content it ever moved.
     pub fn forget(&mut self, conn: ConnKey, now: Instant) {
         self.peers.remove(&conn);
+        self.flows.forget(conn as u64, now);
         let queues = &self.queues;
         self.transfers.retain(|id, b| {
             queues.iter().any(|q| q.conns.contains_key(&Some(*id)))
@@ -415,11 +365,18 @@ impl Bandwidth {
         (self.meters[0].rate(now), self.meters[1].rate(now))
     }
 
-    /// Counts bytes moved by an unlimited direction (for the meters only).
-    pub fn count(&mut self, d: Dir, n: u64, now: Instant) {
+    /// Counts bytes `conn` (of `content`) moved in an unlimited direction (for the meters
+    /// only).
+    pub fn count(&mut self, d: Dir, conn: ConnKey, content: Option<Id>, n: u64, now: Instant) {
         if n > 0 {
             self.meters[d as usize].add(n, now);
+            self.flows.add(d, conn as u64, content, n, now);
         }
+    }
+
+    /// Each transfer's and open connection's rates, over about the last 5 s.
+    pub fn flow_rates(&mut self, now: Instant) -> Rates {
+        self.flows.rates(now)
     }
 }
 

@@ -7,7 +7,8 @@
 //! - [`wire_io`]: the wire protocol's sockets; [`wire_conn`]: their buffers.
 //! - [`nat_io`]: NAT traversal's sockets (dial-backs, punches, relays, NAT-PMP).
 //! - [`relay`]: relayed circuits as a rendezvous.
-//! - [`bandwidth`]: token buckets and the fair scheduler of reads and writes.
+//! - [`bandwidth`]: token buckets and the fair scheduler of reads and writes; [`meters`]:
+//!   rates of the node, each transfer and each connection.
 //! - [`jobs`]: work for the worker pool, and its backlog.
 //! - [`shared`]: the view workers answer read-only commands from.
 //! - [`tokens`], [`socket`], [`emulate`], [`trace`]: tokens, binding, send-path emulation,
@@ -17,6 +18,7 @@ pub mod api_server;
 pub mod bandwidth;
 pub mod emulate;
 pub mod jobs;
+pub mod meters;
 pub mod nat_io;
 pub mod reactor;
 pub mod relay;

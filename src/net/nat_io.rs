@@ -25,6 +25,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::socket::dest_for;
 use super::tokens::Tokens;
 use crate::conn::ConnId;
+use crate::nat::Strategy;
 use crate::node_core::NatIo;
 use crate::proto::wire::Message as WireMsg;
 
@@ -45,12 +46,15 @@ pub enum NatSockEvent {
         /// The connected socket.
         stream: TcpStream,
     },
-    /// A provider's punch socket connected: an incoming connection from `peer`.
+    /// A provider's punch socket connected, or its side of a relayed circuit opened: an
+    /// incoming connection from `peer`.
     Accepted {
         /// The downloader.
         peer: SocketAddr,
         /// The connected socket.
         stream: TcpStream,
+        /// How: punched or relayed.
+        via: Strategy,
     },
     /// RELAY_OK came back: the socket is `conn`'s, relayed end to end.
     RelayReady {
@@ -296,6 +300,7 @@ impl NatSockets {
                     Ok(peer) => ev.push(NatSockEvent::Accepted {
                         peer,
                         stream: s.stream,
+                        via: Strategy::Punched,
                     }),
                     Err(e) => {
                         let mut stream = s.stream;
@@ -307,6 +312,7 @@ impl NatSockets {
             Kind::RelayJoin { peer } => ev.push(NatSockEvent::Accepted {
                 peer,
                 stream: s.stream,
+                via: Strategy::Relayed,
             }),
             Kind::RelayOpen { conn, mut got } => {
                 let mut stream = s.stream;

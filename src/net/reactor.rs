@@ -474,8 +474,8 @@ impl Reactor {
                         let _ = self.poll.registry().deregister(&mut stream);
                     }
                 }
-                NatSockEvent::Accepted { peer, stream } => {
-                    let conn = self.core.handle_wire_accepted(now, peer);
+                NatSockEvent::Accepted { peer, stream, via } => {
+                    let conn = self.core.handle_nat_accepted(now, peer, via);
                     self.adopt(conn, stream, now);
                 }
                 NatSockEvent::RelayReady { conn, stream } => {
@@ -515,6 +515,10 @@ impl Reactor {
                 Completion::Reply { to, bytes } => self.deliver(now, to, bytes),
                 Completion::Storage(done) => self.core.handle_storage(now, done),
                 Completion::Parsed { to, result } => match result {
+                    Ok(req) if req.shows_rates() => {
+                        let rates = self.bw.flow_rates(now);
+                        self.core.handle_api_measured(now, to, req, &rates)
+                    }
                     Ok(req) => self.core.handle_api(now, to, req),
                     Err(e) => self.deliver(now, to, reply::error(&e.message)),
                 },
@@ -694,10 +698,10 @@ impl Reactor {
     /// and the buckets if the move was budgeted (`budget < u64::MAX`).
     fn account(&mut self, d: Dir, conn: ConnId, moved: u64, budget: u64, now: Instant) {
         self.shared.wire_totals[d as usize].fetch_add(moved, Ordering::Relaxed);
+        let content = self.core.conn_content(conn);
         if budget == u64::MAX {
-            self.bw.count(d, moved, now);
+            self.bw.count(d, conn_key(conn), content, moved, now);
         } else {
-            let content = self.core.conn_content(conn);
             self.bw.used(d, conn_key(conn), content, moved, now);
         }
     }

@@ -67,6 +67,10 @@ pub struct Ctx<'a> {
     pub self_addr: SocketAddr,
     /// The bandwidth limits in force.
     pub limits: &'a mut Limits,
+    /// NAT traversal: how each connection was made.
+    pub nat: &'a super::NatGlue,
+    /// The rates the driver measured (empty if it measures none).
+    pub rates: &'a super::Rates,
 }
 
 /// Runs a command that needs the DHT or the library.
@@ -154,8 +158,14 @@ pub fn execute(req: &ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Out
             })
         }
         ApiRequest::TransferStatus { content_hash } => Outcome::Reply(reply::success(fields(
-            ctx.library.status_json(*content_hash),
+            ctx.library.status_json(*content_hash, ctx.rates),
         ))),
+        ApiRequest::TransferPeers { content_hash } => Outcome::Reply(super::peers_view::reply(
+            ctx.library,
+            ctx.nat,
+            ctx.rates,
+            content_hash,
+        )),
         ApiRequest::SetLimits { changes } => {
             let l = &mut *ctx.limits;
             l.apply(changes);
@@ -206,6 +216,7 @@ pub fn route(req: &ApiRequest) -> Route {
         | ApiRequest::CancelTransfer { .. }
         | ApiRequest::Unshare { .. }
         | ApiRequest::TransferStatus { .. }
+        | ApiRequest::TransferPeers { .. }
         | ApiRequest::SetLimits { .. } => Route::Core,
     }
 }

@@ -792,7 +792,7 @@ mod tests {
     }
 
     fn status(lib: &Library, id: &Id) -> Value {
-        lib.status_json(Some(*id))["transfers"][0].clone()
+        lib.status_json(Some(*id), &Default::default())["transfers"][0].clone()
     }
 
     /// Right after a restart, a resumed download shows what its resume record says is on

@@ -13,7 +13,8 @@
 //!                           core.handle_wire_accepted(now, peer) -> ConnId
 //!                           core.handle_wire_connected / _frame / _error / _closed / piece_sent
 //!                           core.handle_storage(now, done)        (a file job finished)
-//!                           core.handle_api(now, to, request)     (a parsed API request)
+//!                           core.handle_api(now, to, request)     (a parsed API request;
+//!                           _measured with the rates the driver's meters give)
 //!                           core.handle_dial_back_done / _punch_connected / _relay_* / _pmp_*
 //!     if core.poll_timeout() <= now { core.handle_timeout(now) }
 //!     while let Some(o) = core.poll_output() { carry it out }   // after EVERY input
@@ -42,6 +43,7 @@ pub mod api;
 pub mod library;
 pub mod nat;
 pub mod output;
+pub mod peers_view;
 #[cfg(test)]
 mod tests;
 pub mod view;
@@ -63,7 +65,7 @@ use crate::transfer::engine::{Action as EngineAction, WireAction};
 pub use library::Library;
 pub use nat::NatGlue;
 pub use output::{NatIo, Output};
-pub use view::{IoStatus, Live, StatusView};
+pub use view::{Flow, IoStatus, Live, Rates, StatusView};
 
 /// How often the node state (routing table, provided keys) is saved.
 const SAVE_EVERY: Duration = Duration::from_secs(60);
@@ -160,9 +162,26 @@ impl NodeCore {
                 self.library.engine.connected(now, conn);
                 conn
             }
-            None => self.library.engine.accepted(now, peer),
+            None => {
+                let conn = p.engine.accepted(now, peer);
+                nat.incoming(conn, None);
+                conn
+            }
         };
         self.settle(now);
+        conn
+    }
+
+    /// A peer reached us through a punch or a relayed circuit it asked for (the driver's
+    /// NAT sockets opened it, `via` says how). Returns the connection's handle.
+    pub fn handle_nat_accepted(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        via: crate::nat::Strategy,
+    ) -> ConnId {
+        let conn = self.handle_wire_accepted(now, peer);
+        self.nat.incoming(conn, Some(via));
         conn
     }
 
@@ -294,14 +313,30 @@ impl NodeCore {
     }
 
     /// A parsed API request; its reply leaves as [`Output::Reply`] (at once, or when what
-    /// it waits for is done).
+    /// it waits for is done). Replies that show rates show none: see
+    /// [`NodeCore::handle_api_measured`].
     pub fn handle_api(&mut self, now: Instant, to: ReplyTo, req: ApiRequest) {
+        self.handle_api_measured(now, to, req, &Rates::default());
+    }
+
+    /// [`NodeCore::handle_api`] with the rates the driver measures where bytes cross its
+    /// sockets (for `transfer_status` and `transfer_peers`: [`ApiRequest::shows_rates`]).
+    /// Like `now`, they come in with the request and are not kept.
+    pub fn handle_api_measured(
+        &mut self,
+        now: Instant,
+        to: ReplyTo,
+        req: ApiRequest,
+        rates: &Rates,
+    ) {
         let self_addr = self.dht.external_addr().unwrap_or(self.advertised);
         let ctx = api::Ctx {
             dht: &mut self.dht,
             library: &mut self.library,
             self_addr,
             limits: &mut self.limits,
+            nat: &self.nat,
+            rates,
         };
         match api::execute(&req, ctx, now, to) {
             api::Outcome::Reply(bytes) => self.out.push_back(Output::Reply { to, bytes }),

@@ -38,6 +38,41 @@ struct Pmp {
     gateway: SocketAddr,
 }
 
+/// How a wire connection was made, as the peer view (`transfer_peers`) shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnPath {
+    /// A plain TCP connection: we dialled the peer's address, or it dialled ours.
+    Direct,
+    /// It dialled us through the port mapping our router keeps (NAT-PMP).
+    Mapped,
+    /// A simultaneous open through both NATs, after a rendezvous introduced us.
+    Punched,
+    /// Carried end to end through a rendezvous.
+    Relayed,
+}
+
+impl ConnPath {
+    /// Lower-case name for replies.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnPath::Direct => "direct",
+            ConnPath::Mapped => "mapped",
+            ConnPath::Punched => "punched",
+            ConnPath::Relayed => "relayed",
+        }
+    }
+}
+
+impl From<Strategy> for ConnPath {
+    fn from(s: Strategy) -> Self {
+        match s {
+            Strategy::Direct => ConnPath::Direct,
+            Strategy::Punched => ConnPath::Punched,
+            Strategy::Relayed => ConnPath::Relayed,
+        }
+    }
+}
+
 /// A RELAY opener held by us as a rendezvous, until the provider joins.
 struct HeldOpener {
     conn: ConnId,
@@ -60,6 +95,9 @@ pub struct NatGlue {
     pmp: Option<Pmp>,
     /// As a rendezvous: RELAY openers by circuit number.
     held: HashMap<u64, HeldOpener>,
+    /// How each open wire connection was made (forgotten when it closes, and checked
+    /// against the engine's connections at every timer).
+    paths: HashMap<ConnId, ConnPath>,
 }
 
 /// Where NAT decisions land: the DHT (signalling, flags), the engine (connections) and the
@@ -85,6 +123,7 @@ impl NatGlue {
             blind_probe: Some(now + BLIND_PROBE_AFTER),
             pmp: None,
             held: HashMap::new(),
+            paths: HashMap::new(),
         }
     }
 
@@ -206,6 +245,7 @@ impl NatGlue {
 
     /// A plain connect completed.
     pub fn direct_connected(&mut self, conn: ConnId, now: Instant) {
+        self.paths.insert(conn, ConnPath::Direct);
         if let Some((addr, t0)) = self.direct.remove(&conn) {
             let took = now.saturating_duration_since(t0);
             self.nat.record_setup(addr, Strategy::Direct, took);
@@ -217,9 +257,15 @@ impl NatGlue {
         self.direct.len()
     }
 
+    /// Connections whose path is remembered.
+    pub fn paths_known(&self) -> usize {
+        self.paths.len()
+    }
+
     /// The engine closed `conn`, or its socket failed: stop traversing for it.
     pub fn conn_closed(&mut self, p: &mut Parts<'_>, conn: ConnId) {
         self.direct.remove(&conn);
+        self.paths.remove(&conn);
         if self.nat.is_attempting(conn) {
             self.nat.forget(conn);
             self.drop_punches(p, conn);
@@ -240,7 +286,25 @@ impl NatGlue {
         }
         self.drop_punches(p, conn);
         self.nat.punch_connected(conn, now);
+        self.paths.insert(conn, ConnPath::Punched);
         Some(conn)
+    }
+
+    /// A peer connected to us (`conn`, the engine's): through our listener (`via` None:
+    /// through our port mapping if the router keeps one, else directly), or through a punch
+    /// or a relayed circuit it asked for.
+    pub fn incoming(&mut self, conn: ConnId, via: Option<Strategy>) {
+        let path = match via {
+            Some(s) => s.into(),
+            None if self.nat.reachability() == Reachability::Mapped => ConnPath::Mapped,
+            None => ConnPath::Direct,
+        };
+        self.paths.insert(conn, path);
+    }
+
+    /// How `conn` was made, if it is open and was made at all.
+    pub fn conn_path(&self, conn: ConnId) -> Option<ConnPath> {
+        self.paths.get(&conn).copied()
     }
 
     /// A punch socket of `conn` connected. Returns whether the driver keeps it as `conn`
@@ -251,11 +315,13 @@ impl NatGlue {
         }
         self.drop_punches(p, conn);
         self.nat.punch_connected(conn, now);
+        self.paths.insert(conn, ConnPath::Punched);
         true
     }
 
     /// The relayed circuit of `conn` is up (RELAY_OK read).
     pub fn relay_ready(&mut self, conn: ConnId, now: Instant) {
+        self.paths.insert(conn, ConnPath::Relayed);
         self.nat.relay_ready(conn, now);
     }
 
@@ -476,6 +542,9 @@ impl NatGlue {
     /// Timers: the NAT core's, the port mapping's, the blind reachability test, held
     /// relay openers.
     pub fn handle_timeout(&mut self, p: &mut Parts<'_>, now: Instant) {
+        // Connections the engine closed without telling us (an ERROR it sent, a frame that
+        // left the transfer protocol) leave nothing behind.
+        self.paths.retain(|c, _| p.engine.conn_addr(*c).is_some());
         if let Some(m) = self.pmp.as_mut() {
             if m.client.poll_timeout().is_some_and(|t| t <= now) {
                 m.client.handle_timeout(now);

@@ -76,6 +76,38 @@ pub struct BandwidthView {
     pub down_rate: u64,
 }
 
+/// Bytes per second one way and the other, over the last few seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    /// Sent.
+    pub up: u64,
+    /// Received.
+    pub down: u64,
+}
+
+/// Rates the driver measures where bytes cross its wire sockets (its bandwidth meters own
+/// them): each open connection's and each transfer's (every connection of one content).
+/// Handed in with the requests that show them, like `now`; the core keeps none.
+#[derive(Clone, Debug, Default)]
+pub struct Rates {
+    /// By connection.
+    pub conns: std::collections::HashMap<crate::conn::ConnId, Flow>,
+    /// By content.
+    pub transfers: std::collections::HashMap<Id, Flow>,
+}
+
+impl Rates {
+    /// The rates of `conn` (zero if nothing was measured).
+    pub fn conn(&self, conn: crate::conn::ConnId) -> Flow {
+        self.conns.get(&conn).copied().unwrap_or_default()
+    }
+
+    /// The rates of the transfer of `content` (zero if nothing was measured).
+    pub fn transfer(&self, content: &Id) -> Flow {
+        self.transfers.get(content).copied().unwrap_or_default()
+    }
+}
+
 /// What changes faster than the view, read when a reply is made.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Live {

@@ -21,10 +21,12 @@
 //!   peer soon has enough in flight to keep its link busy across the round trip; a slow one
 //!   (a seeder with little upload) gets only a few requests, so the other chunks stay free
 //!   for faster peers to deliver. A REJECT halves the allowance.
-//! - **Endgame.** Once every missing chunk is requested, idle peers may also request chunks
-//!   already requested elsewhere (at most `endgame_duplicates` peers per chunk); when one
-//!   copy arrives the others are cancelled. The last chunks then don't wait on the slowest
-//!   peer.
+//! - **Endgame.** Once every missing chunk is requested, a peer may also request a chunk
+//!   already requested elsewhere (at most `endgame_duplicates` peers per chunk), but only
+//!   when it would deliver it in less than half the time the holder still needs (the rule
+//!   and its reasons: `scheduler/endgame.rs`); when one copy arrives the others are cancelled. The
+//!   last chunks then don't wait on a slow or silent peer, and equal peers don't send each
+//!   other's chunks twice.
 //! - **Verification.** A chunk counts only after a worker checked its SHA-256. A chunk that
 //!   fails gets its sender banned and goes back to missing.
 //! - **Stalls.** A peer with requests outstanding that sends nothing for `stall_timeout` is
@@ -35,6 +37,9 @@ use std::time::{Duration, Instant};
 
 use super::tie_order::TieOrder;
 use crate::bitset::BitSet;
+
+mod endgame;
+mod invariants;
 
 /// The driver's handle for a peer connection.
 pub type PeerKey = crate::conn::ConnId;
@@ -114,6 +119,17 @@ pub enum Action {
     Complete,
 }
 
+/// One peer as the scheduler sees it ([`Scheduler::peer_state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerState {
+    /// It chokes us.
+    pub choking_us: bool,
+    /// We are interested in it (it has chunks we lack).
+    pub interested: bool,
+    /// Our requests outstanding at it.
+    pub in_flight: usize,
+}
+
 /// What to do with a PIECE that arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PieceVerdict {
@@ -137,6 +153,13 @@ enum ChunkState {
     Have,
 }
 
+/// A request outstanding at a peer.
+#[derive(Clone, Copy, Debug)]
+struct Ask {
+    chunk: u32,
+    at: Instant,
+}
+
 #[derive(Debug)]
 struct Peer {
     has: BitSet,
@@ -144,7 +167,8 @@ struct Peer {
     useful: usize,
     choking_us: bool,
     we_are_interested: bool,
-    in_flight: Vec<u32>,
+    /// Requests outstanding, in the order they were sent (the order it answers them).
+    in_flight: Vec<Ask>,
     /// Chunks we cancelled whose pieces may still arrive (bounded by what we cancelled).
     cancelled: Vec<u32>,
     /// When it last sent a piece, or when its current run of requests began.
@@ -156,6 +180,32 @@ struct Peer {
     rate: f64,
     window_start: Instant,
     window_bytes: u64,
+    /// When we first asked it for anything (the provisional rate counts from there).
+    first_ask: Option<Instant>,
+}
+
+impl Peer {
+    fn position(&self, chunk: u32) -> Option<usize> {
+        self.in_flight.iter().position(|a| a.chunk == chunk)
+    }
+
+    fn asked(&self, chunk: u32) -> bool {
+        self.position(chunk).is_some()
+    }
+
+    /// Its delivery rate: the measured one, or before the first measurement window closes,
+    /// what it delivered since we first asked (on a fast link a whole download can end
+    /// within that first window).
+    fn pace(&self) -> Option<f64> {
+        if self.rate > 0.0 {
+            return Some(self.rate);
+        }
+        let span = self
+            .last_progress
+            .saturating_duration_since(self.first_ask?)
+            .as_secs_f64();
+        (self.bytes > 0 && span >= 0.001).then(|| self.bytes as f64 / span)
+    }
 }
 
 /// The scheduler of one download.
@@ -175,6 +225,8 @@ pub struct Scheduler {
     order: TieOrder,
     actions: VecDeque<Action>,
     complete_sent: bool,
+    /// In endgame, when a chunk declined for a second copy may become worth one.
+    endgame_wake: Option<Instant>,
 }
 
 impl Scheduler {
@@ -216,6 +268,7 @@ impl Scheduler {
             order,
             actions: VecDeque::new(),
             complete_sent: false,
+            endgame_wake: None,
         };
         s.check_complete();
         s
@@ -239,6 +292,7 @@ impl Scheduler {
             rate: 0.0,
             window_start: now,
             window_bytes: 0,
+            first_ask: None,
         });
     }
 
@@ -316,10 +370,10 @@ impl Scheduler {
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
-        let Some(pos) = p.in_flight.iter().position(|&c| c == chunk) else {
+        let Some(pos) = p.position(chunk) else {
             return; // a reject for something not outstanding: harmless, ignore
         };
-        p.in_flight.swap_remove(pos);
+        p.in_flight.remove(pos);
         // Back off: it told us it cannot take this many.
         p.allowance = (p.allowance / 2).max(1);
         if not_available && p.has.remove(i) {
@@ -352,7 +406,7 @@ impl Scheduler {
         let Some(p) = self.peers.get_mut(&key) else {
             return PieceVerdict::Cancelled;
         };
-        let Some(pos) = p.in_flight.iter().position(|&c| c == chunk) else {
+        let Some(pos) = p.position(chunk) else {
             if let Some(cpos) = p.cancelled.iter().position(|&c| c == chunk) {
                 p.cancelled.swap_remove(cpos);
                 p.last_progress = now;
@@ -361,7 +415,7 @@ impl Scheduler {
             self.violation(key);
             return PieceVerdict::Unrequested;
         };
-        p.in_flight.swap_remove(pos);
+        p.in_flight.remove(pos);
         p.last_progress = now;
         p.bytes += len as u64;
         p.window_bytes += len as u64;
@@ -459,6 +513,9 @@ impl Scheduler {
 
     /// Time passed: drop stalled peers, refill pipelines.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.endgame_wake.is_some_and(|t| t <= now) {
+            self.endgame_wake = None;
+        }
         let stalled: Vec<PeerKey> = self
             .peers
             .iter()
@@ -483,13 +540,15 @@ impl Scheduler {
         self.actions.pop_front()
     }
 
-    /// When [`Scheduler::handle_timeout`] must next be called: the earliest stall deadline.
+    /// When [`Scheduler::handle_timeout`] must next be called: the earliest stall deadline,
+    /// or in endgame the moment a chunk may become worth a second copy.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.peers
             .values()
             .filter(|p| !p.in_flight.is_empty())
             .map(|p| p.last_progress + self.cfg.stall_timeout)
+            .chain(self.endgame_wake)
             .min()
     }
 
@@ -510,6 +569,15 @@ impl Scheduler {
         self.peers.len()
     }
 
+    /// What the scheduler knows of peer `key`, if it is one of this download's.
+    pub fn peer_state(&self, key: PeerKey) -> Option<PeerState> {
+        self.peers.get(&key).map(|p| PeerState {
+            choking_us: p.choking_us,
+            interested: p.we_are_interested,
+            in_flight: p.in_flight.len(),
+        })
+    }
+
     /// Bytes received from `key` (pieces that were requested).
     pub fn bytes_from(&self, key: PeerKey) -> u64 {
         self.peers.get(&key).map_or(0, |p| p.bytes)
@@ -523,63 +591,6 @@ impl Scheduler {
     /// True when every missing chunk is already requested somewhere (endgame).
     pub fn in_endgame(&self) -> bool {
         !self.state.contains(&ChunkState::Missing) && !self.is_complete()
-    }
-
-    /// Checks the invariants documented in STATE.md; used by tests.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        for (i, st) in self.state.iter().enumerate() {
-            let asked = self
-                .peers
-                .values()
-                .filter(|p| p.in_flight.contains(&(i as u32)))
-                .count();
-            if asked != self.requested_by[i] as usize {
-                return Err(format!(
-                    "chunk {i}: requested_by {} but {asked} peers asked",
-                    self.requested_by[i]
-                ));
-            }
-            match st {
-                ChunkState::Have if !self.have.contains(i) => {
-                    return Err(format!("chunk {i}: Have but not in have"))
-                }
-                ChunkState::Requested if asked == 0 => {
-                    return Err(format!("chunk {i}: Requested from nobody"))
-                }
-                ChunkState::Missing if asked != 0 => {
-                    return Err(format!("chunk {i}: Missing but asked"))
-                }
-                _ => {}
-            }
-            let avail = self.peers.values().filter(|p| p.has.contains(i)).count();
-            if avail != self.availability[i] as usize {
-                return Err(format!(
-                    "chunk {i}: availability {} but {avail} peers have it",
-                    self.availability[i]
-                ));
-            }
-        }
-        let verifying = self
-            .state
-            .iter()
-            .filter(|s| **s == ChunkState::Verifying)
-            .count();
-        if verifying != self.verifying {
-            return Err(format!(
-                "verifying counter {} but {verifying} chunks verifying",
-                self.verifying
-            ));
-        }
-        for (k, p) in &self.peers {
-            let useful = p.has.iter().filter(|i| !self.have.contains(*i)).count();
-            if useful != p.useful {
-                return Err(format!("peer {k}: useful {} but {useful}", p.useful));
-            }
-            if p.in_flight.len() > self.cfg.max_pipeline {
-                return Err(format!("peer {k}: {} in flight", p.in_flight.len()));
-            }
-        }
-        Ok(())
     }
 
     // ----- internals ----------------------------------------------------------------
@@ -632,7 +643,7 @@ impl Scheduler {
         let chunks = match self.peers.get_mut(&key) {
             Some(p) => {
                 // Pieces for these may still arrive; treat them as cancelled, not violations.
-                let taken = std::mem::take(&mut p.in_flight);
+                let taken: Vec<u32> = p.in_flight.drain(..).map(|a| a.chunk).collect();
                 p.cancelled.extend(taken.iter().copied());
                 if p.cancelled.len() > 4 * self.cfg.max_pipeline {
                     let excess = p.cancelled.len() - 4 * self.cfg.max_pipeline;
@@ -665,8 +676,8 @@ impl Scheduler {
             if *k == except {
                 continue;
             }
-            if let Some(pos) = p.in_flight.iter().position(|&c| c == chunk) {
-                p.in_flight.swap_remove(pos);
+            if let Some(pos) = p.position(chunk) {
+                p.in_flight.remove(pos);
                 p.cancelled.push(chunk);
                 cancelled += 1;
                 self.actions.push_back(Action::Cancel { peer: *k, chunk });
@@ -705,8 +716,11 @@ impl Scheduler {
         }
         let mut picks = self.pick_rarest(key, free);
         if picks.len() < free {
-            let more = self.pick_endgame(key, free - picks.len());
+            let (more, wake) = self.pick_endgame(key, free - picks.len(), now);
             picks.extend(more);
+            if let Some(w) = wake {
+                self.endgame_wake = Some(self.endgame_wake.map_or(w, |t| t.min(w)));
+            }
         }
         if picks.is_empty() {
             return;
@@ -718,8 +732,12 @@ impl Scheduler {
             // The stall clock starts when it first owes us something.
             p.last_progress = now;
         }
+        p.first_ask.get_or_insert(now);
         for c in picks {
-            p.in_flight.push(c as u32);
+            p.in_flight.push(Ask {
+                chunk: c as u32,
+                at: now,
+            });
             self.requested_by[c] = self.requested_by[c].saturating_add(1);
             self.state[c] = ChunkState::Requested;
             self.actions.push_back(Action::Request {
@@ -752,27 +770,5 @@ impl Scheduler {
             }
         }
         best.into_iter().map(|(_, _, i)| i).collect()
-    }
-
-    /// Endgame: chunks requested elsewhere that `key` has and was not asked for, fewest
-    /// duplicates first.
-    fn pick_endgame(&self, key: PeerKey, n: usize) -> Vec<usize> {
-        if self.state.contains(&ChunkState::Missing) {
-            return Vec::new();
-        }
-        let Some(p) = self.peers.get(&key) else {
-            return Vec::new();
-        };
-        let mut c: Vec<(u8, usize)> = (0..self.state.len())
-            .filter(|&i| {
-                self.state[i] == ChunkState::Requested
-                    && p.has.contains(i)
-                    && !p.in_flight.contains(&(i as u32))
-                    && self.requested_by[i] < self.cfg.endgame_duplicates
-            })
-            .map(|i| (self.requested_by[i], i))
-            .collect();
-        c.sort_unstable();
-        c.into_iter().take(n).map(|(_, i)| i).collect()
     }
 }

@@ -9,6 +9,7 @@ use super::{obj, Entry, Library, Reply};
 use crate::api::reply;
 use crate::api::ReplyTo;
 use crate::id::Id;
+use crate::node_core::view::Rates;
 
 impl Library {
     /// Each download in progress and the folder it goes to.
@@ -20,8 +21,9 @@ impl Library {
         dirs.collect()
     }
 
-    /// Progress of one transfer, or all, as JSON for `transfer_status`.
-    pub fn status_json(&self, only: Option<Id>) -> Value {
+    /// Progress of one transfer, or all, as JSON for `transfer_status`, with the `rates`
+    /// the driver measured.
+    pub fn status_json(&self, only: Option<Id>, rates: &Rates) -> Value {
         let mut ids: Vec<Id> = match only {
             Some(id) => vec![id],
             None => self.engine.contents().copied().collect(),
@@ -35,11 +37,14 @@ impl Library {
             ids.sort_unstable();
             ids.dedup();
         }
-        let list: Vec<Value> = ids.iter().filter_map(|id| self.status_of(id)).collect();
+        let list: Vec<Value> = ids
+            .iter()
+            .filter_map(|id| self.status_of(id, rates))
+            .collect();
         json!({ "transfers": list })
     }
 
-    fn status_of(&self, id: &Id) -> Option<Value> {
+    fn status_of(&self, id: &Id, rates: &Rates) -> Option<Value> {
         let entry = self.entries.get(id);
         let download = match entry {
             Some(Entry::Downloading(d)) => Some(d),
@@ -85,6 +90,8 @@ impl Library {
             "complete": p.complete,
             "downloading": download.is_some_and(|d| d.paused.is_none()) && !p.complete,
             "file_path": file_path,
+            "down_rate": rates.transfer(id).down,
+            "up_rate": rates.transfer(id).up,
         });
         // Only a paused download has `paused` (replies stay as they were for the others).
         if let (Some(why), Value::Object(m)) = (download.and_then(|d| d.paused.clone()), &mut v) {

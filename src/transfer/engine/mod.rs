@@ -70,7 +70,7 @@ use manifest::ManifestAssembly;
 pub use crate::conn::ConnId;
 pub use action::{Action, WireAction};
 pub use config::EngineConfig;
-pub use view::Progress;
+pub use view::{PeerView, Progress};
 
 #[derive(Debug)]
 enum Source {

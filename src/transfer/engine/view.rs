@@ -1,4 +1,5 @@
-//! Read-only views of the engine: a download's [`Progress`], the manifest, connections.
+//! Read-only views of the engine: a download's [`Progress`], a transfer's peers
+//! ([`PeerView`]), the manifest, connections.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +30,71 @@ pub struct Progress {
     pub name: Option<String>,
 }
 
+/// One connection of a transfer, as the engine knows it (`transfer_peers`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerView {
+    /// The connection.
+    pub conn: ConnId,
+    /// The peer's address as the socket sees it.
+    pub addr: SocketAddr,
+    /// Its node ID, once its HANDSHAKE came.
+    pub node: Option<Id>,
+    /// We opened it (else the peer did).
+    pub outgoing: bool,
+    /// The handshake is done (else the connection is being set up).
+    pub active: bool,
+    /// Chunks it told us it has (its BITFIELD and HAVEs), once its BITFIELD came. A
+    /// super-seeding peer tells only what it offers.
+    pub chunks: Option<u32>,
+    /// We choke it: it may not download from us now.
+    pub choked: bool,
+    /// It wants chunks we have.
+    pub interested: bool,
+    /// While we download: it chokes us.
+    pub choking_us: Option<bool>,
+    /// While we download: it has chunks we lack.
+    pub interesting: Option<bool>,
+    /// While we download: our requests it has not answered yet.
+    pub requests_out: usize,
+    /// Its requests we have queued or are sending.
+    pub requests_in: usize,
+}
+
 impl Engine {
+    /// The connections of `content` (those being set up included), in the order they were
+    /// opened; `None` if the engine does not know the content.
+    pub fn peers(&self, content: &Id) -> Option<Vec<PeerView>> {
+        let c = self.contents.get(content)?;
+        let list = self
+            .conns
+            .iter()
+            .filter(|(_, k)| k.content == Some(*content))
+            .map(|(id, k)| {
+                let sched = c.scheduler.as_ref().and_then(|s| s.peer_state(*id));
+                PeerView {
+                    conn: *id,
+                    addr: k.addr,
+                    node: k.remote.as_ref().map(|h| h.node_id),
+                    outgoing: k.outgoing,
+                    active: k.state == ConnState::Active,
+                    chunks: k.peer_bits.as_ref().map(|b| b.count() as u32),
+                    choked: k.am_choking,
+                    interested: k.peer_interested,
+                    choking_us: sched.map(|s| s.choking_us),
+                    interesting: sched.map(|s| s.interested),
+                    requests_out: sched.map_or(0, |s| s.in_flight),
+                    requests_in: k.requests.len() + k.pieces_pending,
+                }
+            })
+            .collect();
+        Some(list)
+    }
+
+    /// Addresses banned for sending data that failed verification (for every content).
+    pub fn banned(&self) -> impl Iterator<Item = &SocketAddr> {
+        self.banned_addrs.iter()
+    }
+
     /// Progress of `content`.
     pub fn progress(&self, content: &Id) -> Option<Progress> {
         let c = self.contents.get(content)?;
