@@ -24,6 +24,7 @@ pub(super) fn get(
     output: Option<PathBuf>,
     api: ApiArgs,
     peers: Vec<std::net::SocketAddr>,
+    exec: Option<&str>,
 ) -> i32 {
     let mut payload = json!({ "content_hash": id.to_hex() });
     if !peers.is_empty() {
@@ -109,11 +110,19 @@ pub(super) fn get(
                             .unwrap_or("")
                     );
                 }
-                0
+                match exec {
+                    Some(cmd) => super::hook::run_exec(cmd, id, &v),
+                    None => 0,
+                }
             } else {
                 let message = v["message"].as_str().unwrap_or("download failed");
                 eprintln!("peershare: {message}");
                 // The node's words are the API's; name the commands that do it here.
+                if message.contains("paused (pause_transfer)")
+                    || message.contains("paused by the user")
+                {
+                    eprintln!("  `peershare resume {id}{}` resumes it", api_flag(&api));
+                }
                 if message.starts_with("already downloading") {
                     eprintln!(
                         "  `peershare get {id}` (without -o) waits for it, \
@@ -204,7 +213,7 @@ pub(super) fn ls(api: &ApiArgs) -> i32 {
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|x| x["downloading"] == true)
+                .filter(|x| x["downloading"] == true || x.get("paused").is_some())
                 .collect();
             println!("downloading ({}):", active.len());
             for x in active {
@@ -215,11 +224,16 @@ pub(super) fn ls(api: &ApiArgs) -> i32 {
                 } else {
                     0.0
                 };
+                let peers = match x["paused_reason"].as_str() {
+                    Some("disk_full") => "paused (disk full)".to_string(),
+                    Some(_) => "paused".to_string(),
+                    None => peers(x["peers"].as_u64().unwrap_or(0)),
+                };
                 println!(
                     "  {}  {:5.1}%  {}  {}",
                     x["content_hash"].as_str().unwrap_or("?"),
                     pct,
-                    peers(x["peers"].as_u64().unwrap_or(0)),
+                    peers,
                     x["name"].as_str().unwrap_or("")
                 );
             }

@@ -16,6 +16,7 @@
 pub mod api_server;
 pub mod bandwidth;
 pub mod emulate;
+pub mod hooks;
 pub mod jobs;
 pub mod nat_io;
 pub mod reactor;
