@@ -12,6 +12,7 @@
 //! - [`nat`]: NAT traversal (sans-IO): reachability, rendezvous, hole punching, relaying.
 //! - [`limits`]: bandwidth limits and rates as people write them.
 //! - [`paths`]: paths as the node shows them: absolute, without `.` or `..`.
+//! - [`settings`]: the config file's keys, values and format (`peershare config`).
 //! - [`node_core`]: the node as one sans-IO state machine: DHT, transfers, NAT and the API's commands joined.
 //! - [`net`]: the mio reactor that drives the node core: sockets, bandwidth pacing, the worker pool.
 //! - [`node`]: a running node: configuration and start-up.
@@ -39,6 +40,7 @@ pub mod node;
 pub mod node_core;
 pub mod paths;
 pub mod proto;
+pub mod settings;
 pub mod sim;
 pub mod storage;
 pub mod transfer;

@@ -22,22 +22,7 @@ const LONG: Duration = Duration::from_secs(120);
 
 /// A seeder sharing `size` bytes at `limit`, and a leecher that knows it through the DHT.
 fn pair(dir: &Path, size: usize, limit: &str) -> (Node, Node, String, Vec<u8>) {
-    let seeder = Node::start(&dir.join("seeder"), &["--up-limit", limit]);
-    let leecher = Node::start(&dir.join("leecher"), &["--bootstrap", &seeder.addr()]);
-    let data = seeded_bytes(size, size as u64);
-    let file = dir.join("shared.bin");
-    std::fs::write(&file, &data).unwrap();
-    let r = seeder
-        .call_timeout("local_add_file", json!({ "filepath": file }), LONG)
-        .unwrap();
-    assert_eq!(r["status"], "success", "{r}");
-    let id = r["file_hash"].as_str().unwrap().to_string();
-    let found = wait_until(LONG, || {
-        let r = leecher.call("local_request_content_info", json!({ "content_hash": id }));
-        r["peers"].as_array().is_some_and(|p| !p.is_empty())
-    });
-    assert!(found, "the leecher never found the seeder's record");
-    (seeder, leecher, id, data)
+    common::pair(dir, size, limit, &[])
 }
 
 /// `node`'s `transfer_status` entry for `id` (Null when none).

@@ -26,7 +26,7 @@ SRC = ROOT / "src"
 # Lower layers first; a module may use modules of strictly lower layers only.
 LAYERS = [
     ["id", "conn", "bitset", "bufpool", "limits", "paths", "workers"],
-    ["proto"],
+    ["proto", "settings"],
     ["content"],
     ["explain", "ledger"],
     ["api"],

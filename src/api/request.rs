@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::id::Id;
 use crate::ledger::{Metadata, Mnemonic};
+use crate::settings::Key;
 
 /// The fields of `set_limits`, in the order of [`ApiRequest::SetLimits`]'s `changes`.
 pub const LIMIT_FIELDS: [&str; 6] = crate::limits::Limits::FIELDS;
@@ -67,6 +68,28 @@ pub enum ApiRequest {
         /// The content to stop sharing.
         content_hash: Id,
     },
+    /// `pause_transfer`: pauses a download until `resume_transfer`, across restarts too (an
+    /// extra command).
+    PauseTransfer {
+        /// The download to pause.
+        content_hash: Id,
+    },
+    /// `resume_transfer`: resumes a paused download (an extra command).
+    ResumeTransfer {
+        /// The download to resume.
+        content_hash: Id,
+    },
+    /// `get_config`: the settings in force, where each comes from, and what the config file
+    /// says (an extra command).
+    GetConfig,
+    /// `set_config`: sets (or with no value removes) a key of the config file and applies
+    /// it where it can (an extra command).
+    SetConfig {
+        /// The key.
+        key: Key,
+        /// Its new value (checked), or `None` to remove it.
+        value: Option<String>,
+    },
     /// `transfer_status`: progress of downloads (an extra command); one or all.
     TransferStatus {
         /// One content, or every transfer when absent.
@@ -118,6 +141,10 @@ impl ApiRequest {
             ApiRequest::TransferPeers { .. } => "transfer_peers",
             ApiRequest::CancelTransfer { .. } => "cancel_transfer",
             ApiRequest::Unshare { .. } => "unshare",
+            ApiRequest::PauseTransfer { .. } => "pause_transfer",
+            ApiRequest::GetConfig => "get_config",
+            ApiRequest::SetConfig { .. } => "set_config",
+            ApiRequest::ResumeTransfer { .. } => "resume_transfer",
             ApiRequest::SetLimits { .. } => "set_limits",
             ApiRequest::RegisterOnChain { .. } => "local_register_file_on_chain",
             ApiRequest::VerifyOnChain { .. } => "local_verify_file_on_chain",
@@ -293,20 +320,46 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
             }
             Ok(ApiRequest::SetLimits { changes })
         }
-        "cancel_transfer" => {
-            let payload = payload_object(command, payload, "content_hash")?;
-            let hash = string_field(command, payload, "content_hash")?;
-            Ok(ApiRequest::CancelTransfer {
-                content_hash: parse_id("content_hash", hash)?,
-            })
+        "cancel_transfer" => Ok(ApiRequest::CancelTransfer {
+            content_hash: content_hash(command, payload)?,
+        }),
+        "unshare" => Ok(ApiRequest::Unshare {
+            content_hash: content_hash(command, payload)?,
+        }),
+        "get_config" => {
+            optional_payload(command, payload)?;
+            Ok(ApiRequest::GetConfig)
         }
-        "unshare" => {
-            let payload = payload_object(command, payload, "content_hash")?;
-            let hash = string_field(command, payload, "content_hash")?;
-            Ok(ApiRequest::Unshare {
-                content_hash: parse_id("content_hash", hash)?,
-            })
+        "set_config" => {
+            let payload = payload_object(command, payload, "key")?;
+            let name = string_field(command, payload, "key")?;
+            let key = Key::parse(name).ok_or_else(|| {
+                ApiError::new(format!(
+                    "unknown key `{name}` (the keys are {})",
+                    Key::names()
+                ))
+            })?;
+            let value = match payload.get("value") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(v)) => Some(v.trim().to_string()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                Some(_) => {
+                    return Err(ApiError::new(
+                        "field `value` must be a string (or null to remove the key)",
+                    ))
+                }
+            };
+            if let Some(v) = &value {
+                key.check(v).map_err(ApiError::new)?;
+            }
+            Ok(ApiRequest::SetConfig { key, value })
         }
+        "pause_transfer" => Ok(ApiRequest::PauseTransfer {
+            content_hash: content_hash(command, payload)?,
+        }),
+        "resume_transfer" => Ok(ApiRequest::ResumeTransfer {
+            content_hash: content_hash(command, payload)?,
+        }),
         "transfer_status" => {
             optional_payload(command, payload)?;
             let content_hash = match payload.and_then(|p| p.get("content_hash")) {
@@ -413,6 +466,15 @@ fn string_field<'a>(
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(ApiError::new(format!("field `{name}` must be a string"))),
     }
+}
+
+/// The payload of a command whose one field is the required `content_hash`.
+fn content_hash(command: &str, payload: Option<&Value>) -> Result<Id, ApiError> {
+    let payload = payload_object(command, payload, "content_hash")?;
+    parse_id(
+        "content_hash",
+        string_field(command, payload, "content_hash")?,
+    )
 }
 
 fn parse_id(name: &str, hex: &str) -> Result<Id, ApiError> {

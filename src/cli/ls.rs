@@ -161,7 +161,12 @@ pub(super) fn download_line(x: &Value) -> String {
     let rate = x["down_rate"].as_u64().unwrap_or(0);
     let name = x["name"].as_str().unwrap_or("");
     if let Some(why) = x["paused"].as_str() {
-        return format!("paused ({why})  {name}");
+        let why = match x["paused_reason"].as_str() {
+            Some("user") => "paused".to_string(),
+            Some("disk_full") => "paused (disk full)".to_string(),
+            _ => format!("paused ({why})"),
+        };
+        return format!("{why}  {name}");
     }
     if x["has_manifest"] != true {
         let what = if n == 0 {

@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 
 pub mod ledger;
 
+mod config;
 mod decode;
+mod hook;
 pub mod link;
 mod ls;
 mod progress;
@@ -46,14 +48,14 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Announce that this node provides a content ID.
     Announce {
-        /// The content ID (64 hex characters).
+        /// The content ID (64 hex characters), or a share link
         id: String,
         #[command(flatten)]
         api: ApiArgs,
     },
     /// Find the peers that provide a content ID.
     Peers {
-        /// The content ID (64 hex characters).
+        /// The content ID (64 hex characters), or a share link
         id: String,
         #[command(flatten)]
         api: ApiArgs,
@@ -103,14 +105,29 @@ pub enum Command {
     },
     /// Stop sharing content; its file stays where it is (add it again to share it again).
     Unshare {
-        /// The content ID (64 hex characters).
+        /// The content ID (64 hex characters), or a share link
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Pause a download: its connections close, its verified chunks stay; it stays paused
+    /// (also across restarts) until `peershare resume`
+    Pause {
+        /// The content ID (64 hex characters), or a share link
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Resume a paused download from the chunks it has (to watch it: `peershare get ID`)
+    Resume {
+        /// The content ID (64 hex characters), or a share link
         id: String,
         #[command(flatten)]
         api: ApiArgs,
     },
     /// Stop a download and delete what it fetched so far.
     Cancel {
-        /// The content ID (64 hex characters).
+        /// The content ID (64 hex characters), or a share link
         id: String,
         #[command(flatten)]
         api: ApiArgs,
@@ -123,9 +140,18 @@ pub enum Command {
         /// Folder to put the file in [default: the node's download folder]
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Run CMD (with `sh -c`) once the file is complete and verified, with
+        /// PEERSHARE_ID, PEERSHARE_PATH (also $1), PEERSHARE_NAME and PEERSHARE_SIZE in its
+        /// environment; `get` then exits with CMD's status
+        #[arg(long, value_name = "CMD")]
+        exec: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Show the settings kept in the data dir's config file (limits, download folder,
+    /// completion hook) and where each value in force comes from; `set KEY VALUE` and
+    /// `unset KEY` edit them (like `git config`)
+    Config(config::ConfigArgs),
     /// List what this node shares and downloads (each download with its rate and ETA, as
     /// the node measures them); with an ID, that transfer's peers: address, how the
     /// connection was made (direct, mapped, punched, relayed), chunks, rate each way, choking
@@ -222,64 +248,48 @@ pub fn main_with(cli: Cli) -> i32 {
                 })
             }
         }
-        Command::Unshare { id, api } => with_id(&id, |id| {
-            call(
-                &api,
-                "unshare",
-                json!({ "content_hash": id.to_hex() }),
-                |v| {
-                    v["message"]
-                        .as_str()
-                        .unwrap_or("no longer shared")
-                        .to_string()
-                },
+        Command::Unshare { id, api } => about(&id, &api, "unshare", |_, v| {
+            v["message"]
+                .as_str()
+                .unwrap_or("no longer shared")
+                .to_string()
+        }),
+        Command::Pause { id, api } => about(&id, &api, "pause_transfer", |id, v| {
+            format!(
+                "paused {id} ({} verified bytes kept); `peershare resume {id}` resumes it",
+                v["have_bytes"]
             )
         }),
-        Command::Cancel { id, api } => with_id(&id, |id| {
-            call(
-                &api,
-                "cancel_transfer",
-                json!({ "content_hash": id.to_hex() }),
-                |v| {
-                    format!(
-                        "cancelled {}: {} verified bytes deleted",
-                        id, v["discarded_bytes"]
-                    )
-                },
+        Command::Resume { id, api } => about(&id, &api, "resume_transfer", |id, v| {
+            format!(
+                "resumed {id} from {} verified bytes; `peershare get {id}` watches it",
+                v["have_bytes"]
             )
         }),
-        Command::Announce { id, api } => with_id(&id, |id| {
-            call(
-                &api,
-                "local_announce_content",
-                json!({ "content_hash": id.to_hex() }),
-                |v| {
-                    format!(
-                        "{} (stored at {} of {} closest nodes)",
-                        v["message"].as_str().unwrap_or("announced"),
-                        v["stored_at"],
-                        v["asked"]
-                    )
-                },
+        Command::Cancel { id, api } => about(&id, &api, "cancel_transfer", |id, v| {
+            format!(
+                "cancelled {id}: {} verified bytes deleted",
+                v["discarded_bytes"]
             )
         }),
-        Command::Peers { id, api } => with_id(&id, |id| {
-            call(
-                &api,
-                "local_request_content_info",
-                json!({ "content_hash": id.to_hex() }),
-                |v| {
-                    v["peers"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join("\n")
-                        })
-                        .unwrap_or_default()
-                },
+        Command::Announce { id, api } => about(&id, &api, "local_announce_content", |_, v| {
+            format!(
+                "{} (stored at {} of {} closest nodes)",
+                v["message"].as_str().unwrap_or("announced"),
+                v["stored_at"],
+                v["asked"]
             )
+        }),
+        Command::Peers { id, api } => about(&id, &api, "local_request_content_info", |_, v| {
+            v["peers"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_default()
         }),
         Command::Status { api } => call(&api, "status", json!({}), format_status),
         Command::Decode(args) => decode(&args),
@@ -309,18 +319,30 @@ pub fn main_with(cli: Cli) -> i32 {
                 },
             )
         }
-        Command::Get { id, output, api } => match link::ShareLink::parse(&id) {
-            Ok(l) => get(l.id, output, api, l.peers),
+        Command::Get {
+            id,
+            output,
+            exec,
+            api,
+        } => match link::ShareLink::parse(&id) {
+            Ok(l) => get(l.id, output, api, l.peers, exec.as_deref()),
             Err(e) => {
                 eprintln!("peershare: {e}");
                 2
             }
         },
         Command::Ls { id, verbose, api } => match id {
-            Some(id) => with_id(&id, |id| ls(&api, Show::One(id))),
+            Some(id) => match link::ShareLink::parse(&id) {
+                Ok(l) => ls(&api, Show::One(l.id)),
+                Err(e) => {
+                    eprintln!("peershare: {e}");
+                    2
+                }
+            },
             None if verbose => ls(&api, Show::Verbose),
             None => ls(&api, Show::List),
         },
+        Command::Config(args) => config::config(args),
         Command::Register(args) => ledger::register(args),
         Command::Verify(args) => ledger::verify(args),
         Command::Ledger { command } => ledger::ledger(command),
@@ -354,11 +376,15 @@ fn reachable_addr(api: &ApiArgs) -> Option<SocketAddr> {
     parse("external_addr").or_else(|| parse("listen").filter(|a| !a.ip().is_unspecified()))
 }
 
-fn with_id(s: &str, f: impl FnOnce(Id) -> i32) -> i32 {
-    match Id::from_hex(s.trim()) {
-        Ok(id) => f(id),
+/// A command about one content: `id` is its ID or a share link (as `get` takes), sent as
+/// `content_hash`; `human(id, reply)` is what a successful reply says.
+fn about(id: &str, api: &ApiArgs, kind: &str, human: impl FnOnce(Id, &Value) -> String) -> i32 {
+    match link::ShareLink::parse(id) {
+        Ok(l) => call(api, kind, json!({ "content_hash": l.id.to_hex() }), |v| {
+            human(l.id, v)
+        }),
         Err(e) => {
-            eprintln!("peershare: `{s}` is not a content ID: {e}");
+            eprintln!("peershare: {e}");
             2
         }
     }

@@ -77,7 +77,8 @@ pub struct RunArgs {
     /// Jobs the worker queue holds; more wait, in order, in the event loop
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub worker_queue: u64,
-    /// Where finished downloads go [default: <data dir>/files]
+    /// Where finished downloads go [default: the config file's download_dir, else
+    /// <data dir>/files]
     #[arg(long)]
     pub download_dir: Option<PathBuf>,
     /// Print every DHT datagram and wire frame sent and received, decoded, one line each
@@ -95,8 +96,8 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_duration, default_value = "7200s", hide = true)]
     pub nat_pmp_lifetime: Duration,
     /// Upload limit of the whole node, e.g. 10MB/s, 5mb, 40mbit, 5MiB/s (0: unlimited;
-    /// units case-insensitive, bits as `bit` or `bps`). A limit not given is the one the node
-    /// last had (set with `peershare limit`, kept in the data dir), or unlimited
+    /// units case-insensitive, bits as `bit` or `bps`). A limit not given is the config
+    /// file's (`peershare config`; `peershare limit` saves there too), or unlimited
     #[arg(long, value_parser = parse_rate_arg)]
     pub up_limit: Option<u64>,
     /// Download limit of the whole node (0: unlimited)

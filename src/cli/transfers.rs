@@ -23,6 +23,7 @@ pub(super) fn get(
     output: Option<PathBuf>,
     api: ApiArgs,
     peers: Vec<std::net::SocketAddr>,
+    exec: Option<&str>,
 ) -> i32 {
     let mut payload = json!({ "content_hash": id.to_hex() });
     if !peers.is_empty() {
@@ -108,11 +109,19 @@ pub(super) fn get(
                             .unwrap_or("")
                     );
                 }
-                0
+                match exec {
+                    Some(cmd) => super::hook::run_exec(cmd, id, &v),
+                    None => 0,
+                }
             } else {
                 let message = v["message"].as_str().unwrap_or("download failed");
                 eprintln!("peershare: {message}");
                 // The node's words are the API's; name the commands that do it here.
+                if message.contains("paused (pause_transfer)")
+                    || message.contains("paused by the user")
+                {
+                    eprintln!("  `peershare resume {id}{}` resumes it", api_flag(&api));
+                }
                 if message.starts_with("already downloading") {
                     eprintln!(
                         "  `peershare get {id}` (without -o) waits for it, \

@@ -22,6 +22,7 @@ use mio::{Events, Interest, Poll, Waker};
 use super::api_server::{ApiEvent, ApiServer};
 use super::bandwidth::{Bandwidth, Dir};
 use super::emulate::SendEmulator;
+use super::hooks::Hooks;
 use super::jobs::{Backlog, Completion, Job, JobContext};
 use super::nat_io::{NatSockEvent, NatSockets};
 use super::relay::{RelayEvent, Relays};
@@ -106,6 +107,8 @@ pub struct Reactor {
     backlog: Backlog,
     completions: Receiver<Completion>,
     emulator: SendEmulator,
+    /// The owner's completion hooks, run off the loop.
+    hooks: Hooks,
     tracer: Tracer,
     bw: Bandwidth,
     shared: Arc<Shared>,
@@ -148,6 +151,7 @@ impl Reactor {
             backlog: Backlog::default(),
             completions,
             emulator: p.emulator,
+            hooks: Hooks::new()?,
             tracer: Tracer::new(p.trace),
             bw: Bandwidth::new(p.limits, now),
             shared: p.shared,
@@ -273,6 +277,7 @@ impl Reactor {
         for job in self.core.final_jobs() {
             self.jobs.run(Job::Storage(job));
         }
+        self.hooks.shutdown();
     }
 
     /// Waits up to [`UNMAP_FOR`] for the gateway to confirm the mappings' removal (they
@@ -367,6 +372,10 @@ impl Reactor {
                 // Connections queued under a limit that is now gone go back to reading and
                 // writing on their own readiness.
                 self.serve_bandwidth(now);
+            }
+            Output::RunHook(h) => {
+                self.hooks.run(h);
+                self.view_dirty = true;
             }
             Output::ViewChanged => self.view_dirty = true,
         }
@@ -546,6 +555,7 @@ impl Reactor {
             api_connections: self.api.connections(),
             api_refused: self.api.refused(),
             circuits: self.relays.circuits(),
+            hooks: self.hooks.stats(),
             bandwidth: BandwidthView {
                 limits: self.bw.limits(),
                 up_rate,

@@ -32,8 +32,8 @@ pub struct NodeConfig {
     pub api_request_timeout: Duration,
     /// Print every datagram and frame, decoded, one line each (`--trace`).
     pub trace: bool,
-    /// Bandwidth limits given at start (`--up-limit` ...): each replaces the one kept from
-    /// the last run; the others are as the node last had them (set through the API).
+    /// Bandwidth limits given at start (`--up-limit` ...): each wins over the config file's;
+    /// the others are the config file's (`settings`), or unlimited.
     pub limits: crate::limits::LimitChanges,
     /// Nodes to contact at start.
     pub bootstrap: Vec<String>,
@@ -51,8 +51,8 @@ pub struct NodeConfig {
     pub workers: usize,
     /// Jobs the workers' queue holds; more wait in the event loop's backlog, in order.
     pub worker_queue: usize,
-    /// Where finished downloads go unless a request names another folder
-    /// (default: `<data dir>/files`).
+    /// Where finished downloads go unless a request names another folder (default: the
+    /// config file's `download_dir`, else `<data dir>/files`).
     pub download_dir: Option<PathBuf>,
     /// The transfer engine's tunables (`--no-super-seed` turns super-seeding off).
     pub engine: crate::transfer::engine::EngineConfig,

@@ -20,7 +20,9 @@ use crate::net::reactor::{Reactor, ReactorParts};
 use crate::net::shared::Shared;
 use crate::net::socket;
 use crate::net::tokens::WAKER;
-use crate::node_core::{IoStatus, Library, NatGlue, NodeCore};
+use crate::node_core::{IoStatus, Library, NatGlue, NodeCore, NodeSettings};
+use crate::settings::{rate_text, Key, Settings, Source};
+use crate::storage::config as config_file;
 use crate::storage::state;
 use crate::workers::WorkerPool;
 pub use config::NodeConfig;
@@ -142,6 +144,8 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
     }
     let _lock = state::lock_data_dir(&cfg.data_dir).map_err(NodeError::State)?;
     let saved = state::load(&cfg.data_dir).map_err(NodeError::State)?;
+    // The config file: a mistake in it stops the node here, named by line and key.
+    let file = read_config(&cfg.data_dir, saved.limits)?;
     let id = saved.node_id.unwrap_or_else(|| Id(rand::random()));
 
     let bound = socket::bind_pair(cfg.bind_ip, cfg.port).map_err(|source| NodeError::Bind {
@@ -180,10 +184,12 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
 
     let workers =
         WorkerPool::new(cfg.workers, cfg.worker_queue).map_err(io_err("start worker threads"))?;
-    let download_dir = cfg
-        .download_dir
-        .clone()
-        .unwrap_or_else(|| cfg.data_dir.join("files"));
+    // A flag, else the config file, else the default (`settings`).
+    let (download_dir, dir_source) = match (&cfg.download_dir, &file.download_dir) {
+        (Some(d), _) => (d.clone(), Source::CommandLine),
+        (None, Some(d)) => (d.clone(), Source::ConfigFile),
+        (None, None) => (cfg.data_dir.join("files"), Source::Default),
+    };
     // Absolute and resolved, like the folders requests name (`api::paths`), so that a request
     // naming this folder is seen to be the same folder.
     let download_dir = crate::api::paths::output_folder(&download_dir).unwrap_or_else(|e| {
@@ -224,8 +230,15 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
         now,
     );
     let advertised = socket::advertised_addr(local);
-    let limits = start_limits(saved.limits, &cfg.limits);
-    let core = NodeCore::new(dht, library, nat, local, advertised, limits, now);
+    let limits = start_limits(&file.limits, &cfg.limits);
+    let cli = Settings {
+        limits: cfg.limits,
+        download_dir: cfg.download_dir.clone(),
+        on_complete: None,
+    };
+    let mut core = NodeCore::new(dht, library, nat, local, advertised, limits, now);
+    let download_dir = core.library().download_dir().to_path_buf();
+    core.set_settings(NodeSettings::new(cli, file, (download_dir, dir_source)));
     let shared = Arc::new(Shared::new(
         core.status_view(now, IoStatus::default()),
         api_addr,
@@ -258,26 +271,55 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
     Ok(())
 }
 
-/// The limits to start with: those kept from the last run (set live through the API), each
-/// replaced by the one given on the command line, if any. Logged when any applies, with what
-/// was understood (`40mbit` is 5.0 MB/s).
-fn start_limits(saved: Option<Limits>, given: &LimitChanges) -> Limits {
-    let mut limits = saved.unwrap_or_default();
+/// The limits to start with: each given on the command line, else in the config file, else
+/// unlimited. Logged when any applies, with what was understood (`40mbit` is 5.0 MB/s).
+fn start_limits(file: &LimitChanges, given: &LimitChanges) -> Limits {
+    let mut limits = Limits::default();
+    limits.apply(file);
     limits.apply(given);
     if limits != Limits::default() {
-        let kept = saved.is_some_and(|s| s != Limits::default());
         log::info!(
             "bandwidth limits: {}{}",
             limits.describe(),
-            if kept {
-                " (those not given on the command line are kept from the last run; \
-                 `peershare limit` changes them)"
+            if file.iter().any(Option::is_some) {
+                " (those not given on the command line are the config file's; `peershare \
+                 config` shows where each comes from)"
             } else {
                 ""
             }
         );
     }
     limits
+}
+
+/// The config file's settings. Limits kept in `state.json` by an older version (`old`) are
+/// moved into the config file once, unless it sets limits already; the state file stops
+/// holding them at its next save.
+fn read_config(data_dir: &std::path::Path, old: Option<Limits>) -> Result<Settings, NodeError> {
+    let mut file = config_file::read(data_dir).map_err(NodeError::Config)?;
+    let keys: Vec<Key> = (0..6).filter_map(Key::of_limit).collect();
+    let in_file = keys.iter().any(|k| file.get(*k).is_some());
+    if let Some(old) = old.filter(|l| *l != Limits::default() && !in_file) {
+        let rates = [
+            old.up,
+            old.down,
+            old.transfer_up,
+            old.transfer_down,
+            old.peer_up,
+            old.peer_down,
+        ];
+        for (key, rate) in keys.iter().zip(rates).filter(|(_, r)| *r > 0) {
+            file.set(*key, &rate_text(rate))
+                .map_err(NodeError::Config)?;
+        }
+        config_file::write(data_dir, &file).map_err(NodeError::Config)?;
+        log::info!(
+            "moved the bandwidth limits kept in state.json into {} ({})",
+            config_file::path(data_dir).display(),
+            old.describe()
+        );
+    }
+    Ok(file.settings())
 }
 
 fn announce_banner(id: Id, local: SocketAddr, api: SocketAddr, cfg: &NodeConfig) {

@@ -53,6 +53,9 @@ pub enum Outcome {
         /// Whether this node shares or downloaded the content.
         known: bool,
     },
+    /// A config command: read the config file and make these edits (none: only read), then
+    /// answer (`settings.rs`).
+    Config(Vec<(crate::settings::Key, Option<String>)>),
     /// A read-only command: answer it from a fresh view.
     View(fn(&StatusView, &Live) -> Vec<u8>),
 }
@@ -157,6 +160,18 @@ pub fn execute(req: &ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Out
                 Err(e) => reply::error(&e),
             })
         }
+        ApiRequest::GetConfig => Outcome::Config(Vec::new()),
+        ApiRequest::SetConfig { key, value } => Outcome::Config(vec![(*key, value.clone())]),
+        ApiRequest::PauseTransfer { content_hash } => Outcome::Reply(
+            ctx.library
+                .pause_by_user(content_hash)
+                .unwrap_or_else(|e| reply::error(&e)),
+        ),
+        ApiRequest::ResumeTransfer { content_hash } => Outcome::Reply(
+            ctx.library
+                .resume(now, content_hash)
+                .unwrap_or_else(|e| reply::error(&e)),
+        ),
         ApiRequest::TransferStatus { content_hash } => Outcome::Reply(reply::success(fields(
             ctx.library.status_json(*content_hash, ctx.rates),
         ))),
@@ -215,6 +230,10 @@ pub fn route(req: &ApiRequest) -> Route {
         | ApiRequest::RequestFile { .. }
         | ApiRequest::CancelTransfer { .. }
         | ApiRequest::Unshare { .. }
+        | ApiRequest::PauseTransfer { .. }
+        | ApiRequest::ResumeTransfer { .. }
+        | ApiRequest::GetConfig
+        | ApiRequest::SetConfig { .. }
         | ApiRequest::TransferStatus { .. }
         | ApiRequest::TransferPeers { .. }
         | ApiRequest::SetLimits { .. } => Route::Core,

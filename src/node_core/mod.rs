@@ -44,6 +44,7 @@ pub mod library;
 pub mod nat;
 pub mod output;
 pub mod peers_view;
+pub mod settings;
 #[cfg(test)]
 mod tests;
 pub mod view;
@@ -64,7 +65,8 @@ use crate::storage::job::{NodeState, Snapshot, StorageDone, StorageJob};
 use crate::transfer::engine::{Action as EngineAction, WireAction};
 pub use library::Library;
 pub use nat::NatGlue;
-pub use output::{NatIo, Output};
+pub use output::{HookRun, NatIo, Output};
+pub use settings::NodeSettings;
 pub use view::{Flow, IoStatus, Live, Rates, StatusView};
 
 /// How often the node state (routing table, provided keys) is saved.
@@ -93,6 +95,8 @@ pub struct NodeCore {
     nat: NatGlue,
     lookups: HashMap<QueryId, Lookup>,
     limits: Limits,
+    /// The settings in force and the config jobs waiting.
+    settings: NodeSettings,
     local: SocketAddr,
     /// What this node calls itself in API replies until peers agree on its public address.
     advertised: SocketAddr,
@@ -119,7 +123,16 @@ impl NodeCore {
     ) -> NodeCore {
         let mut library = library;
         library.engine.set_own_addrs(vec![local, advertised]);
+        let settings = NodeSettings::new(
+            crate::settings::Settings::default(),
+            crate::settings::Settings::default(),
+            (
+                library.download_dir().to_path_buf(),
+                crate::settings::Source::Default,
+            ),
+        );
         NodeCore {
+            settings,
             dht,
             library,
             nat,
@@ -133,6 +146,12 @@ impl NodeCore {
             next_save: now + SAVE_EVERY,
             state_saves: 0,
         }
+    }
+
+    /// The settings in force and where they come from (`node::run` gives them; the default
+    /// is no flags, an empty config file, the library's download folder).
+    pub fn set_settings(&mut self, settings: NodeSettings) {
+        self.settings = settings;
     }
 
     /// Starts what runs on its own: port mapping with the default `gateway` (if any), the
@@ -307,7 +326,14 @@ impl NodeCore {
 
     /// A storage job finished.
     pub fn handle_storage(&mut self, now: Instant, done: StorageDone) {
-        self.library.on_storage_done(now, done);
+        match done {
+            StorageDone::Config {
+                edits,
+                reply,
+                result,
+            } => self.config_done(edits, reply, result),
+            done => self.library.on_storage_done(now, done),
+        }
         self.view_dirty = true;
         self.settle(now);
     }
@@ -346,12 +372,13 @@ impl NodeCore {
             api::Outcome::Deferred => {}
             api::Outcome::Limits(bytes) => {
                 self.out.push_back(Output::Limits(self.limits));
-                // Saved at once: limits set live hold across a restart.
-                let st = self.state_snapshot();
-                self.out
-                    .push_back(Output::Storage(StorageJob::SaveState(st)));
+                // Saved in the config file at once: limits set live hold across a restart.
+                if let ApiRequest::SetLimits { changes } = &req {
+                    self.config_job(settings::limit_edits(changes), None);
+                }
                 self.out.push_back(Output::Reply { to, bytes });
             }
+            api::Outcome::Config(edits) => self.config_job(edits, Some(to)),
             api::Outcome::Ledger { known } => self.out.push_back(Output::Ledger { to, req, known }),
             api::Outcome::View(answer) => {
                 let bytes = answer(
@@ -498,7 +525,8 @@ impl NodeCore {
             node_id: Some(self.dht.id()),
             contacts: self.dht.routing_table().iter().map(|e| e.contact).collect(),
             provided: self.dht.provided_keys(),
-            limits: Some(self.limits),
+            // Kept in the config file now (`settings.rs`); read from here once, at start.
+            limits: None,
         }
     }
 
@@ -602,6 +630,20 @@ impl NodeCore {
             for id in self.library.take_withdrawn() {
                 moved = true;
                 self.dht.stop_providing(&id);
+            }
+            for done in self.library.take_completed() {
+                moved = true;
+                // The owner's hook (config file only, never a peer's word), for every
+                // completed download, whether anyone waits for it or not.
+                if let Some(command) = self.settings.on_complete() {
+                    self.out.push_back(Output::RunHook(HookRun {
+                        command: command.to_string(),
+                        content: done.content,
+                        path: done.path,
+                        name: done.name,
+                        size: done.size,
+                    }));
+                }
             }
             if !moved {
                 break;

@@ -1,11 +1,13 @@
 //! What the node core asks its driver to do ([`Output`]), grouped by who carries it out.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use crate::api::request::ApiRequest;
 use crate::api::ReplyTo;
 use crate::conn::ConnId;
 use crate::dht::Transmit;
+use crate::id::Id;
 use crate::limits::Limits;
 use crate::storage::job::StorageJob;
 use crate::transfer::engine::WireAction;
@@ -39,10 +41,30 @@ pub enum Output {
         /// Whether this node has the content (only such content may be registered).
         known: bool,
     },
-    /// The bandwidth limits changed (`set_limits`): enforce these from now on.
+    /// The bandwidth limits changed (`set_limits`, `set_config`): enforce these from now on.
     Limits(Limits),
+    /// A download completed and the owner's config names a hook: run it (a process the
+    /// driver spawns, never waits for in its loop, reaps and logs).
+    RunHook(HookRun),
     /// Something users see in `status` changed: republish the view.
     ViewChanged,
+}
+
+/// The owner's completion hook for one download (`on_complete` in the config file). The
+/// command comes from the local config only; the values, some of them a peer's words (the
+/// name), go in environment variables, never into the command's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookRun {
+    /// The command, for `sh -c`.
+    pub command: String,
+    /// `PEERSHARE_ID`.
+    pub content: Id,
+    /// `PEERSHARE_PATH` (and `$1`): the complete, verified file.
+    pub path: PathBuf,
+    /// `PEERSHARE_NAME`: its file name.
+    pub name: String,
+    /// `PEERSHARE_SIZE`: its size in bytes.
+    pub size: u64,
 }
 
 /// NAT traversal's socket work (spec: `protocol-spec/nat.md`). Results come back through

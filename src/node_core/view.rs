@@ -61,8 +61,23 @@ pub struct IoStatus {
     pub api_refused: u64,
     /// Relayed circuits open (as a rendezvous).
     pub circuits: usize,
+    /// Completion hooks run (`on_complete`).
+    pub hooks: HookStats,
     /// Wire-protocol bandwidth: limits and rates.
     pub bandwidth: BandwidthView,
+}
+
+/// Completion hooks for `status` (`net::hooks`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookStats {
+    /// Hooks started.
+    pub started: u64,
+    /// Hooks that could not be started, or exited other than 0.
+    pub failed: u64,
+    /// Hooks running now.
+    pub running: u64,
+    /// Hooks waiting for one of the running ones to end.
+    pub waiting: u64,
 }
 
 /// Bandwidth figures for `status`.
@@ -190,6 +205,12 @@ pub fn status_reply(view: &StatusView, live: &Live) -> Vec<u8> {
         },
         "nat": nat,
         "bootstrap": bootstrap_json(&view.bootstrap),
+        "hooks": {
+            "started": io.hooks.started,
+            "failed": io.hooks.failed,
+            "running": io.hooks.running,
+            "waiting": io.hooks.waiting,
+        },
     })))
 }
 

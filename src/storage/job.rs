@@ -17,6 +17,7 @@ use crate::content::manifest::Manifest;
 use crate::id::Id;
 use crate::limits::Limits;
 use crate::proto::dht::Contact;
+use crate::settings::{Key, Settings};
 
 /// What the file side is asked to do.
 #[derive(Debug)]
@@ -118,6 +119,15 @@ pub enum StorageJob {
     FlushAll,
     /// Persist the node's identity, routing table contacts and provided keys.
     SaveState(Snapshot<NodeState>),
+    /// Read the config file as it is now and apply `edits` to it (`get_config`,
+    /// `set_config`, `set_limits`); answered with [`StorageDone::Config`]. The core has one
+    /// in flight at a time, so edits never race.
+    Config {
+        /// Keys to set (`Some`, a value already checked) or remove (`None`); none: only read.
+        edits: Vec<(Key, Option<String>)>,
+        /// The request it answers, if any (`set_limits` saves its limits without one).
+        reply: Option<ReplyTo>,
+    },
 }
 
 /// Something to persist, numbered in the order the core took it. Two workers may run two
@@ -205,6 +215,16 @@ pub enum StorageDone {
         reply: ReplyTo,
         /// The share, or the error.
         result: Result<ShareInfo, String>,
+    },
+    /// [`StorageJob::Config`]: the file after the edits, or why it could not be read or
+    /// written (a mistake in it is named by line).
+    Config {
+        /// The edits asked for.
+        edits: Vec<(Key, Option<String>)>,
+        /// The request it answers, if any.
+        reply: Option<ReplyTo>,
+        /// Where the file is, and what it sets after the edits; or the error.
+        result: Result<(PathBuf, Settings), String>,
     },
     /// [`StorageJob::CopyOut`]: the copy's path, or why there is none.
     CopiedOut {
@@ -305,6 +325,10 @@ pub struct DownloadRecord {
     pub name: Option<String>,
     /// The folder it goes to.
     pub output_dir: PathBuf,
+    /// Paused by the user (`pause_transfer`): not resumed at start. Absent in lists written
+    /// before pauses were kept (read as false), and left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 /// What a node keeps across restarts (`state.json`, see `storage::state`).

@@ -15,6 +15,7 @@
 //! (its [`PartialSlot`]) is held across its writes; the running whole-file hash is taken
 //! out of it to be advanced without the lock (`content::partial::PrefixWork`).
 
+pub mod config;
 pub mod job;
 pub mod state;
 
@@ -29,7 +30,9 @@ use parking_lot::Mutex;
 use crate::bitset::BitSet;
 use crate::content::index::{prepare_share, ChunkReader, ShareIndex};
 use crate::content::manifest::{Lengths, Manifest};
-use crate::content::partial::{recorded_bytes, resumable_downloads, PartialFile, PartialReader};
+use crate::content::partial::{
+    recorded_bytes, remove_closed_download, resumable_downloads, PartialFile, PartialReader,
+};
 use crate::content::verified::VerifiedChunk;
 use crate::content::ContentError;
 use crate::id::Id;
@@ -289,6 +292,15 @@ impl DiskStorage {
                 }
                 None
             }
+            StorageJob::Config { edits, reply } => {
+                let result = config::edit(&self.data_dir, &edits)
+                    .map(|f| (config::path(&self.data_dir), f.settings()));
+                Some(StorageDone::Config {
+                    edits,
+                    reply,
+                    result,
+                })
+            }
         }
     }
 
@@ -466,10 +478,12 @@ impl DiskStorage {
                 }
             }
             None => {
-                // Cancelled before its partial file was opened, or opened by a job still
-                // running: nothing here yet. Its files, if any, go at the next start (a
-                // download with no record of it is not resumed; see `resumable_downloads`).
-                log::debug!("download {content}: no partial file open to discard");
+                // Paused (its file closed), cancelled before its partial file was opened, or
+                // opened by a job still running (whose `PartialOpened` then asks for another
+                // `Discard`): its files, if any, are deleted by name.
+                if let Err(e) = remove_closed_download(&self.data_dir, &content) {
+                    log::warn!("download {content}: deleting its partial data: {e}");
+                }
             }
         }
     }
@@ -548,6 +562,7 @@ mod tests {
                 content_id: Id([generation as u8; 32]).to_hex(),
                 name: Some(format!("file {generation}")),
                 output_dir: PathBuf::from("/downloads"),
+                paused: false,
             }],
         })
     }

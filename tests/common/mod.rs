@@ -1,6 +1,7 @@
 //! Test harness: real `peershare` processes on loopback, driven through their real API.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod vectors;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -278,4 +279,37 @@ pub fn seeded_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; len];
     rng.fill_bytes(&mut v);
     v
+}
+
+/// A seeder sharing `size` bytes at `limit` (slow enough to act during the download), and a
+/// leecher that knows it through the DHT. Returns them, the ID and the bytes.
+pub fn pair(
+    dir: &Path,
+    size: usize,
+    limit: &str,
+    leecher_args: &[&str],
+) -> (Node, Node, String, Vec<u8>) {
+    let seeder = Node::start(&dir.join("seeder"), &["--up-limit", limit]);
+    let addr = seeder.addr();
+    let mut args = vec!["--bootstrap", addr.as_str()];
+    args.extend_from_slice(leecher_args);
+    let leecher = Node::start(&dir.join("leecher"), &args);
+    let data = seeded_bytes(size, size as u64);
+    let file = dir.join("shared.bin");
+    std::fs::write(&file, &data).unwrap();
+    let r = seeder
+        .call_timeout(
+            "local_add_file",
+            json!({ "filepath": file }),
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    assert_eq!(r["status"], "success", "{r}");
+    let id = r["file_hash"].as_str().unwrap().to_string();
+    let found = wait_until(Duration::from_secs(120), || {
+        let r = leecher.call("local_request_content_info", json!({ "content_hash": id }));
+        r["peers"].as_array().is_some_and(|p| !p.is_empty())
+    });
+    assert!(found, "the leecher never found the seeder's record");
+    (seeder, leecher, id, data)
 }

@@ -120,6 +120,23 @@ fn downloads_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(DOWNLOADS)
 }
 
+/// Deletes the files of a download that is not open (paused, then cancelled): its stored
+/// manifest first, so that a crash halfway leaves an orphan, never a download to resume.
+pub fn remove_closed_download(data_dir: &Path, id: &Id) -> Result<(), ContentError> {
+    remove_files_in(&downloads_dir(data_dir), id)
+}
+
+/// The manifest, then the record and the `.part` of download `id` in `dir` (see
+/// [`PartialFile::discard`]).
+fn remove_files_in(dir: &Path, id: &Id) -> Result<(), ContentError> {
+    let hex = id.to_hex();
+    remove_if_exists(&dir.join(format!("{hex}.manifest")))?;
+    sync_dir(dir)?;
+    remove_if_exists(&dir.join(format!("{hex}.resume")))?;
+    remove_if_exists(&dir.join(format!("{hex}.part")))?;
+    sync_dir(dir)
+}
+
 impl PartialFile {
     /// The content ID of this download.
     pub fn content_id(&self) -> Id {
@@ -269,12 +286,7 @@ impl PartialFile {
     /// between, what remains has no manifest, so it is an orphan (deleted by
     /// [`resumable_downloads`]) rather than a download that would be resumed and fetched again.
     fn remove_download_files(&self) -> Result<(), ContentError> {
-        let hex = self.id.to_hex();
-        remove_if_exists(&self.dir.join(format!("{hex}.manifest")))?;
-        sync_dir(&self.dir)?;
-        remove_if_exists(&self.dir.join(format!("{hex}.resume")))?;
-        remove_if_exists(&self.part_path)?;
-        sync_dir(&self.dir)
+        remove_files_in(&self.dir, &self.id)
     }
 
     /// The final path, once [`PartialFile::finish`] succeeded.

@@ -94,8 +94,9 @@ impl Library {
             "up_rate": rates.transfer(id).up,
         });
         // Only a paused download has `paused` (replies stay as they were for the others).
-        if let (Some(why), Value::Object(m)) = (download.and_then(|d| d.paused.clone()), &mut v) {
-            m.insert("paused".into(), Value::from(why));
+        if let (Some(why), Value::Object(m)) = (download.and_then(|d| d.paused.as_ref()), &mut v) {
+            m.insert("paused".into(), Value::from(why.describe()));
+            m.insert("paused_reason".into(), Value::from(why.reason()));
         }
         Some(v)
     }

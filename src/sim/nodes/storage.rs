@@ -210,6 +210,12 @@ impl MemStorage {
                 None
             }
             StorageJob::FlushAll => None,
+            // The simulated nodes keep no config file: edits are taken and forgotten.
+            StorageJob::Config { edits, reply } => Some(StorageDone::Config {
+                edits,
+                reply,
+                result: Ok((PathBuf::from("(simulated)"), Default::default())),
+            }),
         }
     }
 

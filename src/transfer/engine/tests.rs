@@ -317,6 +317,7 @@ impl World {
                 | StorageJob::CopyOut { .. }
                 | StorageJob::SaveDownloads(_)
                 | StorageJob::SaveState(_)
+                | StorageJob::Config { .. }
                 | StorageJob::FlushAll,
             ) => {}
             Action::FindPeers { .. } => {}

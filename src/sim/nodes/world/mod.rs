@@ -635,7 +635,7 @@ impl World {
                 // No ledger here: nothing in a scenario registers content.
                 let _ = to;
             }
-            Output::Limits(_) | Output::ViewChanged => {}
+            Output::Limits(_) | Output::RunHook(_) | Output::ViewChanged => {}
         }
     }
 

@@ -219,6 +219,7 @@ impl World {
             | StorageJob::CopyOut { .. }
             | StorageJob::SaveDownloads(_)
             | StorageJob::SaveState(_)
+            | StorageJob::Config { .. }
             | StorageJob::FlushAll => {}
         }
     }
