@@ -172,8 +172,9 @@ fn two_transfers_share_a_limit_evenly() {
 }
 
 /// Limits as people write them (case-insensitive units, bit rates), shown as understood, and
-/// kept: a limit set live is written to the data dir at once (it survives even SIGKILL) and is
-/// the one a restarted node has; one given on the command line replaces only that limit.
+/// kept: a limit set live is written to the config file at once (it survives even SIGKILL) and is
+/// the one a restarted node has; one given on the command line replaces only that limit, for
+/// that run only.
 #[test]
 fn limits_are_understood_as_written_and_kept_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
@@ -206,18 +207,20 @@ fn limits_are_understood_as_written_and_kept_across_restarts() {
     let want = json!({"up": 5_000_000, "down": 5_000_000, "transfer_up": 0,
         "transfer_down": 1_000_000, "peer_up": 2_000_000, "peer_down": 0});
     assert_eq!(limits(&n), want);
-    // Saved without waiting for a clean stop: SIGKILL once the state file has them.
-    let state = data.join("state.json");
+    // Saved in the config file without waiting for a clean stop: SIGKILL once it has them.
+    let conf = data.join("peershare.conf");
     assert!(common::wait_until(Duration::from_secs(20), || {
-        std::fs::read_to_string(&state).is_ok_and(|t| t.contains("\"peer_up\": 2000000"))
+        std::fs::read_to_string(&conf).is_ok_and(|t| t.contains("peer_up_limit = 2MB/s"))
     }));
     n.kill();
+    // The flag's limit was for that run (flags are never written to the config file).
     let mut n = Node::start(&data, &[]);
+    let mut want = want;
+    want["up"] = json!(0);
     assert_eq!(limits(&n), want, "after a restart");
     n.terminate();
     // A flag replaces its own limit only.
     let n = Node::start(&data, &["--down-limit", "0"]);
-    let mut want = want;
     want["down"] = json!(0);
     assert_eq!(limits(&n), want, "after a restart with --down-limit 0");
 }
