@@ -1,12 +1,13 @@
 //! `peershare decode`: explains a DHT datagram, a stream of wire frames, a bare wire HANDSHAKE
-//! body or a manifest field by field (offset, length, name, value, meaning), and says exactly
-//! what is wrong with malformed input. Spec: `protocol-spec/` (overview.md, dht.md, wire.md,
-//! content.md).
+//! body, a manifest or a tree manifest (a shared folder) field by field (offset, length, name,
+//! value, meaning), and says exactly what is wrong with malformed input. Spec:
+//! `protocol-spec/` (overview.md, dht.md, wire.md, content.md).
 //!
 //! # The real decoder decides, the layout only explains
 //!
 //! Whether input is valid is always decided by the reference decoders ([`Datagram::decode`],
-//! [`decode_frame`] and [`frame_len_hint`], [`Manifest::decode`]), never here. On top of their
+//! [`decode_frame`] and [`frame_len_hint`], [`Manifest::decode`], [`TreeManifest::decode`]),
+//! never here. On top of their
 //! verdict, a *layout walk* reads the same bytes in the same order as the decoder (with the
 //! codec's own [`Reader`](super::codec::Reader)) and records one [`Field`] per field. On
 //! malformed input the walk stops where the decoder stops, which is how an explanation names
@@ -16,8 +17,8 @@
 //!
 //! The leaf fields of an explanation cover every byte of the input exactly once, valid or not:
 //! bytes the decoder never reached (after an error) form one `(not decoded)` field. Long lists
-//! (contacts, providers, peers, chunk hashes) show their first [`SHOW_ITEMS`] items, then one
-//! row for the rest.
+//! (contacts, providers, peers, entries, chunk hashes) show their first [`SHOW_ITEMS`] items,
+//! then one row for the rest (and, between the folded rows, an item an error is about).
 //!
 //! # Use
 //!
@@ -30,8 +31,8 @@
 //!
 //! This file holds the public types, the entry points, how a verdict and a walk are combined
 //! (`finish_message`) and the table. `walk.rs` is the walker and the value forms; `dht_walk.rs`,
-//! `wire_walk.rs` and `manifest_walk.rs` mirror one decoder each; `line.rs` is the one-line
-//! forms.
+//! `wire_walk.rs`, `manifest_walk.rs` and `tree_walk.rs` mirror one decoder each; `line.rs` is
+//! the one-line forms.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -39,6 +40,7 @@ use std::fmt::{self, Write as _};
 use serde::Serialize;
 
 use crate::content::manifest::{self, Manifest};
+use crate::content::tree::{TreeManifest, TREE_MAGIC};
 use crate::proto::codec::DecodeError;
 use crate::proto::dht::{self, Datagram};
 use crate::proto::wire::{self, decode_frame, frame_len_hint, FRAME_HEADER_LEN, MAX_FRAME_LEN};
@@ -46,12 +48,17 @@ use crate::proto::wire::{self, decode_frame, frame_len_hint, FRAME_HEADER_LEN, M
 mod dht_walk;
 mod line;
 mod manifest_walk;
+mod tree_walk;
 mod walk;
 mod wire_walk;
 
+#[cfg(test)]
+mod tree_tests;
+
 use dht_walk::explain_dht;
-use line::{dht_line, manifest_line, wire_line};
+use line::{dht_line, manifest_line, tree_line, wire_line};
 use manifest_walk::explain_manifest;
+use tree_walk::explain_tree;
 use walk::{be, error_field, Walk, Walker};
 use wire_walk::{decode_bare_handshake, explain_handshake, explain_wire};
 
@@ -67,6 +74,8 @@ pub enum Kind {
     Handshake,
     /// A manifest, starting with "PSMF" (content.md, section 2).
     Manifest,
+    /// A tree manifest (a shared folder), starting with "PSTR" (content.md, section 10).
+    Tree,
 }
 
 impl Kind {
@@ -77,6 +86,7 @@ impl Kind {
             Kind::Wire => "wire frames",
             Kind::Handshake => "wire HANDSHAKE body",
             Kind::Manifest => "manifest",
+            Kind::Tree => "tree manifest",
         }
     }
 }
@@ -124,7 +134,7 @@ pub struct ExplainedMessage {
     /// Bytes its fields cover (for the last message of bad input: up to the end).
     #[serde(rename = "length")]
     pub len: usize,
-    /// The message name (`PING`, `HANDSHAKE`, `MANIFEST`), or `?` when not known.
+    /// The message name (`PING`, `HANDSHAKE`, `MANIFEST`, `TREE`), or `?` when not known.
     pub name: Cow<'static, str>,
     /// Whether the decoder accepted it.
     pub status: Status,
@@ -212,12 +222,14 @@ pub const SHOW_ITEMS: usize = 3;
 /// fields; a malformed or cut-short last frame is always explained in full.
 pub const MAX_FRAMES_SHOWN: usize = 10_000;
 
-/// The kind the first bytes announce: "PSMF" a manifest, "PSWP" a bare handshake body, "PS"
-/// a DHT datagram, anything else wire frames (a frame's 4-byte length can never start with
-/// "PS": that would be over 1 GB, far above `MAX_FRAME_LEN`).
+/// The kind the first bytes announce: "PSMF" a manifest, "PSTR" a tree manifest, "PSWP" a
+/// bare handshake body, "PS" a DHT datagram, anything else wire frames (a frame's 4-byte
+/// length can never start with "PS": that would be over 1 GB, far above `MAX_FRAME_LEN`).
 pub fn detect(bytes: &[u8]) -> Kind {
     if bytes.starts_with(&manifest::MAGIC) {
         Kind::Manifest
+    } else if bytes.starts_with(&TREE_MAGIC) {
+        Kind::Tree
     } else if bytes.starts_with(&wire::MAGIC) {
         Kind::Handshake
     } else if bytes.starts_with(&dht::MAGIC) {
@@ -252,6 +264,7 @@ pub fn explain_as(bytes: &[u8], kind: Kind) -> Explanation {
         Kind::Wire => explain_wire(bytes, &mut ex),
         Kind::Handshake => explain_handshake(bytes, &mut ex),
         Kind::Manifest => explain_manifest(bytes, &mut ex),
+        Kind::Tree => explain_tree(bytes, &mut ex),
     }
     ex.valid = ex.error.is_none() && ex.incomplete.is_none();
     ex
@@ -280,6 +293,7 @@ pub fn summarize_as(bytes: &[u8], kind: Kind) -> String {
         Kind::Wire => return summarize_frame(s, bytes),
         Kind::Handshake => decode_bare_handshake(bytes).map(|m| wire_line(&mut s, &m)),
         Kind::Manifest => Manifest::decode(bytes).map(|m| manifest_line(&mut s, &m)),
+        Kind::Tree => TreeManifest::decode(bytes).map(|t| tree_line(&mut s, &t)),
     };
     if let Err(e) = err {
         let _ = write!(s, "malformed {}: {e}", kind.describe());
@@ -570,7 +584,7 @@ impl fmt::Display for Explanation {
             let absurd =
                 matches!(e.decode_error, DecodeError::TooLarge { max, .. } if max == MAX_FRAME_LEN);
             if !self.forced && self.kind == Kind::Wire && e.offset == 0 && absurd {
-                let why = "it does not start with \"PS\", \"PSWP\" or \"PSMF\"";
+                let why = "it does not start with \"PS\", \"PSWP\", \"PSMF\" or \"PSTR\"";
                 writeln!(f, "  (read as wire frames because {why}; choose with --as)")?;
             }
         }
@@ -617,7 +631,7 @@ mod tests {
     }
 
     /// The leaves cover the input exactly once, in order.
-    fn assert_covers(e: &Explanation) {
+    pub(super) fn assert_covers(e: &Explanation) {
         let mut l = Vec::new();
         for m in &e.messages {
             leaves(&m.fields, &mut l);
@@ -845,7 +859,8 @@ mod tests {
         );
     }
 
-    fn check(bytes: &[u8], kind: Kind) {
+    /// Explains `bytes` as `kind`: the layout agrees with the decoder and covers the input.
+    pub(super) fn check(bytes: &[u8], kind: Kind) {
         let e = explain_as(bytes, kind);
         assert!(
             e.layout_agrees,
@@ -862,8 +877,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn layout_agrees_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300), k in 0..4usize) {
-            check(&bytes, [Kind::Dht, Kind::Wire, Kind::Handshake, Kind::Manifest][k]);
+        fn layout_agrees_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300), k in 0..5usize) {
+            check(&bytes, [Kind::Dht, Kind::Wire, Kind::Handshake, Kind::Manifest, Kind::Tree][k]);
         }
 
         #[test]

@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 
 use common::vectors::{data_lines, load_invalid, load_valid, parse_hex, prefix, read_spec_file};
 use peershare::content::manifest::Manifest;
+use peershare::content::tree::TreeManifest;
 use peershare::explain::{self, Kind};
 use peershare::proto::codec::DecodeError;
 use peershare::proto::dht::Datagram;
@@ -137,20 +138,28 @@ fn valid_wire_vectors_are_explained_fully() {
     }
 }
 
-#[test]
-fn valid_manifests_are_explained_with_their_content_id() {
-    let text = read_spec_file("vectors/manifest.txt");
+/// Every vector of `vectors/FILE` (lines `NAME ID HEX`) is valid as `kind`, one message
+/// `name` with the content ID in a note, detected and forced alike.
+fn assert_content_vectors(file: &str, kind: &str, name: &str) {
+    let text = read_spec_file(&format!("vectors/{file}"));
     let mut n = 0;
     for (line, l) in data_lines(&text) {
         let f: Vec<&str> = l.split_whitespace().collect();
-        let bytes = parse_hex("manifest.txt", line, f[2]);
-        let (code, out) = run_json(&bytes, None);
-        assert_valid(f[0], &out, code, &bytes, "manifest", &["MANIFEST"]);
-        let note = out["messages"][0]["notes"][0].as_str().unwrap();
-        assert!(note.ends_with(f[1]), "{}: {note}", f[0]);
+        let bytes = parse_hex(file, line, f[2]);
+        for forced in [None, Some(kind)] {
+            let (code, out) = run_json(&bytes, forced);
+            assert_valid(f[0], &out, code, &bytes, kind, &[name]);
+            let note = out["messages"][0]["notes"][0].as_str().unwrap();
+            assert!(note.ends_with(f[1]), "{}: {note}", f[0]);
+        }
         n += 1;
     }
     assert!(n > 0);
+}
+
+#[test]
+fn valid_manifests_are_explained_with_their_content_id() {
+    assert_content_vectors("manifest.txt", "manifest", "MANIFEST");
 }
 
 #[test]
@@ -187,13 +196,18 @@ fn invalid_wire_vectors_are_located() {
     }
 }
 
+/// The bytes of the vector `name` of `vectors/FILE` (lines `NAME ID HEX`).
+fn vector(file: &str, name: &str) -> Vec<u8> {
+    let text = read_spec_file(&format!("vectors/{file}"));
+    let (line, l) = data_lines(&text)
+        .find(|(_, l)| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no vector {name} in {file}"));
+    parse_hex(file, line, l.split_whitespace().nth(2).unwrap())
+}
+
 #[test]
 fn invalid_manifests_are_located() {
-    let text = read_spec_file("vectors/manifest.txt");
-    let (line, l) = data_lines(&text)
-        .find(|(_, l)| l.starts_with("three-chunks "))
-        .expect("vector");
-    let good = parse_hex("manifest.txt", line, l.split_whitespace().nth(2).unwrap());
+    let good = vector("manifest.txt", "three-chunks");
     let edit = |f: &dyn Fn(&mut Vec<u8>)| {
         let mut b = good.clone();
         f(&mut b);
@@ -224,6 +238,132 @@ fn invalid_manifests_are_located() {
         code,
         &bad,
         &Manifest::decode(&bad).unwrap_err(),
+    );
+}
+
+#[test]
+fn valid_trees_are_explained_with_their_content_id() {
+    assert_content_vectors("tree.txt", "tree", "TREE");
+}
+
+/// A tree manifest of `entries` (kind, path, file_size, sha256; files of 1 MiB chunks)
+/// with the header's totals given, then `hashes`.
+fn raw_tree(
+    entries: &[(u8, &str, u64, [u8; 32])],
+    total: u64,
+    chunks: u32,
+    hashes: &[u8],
+) -> Vec<u8> {
+    let mut e = Vec::new();
+    for (kind, path, size, sha) in entries {
+        e.push(*kind);
+        e.extend((path.len() as u16).to_be_bytes());
+        e.extend(path.as_bytes());
+        if *kind == 0 {
+            e.extend(size.to_be_bytes());
+            e.extend((1u32 << 20).to_be_bytes());
+            e.extend(sha);
+        }
+    }
+    let mut b = b"PSTR\x01".to_vec();
+    b.extend((entries.len() as u32).to_be_bytes());
+    b.extend(total.to_be_bytes());
+    b.extend(chunks.to_be_bytes());
+    b.extend((e.len() as u32).to_be_bytes());
+    b.extend(e);
+    b.extend(hashes);
+    b
+}
+
+/// SHA-256 of no bytes.
+const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+#[test]
+fn invalid_trees_are_located() {
+    // Loops at 25 (path at 28); Samples/empty.wav at 33 (path 36, file_size 53, chunk_size
+    // 61, sha256 65); Samples/kick.wav at 97; a.txt at 160 (sha256 180); hashes at 212..276.
+    let good = vector("tree.txt", "small-pack");
+    let edit = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = good.clone();
+        f(&mut b);
+        b
+    };
+    let be32 = |b: &mut Vec<u8>, at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    let empty: [u8; 32] = hex::decode(EMPTY).unwrap().try_into().unwrap();
+    let tib = 1u64 << 40;
+    // Each check of content.md 10.4, in its order: (bytes, field, offset).
+    let cases: Vec<(Vec<u8>, &str, usize)> = vec![
+        (edit(&|b| b[4] = 2), "version", 4),
+        (edit(&|b| be32(b, 5, (1 << 18) + 1)), "entry_count", 5),
+        (
+            edit(&|b| b[9..17].copy_from_slice(&(tib + 1).to_be_bytes())),
+            "total_size",
+            9,
+        ),
+        (edit(&|b| be32(b, 17, (1 << 20) + 1)), "chunk_count", 17),
+        (edit(&|b| be32(b, 21, u32::MAX)), "entries_len", 21),
+        (edit(&|b| b.truncate(100)), "entries", 25),
+        (edit(&|b| b[25] = 2), "kind", 25),
+        (edit(&|b| b[30] = b'\\'), "path", 28),
+        (edit(&|b| b[30] = 0xff), "path", 28),
+        (edit(&|b| be32(b, 61, 1000)), "chunk_size", 61),
+        (
+            edit(&|b| {
+                be32(b, 21, 188);
+                b.insert(212, 0);
+            }),
+            "entries_len",
+            21,
+        ),
+        (edit(&|b| b[28] = b'Z'), "path", 36),
+        (
+            edit(&|b| b[36..53].copy_from_slice(b"Loops/empty.wav00")),
+            "path",
+            36,
+        ),
+        (
+            raw_tree(
+                &[(0, "Kick.wav", 0, empty), (0, "kick.wav", 0, empty)],
+                0,
+                0,
+                &[],
+            ),
+            "path",
+            83,
+        ),
+        (
+            raw_tree(&[(0, "a", tib, empty), (0, "b", tib, empty)], tib, 0, &[]),
+            "file_size",
+            77,
+        ),
+        (edit(&|b| b[16] = 5), "total_size", 9),
+        (edit(&|b| be32(b, 17, 3)), "chunk_count", 17),
+        (edit(&|b| b.truncate(260)), "chunk_hashes", 212),
+        (edit(&|b| b.push(0)), "(trailing bytes)", 276),
+        (edit(&|b| b[180] ^= 1), "sha256", 180),
+        (edit(&|b| b[65] ^= 1), "sha256", 65),
+    ];
+    for (bytes, field, offset) in &cases {
+        let real = TreeManifest::decode(bytes).expect_err("a broken tree");
+        let what = format!("{field} at {offset}: {real}");
+        let (code, out) = run_json(bytes, None);
+        assert_eq!(out["kind"], "tree", "{what}");
+        assert_malformed(&what, &out, code, bytes, &real);
+        assert_eq!(out["error"]["field"], *field, "{what}: {:#}", out["error"]);
+        assert_eq!(
+            out["error"]["offset"], *offset,
+            "{what}: {:#}",
+            out["error"]
+        );
+    }
+    // A wrong magic is only a tree manifest when the caller says so.
+    let bad = edit(&|b| b[3] = b'X');
+    let (code, out) = run_json(&bad, Some("tree"));
+    let real = TreeManifest::decode(&bad).unwrap_err();
+    assert_malformed("bad magic", &out, code, &bad, &real);
+    assert_eq!(
+        (&out["error"]["field"], &out["error"]["offset"]),
+        (&Value::from("magic"), &Value::from(0))
     );
 }
 
@@ -308,6 +448,12 @@ fn files_stdin_and_usage_errors() {
     assert_eq!(run(&["505"], b"").0, 2);
     assert_eq!(run(&["-"], b"").0, 2);
     assert_eq!(run(&["--as", "smtp", "00"], b"").0, 2);
+    let (code, out) = run(&["--as", "tree", "505354"], b"");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with("tree manifest, 3 bytes: MALFORMED (kind chosen with --as)"),
+        "{out}"
+    );
 }
 
 /// Every vector's bytes, valid and invalid.
@@ -324,13 +470,11 @@ fn load_all_vector_bytes() -> Vec<Vec<u8>> {
     for f in ["vectors/dht-invalid.txt", "vectors/wire-invalid.txt"] {
         out.extend(load_invalid(f, &ALL_KINDS).into_iter().map(|v| v.bytes));
     }
-    let text = read_spec_file("vectors/manifest.txt");
-    for (line, l) in data_lines(&text) {
-        out.push(parse_hex(
-            "manifest.txt",
-            line,
-            l.split_whitespace().nth(2).unwrap(),
-        ));
+    for f in ["manifest.txt", "tree.txt"] {
+        let text = read_spec_file(&format!("vectors/{f}"));
+        for (line, l) in data_lines(&text) {
+            out.push(parse_hex(f, line, l.split_whitespace().nth(2).unwrap()));
+        }
     }
     out
 }
@@ -340,7 +484,13 @@ fn load_all_vector_bytes() -> Vec<Vec<u8>> {
 fn check_every_kind(bytes: &[u8]) {
     let _ = explain::summarize(bytes);
     let _ = explain::explain(bytes).to_string();
-    for k in [Kind::Dht, Kind::Wire, Kind::Handshake, Kind::Manifest] {
+    for k in [
+        Kind::Dht,
+        Kind::Wire,
+        Kind::Handshake,
+        Kind::Manifest,
+        Kind::Tree,
+    ] {
         let e = explain::explain_as(bytes, k);
         let _ = explain::summarize_as(bytes, k);
         assert!(e.layout_agrees, "{k:?} {}:\n{e}", hex::encode(bytes));
@@ -361,6 +511,7 @@ fn check_every_kind(bytes: &[u8]) {
         let verdict = match k {
             Kind::Dht => (Datagram::decode(bytes).is_err(), false),
             Kind::Manifest => (Manifest::decode(bytes).is_err(), false),
+            Kind::Tree => (TreeManifest::decode(bytes).is_err(), false),
             Kind::Handshake => (handshake_body_err(bytes), false),
             Kind::Wire => wire_stream_verdict(bytes),
         };

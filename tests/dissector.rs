@@ -841,6 +841,47 @@ fn wire_frames_are_reassembled() {
     assert_eq!(got, want, "frames reassembled from 7-byte segments");
 }
 
+#[test]
+fn a_tree_manifest_in_manifest_data_shows_its_header() {
+    const TEST: &str = "dissector::a_tree_manifest_in_manifest_data_shows_its_header";
+    if let Some(why) = tshark_missing() {
+        return skip(TEST, &why);
+    }
+    let text = read_spec_file("vectors/tree.txt");
+    let line = common::vectors::data_lines(&text)
+        .find(|(_, l)| l.starts_with("small-pack "))
+        .expect("vector small-pack in tree.txt");
+    let tree = hex::decode(line.1.split_whitespace().nth(2).unwrap()).unwrap();
+    let mut body = (tree.len() as u32).to_be_bytes().to_vec();
+    body.extend(0u32.to_be_bytes());
+    body.extend(&tree);
+    let mut frame = (body.len() as u32 + 1).to_be_bytes().to_vec();
+    frame.push(0x04);
+    frame.extend(body);
+    let mut pcap = Pcap::new();
+    let (client, server) = (addr("192.0.2.1:10001"), addr("192.0.2.2:8001"));
+    let frames = pcap.tcp_connection(client, server, &[&frame]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tree.pcap");
+    pcap.write(&path);
+    let fields = [
+        "peershare.wire.manifest.magic",
+        "peershare.wire.manifest.entry_count",
+        "peershare.wire.manifest.total_size",
+        "peershare.wire.manifest.chunk_count",
+        "peershare.wire.manifest.entries_len",
+    ];
+    let rows = tshark_fields(&path, &fields, &[]);
+    let r = rows
+        .iter()
+        .find(|r| r.num("frame.number") == Some(u64::from(frames[0])))
+        .expect("the MANIFEST_DATA frame");
+    assert!(r.errors().is_empty(), "{:?}", r.errors());
+    let got: Vec<Option<&str>> = fields.iter().map(|f| r.first(f)).collect();
+    let want = [Some("PSTR"), Some("4"), Some("4"), Some("2"), Some("187")];
+    assert_eq!(got, want, "the small-pack tree's header (content.md, 10.5)");
+}
+
 // ----- the live session -------------------------------------------------------------------
 
 /// A running `dumpcap`.

@@ -1,5 +1,5 @@
-//! `peershare decode`: explains a DHT datagram, wire frames or a manifest field by field,
-//! read from hex, a file or stdin (no node needed).
+//! `peershare decode`: explains a DHT datagram, wire frames, a manifest or a tree manifest
+//! field by field, read from hex, a file or stdin (no node needed).
 
 use clap::Args;
 
@@ -10,7 +10,9 @@ pub struct DecodeArgs {
     /// (raw bytes or hex), or - for stdin
     #[arg(value_name = "HEX|FILE|-", required = true, num_args = 1..)]
     pub input: Vec<String>,
-    /// Read the input as this kind instead of guessing it from its first bytes
+    /// Read the input as this kind instead of guessing it from its first bytes ("PSMF" a
+    /// manifest, "PSTR" a tree manifest, "PSWP" a handshake body, "PS" a DHT datagram,
+    /// anything else wire frames)
     #[arg(long = "as", value_enum, value_name = "KIND")]
     pub kind: Option<DecodeKind>,
     /// Print the explanation as JSON
@@ -27,8 +29,10 @@ pub enum DecodeKind {
     Wire,
     /// A wire HANDSHAKE body without its 5-byte frame header
     Handshake,
-    /// A manifest
+    /// A manifest (a file's: "PSMF")
     Manifest,
+    /// A tree manifest (a shared folder's: "PSTR")
+    Tree,
 }
 
 /// Most bytes `peershare decode` reads: more than the largest manifest (32 MiB + 53).
@@ -51,6 +55,7 @@ pub(super) fn decode(args: &DecodeArgs) -> i32 {
         Some(DecodeKind::Wire) => explain_as(&bytes, Kind::Wire),
         Some(DecodeKind::Handshake) => explain_as(&bytes, Kind::Handshake),
         Some(DecodeKind::Manifest) => explain_as(&bytes, Kind::Manifest),
+        Some(DecodeKind::Tree) => explain_as(&bytes, Kind::Tree),
     };
     let text = if args.json {
         match serde_json::to_string_pretty(&ex) {

@@ -70,7 +70,8 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Explain a DHT datagram, wire frames or a manifest field by field (no node needed).
+    /// Explain a DHT datagram, wire frames, a manifest or a folder's tree manifest field by
+    /// field (no node needed).
     Decode(DecodeArgs),
     /// Share a file (in place: it is hashed, not copied) and announce it.
     Add {

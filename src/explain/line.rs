@@ -6,6 +6,7 @@ use std::fmt::{self, Write as _};
 use super::dht_walk::dht_error_name;
 use super::walk::quote;
 use crate::content::manifest::Manifest;
+use crate::content::tree::TreeManifest;
 use crate::proto::dht::{self, Datagram};
 use crate::proto::wire;
 
@@ -102,6 +103,16 @@ pub(super) fn manifest_line(s: &mut String, m: &Manifest) {
     let (size, cs, n) = (l.total(), l.chunk_size(), l.chunk_count());
     let id = Short(&m.content_id().0);
     let _ = write!(s, "MANIFEST size={size} chunk_size={cs} chunks={n} id={id}");
+}
+
+/// The line of a decoded tree manifest: entries, files, total size, chunks, content ID.
+pub(super) fn tree_line(s: &mut String, t: &TreeManifest) {
+    let (entries, files) = (t.entries().len(), t.file_count());
+    let (size, chunks, id) = (t.total_size(), t.chunk_count(), Short(&t.content_id().0));
+    let _ = write!(
+        s,
+        "TREE entries={entries} files={files} size={size} chunks={chunks} id={id}"
+    );
 }
 
 /// Bytes as their first 2 in hex and an ellipsis: enough to tell IDs apart in a log line.

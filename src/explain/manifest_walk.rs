@@ -5,50 +5,57 @@ use super::line::{line, manifest_line};
 use super::walk::{ascii_or_hex, at_most, hex_preview, invalid, stop, Walk, Walker};
 use super::{finish_message, message, Explanation, Status, SHOW_ITEMS};
 use crate::content::manifest::{self, Lengths, LengthsError, Manifest};
+use crate::id::Id;
 use crate::proto::codec::DecodeError;
 
 /// Explains a manifest: the decoder's verdict, its content ID, and the layout.
 pub(super) fn explain_manifest(input: &[u8], ex: &mut Explanation) {
     let verdict = Manifest::decode(input);
-    let mut w = Walker::new(input, 0, "manifest");
-    let walk = walk_manifest(&mut w);
+    let done = |m: &Manifest| (line(|s| manifest_line(s, m)), m.content_id());
+    explain_content(
+        input,
+        ex,
+        ("MANIFEST", "manifest"),
+        verdict,
+        walk_manifest,
+        done,
+    );
+}
+
+/// Explains a manifest of either kind (`names`: the message's name, what ends where the
+/// input ends) from the decoder's `verdict` and a layout `walk`; `done` gives a decoded
+/// one's line and content ID, which becomes a note.
+pub(super) fn explain_content<T>(
+    input: &[u8],
+    ex: &mut Explanation,
+    names: (&'static str, &'static str),
+    verdict: Result<T, DecodeError>,
+    walk: impl FnOnce(&mut Walker<'_>) -> Walk<()>,
+    done: impl FnOnce(&T) -> (String, Id),
+) {
+    let mut w = Walker::new(input, 0, names.1);
+    let walked = walk(&mut w);
     let (status, summary, notes) = match &verdict {
         Ok(m) => {
-            let (n, id) = (input.len(), m.content_id().to_hex());
+            let (summary, id) = done(m);
+            let (n, id) = (input.len(), id.to_hex());
             let note = format!("content ID (SHA-256 of these {n} bytes): {id}");
-            (Status::Valid, line(|s| manifest_line(s, m)), vec![note])
+            (Status::Valid, summary, vec![note])
         }
         Err(e) => (Status::Malformed, format!("malformed: {e}"), Vec::new()),
     };
-    let m = message("MANIFEST", status, summary, notes, input.len());
-    finish_message(ex, verdict.map(drop), walk, w, m);
+    let m = message(names.0, status, summary, notes, input.len());
+    finish_message(ex, verdict.map(drop), walked, w, m);
 }
 
 /// The layout of [`Manifest::decode`], in the order of content.md, section 4.
 fn walk_manifest(w: &mut Walker<'_>) -> Walk<()> {
-    let (_, magic) = w.take(4, "magic", "magic")?;
-    w.push(
-        0,
-        4,
-        "magic",
-        ascii_or_hex(magic),
+    let not_ours = "not \"PSMF\" (50 53 4d 46): not a PeerShare manifest";
+    let meanings = [
         "\"PSMF\": a PeerShare manifest",
-    );
-    if magic != manifest::MAGIC {
-        let reason = "not \"PSMF\" (50 53 4d 46): not a PeerShare manifest";
-        return Err(invalid(
-            "magic",
-            reason,
-            0,
-            "50 53 4d 46 (\"PSMF\")",
-            hex::encode(magic),
-        ));
-    }
-    let (voff, v) = w.num(1, "version", "manifest format version: 1")?;
-    if v != u64::from(manifest::VERSION) {
-        let v = u8::try_from(v).unwrap_or(u8::MAX);
-        return Err(stop(DecodeError::UnsupportedVersion(v), voff, "1", v));
-    }
+        "manifest format version: 1",
+    ];
+    magic_version(w, manifest::MAGIC, manifest::VERSION, meanings, not_ours)?;
     let (foff, file_size) = w.num(8, "file_size", "the file's size in bytes")?;
     let m = "bytes per chunk (the last may be shorter): a power of two, 16 KiB to 1 MiB";
     let (soff, chunk_size) = w.int(4, "chunk_size", "chunk_size", m, size_value)?;
@@ -103,33 +110,7 @@ fn walk_manifest(w: &mut Walker<'_>) -> Walk<()> {
         "SHA-256 of the whole file, checked when the download completes",
     )?;
     let count = usize::try_from(lengths.chunk_count()).unwrap_or(usize::MAX);
-    let (need, rem) = (count.saturating_mul(manifest::HASH_LEN), w.r.remaining());
-    if need > rem {
-        // The decoder checks the hashes are all there before reading (or allocating) any.
-        let off = w.pos();
-        let b = w.r.take(rem, "chunk_hashes").unwrap_or_default();
-        if rem > 0 {
-            let v = format!("{} ({rem} of {need} bytes)", hex_preview(b));
-            w.push(
-                off,
-                rem,
-                "chunk_hashes",
-                v,
-                "cut short: the manifest ends inside them",
-            );
-        }
-        let err = DecodeError::UnexpectedEnd {
-            field: "chunk_hashes",
-            needed: need - rem,
-        };
-        let exp = format!("{count} hashes of 32 bytes: {need} bytes");
-        return Err(stop(
-            err,
-            off,
-            exp,
-            format!("{rem} byte(s): the manifest ends at offset {}", w.end()),
-        ));
-    }
+    hashes_present(w, count)?;
     if count > 0 {
         let shown = if count > SHOW_ITEMS + 1 {
             SHOW_ITEMS
@@ -173,7 +154,57 @@ fn walk_manifest(w: &mut Walker<'_>) -> Walk<()> {
     w.finish()
 }
 
-fn size_value(s: u64) -> String {
+/// The magic and the version, checked as `read_magic_version` does. `meanings`: what the
+/// magic announces, what the version is; `not_ours`: the decoder's reason for a wrong magic.
+pub(super) fn magic_version(
+    w: &mut Walker<'_>,
+    magic: [u8; 4],
+    version: u8,
+    meanings: [&'static str; 2],
+    not_ours: &'static str,
+) -> Walk<()> {
+    let (_, got) = w.take(4, "magic", "magic")?;
+    w.push(0, 4, "magic", ascii_or_hex(got), meanings[0]);
+    if got != magic {
+        let spaced: Vec<String> = magic.iter().map(|b| format!("{b:02x}")).collect();
+        let exp = format!("{} ({})", spaced.join(" "), ascii_or_hex(&magic));
+        return Err(invalid("magic", not_ours, 0, &exp, hex::encode(got)));
+    }
+    let (voff, v) = w.num(1, "version", meanings[1])?;
+    if v != u64::from(version) {
+        let v = u8::try_from(v).unwrap_or(u8::MAX);
+        let err = DecodeError::UnsupportedVersion(v);
+        return Err(stop(err, voff, version.to_string(), v));
+    }
+    Ok(())
+}
+
+/// The check that `count` chunk hashes are all there, made before reading (or allocating)
+/// any: when they are not, the bytes left become one "cut short" field.
+pub(super) fn hashes_present(w: &mut Walker<'_>, count: usize) -> Walk<()> {
+    let (need, rem) = (count.saturating_mul(manifest::HASH_LEN), w.r.remaining());
+    if need <= rem {
+        return Ok(());
+    }
+    let off = w.pos();
+    let b = w.r.take(rem, "chunk_hashes").unwrap_or_default();
+    if rem > 0 {
+        let v = format!("{} ({rem} of {need} bytes)", hex_preview(b));
+        let unit = w.unit;
+        let meaning = format!("cut short: the {unit} ends inside them");
+        w.push(off, rem, "chunk_hashes", v, meaning);
+    }
+    let err = DecodeError::UnexpectedEnd {
+        field: "chunk_hashes",
+        needed: need - rem,
+    };
+    let exp = format!("{count} hashes of 32 bytes: {need} bytes");
+    let found = format!("{rem} byte(s): the {} ends at offset {}", w.unit, w.end());
+    Err(stop(err, off, exp, found))
+}
+
+/// A size in bytes, with its KiB or MiB when it is a whole number of them.
+pub(super) fn size_value(s: u64) -> String {
     match s {
         s if s >= 1 << 20 && s % (1 << 20) == 0 => format!("{s} ({} MiB)", s >> 20),
         s if s >= 1 << 10 && s % (1 << 10) == 0 => format!("{s} ({} KiB)", s >> 10),

@@ -302,24 +302,43 @@ impl<'a> Walker<'a> {
         name: &'static str,
         meaning: &'static str,
         noun: &'static str,
+        item: impl FnMut(&mut Self, usize) -> Walk<()>,
+    ) -> Walk<()> {
+        let plural = format!("{noun}s");
+        self.list_keeping(n, name, meaning, [noun, &plural], |_| false, item)
+    }
+
+    /// [`Walker::list`], also showing the items for which `keep` is true (an item an error
+    /// is about) between the folded rows. `nouns`: an item, several items. Each item records
+    /// one field (a group, or a plain field).
+    pub(super) fn list_keeping(
+        &mut self,
+        n: usize,
+        name: &'static str,
+        meaning: &'static str,
+        nouns: [&str; 2],
+        keep: impl Fn(usize) -> bool,
         mut item: impl FnMut(&mut Self, usize) -> Walk<()>,
     ) -> Walk<()> {
         self.group(name, meaning, |w| {
             let fold = n > SHOW_ITEMS + 1;
-            let mut summary: Option<Field> = None;
+            // The folded row being built, and the index of its first item.
+            let mut summary: Option<(Field, usize)> = None;
             for i in 0..n {
                 let before = w.fields.len();
-                if let Err(stop) = item(w, i) {
-                    // The failing item stays visible, after the folded ones.
-                    if let Some(s) = summary.take() {
+                let res = item(w, i);
+                if res.is_err() || !fold || i < SHOW_ITEMS || keep(i) {
+                    // Shown, after the items folded before it (the failing item included).
+                    if let Some((s, _)) = summary.take() {
                         w.fields.insert(before.min(w.fields.len()), s);
                     }
-                    return Err(stop);
+                    res?;
+                    continue;
                 }
-                if fold && i >= SHOW_ITEMS {
-                    // Items are contiguous, so the folded ones are one byte range.
-                    let Some(it) = w.fields.pop() else { continue };
-                    let s = summary.get_or_insert_with(|| Field {
+                // Items are contiguous, so the folded ones are one byte range.
+                let Some(it) = w.fields.pop() else { continue };
+                let (s, first) = summary.get_or_insert_with(|| {
+                    let f = Field {
                         offset: it.offset,
                         len: 0,
                         name: Cow::Borrowed(""),
@@ -327,14 +346,22 @@ impl<'a> Walker<'a> {
                         meaning: "not shown one by one".into(),
                         children: Vec::new(),
                         error: false,
-                    });
-                    s.len += it.len;
-                    s.name = format!("{noun}s {}-{}", SHOW_ITEMS + 1, i + 1).into();
-                    s.value = format!("{} more {noun}s", i + 1 - SHOW_ITEMS);
+                    };
+                    (f, i)
+                });
+                s.len += it.len;
+                let [one, many] = nouns;
+                let k = i + 1 - *first;
+                s.name = match k {
+                    1 => format!("{one} {}", i + 1),
+                    _ => format!("{many} {}-{}", *first + 1, i + 1),
                 }
+                .into();
+                s.value = format!("{k} more {}", if k == 1 { one } else { many });
             }
-            w.fields.extend(summary);
-            Ok(((), format!("{n} {noun}{}", if n == 1 { "" } else { "s" })))
+            w.fields.extend(summary.map(|(s, _)| s));
+            let noun = if n == 1 { nouns[0] } else { nouns[1] };
+            Ok(((), format!("{n} {noun}")))
         })
     }
 

@@ -82,13 +82,15 @@ def main(out):
     add("wire_stream", stream_seed + b"".join(wire_ok))
     add("wire_stream", b"\x01\x00\x00\x00" + b"".join(wire_ok))
     add("explain", b"\x01" + b"".join(wire_ok))
-    for m in vectors("tree.txt"):
+    trees = vectors("tree.txt")
+    for m in trees:
         add("tree_manifest", m)
+        add("explain", b"\x04" + m)
     for m in manifests:
         add("manifest", m)
         add("explain", b"\x03" + m)
-    for d in dht[:5] + manifests[:2] + wire_ok[:5]:
-        add("explain", b"\x04" + d)
+    for d in dht[:5] + manifests[:2] + trees[:2] + wire_ok[:5]:
+        add("explain", b"\x05" + d)
     # A bare HANDSHAKE body: the first valid handshake frame without its 5-byte header.
     hs = [w for w in wire_ok if len(w) > 5 and w[4] == 0x01]
     for h in hs[:2]:

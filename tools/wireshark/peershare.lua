@@ -3,7 +3,7 @@
 --
 -- Spec: protocol-spec/overview.md (addresses, strictness, decode errors), protocol-spec/dht.md
 -- (the DHT datagrams), protocol-spec/wire.md (the wire frames), protocol-spec/content.md (the
--- manifest carried in MANIFEST_DATA). The reference codec is src/proto/ in the repository.
+-- manifest or a folder's tree manifest carried in MANIFEST_DATA). The reference codec is src/proto/ in the repository.
 --
 -- Install: copy this file into Wireshark's personal Lua plugins folder (Help > About >
 -- Folders, "Personal Lua Plugins"), or run `tshark -X lua_script:peershare.lua ...`.
@@ -291,6 +291,9 @@ WF.mf_file_size = ProtoField.uint64("peershare.wire.manifest.file_size", "File s
 WF.mf_chunk_size = ProtoField.uint32("peershare.wire.manifest.chunk_size", "Chunk size", base.DEC)
 WF.mf_chunk_count = ProtoField.uint32("peershare.wire.manifest.chunk_count", "Chunk count", base.DEC)
 WF.mf_file_sha256 = ProtoField.bytes("peershare.wire.manifest.file_sha256", "File SHA-256", base.NONE)
+WF.tr_entry_count = ProtoField.uint32("peershare.wire.manifest.entry_count", "Entries (files and empty folders)", base.DEC)
+WF.tr_total_size = ProtoField.uint64("peershare.wire.manifest.total_size", "Total size of the files", base.DEC)
+WF.tr_entries_len = ProtoField.uint32("peershare.wire.manifest.entries_len", "Entries length", base.DEC)
 WF.bf_count = ProtoField.uint32("peershare.wire.bitfield.chunk_count", "Chunk count", base.DEC)
 WF.bf_bits = ProtoField.bytes("peershare.wire.bitfield.bits", "Bits", base.NONE)
 WF.bf_have = ProtoField.uint32("peershare.wire.bitfield.have_count", "Number of chunks present", base.DEC)
@@ -863,19 +866,34 @@ local function bitfield_body(c, t, count_r)
     return string.format("chunks=%d have=%d", count, #present), { count = count }
 end
 
--- The manifest header (content.md section 2) when a MANIFEST_DATA piece starts the manifest.
-local function manifest_header(t, dr)
-    if dr:len() < 4 or dr:raw(0, 4) ~= "PSMF" then return nil end
-    local sub = t:add(dr(0, math.min(dr:len(), 53)), "Manifest header (content.md, section 2)")
-    sub:add(WF.mf_magic, dr(0, 4), "PSMF")
-    if dr:len() >= 5 then sub:add(WF.mf_version, dr(4, 1)) end
-    if dr:len() >= 13 then sub:add(WF.mf_file_size, dr(5, 8)) end
-    if dr:len() >= 17 then sub:add(WF.mf_chunk_size, dr(13, 4)) end
-    if dr:len() >= 21 then
-        sub:add(WF.mf_chunk_count, dr(17, 4))
+-- The header of a manifest whose magic is `magic`, when a MANIFEST_DATA piece starts it: the
+-- magic, then each row {field, offset, length} that the piece holds whole.
+local function header_rows(t, dr, magic, title, len, rows)
+    if dr:len() < 4 or dr:raw(0, 4) ~= magic then return nil end
+    local sub = t:add(dr(0, math.min(dr:len(), len)), title)
+    sub:add(WF.mf_magic, dr(0, 4), magic)
+    for _, r in ipairs(rows) do
+        if dr:len() >= r[2] + r[3] then sub:add(r[1], dr(r[2], r[3])) end
     end
-    if dr:len() >= 53 then sub:add(WF.mf_file_sha256, dr(21, 32)) end
-    return dr:len() >= 21 and dr(17, 4):uint() or nil
+    return sub
+end
+
+-- The manifest header (content.md section 2); returns the chunk count.
+local function manifest_header(t, dr)
+    local sub = header_rows(t, dr, "PSMF", "Manifest header (content.md, section 2)", 53, {
+        { WF.mf_version, 4, 1 }, { WF.mf_file_size, 5, 8 }, { WF.mf_chunk_size, 13, 4 },
+        { WF.mf_chunk_count, 17, 4 }, { WF.mf_file_sha256, 21, 32 } })
+    return sub and dr:len() >= 21 and dr(17, 4):uint() or nil
+end
+
+-- The tree manifest header (content.md section 10.1), a shared folder's; returns the chunk
+-- count (the manifest's field of that name) and the entry count.
+local function tree_header(t, dr)
+    local sub = header_rows(t, dr, "PSTR", "Tree manifest header (content.md, section 10)", 25, {
+        { WF.mf_version, 4, 1 }, { WF.tr_entry_count, 5, 4 }, { WF.tr_total_size, 9, 8 },
+        { WF.mf_chunk_count, 17, 4 }, { WF.tr_entries_len, 21, 4 } })
+    if not sub or dr:len() < 21 then return nil end
+    return dr(17, 4):uint(), dr(5, 4):uint()
 end
 
 local WIRE_BODY = {
@@ -967,7 +985,10 @@ local WIRE_BODY = {
         local extra = ""
         if o:uint() == 0 then
             local chunks = manifest_header(di, dr)
-            if chunks then extra = " chunks=" .. chunks end
+            local entries
+            if not chunks then chunks, entries = tree_header(di, dr) end
+            if entries then extra = " entries=" .. entries end
+            if chunks then extra = extra .. " chunks=" .. chunks end
         end
         return string.format("total=%d offset=%d len=%d%s", total, o:uint(), d, extra)
     end,

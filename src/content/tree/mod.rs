@@ -175,7 +175,7 @@ impl TreeManifest {
             entries.push(e);
         }
         check_structure(&entries)?;
-        let (files, total_size, chunks) = layout(&entries).map_err(too_big)?;
+        let (files, total_size, chunks) = layout(&entries).map_err(|(_, r)| too_big(r))?;
         if chunks as usize != chunk_hashes.len() {
             return Err(too_big("chunk hashes do not match the files"));
         }
@@ -196,7 +196,9 @@ impl TreeManifest {
     }
 
     /// Decodes a tree manifest, strictly and totally (spec section 10.4): every length is
-    /// checked against the bytes present before anything is allocated by it.
+    /// checked against the bytes present before anything is allocated by it. The checks that
+    /// span entries are [`check_entries`] and [`check_file_hashes`], which `peershare
+    /// decode` runs too, to point at the entry at fault.
     pub fn decode(bytes: &[u8]) -> Result<TreeManifest, DecodeError> {
         let mut r = Reader::new(bytes);
         let (entry_count, total_size, chunk_count, entries_len) = read_header(&mut r)?;
@@ -206,47 +208,8 @@ impl TreeManifest {
                 needed: entries_len - r.remaining(),
             });
         }
-        let mut er = Reader::new(r.take(entries_len, "entries")?);
-        // Each entry takes at least 4 bytes: never reserve more than the bytes can hold.
-        let mut entries = Vec::with_capacity((entry_count as usize).min(entries_len / 4));
-        for _ in 0..entry_count {
-            entries.push(read_entry(&mut er)?);
-        }
-        if er.remaining() > 0 {
-            return Err(DecodeError::InvalidValue {
-                field: "entries_len",
-                reason: "bytes remain after the last entry",
-            });
-        }
-        for pair in entries.windows(2) {
-            if pair[0].path.as_str().as_bytes() >= pair[1].path.as_str().as_bytes() {
-                return Err(DecodeError::InvalidValue {
-                    field: "path",
-                    reason: "entries are not in strictly ascending byte order of their paths",
-                });
-            }
-        }
-        check_structure(&entries).map_err(|e| DecodeError::InvalidValue {
-            field: "path",
-            reason: e.reason,
-        })?;
-        let (files, sum_size, sum_chunks) =
-            layout(&entries).map_err(|reason| DecodeError::InvalidValue {
-                field: "file_size",
-                reason,
-            })?;
-        if sum_size != total_size {
-            return Err(DecodeError::InvalidValue {
-                field: "total_size",
-                reason: "not the sum of the files' sizes",
-            });
-        }
-        if sum_chunks != chunk_count {
-            return Err(DecodeError::InvalidValue {
-                field: "chunk_count",
-                reason: "not the sum of the files' chunk counts",
-            });
-        }
+        let entries = decode_entries(r.take(entries_len, "entries")?, entry_count)?;
+        let files = check_entries(&entries, total_size, chunk_count).map_err(|f| f.error)?;
         let need = (chunk_count as usize).saturating_mul(HASH_LEN);
         if need > r.remaining() {
             return Err(DecodeError::UnexpectedEnd {
@@ -259,39 +222,16 @@ impl TreeManifest {
             chunk_hashes.push(r.array::<HASH_LEN>("chunk_hashes")?);
         }
         r.finish()?;
-        let t = TreeManifest {
+        check_file_hashes(&entries, &files, |i| chunk_hashes.get(i as usize).copied())
+            .map_err(|f| f.error)?;
+        Ok(TreeManifest {
             entries,
             chunk_hashes,
             files,
             total_size,
             entries_len,
             id: Id::hash_of(bytes),
-        };
-        t.check_file_hashes()?;
-        Ok(t)
-    }
-
-    /// A one-chunk file's chunk hash is its SHA-256, and an empty file's SHA-256 is that of
-    /// no bytes: a manifest that says otherwise describes files that can never complete.
-    fn check_file_hashes(&self) -> Result<(), DecodeError> {
-        for &(entry, first) in &self.files {
-            let EntryKind::File(f) = self.entries[entry].kind else {
-                continue;
-            };
-            let bad = match f.lengths.chunk_count() {
-                0 => f.sha256 != EMPTY_SHA256,
-                1 => self.chunk_hashes.get(first as usize) != Some(&f.sha256),
-                _ => false,
-            };
-            if bad {
-                return Err(DecodeError::InvalidValue {
-                    field: "sha256",
-                    reason:
-                        "a file of one chunk (or none) whose SHA-256 contradicts its chunk hash",
-                });
-            }
-        }
-        Ok(())
+        })
     }
 
     /// The canonical encoding (spec section 10.1). Cannot fail.
@@ -363,21 +303,7 @@ impl TreeManifest {
         if i >= self.chunk_count() {
             return None;
         }
-        // The last file whose first chunk is at or before i (files with no chunk share
-        // their first chunk with the next file, so take the last such file that has one).
-        let n = self.files.partition_point(|&(_, first)| first <= i);
-        let (entry, first) = *self.files.get(n.checked_sub(1)?)?;
-        let EntryKind::File(f) = self.entries[entry].kind else {
-            return None;
-        };
-        let lengths = f.lengths;
-        let c = lengths.validate(i - first)?;
-        Some(ChunkPlace {
-            entry,
-            chunk_in_file: c.get(),
-            offset: lengths.chunk_offset(c),
-            len: lengths.chunk_len(c),
-        })
+        chunk_place_in(&self.entries, &self.files, i)
     }
 
     /// The tree chunks of file entry `entry` (empty for an empty file or a folder).
@@ -437,9 +363,136 @@ fn read_header(r: &mut Reader<'_>) -> Result<(u32, u64, u32, usize), DecodeError
     let chunk_count = r.u32("chunk_count")?;
     at_most("chunk_count", chunk_count as usize, MAX_CHUNKS as usize)?;
     let entries_len = r.u32("entries_len")? as usize;
-    let room = MAX_MANIFEST_LEN - TREE_HEADER_LEN - HASH_LEN * chunk_count as usize;
-    at_most("entries_len", entries_len, room)?;
+    at_most("entries_len", entries_len, max_entries_len(chunk_count))?;
     Ok((entry_count, total_size, chunk_count, entries_len))
+}
+
+/// The largest `entries_len` a header with `chunk_count` chunks may give: what the largest
+/// manifest leaves for entries (section 10.1).
+pub fn max_entries_len(chunk_count: u32) -> usize {
+    let hashes = HASH_LEN.saturating_mul(chunk_count as usize);
+    MAX_MANIFEST_LEN.saturating_sub(TREE_HEADER_LEN + hashes)
+}
+
+/// Decodes the entries: `entry_count` of them that fill `bytes` (the `entries_len` bytes
+/// after the header) exactly. Each entry's own checks (kind, path rules, chunk size) are
+/// made as it is read; bytes left after the last entry are an error of `entries_len`.
+pub fn decode_entries(bytes: &[u8], entry_count: u32) -> Result<Vec<TreeEntry>, DecodeError> {
+    let mut er = Reader::new(bytes);
+    // Each entry takes at least 4 bytes: never reserve more than the bytes can hold.
+    let mut entries = Vec::with_capacity((entry_count as usize).min(bytes.len() / 4));
+    for _ in 0..entry_count {
+        entries.push(read_entry(&mut er)?);
+    }
+    if er.remaining() > 0 {
+        return Err(DecodeError::InvalidValue {
+            field: "entries_len",
+            reason: "bytes remain after the last entry",
+        });
+    }
+    Ok(entries)
+}
+
+/// The reason of the `path` error for entries out of order (the other `path` errors of
+/// [`check_entries`] are the structural rules).
+pub const UNSORTED: &str = "entries are not in strictly ascending byte order of their paths";
+
+/// A check that spans entries failed: the decoder's error, and the entry it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntriesFault {
+    /// Index of the entry at fault (the second of two out of order, the one that breaks a
+    /// structural rule, the file whose size or chunks overflow the sums, the file whose
+    /// `sha256` is wrong); `None` when the error is about the header's totals.
+    pub entry: Option<usize>,
+    /// The error [`TreeManifest::decode`] returns.
+    pub error: DecodeError,
+}
+
+/// The checks of section 10.4 that span the decoded entries, in the decoder's order: paths in
+/// strictly ascending byte order; the structural rules ([`check_structure`]); the files'
+/// sizes and chunk counts within the limits and adding up to the header's `total_size` and
+/// `chunk_count`. Returns each file's entry index and first chunk, in order.
+pub fn check_entries(
+    entries: &[TreeEntry],
+    total_size: u64,
+    chunk_count: u32,
+) -> Result<Vec<(usize, u32)>, EntriesFault> {
+    let invalid = |entry, field, reason| EntriesFault {
+        entry,
+        error: DecodeError::InvalidValue { field, reason },
+    };
+    for (i, pair) in entries.windows(2).enumerate() {
+        if pair[0].path.as_str().as_bytes() >= pair[1].path.as_str().as_bytes() {
+            return Err(invalid(Some(i + 1), "path", UNSORTED));
+        }
+    }
+    structure_fault(entries).map_err(|(i, reason)| invalid(Some(i), "path", reason))?;
+    let (files, sum_size, sum_chunks) =
+        layout(entries).map_err(|(i, reason)| invalid(Some(i), "file_size", reason))?;
+    if sum_size != total_size {
+        return Err(invalid(
+            None,
+            "total_size",
+            "not the sum of the files' sizes",
+        ));
+    }
+    if sum_chunks != chunk_count {
+        let reason = "not the sum of the files' chunk counts";
+        return Err(invalid(None, "chunk_count", reason));
+    }
+    Ok(files)
+}
+
+/// The last check of section 10.4: a one-chunk file's chunk hash is its SHA-256, and an empty
+/// file's SHA-256 is that of no bytes; a manifest that says otherwise describes files that can
+/// never complete. `files` is what [`check_entries`] returns; `chunk_hash(i)` is the tree's
+/// chunk hash `i`.
+pub fn check_file_hashes(
+    entries: &[TreeEntry],
+    files: &[(usize, u32)],
+    chunk_hash: impl Fn(u32) -> Option<[u8; HASH_LEN]>,
+) -> Result<(), EntriesFault> {
+    for &(entry, first) in files {
+        let Some(EntryKind::File(f)) = entries.get(entry).map(|e| e.kind) else {
+            continue;
+        };
+        let bad = match f.lengths.chunk_count() {
+            0 => f.sha256 != EMPTY_SHA256,
+            1 => chunk_hash(first) != Some(f.sha256),
+            _ => false,
+        };
+        if bad {
+            return Err(EntriesFault {
+                entry: Some(entry),
+                error: DecodeError::InvalidValue {
+                    field: "sha256",
+                    reason:
+                        "a file of one chunk (or none) whose SHA-256 contradicts its chunk hash",
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Where chunk `i` of a tree lives, from its entries and the files [`check_entries`]
+/// returns; `None` past the last chunk.
+pub fn chunk_place_in(entries: &[TreeEntry], files: &[(usize, u32)], i: u32) -> Option<ChunkPlace> {
+    // The last file whose first chunk is at or before i (files with no chunk share their
+    // first chunk with the next file, so take the last such file that has one).
+    let n = files.partition_point(|&(_, first)| first <= i);
+    let (entry, first) = *files.get(n.checked_sub(1)?)?;
+    let EntryKind::File(f) = entries.get(entry)?.kind else {
+        return None;
+    };
+    let lengths = f.lengths;
+    let c = lengths.validate(i - first)?;
+    Some(ChunkPlace {
+        entry,
+        chunk_in_file: c.get(),
+        offset: lengths.chunk_offset(c),
+        len: lengths.chunk_len(c),
+    })
 }
 
 fn read_entry(r: &mut Reader<'_>) -> Result<TreeEntry, DecodeError> {
@@ -487,10 +540,11 @@ fn entry_len(e: &TreeEntry) -> usize {
     1 + 2 + e.path.as_str().len() + fixed
 }
 
-/// Each file's first chunk, the total size and the total chunk count; fails past the limits.
+/// Each file's first chunk, the total size and the total chunk count; fails past the limits
+/// (at the entry that goes past them).
 type Layout = (Vec<(usize, u32)>, u64, u32);
 
-fn layout(entries: &[TreeEntry]) -> Result<Layout, &'static str> {
+fn layout(entries: &[TreeEntry]) -> Result<Layout, (usize, &'static str)> {
     let mut files = Vec::new();
     let mut size: u64 = 0;
     let mut chunks: u32 = 0;
@@ -500,11 +554,11 @@ fn layout(entries: &[TreeEntry]) -> Result<Layout, &'static str> {
             size = size
                 .checked_add(f.lengths.total())
                 .filter(|s| *s <= MAX_FILE_SIZE)
-                .ok_or("the files add up to more than 1 TiB")?;
+                .ok_or((i, "the files add up to more than 1 TiB"))?;
             chunks = chunks
                 .checked_add(f.lengths.chunk_count())
                 .filter(|c| *c <= MAX_CHUNKS)
-                .ok_or("the files add up to more than 2^20 chunks")?;
+                .ok_or((i, "the files add up to more than 2^20 chunks"))?;
         }
     }
     Ok((files, size, chunks))
@@ -524,29 +578,37 @@ enum Node {
 /// normalization (macOS and Windows would make them one, and one file would overwrite the
 /// other).
 pub fn check_structure(entries: &[TreeEntry]) -> Result<(), TreeError> {
+    structure_fault(entries).map_err(|(i, reason)| TreeError {
+        path: entries
+            .get(i)
+            .map(|e| e.path.to_string())
+            .unwrap_or_default(),
+        reason,
+    })
+}
+
+/// [`check_structure`], saying which entry broke a rule (its index) and how.
+fn structure_fault(entries: &[TreeEntry]) -> Result<(), (usize, &'static str)> {
     // (parent node, exact name) -> node; (parent node, folded name) -> exact name.
     let mut children: HashMap<(u32, &str), u32> = HashMap::new();
     let mut folded: HashMap<(u32, String), &str> = HashMap::new();
     let mut kinds: Vec<Node> = vec![Node::Folder]; // node 0: the shared folder itself
-    let fail = |e: &TreeEntry, reason| TreeError {
-        path: e.path.to_string(),
-        reason,
-    };
-    for e in entries {
+    for (i, e) in entries.iter().enumerate() {
+        let fail = |reason| (i, reason);
         let mut parent = 0u32;
         let mut comps = e.path.components().peekable();
         while let Some(name) = comps.next() {
             let last = comps.peek().is_none();
             match kinds[parent as usize] {
                 Node::Folder => {}
-                Node::File => return Err(fail(e, "a path goes inside a file")),
+                Node::File => return Err(fail("a path goes inside a file")),
                 Node::EmptyFolder => {
-                    return Err(fail(e, "a path goes inside a folder listed as empty"))
+                    return Err(fail("a path goes inside a folder listed as empty"))
                 }
             }
             if let Some(&child) = children.get(&(parent, name)) {
                 if last {
-                    return Err(fail(e, "the same path is listed twice"));
+                    return Err(fail("the same path is listed twice"));
                 }
                 parent = child;
                 continue;
@@ -554,7 +616,6 @@ pub fn check_structure(entries: &[TreeEntry]) -> Result<(), TreeError> {
             match folded.get(&(parent, path::folded(name))) {
                 Some(other) if *other != name => {
                     return Err(fail(
-                        e,
                         "two names in one folder differ only by case or Unicode normalization",
                     ))
                 }

@@ -1,12 +1,14 @@
-//! `peershare decode` (src/proto/explain.rs): explains bytes a user pastes or captures, as
-//! a DHT datagram, wire frames, a bare HANDSHAKE body or a manifest; and reads hex as people
-//! paste it (`parse_hex`).
+//! `peershare decode` (src/explain.rs): explains bytes a user pastes or captures, as a DHT
+//! datagram, wire frames, a bare HANDSHAKE body, a manifest or a tree manifest; and reads hex
+//! as people paste it (`parse_hex`). The first byte picks the kind (mod 6: dht, wire,
+//! handshake, manifest, tree, detected).
 //! Invariants: never a panic (table, JSON and one-line forms included); the layout walk
 //! agrees with the decoder (`layout_agrees`); the verdict and the error are the reference
 //! decoder's; the leaf fields cover every byte of the input exactly once.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use peershare::content::tree::TreeManifest;
 use peershare::content::Manifest;
 use peershare::explain::{explain, explain_as, parse_hex, summarize_as, Field, Kind};
 use peershare::proto::codec::DecodeError;
@@ -52,11 +54,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(bytes.len() * 2 <= text.len(), "more bytes than hex digits");
         }
     }
-    let ex = match pick % 5 {
+    let ex = match pick % 6 {
         0 => explain_as(input, Kind::Dht),
         1 => explain_as(input, Kind::Wire),
         2 => explain_as(input, Kind::Handshake),
         3 => explain_as(input, Kind::Manifest),
+        4 => explain_as(input, Kind::Tree),
         _ => explain(input),
     };
     assert!(ex.layout_agrees, "the layout walk and the decoder disagree");
@@ -67,6 +70,7 @@ fuzz_target!(|data: &[u8]| {
     match ex.kind {
         Kind::Dht => assert_eq!(error, Datagram::decode(input).err().as_ref()),
         Kind::Manifest => assert_eq!(error, Manifest::decode(input).err().as_ref()),
+        Kind::Tree => assert_eq!(error, TreeManifest::decode(input).err().as_ref()),
         Kind::Wire => {
             let (err, cut) = wire_verdict(input);
             assert_eq!(error, err.as_ref());
