@@ -1,5 +1,5 @@
 //! The node's settings: the values in force, where each comes from, and the config
-//! commands (`get_config`, `set_config`; api.md section 5.18).
+//! commands (`get_config`, `set_config`; api.md section 5.19).
 //!
 //! Precedence at start: a `peershare run` flag, else the config file, else the built-in
 //! default (`node::run` resolves it). While the node runs, `set_config` edits the file (a
