@@ -1,0 +1,321 @@
+use super::*;
+use std::io::Write;
+use std::time::Duration;
+
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+/// Timestamps move in coarse ticks (a few ms); wait past one so a change is visible.
+fn tick() {
+    std::thread::sleep(Duration::from_millis(15));
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    data_dir: PathBuf,
+    files: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let files = tmp.path().join("files");
+    fs::create_dir_all(&files).unwrap();
+    Fixture {
+        _tmp: tmp,
+        data_dir,
+        files,
+    }
+}
+
+#[test]
+fn add_get_list_and_reopen() {
+    let f = fixture();
+    let a = f.files.join("a.wav");
+    let b = f.files.join("b.bin");
+    fs::write(&a, pattern(300_000, 1)).unwrap();
+    fs::write(&b, pattern(10, 2)).unwrap();
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    assert!(idx.is_empty());
+    let ea = idx.add(&a).unwrap();
+    let eb = idx.add(&b).unwrap();
+    assert_eq!(ea.name, "a.wav");
+    assert_eq!(ea.size, 300_000);
+    assert!(ea.path.is_absolute());
+    assert_eq!(
+        ea.id,
+        Manifest::for_data(&pattern(300_000, 1))
+            .unwrap()
+            .content_id()
+    );
+    assert_eq!(idx.len(), 2);
+    assert_eq!(
+        idx.list()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>(),
+        ["a.wav", "b.bin"]
+    );
+    assert_eq!(idx.manifest(&ea.id).unwrap().content_id(), ea.id);
+    idx.check(&ea.id).unwrap();
+    drop(idx);
+
+    let idx = ShareIndex::open(&f.data_dir).unwrap();
+    assert_eq!(idx.len(), 2);
+    assert_eq!(idx.get(&ea.id), Some(&ea));
+    assert_eq!(idx.get(&eb.id), Some(&eb));
+    assert_eq!(idx.manifest(&eb.id).unwrap().file_size(), 10);
+}
+
+#[test]
+fn re_adding_is_idempotent_and_cheap() {
+    let f = fixture();
+    let a = f.files.join("a");
+    fs::write(&a, pattern(1000, 0)).unwrap();
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    let e1 = idx.add(&a).unwrap();
+    // Through a different spelling of the same path.
+    let e2 = idx.add(&f.files.join(".").join("a")).unwrap();
+    assert_eq!(e1, e2);
+    assert_eq!(idx.len(), 1);
+    assert!(idx.find_unchanged(&e1.path).is_some());
+}
+
+#[test]
+fn same_content_from_another_path_replaces() {
+    let f = fixture();
+    let a = f.files.join("a");
+    let b = f.files.join("b");
+    fs::write(&a, pattern(5000, 3)).unwrap();
+    fs::write(&b, pattern(5000, 3)).unwrap();
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    let ea = idx.add(&a).unwrap();
+    let eb = idx.add(&b).unwrap();
+    assert_eq!(ea.id, eb.id);
+    assert_eq!(idx.len(), 1);
+    assert_eq!(idx.get(&ea.id).unwrap().path, eb.path);
+    // The old path is no longer an index key: adding it again switches back.
+    assert!(idx.find_unchanged(&ea.path).is_none());
+    assert_eq!(idx.add(&a).unwrap().path, ea.path);
+}
+
+#[test]
+fn a_path_whose_content_changed_gets_the_new_id() {
+    let f = fixture();
+    let a = f.files.join("a");
+    fs::write(&a, b"one").unwrap();
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    let old = idx.add(&a).unwrap();
+    tick();
+    fs::write(&a, b"two").unwrap();
+    let new = idx.add(&a).unwrap();
+    assert_ne!(old.id, new.id);
+    assert_eq!(idx.len(), 1);
+    assert!(idx.get(&old.id).is_none());
+    assert!(!f
+        .data_dir
+        .join(MANIFEST_DIR)
+        .join(manifest_file_name(&old.id))
+        .exists());
+}
+
+#[test]
+fn remove_and_errors() {
+    let f = fixture();
+    let a = f.files.join("a");
+    fs::write(&a, b"x").unwrap();
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    let e = idx.add(&a).unwrap();
+    assert_eq!(idx.remove(&e.id).unwrap(), Some(e.clone()));
+    assert_eq!(idx.remove(&e.id).unwrap(), None);
+    assert!(matches!(
+        idx.check(&e.id),
+        Err(ContentError::NotShared { .. })
+    ));
+    assert!(a.exists(), "unsharing never touches the file");
+    // A path that was never there is named as such, absolute.
+    match idx.add(&f.files.join("nope")) {
+        Err(ContentError::NoSuchFile { path }) => assert_eq!(path, f.files.join("nope")),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        idx.add(&f.files),
+        Err(ContentError::NotAFile { .. })
+    ));
+    drop(idx);
+    assert!(ShareIndex::open(&f.data_dir).unwrap().is_empty());
+}
+
+/// Every way a shared file can change is caught by `check` and by both readers.
+#[test]
+fn change_detection() {
+    let size = 100_000;
+    type Mutate = fn(&Path);
+    let cases: [(&str, Mutate, bool); 6] = [
+        (
+            "modify a byte",
+            |p| {
+                let f = fs::OpenOptions::new().write(true).open(p).unwrap();
+                f.write_all_at(b"\xff", 5).unwrap();
+            },
+            false,
+        ),
+        (
+            "append",
+            |p| {
+                let mut f = fs::OpenOptions::new().append(true).open(p).unwrap();
+                f.write_all(b"tail").unwrap();
+            },
+            false,
+        ),
+        (
+            "truncate",
+            |p| {
+                let f = fs::OpenOptions::new().write(true).open(p).unwrap();
+                f.set_len(10).unwrap();
+            },
+            false,
+        ),
+        (
+            "replace by rename",
+            |p| {
+                let tmp = p.with_extension("new");
+                fs::write(&tmp, pattern(100_000, 9)).unwrap();
+                fs::rename(&tmp, p).unwrap();
+            },
+            false,
+        ),
+        (
+            "same bytes rewritten",
+            |p| {
+                let d = fs::read(p).unwrap();
+                fs::write(p, d).unwrap();
+            },
+            false,
+        ),
+        (
+            "delete",
+            |p| {
+                fs::remove_file(p).unwrap();
+            },
+            true,
+        ),
+    ];
+    for (what, mutate, missing) in cases {
+        let f = fixture();
+        let p = f.files.join("f");
+        fs::write(&p, pattern(size, 4)).unwrap();
+        let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+        let e = idx.add(&p).unwrap();
+        let lengths = idx.manifest(&e.id).unwrap().lengths();
+        let c0 = lengths.validate(0).unwrap();
+        let reader = idx.reader(&e.id).unwrap();
+        let mut buf = Vec::new();
+        reader.read_chunk(c0, &mut buf).unwrap();
+        assert_eq!(buf.len(), size);
+
+        tick();
+        mutate(&p);
+
+        let check = idx.check(&e.id);
+        let one_shot = read_chunk(&e, &lengths, c0, &mut buf);
+        let cached = reader.read_chunk(c0, &mut buf);
+        assert!(buf.is_empty(), "{what}: no data returned on error");
+        for (who, r) in [("check", check), ("read_chunk", one_shot)] {
+            match (missing, r) {
+                (true, Err(ContentError::Missing { .. })) => {}
+                (false, Err(ContentError::Changed { .. })) => {}
+                (_, r) => panic!("{what}: {who} gave {r:?}"),
+            }
+        }
+        match (what, cached) {
+            // The open handle still holds the old inode, whose bytes did not change; but
+            // the rename over it removed its last name, so it reads as deleted.
+            ("replace by rename", Err(ContentError::Missing { .. })) => {}
+            (_, Err(ContentError::Missing { .. })) if missing => {}
+            (_, Err(ContentError::Changed { .. })) if !missing => {}
+            (_, r) => panic!("{what}: cached reader gave {r:?}"),
+        }
+    }
+}
+
+#[test]
+fn damaged_index_and_manifests() {
+    let f = fixture();
+    let a = f.files.join("a");
+    let b = f.files.join("b");
+    fs::write(&a, b"aaa").unwrap();
+    fs::write(&b, b"bbb").unwrap();
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    let ea = idx.add(&a).unwrap();
+    let eb = idx.add(&b).unwrap();
+    drop(idx);
+    let mdir = f.data_dir.join(MANIFEST_DIR);
+    // Damage a's manifest: it no longer hashes to its name.
+    let pa = mdir.join(manifest_file_name(&ea.id));
+    let mut bytes = fs::read(&pa).unwrap();
+    bytes[30] ^= 1;
+    fs::write(&pa, bytes).unwrap();
+    // An orphan and a temp file.
+    let orphan = mdir.join(manifest_file_name(&Id::hash_of(b"orphan")));
+    fs::write(&orphan, b"x").unwrap();
+    fs::write(mdir.join("junk.manifest.tmp"), b"x").unwrap();
+
+    let idx = ShareIndex::open(&f.data_dir).unwrap();
+    assert!(idx.get(&ea.id).is_none());
+    assert!(idx.get(&eb.id).is_some());
+    assert!(!pa.exists() && !orphan.exists());
+    assert_eq!(fs::read_dir(&mdir).unwrap().count(), 1);
+    drop(idx);
+
+    // A corrupt shares.json is set aside, not fatal.
+    fs::write(f.data_dir.join(SHARES_FILE), b"{broken").unwrap();
+    let idx = ShareIndex::open(&f.data_dir).unwrap();
+    assert!(idx.is_empty());
+    assert!(f.data_dir.join("shares.json.corrupt").exists());
+}
+
+#[test]
+fn commit_refuses_a_file_changed_after_hashing() {
+    let f = fixture();
+    let a = f.files.join("a");
+    fs::write(&a, b"first").unwrap();
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    let prepared = prepare_share(&a, &|_| {}).unwrap();
+    tick();
+    fs::write(&a, b"other").unwrap();
+    assert!(matches!(
+        idx.commit(prepared),
+        Err(ContentError::Changed { .. })
+    ));
+    assert!(idx.is_empty());
+}
+
+#[test]
+fn add_downloaded_skips_hashing() {
+    let f = fixture();
+    let d = pattern(70_000, 5);
+    let a = f.files.join("dl.bin");
+    fs::write(&a, &d).unwrap();
+    let m = Arc::new(Manifest::for_data(&d).unwrap());
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    let e = idx.add_downloaded(&a, Arc::clone(&m)).unwrap();
+    assert_eq!(e.id, m.content_id());
+    let other = Arc::new(Manifest::for_data(b"short").unwrap());
+    assert!(idx.add_downloaded(&a, other).is_err());
+}
+
+#[test]
+fn non_utf8_paths_survive_a_reopen() {
+    let f = fixture();
+    let name = OsString::from_vec(b"caf\xe9.wav".to_vec());
+    let p = f.files.join(&name);
+    fs::write(&p, b"latin-1 name").unwrap();
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    let e = idx.add(&p).unwrap();
+    drop(idx);
+    let idx = ShareIndex::open(&f.data_dir).unwrap();
+    assert_eq!(idx.get(&e.id).unwrap().path, e.path);
+    idx.check(&e.id).unwrap();
+}
