@@ -369,13 +369,9 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
             };
             Ok(ApiRequest::TransferStatus { content_hash })
         }
-        "transfer_peers" => {
-            let payload = payload_object(command, payload, "content_hash")?;
-            let hash = string_field(command, payload, "content_hash")?;
-            Ok(ApiRequest::TransferPeers {
-                content_hash: parse_id("content_hash", hash)?,
-            })
-        }
+        "transfer_peers" => Ok(ApiRequest::TransferPeers {
+            content_hash: content_hash(command, payload)?,
+        }),
         "local_register_file_on_chain" => {
             let payload = payload_object(command, payload, "file_hash")?;
             let file_hash = parse_id("file_hash", string_field(command, payload, "file_hash")?)?;
@@ -494,6 +490,44 @@ mod tests {
 
     fn err(v: Value) -> String {
         parse(v).unwrap_err().message
+    }
+
+    /// The commands added for issue 15 refuse malformed, oversized and hostile payloads with
+    /// a message, like the others.
+    #[test]
+    fn new_commands_refuse_bad_payloads() {
+        let long = "a".repeat(100_000);
+        for kind in ["pause_transfer", "resume_transfer", "transfer_peers"] {
+            for payload in [
+                json!(null),
+                json!(3),
+                json!({}),
+                json!({"content_hash": 7}),
+                json!({"content_hash": "zz"}),
+                json!({"content_hash": &long}),
+                json!({"content_hash": format!("{HASH}\u{0}")}),
+            ] {
+                let e = err(json!({"type": kind, "payload": payload}));
+                assert!(!e.is_empty(), "{kind} {payload}");
+            }
+            assert!(parse(json!({"type": kind, "payload": {"content_hash": HASH}})).is_ok());
+        }
+        for payload in [
+            json!({}),
+            json!({"key": 3}),
+            json!({"key": &long}),
+            json!({"key": "no_such_key", "value": "1"}),
+            json!({"key": "up_limit", "value": [1]}),
+            json!({"key": "up_limit", "value": "fast"}),
+            json!({"key": "up_limit", "value": &long}),
+        ] {
+            let e = err(json!({"type": "set_config", "payload": payload}));
+            assert!(!e.is_empty(), "{payload}");
+        }
+        assert!(parse(
+            json!({"type": "set_config", "payload": {"key": "up_limit", "value": "5MB/s"}})
+        )
+        .is_ok());
     }
 
     fn id() -> Id {
