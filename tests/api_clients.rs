@@ -408,11 +408,28 @@ fn every_client_speaks_the_contract() {
     // b shares a file of three chunks; a finds b as its provider.
     let remote = root.join("remote sample.wav");
     let remote_id = share(&b, &remote, 600_000, 7);
-    assert!(
-        wait_until(Duration::from_secs(30), || providers(&a, &remote_id)
-            .contains(&b.addr())),
-        "a never found b as the provider of {remote_id}"
-    );
+    // ... and a folder (content.md section 10), which a downloads as one content.
+    let remote_pack = root.join("remote pack");
+    std::fs::create_dir_all(remote_pack.join("Kicks")).unwrap();
+    std::fs::create_dir_all(remote_pack.join("Empty")).unwrap();
+    std::fs::write(remote_pack.join("Kicks/kick.wav"), seeded_bytes(50_000, 8)).unwrap();
+    std::fs::write(remote_pack.join("loop.wav"), seeded_bytes(400_000, 9)).unwrap();
+    let r = b
+        .call_timeout(
+            "local_add_file",
+            json!({ "filepath": remote_pack }),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert_eq!(r["message"], "Folder added", "{r}");
+    let remote_pack_id = r["file_hash"].as_str().unwrap().to_owned();
+    for id in [&remote_id, &remote_pack_id] {
+        assert!(
+            wait_until(Duration::from_secs(30), || providers(&a, id)
+                .contains(&b.addr())),
+            "a never found b as the provider of {id}"
+        );
+    }
     let build = root.join("build");
     std::fs::create_dir_all(&build).unwrap();
     let clients = all_clients(&build);
@@ -444,6 +461,25 @@ fn every_client_speaks_the_contract() {
         "{r}"
     );
     assert!(std::fs::read(&got).unwrap() == std::fs::read(&remote).unwrap());
+    // The folder the same way: its path and name in the same fields, the tree rebuilt.
+    let r = py
+        .ask(
+            a.api,
+            &req(
+                "local_request_file",
+                json!({ "content_hash": remote_pack_id, "output_dir": out_dir }),
+            ),
+        )
+        .value;
+    assert_eq!(r["status"], "success", "{r}");
+    assert_eq!(r["message"], "File downloaded successfully", "{r}");
+    assert_eq!(r["filename"], "remote pack", "{r}");
+    let got = PathBuf::from(r["file_path"].as_str().unwrap());
+    assert_eq!(got.file_name().unwrap(), "remote pack", "{r}");
+    for f in ["Kicks/kick.wav", "loop.wav"] {
+        assert!(std::fs::read(got.join(f)).unwrap() == std::fs::read(remote_pack.join(f)).unwrap());
+    }
+    assert!(got.join("Empty").is_dir());
 
     for (i, c) in clients.iter().enumerate() {
         let who = c.name;
@@ -472,6 +508,46 @@ fn every_client_speaks_the_contract() {
         assert_eq!(r["size"], 300_000, "{who}: {r}");
         assert_eq!(r["num_chunks"], 2, "{who}: {r}");
         let id = r["file_hash"].as_str().unwrap().to_owned();
+
+        // local_add_file with a folder -> the same fields, plus num_files and skipped.
+        let pack_name = format!("{who} pack");
+        let pack = root.join(&pack_name);
+        std::fs::create_dir_all(pack.join("Sub")).unwrap();
+        std::fs::write(pack.join("a.wav"), seeded_bytes(20_000, 200 + i as u64)).unwrap();
+        std::fs::write(pack.join("Sub/b.wav"), seeded_bytes(30_000, 300 + i as u64)).unwrap();
+        std::os::unix::fs::symlink("/etc", pack.join("link")).unwrap();
+        let r = ask(req("local_add_file", json!({ "filepath": pack })));
+        assert_eq!(r["status"], "success", "{who}: {r}");
+        assert_eq!(
+            keys(&r),
+            [
+                "file_hash",
+                "filename",
+                "message",
+                "num_chunks",
+                "num_files",
+                "size",
+                "skipped",
+                "status"
+            ],
+            "{who}: {r}"
+        );
+        assert_eq!(
+            (&r["message"], &r["filename"], &r["size"], &r["num_files"]),
+            (
+                &json!("Folder added"),
+                &json!(pack_name),
+                &json!(50_000),
+                &json!(2)
+            ),
+            "{who}: {r}"
+        );
+        assert_eq!(
+            r["skipped"],
+            json!(["link: a symbolic link (links are not followed)"]),
+            "{who}: {r}"
+        );
+        let pack_id = r["file_hash"].as_str().unwrap().to_owned();
 
         // local_announce_content -> success.
         let r = ask(req("local_announce_content", json!({ "content_hash": id })));
@@ -519,11 +595,21 @@ fn every_client_speaks_the_contract() {
             panic!("{who}: no available_content list: {r}");
         });
         for item in items {
-            assert_eq!(
-                keys(item),
-                ["content_id", "filename", "num_chunks", "peers", "size"],
-                "{who}: {item}"
-            );
+            let folder = item["kind"] == "folder";
+            let expected: &[&str] = if folder {
+                &[
+                    "content_id",
+                    "filename",
+                    "kind",
+                    "num_chunks",
+                    "num_files",
+                    "peers",
+                    "size",
+                ]
+            } else {
+                &["content_id", "filename", "num_chunks", "peers", "size"]
+            };
+            assert_eq!(keys(item), expected, "{who}: {item}");
             assert!(is_content_id(&item["content_id"]), "{who}: {item}");
             assert!(
                 item["size"].is_u64() && item["num_chunks"].is_u64(),
@@ -541,11 +627,20 @@ fn every_client_speaks_the_contract() {
         assert_eq!(mine["filename"], name.as_str());
         assert_eq!(mine["size"], 300_000);
         assert_eq!(mine["num_chunks"], 2);
-        assert!(
-            items
-                .iter()
-                .any(|it| it["content_id"] == remote_id.as_str()),
-            "{who}: the downloaded file is shared too: {r}"
+        for shared in [&remote_id, &remote_pack_id] {
+            assert!(
+                items.iter().any(|it| it["content_id"] == shared.as_str()),
+                "{who}: the downloaded file and folder are shared too: {r}"
+            );
+        }
+        let folder = items
+            .iter()
+            .find(|it| it["content_id"] == pack_id.as_str())
+            .unwrap_or_else(|| panic!("{who}: {pack_id} missing from {r}"));
+        assert_eq!(
+            (&folder["kind"], &folder["num_files"], &folder["filename"]),
+            (&json!("folder"), &json!(2), &json!(pack_name)),
+            "{who}: {folder}"
         );
 
         // local_list_content -> content_hashes.
@@ -554,7 +649,7 @@ fn every_client_speaks_the_contract() {
         assert_eq!(keys(&r), ["content_hashes", "status"], "{who}: {r}");
         let hashes = r["content_hashes"].as_array().unwrap();
         assert!(hashes.iter().all(is_content_id), "{who}: {r}");
-        for want in [&id, &remote_id] {
+        for want in [&id, &remote_id, &pack_id, &remote_pack_id] {
             assert!(hashes.contains(&json!(want)), "{who}: {want} missing: {r}");
         }
 

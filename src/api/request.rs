@@ -18,6 +18,10 @@ pub const LIMIT_FIELDS: [&str; 6] = crate::limits::Limits::FIELDS;
 /// The `content_hash` value that asks for every piece of content the network knows about.
 pub const ALL_AVAILABLE_CONTENT: &str = "all_available_content";
 
+/// Most entries of a folder one `content_tree` reply lists (about 100 bytes each: a reply
+/// stays near 1 MB; `offset` pages through bigger folders).
+pub const TREE_PAGE: usize = 10_000;
+
 /// A request this node can execute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiRequest {
@@ -95,6 +99,18 @@ pub enum ApiRequest {
         /// One content, or every transfer when absent.
         content_hash: Option<Id>,
     },
+    /// `content_tree`: what a content holds (a folder's paths and sizes), from its manifest,
+    /// fetched from peers if this node does not have it; nothing else is downloaded.
+    ContentTree {
+        /// The content.
+        content_hash: Id,
+        /// The first entry to list (entries are in the manifest's order).
+        offset: usize,
+        /// How many entries at most ([`TREE_PAGE`] at most).
+        limit: usize,
+        /// Peers to try besides those the DHT knows.
+        peers: Vec<std::net::SocketAddr>,
+    },
     /// `transfer_peers`: the peers of one transfer, each with its connection, rates and
     /// chunks (an extra command).
     TransferPeers {
@@ -139,6 +155,7 @@ impl ApiRequest {
             ApiRequest::RequestFile { .. } => "local_request_file",
             ApiRequest::TransferStatus { .. } => "transfer_status",
             ApiRequest::TransferPeers { .. } => "transfer_peers",
+            ApiRequest::ContentTree { .. } => "content_tree",
             ApiRequest::CancelTransfer { .. } => "cancel_transfer",
             ApiRequest::Unshare { .. } => "unshare",
             ApiRequest::PauseTransfer { .. } => "pause_transfer",
@@ -272,24 +289,7 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
                     ))
                 }
             };
-            let peers = match payload.get("peers") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(a)) if a.len() <= 50 => a
-                    .iter()
-                    .map(|p| {
-                        p.as_str()
-                            .and_then(|s| s.parse::<std::net::SocketAddr>().ok())
-                            .ok_or_else(|| {
-                                ApiError::new("field `peers` must be a list of \"ip:port\" strings")
-                            })
-                    })
-                    .collect::<Result<_, _>>()?,
-                Some(_) => {
-                    return Err(ApiError::new(
-                        "field `peers` must be a list of at most 50 \"ip:port\" strings",
-                    ))
-                }
-            };
+            let peers = peers_field(payload)?;
             Ok(ApiRequest::RequestFile {
                 content_hash: parse_id("content_hash", hash)?,
                 output_dir,
@@ -369,6 +369,18 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
             };
             Ok(ApiRequest::TransferStatus { content_hash })
         }
+        "content_tree" => {
+            let payload = payload_object(command, payload, "content_hash")?;
+            Ok(ApiRequest::ContentTree {
+                content_hash: parse_id(
+                    "content_hash",
+                    string_field(command, payload, "content_hash")?,
+                )?,
+                offset: count_field(payload, "offset", 0, u64::from(u32::MAX))? as usize,
+                limit: count_field(payload, "limit", TREE_PAGE as u64, TREE_PAGE as u64)? as usize,
+                peers: peers_field(payload)?,
+            })
+        }
         "transfer_peers" => Ok(ApiRequest::TransferPeers {
             content_hash: content_hash(command, payload)?,
         }),
@@ -437,6 +449,41 @@ fn payload_object<'a>(
         Some(_) => Err(ApiError::new(format!(
             "field `payload` of {command} must be a JSON object"
         ))),
+    }
+}
+
+/// The optional `peers` field: at most 50 `"ip:port"` strings to try besides the DHT's.
+fn peers_field(payload: &Map<String, Value>) -> Result<Vec<std::net::SocketAddr>, ApiError> {
+    match payload.get("peers") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) if a.len() <= 50 => a
+            .iter()
+            .map(|p| {
+                p.as_str()
+                    .and_then(|s| s.parse::<std::net::SocketAddr>().ok())
+                    .ok_or_else(|| {
+                        ApiError::new("field `peers` must be a list of \"ip:port\" strings")
+                    })
+            })
+            .collect(),
+        Some(_) => Err(ApiError::new(
+            "field `peers` must be a list of at most 50 \"ip:port\" strings",
+        )),
+    }
+}
+
+/// An optional whole-number field, `default` when absent or null, at most `max`.
+fn count_field(
+    payload: &Map<String, Value>,
+    name: &str,
+    default: u64,
+    max: u64,
+) -> Result<u64, ApiError> {
+    match payload.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v.as_u64().filter(|n| *n <= max).ok_or_else(|| {
+            ApiError::new(format!("field `{name}` must be a whole number up to {max}"))
+        }),
     }
 }
 

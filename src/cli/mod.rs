@@ -21,6 +21,7 @@ pub mod link;
 mod ls;
 mod progress;
 mod run;
+mod show;
 mod status;
 mod transfers;
 
@@ -55,6 +56,14 @@ pub enum Command {
     },
     /// Find the peers that provide a content ID.
     Peers {
+        /// The content ID (64 hex characters), or a share link
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List what a content holds (a folder's paths and sizes) from its manifest, fetched
+    /// from peers if needed, without downloading the files.
+    Show {
         /// The content ID (64 hex characters), or a share link
         id: String,
         #[command(flatten)]
@@ -292,6 +301,7 @@ pub fn main_with(cli: Cli) -> i32 {
                 })
                 .unwrap_or_default()
         }),
+        Command::Show { id, api } => show::show(&id, &api),
         Command::Status { api } => call(&api, "status", json!({}), format_status),
         Command::Decode(args) => decode(&args),
         Command::Add { file, api } => {
@@ -310,11 +320,22 @@ pub fn main_with(cli: Cli) -> i32 {
                         size: v["size"].as_u64(),
                         peers: peer.into_iter().collect(),
                     });
+                    // Left out of a folder: said on stderr, so stdout stays ID, summary, link.
+                    for left in v["skipped"].as_array().into_iter().flatten() {
+                        eprintln!("left out: {}", left.as_str().unwrap_or("?"));
+                    }
+                    let what = match v["num_files"].as_u64() {
+                        Some(n) => format!(
+                            "folder ({n} file{}, {} bytes, {} chunks)",
+                            if n == 1 { "" } else { "s" },
+                            v["size"],
+                            v["num_chunks"]
+                        ),
+                        None => format!("({} bytes, {} chunks)", v["size"], v["num_chunks"]),
+                    };
                     format!(
-                        "{id}\n{} ({} bytes, {} chunks) is shared and announced\nlink: {}",
+                        "{id}\n{} {what} is shared and announced\nlink: {}",
                         v["filename"].as_str().unwrap_or("?"),
-                        v["size"],
-                        v["num_chunks"],
                         link.map_or_else(|_| "?".into(), |l| l.to_string())
                     )
                 },

@@ -33,6 +33,8 @@ pub struct Seen {
     pub have_bytes: u64,
     /// Connected peers.
     pub peers: u64,
+    /// A folder's files: (verified, all); `None` for a file.
+    pub files: Option<(u64, u64)>,
 }
 
 impl Seen {
@@ -44,6 +46,9 @@ impl Seen {
             size: t["size"].as_u64().unwrap_or(0),
             have_bytes: t["have_bytes"].as_u64().unwrap_or(0),
             peers: t["peers"].as_u64().unwrap_or(0),
+            files: t["num_files"]
+                .as_u64()
+                .map(|n| (t["files_done"].as_u64().unwrap_or(0), n)),
         }
     }
 }
@@ -152,7 +157,15 @@ impl Watch {
             return Line::Searching(text);
         }
         let name = s.name.as_deref().unwrap_or("");
-        let sizes = format!("{}/{}", format_bytes(s.have_bytes), format_bytes(s.size));
+        let files = s
+            .files
+            .map(|(done, n)| format!(" {done}/{n} files"))
+            .unwrap_or_default();
+        let sizes = format!(
+            "{}/{}{files}",
+            format_bytes(s.have_bytes),
+            format_bytes(s.size)
+        );
         let text = if s.have_bytes >= s.size {
             format!("{name} {sizes}, verifying and saving, {peers}")
         } else if self.stalled(now) {
@@ -225,6 +238,7 @@ mod tests {
             size,
             have_bytes: have,
             peers,
+            files: None,
         }
     }
 
@@ -232,6 +246,26 @@ mod tests {
         match l {
             Line::Searching(t) | Line::Bar { text: t, .. } => t,
         }
+    }
+
+    /// A folder's line counts its verified files beside its bytes, read from
+    /// `transfer_status`'s `files_done` and `num_files`.
+    #[test]
+    fn a_folder_shows_its_files() {
+        let t = Instant::now();
+        let mut w = Watch::new(t);
+        let entry = serde_json::json!({
+            "name": "Pack", "has_manifest": true, "size": 2_000_000, "have_bytes": 500_000,
+            "peers": 1, "num_files": 40, "files_done": 10,
+        });
+        w.observe(t, Seen::from_json(&entry));
+        let line = text(w.line(t));
+        assert!(
+            line.starts_with("Pack 500.0 KB/2.0 MB 10/40 files"),
+            "{line}"
+        );
+        let file = serde_json::json!({ "name": "f", "has_manifest": true, "size": 10 });
+        assert_eq!(Seen::from_json(&file).files, None);
     }
 
     /// Reattaching to a download that already has 900 MB: the rate is what arrives while

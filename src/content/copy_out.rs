@@ -1,6 +1,6 @@
-//! A copy of a complete, local file into another folder ([`copy_into`]): what
-//! `local_request_file` does when the content is already here and the request names an
-//! `output_dir` the file is not in (api.md section 5.5).
+//! A copy of a complete, local file or folder into another folder ([`copy_into`],
+//! [`copy_folder_into`]): what `local_request_file` does when the content is already here
+//! and the request names an `output_dir` it is not in (api.md section 5.5).
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::manifest::HASH_LEN;
-use super::partial::{link_no_clobber, Placed};
+use super::partial::{link_no_clobber, rename_no_clobber, sync_fs, Placed};
+use super::tree::{EntryKind, TreeManifest};
 use super::{remove_if_exists, sync_dir, ContentError};
 use crate::id::Id;
 
@@ -93,6 +94,61 @@ fn file_sha256(path: &Path) -> Result<[u8; HASH_LEN], ContentError> {
         h.update(buf.get(..n).unwrap_or(&[]));
     }
     Ok(h.finalize().into())
+}
+
+/// [`copy_into`] for a shared folder at `src` whose manifest is `tree`: every file copied
+/// into a hidden staging folder in `dir` and checked against its SHA-256 (a shared file may
+/// have changed since it was hashed), empty folders made, the file system synced, then the
+/// staging folder renamed to `name` (or `name (1)`, ...) without replacing anything.
+pub fn copy_folder_into(
+    src: &Path,
+    tree: &TreeManifest,
+    dir: &Path,
+    name: &str,
+) -> Result<PathBuf, ContentError> {
+    let hex = tree.content_id().to_hex();
+    let staging = dir.join(format!(".{}.peershare-copy", hex.get(..16).unwrap_or(&hex)));
+    if fs::symlink_metadata(&staging).is_ok_and(|m| m.is_dir()) {
+        fs::remove_dir_all(&staging).map_err(|e| ContentError::io("remove", &staging, e))?;
+    }
+    fs::create_dir(&staging).map_err(|e| ContentError::io("create", &staging, e))?;
+    let copied = copy_entries(src, tree, &staging).and_then(|()| sync_fs(&staging));
+    let placed = copied.and_then(|()| rename_no_clobber(&staging, dir, name));
+    match placed {
+        Ok(p) => {
+            sync_dir(dir)?;
+            Ok(p)
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
+}
+
+fn copy_entries(src: &Path, tree: &TreeManifest, staging: &Path) -> Result<(), ContentError> {
+    for e in tree.entries() {
+        let to = staging.join(e.path.as_str());
+        let f = match e.kind {
+            EntryKind::EmptyFolder => {
+                fs::create_dir_all(&to).map_err(|err| ContentError::io("create", &to, err))?;
+                continue;
+            }
+            EntryKind::File(f) => f,
+        };
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent).map_err(|err| ContentError::io("create", parent, err))?;
+        }
+        let from = src.join(e.path.as_str());
+        fs::copy(&from, &to).map_err(|err| ContentError::io("copy", &from, err))?;
+        if file_sha256(&to)? != f.sha256 {
+            return Err(ContentError::Changed {
+                path: from,
+                what: "its bytes no longer match the folder's manifest".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

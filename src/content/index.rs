@@ -33,14 +33,22 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+mod folder_share;
+
+pub use folder_share::{decode_stamps, encode_stamps, LocalFiles, SharedReader, TreeReader};
+
+use super::content_manifest::ContentManifest;
+use super::folder::{hash_folder, scan_folder, Skipped};
 use super::hasher::hash_file_stamped;
-use super::manifest::{ChunkIndex, Lengths, Manifest, MAX_MANIFEST_LEN};
+use super::manifest::{ChunkIndex, Lengths, MAX_MANIFEST_LEN};
+use super::tree::EntryKind;
 use super::{remove_if_exists, sync_dir, write_atomic, ContentError, FileStamp};
 use crate::id::Id;
 
 const SHARES_FILE: &str = "shares.json";
 const MANIFEST_DIR: &str = "manifests";
 const MANIFEST_EXT: &str = ".manifest";
+const STAMPS_EXT: &str = ".stamps";
 const FORMAT_VERSION: u32 = 1;
 
 /// One shared file.
@@ -58,7 +66,7 @@ pub struct SharedEntry {
     pub stamp: FileStamp,
 }
 
-/// A file hashed by [`prepare_share`], ready for [`ShareIndex::commit`].
+/// A file or folder hashed by [`prepare_share`], ready for [`ShareIndex::commit`].
 #[derive(Clone, Debug)]
 pub struct PreparedShare {
     /// Canonical path.
@@ -66,21 +74,46 @@ pub struct PreparedShare {
     /// Display name.
     pub name: String,
     /// Its manifest.
-    pub manifest: Arc<Manifest>,
-    /// Its stamp while it was hashed.
+    pub manifest: Arc<ContentManifest>,
+    /// Its stamp while it was hashed (a folder's own: it moves when an entry of the folder
+    /// itself is added, removed or renamed).
     pub stamp: FileStamp,
+    /// A folder's files' stamps while they were hashed, in entry order; empty for a file.
+    pub file_stamps: Vec<FileStamp>,
+    /// What a folder holds that is not shared (links, devices, unportable names), to tell
+    /// the user; empty for a file.
+    pub skipped: Vec<Skipped>,
 }
 
-/// Hashes the file at `path` for sharing. Touches no index: safe to run on a worker thread
-/// while other threads use the index. `progress` gets the bytes hashed so far.
+/// Hashes the file or folder at `path` for sharing (a folder: spec `content.md` section 10,
+/// every file hashed, links and special files left out and listed in
+/// [`PreparedShare::skipped`]). Touches no index: safe to run on a worker thread while other
+/// threads use the index. `progress` gets the bytes hashed so far.
 pub fn prepare_share(path: &Path, progress: &dyn Fn(u64)) -> Result<PreparedShare, ContentError> {
     let path = canonical(path)?;
+    let meta = fs::metadata(&path).map_err(|e| ContentError::io("inspect", &path, e))?;
+    if meta.is_dir() {
+        // Taken first: a change to the folder's own entries while it is read shows at commit.
+        let stamp = FileStamp::of(&meta);
+        let scan = scan_folder(&path)?;
+        let hashed = hash_folder(&path, &scan, progress)?;
+        return Ok(PreparedShare {
+            name: display_name(&path),
+            manifest: Arc::new(ContentManifest::Tree(hashed.manifest)),
+            stamp,
+            file_stamps: hashed.files.into_iter().map(|(_, st)| st).collect(),
+            skipped: scan.skipped,
+            path,
+        });
+    }
     let hashed = hash_file_stamped(&path, None, progress)?;
     Ok(PreparedShare {
         name: display_name(&path),
         path,
-        manifest: Arc::new(hashed.manifest),
+        manifest: Arc::new(ContentManifest::File(hashed.manifest)),
         stamp: hashed.stamp,
+        file_stamps: Vec::new(),
+        skipped: Vec::new(),
     })
 }
 
@@ -111,7 +144,9 @@ fn display_name(path: &Path) -> String {
 pub struct ShareIndex {
     data_dir: PathBuf,
     entries: HashMap<Id, SharedEntry>,
-    manifests: HashMap<Id, Arc<Manifest>>,
+    manifests: HashMap<Id, Arc<ContentManifest>>,
+    /// A shared folder's files' stamps, in entry order.
+    stamps: HashMap<Id, Arc<[FileStamp]>>,
     by_path: HashMap<PathBuf, Id>,
 }
 
@@ -181,6 +216,7 @@ impl ShareIndex {
             data_dir: data_dir.to_path_buf(),
             entries: HashMap::new(),
             manifests: HashMap::new(),
+            stamps: HashMap::new(),
             by_path: HashMap::new(),
         };
         let listed = load_entries(data_dir)?;
@@ -190,10 +226,20 @@ impl ShareIndex {
                 log::warn!("{SHARES_FILE}: duplicate entry for {} dropped", e.id);
                 continue;
             }
-            match load_manifest(&mdir, &e.id) {
-                Ok(m) if m.file_size() == e.size => {
+            let loaded = load_manifest(&mdir, &e.id).and_then(|m| {
+                let stamps = match m.as_tree() {
+                    Some(t) => Some(load_stamps(&mdir, &e.id, t.file_count())?),
+                    None => None,
+                };
+                Ok((m, stamps))
+            });
+            match loaded {
+                Ok((m, stamps)) if m.total_size() == e.size => {
                     idx.by_path.insert(e.path.clone(), e.id);
                     idx.manifests.insert(e.id, Arc::new(m));
+                    if let Some(st) = stamps {
+                        idx.stamps.insert(e.id, st.into());
+                    }
                     idx.entries.insert(e.id, e);
                 }
                 Ok(_) => log::warn!(
@@ -237,6 +283,10 @@ impl ShareIndex {
     /// it again would change nothing, and the caller can skip hashing.
     pub fn find_unchanged(&self, canonical_path: &Path) -> Option<&SharedEntry> {
         let e = self.entries.get(self.by_path.get(canonical_path)?)?;
+        // A folder's own stamp does not move when a file deeper in it changes: hash again.
+        if self.stamps.contains_key(&e.id) {
+            return None;
+        }
         let now = FileStamp::read(canonical_path).ok()?;
         (now == e.stamp).then_some(e)
     }
@@ -253,7 +303,7 @@ impl ShareIndex {
             id,
             path: p.path,
             name: p.name,
-            size: p.manifest.file_size(),
+            size: p.manifest.total_size(),
             stamp: p.stamp,
         };
 
@@ -263,6 +313,18 @@ impl ShareIndex {
         if !mdir.join(&mname).exists() {
             write_atomic(&mdir, &mname, &p.manifest.encode())?;
         }
+        // A folder's stamps, before the index refers to it (a crash leaves an orphan file).
+        let stamps: Option<Arc<[FileStamp]>> = match p.manifest.as_tree() {
+            Some(_) => {
+                write_atomic(
+                    &mdir,
+                    &stamps_file_name(&id),
+                    &encode_stamps(&p.file_stamps),
+                )?;
+                Some(p.file_stamps.into())
+            }
+            None => None,
+        };
 
         let mut next = self.entries.clone();
         // This path held other content before: that content is no longer shared from here.
@@ -288,10 +350,16 @@ impl ShareIndex {
         if let Some(old) = old_at_path {
             self.by_path.retain(|_, v| *v != old);
             self.manifests.remove(&old);
+            self.stamps.remove(&old);
             let _ = remove_if_exists(&mdir.join(manifest_file_name(&old)));
+            let _ = remove_if_exists(&mdir.join(stamps_file_name(&old)));
         }
         self.by_path.insert(entry.path.clone(), id);
         self.manifests.insert(id, p.manifest);
+        match stamps {
+            Some(st) => self.stamps.insert(id, st),
+            None => self.stamps.remove(&id),
+        };
         Ok(entry)
     }
 
@@ -302,25 +370,41 @@ impl ShareIndex {
     pub fn add_downloaded(
         &mut self,
         path: &Path,
-        manifest: Arc<Manifest>,
+        manifest: Arc<ContentManifest>,
     ) -> Result<SharedEntry, ContentError> {
         let path = canonical(path)?;
         let stamp = FileStamp::read(&path)?;
-        if stamp.size != manifest.file_size() {
-            return Err(ContentError::Changed {
-                path,
-                what: format!(
-                    "it is {} bytes, the download was {}",
-                    stamp.size,
-                    manifest.file_size()
-                ),
-            });
+        let mut file_stamps = Vec::new();
+        let sizes: Vec<(PathBuf, u64)> = match manifest.as_tree() {
+            None => vec![(path.clone(), manifest.total_size())],
+            Some(t) => t
+                .entries()
+                .iter()
+                .filter_map(|e| match e.kind {
+                    EntryKind::File(f) => Some((path.join(e.path.as_str()), f.lengths.total())),
+                    EntryKind::EmptyFolder => None,
+                })
+                .collect(),
+        };
+        for (p, size) in sizes {
+            let st = FileStamp::read(&p)?;
+            if st.size != size {
+                return Err(ContentError::Changed {
+                    path: p,
+                    what: format!("it is {} bytes, the download was {size}", st.size),
+                });
+            }
+            if manifest.as_tree().is_some() {
+                file_stamps.push(st);
+            }
         }
         self.commit(PreparedShare {
             name: display_name(&path),
             path,
             manifest,
             stamp,
+            file_stamps,
+            skipped: Vec::new(),
         })
     }
 
@@ -330,7 +414,7 @@ impl ShareIndex {
     }
 
     /// The manifest of a share (cheap: shared, not copied).
-    pub fn manifest(&self, id: &Id) -> Option<Arc<Manifest>> {
+    pub fn manifest(&self, id: &Id) -> Option<Arc<ContentManifest>> {
         self.manifests.get(id).cloned()
     }
 
@@ -365,8 +449,10 @@ impl ShareIndex {
         self.entries = next;
         self.by_path.retain(|_, v| v != id);
         self.manifests.remove(id);
+        self.stamps.remove(id);
         let mdir = self.data_dir.join(MANIFEST_DIR);
         remove_if_exists(&mdir.join(manifest_file_name(id)))?;
+        remove_if_exists(&mdir.join(stamps_file_name(id)))?;
         Ok(removed)
     }
 
@@ -388,7 +474,7 @@ impl ShareIndex {
     }
 
     /// A reader to serve the chunks of a share (checks the file on open).
-    pub fn reader(&self, id: &Id) -> Result<ChunkReader, ContentError> {
+    pub fn reader(&self, id: &Id) -> Result<SharedReader, ContentError> {
         let e = self
             .entries
             .get(id)
@@ -397,7 +483,13 @@ impl ShareIndex {
             .manifests
             .get(id)
             .ok_or(ContentError::NotShared { id: *id })?;
-        ChunkReader::open(e, m.lengths())
+        match (m.as_file(), self.stamps.get(id)) {
+            (Some(f), _) => ChunkReader::open(e, f.lengths()).map(SharedReader::File),
+            (None, Some(st)) => {
+                TreeReader::new(&e.path, m.clone(), st.clone()).map(SharedReader::Tree)
+            }
+            (None, None) => Err(ContentError::NotShared { id: *id }),
+        }
     }
 
     fn save(&self, entries: &HashMap<Id, SharedEntry>) -> Result<(), ContentError> {
@@ -420,11 +512,14 @@ impl ShareIndex {
             let name = name.to_string_lossy();
             let keep = name
                 .strip_suffix(MANIFEST_EXT)
+                .or_else(|| name.strip_suffix(STAMPS_EXT))
                 .and_then(|h| Id::from_hex(h).ok())
                 .is_some_and(|id| self.entries.contains_key(&id));
             // Leftover temp files and manifests no entry refers to (a crash between writing a
             // manifest and the index, or between the index and deleting one).
-            let ours = name.ends_with(MANIFEST_EXT) || name.ends_with(".tmp");
+            let ours = name.ends_with(MANIFEST_EXT)
+                || name.ends_with(STAMPS_EXT)
+                || name.ends_with(".tmp");
             if !keep && ours {
                 removed |= fs::remove_file(de.path()).is_ok();
             }
@@ -437,6 +532,21 @@ impl ShareIndex {
 
 fn manifest_file_name(id: &Id) -> String {
     format!("{}{MANIFEST_EXT}", id.to_hex())
+}
+
+fn stamps_file_name(id: &Id) -> String {
+    format!("{}{STAMPS_EXT}", id.to_hex())
+}
+
+/// A folder share's file stamps (`folder_share.rs`); a missing or damaged file drops the
+/// share (it cannot be served safely without them) and is deleted.
+fn load_stamps(mdir: &Path, id: &Id, files: usize) -> Result<Vec<FileStamp>, String> {
+    let p = mdir.join(stamps_file_name(id));
+    let bytes = fs::read(&p).map_err(|e| format!("stamps {}: {e}", p.display()))?;
+    decode_stamps(&bytes, files).ok_or_else(|| {
+        let _ = fs::remove_file(&p);
+        format!("stamps {} are damaged", p.display())
+    })
 }
 
 /// The text of `shares.json` for `entries` (sorted by content ID, so the file is stable).
@@ -495,7 +605,7 @@ fn load_entries(data_dir: &Path) -> Result<Vec<SharedEntry>, ContentError> {
 }
 
 /// Loads and checks one stored manifest; a bad one is deleted.
-fn load_manifest(mdir: &Path, id: &Id) -> Result<Manifest, String> {
+fn load_manifest(mdir: &Path, id: &Id) -> Result<ContentManifest, String> {
     let p = mdir.join(manifest_file_name(id));
     let len = fs::metadata(&p).map_err(|e| format!("manifest {}: {e}", p.display()))?;
     if len.len() > MAX_MANIFEST_LEN as u64 {
@@ -503,7 +613,7 @@ fn load_manifest(mdir: &Path, id: &Id) -> Result<Manifest, String> {
         return Err(format!("manifest {} is too large", p.display()));
     }
     let bytes = fs::read(&p).map_err(|e| format!("manifest {}: {e}", p.display()))?;
-    match Manifest::decode_for(id, &bytes) {
+    match ContentManifest::decode_for(id, &bytes) {
         Ok(m) => Ok(m),
         Err(e) => {
             let _ = fs::remove_file(&p);

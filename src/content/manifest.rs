@@ -124,6 +124,12 @@ impl ChunkIndex {
         self.0
     }
 
+    /// A chunk number already checked against its content's chunk count (for
+    /// [`super::layout::Layout`], the other maker of checked indexes).
+    pub(super) fn checked(i: u32) -> ChunkIndex {
+        ChunkIndex(i)
+    }
+
     /// The chunk number as a `usize`, for indexing per-chunk tables.
     pub fn as_usize(self) -> usize {
         // u32 always fits in usize on the 32- and 64-bit targets we build for.
@@ -346,13 +352,7 @@ impl Manifest {
     /// Decodes `bytes` received for content `expected`, checking first that they hash to it.
     /// This is the check a downloader makes before its first chunk request (spec section 5).
     pub fn decode_for(expected: &Id, bytes: &[u8]) -> Result<Manifest, ManifestCheckError> {
-        let actual = Id::hash_of(bytes);
-        if actual != *expected {
-            return Err(ManifestCheckError::WrongId {
-                expected: *expected,
-                actual,
-            });
-        }
+        check_content_id(expected, bytes)?;
         Manifest::decode(bytes).map_err(ManifestCheckError::Decode)
     }
 
@@ -415,6 +415,18 @@ impl Manifest {
         data.len() as u64 == u64::from(self.lengths.chunk_len(c))
             && Sha256::digest(data).as_slice() == expected.as_slice()
     }
+}
+
+/// The first check on manifest bytes received for content `expected`: they hash to it.
+pub fn check_content_id(expected: &Id, bytes: &[u8]) -> Result<(), ManifestCheckError> {
+    let actual = Id::hash_of(bytes);
+    if actual != *expected {
+        return Err(ManifestCheckError::WrongId {
+            expected: *expected,
+            actual,
+        });
+    }
+    Ok(())
 }
 
 /// Reads a four-byte magic and a version byte, checking both (for file and tree manifests).

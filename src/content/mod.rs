@@ -33,10 +33,12 @@
 //!    gives the file its final name in the download folder (a name from the network, cleaned
 //!    by [`names::safe_file_name`], never overwriting an existing file).
 
+pub mod content_manifest;
 pub mod copy_out;
 pub mod folder;
 pub mod hasher;
 pub mod index;
+pub mod layout;
 pub mod manifest;
 pub mod names;
 pub mod partial;
@@ -54,6 +56,8 @@ use serde::{Deserialize, Serialize};
 use crate::id::Id;
 use crate::proto::codec::DecodeError;
 
+pub use content_manifest::ContentManifest;
+pub use layout::Layout;
 pub use manifest::{ChunkIndex, Lengths, LengthsError, Manifest, ManifestCheckError};
 
 /// What identifies one version of a file on disk: if any of these changed, the file may
@@ -294,7 +298,7 @@ impl fmt::Display for ContentError {
             ),
             ContentError::NotAFile { path } => write!(
                 f,
-                "{} is not a regular file (only files can be shared, not directories or devices)",
+                "{} is neither a regular file nor a folder (devices, FIFOs and sockets cannot be shared)",
                 path.display()
             ),
             ContentError::Folder { path, why } => {

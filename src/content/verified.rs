@@ -9,7 +9,8 @@
 
 use std::fmt;
 
-use super::manifest::{ChunkIndex, Manifest};
+use super::content_manifest::ContentManifest;
+use super::manifest::ChunkIndex;
 use crate::id::Id;
 
 /// Bytes that matched the hash of chunk `index` of content `content`.
@@ -60,14 +61,17 @@ impl fmt::Display for NotVerifiedReason {
 
 impl VerifiedChunk {
     /// Hashes `data` against chunk `chunk` of `manifest` (SHA-256, length included).
-    pub fn check(manifest: &Manifest, chunk: u32, data: Vec<u8>) -> Result<Self, NotVerified> {
-        let lengths = manifest.lengths();
-        let Some(index) = lengths.validate(chunk) else {
+    pub fn check(
+        manifest: &ContentManifest,
+        chunk: u32,
+        data: Vec<u8>,
+    ) -> Result<Self, NotVerified> {
+        let Some(index) = manifest.validate(chunk) else {
             return Err(NotVerified {
                 data,
                 reason: NotVerifiedReason::NoSuchChunk {
                     chunk,
-                    count: lengths.chunk_count(),
+                    count: manifest.chunk_count(),
                 },
             });
         };
@@ -119,12 +123,14 @@ impl fmt::Debug for VerifiedChunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::content::Manifest;
 
     #[test]
     fn only_matching_bytes_verify() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let m = Manifest::for_data_with_chunk_size(&data, 1 << 17).unwrap();
-        let l = m.lengths();
+        let f = Manifest::for_data_with_chunk_size(&data, 1 << 17).unwrap();
+        let l = f.lengths();
+        let m = ContentManifest::from(f);
         assert!(l.chunk_count() >= 2);
         let c0 = l.validate(0).unwrap();
         let first = data[..l.chunk_len(c0) as usize].to_vec();

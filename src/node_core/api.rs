@@ -116,14 +116,21 @@ pub fn execute(req: &ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Out
                 .library
                 .shared_summaries()
                 .into_iter()
-                .map(|(id, name, size, chunks)| {
-                    json!({
-                        "content_id": id.to_hex(),
-                        "filename": name,
-                        "size": size,
-                        "num_chunks": chunks,
+                .map(|s| {
+                    let mut v = json!({
+                        "content_id": s.id.to_hex(),
+                        "filename": s.name,
+                        "size": s.size,
+                        "num_chunks": s.chunks,
                         "peers": [ctx.self_addr.to_string()],
-                    })
+                    });
+                    // A file's entry keeps EchoChain's exact fields (api.md 5.4); a folder
+                    // says it is one.
+                    if s.folder {
+                        v["kind"] = json!("folder");
+                        v["num_files"] = json!(s.files);
+                    }
+                    v
                 })
                 .collect();
             Outcome::Reply(reply::success(fields(json!({ "available_content": list }))))
@@ -139,6 +146,18 @@ pub fn execute(req: &ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Out
         } => match ctx
             .library
             .request_file(now, *content_hash, output_dir.clone(), peers, to)
+        {
+            Some(bytes) => Outcome::Reply(bytes),
+            None => Outcome::Deferred,
+        },
+        ApiRequest::ContentTree {
+            content_hash,
+            offset,
+            limit,
+            peers,
+        } => match ctx
+            .library
+            .content_tree(now, *content_hash, (*offset, *limit), peers, to)
         {
             Some(bytes) => Outcome::Reply(bytes),
             None => Outcome::Deferred,
@@ -236,6 +255,7 @@ pub fn route(req: &ApiRequest) -> Route {
         | ApiRequest::SetConfig { .. }
         | ApiRequest::TransferStatus { .. }
         | ApiRequest::TransferPeers { .. }
+        | ApiRequest::ContentTree { .. }
         | ApiRequest::SetLimits { .. } => Route::Core,
     }
 }

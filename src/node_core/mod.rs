@@ -677,6 +677,7 @@ impl NodeCore {
             }
             EngineAction::Storage(job) => self.library.queue_job(job),
             EngineAction::Finish { content } => self.library.finish(content),
+            EngineAction::ManifestFetched { content } => self.library.manifest_fetched(content),
             EngineAction::FindPeers { content } => {
                 if let Some(q) = self.dht.get_providers(content, now) {
                     self.lookups.insert(q, Lookup::Peers(content));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::api::ReplyTo;
 use crate::bitset::BitSet;
 use crate::conn::ConnId;
-use crate::content::manifest::Manifest;
+use crate::content::ContentManifest;
 use crate::id::Id;
 use crate::limits::Limits;
 use crate::proto::dht::Contact;
@@ -61,7 +61,7 @@ pub enum StorageJob {
         /// The content.
         content: Id,
         /// Its verified manifest.
-        manifest: Arc<Manifest>,
+        manifest: Arc<ContentManifest>,
     },
     /// Every chunk is verified: check the whole-file hash, give the file its final name
     /// `name` in `dir` (never replacing a file), share it.
@@ -102,10 +102,10 @@ pub enum StorageJob {
     CopyOut {
         /// The content.
         content: Id,
-        /// The local file.
+        /// The local file or folder.
         from: PathBuf,
-        /// Its whole-file SHA-256 (the copy is checked against it).
-        sha256: [u8; 32],
+        /// Its manifest (the copy is checked against it).
+        manifest: Arc<ContentManifest>,
         /// The folder asked for.
         dir: PathBuf,
         /// The file name (safe).
@@ -307,13 +307,15 @@ pub enum FinishError {
 #[derive(Clone, Debug)]
 pub struct ShareInfo {
     /// Its manifest.
-    pub manifest: Arc<Manifest>,
+    pub manifest: Arc<ContentManifest>,
     /// Its name (the last component of its path).
     pub name: String,
     /// Where it is (canonical).
     pub path: PathBuf,
     /// Its size in bytes.
     pub size: u64,
+    /// For a folder just added: what in it is not shared, and why ("path: reason").
+    pub skipped: Vec<String>,
 }
 
 /// A download in progress, as it is kept across restarts.
@@ -360,7 +362,7 @@ pub struct Inventory {
 #[derive(Clone, Debug)]
 pub struct Resumable {
     /// Its manifest (verified against its content ID).
-    pub manifest: Arc<Manifest>,
+    pub manifest: Arc<ContentManifest>,
     /// Bytes its resume record says are verified on disk (progress to show until the
     /// partial file is reopened).
     pub recorded_bytes: u64,

@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod job;
+pub mod reuse;
 pub mod state;
 
 use std::collections::HashMap;
@@ -28,13 +29,13 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::bitset::BitSet;
-use crate::content::index::{prepare_share, ChunkReader, ShareIndex};
-use crate::content::manifest::{Lengths, Manifest};
+use crate::content::index::{prepare_share, ShareIndex, SharedReader};
 use crate::content::partial::{
     recorded_bytes, remove_closed_download, resumable_downloads, PartialFile, PartialReader,
 };
 use crate::content::verified::VerifiedChunk;
 use crate::content::ContentError;
+use crate::content::ContentManifest;
 use crate::id::Id;
 pub use job::{
     DownloadRecord, FinishError, Inventory, NodeState, Resumable, ShareInfo, Snapshot, StorageDone,
@@ -71,18 +72,18 @@ struct PartialSlot {
 enum Source {
     /// A complete file (added, or downloaded and finished).
     Shared {
-        reader: Arc<ChunkReader>,
-        manifest: Arc<Manifest>,
+        reader: Arc<SharedReader>,
+        manifest: Arc<ContentManifest>,
     },
     /// A download in progress: its verified chunks.
     Partial {
         reader: PartialReader,
-        manifest: Arc<Manifest>,
+        manifest: Arc<ContentManifest>,
     },
 }
 
 impl Source {
-    fn manifest(&self) -> &Arc<Manifest> {
+    fn manifest(&self) -> &Arc<ContentManifest> {
         match self {
             Source::Shared { manifest, .. } | Source::Partial { manifest, .. } => manifest,
         }
@@ -118,7 +119,7 @@ impl DiskStorage {
             let Some(m) = index.manifest(&e.id) else {
                 continue;
             };
-            match ChunkReader::open(e, m.lengths()) {
+            match index.reader(&e.id) {
                 Ok(r) => {
                     sources.insert(
                         e.id,
@@ -132,6 +133,7 @@ impl DiskStorage {
                         name: e.name.clone(),
                         path: e.path.clone(),
                         size: e.size,
+                        skipped: Vec::new(),
                     });
                 }
                 Err(err) => log::warn!("not sharing {}: {err}", e.path.display()),
@@ -255,16 +257,24 @@ impl DiskStorage {
             StorageJob::CopyOut {
                 content,
                 from,
-                sha256,
+                manifest,
                 dir,
                 name,
                 reply,
             } => {
-                let result =
-                    crate::content::copy_out::copy_into(&from, &content, &sha256, &dir, &name)
-                        .map_err(|e| {
-                            format!("cannot copy {} into {}: {e}", from.display(), dir.display())
-                        });
+                let result = match &*manifest {
+                    ContentManifest::File(m) => crate::content::copy_out::copy_into(
+                        &from,
+                        &content,
+                        m.file_sha256(),
+                        &dir,
+                        &name,
+                    ),
+                    ContentManifest::Tree(t) => {
+                        crate::content::copy_out::copy_folder_into(&from, t, &dir, &name)
+                    }
+                }
+                .map_err(|e| format!("cannot copy {} into {}: {e}", from.display(), dir.display()));
                 Some(StorageDone::CopiedOut {
                     content,
                     from,
@@ -304,7 +314,7 @@ impl DiskStorage {
         }
     }
 
-    fn manifest_of(&self, content: &Id) -> Option<Arc<Manifest>> {
+    fn manifest_of(&self, content: &Id) -> Option<Arc<ContentManifest>> {
         self.sources
             .lock()
             .get(content)
@@ -316,12 +326,12 @@ impl DiskStorage {
         let Some(src) = self.sources.lock().get(&content).cloned() else {
             return (None, false);
         };
-        let lengths: Lengths = src.manifest().lengths();
-        let Some(c) = lengths.validate(chunk) else {
+        let m = src.manifest();
+        let Some(c) = m.validate(chunk) else {
             return (None, false);
         };
         // Pooled: the reactor gives it back once the PIECE is written.
-        let mut buf = crate::bufpool::take(lengths.chunk_len(c) as usize);
+        let mut buf = crate::bufpool::take(m.chunk_len(c) as usize);
         let r = match &src {
             Source::Shared { reader, .. } => reader.read_chunk(c, &mut buf),
             Source::Partial { reader, .. } => reader.read_chunk(c, &mut buf),
@@ -390,8 +400,25 @@ impl DiskStorage {
         StoreOutcome::Stored
     }
 
-    fn open_partial(&self, content: Id, manifest: Arc<Manifest>) -> Result<BitSet, StorageError> {
-        let (p, report) = PartialFile::open_or_create(&self.data_dir, manifest.clone())?;
+    fn open_partial(
+        &self,
+        content: Id,
+        manifest: Arc<ContentManifest>,
+    ) -> Result<BitSet, StorageError> {
+        let (mut p, report) = PartialFile::open_or_create(&self.data_dir, manifest.clone())?;
+        // Files already here (in any share) are copied, not fetched (`reuse.rs`).
+        if !p.is_complete() {
+            let local = self.index.lock().local_files();
+            let reused = reuse::reuse_local_files(&local, &mut p);
+            if reused.bytes > 0 {
+                log::info!(
+                    "download {content}: {} files ({} bytes) copied from files already here",
+                    reused.files,
+                    reused.bytes
+                );
+                p.flush_record()?;
+            }
+        }
         if report.from_record + report.recovered > 0 {
             log::info!(
                 "download {content}: {} chunks verified on disk ({} recovered after a crash), {} to fetch",
@@ -401,6 +428,7 @@ impl DiskStorage {
             );
         }
         let reader = p.reader();
+        let verified = p.verified();
         let slot = Arc::new(Mutex::new(PartialSlot {
             file: p,
             last_record: Instant::now(),
@@ -409,8 +437,8 @@ impl DiskStorage {
         self.sources
             .lock()
             .insert(content, Source::Partial { reader, manifest });
-        let mut have = BitSet::new(report.verified.len());
-        for (i, v) in report.verified.iter().enumerate() {
+        let mut have = BitSet::new(verified.len());
+        for (i, v) in verified.iter().enumerate() {
             if *v {
                 have.insert(i);
             }
@@ -431,9 +459,14 @@ impl DiskStorage {
         let m = slot.file.manifest().clone();
         drop(slot);
         self.partials.lock().remove(&content);
-        let entry = self.index.lock().add_downloaded(&path, m.clone());
-        match entry {
-            Ok(e) => match ChunkReader::open(&e, m.lengths()) {
+        let reader = {
+            let mut index = self.index.lock();
+            index
+                .add_downloaded(&path, m.clone())
+                .map(|e| index.reader(&e.id))
+        };
+        match reader {
+            Ok(r) => match r {
                 Ok(r) => {
                     self.sources.lock().insert(
                         content,
@@ -498,12 +531,18 @@ impl DiskStorage {
             e => e.to_string(),
         })?;
         let manifest = prepared.manifest.clone();
-        let entry = self
-            .index
-            .lock()
-            .commit(prepared)
-            .map_err(|e| e.to_string())?;
-        match ChunkReader::open(&entry, manifest.lengths()) {
+        let skipped = prepared
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.path, s.why))
+            .collect();
+        let (entry, reader) = {
+            let mut index = self.index.lock();
+            let entry = index.commit(prepared).map_err(|e| e.to_string())?;
+            let reader = index.reader(&entry.id);
+            (entry, reader)
+        };
+        match reader {
             Ok(r) => {
                 self.sources.lock().insert(
                     entry.id,
@@ -520,6 +559,7 @@ impl DiskStorage {
             name: entry.name,
             path: entry.path,
             size: entry.size,
+            skipped,
         })
     }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::content::Manifest;
 use std::io::Write;
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ fn add_get_list_and_reopen() {
     assert_eq!(idx.len(), 2);
     assert_eq!(idx.get(&ea.id), Some(&ea));
     assert_eq!(idx.get(&eb.id), Some(&eb));
-    assert_eq!(idx.manifest(&eb.id).unwrap().file_size(), 10);
+    assert_eq!(idx.manifest(&eb.id).unwrap().total_size(), 10);
 }
 
 #[test]
@@ -139,10 +140,12 @@ fn remove_and_errors() {
         Err(ContentError::NoSuchFile { path }) => assert_eq!(path, f.files.join("nope")),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        idx.add(&f.files),
-        Err(ContentError::NotAFile { .. })
-    ));
+    // A FIFO is neither a file nor a folder.
+    let fifo = f.files.join("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path; the result is checked.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert!(matches!(idx.add(&fifo), Err(ContentError::NotAFile { .. })));
     drop(idx);
     assert!(ShareIndex::open(&f.data_dir).unwrap().is_empty());
 }
@@ -208,7 +211,7 @@ fn change_detection() {
         fs::write(&p, pattern(size, 4)).unwrap();
         let mut idx = ShareIndex::open(&f.data_dir).unwrap();
         let e = idx.add(&p).unwrap();
-        let lengths = idx.manifest(&e.id).unwrap().lengths();
+        let lengths = idx.manifest(&e.id).unwrap().as_file().unwrap().lengths();
         let c0 = lengths.validate(0).unwrap();
         let reader = idx.reader(&e.id).unwrap();
         let mut buf = Vec::new();
@@ -298,11 +301,11 @@ fn add_downloaded_skips_hashing() {
     let d = pattern(70_000, 5);
     let a = f.files.join("dl.bin");
     fs::write(&a, &d).unwrap();
-    let m = Arc::new(Manifest::for_data(&d).unwrap());
+    let m = Arc::new(ContentManifest::File(Manifest::for_data(&d).unwrap()));
     let mut idx = ShareIndex::open(&f.data_dir).unwrap();
     let e = idx.add_downloaded(&a, Arc::clone(&m)).unwrap();
     assert_eq!(e.id, m.content_id());
-    let other = Arc::new(Manifest::for_data(b"short").unwrap());
+    let other = Arc::new(ContentManifest::File(Manifest::for_data(b"short").unwrap()));
     assert!(idx.add_downloaded(&a, other).is_err());
 }
 
@@ -318,4 +321,69 @@ fn non_utf8_paths_survive_a_reopen() {
     let idx = ShareIndex::open(&f.data_dir).unwrap();
     assert_eq!(idx.get(&e.id).unwrap().path, e.path);
     idx.check(&e.id).unwrap();
+}
+
+/// A shared folder: one entry, served from its files in place; its stamps survive a reopen;
+/// a file modified, replaced or deleted since is refused, never served.
+#[test]
+fn a_folder_is_shared_in_place_and_never_served_changed() {
+    let f = fixture();
+    let root = f.files.join("pack");
+    fs::create_dir_all(root.join("Kicks")).unwrap();
+    fs::create_dir_all(root.join("Empty")).unwrap();
+    fs::write(root.join("Kicks/a.wav"), pattern(50_000, 1)).unwrap();
+    fs::write(root.join("Kicks/b.wav"), pattern(60_000, 2)).unwrap();
+    fs::write(root.join("long.wav"), pattern(600_000, 3)).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", root.join("passwd")).unwrap();
+    let prepared = prepare_share(&root, &|_| {}).unwrap();
+    assert_eq!(prepared.skipped.len(), 1, "the link is left out and said");
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    let e = idx.commit(prepared).unwrap();
+    assert_eq!((e.name.as_str(), e.size), ("pack", 110_000 + 600_000));
+    let m = idx.manifest(&e.id).unwrap();
+    let t = m.as_tree().unwrap();
+    assert_eq!(t.file_count(), 3);
+    let read_all = |idx: &ShareIndex| -> Vec<Result<Vec<u8>, String>> {
+        let r = idx.reader(&e.id).unwrap();
+        (0..m.chunk_count())
+            .map(|i| {
+                let mut buf = Vec::new();
+                r.read_chunk(m.validate(i).unwrap(), &mut buf)
+                    .map(|()| buf)
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    };
+    let chunks = read_all(&idx);
+    for (i, c) in chunks.iter().enumerate() {
+        assert!(m.verify_chunk(m.validate(i as u32).unwrap(), c.as_ref().unwrap()));
+    }
+    drop(idx);
+    // Reopened: the stamps were kept, the same chunks are served.
+    let idx = ShareIndex::open(&f.data_dir).unwrap();
+    assert_eq!(read_all(&idx), chunks);
+
+    tick();
+    fs::write(root.join("Kicks/b.wav"), pattern(60_000, 9)).unwrap();
+    fs::remove_file(root.join("long.wav")).unwrap();
+    let after = read_all(&idx);
+    assert_eq!(after[0], chunks[0], "an untouched file is still served");
+    assert!(
+        after[1].as_ref().unwrap_err().contains("b.wav"),
+        "{:?}",
+        after[1]
+    );
+    for r in &after[2..] {
+        assert!(r.as_ref().unwrap_err().contains("long.wav"), "{r:?}");
+    }
+    // A damaged stamps file drops the share at the next open instead of serving blindly.
+    drop(idx);
+    let stamps = f
+        .data_dir
+        .join("manifests")
+        .join(format!("{}.stamps", e.id.to_hex()));
+    fs::write(&stamps, b"PSST junk").unwrap();
+    let idx = ShareIndex::open(&f.data_dir).unwrap();
+    assert!(idx.get(&e.id).is_none());
+    assert!(!stamps.exists());
 }

@@ -16,7 +16,7 @@ use crate::content::names::{numbered_name, safe_file_name_or_fallback};
 use crate::content::{remove_if_exists, sync_dir, ContentError};
 
 /// Most "name (n).ext" alternatives tried before giving up.
-const MAX_NUMBERED: u32 = 10_000;
+pub(super) const MAX_NUMBERED: u32 = 10_000;
 
 impl PartialFile {
     /// Completes the download: checks the whole-file SHA-256 by reading the `.part`, syncs it,
@@ -41,14 +41,16 @@ impl PartialFile {
                 missing: self.missing_count(),
             });
         }
+        let manifest = self.manifest.clone();
+        if let Some(tree) = manifest.as_tree() {
+            return self.finish_tree(tree, final_dir, name);
+        }
+        let file_sha256 = self.manifest.as_file().map(|m| *m.file_sha256());
         let t0 = Instant::now();
-        let left_to_hash = self
-            .prefix
-            .as_ref()
-            .map_or(self.lengths.chunk_count(), |p| {
-                self.lengths.chunk_count().saturating_sub(p.next)
-            });
-        if self.whole_file_hash()? != *self.manifest.file_sha256() {
+        let left_to_hash = self.prefix.as_ref().map_or(self.layout.chunk_count(), |p| {
+            self.layout.chunk_count().saturating_sub(p.next)
+        });
+        if Some(self.whole_file_hash()?) != file_sha256 {
             self.prefix_gen += 1;
             self.prefix = Some(PrefixHash::new());
             let bad = self.drop_damaged_chunks()?;
@@ -71,25 +73,29 @@ impl PartialFile {
         };
         sync_dir(final_dir)?;
 
-        // The file is complete, verified and durable under its final name: the download has
-        // succeeded whatever happens next. Forgetting it is best effort; leftovers are
-        // orphans that `resumable_downloads` deletes.
-        self.dirty = false;
-        self.state = State::Finished(final_path.clone());
-        if let Err(e) = self.remove_download_files() {
-            log::warn!("download {} finished, but cleaning up failed: {e}", self.id);
-        }
+        self.placed(&final_path);
         // Where the time between the last chunk and the final name goes.
         log::debug!(
             "download {}: finish hashed the last {left_to_hash} of {} chunks in {:?}, \
              fsync {:?}, placing and cleaning up {:?}",
             self.id,
-            self.lengths.chunk_count(),
+            self.layout.chunk_count(),
             t1 - t0,
             t2 - t1,
             t2.elapsed()
         );
         Ok(final_path)
+    }
+
+    /// The content is complete, verified and durable under its final name `at`: the download
+    /// has succeeded whatever happens next. Forgetting it is best effort; leftovers are
+    /// orphans that `resumable_downloads` deletes.
+    pub(super) fn placed(&mut self, at: &Path) {
+        self.dirty = false;
+        self.state = State::Finished(at.to_path_buf());
+        if let Err(e) = self.remove_download_files() {
+            log::warn!("download {} finished, but cleaning up failed: {e}", self.id);
+        }
     }
 
     /// The whole-file SHA-256 of the `.part`: the running prefix hash finished over the
@@ -118,7 +124,7 @@ impl PartialFile {
         let mut f = File::open(&self.part_path)
             .map_err(|e| ContentError::io("open", &self.part_path, e))?;
         let mut buf = vec![0u8; 1 << 20];
-        let mut left = self.lengths.total();
+        let mut left = self.layout.total();
         while left > 0 {
             let n = f
                 .read(&mut buf)
@@ -135,13 +141,13 @@ impl PartialFile {
 
     /// After a whole-file mismatch: re-hash each chunk, make damaged ones missing again and
     /// persist that. Returns how many were damaged.
-    fn drop_damaged_chunks(&mut self) -> Result<u32, ContentError> {
+    pub(super) fn drop_damaged_chunks(&mut self) -> Result<u32, ContentError> {
         let mut buf = Vec::new();
         let mut bad = Vec::new();
-        for c in self.lengths.chunks() {
-            buf.resize(self.lengths.chunk_len(c) as usize, 0);
+        for c in self.layout.chunks() {
+            buf.resize(self.layout.chunk_len(c) as usize, 0);
             self.file
-                .read_exact_at(&mut buf, self.lengths.chunk_offset(c))
+                .read_exact_at(&mut buf, self.layout.chunk_offset(c))
                 .map_err(|e| ContentError::io("read", &self.part_path, e))?;
             if !self.manifest.verify_chunk(c, &buf) {
                 bad.push(c);
@@ -220,12 +226,17 @@ pub(crate) fn link_no_clobber(src: &Path, dir: &Path, base: &str) -> Result<Plac
             Err(e) => return Err(ContentError::io("link into place", &candidate, e)),
         }
     }
-    Err(ContentError::io(
+    Err(all_names_taken(dir, base))
+}
+
+/// Every numbered variant of `base` in `dir` is taken.
+pub(super) fn all_names_taken(dir: &Path, base: &str) -> ContentError {
+    ContentError::io(
         "name",
         &dir.join(base),
         io::Error::new(
             io::ErrorKind::AlreadyExists,
             format!("{MAX_NUMBERED} numbered variants of the name are already taken"),
         ),
-    ))
+    )
 }

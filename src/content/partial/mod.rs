@@ -39,6 +39,7 @@
 //! storing chunks, flushing the record, discarding.
 
 mod finish;
+mod finish_tree;
 mod page_cache;
 mod prefix;
 mod reader;
@@ -51,7 +52,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use super::manifest::{ChunkIndex, Lengths, Manifest};
+use super::content_manifest::ContentManifest;
+use super::layout::Layout;
+use super::manifest::ChunkIndex;
 use super::verified::VerifiedChunk;
 use super::{remove_if_exists, sync_dir, write_atomic, ContentError};
 use crate::id::Id;
@@ -60,6 +63,7 @@ use prefix::PrefixHash;
 use record::VerifiedBits;
 
 pub(crate) use finish::{link_no_clobber, Placed};
+pub(crate) use finish_tree::{rename_no_clobber, sync_fs};
 pub use prefix::PrefixWork;
 pub use reader::PartialReader;
 pub use record::{decode_record, encode_record};
@@ -87,8 +91,8 @@ pub struct OpenReport {
 #[derive(Debug)]
 pub struct PartialFile {
     id: Id,
-    manifest: Arc<Manifest>,
-    lengths: Lengths,
+    manifest: Arc<ContentManifest>,
+    layout: Layout,
     dir: PathBuf,
     part_path: PathBuf,
     file: Arc<File>,
@@ -144,13 +148,13 @@ impl PartialFile {
     }
 
     /// The manifest.
-    pub fn manifest(&self) -> &Arc<Manifest> {
+    pub fn manifest(&self) -> &Arc<ContentManifest> {
         &self.manifest
     }
 
-    /// The file's size arithmetic.
-    pub fn lengths(&self) -> Lengths {
-        self.lengths
+    /// Where each chunk lies in the `.part`.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// A handle that serves verified chunks concurrently with this owner (module docs).
@@ -158,7 +162,7 @@ impl PartialFile {
         PartialReader {
             id: self.id,
             part_path: self.part_path.clone(),
-            lengths: self.lengths,
+            layout: self.layout.clone(),
             file: Arc::clone(&self.file),
             verified: Arc::clone(&self.verified),
             released: Arc::clone(&self.released),
@@ -182,14 +186,14 @@ impl PartialFile {
 
     /// Number of chunks still missing.
     pub fn missing_count(&self) -> u32 {
-        self.lengths
+        self.layout
             .chunk_count()
             .saturating_sub(self.verified_count)
     }
 
     /// True when every chunk is verified (always true for an empty file).
     pub fn is_complete(&self) -> bool {
-        self.verified_count == self.lengths.chunk_count()
+        self.verified_count == self.layout.chunk_count()
     }
 
     /// True when chunks were verified since the last [`PartialFile::flush_record`].
@@ -221,7 +225,7 @@ impl PartialFile {
         }
         let data = chunk.data();
         self.file
-            .write_all_at(data, self.lengths.chunk_offset(c))
+            .write_all_at(data, self.layout.chunk_offset(c))
             .map_err(|e| ContentError::io("write", &self.part_path, e))?;
         self.unsynced += data.len() as u64;
         if self.unsynced >= WRITEBACK_EVERY {
@@ -259,7 +263,7 @@ impl PartialFile {
         write_atomic(
             &self.dir,
             &name,
-            &encode_record(&self.id, self.lengths.chunk_count(), &bits),
+            &encode_record(&self.id, self.layout.chunk_count(), &bits),
         )?;
         self.dirty = false;
         Ok(())
@@ -285,7 +289,7 @@ impl PartialFile {
     /// Removes the stored manifest first, then the record and the `.part`: after a crash in
     /// between, what remains has no manifest, so it is an orphan (deleted by
     /// [`resumable_downloads`]) rather than a download that would be resumed and fetched again.
-    fn remove_download_files(&self) -> Result<(), ContentError> {
+    pub(super) fn remove_download_files(&self) -> Result<(), ContentError> {
         remove_files_in(&self.dir, &self.id)
     }
 
@@ -305,13 +309,13 @@ impl PartialFile {
     }
 
     fn ensure_in_range(&self, c: ChunkIndex) -> Result<(), ContentError> {
-        if c.get() < self.lengths.chunk_count() {
+        if c.get() < self.layout.chunk_count() {
             Ok(())
         } else {
             Err(ContentError::ChunkOutOfRange {
                 id: self.id,
                 chunk: c.get(),
-                count: self.lengths.chunk_count(),
+                count: self.layout.chunk_count(),
             })
         }
     }
@@ -332,3 +336,5 @@ impl PartialFile {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tree_tests;

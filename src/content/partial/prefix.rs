@@ -55,16 +55,16 @@ impl PrefixWork {
     /// reading them from the `.part` into `buf`. Returns how many it hashed; stops at the
     /// first chunk not verified yet.
     pub fn advance(&mut self, max: u32, buf: &mut Vec<u8>) -> Result<u32, ContentError> {
-        let count = self.reader.lengths.chunk_count();
+        let count = self.reader.layout.chunk_count();
         let mut done = 0;
         while done < max && self.hash.next < count {
-            let Some(c) = self.reader.lengths.validate(self.hash.next) else {
+            let Some(c) = self.reader.layout.validate(self.hash.next) else {
                 break;
             };
             if !self.reader.verified.get(c.get()) {
                 break;
             }
-            let len = self.reader.lengths.chunk_len(c) as usize;
+            let len = self.reader.layout.chunk_len(c) as usize;
             // Grow only: the bytes are overwritten by the read, so no need to zero them again.
             if buf.len() < len {
                 buf.resize(len, 0);
@@ -72,7 +72,7 @@ impl PrefixWork {
             let dst = buf.get_mut(..len).unwrap_or_default();
             self.reader
                 .file
-                .read_exact_at(dst, self.reader.lengths.chunk_offset(c))
+                .read_exact_at(dst, self.reader.layout.chunk_offset(c))
                 .map_err(|e| ContentError::io("read", &self.reader.part_path, e))?;
             self.hash.sha.update(&*dst);
             self.hash.next += 1;
@@ -94,13 +94,13 @@ impl PrefixWork {
     /// here are reused by the next writes at once. Best effort: an error only leaves pages
     /// cached.
     fn release_behind(&mut self) {
-        let lengths = &self.reader.lengths;
+        let layout = &self.reader.layout;
         let hashed = self
             .hash
             .next
             .checked_sub(1)
-            .and_then(|last| lengths.validate(last))
-            .map_or(0, |c| lengths.chunk_range(c).end);
+            .and_then(|last| layout.validate(last))
+            .map_or(0, |c| layout.chunk_range(c).end);
         let end = hashed.saturating_sub(KEEP_CACHED_BEHIND);
         let start = self.reader.released.load(Ordering::Relaxed);
         if end >= start.saturating_add(RELEASE_STEP)
@@ -112,7 +112,7 @@ impl PrefixWork {
 
     /// True when the hash covers the whole file.
     pub fn is_complete(&self) -> bool {
-        self.hash.next == self.reader.lengths.chunk_count()
+        self.hash.next == self.reader.layout.chunk_count()
     }
 }
 
@@ -121,7 +121,7 @@ impl PartialFile {
     /// chunk it needs is verified. Give it back with [`PartialFile::return_prefix_work`].
     pub fn take_prefix_work(&mut self) -> Option<PrefixWork> {
         let next = self.prefix.as_ref()?.next;
-        let c = self.lengths.validate(next)?;
+        let c = self.layout.validate(next)?;
         if self.state != State::Open || !self.verified.get(c.get()) {
             return None;
         }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use super::page_cache::drop_cached;
 use super::record::VerifiedBits;
-use crate::content::manifest::{ChunkIndex, Lengths};
+use crate::content::layout::Layout;
+use crate::content::manifest::ChunkIndex;
 use crate::content::ContentError;
 use crate::id::Id;
 
@@ -18,7 +19,7 @@ use crate::id::Id;
 pub struct PartialReader {
     pub(super) id: Id,
     pub(super) part_path: PathBuf,
-    pub(super) lengths: Lengths,
+    pub(super) layout: Layout,
     pub(super) file: Arc<File>,
     pub(super) verified: Arc<VerifiedBits>,
     pub(super) released: Arc<AtomicU64>,
@@ -43,8 +44,8 @@ impl PartialReader {
         }
         // A no-op for a buffer of the right length already (`crate::bufpool`): the read
         // overwrites all of it.
-        buf.resize(self.lengths.chunk_len(c) as usize, 0);
-        let offset = self.lengths.chunk_offset(c);
+        buf.resize(self.layout.chunk_len(c) as usize, 0);
+        let offset = self.layout.chunk_offset(c);
         if let Err(e) = self.file.read_exact_at(buf, offset) {
             buf.clear();
             return Err(ContentError::io("read", &self.part_path, e));

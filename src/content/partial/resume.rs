@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use super::prefix::PrefixHash;
 use super::record::{bit_at, read_record, VerifiedBits};
 use super::{downloads_dir, OpenReport, PartialFile, State};
-use crate::content::manifest::{Manifest, HASH_LEN};
+use crate::content::content_manifest::ContentManifest;
+use crate::content::layout::Layout;
+use crate::content::manifest::{HASH_LEN, MAX_MANIFEST_LEN};
 use crate::content::{remove_if_exists, sync_dir, write_atomic, ContentError};
 use crate::id::Id;
 
@@ -26,10 +28,10 @@ impl PartialFile {
     /// (here or in another process) fails with [`ContentError::Busy`].
     pub fn open_or_create(
         data_dir: &Path,
-        manifest: Arc<Manifest>,
+        manifest: Arc<ContentManifest>,
     ) -> Result<(PartialFile, OpenReport), ContentError> {
         let id = manifest.content_id();
-        let lengths = manifest.lengths();
+        let layout = manifest.layout();
         let dir = downloads_dir(data_dir);
         fs::create_dir_all(&dir).map_err(|e| ContentError::io("create", &dir, e))?;
         let hex = id.to_hex();
@@ -63,21 +65,21 @@ impl PartialFile {
             .metadata()
             .map_err(|e| ContentError::io("inspect", &part_path, e))?
             .len();
-        let size_ok = len == lengths.total();
+        let size_ok = len == layout.total();
         if !size_ok {
             // Set or repair the size. Regions past the old end read as zeros, so nothing
             // there can pass for a written chunk unless it is one of zeros.
-            file.set_len(lengths.total())
+            file.set_len(layout.total())
                 .map_err(|e| ContentError::io("preallocate", &part_path, e))?;
         }
         // Reserve the whole file's blocks now, so a full disk is found before the first
         // chunk instead of half-way (and, with delayed allocation, after chunks were counted
         // as written). A download that does not fit leaves nothing behind.
-        if let Err(e) = reserve(&file, lengths.total()) {
+        if let Err(e) = reserve(&file, layout.total()) {
             let err = if crate::content::is_no_space(&e) {
                 ContentError::NoSpace {
                     dir: dir.clone(),
-                    needed: lengths.total().saturating_sub(allocated(&file)),
+                    needed: layout.total().saturating_sub(allocated(&file)),
                 }
             } else {
                 ContentError::io("reserve space for", &part_path, e)
@@ -95,7 +97,7 @@ impl PartialFile {
 
         let record_path = dir.join(format!("{hex}.resume"));
         let record = if size_ok && !created {
-            read_record(&record_path, &id, lengths.chunk_count())
+            read_record(&record_path, &id, layout.chunk_count())
         } else {
             None
         };
@@ -114,23 +116,25 @@ impl PartialFile {
 
         let mut pf = PartialFile {
             id,
-            lengths,
+            layout: layout.clone(),
             dir,
             part_path,
             file: Arc::new(file),
-            verified: Arc::new(VerifiedBits::new(lengths.chunk_count())),
+            verified: Arc::new(VerifiedBits::new(layout.chunk_count())),
             released: Arc::new(AtomicU64::new(0)),
             verified_count: 0,
             dirty: false,
             state: State::Open,
+            // A folder has no whole-content hash: each file is checked as it is cut out of
+            // the `.part` (finish_tree.rs).
+            prefix: manifest.as_file().map(|_| PrefixHash::new()),
             manifest,
-            prefix: Some(PrefixHash::new()),
             prefix_gen: 0,
             unsynced: 0,
         };
         let mut from_record = 0;
         if let Some(bits) = &record {
-            for c in lengths.chunks() {
+            for c in layout.chunks() {
                 if bit_at(bits, c.get()) {
                     pf.set_verified(c);
                     from_record += 1;
@@ -160,10 +164,10 @@ impl PartialFile {
 
     /// A new `.part` is all zeros (sparse): chunks whose content *is* zeros are already there.
     fn recover_zero_chunks(&mut self) -> u32 {
-        let mut zero = ZeroHashes::default();
+        let zero = ZeroHashes::of(&self.layout);
         let mut n = 0;
-        for c in self.lengths.chunks() {
-            let len = self.lengths.chunk_len(c);
+        for c in self.layout.chunks() {
+            let len = self.layout.chunk_len(c);
             if self.manifest.chunk_hash(c) == zero.of_len(len) {
                 self.set_verified(c);
                 n += 1;
@@ -174,17 +178,17 @@ impl PartialFile {
 
     /// Re-hashes every chunk not yet verified from the `.part`; returns how many matched.
     fn recover_from_disk(&mut self) -> Result<u32, ContentError> {
-        let mut zero = ZeroHashes::default();
+        let zero = ZeroHashes::of(&self.layout);
         let mut buf = Vec::new();
         let mut n = 0;
-        for c in self.lengths.chunks() {
+        for c in self.layout.chunks() {
             if self.verified.get(c.get()) {
                 continue;
             }
-            let len = self.lengths.chunk_len(c);
+            let len = self.layout.chunk_len(c);
             buf.resize(len as usize, 0);
             self.file
-                .read_exact_at(&mut buf, self.lengths.chunk_offset(c))
+                .read_exact_at(&mut buf, self.layout.chunk_offset(c))
                 .map_err(|e| ContentError::io("read", &self.part_path, e))?;
             // Never-written regions are holes that read as zeros: compare against the hash of
             // zeros (computed once per length) instead of hashing them.
@@ -247,30 +251,46 @@ fn open_part(path: &Path) -> Result<(File, bool), ContentError> {
     }
 }
 
-/// SHA-256 of `len` zero bytes, for the (at most two) chunk lengths of a file.
-#[derive(Default)]
+/// SHA-256 of zero bytes for every chunk length of a content: two lengths for a file, up to
+/// one per file for a folder. One pass over zeros as long as the longest chunk, finalizing a
+/// copy of the running hash at each length, so thousands of lengths cost about one chunk.
 struct ZeroHashes(Vec<(u32, [u8; HASH_LEN])>);
 
 impl ZeroHashes {
-    fn of_len(&mut self, len: u32) -> &[u8; HASH_LEN] {
-        let i = match self.0.iter().position(|(l, _)| *l == len) {
-            Some(i) => i,
-            None => {
-                let h = Sha256::digest(vec![0u8; len as usize]).into();
-                self.0.push((len, h));
-                self.0.len() - 1
+    fn of(layout: &Layout) -> ZeroHashes {
+        let mut lens: Vec<u32> = layout.chunks().map(|c| layout.chunk_len(c)).collect();
+        lens.sort_unstable();
+        lens.dedup();
+        let zeros = [0u8; 64 * 1024];
+        let mut sha = Sha256::new();
+        let mut at = 0u32;
+        let mut out = Vec::with_capacity(lens.len());
+        for len in lens {
+            while at < len {
+                let n = (len - at).min(zeros.len() as u32);
+                sha.update(zeros.get(..n as usize).unwrap_or(&[]));
+                at += n;
             }
-        };
-        self.0.get(i).map_or(&[0; HASH_LEN], |(_, h)| h)
+            out.push((len, sha.clone().finalize().into()));
+        }
+        ZeroHashes(out)
+    }
+
+    fn of_len(&self, len: u32) -> &[u8; HASH_LEN] {
+        match self.0.binary_search_by_key(&len, |(l, _)| *l) {
+            Ok(i) => self.0.get(i).map_or(&[0; HASH_LEN], |(_, h)| h),
+            // Not a chunk length of this content: no chunk compares equal to all zeros.
+            Err(_) => &[0; HASH_LEN],
+        }
     }
 }
 
 /// How many bytes of `manifest`'s download its resume record says are verified on disk (0
 /// without a usable record). Cheap: one small file, no hashing; for showing progress before
 /// the download is reopened (which also re-checks what the record does not claim).
-pub fn recorded_bytes(data_dir: &Path, manifest: &Manifest) -> u64 {
+pub fn recorded_bytes(data_dir: &Path, manifest: &ContentManifest) -> u64 {
     let id = manifest.content_id();
-    let l = manifest.lengths();
+    let l = manifest.layout();
     let path = downloads_dir(data_dir).join(format!("{}.resume", id.to_hex()));
     let Some(bits) = read_record(&path, &id, l.chunk_count()) else {
         return 0;
@@ -285,7 +305,7 @@ pub fn recorded_bytes(data_dir: &Path, manifest: &Manifest) -> u64 {
 /// hashes to its file name. Damaged manifests are deleted (with their download, which cannot
 /// be verified without them). The caller reopens each with [`PartialFile::open_or_create`];
 /// the final name is the caller's to remember.
-pub fn resumable_downloads(data_dir: &Path) -> Result<Vec<Arc<Manifest>>, ContentError> {
+pub fn resumable_downloads(data_dir: &Path) -> Result<Vec<Arc<ContentManifest>>, ContentError> {
     let dir = downloads_dir(data_dir);
     let rd = match fs::read_dir(&dir) {
         Ok(rd) => rd,
@@ -314,9 +334,9 @@ pub fn resumable_downloads(data_dir: &Path) -> Result<Vec<Arc<Manifest>>, Conten
         };
         let ok = fs::metadata(de.path())
             .ok()
-            .filter(|m| m.len() <= crate::content::manifest::MAX_MANIFEST_LEN as u64)
+            .filter(|m| m.len() <= MAX_MANIFEST_LEN as u64)
             .and_then(|_| fs::read(de.path()).ok())
-            .and_then(|b| Manifest::decode_for(&id, &b).ok());
+            .and_then(|b| ContentManifest::decode_for(&id, &b).ok());
         match ok {
             Some(m) => out.push(Arc::new(m)),
             None => {

@@ -5,6 +5,12 @@ use super::page_cache::{KEEP_CACHED_BEHIND, RELEASE_STEP};
 use super::record::{bit_at, read_record};
 use super::*;
 use crate::content::names::fallback_name;
+use crate::content::Manifest;
+
+/// A file's manifest as the partial download takes it.
+fn file(m: Manifest) -> Arc<ContentManifest> {
+    Arc::new(ContentManifest::File(m))
+}
 
 const CS: u32 = 16 << 10;
 
@@ -15,22 +21,22 @@ fn pattern(n: usize, seed: u8) -> Vec<u8> {
 }
 
 /// Content of `chunks` 16 KiB chunks, the last one short.
-fn content(chunks: usize) -> (Vec<u8>, Arc<Manifest>) {
+fn content(chunks: usize) -> (Vec<u8>, Arc<ContentManifest>) {
     let d = pattern(chunks * CS as usize - 100, 3);
-    let m = Arc::new(Manifest::for_data_with_chunk_size(&d, CS).unwrap());
+    let m = file(Manifest::for_data_with_chunk_size(&d, CS).unwrap());
     (d, m)
 }
 
-fn chunk<'a>(d: &'a [u8], m: &Manifest, c: ChunkIndex) -> &'a [u8] {
-    let r = m.lengths().chunk_range(c);
+fn chunk<'a>(d: &'a [u8], m: &ContentManifest, c: ChunkIndex) -> &'a [u8] {
+    let r = m.layout().chunk_range(c);
     &d[r.start as usize..r.end as usize]
 }
 
-fn idx(m: &Manifest, i: u32) -> ChunkIndex {
-    m.lengths().validate(i).unwrap()
+fn idx(m: &ContentManifest, i: u32) -> ChunkIndex {
+    m.validate(i).unwrap()
 }
 
-fn verified(m: &Manifest, d: &[u8], i: u32) -> VerifiedChunk {
+fn verified(m: &ContentManifest, d: &[u8], i: u32) -> VerifiedChunk {
     let c = idx(m, i);
     VerifiedChunk::check(m, i, chunk(d, m, c).to_vec())
         .ok()
@@ -46,7 +52,7 @@ fn store(pf: &mut PartialFile, d: &[u8], i: u32, mark: bool) {
     } else {
         let c = idx(&m, i);
         pf.file
-            .write_all_at(chunk(d, &m, c), m.lengths().chunk_offset(c))
+            .write_all_at(chunk(d, &m, c), m.layout().chunk_offset(c))
             .unwrap();
     }
 }
@@ -170,7 +176,7 @@ fn pages_behind_the_hash_are_released() {
     // Enough chunks for one release and a bit more, the last chunk 3 bytes short.
     let n = keep + step + step / 2;
     let d = pattern(n * cs as usize - 3, 9);
-    let m = Arc::new(Manifest::for_data_with_chunk_size(&d, cs).unwrap());
+    let m = file(Manifest::for_data_with_chunk_size(&d, cs).unwrap());
     let (mut pf, _) = PartialFile::open_or_create(tmp.path(), Arc::clone(&m)).unwrap();
     let part = pf.part_path.clone();
     let mut buf = Vec::new();
@@ -255,7 +261,7 @@ fn crash_recovers_exactly_the_written_chunks() {
         store(&mut pf, &d, 5, false);
         let c5 = idx(&m, 5);
         pf.file
-            .write_all_at(b"torn", m.lengths().chunk_offset(c5) + 10)
+            .write_all_at(b"torn", m.layout().chunk_offset(c5) + 10)
             .unwrap();
         // Dropped without flush: the kill -9.
     }
@@ -318,7 +324,7 @@ fn inconsistent_manifest_cannot_finish() {
     let tmp = tempfile::tempdir().unwrap();
     let d = pattern(40_000, 1);
     let good = Manifest::for_data_with_chunk_size(&d, CS).unwrap();
-    let m = Arc::new(Manifest::new(good.lengths(), [7; 32], good.chunk_hashes().to_vec()).unwrap());
+    let m = file(Manifest::new(good.lengths(), [7; 32], good.chunk_hashes().to_vec()).unwrap());
     let (mut pf, _) = PartialFile::open_or_create(tmp.path(), Arc::clone(&m)).unwrap();
     for i in 0..3 {
         store(&mut pf, &d, i, true);
@@ -378,7 +384,7 @@ fn zero_chunks_need_no_download() {
     let tmp = tempfile::tempdir().unwrap();
     let mut d = vec![0u8; 3 * CS as usize + 10];
     d[CS as usize + 1] = 1; // chunk 1 is not all zeros
-    let m = Arc::new(Manifest::for_data_with_chunk_size(&d, CS).unwrap());
+    let m = file(Manifest::for_data_with_chunk_size(&d, CS).unwrap());
     let (mut pf, rep) = PartialFile::open_or_create(tmp.path(), Arc::clone(&m)).unwrap();
     assert_eq!(verified_set(&rep.verified), [0, 2, 3]);
     store(&mut pf, &d, 1, true);
@@ -427,7 +433,7 @@ fn names_collide_and_hostile_names_stay_inside() {
     ];
     for (i, (name, want)) in cases.iter().enumerate() {
         let d = pattern(1000 + i, i as u8);
-        let m = Arc::new(Manifest::for_data(&d).unwrap());
+        let m = file(Manifest::for_data(&d).unwrap());
         let (mut pf, _) = PartialFile::open_or_create(tmp.path(), m.clone()).unwrap();
         store(&mut pf, &d, 0, true);
         let p = pf.finish(&out, name).unwrap();
@@ -436,7 +442,7 @@ fn names_collide_and_hostile_names_stay_inside() {
     }
     // Unusable names fall back to the content ID.
     let d = pattern(10, 99);
-    let m = Arc::new(Manifest::for_data(&d).unwrap());
+    let m = file(Manifest::for_data(&d).unwrap());
     let (mut pf, _) = PartialFile::open_or_create(tmp.path(), m.clone()).unwrap();
     store(&mut pf, &d, 0, true);
     let p = pf.finish(&out, "..").unwrap();
@@ -460,7 +466,7 @@ fn names_collide_and_hostile_names_stay_inside() {
 #[test]
 fn empty_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let m = Arc::new(Manifest::for_data(b"").unwrap());
+    let m = file(Manifest::for_data(b"").unwrap());
     let (mut pf, rep) = PartialFile::open_or_create(tmp.path(), m).unwrap();
     assert!(rep.verified.is_empty() && pf.is_complete());
     let p = pf.finish(tmp.path(), "empty.txt").unwrap();
@@ -482,7 +488,7 @@ fn readers_serve_verified_chunks_concurrently() {
                 let mut served = 0;
                 while served < 32 {
                     served = 0;
-                    for c in m.lengths().chunks() {
+                    for c in m.layout().chunks() {
                         match r.read_chunk(c, &mut buf) {
                             Ok(()) => {
                                 // A reader never sees a chunk before its bytes.
@@ -514,7 +520,7 @@ fn resumable_downloads_lists_and_cleans() {
     let tmp = tempfile::tempdir().unwrap();
     assert!(resumable_downloads(tmp.path()).unwrap().is_empty());
     let (_, m1) = content(2);
-    let m2 = Arc::new(Manifest::for_data(b"two").unwrap());
+    let m2 = file(Manifest::for_data(b"two").unwrap());
     drop(PartialFile::open_or_create(tmp.path(), Arc::clone(&m1)).unwrap());
     drop(PartialFile::open_or_create(tmp.path(), Arc::clone(&m2)).unwrap());
     let mut want = vec![m1.content_id(), m2.content_id()];

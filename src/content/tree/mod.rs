@@ -23,6 +23,7 @@ pub mod path;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -120,6 +121,10 @@ pub struct TreeManifest {
     total_size: u64,
     entries_len: usize,
     id: Id,
+    /// Where each chunk starts when the files lie one after another (a download's `.part`,
+    /// `content/layout.rs`), and the total size last: computed once, shared by every
+    /// [`crate::content::Layout`] of this tree.
+    starts: Arc<[u64]>,
 }
 
 impl fmt::Debug for TreeManifest {
@@ -181,6 +186,7 @@ impl TreeManifest {
         }
         let entries_len = entries.iter().map(entry_len).sum();
         let mut t = TreeManifest {
+            starts: chunk_starts(&entries),
             entries,
             chunk_hashes,
             files,
@@ -225,6 +231,7 @@ impl TreeManifest {
         check_file_hashes(&entries, &files, |i| chunk_hashes.get(i as usize).copied())
             .map_err(|f| f.error)?;
         Ok(TreeManifest {
+            starts: chunk_starts(&entries),
             entries,
             chunk_hashes,
             files,
@@ -318,6 +325,16 @@ impl TreeManifest {
         }
     }
 
+    /// Where each chunk starts when the files lie one after another, then the total size.
+    pub fn chunk_starts(&self) -> &Arc<[u64]> {
+        &self.starts
+    }
+
+    /// Which file (0-based, in entry order) entry `entry` is; `None` for a folder.
+    pub fn file_number(&self, entry: usize) -> Option<usize> {
+        self.files.binary_search_by_key(&entry, |&(e, _)| e).ok()
+    }
+
     /// The single-file manifest of file entry `entry`: the manifest (and so the content ID)
     /// the same bytes have when shared alone, if its chunk size is the policy's.
     pub fn file_manifest(&self, entry: usize) -> Option<Manifest> {
@@ -338,6 +355,22 @@ impl TreeManifest {
             _ => false,
         }
     }
+}
+
+/// See [`TreeManifest::chunk_starts`].
+fn chunk_starts(entries: &[TreeEntry]) -> Arc<[u64]> {
+    let mut starts = Vec::new();
+    let mut at = 0u64;
+    for e in entries {
+        if let EntryKind::File(f) = e.kind {
+            for c in f.lengths.chunks() {
+                starts.push(at);
+                at += u64::from(f.lengths.chunk_len(c));
+            }
+        }
+    }
+    starts.push(at);
+    starts.into()
 }
 
 /// The total length of a tree manifest, from its first 25 bytes (magic through

@@ -17,13 +17,14 @@ use serde_json::{json, Value};
 
 use crate::api::reply;
 use crate::api::ReplyTo;
-use crate::content::manifest::Manifest;
 use crate::content::names::safe_file_name_or_fallback;
+use crate::content::ContentManifest;
 use crate::id::Id;
 use crate::storage::job::{DownloadRecord, Inventory, ShareInfo, Snapshot, StorageJob};
 use crate::transfer::engine::{Engine, EngineConfig};
 
 mod pause;
+mod peek;
 mod results;
 mod status;
 mod waits;
@@ -60,6 +61,23 @@ pub struct Completed {
     pub size: u64,
 }
 
+/// A shared content, as `all_available_content` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareSummary {
+    /// Its content ID.
+    pub id: Id,
+    /// The file's or folder's name.
+    pub name: String,
+    /// Bytes (of every file of a folder).
+    pub size: u64,
+    /// Chunks.
+    pub chunks: u32,
+    /// A folder, not a file.
+    pub folder: bool,
+    /// Files (1 for a file).
+    pub files: usize,
+}
+
 /// What a content is to this node.
 #[derive(Debug)]
 enum Entry {
@@ -83,7 +101,7 @@ struct Download {
     /// With waiters: verified bytes at the last check, and since when unchanged.
     last_progress: Option<(u64, Instant)>,
     /// Its manifest, once known (kept so a paused download resumes without the network).
-    manifest: Option<Arc<Manifest>>,
+    manifest: Option<Arc<ContentManifest>>,
     /// Why it is paused, if it is: the engine has forgotten it (`pause.rs`).
     paused: Option<Paused>,
     /// Verified bytes on disk as far as the library knows without the engine: the resume
@@ -129,6 +147,8 @@ pub struct Library {
     /// `cancel_transfer` requests, answered once the partial data is deleted: who asked
     /// and how many verified bytes were thrown away.
     cancelling: Vec<(Id, ReplyTo, u64)>,
+    /// `content_tree` requests waiting for a manifest from peers (`peek.rs`).
+    peeks: Vec<peek::PeekWait>,
     /// Snapshots of the download list taken so far (numbers the next one).
     download_lists: u64,
 }
@@ -155,6 +175,7 @@ impl Library {
             withdrawn: Vec::new(),
             completed: Vec::new(),
             cancelling: Vec::new(),
+            peeks: Vec::new(),
             download_lists: 0,
         };
         for info in inv.shares {
@@ -234,16 +255,16 @@ impl Library {
         matches!(self.entries.get(id), Some(Entry::Shared { .. }))
     }
 
-    /// `{content_id, filename, size, num_chunks}` for every shared file.
-    pub fn shared_summaries(&self) -> Vec<(Id, String, u64, u32)> {
+    /// What `all_available_content` says of every shared file and folder.
+    pub fn shared_summaries(&self) -> Vec<ShareSummary> {
         self.shares()
-            .map(|(id, i)| {
-                (
-                    *id,
-                    i.name.clone(),
-                    i.size,
-                    i.manifest.lengths().chunk_count(),
-                )
+            .map(|(id, i)| ShareSummary {
+                id: *id,
+                name: i.name.clone(),
+                size: i.size,
+                chunks: i.manifest.chunk_count(),
+                folder: i.manifest.as_tree().is_some(),
+                files: i.manifest.file_count(),
             })
             .collect()
     }
@@ -276,7 +297,7 @@ impl Library {
                 self.jobs.push_back(StorageJob::CopyOut {
                     content: id,
                     from: info.path.clone(),
-                    sha256: *info.manifest.file_sha256(),
+                    manifest: info.manifest.clone(),
                     dir: output_dir.unwrap_or_default(),
                     name: safe_file_name_or_fallback(&info.name, &id),
                     reply: to,

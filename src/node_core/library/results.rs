@@ -89,7 +89,7 @@ impl Library {
                 match result {
                     Err(StorageError::NoSpace { dir }) => {
                         let manifest = self.engine.manifest(&content);
-                        let size = manifest.as_ref().map_or(0, |m| m.file_size());
+                        let size = manifest.as_ref().map_or(0, |m| m.total_size());
                         if let Some(Entry::Downloading(d)) = self.entries.get_mut(&content) {
                             d.manifest = manifest;
                         }
@@ -162,13 +162,21 @@ impl Library {
                         let m = info.manifest.clone();
                         let id = m.content_id();
                         self.engine.share(m.clone(), Some(info.name.clone()));
-                        let bytes = reply::success(obj(json!({
+                        let mut fields = json!({
                             "message": "File added",
                             "file_hash": id.to_hex(),
                             "filename": info.name,
                             "size": info.size,
-                            "num_chunks": m.lengths().chunk_count(),
-                        })));
+                            "num_chunks": m.chunk_count(),
+                        });
+                        if let Some(t) = m.as_tree() {
+                            // api.md 5.2: a folder says how many files it shares and what
+                            // it left out, so nothing is skipped silently.
+                            fields["message"] = json!("Folder added");
+                            fields["num_files"] = json!(t.file_count());
+                            fields["skipped"] = json!(info.skipped);
+                        }
+                        let bytes = reply::success(obj(fields));
                         self.entries.insert(
                             id,
                             Entry::Shared {
@@ -204,14 +212,15 @@ impl Library {
                     content,
                     path: path.clone(),
                     name: filename.clone(),
-                    size: self.engine.manifest(&content).map_or(0, |m| m.file_size()),
+                    size: self.engine.manifest(&content).map_or(0, |m| m.total_size()),
                 });
                 if let Some(m) = self.engine.manifest(&content) {
                     let info = ShareInfo {
-                        size: m.file_size(),
+                        size: m.total_size(),
                         manifest: m,
                         name: filename.clone(),
                         path: path.clone(),
+                        skipped: Vec::new(),
                     };
                     self.entries.insert(
                         content,

@@ -55,9 +55,9 @@ impl Library {
             (None, Some(d)) if d.paused.is_some() => {
                 let m = d.manifest.as_ref();
                 crate::transfer::engine::Progress {
-                    size: m.map_or(0, |m| m.file_size()),
+                    size: m.map_or(0, |m| m.total_size()),
                     have_bytes: d.known_bytes,
-                    chunks_total: m.map_or(0, |m| m.lengths().chunk_count()),
+                    chunks_total: m.map_or(0, |m| m.chunk_count()),
                     has_manifest: m.is_some(),
                     name: d.name.clone(),
                     ..Default::default()
@@ -93,6 +93,11 @@ impl Library {
             "down_rate": rates.transfer(id).down,
             "up_rate": rates.transfer(id).up,
         });
+        // A folder says how many of its files are verified (a file's reply is unchanged).
+        if let (Some((done, all)), Value::Object(m)) = (self.engine.files_progress(id), &mut v) {
+            m.insert("num_files".into(), Value::from(all));
+            m.insert("files_done".into(), Value::from(done));
+        }
         // Only a paused download has `paused` (replies stay as they were for the others).
         if let (Some(why), Value::Object(m)) = (download.and_then(|d| d.paused.as_ref()), &mut v) {
             m.insert("paused".into(), Value::from(why.describe()));

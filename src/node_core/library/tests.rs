@@ -2,11 +2,14 @@
 
 use super::*;
 use crate::bitset::BitSet;
+use crate::content::{ContentManifest, Manifest};
 use crate::storage::job::{Resumable, StorageDone, StorageError};
 
-fn manifest(len: usize) -> Arc<Manifest> {
+fn manifest(len: usize) -> Arc<ContentManifest> {
     let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
-    Arc::new(Manifest::for_data_with_chunk_size(&data, 16 << 10).unwrap())
+    Arc::new(ContentManifest::File(
+        Manifest::for_data_with_chunk_size(&data, 16 << 10).unwrap(),
+    ))
 }
 
 fn library(inv: Inventory, now: Instant) -> Library {
@@ -41,7 +44,7 @@ fn a_resumed_download_shows_its_recorded_progress_at_once() {
     };
     let mut lib = library(inv, now);
     assert_eq!(status(&lib, &id)["have_bytes"], 48 << 10);
-    let mut have = BitSet::new(m.lengths().chunk_count() as usize);
+    let mut have = BitSet::new(m.layout().chunk_count() as usize);
     for i in 0..4 {
         have.insert(i);
     }
@@ -112,10 +115,10 @@ fn saved_list(lib: &mut Library) -> Vec<DownloadRecord> {
 }
 
 /// A download with its partial file open (as after `PartialOpened` with 3 chunks verified).
-fn opened_download(lib: &mut Library, m: &Arc<Manifest>, now: Instant) -> Id {
+fn opened_download(lib: &mut Library, m: &Arc<ContentManifest>, now: Instant) -> Id {
     let id = m.content_id();
     let inv_have = {
-        let mut have = BitSet::new(m.lengths().chunk_count() as usize);
+        let mut have = BitSet::new(m.layout().chunk_count() as usize);
         for i in 0..3 {
             have.insert(i);
         }

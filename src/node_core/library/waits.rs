@@ -11,6 +11,7 @@ impl Library {
     /// provided in time (their requests are answered with an error).
     pub fn expire_waits(&mut self, now: Instant) {
         self.remember_names();
+        self.expire_peeks(now);
         let mut unfound = Vec::new();
         for (id, e) in self.entries.iter_mut() {
             let Entry::Downloading(d) = e else {

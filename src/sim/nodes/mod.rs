@@ -36,6 +36,7 @@ use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 
 use crate::content::manifest::Manifest;
+use crate::content::ContentManifest;
 use crate::dht::DhtConfig;
 use crate::id::Id;
 use crate::sim::net::{derive_seed, SimError};
@@ -198,10 +199,10 @@ impl NetScenario {
         for (k, &s) in seeders.iter().enumerate() {
             let mut data = vec![0u8; self.content_size as usize];
             StdRng::seed_from_u64(derive_seed(self.seed, k as u64, 9)).fill(&mut data[..]);
-            let m = Arc::new(
+            let m = Arc::new(ContentManifest::File(
                 Manifest::for_data(&data)
                     .map_err(|e| SimError::InvalidConfig(format!("content {k}: {e:?}")))?,
-            );
+            ));
             contents.push((m.content_id(), Arc::new(data.clone())));
             world
                 .storage_mut(s)

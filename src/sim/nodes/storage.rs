@@ -12,8 +12,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::bitset::BitSet;
-use crate::content::manifest::Manifest;
 use crate::content::verified::VerifiedChunk;
+use crate::content::ContentManifest;
 use crate::id::Id;
 use crate::storage::job::{
     DownloadRecord, FinishError, Inventory, NodeState, Resumable, ShareInfo, StorageDone,
@@ -22,7 +22,7 @@ use crate::storage::job::{
 
 /// A download's chunks as stored so far (only verified ones).
 struct Partial {
-    manifest: Arc<Manifest>,
+    manifest: Arc<ContentManifest>,
     chunks: BTreeMap<u32, Arc<Vec<u8>>>,
 }
 
@@ -45,8 +45,8 @@ pub struct MemStorage {
 
 impl MemStorage {
     /// Shares `data` (whose manifest is `manifest`), as `local_add_file` would have.
-    pub fn share(&mut self, manifest: Arc<Manifest>, data: &[u8], name: &str) {
-        let l = manifest.lengths();
+    pub fn share(&mut self, manifest: Arc<ContentManifest>, data: &[u8], name: &str) {
+        let l = manifest.layout();
         let chunks = l
             .chunks()
             .map(|c| {
@@ -59,10 +59,11 @@ impl MemStorage {
             })
             .collect();
         let info = ShareInfo {
-            size: manifest.file_size(),
+            size: manifest.total_size(),
             name: name.to_owned(),
             path: PathBuf::from(format!("/sim/shared/{name}")),
             manifest,
+            skipped: Vec::new(),
         };
         self.shares
             .insert(info.manifest.content_id(), Share { info, chunks });
@@ -158,7 +159,7 @@ impl MemStorage {
                 Some(StorageDone::ChunkChecked { content, from, ok })
             }
             StorageJob::OpenPartial { content, manifest } => {
-                let n = manifest.lengths().chunk_count() as usize;
+                let n = manifest.chunk_count() as usize;
                 let p = self.partials.entry(content).or_insert_with(|| Partial {
                     manifest,
                     chunks: BTreeMap::new(),
@@ -225,7 +226,7 @@ impl MemStorage {
         let Some(p) = self.partials.get(&content) else {
             return Err(FinishError::Io(format!("download {content} is not open")));
         };
-        let l = p.manifest.lengths();
+        let l = p.manifest.layout();
         if p.chunks.len() != l.chunk_count() as usize {
             return Err(FinishError::Io(format!(
                 "download {content} is not complete ({} of {} chunks)",
@@ -237,7 +238,8 @@ impl MemStorage {
         for c in p.chunks.values() {
             file.extend_from_slice(c);
         }
-        if Sha256::digest(&file).as_slice() != p.manifest.file_sha256().as_slice() {
+        let whole = p.manifest.as_file().map(|m| *m.file_sha256());
+        if whole.is_some_and(|h| Sha256::digest(&file).as_slice() != h.as_slice()) {
             return Err(FinishError::HashMismatch);
         }
         let Some(p) = self.partials.remove(&content) else {
@@ -248,10 +250,11 @@ impl MemStorage {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let info = ShareInfo {
-            size: p.manifest.file_size(),
+            size: p.manifest.total_size(),
             manifest: p.manifest,
             name,
             path: path.clone(),
+            skipped: Vec::new(),
         };
         let chunks = p.chunks.into_values().collect();
         self.finished.push((content, Arc::new(file)));

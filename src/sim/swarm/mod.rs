@@ -35,6 +35,7 @@ pub use report::{Comparison, IdealBound, SwarmReport};
 pub use world::Sample;
 
 use crate::content::manifest::{chunk_size_for, Manifest};
+use crate::content::ContentManifest;
 use crate::sim::net::{derive_seed, SimError};
 use crate::transfer::engine::EngineConfig;
 use world::{chunk_bytes, NodeSpec, World, WorldConfig};
@@ -250,7 +251,7 @@ impl SwarmScenario {
     }
 
     /// The file (chunk bytes) and its manifest.
-    fn content(&self) -> Result<(Arc<Manifest>, Chunks), SimError> {
+    fn content(&self) -> Result<(Arc<ContentManifest>, Chunks), SimError> {
         let cs = self.chunk_size();
         let lengths = crate::content::manifest::Lengths::new(self.file_size, cs)
             .map_err(|e| SimError::InvalidConfig(format!("file layout: {e}")))?;
@@ -264,7 +265,7 @@ impl SwarmScenario {
         }
         let m = Manifest::for_data_with_chunk_size(&data, cs)
             .map_err(|e| SimError::InvalidConfig(format!("manifest: {e}")))?;
-        Ok((Arc::new(m), chunks))
+        Ok((Arc::new(ContentManifest::File(m)), chunks))
     }
 
     /// Node 0 is the seeder; the leechers' classes, latencies and join times come from the

@@ -35,6 +35,12 @@ pub enum Action {
         /// Which content.
         content: Id,
     },
+    /// The manifest of `content`, asked for by [`Engine::peek`](super::Engine::peek), is
+    /// here and verified ([`Engine::manifest`](super::Engine::manifest) gives it).
+    ManifestFetched {
+        /// Which content.
+        content: Id,
+    },
     /// This node now holds verified chunks of `content`: announce it as a provider.
     Announce {
         /// Which content.

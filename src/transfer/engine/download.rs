@@ -62,11 +62,10 @@ impl Engine {
             self.unshare(&content);
             return;
         };
-        let l = m.lengths();
         c.have = have.clone();
         c.scheduler = Some(Scheduler::new(
-            l.chunk_count() as usize,
-            l.chunk_size(),
+            m.chunk_count() as usize,
+            m.typical_chunk_len(),
             have,
             cfg,
             seed,
@@ -133,7 +132,7 @@ impl Engine {
             .contents
             .get(&content)
             .and_then(|c| c.manifest.as_ref())
-            .map(|m| m.lengths().chunk_count())
+            .map(|m| m.chunk_count())
         {
             if n != b.len() {
                 self.close_with(

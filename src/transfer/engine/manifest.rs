@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::connection::ConnState;
-use super::{ConnId, Engine};
+use super::{Action, ConnId, Engine};
 use crate::bitset::BitSet;
-use crate::content::manifest::Manifest;
+use crate::content::ContentManifest;
 use crate::id::Id;
 use crate::proto::wire::{self, error_code, Message};
 use crate::storage::job::StorageJob;
@@ -109,13 +109,17 @@ impl Engine {
         }
         let bytes = std::mem::take(&mut a.data);
         c.assembly = None;
-        match Manifest::decode_for(&content, &bytes) {
+        match ContentManifest::decode_for(&content, &bytes) {
             Ok(m) => {
                 let m = Arc::new(m);
                 c.manifest = Some(m.clone());
                 c.manifest_bytes = Some(Arc::new(bytes));
+                if c.peek {
+                    self.actions.push_back(Action::ManifestFetched { content });
+                    return;
+                }
                 c.opening = true;
-                c.have = BitSet::new(m.lengths().chunk_count() as usize);
+                c.have = BitSet::new(m.chunk_count() as usize);
                 self.actions.push_back(StorageJob::OpenPartial {
                     content,
                     manifest: m,

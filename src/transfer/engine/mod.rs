@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 use super::scheduler::Scheduler;
 use super::seeding::SuperSeed;
 use crate::bitset::BitSet;
-use crate::content::manifest::Manifest;
+use crate::content::ContentManifest;
 use crate::id::Id;
 use crate::proto::wire::{self, error_code, reject_reason, Handshake, Message};
 use crate::storage::job::StorageJob;
@@ -87,7 +87,7 @@ struct Content {
     /// The connection whose METADATA gave `name` (a name from a peer later banned for lying
     /// is forgotten, and the next peer's is taken).
     name_from: Option<ConnId>,
-    manifest: Option<Arc<Manifest>>,
+    manifest: Option<Arc<ContentManifest>>,
     manifest_bytes: Option<Arc<Vec<u8>>>,
     assembly: Option<ManifestAssembly>,
     /// Download state once the partial file is open.
@@ -104,6 +104,9 @@ struct Content {
     announced: bool,
     finishing: bool,
     complete: bool,
+    /// Only the manifest is wanted (`Engine::peek`): once it is verified the engine says so
+    /// ([`Action::ManifestFetched`]) and opens no partial file.
+    peek: bool,
 }
 
 /// All transfers of one node.
@@ -150,9 +153,9 @@ impl Engine {
     // ----- commands -----------------------------------------------------------------
 
     /// Serves a complete file whose manifest is `manifest`, and asks for it to be announced.
-    pub fn share(&mut self, manifest: Arc<Manifest>, name: Option<String>) {
+    pub fn share(&mut self, manifest: Arc<ContentManifest>, name: Option<String>) {
         let id = manifest.content_id();
-        let n = manifest.lengths().chunk_count() as usize;
+        let n = manifest.chunk_count() as usize;
         let bytes = Arc::new(manifest.encode());
         let c = self
             .contents
@@ -224,10 +227,21 @@ impl Engine {
         &mut self,
         now: Instant,
         content: Id,
-        manifest: Option<Arc<Manifest>>,
+        manifest: Option<Arc<ContentManifest>>,
         name: Option<String>,
     ) {
-        if self.contents.contains_key(&content) {
+        if let Some(c) = self.contents.get_mut(&content) {
+            // Only its manifest was wanted so far: now the whole content is.
+            if std::mem::take(&mut c.peek) {
+                if let Some(m) = c.manifest.clone() {
+                    c.opening = true;
+                    c.have = BitSet::new(m.chunk_count() as usize);
+                    self.actions.push_back(StorageJob::OpenPartial {
+                        content,
+                        manifest: m,
+                    });
+                }
+            }
             return;
         }
         let mut c = Content::new(Source::Download);
@@ -243,6 +257,21 @@ impl Engine {
                 manifest: m,
             });
         }
+        self.contents.insert(content, c);
+        self.actions.push_back(Action::FindPeers { content });
+    }
+
+    /// Fetches only the manifest of `content` (to list a folder before downloading it):
+    /// peers are found and asked as for a download, and once the manifest is verified the
+    /// engine emits [`Action::ManifestFetched`]; no partial file is opened and no chunk is
+    /// asked for. [`Engine::cancel`] ends it; [`Engine::download`] turns it into a download.
+    pub fn peek(&mut self, now: Instant, content: Id) {
+        if self.contents.contains_key(&content) {
+            return;
+        }
+        let mut c = Content::new(Source::Download);
+        c.peek = true;
+        c.next_peer_query = Some(now + c.peer_query_backoff);
         self.contents.insert(content, c);
         self.actions.push_back(Action::FindPeers { content });
     }
@@ -496,6 +525,7 @@ impl Content {
             announced: false,
             finishing: false,
             complete: false,
+            peek: false,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::bitset::BitSet;
-use crate::content::manifest::Manifest;
+use crate::content::{ContentManifest, Manifest};
 use crate::id::Id;
 use crate::proto::wire::{self, Message};
 use crate::storage::job::StorageJob;
@@ -35,6 +35,8 @@ struct Node {
     uploaded: u64,
     banned: Vec<SocketAddr>,
     announced: Vec<Id>,
+    /// Contents whose manifest a peek fetched (`Action::ManifestFetched`).
+    peeked: Vec<Id>,
     /// Bytes of PIECE data this node may send per tick; pieces wait in `outq` beyond that.
     budget: u64,
     outq: VecDeque<(ConnId, u32, Vec<u8>)>,
@@ -49,7 +51,7 @@ struct World {
     links: HashMap<(usize, ConnId), (usize, ConnId)>,
     /// bytes in flight per direction: (to node, to conn) -> bytes
     wires: BTreeMap<(usize, ConnId), Vec<u8>>,
-    manifests: HashMap<Id, Arc<Manifest>>,
+    manifests: HashMap<Id, Arc<ContentManifest>>,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -101,6 +103,7 @@ impl World {
                 uploaded: 0,
                 banned: vec![],
                 announced: vec![],
+                peeked: vec![],
                 budget: UNLIMITED,
                 outq: VecDeque::new(),
                 sent: Vec::new(),
@@ -116,7 +119,9 @@ impl World {
     }
 
     fn share(&mut self, node: usize, data: &[u8]) -> Id {
-        let m = Arc::new(Manifest::for_data_with_chunk_size(data, 16 << 10).unwrap());
+        let m = Arc::new(ContentManifest::File(
+            Manifest::for_data_with_chunk_size(data, 16 << 10).unwrap(),
+        ));
         let id = m.content_id();
         self.manifests.insert(id, m.clone());
         self.nodes[node].files.insert(id, Arc::new(data.to_vec()));
@@ -221,7 +226,7 @@ impl World {
                 chunk,
             }) => {
                 let m = self.manifests[&content].clone();
-                let l = m.lengths();
+                let l = m.layout();
                 let data = if let Some(f) = self.nodes[i].files.get(&content) {
                     let c = l.validate(chunk).unwrap();
                     let r = l.chunk_range(c);
@@ -249,7 +254,7 @@ impl World {
             }) => {
                 let m = self.manifests[&content].clone();
                 let ok = m
-                    .lengths()
+                    .layout()
                     .validate(chunk)
                     .is_some_and(|c| m.verify_chunk(c, &data));
                 if ok {
@@ -264,7 +269,7 @@ impl World {
                     .chunk_stored(now, content, chunk, from, Some(ok));
             }
             Action::Storage(StorageJob::OpenPartial { content, manifest }) => {
-                let n = manifest.lengths().chunk_count() as usize;
+                let n = manifest.layout().chunk_count() as usize;
                 let mut have = BitSet::new(n);
                 for c in self.nodes[i]
                     .store
@@ -285,9 +290,12 @@ impl World {
                     .get(&content)
                     .map(|s| s.values().flatten().copied().collect())
                     .unwrap_or_default();
-                let ok = Manifest::for_data_with_chunk_size(&data, m.lengths().chunk_size())
-                    .unwrap()
-                    .content_id()
+                let ok = Manifest::for_data_with_chunk_size(
+                    &data,
+                    m.as_file().unwrap().lengths().chunk_size(),
+                )
+                .unwrap()
+                .content_id()
                     == content;
                 if ok {
                     self.nodes[i].finished.push(content);
@@ -302,7 +310,7 @@ impl World {
             }) => {
                 let m = self.manifests[&content].clone();
                 let ok = m
-                    .lengths()
+                    .layout()
                     .validate(chunk)
                     .is_some_and(|c| m.verify_chunk(c, &data));
                 self.nodes[i].engine.chunk_checked(now, content, from, ok);
@@ -322,6 +330,7 @@ impl World {
             ) => {}
             Action::FindPeers { .. } => {}
             Action::Announce { content } => self.nodes[i].announced.push(content),
+            Action::ManifestFetched { content } => self.nodes[i].peeked.push(content),
             Action::Banned { addr, .. } => self.nodes[i].banned.push(addr),
         }
     }
@@ -379,6 +388,34 @@ fn one_seeder_one_leecher_gets_the_exact_bytes_and_the_name() {
         vec![id],
         "a downloader announces itself once it has chunks"
     );
+}
+
+/// A peek fetches and verifies the manifest and nothing else; a download of the same
+/// content afterwards takes over from it and completes.
+#[test]
+fn a_peek_fetches_only_the_manifest_and_a_download_takes_over() {
+    let mut w = World::new(&[Kind::Honest, Kind::Honest]);
+    let file = data(300_000);
+    let id = w.share(0, &file);
+    let now = w.now;
+    w.nodes[1].engine.peek(now, id);
+    w.nodes[1].engine.add_peers(now, &id, &[addr(0)]);
+    w.settle();
+    assert_eq!(w.nodes[1].peeked, vec![id]);
+    let m = w.nodes[1]
+        .engine
+        .manifest(&id)
+        .expect("the manifest is kept");
+    assert_eq!(m.content_id(), id);
+    assert!(!w.nodes[1].store.contains_key(&id), "no chunk was fetched");
+    assert_eq!(w.nodes[0].uploaded, 0);
+    assert!(w.nodes[1].finished.is_empty());
+
+    w.nodes[1].engine.download(now, id, None, None);
+    w.settle();
+    assert_eq!(w.nodes[1].finished, vec![id]);
+    let got: Vec<u8> = w.nodes[1].store[&id].values().flatten().copied().collect();
+    assert_eq!(got, file);
 }
 
 #[test]
@@ -536,7 +573,7 @@ fn resumed_download_fetches_only_missing_chunks() {
     let file = data(160_000); // 10 chunks of 16 KiB
     let id = w.share(0, &file);
     let m = w.manifests[&id].clone();
-    let l = m.lengths();
+    let l = m.layout();
     let mut pre = BTreeMap::new();
     for c in 0..6u32 {
         let r = l.chunk_range(l.validate(c).unwrap());
@@ -627,12 +664,14 @@ fn leecher_with_three_peers() -> (
     Engine,
     Vec<ConnId>,
     Id,
-    Arc<Manifest>,
+    Arc<ContentManifest>,
     Instant,
     Vec<(ConnId, u32)>,
 ) {
     let file = data(8 * (16 << 10));
-    let m = Arc::new(Manifest::for_data_with_chunk_size(&file, 16 << 10).unwrap());
+    let m = Arc::new(ContentManifest::File(
+        Manifest::for_data_with_chunk_size(&file, 16 << 10).unwrap(),
+    ));
     let id = m.content_id();
     let now = Instant::now();
     let mut e = Engine::new(Id([1; 32]), 4000, EngineConfig::default(), 1);
@@ -672,9 +711,7 @@ fn a_verified_chunk_is_announced_at_once_to_every_peer() {
     let (mut e, conns, id, m, now, asked) = leecher_with_three_peers();
     let file = data(8 * (16 << 10));
     let (from, chunk) = asked[0];
-    let r = m
-        .lengths()
-        .chunk_range(m.lengths().validate(chunk).unwrap());
+    let r = m.layout().chunk_range(m.layout().validate(chunk).unwrap());
     let bytes = file[r.start as usize..r.end as usize].to_vec();
     e.frame(now, from, Message::Piece { chunk, data: bytes });
     let mut stored = false;
@@ -740,7 +777,9 @@ fn an_unchoked_peer_that_asks_for_nothing_gives_its_slot_to_a_waiting_one() {
         ..EngineConfig::default()
     };
     let file = data(8 * (16 << 10));
-    let m = Arc::new(Manifest::for_data_with_chunk_size(&file, 16 << 10).unwrap());
+    let m = Arc::new(ContentManifest::File(
+        Manifest::for_data_with_chunk_size(&file, 16 << 10).unwrap(),
+    ));
     let id = m.content_id();
     let t0 = Instant::now();
     let mut e = Engine::new(Id([1; 32]), 4000, cfg.clone(), 1);
@@ -835,7 +874,7 @@ fn a_peer_with_a_bad_manifest_is_told_what_failed() {
     let mut w = World::new(&[Kind::Honest, Kind::Honest]);
     let file = data(300_000);
     let id = w.share(0, &file);
-    let chunks = w.manifests[&id].lengths().chunk_count();
+    let chunks = w.manifests[&id].layout().chunk_count();
     let now = w.now;
     let e = &mut w.nodes[1].engine;
     e.download(now, id, None, None);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::connection::ConnState;
 use super::{ConnId, Engine};
-use crate::content::manifest::Manifest;
+use crate::content::ContentManifest;
 use crate::id::Id;
 
 /// How a download is doing.
@@ -101,10 +101,10 @@ impl Engine {
         let (size, total) = c
             .manifest
             .as_ref()
-            .map_or((0, 0), |m| (m.file_size(), m.lengths().chunk_count()));
+            .map_or((0, 0), |m| (m.total_size(), m.chunk_count()));
         let have_bytes = match &c.manifest {
             Some(m) => {
-                let l = m.lengths();
+                let l = m.layout();
                 c.have
                     .iter()
                     .filter_map(|i| l.validate(i as u32))
@@ -133,8 +133,25 @@ impl Engine {
         })
     }
 
+    /// A folder download's files whose every chunk is verified, and all its files; `None`
+    /// for a file or before the manifest is known. Linear in the chunks: for status replies,
+    /// not for every tick.
+    pub fn files_progress(&self, content: &Id) -> Option<(usize, usize)> {
+        let c = self.contents.get(content)?;
+        let m = c.manifest.as_ref()?;
+        m.as_tree()?;
+        let spans = m.file_spans();
+        let done = spans
+            .iter()
+            .filter(|f| f.chunks.clone().all(|i| c.have.contains(i as usize)))
+            .count();
+        // Empty files are not spans: they are there as soon as the folder is.
+        let empty = m.file_count() - spans.len();
+        Some((done + empty, m.file_count()))
+    }
+
     /// The manifest of `content`, once known.
-    pub fn manifest(&self, content: &Id) -> Option<Arc<Manifest>> {
+    pub fn manifest(&self, content: &Id) -> Option<Arc<ContentManifest>> {
         self.contents.get(content).and_then(|c| c.manifest.clone())
     }
 

@@ -132,7 +132,8 @@ impl World {
                 let at = self.now + self.cfg.dht_delay;
                 self.schedule(at, Event::Peers(i));
             }
-            Action::Announce { .. } => {}
+            // Nobody in the swarm simulation peeks at manifests or uses the DHT.
+            Action::Announce { .. } | Action::ManifestFetched { .. } => {}
             Action::Banned { .. } => self.out.bans += 1,
         }
     }
@@ -205,7 +206,7 @@ impl World {
                 self.nodes[i].engine.chunk_checked(now, content, from, ok);
             }
             StorageJob::OpenPartial { content, manifest } => {
-                let n = manifest.lengths().chunk_count() as usize;
+                let n = manifest.chunk_count() as usize;
                 self.nodes[i]
                     .engine
                     .partial_opened(now, content, Some(BitSet::new(n)));
@@ -229,8 +230,7 @@ impl World {
     }
 
     fn check(&self, chunk: u32, data: &[u8]) -> bool {
-        let l = self.manifest.lengths();
-        let Some(c) = l.validate(chunk) else {
+        let Some(c) = self.manifest.validate(chunk) else {
             return false;
         };
         if self.cfg.verify {
@@ -238,6 +238,6 @@ impl World {
         }
         let mark = marker(chunk);
         let n = mark.len().min(data.len());
-        data.len() == l.chunk_len(c) as usize && data[..n] == mark[..n]
+        data.len() == self.manifest.chunk_len(c) as usize && data[..n] == mark[..n]
     }
 }

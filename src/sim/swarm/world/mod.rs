@@ -45,7 +45,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::bitset::BitSet;
-use crate::content::manifest::Manifest;
+use crate::content::ContentManifest;
 use crate::id::Id;
 use crate::sim::net::{derive_seed, SimError};
 use crate::transfer::engine::{ConnId, Engine, EngineConfig};
@@ -191,7 +191,7 @@ pub(super) struct World {
     heap: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
     rng: StdRng,
-    manifest: Arc<Manifest>,
+    manifest: Arc<ContentManifest>,
     content: Id,
     chunks: Vec<Arc<Vec<u8>>>,
     joined: Vec<usize>,
@@ -224,7 +224,7 @@ fn marker(i: u32) -> [u8; 8] {
 impl World {
     pub(super) fn new(
         cfg: WorldConfig,
-        manifest: Arc<Manifest>,
+        manifest: Arc<ContentManifest>,
         chunks: Vec<Arc<Vec<u8>>>,
         specs: Vec<NodeSpec>,
     ) -> Result<World, SimError> {
@@ -236,7 +236,7 @@ impl World {
         if cfg.tick.is_zero() {
             return Err(SimError::InvalidConfig("tick must be positive".into()));
         }
-        let n = manifest.lengths().chunk_count() as usize;
+        let n = manifest.chunk_count() as usize;
         // The base instant is a label for the engines' clocks; nothing reads it again.
         let base = Instant::now();
         let nodes = specs

@@ -1,0 +1,203 @@
+//! A folder's download: stored chunk by chunk into one `.part`, resumed after a crash, cut
+//! into its files at finish, never replacing anything.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::content::tree::{TreeManifest, TreePath};
+use crate::content::verified::VerifiedChunk;
+use crate::content::Manifest;
+
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| ((i % 241) as u8).wrapping_add(seed).wrapping_mul(13))
+        .collect()
+}
+
+/// A pack: small files (one chunk each), a file of several chunks, an empty file, an empty
+/// folder; returns each file's bytes by path and the manifest.
+fn pack() -> (BTreeMap<String, Vec<u8>>, Arc<ContentManifest>) {
+    let mut files = BTreeMap::new();
+    files.insert("Kicks/kick 1.wav".to_owned(), pattern(50_000, 1));
+    files.insert("Kicks/kick 2.wav".to_owned(), pattern(49_999, 2));
+    files.insert("Loops/long.wav".to_owned(), pattern(700_000, 3));
+    files.insert("README".to_owned(), b"a pack".to_vec());
+    files.insert("silence.raw".to_owned(), vec![0; 30_000]);
+    files.insert("empty.txt".to_owned(), Vec::new());
+    let entries = files
+        .iter()
+        .map(|(p, d)| (TreePath::new(p).unwrap(), Manifest::for_data(d).unwrap()))
+        .collect();
+    let t = TreeManifest::build(entries, vec![TreePath::new("Empty/Folder").unwrap()]).unwrap();
+    (files, Arc::new(ContentManifest::Tree(t)))
+}
+
+/// The bytes of tree chunk `i`.
+fn chunk_bytes(files: &BTreeMap<String, Vec<u8>>, m: &ContentManifest, i: u32) -> Vec<u8> {
+    let t = m.as_tree().unwrap();
+    let p = t.chunk_place(i).unwrap();
+    let path = t.entries()[p.entry].path.as_str();
+    let d = &files[path];
+    d[p.offset as usize..p.offset as usize + p.len as usize].to_vec()
+}
+
+fn store(pf: &mut PartialFile, files: &BTreeMap<String, Vec<u8>>, i: u32) {
+    let m = Arc::clone(pf.manifest());
+    let v = VerifiedChunk::check(&m, i, chunk_bytes(files, &m, i))
+        .ok()
+        .unwrap();
+    pf.store(&v).unwrap();
+}
+
+fn assert_tree(root: &Path, files: &BTreeMap<String, Vec<u8>>) {
+    for (p, d) in files {
+        assert_eq!(&fs::read(root.join(p)).unwrap(), d, "{p}");
+    }
+    assert!(root.join("Empty/Folder").is_dir());
+    let mut n = 0;
+    for e in walk(root) {
+        if e.is_file() {
+            n += 1;
+        }
+    }
+    assert_eq!(n, files.len(), "nothing else in the tree");
+}
+
+fn walk(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(root).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn a_folder_downloads_into_its_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (files, m) = pack();
+    let count = m.chunk_count();
+    let (mut pf, rep) = PartialFile::open_or_create(tmp.path(), Arc::clone(&m)).unwrap();
+    // The all-zero file needs no fetching.
+    assert_eq!(rep.recovered, 1, "{rep:?}");
+    for i in (0..count).rev() {
+        store(&mut pf, &files, i);
+    }
+    assert!(pf.is_complete());
+    let out = tmp.path().join("out");
+    let p = pf.finish(&out, "My Pack").unwrap();
+    assert_eq!(p, out.join("My Pack"));
+    assert_tree(&p, &files);
+    // Only the final folder: no staging left, nothing in downloads/.
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 1);
+    assert_eq!(
+        fs::read_dir(tmp.path().join("downloads")).unwrap().count(),
+        0
+    );
+
+    // The same content again into the same folder: a numbered name, nothing replaced.
+    let (mut pf, _) = PartialFile::open_or_create(tmp.path(), Arc::clone(&m)).unwrap();
+    for i in 0..count {
+        store(&mut pf, &files, i);
+    }
+    fs::write(p.join("README"), b"the user's edit").unwrap();
+    let p2 = pf.finish(&out, "My Pack").unwrap();
+    assert_eq!(p2, out.join("My Pack (1)"));
+    assert_tree(&p2, &files);
+    assert_eq!(fs::read(p.join("README")).unwrap(), b"the user's edit");
+}
+
+#[test]
+fn a_folder_download_resumes_after_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (files, m) = pack();
+    let count = m.chunk_count();
+    {
+        let (mut pf, _) = PartialFile::open_or_create(tmp.path(), Arc::clone(&m)).unwrap();
+        for i in 0..count / 2 {
+            store(&mut pf, &files, i);
+        }
+        pf.flush_record().unwrap();
+        // Written but never recorded (the process died before the next record); the last
+        // chunk is the all-zero file's, verified from the start.
+        store(&mut pf, &files, count - 2);
+        // dropped: like a kill -9, no flush
+    }
+    let (mut pf, rep) = PartialFile::open_or_create(tmp.path(), Arc::clone(&m)).unwrap();
+    assert!(!rep.created);
+    assert_eq!(rep.from_record, count / 2 + 1, "{rep:?}");
+    assert_eq!(
+        rep.recovered, 1,
+        "the unrecorded chunk is re-hashed: {rep:?}"
+    );
+    for i in 0..count {
+        if !pf.is_verified(pf.layout().validate(i).unwrap()) {
+            store(&mut pf, &files, i);
+        }
+    }
+    // An interrupted finish left its staging folder: the next finish rebuilds it.
+    let out = tmp.path().join("out");
+    let hex = m.content_id().to_hex();
+    let staging = out.join(format!(".{}.peershare-folder", &hex[..16]));
+    fs::create_dir_all(staging.join("Kicks")).unwrap();
+    fs::write(staging.join("Kicks/kick 1.wav"), b"torn").unwrap();
+    let p = pf.finish(&out, "pack").unwrap();
+    assert_tree(&p, &files);
+    assert!(!staging.exists());
+}
+
+#[test]
+fn a_damaged_chunk_of_a_big_file_is_caught_when_cut_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (files, m) = pack();
+    let (mut pf, _) = PartialFile::open_or_create(tmp.path(), Arc::clone(&m)).unwrap();
+    for i in 0..m.chunk_count() {
+        store(&mut pf, &files, i);
+    }
+    // Damage a chunk of Loops/long.wav (several chunks) on disk after it was verified.
+    let t = m.as_tree().unwrap();
+    let entry = t
+        .entries()
+        .iter()
+        .position(|e| e.path.as_str() == "Loops/long.wav")
+        .unwrap();
+    let c = t.file_chunks(entry).start + 1;
+    let off = pf.layout().chunk_offset(pf.layout().validate(c).unwrap());
+    pf.file.write_all_at(b"rot", off + 5).unwrap();
+    let out = tmp.path().join("out");
+    match pf.finish(&out, "pack") {
+        Err(ContentError::FileHashMismatch { bad_chunks, .. }) => assert_eq!(bad_chunks, 1),
+        other => panic!("{other:?}"),
+    }
+    assert!(!pf.is_verified(pf.layout().validate(c).unwrap()));
+    // Nothing under the final name, no staging left.
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
+    store(&mut pf, &files, c);
+    let p = pf.finish(&out, "pack").unwrap();
+    assert_tree(&p, &files);
+}
+
+#[test]
+fn a_folder_name_from_the_network_stays_inside_the_download_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (files, m) = pack();
+    let out = tmp.path().join("out");
+    for (k, name) in ["../escape", "/etc", "", ".", ".."].iter().enumerate() {
+        let (mut pf, _) = PartialFile::open_or_create(tmp.path(), Arc::clone(&m)).unwrap();
+        for i in 0..m.chunk_count() {
+            store(&mut pf, &files, i);
+        }
+        let p = pf.finish(&out, name).unwrap();
+        assert_eq!(p.parent(), Some(out.as_path()), "{name:?} -> {p:?}");
+        assert_tree(&p, &files);
+        assert_eq!(fs::read_dir(&out).unwrap().count(), k + 1);
+    }
+    assert!(!tmp.path().join("escape").exists());
+}
