@@ -146,6 +146,18 @@ fn a_folder_is_shared_fetched_and_passed_on_as_one_content() {
         "{all}"
     );
 
+    // The ledger registers and verifies a folder's ID like a file's.
+    let phrase = "abandon abandon abandon abandon abandon abandon abandon abandon abandon \
+                  abandon abandon about";
+    let r = seeder.call(
+        "local_register_file_on_chain",
+        json!({ "file_hash": id, "owner_mnemonic": phrase, "metadata": { "title": "Pack" } }),
+    );
+    assert_eq!(r["status"], "success", "{r}");
+    let v = seeder.call("local_verify_file_on_chain", json!({ "file_hash": id }));
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["owners"][0]["metadata"]["title"], "Pack", "{v}");
+
     wait_for_provider(&leecher, &id);
     let out = tmp.path().join("downloads");
     fs::create_dir_all(&out).unwrap();
@@ -356,4 +368,172 @@ fn show_lists_a_folder_without_downloading_it() {
     fs::create_dir_all(&out_dir).unwrap();
     let got = get(&leecher, &id, &out_dir);
     assert_tree(&got, &files);
+}
+
+/// A tree manifest exactly as content.md section 10.1 lays it out, whatever its entries say
+/// (`(kind, path, size)`; every file holds "abc"-sized junk hashes): what a hostile
+/// publisher can make, since the content ID is only the hash of these bytes.
+fn raw_tree(entries: &[(u8, &str, u64)], total: u64, chunks: u32) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let abc: [u8; 32] = Sha256::digest(b"abc").into();
+    let mut body = Vec::new();
+    for (kind, path, size) in entries {
+        body.push(*kind);
+        body.extend_from_slice(&(path.len() as u16).to_be_bytes());
+        body.extend_from_slice(path.as_bytes());
+        if *kind == 0 {
+            body.extend_from_slice(&size.to_be_bytes());
+            body.extend_from_slice(&262_144u32.to_be_bytes());
+            body.extend_from_slice(&abc);
+        }
+    }
+    let mut m = b"PSTR\x01".to_vec();
+    m.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    m.extend_from_slice(&total.to_be_bytes());
+    m.extend_from_slice(&chunks.to_be_bytes());
+    m.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    m.extend_from_slice(&body);
+    for _ in 0..chunks.min(8) {
+        m.extend_from_slice(&abc);
+    }
+    m
+}
+
+/// A hostile peer on a real socket: it claims `manifest`'s content, proves it "has" it with
+/// a BITFIELD, and serves the manifest, under node ID `[node; 32]`. Returns its address; the thread ends when the node
+/// hangs up, sending on `done` what the node last said.
+fn hostile_peer(manifest: Vec<u8>, node: u8, done: std::sync::mpsc::Sender<String>) -> String {
+    use peershare::id::Id;
+    use peershare::proto::wire::{decode_frame, Bitfield, Handshake, Message};
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        let id = Id::hash_of(&manifest);
+        let mut buf = Vec::new();
+        let mut last = String::new();
+        let mut chunk = [0u8; 65536];
+        let send = |s: &mut std::net::TcpStream, m: Message| {
+            let mut out = Vec::new();
+            m.encode(&mut out);
+            let _ = s.write_all(&out);
+        };
+        loop {
+            while let Ok(Some((msg, used))) = decode_frame(&buf) {
+                buf.drain(..used);
+                last = format!("{msg:?}");
+                match msg {
+                    Message::Handshake(_) => {
+                        send(
+                            &mut s,
+                            Message::Handshake(Handshake::new(Id([node; 32]), id, 0)),
+                        );
+                        send(
+                            &mut s,
+                            Message::Metadata {
+                                name: "Pack".into(),
+                            },
+                        );
+                        send(&mut s, Message::Bitfield(Bitfield::new(1)));
+                    }
+                    Message::ManifestRequest { offset, length } => {
+                        let start = (offset as usize).min(manifest.len());
+                        let end = start.saturating_add(length as usize).min(manifest.len());
+                        send(
+                            &mut s,
+                            Message::ManifestData {
+                                total_len: manifest.len() as u32,
+                                offset,
+                                data: manifest[start..end].to_vec(),
+                            },
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = done.send(last);
+    });
+    addr.to_string()
+}
+
+/// Trees a publisher may not make (content.md sections 10.2 and 10.3), served by a peer:
+/// the node refuses each manifest with its reason, bans the peer, writes nothing (inside or
+/// outside the output folder), and keeps serving.
+#[test]
+fn hostile_trees_are_refused_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), &[]);
+    let out = tmp.path().join("box/out");
+    fs::create_dir_all(&out).unwrap();
+    let deep = format!("{}f", "d/".repeat(65));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "climbs out with ..",
+            raw_tree(&[(0, "../escape.txt", 3)], 3, 1),
+        ),
+        (
+            "absolute path",
+            raw_tree(&[(0, "/tmp/escape.txt", 3)], 3, 1),
+        ),
+        ("backslash", raw_tree(&[(0, "..\\escape.txt", 3)], 3, 1)),
+        ("NUL in a name", raw_tree(&[(0, "a\0b", 3)], 3, 1)),
+        ("Windows device name", raw_tree(&[(0, "CON.wav", 3)], 3, 1)),
+        (
+            "names differing only by case",
+            raw_tree(&[(0, "Kick.wav", 3), (0, "kick.wav", 3)], 6, 2),
+        ),
+        (
+            "a file and a folder of the same name",
+            raw_tree(&[(0, "a", 3), (0, "a/b", 3)], 6, 2),
+        ),
+        ("nesting deeper than 64", raw_tree(&[(0, &deep, 3)], 3, 1)),
+        (
+            "a terabyte and more",
+            raw_tree(&[(0, "huge.bin", 3)], 2 << 40, 1),
+        ),
+        ("a million entries", {
+            let mut m = raw_tree(&[(0, "a", 3)], 3, 1);
+            m[5..9].copy_from_slice(&1_000_000u32.to_be_bytes());
+            m
+        }),
+    ];
+    for (k, (what, manifest)) in cases.into_iter().enumerate() {
+        let id = peershare::id::Id::hash_of(&manifest).to_hex();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // A new identity each time: a banned node ID is refused at its HANDSHAKE.
+        let peer = hostile_peer(manifest, 0x60 + k as u8, tx);
+        let req = json!({ "type": "local_request_file",
+                          "payload": { "content_hash": id, "output_dir": out, "peers": [peer] } });
+        let api = node.api;
+        std::thread::spawn(move || common::call_timeout(api, &req, LONG));
+        // The node hangs up on the peer once it has refused the manifest.
+        let last = rx
+            .recv_timeout(LONG)
+            .unwrap_or_else(|_| panic!("{what}: the node never hung up"));
+        // Its last word: an ERROR naming the manifest (wire.md section 4.14).
+        assert!(
+            last.starts_with("Error") && last.contains("manifest"),
+            "{what}: last frame {last}"
+        );
+        let banned = wait_until(LONG, || {
+            let r = node.call("transfer_peers", json!({ "content_hash": id }));
+            r["banned"]
+                .as_array()
+                .is_some_and(|b| b.iter().any(|a| a == peer.as_str()))
+        });
+        assert!(banned, "{what}: the peer was not banned");
+        let r = node.call("cancel_transfer", json!({ "content_hash": id }));
+        assert_eq!(r["status"], "success", "{what}: {r}");
+    }
+    // Nothing was written: not in the output folder, not beside it, not in /tmp.
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(tmp.path().join("box")).unwrap().count(), 1);
+    assert!(!tmp.path().join("box/escape.txt").exists());
+    assert_eq!(node.status()["node_id"], node.node_id.as_str());
 }

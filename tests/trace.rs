@@ -96,4 +96,10 @@ fn trace_shows_datagrams_and_frames_decoded() {
         lines.iter().any(|l| l.contains("PIECE chunk=1 len=37856")),
         "{err}"
     );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("MANIFEST_DATA") && l.contains("(a file's manifest)")),
+        "{err}"
+    );
 }

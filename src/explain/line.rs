@@ -5,6 +5,7 @@ use std::fmt::{self, Write as _};
 
 use super::dht_walk::dht_error_name;
 use super::walk::quote;
+use crate::content::content_manifest::ManifestKind;
 use crate::content::manifest::Manifest;
 use crate::content::tree::TreeManifest;
 use crate::proto::dht::{self, Datagram};
@@ -70,7 +71,17 @@ pub(super) fn wire_line(s: &mut String, m: &wire::Message) {
             offset,
             data,
         } => {
-            write!(s, " total={total_len} off={offset} len={}", data.len())
+            // The first piece says which kind of manifest travels (content.md section 10).
+            let kind = match (offset, crate::content::content_manifest::kind_of(data)) {
+                (0, Some(ManifestKind::File)) => " (a file's manifest)",
+                (0, Some(ManifestKind::Tree)) => " (a folder's tree manifest)",
+                _ => "",
+            };
+            write!(
+                s,
+                " total={total_len} off={offset} len={}{kind}",
+                data.len()
+            )
         }
         M::Bitfield(b) => write!(s, " have={}/{}", b.count_ones(), b.len()),
         M::Have(c) | M::Request(c) | M::Cancel(c) => write!(s, " chunk={c}"),

@@ -289,3 +289,23 @@ proptest! {
         check(&m, Kind::Manifest);
     }
 }
+
+/// A trace line says which kind of manifest the first MANIFEST_DATA carries.
+#[test]
+fn manifest_data_lines_name_the_kind_of_manifest() {
+    let line = |data: &[u8], offset: u32| {
+        let m = wire::Message::ManifestData {
+            total_len: 1000,
+            offset,
+            data: data.to_vec(),
+        };
+        summarize_as(&frame(&m), Kind::Wire)
+    };
+    assert!(line(b"PSTR\x01rest", 0).ends_with("(a folder's tree manifest)"));
+    assert!(line(b"PSMF\x01rest", 0).ends_with("(a file's manifest)"));
+    assert!(
+        line(b"PSTR\x01rest", 8).ends_with("len=9"),
+        "only the first piece"
+    );
+    assert!(line(b"??", 0).ends_with("len=2"));
+}

@@ -133,6 +133,10 @@ pub fn remove_closed_download(data_dir: &Path, id: &Id) -> Result<(), ContentErr
 /// The manifest, then the record and the `.part` of download `id` in `dir` (see
 /// [`PartialFile::discard`]).
 fn remove_files_in(dir: &Path, id: &Id) -> Result<(), ContentError> {
+    if !dir.exists() {
+        // No download ever opened here: nothing to remove.
+        return Ok(());
+    }
     let hex = id.to_hex();
     remove_if_exists(&dir.join(format!("{hex}.manifest")))?;
     sync_dir(dir)?;

@@ -126,7 +126,7 @@ impl Engine {
                 });
             }
             Err(e) => {
-                log::warn!("download {content}: peer sent a manifest that does not match the content ID: {e}");
+                log::warn!("download {content}: peer sent a bad manifest: {e}");
                 self.ban(now, conn, "a manifest");
                 self.request_manifest(now, content);
             }
