@@ -537,3 +537,42 @@ fn hostile_trees_are_refused_and_nothing_is_written() {
     assert!(!tmp.path().join("box/escape.txt").exists());
     assert_eq!(node.status()["node_id"], node.node_id.as_str());
 }
+
+/// A file of a shared folder edited after the folder was added: the node notices at the
+/// first read of it, sends none of its bytes, and stops sharing the folder (as for a file;
+/// the user adds the folder again to share what it holds now).
+#[test]
+fn a_folder_whose_file_changed_is_no_longer_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pack = tmp.path().join("pack");
+    let files = make_pack(&pack, 300_000);
+    let seeder = Node::start(&tmp.path().join("seeder"), &[]);
+    let leecher = Node::start(
+        &tmp.path().join("leecher"),
+        &["--bootstrap", &seeder.addr()],
+    );
+    let id = add(&seeder, &pack);
+    wait_for_provider(&leecher, &id);
+    // Same size, other bytes: only the stamp (mtime, ctime) tells.
+    std::thread::sleep(Duration::from_millis(20));
+    let changed = &files[0].0;
+    fs::write(pack.join(changed), vec![7u8; files[0].1.len()]).unwrap();
+
+    let out = tmp.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    let req = json!({ "type": "local_request_file",
+                      "payload": { "content_hash": id, "output_dir": out } });
+    let api = leecher.api;
+    std::thread::spawn(move || common::call_timeout(api, &req, LONG));
+    let withdrawn = wait_until(LONG, || {
+        let r = seeder.call("local_list_content", json!({}));
+        !r["content_hashes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(id))
+    });
+    assert!(withdrawn, "the seeder still shares the changed folder");
+    let r = leecher.call("cancel_transfer", json!({ "content_hash": id }));
+    assert_eq!(r["status"], "success", "{r}");
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 0, "no folder was made");
+}
