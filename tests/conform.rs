@@ -3,9 +3,10 @@
 //! front of that node, `peershare conform --broken KIND`) exactly the cases for what they
 //! break fail. Real processes, real sockets.
 //!
-//! Also the regression test of an issue 18 defect: after reading a peer's ERROR COMPLETE the
-//! node wrote a CHOKE to it (traced as `out tcp 0.0.0.0:0 CHOKE`): case
-//! `rule-nothing-after-error`, and the node's trace must not show an unknown address.
+//! Also, for an issue 18 defect (after reading a peer's ERROR COMPLETE the node wrote a CHOKE
+//! to it, traced as `out tcp 0.0.0.0:0 CHOKE`; unit test
+//! `node_core::tests::nothing_is_sent_after_reading_a_peers_error`): the node's trace must not
+//! show a frame to an unknown peer.
 
 mod common;
 
