@@ -53,6 +53,17 @@ impl WireLink {
         })
     }
 
+    /// A connection the peer opened to us.
+    pub fn accepted(stream: TcpStream, log: &Transcript) -> Self {
+        let _ = stream.set_nodelay(true);
+        WireLink {
+            stream,
+            buf: Vec::new(),
+            log: log.clone(),
+            node_id: Id::random(&mut rand::thread_rng()),
+        }
+    }
+
     /// Sends one frame built by the crate's encoder.
     pub fn send(&mut self, msg: &Message) -> Result<(), String> {
         let mut out = Vec::new();

@@ -12,11 +12,13 @@
 //!
 //! Cases live by topic: `dht_cases.rs`, `wire_cases.rs` (handshake, manifest, transfer,
 //! malformed frames), `rule_cases.rs` (the connection rules of wire.md section 3 and the
-//! decisions of issue 18). `broken.rs` is a deliberately broken peer (a proxy in front of a
+//! decisions of issue 18), `dial_cases.rs` (the peer dials the suite, asked to through
+//! `--api`). `broken.rs` is a deliberately broken peer (a proxy in front of a
 //! real one) that the suite's own test runs it against.
 
 mod broken;
 mod dht_cases;
+mod dial_cases;
 mod link;
 mod rule_cases;
 mod session;
@@ -128,6 +130,7 @@ pub fn cases() -> Vec<Case> {
     let mut v = dht_cases::cases();
     v.extend(wire_cases::cases());
     v.extend(rule_cases::cases());
+    v.extend(dial_cases::cases());
     v
 }
 
