@@ -1,6 +1,6 @@
 //! Cases where the peer dials the suite: through a PeerShare API (`--api`) the peer is asked
-//! to download a content nobody has, with the suite as its only peer hint, so the suite sees
-//! the dialing side of the HANDSHAKE and a node that lacks the manifest.
+//! to download a content with the suite as its only peer hint, so the suite sees the dialing
+//! side of the HANDSHAKE, a node that lacks the manifest, and a downloader fed bad data.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
@@ -9,24 +9,34 @@ use serde_json::json;
 
 use super::link::{Got, WireLink};
 use super::session::{expect_violation, unexpected};
-use super::{fail, Case, Ctx, Outcome, ANSWER_WAIT};
+use super::{fail, Case, Ctx, Outcome, ANSWER_WAIT, SILENCE_WAIT};
 use crate::api::client;
+use crate::content::manifest::Manifest;
 use crate::id::Id;
-use crate::proto::wire::{Bitfield, Message};
+use crate::proto::wire::{error_code, Bitfield, Message};
 
 /// The cases that need `--api`.
 pub fn cases() -> Vec<Case> {
-    vec![Case::new(
-        "dial-request-to-a-node-without-the-manifest",
-        "wire.md §3 rules 1 and 4",
-        request_without_manifest,
-    )]
+    vec![
+        Case::new(
+            "dial-request-to-a-node-without-the-manifest",
+            "wire.md §3 rules 1 and 4",
+            request_without_manifest,
+        ),
+        Case::new("dial-bad-manifest-banned", "wire.md §5, §7", bad_manifest),
+        Case::new("dial-bad-chunk-banned", "wire.md §6, §7", bad_chunk),
+    ]
 }
 
-/// The node downloads an unknown content from us: it dials, sends its HANDSHAKE first and
-/// waits for ours; it holds no manifest, so it sends no BITFIELD, and a REQUEST from us is a
-/// violation it answers with ERROR PROTOCOL_VIOLATION (never a REJECT before its BITFIELD).
-fn request_without_manifest(ctx: &mut Ctx) -> Result<(), Outcome> {
+/// Asks the peer to download `content` from us, waits for its connection and its HANDSHAKE
+/// (the dialing side's, first, naming `content`), answers with ours and a full BITFIELD of
+/// `chunks`, runs `then`, and cancels the download.
+fn dialed(
+    ctx: &mut Ctx,
+    content: Id,
+    chunks: u32,
+    then: impl FnOnce(&mut WireLink, &TcpListener) -> Result<(), Outcome>,
+) -> Result<(), Outcome> {
     let Some(api) = ctx.opts.api else {
         return Err(Outcome::Skip(
             "needs --api: the peer must be asked to dial".into(),
@@ -39,7 +49,6 @@ fn request_without_manifest(ctx: &mut Ctx) -> Result<(), Outcome> {
     };
     let listener = TcpListener::bind(bind).map_err(|e| fail(format!("listen: {e}")))?;
     let me = listener.local_addr().map_err(|e| fail(e.to_string()))?;
-    let content = Id::random(&mut rand::thread_rng());
     let dir = ctx.opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let req = client::request(
         "local_request_file",
@@ -51,7 +60,13 @@ fn request_without_manifest(ctx: &mut Ctx) -> Result<(), Outcome> {
     );
     // The call blocks until the download ends: the cancel below ends it.
     std::thread::spawn(move || client::call(api, &req, Some(Duration::from_secs(30))));
-    let result = dialed(ctx, &listener, content);
+    let result = accept(ctx, &listener, content).and_then(|mut link| {
+        let hs = link.handshake(content);
+        let mut all = Bitfield::new(chunks);
+        (0..chunks).for_each(|i| all.set(i));
+        link.send_all(&[hs, Message::Bitfield(all)]).map_err(fail)?;
+        then(&mut link, &listener)
+    });
     let cancel = client::request(
         "cancel_transfer",
         json!({ "content_hash": content.to_hex() }),
@@ -60,7 +75,7 @@ fn request_without_manifest(ctx: &mut Ctx) -> Result<(), Outcome> {
     result
 }
 
-fn dialed(ctx: &mut Ctx, listener: &TcpListener, content: Id) -> Result<(), Outcome> {
+fn accept(ctx: &Ctx, listener: &TcpListener, content: Id) -> Result<WireLink, Outcome> {
     listener
         .set_nonblocking(true)
         .map_err(|e| fail(e.to_string()))?;
@@ -75,18 +90,104 @@ fn dialed(ctx: &mut Ctx, listener: &TcpListener, content: Id) -> Result<(), Outc
     let _ = stream.set_nonblocking(false);
     let mut link = WireLink::accepted(stream, &ctx.log);
     match link.recv(ANSWER_WAIT) {
-        Got::Frame(Message::Handshake(h)) if h.content_id == content => {}
-        other => {
-            return Err(unexpected(
-                "the dialing side's HANDSHAKE for the content",
-                &other,
-            ))
+        Got::Frame(Message::Handshake(h)) if h.content_id == content => Ok(link),
+        other => Err(unexpected(
+            "the dialing side's HANDSHAKE for the content",
+            &other,
+        )),
+    }
+}
+
+/// A node without the manifest has sent no BITFIELD: a REQUEST to it is a violation, which
+/// it answers with ERROR PROTOCOL_VIOLATION, never a REJECT before its BITFIELD.
+fn request_without_manifest(ctx: &mut Ctx) -> Result<(), Outcome> {
+    let content = Id::random(&mut rand::thread_rng());
+    dialed(ctx, content, 1, |link, _| {
+        link.send(&Message::Request(0)).map_err(fail)?;
+        expect_violation(link, "REQUEST to a node that has sent no BITFIELD")
+    })
+}
+
+/// Serves content to the downloading peer, answering MANIFEST_REQUEST with `manifest` bytes,
+/// INTERESTED with UNCHOKE and REQUEST with `piece(chunk)`, until the peer sends ERROR `code`
+/// and closes.
+fn serve_until_error(
+    link: &mut WireLink,
+    manifest: &[u8],
+    piece: impl Fn(u32) -> Vec<u8>,
+    what: &str,
+) -> Result<(), Outcome> {
+    loop {
+        match link.recv(ANSWER_WAIT) {
+            Got::Frame(Message::ManifestRequest { offset, length }) => {
+                let start = (offset as usize).min(manifest.len());
+                let end = start.saturating_add(length as usize).min(manifest.len());
+                let data = manifest.get(start..end).unwrap_or_default().to_vec();
+                let total_len = manifest.len() as u32;
+                let m = Message::ManifestData {
+                    total_len,
+                    offset,
+                    data,
+                };
+                link.send(&m).map_err(fail)?;
+            }
+            Got::Frame(Message::Interested) => link.send(&Message::Unchoke).map_err(fail)?,
+            Got::Frame(Message::Request(chunk)) => {
+                let data = piece(chunk);
+                link.send(&Message::Piece { chunk, data }).map_err(fail)?;
+            }
+            Got::Frame(Message::Error { code, .. }) if code == error_code::BANNED => {
+                return match link.recv(ANSWER_WAIT) {
+                    Got::Closed => Ok(()),
+                    other => Err(unexpected(&format!("{what}: a close after ERROR"), &other)),
+                };
+            }
+            Got::Frame(m @ Message::Error { .. }) => {
+                return Err(unexpected(&format!("{what}: ERROR BANNED"), &Got::Frame(m)))
+            }
+            Got::Frame(_) => {}
+            other => return Err(unexpected(&format!("{what}: ERROR BANNED"), &other)),
         }
     }
-    let hs = link.handshake(content);
-    let mut have = Bitfield::new(1);
-    have.set(0);
-    link.send_all(&[hs, Message::Bitfield(have), Message::Request(0)])
-        .map_err(fail)?;
-    expect_violation(&mut link, "REQUEST to a node that has sent no BITFIELD")
+}
+
+/// Manifest bytes that do not hash to the content ID: the sender is banned (wire.md 5, 7).
+fn bad_manifest(ctx: &mut Ctx) -> Result<(), Outcome> {
+    let real = Manifest::for_data(b"conform: a manifest that is not the content's")
+        .map_err(|e| fail(e.to_string()))?;
+    let content = Id::random(&mut rand::thread_rng());
+    let bytes = real.encode();
+    dialed(ctx, content, 1, |link, listener| {
+        serve_until_error(link, &bytes, |_| vec![0], "a manifest of other content")?;
+        not_again(listener)
+    })
+}
+
+/// A chunk whose hash is not the manifest's: the sender is banned (wire.md 6, 7).
+fn bad_chunk(ctx: &mut Ctx) -> Result<(), Outcome> {
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let m = Manifest::for_data(&data).map_err(|e| fail(e.to_string()))?;
+    let chunks = m.lengths().chunk_count();
+    let bytes = m.encode();
+    let lengths = m.lengths();
+    let piece = move |chunk: u32| {
+        let len = lengths.validate(chunk).map_or(1, |c| lengths.chunk_len(c));
+        vec![0xee; len as usize]
+    };
+    dialed(ctx, m.content_id(), chunks, |link, listener| {
+        serve_until_error(link, &bytes, piece, "a chunk that fails verification")?;
+        not_again(listener)
+    })
+}
+
+/// A peer that banned us does not connect to us again (wire.md 7): nothing for a moment.
+fn not_again(listener: &TcpListener) -> Result<(), Outcome> {
+    let deadline = Instant::now() + SILENCE_WAIT;
+    while Instant::now() < deadline {
+        if listener.accept().is_ok() {
+            return Err(fail("the peer connected again to a peer it banned"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }

@@ -72,6 +72,7 @@ pub fn cases() -> Vec<Case> {
         c("wire-handshake-bad-magic", "wire.md §4.2", bad_magic),
         c("wire-http-request", "wire.md §2", http),
         slow("wire-handshake-timeout", "wire.md §9", handshake_timeout),
+        slow("wire-keepalive-sent", "wire.md §4.1, §9", keepalive_sent),
     ]
 }
 
@@ -337,4 +338,21 @@ fn handshake_timeout(ctx: &mut Ctx) -> Result<(), Outcome> {
         }
         other => Err(unexpected("a close within 15 s of silence", &other)),
     }
+}
+
+/// A peer that has sent nothing for 30 s sends KEEPALIVE; allow 10 s more.
+fn keepalive_sent(ctx: &mut Ctx) -> Result<(), Outcome> {
+    let mut s = open(ctx)?;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < deadline {
+        match s
+            .link
+            .recv(deadline.saturating_duration_since(Instant::now()))
+        {
+            Got::Frame(Message::KeepAlive) => return Ok(()),
+            Got::Frame(_) => {}
+            other => return Err(unexpected("KEEPALIVE within 40 s of silence", &other)),
+        }
+    }
+    Err(fail("no KEEPALIVE within 40 s of silence"))
 }

@@ -485,7 +485,12 @@ class Conn:
 
     def __init__(self, sock):
         self.sock, self.buf = sock, b""
-        self.sock.settimeout(120)  # idle timeout (section 9)
+        self.keepalive, self.last_rx = False, time.monotonic()
+
+    def talking(self):
+        """After the handshake: KEEPALIVE after 30 s of silence, close after 120 s (section 9)."""
+        self.keepalive = True
+        self.sock.settimeout(30)
 
     def send(self, data):
         self.sock.sendall(data)
@@ -499,9 +504,16 @@ class Conn:
                 if len(self.buf) >= 4 + n:
                     t, body, self.buf = self.buf[4], self.buf[5:4 + n], self.buf[4 + n:]
                     return t, decode_body(t, body)
-            data = self.sock.recv(65536)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                if not self.keepalive or time.monotonic() - self.last_rx >= 120:
+                    raise
+                self.send(frame(KEEPALIVE))
+                continue
             if not data:
                 return None
+            self.last_rx = time.monotonic()
             self.buf += data
 
     def close(self):
@@ -563,7 +575,7 @@ class Seeder:
             old, self.by_peer[f["node"]] = self.by_peer.get(f["node"]), c
         if old:
             old.close()
-        c.sock.settimeout(120)
+        c.talking()
         c.send(frame(HANDSHAKE, b"PSWP\x01\x00" + self.node_id + self.m.id +
                      struct.pack(">H", self.port)))
         name = self.name.encode()[:255]
@@ -627,6 +639,7 @@ def download(content, peer, node_id, out_dir):
     t, f = c.recv() or (None, None)
     if t != HANDSHAKE or f["content"] != content:
         raise OSError(f"{peer} does not serve the content")
+    c.talking()
     name, offered, count = None, set(), None
     while count is None:  # METADATA (optional), then BITFIELD
         t, f = c.recv() or (None, {})
