@@ -35,6 +35,7 @@ pub fn cases() -> Vec<Case> {
             "dht.md §9",
             other_port_token,
         ),
+        c("dht-providers-of-its-content", "dht.md §4.6", own_content),
         c("dht-response-not-answered", "dht.md §3", response_ignored),
         c(
             "dht-malformed-dropped",
@@ -194,6 +195,34 @@ fn other_port_token(ctx: &mut Ctx) -> Result<(), Outcome> {
         )
         .map_err(fail)?;
     expect_bad_token(d)
+}
+
+/// The peer provides the test content: its PROVIDERS answer lists it, once (its own entry,
+/// unspecified address rewritten as the requester must, counts as the address it answers from).
+fn own_content(ctx: &mut Ctx) -> Result<(), Outcome> {
+    let content = super::session::content(ctx)?;
+    let mut l = link(ctx)?;
+    let (_, p) = providers(&mut l, content)?;
+    let peer = ctx.opts.target;
+    let resolved: Vec<SocketAddr> = p
+        .iter()
+        .map(|a| {
+            if a.ip().is_unspecified() {
+                let port = if a.port() == 0 { peer.port() } else { a.port() };
+                SocketAddr::new(peer.ip(), port)
+            } else {
+                *a
+            }
+        })
+        .collect();
+    let itself = resolved
+        .iter()
+        .filter(|a| a.ip() == peer.ip() && a.port() == peer.port());
+    match itself.count() {
+        1 => Ok(()),
+        0 => Err(fail(format!("the peer does not list itself: {p:?}"))),
+        n => Err(fail(format!("the peer lists itself {n} times: {p:?}"))),
+    }
 }
 
 /// A response sent to the peer out of the blue is not answered (there is nothing to answer).
