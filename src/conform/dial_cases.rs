@@ -25,16 +25,22 @@ pub fn cases() -> Vec<Case> {
         ),
         Case::new("dial-bad-manifest-banned", "wire.md §5, §7", bad_manifest),
         Case::new("dial-bad-chunk-banned", "wire.md §6, §7", bad_chunk),
+        Case::new(
+            "dial-bitfield-not-final",
+            "wire.md §3 rule 4, §4.7",
+            not_final,
+        ),
     ]
 }
 
 /// Asks the peer to download `content` from us, waits for its connection and its HANDSHAKE
-/// (the dialing side's, first, naming `content`), answers with ours and a full BITFIELD of
-/// `chunks`, runs `then`, and cancels the download.
+/// (the dialing side's, first, naming `content`), answers with ours and a BITFIELD of
+/// `chunks` (all set if `full`, else empty), runs `then`, and cancels the download.
 fn dialed(
     ctx: &mut Ctx,
     content: Id,
     chunks: u32,
+    full: bool,
     then: impl FnOnce(&mut WireLink, &TcpListener) -> Result<(), Outcome>,
 ) -> Result<(), Outcome> {
     let Some(api) = ctx.opts.api else {
@@ -63,7 +69,7 @@ fn dialed(
     let result = accept(ctx, &listener, content).and_then(|mut link| {
         let hs = link.handshake(content);
         let mut all = Bitfield::new(chunks);
-        (0..chunks).for_each(|i| all.set(i));
+        (0..chunks).filter(|_| full).for_each(|i| all.set(i));
         link.send_all(&[hs, Message::Bitfield(all)]).map_err(fail)?;
         then(&mut link, &listener)
     });
@@ -102,7 +108,7 @@ fn accept(ctx: &Ctx, listener: &TcpListener, content: Id) -> Result<WireLink, Ou
 /// it answers with ERROR PROTOCOL_VIOLATION, never a REJECT before its BITFIELD.
 fn request_without_manifest(ctx: &mut Ctx) -> Result<(), Outcome> {
     let content = Id::random(&mut rand::thread_rng());
-    dialed(ctx, content, 1, |link, _| {
+    dialed(ctx, content, 1, true, |link, _| {
         link.send(&Message::Request(0)).map_err(fail)?;
         expect_violation(link, "REQUEST to a node that has sent no BITFIELD")
     })
@@ -157,7 +163,7 @@ fn bad_manifest(ctx: &mut Ctx) -> Result<(), Outcome> {
         .map_err(|e| fail(e.to_string()))?;
     let content = Id::random(&mut rand::thread_rng());
     let bytes = real.encode();
-    dialed(ctx, content, 1, |link, listener| {
+    dialed(ctx, content, 1, true, |link, listener| {
         serve_until_error(link, &bytes, |_| vec![0], "a manifest of other content")?;
         not_again(listener)
     })
@@ -165,7 +171,8 @@ fn bad_manifest(ctx: &mut Ctx) -> Result<(), Outcome> {
 
 /// A chunk whose hash is not the manifest's: the sender is banned (wire.md 6, 7).
 fn bad_chunk(ctx: &mut Ctx) -> Result<(), Outcome> {
-    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    // Fresh content every run: a peer that fetched it before would not dial again.
+    let data: Vec<u8> = (0..300_000).map(|_| rand::random::<u8>()).collect();
     let m = Manifest::for_data(&data).map_err(|e| fail(e.to_string()))?;
     let chunks = m.lengths().chunk_count();
     let bytes = m.encode();
@@ -174,7 +181,7 @@ fn bad_chunk(ctx: &mut Ctx) -> Result<(), Outcome> {
         let len = lengths.validate(chunk).map_or(1, |c| lengths.chunk_len(c));
         vec![0xee; len as usize]
     };
-    dialed(ctx, m.content_id(), chunks, |link, listener| {
+    dialed(ctx, m.content_id(), chunks, true, |link, listener| {
         serve_until_error(link, &bytes, piece, "a chunk that fails verification")?;
         not_again(listener)
     })
@@ -190,4 +197,65 @@ fn not_again(listener: &TcpListener) -> Result<(), Outcome> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// A seed that super-seeds (wire.md 11): an empty BITFIELD, then a HAVE for every chunk. The
+/// peer must not give up on it (rule 4: a BITFIELD is not final) and downloads everything;
+/// its HAVE for each chunk shows it verified them.
+fn not_final(ctx: &mut Ctx) -> Result<(), Outcome> {
+    // Fresh content every run: a peer that fetched it before would not dial again.
+    let data: Vec<u8> = (0..300_000).map(|_| rand::random::<u8>()).collect();
+    let m = Manifest::for_data(&data).map_err(|e| fail(e.to_string()))?;
+    let chunks = m.lengths().chunk_count();
+    let (bytes, lengths) = (m.encode(), m.lengths());
+    dialed(ctx, m.content_id(), chunks, false, |link, _| {
+        let mut offered = false;
+        let mut verified = std::collections::BTreeSet::new();
+        while verified.len() < chunks as usize {
+            match link.recv(ANSWER_WAIT) {
+                Got::Frame(Message::ManifestRequest { offset, .. }) => {
+                    let total_len = bytes.len() as u32;
+                    let data = bytes.get(offset as usize..).unwrap_or_default().to_vec();
+                    let md = Message::ManifestData {
+                        total_len,
+                        offset,
+                        data,
+                    };
+                    link.send(&md).map_err(fail)?;
+                    if !offered {
+                        offered = true;
+                        let haves: Vec<Message> = (0..chunks).map(Message::Have).collect();
+                        link.send_all(&haves).map_err(fail)?;
+                    }
+                }
+                Got::Frame(Message::Interested) => link.send(&Message::Unchoke).map_err(fail)?,
+                Got::Frame(Message::Request(chunk)) => {
+                    let range = lengths.validate(chunk).map(|c| lengths.chunk_range(c));
+                    let Some(r) = range else {
+                        return Err(fail(format!("REQUEST for chunk {chunk}, past the end")));
+                    };
+                    let piece = data.get(r.start as usize..r.end as usize);
+                    let data = piece.unwrap_or_default().to_vec();
+                    link.send(&Message::Piece { chunk, data }).map_err(fail)?;
+                }
+                Got::Frame(Message::Have(i)) => {
+                    verified.insert(i);
+                }
+                Got::Frame(Message::Error { code, .. }) if code == error_code::COMPLETE => {
+                    return Ok(())
+                }
+                Got::Frame(m @ Message::Error { .. }) => {
+                    return Err(unexpected("the download to go on", &Got::Frame(m)))
+                }
+                Got::Frame(_) => {}
+                other => {
+                    return Err(unexpected(
+                        "the download to go on after an empty BITFIELD and HAVEs",
+                        &other,
+                    ))
+                }
+            }
+        }
+        Ok(())
+    })
 }
