@@ -13,7 +13,8 @@ use crate::id::Id;
 #[derive(Args, Debug)]
 pub struct ConformArgs {
     /// The peer to test: its DHT (UDP) and wire (TCP) port, one number (dht.md section 2)
-    pub target: String,
+    #[arg(required_unless_present = "list")]
+    pub target: Option<String>,
     /// A content the peer shares completely (64 hex digits): the wire cases use it
     #[arg(long, value_name = "ID")]
     pub content: Option<String>,
@@ -51,7 +52,7 @@ pub fn conform(args: ConformArgs) -> i32 {
         }
         return 0;
     }
-    let target = match conform::resolve(&args.target) {
+    let target = match conform::resolve(args.target.as_deref().unwrap_or_default()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("peershare conform: {e}");
