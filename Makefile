@@ -10,7 +10,7 @@ PEERSHARE ?= $(TARGET_DIR)/release/peershare
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 6
 
-.PHONY: build run test quickstart-check lint check-boundaries dissector-test netlab-test walkthrough bench soak sim sim-swarm sim-net demo fuzz fuzz-smoke clean
+.PHONY: build run test conform quickstart-check lint check-boundaries dissector-test netlab-test walkthrough bench soak sim sim-swarm sim-net demo fuzz fuzz-smoke clean
 
 build:
 	$(CARGO) build --release
@@ -25,6 +25,12 @@ run: build
 test: lint check-boundaries
 	$(CARGO) test --all-targets
 	@$(MAKE) --no-print-directory fuzz-smoke
+
+## The conformance suite (src/conform/, protocol-spec/conform.md) against another
+## implementation: make conform ARGS="HOST:PORT --content ID" (or --api PORT to share a test
+## file through a PeerShare API on this machine). Exit status 0: every case passed.
+conform: build
+	"$(PEERSHARE)" conform $(ARGS)
 
 ## The README's quickstart, as written, $(RUNS) times in a row (tools/quickstart/check.py).
 RUNS ?= 100

@@ -15,6 +15,7 @@
 //! - [`settings`]: the config file's keys, values and format (`peershare config`).
 //! - [`node_core`]: the node as one sans-IO state machine: DHT, transfers, NAT and the API's commands joined.
 //! - [`net`]: the mio reactor that drives the node core: sockets, bandwidth pacing, the worker pool.
+//! - [`conform`]: the black-box conformance suite for other implementations (`peershare conform`).
 //! - [`node`]: a running node: configuration and start-up.
 //! - [`storage`]: the file side: share index, shared files, partial downloads; storage jobs.
 //! - [`sim`]: a deterministic, seeded network simulator for the DHT (`make sim`).
@@ -27,6 +28,7 @@ pub mod api;
 pub mod bitset;
 pub mod bufpool;
 pub mod cli;
+pub mod conform;
 pub mod conn;
 pub mod content;
 pub mod dht;

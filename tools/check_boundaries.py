@@ -34,7 +34,7 @@ LAYERS = [
     ["dht", "nat", "transfer"],
     ["node_core"],
     ["sim", "net"],
-    ["node"],
+    ["node", "conform"],
     ["cli"],
 ]
 LAYER = {m: i for i, ms in enumerate(LAYERS) for m in ms}

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 pub mod ledger;
 
 mod config;
+mod conform;
 mod decode;
 mod hook;
 pub mod link;
@@ -174,6 +175,10 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Test another implementation against protocol-spec/ over the network: DHT messages,
+    /// the wire handshake, manifest, transfer, connection rules and malformed input; prints
+    /// PASS/FAIL per case with the spec section it checks (exit status 0: it conforms)
+    Conform(conform::ConformArgs),
     /// Register content on the ledger as owned by the key of a mnemonic phrase.
     Register(ledger::RegisterArgs),
     /// Check who registered content on the ledger (exit status 0 only if someone did).
@@ -365,6 +370,7 @@ pub fn main_with(cli: Cli) -> i32 {
             None => ls(&api, Show::List),
         },
         Command::Config(args) => config::config(args),
+        Command::Conform(args) => conform::conform(args),
         Command::Register(args) => ledger::register(args),
         Command::Verify(args) => ledger::verify(args),
         Command::Ledger { command } => ledger::ledger(command),

@@ -214,7 +214,19 @@ impl NodeCore {
     /// A frame arrived on `conn`. After a frame that [`Message::ends_framing`], the driver
     /// reads no more frames from that connection: outputs say what becomes of it.
     pub fn handle_wire_frame(&mut self, now: Instant, conn: ConnId, msg: Message) {
-        if msg.ends_framing() {
+        if let Message::Error { .. } = msg {
+            // The peer closes after its ERROR and reads nothing more: what we decided to
+            // send it before reading the ERROR (a CHOKE answering its NOT_INTERESTED, say)
+            // and have not written yet is dropped (wire.md section 4.17).
+            self.out.retain(|o| {
+                !matches!(o, Output::Wire(WireAction::Send { conn: c, .. }
+                    | WireAction::SendPiece { conn: c, .. }) if *c == conn)
+            });
+        }
+        // PROBE, RELAY and RELAY_OK open connections of the NAT layer; on a connection
+        // about content (one that named its content) they break its rules (wire.md 4.18),
+        // and the engine says so with an ERROR.
+        if msg.ends_framing() && self.library.engine.conn_content(conn).is_none() {
             let from = self.library.engine.conn_addr(conn).unwrap_or(self.local);
             // The connection leaves the transfer protocol: the NAT layer decides its fate.
             self.library.engine.closed(now, conn);

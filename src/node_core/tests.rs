@@ -60,3 +60,43 @@ fn failed_connects_leave_nothing_behind() {
     let _ = connects(&mut c);
     assert_eq!(c.nat.direct_pending(), 0, "failed connects forgotten");
 }
+
+/// A peer's ERROR read in the same batch as an earlier frame of that peer: what the node
+/// decided to send in answer to the earlier frame, and has not handed to the socket yet, is
+/// dropped, since nothing follows an ERROR (wire.md 4.17). Issue 18: a CHOKE answering a
+/// NOT_INTERESTED went out after the ERROR COMPLETE read with it; here the answer is the
+/// MANIFEST_REQUEST a BITFIELD calls for.
+#[test]
+fn nothing_is_sent_after_reading_a_peers_error() {
+    let now = Instant::now();
+    let mut c = core(now);
+    let content = Id([9; 32]);
+    let req = ApiRequest::RequestFile {
+        content_hash: content,
+        output_dir: Some(PathBuf::from("/out")),
+        peers: vec![SocketAddr::from(([127, 0, 0, 1], 5000))],
+    };
+    c.handle_api(now, ReplyTo { conn: 1, seq: 0 }, req);
+    let conn = connects(&mut c)[0];
+    c.handle_wire_connected(now, conn);
+    let hs = wire::Handshake::new(Id([7; 32]), content, 5000);
+    c.handle_wire_frame(now, conn, Message::Handshake(hs));
+    while c.poll_output().is_some() {}
+    // One read, fed whole before the outputs are drained (as the reactor does).
+    c.handle_wire_frame(now, conn, Message::Bitfield(wire::Bitfield::new(3)));
+    let error = Message::Error {
+        code: wire::error_code::COMPLETE,
+        text: "done".into(),
+    };
+    c.handle_wire_frame(now, conn, error);
+    let (mut sent, mut closed) = (Vec::new(), false);
+    while let Some(o) = c.poll_output() {
+        match o {
+            Output::Wire(WireAction::Send { conn: k, msg }) if k == conn => sent.push(msg),
+            Output::Wire(WireAction::Close { conn: k }) if k == conn => closed = true,
+            _ => {}
+        }
+    }
+    assert!(sent.is_empty(), "sent after the peer's ERROR: {sent:?}");
+    assert!(closed, "the connection is closed");
+}

@@ -30,6 +30,8 @@ pub(super) struct Conn {
     pub(super) peer_has_manifest: bool,
     pub(super) peer_bits: Option<BitSet>,
     pub(super) sent_bitfield: bool,
+    /// The peer sent its METADATA (once at most, rule 6).
+    pub(super) got_metadata: bool,
     pub(super) am_choking: bool,
     pub(super) peer_interested: bool,
     pub(super) unchoked_at: Option<Instant>,
@@ -45,9 +47,13 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    /// Interested in our chunks and choked: it would use an upload slot.
+    /// Interested in our chunks and choked: it would use an upload slot. Never before our
+    /// BITFIELD: UNCHOKE may not precede it (wire.md section 3, rule 4).
     pub(super) fn waiting(&self) -> bool {
-        self.am_choking && self.peer_interested && self.state == ConnState::Active
+        self.am_choking
+            && self.peer_interested
+            && self.state == ConnState::Active
+            && self.sent_bitfield
     }
 
     /// Unchoked with nothing queued or being sent to it.
@@ -71,6 +77,7 @@ impl Conn {
             peer_has_manifest: false,
             peer_bits: None,
             sent_bitfield: false,
+            got_metadata: false,
             am_choking: true,
             peer_interested: false,
             unchoked_at: None,

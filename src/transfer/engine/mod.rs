@@ -29,6 +29,7 @@
 //! - `handshake.rs`: HANDSHAKE, then METADATA, BITFIELD and PEERS;
 //! - `manifest.rs`: the manifest exchange;
 //! - `download.rs`: the download side, the glue to the [`Scheduler`];
+//! - `rules.rs`: the connection rules every incoming frame is checked against first;
 //! - `upload.rs`: requests, choking and upload slots;
 //! - `offers.rs`: super-seeding's offers (HAVE);
 //! - `timers.rs`: [`Engine::handle_timeout`] and [`Engine::poll_timeout`];
@@ -44,6 +45,7 @@ mod download;
 mod handshake;
 mod manifest;
 mod offers;
+mod rules;
 mod timers;
 mod upload;
 mod view;
@@ -368,12 +370,19 @@ impl Engine {
         let Some(content) = k.content else {
             return;
         };
+        if let Some(why) = k.rule_broken(&msg) {
+            self.close_with(conn, error_code::PROTOCOL_VIOLATION, why);
+            return;
+        }
         match msg {
             Message::KeepAlive => {}
             Message::Handshake(_) => {
                 self.close_with(conn, error_code::PROTOCOL_VIOLATION, "second HANDSHAKE")
             }
             Message::Metadata { name } => {
+                if let Some(k) = self.conns.get_mut(&conn) {
+                    k.got_metadata = true;
+                }
                 if let Some(c) = self.contents.get_mut(&content) {
                     if c.name.is_none() {
                         c.name = Some(name);

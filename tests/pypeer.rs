@@ -1,0 +1,121 @@
+//! The learners' Python peer (tools/pypeer/pypeer.py, written from protocol-spec/ alone) as
+//! an interop partner of the Rust node: it passes every conformance case, downloads a file
+//! the node shares (found through the node's DHT) and serves one the node downloads (the node
+//! finds it through the announce pypeer made to it). Real processes, real sockets; skipped,
+//! saying why, when python3 is missing.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::cli::peershare;
+use common::{bin, seeded_bytes, Node};
+use serde_json::json;
+
+fn pypeer_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pypeer/pypeer.py")
+}
+
+fn have_python() -> bool {
+    Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Kills the peer when the test ends, however it ends.
+struct Py(Child);
+
+impl Drop for Py {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `pypeer.py serve FILE --bootstrap NODE`: the peer, its address and its content ID.
+fn serve(file: &Path, bootstrap: &str) -> (Py, String, String) {
+    let mut child = Command::new("python3")
+        .arg(pypeer_path())
+        .args(["serve"])
+        .arg(file)
+        .args(["--bootstrap", bootstrap])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn pypeer");
+    let out = child.stdout.take().expect("stdout");
+    let py = Py(child);
+    let (mut listen, mut content) = (String::new(), String::new());
+    for line in BufReader::new(out).lines() {
+        let Ok(line) = line else { break };
+        if let Some(a) = line.strip_prefix("listen: ") {
+            listen = a.to_owned();
+        }
+        if let Some(c) = line.strip_prefix("content: ") {
+            content = c.to_owned();
+        }
+        if line == "ready" {
+            break;
+        }
+    }
+    assert!(
+        !listen.is_empty() && !content.is_empty(),
+        "pypeer did not start"
+    );
+    (py, listen, content)
+}
+
+#[test]
+fn pypeer_conforms_and_trades_files_with_the_node_both_ways() {
+    if !have_python() {
+        println!("SKIPPED: python3 is not installed (tools/pypeer needs it)");
+        return;
+    }
+    let t = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(&t.path().join("node"), &[]);
+
+    // pypeer serves a 12-chunk file; the suite finds nothing to fault.
+    let served = t.path().join("served.bin");
+    let bytes = seeded_bytes(11 * 262_144 + 1000, 18);
+    std::fs::write(&served, &bytes).expect("write");
+    let (_py, listen, content) = serve(&served, &node.addr());
+    let out = Command::new(bin())
+        .args(["conform", &listen, "--content", &content])
+        .output()
+        .expect("run conform");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "pypeer fails conformance:\n{stdout}");
+
+    // The node downloads it: pypeer announced itself to the node's DHT.
+    let dl = t.path().join("dl");
+    std::fs::create_dir_all(&dl).expect("mkdir");
+    let api = node.api.to_string();
+    let dl_s = dl.display().to_string();
+    let got = peershare(None, &["get", &content, "--api", &api, "-o", &dl_s]);
+    assert!(got.status.success(), "peershare get: {got:?}");
+    assert_eq!(std::fs::read(dl.join("served.bin")).expect("read"), bytes);
+
+    // pypeer downloads a file the node shares, found through the node's DHT.
+    let shared = t.path().join("shared.bin");
+    let bytes2 = seeded_bytes(700_000, 81);
+    std::fs::write(&shared, &bytes2).expect("write");
+    let r = node.call(
+        "local_add_file",
+        json!({ "filepath": shared.display().to_string() }),
+    );
+    let id = r["file_hash"].as_str().expect("file_hash").to_owned();
+    let pdl = t.path().join("pdl");
+    std::fs::create_dir_all(&pdl).expect("mkdir");
+    let get = Command::new("python3")
+        .arg(pypeer_path())
+        .args(["get", &id, "--bootstrap", &node.addr(), "--out"])
+        .arg(&pdl)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn pypeer get");
+    let status = common::cli::wait_bounded(get, "pypeer get");
+    assert!(status.success(), "pypeer get failed");
+    assert_eq!(std::fs::read(pdl.join("shared.bin")).expect("read"), bytes2);
+}
