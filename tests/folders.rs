@@ -566,10 +566,7 @@ fn a_folder_whose_file_changed_is_no_longer_served() {
     std::thread::spawn(move || common::call_timeout(api, &req, LONG));
     let withdrawn = wait_until(LONG, || {
         let r = seeder.call("local_list_content", json!({}));
-        !r["content_hashes"]
-            .as_array()
-            .unwrap()
-            .contains(&json!(id))
+        !r["content_hashes"].as_array().unwrap().contains(&json!(id))
     });
     assert!(withdrawn, "the seeder still shares the changed folder");
     let r = leecher.call("cancel_transfer", json!({ "content_hash": id }));
