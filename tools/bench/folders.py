@@ -171,7 +171,7 @@ def purge(work):
 
 
 def settle(work):
-    """Waits until 65 s have passed since the last scenario deleted many files (see above)."""
+    """Waits until 65 s have passed since the last scenario deleted 10,000 files or more (above)."""
     purge(work)  # runs left by an interrupted scenario
     try:
         with open(os.path.join(work, DELETED)) as f:
@@ -179,7 +179,7 @@ def settle(work):
     except (OSError, ValueError):
         return
     wait = last["at"] + 65 - time.time()
-    if last["count"] >= 1000 and wait > 0:
+    if last["count"] >= 10000 and wait > 0:
         print(f"  (waiting {wait:.0f} s: {last['count']} files were deleted {65 - wait:.0f} s ago, and ext4 "
               f"without a journal makes creating files slow until 60 s have passed; see folders.py)", flush=True)
         time.sleep(wait)
