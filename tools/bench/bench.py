@@ -395,6 +395,18 @@ def timed_shell(cmd):
     return time.perf_counter() - t, p
 
 
+def timed_add(node, path, timeout, work):
+    """`local_add_file` PATH on NODE: (seconds from the request to the reply, the reply), or
+    (None, why) when no reply came within TIMEOUT (with what the node was doing: diagnose)."""
+    t = time.perf_counter()
+    try:
+        r = node.call("local_add_file", {"filepath": path}, timeout=timeout)
+    except (OSError, ValueError) as e:
+        return None, (f"no reply to local_add_file {path} within {timeout:.0f} s "
+                      f"({e.__class__.__name__}); {diagnose(node, 'add', work)}")
+    return time.perf_counter() - t, r
+
+
 def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_args=(), leech_args=(),
                 sample=0, verify=None):
     """peershare: SEEDERS nodes (started with SEED_ARGS) share SRC (local_add_file), LEECHERS
@@ -421,14 +433,11 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_arg
         who = lambda k: "seeder" if seeders == 1 else f"seeder {k}"
         res["add_s"] = 0.0
         for k, s in enumerate(seeds):
-            t = time.perf_counter()
-            try:
-                r = s.call("local_add_file", {"filepath": src}, timeout=timeout)
-            except (OSError, ValueError) as e:
-                res["error"] = (f"{who(k)}: no reply to local_add_file {src} within {timeout:.0f} s "
-                                f"({e.__class__.__name__}); {diagnose(s, 'add', work)}")
+            dt, r = timed_add(s, src, timeout, work)
+            if dt is None:
+                res["error"] = f"{who(k)}: {r}"
                 return res
-            res["add_s"] = max(res["add_s"], time.perf_counter() - t)
+            res["add_s"] = max(res["add_s"], dt)
             if r.get("status") != "success":
                 res["error"] = f"local_add_file failed: {r}"
                 return res

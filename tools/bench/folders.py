@@ -422,15 +422,10 @@ def ps_add(run_dir, root, files, timeout):
     res = {"time": None, "ok": False}
     node = B.Node(run_dir, "seed", [], log=True)
     try:
-        t = time.perf_counter()
-        try:
-            r = node.call("local_add_file", {"filepath": root}, timeout=timeout)
-        except (OSError, ValueError) as e:
-            res["error"] = (f"no reply to local_add_file within {timeout:.0f} s ({e.__class__.__name__}); "
-                            f"{B.diagnose(node, 'add', os.path.dirname(run_dir))}")
-            return res
-        res["time"] = time.perf_counter() - t
-        if r.get("status") != "success" or r.get("message") != "Folder added":
+        res["time"], r = B.timed_add(node, root, timeout, os.path.dirname(run_dir))
+        if res["time"] is None:
+            res["error"] = r
+        elif r.get("status") != "success" or r.get("message") != "Folder added":
             res["error"] = f"local_add_file failed: {r}"
         elif r.get("num_files") != files or r.get("skipped"):
             res["error"] = f"the reply does not count {files} files and nothing skipped: {r}"
