@@ -67,8 +67,12 @@ walkthrough:
 
 ## Benchmarks (figures, not pass/fail), side by side with libtorrent, curl from nginx, raw
 ## SHA-256 and loopback TCP: DHT lookup latency, idle cost, 1 GiB and swarm transfers, memory,
-## a swarm behind a rate-limited seeder, 4 limited seeders to 1 leecher, rates against limits.
-## install-deps.sh installs the anchors (python3-libtorrent, nginx-light, curl, iperf3) if missing.
+## a swarm behind a rate-limited seeder, 4 limited seeders to 1 leecher, rates against limits;
+## then folders (tools/bench/folders.py): a pack of 10,000 x 50 KB files 1 -> 1 against
+## tar|nc and libtorrent, 1 -> 8 against libtorrent, adding it against find | xargs sha256sum,
+## and v2 of it (5% of the files changed) on a node with v1 (bytes fetched). Exits 1 if a
+## received folder differs from its input by a byte. install-deps.sh installs the anchors
+## (python3-libtorrent, nginx-light, curl, iperf3, netcat-openbsd, tar) if missing.
 bench: build
 	tools/bench/install-deps.sh
 	PEERSHARE_BIN="$(abspath $(PEERSHARE))" python3 tools/bench/bench.py all

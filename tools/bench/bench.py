@@ -10,7 +10,11 @@ their real local API, side by side with the anchors in the same run (see tools/b
   python3 tools/bench/bench.py swarm-limited  [--size 100M] [--leechers 8] [--seed-limit 20MB/s]
   python3 tools/bench/bench.py multi-seed     [--size 100M] [--seeders 4] [--seed-limit 10MB/s]
   python3 tools/bench/bench.py limits         [--rates 1MB/s,5MB/s,50MB/s] [--seconds 8]
-  python3 tools/bench/bench.py all   (dht at 0% and 1% loss, idle, then the six above)
+  python3 tools/bench/bench.py folder-pack    [--files 10000] [--size 50000] [--folders 50]
+  python3 tools/bench/bench.py folder-swarm   [--files 10000] [--leechers 8]
+  python3 tools/bench/bench.py folder-add     [--files 10000]
+  python3 tools/bench/bench.py folder-v2      [--files 10000] [--changed 5%]
+  python3 tools/bench/bench.py all   (dht at 0% and 1% loss, idle, then the ten above)
 
 dht:  lookup latency (median, p99) of `local_request_content_info` when every node adds the
       given one-way delay to each DHT datagram it sends (`peershare run --emulate-latency`),
@@ -26,6 +30,9 @@ swarm-limited: 1 seeder limited to 20 MB/s upload -> 8 unlimited leechers at onc
 multi-seed: 4 seeders limited to 10 MB/s each -> 1 leecher: its rate as a share of the 40 MB/s.
 limits: the achieved rate against an up or a down limit of 1, 5 and 50 MB/s: the mean over the
       middle of the transfer and the highest over any 2 s window.
+folder-*: a shared folder (a pack of 10,000 x 50 KB files in 50 folders; tools/bench/folders.py):
+      1 -> 1 against tar|nc and libtorrent, 1 -> 8 against libtorrent, the add against
+      find | xargs sha256sum, and v2 of the pack (5% of its files changed) on a node with v1.
 Needs tools/bench/install-deps.sh (python3-libtorrent, nginx, curl, openssl, iperf3).
 """
 import argparse, json, os, random, re, shlex, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
@@ -388,16 +395,32 @@ def timed_shell(cmd):
     return time.perf_counter() - t, p
 
 
+def timed_add(node, path, timeout, work):
+    """`local_add_file` PATH on NODE: (seconds from the request to the reply, the reply), or
+    (None, why) when no reply came within TIMEOUT (with what the node was doing: diagnose)."""
+    t = time.perf_counter()
+    try:
+        r = node.call("local_add_file", {"filepath": path}, timeout=timeout)
+    except (OSError, ValueError) as e:
+        return None, (f"no reply to local_add_file {path} within {timeout:.0f} s "
+                      f"({e.__class__.__name__}); {diagnose(node, 'add', work)}")
+    return time.perf_counter() - t, r
+
+
 def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_args=(), leech_args=(),
-                sample=0):
+                sample=0, verify=None):
     """peershare: SEEDERS nodes (started with SEED_ARGS) share SRC (local_add_file), LEECHERS
     nodes (started with LEECH_ARGS) bootstrapped from the first seeder download it at once
     (local_request_file with the peer hint); the time runs from the first request sent to the
     last reply received. Also returns the wire bytes each seeder sent meanwhile (`status`
     bandwidth.up_total, after minus before), and with SAMPLE > 0, `samples`: every SAMPLE
     seconds until the end, (t, bytes) of leecher 0's have_bytes (`have`), its wire bytes received
-    (`down`, status down_total) and the first seeder's wire bytes sent (`up`, up_total)."""
+    (`down`, status down_total) and the first seeder's wire bytes sent (`up`, up_total).
+    VERIFY(path) checks each leecher's output (an error message, or None when it is right);
+    by default its SHA-256 against SHA (tools/bench/folders.py compares trees instead)."""
     res = {"time": None, "ok": False}
+    if verify is None:
+        verify = lambda path: None if openssl_sha256(path) == sha else f"{path} differs from the input (SHA-256)"
     work = os.path.dirname(run_dir)
     nodes = []
     try:
@@ -410,14 +433,11 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_arg
         who = lambda k: "seeder" if seeders == 1 else f"seeder {k}"
         res["add_s"] = 0.0
         for k, s in enumerate(seeds):
-            t = time.perf_counter()
-            try:
-                r = s.call("local_add_file", {"filepath": src}, timeout=timeout)
-            except (OSError, ValueError) as e:
-                res["error"] = (f"{who(k)}: no reply to local_add_file {src} within {timeout:.0f} s "
-                                f"({e.__class__.__name__}); {diagnose(s, 'add', work)}")
+            dt, r = timed_add(s, src, timeout, work)
+            if dt is None:
+                res["error"] = f"{who(k)}: {r}"
                 return res
-            res["add_s"] = max(res["add_s"], time.perf_counter() - t)
+            res["add_s"] = max(res["add_s"], dt)
             if r.get("status") != "success":
                 res["error"] = f"local_add_file failed: {r}"
                 return res
@@ -516,8 +536,10 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_arg
                 path = os.path.join(outs[i], path)
             if not os.path.exists(path):
                 errors.append(f"leecher {i}: reply names {path}, which does not exist")
-            elif openssl_sha256(path) != sha:
-                errors.append(f"leecher {i}: {path} differs from the input (SHA-256)")
+            else:
+                wrong = verify(path)
+                if wrong:
+                    errors.append(f"leecher {i}: {wrong}")
         if errors:
             for i, n in enumerate(ls):
                 errors.append(f"leecher {i}: {diagnose(n, f'leecher{i}', work)}; "
@@ -534,12 +556,16 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_arg
             n.stop()
 
 
-def lt_transfer(run_dir, src, sha, leechers, settings, timeout, seeders=1, seed_upload_limit=0):
+def lt_transfer(run_dir, src, sha, leechers, settings, timeout, seeders=1, seed_upload_limit=0,
+                verify=None, lt_args=()):
     """libtorrent-rasterbar: see lt_anchor.py. Time from the first connect_peer to the last
-    leecher seeding; also each seeder's payload bytes uploaded (`seed_up`)."""
+    leecher seeding; also each seeder's payload bytes uploaded (`seed_up`). VERIFY and the
+    default check as in ps_transfer; LT_ARGS: more lt_anchor.py options."""
     res = {"time": None, "ok": False}
+    if verify is None:
+        verify = lambda path: None if openssl_sha256(path) == sha else f"output differs from the input: {path}"
     cmd = [LT_PYTHON, os.path.join(HERE, "lt_anchor.py"), src, os.path.join(run_dir, "lt"),
-           "--leechers", str(leechers), "--settings", settings, "--timeout", str(timeout)]
+           "--leechers", str(leechers), "--settings", settings, "--timeout", str(timeout)] + list(lt_args)
     if seeders != 1 or seed_upload_limit:
         cmd += ["--seeders", str(seeders), "--seed-upload-limit", str(int(seed_upload_limit))]
     try:
@@ -555,12 +581,13 @@ def lt_transfer(run_dir, src, sha, leechers, settings, timeout, seeders=1, seed_
     res["add_s"] = out["hash_s"]
     res["times"] = out["times"]
     res["seed_up"] = out.get("seed_upload", [])
+    res["torrent"] = out.get("torrent")
     if None in out["times"]:
         res["error"] = f"not every leecher finished within {timeout:.0f} s: {out['times']}"
         return res
-    bad = [f for f in out["files"] if openssl_sha256(f) != sha]
+    bad = [wrong for wrong in map(verify, out["files"]) if wrong]
     if bad:
-        res["error"] = f"output differs from the input: {bad}"
+        res["error"] = "; ".join(bad)
         return res
     res["ok"] = True
     res["time"] = max(out["times"])
@@ -694,9 +721,10 @@ def iperf3_loopback(seconds=3):
         srv.wait()
 
 
-def run_rounds(a, systems):
+def run_rounds(a, systems, remove=lambda d: shutil.rmtree(d, ignore_errors=True)):
     """Runs every system A.repeat times, interleaved (A B C, A B C, ...) so that a burst of
-    other load on the machine hits them alike; returns {name: [result, ...]}."""
+    other load on the machine hits them alike; returns {name: [result, ...]}. Each run gets a
+    new folder in A.work_dir, given to REMOVE afterwards (folders.py sets its files aside)."""
     out = {name: [] for name, _ in systems}
     only = [x.strip() for x in a.only.split(",")] if a.only else None
     for _ in range(a.repeat):
@@ -707,7 +735,7 @@ def run_rounds(a, systems):
             try:
                 out[name].append(fn(d))
             finally:
-                shutil.rmtree(d, ignore_errors=True)
+                remove(d)
                 # Every system starts with no write-back left over from the one before:
                 # a system that does not fsync its output (libtorrent, curl -o) leaves up to
                 # a GiB dirty, and its write-back then ran into the next system's timing
@@ -1149,6 +1177,7 @@ def main():
                     help="cap on that file size (default 256M)")
     li.add_argument("--sample", type=float, default=0.25,
                     help="seconds between samples of the byte counters (default 0.25)")
+    folders.add_parsers(sub, common)
     sub.add_parser("all", parents=[common])
     a = ap.parse_args()
     if not os.path.exists(BIN):
@@ -1165,6 +1194,8 @@ def main():
         bench_transfer_swarm(a)
     elif a.what in ("rss", "swarm-limited", "multi-seed", "limits"):
         globals()["bench_" + a.what.replace("-", "_")](a)
+    elif a.what in folders.SCENARIOS:
+        folders.run(a)
     else:
         t0 = time.time()
         for loss in ("0%", "1%"):
@@ -1175,8 +1206,23 @@ def main():
         for what in ("transfer-1g", "transfer-swarm", "rss", "swarm-limited", "multi-seed", "limits"):
             sys.stdout.flush()
             globals()["bench_" + what.replace("-", "_")](ap.parse_args([what] + same))
+        for what in folders.SCENARIOS:
+            sys.stdout.flush()
+            folders.run(ap.parse_args([what] + same))
         print(f"all: {time.time() - t0:.0f} s", flush=True)
+    # A wrong byte in a received folder is a failure, whatever the figures.
+    if folders.WRONG:
+        print(f"FAILED: {len(folders.WRONG)} received folder(s) differ from the input:", flush=True)
+        for w in folders.WRONG:
+            print(f"  {w}")
+        sys.exit(1)
 
+
+# The folder scenarios live in their own module (tools/bench/folders.py), which uses this one's
+# nodes, anchors and printing: `import bench` there must find this module, also when it runs
+# as the script.
+sys.modules.setdefault("bench", sys.modules[__name__])
+import folders  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@
 #   nginx-light         the HTTP anchor (falls back to `nginx` where the light flavour is gone)
 #   curl, openssl       the HTTP client and the SHA-256 anchor (SHA-NI)
 #   iperf3              the loopback TCP throughput ceiling
+#   netcat-openbsd, tar the `tar c | nc` -> `nc -l | tar x` anchor of the folder scenarios
 #   procps              kill, uptime (load reported next to the figures)
 # Idempotent: installs only what is missing, and runs `apt-get update` once, only then.
 # Services are not started (the harness runs its own nginx in the foreground).
@@ -13,7 +14,7 @@ export DEBIAN_FRONTEND=noninteractive
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 need=()
-for p in python3 python3-libtorrent curl openssl iperf3 procps; do
+for p in python3 python3-libtorrent curl openssl iperf3 procps netcat-openbsd tar; do
   installed "$p" || need+=("$p")
 done
 installed nginx-light || installed nginx || installed nginx-core || need+=(nginx)

@@ -8,12 +8,21 @@ local peer class the same `upload_limit` (loopback peers are in the local peer c
 the session-wide limits skip); otherwise the local peer class is left unlimited. Runs under
 Debian's /usr/bin/python3, which has python3-libtorrent.
 
-usage: lt_anchor.py FILE WORKDIR [--leechers N] [--seeders M] [--seed-upload-limit BYTES_PER_S]
-                    [--piece-kib K] [--settings default|hp] [--timeout S]
+FILE may be a directory: `add_files` on a directory makes a multi-file torrent of every file
+under it (named after the directory; each leecher rebuilds the tree under its own folder).
+`--torrent` picks the format: `hybrid`, libtorrent 2.0's default (v1 + v2 metadata: it pads
+every file to a piece boundary, so a pack of small files becomes one piece per file) or
+`v1` (`create_torrent.v1_only`: no padding, pieces span files, as classic v1 tools make).
+`--leechers 0` only builds the torrent (hash_s), for the time of hashing a tree.
+
+usage: lt_anchor.py FILE|DIR WORKDIR [--leechers N] [--seeders M] [--seed-upload-limit BYTES_PER_S]
+                    [--piece-kib K] [--settings default|hp] [--torrent hybrid|v1] [--timeout S]
 Prints one JSON object on stdout: version, hash_s (create_torrent + set_piece_hashes),
 times (seconds from the first connect_peer to is_seeding, per leecher; null if not done),
-files (each leecher's output path), seed_upload (each seeder's total_payload_upload in bytes,
-read once every leecher is done). WORKDIR is created and must be removed by the caller.
+files (each leecher's output path: the file, or the directory), seed_upload (each seeder's
+total_payload_upload in bytes, read once every leecher is done), torrent (format, files in the
+torrent counting pad files, pad files, pieces). WORKDIR is created and must be removed by the
+caller.
 """
 import argparse
 import json
@@ -33,18 +42,28 @@ def main():
                     help="bytes/s each seeder may upload (session and local peer class); 0: unlimited")
     ap.add_argument("--piece-kib", type=int, default=1024)
     ap.add_argument("--settings", choices=["default", "hp"], default="default")
+    ap.add_argument("--torrent", choices=["hybrid", "v1"], default="hybrid",
+                    help="torrent format: hybrid (v1+v2, libtorrent 2.0's default) or v1 only")
     ap.add_argument("--timeout", type=float, default=300)
     a = ap.parse_args()
-    src = os.path.abspath(a.file)
+    src = os.path.abspath(a.file.rstrip("/") or "/")
     os.makedirs(a.work, exist_ok=True)
 
     t = time.perf_counter()
     fs = lt.file_storage()
     lt.add_files(fs, src)
-    ct = lt.create_torrent(fs, a.piece_kib * 1024)
+    ct = lt.create_torrent(fs, a.piece_kib * 1024,
+                           lt.create_torrent.v1_only if a.torrent == "v1" else 0)
     lt.set_piece_hashes(ct, os.path.dirname(src))
     ti = lt.torrent_info(ct.generate())
     hash_s = time.perf_counter() - t
+    files = ti.files()
+    torrent = {"format": a.torrent, "files": files.num_files(), "pieces": ti.num_pieces(),
+               "pad_files": sum(1 for i in range(files.num_files())
+                                if files.file_flags(i) & lt.file_storage.flag_pad_file)}
+    if a.leechers == 0:
+        print(json.dumps({"version": lt.__version__, "hash_s": hash_s, "torrent": torrent}), flush=True)
+        return
 
     base = lt.high_performance_seed() if a.settings == "hp" else {}
 
@@ -103,7 +122,7 @@ def main():
     print(json.dumps({
         "version": lt.__version__, "hash_s": hash_s, "times": done,
         "files": [os.path.join(d, name) for _, _, d in leech],
-        "settings": a.settings, "piece_kib": a.piece_kib,
+        "settings": a.settings, "piece_kib": a.piece_kib, "torrent": torrent,
         "seed_upload": [h.status().total_payload_upload for _, h in seeds],
     }), flush=True)
     # Skip the sessions' slow, orderly teardown; the written pages are the kernel's already.
