@@ -146,6 +146,10 @@ fn a_folder_is_shared_fetched_and_passed_on_as_one_content() {
         "{all}"
     );
 
+    let ls = text(&peershare(None, &["ls", "--api", &api(&seeder)]).stdout);
+    assert!(ls.contains(&format!("{id}  ")), "{ls}");
+    assert!(ls.contains(" B  Pack v1/ (6 files)"), "{ls}");
+
     // The ledger registers and verifies a folder's ID like a file's.
     let phrase = "abandon abandon abandon abandon abandon abandon abandon abandon abandon \
                   abandon abandon about";

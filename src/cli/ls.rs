@@ -108,11 +108,16 @@ fn list(api: &ApiArgs, call: &Call<'_>, verbose: bool) -> Result<(), String> {
         } else {
             String::new()
         };
-        println!(
-            "  {id}  {:>12} B  {}{sending}",
-            c["size"],
-            c["filename"].as_str().unwrap_or("")
-        );
+        let size = c["size"].as_u64().unwrap_or(0);
+        let name = c["filename"].as_str().unwrap_or("");
+        // A folder: its name with a slash and how many files it holds.
+        let name = match c["num_files"].as_u64() {
+            Some(n) if c["kind"] == "folder" => {
+                format!("{name}/ ({n} file{})", if n == 1 { "" } else { "s" })
+            }
+            _ => name.to_owned(),
+        };
+        println!("  {id}  {size:>12} B  {name}{sending}");
         if let Some(table) = peers_of(id) {
             print!("{table}");
         }
