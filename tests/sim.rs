@@ -159,3 +159,21 @@ fn an_unanswered_bootstrap_is_retried() {
         seed()
     );
 }
+
+/// Issue 21: at 20% loss, nodes whose bootstrap PINGs were lost became the roots of
+/// second networks (later nodes joined through them) that the main one never learnt: with
+/// seeds 3 and 4, 60 and 98 of 300 live nodes were outside the main component and 43% and
+/// 56% of node lookups failed; and nodes whose own-ID lookup went unanswered stayed
+/// unknown to their neighbours. Now none is outside (dht.md sections 7 and 11). These
+/// seeds are the regression cases, so `PEERSHARE_SIM_SEED` does not change them.
+#[test]
+fn heavy_loss_leaves_no_islands() {
+    for seed in [3, 4] {
+        let s = scenario(300, 0.0, 0.2, seed);
+        let r = run(&s);
+        let why = format!("\n{r}\nreplay: {}", s.replay_command());
+        assert_eq!(r.state.partitioned, 0, "{why}");
+        assert!(r.find_node.success_rate() >= 0.95, "{why}");
+        assert!(r.providers.success_rate() >= 0.95, "{why}");
+    }
+}

@@ -197,9 +197,9 @@ impl Lookup {
     }
 
     /// The request to `from` is slower than the soft timeout: stop waiting for it (its slot
-    /// goes to the next candidate), but keep listening for its answer. A second call (a
-    /// second soft timeout, after the request was sent again) marks it [`PeerState::Late`].
-    pub fn on_unresponsive(&mut self, from: &Id) {
+    /// goes to the next candidate), but keep listening for its answer. A later call marks it
+    /// [`PeerState::Late`] unless the caller sent the request again (`resent`).
+    pub fn on_unresponsive(&mut self, from: &Id, resent: bool) {
         let d = from.distance(&self.target);
         if let Some(c) = self.candidates.get_mut(&d) {
             match c.state {
@@ -207,10 +207,19 @@ impl Lookup {
                     c.state = PeerState::Unresponsive;
                     self.in_flight -= 1;
                 }
-                PeerState::Unresponsive => c.state = PeerState::Late,
+                PeerState::Unresponsive if !resent => c.state = PeerState::Late,
                 _ => {}
             }
         }
+    }
+
+    /// True if `id` is the closest candidate that has not failed or gone late: the one whose
+    /// answer the lookup waits for longest (see [`Lookup::next_step`]).
+    pub fn is_closest(&self, id: &Id) -> bool {
+        self.candidates
+            .values()
+            .find(|c| !matches!(c.state, PeerState::Failed | PeerState::Late))
+            .is_some_and(|c| c.contact.id == *id)
     }
 
     /// The next thing to do. Call repeatedly until it returns `Waiting` or `Finished`.
@@ -221,10 +230,17 @@ impl Lookup {
         let mut live = 0; // non-failed candidates seen so far, in distance order
         let mut waiting_in_top = false;
         let mut to_query: Option<Distance> = None;
+        // A request still out to a slow candidate: an answer may yet come (its retry).
+        let mut slow = false;
         for (d, c) in &self.candidates {
             match c.state {
-                PeerState::Failed | PeerState::Late => continue,
+                PeerState::Failed => continue,
+                PeerState::Late => {
+                    slow = true;
+                    continue;
+                }
                 PeerState::Unresponsive => {
+                    slow = true;
                     // The closest candidate is worth its retry: in a node lookup it is often
                     // the node looked for, and under loss its first answer is the one most
                     // likely lost among all it takes. Others no longer hold up the end.
@@ -254,7 +270,11 @@ impl Lookup {
                 return Step::Query(c.contact);
             }
         }
-        if waiting_in_top {
+        // Nobody has answered yet, but a slow request may still be answered (it is sent
+        // again at the request timeout): ending now would end with nothing. A join has one
+        // seed, and a lookup that lost both copies of its only request made the joining node
+        // an island (issue 21; dht.md section 7, step 7).
+        if waiting_in_top || (slow && self.answers == 0) {
             return Step::Waiting;
         }
         self.finished = true;
@@ -449,7 +469,7 @@ mod tests {
         let mut l = Lookup::new(Id([0; 32]), 20, 1, vec![a, b]);
         assert_eq!(l.next_step(), Step::Query(a));
         assert_eq!(l.next_step(), Step::Waiting, "alpha = 1");
-        l.on_unresponsive(&a.id);
+        l.on_unresponsive(&a.id, true);
         assert_eq!(l.state_of(&a.id), Some(PeerState::Unresponsive));
         assert_eq!(
             l.next_step(),
@@ -457,11 +477,15 @@ mod tests {
             "the slow one no longer holds the slot"
         );
         l.on_success(&b.id, &[]);
-        // The closest candidate, unresponsive once (its request was sent again), holds up the
-        // end for one more soft timeout: it may be the very node looked for ...
+        // The closest candidate, unresponsive (its request was sent again), holds up the
+        // end while the caller keeps sending it again: it may be the very node looked for ...
         assert_eq!(l.next_step(), Step::Waiting);
-        // ... and then no longer.
-        l.on_unresponsive(&a.id);
+        assert!(l.is_closest(&a.id));
+        l.on_unresponsive(&a.id, true);
+        assert_eq!(l.state_of(&a.id), Some(PeerState::Unresponsive));
+        assert_eq!(l.next_step(), Step::Waiting);
+        // ... and no longer once the caller gives up on it.
+        l.on_unresponsive(&a.id, false);
         assert_eq!(l.state_of(&a.id), Some(PeerState::Late));
         assert_eq!(l.next_step(), Step::Finished);
         assert_eq!(l.closest_succeeded(), vec![b]);
@@ -470,13 +494,14 @@ mod tests {
         assert_eq!(l.next_step(), Step::Query(a));
         l.on_success(&a.id, &[]);
         assert_eq!(l.next_step(), Step::Query(b));
-        l.on_unresponsive(&b.id);
+        l.on_unresponsive(&b.id, true);
+        assert!(!l.is_closest(&b.id));
         assert_eq!(l.next_step(), Step::Finished);
         assert_eq!(l.closest_succeeded(), vec![a]);
         // ...but an answer that arrives before the end is used.
         let mut l = Lookup::new(Id([0; 32]), 20, 1, vec![a, b]);
         assert_eq!(l.next_step(), Step::Query(a));
-        l.on_unresponsive(&a.id);
+        l.on_unresponsive(&a.id, true);
         assert_eq!(l.next_step(), Step::Query(b));
         l.on_success(&a.id, &[]);
         assert_eq!(l.state_of(&a.id), Some(PeerState::Succeeded));
@@ -484,6 +509,37 @@ mod tests {
         l.on_failure(&b.id);
         assert_eq!(l.next_step(), Step::Finished);
         assert_eq!(l.closest_succeeded(), vec![a]);
+    }
+
+    /// Issue 21: a joining node's lookup of its own ID has one seed, its bootstrap node.
+    /// When both copies of that request were lost, the lookup used to end at once with
+    /// nothing (the only candidate was late), before the request's retry at the request
+    /// timeout; the node then looked joined to nobody near it and stayed an island.
+    #[test]
+    fn a_lookup_that_nobody_answered_waits_for_its_slow_requests() {
+        let a = contact(Id([1; 32]));
+        let mut l = Lookup::new(Id([0; 32]), 20, 3, vec![a]);
+        assert_eq!(l.next_step(), Step::Query(a));
+        l.on_unresponsive(&a.id, true);
+        l.on_unresponsive(&a.id, false);
+        assert_eq!(l.state_of(&a.id), Some(PeerState::Late));
+        assert_eq!(
+            l.next_step(),
+            Step::Waiting,
+            "its retry may still be answered"
+        );
+        l.on_success(&a.id, &[]);
+        assert_eq!(l.next_step(), Step::Finished);
+        assert_eq!(l.closest_succeeded(), vec![a]);
+        // Once the retry failed too, the lookup ends (with nothing).
+        let mut l = Lookup::new(Id([0; 32]), 20, 3, vec![a]);
+        assert_eq!(l.next_step(), Step::Query(a));
+        l.on_unresponsive(&a.id, false);
+        l.on_unresponsive(&a.id, false);
+        assert_eq!(l.next_step(), Step::Waiting);
+        l.on_failure(&a.id);
+        assert_eq!(l.next_step(), Step::Finished);
+        assert!(l.closest_succeeded().is_empty());
     }
 
     #[test]

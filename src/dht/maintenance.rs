@@ -78,10 +78,20 @@ impl Dht {
             let _ = self.announce(key, port, now);
         }
         let len = self.routing.len();
-        if len > 0 && len < self.config.k && now >= self.next_sparse_join {
+        // A node whose table holds only nodes that joined through it (they verified it, so
+        // its table is not empty) while its own bootstrap node never answered is the root
+        // of a separate network: it keeps asking its bootstrap node (issue 21).
+        let unbootstrapped =
+            !self.bootstrap.is_empty() && !self.bootstrap.iter().any(|b| b.answered);
+        let sparse = len < self.config.k || !self.joined || unbootstrapped;
+        if len > 0 && sparse && now >= self.next_sparse_join {
             // A sparse table means the join did not get far (lost datagrams, or we joined a
             // small part of the network): look ourselves up again, and ask the bootstrap
-            // nodes again, backing off while it brings nothing new.
+            // nodes again, backing off while it brings nothing new. So does a lookup of our
+            // own ID that nobody answered, however full the table: bucket refreshes can fill
+            // the far buckets with k contacts while no node near us has heard of us, and
+            // far nodes, whose buckets for us are full, never take us in (the islands of
+            // issue 21).
             self.sparse_backoff = if len > self.sparse_len {
                 self.config.maintenance_interval
             } else {
@@ -90,8 +100,21 @@ impl Dht {
             self.sparse_len = len;
             self.next_sparse_join = now + self.sparse_backoff;
             self.rejoin(now);
-            for addr in self.bootstrap_addrs() {
-                self.send_request(now, addr, None, Message::Ping, Purpose::AddressPing);
+            // A bootstrap address that never answered gets a bootstrap PING: its answer
+            // starts a join through it.
+            let bootstrapping = self
+                .requests
+                .values()
+                .any(|o| matches!(o.purpose, Purpose::Bootstrap));
+            for b in self.bootstrap.clone() {
+                let purpose = if b.answered {
+                    Purpose::AddressPing
+                } else if !bootstrapping {
+                    Purpose::Bootstrap
+                } else {
+                    continue;
+                };
+                self.send_request(now, b.addr, None, Message::Ping, purpose);
             }
         }
         if now >= self.next_self_lookup && !self.routing.is_empty() {

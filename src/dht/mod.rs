@@ -86,6 +86,9 @@ pub struct Dht {
     next_sparse_join: Instant,
     sparse_backoff: Duration,
     sparse_len: usize,
+    /// Whether a lookup of our own ID has been answered: until then the node keeps joining
+    /// whatever its table holds (dht.md section 11).
+    joined: bool,
     queries: HashMap<QueryId, Query>,
     /// Lookups started before the first contact, waiting for the join (bounded with
     /// `queries` by `max_queries`).
@@ -106,6 +109,9 @@ pub struct Dht {
     seen_rendezvous: HashMap<SocketAddr, (Id, SocketAddr)>,
     /// Addresses a verification PING is out to (bounded by [`serve::MAX_VERIFYING`]).
     verifying: HashSet<SocketAddr>,
+    /// Requests sent in several copies (same txid) that were answered, until their request
+    /// timeout: a second answer is a duplicate, not an unexpected response.
+    answered_copies: VecDeque<(Instant, u64)>,
     /// Round trips of answered requests: the lookups' soft timeout follows them.
     rtt: rtt::RttEstimate,
     stats: DhtStats,
@@ -135,6 +141,7 @@ impl Dht {
             next_sparse_join: now + config.maintenance_interval,
             sparse_backoff: config.maintenance_interval,
             sparse_len: 0,
+            joined: false,
             config,
             id,
             rng,
@@ -154,6 +161,7 @@ impl Dht {
             rendezvous: None,
             seen_rendezvous: HashMap::new(),
             verifying: HashSet::new(),
+            answered_copies: VecDeque::new(),
             rtt: rtt::RttEstimate::default(),
             stats: DhtStats::default(),
         }
@@ -197,23 +205,28 @@ impl Dht {
                 node: Some(id),
                 to,
                 msg,
-                resent,
+                copies,
                 ..
             }) = self.requests.get_mut(&txid)
             {
                 let (qid, id, to) = (*qid, *id, *to);
-                if !*resent {
-                    // Slow, or lost: send the same request again now (an answer to either
-                    // copy counts) rather than only at the hard timeout, and give it one
-                    // more soft timeout to answer.
-                    *resent = true;
+                let closest = self
+                    .queries
+                    .get(&qid)
+                    .is_some_and(|q| q.lookup.is_closest(&id));
+                let again = *copies < 2 || (closest && *copies < requests::CLOSEST_COPIES);
+                if again {
+                    // Slow, or lost: send the same request again now (an answer to any copy
+                    // counts) rather than only at the hard timeout, and give it one more
+                    // soft timeout to answer; the closest candidate gets a few more copies.
+                    *copies += 1;
                     let msg = msg.clone();
                     self.send(to, txid, msg);
                     let soft = self.soft_timeout();
                     self.soft_deadlines.push(Reverse((now + soft, txid)));
                 }
                 if let Some(q) = self.queries.get_mut(&qid) {
-                    q.lookup.on_unresponsive(&id);
+                    q.lookup.on_unresponsive(&id, again);
                 }
                 self.drive(qid, now);
             }
@@ -465,5 +478,7 @@ fn plausible(addr: &SocketAddr) -> bool {
     ip_ok && addr.port() != 0
 }
 
+#[cfg(test)]
+mod join_tests;
 #[cfg(test)]
 mod tests;

@@ -189,7 +189,13 @@ impl Dht {
         let closest = q.lookup.closest_succeeded();
         let key = q.lookup.target();
         match q.kind {
-            QueryKind::Maintenance => self.finish(qid, now, None),
+            QueryKind::Maintenance => {
+                if key == self.id && q.lookup.answers() > 0 {
+                    // Our neighbourhood has heard of us: the join is done (dht.md section 11).
+                    self.joined = true;
+                }
+                self.finish(qid, now, None)
+            }
             QueryKind::FindNode => self.finish(qid, now, Some(QueryResult::Nodes(closest))),
             QueryKind::GetProviders => {
                 let providers = q.providers.clone();

@@ -16,6 +16,15 @@ use super::{is_nat_type, Dht, DhtEvent, QueryId, Transmit};
 use crate::id::Id;
 use crate::proto::dht::{msg_type, Contact, Datagram, Message, FLAG_NOT_REACHABLE};
 
+/// Copies of a lookup request sent to the closest candidate before it stops holding up the
+/// end of the lookup (dht.md section 7, step 5): in a node lookup it is usually the node
+/// looked for, and losing its answer loses the lookup. At 10% loss a request and its answer
+/// both arrive 81% of the time, so two copies fail 3.6% of the time and four 0.13%.
+pub(super) const CLOSEST_COPIES: u8 = 4;
+
+/// Answered multi-copy requests remembered at once (see `Dht::note_answered_copies`).
+const MAX_ANSWERED_COPIES: usize = 1024;
+
 /// Why a request was sent: what its answer, or its failure, goes to.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Purpose {
@@ -45,8 +54,9 @@ pub(super) struct Outstanding {
     pub(super) msg: Message,
     /// 0 for the first try, 1 for the retry.
     pub(super) attempt: u8,
-    /// Whether the soft timeout has passed once already (and the request was sent again).
-    pub(super) resent: bool,
+    /// Copies of the request sent so far (the first included): one more at each soft
+    /// timeout, up to 2, or [`CLOSEST_COPIES`] while it goes to the closest candidate.
+    pub(super) copies: u8,
     /// When it was sent (the first copy).
     pub(super) sent_at: Instant,
 }
@@ -92,6 +102,11 @@ impl Dht {
 
     pub(super) fn handle_response(&mut self, now: Instant, from: SocketAddr, dg: Datagram) {
         let Some(out) = self.requests.get(&dg.txid) else {
+            if self.answered_copies.iter().any(|&(_, t)| t == dg.txid) {
+                // The answer to another copy of a request sent again at its soft timeout:
+                // expected, and already used (issue 18: counted as unexpected before).
+                return;
+            }
             // Not ours: maybe the NAT layer's (its own transactions), which checks it.
             if !is_nat_type(dg.msg.type_byte()) {
                 self.stats.unexpected_responses += 1;
@@ -140,10 +155,13 @@ impl Dht {
         let Some(out) = self.requests.remove(&dg.txid) else {
             return;
         };
-        if out.attempt == 0 && !out.resent {
+        if out.attempt == 0 && out.copies == 1 {
             // Only a request sent once times a round trip (Karn): an answer to a copy sent
             // again could be the answer to either.
             self.rtt.sample(now.saturating_duration_since(out.sent_at));
+        }
+        if out.copies > 1 {
+            self.note_answered_copies(now, dg.txid);
         }
         self.on_bootstrap_result(out.to, true);
         if let Purpose::Verify = out.purpose {
@@ -207,6 +225,22 @@ impl Dht {
         }
     }
 
+    /// Remembers that `txid`, sent in several copies, was answered: the other copies'
+    /// answers may follow until the request timeout. Bounded: entries leave when their
+    /// request timeout has passed, and the oldest first beyond [`MAX_ANSWERED_COPIES`].
+    fn note_answered_copies(&mut self, now: Instant, txid: u64) {
+        let keep = self.config.request_timeout;
+        while self
+            .answered_copies
+            .front()
+            .is_some_and(|&(t, _)| now.saturating_duration_since(t) >= keep)
+            || self.answered_copies.len() >= MAX_ANSWERED_COPIES
+        {
+            self.answered_copies.pop_front();
+        }
+        self.answered_copies.push_back((now, txid));
+    }
+
     fn note_observed(&mut self, sender: Id, msg: &Message) {
         let Message::Pong { observed } = msg else {
             return;
@@ -268,7 +302,7 @@ impl Dht {
                 purpose,
                 msg: msg.clone(),
                 attempt,
-                resent: false,
+                copies: 1,
                 sent_at: now,
             },
         );

@@ -98,6 +98,8 @@ pub struct RoutingTable {
     local: Id,
     buckets: Vec<Bucket>,
     limits: DiversityLimits,
+    /// Changes of membership so far (see [`RoutingTable::changes`]).
+    changes: u64,
 }
 
 impl RoutingTable {
@@ -107,6 +109,7 @@ impl RoutingTable {
             local,
             buckets: vec![Bucket::default(); 256],
             limits,
+            changes: 0,
         }
     }
 
@@ -151,6 +154,7 @@ impl RoutingTable {
         }
         let b = &mut self.buckets[i];
         if b.entries.len() < K {
+            self.changes += 1;
             b.replacements.retain(|c| c.id != contact.id);
             b.entries.push(Entry {
                 contact,
@@ -252,6 +256,7 @@ impl RoutingTable {
             return;
         };
         if let Some(contact) = self.buckets[i].replacements.remove(pos) {
+            self.changes += 1;
             self.buckets[i].entries.push(Entry {
                 contact,
                 last_seen: now,
@@ -284,6 +289,7 @@ impl RoutingTable {
             return;
         }
         self.buckets[i].entries.remove(pos);
+        self.changes += 1;
         // The newcomer was within its quotas when it was heard; check again, since others
         // may have entered since.
         if self.admits(i, &Origin::of(newcomer.addr)).is_ok() {
@@ -317,6 +323,7 @@ impl RoutingTable {
             b.pending = None;
         }
         self.buckets[i].entries.remove(pos);
+        self.changes += 1;
         self.promote_replacement(i, now);
         true
     }
@@ -330,6 +337,7 @@ impl RoutingTable {
                 .position(|e| e.contact.id == *id)
             {
                 self.buckets[i].entries.remove(pos);
+                self.changes += 1;
             }
             self.buckets[i].replacements.retain(|c| c.id != *id);
         }
@@ -352,6 +360,7 @@ impl RoutingTable {
                 b.pending = None;
             }
         }
+        self.changes += dropped as u64;
         dropped
     }
 
@@ -363,11 +372,23 @@ impl RoutingTable {
     /// Up to `n` contacts closest to `target`, closest first. Excludes `exclude` (the
     /// requester) if given.
     pub fn closest(&self, target: &Id, n: usize, exclude: Option<&Id>) -> Vec<Contact> {
+        self.closest_where(target, n, exclude, |_| true)
+    }
+
+    /// Like [`RoutingTable::closest`], among the contacts `keep` accepts (for an answer:
+    /// those of the requester's address family, spec section 8).
+    pub fn closest_where(
+        &self,
+        target: &Id,
+        n: usize,
+        exclude: Option<&Id>,
+        keep: impl Fn(&Contact) -> bool,
+    ) -> Vec<Contact> {
         let mut all: Vec<(Distance, Contact)> = self
             .buckets
             .iter()
             .flat_map(|b| b.entries.iter())
-            .filter(|e| Some(&e.contact.id) != exclude)
+            .filter(|e| Some(&e.contact.id) != exclude && keep(&e.contact))
             .map(|e| (e.contact.id.distance(target), e.contact))
             .collect();
         // Only the n closest need ordering: select them first (this runs for every
@@ -397,6 +418,17 @@ impl RoutingTable {
     /// All entries, bucket by bucket.
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.buckets.iter().flat_map(|b| b.entries.iter())
+    }
+
+    /// A counter that moves whenever a contact enters or leaves the table (not when one is
+    /// merely heard from again): a caller that shows the table redraws it when this moves.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// The contacts waiting in the replacement caches, bucket by bucket.
+    pub fn replacements(&self) -> impl Iterator<Item = &Contact> {
+        self.buckets.iter().flat_map(|b| b.replacements.iter())
     }
 
     /// Number of contacts in the table (replacement caches excluded).

@@ -16,6 +16,7 @@ use std::time::Instant;
 use super::providers::Stored;
 use super::{is_nat_type, plausible, Dht, DhtEvent, Purpose};
 use crate::id::Id;
+use crate::proto::codec::canonical_addr;
 use crate::proto::dht::{
     error_code, Contact, Datagram, Message, RendezvousRecord, FLAG_NOT_REACHABLE, MAX_DATAGRAM,
     MAX_PROVIDERS, MAX_RENDEZVOUS, TOKEN_LEN,
@@ -23,6 +24,10 @@ use crate::proto::dht::{
 
 /// Most verification PINGs in flight at once.
 pub const MAX_VERIFYING: usize = 256;
+
+/// Unanswered bootstrap PINGs (to every address) after which a node with an empty table
+/// takes requesters in anyway (see `Dht::bootstrapping`): about 14 s with the defaults.
+const BOOTSTRAPPING_TRIES: u32 = 4;
 
 impl Dht {
     pub(super) fn handle_request(&mut self, now: Instant, from: SocketAddr, dg: Datagram) {
@@ -44,9 +49,7 @@ impl Dht {
         let reply = match dg.msg {
             Message::Ping => Message::Pong { observed: from },
             Message::FindNode { target } => Message::Nodes {
-                contacts: self
-                    .routing
-                    .closest(&target, self.config.k, Some(&dg.sender)),
+                contacts: self.answer_contacts(&target, from, &dg.sender),
             },
             Message::GetProviders { key } => self.answer_get_providers(now, from, dg.sender, key),
             Message::Announce {
@@ -93,6 +96,12 @@ impl Dht {
             }
             return;
         }
+        if self.bootstrapping() {
+            // Still bootstrapping: a node that joined through us now would join us alone, and
+            // the nodes that join through it after would grow a separate network around us
+            // (issue 21). It gets its answer; we take it in once we are in the network.
+            return;
+        }
         if self.verifying.contains(&c.addr)
             || self.verifying.len() >= MAX_VERIFYING
             || !self.routing.wants(&c)
@@ -102,6 +111,30 @@ impl Dht {
         self.verifying.insert(c.addr);
         self.stats.verifications += 1;
         self.send_request(now, c.addr, Some(c.id), Message::Ping, Purpose::Verify);
+    }
+
+    /// The contacts an answer carries: the k closest to `target` of the requester's address
+    /// family (the family it asked from), never the requester (spec section 8). An IPv4-only
+    /// requester can do nothing with an IPv6 contact, nor an IPv6-only one with IPv4.
+    fn answer_contacts(&self, target: &Id, from: SocketAddr, requester: &Id) -> Vec<Contact> {
+        let v4 = from.is_ipv4();
+        self.routing
+            .closest_where(target, self.config.k, Some(requester), |c| {
+                canonical_addr(c.addr).is_ipv4() == v4
+            })
+    }
+
+    /// True while the table is empty and no bootstrap address has answered yet, unless each
+    /// has left [`BOOTSTRAPPING_TRIES`] PINGs unanswered (a dead bootstrap address must not keep a
+    /// node from ever taking others in).
+    fn bootstrapping(&self) -> bool {
+        self.routing.is_empty()
+            && !self.bootstrap.is_empty()
+            && !self.bootstrap.iter().any(|b| b.answered)
+            && self
+                .bootstrap
+                .iter()
+                .any(|b| b.unanswered < BOOTSTRAPPING_TRIES)
     }
 
     fn answer_get_providers(
@@ -141,7 +174,7 @@ impl Dht {
                 },
             );
         }
-        let closer = self.routing.closest(&key, self.config.k, Some(&requester));
+        let closer = self.answer_contacts(&key, from, &requester);
         let token = self.tokens.issue(&from);
         fit_providers(token, providers, closer, via, self.id, self.flags())
     }
@@ -183,6 +216,73 @@ pub(super) fn fit_providers(
         }
         if closer.pop().is_none() {
             via.pop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::DhtConfig;
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Issue 18: NODES answers used to carry IPv6 contacts to IPv4-only requesters (and the
+    /// other way round). Both FIND_NODE and GET_PROVIDERS answers now carry only contacts of
+    /// the family the request came from (spec section 8).
+    #[test]
+    fn answers_carry_contacts_of_the_requesters_family() {
+        let now = Instant::now();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut dht = Dht::new(Id::random(&mut rng), DhtConfig::default(), 1, now);
+        for i in 0..6u16 {
+            let addr: SocketAddr = if i % 2 == 0 {
+                SocketAddr::from(([203, 0, (i + 1) as u8, 1], 4000))
+            } else {
+                SocketAddr::from(([0x2001, 0xdb8, i + 1, 0, 0, 0, 0, 1], 4000))
+            };
+            dht.add_contact(
+                Contact {
+                    id: Id::random(&mut rng),
+                    addr,
+                },
+                now,
+            );
+        }
+        assert_eq!(dht.routing_table().len(), 6);
+        let v4: SocketAddr = "198.51.100.9:4000".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8:99::9]:4000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:198.51.100.10]:4000".parse().unwrap();
+        for (from, want_v4) in [(v4, true), (v6, false), (mapped, true)] {
+            for msg in [
+                Message::FindNode {
+                    target: Id([0; 32]),
+                },
+                Message::GetProviders { key: Id([0; 32]) },
+            ] {
+                let req = Datagram {
+                    flags: 0,
+                    txid: 7,
+                    sender: Id::random(&mut rng),
+                    msg,
+                };
+                dht.handle_datagram(now, from, &req.encode());
+                let mut answered = false;
+                while let Some(t) = dht.poll_transmit() {
+                    let d = Datagram::decode(&t.payload).unwrap();
+                    let contacts = match d.msg {
+                        Message::Nodes { contacts } => contacts,
+                        Message::Providers { closer, .. } => closer,
+                        _ => continue,
+                    };
+                    answered = true;
+                    assert_eq!(contacts.len(), 3, "{from}: {contacts:?}");
+                    assert!(
+                        contacts.iter().all(|c| c.addr.is_ipv4() == want_v4),
+                        "{from}: {contacts:?}"
+                    );
+                }
+                assert!(answered, "{from}");
+            }
         }
     }
 }

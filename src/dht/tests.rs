@@ -15,6 +15,12 @@ struct Net {
     events: Vec<(SocketAddr, DhtEvent)>,
 }
 
+/// The start of a test's virtual clock (the only reading of the real clock a test makes;
+/// other test modules of the DHT take theirs from here, since only `tests.rs` files may).
+pub(super) fn start() -> Instant {
+    Instant::now()
+}
+
 fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 10_000 + i as u16))
 }

@@ -166,7 +166,11 @@ impl NodeCore {
 
     /// A UDP datagram arrived (DHT or NAT signalling).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let before = self.dht.routing_table().changes();
         self.dht.handle_datagram(now, from, bytes);
+        // A contact entered or left (a verified requester's PONG, say): `routes` and
+        // `status` show it now, not at the next periodic refresh of the view (issue 18).
+        self.view_dirty |= self.dht.routing_table().changes() != before;
         self.settle(now);
     }
 
@@ -421,7 +425,9 @@ impl NodeCore {
     /// Timers: the DHT's, the engine's, NAT traversal's, waiting API requests, saving state.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.dht.poll_timeout().is_some_and(|t| t <= now) {
+            let before = self.dht.routing_table().changes();
             self.dht.handle_timeout(now);
+            self.view_dirty |= self.dht.routing_table().changes() != before;
         }
         if self.library.engine.poll_timeout().is_some_and(|t| t <= now) {
             self.library.engine.handle_timeout(now);

@@ -100,3 +100,55 @@ fn nothing_is_sent_after_reading_a_peers_error() {
     assert!(sent.is_empty(), "sent after the peer's ERROR: {sent:?}");
     assert!(closed, "the connection is closed");
 }
+
+/// Issue 18: a request's sender entered the table one round trip after its request (the
+/// verification PING's PONG, dht.md section 6, rule 3), but `routes` and `status` showed it
+/// only at the next periodic refresh of the view, about a second after the request as a
+/// peer saw it. The PONG that inserts it now marks the view changed at once.
+#[test]
+fn a_verified_requester_shows_in_the_view_at_once() {
+    use crate::proto::dht::{Datagram, Message};
+    let now = Instant::now();
+    let mut c = core(now);
+    while c.poll_output().is_some() {}
+    let peer: SocketAddr = "127.0.0.1:5001".parse().unwrap();
+    let peer_id = Id([7; 32]);
+    let ping = Datagram {
+        flags: 0,
+        txid: 1,
+        sender: peer_id,
+        msg: Message::Ping,
+    };
+    c.handle_datagram(now, peer, &ping.encode());
+    // The answer and the verification PING go out at once.
+    let mut check = None;
+    while let Some(o) = c.poll_output() {
+        if let Output::Datagram(t) = o {
+            let d = Datagram::decode(&t.payload).unwrap();
+            if d.msg == Message::Ping {
+                check = Some(d.txid);
+            }
+        }
+    }
+    let txid = check.expect("a verification PING");
+    let pong = Datagram {
+        flags: 0,
+        txid,
+        sender: peer_id,
+        msg: Message::Pong { observed: peer },
+    };
+    c.handle_datagram(now, peer, &pong.encode());
+    assert!(c.dht.routing_table().get(&peer_id).is_some());
+    let mut changed = false;
+    while let Some(o) = c.poll_output() {
+        changed |= matches!(o, Output::ViewChanged);
+    }
+    assert!(changed, "the view is redrawn with the new contact");
+    // A datagram that changes nothing in the table does not redraw it.
+    c.handle_datagram(now, peer, &ping.encode());
+    let mut changed = false;
+    while let Some(o) = c.poll_output() {
+        changed |= matches!(o, Output::ViewChanged);
+    }
+    assert!(!changed);
+}

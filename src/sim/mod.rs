@@ -31,6 +31,7 @@
 //! Addresses such as `10.0.3.7:4000` are labels computed from a node's index: nothing is
 //! sent on a real network.
 
+pub mod islands;
 pub mod net;
 pub mod nodes;
 pub mod report;

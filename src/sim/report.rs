@@ -8,6 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::islands::Explained;
 use super::net::{NetConfig, NetCounters};
 
 /// Three points of a distribution.
@@ -138,6 +139,8 @@ pub struct Report {
     pub latency: Percentiles<Duration>,
     /// Network state before the lookups.
     pub state: NetworkState,
+    /// The islands explained, when the scenario asked for it.
+    pub islands: Option<Explained>,
     /// Datagram counters of the whole run.
     pub counters: NetCounters,
     /// Datagrams sent by all nodes while the lookups ran (background traffic included).

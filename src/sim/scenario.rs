@@ -17,13 +17,13 @@
 //!    success = that node is the first result), interleaved, one pair every `op_interval`.
 //!    Lookups not finished `lookup_deadline` after the last one started count as unfinished.
 
-use std::cmp::Reverse;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand::Rng;
 
-use super::net::{node_addr, node_index, NetConfig, Sim, SimError};
+use super::islands::{explain, Graph, History};
+use super::net::{node_addr, NetConfig, Sim, SimError};
 use super::report::{KindStats, NetworkState, Percentiles, Report, WallTimes};
 use crate::dht::{DhtConfig, QueryId, QueryResult, QueryStats};
 use crate::id::Id;
@@ -51,7 +51,13 @@ pub struct Scenario {
     pub net: NetConfig,
     /// What every node runs. Not the default: the report says so.
     pub dht: DhtConfig,
+    /// Explain the islands in the report: who holds each node outside the main component,
+    /// sampled every [`HISTORY_EVERY`] while the network joins and settles.
+    pub explain_islands: bool,
 }
+
+/// How often [`Scenario::explain_islands`] samples who holds whom.
+pub const HISTORY_EVERY: Duration = Duration::from_secs(5);
 
 impl Scenario {
     /// `nodes` nodes with the defaults of `peershare-sim` for the rest: 200 keys, 1000
@@ -68,6 +74,7 @@ impl Scenario {
             lookup_deadline: Duration::from_secs(600),
             net: NetConfig::default(),
             dht: DhtConfig::default(),
+            explain_islands: false,
         }
     }
 
@@ -114,16 +121,31 @@ impl Scenario {
         let n = self.nodes;
 
         // 1. Join, then settle.
+        let mut history = History::default();
+        let mut next_sample = sim.now();
         for i in 0..n {
             let at = sim.at(saturating_mul(self.join_interval, i));
             sim.run_until(at)?;
+            if self.explain_islands && sim.now() >= next_sample {
+                history.sample(&sim);
+                next_sample = sim.now() + HISTORY_EVERY;
+            }
             let me = sim.add_node()?;
             if me > 0 {
                 let via = sim.rng().gen_range(0..me);
                 sim.bootstrap(me, via);
             }
         }
-        sim.run_for(self.settle)?;
+        if self.explain_islands {
+            let end = sim.now() + self.settle;
+            while sim.now() < end {
+                let step = HISTORY_EVERY.min(end.saturating_duration_since(sim.now()));
+                sim.run_for(step)?;
+                history.sample(&sim);
+            }
+        } else {
+            sim.run_for(self.settle)?;
+        }
         let wall_join = wall_start.elapsed();
 
         // 2. Announce.
@@ -155,7 +177,12 @@ impl Scenario {
             sim.kill(v);
         }
         let live = sim.live_nodes();
-        let mut state = network_state(&sim, &live);
+        let graph = Graph::of(&sim, &live);
+        let mut state = network_state(&sim, &live, &graph);
+        let islands = self
+            .explain_islands
+            .then(|| explain(&sim, &graph, &live, &history));
+        drop(graph);
         state.announced = announces.len();
         state.mean_stored_at = mean(stored.iter().map(|&s| s as f64));
         state.stored_nowhere = stored.iter().filter(|&&s| s == 0).count();
@@ -238,6 +265,7 @@ impl Scenario {
             hops: Percentiles::of(&hops),
             latency: Percentiles::of(&latency),
             state,
+            islands,
             counters: sim.counters().clone(),
             lookup_phase_datagrams,
             virtual_time: sim.elapsed(),
@@ -337,74 +365,24 @@ fn pick_other(sim: &mut Sim, live: &[usize], not: usize) -> usize {
 }
 
 /// Routing-table size and quality over the live nodes, and how many of them are cut off.
-fn network_state(sim: &Sim, live: &[usize]) -> NetworkState {
-    let n = sim.len();
-    // Routing entries between live nodes, as a graph on node indexes.
-    let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut sizes = Vec::with_capacity(live.len());
-    let (mut entries, mut dead) = (0u64, 0u64);
-    for &i in live {
-        let Some(d) = sim.node(i) else { continue };
-        let t = d.routing_table();
-        sizes.push(t.len());
-        for e in t.iter() {
-            entries += 1;
-            match node_index(&e.contact.addr).filter(|&j| sim.is_alive(j)) {
-                Some(j) => out[i].push(j),
-                None => dead += 1,
-            }
-        }
-    }
-    let mut into: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, js) in out.iter().enumerate() {
-        for &j in js {
-            into[j].push(i);
-        }
-    }
-    // The best-connected live node anchors the main component (ties: lowest index).
-    let anchor = live
+fn network_state(sim: &Sim, live: &[usize], graph: &Graph) -> NetworkState {
+    let sizes: Vec<usize> = live
         .iter()
-        .copied()
-        .max_by_key(|&i| (into[i].len(), Reverse(i)));
-    let partitioned = match anchor {
-        Some(a) => {
-            let (fwd, back) = (reachable(&out, a), reachable(&into, a));
-            live.iter().filter(|&&i| !(fwd[i] && back[i])).count()
-        }
-        None => 0,
-    };
+        .filter_map(|&i| sim.node(i))
+        .map(|d| d.routing_table().len())
+        .collect();
     NetworkState {
         mean_table: mean(sizes.iter().map(|&s| s as f64)),
         min_table: sizes.iter().copied().min().unwrap_or(0),
-        dead_entries: if entries == 0 {
+        dead_entries: if graph.entries == 0 {
             0.0
         } else {
-            dead as f64 / entries as f64
+            graph.dead_entries as f64 / graph.entries as f64
         },
         empty_tables: sizes.iter().filter(|&&s| s == 0).count(),
-        partitioned,
+        partitioned: graph.islands(live).count(),
         ..NetworkState::default()
     }
-}
-
-/// The nodes reachable from `start` along `edges`.
-fn reachable(edges: &[Vec<usize>], start: usize) -> Vec<bool> {
-    let mut seen = vec![false; edges.len()];
-    let mut stack = vec![start];
-    if let Some(s) = seen.get_mut(start) {
-        *s = true;
-    }
-    while let Some(x) = stack.pop() {
-        for &y in edges.get(x).map_or(&[][..], Vec::as_slice) {
-            if let Some(s) = seen.get_mut(y) {
-                if !*s {
-                    *s = true;
-                    stack.push(y);
-                }
-            }
-        }
-    }
-    seen
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {

@@ -135,6 +135,10 @@ struct Args {
     /// Virtual milliseconds between two joins.
     #[arg(long, default_value_t = 20)]
     join_interval: u64,
+    /// Explain every node outside the main component (who holds it, what its table holds,
+    /// who held it while the network joined).
+    #[arg(long)]
+    explain_islands: bool,
 }
 
 /// The swarm scenario's flags (defaults: `SwarmScenario::new`).
@@ -320,11 +324,15 @@ fn dht(args: &Args) -> ExitCode {
             settle: Duration::from_secs(args.settle),
             join_interval: Duration::from_millis(args.join_interval),
             net: net.clone(),
+            explain_islands: args.explain_islands,
             ..Scenario::new(args.nodes)
         };
         match scenario.run() {
             Ok(report) => {
                 println!("{report}");
+                if let Some(islands) = &report.islands {
+                    print!("{islands}");
+                }
                 for g in goals(&report) {
                     println!("  {g}");
                 }
