@@ -20,7 +20,7 @@ use crate::net::reactor::{Reactor, ReactorParts};
 use crate::net::shared::Shared;
 use crate::net::socket;
 use crate::net::tokens::WAKER;
-use crate::node_core::{IoStatus, Library, NatGlue, NodeCore, NodeSettings};
+use crate::node_core::{BandwidthView, IoStatus, Library, NatGlue, NodeCore, NodeSettings};
 use crate::settings::{rate_text, Key, Settings, Source};
 use crate::storage::config as config_file;
 use crate::storage::state;
@@ -239,10 +239,16 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
     let mut core = NodeCore::new(dht, library, nat, local, advertised, limits, now);
     let download_dir = core.library().download_dir().to_path_buf();
     core.set_settings(NodeSettings::new(cli, file, (download_dir, dir_source)));
-    let shared = Arc::new(Shared::new(
-        core.status_view(now, IoStatus::default()),
-        api_addr,
-    ));
+    // The first view already shows the limits in force: workers answer `status` from it
+    // before the loop publishes its own (a client may ask as soon as `ready` is printed).
+    let first = IoStatus {
+        bandwidth: BandwidthView {
+            limits,
+            ..BandwidthView::default()
+        },
+        ..IoStatus::default()
+    };
+    let shared = Arc::new(Shared::new(core.status_view(now, first), api_addr));
     let mut reactor = Reactor::new(ReactorParts {
         poll,
         waker: waker.clone(),

@@ -67,7 +67,7 @@ pub use library::Library;
 pub use nat::NatGlue;
 pub use output::{HookRun, NatIo, Output};
 pub use settings::NodeSettings;
-pub use view::{Flow, IoStatus, Live, Rates, StatusView};
+pub use view::{BandwidthView, Flow, IoStatus, Live, Rates, StatusView};
 
 /// How often the node state (routing table, provided keys) is saved.
 const SAVE_EVERY: Duration = Duration::from_secs(60);
