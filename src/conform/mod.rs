@@ -116,10 +116,8 @@ impl Case {
         run: fn(&mut Ctx) -> Result<(), Outcome>,
     ) -> Case {
         Case {
-            name,
-            spec,
-            run,
             slow: true,
+            ..Case::new(name, spec, run)
         }
     }
 }
