@@ -3,11 +3,10 @@
 //!
 //! A file's chunks are all one size but the last ([`Lengths`]). A folder's chunks never
 //! cross files (spec `content.md`, section 10), so its chunks have the sizes of each file's
-//! own chunking: a 50 KB sample is one 50 KB chunk. A folder's download keeps its files one
-//! after another in a single `.part` (the crash safety, resume record and serving of
-//! unfinished downloads are the same code as for a file); chunk `i` is at the sum of the
-//! lengths of the chunks before it. The files are cut out of the `.part` when the download
-//! is complete (`partial/finish_tree.rs`).
+//! own chunking: a 50 KB sample is one 50 KB chunk. Chunk `i`'s offset is the sum of the
+//! lengths of the chunks before it, as if the files lay one after another: the running
+//! position that progress, the resume record and the scheduler count in. (A folder's download
+//! writes each chunk into its own file, `partial/data.rs`.)
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use super::tree::TreeManifest;
 pub enum Layout {
     /// A single file.
     File(Lengths),
-    /// A folder: `starts[i]` is where chunk `i` begins in the `.part`, and
+    /// A folder: `starts[i]` is where chunk `i` begins with the files one after another, and
     /// `starts[chunk_count]` is the total size.
     Tree(Arc<[u64]>),
 }
@@ -63,7 +62,7 @@ impl Layout {
         (0..self.chunk_count()).map(ChunkIndex::checked)
     }
 
-    /// Byte offset of the chunk in the `.part` (0 for an index not of this content).
+    /// Byte offset of the chunk in the content (0 for an index not of this content).
     pub fn chunk_offset(&self, c: ChunkIndex) -> u64 {
         match self {
             Layout::File(l) => l.chunk_offset(c),
@@ -83,7 +82,7 @@ impl Layout {
         }
     }
 
-    /// The chunk's byte range in the `.part`.
+    /// The chunk's byte range in the content.
     pub fn chunk_range(&self, c: ChunkIndex) -> Range<u64> {
         let start = self.chunk_offset(c);
         start..start + u64::from(self.chunk_len(c))

@@ -20,9 +20,10 @@
 //! **Downloading**:
 //! 1. The downloader fetches the manifest and checks it against the content ID
 //!    ([`Manifest::decode_for`]) before asking for any chunk.
-//! 2. [`partial::PartialFile::open_or_create`] preallocates `downloads/<id>.part`, or after a
-//!    crash reopens it: chunks in the resume record are trusted, the others are re-hashed
-//!    from the `.part` so chunks written just before the crash are not fetched again.
+//! 2. [`partial::PartialFile::open_or_create`] preallocates `downloads/<id>.part` (for a
+//!    folder: makes the staging folder `downloads/<id>.tree/` its files are written into), or
+//!    after a crash reopens it: chunks in the resume record are trusted, the others are
+//!    re-hashed from disk so chunks written just before the crash are not fetched again.
 //! 3. Each chunk is checked against its hash on arrival ([`verified::VerifiedChunk::check`],
 //!    on a worker): only a [`verified::VerifiedChunk`] can be stored
 //!    ([`partial::PartialFile::store`]), and from then on it can be served to other
@@ -238,7 +239,7 @@ pub enum ContentError {
     Busy {
         /// The download.
         id: Id,
-        /// Its `.part` file.
+        /// Its `.part` file (a folder's: its staging folder).
         path: PathBuf,
     },
     /// The download was already finished or discarded.

@@ -3,12 +3,12 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use super::data::is_absent;
 use super::prefix::{PrefixHash, PrefixWork};
 use super::{PartialFile, State};
 use crate::content::manifest::HASH_LEN;
@@ -60,14 +60,13 @@ impl PartialFile {
             });
         }
         let t1 = Instant::now();
-        self.file
-            .sync_all()
-            .map_err(|e| ContentError::io("sync", &self.part_path, e))?;
+        let part_path = self.part_path()?.to_path_buf();
+        self.data.sync()?;
         let t2 = Instant::now();
 
         fs::create_dir_all(final_dir).map_err(|e| ContentError::io("create", final_dir, e))?;
         let base = safe_file_name_or_fallback(name, &self.id);
-        let final_path = match link_no_clobber(&self.part_path, final_dir, &base)? {
+        let final_path = match link_no_clobber(&part_path, final_dir, &base)? {
             Placed::At(p) => p,
             Placed::CrossDevice => self.copy_across(final_dir, &base)?,
         };
@@ -119,16 +118,28 @@ impl PartialFile {
         self.whole_file_hash_from_disk()
     }
 
+    /// The single file's `.part` (a folder has none: an error).
+    fn part_path(&self) -> Result<&Path, ContentError> {
+        match self.data.as_file() {
+            Some((path, _)) => Ok(path),
+            None => Err(ContentError::io(
+                "hash",
+                &self.dir,
+                io::Error::other("a folder's download has no single .part"),
+            )),
+        }
+    }
+
     fn whole_file_hash_from_disk(&self) -> Result<[u8; HASH_LEN], ContentError> {
         let mut h = Sha256::new();
-        let mut f = File::open(&self.part_path)
-            .map_err(|e| ContentError::io("open", &self.part_path, e))?;
+        let part_path = self.part_path()?;
+        let mut f = File::open(part_path).map_err(|e| ContentError::io("open", part_path, e))?;
         let mut buf = vec![0u8; 1 << 20];
         let mut left = self.layout.total();
         while left > 0 {
             let n = f
                 .read(&mut buf)
-                .map_err(|e| ContentError::io("read", &self.part_path, e))?;
+                .map_err(|e| ContentError::io("read", part_path, e))?;
             if n == 0 {
                 break;
             }
@@ -146,10 +157,13 @@ impl PartialFile {
         let mut bad = Vec::new();
         for c in self.layout.chunks() {
             buf.resize(self.layout.chunk_len(c) as usize, 0);
-            self.file
-                .read_exact_at(&mut buf, self.layout.chunk_offset(c))
-                .map_err(|e| ContentError::io("read", &self.part_path, e))?;
-            if !self.manifest.verify_chunk(c, &buf) {
+            let ok = match self.data.read_chunk(&self.layout, c, &mut buf) {
+                Ok(()) => self.manifest.verify_chunk(c, &buf),
+                // A folder's file that is gone (removed by hand): its chunks are missing.
+                Err(e) if is_absent(&e) && self.data.as_tree().is_some() => false,
+                Err(e) => return Err(e),
+            };
+            if !ok {
                 bad.push(c);
             }
         }
@@ -171,7 +185,7 @@ impl PartialFile {
     fn copy_across(&self, final_dir: &Path, base: &str) -> Result<PathBuf, ContentError> {
         let hex = self.id.to_hex();
         let tmp = final_dir.join(format!(".{}.peershare-part", hex.get(..16).unwrap_or(&hex)));
-        fs::copy(&self.part_path, &tmp).map_err(|e| ContentError::io("copy", &tmp, e))?;
+        fs::copy(self.part_path()?, &tmp).map_err(|e| ContentError::io("copy", &tmp, e))?;
         File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| ContentError::io("sync", &tmp, e))?;

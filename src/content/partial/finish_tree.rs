@@ -1,29 +1,36 @@
-//! Finishing a folder's download ([`PartialFile::finish`] for a tree manifest): every file
-//! is cut out of the `.part` into a hidden staging folder beside the final name, each file
-//! of more than one chunk is checked against its whole-file SHA-256 as it is copied, the
-//! file system is synced, and the staging folder is renamed to its final name, which never
-//! replaces anything. Until that rename nothing exists under the final name; an interrupted
-//! finish leaves only the hidden staging folder, which the next attempt deletes and rebuilds.
+//! Finishing a folder's download ([`PartialFile::finish`] for a tree manifest). Its files
+//! were written in place under `downloads/<id>.tree/` (`data.rs`): files no chunk was ever
+//! written to (empty ones, all-zero ones) and empty folders are made, each file of more than
+//! one chunk is checked against its whole-file SHA-256, the file system is synced, and the
+//! staging folder is renamed to its final name, which never replaces anything. Until that
+//! rename nothing exists under the final name.
+//!
+//! When the output folder is on another file system than the data dir, the files are copied
+//! into a hidden staging folder beside the final name (`.<id>.peershare-folder`), synced, and
+//! that is renamed instead; an interrupted finish leaves only that hidden folder, which the
+//! next attempt deletes and rebuilds.
 //!
 //! A file of one chunk is not hashed again: its chunk hash *is* its whole-file SHA-256 (the
 //! decoder refuses a tree where it is not, spec `content.md` section 10.4), and that chunk
 //! was verified when it arrived.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use super::data::TreeFiles;
 use super::finish::{all_names_taken, MAX_NUMBERED};
 use super::PartialFile;
 use crate::content::names::{numbered_name, safe_file_name};
 use crate::content::tree::{EntryKind, TreeManifest};
 use crate::content::{sync_dir, ContentError};
 
-/// The copy buffer for files that are hashed while copied.
-const COPY_BUF: usize = 1 << 20;
+/// The read buffer for files hashed whole.
+const HASH_BUF: usize = 1 << 20;
 
 impl PartialFile {
     /// See the module docs. `tree` is this download's manifest.
@@ -34,36 +41,38 @@ impl PartialFile {
         name: &str,
     ) -> Result<PathBuf, ContentError> {
         let t0 = Instant::now();
+        let Some(t) = self.data.as_tree().map(Arc::clone) else {
+            return Err(ContentError::io(
+                "finish",
+                &self.dir,
+                io::Error::other("a folder's download without its staging folder"),
+            ));
+        };
         fs::create_dir_all(final_dir).map_err(|e| ContentError::io("create", final_dir, e))?;
-        let hex = self.id.to_hex();
-        let short = hex.get(..16).unwrap_or(&hex);
-        let staging = final_dir.join(format!(".{short}.peershare-folder"));
-        // Left by a finish that was interrupted: it is ours (hidden, named by the content),
-        // and rebuilt from the `.part` now. `remove_dir_all` removes a link, never follows it.
-        match fs::symlink_metadata(&staging) {
-            Ok(m) if m.is_dir() => fs::remove_dir_all(&staging),
-            Ok(_) => fs::remove_file(&staging),
-            Err(_) => Ok(()),
-        }
-        .map_err(|e| ContentError::io("remove", &staging, e))?;
-        fs::create_dir(&staging).map_err(|e| ContentError::io("create", &staging, e))?;
-
-        if let Err(e) = self.cut_files(tree, &staging) {
-            let _ = fs::remove_dir_all(&staging);
-            return Err(e);
-        }
+        self.complete_tree(tree, &t)?;
+        self.tree_writer.close_all();
         let t1 = Instant::now();
         // One sync for the whole file system instead of one per file (thousands of them):
-        // every file written above and its directory entry are durable after it.
-        sync_fs(&staging)?;
+        // every file written and its directory entry are durable after it. Most bytes were
+        // already made durable by the resume record's syncs while the download ran.
+        sync_fs(&t.root)?;
         let t2 = Instant::now();
+        let hex = self.id.to_hex();
+        let short = hex.get(..16).unwrap_or(&hex);
         let base = safe_file_name(name).unwrap_or_else(|_| short.to_owned());
-        let final_path = rename_no_clobber(&staging, final_dir, &base)?;
+        let final_path = match rename_no_clobber(&t.root, final_dir, &base) {
+            Ok(p) => p,
+            Err(ContentError::Io { source, .. }) if source.raw_os_error() == Some(libc::EXDEV) => {
+                self.copy_tree_across(tree, &t, final_dir, &base)?
+            }
+            Err(e) => return Err(e),
+        };
         sync_dir(final_dir)?;
+        sync_dir(&self.dir)?;
 
         self.placed(&final_path);
         log::debug!(
-            "download {}: {} files cut out of the .part in {:?}, sync {:?}, placing {:?}",
+            "download {}: {} files completed and checked in {:?}, sync {:?}, placing {:?}",
             self.id,
             tree.file_count(),
             t1 - t0,
@@ -73,89 +82,107 @@ impl PartialFile {
         Ok(final_path)
     }
 
-    /// Writes every file and empty folder of `tree` under `staging`. A file of more than one
-    /// chunk whose copy does not hash to its SHA-256 makes its damaged chunks missing again
-    /// and fails with [`ContentError::FileHashMismatch`].
-    fn cut_files(&mut self, tree: &TreeManifest, staging: &Path) -> Result<(), ContentError> {
-        let mut at = 0u64;
+    /// Makes the files no chunk was written to and the empty folders, and checks every file
+    /// of more than one chunk against its SHA-256: a mismatch makes the damaged chunks
+    /// missing again and fails with [`ContentError::FileHashMismatch`].
+    fn complete_tree(&mut self, tree: &TreeManifest, t: &TreeFiles) -> Result<(), ContentError> {
         let mut buf = Vec::new();
-        for entry in tree.entries() {
-            let dest = staging.join(entry.path.as_str());
+        for (k, entry) in tree.entries().iter().enumerate() {
+            let path = t.root.join(entry.path.as_str());
             let f = match entry.kind {
                 EntryKind::EmptyFolder => {
-                    fs::create_dir_all(&dest).map_err(|e| ContentError::io("create", &dest, e))?;
+                    fs::create_dir_all(&path).map_err(|e| ContentError::io("create", &path, e))?;
                     continue;
                 }
                 EntryKind::File(f) => f,
             };
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).map_err(|e| ContentError::io("create", parent, e))?;
-            }
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&dest)
-                .map_err(|e| ContentError::io("create", &dest, e))?;
-            let size = f.lengths.total();
-            let copied = if f.lengths.chunk_count() > 1 {
-                self.copy_hashed(at, size, &mut out, &mut buf)
-                    .map_err(|e| ContentError::io("copy into", &dest, e))?
-                    == f.sha256
-            } else {
-                self.copy_plain(at, size, &mut out)
-                    .map_err(|e| ContentError::io("copy into", &dest, e))?;
-                true
-            };
-            if !copied {
+            self.tree_writer.ensure_file(t, k)?;
+            if f.lengths.chunk_count() > 1
+                && hash_file(&path, &mut buf).map_err(|e| ContentError::io("hash", &path, e))?
+                    != f.sha256
+            {
+                self.tree_writer.close_all();
                 let bad = self.drop_damaged_chunks()?;
                 return Err(ContentError::FileHashMismatch {
                     id: self.id,
                     bad_chunks: bad,
                 });
             }
-            at += size;
         }
         Ok(())
     }
 
-    /// Copies `len` bytes at `offset` of the `.part` into `out`, in the kernel where it can
-    /// (`copy_file_range`).
-    fn copy_plain(&self, offset: u64, len: u64, out: &mut File) -> io::Result<()> {
-        let mut src: &File = &self.file;
-        // The shared handle's cursor is used by nobody else: readers use positional reads.
-        src.seek(SeekFrom::Start(offset))?;
-        let n = io::copy(&mut src.take(len), out)?;
-        if n != len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the partial file is shorter than the folder",
-            ));
+    /// The output folder is on another file system: copy every file into a hidden staging
+    /// folder beside the final name, sync, and rename that into place.
+    fn copy_tree_across(
+        &mut self,
+        tree: &TreeManifest,
+        t: &TreeFiles,
+        final_dir: &Path,
+        base: &str,
+    ) -> Result<PathBuf, ContentError> {
+        let hex = self.id.to_hex();
+        let short = hex.get(..16).unwrap_or(&hex);
+        let staging = final_dir.join(format!(".{short}.peershare-folder"));
+        // Left by a finish that was interrupted: it is ours (hidden, named by the content),
+        // and rebuilt now. `remove_dir_all` removes a link, never follows it.
+        match fs::symlink_metadata(&staging) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&staging),
+            Ok(_) => fs::remove_file(&staging),
+            Err(_) => Ok(()),
         }
-        Ok(())
+        .map_err(|e| ContentError::io("remove", &staging, e))?;
+        fs::create_dir(&staging).map_err(|e| ContentError::io("create", &staging, e))?;
+        if let Err(e) = copy_entries(tree, &t.root, &staging) {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        sync_fs(&staging)?;
+        rename_no_clobber(&staging, final_dir, base)
     }
+}
 
-    /// Copies like [`PartialFile::copy_plain`] through `buf`, returning the bytes' SHA-256.
-    fn copy_hashed(
-        &self,
-        offset: u64,
-        len: u64,
-        out: &mut File,
-        buf: &mut Vec<u8>,
-    ) -> io::Result<[u8; 32]> {
-        use std::os::unix::fs::FileExt;
-        buf.resize(COPY_BUF, 0);
-        let mut sha = Sha256::new();
-        let mut done = 0u64;
-        while done < len {
-            let n = usize::try_from(len - done).map_or(COPY_BUF, |l| l.min(COPY_BUF));
-            let part = buf.get_mut(..n).unwrap_or_default();
-            self.file.read_exact_at(part, offset + done)?;
-            sha.update(&*part);
-            out.write_all(part)?;
-            done += n as u64;
+/// Copies every file and empty folder of `tree` from `from` to `to` (each file created new).
+fn copy_entries(tree: &TreeManifest, from: &Path, to: &Path) -> Result<(), ContentError> {
+    for entry in tree.entries() {
+        let dest = to.join(entry.path.as_str());
+        match entry.kind {
+            EntryKind::EmptyFolder => {
+                fs::create_dir_all(&dest).map_err(|e| ContentError::io("create", &dest, e))?;
+            }
+            EntryKind::File(_) => {
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent)
+                        .map_err(|e| ContentError::io("create", parent, e))?;
+                }
+                let src = from.join(entry.path.as_str());
+                let mut input = File::open(&src).map_err(|e| ContentError::io("open", &src, e))?;
+                let mut out = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&dest)
+                    .map_err(|e| ContentError::io("create", &dest, e))?;
+                io::copy(&mut input, &mut out)
+                    .map_err(|e| ContentError::io("copy into", &dest, e))?;
+            }
         }
-        Ok(sha.finalize().into())
     }
+    Ok(())
+}
+
+/// The SHA-256 of the file at `path`.
+fn hash_file(path: &Path, buf: &mut Vec<u8>) -> io::Result<[u8; 32]> {
+    buf.resize(HASH_BUF, 0);
+    let mut f = File::open(path)?;
+    let mut sha = Sha256::new();
+    loop {
+        let n = f.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        sha.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(sha.finalize().into())
 }
 
 /// `syncfs(2)` on the file system holding `dir`.

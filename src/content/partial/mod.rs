@@ -9,6 +9,9 @@
 //! - `<id>.manifest`: the manifest, so [`resumable_downloads`] can list what to resume after
 //!   a restart.
 //!
+//! A folder's download has `<id>.tree/` instead of the `.part`: the folder's own files,
+//! written in place chunk by chunk (`data.rs`), and renamed to the final name at the end.
+//!
 //! After a crash (even SIGKILL or power loss), [`PartialFile::open_or_create`] trusts the
 //! chunks in the record if the `.part` still has the right size, and re-hashes every other
 //! chunk from the `.part`: a chunk that was fully written before the crash is recovered
@@ -32,12 +35,14 @@
 //! after the write returned); [`PartialFile::discard`] and a failed [`PartialFile::finish`]
 //! clear bits, after which readers refuse those chunks.
 //!
-//! The modules: `resume.rs` opens a download and lists those to resume, `record.rs` holds
+//! The modules: `data.rs` is where the bytes live (a `.part`, or a folder's files),
+//! `resume.rs` opens a download and lists those to resume, `record.rs` holds
 //! the verified set and its resume record, `prefix.rs` the running whole-file hash,
 //! `page_cache.rs` the write-back and page-cache release, `reader.rs` the [`PartialReader`],
-//! `finish.rs` the whole-file check and the final name. Here: the [`PartialFile`] itself,
+//! `finish.rs` the whole-file check and the final name (`finish_tree.rs` for a folder). Here: the [`PartialFile`] itself,
 //! storing chunks, flushing the record, discarding.
 
+mod data;
 mod finish;
 mod finish_tree;
 mod page_cache;
@@ -46,7 +51,6 @@ mod reader;
 mod record;
 mod resume;
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -58,6 +62,7 @@ use super::manifest::ChunkIndex;
 use super::verified::VerifiedChunk;
 use super::{remove_if_exists, sync_dir, write_atomic, ContentError};
 use crate::id::Id;
+use data::{PartData, TreeWriter};
 use page_cache::{start_writeback, WRITEBACK_EVERY};
 use prefix::PrefixHash;
 use record::VerifiedBits;
@@ -94,8 +99,10 @@ pub struct PartialFile {
     manifest: Arc<ContentManifest>,
     layout: Layout,
     dir: PathBuf,
-    part_path: PathBuf,
-    file: Arc<File>,
+    /// Where the bytes go: the `.part`, or a folder's files in place (`data.rs`).
+    data: PartData,
+    /// The files a folder's download has open for writing (unused for a single file).
+    tree_writer: TreeWriter,
     verified: Arc<VerifiedBits>,
     /// Bytes `0..released` are on disk and were dropped from the page cache
     /// ([`PrefixWork::release_behind`]); shared with the readers.
@@ -130,8 +137,8 @@ pub fn remove_closed_download(data_dir: &Path, id: &Id) -> Result<(), ContentErr
     remove_files_in(&downloads_dir(data_dir), id)
 }
 
-/// The manifest, then the record and the `.part` of download `id` in `dir` (see
-/// [`PartialFile::discard`]).
+/// The manifest, then the record and the `.part` (or a folder's staging folder) of download
+/// `id` in `dir` (see [`PartialFile::discard`]).
 fn remove_files_in(dir: &Path, id: &Id) -> Result<(), ContentError> {
     if !dir.exists() {
         // No download ever opened here: nothing to remove.
@@ -142,7 +149,17 @@ fn remove_files_in(dir: &Path, id: &Id) -> Result<(), ContentError> {
     sync_dir(dir)?;
     remove_if_exists(&dir.join(format!("{hex}.resume")))?;
     remove_if_exists(&dir.join(format!("{hex}.part")))?;
+    remove_tree_if_exists(&dir.join(format!("{hex}.tree")))?;
     sync_dir(dir)
+}
+
+/// Removes a folder's staging folder and everything in it, if it is there.
+fn remove_tree_if_exists(path: &Path) -> Result<(), ContentError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ContentError::io("remove", path, e)),
+    }
 }
 
 impl PartialFile {
@@ -165,9 +182,8 @@ impl PartialFile {
     pub fn reader(&self) -> PartialReader {
         PartialReader {
             id: self.id,
-            part_path: self.part_path.clone(),
             layout: self.layout.clone(),
-            file: Arc::clone(&self.file),
+            data: self.data.clone(),
             verified: Arc::clone(&self.verified),
             released: Arc::clone(&self.released),
         }
@@ -228,13 +244,17 @@ impl PartialFile {
             return Ok(false);
         }
         let data = chunk.data();
-        self.file
-            .write_all_at(data, self.layout.chunk_offset(c))
-            .map_err(|e| ContentError::io("write", &self.part_path, e))?;
-        self.unsynced += data.len() as u64;
-        if self.unsynced >= WRITEBACK_EVERY {
-            self.unsynced = 0;
-            start_writeback(&self.file);
+        match &self.data {
+            PartData::File { path, file } => {
+                file.write_all_at(data, self.layout.chunk_offset(c))
+                    .map_err(|e| ContentError::io("write", path, e))?;
+                self.unsynced += data.len() as u64;
+                if self.unsynced >= WRITEBACK_EVERY {
+                    self.unsynced = 0;
+                    start_writeback(file);
+                }
+            }
+            PartData::Tree(t) => self.tree_writer.write(t, c, data)?,
         }
         self.set_verified(c);
         self.dirty = true;
@@ -260,9 +280,7 @@ impl PartialFile {
         // meanwhile); taking it first keeps the rule "claim only what was written before the
         // sync" true even if marks ever become concurrent.
         let bits = self.verified.to_bytes();
-        self.file
-            .sync_data()
-            .map_err(|e| ContentError::io("sync", &self.part_path, e))?;
+        self.data.sync()?;
         let name = format!("{}.resume", self.id.to_hex());
         write_atomic(
             &self.dir,
@@ -283,6 +301,7 @@ impl PartialFile {
     /// in flight): from now on every write, mark and finish fails with
     /// [`ContentError::Closed`].
     pub fn discard_in_place(&mut self) -> Result<(), ContentError> {
+        self.tree_writer.close_all();
         self.verified.clear_all();
         self.verified_count = 0;
         self.state = State::Discarded;

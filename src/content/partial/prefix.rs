@@ -2,7 +2,6 @@
 //! by a worker while the download runs ([`PrefixWork`]), so that little is left to hash
 //! when the last chunk arrives.
 
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
@@ -70,10 +69,7 @@ impl PrefixWork {
                 buf.resize(len, 0);
             }
             let dst = buf.get_mut(..len).unwrap_or_default();
-            self.reader
-                .file
-                .read_exact_at(dst, self.reader.layout.chunk_offset(c))
-                .map_err(|e| ContentError::io("read", &self.reader.part_path, e))?;
+            self.reader.data.read_chunk(&self.reader.layout, c, dst)?;
             self.hash.sha.update(&*dst);
             self.hash.next += 1;
             done += 1;
@@ -103,9 +99,11 @@ impl PrefixWork {
             .map_or(0, |c| layout.chunk_range(c).end);
         let end = hashed.saturating_sub(KEEP_CACHED_BEHIND);
         let start = self.reader.released.load(Ordering::Relaxed);
-        if end >= start.saturating_add(RELEASE_STEP)
-            && release_cached(&self.reader.file, start, end - start)
-        {
+        let Some((_, file)) = self.reader.data.as_file() else {
+            // A folder has no running whole-content hash (its files are checked one by one).
+            return;
+        };
+        if end >= start.saturating_add(RELEASE_STEP) && release_cached(file, start, end - start) {
             self.reader.released.fetch_max(end, Ordering::Relaxed);
         }
     }

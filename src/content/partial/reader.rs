@@ -1,12 +1,10 @@
 //! [`PartialReader`]: serving verified chunks of a download from other threads, without its
 //! owner's lock.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::data::PartData;
 use super::page_cache::drop_cached;
 use super::record::VerifiedBits;
 use crate::content::layout::Layout;
@@ -18,9 +16,8 @@ use crate::id::Id;
 #[derive(Clone, Debug)]
 pub struct PartialReader {
     pub(super) id: Id,
-    pub(super) part_path: PathBuf,
     pub(super) layout: Layout,
-    pub(super) file: Arc<File>,
+    pub(super) data: PartData,
     pub(super) verified: Arc<VerifiedBits>,
     pub(super) released: Arc<AtomicU64>,
 }
@@ -45,16 +42,18 @@ impl PartialReader {
         // A no-op for a buffer of the right length already (`crate::bufpool`): the read
         // overwrites all of it.
         buf.resize(self.layout.chunk_len(c) as usize, 0);
-        let offset = self.layout.chunk_offset(c);
-        if let Err(e) = self.file.read_exact_at(buf, offset) {
+        if let Err(e) = self.data.read_chunk(&self.layout, c, buf) {
             buf.clear();
-            return Err(ContentError::io("read", &self.part_path, e));
+            return Err(e);
         }
         // A chunk from a region already released came from disk: drop its pages again, so
         // serving old chunks does not fill the page cache with fresh pages either.
+        let offset = self.layout.chunk_offset(c);
         let len = buf.len() as u64;
-        if offset + len <= self.released.load(Ordering::Relaxed) {
-            drop_cached(&self.file, offset, len);
+        if let Some((_, file)) = self.data.as_file() {
+            if offset + len <= self.released.load(Ordering::Relaxed) {
+                drop_cached(file, offset, len);
+            }
         }
         Ok(())
     }

@@ -4,19 +4,20 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::data::{is_absent, PartData, TreeFiles, TreeWriter};
 use super::prefix::PrefixHash;
 use super::record::{bit_at, read_record, VerifiedBits};
 use super::{downloads_dir, OpenReport, PartialFile, State};
 use crate::content::content_manifest::ContentManifest;
 use crate::content::layout::Layout;
-use crate::content::manifest::{HASH_LEN, MAX_MANIFEST_LEN};
+use crate::content::manifest::{ChunkIndex, HASH_LEN, MAX_MANIFEST_LEN};
+use crate::content::tree::EntryKind;
 use crate::content::{remove_if_exists, sync_dir, write_atomic, ContentError};
 use crate::id::Id;
 
@@ -41,6 +42,9 @@ impl PartialFile {
             write_atomic(&dir, &mname, &manifest.encode())?;
         }
 
+        if manifest.as_tree().is_some() {
+            return Self::open_tree(dir, manifest, new_manifest);
+        }
         let part_path = dir.join(format!("{hex}.part"));
         let (file, created) = match open_part(&part_path) {
             Ok(x) => x,
@@ -114,35 +118,122 @@ impl PartialFile {
             }
         }
 
-        let mut pf = PartialFile {
-            id,
-            layout: layout.clone(),
-            dir,
-            part_path,
+        let data = PartData::File {
+            path: part_path,
             file: Arc::new(file),
+        };
+        let mut pf = PartialFile::new(dir, manifest, data);
+        let from_record = pf.trust_record(record.as_deref(), |_| true);
+        pf.recover(created, from_record)
+    }
+
+    /// [`PartialFile::open_or_create`] for a folder: its files are written in place under
+    /// `<id>.tree/` (`data.rs`). The record is trusted for a chunk only if its file is there
+    /// at its full size; every other chunk is re-hashed from its file, if it has one.
+    fn open_tree(
+        dir: PathBuf,
+        manifest: Arc<ContentManifest>,
+        new_manifest: bool,
+    ) -> Result<(PartialFile, OpenReport), ContentError> {
+        let id = manifest.content_id();
+        let hex = id.to_hex();
+        let root = dir.join(format!("{hex}.tree"));
+        let created = match fs::create_dir(&root) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) => {
+                if new_manifest {
+                    let _ = remove_if_exists(&dir.join(format!("{hex}.manifest")));
+                }
+                return Err(ContentError::io("create", &root, e));
+            }
+        };
+        let lock = File::open(&root).map_err(|e| ContentError::io("open", &root, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(ContentError::Busy { id, path: root }),
+            Err(fs::TryLockError::Error(e)) => return Err(ContentError::io("lock", &root, e)),
+        }
+        if created {
+            // The folder's files are not reserved one by one (thousands of them): a disk
+            // without room for the whole folder is found now, as for a single file.
+            let needed = manifest.layout().total();
+            if let Some(free) = free_space(&dir).filter(|&free| free < needed) {
+                drop(lock);
+                let _ = fs::remove_dir(&root);
+                if new_manifest {
+                    let _ = remove_if_exists(&dir.join(format!("{hex}.manifest")));
+                }
+                let _ = sync_dir(&dir);
+                return Err(ContentError::NoSpace {
+                    dir,
+                    needed: needed - free,
+                });
+            }
+        }
+        let layout = manifest.layout();
+        let record_path = dir.join(format!("{hex}.resume"));
+        let record = if created {
+            None
+        } else {
+            read_record(&record_path, &id, layout.chunk_count())
+        };
+        let t = Arc::new(TreeFiles::new(root, Arc::clone(&manifest), lock));
+        let sizes_ok = file_sizes_ok(&t);
+        let mut pf = PartialFile::new(dir, manifest, PartData::Tree(Arc::clone(&t)));
+        let from_record = pf.trust_record(record.as_deref(), |c| {
+            t.tree()
+                .and_then(|tr| tr.chunk_place(c.get()))
+                .is_some_and(|p| sizes_ok.get(p.entry).copied().unwrap_or(false))
+        });
+        pf.recover(created, from_record)
+    }
+
+    fn new(dir: PathBuf, manifest: Arc<ContentManifest>, data: PartData) -> PartialFile {
+        let layout = manifest.layout();
+        PartialFile {
+            id: manifest.content_id(),
             verified: Arc::new(VerifiedBits::new(layout.chunk_count())),
+            layout,
+            dir,
+            data,
+            tree_writer: TreeWriter::default(),
             released: Arc::new(AtomicU64::new(0)),
             verified_count: 0,
             dirty: false,
             state: State::Open,
-            // A folder has no whole-content hash: each file is checked as it is cut out of
-            // the `.part` (finish_tree.rs).
+            // A folder has no whole-content hash: each file is checked on its own at the end
+            // (finish_tree.rs).
             prefix: manifest.as_file().map(|_| PrefixHash::new()),
             manifest,
             prefix_gen: 0,
             unsynced: 0,
-        };
-        let mut from_record = 0;
-        if let Some(bits) = &record {
-            for c in layout.chunks() {
-                if bit_at(bits, c.get()) {
-                    pf.set_verified(c);
-                    from_record += 1;
-                }
+        }
+    }
+
+    /// Takes the chunks the resume record claims, where `trusted(chunk)`; returns how many.
+    fn trust_record(&mut self, bits: Option<&[u8]>, trusted: impl Fn(ChunkIndex) -> bool) -> u32 {
+        let Some(bits) = bits else { return 0 };
+        let mut n = 0;
+        for c in self.layout.chunks() {
+            if bit_at(bits, c.get()) && trusted(c) {
+                self.set_verified(c);
+                n += 1;
             }
         }
+        n
+    }
+
+    /// Finds the chunks already on disk that the record did not claim, records them, and
+    /// reports what the open found.
+    fn recover(
+        mut self,
+        created: bool,
+        from_record: u32,
+    ) -> Result<(PartialFile, OpenReport), ContentError> {
+        let pf = &mut self;
         let recovered = if created {
-            pf.recover_zero_chunks()
+            pf.recover_zero_chunks()?
         } else {
             pf.recover_from_disk()?
         };
@@ -159,21 +250,28 @@ impl PartialFile {
             recovered,
             missing: pf.missing_count(),
         };
-        Ok((pf, report))
+        Ok((self, report))
     }
 
     /// A new `.part` is all zeros (sparse): chunks whose content *is* zeros are already there.
-    fn recover_zero_chunks(&mut self) -> u32 {
+    /// A folder's file holding such a chunk is created now (sparse, so it reads as zeros),
+    /// since nothing will ever be written to it.
+    fn recover_zero_chunks(&mut self) -> Result<u32, ContentError> {
         let zero = ZeroHashes::of(&self.layout);
         let mut n = 0;
         for c in self.layout.chunks() {
             let len = self.layout.chunk_len(c);
             if self.manifest.chunk_hash(c) == zero.of_len(len) {
+                if let PartData::Tree(t) = &self.data {
+                    if let Some(p) = t.tree().and_then(|tr| tr.chunk_place(c.get())) {
+                        self.tree_writer.ensure_file(t, p.entry)?;
+                    }
+                }
                 self.set_verified(c);
                 n += 1;
             }
         }
-        n
+        Ok(n)
     }
 
     /// Re-hashes every chunk not yet verified from the `.part`; returns how many matched.
@@ -187,9 +285,12 @@ impl PartialFile {
             }
             let len = self.layout.chunk_len(c);
             buf.resize(len as usize, 0);
-            self.file
-                .read_exact_at(&mut buf, self.layout.chunk_offset(c))
-                .map_err(|e| ContentError::io("read", &self.part_path, e))?;
+            match self.data.read_chunk(&self.layout, c, &mut buf) {
+                Ok(()) => {}
+                // A folder's file never created (no chunk of it arrived): missing.
+                Err(e) if is_absent(&e) && self.data.as_tree().is_some() => continue,
+                Err(e) => return Err(e),
+            }
             // Never-written regions are holes that read as zeros: compare against the hash of
             // zeros (computed once per length) instead of hashing them.
             let ok = if buf.iter().all(|&b| b == 0) {
@@ -228,6 +329,36 @@ fn reserve(file: &File, len: u64) -> io::Result<()> {
         Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(()),
         _ => Err(e),
     }
+}
+
+/// Free bytes for this user on the file system holding `dir` (`None` if unknown).
+fn free_space(dir: &Path) -> Option<u64> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct we pass; both live across the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `c` is NUL-terminated.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    st.f_bavail.checked_mul(st.f_frsize)
+}
+
+/// For each entry of a folder's download, whether its file is there at its full size (a
+/// folder entry: false). The resume record is trusted only for chunks of such files.
+fn file_sizes_ok(t: &TreeFiles) -> Vec<bool> {
+    let Some(tree) = t.tree() else {
+        return Vec::new();
+    };
+    tree.entries()
+        .iter()
+        .map(|e| match e.kind {
+            EntryKind::File(f) => fs::symlink_metadata(t.root.join(e.path.as_str()))
+                .is_ok_and(|m| m.is_file() && m.len() == f.lengths.total()),
+            EntryKind::EmptyFolder => false,
+        })
+        .collect()
 }
 
 /// Bytes of disk `file` holds (for the "needs N more bytes" of a full disk).
@@ -345,12 +476,17 @@ pub fn resumable_downloads(data_dir: &Path) -> Result<Vec<Arc<ContentManifest>>,
                 for ext in ["manifest", "resume", "part"] {
                     let _ = remove_if_exists(&dir.join(format!("{hex}.{ext}")));
                 }
+                let _ = super::remove_tree_if_exists(&dir.join(format!("{hex}.tree")));
             }
         }
     }
     for p in orphans {
         log::info!("removing leftover {}", p.display());
-        let _ = remove_if_exists(&p);
+        let _ = if p.is_dir() && !p.is_symlink() {
+            super::remove_tree_if_exists(&p)
+        } else {
+            remove_if_exists(&p)
+        };
     }
     out.sort_by_key(|m| m.content_id());
     Ok(out)

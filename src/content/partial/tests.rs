@@ -51,10 +51,15 @@ fn store(pf: &mut PartialFile, d: &[u8], i: u32, mark: bool) {
         assert!(pf.store(&verified(&m, d, i)).unwrap());
     } else {
         let c = idx(&m, i);
-        pf.file
+        part_file(pf)
             .write_all_at(chunk(d, &m, c), m.layout().chunk_offset(c))
             .unwrap();
     }
+}
+
+/// The single file's `.part`, to write behind the download's back.
+fn part_file(pf: &PartialFile) -> &std::fs::File {
+    pf.data.as_file().unwrap().1
 }
 
 fn verified_set(v: &[bool]) -> Vec<u32> {
@@ -141,7 +146,7 @@ fn running_whole_file_hash_follows_the_verified_prefix() {
 
 /// How many of the pages of `range` of `path` are in the page cache (mincore).
 fn resident_pages(path: &Path, range: std::ops::Range<usize>) -> usize {
-    let f = File::open(path).unwrap();
+    let f = std::fs::File::open(path).unwrap();
     let page = 4096;
     let len = range.end - range.start;
     // SAFETY: a private read-only mapping of an open file, unmapped below; mincore
@@ -178,7 +183,7 @@ fn pages_behind_the_hash_are_released() {
     let d = pattern(n * cs as usize - 3, 9);
     let m = file(Manifest::for_data_with_chunk_size(&d, cs).unwrap());
     let (mut pf, _) = PartialFile::open_or_create(tmp.path(), Arc::clone(&m)).unwrap();
-    let part = pf.part_path.clone();
+    let part = pf.data.as_file().unwrap().0.to_path_buf();
     let mut buf = Vec::new();
     let mut released = Vec::new();
     for i in 0..n as u32 {
@@ -260,7 +265,7 @@ fn crash_recovers_exactly_the_written_chunks() {
         store(&mut pf, &d, 3, false);
         store(&mut pf, &d, 5, false);
         let c5 = idx(&m, 5);
-        pf.file
+        part_file(&pf)
             .write_all_at(b"torn", m.layout().chunk_offset(c5) + 10)
             .unwrap();
         // Dropped without flush: the kill -9.

@@ -121,8 +121,7 @@ pub struct TreeManifest {
     total_size: u64,
     entries_len: usize,
     id: Id,
-    /// Where each chunk starts when the files lie one after another (a download's `.part`,
-    /// `content/layout.rs`), and the total size last: computed once, shared by every
+    /// Where each chunk starts when the files lie one after another (`content/layout.rs`), and the total size last: computed once, shared by every
     /// [`crate::content::Layout`] of this tree.
     starts: Arc<[u64]>,
 }
