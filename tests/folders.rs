@@ -102,17 +102,7 @@ fn add(node: &Node, dir: &Path) -> String {
 }
 
 fn get(node: &Node, id: &str, out: &Path) -> PathBuf {
-    let o = peershare(
-        None,
-        &["get", id, "-o", out.to_str().unwrap(), "--api", &api(node)],
-    );
-    assert!(
-        o.status.success(),
-        "get: {}{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    PathBuf::from(text(&o.stdout).trim())
+    get_only(node, id, out, &[])
 }
 
 fn wait_for_provider(node: &Node, id: &str) {
@@ -576,4 +566,103 @@ fn a_folder_whose_file_changed_is_no_longer_served() {
     let r = leecher.call("cancel_transfer", json!({ "content_hash": id }));
     assert_eq!(r["status"], "success", "{r}");
     assert_eq!(fs::read_dir(&out).unwrap().count(), 0, "no folder was made");
+}
+
+/// `peershare get ID -o OUT --only GLOB...` on `node`; the path it printed.
+fn get_only(node: &Node, id: &str, out: &Path, globs: &[&str]) -> PathBuf {
+    let mut args = vec!["get", id, "-o", out.to_str().unwrap()];
+    for g in globs {
+        args.extend(["--only", g]);
+    }
+    let a = api(node);
+    args.extend(["--api", &a]);
+    let o = peershare(None, &args);
+    assert!(
+        o.status.success(),
+        "get: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    PathBuf::from(text(&o.stdout).trim())
+}
+
+/// `get --only`: part of a folder is fetched (nothing else crosses the wire), placed under
+/// the folder's name with only the selected files, shared on as a partial copy that keeps
+/// serving what it has after a restart; bad globs are refused with the reason.
+#[test]
+fn only_part_of_a_folder_is_fetched_and_served_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pack = tmp.path().join("pack");
+    make_pack(&pack, 700_000);
+    let mut seeder = Node::start(&tmp.path().join("seeder"), &[]);
+    let mid_dir = tmp.path().join("mid");
+    let mut mid = Node::start(&mid_dir, &["--bootstrap", &seeder.addr()]);
+    let id = add(&seeder, &pack);
+    wait_for_provider(&mid, &id);
+
+    let o = peershare(None, &["get", &id, "--only", "../x", "--api", &api(&mid)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("--only: bad glob"),
+        "{}",
+        text(&o.stderr)
+    );
+    let r = mid.call(
+        "local_request_file",
+        json!({ "content_hash": id, "only": ["a//b"] }),
+    );
+    assert_eq!(r["status"], "error", "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("field `only`"),
+        "{r}"
+    );
+    let r = mid.call(
+        "local_request_file",
+        json!({ "content_hash": id, "only": [] }),
+    );
+    assert_eq!(r["status"], "error", "{r}");
+
+    let out = tmp.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    let got = get_only(&mid, &id, &out, &["Kicks/**", "README.txt"]);
+    assert_eq!(got, out.join("pack"));
+    let mut found = Vec::new();
+    list(&got, &got, &mut found);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "Kicks/Kick 01.wav",
+            "Kicks/Kick 02.wav",
+            "Kicks/Sub/Deep.wav",
+            "README.txt"
+        ],
+        "only the selected files"
+    );
+    for p in &found {
+        assert_eq!(
+            fs::read(got.join(p)).unwrap(),
+            fs::read(pack.join(p)).unwrap(),
+            "{p}"
+        );
+    }
+    // The 700 KB loop was never sent: only the selected ~150 KB (plus framing) were.
+    assert!(up_total(&seeder) < 400_000, "{}", up_total(&seeder));
+
+    // A partial copy is shared on, and still after a restart; the seeder goes away.
+    mid.kill();
+    let mid = Node::start(&mid_dir, &["--bootstrap", &seeder.addr()]);
+    seeder.kill();
+    let third = Node::start(&tmp.path().join("third"), &["--bootstrap", &mid.addr()]);
+    wait_for_provider(&third, &id);
+    let out3 = tmp.path().join("out3");
+    fs::create_dir_all(&out3).unwrap();
+    let got3 = get_only(&third, &id, &out3, &["Kicks/Sub"]);
+    assert_eq!(
+        fs::read(got3.join("Kicks/Sub/Deep.wav")).unwrap(),
+        fs::read(pack.join("Kicks/Sub/Deep.wav")).unwrap()
+    );
+    let mut found = Vec::new();
+    list(&got3, &got3, &mut found);
+    assert_eq!(found, ["Kicks/Sub/Deep.wav"]);
 }

@@ -16,10 +16,12 @@ pub fn prepare(req: ApiRequest) -> Result<ApiRequest, ApiError> {
             content_hash,
             output_dir: Some(dir),
             peers,
+            only,
         } => Ok(ApiRequest::RequestFile {
             content_hash,
             output_dir: Some(output_folder(&dir).map_err(ApiError::new)?),
             peers,
+            only,
         }),
         other => Ok(other),
     }

@@ -4,6 +4,7 @@
 //! `MISSION.md`). Every rejection is an [`ApiError`] whose message is written back to the
 //! client as the error reply's `message`, so the messages are meant for people.
 
+use crate::content::tree::select::{Selection, MAX_GLOBS};
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -55,6 +56,8 @@ pub enum ApiRequest {
         /// Peers to try besides those the DHT knows (extra field, `"ip:port"` strings; at
         /// most 50), like the peer hints of a magnet link.
         peers: Vec<std::net::SocketAddr>,
+        /// Only the entries of a folder these globs select (extra field `only`, api.md 5.5).
+        only: Option<std::sync::Arc<Selection>>,
     },
     /// `set_limits`: changes bandwidth limits while running (an extra command). Each field
     /// is bytes per second (0: unlimited); absent fields stay as they are.
@@ -294,6 +297,7 @@ pub fn parse_request(bytes: &[u8]) -> Result<ApiRequest, ApiError> {
                 content_hash: parse_id("content_hash", hash)?,
                 output_dir,
                 peers,
+                only: only_field(payload)?.map(std::sync::Arc::new),
             })
         }
         "set_limits" => {
@@ -469,6 +473,24 @@ fn peers_field(payload: &Map<String, Value>) -> Result<Vec<std::net::SocketAddr>
         Some(_) => Err(ApiError::new(
             "field `peers` must be a list of at most 50 \"ip:port\" strings",
         )),
+    }
+}
+
+/// The optional `only` field: 1 to 64 globs selecting part of a folder (api.md 5.5).
+fn only_field(payload: &Map<String, Value>) -> Result<Option<Selection>, ApiError> {
+    let shape = || ApiError::new("field `only` must be a list of 1 to 64 glob strings");
+    match payload.get("only") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) if !a.is_empty() && a.len() <= MAX_GLOBS => {
+            let globs = a
+                .iter()
+                .map(|g| g.as_str().ok_or_else(shape))
+                .collect::<Result<Vec<&str>, _>>()?;
+            Selection::parse(&globs)
+                .map(Some)
+                .map_err(|e| ApiError::new(format!("field `only`: {e}")))
+        }
+        Some(_) => Err(shape()),
     }
 }
 

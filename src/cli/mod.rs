@@ -156,6 +156,11 @@ pub enum Command {
         /// environment; `get` then exits with CMD's status
         #[arg(long, value_name = "CMD")]
         exec: Option<String>,
+        /// Of a folder, fetch only the files GLOB selects (repeatable): `*` and `?` within a
+        /// name, `**` across folders, `[a-z]` sets; a folder's name selects all in it
+        /// (`--only 'Kicks/**' --only '**/*.txt'`). See the tree first with `peershare show`
+        #[arg(long, value_name = "GLOB")]
+        only: Vec<String>,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -350,14 +355,25 @@ pub fn main_with(cli: Cli) -> i32 {
             id,
             output,
             exec,
+            only,
             api,
-        } => match link::ShareLink::parse(&id) {
-            Ok(l) => get(l.id, output, api, l.peers, exec.as_deref()),
-            Err(e) => {
-                eprintln!("peershare: {e}");
-                2
+        } => {
+            let link = link::ShareLink::parse(&id).map_err(|e| e.to_string());
+            let sel = if only.is_empty() {
+                Ok(None)
+            } else {
+                crate::content::tree::Selection::parse(&only)
+                    .map(|_| Some(only))
+                    .map_err(|e| format!("--only: {e}"))
+            };
+            match (link, sel) {
+                (Ok(l), Ok(only)) => get(l.id, output, api, l.peers, exec.as_deref(), only),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("peershare: {e}");
+                    2
+                }
             }
-        },
+        }
         Command::Ls { id, verbose, api } => match id {
             Some(id) => match link::ShareLink::parse(&id) {
                 Ok(l) => ls(&api, Show::One(l.id)),

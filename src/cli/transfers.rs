@@ -24,8 +24,12 @@ pub(super) fn get(
     api: ApiArgs,
     peers: Vec<std::net::SocketAddr>,
     exec: Option<&str>,
+    only: Option<Vec<String>>,
 ) -> i32 {
     let mut payload = json!({ "content_hash": id.to_hex() });
+    if let Some(globs) = only {
+        payload["only"] = json!(globs);
+    }
     if !peers.is_empty() {
         // From a share link: tried besides the providers the DHT knows.
         let peers: Vec<String> = peers.iter().map(ToString::to_string).collect();

@@ -367,26 +367,38 @@ impl ShareIndex {
     /// without hashing it again. Call it right after `finish`: the stamp is taken now, and a
     /// change between `finish` and this call would go unnoticed here (downloaders still verify
     /// every chunk against its hash).
+    ///
+    /// `present`: for part of a folder (`--only`), which entries were downloaded (one flag
+    /// per entry); the others are recorded as [`FileStamp::ABSENT`] and never served.
     pub fn add_downloaded(
         &mut self,
         path: &Path,
         manifest: Arc<ContentManifest>,
+        present: Option<&[bool]>,
     ) -> Result<SharedEntry, ContentError> {
         let path = canonical(path)?;
         let stamp = FileStamp::read(&path)?;
         let mut file_stamps = Vec::new();
-        let sizes: Vec<(PathBuf, u64)> = match manifest.as_tree() {
-            None => vec![(path.clone(), manifest.total_size())],
+        let sizes: Vec<(Option<PathBuf>, u64)> = match manifest.as_tree() {
+            None => vec![(Some(path.clone()), manifest.total_size())],
             Some(t) => t
                 .entries()
                 .iter()
-                .filter_map(|e| match e.kind {
-                    EntryKind::File(f) => Some((path.join(e.path.as_str()), f.lengths.total())),
+                .enumerate()
+                .filter_map(|(k, e)| match e.kind {
+                    EntryKind::File(f) => {
+                        let here = present.is_none_or(|p| p.get(k).copied().unwrap_or(false));
+                        Some((here.then(|| path.join(e.path.as_str())), f.lengths.total()))
+                    }
                     EntryKind::EmptyFolder => None,
                 })
                 .collect(),
         };
         for (p, size) in sizes {
+            let Some(p) = p else {
+                file_stamps.push(FileStamp::ABSENT);
+                continue;
+            };
             let st = FileStamp::read(&p)?;
             if st.size != size {
                 return Err(ContentError::Changed {

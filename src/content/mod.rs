@@ -80,6 +80,22 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
+    /// The stamp of a folder's file that is not here: a download of part of a folder
+    /// (`--only`) leaves the other files out, and serves only the chunks of those it has.
+    /// No real file has inode 0.
+    pub const ABSENT: FileStamp = FileStamp {
+        size: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        inode: 0,
+        dev: 0,
+    };
+
+    /// Whether this is [`FileStamp::ABSENT`].
+    pub fn is_absent(&self) -> bool {
+        *self == FileStamp::ABSENT
+    }
+
     /// The stamp of already-fetched metadata.
     pub fn of(meta: &Metadata) -> FileStamp {
         let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);

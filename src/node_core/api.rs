@@ -143,10 +143,15 @@ pub fn execute(req: &ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Out
             content_hash,
             output_dir,
             peers,
-        } => match ctx
-            .library
-            .request_file(now, *content_hash, output_dir.clone(), peers, to)
-        {
+            only,
+        } => match ctx.library.request_file(
+            now,
+            *content_hash,
+            output_dir.clone(),
+            peers,
+            only.clone(),
+            to,
+        ) {
             Some(bytes) => Outcome::Reply(bytes),
             None => Outcome::Deferred,
         },

@@ -49,6 +49,7 @@ fn failed_connects_leave_nothing_behind() {
         content_hash: Id([9; 32]),
         output_dir: Some(PathBuf::from("/out")),
         peers,
+        only: None,
     };
     c.handle_api(now, ReplyTo { conn: 1, seq: 0 }, req);
     let opened = connects(&mut c);
@@ -75,6 +76,7 @@ fn nothing_is_sent_after_reading_a_peers_error() {
         content_hash: content,
         output_dir: Some(PathBuf::from("/out")),
         peers: vec![SocketAddr::from(([127, 0, 0, 1], 5000))],
+        only: None,
     };
     c.handle_api(now, ReplyTo { conn: 1, seq: 0 }, req);
     let conn = connects(&mut c)[0];

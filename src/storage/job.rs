@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::api::ReplyTo;
 use crate::bitset::BitSet;
 use crate::conn::ConnId;
+use crate::content::tree::Selection;
 use crate::content::ContentManifest;
 use crate::id::Id;
 use crate::limits::Limits;
@@ -62,6 +63,8 @@ pub enum StorageJob {
         content: Id,
         /// Its verified manifest.
         manifest: Arc<ContentManifest>,
+        /// Only these entries of a folder (`--only`); `None`: all of it.
+        only: Option<Arc<Selection>>,
     },
     /// Every chunk is verified: check the whole-file hash, give the file its final name
     /// `name` in `dir` (never replacing a file), share it.
@@ -314,6 +317,8 @@ pub struct ShareInfo {
     pub path: PathBuf,
     /// Its size in bytes.
     pub size: u64,
+    /// For part of a folder (`--only`), the chunks it holds; `None`: every chunk.
+    pub have: Option<BitSet>,
     /// For a folder just added: what in it is not shared, and why ("path: reason").
     pub skipped: Vec<String>,
 }
@@ -331,6 +336,9 @@ pub struct DownloadRecord {
     /// before pauses were kept (read as false), and left out when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// Only the entries of a folder these globs select (`--only`); absent: all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<Vec<String>>,
 }
 
 /// What a node keeps across restarts (`state.json`, see `storage::state`).

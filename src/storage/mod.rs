@@ -33,6 +33,7 @@ use crate::content::index::{prepare_share, ShareIndex, SharedReader};
 use crate::content::partial::{
     recorded_bytes, remove_closed_download, resumable_downloads, PartialFile, PartialReader,
 };
+use crate::content::tree::Selection;
 use crate::content::verified::VerifiedChunk;
 use crate::content::ContentError;
 use crate::content::ContentManifest;
@@ -133,6 +134,7 @@ impl DiskStorage {
                         name: e.name.clone(),
                         path: e.path.clone(),
                         size: e.size,
+                        have: index.partial_chunks(&e.id),
                         skipped: Vec::new(),
                     });
                 }
@@ -227,9 +229,13 @@ impl DiskStorage {
                 };
                 Some(StorageDone::ChunkChecked { content, from, ok })
             }
-            StorageJob::OpenPartial { content, manifest } => Some(StorageDone::PartialOpened {
+            StorageJob::OpenPartial {
                 content,
-                result: self.open_partial(content, manifest),
+                manifest,
+                only,
+            } => Some(StorageDone::PartialOpened {
+                content,
+                result: self.open_partial(content, manifest, only.as_deref()),
             }),
             StorageJob::Finish { content, dir, name } => Some(StorageDone::Finished {
                 content,
@@ -404,8 +410,12 @@ impl DiskStorage {
         &self,
         content: Id,
         manifest: Arc<ContentManifest>,
+        only: Option<&Selection>,
     ) -> Result<BitSet, StorageError> {
         let (mut p, report) = PartialFile::open_or_create(&self.data_dir, manifest.clone())?;
+        if let Some(sel) = only {
+            p.select(sel);
+        }
         // Files already here (in any share) are copied, not fetched (`reuse.rs`).
         if !p.is_complete() {
             let local = self.index.lock().local_files();
@@ -457,12 +467,13 @@ impl DiskStorage {
             e => FinishError::Io(e.to_string()),
         })?;
         let m = slot.file.manifest().clone();
+        let present = slot.file.wanted_entries().map(<[bool]>::to_vec);
         drop(slot);
         self.partials.lock().remove(&content);
         let reader = {
             let mut index = self.index.lock();
             index
-                .add_downloaded(&path, m.clone())
+                .add_downloaded(&path, m.clone(), present.as_deref())
                 .map(|e| index.reader(&e.id))
         };
         match reader {
@@ -559,6 +570,7 @@ impl DiskStorage {
             name: entry.name,
             path: entry.path,
             size: entry.size,
+            have: None,
             skipped,
         })
     }
@@ -603,6 +615,7 @@ mod tests {
                 name: Some(format!("file {generation}")),
                 output_dir: PathBuf::from("/downloads"),
                 paused: false,
+                only: None,
             }],
         })
     }

@@ -39,7 +39,7 @@ pub fn reuse_local_files(local: &LocalFiles, pf: &mut PartialFile) -> Reused {
             .chunks
             .clone()
             .filter_map(|i| layout.validate(i))
-            .filter(|c| !pf.is_verified(*c))
+            .filter(|c| !pf.is_verified(*c) && pf.is_wanted(*c))
             .collect();
         if missing.is_empty() {
             continue;

@@ -40,6 +40,9 @@ use crate::bitset::BitSet;
 
 mod endgame;
 mod invariants;
+mod wanted;
+
+use wanted::needed;
 
 /// The driver's handle for a peer connection.
 pub type PeerKey = crate::conn::ConnId;
@@ -151,6 +154,8 @@ enum ChunkState {
     /// A copy arrived and is being hashed.
     Verifying,
     Have,
+    /// Not wanted (part of a folder, [`Scheduler::with_wanted`]): never asked for.
+    Skipped,
 }
 
 /// A request outstanding at a peer.
@@ -316,7 +321,7 @@ impl Scheduler {
             if let Some(a) = self.availability.get_mut(i) {
                 *a = a.saturating_add(1);
             }
-            if !self.have.contains(i) {
+            if needed(&self.state, i) {
                 p.useful += 1;
             }
         }
@@ -338,7 +343,7 @@ impl Scheduler {
             if let Some(a) = self.availability.get_mut(i) {
                 *a = a.saturating_add(1);
             }
-            if !self.have.contains(i) {
+            if needed(&self.state, i) {
                 p.useful += 1;
                 self.update_interest(key);
                 self.try_request(now, key);
@@ -380,7 +385,7 @@ impl Scheduler {
             if let Some(a) = self.availability.get_mut(i) {
                 *a = a.saturating_sub(1);
             }
-            if !self.have.contains(i) {
+            if needed(&self.state, i) {
                 p.useful = p.useful.saturating_sub(1);
                 self.update_interest(key);
             }
@@ -559,9 +564,13 @@ impl Scheduler {
         &self.have
     }
 
-    /// True when every chunk is verified.
+    /// True when every wanted chunk is verified.
     pub fn is_complete(&self) -> bool {
-        self.missing == 0 && self.state.iter().all(|s| *s == ChunkState::Have)
+        self.missing == 0
+            && self
+                .state
+                .iter()
+                .all(|s| matches!(s, ChunkState::Have | ChunkState::Skipped))
     }
 
     /// Connected peers.

@@ -644,3 +644,50 @@ fn availability_follows_have_and_departures() {
     assert!(next.contains(&Action::Have(2)), "{next:?}");
     s.check_invariants().unwrap();
 }
+
+#[test]
+fn a_partial_download_asks_only_for_wanted_chunks_and_completes_with_them() {
+    let now = Instant::now();
+    let mut wanted = BitSet::new(10);
+    for i in [2, 3, 7] {
+        wanted.insert(i);
+    }
+    let mut s = Scheduler::new(10, 1 << 20, BitSet::new(10), SchedulerConfig::default(), 3)
+        .with_wanted(&wanted);
+    let p = ConnId::new(0);
+    // A peer holding only unwanted chunks is of no interest.
+    let q = ConnId::new(1);
+    let mut other = BitSet::new(10);
+    other.insert(0);
+    other.insert(9);
+    s.add_peer(now, q);
+    s.peer_bitfield(now, q, &other);
+    s.add_peer(now, p);
+    s.peer_bitfield(now, p, &BitSet::full(10));
+    s.peer_unchoked(now, p);
+    s.check_invariants().unwrap();
+    let mut asked = Vec::new();
+    let mut interested = Vec::new();
+    for _ in 0..10 {
+        let mut batch = Vec::new();
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Request { chunk, .. } => batch.push(chunk),
+                Action::Interested(k) => interested.push(k),
+                _ => {}
+            }
+        }
+        for &c in &batch {
+            if s.piece_received(now, p, c, 1 << 20) == PieceVerdict::Verify {
+                s.chunk_verified(now, c, p, true);
+            }
+        }
+        asked.extend(batch);
+    }
+    asked.sort_unstable();
+    asked.dedup();
+    assert_eq!(asked, [2, 3, 7]);
+    assert_eq!(interested, [p]);
+    assert!(s.is_complete());
+    s.check_invariants().unwrap();
+}

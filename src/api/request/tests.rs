@@ -211,7 +211,8 @@ fn transfer_commands() {
         ApiRequest::RequestFile {
             content_hash: Id::from_hex(HASH).unwrap(),
             output_dir: None,
-            peers: vec![]
+            peers: vec![],
+            only: None,
         }
     );
     assert_eq!(
@@ -220,13 +221,35 @@ fn transfer_commands() {
         ApiRequest::RequestFile {
             content_hash: Id::from_hex(HASH).unwrap(),
             output_dir: Some("/x".into()),
-            peers: vec![]
+            peers: vec![],
+            only: None,
         }
     );
     assert!(err(
         json!({"type": "local_request_file", "payload": {"content_hash": HASH, "output_dir": 3}})
     )
     .contains("output_dir"));
+    // `only`: 1 to 64 globs, each checked (api.md 5.5).
+    match parse(json!({"type": "local_request_file",
+                       "payload": {"content_hash": HASH, "only": ["Kicks/**", "*.txt"]}}))
+    .unwrap()
+    {
+        ApiRequest::RequestFile { only: Some(s), .. } => {
+            assert_eq!(s.globs(), ["Kicks/**", "*.txt"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    for bad in [
+        json!([]),
+        json!("Kicks"),
+        json!([3]),
+        json!(["/abs"]),
+        json!(["a["]),
+    ] {
+        let e = err(json!({"type": "local_request_file",
+                           "payload": {"content_hash": HASH, "only": bad}}));
+        assert!(e.contains("only"), "{e}");
+    }
     assert_eq!(
         parse(json!({"type": "transfer_status"})).unwrap(),
         ApiRequest::TransferStatus { content_hash: None }

@@ -26,6 +26,7 @@ use crate::content::manifest::ChunkIndex;
 use crate::content::manifest::HASH_LEN;
 use crate::content::tree::TreeManifest;
 use crate::content::{ContentError, FileStamp};
+use crate::id::Id;
 
 const STAMPS_MAGIC: [u8; 4] = *b"PSST";
 const STAMPS_VERSION: u8 = 1;
@@ -151,6 +152,13 @@ impl TreeReader {
                 id: tree.content_id(),
             });
         };
+        if stamp.is_absent() {
+            // Left out of a partial copy: not here, and not a change of the folder.
+            return Err(ContentError::ChunkNotVerified {
+                id: tree.content_id(),
+                chunk: c.get(),
+            });
+        }
         let path = self.root.join(entry.path.as_str());
         let file = File::open(&path).map_err(|e| missing_or(&path, e))?;
         check(&file, &path, stamp)?;
@@ -245,6 +253,24 @@ impl LocalFiles {
 }
 
 impl ShareIndex {
+    /// The chunks a share holds when it is part of a folder (`--only`): those of the files
+    /// that are here. `None`: it holds every chunk.
+    pub fn partial_chunks(&self, id: &Id) -> Option<crate::bitset::BitSet> {
+        let stamps = self.stamps.get(id)?;
+        if !stamps.iter().any(FileStamp::is_absent) {
+            return None;
+        }
+        let tree = self.manifests.get(id)?.as_tree()?;
+        let present: Vec<bool> = (0..tree.entries().len())
+            .map(|k| {
+                tree.file_number(k)
+                    .and_then(|n| stamps.get(n))
+                    .is_some_and(|st| !st.is_absent())
+            })
+            .collect();
+        Some(crate::content::tree::select::chunks_of(tree, &present))
+    }
+
     /// Every file this index shares, by content (see [`LocalFiles`]). Empty files are left
     /// out: there is nothing to copy.
     pub fn local_files(&self) -> LocalFiles {
@@ -266,6 +292,9 @@ impl ShareIndex {
                         let Some(stamp) = t.file_number(k).and_then(|n| stamps.get(n)) else {
                             continue;
                         };
+                        if stamp.is_absent() {
+                            continue;
+                        }
                         map.entry((f.sha256, f.lengths.total()))
                             .or_default()
                             .push((e.path.join(entry.path.as_str()), *stamp));

@@ -303,10 +303,10 @@ fn add_downloaded_skips_hashing() {
     fs::write(&a, &d).unwrap();
     let m = Arc::new(ContentManifest::File(Manifest::for_data(&d).unwrap()));
     let mut idx = ShareIndex::open(&f.data_dir).unwrap();
-    let e = idx.add_downloaded(&a, Arc::clone(&m)).unwrap();
+    let e = idx.add_downloaded(&a, Arc::clone(&m), None).unwrap();
     assert_eq!(e.id, m.content_id());
     let other = Arc::new(ContentManifest::File(Manifest::for_data(b"short").unwrap()));
-    assert!(idx.add_downloaded(&a, other).is_err());
+    assert!(idx.add_downloaded(&a, other, None).is_err());
 }
 
 #[test]

@@ -87,8 +87,18 @@ impl PartialFile {
     /// missing again and fails with [`ContentError::FileHashMismatch`].
     fn complete_tree(&mut self, tree: &TreeManifest, t: &TreeFiles) -> Result<(), ContentError> {
         let mut buf = Vec::new();
+        let wanted = self.wanted_entries().map(<[bool]>::to_vec);
         for (k, entry) in tree.entries().iter().enumerate() {
             let path = t.root.join(entry.path.as_str());
+            if wanted
+                .as_ref()
+                .is_some_and(|w| !w.get(k).copied().unwrap_or(false))
+            {
+                // Not asked for (`--only`): a file written for an earlier, wider selection, or
+                // made at open for its all-zero chunk, is not part of the result.
+                remove_unwanted(&t.root, &path)?;
+                continue;
+            }
             let f = match entry.kind {
                 EntryKind::EmptyFolder => {
                     fs::create_dir_all(&path).map_err(|e| ContentError::io("create", &path, e))?;
@@ -133,7 +143,7 @@ impl PartialFile {
         }
         .map_err(|e| ContentError::io("remove", &staging, e))?;
         fs::create_dir(&staging).map_err(|e| ContentError::io("create", &staging, e))?;
-        if let Err(e) = copy_entries(tree, &t.root, &staging) {
+        if let Err(e) = copy_entries(tree, self.wanted_entries(), &t.root, &staging) {
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
         }
@@ -142,9 +152,35 @@ impl PartialFile {
     }
 }
 
+/// Removes a file left out of a partial download, and the folders it leaves empty (up to,
+/// not including, `root`).
+fn remove_unwanted(root: &Path, path: &Path) -> Result<(), ContentError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => fs::remove_file(path).map_err(|e| ContentError::io("remove", path, e))?,
+        Err(_) => return Ok(()),
+    }
+    let mut dir = path.parent();
+    while let Some(d) = dir.filter(|d| *d != root && d.starts_with(root)) {
+        if fs::remove_dir(d).is_err() {
+            break; // not empty: something wanted is in it
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
 /// Copies every file and empty folder of `tree` from `from` to `to` (each file created new).
-fn copy_entries(tree: &TreeManifest, from: &Path, to: &Path) -> Result<(), ContentError> {
-    for entry in tree.entries() {
+fn copy_entries(
+    tree: &TreeManifest,
+    wanted: Option<&[bool]>,
+    from: &Path,
+    to: &Path,
+) -> Result<(), ContentError> {
+    for (k, entry) in tree.entries().iter().enumerate() {
+        if wanted.is_some_and(|w| !w.get(k).copied().unwrap_or(false)) {
+            continue;
+        }
         let dest = to.join(entry.path.as_str());
         match entry.kind {
             EntryKind::EmptyFolder => {

@@ -59,8 +59,10 @@ use std::sync::Arc;
 use super::content_manifest::ContentManifest;
 use super::layout::Layout;
 use super::manifest::ChunkIndex;
+use super::tree::select::{chunks_of, Selection};
 use super::verified::VerifiedChunk;
 use super::{remove_if_exists, sync_dir, write_atomic, ContentError};
+use crate::bitset::BitSet;
 use crate::id::Id;
 use data::{PartData, TreeWriter};
 use page_cache::{start_writeback, WRITEBACK_EVERY};
@@ -108,6 +110,11 @@ pub struct PartialFile {
     /// ([`PrefixWork::release_behind`]); shared with the readers.
     released: Arc<AtomicU64>,
     verified_count: u32,
+    /// For part of a folder ([`PartialFile::select`]): which entries are wanted, and their
+    /// chunks. `None`: all of it.
+    wanted: Option<(Vec<bool>, BitSet)>,
+    /// Wanted chunks not verified yet.
+    missing: u32,
     /// The verified set changed since the last resume record.
     dirty: bool,
     state: State,
@@ -204,16 +211,42 @@ impl PartialFile {
         self.verified_count
     }
 
-    /// Number of chunks still missing.
+    /// Number of wanted chunks still missing.
     pub fn missing_count(&self) -> u32 {
-        self.layout
-            .chunk_count()
-            .saturating_sub(self.verified_count)
+        self.missing
     }
 
-    /// True when every chunk is verified (always true for an empty file).
+    /// True when every wanted chunk is verified (always true for an empty file).
     pub fn is_complete(&self) -> bool {
-        self.verified_count == self.layout.chunk_count()
+        self.missing == 0
+    }
+
+    /// Downloads only the entries of a folder that `selection` selects (`--only`): the
+    /// download is complete when their chunks are, and `finish` makes only those files. A
+    /// single file ignores it.
+    pub fn select(&mut self, selection: &Selection) {
+        let Some(tree) = self.manifest.as_tree() else {
+            return;
+        };
+        let entries = selection.entries(tree);
+        let chunks = chunks_of(tree, &entries);
+        self.missing = chunks
+            .iter()
+            .filter(|&i| !self.verified.get(i as u32))
+            .count() as u32;
+        self.wanted = Some((entries, chunks));
+    }
+
+    /// Whether chunk `c` is wanted (every chunk, unless [`PartialFile::select`] chose).
+    pub fn is_wanted(&self, c: ChunkIndex) -> bool {
+        self.wanted
+            .as_ref()
+            .is_none_or(|(_, bits)| bits.contains(c.as_usize()))
+    }
+
+    /// For part of a folder, which entries are wanted (`None`: all).
+    pub fn wanted_entries(&self) -> Option<&[bool]> {
+        self.wanted.as_ref().map(|(e, _)| e.as_slice())
     }
 
     /// True when chunks were verified since the last [`PartialFile::flush_record`].
@@ -304,6 +337,7 @@ impl PartialFile {
         self.tree_writer.close_all();
         self.verified.clear_all();
         self.verified_count = 0;
+        self.missing = self.layout.chunk_count();
         self.state = State::Discarded;
         self.prefix = None;
         self.remove_download_files()
@@ -346,6 +380,9 @@ impl PartialFile {
     fn set_verified(&mut self, c: ChunkIndex) {
         if self.verified.set(c.get()) {
             self.verified_count += 1;
+            if self.is_wanted(c) {
+                self.missing = self.missing.saturating_sub(1);
+            }
         }
     }
 
@@ -353,6 +390,9 @@ impl PartialFile {
         if self.verified.get(c.get()) {
             self.verified.clear(c.get());
             self.verified_count = self.verified_count.saturating_sub(1);
+            if self.is_wanted(c) {
+                self.missing += 1;
+            }
         }
     }
 }

@@ -191,6 +191,7 @@ impl PartialFile {
 
     fn new(dir: PathBuf, manifest: Arc<ContentManifest>, data: PartData) -> PartialFile {
         let layout = manifest.layout();
+        let count = layout.chunk_count();
         PartialFile {
             id: manifest.content_id(),
             verified: Arc::new(VerifiedBits::new(layout.chunk_count())),
@@ -200,6 +201,8 @@ impl PartialFile {
             tree_writer: TreeWriter::default(),
             released: Arc::new(AtomicU64::new(0)),
             verified_count: 0,
+            wanted: None,
+            missing: count,
             dirty: false,
             state: State::Open,
             // A folder has no whole-content hash: each file is checked on its own at the end

@@ -271,3 +271,35 @@ fn a_folder_name_from_the_network_stays_inside_the_download_folder() {
     }
     assert!(!tmp.path().join("escape").exists());
 }
+
+#[test]
+fn part_of_a_folder_completes_with_only_its_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (files, m) = pack();
+    let (mut pf, _) = PartialFile::open_or_create(tmp.path(), Arc::clone(&m)).unwrap();
+    let sel = crate::content::tree::Selection::parse(&["Kicks"]).unwrap();
+    pf.select(&sel);
+    let t = m.as_tree().unwrap();
+    let wanted = sel.chunks(t);
+    assert_eq!(pf.missing_count() as usize, wanted.count());
+    for i in wanted.iter() {
+        assert!(!pf.is_complete());
+        store(&mut pf, &files, i as u32);
+    }
+    assert!(pf.is_complete());
+    let p = pf.finish(&tmp.path().join("out"), "pack").unwrap();
+    let mut got: Vec<String> = walk(&p)
+        .into_iter()
+        .map(|x| x.strip_prefix(&p).unwrap().display().to_string())
+        .collect();
+    got.sort();
+    // The all-zero file made at open and the empty folder are not part of the selection.
+    assert_eq!(got, ["Kicks", "Kicks/kick 1.wav", "Kicks/kick 2.wav"]);
+    for f in ["Kicks/kick 1.wav", "Kicks/kick 2.wav"] {
+        assert_eq!(&fs::read(p.join(f)).unwrap(), &files[f]);
+    }
+    assert_eq!(
+        fs::read_dir(tmp.path().join("downloads")).unwrap().count(),
+        0
+    );
+}

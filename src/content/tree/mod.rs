@@ -20,6 +20,7 @@
 //! tree built here and for one decoded from the network alike.
 
 pub mod path;
+pub mod select;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,6 +35,7 @@ use super::manifest::{
 use crate::id::Id;
 use crate::proto::codec::{DecodeError, Reader};
 pub use path::{PathError, TreePath};
+pub use select::{GlobError, Selection};
 
 /// The magic bytes of a tree manifest: "PSTR" (PeerShare TRee).
 pub const TREE_MAGIC: [u8; 4] = *b"PSTR";

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use crate::api::reply;
 use crate::api::ReplyTo;
 use crate::content::names::safe_file_name_or_fallback;
+use crate::content::tree::Selection;
 use crate::content::ContentManifest;
 use crate::id::Id;
 use crate::storage::job::{DownloadRecord, Inventory, ShareInfo, Snapshot, StorageJob};
@@ -110,6 +111,8 @@ struct Download {
     known_bytes: u64,
     /// The partial file is open (the engine's count is the truth from then on).
     opened: bool,
+    /// Only the entries of a folder these globs select (`--only`); `None`: all of it.
+    only: Option<Arc<Selection>>,
 }
 
 impl Download {
@@ -124,6 +127,7 @@ impl Download {
             paused: None,
             known_bytes: 0,
             opened: false,
+            only: None,
         }
     }
 }
@@ -179,8 +183,11 @@ impl Library {
             download_lists: 0,
         };
         for info in inv.shares {
-            lib.engine
-                .share(info.manifest.clone(), Some(info.name.clone()));
+            lib.engine.share_part(
+                info.manifest.clone(),
+                Some(info.name.clone()),
+                info.have.clone(),
+            );
             lib.entries.insert(
                 info.manifest.content_id(),
                 Entry::Shared {
@@ -205,9 +212,13 @@ impl Library {
             let record = records.remove(&id);
             let name = record.as_ref().and_then(|r| r.name.clone());
             let paused = record.as_ref().is_some_and(|r| r.paused);
+            let only = record
+                .as_ref()
+                .and_then(|r| selection_of(&id, r.only.as_deref()));
             let output_dir = record.map_or_else(|| lib.download_dir.clone(), |r| r.output_dir);
             let mut d = Download::new(name.clone(), output_dir, None);
             d.manifest = Some(m.clone());
+            d.only = only.clone();
             d.known_bytes = r.recorded_bytes;
             if paused {
                 // Its owner paused it: it stays paused (`resume_transfer` resumes it).
@@ -219,7 +230,7 @@ impl Library {
             }
             log::info!("resuming download {id}");
             lib.entries.insert(id, Entry::Downloading(d));
-            lib.engine.download(now, id, Some(m), name);
+            lib.engine.download_only(now, id, Some(m), name, only);
         }
         // Downloads that never got their manifest are not resumed (nothing to verify
         // against yet); asking again starts them anew. Those paused by the user stay listed,
@@ -285,6 +296,7 @@ impl Library {
         id: Id,
         output_dir: Option<PathBuf>,
         peers: &[std::net::SocketAddr],
+        only: Option<Arc<Selection>>,
         to: ReplyTo,
     ) -> Option<Vec<u8>> {
         match self.entries.get_mut(&id) {
@@ -321,13 +333,20 @@ impl Library {
                     log::debug!("download {id}: refused a second folder {}", dir.display());
                     return Some(reply::error(&already_downloading(&id, &d.output_dir)));
                 }
+                if only != d.only {
+                    return Some(reply::error(&format!(
+                        "content {id} is already being downloaded with {}; cancel it to \
+                         choose again",
+                        describe_only(d.only.as_deref())
+                    )));
+                }
                 d.waiters.push(to);
                 // Paused for a full disk: asking again is how a user says space was freed.
                 self.unpause(now, id);
                 if self.engine.progress(&id).is_none() {
                     if let Some(Entry::Downloading(d)) = self.entries.get(&id) {
-                        let (m, name) = (d.manifest.clone(), d.name.clone());
-                        self.engine.download(now, id, m, name);
+                        let (m, name, only) = (d.manifest.clone(), d.name.clone(), d.only.clone());
+                        self.engine.download_only(now, id, m, name, only);
                     }
                 }
             }
@@ -335,9 +354,10 @@ impl Library {
                 let output_dir = output_dir.unwrap_or_else(|| self.download_dir.clone());
                 let mut d = Download::new(None, output_dir, Some(now));
                 d.waiters.push(to);
+                d.only = only.clone();
                 self.entries.insert(id, Entry::Downloading(d));
                 self.save_downloads();
-                self.engine.download(now, id, None, None);
+                self.engine.download_only(now, id, None, None, only);
             }
         }
         if !peers.is_empty() {
@@ -459,6 +479,7 @@ impl Library {
                     name: d.name.clone(),
                     output_dir: d.output_dir.clone(),
                     paused: d.paused == Some(Paused::User),
+                    only: d.only.as_ref().map(|s| s.globs()),
                 }),
                 Entry::Shared { .. } => None,
             })
@@ -468,6 +489,26 @@ impl Library {
             generation: self.download_lists,
             value: list,
         }));
+    }
+}
+
+/// The selection a download record kept (`None`: all of it). Globs that no longer parse (a
+/// record edited by hand) fetch the whole folder rather than nothing, and say so.
+fn selection_of(id: &Id, globs: Option<&[String]>) -> Option<Arc<Selection>> {
+    match Selection::parse(globs?) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => {
+            log::warn!("download {id}: its saved selection is unusable ({e}); fetching all of it");
+            None
+        }
+    }
+}
+
+/// "the whole content" or "only GLOB, GLOB", for messages.
+fn describe_only(only: Option<&Selection>) -> String {
+    match only {
+        None => "the whole content".to_owned(),
+        Some(s) => format!("only {}", s.globs().join(", ")),
     }
 }
 

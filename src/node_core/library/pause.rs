@@ -135,8 +135,8 @@ impl Library {
             d.started = Some(now);
         }
         if self.engine.progress(&id).is_none() {
-            let (m, name) = (d.manifest.clone(), d.name.clone());
-            self.engine.download(now, id, m, name);
+            let (m, name, only) = (d.manifest.clone(), d.name.clone(), d.only.clone());
+            self.engine.download_only(now, id, m, name, only);
         }
         self.save_downloads();
     }

@@ -217,6 +217,7 @@ impl Library {
                 if let Some(m) = self.engine.manifest(&content) {
                     let info = ShareInfo {
                         size: m.total_size(),
+                        have: self.engine.held_chunks(&content),
                         manifest: m,
                         name: filename.clone(),
                         path: path.clone(),

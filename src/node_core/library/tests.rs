@@ -67,7 +67,7 @@ fn a_full_disk_pauses_and_asking_again_resumes() {
     let id = m.content_id();
     let mut lib = library(Inventory::default(), now);
     let to = ReplyTo { conn: 1, seq: 0 };
-    assert!(lib.request_file(now, id, None, &[], to).is_none());
+    assert!(lib.request_file(now, id, None, &[], None, to).is_none());
     while lib.poll_job().is_some() {}
     lib.on_storage_done(
         now,
@@ -96,7 +96,7 @@ fn a_full_disk_pauses_and_asking_again_resumes() {
     assert_eq!(t["downloading"], false);
     // Asked again: the engine takes it up anew (the manifest is kept: it opens at once).
     let to = ReplyTo { conn: 1, seq: 1 };
-    assert!(lib.request_file(now, id, None, &[], to).is_none());
+    assert!(lib.request_file(now, id, None, &[], None, to).is_none());
     assert!(status(&lib, &id).get("paused").is_none());
     assert!(lib.engine.progress(&id).is_some());
     // And a paused download can be cancelled.
@@ -150,7 +150,9 @@ fn a_user_pause_holds_until_resumed_and_across_restarts() {
     let mut lib = library(Inventory::default(), now);
     let id = opened_download(&mut lib, &m, now);
     let waiting = ReplyTo { conn: 1, seq: 0 };
-    assert!(lib.request_file(now, id, None, &[], waiting).is_none());
+    assert!(lib
+        .request_file(now, id, None, &[], None, waiting)
+        .is_none());
     while lib.poll_job().is_some() {}
 
     let r: Value = serde_json::from_slice(&lib.pause_by_user(&id).unwrap()).unwrap();
@@ -188,7 +190,7 @@ fn a_user_pause_holds_until_resumed_and_across_restarts() {
     assert_eq!(t["have_bytes"], 48 << 10);
     // Pausing again is fine; asking for it is refused with how to resume it.
     assert!(lib.pause_by_user(&id).is_ok());
-    let refused = lib.request_file(now, id, None, &[], ReplyTo { conn: 2, seq: 0 });
+    let refused = lib.request_file(now, id, None, &[], None, ReplyTo { conn: 2, seq: 0 });
     let refused = String::from_utf8(refused.expect("answered at once")).unwrap();
     assert!(refused.contains("resume_transfer"), "{refused}");
     assert!(lib.engine.progress(&id).is_none(), "still paused");

@@ -59,6 +59,7 @@ impl MemStorage {
             })
             .collect();
         let info = ShareInfo {
+            have: None,
             size: manifest.total_size(),
             name: name.to_owned(),
             path: PathBuf::from(format!("/sim/shared/{name}")),
@@ -158,7 +159,9 @@ impl MemStorage {
                 let ok = manifest.is_none_or(|m| VerifiedChunk::check(&m, chunk, data).is_ok());
                 Some(StorageDone::ChunkChecked { content, from, ok })
             }
-            StorageJob::OpenPartial { content, manifest } => {
+            StorageJob::OpenPartial {
+                content, manifest, ..
+            } => {
                 let n = manifest.chunk_count() as usize;
                 let p = self.partials.entry(content).or_insert_with(|| Partial {
                     manifest,
@@ -250,6 +253,7 @@ impl MemStorage {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let info = ShareInfo {
+            have: None,
             size: p.manifest.total_size(),
             manifest: p.manifest,
             name,

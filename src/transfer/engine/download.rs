@@ -63,13 +63,19 @@ impl Engine {
             return;
         };
         c.have = have.clone();
-        c.scheduler = Some(Scheduler::new(
+        let mut s = Scheduler::new(
             m.chunk_count() as usize,
             m.typical_chunk_len(),
             have,
             cfg,
             seed,
-        ));
+        );
+        if let (Some(sel), Some(tree)) = (&c.only, m.as_tree()) {
+            let wanted = sel.chunks(tree);
+            s = s.with_wanted(&wanted);
+            c.wanted = Some(wanted);
+        }
+        c.scheduler = Some(s);
         let conns: Vec<ConnId> = c.conns.iter().copied().collect();
         let any = c.have.count() > 0;
         for k in conns {
@@ -117,6 +123,7 @@ impl Engine {
                 self.actions.push_back(StorageJob::OpenPartial {
                     content,
                     manifest: m,
+                    only: c.only.clone(),
                 });
             }
         }

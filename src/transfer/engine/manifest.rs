@@ -123,6 +123,7 @@ impl Engine {
                 self.actions.push_back(StorageJob::OpenPartial {
                     content,
                     manifest: m,
+                    only: c.only.clone(),
                 });
             }
             Err(e) => {

@@ -61,6 +61,7 @@ use std::time::{Duration, Instant};
 use super::scheduler::Scheduler;
 use super::seeding::SuperSeed;
 use crate::bitset::BitSet;
+use crate::content::tree::Selection;
 use crate::content::ContentManifest;
 use crate::id::Id;
 use crate::proto::wire::{self, error_code, reject_reason, Handshake, Message};
@@ -109,6 +110,10 @@ struct Content {
     /// Only the manifest is wanted (`Engine::peek`): once it is verified the engine says so
     /// ([`Action::ManifestFetched`]) and opens no partial file.
     peek: bool,
+    /// Only these entries of a folder are wanted ([`Engine::download_only`]).
+    only: Option<Arc<Selection>>,
+    /// Their chunks, once the manifest is known (`None`: every chunk).
+    wanted: Option<BitSet>,
 }
 
 /// All transfers of one node.
@@ -156,15 +161,29 @@ impl Engine {
 
     /// Serves a complete file whose manifest is `manifest`, and asks for it to be announced.
     pub fn share(&mut self, manifest: Arc<ContentManifest>, name: Option<String>) {
+        self.share_part(manifest, name, None);
+    }
+
+    /// [`Engine::share`] for content of which this node holds only the chunks in `have`
+    /// (part of a folder, `--only`; `None`: all of it). Such a copy is never super-seeded: it
+    /// offers what it has, as a download does.
+    pub fn share_part(
+        &mut self,
+        manifest: Arc<ContentManifest>,
+        name: Option<String>,
+        have: Option<BitSet>,
+    ) {
         let id = manifest.content_id();
         let n = manifest.chunk_count() as usize;
+        let have = have.filter(|h| h.len() == n);
+        let partial = have.is_some();
         let bytes = Arc::new(manifest.encode());
         let c = self
             .contents
             .entry(id)
             .or_insert_with(|| Content::new(Source::Seed));
         c.source = Source::Seed;
-        c.have = BitSet::full(n);
+        c.have = have.unwrap_or_else(|| BitSet::full(n));
         c.manifest = Some(manifest);
         c.manifest_bytes = Some(bytes);
         c.scheduler = None;
@@ -172,7 +191,7 @@ impl Engine {
         if c.name.is_none() {
             c.name = name;
         }
-        if self.cfg.super_seed && c.super_seed.is_none() {
+        if self.cfg.super_seed && c.super_seed.is_none() && !partial {
             let seed = self.seed ^ u64::from_be_bytes(id.0[..8].try_into().unwrap_or([0; 8]));
             let mut ss = SuperSeed::new(n, seed);
             // Peers that saw our BITFIELD already (we were downloading) are only counted.
@@ -232,7 +251,24 @@ impl Engine {
         manifest: Option<Arc<ContentManifest>>,
         name: Option<String>,
     ) {
+        self.download_only(now, content, manifest, name, None);
+    }
+
+    /// [`Engine::download`] of only the entries of a folder that `only` selects (`None`:
+    /// all of it). Only their chunks are asked for; the download completes when they are
+    /// verified. A single file ignores it.
+    pub fn download_only(
+        &mut self,
+        now: Instant,
+        content: Id,
+        manifest: Option<Arc<ContentManifest>>,
+        name: Option<String>,
+        only: Option<Arc<Selection>>,
+    ) {
         if let Some(c) = self.contents.get_mut(&content) {
+            if c.peek {
+                c.only = only;
+            }
             // Only its manifest was wanted so far: now the whole content is.
             if std::mem::take(&mut c.peek) {
                 if let Some(m) = c.manifest.clone() {
@@ -241,6 +277,7 @@ impl Engine {
                     self.actions.push_back(StorageJob::OpenPartial {
                         content,
                         manifest: m,
+                        only: c.only.clone(),
                     });
                 }
             }
@@ -248,6 +285,7 @@ impl Engine {
         }
         let mut c = Content::new(Source::Download);
         c.name = name;
+        c.only = only;
         // The first query goes out now (below); the next after the first backoff step.
         c.next_peer_query = Some(now + c.peer_query_backoff);
         if let Some(m) = manifest {
@@ -257,6 +295,7 @@ impl Engine {
             self.actions.push_back(StorageJob::OpenPartial {
                 content,
                 manifest: m,
+                only: c.only.clone(),
             });
         }
         self.contents.insert(content, c);
@@ -535,6 +574,8 @@ impl Content {
             finishing: false,
             complete: false,
             peek: false,
+            only: None,
+            wanted: None,
         }
     }
 }

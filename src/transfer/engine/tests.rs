@@ -268,7 +268,9 @@ impl World {
                     .engine
                     .chunk_stored(now, content, chunk, from, Some(ok));
             }
-            Action::Storage(StorageJob::OpenPartial { content, manifest }) => {
+            Action::Storage(StorageJob::OpenPartial {
+                content, manifest, ..
+            }) => {
                 let n = manifest.layout().chunk_count() as usize;
                 let mut have = BitSet::new(n);
                 for c in self.nodes[i]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::connection::ConnState;
 use super::{ConnId, Engine};
+use crate::bitset::BitSet;
 use crate::content::ContentManifest;
 use crate::id::Id;
 
@@ -95,28 +96,36 @@ impl Engine {
         self.banned_addrs.iter()
     }
 
+    /// The chunks this node holds of `content` when it holds only part of it (part of a
+    /// folder, `--only`); `None` for all of it, or content it does not have.
+    pub fn held_chunks(&self, content: &Id) -> Option<BitSet> {
+        let c = self.contents.get(content)?;
+        (!c.have.is_full()).then(|| c.have.clone())
+    }
+
     /// Progress of `content`.
     pub fn progress(&self, content: &Id) -> Option<Progress> {
         let c = self.contents.get(content)?;
-        let (size, total) = c
-            .manifest
-            .as_ref()
-            .map_or((0, 0), |m| (m.total_size(), m.chunk_count()));
-        let have_bytes = match &c.manifest {
-            Some(m) => {
-                let l = m.layout();
-                c.have
-                    .iter()
-                    .filter_map(|i| l.validate(i as u32))
-                    .map(|i| u64::from(l.chunk_len(i)))
-                    .sum()
-            }
-            None => 0,
+        let wanted = |i: usize| c.wanted.as_ref().is_none_or(|w| w.contains(i));
+        let bytes_of = |chunks: &mut dyn Iterator<Item = usize>| -> u64 {
+            let Some(m) = &c.manifest else { return 0 };
+            let l = m.layout();
+            chunks
+                .filter_map(|i| l.validate(i as u32))
+                .map(|i| u64::from(l.chunk_len(i)))
+                .sum()
         };
+        // Part of a folder (`--only`): what was asked for is the whole of it.
+        let (size, total) = match (&c.manifest, &c.wanted) {
+            (None, _) => (0, 0),
+            (Some(m), None) => (m.total_size(), m.chunk_count()),
+            (Some(_), Some(w)) => (bytes_of(&mut w.iter()), w.count() as u32),
+        };
+        let have_bytes = bytes_of(&mut c.have.iter().filter(|&i| wanted(i)));
         Some(Progress {
             size,
             have_bytes,
-            chunks_have: c.have.count() as u32,
+            chunks_have: c.have.iter().filter(|&i| wanted(i)).count() as u32,
             chunks_total: total,
             peers: c
                 .conns
@@ -139,7 +148,20 @@ impl Engine {
     pub fn files_progress(&self, content: &Id) -> Option<(usize, usize)> {
         let c = self.contents.get(content)?;
         let m = c.manifest.as_ref()?;
-        m.as_tree()?;
+        let tree = m.as_tree()?;
+        if let Some(sel) = &c.only {
+            // Part of a folder: its selected files (empty ones are done from the start).
+            let (mut done, mut all) = (0, 0);
+            for (k, w) in sel.entries(tree).into_iter().enumerate() {
+                if w && tree.file_number(k).is_some() {
+                    all += 1;
+                    if tree.file_chunks(k).all(|i| c.have.contains(i as usize)) {
+                        done += 1;
+                    }
+                }
+            }
+            return Some((done, all));
+        }
         let spans = m.file_spans();
         let done = spans
             .iter()

@@ -46,7 +46,11 @@ impl Scheduler {
             ));
         }
         for (k, p) in &self.peers {
-            let useful = p.has.iter().filter(|i| !self.have.contains(*i)).count();
+            let useful = p
+                .has
+                .iter()
+                .filter(|&i| super::wanted::needed(&self.state, i))
+                .count();
             if useful != p.useful {
                 return Err(format!("peer {k}: useful {} but {useful}", p.useful));
             }

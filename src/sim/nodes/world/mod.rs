@@ -476,6 +476,7 @@ impl World {
                 content_hash: content,
                 output_dir: None,
                 peers: Vec::new(),
+                only: None,
             },
         );
         self.settle(i);

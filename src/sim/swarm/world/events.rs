@@ -205,7 +205,9 @@ impl World {
                 let ok = self.check(chunk, &data);
                 self.nodes[i].engine.chunk_checked(now, content, from, ok);
             }
-            StorageJob::OpenPartial { content, manifest } => {
+            StorageJob::OpenPartial {
+                content, manifest, ..
+            } => {
                 let n = manifest.chunk_count() as usize;
                 self.nodes[i]
                     .engine
