@@ -648,10 +648,23 @@ fn only_part_of_a_folder_is_fetched_and_served_on() {
     }
     // The 700 KB loop was never sent: only the selected ~150 KB (plus framing) were.
     assert!(up_total(&seeder) < 400_000, "{}", up_total(&seeder));
+    // Listed as a part: 4 of the 6 files (the empty file was not selected).
+    let ls = text(&peershare(None, &["ls", "--api", &api(&mid)]).stdout);
+    assert!(ls.contains("pack/ (4 of 6 files: a part)"), "{ls}");
 
     // A partial copy is shared on, and still after a restart; the seeder goes away.
     mid.kill();
     let mid = Node::start(&mid_dir, &["--bootstrap", &seeder.addr()]);
+    let all = mid.call(
+        "local_request_content_info",
+        json!({ "content_hash": "all_available_content" }),
+    );
+    let entry = &all["available_content"][0];
+    assert_eq!(
+        (&entry["num_files"], &entry["files_here"]),
+        (&json!(6), &json!(4)),
+        "{all}"
+    );
     seeder.kill();
     let third = Node::start(&tmp.path().join("third"), &["--bootstrap", &mid.addr()]);
     wait_for_provider(&third, &id);

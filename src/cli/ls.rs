@@ -111,8 +111,11 @@ fn list(api: &ApiArgs, call: &Call<'_>, verbose: bool) -> Result<(), String> {
         let size = c["size"].as_u64().unwrap_or(0);
         let name = c["filename"].as_str().unwrap_or("");
         // A folder: its name with a slash and how many files it holds.
-        let name = match c["num_files"].as_u64() {
-            Some(n) if c["kind"] == "folder" => {
+        let name = match (c["num_files"].as_u64(), c["files_here"].as_u64()) {
+            (Some(n), Some(here)) if c["kind"] == "folder" => {
+                format!("{name}/ ({here} of {n} files: a part)")
+            }
+            (Some(n), None) if c["kind"] == "folder" => {
                 format!("{name}/ ({n} file{})", if n == 1 { "" } else { "s" })
             }
             _ => name.to_owned(),

@@ -130,6 +130,10 @@ pub fn execute(req: &ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Out
                         v["kind"] = json!("folder");
                         v["num_files"] = json!(s.files);
                     }
+                    // Part of a folder (`--only`): the files it can serve.
+                    if let Some(n) = s.files_here {
+                        v["files_here"] = json!(n);
+                    }
                     v
                 })
                 .collect();

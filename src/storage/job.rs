@@ -319,6 +319,8 @@ pub struct ShareInfo {
     pub size: u64,
     /// For part of a folder (`--only`), the chunks it holds; `None`: every chunk.
     pub have: Option<BitSet>,
+    /// For part of a folder, how many of its files it holds.
+    pub files_here: Option<usize>,
     /// For a folder just added: what in it is not shared, and why ("path: reason").
     pub skipped: Vec<String>,
 }

@@ -135,6 +135,7 @@ impl DiskStorage {
                         path: e.path.clone(),
                         size: e.size,
                         have: index.partial_chunks(&e.id),
+                        files_here: index.files_here(&e.id),
                         skipped: Vec::new(),
                     });
                 }
@@ -571,6 +572,7 @@ impl DiskStorage {
             path: entry.path,
             size: entry.size,
             have: None,
+            files_here: None,
             skipped,
         })
     }

@@ -271,6 +271,13 @@ impl ShareIndex {
         Some(crate::content::tree::select::chunks_of(tree, &present))
     }
 
+    /// How many files of a partial copy of a folder are here (`None`: not a partial copy).
+    pub fn files_here(&self, id: &Id) -> Option<usize> {
+        let stamps = self.stamps.get(id)?;
+        let absent = stamps.iter().filter(|s| s.is_absent()).count();
+        (absent > 0).then(|| stamps.len() - absent)
+    }
+
     /// Every file this index shares, by content (see [`LocalFiles`]). Empty files are left
     /// out: there is nothing to copy.
     pub fn local_files(&self) -> LocalFiles {

@@ -77,6 +77,8 @@ pub struct ShareSummary {
     pub folder: bool,
     /// Files (1 for a file).
     pub files: usize,
+    /// Of a partial copy of a folder (`--only`): the files this node has.
+    pub files_here: Option<usize>,
 }
 
 /// What a content is to this node.
@@ -276,6 +278,7 @@ impl Library {
                 chunks: i.manifest.chunk_count(),
                 folder: i.manifest.as_tree().is_some(),
                 files: i.manifest.file_count(),
+                files_here: i.files_here,
             })
             .collect()
     }

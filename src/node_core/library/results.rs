@@ -199,9 +199,9 @@ impl Library {
             Ok(path) => {
                 log::info!("download {content} complete: {}", path.display());
                 self.engine.finished(now, content, true);
-                let waiters = match self.entries.remove(&content) {
-                    Some(Entry::Downloading(d)) => d.waiters,
-                    _ => Vec::new(),
+                let (waiters, only) = match self.entries.remove(&content) {
+                    Some(Entry::Downloading(d)) => (d.waiters, d.only),
+                    _ => (Vec::new(), None),
                 };
                 self.save_downloads();
                 let filename = path
@@ -218,6 +218,14 @@ impl Library {
                     let info = ShareInfo {
                         size: m.total_size(),
                         have: self.engine.held_chunks(&content),
+                        // Part of a folder: the files selected (empty ones included).
+                        files_here: only.as_ref().zip(m.as_tree()).map(|(sel, t)| {
+                            sel.entries(t)
+                                .iter()
+                                .enumerate()
+                                .filter(|&(k, w)| *w && t.file_number(k).is_some())
+                                .count()
+                        }),
                         manifest: m,
                         name: filename.clone(),
                         path: path.clone(),

@@ -60,6 +60,7 @@ impl MemStorage {
             .collect();
         let info = ShareInfo {
             have: None,
+            files_here: None,
             size: manifest.total_size(),
             name: name.to_owned(),
             path: PathBuf::from(format!("/sim/shared/{name}")),
@@ -254,6 +255,7 @@ impl MemStorage {
             .unwrap_or_default();
         let info = ShareInfo {
             have: None,
+            files_here: None,
             size: p.manifest.total_size(),
             manifest: p.manifest,
             name,

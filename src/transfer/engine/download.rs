@@ -98,6 +98,15 @@ impl Engine {
         if ok {
             c.complete = true;
             c.scheduler = None;
+            // Part of a folder: only the selected files were kept (a chunk of another one,
+            // verified at open because it is all zeros, is not in the finished folder).
+            if let Some(w) = &c.wanted {
+                let kept: Vec<usize> = c.have.iter().filter(|&i| w.contains(i)).collect();
+                c.have = BitSet::new(c.have.len());
+                for i in kept {
+                    c.have.insert(i);
+                }
+            }
             // Peers that only wanted the data and have it all are no longer useful.
             let done: Vec<ConnId> = c.conns.iter().copied().collect();
             for k in done {
