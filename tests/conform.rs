@@ -89,6 +89,17 @@ fn conform_passes_against_peershare_and_fails_the_right_cases_against_broken_pee
         skips.iter().all(|l| l.ends_with("run with --slow")),
         "{stdout}"
     );
+    // The folder cases ran, on the folder the suite shared through the API.
+    for case in [
+        "folder-manifest-fetch",
+        "folder-bitfield-chunk-count",
+        "folder-every-piece",
+    ] {
+        assert!(
+            stdout.contains(&format!("PASS {case} ")),
+            "{case}\n{stdout}"
+        );
+    }
 
     let expected: [(&str, BTreeSet<String>); 2] = [
         (

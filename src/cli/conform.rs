@@ -18,8 +18,11 @@ pub struct ConformArgs {
     /// A content the peer shares completely (64 hex digits): the wire cases use it
     #[arg(long, value_name = "ID")]
     pub content: Option<String>,
+    /// A folder the peer shares completely (64 hex digits): the folder cases use it
+    #[arg(long, value_name = "ID")]
+    pub folder: Option<String>,
     /// A PeerShare API on this machine (port, or HOST:PORT) to share a fresh 12-chunk test
-    /// file through, when no --content is given
+    /// file and a small test folder through, when no --content / --folder is given
     #[arg(long, value_name = "PORT")]
     pub api: Option<String>,
     /// Where to write that test file [default: the system's temporary folder]
@@ -75,6 +78,13 @@ pub fn conform(args: ConformArgs) -> i32 {
             return 2;
         }
     };
+    let folder = match args.folder.as_deref().map(Id::from_hex).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("peershare conform: --folder: {e}");
+            return 2;
+        }
+    };
     let api = match args.api.as_deref().map(parse_api).transpose() {
         Ok(a) => a,
         Err(e) => {
@@ -87,6 +97,7 @@ pub fn conform(args: ConformArgs) -> i32 {
         content,
         api,
         work_dir: args.work_dir,
+        folder,
         only: args.only,
         slow: args.slow,
     };

@@ -19,6 +19,7 @@
 mod broken;
 mod dht_cases;
 mod dial_cases;
+mod folder_cases;
 mod link;
 mod rule_cases;
 mod session;
@@ -52,6 +53,8 @@ pub struct Options {
     pub api: Option<SocketAddr>,
     /// Where to write that test file (a temporary folder if `None`).
     pub work_dir: Option<PathBuf>,
+    /// A folder the peer shares completely (content.md section 10).
+    pub folder: Option<Id>,
     /// Run only the cases whose name contains this.
     pub only: Option<String>,
     /// Also run the cases that wait for the peer's timeouts (10 s and more).
@@ -79,6 +82,10 @@ pub struct Ctx {
     pub manifest: Option<Manifest>,
     /// The peer's node ID, once a PONG or a HANDSHAKE told it.
     pub peer_id: Option<Id>,
+    /// The folder to test with.
+    pub folder: Option<Id>,
+    /// Its tree, once `folder-manifest-fetch` got it.
+    pub tree: Option<crate::content::tree::TreeManifest>,
     log: Transcript,
 }
 
@@ -129,6 +136,7 @@ pub fn cases() -> Vec<Case> {
     v.extend(wire_cases::cases());
     v.extend(rule_cases::cases());
     v.extend(dial_cases::cases());
+    v.extend(folder_cases::cases());
     v
 }
 
@@ -162,9 +170,11 @@ pub fn resolve(target: &str) -> Result<SocketAddr, String> {
 pub fn run(opts: Options, out: &mut dyn std::io::Write) -> Summary {
     let mut ctx = Ctx {
         content: opts.content,
+        folder: opts.folder,
         opts,
         manifest: None,
         peer_id: None,
+        tree: None,
         log: Transcript::default(),
     };
     let mut sum = Summary::default();
@@ -174,6 +184,19 @@ pub fn run(opts: Options, out: &mut dyn std::io::Write) -> Summary {
                 Ok(id) => ctx.content = Some(id),
                 Err(e) => {
                     let _ = writeln!(out, "conform: cannot share a test file through {api}: {e}");
+                }
+            }
+        }
+    }
+    if ctx.folder.is_none() {
+        if let Some(api) = ctx.opts.api {
+            match folder_cases::share_test_folder(api, ctx.opts.work_dir.clone()) {
+                Ok(id) => ctx.folder = Some(id),
+                Err(e) => {
+                    let _ = writeln!(
+                        out,
+                        "conform: cannot share a test folder through {api}: {e}"
+                    );
                 }
             }
         }
@@ -247,18 +270,28 @@ fn share_test_file(api: SocketAddr, dir: Option<PathBuf>) -> Result<Id, String> 
     let dir = dir.unwrap_or_else(std::env::temp_dir);
     let size = (TEST_FILE_CHUNKS - 1) * 262_144 + 1000;
     let seed = rand::random::<u64>();
-    let mut data = Vec::with_capacity(size as usize);
+    let data = noise(seed, size as usize);
+    let path = dir.join(format!("conform-{seed:016x}.bin"));
+    std::fs::write(&path, &data).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    add_through_api(api, &path)
+}
+
+/// `n` incompressible bytes, different for every `seed` (xorshift).
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut data = Vec::with_capacity(n + 8);
     let mut x = seed | 1;
-    while (data.len() as u64) < size {
-        // xorshift: incompressible, different every run.
+    while data.len() < n {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         data.extend_from_slice(&x.to_le_bytes());
     }
-    data.truncate(size as usize);
-    let path = dir.join(format!("conform-{seed:016x}.bin"));
-    std::fs::write(&path, &data).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    data.truncate(n);
+    data
+}
+
+/// Shares `path` (a file or a folder) with `local_add_file`; its content ID.
+fn add_through_api(api: SocketAddr, path: &std::path::Path) -> Result<Id, String> {
     let req = crate::api::client::request(
         "local_add_file",
         json!({ "filepath": path.display().to_string() }),

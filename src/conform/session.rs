@@ -84,6 +84,11 @@ pub fn connect(ctx: &Ctx) -> Result<WireLink, Outcome> {
 /// once).
 pub fn open(ctx: &mut Ctx) -> Result<Session, Outcome> {
     let content = content(ctx)?;
+    open_for(ctx, content)
+}
+
+/// [`open`] for another content than the test file (the test folder).
+pub fn open_for(ctx: &mut Ctx, content: Id) -> Result<Session, Outcome> {
     let mut link = connect(ctx)?;
     let hs = link.handshake(content);
     link.send(&hs).map_err(fail)?;
@@ -241,4 +246,51 @@ pub fn unexpected(expected: &str, got: &Got) -> Outcome {
         Got::Garbage(e) => format!("bytes that do not decode ({e})"),
     };
     fail(format!("expected {expected}, got {got}"))
+}
+
+/// Fetches the whole manifest over the session (MANIFEST_REQUEST pieces of at most
+/// `MAX_MANIFEST_PIECE`), checking each MANIFEST_DATA's offset, total and length, and that
+/// the bytes hash to the content ID (content.md section 1, wire.md section 5).
+pub fn fetch_manifest(s: &mut Session) -> Result<Vec<u8>, Outcome> {
+    use crate::proto::wire::MAX_MANIFEST_PIECE;
+    use sha2::{Digest, Sha256};
+    let mut data: Vec<u8> = Vec::new();
+    let mut total: Option<usize> = None;
+    while total.is_none_or(|t| data.len() < t) {
+        let offset = data.len() as u32;
+        s.link
+            .send(&Message::ManifestRequest {
+                offset,
+                length: MAX_MANIFEST_PIECE as u32,
+            })
+            .map_err(fail)?;
+        loop {
+            match s.link.recv(ANSWER_WAIT) {
+                Got::Frame(Message::ManifestData {
+                    total_len,
+                    offset: o,
+                    data: d,
+                }) => {
+                    if o != offset || total.is_some_and(|t| t != total_len as usize) {
+                        return Err(fail(format!(
+                            "MANIFEST_DATA offset {o} total {total_len} answers offset {offset}"
+                        )));
+                    }
+                    let want = (total_len as usize - data.len()).min(MAX_MANIFEST_PIECE);
+                    if d.len() != want {
+                        return Err(fail(format!("{} bytes, expected {want}", d.len())));
+                    }
+                    total = Some(total_len as usize);
+                    data.extend_from_slice(&d);
+                    break;
+                }
+                Got::Frame(Message::Have(_) | Message::Peers(_) | Message::KeepAlive) => {}
+                other => return Err(unexpected("MANIFEST_DATA", &other)),
+            }
+        }
+    }
+    if Id(Sha256::digest(&data).into()) != s.content {
+        return Err(fail("SHA-256 of the manifest is not the content ID"));
+    }
+    Ok(data)
 }

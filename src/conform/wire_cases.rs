@@ -3,17 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
 use super::link::Got;
 use super::session::{
-    connect, content, expect_alive, expect_error, expect_quiet_close, expect_violation, open,
-    unexpected,
+    connect, content, expect_alive, expect_error, expect_quiet_close, expect_violation,
+    fetch_manifest, open, unexpected,
 };
 use super::{fail, Case, Ctx, Outcome, ANSWER_WAIT};
 use crate::content::manifest::Manifest;
 use crate::id::Id;
-use crate::proto::wire::{error_code, reject_reason, Message, MAX_MANIFEST_PIECE};
+use crate::proto::wire::{error_code, reject_reason, Message};
 
 /// The wire cases.
 pub fn cases() -> Vec<Case> {
@@ -93,44 +91,7 @@ fn unknown_content(ctx: &mut Ctx) -> Result<(), Outcome> {
 
 fn manifest_fetch(ctx: &mut Ctx) -> Result<(), Outcome> {
     let mut s = open(ctx)?;
-    let mut data: Vec<u8> = Vec::new();
-    let mut total: Option<usize> = None;
-    while total.is_none_or(|t| data.len() < t) {
-        let offset = data.len() as u32;
-        s.link
-            .send(&Message::ManifestRequest {
-                offset,
-                length: MAX_MANIFEST_PIECE as u32,
-            })
-            .map_err(fail)?;
-        loop {
-            match s.link.recv(ANSWER_WAIT) {
-                Got::Frame(Message::ManifestData {
-                    total_len,
-                    offset: o,
-                    data: d,
-                }) => {
-                    if o != offset || total.is_some_and(|t| t != total_len as usize) {
-                        return Err(fail(format!(
-                            "MANIFEST_DATA offset {o} total {total_len} answers offset {offset}"
-                        )));
-                    }
-                    let want = (total_len as usize - data.len()).min(MAX_MANIFEST_PIECE);
-                    if d.len() != want {
-                        return Err(fail(format!("{} bytes, expected {want}", d.len())));
-                    }
-                    total = Some(total_len as usize);
-                    data.extend_from_slice(&d);
-                    break;
-                }
-                Got::Frame(Message::Have(_) | Message::Peers(_) | Message::KeepAlive) => {}
-                other => return Err(unexpected("MANIFEST_DATA", &other)),
-            }
-        }
-    }
-    if Id(Sha256::digest(&data).into()) != s.content {
-        return Err(fail("SHA-256 of the manifest is not the content ID"));
-    }
+    let data = fetch_manifest(&mut s)?;
     let m = Manifest::decode(&data).map_err(|e| fail(format!("the manifest: {e}")))?;
     ctx.manifest = Some(m);
     Ok(())
