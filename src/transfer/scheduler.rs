@@ -40,8 +40,10 @@ use crate::bitset::BitSet;
 
 mod endgame;
 mod invariants;
+mod rarity;
 mod wanted;
 
+use rarity::{change_availability, Rarity};
 use wanted::needed;
 
 /// The driver's handle for a peer connection.
@@ -223,6 +225,8 @@ pub struct Scheduler {
     have: BitSet,
     missing: usize,
     availability: Vec<u16>,
+    /// The missing chunks, rarest first (`rarity.rs`).
+    rarity: Rarity,
     peers: BTreeMap<PeerKey, Peer>,
     /// Chunks in `Verifying`.
     verifying: usize,
@@ -268,6 +272,7 @@ impl Scheduler {
             have,
             missing,
             availability: vec![0; chunk_count],
+            rarity: Rarity::default(),
             peers: BTreeMap::new(),
             verifying: 0,
             order,
@@ -275,6 +280,11 @@ impl Scheduler {
             complete_sent: false,
             endgame_wake: None,
         };
+        for i in 0..chunk_count {
+            if s.state[i] == ChunkState::Missing {
+                s.rarity.insert(&s.order, 0, i);
+            }
+        }
         s.check_complete();
         s
     }
@@ -311,16 +321,14 @@ impl Scheduler {
             return;
         };
         for i in p.has.iter() {
-            if let Some(a) = self.availability.get_mut(i) {
-                *a = a.saturating_sub(1);
-            }
+            let (a, r) = (&mut self.availability, &mut self.rarity);
+            change_availability(a, r, &self.state, &self.order, i, false);
         }
         p.has = bits.clone();
         p.useful = 0;
         for i in p.has.iter() {
-            if let Some(a) = self.availability.get_mut(i) {
-                *a = a.saturating_add(1);
-            }
+            let (a, r) = (&mut self.availability, &mut self.rarity);
+            change_availability(a, r, &self.state, &self.order, i, true);
             if needed(&self.state, i) {
                 p.useful += 1;
             }
@@ -340,9 +348,8 @@ impl Scheduler {
             return;
         };
         if p.has.insert(i) {
-            if let Some(a) = self.availability.get_mut(i) {
-                *a = a.saturating_add(1);
-            }
+            let (a, r) = (&mut self.availability, &mut self.rarity);
+            change_availability(a, r, &self.state, &self.order, i, true);
             if needed(&self.state, i) {
                 p.useful += 1;
                 self.update_interest(key);
@@ -382,9 +389,8 @@ impl Scheduler {
         // Back off: it told us it cannot take this many.
         p.allowance = (p.allowance / 2).max(1);
         if not_available && p.has.remove(i) {
-            if let Some(a) = self.availability.get_mut(i) {
-                *a = a.saturating_sub(1);
-            }
+            let (a, r) = (&mut self.availability, &mut self.rarity);
+            change_availability(a, r, &self.state, &self.order, i, false);
             if needed(&self.state, i) {
                 p.useful = p.useful.saturating_sub(1);
                 self.update_interest(key);
@@ -454,7 +460,7 @@ impl Scheduler {
         }
         let verdict = match self.state.get(i) {
             Some(ChunkState::Requested) => {
-                self.state[i] = ChunkState::Verifying;
+                self.set_state(i, ChunkState::Verifying);
                 self.verifying += 1;
                 // Endgame duplicates of this chunk are no longer needed.
                 self.cancel_others(i, key);
@@ -493,7 +499,7 @@ impl Scheduler {
             self.actions.push_back(Action::Have(chunk));
             self.check_complete();
         } else {
-            self.state[i] = ChunkState::Missing;
+            self.set_state(i, ChunkState::Missing);
             self.actions.push_back(Action::Ban(from));
             self.remove_peer(from);
         }
@@ -504,7 +510,7 @@ impl Scheduler {
     pub fn chunk_lost(&mut self, now: Instant, chunk: u32) {
         let i = chunk as usize;
         if self.state.get(i) == Some(&ChunkState::Verifying) {
-            self.state[i] = ChunkState::Missing;
+            self.set_state(i, ChunkState::Missing);
             self.verifying = self.verifying.saturating_sub(1);
             self.try_request_all(now);
         }
@@ -599,7 +605,7 @@ impl Scheduler {
 
     /// True when every missing chunk is already requested somewhere (endgame).
     pub fn in_endgame(&self) -> bool {
-        !self.state.contains(&ChunkState::Missing) && !self.is_complete()
+        self.rarity.is_empty() && !self.is_complete()
     }
 
     // ----- internals ----------------------------------------------------------------
@@ -643,7 +649,7 @@ impl Scheduler {
         if let Some(r) = self.requested_by.get_mut(i) {
             *r = r.saturating_sub(1);
             if *r == 0 && self.state.get(i) == Some(&ChunkState::Requested) {
-                self.state[i] = ChunkState::Missing;
+                self.set_state(i, ChunkState::Missing);
             }
         }
     }
@@ -671,9 +677,8 @@ impl Scheduler {
         self.release_all(key);
         if let Some(p) = self.peers.remove(&key) {
             for i in p.has.iter() {
-                if let Some(a) = self.availability.get_mut(i) {
-                    *a = a.saturating_sub(1);
-                }
+                let (a, r) = (&mut self.availability, &mut self.rarity);
+                change_availability(a, r, &self.state, &self.order, i, false);
             }
         }
     }
@@ -748,36 +753,14 @@ impl Scheduler {
                 at: now,
             });
             self.requested_by[c] = self.requested_by[c].saturating_add(1);
+            if self.state[c] == ChunkState::Missing {
+                self.rarity.remove(&self.order, self.availability[c], c);
+            }
             self.state[c] = ChunkState::Requested;
             self.actions.push_back(Action::Request {
                 peer: key,
                 chunk: c as u32,
             });
         }
-    }
-
-    /// Up to `n` missing chunks `key` has, rarest first, ties in the tie order.
-    fn pick_rarest(&self, key: PeerKey, n: usize) -> Vec<usize> {
-        let Some(p) = self.peers.get(&key) else {
-            return Vec::new();
-        };
-        let len = self.state.len();
-        // (availability, tie rank) of the best n so far; n is small (a pipeline).
-        let mut best: Vec<(u16, usize, usize)> = Vec::with_capacity(n + 1);
-        for i in 0..len {
-            if self.state[i] != ChunkState::Missing || !p.has.contains(i) {
-                continue;
-            }
-            let cand = (self.availability[i], self.order.rank(i), i);
-            if best.len() < n {
-                best.push(cand);
-                best.sort_unstable();
-            } else if best.last().is_some_and(|w| cand < *w) {
-                best.pop();
-                best.push(cand);
-                best.sort_unstable();
-            }
-        }
-        best.into_iter().map(|(_, _, i)| i).collect()
     }
 }

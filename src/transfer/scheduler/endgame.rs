@@ -131,7 +131,7 @@ impl Scheduler {
         n: usize,
         now: Instant,
     ) -> (Vec<usize>, Option<Instant>) {
-        if self.state.contains(&ChunkState::Missing) {
+        if !self.rarity.is_empty() {
             return (Vec::new(), None);
         }
         let Some(p) = self.peers.get(&key) else {

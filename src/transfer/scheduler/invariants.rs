@@ -45,6 +45,17 @@ impl Scheduler {
                 self.verifying
             ));
         }
+        let missing: std::collections::BTreeSet<(u16, usize, usize)> = (0..self.state.len())
+            .filter(|&i| self.state[i] == ChunkState::Missing)
+            .map(|i| (self.availability[i], self.order.rank(i), i))
+            .collect();
+        if &missing != self.rarity.entries() {
+            return Err(format!(
+                "rarity index has {} entries, {} chunks are missing (or keys differ)",
+                self.rarity.entries().len(),
+                missing.len()
+            ));
+        }
         for (k, p) in &self.peers {
             let useful = p
                 .has

@@ -10,6 +10,11 @@ impl Scheduler {
     pub fn with_wanted(mut self, wanted: &BitSet) -> Self {
         for (i, st) in self.state.iter_mut().enumerate() {
             if *st == ChunkState::Missing && !wanted.contains(i) {
+                self.rarity.remove(
+                    &self.order,
+                    self.availability.get(i).copied().unwrap_or(0),
+                    i,
+                );
                 *st = ChunkState::Skipped;
                 self.missing = self.missing.saturating_sub(1);
             }
