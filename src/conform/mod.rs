@@ -21,6 +21,7 @@ mod dht_cases;
 mod dial_cases;
 mod folder_cases;
 mod link;
+mod lookup_cases;
 mod rule_cases;
 mod session;
 mod wire_cases;
@@ -133,6 +134,7 @@ impl Case {
 /// fetch early: later cases use it).
 pub fn cases() -> Vec<Case> {
     let mut v = dht_cases::cases();
+    v.extend(lookup_cases::cases());
     v.extend(wire_cases::cases());
     v.extend(rule_cases::cases());
     v.extend(dial_cases::cases());
