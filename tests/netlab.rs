@@ -13,8 +13,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use common::lab::{skip, Lab, LabNode};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -22,118 +23,6 @@ use serde_json::Value;
 const TYPES: [&str; 5] = ["public", "eim", "prc", "sym", "pmp"];
 /// The NAT-PMP leecher asks for mappings this short, so that the run sees them renewed.
 const SHORT_LIFETIME: Duration = Duration::from_secs(10);
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/netlab/netlab.sh")
-}
-
-/// Why the lab cannot run here, if it cannot.
-fn unavailable() -> Option<String> {
-    // SAFETY-free check of the effective user: `id -u` prints it.
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("needs root (network namespaces, iptables)".into());
-    }
-    for tool in ["ip", "iptables", "nft", "miniupnpd", "python3"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Some(format!("`{tool}` is not installed"));
-        }
-    }
-    None
-}
-
-/// The lab; removed on drop, failures included.
-struct Lab {
-    prefix: String,
-}
-
-impl Lab {
-    fn up() -> Lab {
-        let prefix = format!("psl{}", std::process::id());
-        // Labs left by crashed runs (their creator's PID is gone) go first.
-        let _ = Command::new(script()).arg("gc").status();
-        let lab = Lab { prefix };
-        let st = Command::new(script())
-            .args(["up", &lab.prefix])
-            .status()
-            .expect("run netlab.sh");
-        assert!(st.success(), "netlab.sh up failed");
-        lab
-    }
-
-    fn ns(&self, host: &str) -> String {
-        format!("{}-{host}", self.prefix)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new(script()).args(["down", &self.prefix]).status();
-    }
-}
-
-/// A node running in a namespace.
-struct LabNode {
-    ns: String,
-    child: Child,
-}
-
-impl LabNode {
-    fn start(lab: &Lab, host: &str, dir: &Path, bootstrap: &[&str], extra: &[&str]) -> LabNode {
-        let ns = lab.ns(host);
-        let data = dir.join(host);
-        let log = std::fs::File::create(dir.join(format!("{host}.log"))).expect("log file");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns, common::bin(), "run", "--data-dir"])
-            .arg(&data)
-            .args(["--port", "4001", "--api-port", "5001", "--bind", "0.0.0.0"]);
-        for b in bootstrap {
-            cmd.args(["--bootstrap", b]);
-        }
-        cmd.args(extra);
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start a node in its namespace");
-        LabNode { ns, child }
-    }
-
-    /// Runs a client subcommand against this node's API, inside its namespace.
-    fn cli(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, common::bin()])
-            .args(args)
-            .args(["--api", "127.0.0.1:5001"])
-            .output()
-            .expect("run the peershare client");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    }
-
-    fn status(&self) -> Value {
-        let (_, out) = self.cli(&["status", "--json"]);
-        serde_json::from_str(&out).unwrap_or(Value::Null)
-    }
-
-    /// Stops the node the way a user does (SIGTERM); true if it exited within 10 s.
-    fn terminate(&mut self) -> bool {
-        // `ip netns exec` execs the node, so the child's PID is the node's.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        common::wait_until(Duration::from_secs(10), || {
-            self.child.try_wait().is_ok_and(|s| s.is_some())
-        })
-    }
-}
 
 /// miniupnpd's port forwardings on router `router` (its nftables DNAT rules), one per line.
 fn forwardings(lab: &Lab, router: &str) -> Vec<String> {
@@ -156,13 +45,6 @@ fn forwardings(lab: &Lab, router: &str) -> Vec<String> {
         .collect()
 }
 
-impl Drop for LabNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn host(t: &str, role: &str) -> String {
     match t {
         "public" => format!("pub-{role}"),
@@ -179,14 +61,13 @@ struct Outcome {
 
 #[test]
 fn every_nat_pair_downloads() {
-    if let Some(why) = unavailable() {
-        if std::env::var("PEERSHARE_REQUIRE_NETLAB").is_ok_and(|v| v == "1") {
-            panic!("the NAT lab must run here: {why}");
-        }
-        println!("SKIPPED every_nat_pair_downloads: {why}");
+    if skip(
+        "every_nat_pair_downloads",
+        &["ip", "iptables", "nft", "miniupnpd", "python3"],
+    ) {
         return;
     }
-    let lab = Lab::up();
+    let lab = Lab::up("up");
     let dir = tempfile::tempdir().expect("temp dir");
     let boot = ["203.0.113.2:4001", "203.0.113.3:4001"];
     let mut nodes = vec![LabNode::start(&lab, "boot1", dir.path(), &[], &[])];

@@ -71,7 +71,35 @@ connections      {} direct, {} punched, {} relayed; relaying {} for others, {} c
         s["relayed"],
         n["circuits"],
         n["rendezvous_clients"],
-    )
+    ) + &format_lan(&n["lan"])
+}
+
+/// `nat.lan` of `status` for people: the nodes found on the local network, one a line.
+fn format_lan(l: &Value) -> String {
+    let Some(peers) = l["peers"].as_array() else {
+        return "
+lan              discovery off"
+            .to_string();
+    };
+    let mut out = format!(
+        "
+lan              {} node{} on this network (multicast: {} sent, {} received, {} malformed)",
+        peers.len(),
+        if peers.len() == 1 { "" } else { "s" },
+        l["sent_multicast"],
+        l["received"],
+        l["malformed"],
+    );
+    for p in peers {
+        out.push_str(&format!(
+            "
+  {:16} {} (heard {} s ago)",
+            p["node_id"].as_str().map_or("?", |s| &s[..s.len().min(16)]),
+            p["addr"].as_str().unwrap_or("?"),
+            p["last_seen_s"],
+        ));
+    }
+    out
 }
 
 /// The `bandwidth` object of `status` for people.

@@ -28,6 +28,7 @@
 //! `registration.rs` (our rendezvous), `rendezvous.rs` (serving as one), `traversal.rs`
 //! (reaching a provider as a downloader); `config.rs` holds the tunables.
 
+pub mod lan;
 pub mod pmp;
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ pub mod bandwidth;
 pub mod emulate;
 pub mod hooks;
 pub mod jobs;
+pub mod lan_io;
 pub mod meters;
 pub mod nat_io;
 pub mod reactor;

@@ -40,6 +40,7 @@
 //! - Here: the lookups started for API requests and for downloads' peers, the limits.
 
 pub mod api;
+pub mod lan;
 pub mod library;
 pub mod nat;
 pub mod output;
@@ -93,6 +94,7 @@ pub struct NodeCore {
     dht: Dht,
     library: Library,
     nat: NatGlue,
+    lan: lan::LanGlue,
     lookups: HashMap<QueryId, Lookup>,
     limits: Limits,
     /// The settings in force and the config jobs waiting.
@@ -136,6 +138,7 @@ impl NodeCore {
             dht,
             library,
             nat,
+            lan: lan::LanGlue::default(),
             lookups: HashMap::new(),
             limits,
             local,
@@ -159,6 +162,7 @@ impl NodeCore {
     pub fn start(&mut self, now: Instant, gateway: Option<Ipv4Addr>) {
         let (nat, mut p) = self.nat_parts();
         nat.start_mapping(&mut p, now, gateway);
+        self.lan_start(now);
         self.settle(now);
     }
 
@@ -434,6 +438,7 @@ impl NodeCore {
         }
         let (nat, mut p) = self.nat_parts();
         nat.handle_timeout(&mut p, now);
+        self.lan_timeout(now);
         if now >= self.next_expire {
             self.next_expire = now + EXPIRE_EVERY;
             self.library.expire_waits(now);
@@ -454,6 +459,7 @@ impl NodeCore {
             self.dht.poll_timeout(),
             self.library.engine.poll_timeout(),
             self.nat.poll_timeout(),
+            self.lan_poll_timeout(),
             Some(self.next_expire),
             Some(self.next_save),
         ]
@@ -576,7 +582,11 @@ impl NodeCore {
             known_keys,
             stats: self.dht.stats().clone(),
             running_queries: self.dht.running_queries(),
-            nat: self.nat.status_json(),
+            nat: {
+                let mut nat = self.nat.status_json();
+                nat["lan"] = self.lan_json(now);
+                nat
+            },
             bootstrap: self.dht.bootstrap_status().to_vec(),
             down_duplicate: self.library.engine.duplicate_bytes(),
             downloading_into: self.library.download_dirs(),
@@ -663,6 +673,7 @@ impl NodeCore {
                     }));
                 }
             }
+            moved |= self.lan_settle(now);
             if !moved {
                 break;
             }
@@ -697,6 +708,7 @@ impl NodeCore {
             EngineAction::Finish { content } => self.library.finish(content),
             EngineAction::ManifestFetched { content } => self.library.manifest_fetched(content),
             EngineAction::FindPeers { content } => {
+                self.lan_want(content);
                 if let Some(q) = self.dht.get_providers(content, now) {
                     self.lookups.insert(q, Lookup::Peers(content));
                 }

@@ -22,6 +22,8 @@ pub enum Output {
     Wire(WireAction),
     /// Socket work of NAT traversal (dial-backs, hole punches, relays, port mapping).
     Nat(NatIo),
+    /// A LAN discovery datagram: to the multicast groups, or to one node (nat.md section 11).
+    Lan(crate::nat::lan::LanTransmit),
     /// File work.
     Storage(StorageJob),
     /// An API reply.

@@ -3,6 +3,7 @@
 # iptables, and hosts behind them (protocol-spec/nat.md, section 9). Needs root.
 #
 #   netlab.sh up PREFIX      build the lab; PREFIX names every namespace (PREFIX-...)
+#   netlab.sh up-lan PREFIX  build the LAN lab instead (below: LAN discovery, nat.md 11)
 #   netlab.sh down PREFIX    remove it (idempotent)
 #   netlab.sh gc             remove labs whose creator (psl<PID>) is gone: after a crash
 #   netlab.sh hosts          print the hosts: NAME KIND IP (the namespace is PREFIX-NAME)
@@ -36,6 +37,15 @@
 # and enables forwarding when the four answers show an unfiltered path, which they do here:
 # the router's wan address is what the lab's internet sees. So the lab keeps the documentation
 # ranges and runs stun.py on a public host.
+# The LAN lab (`up-lan`), for LAN discovery: several hosts on one link.
+#
+#   PREFIX-inet: bridge br0, 203.0.113.0/24; pub 203.0.113.2, a public node (bootstrap)
+#   PREFIX-ra / PREFIX-rb: routers (wan 203.0.113.21 / .22), port-restricted cone NAT
+#     without hairpinning, each with a bridge `lan` (192.168.10.1/24 / 192.168.20.1/24)
+#     a1 192.168.10.2, a2 192.168.10.3      LAN A
+#     b1 192.168.20.2, b2 192.168.20.3      LAN B
+#   PREFIX-iso: a bridge alone (no router, no internet), IPv6 only, no DAD:
+#     i1 fd00:5053::1, i2 fd00:5053::2, i3 fd00:5053::3 (/64)
 # Routers drop what they do not forward (no RST, no ICMP): a SYN that arrives before the
 # host's own SYN has opened the mapping must be lost, not refused, for a simultaneous open.
 set -euo pipefail
@@ -67,6 +77,13 @@ attach() {
   ip -n "$P-inet" link set "$v" master br0 up
   ip -n "$ns" addr add "$addr" dev "$ifname"
   ip -n "$ns" link set "$ifname" up
+}
+
+# The "internet": namespace PREFIX-inet with the bridge br0 every public interface joins.
+internet() {
+  newns "$P-inet"
+  ip -n "$P-inet" link add br0 type bridge
+  ip -n "$P-inet" link set br0 up
 }
 
 newns() {
@@ -158,9 +175,7 @@ up() {
   done
   local dir="${TMPDIR:-/tmp}/netlab-$P"
   mkdir -p "$dir"
-  newns "$P-inet"
-  ip -n "$P-inet" link add br0 type bridge
-  ip -n "$P-inet" link set br0 up
+  internet
   newns "$P-stun"
   attach "$P-stun" eth0 "$STUN_IP/24" "${P}st"
   ip netns exec "$P-stun" setsid python3 "$HERE/stun.py" "$STUN_IP" 3478 \
@@ -192,6 +207,63 @@ up() {
     fi
   done < <(hosts)
   for r in "${pmp[@]}"; do miniupnpd_wait "$r" "$dir"; done
+  trap - ERR
+}
+
+lan_hosts() {
+  echo "pub public 203.0.113.2"
+  echo "a1 a 192.168.10.2"
+  echo "a2 a 192.168.10.3"
+  echo "b1 b 192.168.20.2"
+  echo "b2 b 192.168.20.3"
+  echo "i1 iso fd00:5053::1"
+  echo "i2 iso fd00:5053::2"
+  echo "i3 iso fd00:5053::3"
+}
+
+# A host namespace $1 on the bridge `lan` of namespace $2 with address $3 (veth $4).
+on_bridge() {
+  local ns=$1 br=$2 addr=$3 v=$4 extra=${5:-}
+  newns "$ns"
+  ip -n "$br" link add "$v" type veth peer name eth0 netns "$ns"
+  ip -n "$br" link set "$v" master lan up
+  # shellcheck disable=SC2086
+  ip -n "$ns" addr add "$addr" dev eth0 $extra
+  ip -n "$ns" link set eth0 up
+}
+
+lan_up() {
+  trap 'echo "netlab: setup failed; cleaning up" >&2; down' ERR
+  command -v "$IPT" >/dev/null || { echo "netlab: $IPT not installed" >&2; exit 2; }
+  mkdir -p "${TMPDIR:-/tmp}/netlab-$P"
+  internet
+  newns "$P-pub"
+  attach "$P-pub" eth0 "203.0.113.2/24" "${P}pub"
+  local n=0 side net
+  for side in a b; do
+    n=$((n + 1))
+    net=$((n * 10))
+    local r="$P-r$side"
+    newns "$r"
+    attach "$r" wan "203.0.113.$((20 + n))/24" "${P}w$side"
+    ip -n "$r" link add lan type bridge
+    ip -n "$r" addr add "192.168.$net.1/24" dev lan
+    ip -n "$r" link set lan up
+    local h
+    for h in 1 2; do
+      on_bridge "$P-$side$h" "$r" "192.168.$net.$((h + 1))/24" "${P}$side$h"
+      ip -n "$P-$side$h" route add default via "192.168.$net.1"
+    done
+    # Port-restricted cone, no hairpinning: the hosts of one LAN reach each other only
+    # over the LAN.
+    router_rules "$r" prc "192.168.$net.2"
+  done
+  newns "$P-iso"
+  ip -n "$P-iso" link add lan type bridge
+  ip -n "$P-iso" link set lan up
+  for h in 1 2 3; do
+    on_bridge "$P-i$h" "$P-iso" "fd00:5053::$h/64" "${P}i$h" nodad
+  done
   trap - ERR
 }
 
@@ -228,6 +300,8 @@ gc() {
 
 case "${1:-}" in
   up) P=$2; up ;;
+  up-lan) P=$2; lan_up ;;
+  lan-hosts) lan_hosts ;;
   down) P=$2; down ;;
   gc) gc ;;
   hosts) hosts ;;
