@@ -128,6 +128,11 @@ def main(out):
              b"eth0\t0000A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n")
     add("nat_pmp", bytes([8, len(route)]) + route)
 
+    # LAN discovery: the spec's vectors as raw datagrams (op 0: source 2 bytes, length, bytes).
+    for line in spec_lines("nat.md", r"^lan-vector \S+ ([0-9a-f ]+?)  "):
+        d = bytes.fromhex(line.replace(" ", ""))
+        add("nat_lan", bytes([0, 1, 2, len(d)]) + d)
+
     lines = [l.encode() for l in spec_lines("ledger.md", r"^(\{\"seq\":\d.*\})\s*$")]
     head = spec_lines("ledger.md", r"^(\{\"records\":\d.*\})\s*$")[0].encode() + b"\n"
     if len(head) % 2:
