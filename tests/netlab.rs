@@ -1,10 +1,12 @@
 //! NAT traversal on emulated NATs (protocol-spec/nat.md, section 9): real `peershare`
 //! processes in Linux network namespaces behind iptables routers built by
-//! `tools/netlab/netlab.sh`. Every pair of {public, EIM, port-restricted, symmetric, NAT-PMP}
-//! as seeder x leecher downloads a file; the bytes are compared, and for each pair the
+//! `tools/netlab/netlab.sh`. Every pair of {public, EIM, port-restricted, symmetric, NAT-PMP,
+//! PCP} as seeder x leecher downloads a file; the bytes are compared, and for each pair the
 //! strategy (direct, mapped, punched, relayed) and the connection set-up time are printed as a
-//! table. The NAT-PMP routers run miniupnpd; the same run checks that a node's mapping is
-//! renewed before it expires and removed when the node is stopped with SIGTERM.
+//! table. The NAT-PMP and PCP routers run miniupnpd (the node behind the first speaks NAT-PMP,
+//! behind the second PCP); the same run checks that `status` names the protocol, that each
+//! leecher's short mapping is renewed before it expires, and that every mapping is removed
+//! when its node is stopped with SIGTERM.
 //!
 //! Needs root, `ip`, `iptables`, `nft`, `miniupnpd` and `python3`: without them the test
 //! prints SKIPPED and why (and fails instead when `PEERSHARE_REQUIRE_NETLAB=1`, as in CI).
@@ -20,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const TYPES: [&str; 5] = ["public", "eim", "prc", "sym", "pmp"];
+const TYPES: [&str; 6] = ["public", "eim", "prc", "sym", "pmp", "pcp"];
+/// The routers that map ports (miniupnpd), and the protocol the node there speaks.
+const MAPPERS: [(&str, &str); 2] = [("pmp", "nat-pmp"), ("pcp", "pcp")];
 /// The NAT-PMP leecher asks for mappings this short, so that the run sees them renewed.
 const SHORT_LIFETIME: Duration = Duration::from_secs(10);
 
@@ -78,12 +82,14 @@ fn every_nat_pair_downloads() {
     for t in TYPES {
         for role in ["s", "l"] {
             let h = host(t, role);
-            let extra: &[&str] = if h == "pmp-l" {
-                &["--nat-pmp-lifetime", &short]
-            } else {
-                &[]
-            };
-            nodes.push(LabNode::start(&lab, &h, dir.path(), &boot, extra));
+            let mut extra: Vec<&str> = Vec::new();
+            if t == "pmp" {
+                extra.push("--no-pcp");
+            }
+            if role == "l" && MAPPERS.iter().any(|(m, _)| *m == t) {
+                extra.extend(["--nat-pmp-lifetime", &short]);
+            }
+            nodes.push(LabNode::start(&lab, &h, dir.path(), &boot, &extra));
             hosts.push(h);
         }
     }
@@ -112,14 +118,22 @@ fn every_nat_pair_downloads() {
         );
     }
     assert!(ready, "some node never learnt its reachability");
-    // The NAT-PMP hosts are reachable through their mapping, found before any dial-back.
+    // The hosts behind mapping routers are reachable through their mapping, found before
+    // any dial-back, each with the protocol it speaks.
     let mapped_at = Instant::now();
-    for h in ["pmp-s", "pmp-l"] {
-        assert_eq!(
-            node(h).status()["nat"]["reachability"],
-            "mapped",
-            "{h} did not map its port"
-        );
+    for (t, proto) in MAPPERS {
+        for role in ["s", "l"] {
+            let h = host(t, role);
+            let s = node(&h).status();
+            assert_eq!(
+                s["nat"]["reachability"], "mapped",
+                "{h} did not map its port"
+            );
+            assert_eq!(
+                s["nat"]["port_mapping"]["protocol"], proto,
+                "{h} mapped with another protocol"
+            );
+        }
     }
 
     // One file per pair, shared by the seeder.
@@ -224,7 +238,7 @@ fn every_nat_pair_downloads() {
                     "{s} -> {l}: relayed, though neither side is symmetric"
                 ));
             }
-            if s == "pmp" && strategy != "mapped" {
+            if MAPPERS.iter().any(|(m, _)| *m == s) && strategy != "mapped" {
                 failures.push(format!(
                     "{s} -> {l}: {strategy}, though the seeder has a mapping"
                 ));
@@ -248,36 +262,42 @@ fn every_nat_pair_downloads() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
-    // Renewal: the short mapping outlives its first lifetime (plus miniupnpd's clean-up).
+    // Renewal: the short mappings outlive their first lifetime (plus miniupnpd's clean-up).
     let expired = mapped_at + SHORT_LIFETIME + Duration::from_secs(3);
     std::thread::sleep(expired.saturating_duration_since(Instant::now()));
-    let pm = node("pmp-l").status()["nat"]["port_mapping"].clone();
-    println!("\npmp-l port mapping after its first lifetime: {pm}");
-    let rules = forwardings(&lab, "r-pmp-l");
-    println!("r-pmp-l forwardings: {rules:?}");
-    assert_eq!(pm["state"], "mapped", "pmp-l lost its mapping");
-    assert!(
-        pm["renewals"].as_u64().unwrap_or(0) >= 1,
-        "no renewal: {pm}"
-    );
-    assert_eq!(
-        rules.len(),
-        2,
-        "expected the udp and tcp forwardings: {rules:?}"
-    );
+    for (t, _) in MAPPERS {
+        let h = host(t, "l");
+        let pm = node(&h).status()["nat"]["port_mapping"].clone();
+        println!("\n{h} port mapping after its first lifetime: {pm}");
+        let rules = forwardings(&lab, &format!("r-{h}"));
+        println!("r-{h} forwardings: {rules:?}");
+        assert_eq!(pm["state"], "mapped", "{h} lost its mapping");
+        assert!(
+            pm["renewals"].as_u64().unwrap_or(0) >= 1,
+            "{h}: no renewal: {pm}"
+        );
+        assert_eq!(
+            rules.len(),
+            2,
+            "{h}: expected the udp and tcp forwardings: {rules:?}"
+        );
+    }
 
     // Removal: SIGTERM, and the router forwards nothing any more.
-    for h in ["pmp-s", "pmp-l"] {
-        let router = format!("r-{h}");
-        assert_eq!(forwardings(&lab, &router).len(), 2, "{router} before stop");
-        let i = 2 + hosts.iter().position(|x| x == h).expect("host");
-        assert!(nodes[i].terminate(), "{h} did not stop on SIGTERM");
-        let left = forwardings(&lab, &router);
-        println!("{router} forwardings after {h} stopped: {left:?}");
-        assert!(
-            left.is_empty(),
-            "{h} stopped but {router} still forwards: {left:?}"
-        );
+    for (t, _) in MAPPERS {
+        for role in ["s", "l"] {
+            let h = host(t, role);
+            let router = format!("r-{h}");
+            assert_eq!(forwardings(&lab, &router).len(), 2, "{router} before stop");
+            let i = 2 + hosts.iter().position(|x| *x == h).expect("host");
+            assert!(nodes[i].terminate(), "{h} did not stop on SIGTERM");
+            let left = forwardings(&lab, &router);
+            println!("{router} forwardings after {h} stopped: {left:?}");
+            assert!(
+                left.is_empty(),
+                "{h} stopped but {router} still forwards: {left:?}"
+            );
+        }
     }
     drop(nodes);
     drop(lab);

@@ -53,9 +53,10 @@ fn format_nat(n: &Value) -> String {
         return String::new();
     }
     let pm = &n["port_mapping"];
+    let by = pm["protocol"].as_str().unwrap_or("?");
     let mapping = match (pm["state"].as_str(), pm["external"].as_str()) {
-        (Some(state), Some(ext)) => format!("{state} as {ext}"),
-        (Some(state), None) => state.to_string(),
+        (Some(state), Some(ext)) => format!("{state} as {ext} by {by}"),
+        (Some(state), None) => format!("{state} ({by})"),
         _ => "off".to_string(),
     };
     let s = &n["setups"];

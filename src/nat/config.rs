@@ -34,6 +34,8 @@ pub struct NatConfig {
     pub mapping_lifetime: Duration,
     /// Find the nodes on our link by multicast (nat.md, section 11).
     pub lan_discovery: bool,
+    /// Speak PCP to the gateway first (NAT-PMP is its fallback); false: NAT-PMP only.
+    pub pcp: bool,
 }
 
 impl Default for NatConfig {
@@ -53,6 +55,7 @@ impl Default for NatConfig {
             port_mapping: true,
             mapping_lifetime: Duration::from_secs(7200),
             lan_discovery: true,
+            pcp: true,
         }
     }
 }

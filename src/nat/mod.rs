@@ -243,6 +243,15 @@ impl Nat {
         }
     }
 
+    /// A fresh 96-bit nonce (PCP's mapping nonce).
+    pub fn random_nonce(&mut self) -> [u8; 12] {
+        let (a, b) = (self.next_rand(), self.next_rand());
+        let mut n = [0u8; 12];
+        n[..8].copy_from_slice(&a.to_be_bytes());
+        n[8..].copy_from_slice(&b.to_be_bytes()[..4]);
+        n
+    }
+
     fn next_rand(&mut self) -> u64 {
         // xorshift64*: nonces and txids need to be unpredictable to peers only as much as
         // the DHT's own txids; the seed comes from the OS RNG in production.

@@ -482,3 +482,27 @@ fn punch_socket(local: SocketAddr, to: SocketAddr) -> io::Result<TcpStream> {
     let std: std::net::TcpStream = s.into();
     Ok(TcpStream::from_std(std))
 }
+
+/// The IPv4 default gateway, for port mapping (`None`: there is none, or it cannot be read),
+/// and our address towards it (what a UDP socket connected to it is bound to: PCP requests
+/// carry it).
+pub fn default_gateway() -> Option<crate::nat::pmp::Gateway> {
+    let addr = match std::fs::read_to_string("/proc/net/route") {
+        Ok(text) => crate::nat::pmp::default_gateway(&text)?,
+        Err(e) => {
+            log::debug!("nat-pmp: cannot read /proc/net/route: {e}");
+            return None;
+        }
+    };
+    let local = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|s| {
+            s.connect((addr, crate::nat::pmp::SERVER_PORT))?;
+            s.local_addr()
+        })
+        .ok()
+        .and_then(|a| match a.ip() {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            std::net::IpAddr::V6(_) => None,
+        });
+    Some(crate::nat::pmp::Gateway { addr, local })
+}

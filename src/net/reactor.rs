@@ -176,7 +176,7 @@ impl Reactor {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let now = Instant::now();
-        self.core.start(now, default_gateway());
+        self.core.start(now, super::nat_io::default_gateway());
         self.drain(now);
         while !self.shutdown.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -778,15 +778,4 @@ impl Reactor {
 /// The bandwidth scheduler's key for a connection.
 fn conn_key(conn: ConnId) -> usize {
     conn.get() as usize
-}
-
-/// The IPv4 default gateway, for port mapping (`None`: there is none, or it cannot be read).
-fn default_gateway() -> Option<std::net::Ipv4Addr> {
-    match std::fs::read_to_string("/proc/net/route") {
-        Ok(text) => crate::nat::pmp::default_gateway(&text),
-        Err(e) => {
-            log::debug!("nat-pmp: cannot read /proc/net/route: {e}");
-            None
-        }
-    }
 }

@@ -51,7 +51,7 @@ mod tests;
 pub mod view;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::api::request::ApiRequest;
@@ -159,7 +159,7 @@ impl NodeCore {
 
     /// Starts what runs on its own: port mapping with the default `gateway` (if any), the
     /// first announces and lookups.
-    pub fn start(&mut self, now: Instant, gateway: Option<Ipv4Addr>) {
+    pub fn start(&mut self, now: Instant, gateway: Option<crate::nat::pmp::Gateway>) {
         let (nat, mut p) = self.nat_parts();
         nat.start_mapping(&mut p, now, gateway);
         self.lan_start(now);

@@ -14,14 +14,14 @@
 //!   the mapping when the node stops.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::output::{NatIo, Output};
 use crate::conn::ConnId;
 use crate::dht::Dht;
 use crate::id::Id;
-use crate::nat::pmp::{self, PmpClient, PmpConfig, PmpEvent};
+use crate::nat::pmp::{self, Gateway, PmpClient, PmpConfig, PmpEvent};
 use crate::nat::{Action, Nat, Reachability, Strategy};
 use crate::proto::wire::{self, Message as WireMsg};
 use crate::transfer::engine::{Engine, WireAction};
@@ -428,7 +428,7 @@ impl NatGlue {
     /// Starts port mapping with the default gateway `gateway` (the driver reads it from the
     /// system), if configured and if there is one: without an IPv4 gateway (a public host,
     /// an IPv6-only node) there is nothing to ask, which is not an error.
-    pub fn start_mapping(&mut self, p: &mut Parts<'_>, now: Instant, gateway: Option<Ipv4Addr>) {
+    pub fn start_mapping(&mut self, p: &mut Parts<'_>, now: Instant, gateway: Option<Gateway>) {
         let cfg = self.nat.config();
         if !cfg.enabled
             || !cfg.port_mapping
@@ -437,7 +437,8 @@ impl NatGlue {
             return;
         }
         let lifetime = cfg.mapping_lifetime;
-        let Some(gw) = gateway else {
+        let use_pcp = cfg.pcp;
+        let Some(Gateway { addr: gw, local }) = gateway else {
             log::debug!("nat-pmp: no IPv4 default gateway: no port mapping");
             return;
         };
@@ -445,9 +446,13 @@ impl NatGlue {
             "nat-pmp: asking the gateway {gw} to map port {}",
             self.local.port()
         );
+        let pcp = local
+            .filter(|_| use_pcp)
+            .map(|ip| (ip, self.nat.random_nonce()));
         let mut client = PmpClient::new(PmpConfig {
             port: self.local.port(),
             lifetime,
+            pcp,
             ..PmpConfig::default()
         });
         client.start(now);
@@ -607,6 +612,7 @@ impl NatGlue {
             "circuits_total": c.circuits,
             "port_mapping": self.pmp.as_ref().map(|m| serde_json::json!({
                 "gateway": m.gateway.ip().to_string(),
+                "protocol": m.client.version().name(),
                 "state": m.client.state().name(),
                 "external": m.client.external().map(|a| a.to_string()),
                 "lifetime_s": m.client.lifetime().map(|l| l.as_secs()),

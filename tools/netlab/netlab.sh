@@ -28,7 +28,9 @@
 #        cone"): plain MASQUERADE, unsolicited inbound dropped
 #   sym  address-and-port-dependent mapping ("symmetric"): MASQUERADE --random-fully
 #   pmp  a port-restricted cone like prc, plus miniupnpd offering NAT-PMP (RFC 6886) and PCP
-#        on the LAN side: the host can map its ports (miniupnpd adds nftables DNAT rules)
+#        on the LAN side: the host can map its ports (miniupnpd adds nftables DNAT rules);
+#        the node there speaks NAT-PMP (tests/netlab.rs runs it with --no-pcp)
+#   pcp  the same router; the node there speaks PCP (RFC 6887), its default
 #
 # Why a STUN responder: miniupnpd 2.3.1 refuses every mapping while its external address is
 # reserved or private ("Port forwarding is impossible"), and every documentation range is
@@ -51,7 +53,7 @@
 set -euo pipefail
 
 IPT=${IPT:-iptables}
-TYPES=(eim prc sym pmp)
+TYPES=(eim prc sym pmp pcp)
 STUN_IP=203.0.113.4
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROLES=(s l)
@@ -121,6 +123,9 @@ upnp_forward_chain=miniupnpd
 upnp_nat_chain=prerouting_miniupnpd
 upnp_nat_postrouting_chain=postrouting_miniupnpd
 lease_file=$dir/$ns.leases
+# PCP mappings may be as short as NAT-PMP's (the default minimum is 120 s): the lab asks
+# for 10 s to see renewals.
+min_lifetime=10
 secure_mode=yes
 system_uptime=no
 uuid=00000000-0000-4000-8000-000000000001
@@ -201,7 +206,7 @@ up() {
     ip -n "$ns" link set eth0 up
     ip -n "$ns" route add default via "192.0.2.$((8 * k + 1))"
     router_rules "$r" "$kind" "$ip"
-    if [ "$kind" = pmp ]; then
+    if [ "$kind" = pmp ] || [ "$kind" = pcp ]; then
       miniupnpd_start "$r" "$dir"
       pmp+=("$r")
     fi

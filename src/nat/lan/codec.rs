@@ -201,11 +201,7 @@ mod codec_tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
+        hex::decode(s.split_whitespace().collect::<String>()).expect("hex")
     }
 
     /// The vectors of protocol-spec/nat.md, section 11: lines `lan-vector NAME HEX...` in
