@@ -1,10 +1,10 @@
 //! NAT traversal on emulated NATs (protocol-spec/nat.md, section 9): real `peershare`
 //! processes in Linux network namespaces behind iptables routers built by
 //! `tools/netlab/netlab.sh`. Every pair of {public, EIM, port-restricted, symmetric, NAT-PMP,
-//! PCP} as seeder x leecher downloads a file; the bytes are compared, and for each pair the
+//! PCP, UPnP-IGD} as seeder x leecher downloads a file; the bytes are compared, and for each pair the
 //! strategy (direct, mapped, punched, relayed) and the connection set-up time are printed as a
-//! table. The NAT-PMP and PCP routers run miniupnpd (the node behind the first speaks NAT-PMP,
-//! behind the second PCP); the same run checks that `status` names the protocol, that each
+//! table. The NAT-PMP, PCP and UPnP-IGD routers run miniupnpd (the node behind the first
+//! speaks NAT-PMP, behind the second PCP; the third offers UPnP-IGD only); the same run checks that `status` names the protocol, that each
 //! leecher's short mapping is renewed before it expires, and that every mapping is removed
 //! when its node is stopped with SIGTERM.
 //!
@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const TYPES: [&str; 6] = ["public", "eim", "prc", "sym", "pmp", "pcp"];
+const TYPES: [&str; 7] = ["public", "eim", "prc", "sym", "pmp", "pcp", "upnp"];
 /// The routers that map ports (miniupnpd), and the protocol the node there speaks.
-const MAPPERS: [(&str, &str); 2] = [("pmp", "nat-pmp"), ("pcp", "pcp")];
+const MAPPERS: [(&str, &str); 3] = [("pmp", "nat-pmp"), ("pcp", "pcp"), ("upnp", "upnp-igd")];
 /// The NAT-PMP leecher asks for mappings this short, so that the run sees them renewed.
 const SHORT_LIFETIME: Duration = Duration::from_secs(10);
 

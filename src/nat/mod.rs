@@ -32,6 +32,7 @@ pub mod lan;
 pub mod pmp;
 #[cfg(test)]
 mod tests;
+pub mod upnp;
 
 mod config;
 mod reachability;

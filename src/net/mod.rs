@@ -28,5 +28,6 @@ pub mod shared;
 pub mod socket;
 pub mod tokens;
 pub mod trace;
+pub mod upnp_io;
 pub mod wire_conn;
 pub mod wire_io;

@@ -459,7 +459,9 @@ impl Reactor {
             | NatIo::DropPunches { .. }
             | NatIo::RelayOpen { .. }
             | NatIo::RelayJoin { .. }
-            | NatIo::PmpSend { .. }) => {
+            | NatIo::PmpSend { .. }
+            | NatIo::UpnpSearch { .. }
+            | NatIo::UpnpHttp { .. }) => {
                 let mut out = Vec::new();
                 self.nat
                     .open(reg, &mut self.tokens, self.local, now, io, &mut out);
@@ -510,6 +512,10 @@ impl Reactor {
                 NatSockEvent::PmpDatagram(bytes) => self.core.handle_pmp_datagram(now, &bytes),
                 NatSockEvent::PmpUnreachable => self.core.handle_pmp_unreachable(now),
                 NatSockEvent::PmpFailed => self.core.handle_pmp_failed(),
+                NatSockEvent::UpnpSsdp(b) => self.core.handle_upnp_ssdp(now, &b),
+                NatSockEvent::UpnpHttp { id, response } => {
+                    self.core.handle_upnp_http(now, id, response.as_deref())
+                }
             }
         }
     }

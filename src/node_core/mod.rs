@@ -42,6 +42,7 @@
 pub mod api;
 pub mod lan;
 pub mod library;
+mod mapping;
 pub mod nat;
 pub mod output;
 pub mod peers_view;
@@ -321,25 +322,6 @@ impl NodeCore {
     pub fn handle_circuit_closed(&mut self, now: Instant) {
         self.nat.circuit_closed();
         self.settle(now);
-    }
-
-    /// The gateway answered a NAT-PMP request.
-    pub fn handle_pmp_datagram(&mut self, now: Instant, bytes: &[u8]) {
-        let (nat, mut p) = self.nat_parts();
-        nat.pmp_datagram(&mut p, now, bytes);
-        self.settle(now);
-    }
-
-    /// The gateway's NAT-PMP port is closed (ICMP port unreachable).
-    pub fn handle_pmp_unreachable(&mut self, now: Instant) {
-        let (nat, mut p) = self.nat_parts();
-        nat.pmp_unreachable(&mut p, now);
-        self.settle(now);
-    }
-
-    /// The driver cannot open a socket to the gateway: no port mapping.
-    pub fn handle_pmp_failed(&mut self) {
-        self.nat.pmp_failed();
     }
 
     // ----- inputs: storage and API --------------------------------------------------

@@ -31,6 +31,8 @@
 #        on the LAN side: the host can map its ports (miniupnpd adds nftables DNAT rules);
 #        the node there speaks NAT-PMP (tests/netlab.rs runs it with --no-pcp)
 #   pcp  the same router; the node there speaks PCP (RFC 6887), its default
+#   upnp a port-restricted cone with miniupnpd offering UPnP-IGD only (SSDP, SOAP on port
+#        5000; no NAT-PMP or PCP): the node finds no PCP server and falls back to UPnP
 #
 # Why a STUN responder: miniupnpd 2.3.1 refuses every mapping while its external address is
 # reserved or private ("Port forwarding is impossible"), and every documentation range is
@@ -53,7 +55,7 @@
 set -euo pipefail
 
 IPT=${IPT:-iptables}
-TYPES=(eim prc sym pmp pcp)
+TYPES=(eim prc sym pmp pcp upnp)
 STUN_IP=203.0.113.4
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROLES=(s l)
@@ -93,12 +95,13 @@ newns() {
   ip -n "$1" link set lo up
 }
 
-# miniupnpd on router namespace $1 (its LAN is `lan`, its WAN `wan`), NAT-PMP/PCP only (no
-# UPnP IGD, no SSDP), with its own config, lease file and log in the lab's temp dir. Its rules
+# miniupnpd on router namespace $1 (its LAN is `lan`, its WAN `wan`) of kind $3: NAT-PMP/PCP
+# only (pmp, pcp), or UPnP-IGD only (upnp: SSDP, and HTTP on port 5000), with its own config, lease file and log in the lab's temp dir. Its rules
 # go in its own nftables table `miniupnpd` (inet): DNAT in a prerouting chain, and a forward
 # chain that accepts; the iptables FORWARD chain accepts DNATed connections (router_rules).
 miniupnpd_start() {
-  local ns=$1 dir=$2
+  local ns=$1 dir=$2 kind=$3 upnp=no natpmp=yes
+  if [ "$kind" = upnp ]; then upnp=yes natpmp=no; fi
   ip netns exec "$ns" nft -f - <<EOF
 table inet miniupnpd {
   chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
@@ -112,8 +115,9 @@ EOF
   cat >"$dir/$ns.conf" <<EOF
 ext_ifname=wan
 listening_ip=lan
-enable_upnp=no
-enable_natpmp=yes
+enable_upnp=$upnp
+enable_natpmp=$natpmp
+http_port=5000
 ext_perform_stun=yes
 ext_stun_host=$STUN_IP
 ext_stun_port=3478
@@ -206,8 +210,8 @@ up() {
     ip -n "$ns" link set eth0 up
     ip -n "$ns" route add default via "192.0.2.$((8 * k + 1))"
     router_rules "$r" "$kind" "$ip"
-    if [ "$kind" = pmp ] || [ "$kind" = pcp ]; then
-      miniupnpd_start "$r" "$dir"
+    if [ "$kind" = pmp ] || [ "$kind" = pcp ] || [ "$kind" = upnp ]; then
+      miniupnpd_start "$r" "$dir" "$kind"
       pmp+=("$r")
     fi
   done < <(hosts)

@@ -411,7 +411,7 @@ impl PmpClient {
         }
         self.give_up(
             now,
-            "the gateway has no NAT-PMP server (port unreachable)".into(),
+            "the gateway has no PCP or NAT-PMP server (port unreachable)".into(),
         );
     }
 
