@@ -139,6 +139,11 @@ fn lan_nodes_find_each_other_and_download_over_the_lan() {
     // a1 is behind a NAT: wait until its record can name a rendezvous (or a2 would only see
     // it over the LAN anyway, which is what is checked).
     std::thread::sleep(Duration::from_secs(2));
+    let (_, providers) = a2.cli(&["peers", &id]);
+    println!(
+        "a2: the DHT's providers of a1's file: {}",
+        providers.trim().replace('\n', ", ")
+    );
     let (got, peer) = fetch(&a2, "a2", d, &id, "a-file");
     assert!(got == bytes, "a2 got other bytes than a1 shares");
     assert_eq!(peer, "192.168.10.2:4001", "a2 did not fetch over the LAN");
