@@ -465,8 +465,11 @@ impl NatGlue {
     /// an IPv6-only node) there is nothing to ask, which is not an error.
     pub fn start_mapping(&mut self, p: &mut Parts<'_>, now: Instant, gateway: Option<Gateway>) {
         let cfg = self.nat.config();
+        // A node on a loopback address cannot be reached through any router's mapping (and
+        // must not search the network for one: the tests run many such nodes).
         if !cfg.enabled
             || !cfg.port_mapping
+            || self.local.ip().is_loopback()
             || self.local.is_ipv6() && !self.local.ip().is_unspecified()
         {
             return;
