@@ -56,8 +56,11 @@ dissector-test:
 ## NAT-PMP} as seeder x leecher downloads a file; prints how each connection was set up, and
 ## checks that port mappings are renewed and removed on SIGTERM. Needs root; part of `make test`
 ## (which says SKIPPED without root).
+## The LAN lab too (tools/netlab/netlab.sh up-lan): LAN discovery on two NATed LANs and an
+## isolated IPv6 one; prints the time from start to first LAN peer.
 netlab-test:
 	$(CARGO) test --test netlab -- --nocapture
+	$(CARGO) test --test netlab_lan -- --nocapture
 
 ## protocol-spec/walkthrough.md: one real session of three nodes on loopback, captured with
 ## dumpcap and explained packet by packet. Needs root (or the right to capture on lo); builds

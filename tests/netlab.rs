@@ -1,10 +1,12 @@
 //! NAT traversal on emulated NATs (protocol-spec/nat.md, section 9): real `peershare`
 //! processes in Linux network namespaces behind iptables routers built by
-//! `tools/netlab/netlab.sh`. Every pair of {public, EIM, port-restricted, symmetric, NAT-PMP}
-//! as seeder x leecher downloads a file; the bytes are compared, and for each pair the
+//! `tools/netlab/netlab.sh`. Every pair of {public, EIM, port-restricted, symmetric, NAT-PMP,
+//! PCP, UPnP-IGD} as seeder x leecher downloads a file; the bytes are compared, and for each pair the
 //! strategy (direct, mapped, punched, relayed) and the connection set-up time are printed as a
-//! table. The NAT-PMP routers run miniupnpd; the same run checks that a node's mapping is
-//! renewed before it expires and removed when the node is stopped with SIGTERM.
+//! table. The NAT-PMP, PCP and UPnP-IGD routers run miniupnpd (the node behind the first
+//! speaks NAT-PMP, behind the second PCP; the third offers UPnP-IGD only); the same run checks that `status` names the protocol, that each
+//! leecher's short mapping is renewed before it expires, and that every mapping is removed
+//! when its node is stopped with SIGTERM.
 //!
 //! Needs root, `ip`, `iptables`, `nft`, `miniupnpd` and `python3`: without them the test
 //! prints SKIPPED and why (and fails instead when `PEERSHARE_REQUIRE_NETLAB=1`, as in CI).
@@ -13,127 +15,18 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use common::lab::{skip, Lab, LabNode};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const TYPES: [&str; 5] = ["public", "eim", "prc", "sym", "pmp"];
+const TYPES: [&str; 7] = ["public", "eim", "prc", "sym", "pmp", "pcp", "upnp"];
+/// The routers that map ports (miniupnpd), and the protocol the node there speaks.
+const MAPPERS: [(&str, &str); 3] = [("pmp", "nat-pmp"), ("pcp", "pcp"), ("upnp", "upnp-igd")];
 /// The NAT-PMP leecher asks for mappings this short, so that the run sees them renewed.
 const SHORT_LIFETIME: Duration = Duration::from_secs(10);
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/netlab/netlab.sh")
-}
-
-/// Why the lab cannot run here, if it cannot.
-fn unavailable() -> Option<String> {
-    // SAFETY-free check of the effective user: `id -u` prints it.
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("needs root (network namespaces, iptables)".into());
-    }
-    for tool in ["ip", "iptables", "nft", "miniupnpd", "python3"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Some(format!("`{tool}` is not installed"));
-        }
-    }
-    None
-}
-
-/// The lab; removed on drop, failures included.
-struct Lab {
-    prefix: String,
-}
-
-impl Lab {
-    fn up() -> Lab {
-        let prefix = format!("psl{}", std::process::id());
-        // Labs left by crashed runs (their creator's PID is gone) go first.
-        let _ = Command::new(script()).arg("gc").status();
-        let lab = Lab { prefix };
-        let st = Command::new(script())
-            .args(["up", &lab.prefix])
-            .status()
-            .expect("run netlab.sh");
-        assert!(st.success(), "netlab.sh up failed");
-        lab
-    }
-
-    fn ns(&self, host: &str) -> String {
-        format!("{}-{host}", self.prefix)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new(script()).args(["down", &self.prefix]).status();
-    }
-}
-
-/// A node running in a namespace.
-struct LabNode {
-    ns: String,
-    child: Child,
-}
-
-impl LabNode {
-    fn start(lab: &Lab, host: &str, dir: &Path, bootstrap: &[&str], extra: &[&str]) -> LabNode {
-        let ns = lab.ns(host);
-        let data = dir.join(host);
-        let log = std::fs::File::create(dir.join(format!("{host}.log"))).expect("log file");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns, common::bin(), "run", "--data-dir"])
-            .arg(&data)
-            .args(["--port", "4001", "--api-port", "5001", "--bind", "0.0.0.0"]);
-        for b in bootstrap {
-            cmd.args(["--bootstrap", b]);
-        }
-        cmd.args(extra);
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start a node in its namespace");
-        LabNode { ns, child }
-    }
-
-    /// Runs a client subcommand against this node's API, inside its namespace.
-    fn cli(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, common::bin()])
-            .args(args)
-            .args(["--api", "127.0.0.1:5001"])
-            .output()
-            .expect("run the peershare client");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    }
-
-    fn status(&self) -> Value {
-        let (_, out) = self.cli(&["status", "--json"]);
-        serde_json::from_str(&out).unwrap_or(Value::Null)
-    }
-
-    /// Stops the node the way a user does (SIGTERM); true if it exited within 10 s.
-    fn terminate(&mut self) -> bool {
-        // `ip netns exec` execs the node, so the child's PID is the node's.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        common::wait_until(Duration::from_secs(10), || {
-            self.child.try_wait().is_ok_and(|s| s.is_some())
-        })
-    }
-}
 
 /// miniupnpd's port forwardings on router `router` (its nftables DNAT rules), one per line.
 fn forwardings(lab: &Lab, router: &str) -> Vec<String> {
@@ -156,13 +49,6 @@ fn forwardings(lab: &Lab, router: &str) -> Vec<String> {
         .collect()
 }
 
-impl Drop for LabNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn host(t: &str, role: &str) -> String {
     match t {
         "public" => format!("pub-{role}"),
@@ -179,14 +65,13 @@ struct Outcome {
 
 #[test]
 fn every_nat_pair_downloads() {
-    if let Some(why) = unavailable() {
-        if std::env::var("PEERSHARE_REQUIRE_NETLAB").is_ok_and(|v| v == "1") {
-            panic!("the NAT lab must run here: {why}");
-        }
-        println!("SKIPPED every_nat_pair_downloads: {why}");
+    if skip(
+        "every_nat_pair_downloads",
+        &["ip", "iptables", "nft", "miniupnpd", "python3"],
+    ) {
         return;
     }
-    let lab = Lab::up();
+    let lab = Lab::up("up");
     let dir = tempfile::tempdir().expect("temp dir");
     let boot = ["203.0.113.2:4001", "203.0.113.3:4001"];
     let mut nodes = vec![LabNode::start(&lab, "boot1", dir.path(), &[], &[])];
@@ -197,12 +82,14 @@ fn every_nat_pair_downloads() {
     for t in TYPES {
         for role in ["s", "l"] {
             let h = host(t, role);
-            let extra: &[&str] = if h == "pmp-l" {
-                &["--nat-pmp-lifetime", &short]
-            } else {
-                &[]
-            };
-            nodes.push(LabNode::start(&lab, &h, dir.path(), &boot, extra));
+            let mut extra: Vec<&str> = Vec::new();
+            if t == "pmp" {
+                extra.push("--no-pcp");
+            }
+            if role == "l" && MAPPERS.iter().any(|(m, _)| *m == t) {
+                extra.extend(["--nat-pmp-lifetime", &short]);
+            }
+            nodes.push(LabNode::start(&lab, &h, dir.path(), &boot, &extra));
             hosts.push(h);
         }
     }
@@ -231,14 +118,22 @@ fn every_nat_pair_downloads() {
         );
     }
     assert!(ready, "some node never learnt its reachability");
-    // The NAT-PMP hosts are reachable through their mapping, found before any dial-back.
+    // The hosts behind mapping routers are reachable through their mapping, found before
+    // any dial-back, each with the protocol it speaks.
     let mapped_at = Instant::now();
-    for h in ["pmp-s", "pmp-l"] {
-        assert_eq!(
-            node(h).status()["nat"]["reachability"],
-            "mapped",
-            "{h} did not map its port"
-        );
+    for (t, proto) in MAPPERS {
+        for role in ["s", "l"] {
+            let h = host(t, role);
+            let s = node(&h).status();
+            assert_eq!(
+                s["nat"]["reachability"], "mapped",
+                "{h} did not map its port"
+            );
+            assert_eq!(
+                s["nat"]["port_mapping"]["protocol"], proto,
+                "{h} mapped with another protocol"
+            );
+        }
     }
 
     // One file per pair, shared by the seeder.
@@ -343,7 +238,7 @@ fn every_nat_pair_downloads() {
                     "{s} -> {l}: relayed, though neither side is symmetric"
                 ));
             }
-            if s == "pmp" && strategy != "mapped" {
+            if MAPPERS.iter().any(|(m, _)| *m == s) && strategy != "mapped" {
                 failures.push(format!(
                     "{s} -> {l}: {strategy}, though the seeder has a mapping"
                 ));
@@ -367,36 +262,42 @@ fn every_nat_pair_downloads() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
-    // Renewal: the short mapping outlives its first lifetime (plus miniupnpd's clean-up).
+    // Renewal: the short mappings outlive their first lifetime (plus miniupnpd's clean-up).
     let expired = mapped_at + SHORT_LIFETIME + Duration::from_secs(3);
     std::thread::sleep(expired.saturating_duration_since(Instant::now()));
-    let pm = node("pmp-l").status()["nat"]["port_mapping"].clone();
-    println!("\npmp-l port mapping after its first lifetime: {pm}");
-    let rules = forwardings(&lab, "r-pmp-l");
-    println!("r-pmp-l forwardings: {rules:?}");
-    assert_eq!(pm["state"], "mapped", "pmp-l lost its mapping");
-    assert!(
-        pm["renewals"].as_u64().unwrap_or(0) >= 1,
-        "no renewal: {pm}"
-    );
-    assert_eq!(
-        rules.len(),
-        2,
-        "expected the udp and tcp forwardings: {rules:?}"
-    );
+    for (t, _) in MAPPERS {
+        let h = host(t, "l");
+        let pm = node(&h).status()["nat"]["port_mapping"].clone();
+        println!("\n{h} port mapping after its first lifetime: {pm}");
+        let rules = forwardings(&lab, &format!("r-{h}"));
+        println!("r-{h} forwardings: {rules:?}");
+        assert_eq!(pm["state"], "mapped", "{h} lost its mapping");
+        assert!(
+            pm["renewals"].as_u64().unwrap_or(0) >= 1,
+            "{h}: no renewal: {pm}"
+        );
+        assert_eq!(
+            rules.len(),
+            2,
+            "{h}: expected the udp and tcp forwardings: {rules:?}"
+        );
+    }
 
     // Removal: SIGTERM, and the router forwards nothing any more.
-    for h in ["pmp-s", "pmp-l"] {
-        let router = format!("r-{h}");
-        assert_eq!(forwardings(&lab, &router).len(), 2, "{router} before stop");
-        let i = 2 + hosts.iter().position(|x| x == h).expect("host");
-        assert!(nodes[i].terminate(), "{h} did not stop on SIGTERM");
-        let left = forwardings(&lab, &router);
-        println!("{router} forwardings after {h} stopped: {left:?}");
-        assert!(
-            left.is_empty(),
-            "{h} stopped but {router} still forwards: {left:?}"
-        );
+    for (t, _) in MAPPERS {
+        for role in ["s", "l"] {
+            let h = host(t, role);
+            let router = format!("r-{h}");
+            assert_eq!(forwardings(&lab, &router).len(), 2, "{router} before stop");
+            let i = 2 + hosts.iter().position(|x| *x == h).expect("host");
+            assert!(nodes[i].terminate(), "{h} did not stop on SIGTERM");
+            let left = forwardings(&lab, &router);
+            println!("{router} forwardings after {h} stopped: {left:?}");
+            assert!(
+                left.is_empty(),
+                "{h} stopped but {router} still forwards: {left:?}"
+            );
+        }
     }
     drop(nodes);
     drop(lab);

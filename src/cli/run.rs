@@ -92,6 +92,13 @@ pub struct RunArgs {
     /// Do not ask the router to map our port with NAT-PMP (protocol-spec/nat.md, section 10)
     #[arg(long)]
     pub no_nat_pmp: bool,
+    /// Do not find nodes on the local network by multicast, nor announce this one there
+    /// (protocol-spec/nat.md, section 11)
+    #[arg(long)]
+    pub no_lan: bool,
+    /// Ask the router with NAT-PMP only, not PCP first (the NAT lab tests each protocol)
+    #[arg(long, hide = true)]
+    pub no_pcp: bool,
     /// The NAT-PMP mapping lifetime to ask for (tests use a short one to see renewals)
     #[arg(long, value_parser = parse_duration, default_value = "7200s", hide = true)]
     pub nat_pmp_lifetime: Duration,
@@ -145,6 +152,8 @@ impl RunArgs {
         c.engine.super_seed = !self.no_super_seed;
         c.nat.enabled = !self.no_nat;
         c.nat.port_mapping = !self.no_nat_pmp;
+        c.nat.lan_discovery = !self.no_lan;
+        c.nat.pcp = !self.no_pcp;
         c.nat.mapping_lifetime = self.nat_pmp_lifetime;
         c.limits = [
             self.up_limit,

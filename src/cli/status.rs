@@ -53,9 +53,10 @@ fn format_nat(n: &Value) -> String {
         return String::new();
     }
     let pm = &n["port_mapping"];
+    let by = pm["protocol"].as_str().unwrap_or("?");
     let mapping = match (pm["state"].as_str(), pm["external"].as_str()) {
-        (Some(state), Some(ext)) => format!("{state} as {ext}"),
-        (Some(state), None) => state.to_string(),
+        (Some(state), Some(ext)) => format!("{state} as {ext} by {by}"),
+        (Some(state), None) => format!("{state} ({by})"),
         _ => "off".to_string(),
     };
     let s = &n["setups"];
@@ -71,7 +72,35 @@ connections      {} direct, {} punched, {} relayed; relaying {} for others, {} c
         s["relayed"],
         n["circuits"],
         n["rendezvous_clients"],
-    )
+    ) + &format_lan(&n["lan"])
+}
+
+/// `nat.lan` of `status` for people: the nodes found on the local network, one a line.
+fn format_lan(l: &Value) -> String {
+    let Some(peers) = l["peers"].as_array() else {
+        return "
+lan              discovery off"
+            .to_string();
+    };
+    let mut out = format!(
+        "
+lan              {} node{} on this network (multicast: {} sent, {} received, {} malformed)",
+        peers.len(),
+        if peers.len() == 1 { "" } else { "s" },
+        l["sent_multicast"],
+        l["received"],
+        l["malformed"],
+    );
+    for p in peers {
+        out.push_str(&format!(
+            "
+  {:16} {} (heard {} s ago)",
+            p["node_id"].as_str().map_or("?", |s| &s[..s.len().min(16)]),
+            p["addr"].as_str().unwrap_or("?"),
+            p["last_seen_s"],
+        ));
+    }
+    out
 }
 
 /// The `bandwidth` object of `status` for people.

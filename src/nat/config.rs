@@ -32,6 +32,10 @@ pub struct NatConfig {
     pub port_mapping: bool,
     /// The mapping lifetime to ask for; renewed at half of what the router grants.
     pub mapping_lifetime: Duration,
+    /// Find the nodes on our link by multicast (nat.md, section 11).
+    pub lan_discovery: bool,
+    /// Speak PCP to the gateway first (NAT-PMP is its fallback); false: NAT-PMP only.
+    pub pcp: bool,
 }
 
 impl Default for NatConfig {
@@ -50,6 +54,8 @@ impl Default for NatConfig {
             recheck_every: Duration::from_secs(600),
             port_mapping: true,
             mapping_lifetime: Duration::from_secs(7200),
+            lan_discovery: true,
+            pcp: true,
         }
     }
 }

@@ -28,9 +28,11 @@
 //! `registration.rs` (our rendezvous), `rendezvous.rs` (serving as one), `traversal.rs`
 //! (reaching a provider as a downloader); `config.rs` holds the tunables.
 
+pub mod lan;
 pub mod pmp;
 #[cfg(test)]
 mod tests;
+pub mod upnp;
 
 mod config;
 mod reachability;
@@ -240,6 +242,15 @@ impl Nat {
             counters: NatCounters::default(),
             actions: VecDeque::new(),
         }
+    }
+
+    /// A fresh 96-bit nonce (PCP's mapping nonce).
+    pub fn random_nonce(&mut self) -> [u8; 12] {
+        let (a, b) = (self.next_rand(), self.next_rand());
+        let mut n = [0u8; 12];
+        n[..8].copy_from_slice(&a.to_be_bytes());
+        n[8..].copy_from_slice(&b.to_be_bytes()[..4]);
+        n
     }
 
     fn next_rand(&mut self) -> u64 {

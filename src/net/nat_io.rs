@@ -74,6 +74,15 @@ pub enum NatSockEvent {
     PmpUnreachable,
     /// No socket to the gateway could be opened.
     PmpFailed,
+    /// An answer to our SSDP search.
+    UpnpSsdp(Vec<u8>),
+    /// An HTTP exchange with a UPnP router ended: the whole response, or `None`.
+    UpnpHttp {
+        /// The core's request.
+        id: u64,
+        /// What the router sent before closing.
+        response: Option<Vec<u8>>,
+    },
 }
 
 enum Kind {
@@ -104,17 +113,21 @@ struct PmpSock {
 pub struct NatSockets {
     socks: HashMap<Token, NatSock>,
     pmp: Option<PmpSock>,
+    upnp: super::upnp_io::UpnpSocks,
 }
 
 impl NatSockets {
     /// Whether `t` is one of these sockets.
     pub fn owns(&self, t: Token) -> bool {
-        self.socks.contains_key(&t) || self.pmp.as_ref().is_some_and(|p| p.token == t)
+        self.socks.contains_key(&t)
+            || self.pmp.as_ref().is_some_and(|p| p.token == t)
+            || self.upnp.owns(t)
     }
 
     /// When the next socket times out.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.socks.values().map(|s| s.deadline).min()
+        let tcp = self.socks.values().map(|s| s.deadline).min();
+        [tcp, self.upnp.next_deadline()].into_iter().flatten().min()
     }
 
     /// Carries out a socket output of the core (not the relay ones, which are `Relays`').
@@ -195,6 +208,10 @@ impl NatSockets {
                 );
             }
             NatIo::PmpSend { gateway, bytes } => self.pmp_send(reg, tokens, gateway, &bytes, ev),
+            NatIo::UpnpSearch { bytes } => self.upnp.search(reg, tokens, &bytes),
+            NatIo::UpnpHttp { id, to, request } => {
+                self.upnp.http(reg, tokens, now, id, to, request, ev)
+            }
             // The relay's own sockets live in `Relays`; the reactor routes these there.
             NatIo::HoldForRelay { .. } | NatIo::StartCircuit { .. } | NatIo::DropHeld { .. } => {
                 log::error!("nat: relay output given to the NAT sockets; ignored");
@@ -243,6 +260,10 @@ impl NatSockets {
     pub fn ready(&mut self, reg: &Registry, t: Token, ev: &mut Vec<NatSockEvent>) {
         if self.pmp.as_ref().is_some_and(|p| p.token == t) {
             self.pmp_read(ev);
+            return;
+        }
+        if self.upnp.owns(t) {
+            self.upnp.ready(reg, t, ev);
             return;
         }
         let Some(s) = self.socks.get_mut(&t) else {
@@ -377,6 +398,7 @@ impl NatSockets {
 
     /// Sockets that took too long.
     pub fn timeouts(&mut self, reg: &Registry, now: Instant, ev: &mut Vec<NatSockEvent>) {
+        self.upnp.timeouts(reg, now, ev);
         let late: Vec<Token> = self
             .socks
             .iter()
@@ -481,4 +503,28 @@ fn punch_socket(local: SocketAddr, to: SocketAddr) -> io::Result<TcpStream> {
     }
     let std: std::net::TcpStream = s.into();
     Ok(TcpStream::from_std(std))
+}
+
+/// The IPv4 default gateway, for port mapping (`None`: there is none, or it cannot be read),
+/// and our address towards it (what a UDP socket connected to it is bound to: PCP requests
+/// carry it).
+pub fn default_gateway() -> Option<crate::nat::pmp::Gateway> {
+    let addr = match std::fs::read_to_string("/proc/net/route") {
+        Ok(text) => crate::nat::pmp::default_gateway(&text)?,
+        Err(e) => {
+            log::debug!("nat-pmp: cannot read /proc/net/route: {e}");
+            return None;
+        }
+    };
+    let local = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|s| {
+            s.connect((addr, crate::nat::pmp::SERVER_PORT))?;
+            s.local_addr()
+        })
+        .ok()
+        .and_then(|a| match a.ip() {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            std::net::IpAddr::V6(_) => None,
+        });
+    Some(crate::nat::pmp::Gateway { addr, local })
 }

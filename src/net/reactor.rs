@@ -24,6 +24,7 @@ use super::bandwidth::{Bandwidth, Dir};
 use super::emulate::SendEmulator;
 use super::hooks::Hooks;
 use super::jobs::{Backlog, Completion, Job, JobContext};
+use super::lan_io::LanSockets;
 use super::nat_io::{NatSockEvent, NatSockets};
 use super::relay::{RelayEvent, Relays};
 use super::shared::Shared;
@@ -86,6 +87,8 @@ pub struct ReactorParts {
     pub trace: bool,
     /// Bandwidth limits at start.
     pub limits: Limits,
+    /// LAN discovery's sockets, if it runs (nat.md section 11).
+    pub lan: Option<LanSockets>,
 }
 
 /// The sockets, the pool and the core the loop drives.
@@ -99,6 +102,7 @@ pub struct Reactor {
     api: ApiServer,
     wire_socks: WireSocks,
     nat: NatSockets,
+    lan: Option<LanSockets>,
     relays: Relays,
     workers: WorkerPool,
     /// What workers need to run jobs.
@@ -129,6 +133,10 @@ impl Reactor {
         let mut api = ApiServer::new(p.api, p.api_request_timeout, p.api_token);
         reg.register(api.listener(), API, Interest::READABLE)?;
         let (completer, completions) = Completer::new(p.waker.clone());
+        let mut tokens = Tokens::default();
+        if let Some(lan) = p.lan.as_mut() {
+            lan.register(reg, &mut tokens)?;
+        }
         let now = Instant::now();
         Ok(Reactor {
             poll: p.poll,
@@ -136,10 +144,11 @@ impl Reactor {
             wire: p.wire,
             local: p.local,
             core: p.core,
-            tokens: Tokens::default(),
+            tokens,
             api,
             wire_socks: WireSocks::default(),
             nat: NatSockets::default(),
+            lan: p.lan,
             relays: Relays::default(),
             workers: p.workers,
             jobs: Arc::new(JobContext {
@@ -167,7 +176,7 @@ impl Reactor {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let now = Instant::now();
-        self.core.start(now, default_gateway());
+        self.core.start(now, super::nat_io::default_gateway());
         self.drain(now);
         while !self.shutdown.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -203,6 +212,7 @@ impl Reactor {
                         self.nat.ready(self.poll.registry(), t, &mut out);
                         self.nat_events(now, out);
                     }
+                    t if self.lan.as_ref().is_some_and(|l| l.owns(t)) => self.read_lan(now, t),
                     t if self.relays.owns(t) => {
                         let mut out = Vec::new();
                         self.relays.ready(self.poll.registry(), t, now, &mut out);
@@ -357,6 +367,11 @@ impl Reactor {
             }
             Output::Wire(w) => self.wire_action(now, w),
             Output::Nat(io) => self.nat_io(now, io),
+            Output::Lan(t) => {
+                if let Some(lan) = &self.lan {
+                    lan.send(&t);
+                }
+            }
             Output::Storage(job) => {
                 self.backlog.push(Job::Storage(job));
                 self.backlog.submit(&self.workers, &self.jobs);
@@ -444,7 +459,9 @@ impl Reactor {
             | NatIo::DropPunches { .. }
             | NatIo::RelayOpen { .. }
             | NatIo::RelayJoin { .. }
-            | NatIo::PmpSend { .. }) => {
+            | NatIo::PmpSend { .. }
+            | NatIo::UpnpSearch { .. }
+            | NatIo::UpnpHttp { .. }) => {
                 let mut out = Vec::new();
                 self.nat
                     .open(reg, &mut self.tokens, self.local, now, io, &mut out);
@@ -495,6 +512,10 @@ impl Reactor {
                 NatSockEvent::PmpDatagram(bytes) => self.core.handle_pmp_datagram(now, &bytes),
                 NatSockEvent::PmpUnreachable => self.core.handle_pmp_unreachable(now),
                 NatSockEvent::PmpFailed => self.core.handle_pmp_failed(),
+                NatSockEvent::UpnpSsdp(b) => self.core.handle_upnp_ssdp(now, &b),
+                NatSockEvent::UpnpHttp { id, response } => {
+                    self.core.handle_upnp_http(now, id, response.as_deref())
+                }
             }
         }
     }
@@ -586,6 +607,17 @@ impl Reactor {
                 // peer and the DHT's timeouts handle them.
                 Err(e) => log::debug!("udp receive: {e}"),
             }
+        }
+    }
+
+    fn read_lan(&mut self, now: Instant, t: mio::Token) {
+        let mut got = Vec::new();
+        if let Some(lan) = self.lan.as_mut() {
+            lan.read(t, &mut got);
+        }
+        for (from, bytes) in got {
+            self.core.handle_lan_datagram(now, from, &bytes);
+            self.drain(now);
         }
     }
 
@@ -752,15 +784,4 @@ impl Reactor {
 /// The bandwidth scheduler's key for a connection.
 fn conn_key(conn: ConnId) -> usize {
     conn.get() as usize
-}
-
-/// The IPv4 default gateway, for port mapping (`None`: there is none, or it cannot be read).
-fn default_gateway() -> Option<std::net::Ipv4Addr> {
-    match std::fs::read_to_string("/proc/net/route") {
-        Ok(text) => crate::nat::pmp::default_gateway(&text),
-        Err(e) => {
-            log::debug!("nat-pmp: cannot read /proc/net/route: {e}");
-            None
-        }
-    }
 }

@@ -237,6 +237,7 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
         on_complete: None,
     };
     let mut core = NodeCore::new(dht, library, nat, local, advertised, limits, now);
+    let lan = open_lan(&cfg, local, &mut core, now);
     let download_dir = core.library().download_dir().to_path_buf();
     core.set_settings(NodeSettings::new(cli, file, (download_dir, dir_source)));
     // The first view already shows the limits in force: workers answer `status` from it
@@ -267,6 +268,7 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
         ledger,
         trace: cfg.trace,
         limits,
+        lan,
     })
     .map_err(io_err("register sockets"))?;
 
@@ -275,6 +277,35 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
     reactor.run().map_err(io_err("event loop"))?;
     log::info!("node stopped; state saved in {}", cfg.data_dir.display());
     Ok(())
+}
+
+/// LAN discovery (nat.md section 11), unless `--no-lan` or the node listens on a loopback
+/// address (nobody on a link could reach it there: how the tests keep their nodes apart).
+fn open_lan(
+    cfg: &NodeConfig,
+    local: SocketAddr,
+    core: &mut NodeCore,
+    now: Instant,
+) -> Option<crate::net::lan_io::LanSockets> {
+    if !cfg.nat.lan_discovery || local.ip().is_loopback() {
+        return None;
+    }
+    match crate::net::lan_io::LanSockets::open(local) {
+        Ok(socks) => {
+            let lan = crate::nat::lan::Lan::new(
+                crate::nat::lan::LanConfig::default(),
+                core.node_id(),
+                local.port(),
+                now,
+            );
+            core.enable_lan(lan);
+            Some(socks)
+        }
+        Err(e) => {
+            log::warn!("LAN discovery is off: cannot open its multicast sockets: {e}");
+            None
+        }
+    }
 }
 
 /// The limits to start with: each given on the command line, else in the config file, else

@@ -40,7 +40,9 @@
 //! - Here: the lookups started for API requests and for downloads' peers, the limits.
 
 pub mod api;
+pub mod lan;
 pub mod library;
+mod mapping;
 pub mod nat;
 pub mod output;
 pub mod peers_view;
@@ -50,7 +52,7 @@ mod tests;
 pub mod view;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::api::request::ApiRequest;
@@ -93,6 +95,7 @@ pub struct NodeCore {
     dht: Dht,
     library: Library,
     nat: NatGlue,
+    lan: lan::LanGlue,
     lookups: HashMap<QueryId, Lookup>,
     limits: Limits,
     /// The settings in force and the config jobs waiting.
@@ -136,6 +139,7 @@ impl NodeCore {
             dht,
             library,
             nat,
+            lan: lan::LanGlue::default(),
             lookups: HashMap::new(),
             limits,
             local,
@@ -156,9 +160,10 @@ impl NodeCore {
 
     /// Starts what runs on its own: port mapping with the default `gateway` (if any), the
     /// first announces and lookups.
-    pub fn start(&mut self, now: Instant, gateway: Option<Ipv4Addr>) {
+    pub fn start(&mut self, now: Instant, gateway: Option<crate::nat::pmp::Gateway>) {
         let (nat, mut p) = self.nat_parts();
         nat.start_mapping(&mut p, now, gateway);
+        self.lan_start(now);
         self.settle(now);
     }
 
@@ -319,25 +324,6 @@ impl NodeCore {
         self.settle(now);
     }
 
-    /// The gateway answered a NAT-PMP request.
-    pub fn handle_pmp_datagram(&mut self, now: Instant, bytes: &[u8]) {
-        let (nat, mut p) = self.nat_parts();
-        nat.pmp_datagram(&mut p, now, bytes);
-        self.settle(now);
-    }
-
-    /// The gateway's NAT-PMP port is closed (ICMP port unreachable).
-    pub fn handle_pmp_unreachable(&mut self, now: Instant) {
-        let (nat, mut p) = self.nat_parts();
-        nat.pmp_unreachable(&mut p, now);
-        self.settle(now);
-    }
-
-    /// The driver cannot open a socket to the gateway: no port mapping.
-    pub fn handle_pmp_failed(&mut self) {
-        self.nat.pmp_failed();
-    }
-
     // ----- inputs: storage and API --------------------------------------------------
 
     /// A storage job finished.
@@ -434,6 +420,7 @@ impl NodeCore {
         }
         let (nat, mut p) = self.nat_parts();
         nat.handle_timeout(&mut p, now);
+        self.lan_timeout(now);
         if now >= self.next_expire {
             self.next_expire = now + EXPIRE_EVERY;
             self.library.expire_waits(now);
@@ -454,6 +441,7 @@ impl NodeCore {
             self.dht.poll_timeout(),
             self.library.engine.poll_timeout(),
             self.nat.poll_timeout(),
+            self.lan_poll_timeout(),
             Some(self.next_expire),
             Some(self.next_save),
         ]
@@ -576,7 +564,11 @@ impl NodeCore {
             known_keys,
             stats: self.dht.stats().clone(),
             running_queries: self.dht.running_queries(),
-            nat: self.nat.status_json(),
+            nat: {
+                let mut nat = self.nat.status_json();
+                nat["lan"] = self.lan_json(now);
+                nat
+            },
             bootstrap: self.dht.bootstrap_status().to_vec(),
             down_duplicate: self.library.engine.duplicate_bytes(),
             downloading_into: self.library.download_dirs(),
@@ -663,6 +655,7 @@ impl NodeCore {
                     }));
                 }
             }
+            moved |= self.lan_settle(now);
             if !moved {
                 break;
             }
@@ -697,6 +690,7 @@ impl NodeCore {
             EngineAction::Finish { content } => self.library.finish(content),
             EngineAction::ManifestFetched { content } => self.library.manifest_fetched(content),
             EngineAction::FindPeers { content } => {
+                self.lan_want(content);
                 if let Some(q) = self.dht.get_providers(content, now) {
                     self.lookups.insert(q, Lookup::Peers(content));
                 }

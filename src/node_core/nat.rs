@@ -14,14 +14,15 @@
 //!   the mapping when the node stops.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::output::{NatIo, Output};
 use crate::conn::ConnId;
 use crate::dht::Dht;
 use crate::id::Id;
-use crate::nat::pmp::{self, PmpClient, PmpConfig, PmpEvent};
+use crate::nat::pmp::{self, Gateway, PmpClient, PmpConfig, PmpEvent};
+use crate::nat::upnp::{UpnpClient, UpnpConfig, UpnpIo};
 use crate::nat::{Action, Nat, Reachability, Strategy};
 use crate::proto::wire::{self, Message as WireMsg};
 use crate::transfer::engine::{Engine, WireAction};
@@ -36,6 +37,34 @@ const RELAY_WAIT: Duration = Duration::from_secs(5);
 struct Pmp {
     client: PmpClient,
     gateway: SocketAddr,
+    /// Whether it ever mapped the port (else giving up means: no server here).
+    ever_mapped: bool,
+}
+
+/// Logs a mapping event of `proto` (`pcp`, `nat-pmp`, `upnp`); `Some(mapped)` when the
+/// node's reachability changes with it.
+fn mapping_event(proto: &str, ev: PmpEvent) -> Option<bool> {
+    match ev {
+        PmpEvent::Mapped {
+            external,
+            port,
+            lifetime,
+        } => {
+            log::info!(
+                "{proto}: {external}:{port} (udp and tcp) maps to us for {} s",
+                lifetime.as_secs()
+            );
+            Some(true)
+        }
+        PmpEvent::Unavailable { reason } => {
+            log::info!("{proto}: no port mapping: {reason}");
+            Some(false)
+        }
+        PmpEvent::Removed => {
+            log::debug!("{proto}: removal done");
+            None
+        }
+    }
 }
 
 /// How a wire connection was made, as the peer view (`transfer_peers`) shows it.
@@ -93,6 +122,10 @@ pub struct NatGlue {
     /// When to test reachability even though peers do not agree on our address.
     blind_probe: Option<Instant>,
     pmp: Option<Pmp>,
+    /// The UPnP-IGD client, started when PCP and NAT-PMP found no server.
+    upnp: Option<UpnpClient>,
+    /// The gateway port mapping started with (UPnP needs our address on its LAN).
+    gateway: Option<Gateway>,
     /// As a rendezvous: RELAY openers by circuit number.
     held: HashMap<u64, HeldOpener>,
     /// How each open wire connection was made (forgotten when it closes, and checked
@@ -122,6 +155,8 @@ impl NatGlue {
             direct: HashMap::new(),
             blind_probe: Some(now + BLIND_PROBE_AFTER),
             pmp: None,
+            upnp: None,
+            gateway: None,
             held: HashMap::new(),
             paths: HashMap::new(),
         }
@@ -428,16 +463,21 @@ impl NatGlue {
     /// Starts port mapping with the default gateway `gateway` (the driver reads it from the
     /// system), if configured and if there is one: without an IPv4 gateway (a public host,
     /// an IPv6-only node) there is nothing to ask, which is not an error.
-    pub fn start_mapping(&mut self, p: &mut Parts<'_>, now: Instant, gateway: Option<Ipv4Addr>) {
+    pub fn start_mapping(&mut self, p: &mut Parts<'_>, now: Instant, gateway: Option<Gateway>) {
         let cfg = self.nat.config();
+        // A node on a loopback address cannot be reached through any router's mapping (and
+        // must not search the network for one: the tests run many such nodes).
         if !cfg.enabled
             || !cfg.port_mapping
+            || self.local.ip().is_loopback()
             || self.local.is_ipv6() && !self.local.ip().is_unspecified()
         {
             return;
         }
         let lifetime = cfg.mapping_lifetime;
-        let Some(gw) = gateway else {
+        let use_pcp = cfg.pcp;
+        self.gateway = gateway;
+        let Some(Gateway { addr: gw, local }) = gateway else {
             log::debug!("nat-pmp: no IPv4 default gateway: no port mapping");
             return;
         };
@@ -445,13 +485,18 @@ impl NatGlue {
             "nat-pmp: asking the gateway {gw} to map port {}",
             self.local.port()
         );
+        let pcp = local
+            .filter(|_| use_pcp)
+            .map(|ip| (ip, self.nat.random_nonce()));
         let mut client = PmpClient::new(PmpConfig {
             port: self.local.port(),
             lifetime,
+            pcp,
             ..PmpConfig::default()
         });
         client.start(now);
         self.pmp = Some(Pmp {
+            ever_mapped: false,
             client,
             gateway: SocketAddr::new(IpAddr::V4(gw), pmp::SERVER_PORT),
         });
@@ -486,19 +531,91 @@ impl NatGlue {
     /// The node is stopping: remove the mappings. Returns true if the driver should wait a
     /// little for the gateway's confirmation ([`NatGlue::mapping_removed`]).
     pub fn stop_mapping(&mut self, p: &mut Parts<'_>, now: Instant) -> bool {
-        let wait = self.pmp.as_mut().is_some_and(|m| m.client.shutdown(now));
+        let wait = self.pmp.as_mut().is_some_and(|m| m.client.shutdown(now))
+            | self.upnp.as_mut().is_some_and(|u| u.shutdown(now));
         self.pmp_flush(p, now);
+        self.upnp_flush(p, now);
         wait
     }
 
     /// True once the gateway confirmed the removal (or there was nothing to remove).
     pub fn mapping_removed(&self) -> bool {
         self.pmp.as_ref().is_none_or(|m| m.client.is_done())
+            && self.upnp.as_ref().is_none_or(UpnpClient::is_done)
+    }
+
+    /// An answer to the UPnP search.
+    pub fn upnp_ssdp(&mut self, p: &mut Parts<'_>, now: Instant, bytes: &[u8]) {
+        if let Some(u) = self.upnp.as_mut() {
+            if let Err(e) = u.handle_ssdp(now, bytes) {
+                log::debug!("upnp: SSDP answer: {e}");
+            }
+        }
+        self.upnp_flush(p, now);
+    }
+
+    /// An HTTP exchange with the UPnP router ended.
+    pub fn upnp_http(&mut self, p: &mut Parts<'_>, now: Instant, id: u64, resp: Option<&[u8]>) {
+        if let Some(u) = self.upnp.as_mut() {
+            if let Err(e) = u.handle_http(now, id, resp) {
+                log::debug!("upnp: {e}");
+            }
+        }
+        self.upnp_flush(p, now);
+    }
+
+    /// PCP and NAT-PMP found no server: ask the router with UPnP-IGD instead.
+    fn start_upnp(&mut self, p: &mut Parts<'_>, now: Instant) {
+        let Some(local) = self.gateway.and_then(|g| g.local) else {
+            return;
+        };
+        if self.upnp.is_some() {
+            return;
+        }
+        log::info!(
+            "upnp: searching for a UPnP-IGD router to map port {}",
+            self.local.port()
+        );
+        let mut u = UpnpClient::new(UpnpConfig {
+            port: self.local.port(),
+            local,
+            lifetime: self.nat.config().mapping_lifetime,
+            ..UpnpConfig::default()
+        });
+        u.start(now);
+        self.upnp = Some(u);
+        self.upnp_flush(p, now);
+    }
+
+    /// Drains the UPnP client: socket work for the driver, mapping events to the NAT core.
+    fn upnp_flush(&mut self, p: &mut Parts<'_>, now: Instant) {
+        let mut changed = Vec::new();
+        if let Some(u) = self.upnp.as_mut() {
+            while let Some(io) = u.poll_io() {
+                p.out.push_back(Output::Nat(match io {
+                    UpnpIo::Search(bytes) => NatIo::UpnpSearch { bytes },
+                    UpnpIo::Http { id, to, request } => NatIo::UpnpHttp {
+                        id,
+                        to: SocketAddr::V4(to),
+                        request,
+                    },
+                }));
+            }
+            while let Some(ev) = u.poll_event() {
+                changed.extend(mapping_event("upnp", ev));
+            }
+        }
+        for mapped in changed {
+            self.nat.set_mapped(now, mapped);
+            p.out.push_back(Output::ViewChanged);
+            self.flush(p, now);
+        }
     }
 
     /// Drains the NAT-PMP client: requests to the gateway, mapping events to the NAT core.
     fn pmp_flush(&mut self, p: &mut Parts<'_>, now: Instant) {
         let mut changed = Vec::new();
+        let mut no_server = false;
         if let Some(m) = self.pmp.as_mut() {
             loop {
                 while let Some(bytes) = m.client.poll_transmit() {
@@ -510,25 +627,18 @@ impl NatGlue {
                 let Some(ev) = m.client.poll_event() else {
                     break;
                 };
-                match ev {
-                    PmpEvent::Mapped {
-                        external,
-                        port,
-                        lifetime,
-                    } => {
-                        log::info!(
-                            "nat-pmp: {external}:{port} (udp and tcp) maps to us for {} s",
-                            lifetime.as_secs()
-                        );
-                        changed.push(true);
-                    }
-                    PmpEvent::Unavailable { reason } => {
-                        log::info!("nat-pmp: no port mapping: {reason}");
-                        changed.push(false);
-                    }
-                    PmpEvent::Removed => log::debug!("nat-pmp: removal done"),
+                if let PmpEvent::Mapped { .. } = ev {
+                    m.ever_mapped = true;
                 }
+                let gave_up = matches!(ev, PmpEvent::Unavailable { .. });
+                changed.extend(mapping_event(m.client.version().name(), ev));
+                // No PCP or NAT-PMP server, or one that refuses: UPnP-IGD is the last way.
+                no_server |= gave_up && !m.ever_mapped;
             }
+        }
+        if no_server && self.upnp.is_none() {
+            self.pmp = None;
+            self.start_upnp(p, now);
         }
         for mapped in changed {
             self.nat.set_mapped(now, mapped);
@@ -549,6 +659,12 @@ impl NatGlue {
             if m.client.poll_timeout().is_some_and(|t| t <= now) {
                 m.client.handle_timeout(now);
                 self.pmp_flush(p, now);
+            }
+        }
+        if let Some(u) = self.upnp.as_mut() {
+            if u.poll_timeout().is_some_and(|t| t <= now) {
+                u.handle_timeout(now);
+                self.upnp_flush(p, now);
             }
         }
         if self.blind_probe.is_some_and(|t| t <= now) {
@@ -588,6 +704,7 @@ impl NatGlue {
             self.blind_probe,
             self.held.values().map(|h| h.deadline).min(),
             self.pmp.as_ref().and_then(|m| m.client.poll_timeout()),
+            self.upnp.as_ref().and_then(UpnpClient::poll_timeout),
         ]
         .into_iter()
         .flatten()
@@ -605,14 +722,23 @@ impl NatGlue {
             "failures": c.failures,
             "introductions": c.introductions,
             "circuits_total": c.circuits,
-            "port_mapping": self.pmp.as_ref().map(|m| serde_json::json!({
+            "port_mapping": self.upnp.as_ref().map(|u| serde_json::json!({
+                "gateway": u.control().map(|c| c.addr.ip().to_string()),
+                "protocol": "upnp-igd",
+                "state": u.state().name(),
+                "external": u.external().map(|a| a.to_string()),
+                "lifetime_s": u.lifetime().map(|l| l.as_secs()),
+                "renewals": u.counters().renewals,
+                "requests_sent": u.counters().sent,
+            })).or_else(|| self.pmp.as_ref().map(|m| serde_json::json!({
                 "gateway": m.gateway.ip().to_string(),
+                "protocol": m.client.version().name(),
                 "state": m.client.state().name(),
                 "external": m.client.external().map(|a| a.to_string()),
                 "lifetime_s": m.client.lifetime().map(|l| l.as_secs()),
                 "renewals": m.client.counters().renewals,
                 "requests_sent": m.client.counters().sent,
-            })),
+            }))),
             "connections": self.nat.setups().map(|s| serde_json::json!({
                 "peer": s.peer.to_string(),
                 "strategy": s.strategy.name(),

@@ -22,6 +22,8 @@ pub enum Output {
     Wire(WireAction),
     /// Socket work of NAT traversal (dial-backs, hole punches, relays, port mapping).
     Nat(NatIo),
+    /// A LAN discovery datagram: to the multicast groups, or to one node (nat.md section 11).
+    Lan(crate::nat::lan::LanTransmit),
     /// File work.
     Storage(StorageJob),
     /// An API reply.
@@ -150,5 +152,21 @@ pub enum NatIo {
         gateway: SocketAddr,
         /// The request.
         bytes: Vec<u8>,
+    },
+    /// Send an SSDP search to 239.255.255.250:1900 from the UPnP socket; report answers with
+    /// `handle_upnp_ssdp`.
+    UpnpSearch {
+        /// The M-SEARCH.
+        bytes: Vec<u8>,
+    },
+    /// An HTTP exchange with a UPnP router: connect to `to`, write `request`, read to the
+    /// end; report `handle_upnp_http` with `id` and the response (or none on failure).
+    UpnpHttp {
+        /// Matches the answer to the request.
+        id: u64,
+        /// The router's HTTP server.
+        to: SocketAddr,
+        /// The request.
+        request: Vec<u8>,
     },
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod lab;
 pub mod vectors;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -128,6 +128,29 @@ def main(out):
              b"eth0\t0000A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n")
     add("nat_pmp", bytes([8, len(route)]) + route)
 
+    # LAN discovery: the spec's vectors as raw datagrams (op 0: source 2 bytes, length, bytes).
+    for line in spec_lines("nat.md", r"^lan-vector \S+ ([0-9a-f ]+?)  "):
+        d = bytes.fromhex(line.replace(" ", ""))
+        add("nat_lan", bytes([0, 1, 2, len(d)]) + d)
+
+    # UPnP-IGD: a router's answers in the order the client asks (split at 0xff bytes: see
+    # fuzz_targets/nat_upnp.rs), as miniupnpd sends them.
+    ssdp = (b"HTTP/1.1 200 OK\r\nST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n"
+            b"LOCATION: http://192.0.2.1:5000/rootDesc.xml\r\n\r\n")
+    def http(status, body):
+        return b"HTTP/1.1 " + status + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    desc = http(b"200 OK", b"<root><device><serviceList><service><serviceType>urn:schemas-upnp-org:service:"
+                b"WANIPConnection:1</serviceType><controlURL>/ctl/IPConn</controlURL></service>"
+                b"</serviceList></device></root>")
+    ext = http(b"200 OK", b"<NewExternalIPAddress>203.0.113.31</NewExternalIPAddress>")
+    ok = http(b"200 OK", b"<ok/>")
+    fault = http(b"500 Internal Server Error", b"<UPnPError><errorCode>725</errorCode>"
+                 b"<errorDescription>OnlyPermanentLeasesSupported</errorDescription></UPnPError>")
+    add("nat_upnp", b"\xff".join([ssdp, desc, b"", ssdp, ext, b"", ssdp, ok, b"", ssdp, ok]))
+    add("nat_upnp", b"\xff".join([ssdp, desc, b"", ssdp, ext, b"", ssdp, fault, b"", ssdp, ok]))
+    add("nat_upnp", ssdp)
+    add("nat_upnp", desc)
+
     lines = [l.encode() for l in spec_lines("ledger.md", r"^(\{\"seq\":\d.*\})\s*$")]
     head = spec_lines("ledger.md", r"^(\{\"records\":\d.*\})\s*$")[0].encode() + b"\n"
     if len(head) % 2:

@@ -3,6 +3,7 @@
 # iptables, and hosts behind them (protocol-spec/nat.md, section 9). Needs root.
 #
 #   netlab.sh up PREFIX      build the lab; PREFIX names every namespace (PREFIX-...)
+#   netlab.sh up-lan PREFIX  build the LAN lab instead (below: LAN discovery, nat.md 11)
 #   netlab.sh down PREFIX    remove it (idempotent)
 #   netlab.sh gc             remove labs whose creator (psl<PID>) is gone: after a crash
 #   netlab.sh hosts          print the hosts: NAME KIND IP (the namespace is PREFIX-NAME)
@@ -27,7 +28,11 @@
 #        cone"): plain MASQUERADE, unsolicited inbound dropped
 #   sym  address-and-port-dependent mapping ("symmetric"): MASQUERADE --random-fully
 #   pmp  a port-restricted cone like prc, plus miniupnpd offering NAT-PMP (RFC 6886) and PCP
-#        on the LAN side: the host can map its ports (miniupnpd adds nftables DNAT rules)
+#        on the LAN side: the host can map its ports (miniupnpd adds nftables DNAT rules);
+#        the node there speaks NAT-PMP (tests/netlab.rs runs it with --no-pcp)
+#   pcp  the same router; the node there speaks PCP (RFC 6887), its default
+#   upnp a port-restricted cone with miniupnpd offering UPnP-IGD only (SSDP, SOAP on port
+#        5000; no NAT-PMP or PCP): the node finds no PCP server and falls back to UPnP
 #
 # Why a STUN responder: miniupnpd 2.3.1 refuses every mapping while its external address is
 # reserved or private ("Port forwarding is impossible"), and every documentation range is
@@ -36,12 +41,21 @@
 # and enables forwarding when the four answers show an unfiltered path, which they do here:
 # the router's wan address is what the lab's internet sees. So the lab keeps the documentation
 # ranges and runs stun.py on a public host.
+# The LAN lab (`up-lan`), for LAN discovery: several hosts on one link.
+#
+#   PREFIX-inet: bridge br0, 203.0.113.0/24; pub 203.0.113.2, a public node (bootstrap)
+#   PREFIX-ra / PREFIX-rb: routers (wan 203.0.113.21 / .22), port-restricted cone NAT
+#     without hairpinning, each with a bridge `lan` (192.168.10.1/24 / 192.168.20.1/24)
+#     a1 192.168.10.2, a2 192.168.10.3      LAN A
+#     b1 192.168.20.2, b2 192.168.20.3      LAN B
+#   PREFIX-iso: a bridge alone (no router, no internet), IPv6 only, no DAD:
+#     i1 fd00:5053::1, i2 fd00:5053::2, i3 fd00:5053::3 (/64)
 # Routers drop what they do not forward (no RST, no ICMP): a SYN that arrives before the
 # host's own SYN has opened the mapping must be lost, not refused, for a simultaneous open.
 set -euo pipefail
 
 IPT=${IPT:-iptables}
-TYPES=(eim prc sym pmp)
+TYPES=(eim prc sym pmp pcp upnp)
 STUN_IP=203.0.113.4
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROLES=(s l)
@@ -69,17 +83,25 @@ attach() {
   ip -n "$ns" link set "$ifname" up
 }
 
+# The "internet": namespace PREFIX-inet with the bridge br0 every public interface joins.
+internet() {
+  newns "$P-inet"
+  ip -n "$P-inet" link add br0 type bridge
+  ip -n "$P-inet" link set br0 up
+}
+
 newns() {
   ip netns add "$1"
   ip -n "$1" link set lo up
 }
 
-# miniupnpd on router namespace $1 (its LAN is `lan`, its WAN `wan`), NAT-PMP/PCP only (no
-# UPnP IGD, no SSDP), with its own config, lease file and log in the lab's temp dir. Its rules
+# miniupnpd on router namespace $1 (its LAN is `lan`, its WAN `wan`) of kind $3: NAT-PMP/PCP
+# only (pmp, pcp), or UPnP-IGD only (upnp: SSDP, and HTTP on port 5000), with its own config, lease file and log in the lab's temp dir. Its rules
 # go in its own nftables table `miniupnpd` (inet): DNAT in a prerouting chain, and a forward
 # chain that accepts; the iptables FORWARD chain accepts DNATed connections (router_rules).
 miniupnpd_start() {
-  local ns=$1 dir=$2
+  local ns=$1 dir=$2 kind=$3 upnp=no natpmp=yes
+  if [ "$kind" = upnp ]; then upnp=yes natpmp=no; fi
   ip netns exec "$ns" nft -f - <<EOF
 table inet miniupnpd {
   chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
@@ -93,8 +115,9 @@ EOF
   cat >"$dir/$ns.conf" <<EOF
 ext_ifname=wan
 listening_ip=lan
-enable_upnp=no
-enable_natpmp=yes
+enable_upnp=$upnp
+enable_natpmp=$natpmp
+http_port=5000
 ext_perform_stun=yes
 ext_stun_host=$STUN_IP
 ext_stun_port=3478
@@ -104,6 +127,9 @@ upnp_forward_chain=miniupnpd
 upnp_nat_chain=prerouting_miniupnpd
 upnp_nat_postrouting_chain=postrouting_miniupnpd
 lease_file=$dir/$ns.leases
+# PCP mappings may be as short as NAT-PMP's (the default minimum is 120 s): the lab asks
+# for 10 s to see renewals.
+min_lifetime=10
 secure_mode=yes
 system_uptime=no
 uuid=00000000-0000-4000-8000-000000000001
@@ -158,9 +184,7 @@ up() {
   done
   local dir="${TMPDIR:-/tmp}/netlab-$P"
   mkdir -p "$dir"
-  newns "$P-inet"
-  ip -n "$P-inet" link add br0 type bridge
-  ip -n "$P-inet" link set br0 up
+  internet
   newns "$P-stun"
   attach "$P-stun" eth0 "$STUN_IP/24" "${P}st"
   ip netns exec "$P-stun" setsid python3 "$HERE/stun.py" "$STUN_IP" 3478 \
@@ -186,12 +210,69 @@ up() {
     ip -n "$ns" link set eth0 up
     ip -n "$ns" route add default via "192.0.2.$((8 * k + 1))"
     router_rules "$r" "$kind" "$ip"
-    if [ "$kind" = pmp ]; then
-      miniupnpd_start "$r" "$dir"
+    if [ "$kind" = pmp ] || [ "$kind" = pcp ] || [ "$kind" = upnp ]; then
+      miniupnpd_start "$r" "$dir" "$kind"
       pmp+=("$r")
     fi
   done < <(hosts)
   for r in "${pmp[@]}"; do miniupnpd_wait "$r" "$dir"; done
+  trap - ERR
+}
+
+lan_hosts() {
+  echo "pub public 203.0.113.2"
+  echo "a1 a 192.168.10.2"
+  echo "a2 a 192.168.10.3"
+  echo "b1 b 192.168.20.2"
+  echo "b2 b 192.168.20.3"
+  echo "i1 iso fd00:5053::1"
+  echo "i2 iso fd00:5053::2"
+  echo "i3 iso fd00:5053::3"
+}
+
+# A host namespace $1 on the bridge `lan` of namespace $2 with address $3 (veth $4).
+on_bridge() {
+  local ns=$1 br=$2 addr=$3 v=$4 extra=${5:-}
+  newns "$ns"
+  ip -n "$br" link add "$v" type veth peer name eth0 netns "$ns"
+  ip -n "$br" link set "$v" master lan up
+  # shellcheck disable=SC2086
+  ip -n "$ns" addr add "$addr" dev eth0 $extra
+  ip -n "$ns" link set eth0 up
+}
+
+lan_up() {
+  trap 'echo "netlab: setup failed; cleaning up" >&2; down' ERR
+  command -v "$IPT" >/dev/null || { echo "netlab: $IPT not installed" >&2; exit 2; }
+  mkdir -p "${TMPDIR:-/tmp}/netlab-$P"
+  internet
+  newns "$P-pub"
+  attach "$P-pub" eth0 "203.0.113.2/24" "${P}pub"
+  local n=0 side net
+  for side in a b; do
+    n=$((n + 1))
+    net=$((n * 10))
+    local r="$P-r$side"
+    newns "$r"
+    attach "$r" wan "203.0.113.$((20 + n))/24" "${P}w$side"
+    ip -n "$r" link add lan type bridge
+    ip -n "$r" addr add "192.168.$net.1/24" dev lan
+    ip -n "$r" link set lan up
+    local h
+    for h in 1 2; do
+      on_bridge "$P-$side$h" "$r" "192.168.$net.$((h + 1))/24" "${P}$side$h"
+      ip -n "$P-$side$h" route add default via "192.168.$net.1"
+    done
+    # Port-restricted cone, no hairpinning: the hosts of one LAN reach each other only
+    # over the LAN.
+    router_rules "$r" prc "192.168.$net.2"
+  done
+  newns "$P-iso"
+  ip -n "$P-iso" link add lan type bridge
+  ip -n "$P-iso" link set lan up
+  for h in 1 2 3; do
+    on_bridge "$P-i$h" "$P-iso" "fd00:5053::$h/64" "${P}i$h" nodad
+  done
   trap - ERR
 }
 
@@ -228,6 +309,8 @@ gc() {
 
 case "${1:-}" in
   up) P=$2; up ;;
+  up-lan) P=$2; lan_up ;;
+  lan-hosts) lan_hosts ;;
   down) P=$2; down ;;
   gc) gc ;;
   hosts) hosts ;;

@@ -11,7 +11,9 @@ a fresh folder with a fresh `song.wav` of random bytes (the user's own file in t
 `./target/release/peershare` is the binary. Ports are the README's own (4001-4003, 5001-5003).
 
 A run is clean when: every command exits 0 and the three nodes are still running at the end;
-`add` printed a 64-hex ID then a share link; `peers` named the sharing node (127.0.0.1:4002);
+`add` printed a 64-hex ID then a share link; `peers` named the sharing node (port 4002: at
+127.0.0.1, or at this machine's LAN address when the nodes also found each other by LAN
+discovery, protocol-spec/nat.md section 11);
 `get` produced a byte-identical ./downloads/song.wav; `ls` listed the ID; `status` answered;
 nothing anywhere mentions a panic, and no client wrote to stderr; and each node stops on
 SIGTERM with exit status 0. A failed run prints its whole transcript and the nodes' logs.
@@ -125,8 +127,8 @@ def one_run(n, lines, binary):
             problems.append(f"add did not print a 64-hex ID first (got {qid!r})")
         if qid and f"peershare:{qid}" in stdout:
             problems.append("the share link leaked into $ID")
-        if "127.0.0.1:4002" not in stdout:
-            problems.append("peers did not name the sharing node 127.0.0.1:4002")
+        if not re.search(r"^\S+:4002$", stdout, re.M):
+            problems.append("peers did not name the sharing node (port 4002)")
         got = os.path.join(work, "downloads", "song.wav")
         if not os.path.exists(got):
             problems.append("./downloads/song.wav was not created")

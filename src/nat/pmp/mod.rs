@@ -32,6 +32,7 @@
 //! client's state machine.
 
 mod codec;
+pub mod pcp;
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -39,6 +40,15 @@ use std::time::{Duration, Instant};
 
 pub use codec::{default_gateway, opcode, result_code, Body, DecodeError, Proto, Request};
 pub use codec::{Response, SERVER_PORT, VERSION};
+
+/// The default gateway as the driver finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gateway {
+    /// Its address (the IPv4 default route's next hop).
+    pub addr: Ipv4Addr,
+    /// Our own address towards it (PCP requests carry it), if the driver could tell.
+    pub local: Option<Ipv4Addr>,
+}
 
 /// Tunables.
 #[derive(Clone, Debug)]
@@ -54,6 +64,9 @@ pub struct PmpConfig {
     /// After the gateway refused or never answered, when to ask again (the router may be
     /// replaced or reconfigured); while mapped, how often to check the gateway's epoch.
     pub retry_after: Duration,
+    /// Speak PCP (RFC 6887) first, as this client address with this mapping nonce, and fall
+    /// back to NAT-PMP when the gateway answers as a NAT-PMP server; `None`: NAT-PMP only.
+    pub pcp: Option<(Ipv4Addr, [u8; 12])>,
 }
 
 impl Default for PmpConfig {
@@ -64,6 +77,7 @@ impl Default for PmpConfig {
             first_rto: Duration::from_millis(250),
             max_tries: 9,
             retry_after: Duration::from_secs(600),
+            pcp: None,
         }
     }
 }
@@ -88,6 +102,45 @@ pub enum PmpEvent {
     /// Shutdown: the mappings are removed (or the gateway stopped answering).
     Removed,
 }
+
+/// Which protocol the client speaks to the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// PCP (RFC 6887), version 2.
+    Pcp,
+    /// NAT-PMP (RFC 6886), version 0.
+    NatPmp,
+}
+
+impl Version {
+    /// Lower-case name for status pages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Version::Pcp => "pcp",
+            Version::NatPmp => "nat-pmp",
+        }
+    }
+}
+
+/// Why a gateway's datagram was ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerError {
+    /// Not a NAT-PMP response we accept.
+    NatPmp(DecodeError),
+    /// Not a PCP response we accept.
+    Pcp(pcp::PcpError),
+}
+
+impl std::fmt::Display for AnswerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnswerError::NatPmp(e) => e.fmt(f),
+            AnswerError::Pcp(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AnswerError {}
 
 /// Where the client is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +196,7 @@ pub struct PmpCounters {
 #[derive(Debug)]
 pub struct PmpClient {
     cfg: PmpConfig,
+    version: Version,
     state: PmpState,
     queue: VecDeque<Request>,
     in_flight: Option<InFlight>,
@@ -164,6 +218,11 @@ impl PmpClient {
     /// A client for `cfg.port`; nothing is sent before [`PmpClient::start`].
     pub fn new(cfg: PmpConfig) -> Self {
         PmpClient {
+            version: if cfg.pcp.is_some() {
+                Version::Pcp
+            } else {
+                Version::NatPmp
+            },
             cfg,
             state: PmpState::Idle,
             queue: VecDeque::new(),
@@ -225,13 +284,31 @@ impl PmpClient {
     // ----- inputs -------------------------------------------------------------------
 
     /// A datagram from the gateway's NAT-PMP port (the reactor checks the source).
-    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<(), DecodeError> {
-        let resp = match Response::decode(bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                self.counters.ignored += 1;
-                return Err(e);
-            }
+    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<(), AnswerError> {
+        let (resp, external) = match (self.version, self.cfg.pcp) {
+            (Version::Pcp, Some((_, nonce))) => match pcp::decode(bytes, &nonce) {
+                Ok(a) => (a.response, a.external),
+                Err(pcp::PcpError::NatPmpAnswer(result_code::UNSUPPORTED_VERSION)) => {
+                    // A NAT-PMP server: ask again in its version (RFC 6887, section 9).
+                    self.version = Version::NatPmp;
+                    if let Some(f) = self.in_flight.take() {
+                        self.queue.push_front(f.req);
+                        self.send_next(now);
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.counters.ignored += 1;
+                    return Err(AnswerError::Pcp(e));
+                }
+            },
+            _ => match Response::decode(bytes) {
+                Ok(r) => (r, None),
+                Err(e) => {
+                    self.counters.ignored += 1;
+                    return Err(AnswerError::NatPmp(e));
+                }
+            },
         };
         let Some(f) = self.in_flight else {
             self.counters.ignored += 1;
@@ -255,16 +332,26 @@ impl PmpClient {
                 self.finish_removal();
                 return Ok(());
             }
+            let name = match self.version {
+                Version::Pcp => pcp::result_name(u8::try_from(resp.result).unwrap_or(u8::MAX)),
+                Version::NatPmp => result_code::name(resp.result),
+            };
             let why = format!(
-                "the gateway answered {} ({}) to {}",
+                "the gateway answered {} {} ({name}) to {}",
+                self.version.name(),
                 resp.result,
-                result_code::name(resp.result),
                 describe(&f.req)
             );
             self.give_up(now, why);
             return Ok(());
         }
+        if let Some(a) = external.filter(|a| !a.is_unspecified()) {
+            self.external = Some(a);
+        }
         match (resp.body, f.req) {
+            // PCP's ANNOUNCE carries no address (its MAP answers do).
+            (Body::ExternalAddress(a), _) if a.is_unspecified() && self.version == Version::Pcp => {
+            }
             (Body::ExternalAddress(a), _) => self.external = Some(a),
             (
                 Body::Map {
@@ -324,7 +411,7 @@ impl PmpClient {
         }
         self.give_up(
             now,
-            "the gateway has no NAT-PMP server (port unreachable)".into(),
+            "the gateway has no PCP or NAT-PMP server (port unreachable)".into(),
         );
     }
 
@@ -397,6 +484,11 @@ impl PmpClient {
 
     // ----- introspection ------------------------------------------------------------
 
+    /// The protocol spoken (PCP until the gateway shows it speaks only NAT-PMP).
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
     /// Where the client is.
     pub fn state(&self) -> PmpState {
         self.state
@@ -450,7 +542,11 @@ impl PmpClient {
 
     fn transmit(&mut self, req: &Request) {
         self.counters.sent += 1;
-        self.transmits.push_back(req.encode());
+        let bytes = match (self.version, self.cfg.pcp) {
+            (Version::Pcp, Some((client, nonce))) => pcp::encode(req, client, &nonce),
+            _ => req.encode(),
+        };
+        self.transmits.push_back(bytes);
     }
 
     fn send_next(&mut self, now: Instant) {
@@ -556,3 +652,6 @@ fn describe(req: &Request) -> String {
         Request::Map { proto, .. } => format!("the {} mapping request", proto.name()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -359,6 +359,22 @@ impl Engine {
         self.connect_more(now, *content);
     }
 
+    /// A provider of `content` on our own link (LAN discovery): tried before every other
+    /// candidate, even one tried already under this address (a LAN connection is the
+    /// cheapest there is). Ignored if `content` is not being downloaded.
+    pub fn add_preferred_peer(&mut self, now: Instant, content: &Id, addr: SocketAddr) {
+        if self.is_own_addr(&addr) || self.banned_addrs.contains(&addr) {
+            return;
+        }
+        let Some(c) = self.contents.get_mut(content) else {
+            return;
+        };
+        c.candidates.retain(|a| *a != addr);
+        c.tried.remove(&addr);
+        c.candidates.push_front(addr);
+        self.connect_more(now, *content);
+    }
+
     /// Forgets a download (cancelled by the user). Its connections close.
     pub fn cancel(&mut self, content: &Id) {
         self.unshare(content);

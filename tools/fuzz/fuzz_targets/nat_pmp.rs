@@ -1,4 +1,5 @@
-//! NAT-PMP (src/nat/pmp.rs): a gateway's responses (`Response::decode`), the sans-IO
+//! NAT-PMP (src/nat/pmp.rs): a gateway's responses (`Response::decode`, and PCP's
+//! `pcp::decode`), the sans-IO
 //! client driven by a fuzzer-chosen script of datagrams (raw, or well-formed answers to the
 //! request in flight with fuzzer-chosen fields), timeouts, ICMP unreachable, start and
 //! shutdown; and `default_gateway`, the parser of `/proc/net/route`.
@@ -11,7 +12,9 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use peershare::nat::pmp::{default_gateway, Body, PmpClient, PmpConfig, PmpState, Proto, Response};
+use peershare::nat::pmp::{
+    default_gateway, pcp, Body, PmpClient, PmpConfig, PmpState, Proto, Response,
+};
 
 #[global_allocator]
 static ALLOC: peershare_fuzz::CappedAlloc = peershare_fuzz::CappedAlloc;
@@ -63,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
     });
     let mut last_request: Option<Vec<u8>> = None;
     while !s.0.is_empty() {
-        match s.u8() % 9 {
+        match s.u8() % 10 {
             0 => {
                 let n = usize::from(s.u8() % 24);
                 let d = s.bytes(n).to_vec();
@@ -114,10 +117,16 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(r.encode(), d, "a response does not re-encode byte for byte");
                 }
             }
-            _ => {
+            8 => {
                 let n = usize::from(s.u8());
                 let text = String::from_utf8_lossy(s.bytes(n)).into_owned();
                 let _ = default_gateway(&text);
+            }
+            _ => {
+                // A PCP answer (or anything) to a PCP client: typed error or an answer.
+                let n = usize::from(s.u8() % 72);
+                let d = s.bytes(n);
+                let _ = pcp::decode(d, &[0; 12]);
             }
         }
         while let Some(d) = c.poll_transmit() {

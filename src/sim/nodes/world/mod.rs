@@ -636,7 +636,8 @@ impl World {
                 // No ledger here: nothing in a scenario registers content.
                 let _ = to;
             }
-            Output::Limits(_) | Output::RunHook(_) | Output::ViewChanged => {}
+            // The simulated nodes run without LAN discovery (never enabled here).
+            Output::Lan(_) | Output::Limits(_) | Output::RunHook(_) | Output::ViewChanged => {}
         }
     }
 

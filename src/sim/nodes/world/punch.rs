@@ -83,7 +83,7 @@ impl World {
                 }
             }
             // No gateway in the simulated network, so the core never maps a port.
-            NatIo::PmpSend { .. } => {}
+            NatIo::PmpSend { .. } | NatIo::UpnpSearch { .. } | NatIo::UpnpHttp { .. } => {}
         }
     }
 
