@@ -29,6 +29,11 @@ impl Rarity {
         self.0.is_empty()
     }
 
+    /// How many chunks are missing.
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// The missing chunks, rarest first.
     pub(super) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.0.iter().map(|&(_, _, i)| i)
@@ -81,14 +86,98 @@ impl Scheduler {
     }
 
     /// Up to `n` missing chunks `key` has, rarest first, ties in the tie order.
+    ///
+    /// Two ways to the same answer, whichever reads less: the index from its start, skipping
+    /// chunks the peer lacks (quick when the peer has much of what is missing: a seed), or
+    /// the peer's own chunks, keeping the `n` best (quick when it has little: in a swarm of
+    /// downloaders each starts with few, and the index would be read nearly to its end at
+    /// every refill).
     pub(super) fn pick_rarest(&self, key: PeerKey, n: usize) -> Vec<usize> {
         let Some(p) = self.peers.get(&key) else {
             return Vec::new();
         };
-        self.rarity
-            .iter()
-            .filter(|&i| p.has.contains(i))
-            .take(n)
-            .collect()
+        if n == 0 || p.useful == 0 {
+            return Vec::new();
+        }
+        // Reading the index finds the peer's chunks at the rate it holds the needed ones.
+        let index_cost = n.saturating_mul(self.rarity.len()) / p.useful;
+        if p.has.count() >= index_cost {
+            return self
+                .rarity
+                .iter()
+                .filter(|&i| p.has.contains(i))
+                .take(n)
+                .collect();
+        }
+        // The n smallest (availability, rank, chunk) among the peer's missing chunks.
+        let mut best: Vec<(u16, usize, usize)> = Vec::with_capacity(n + 1);
+        for i in p.has.iter() {
+            if self.state.get(i) != Some(&ChunkState::Missing) {
+                continue;
+            }
+            let cand = (
+                self.availability.get(i).copied().unwrap_or(0),
+                self.order.rank(i),
+                i,
+            );
+            if best.len() == n && best.last().is_some_and(|w| cand >= *w) {
+                continue;
+            }
+            let at = best.partition_point(|b| *b < cand);
+            best.insert(at, cand);
+            best.truncate(n);
+        }
+        best.into_iter().map(|(_, _, i)| i).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::bitset::BitSet;
+    use crate::conn::ConnId;
+    use crate::transfer::scheduler::SchedulerConfig;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Both ways of picking give what sorting every candidate gives, for peers holding
+        /// few chunks or many.
+        #[test]
+        fn picks_are_the_rarest_the_peer_has(
+            n in 1usize..300,
+            peers in proptest::collection::vec(proptest::collection::vec(any::<bool>(), 300), 1..5),
+            have in proptest::collection::vec(any::<bool>(), 300),
+            seed in any::<u64>(),
+        ) {
+            let now = Instant::now();
+            let mut own = BitSet::new(n);
+            for i in (0..n).filter(|&i| have[i]) {
+                own.insert(i);
+            }
+            let mut s = Scheduler::new(n, 1 << 18, own, SchedulerConfig::default(), seed);
+            for (k, bits) in peers.iter().enumerate() {
+                let mut b = BitSet::new(n);
+                // Sparse for some peers (the scan of the peer's chunks), dense for others.
+                for i in (0..n).filter(|&i| bits[i] && (k % 2 == 0 || i % 7 == 0)) {
+                    b.insert(i);
+                }
+                s.add_peer(now, ConnId::new(k as u64));
+                s.peer_bitfield(now, ConnId::new(k as u64), &b);
+            }
+            for k in 0..peers.len() {
+                let key = ConnId::new(k as u64);
+                let p = &s.peers[&key];
+                let mut all: Vec<(u16, usize, usize)> = (0..n)
+                    .filter(|&i| s.state[i] == ChunkState::Missing && p.has.contains(i))
+                    .map(|i| (s.availability[i], s.order.rank(i), i))
+                    .collect();
+                all.sort_unstable();
+                let want: Vec<usize> = all.into_iter().take(k.max(1) * 3).map(|c| c.2).collect();
+                prop_assert_eq!(s.pick_rarest(key, k.max(1) * 3), want);
+            }
+            prop_assert!(s.check_invariants().is_ok());
+        }
     }
 }
