@@ -34,6 +34,7 @@ pub mod content;
 pub mod dht;
 pub mod explain;
 pub mod id;
+pub mod identity;
 pub mod ledger;
 pub mod limits;
 pub mod nat;
