@@ -43,6 +43,7 @@ pub mod node;
 pub mod node_core;
 pub mod paths;
 pub mod proto;
+pub mod secure;
 pub mod settings;
 pub mod sim;
 pub mod storage;
