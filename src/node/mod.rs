@@ -158,6 +158,33 @@ fn load_identity(
     Ok(loaded.identity)
 }
 
+/// `PEERSHARE_KEYLOG=FILE`: the file every session's keys are appended to (secure.md section
+/// 6), created with mode 0600. Anyone holding it can read those sessions, so it is said loud.
+fn open_keylog() -> Result<Option<std::fs::File>, NodeError> {
+    let Some(path) = std::env::var_os("PEERSHARE_KEYLOG").filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let f = opts.open(&path).map_err(|e| {
+        NodeError::Config(format!(
+            "PEERSHARE_KEYLOG: cannot open {}: {e}",
+            std::path::Path::new(&path).display()
+        ))
+    })?;
+    log::warn!(
+        "PEERSHARE_KEYLOG: writing every wire session's keys to {}: whoever reads it can \
+         decrypt this node's captured traffic",
+        std::path::Path::new(&path).display()
+    );
+    Ok(Some(f))
+}
+
 /// Runs a node in the foreground until `shutdown` is set (by the signal handler).
 /// Prints the node's identity and addresses to stdout once it is listening.
 pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> {
@@ -181,6 +208,10 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
     let file = read_config(&cfg.data_dir, saved.limits)?;
     let identity = load_identity(&cfg.data_dir, saved.node_id)?;
     let id = identity.node_id();
+    // The Noise static key is fresh at each start: only the identity key is long-term.
+    let keys = crate::secure::LocalKeys::generate(identity)
+        .map(Arc::new)
+        .map_err(|e| NodeError::Config(format!("session keys: {e}")))?;
 
     let bound = socket::bind_pair(cfg.bind_ip, cfg.port).map_err(|source| NodeError::Bind {
         what: "DHT and wire protocol",
@@ -301,6 +332,8 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
         ledger,
         trace: cfg.trace,
         limits,
+        keys,
+        keylog: open_keylog()?,
     })
     .map_err(io_err("register sockets"))?;
 

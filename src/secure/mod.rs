@@ -76,6 +76,13 @@ pub enum SecureError {
     Tampered,
     /// A record's length prefix is impossible (shorter than a tag).
     BadRecord,
+    /// The peer's HANDSHAKE frame (wire.md 4.2) names another node ID than it proved.
+    ClaimedOtherId {
+        /// The ID its identity proof proved.
+        proven: Id,
+        /// The ID its HANDSHAKE frame named.
+        claimed: Id,
+    },
 }
 
 impl std::fmt::Display for SecureError {
@@ -98,6 +105,10 @@ impl std::fmt::Display for SecureError {
                 "a record failed authentication (tampered, replayed, reordered or truncated)"
             ),
             SecureError::BadRecord => write!(f, "a record length shorter than its tag"),
+            SecureError::ClaimedOtherId { proven, claimed } => write!(
+                f,
+                "the peer proved node ID {proven} but its HANDSHAKE frame claims {claimed}: refused"
+            ),
         }
     }
 }

@@ -313,3 +313,32 @@ pub fn pair(
     assert!(found, "the leecher never found the seeder's record");
     (seeder, leecher, id, data)
 }
+
+/// A wire connection, encrypted as every one is (protocol-spec/secure.md).
+pub type Wire = peershare::net::secure_io::SecureStream<std::net::TcpStream>;
+
+/// Session keys of a fresh identity.
+pub fn fresh_keys() -> peershare::secure::LocalKeys {
+    peershare::secure::LocalKeys::generate(peershare::identity::Identity::generate()).unwrap()
+}
+
+/// Dials `addr` as `keys`: the session is up when this returns (the handshake's own errors
+/// are the `Err`).
+pub fn wire_connect_as(
+    addr: SocketAddr,
+    keys: &peershare::secure::LocalKeys,
+) -> std::io::Result<Wire> {
+    let s = std::net::TcpStream::connect(addr)?;
+    let _ = s.set_nodelay(true);
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Wire::connect(s, keys, None)
+}
+
+/// Dials `addr` from a fresh identity; the session and the node ID it proved (the one its
+/// HANDSHAKE frame must name).
+pub fn wire_connect(addr: SocketAddr) -> (Wire, peershare::id::Id) {
+    let keys = fresh_keys();
+    let w =
+        wire_connect_as(addr, &keys).unwrap_or_else(|e| panic!("secure session with {addr}: {e}"));
+    (w, keys.node_id())
+}
