@@ -153,6 +153,14 @@ impl LocalKeys {
         LocalKeys::new(identity, secret)
     }
 
+    /// A copy whose identity proof names another identity key (keeping this side's
+    /// signature): what a node claiming someone else's ID sends. It cannot verify; for tests
+    /// and the conformance suite.
+    pub fn claiming_identity_key(mut self, public: [u8; PUBLIC_LEN]) -> LocalKeys {
+        self.payload[1..1 + PUBLIC_LEN].copy_from_slice(&public);
+        self
+    }
+
     /// This node's ID.
     pub fn node_id(&self) -> Id {
         self.identity.node_id()
