@@ -514,6 +514,12 @@ impl Reactor {
 
     /// Hands a connected socket to the wire machinery as `conn`'s.
     fn adopt(&mut self, conn: ConnId, stream: mio::net::TcpStream, side: Side, now: Instant) {
+        // An accepted socket may be our own punch that reached the listener: the core knows.
+        let side = match self.core.conn_outgoing(conn) {
+            Some(true) => Side::Dialer,
+            Some(false) => Side::Acceptor,
+            None => side,
+        };
         if let Err(e) = self
             .wire_socks
             .adopt(self.poll.registry(), conn, stream, side)
