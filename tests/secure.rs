@@ -364,3 +364,170 @@ fn a_byte_rewritten_on_the_path_fails_that_connection_and_the_download_completes
     let s = leecher.status();
     assert_eq!(s["secure"]["id_mismatch"], 0, "{s}");
 }
+
+/// Says that a capture test did not run and why, or fails where it must run (CI sets
+/// PEERSHARE_REQUIRE_TSHARK=1).
+fn skip(test: &str, why: &str) {
+    if std::env::var("PEERSHARE_REQUIRE_TSHARK").is_ok_and(|v| v == "1") {
+        panic!("{test} cannot run: {why} (PEERSHARE_REQUIRE_TSHARK=1 requires it to)");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 (the capture filter names it).
+fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = t.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// Windows of 32 bytes of `data` at every `step` bytes, keyed by their first 8 bytes.
+fn windows(data: &[u8], step: usize) -> std::collections::HashMap<u64, Vec<[u8; 32]>> {
+    let mut m: std::collections::HashMap<u64, Vec<[u8; 32]>> = Default::default();
+    for i in (0..data.len().saturating_sub(31)).step_by(step) {
+        let w: [u8; 32] = data[i..i + 32].try_into().unwrap();
+        m.entry(u64::from_le_bytes(w[..8].try_into().unwrap()))
+            .or_default()
+            .push(w);
+    }
+    m
+}
+
+/// The first offset of `hay` where one of `w`'s windows starts.
+fn find_window(hay: &[u8], w: &std::collections::HashMap<u64, Vec<[u8; 32]>>) -> Option<usize> {
+    (0..hay.len().saturating_sub(31)).find(|&i| {
+        let k = u64::from_le_bytes(hay[i..i + 8].try_into().unwrap());
+        w.get(&k)
+            .is_some_and(|v| v.iter().any(|x| x[..] == hay[i..i + 32]))
+    })
+}
+
+/// A 10 MiB transfer captured on loopback: no 32-byte run of the file (sampled every 509
+/// bytes, so any leaked stretch of 541 bytes or more is found) nor of the manifest (every
+/// run) is in any TCP payload; with the nodes' key logs the same capture opens into frames
+/// whose PIECEs are the file and whose MANIFEST_DATA is the manifest.
+#[test]
+fn a_capture_of_a_transfer_shows_no_plaintext_and_the_key_log_opens_it() {
+    const TEST: &str =
+        "secure::a_capture_of_a_transfer_shows_no_plaintext_and_the_key_log_opens_it";
+    if Command::new("tshark").arg("-v").output().is_err() {
+        return skip(TEST, "tshark not found (apt-get install tshark)");
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = seeded_bytes(10 * 1024 * 1024, 77);
+    let src = t.path().join("ten.bin");
+    std::fs::write(&src, &data).unwrap();
+    let manifest = peershare::content::manifest::Manifest::for_data(&data)
+        .unwrap()
+        .encode();
+    let (pa, pb) = (free_port(), free_port());
+    let pcap = t.path().join("cap.pcapng");
+    let capture = match common::capture::Capture::start(&pcap, &[pa, pb]) {
+        Ok(c) => c,
+        Err(why) => return skip(TEST, &why),
+    };
+    let keylog = t.path().join("keys.log");
+    let start = |dir: &str, port: u16| {
+        Node::try_start_env(
+            None,
+            &t.path().join(dir),
+            &["--port", &port.to_string()],
+            None,
+            &[("PEERSHARE_KEYLOG", &keylog)],
+        )
+        .expect("node")
+    };
+    let (a, b) = (start("a", pa), start("b", pb));
+    let id = add_file(&a, &src);
+    assert_eq!(id, Id::hash_of(&manifest).to_hex());
+    let out = t.path().join("out");
+    let r = b
+        .call_timeout(
+            "local_request_file",
+            json!({ "content_hash": id, "output_dir": out, "peers": [a.listen.to_string()] }),
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    assert_eq!(r["status"], "success", "{r}");
+    assert!(std::fs::read(r["file_path"].as_str().unwrap()).unwrap() == data);
+    std::thread::sleep(Duration::from_millis(300));
+    drop((a, b));
+    let pcap = capture.stop();
+
+    let flows = common::capture::tcp_flows(&pcap);
+    let total: usize = flows.iter().map(|f| f.a_to_b.len() + f.b_to_a.len()).sum();
+    assert!(
+        total >= data.len(),
+        "the capture holds {total} TCP bytes, the file is bigger"
+    );
+    let file_w = windows(&data, 509);
+    let manifest_w = windows(&manifest, 1);
+    // The scanner finds what it looks for (a test that cannot fail proves nothing).
+    assert_eq!(
+        find_window(&data[5000..6000], &file_w).map(|i| i < 509),
+        Some(true)
+    );
+    assert!(find_window(&manifest, &manifest_w).is_some());
+    for f in &flows {
+        for (dir, bytes) in [("->", &f.a_to_b), ("<-", &f.b_to_a)] {
+            assert_eq!(
+                find_window(bytes, &file_w),
+                None,
+                "{} {dir} {}: a run of the file in clear",
+                f.a,
+                f.b
+            );
+            assert_eq!(
+                find_window(bytes, &manifest_w),
+                None,
+                "{} {dir} {}: a run of the manifest in clear",
+                f.a,
+                f.b
+            );
+        }
+    }
+
+    // With the key log: the frames, the manifest and every chunk.
+    let keys = common::capture::read_keylog(&keylog);
+    assert!(!keys.is_empty(), "the nodes wrote no key log line");
+    let (mut pieces, mut manifest_seen) = (std::collections::BTreeMap::new(), Vec::new());
+    let mut opened = 0;
+    for f in &flows {
+        let Ok((_, sent, got)) = common::capture::open_flow(f, &keys) else {
+            continue;
+        };
+        opened += 1;
+        for stream in [sent, got] {
+            let mut rest = &stream[..];
+            while let Ok(Some((m, used))) = decode_frame(rest) {
+                match m {
+                    Message::Piece { chunk, data } => {
+                        pieces.insert(chunk, data);
+                    }
+                    Message::ManifestData { offset, data, .. } => {
+                        manifest_seen.push((offset, data));
+                    }
+                    _ => {}
+                }
+                rest = &rest[used..];
+            }
+            assert!(rest.is_empty(), "the opened stream ends inside a frame");
+        }
+    }
+    assert!(
+        opened >= 1,
+        "no session of the capture opened with the key log"
+    );
+    manifest_seen.sort();
+    let m: Vec<u8> = manifest_seen.into_iter().flat_map(|(_, d)| d).collect();
+    assert!(
+        m == manifest,
+        "the MANIFEST_DATA opened are not the manifest"
+    );
+    let whole: Vec<u8> = pieces.into_values().flatten().collect();
+    assert!(whole == data, "the PIECEs opened are not the file");
+}

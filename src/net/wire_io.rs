@@ -228,8 +228,10 @@ impl WireSocks {
                 .sessions
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some(f) = self.keylog.as_mut() {
-                let line = crate::secure::keylog_line(&keys);
-                if let Err(e) = writeln!(f, "{}", line.as_str()) {
+                // One write of the whole line: several nodes may share one key log file.
+                let mut line = crate::secure::keylog_line(&keys);
+                line.push('\n');
+                if let Err(e) = f.write_all(line.as_bytes()) {
                     log::warn!("PEERSHARE_KEYLOG: cannot write: {e}");
                 }
             }

@@ -1,6 +1,7 @@
 //! Test harness: real `peershare` processes on loopback, driven through their real API.
 #![allow(dead_code)]
 
+pub mod capture;
 pub mod cli;
 pub mod vectors;
 
@@ -68,6 +69,17 @@ impl Node {
         extra: &[&str],
         log: Option<Stdio>,
     ) -> Option<Node> {
+        Node::try_start_env(cwd, data_dir, extra, log, &[])
+    }
+
+    /// [`Node::try_start_with`] with more environment variables for the node.
+    pub fn try_start_env(
+        cwd: Option<&Path>,
+        data_dir: &Path,
+        extra: &[&str],
+        log: Option<Stdio>,
+        env: &[(&str, &Path)],
+    ) -> Option<Node> {
         let mut args: Vec<String> = vec![
             "run".into(),
             "--data-dir".into(),
@@ -91,6 +103,7 @@ impl Node {
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = Command::new(bin());
+        cmd.envs(env.iter().copied());
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
