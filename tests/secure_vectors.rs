@@ -2,7 +2,7 @@
 //! `protocol-spec/secure.md`, regenerated from the fixed test keys and compared byte for byte.
 //!
 //! The keys (secure.md section 6): initiator identity seed 01 x 32, Noise static secret
-//! 11 x 32, ephemeral secret 21 x 32; responder 02, 12, 22. Noise with AES-GCM, X25519 and
+//! 11 x 32, ephemeral secret 21 x 32; responder 02, 12, 22. Noise with ChaChaPoly, X25519 and
 //! SHA-256 is deterministic given the keys, and so are Ed25519 signatures.
 //!
 //! Also: each vector, fed to a fresh responder or initiator, is accepted; one bit flipped in

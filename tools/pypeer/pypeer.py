@@ -493,7 +493,7 @@ def decode_body(t, body):
 # The secure session (secure.md): Noise XX with an identity proof, then records
 
 
-NOISE_NAME = b"Noise_XX_25519_AESGCM_SHA256"
+NOISE_NAME = b"Noise_XX_25519_ChaChaPoly_SHA256"
 PROLOGUE = b"PeerShare PSWP 2"
 HELLO = b"PSWP\x02"  # msg1's payload: the protocol and version 2 (section 2)
 SIG_CONTEXT = b"peershare-noise-static-key:"
@@ -574,7 +574,7 @@ def secure_handshake(sock, me, initiator):
 
 class Conn:
     """One TCP connection, its secure session done, read frame by frame: records (a 2-byte
-    length and the AES-GCM ciphertext, secure.md section 3) are opened into `buf`."""
+    length and the ChaCha20-Poly1305 ciphertext, secure.md section 3) are opened into `buf`."""
 
     def __init__(self, sock, noise, peer):
         self.sock, self.noise, self.peer, self.buf, self.raw = sock, noise, peer, b"", b""

@@ -316,7 +316,7 @@ WF.sec_ephemeral = ProtoField.bytes("peershare.wire.secure.ephemeral",
     "Ephemeral public key (X25519, the key log's session name)", base.NONE)
 WF.sec_hello = ProtoField.string("peershare.wire.secure.hello", "HELLO (protocol, version 2)")
 WF.sec_ciphertext = ProtoField.bytes("peershare.wire.secure.ciphertext",
-    "Ciphertext and tag (AES-256-GCM)", base.NONE)
+    "Ciphertext and tag (ChaCha20-Poly1305)", base.NONE)
 common_fields("peershare.wire", WF)
 local WE = make_experts("peershare.wire")
 
