@@ -665,6 +665,11 @@ impl Reactor {
     fn wire_read(&mut self, conn: ConnId, now: Instant, budget: u64) -> bool {
         let r = self.wire_socks.read(conn, budget);
         self.account(Dir::Down, conn, r.moved, budget, now);
+        // A read can make output sendable with no new frame from the core: a handshake
+        // message, or the frames queued while the session was being set up.
+        if self.wire_socks.has_output(conn) {
+            self.dirty.push(conn);
+        }
         for f in r.frames {
             self.tracer.frame(false, self.core.conn_addr(conn), &f);
             self.core.handle_wire_frame(now, conn, f);
