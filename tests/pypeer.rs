@@ -1,8 +1,10 @@
 //! The learners' Python peer (tools/pypeer/pypeer.py, written from protocol-spec/ alone) as
 //! an interop partner of the Rust node: it passes every conformance case, downloads a file
 //! the node shares (found through the node's DHT) and serves one the node downloads (the node
-//! finds it through the announce pypeer made to it). Real processes, real sockets; skipped,
-//! saying why, when python3 is missing.
+//! finds it through the announce pypeer made to it). Real processes, real sockets, every wire
+//! connection a secure session (secure.md); skipped, saying why, when python3 or its packages
+//! noiseprotocol and cryptography are missing (failed instead under PEERSHARE_REQUIRE_PYPEER,
+//! which .ci/run sets).
 
 mod common;
 
