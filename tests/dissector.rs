@@ -14,10 +14,13 @@
 //!   (frames across segments): every frame is decoded exactly once, in order.
 //! - `live_session_is_fully_dissected`: three real nodes on loopback, captured with dumpcap
 //!   while they bootstrap, one shares a three-chunk file, another looks it up and downloads
-//!   it. Every UDP and TCP packet with payload between their ports must be decoded as
-//!   PeerShare, with no decode error and no expert error; every message type of the flow must
-//!   appear, and the values the test knows (node IDs from the banners, the content ID, the
-//!   manifest, the chunks) must be the ones the dissector shows.
+//!   it. In the capture itself every TCP payload must be a secure session's message (msg1 to
+//!   msg3, records: secure.md) and no wire frame may show but the dial-back PROBEs. Then the
+//!   capture opened with the nodes' key log (PEERSHARE_KEYLOG; its records decrypted into a
+//!   new pcap, as a learner would): every UDP and TCP packet with payload between their ports
+//!   must be decoded as PeerShare, with no decode error and no expert error; every message
+//!   type of the flow must appear, and the values the test knows (node IDs from the banners,
+//!   the content ID, the manifest, the chunks) must be the ones the dissector shows.
 //!
 //! Needs `tshark` built with Lua and, for the live capture, the right to capture on `lo`
 //! (root or CAP_NET_RAW). Without them a test prints a line saying it was SKIPPED and why,
@@ -27,13 +30,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
+use common::capture::Capture;
 use common::vectors::{load_invalid, load_valid, prefix, read_spec_file};
 use common::{wait_until, Node};
 use serde_json::{json, Value};
@@ -167,6 +170,28 @@ impl Pcap {
             cseq += u32::try_from(s.len()).unwrap();
         }
         frames
+    }
+
+    /// A TCP connection carrying `c2s` from client to server and then `s2c` back, in
+    /// segments an IPv4 packet holds.
+    fn tcp_both_ways(&mut self, client: SocketAddr, server: SocketAddr, c2s: &[u8], s2c: &[u8]) {
+        const SYN: u8 = 0x02;
+        const ACK: u8 = 0x10;
+        const PSH: u8 = 0x08;
+        let (mut cseq, mut sseq) = (1000u32, 5000u32);
+        self.tcp(client, server, cseq, 0, SYN, &[]);
+        self.tcp(server, client, sseq, cseq + 1, SYN | ACK, &[]);
+        cseq += 1;
+        sseq += 1;
+        self.tcp(client, server, cseq, sseq, ACK, &[]);
+        for s in c2s.chunks(60_000) {
+            self.tcp(client, server, cseq, sseq, PSH | ACK, s);
+            cseq = cseq.wrapping_add(u32::try_from(s.len()).unwrap());
+        }
+        for s in s2c.chunks(60_000) {
+            self.tcp(server, client, sseq, cseq, PSH | ACK, s);
+            sseq = sseq.wrapping_add(u32::try_from(s.len()).unwrap());
+        }
     }
 
     fn write(&self, path: &Path) {
@@ -884,109 +909,6 @@ fn a_tree_manifest_in_manifest_data_shows_its_header() {
 
 // ----- the live session -------------------------------------------------------------------
 
-/// A running `dumpcap`.
-struct Capture {
-    child: Child,
-    file: PathBuf,
-    /// What dumpcap wrote on stderr.
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Capture {
-    /// Starts capturing on `lo` the UDP and TCP traffic of `ports` (with a 16 MiB buffer, so
-    /// that a burst of PIECE segments is not dropped); Err says why it cannot.
-    fn start(file: &Path, ports: &[u16]) -> Result<Capture, String> {
-        let filter = format!(
-            "(udp or tcp) and ({})",
-            ports
-                .iter()
-                .map(|p| format!("port {p}"))
-                .collect::<Vec<_>>()
-                .join(" or ")
-        );
-        let mut child = Command::new("dumpcap")
-            .args(["-i", "lo", "-q", "-B", "16", "-f", &filter, "-w"])
-            .arg(file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start dumpcap: {e}"))?;
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let log2 = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let started = line.starts_with("Capturing on");
-                log2.lock().unwrap().push(line);
-                if started {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        // Its first lines say what is wrong; the rest is advice on permissions.
-        let said = |log: &Mutex<Vec<String>>| {
-            let lines = log.lock().unwrap();
-            let first: Vec<&str> = lines
-                .iter()
-                .map(|l| l.trim())
-                .filter(|l| !l.is_empty())
-                .take(3)
-                .collect();
-            first.join(" / ")
-        };
-        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "dumpcap did not start capturing within 30 s: {}",
-                said(&log)
-            ));
-        }
-        // dumpcap says "Capturing on" before it opens the device: a missing permission
-        // shows up just after.
-        for _ in 0..10 {
-            std::thread::sleep(Duration::from_millis(100));
-            if let Ok(Some(st)) = child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
-                return Err(format!(
-                    "dumpcap cannot capture on lo ({st}): {}",
-                    said(&log)
-                ));
-            }
-        }
-        Ok(Capture {
-            child,
-            file: file.to_path_buf(),
-            log,
-        })
-    }
-
-    /// Stops the capture cleanly (SIGINT, as Ctrl-C) so the file is complete.
-    fn stop(mut self) -> PathBuf {
-        let _ = Command::new("kill")
-            .arg("-INT")
-            .arg(self.child.id().to_string())
-            .status();
-        let st = self.child.wait().expect("wait for dumpcap");
-        assert!(
-            st.success(),
-            "dumpcap exited with {st}: {}",
-            self.log.lock().unwrap().join(" / ")
-        );
-        self.file.clone()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts a node on 127.0.0.1:`port` (the capture filter must know the ports before the
 /// nodes send anything). None if the port was taken meanwhile.
 fn start_node(data_dir: &Path, port: u16, bootstrap: Option<SocketAddr>) -> Option<Node> {
@@ -996,7 +918,43 @@ fn start_node(data_dir: &Path, port: u16, bootstrap: Option<SocketAddr>) -> Opti
     if let Some(b) = &boot {
         extra.extend(["--bootstrap", b.as_str()]);
     }
-    Node::try_start(data_dir, &extra)
+    // The nodes write their session keys: the test opens the capture with them.
+    let keylog = data_dir.parent().expect("parent").join("keys.log");
+    Node::try_start_env(
+        None,
+        data_dir,
+        &extra,
+        None,
+        &[("PEERSHARE_KEYLOG", keylog.as_path())],
+    )
+}
+
+/// The capture as a learner opens it with the key log (secure.md section 6): its UDP
+/// datagrams as they are, and each TCP connection's records opened into the wire protocol's
+/// plaintext, written to a new pcap (one connection per session, both directions).
+fn opened_capture(raw: &Path, keylog: &Path, out: &Path) -> PathBuf {
+    use common::capture::{open_flow, read_keylog, tcp_flows, udp_datagrams};
+    let keys = read_keylog(keylog);
+    assert!(!keys.is_empty(), "the nodes wrote no key log line");
+    let mut pcap = Pcap::new();
+    for (src, dst, payload) in udp_datagrams(raw) {
+        pcap.udp(src, dst, &payload);
+    }
+    let mut sessions = 0;
+    for f in tcp_flows(raw) {
+        let Ok((init, sent, got)) = open_flow(&f, &keys) else {
+            continue;
+        };
+        let other = if init == f.a { f.b } else { f.a };
+        pcap.tcp_both_ways(init, other, &sent, &got);
+        sessions += 1;
+    }
+    assert!(
+        sessions > 0,
+        "no TCP connection of the capture opened with the key log"
+    );
+    pcap.write(out);
+    out.to_path_buf()
 }
 
 /// The `three-chunks` manifest vector: (content ID, manifest bytes). Its file is 600000
@@ -1118,7 +1076,52 @@ fn live_session_is_fully_dissected() {
     for mut n in nodes {
         n.terminate();
     }
-    let pcap = capture.stop();
+    let raw = capture.stop();
+
+    // The capture itself: every TCP payload is a secure session's message (msg1, msg2,
+    // msg3, records), and no frame of the wire protocol shows but the dial-back PROBEs.
+    let raw_rows = tshark_fields(
+        &raw,
+        &["peershare.wire.secure.msg", "tcp.srcport", "tcp.dstport"],
+        &["tcp.try_heuristic_first:TRUE"],
+    );
+    let mut secure_msgs = BTreeSet::new();
+    let mut raw_failures = Vec::new();
+    for r in &raw_rows {
+        let f = r.num("frame.number").unwrap_or(0);
+        secure_msgs.extend(r.all("peershare.wire.secure.msg").iter().cloned());
+        // PROBE and RELAY are the only frames sent in clear (secure.md section 5).
+        let clear = r.all("peershare.wire.type_name");
+        if clear.iter().any(|t| t != "PROBE" && t != "RELAY") {
+            raw_failures.push(format!("frame {f}: a wire frame in clear: {clear:?}"));
+        }
+        for e in r.errors() {
+            raw_failures.push(format!("frame {f}: {e}"));
+        }
+    }
+    for m in [
+        "handshake msg1",
+        "handshake msg2",
+        "handshake msg3",
+        "record",
+    ] {
+        if !secure_msgs.iter().any(|s| s.starts_with(m)) {
+            raw_failures.push(format!(
+                "no secure {m} in the capture (saw {secure_msgs:?})"
+            ));
+        }
+    }
+    assert!(
+        raw_failures.is_empty(),
+        "the raw capture:\n{}",
+        raw_failures.join("\n")
+    );
+    // Then the same capture opened with the key log must show every frame below.
+    let pcap = opened_capture(
+        &raw,
+        &dir.path().join("keys.log"),
+        &dir.path().join("opened.pcap"),
+    );
 
     // Dissect. Heuristics first: the downloader's TCP port is an ephemeral one, which some
     // other dissector might be registered on.

@@ -394,8 +394,9 @@ fn raw_tree(entries: &[(u8, &str, u64)], total: u64, chunks: u32) -> Vec<u8> {
 }
 
 /// A hostile peer on a real socket: it claims `manifest`'s content, proves it "has" it with
-/// a BITFIELD, and serves the manifest, under node ID `[node; 32]`. Returns its address; the thread ends when the node
-/// hangs up, sending on `done` what the node last said.
+/// a BITFIELD, and serves the manifest, under the node ID of identity seed `[node; 32]`
+/// (proved in its secure session). Returns its address; the thread ends when the node hangs
+/// up, sending on `done` what the node last said.
 fn hostile_peer(manifest: Vec<u8>, node: u8, done: std::sync::mpsc::Sender<String>) -> String {
     use peershare::id::Id;
     use peershare::proto::wire::{decode_frame, Bitfield, Handshake, Message};
@@ -403,12 +404,20 @@ fn hostile_peer(manifest: Vec<u8>, node: u8, done: std::sync::mpsc::Sender<Strin
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     std::thread::spawn(move || {
-        let Ok((mut s, _)) = l.accept() else { return };
+        let Ok((s, _)) = l.accept() else { return };
+        let keys = peershare::secure::LocalKeys::generate(
+            peershare::identity::Identity::from_secret(&[node; 32]),
+        )
+        .unwrap();
+        let me = keys.node_id();
+        let Ok(mut s) = common::Wire::accept(s, &keys) else {
+            return;
+        };
         let id = Id::hash_of(&manifest);
         let mut buf = Vec::new();
         let mut last = String::new();
         let mut chunk = [0u8; 65536];
-        let send = |s: &mut std::net::TcpStream, m: Message| {
+        let send = |s: &mut common::Wire, m: Message| {
             let mut out = Vec::new();
             m.encode(&mut out);
             let _ = s.write_all(&out);
@@ -419,10 +428,7 @@ fn hostile_peer(manifest: Vec<u8>, node: u8, done: std::sync::mpsc::Sender<Strin
                 last = format!("{msg:?}");
                 match msg {
                     Message::Handshake(_) => {
-                        send(
-                            &mut s,
-                            Message::Handshake(Handshake::new(Id([node; 32]), id, 0)),
-                        );
+                        send(&mut s, Message::Handshake(Handshake::new(me, id, 0)));
                         send(
                             &mut s,
                             Message::Metadata {

@@ -1,8 +1,10 @@
 //! The learners' Python peer (tools/pypeer/pypeer.py, written from protocol-spec/ alone) as
 //! an interop partner of the Rust node: it passes every conformance case, downloads a file
 //! the node shares (found through the node's DHT) and serves one the node downloads (the node
-//! finds it through the announce pypeer made to it). Real processes, real sockets; skipped,
-//! saying why, when python3 is missing.
+//! finds it through the announce pypeer made to it). Real processes, real sockets, every wire
+//! connection a secure session (secure.md); skipped, saying why, when python3 or its packages
+//! noiseprotocol and cryptography are missing (failed instead under PEERSHARE_REQUIRE_PYPEER,
+//! which .ci/run sets).
 
 mod common;
 
@@ -21,6 +23,14 @@ fn pypeer_path() -> PathBuf {
 fn have_python() -> bool {
     Command::new("python3")
         .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// pypeer's two packages (its secure sessions, secure.md): `noiseprotocol`, `cryptography`.
+fn have_packages() -> bool {
+    Command::new("python3")
+        .args(["-c", "import noise.connection, cryptography"])
         .output()
         .is_ok_and(|o| o.status.success())
 }
@@ -71,6 +81,15 @@ fn serve(file: &Path, bootstrap: &str) -> (Py, String, String) {
 fn pypeer_conforms_and_trades_files_with_the_node_both_ways() {
     if !have_python() {
         println!("SKIPPED: python3 is not installed (tools/pypeer needs it)");
+        return;
+    }
+    if !have_packages() {
+        // .ci/run installs them and sets the variable: there a missing package fails.
+        assert!(
+            std::env::var_os("PEERSHARE_REQUIRE_PYPEER").is_none(),
+            "pypeer needs the Python packages noiseprotocol and cryptography"
+        );
+        println!("SKIPPED: pypeer needs `pip install noiseprotocol` (Noise, secure.md)");
         return;
     }
     let t = tempfile::tempdir().expect("temp dir");

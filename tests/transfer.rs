@@ -17,12 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{seeded_bytes, wait_until, Node};
+use common::{fresh_keys, seeded_bytes, wait_until, wire_connect, wire_connect_as, Node, Wire};
 use peershare::content::manifest::Manifest;
 use peershare::id::Id;
 use peershare::proto::wire::{
     decode_frame, error_code, reject_reason, Bitfield, Handshake, Message,
 };
+use peershare::secure::LocalKeys;
 use serde_json::{json, Value};
 
 /// Bound on a blocking `local_request_file` (generous: debug builds hash slowly).
@@ -185,7 +186,7 @@ struct FrameReader {
 
 impl FrameReader {
     /// Reads until one frame is complete, the stream ends, or its read timeout expires.
-    fn next(&mut self, s: &mut TcpStream) -> Got {
+    fn next(&mut self, s: &mut Wire) -> Got {
         loop {
             match decode_frame(&self.buf) {
                 Ok(Some((msg, used))) => {
@@ -209,7 +210,7 @@ impl FrameReader {
     }
 }
 
-fn send(s: &mut TcpStream, msg: &Message) -> std::io::Result<()> {
+fn send(s: &mut Wire, msg: &Message) -> std::io::Result<()> {
     let mut buf = Vec::new();
     msg.encode(&mut buf);
     s.write_all(&buf)
@@ -221,8 +222,9 @@ fn hex_id(hex: &str) -> Id {
 
 /// Reads frames from a raw connection until it closes or `limit` passes. Returns the frames
 /// received and whether the peer closed.
-fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (Vec<Message>, bool) {
-    s.set_read_timeout(Some(Duration::from_millis(200)))
+fn read_until_closed(s: &mut Wire, limit: Duration) -> (Vec<Message>, bool) {
+    s.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut r = FrameReader::default();
     let mut got = Vec::new();
@@ -300,6 +302,8 @@ enum Pieces {
 }
 
 struct FakeShared {
+    /// Its identity: the node ID it proves in every session.
+    keys: LocalKeys,
     node_id: Id,
     port: u16,
     contents: Vec<FakeContent>,
@@ -321,8 +325,10 @@ impl FakePeer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
+        let keys = fresh_keys();
         let shared = Arc::new(FakeShared {
-            node_id: Id::random(&mut rand::thread_rng()),
+            node_id: keys.node_id(),
+            keys,
             port: addr.port(),
             contents,
             pieces,
@@ -377,9 +383,23 @@ impl Drop for FakePeer {
 }
 
 /// One connection of the fake peer: the accepting side of the wire protocol, as a seed.
-fn fake_conn(mut s: TcpStream, n: usize, sh: &FakeShared) {
+fn fake_conn(s: TcpStream, n: usize, sh: &FakeShared) {
     let _ = s.set_nonblocking(false);
-    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut s = match Wire::accept(s, &sh.keys) {
+        Ok(s) => s,
+        Err(e) => {
+            sh.log
+                .lock()
+                .unwrap()
+                .bad_frames
+                .push(format!("handshake: {e}"));
+            return;
+        }
+    };
+    let _ = s
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(100)));
     let mut r = FrameReader::default();
     let mut content: Option<&FakeContent> = None;
     let mut rng_seed = n as u64 * 1000;
@@ -801,8 +821,9 @@ fn corrupt_seeder_is_banned_and_the_download_completes() {
         1,
         "the leecher connected to the banned peer again"
     );
-    // Nor does it accept the banned peer when that connects in (same node ID).
-    let mut s = TcpStream::connect(leecher.listen).unwrap();
+    // Nor does it accept the banned peer when that connects in (same key, so same node ID,
+    // from another port).
+    let mut s = wire_connect_as(leecher.listen, &fake.shared.keys).unwrap();
     send(
         &mut s,
         &Message::Handshake(Handshake::new(
@@ -1265,7 +1286,18 @@ fn content_changed_rejects_stop_the_requests() {
 /// Connects to the node's wire port, sends `bytes`, and expects the node to hang up (at
 /// most after an ERROR frame of `code`, if it sends one) within a bounded wait.
 fn expect_hang_up(node: &Node, what: &str, bytes: &[u8], code: u16) -> Vec<Message> {
-    let mut s = TcpStream::connect(node.listen).unwrap();
+    expect_hang_up_as(node, &fresh_keys(), what, bytes, code)
+}
+
+/// [`expect_hang_up`] from the identity of `keys`.
+fn expect_hang_up_as(
+    node: &Node,
+    keys: &LocalKeys,
+    what: &str,
+    bytes: &[u8],
+    code: u16,
+) -> Vec<Message> {
+    let mut s = wire_connect_as(node.listen, keys).unwrap();
     s.write_all(bytes).unwrap();
     let (got, closed) = read_until_closed(&mut s, Duration::from_secs(8));
     assert!(
@@ -1313,10 +1345,17 @@ fn hostile_wire_input_does_not_hurt_a_node() {
 
     // A HANDSHAKE for content the node does not have: ERROR UNKNOWN_CONTENT, then close.
     let mut buf = Vec::new();
-    let stranger = Id::random(&mut rand::thread_rng());
+    let stranger_keys = fresh_keys();
+    let stranger = stranger_keys.node_id();
     Message::Handshake(Handshake::new(stranger, Id::hash_of(b"nobody has this"), 0))
         .encode(&mut buf);
-    let got = expect_hang_up(&node, "unknown content", &buf, error_code::UNKNOWN_CONTENT);
+    let got = expect_hang_up_as(
+        &node,
+        &stranger_keys,
+        "unknown content",
+        &buf,
+        error_code::UNKNOWN_CONTENT,
+    );
     assert!(
         matches!(got.as_slice(), [Message::Error { code, .. }] if *code == error_code::UNKNOWN_CONTENT),
         "unknown content: expected exactly ERROR 1, got {got:?}"
@@ -1331,7 +1370,7 @@ fn hostile_wire_input_does_not_hurt_a_node() {
         data: vec![7; CHUNK],
     }
     .encode(&mut buf);
-    let got = expect_hang_up(&node, "unrequested PIECE", &buf, pv);
+    let got = expect_hang_up_as(&node, &stranger_keys, "unrequested PIECE", &buf, pv);
     assert!(
         matches!(got.first(), Some(Message::Handshake(h)) if h.content_id == hex_id(&id)),
         "the handshake itself was valid and should be answered: {got:?}"
@@ -1530,8 +1569,8 @@ fn idle_connections_do_not_lock_out_downloaders() {
     let id = add_file(&node, &src);
     let mut held = Vec::new();
     for _ in 0..40 {
-        let mut s = TcpStream::connect(node.listen).unwrap();
-        let hello = Handshake::new(Id::random(&mut rand::thread_rng()), hex_id(&id), 0);
+        let (mut s, me) = wire_connect(node.listen);
+        let hello = Handshake::new(me, hex_id(&id), 0);
         send(&mut s, &Message::Handshake(hello)).unwrap();
         held.push(s);
     }
@@ -1548,9 +1587,8 @@ fn idle_connections_do_not_lock_out_downloaders() {
 }
 
 /// A raw peer that has nothing: HANDSHAKE, an empty BITFIELD, INTERESTED.
-fn raw_empty_peer(node: &Node, id: &str, chunks: u32) -> TcpStream {
-    let mut s = TcpStream::connect(node.listen).unwrap();
-    let me = Id::random(&mut rand::thread_rng());
+fn raw_empty_peer(node: &Node, id: &str, chunks: u32) -> Wire {
+    let (mut s, me) = wire_connect(node.listen);
     send(
         &mut s,
         &Message::Handshake(Handshake::new(me, hex_id(id), 0)),

@@ -11,7 +11,12 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::identity::Identity;
+use crate::net::secure_io::SecureStream;
+use crate::secure::LocalKeys;
 
 use crate::proto::dht::{self, Datagram};
 use crate::proto::wire::{decode_frame, Message};
@@ -42,60 +47,148 @@ pub fn serve_broken(
     println!("ready");
     let _ = std::io::stdout().flush();
     std::thread::spawn(move || udp_loop(kind, udp, upstream));
+    // The identity the proxy shows the node for each client identity: the same client is
+    // the same node upstream too (wire.md §3 rule 2 is about node IDs).
+    let idents: Idents = Default::default();
     for client in tcp.incoming() {
         let Ok(client) = client else { continue };
         let Ok(up) = TcpStream::connect(upstream) else {
             continue;
         };
-        let _ = client.set_nodelay(true);
-        let _ = up.set_nodelay(true);
-        let (Ok(c2), Ok(u2)) = (client.try_clone(), up.try_clone()) else {
-            continue;
-        };
-        // The node's chunk count, from its BITFIELD (u32::MAX until then).
-        let chunks = Arc::new(AtomicU32::new(u32::MAX));
-        let seen = chunks.clone();
-        std::thread::spawn(move || pump(up, c2, |m| from_node(kind, m, &seen)));
-        let mut bitfields = 0u32;
-        std::thread::spawn(move || pump(client, u2, |m| to_node(kind, m, &chunks, &mut bitfields)));
+        let idents = idents.clone();
+        std::thread::spawn(move || relay_sessions(kind, client, up, &idents));
     }
     Ok(())
 }
 
-/// Forwards frames from `from` to `to` while `keep` says so; bytes that do not decode are
-/// forwarded as they are (the node must see them). Closes both ends when `from` ends.
-fn pump(mut from: TcpStream, mut to: TcpStream, mut keep: impl FnMut(&Message) -> bool) {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 65536];
-    let mut raw = false;
+/// One client connection: the proxy ends both secure sessions itself (a man in the middle
+/// the client chose), the client's with one fresh identity and the node's with another, and
+/// rewrites each HANDSHAKE frame to name the identity its receiver sees, as secure.md
+/// section 3 requires. Frames pass one by one, some dropped by `kind`; bytes that do not
+/// decode are forwarded as they are (the node must see them).
+fn relay_sessions(kind: BrokenKind, client: TcpStream, up: TcpStream, idents: &Idents) {
+    let wait = Some(Duration::from_secs(10));
+    for s in [&client, &up] {
+        let _ = s.set_nodelay(true);
+        let _ = s.set_read_timeout(wait);
+    }
+    let Ok(down_keys) = LocalKeys::generate(Identity::generate()) else {
+        return;
+    };
+    let Ok(mut c) = SecureStream::accept(client, &down_keys) else {
+        return;
+    };
+    let Some(client_id) = c.peer().map(|p| p.node_id) else {
+        return;
+    };
+    let up_keys = {
+        let mut map = idents.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(&client_id) {
+            Some(k) => k.clone(),
+            None => match LocalKeys::generate(Identity::generate()) {
+                Ok(k) => map.entry(client_id).or_insert(Arc::new(k)).clone(),
+                Err(_) => return,
+            },
+        }
+    };
+    let Ok(mut u) = SecureStream::connect(up, &up_keys, None) else {
+        return;
+    };
+    // Both directions in one thread (a session is one object): short read timeouts.
+    let poll = Some(Duration::from_millis(5));
+    let _ = c.get_ref().set_read_timeout(poll);
+    let _ = u.get_ref().set_read_timeout(poll);
+    // The node's chunk count, from its BITFIELD (u32::MAX until then).
+    let chunks = AtomicU32::new(u32::MAX);
+    let mut bitfields = 0u32;
+    let (mut to_up, mut to_down) = (Pump::default(), Pump::default());
+    let (up_id, down_id) = (up_keys.node_id(), down_keys.node_id());
     loop {
-        let n = match from.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        let mut out = Vec::new();
-        while !raw {
-            match decode_frame(&buf) {
-                Ok(Some((m, used))) => {
-                    if keep(&m) {
-                        out.extend_from_slice(buf.get(..used).unwrap_or_default());
-                    }
-                    buf.drain(..used);
-                }
-                Ok(None) => break,
-                Err(_) => raw = true,
+        let a = to_up.step(&mut c, &mut u, |m| {
+            // Only the client's own ID: a claim of another ID goes up as it is, and the node
+            // refuses it as it would the client's.
+            rename(m, client_id, up_id);
+            to_node(kind, m, &chunks, &mut bitfields)
+        });
+        let b = to_down.step(&mut u, &mut c, |m| {
+            if let Message::Handshake(h) = m {
+                h.node_id = down_id;
             }
-        }
-        if raw {
-            out.append(&mut buf);
-        }
-        if to.write_all(&out).is_err() {
+            from_node(kind, m, &chunks)
+        });
+        if a.is_err() || b.is_err() {
             break;
         }
     }
-    let _ = to.shutdown(Shutdown::Both);
-    let _ = from.shutdown(Shutdown::Both);
+    let _ = c.get_ref().shutdown(Shutdown::Both);
+    let _ = u.get_ref().shutdown(Shutdown::Both);
+}
+
+/// Identities shown upstream, by client node ID.
+type Idents = Arc<Mutex<HashMap<crate::id::Id, Arc<LocalKeys>>>>;
+
+/// A HANDSHAKE frame naming `from` names `to` instead.
+fn rename(m: &mut Message, from: crate::id::Id, to: crate::id::Id) {
+    if let Message::Handshake(h) = m {
+        if h.node_id == from {
+            h.node_id = to;
+        }
+    }
+}
+
+/// One direction of the proxy: frames decoded from one session, forwarded into the other.
+#[derive(Default)]
+struct Pump {
+    buf: Vec<u8>,
+    raw: bool,
+}
+
+impl Pump {
+    /// Forwards what one read brings; `Err` when either side is gone.
+    fn step<R: Read, W: Write>(
+        &mut self,
+        from: &mut R,
+        to: &mut W,
+        mut keep: impl FnMut(&mut Message) -> bool,
+    ) -> Result<(), ()> {
+        let mut chunk = vec![0u8; 65536];
+        match from.read(&mut chunk) {
+            Ok(0) => return Err(()),
+            Ok(n) => self
+                .buf
+                .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(())
+            }
+            Err(_) => return Err(()),
+        }
+        let mut out = Vec::new();
+        while !self.raw {
+            match decode_frame(&self.buf) {
+                Ok(Some((mut m, used))) => {
+                    if keep(&mut m) {
+                        if matches!(m, Message::Handshake(_)) {
+                            m.encode(&mut out);
+                        } else {
+                            out.extend_from_slice(self.buf.get(..used).unwrap_or_default());
+                        }
+                    }
+                    self.buf.drain(..used);
+                }
+                Ok(None) => break,
+                Err(_) => self.raw = true,
+            }
+        }
+        if self.raw {
+            out.append(&mut self.buf);
+        }
+        to.write_all(&out).map_err(|_| ())
+    }
 }
 
 fn from_node(kind: BrokenKind, m: &Message, chunks: &AtomicU32) -> bool {

@@ -94,7 +94,7 @@ fn accept(ctx: &Ctx, listener: &TcpListener, content: Id) -> Result<WireLink, Ou
         }
     };
     let _ = stream.set_nonblocking(false);
-    let mut link = WireLink::accepted(stream, &ctx.log);
+    let mut link = WireLink::accepted(stream, ANSWER_WAIT, &ctx.log).map_err(fail)?;
     match link.recv(ANSWER_WAIT) {
         Got::Frame(Message::Handshake(h)) if h.content_id == content => Ok(link),
         other => Err(unexpected(

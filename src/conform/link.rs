@@ -1,6 +1,7 @@
 //! The suite's two clients of the peer under test, each keeping a transcript of the bytes it
 //! sent and received so that a failing case can show them: [`WireLink`] (one TCP connection,
-//! wire.md) and [`DhtLink`] (one UDP socket, dht.md).
+//! wire.md, inside its secure session, secure.md: the transcript shows the frames' plaintext)
+//! and [`DhtLink`] (one UDP socket, dht.md).
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
@@ -9,9 +10,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::id::Id;
+use crate::identity::Identity;
+use crate::net::secure_io::SecureStream;
 use crate::proto::codec::DecodeError;
 use crate::proto::dht::{Datagram, Message as DhtMessage};
 use crate::proto::wire::{decode_frame, Handshake, Message};
+use crate::secure::LocalKeys;
 
 /// Bytes exchanged during one case, in order: `(sent, bytes)`.
 pub type Transcript = Rc<RefCell<Vec<(bool, Vec<u8>)>>>;
@@ -31,37 +35,72 @@ pub enum Got {
 
 /// One TCP connection to the peer's wire port.
 pub struct WireLink {
-    stream: TcpStream,
+    stream: SecureStream<TcpStream>,
+    keys: std::sync::Arc<LocalKeys>,
     buf: Vec<u8>,
     log: Transcript,
-    /// The node ID this side sends in its HANDSHAKE (random per connection, so that one
-    /// case's misdeeds are not held against the next: bans are per node ID).
+    /// The node ID this side proves and sends in its HANDSHAKE (a fresh identity per
+    /// connection, so that one case's misdeeds are not held against the next: bans are per
+    /// node ID).
     pub node_id: Id,
 }
 
+/// Keys of a fresh identity, and its node ID.
+fn fresh_keys() -> Result<(LocalKeys, Id), String> {
+    let keys = LocalKeys::generate(Identity::generate()).map_err(|e| e.to_string())?;
+    let id = keys.node_id();
+    Ok((keys, id))
+}
+
 impl WireLink {
-    /// Connects to `addr`, giving up after `wait`.
+    /// Connects to `addr` and runs the secure handshake, giving up after `wait`.
     pub fn connect(addr: SocketAddr, wait: Duration, log: &Transcript) -> Result<Self, String> {
+        let (keys, _) = fresh_keys()?;
+        WireLink::connect_as(addr, wait, log, std::sync::Arc::new(keys))
+    }
+
+    /// Connects again to `addr` as the same node (the same identity, so the same node ID).
+    pub fn again(&self, addr: SocketAddr, wait: Duration) -> Result<Self, String> {
+        WireLink::connect_as(addr, wait, &self.log, self.keys.clone())
+    }
+
+    fn connect_as(
+        addr: SocketAddr,
+        wait: Duration,
+        log: &Transcript,
+        keys: std::sync::Arc<LocalKeys>,
+    ) -> Result<Self, String> {
         let stream = TcpStream::connect_timeout(&addr, wait)
             .map_err(|e| format!("cannot connect to {addr} (TCP): {e}"))?;
         let _ = stream.set_nodelay(true);
+        let _ = stream.set_read_timeout(Some(wait));
+        let node_id = keys.node_id();
+        let stream = SecureStream::connect(stream, &keys, None)
+            .map_err(|e| format!("secure handshake with {addr} (secure.md) failed: {e}"))?;
         Ok(WireLink {
             stream,
+            keys,
             buf: Vec::new(),
             log: log.clone(),
-            node_id: Id::random(&mut rand::thread_rng()),
+            node_id,
         })
     }
 
-    /// A connection the peer opened to us.
-    pub fn accepted(stream: TcpStream, log: &Transcript) -> Self {
+    /// A connection the peer opened to us: the secure handshake as the accepting side.
+    pub fn accepted(stream: TcpStream, wait: Duration, log: &Transcript) -> Result<Self, String> {
         let _ = stream.set_nodelay(true);
-        WireLink {
+        let _ = stream.set_read_timeout(Some(wait));
+        let (keys, node_id) = fresh_keys()?;
+        let stream = SecureStream::accept(stream, &keys).map_err(|e| {
+            format!("secure handshake (secure.md) with the dialing peer failed: {e}")
+        })?;
+        Ok(WireLink {
             stream,
+            keys: std::sync::Arc::new(keys),
             buf: Vec::new(),
             log: log.clone(),
-            node_id: Id::random(&mut rand::thread_rng()),
-        }
+            node_id,
+        })
     }
 
     /// Sends one frame built by the crate's encoder.
@@ -115,7 +154,7 @@ impl WireLink {
             if left.is_zero() {
                 return Got::Silent;
             }
-            let _ = self.stream.set_read_timeout(Some(left));
+            let _ = self.stream.get_ref().set_read_timeout(Some(left));
             let mut chunk = [0u8; 65536];
             match self.stream.read(&mut chunk) {
                 Ok(0) => {

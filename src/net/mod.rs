@@ -24,6 +24,7 @@ pub mod meters;
 pub mod nat_io;
 pub mod reactor;
 pub mod relay;
+pub mod secure_io;
 pub mod shared;
 pub mod socket;
 pub mod tokens;

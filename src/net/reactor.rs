@@ -31,7 +31,7 @@ use super::shared::Shared;
 use super::socket::dest_for;
 use super::tokens::{self, Tokens, API, UDP, WAKER, WIRE};
 use super::trace::Tracer;
-use super::wire_io::{Connecting, WireSocks};
+use super::wire_io::{Connecting, Side, WireSocks};
 use crate::api::{reply, ReplyTo};
 use crate::conn::ConnId;
 use crate::ledger::Ledger;
@@ -89,6 +89,10 @@ pub struct ReactorParts {
     pub limits: Limits,
     /// LAN discovery's sockets, if it runs (nat.md section 11).
     pub lan: Option<LanSockets>,
+    /// This node's keys for wire sessions (secure.md).
+    pub keys: Arc<crate::secure::LocalKeys>,
+    /// `PEERSHARE_KEYLOG`'s file, if set.
+    pub keylog: Option<std::fs::File>,
 }
 
 /// The sockets, the pool and the core the loop drives.
@@ -146,7 +150,7 @@ impl Reactor {
             core: p.core,
             tokens,
             api,
-            wire_socks: WireSocks::default(),
+            wire_socks: WireSocks::new(p.keys.clone(), p.shared.clone(), p.keylog.take()),
             nat: NatSockets::default(),
             lan: p.lan,
             relays: Relays::default(),
@@ -495,18 +499,18 @@ impl Reactor {
                 NatSockEvent::DialBackDone => self.core.handle_dial_back_done(now),
                 NatSockEvent::PunchConnected { conn, mut stream } => {
                     if self.core.handle_punch_connected(now, conn) {
-                        self.adopt(conn, stream, now);
+                        self.adopt(conn, stream, Side::Dialer, now);
                     } else {
                         let _ = self.poll.registry().deregister(&mut stream);
                     }
                 }
                 NatSockEvent::Accepted { peer, stream, via } => {
                     let conn = self.core.handle_nat_accepted(now, peer, via);
-                    self.adopt(conn, stream, now);
+                    self.adopt(conn, stream, Side::Acceptor, now);
                 }
                 NatSockEvent::RelayReady { conn, stream } => {
                     self.core.handle_relay_ready(now, conn);
-                    self.adopt(conn, stream, now);
+                    self.adopt(conn, stream, Side::Dialer, now);
                 }
                 NatSockEvent::RelayFailed { conn } => self.core.handle_relay_failed(now, conn),
                 NatSockEvent::PmpDatagram(bytes) => self.core.handle_pmp_datagram(now, &bytes),
@@ -530,8 +534,17 @@ impl Reactor {
     }
 
     /// Hands a connected socket to the wire machinery as `conn`'s.
-    fn adopt(&mut self, conn: ConnId, stream: mio::net::TcpStream, now: Instant) {
-        if let Err(e) = self.wire_socks.adopt(self.poll.registry(), conn, stream) {
+    fn adopt(&mut self, conn: ConnId, stream: mio::net::TcpStream, side: Side, now: Instant) {
+        // An accepted socket may be our own punch that reached the listener: the core knows.
+        let side = match self.core.conn_outgoing(conn) {
+            Some(true) => Side::Dialer,
+            Some(false) => Side::Acceptor,
+            None => side,
+        };
+        if let Err(e) = self
+            .wire_socks
+            .adopt(self.poll.registry(), conn, stream, side)
+        {
             log::debug!("wire: cannot register connection {conn}: {e}");
             self.core.handle_wire_closed(now, conn);
             return;
@@ -640,7 +653,7 @@ impl Reactor {
             match self.wire.accept() {
                 Ok((stream, peer)) => {
                     let conn = self.core.handle_wire_accepted(now, peer);
-                    self.adopt(conn, stream, now);
+                    self.adopt(conn, stream, Side::Acceptor, now);
                     self.drain(now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -684,6 +697,11 @@ impl Reactor {
     fn wire_read(&mut self, conn: ConnId, now: Instant, budget: u64) -> bool {
         let r = self.wire_socks.read(conn, budget);
         self.account(Dir::Down, conn, r.moved, budget, now);
+        // A read can make output sendable with no new frame from the core: a handshake
+        // message, or the frames queued while the session was being set up.
+        if self.wire_socks.has_output(conn) {
+            self.dirty.push(conn);
+        }
         for f in r.frames {
             self.tracer.frame(false, self.core.conn_addr(conn), &f);
             self.core.handle_wire_frame(now, conn, f);

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use parking_lot::RwLock;
 
+use crate::node_core::view::SecureCounts;
 use crate::node_core::{Live, StatusView};
 
 /// The shared view plus fixed facts about the node.
@@ -24,6 +25,50 @@ pub struct Shared {
     /// Wire bytes sent and received since start, kept live (not only at view updates) so
     /// that `status` samples are exact to the moment.
     pub wire_totals: [AtomicU64; 2],
+    /// What the wire sessions met (secure.md), counted by the loop.
+    pub secure: SecureStats,
+}
+
+/// Counters of the wire sessions (protocol-spec/secure.md).
+#[derive(Default)]
+pub struct SecureStats {
+    /// Sessions established.
+    pub sessions: AtomicU64,
+    /// Handshakes that failed (bad messages, bad identity proofs, the wrong peer).
+    pub handshake_failures: AtomicU64,
+    /// Peers refused for speaking the previous, plaintext version.
+    pub old_version: AtomicU64,
+    /// Records that failed authentication (tampered, replayed, reordered) or were malformed.
+    pub records_refused: AtomicU64,
+    /// Peers whose HANDSHAKE frame named another node ID than the one they proved.
+    pub id_mismatch: AtomicU64,
+}
+
+impl SecureStats {
+    /// Counts how a session ended badly.
+    pub fn count(&self, e: &crate::secure::SecureError) {
+        use crate::secure::SecureError as E;
+        let c = match e {
+            E::OldVersion => &self.old_version,
+            E::Tampered | E::BadRecord => &self.records_refused,
+            E::ClaimedOtherId { .. } => &self.id_mismatch,
+            E::BadHandshake(_) | E::Noise(_) | E::BadIdentity(_) | E::WrongPeer { .. } => {
+                &self.handshake_failures
+            }
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> SecureCounts {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SecureCounts {
+            sessions: g(&self.sessions),
+            handshake_failures: g(&self.handshake_failures),
+            old_version: g(&self.old_version),
+            records_refused: g(&self.records_refused),
+            id_mismatch: g(&self.id_mismatch),
+        }
+    }
 }
 
 impl Shared {
@@ -34,6 +79,7 @@ impl Shared {
             started: Instant::now(),
             api_addr,
             wire_totals: Default::default(),
+            secure: SecureStats::default(),
         }
     }
 
@@ -49,6 +95,7 @@ impl Shared {
             uptime_secs: self.started.elapsed().as_secs(),
             up_total: self.wire_totals[0].load(Ordering::Relaxed),
             down_total: self.wire_totals[1].load(Ordering::Relaxed),
+            secure: self.secure.snapshot(),
         }
     }
 

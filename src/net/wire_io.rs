@@ -4,7 +4,8 @@
 //! scheduler can pace them. What the frames mean is the node core's business.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,14 +13,18 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
 use super::bandwidth::Budgeted;
+use super::secure_io::SecureIo;
 use super::tokens;
 use super::wire_conn::WireConn;
 use crate::conn::ConnId;
 use crate::proto::codec::DecodeError;
 use crate::proto::wire::Message;
+use crate::secure::{Handshake, LocalKeys, SecureError};
 
 struct WireSock {
     stream: TcpStream,
+    /// The session (secure.md): every byte of `io` goes through it.
+    sec: SecureIo,
     io: WireConn,
     /// A non-blocking connect still in progress (registered for WRITABLE to learn how it ends).
     connecting: bool,
@@ -37,6 +42,8 @@ pub struct ReadResult {
     pub frames: Vec<Message>,
     /// The stream is not valid protocol.
     pub error: Option<DecodeError>,
+    /// The session failed or was refused (secure.md): the connection is gone (counted).
+    pub secure_error: Option<SecureError>,
     /// The peer closed, or the socket failed: the connection is gone.
     pub gone: bool,
     /// Bytes read.
@@ -73,12 +80,48 @@ pub enum Connecting {
 }
 
 /// Every wire socket.
-#[derive(Default)]
 pub struct WireSocks {
     socks: HashMap<ConnId, WireSock>,
+    keys: Arc<LocalKeys>,
+    shared: Arc<super::shared::Shared>,
+    /// `PEERSHARE_KEYLOG`'s file: one line per session (secure.md section 6).
+    keylog: Option<File>,
+}
+
+/// Which side of the session a socket is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// It dialled (directly, by a punch, or through a relay): the Noise initiator.
+    Dialer,
+    /// It was accepted: the responder.
+    Acceptor,
 }
 
 impl WireSocks {
+    /// No sockets yet; sessions are made with `keys`, counted in `shared`.
+    pub fn new(
+        keys: Arc<LocalKeys>,
+        shared: Arc<super::shared::Shared>,
+        keylog: Option<File>,
+    ) -> Self {
+        WireSocks {
+            socks: HashMap::new(),
+            keys,
+            shared,
+            keylog,
+        }
+    }
+
+    /// A fresh session for a socket on `side`.
+    fn session(&self, side: Side) -> io::Result<SecureIo> {
+        let hs = match side {
+            Side::Dialer => Handshake::initiator(&self.keys, None),
+            Side::Acceptor => Handshake::responder(&self.keys),
+        };
+        hs.map(SecureIo::new)
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
     /// Whether `conn` has a socket here.
     pub fn contains(&self, conn: ConnId) -> bool {
         self.socks.contains_key(&conn)
@@ -93,26 +136,43 @@ impl WireSocks {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let _ = stream.set_nodelay(true);
-        self.insert(conn, stream, true);
+        let sec = self.session(Side::Dialer)?;
+        self.insert(conn, stream, sec, true);
         Ok(())
     }
 
     /// Takes a connected socket as `conn`'s: registered anew under `conn`'s token.
-    pub fn adopt(&mut self, reg: &Registry, conn: ConnId, mut stream: TcpStream) -> io::Result<()> {
+    pub fn adopt(
+        &mut self,
+        reg: &Registry,
+        conn: ConnId,
+        mut stream: TcpStream,
+        side: Side,
+    ) -> io::Result<()> {
         let t = tokens::of(conn);
         // Already registered (under a NAT socket's token) or not yet (just accepted).
         reg.reregister(&mut stream, t, Interest::READABLE)
             .or_else(|_| reg.register(&mut stream, t, Interest::READABLE))?;
         let _ = stream.set_nodelay(true);
-        self.insert(conn, stream, false);
+        let sec = self.session(side)?;
+        self.insert(conn, stream, sec, false);
+        // A dialer's msg1 is queued: make sure it is written.
+        if side == Side::Dialer {
+            if let Some(ws) = self.socks.get_mut(&conn) {
+                let t = tokens::of(conn);
+                let _ = reg.reregister(&mut ws.stream, t, Interest::READABLE | Interest::WRITABLE);
+                ws.writable_interest = true;
+            }
+        }
         Ok(())
     }
 
-    fn insert(&mut self, conn: ConnId, stream: TcpStream, connecting: bool) {
+    fn insert(&mut self, conn: ConnId, stream: TcpStream, sec: SecureIo, connecting: bool) {
         self.socks.insert(
             conn,
             WireSock {
                 stream,
+                sec,
                 io: WireConn::new(),
                 connecting,
                 closing: false,
@@ -159,12 +219,50 @@ impl WireSocks {
             return r;
         }
         let mut src = Budgeted::new(&mut ws.stream, budget);
-        let res = ws.io.read_frames(&mut src);
+        let res = ws.io.read_frames(&mut ws.sec.reader(&mut src));
         r.moved = src.moved;
         r.exhausted = src.exhausted;
+        if let Some(keys) = ws.sec.take_established() {
+            self.shared
+                .secure
+                .sessions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(f) = self.keylog.as_mut() {
+                // One write of the whole line: several nodes may share one key log file.
+                let mut line = crate::secure::keylog_line(&keys);
+                line.push('\n');
+                if let Err(e) = f.write_all(line.as_bytes()) {
+                    log::warn!("PEERSHARE_KEYLOG: cannot write: {e}");
+                }
+            }
+        }
+        let Some(ws) = self.socks.get_mut(&conn) else {
+            return r;
+        };
+        if let Some(e) = ws.sec.take_failure() {
+            log::info!("wire: connection {conn}: {e}");
+            self.shared.secure.count(&e);
+            r.secure_error = Some(e);
+            r.gone = true;
+            return r;
+        }
         match res {
             Ok(out) => {
                 for f in out.frames {
+                    // The HANDSHAKE frame must name the node ID the session proved.
+                    if let (Message::Handshake(h), Some(p)) = (&f, ws.sec.peer()) {
+                        if h.node_id != p.node_id {
+                            let e = SecureError::ClaimedOtherId {
+                                proven: p.node_id,
+                                claimed: h.node_id,
+                            };
+                            log::info!("wire: connection {conn}: {e}");
+                            self.shared.secure.count(&e);
+                            r.secure_error = Some(e);
+                            r.gone = true;
+                            return r;
+                        }
+                    }
                     let end = f.ends_framing();
                     r.frames.push(f);
                     if end {
@@ -221,7 +319,7 @@ impl WireSocks {
     pub fn has_output(&self, conn: ConnId) -> bool {
         self.socks
             .get(&conn)
-            .is_some_and(|ws| !ws.connecting && !ws.io.is_flushed())
+            .is_some_and(|ws| !ws.connecting && (!ws.io.is_flushed() || ws.sec.has_output()))
     }
 
     /// Whether `conn` waits to be closed (it then needs a write even with nothing queued).
@@ -239,8 +337,22 @@ impl WireSocks {
         if ws.connecting {
             return w;
         }
+        if ws.closing && !ws.sec.is_open() {
+            // Nothing queued can be sent before a session: close now.
+            self.remove(reg, conn);
+            w.closed = true;
+            return w;
+        }
         let mut dst = Budgeted::new(&mut ws.stream, budget);
-        let res = ws.io.flush(&mut dst);
+        let res = {
+            let mut out = ws.sec.writer(&mut dst);
+            ws.io
+                .flush(&mut out)
+                .and_then(|p| match out.flush_pending() {
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+                    _ => Ok(p),
+                })
+        };
         w.moved = dst.moved;
         let hit = dst.exhausted;
         match res {
@@ -257,7 +369,7 @@ impl WireSocks {
         let Some(ws) = self.socks.get_mut(&conn) else {
             return w;
         };
-        let flushed = ws.io.is_flushed();
+        let flushed = ws.io.is_flushed() && !ws.sec.has_output();
         if ws.closing && flushed {
             // Closing with unread input makes the kernel send RST, which can destroy the
             // ERROR just written: stop sending, and discard what has already arrived.

@@ -43,6 +43,8 @@ pub enum NodeError {
     },
     /// The configuration is unsafe or inconsistent.
     Config(String),
+    /// The identity key file is unusable.
+    Identity(crate::identity::keyfile::KeyFileError),
     /// Another I/O failure.
     Io {
         /// What was being done.
@@ -57,6 +59,7 @@ impl fmt::Display for NodeError {
         match self {
             NodeError::State(e) => write!(f, "{e}"),
             NodeError::Config(e) => write!(f, "{e}"),
+            NodeError::Identity(e) => write!(f, "{e}"),
             NodeError::Bind { what, addr, source } => {
                 write!(f, "cannot listen for the {what} on {addr}: {source}")?;
                 if source.kind() == io::ErrorKind::AddrInUse {
@@ -125,6 +128,63 @@ fn tune_allocator() {
     }
 }
 
+/// The node's identity from its key file, made on first start. A data dir of the previous
+/// version has a node ID in its state but no key file: the node says once that it now has a
+/// new ID (the old one had no key, so nobody could prove it; secure.md, "Identity").
+fn load_identity(
+    data_dir: &std::path::Path,
+    old: Option<Id>,
+) -> Result<crate::identity::Identity, NodeError> {
+    use crate::identity::keyfile::{self, Origin};
+    let loaded = keyfile::load_or_create(data_dir).map_err(NodeError::Identity)?;
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    let id = loaded.identity.node_id();
+    if loaded.origin == Origin::Created {
+        match old {
+            Some(old) if old != id => log::warn!(
+                "this data dir was made by an earlier version, whose node IDs had no key: \
+                 this node now has identity key {} and node ID {id} (was {old}); peers and \
+                 the DHT learn the new ID as it rejoins",
+                data_dir.join(keyfile::KEY_FILE).display()
+            ),
+            _ => log::info!(
+                "new identity key {}: node ID {id}",
+                data_dir.join(keyfile::KEY_FILE).display()
+            ),
+        }
+    }
+    Ok(loaded.identity)
+}
+
+/// `PEERSHARE_KEYLOG=FILE`: the file every session's keys are appended to (secure.md section
+/// 6), created with mode 0600. Anyone holding it can read those sessions, so it is said loud.
+fn open_keylog() -> Result<Option<std::fs::File>, NodeError> {
+    let Some(path) = std::env::var_os("PEERSHARE_KEYLOG").filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let f = opts.open(&path).map_err(|e| {
+        NodeError::Config(format!(
+            "PEERSHARE_KEYLOG: cannot open {}: {e}",
+            std::path::Path::new(&path).display()
+        ))
+    })?;
+    log::warn!(
+        "PEERSHARE_KEYLOG: writing every wire session's keys to {}: whoever reads it can \
+         decrypt this node's captured traffic",
+        std::path::Path::new(&path).display()
+    );
+    Ok(Some(f))
+}
+
 /// Runs a node in the foreground until `shutdown` is set (by the signal handler).
 /// Prints the node's identity and addresses to stdout once it is listening.
 pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> {
@@ -146,7 +206,12 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
     let saved = state::load(&cfg.data_dir).map_err(NodeError::State)?;
     // The config file: a mistake in it stops the node here, named by line and key.
     let file = read_config(&cfg.data_dir, saved.limits)?;
-    let id = saved.node_id.unwrap_or_else(|| Id(rand::random()));
+    let identity = load_identity(&cfg.data_dir, saved.node_id)?;
+    let id = identity.node_id();
+    // The Noise static key is fresh at each start: only the identity key is long-term.
+    let keys = crate::secure::LocalKeys::generate(identity)
+        .map(Arc::new)
+        .map_err(|e| NodeError::Config(format!("session keys: {e}")))?;
 
     let bound = socket::bind_pair(cfg.bind_ip, cfg.port).map_err(|source| NodeError::Bind {
         what: "DHT and wire protocol",
@@ -269,6 +334,8 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
         trace: cfg.trace,
         limits,
         lan,
+        keys,
+        keylog: open_keylog()?,
     })
     .map_err(io_err("register sockets"))?;
 

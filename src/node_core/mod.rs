@@ -505,6 +505,12 @@ impl NodeCore {
         self.library.engine.conn_addr(conn)
     }
 
+    /// Whether this node dialled a wire connection (an accepted socket can be our own punch:
+    /// see [`NodeCore::handle_wire_accepted`]).
+    pub fn conn_outgoing(&self, conn: ConnId) -> Option<bool> {
+        self.library.engine.conn_outgoing(conn)
+    }
+
     /// The content a wire connection is about, once its handshake named it.
     pub fn conn_content(&self, conn: ConnId) -> Option<Id> {
         self.library.engine.conn_content(conn)

@@ -134,6 +134,23 @@ pub struct Live {
     pub up_total: u64,
     /// Wire bytes received since start.
     pub down_total: u64,
+    /// The wire sessions' counters.
+    pub secure: SecureCounts,
+}
+
+/// The wire sessions' counters (`status`'s `secure`; protocol-spec/secure.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SecureCounts {
+    /// Sessions established.
+    pub sessions: u64,
+    /// Handshakes that failed.
+    pub handshake_failures: u64,
+    /// Peers refused for speaking the previous, plaintext version.
+    pub old_version: u64,
+    /// Records that failed authentication or were malformed: the connection was closed.
+    pub records_refused: u64,
+    /// Peers whose HANDSHAKE frame named a node ID they had not proved.
+    pub id_mismatch: u64,
 }
 
 /// `local_list_content`: every content hash this node knows of in the DHT.
@@ -202,6 +219,13 @@ pub fn status_reply(view: &StatusView, live: &Live) -> Vec<u8> {
             "down_total": live.down_total,
             "down_duplicate": view.down_duplicate,
             "limits": limits_json(&io.bandwidth.limits),
+        },
+        "secure": {
+            "sessions": live.secure.sessions,
+            "handshake_failures": live.secure.handshake_failures,
+            "old_version": live.secure.old_version,
+            "records_refused": live.secure.records_refused,
+            "id_mismatch": live.secure.id_mismatch,
         },
         "nat": nat,
         "bootstrap": bootstrap_json(&view.bootstrap),

@@ -1,6 +1,7 @@
 //! Test harness: real `peershare` processes on loopback, driven through their real API.
 #![allow(dead_code)]
 
+pub mod capture;
 pub mod cli;
 pub mod lab;
 pub mod vectors;
@@ -69,6 +70,17 @@ impl Node {
         extra: &[&str],
         log: Option<Stdio>,
     ) -> Option<Node> {
+        Node::try_start_env(cwd, data_dir, extra, log, &[])
+    }
+
+    /// [`Node::try_start_with`] with more environment variables for the node.
+    pub fn try_start_env(
+        cwd: Option<&Path>,
+        data_dir: &Path,
+        extra: &[&str],
+        log: Option<Stdio>,
+        env: &[(&str, &Path)],
+    ) -> Option<Node> {
         let mut args: Vec<String> = vec![
             "run".into(),
             "--data-dir".into(),
@@ -92,6 +104,7 @@ impl Node {
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = Command::new(bin());
+        cmd.envs(env.iter().copied());
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
@@ -313,4 +326,33 @@ pub fn pair(
     });
     assert!(found, "the leecher never found the seeder's record");
     (seeder, leecher, id, data)
+}
+
+/// A wire connection, encrypted as every one is (protocol-spec/secure.md).
+pub type Wire = peershare::net::secure_io::SecureStream<std::net::TcpStream>;
+
+/// Session keys of a fresh identity.
+pub fn fresh_keys() -> peershare::secure::LocalKeys {
+    peershare::secure::LocalKeys::generate(peershare::identity::Identity::generate()).unwrap()
+}
+
+/// Dials `addr` as `keys`: the session is up when this returns (the handshake's own errors
+/// are the `Err`).
+pub fn wire_connect_as(
+    addr: SocketAddr,
+    keys: &peershare::secure::LocalKeys,
+) -> std::io::Result<Wire> {
+    let s = std::net::TcpStream::connect(addr)?;
+    let _ = s.set_nodelay(true);
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Wire::connect(s, keys, None)
+}
+
+/// Dials `addr` from a fresh identity; the session and the node ID it proved (the one its
+/// HANDSHAKE frame must name).
+pub fn wire_connect(addr: SocketAddr) -> (Wire, peershare::id::Id) {
+    let keys = fresh_keys();
+    let w =
+        wire_connect_as(addr, &keys).unwrap_or_else(|e| panic!("secure session with {addr}: {e}"));
+    (w, keys.node_id())
 }

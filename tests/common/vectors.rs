@@ -136,3 +136,23 @@ pub fn example_hex(doc: &str, lines: &[&str], mut i: usize, name: &str) -> (Stri
     }
     (hex, i)
 }
+
+/// Every "(vector `name`)" example of a spec chapter, in order: (name, the hex of its block).
+pub fn examples(doc: &str) -> Vec<(String, String)> {
+    let text = read_spec_file(doc);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        match lines[i].split("(vector `").nth(1) {
+            Some(rest) => {
+                let name = rest.split('`').next().unwrap_or("").to_owned();
+                let (hex, end) = example_hex(doc, &lines, i, &name);
+                out.push((name, hex));
+                i = end + 1;
+            }
+            None => i += 1,
+        }
+    }
+    out
+}

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """pypeer: a small, readable PeerShare peer, written from protocol-spec/ alone.
 
-Standard library only. It joins the DHT (dht.md), serves one file over the wire protocol
-(wire.md) and downloads files from other peers, verifying everything against the content ID
-(content.md). It is teaching material: read it top to bottom beside the spec; every section
+It joins the DHT (dht.md), serves one file over the wire protocol (wire.md), inside the
+secure session every wire connection runs (secure.md), and downloads files from other peers,
+verifying everything against the content ID (content.md). The standard library, plus two
+vetted packages for the cryptography: `cryptography` (Ed25519) and `noiseprotocol` (Noise;
+`pip install noiseprotocol`, which brings `cryptography`). It is teaching material: read it top to bottom beside the spec; every section
 names the spec section it implements.
 
     pypeer.py serve FILE [--port P] [--bootstrap HOST:PORT]   prints "content: ID", "ready"
@@ -23,6 +25,13 @@ import struct
 import sys
 import threading
 import time
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from noise.connection import Keypair, NoiseConnection
+from noise.exceptions import NoiseInvalidMessage
 
 # ---------------------------------------------------------------------------------------
 # Encoding (overview.md section 4) and decode errors (overview.md section 9)
@@ -234,8 +243,8 @@ def distance(a, b):
 class Dht:
     """A DHT node (dht.md): answers requests, keeps contacts, looks up and announces."""
 
-    def __init__(self, sock):
-        self.sock, self.id = sock, os.urandom(32)
+    def __init__(self, sock, node_id):
+        self.sock, self.id = sock, node_id
         self.contacts = {}  # id -> address; a flat list, closest chosen by XOR (section 6)
         self.providers = {}  # key -> {address: expiry} (section 10)
         self.serving = set()  # keys we provide ourselves
@@ -480,11 +489,95 @@ def decode_body(t, body):
     return f
 
 
-class Conn:
-    """One TCP connection, read frame by frame."""
+# ---------------------------------------------------------------------------------------
+# The secure session (secure.md): Noise XX with an identity proof, then records
 
-    def __init__(self, sock):
-        self.sock, self.buf = sock, b""
+
+NOISE_NAME = b"Noise_XX_25519_ChaChaPoly_SHA256"
+PROLOGUE = b"PeerShare PSWP 2"
+HELLO = b"PSWP\x02"  # msg1's payload: the protocol and version 2 (section 2)
+SIG_CONTEXT = b"peershare-noise-static-key:"
+MSG1, MSG2, MSG3 = 37, 193, 161  # the handshake messages' exact lengths
+MAX_PLAIN = 65535 - 16  # a record's plaintext (section 3)
+
+
+class Identity:
+    """An Ed25519 identity (section 1) and the Noise static key it vouches for."""
+
+    def __init__(self):
+        raw = serialization.Encoding.Raw
+        self.key = Ed25519PrivateKey.generate()
+        self.public = self.key.public_key().public_bytes(raw, serialization.PublicFormat.Raw)
+        self.node_id = hashlib.sha256(self.public).digest()
+        static = X25519PrivateKey.generate()
+        self.static_private = static.private_bytes(
+            raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        static_public = static.public_key().public_bytes(raw, serialization.PublicFormat.Raw)
+        # The identity proof: version 2, identity key, signature over the static key.
+        self.proof = b"\x02" + self.public + self.key.sign(SIG_CONTEXT + static_public)
+
+
+def check_proof(proof, remote_static):
+    """The node ID an identity proof proves for the static key Noise authenticated."""
+    if len(proof) != 97 or proof[0] != 2:
+        raise Violation("malformed identity proof")
+    try:
+        Ed25519PublicKey.from_public_bytes(proof[1:33]).verify(
+            proof[33:], SIG_CONTEXT + remote_static)
+    except InvalidSignature:
+        raise Violation("identity proof: the signature does not verify")
+    return hashlib.sha256(proof[1:33]).digest()
+
+
+def recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        more = sock.recv(n - len(data))
+        if not more:
+            raise OSError("the peer closed the connection")
+        data += more
+    return data
+
+
+def secure_handshake(sock, me, initiator):
+    """Runs the handshake (section 2); returns (the Noise connection, the peer's node ID)."""
+    n = NoiseConnection.from_name(NOISE_NAME)
+    n.set_as_initiator() if initiator else n.set_as_responder()
+    n.set_keypair_from_private_bytes(Keypair.STATIC, me.static_private)
+    n.set_prologue(PROLOGUE)
+    n.start_handshake()
+
+    def send(msg):
+        sock.sendall(struct.pack(">H", len(msg)) + bytes(msg))
+
+    def recv(length):
+        head = recv_exact(sock, 2)
+        if head == b"\x00\x00":  # a plaintext version 1 frame (section 4)
+            raise Violation("the peer speaks wire protocol version 1 (plaintext)")
+        if struct.unpack(">H", head)[0] != length:
+            raise Violation("a handshake message of the wrong size")
+        return recv_exact(sock, length)
+
+    if initiator:
+        send(n.write_message(HELLO))
+        hs = n.noise_protocol.handshake_state  # kept: the library drops it when done
+        peer = check_proof(bytes(n.read_message(recv(MSG2))), hs.rs.public_bytes)
+        send(n.write_message(me.proof))
+    else:
+        if bytes(n.read_message(recv(MSG1))) != HELLO:
+            raise Violation("HELLO does not name PSWP version 2")
+        send(n.write_message(me.proof))
+        hs = n.noise_protocol.handshake_state
+        peer = check_proof(bytes(n.read_message(recv(MSG3))), hs.rs.public_bytes)
+    return n, peer
+
+
+class Conn:
+    """One TCP connection, its secure session done, read frame by frame: records (a 2-byte
+    length and the ChaCha20-Poly1305 ciphertext, secure.md section 3) are opened into `buf`."""
+
+    def __init__(self, sock, noise, peer):
+        self.sock, self.noise, self.peer, self.buf, self.raw = sock, noise, peer, b"", b""
         self.keepalive, self.last_rx = False, time.monotonic()
 
     def talking(self):
@@ -493,7 +586,25 @@ class Conn:
         self.sock.settimeout(30)
 
     def send(self, data):
-        self.sock.sendall(data)
+        out = b""
+        for i in range(0, len(data), MAX_PLAIN):
+            record = self.noise.encrypt(bytes(data[i:i + MAX_PLAIN]))
+            out += struct.pack(">H", len(record)) + record
+        self.sock.sendall(out)
+
+    def open_records(self):
+        """Moves every whole record of `raw` into `buf`, opened; a bad one ends the session."""
+        while len(self.raw) >= 2:
+            n = struct.unpack(">H", self.raw[:2])[0]
+            if n < 16:
+                raise OSError("a record shorter than its tag")
+            if len(self.raw) < 2 + n:
+                return
+            try:
+                self.buf += self.noise.decrypt(bytes(self.raw[2:2 + n]))
+            except NoiseInvalidMessage:
+                raise OSError("a record failed authentication: closing")
+            self.raw = self.raw[2 + n:]
 
     def recv(self):
         """(type, fields) of the next frame; None when the peer closed; DecodeError."""
@@ -514,7 +625,8 @@ class Conn:
             if not data:
                 return None
             self.last_rx = time.monotonic()
-            self.buf += data
+            self.raw += data
+            self.open_records()
 
     def close(self):
         try:
@@ -541,14 +653,21 @@ class Violation(Exception):
 class Seeder:
     """Serves one complete file to every peer that asks (wire.md sections 3 to 8)."""
 
-    def __init__(self, path, manifest, node_id, port, name):
-        self.path, self.m, self.node_id, self.port, self.name = path, manifest, node_id, port, name
+    def __init__(self, path, manifest, me, port, name):
+        self.path, self.m, self.me, self.port, self.name = path, manifest, me, port, name
+        self.node_id = me.node_id
         self.by_peer = {}  # node ID -> the Conn serving it (rule 2: one per peer)
         self.lock = threading.Lock()
 
     def handle(self, sock):
-        c = Conn(sock)
-        c.sock.settimeout(10)  # the HANDSHAKE must come within 10 s (section 9)
+        sock.settimeout(10)  # the HANDSHAKE must come within 10 s (section 9)
+        try:
+            # secure.md section 2; a plaintext PROBE or RELAY (section 5) fails here: NAT
+            # connections are not spoken by this peer.
+            c = Conn(sock, *secure_handshake(sock, self.me, initiator=False))
+        except (Violation, OSError, ValueError):
+            sock.close()
+            return
         try:
             self.session(c)
         except Violation as v:
@@ -566,6 +685,8 @@ class Seeder:
         t, f = msg
         if t != HANDSHAKE:
             raise Violation("expected HANDSHAKE")  # rule 1
+        if f["node"] != c.peer:  # secure.md section 3: the ID it proved, and no other
+            return
         if f["content"] != self.m.id:
             c.send(error_frame(UNKNOWN_CONTENT, "unknown content"))
             return
@@ -631,14 +752,19 @@ class Seeder:
             # to do for a seed that never chokes a peer it unchoked
 
 
-def download(content, peer, node_id, out_dir):
+def download(content, peer, me, out_dir):
     """Downloads `content` from one `peer` (wire.md sections 3, 5 to 8); returns the path."""
     s = socket.create_connection(peer, timeout=30)
-    c = Conn(s)
-    c.send(frame(HANDSHAKE, b"PSWP\x01\x00" + node_id + content + b"\x00\x00"))
+    try:
+        c = Conn(s, *secure_handshake(s, me, initiator=True))  # secure.md section 2
+    except Violation as v:
+        raise OSError(f"secure handshake: {v}")
+    c.send(frame(HANDSHAKE, b"PSWP\x01\x00" + me.node_id + content + b"\x00\x00"))
     t, f = c.recv() or (None, None)
     if t != HANDSHAKE or f["content"] != content:
         raise OSError(f"{peer} does not serve the content")
+    if f["node"] != c.peer:
+        raise OSError(f"{peer} claims a node ID it did not prove")
     c.talking()
     name, offered, count = None, set(), None
     while count is None:  # METADATA (optional), then BITFIELD
@@ -756,13 +882,14 @@ def main():
     a = ap.parse_args()
     udp, tcp = open_sockets(a.port)
     port = udp.getsockname()[1]
-    dht = Dht(udp)
+    me = Identity()  # a new identity each run: nothing is kept on disk
+    dht = Dht(udp, me.node_id)
     if a.bootstrap:
         dht.bootstrap(parse_hostport(a.bootstrap))
     print(f"node_id: {dht.id.hex()}\nlisten: {udp.getsockname()[0]}:{port}", flush=True)
     if a.command == "serve":
         m = Manifest.of_file(a.what)
-        seeder = Seeder(a.what, m, dht.id, port, os.path.basename(a.what))
+        seeder = Seeder(a.what, m, me, port, os.path.basename(a.what))
         dht.serving.add(m.id)  # our own PROVIDERS answers list us
         print(f"content: {m.id.hex()}\nready", flush=True)
 
@@ -779,7 +906,7 @@ def main():
         providers, _ = dht.lookup(content, GET_PROVIDERS)
         for p in sorted(providers):
             try:
-                print(f"done: {download(content, p, dht.id, a.out)}", flush=True)
+                print(f"done: {download(content, p, me, a.out)}", flush=True)
                 return 0
             except (OSError, DecodeError) as e:
                 print(f"{p[0]}:{p[1]}: {e}", file=sys.stderr)

@@ -309,6 +309,14 @@ WF.text_len = ProtoField.uint8("peershare.wire.text_len", "Text length", base.DE
 WF.text = ProtoField.string("peershare.wire.text", "Text")
 WF.nonce = ProtoField.uint64("peershare.wire.nonce", "Nonce", base.HEX)
 WF.relay_node = ProtoField.bytes("peershare.wire.relay.node_id", "Node ID", base.NONE)
+-- The secure session (secure.md): handshake messages and records, shown for what they are.
+WF.sec_msg = ProtoField.string("peershare.wire.secure.msg", "Secure session message")
+WF.sec_len = ProtoField.uint16("peershare.wire.secure.length", "Length", base.DEC)
+WF.sec_ephemeral = ProtoField.bytes("peershare.wire.secure.ephemeral",
+    "Ephemeral public key (X25519, the key log's session name)", base.NONE)
+WF.sec_hello = ProtoField.string("peershare.wire.secure.hello", "HELLO (protocol, version 2)")
+WF.sec_ciphertext = ProtoField.bytes("peershare.wire.secure.ciphertext",
+    "Ciphertext and tag (ChaCha20-Poly1305)", base.NONE)
 common_fields("peershare.wire", WF)
 local WE = make_experts("peershare.wire")
 
@@ -1065,6 +1073,16 @@ local WIRE_BODY = {
 WIRE_BODY[0x07] = WIRE_BODY[0x06]
 WIRE_BODY[0x09] = WIRE_BODY[0x06]
 
+-- The Info column: the first PDU of a segment sets it, the others are appended.
+local function show_info(pinfo, info)
+    if first_in_segment then
+        pinfo.cols.info:set(info)
+        first_in_segment = false
+    else
+        pinfo.cols.info:append(", " .. info)
+    end
+end
+
 -- One frame (tvb = exactly the frame, or the rest of the segment after a bad header).
 local function dissect_wire_frame(tvb, pinfo, tree)
     local n = tvb:len()
@@ -1126,12 +1144,67 @@ local function dissect_wire_frame(tvb, pinfo, tree)
     else
         info = name .. ((summary and summary ~= "") and (" " .. summary) or "")
     end
-    if first_in_segment then
-        pinfo.cols.info:set(info)
-        first_in_segment = false
-    else
-        pinfo.cols.info:append(", " .. info)
+    show_info(pinfo, info)
+    return n
+end
+
+-- Secure sessions (secure.md), by TCP stream: the initiator's port and, per PDU (frame
+-- number and offset: tshark's two passes see them again), what it is.
+local secure_streams = {}
+local secure_labels = {}
+
+-- Whether a segment starts with msg1: length 37, then e, then "PSWP" 2.
+local function is_msg1(tvb)
+    return tvb:len() >= 39 and tvb(0, 2):uint() == 37 and tvb:raw(34, 5) == "PSWP\2"
+end
+
+local function current_stream()
+    local ok, stream = pcall(function() return tcp_stream_f() end)
+    return ok and stream and stream.value or nil
+end
+
+local function secure_pdu_len(tvb, pinfo, offset)
+    return 2 + tvb(offset, 2):uint()
+end
+
+local SEC_NAMES = {
+    msg1 = "handshake msg1 (-> e, HELLO)",
+    msg2 = "handshake msg2 (<- e, ee, s, es, identity proof)",
+    msg3 = "handshake msg3 (-> s, se, identity proof)",
+    record = "record",
+}
+
+local function dissect_secure_pdu(tvb, pinfo, tree)
+    local sid = current_stream()
+    local st = secure_streams[sid]
+    local key = pinfo.number .. ":" .. tvb:offset()
+    local label = secure_labels[key]
+    if not label and st then
+        if pinfo.src_port == st.init_port then
+            st.i = st.i + 1
+            label = (st.i == 1 and "msg1") or (st.i == 2 and "msg3") or "record"
+        else
+            st.r = st.r + 1
+            label = (st.r == 1 and "msg2") or "record"
+        end
+        secure_labels[key] = label
     end
+    label = label or "record"
+    local n = tvb:len()
+    local root = tree:add(wire, tvb())
+    root:append_text(", secure session: " .. SEC_NAMES[label])
+    root:add(WF.sec_msg, tvb(0, math.min(n, 2)), SEC_NAMES[label])
+    root:add(WF.sec_len, tvb(0, 2))
+    if label == "msg1" and n >= 39 then
+        root:add(WF.sec_ephemeral, tvb(2, 32))
+        root:add(WF.sec_hello, tvb(34, 5), "PSWP, version " .. tvb(38, 1):uint())
+    elseif n > 2 then
+        root:add(WF.sec_ciphertext, tvb(2, n - 2))
+    end
+    local info = label == "record"
+        and string.format("encrypted record, %d bytes", n - 2 - 16)
+        or SEC_NAMES[label]
+    show_info(pinfo, info)
     return n
 end
 
@@ -1139,6 +1212,14 @@ function wire.dissector(tvb, pinfo, tree)
     if tvb:len() == 0 then return 0 end
     pinfo.cols.protocol = "PSWP"
     first_in_segment = true
+    local sid = current_stream()
+    if sid and not secure_streams[sid] and is_msg1(tvb) then
+        secure_streams[sid] = { init_port = pinfo.src_port, i = 0, r = 0 }
+    end
+    if sid and secure_streams[sid] then
+        dissect_tcp_pdus(tvb, tree, 2, secure_pdu_len, dissect_secure_pdu, true)
+        return tvb:len()
+    end
     -- A segment the capture cut short cannot be reassembled, so the frames of the stream
     -- cannot be followed: a segment that does not start with a valid frame header is most
     -- likely the middle of a frame, not a malformed one.
@@ -1180,7 +1261,9 @@ local function heur_wire(tvb, pinfo, tree)
     local t = tvb(4, 1):uint()
     local handshake = t == 0x01 and n >= 9 and tvb:raw(5, 4) == "PSWP"
         and length >= 1 + HANDSHAKE_BODY_LEN and length <= 1 + 1024
-    if not handshake and not (wire.prefs.midstream and plausible_frames(tvb)) then
+    local sid = current_stream()
+    local secure = is_msg1(tvb) or (sid and secure_streams[sid])
+    if not secure and not handshake and not (wire.prefs.midstream and plausible_frames(tvb)) then
         return false
     end
     pinfo.conversation = wire
@@ -1224,6 +1307,8 @@ end
 
 function wire.init()
     stream_content = {}
+    secure_streams = {}
+    secure_labels = {}
 end
 
 register_ports()

@@ -182,6 +182,12 @@ impl Engine {
         self.conns.get(&conn).map(|k| k.addr)
     }
 
+    /// Whether this node dialled the connection (it speaks first: wire.md section 3, and is
+    /// the secure session's initiator, secure.md section 2).
+    pub fn conn_outgoing(&self, conn: ConnId) -> Option<bool> {
+        self.conns.get(&conn).map(|k| k.outgoing)
+    }
+
     /// The content a connection is about, once its handshake named it.
     pub fn conn_content(&self, conn: ConnId) -> Option<Id> {
         self.conns.get(&conn).and_then(|k| k.content)
