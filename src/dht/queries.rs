@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::lookup::{Lookup, Step};
+use super::lookup::{Lookup, PeerState, Step};
 use super::requests::Purpose;
 use super::{plausible, Dht, DhtEvent, QueryId, QueryResult, QueryStats, MAX_SEEN_RENDEZVOUS};
 use crate::id::Id;
@@ -50,6 +50,8 @@ pub(super) struct Query {
     started: Instant,
     providers: Vec<SocketAddr>,
     first_provider_hop: Option<u32>,
+    /// When the first provider arrived (for [`QueryStats::first_provider`]).
+    first_provider_at: Option<Instant>,
     /// Tokens from PROVIDERS answers, for the announce phase.
     tokens: HashMap<Id, [u8; TOKEN_LEN]>,
     /// In the announce phase: ANNOUNCEs still unanswered, and acknowledgements.
@@ -131,6 +133,7 @@ impl Dht {
         } else {
             Vec::new()
         };
+        let found_here = !providers.is_empty();
         self.queries.insert(
             qid,
             Query {
@@ -139,6 +142,7 @@ impl Dht {
                 started: now,
                 providers,
                 first_provider_hop: None,
+                first_provider_at: found_here.then_some(now),
                 tokens: HashMap::new(),
                 announcing: None,
             },
@@ -157,7 +161,12 @@ impl Dht {
             }
             let enough_providers = q.kind == QueryKind::GetProviders
                 && q.providers.len() >= self.config.providers_wanted;
-            let step = if enough_providers {
+            // A node lookup that reached the node itself has its answer: the node is there
+            // and answers. Waiting for the rest of the k closest (or a lost answer among
+            // them, a soft timeout) would only delay it (dht.md section 7, step 7).
+            let target_found = q.kind == QueryKind::FindNode
+                && q.lookup.state_of(&q.lookup.target()) == Some(PeerState::Succeeded);
+            let step = if enough_providers || target_found {
                 Step::Finished
             } else {
                 q.lookup.next_step()
@@ -277,6 +286,9 @@ impl Dht {
             answers: q.lookup.answers(),
             failures: q.lookup.failures(),
             hops,
+            first_provider: q
+                .first_provider_at
+                .map(|t| t.saturating_duration_since(q.started)),
         };
         self.events.push_back(DhtEvent::QueryDone {
             id: qid,
@@ -321,6 +333,9 @@ impl Dht {
                 }
                 if !providers.is_empty() && q.first_provider_hop.is_none() {
                     q.first_provider_hop = q.lookup.hop_of(&dg.sender).map(|h| h + 1);
+                }
+                if !providers.is_empty() && q.first_provider_at.is_none() {
+                    q.first_provider_at = Some(now);
                 }
                 for p in providers {
                     let p = resolve_self_provider(p, from);

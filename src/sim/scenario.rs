@@ -253,6 +253,12 @@ impl Scenario {
             .chain(&nodes.latency)
             .copied()
             .collect();
+        let answer: Vec<Duration> = providers
+            .answer
+            .iter()
+            .chain(&nodes.answer)
+            .copied()
+            .collect();
         let total = wall_start.elapsed();
         Ok(Report {
             nodes: n,
@@ -264,6 +270,7 @@ impl Scenario {
             find_node: nodes.stats(),
             hops: Percentiles::of(&hops),
             latency: Percentiles::of(&latency),
+            answer: Percentiles::of(&answer),
             state,
             islands,
             counters: sim.counters().clone(),
@@ -302,6 +309,7 @@ struct Tally {
     wrong: usize,
     hops: Vec<u32>,
     latency: Vec<Duration>,
+    answer: Vec<Duration>,
     finished: usize,
     requests: u64,
     datagrams: u64,
@@ -327,6 +335,8 @@ impl Tally {
             self.succeeded += 1;
             self.hops.push(stats.hops.unwrap_or(0));
             self.latency.push(stats.duration);
+            self.answer
+                .push(stats.first_provider.unwrap_or(stats.duration));
         } else {
             self.wrong += 1;
         }
@@ -348,6 +358,7 @@ impl Tally {
             wrong: self.wrong,
             hops: Percentiles::of(&self.hops),
             latency: Percentiles::of(&self.latency),
+            answer: Percentiles::of(&self.answer),
             requests_per_lookup: per(self.requests),
             datagrams_per_lookup: per(self.datagrams),
         }
