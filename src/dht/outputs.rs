@@ -34,7 +34,8 @@ pub struct QueryStats {
     /// provider; for nodes, to the closest node found.
     pub hops: Option<u32>,
     /// Providers lookups: time from start to the first answer that named a provider (a
-    /// downloader could dial it from then on; the lookup goes on for more).
+    /// downloader could dial it from then on; the lookup goes on for more). Announces: time
+    /// to the first ACK (the record is findable from then on).
     pub first_provider: Option<Duration>,
 }
 

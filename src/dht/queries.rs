@@ -25,6 +25,9 @@ pub(super) enum QueryKind {
     },
     /// Internal lookups (bootstrap, refresh): no event.
     Maintenance,
+    /// A reprovide sweep's region (`sweep.rs`): a GET_PROVIDERS lookup 2k wide, for the
+    /// tokens of the nodes around a key; no event.
+    Region,
 }
 
 /// How long a lookup started before the node has any contact waits for the bootstrap node's
@@ -124,8 +127,13 @@ impl Dht {
 
     fn launch(&mut self, qid: QueryId, kind: QueryKind, target: Id, now: Instant) {
         self.routing.touch_bucket(&target, now);
-        let seeds = self.routing.closest(&target, self.config.k, None);
-        let lookup = Lookup::new(target, self.config.k, self.config.alpha, seeds);
+        let width = if kind == QueryKind::Region {
+            2 * self.config.k
+        } else {
+            self.config.k
+        };
+        let seeds = self.routing.closest(&target, width, None);
+        let lookup = Lookup::new(target, width, self.config.alpha, seeds);
         // This node is part of the DHT: records it holds itself are answers too (in a small
         // network it may hold the only copy).
         let providers = if kind == QueryKind::GetProviders {
@@ -174,7 +182,7 @@ impl Dht {
             let target = q.lookup.target();
             let req = match q.kind {
                 QueryKind::FindNode | QueryKind::Maintenance => Message::FindNode { target },
-                QueryKind::GetProviders | QueryKind::Announce { .. } => {
+                QueryKind::GetProviders | QueryKind::Announce { .. } | QueryKind::Region => {
                     Message::GetProviders { key: target }
                 }
             };
@@ -206,6 +214,18 @@ impl Dht {
                 self.finish(qid, now, None)
             }
             QueryKind::FindNode => self.finish(qid, now, Some(QueryResult::Nodes(closest))),
+            QueryKind::Region => {
+                let answered: Vec<(Contact, [u8; TOKEN_LEN])> = closest
+                    .iter()
+                    .filter_map(|c| q.tokens.get(&c.id).map(|t| (*c, *t)))
+                    .collect();
+                let (req, ans) = (
+                    u64::from(q.lookup.answers() + q.lookup.failures()),
+                    u64::from(q.lookup.answers()),
+                );
+                self.finish(qid, now, None);
+                self.sweep_region_done(qid, key, answered, req, ans, now);
+            }
             QueryKind::GetProviders => {
                 let providers = q.providers.clone();
                 self.finish(
@@ -365,6 +385,10 @@ impl Dht {
         let Some(q) = self.queries.get_mut(&qid) else {
             return;
         };
+        if ok && q.first_provider_at.is_none() {
+            // The record is stored somewhere: findable from now on.
+            q.first_provider_at = Some(now);
+        }
         if let Some((pending, acked, asked)) = q.announcing.as_mut() {
             *pending = pending.saturating_sub(1);
             if ok {
