@@ -90,7 +90,7 @@ impl Dht {
                     )
                 } else {
                     // Each key as if it came in its own ANNOUNCE without a rendezvous
-                    // (dht.md section 4.10); the answer counts those stored or refreshed.
+                    // (dht.md section 4.9a); the answer counts those stored or refreshed.
                     let port = if port == 0 { from.port() } else { port };
                     let addr = SocketAddr::new(from.ip(), port);
                     let mut stored = 0u8;

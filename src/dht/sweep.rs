@@ -11,7 +11,7 @@
 //! `d + dist(K', S'[k-1]) <= r`, any node closer to `K'` than `S'[k-1]` is within `r` of `K`
 //! (XOR distance is at most the sum), so `S'` is the true `k` closest of `K'`, and `K'` is
 //! placed without a lookup of its own. Placed keys go out in ANNOUNCE_MANY batches, up to
-//! [`MAX_ANNOUNCE_KEYS`] keys per node and datagram (section 4.10); the others wait for a
+//! [`MAX_ANNOUNCE_KEYS`] keys per node and datagram (section 4.9a); the others wait for a
 //! later region. A region covers about `k * keys / nodes` keys, so the lookups stop
 //! mattering once a node provides many more keys than the network has nodes / k, and the
 //! batches make the announces ~36 times cheaper.

@@ -187,7 +187,7 @@ pub enum Message {
     /// Answer to `Announce`: the record is stored.
     Ack,
     /// Record that the sender provides each of `keys` (a reprovide sweep's batch, dht.md
-    /// section 4.10): `Announce` for up to [`MAX_ANNOUNCE_KEYS`] keys in one datagram.
+    /// section 4.9a): `Announce` for up to [`MAX_ANNOUNCE_KEYS`] keys in one datagram.
     AnnounceMany {
         /// The token from an earlier `Providers` answer of the receiver.
         token: [u8; TOKEN_LEN],
