@@ -6,7 +6,8 @@
 //! lookup for it with a width of `w = 2k` instead of `k` ([`QueryKind::Region`]): its
 //! answer is the `w` closest nodes to `K`, each with a token (a token is bound to our
 //! address, not to a key, so one token serves every key we announce to that node). Every
-//! node closer to `K` than `r`, the distance of the `w`-th, is among them. For another key
+//! node closer to `K` than `r`, the distance of the `3k/2`-th, is taken to be among them
+//! (answers name only k contacts, so the ranks past k are less sure). For another key
 //! `K'` at distance `d = K ^ K'` from `K`, let `S'` be the `k` of them closest to `K'`: if
 //! `d + dist(K', S'[k-1]) <= r`, any node closer to `K'` than `S'[k-1]` is within `r` of `K`
 //! (XOR distance is at most the sum), so `S'` is the true `k` closest of `K'`, and `K'` is
@@ -14,9 +15,10 @@
 //! [`MAX_ANNOUNCE_KEYS`] keys per node and datagram (section 4.9a); the others wait for a
 //! later region. A region covers about `k * keys / nodes` keys, so the lookups stop
 //! mattering once a node provides many more keys than the network has nodes / k, and the
-//! batches make the announces ~36 times cheaper.
+//! batches make the announces ~36 times cheaper. Up to [`PARALLEL_REGIONS`] regions run at
+//! once, each starting past the likely reach of the others.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::queries::QueryKind;
@@ -28,10 +30,14 @@ use crate::proto::dht::{Contact, Message, MAX_ANNOUNCE_KEYS, TOKEN_LEN};
 /// A sweep in progress.
 #[derive(Debug)]
 pub(super) struct Sweep {
-    /// Keys not yet placed, ascending, with the port each is served on.
-    pending: VecDeque<(Id, u16)>,
-    /// The region lookup running, if any.
-    region: Option<QueryId>,
+    /// Keys not yet placed, with the port each is served on.
+    pending: BTreeMap<Id, u16>,
+    /// The region lookups running, by query, with the key each is for.
+    running: BTreeMap<QueryId, Id>,
+    /// Depth (leading bits) of the last region finished: a new region starts outside the
+    /// subtrees of that depth around the running ones, where they will likely place keys.
+    /// Unknown at first, so the first region runs alone.
+    depth_hint: Option<usize>,
     /// ANNOUNCE_MANY requests not yet answered (or failed).
     batches_out: usize,
     started: Instant,
@@ -76,6 +82,10 @@ impl SweepStats {
 /// announce's, and buys nothing for one key.
 pub(super) const SWEEP_MIN_KEYS: usize = 2;
 
+/// Region lookups a sweep runs at once: a sparse library (a region per key or two) must
+/// still be swept well within the republish interval.
+const PARALLEL_REGIONS: usize = 4;
+
 impl Dht {
     /// True while a sweep runs.
     pub(super) fn sweeping(&self) -> bool {
@@ -83,48 +93,73 @@ impl Dht {
     }
 
     /// Starts a sweep over `keys` (their `next_republish` already moved on by the caller).
-    pub(super) fn start_sweep(&mut self, mut keys: Vec<(Id, u16)>, now: Instant) {
-        keys.sort_unstable();
-        keys.dedup_by_key(|(k, _)| *k);
+    pub(super) fn start_sweep(&mut self, keys: Vec<(Id, u16)>, now: Instant) {
+        let pending: BTreeMap<Id, u16> = keys.into_iter().collect();
         self.sweep_stats.started += 1;
-        self.sweep_stats.keys += keys.len() as u64;
+        self.sweep_stats.keys += pending.len() as u64;
         self.sweep = Some(Sweep {
-            pending: keys.into(),
-            region: None,
+            pending,
+            running: BTreeMap::new(),
+            depth_hint: None,
             batches_out: 0,
             started: now,
         });
         self.sweep_next_region(now);
     }
 
-    /// Starts the lookup of the next region, or ends the sweep when nothing is left.
+    /// Starts region lookups for the smallest keys not yet placed nor likely placed by a
+    /// running region, up to [`PARALLEL_REGIONS`]; ends the sweep when nothing is left.
     fn sweep_next_region(&mut self, now: Instant) {
-        let Some(sw) = self.sweep.as_ref() else {
-            return;
-        };
-        if sw.region.is_some() {
-            return;
-        }
-        let Some(&(first, _)) = sw.pending.front() else {
-            if sw.batches_out == 0 {
-                let took = now.saturating_duration_since(sw.started);
-                self.sweep = None;
-                self.sweep_stats.finished += 1;
-                self.sweep_stats.last_duration = Some(took);
+        loop {
+            let Some(sw) = self.sweep.as_ref() else {
+                return;
+            };
+            if sw.pending.is_empty() && sw.running.is_empty() {
+                if sw.batches_out == 0 {
+                    let took = now.saturating_duration_since(sw.started);
+                    self.sweep = None;
+                    self.sweep_stats.finished += 1;
+                    self.sweep_stats.last_duration = Some(took);
+                }
+                return;
             }
-            return;
-        };
-        self.sweep_stats.regions += 1;
-        let q = self.start_query(QueryKind::Region, first, now);
-        if let Some(sw) = self.sweep.as_mut() {
-            if sw.region.is_none() {
-                // Still none: the lookup could not start (too many running); try again at
-                // the next maintenance.
-                sw.region = q;
+            let parallel = if sw.depth_hint.is_some() {
+                PARALLEL_REGIONS
+            } else {
+                1
+            };
+            if sw.running.len() >= parallel {
+                return;
             }
-        }
-        if q.is_none() {
-            self.sweep_give_back(now);
+            let depth = sw.depth_hint.unwrap_or(256);
+            let claimed = |key: &Id| {
+                sw.running
+                    .values()
+                    .any(|a| a == key || a.distance(key).leading_zeros() >= depth)
+            };
+            // After the last running region's key, so regions do not overlap.
+            let from = sw.running.values().max().copied();
+            let next = sw
+                .pending
+                .keys()
+                .filter(|k| from.is_none_or(|f| **k > f))
+                .find(|k| !claimed(k))
+                .copied();
+            let Some(key) = next else {
+                return;
+            };
+            self.sweep_stats.regions += 1;
+            // Claimed before the lookup starts: with nobody to ask it ends inside
+            // `start_query`, and its end must find it running.
+            let q = QueryId(self.next_query);
+            if let Some(sw) = self.sweep.as_mut() {
+                sw.running.insert(q, key);
+            }
+            if self.start_query(QueryKind::Region, key, now).is_none() {
+                // Too many lookups running: the keys left go back to the per-key schedule.
+                self.sweep_give_back(now);
+                return;
+            }
         }
     }
 
@@ -142,35 +177,40 @@ impl Dht {
         self.sweep_stats.lookup_requests += requests;
         self.sweep_stats.lookup_answers += answers;
         let k = self.config.k;
-        let w = 2 * k;
         let Some(sw) = self.sweep.as_mut() else {
             return;
         };
-        if sw.region != Some(qid) {
+        if sw.running.remove(&qid).is_none() {
             return;
         }
-        sw.region = None;
         if answered.is_empty() {
             // Nobody answered: the node is cut off for now. Give every key back to the
             // per-key schedule (an announce that stored nowhere is retried soon).
             self.sweep_give_back(now);
             return;
         }
-        // Every node within `r` of `key` answered (the lookup is exact); with fewer than
-        // `w` answers only `key` itself is placed for sure.
-        let r = (answered.len() >= w).then(|| answered[w - 1].0.id.distance(&key));
+        // The lookup is 2k wide, but an answer names only k contacts: its ranks past k are
+        // less certain than its first k. Every node within `r`, the distance of the
+        // 3k/2-th, is taken to have answered (dht.md section 10.1 gives the measurements
+        // behind 3k/2). With fewer answers only `key` itself is placed.
+        let rank = k + k / 2;
+        let r = (answered.len() >= rank).then(|| answered[rank - 1].0.id.distance(&key));
         let depth = r.map_or(256, |r| r.leading_zeros());
+        if r.is_some() {
+            sw.depth_hint = Some(depth);
+        }
         let mut placed: Vec<(Id, u16, Vec<usize>)> = Vec::new();
-        let mut keep: Vec<(Id, u16)> = Vec::new();
         let mut order: Vec<usize> = (0..answered.len()).collect();
-        while let Some(&(key2, port)) = sw.pending.front() {
+        // Keys outside `key`'s subtree at `r`'s depth are farther than `r` from it: the
+        // region is that subtree.
+        let in_region: Vec<(Id, u16)> = sw
+            .pending
+            .range(key..)
+            .take_while(|(k2, _)| **k2 == key || k2.distance(&key).leading_zeros() >= depth)
+            .map(|(k2, p)| (*k2, *p))
+            .collect();
+        for (key2, port) in in_region {
             let d = key2.distance(&key);
-            // Keys outside `key`'s subtree at `r`'s depth are farther than `r` from it,
-            // and so are all keys after them (ascending order): the region ends here.
-            if key2 != key && d.leading_zeros() < depth {
-                break;
-            }
-            sw.pending.pop_front();
             order.sort_by_key(|&i| answered[i].0.id.distance(&key2));
             let top: Vec<usize> = order.iter().copied().take(k).collect();
             let covered = key2 == key
@@ -181,13 +221,9 @@ impl Dht {
                     _ => false,
                 };
             if covered {
+                sw.pending.remove(&key2);
                 placed.push((key2, port, top));
-            } else {
-                keep.push((key2, port));
             }
-        }
-        for kp in keep.into_iter().rev() {
-            sw.pending.push_front(kp);
         }
         // Batches per node and port.
         let mut batches: BTreeMap<(usize, u16), Vec<Id>> = BTreeMap::new();
@@ -246,8 +282,8 @@ impl Dht {
             return;
         };
         self.sweep_stats.keys_deferred += sw.pending.len() as u64;
-        for (key, _) in sw.pending {
-            if let Some(p) = self.provided.get_mut(&key) {
+        for key in sw.pending.keys() {
+            if let Some(p) = self.provided.get_mut(key) {
                 p.next_republish = now + p.retry;
                 p.retry = (p.retry * 2).min(self.config.republish_interval);
             }

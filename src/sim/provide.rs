@@ -116,6 +116,8 @@ impl ProvideScenario {
             })
             .count();
         let per_item_datagrams = mean(&per_item);
+        let announced_keys: Vec<Id> = started.iter().map(|(key, _, _)| *key).collect();
+        let (baseline_held, baseline_all_k) = placement(&sim, who, &announced_keys, k);
 
         // 3. Sweeps.
         let mut sweeps = Vec::new();
@@ -151,27 +153,10 @@ impl ProvideScenario {
             let finished = after.finished > before.finished;
             let took = sim.now().saturating_duration_since(start);
             // Placement: for sampled keys, which of the true k closest hold the record.
-            let ids: Vec<Id> = (0..n).filter_map(|i| sim.node(i).map(|d| d.id())).collect();
             let addr = node_addr(p);
-            let now = sim.now();
             let sample = rand::seq::index::sample(sim.rng(), items, self.check_keys.min(items));
-            let (mut held, mut slots, mut full) = (0usize, 0usize, 0usize);
-            for i in sample.iter() {
-                let key = keys[i];
-                let mut order: Vec<usize> = (0..ids.len()).filter(|&j| j != p).collect();
-                order.sort_by_key(|&j| ids[j].distance(&key));
-                let h = order
-                    .iter()
-                    .take(k)
-                    .filter(|&&j| {
-                        sim.node(j)
-                            .is_some_and(|d| d.holds_record(&key, &addr, now))
-                    })
-                    .count();
-                held += h;
-                slots += k.min(order.len());
-                full += usize::from(h == k.min(order.len()));
-            }
+            let sampled: Vec<Id> = sample.iter().map(|i| keys[i]).collect();
+            let (held, all_k) = placement(&sim, p, &sampled, k);
             // Lookups from random nodes.
             let mut looks = Vec::new();
             for i in sample.iter() {
@@ -202,8 +187,8 @@ impl ProvideScenario {
                 records_stored: d(|s| s.records_stored),
                 deferred: d(|s| s.keys_deferred),
                 one_lookup_each: per_item_datagrams * items as f64,
-                held: ratio(held, slots),
-                all_k: ratio(full, sample.len()),
+                held,
+                all_k,
                 looked_up: looks.len(),
                 found,
             });
@@ -212,6 +197,8 @@ impl ProvideScenario {
             nodes: n,
             scenario: self.clone(),
             per_item_datagrams,
+            baseline_held,
+            baseline_all_k,
             announced: started.len(),
             first_ack: Percentiles::of(&first_ack),
             stored_nowhere,
@@ -266,6 +253,10 @@ pub struct ProvideReport {
     pub scenario: ProvideScenario,
     /// Mean datagrams of one announce (lookup and ANNOUNCEs, both ways).
     pub per_item_datagrams: f64,
+    /// Of the one-by-one keys' true k closest live nodes, the fraction holding the record.
+    pub baseline_held: f64,
+    /// Those keys held by all of their true k closest.
+    pub baseline_all_k: f64,
     /// Announces made one by one.
     pub announced: usize,
     /// Time from `add` to the first ACK.
@@ -298,8 +289,12 @@ impl fmt::Display for ProvideReport {
         )?;
         writeln!(
             f,
-            "  one announce lookup per item: {:.1} datagrams per item ({} announces)",
-            self.per_item_datagrams, self.announced
+            "  one announce lookup per item: {:.1} datagrams per item ({} announces); records on \
+             {:.1}% of the true k closest, all k for {:.1}% of the keys",
+            self.per_item_datagrams,
+            self.announced,
+            self.baseline_held * 100.0,
+            self.baseline_all_k * 100.0
         )?;
         writeln!(
             f,
@@ -358,6 +353,35 @@ impl fmt::Display for ProvideReport {
             self.wall.as_secs_f64()
         )
     }
+}
+
+/// For `keys` provided by node `p`: the fraction of their true k closest nodes (global
+/// knowledge, `p` excluded) that hold `p`'s record, and the fraction of keys all k hold.
+fn placement(sim: &Sim, p: usize, keys: &[Id], k: usize) -> (f64, f64) {
+    let ids: Vec<(usize, Id)> = (0..sim.len())
+        .filter(|&i| i != p && sim.is_alive(i))
+        .filter_map(|i| sim.node(i).map(|d| (i, d.id())))
+        .collect();
+    let addr = node_addr(p);
+    let now = sim.now();
+    let (mut held, mut slots, mut full) = (0usize, 0usize, 0usize);
+    for key in keys {
+        let mut order = ids.clone();
+        order.sort_by_key(|(_, id)| id.distance(key));
+        let want = k.min(order.len());
+        let h = order
+            .iter()
+            .take(want)
+            .filter(|(j, _)| {
+                sim.node(*j)
+                    .is_some_and(|d| d.holds_record(key, &addr, now))
+            })
+            .count();
+        held += h;
+        slots += want;
+        full += usize::from(h == want);
+    }
+    (ratio(held, slots), ratio(full, keys.len()))
 }
 
 fn pick_unused(sim: &mut Sim, used: &mut Vec<usize>, n: usize) -> usize {
