@@ -77,10 +77,12 @@ impl Dht {
         due.sort_unstable();
         let sweep = self.config.reprovide_sweep
             && self.rendezvous.is_none()
-            && due.len() >= SWEEP_MIN_KEYS
-            && !self.routing.is_empty();
+            && due.len() >= SWEEP_MIN_KEYS;
         if sweep {
-            if !self.sweeping() {
+            // With an empty table the keys stay due: the first contact brings the next round
+            // at once (`on_contact_added`). One announce each would start more lookups than
+            // a node runs at once (a library of 100,000 keys).
+            if !self.sweeping() && !self.routing.is_empty() {
                 // Many keys at once: one sweep over the keyspace (sweep.rs). Keys that fall
                 // due while a sweep runs wait for it to end.
                 let next = now + self.config.republish_interval;

@@ -340,10 +340,13 @@ impl Dht {
     }
 
     /// Provides `keys` on TCP `port` (0: the DHT's UDP port) without announcing each now:
-    /// they are due at the next housekeeping round, which republishes them together in a
-    /// reprovide sweep (dht.md section 10.1). For a library loaded at start-up: one sweep
-    /// instead of one announce lookup per key.
+    /// they are due at once, and the housekeeping round that [`Dht::handle_timeout`] runs
+    /// next republishes them together in a reprovide sweep (dht.md section 10.1). For a
+    /// library loaded at start-up: one sweep instead of one announce lookup per key.
     pub fn provide_many(&mut self, keys: &[Id], port: u16, now: Instant) {
+        if !keys.is_empty() {
+            self.next_maintenance = now;
+        }
         for key in keys {
             self.provided.entry(*key).or_insert(Provided {
                 port,
