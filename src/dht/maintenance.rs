@@ -75,9 +75,8 @@ impl Dht {
             .collect();
         // HashMap order is random per process: sort so a seeded run is reproducible.
         due.sort_unstable();
-        let sweep = self.config.reprovide_sweep
-            && self.rendezvous.is_none()
-            && due.len() >= SWEEP_MIN_KEYS;
+        let sweep =
+            self.config.reprovide_sweep && self.rendezvous.is_none() && due.len() >= SWEEP_MIN_KEYS;
         if sweep {
             // With an empty table the keys stay due: the first contact brings the next round
             // at once (`on_contact_added`). One announce each would start more lookups than
