@@ -261,6 +261,9 @@ impl Dht {
                         // Each unanswered PING counts towards the warning.
                         self.on_bootstrap_result(out.to, false);
                     }
+                    if matches!(out.purpose, Purpose::Batch) {
+                        self.sweep_stats.batches += 1;
+                    }
                     // Once more: a single lost datagram should not cost the lookup a node.
                     self.send_request_attempt(now, out.to, out.node, out.msg, out.purpose, 1);
                 } else {
