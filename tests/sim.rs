@@ -177,3 +177,36 @@ fn heavy_loss_leaves_no_islands() {
         assert!(r.providers.success_rate() >= 0.95, "{why}");
     }
 }
+
+/// Issue 21, providing at scale: a node providing many keys republishes them in a reprovide
+/// sweep (dht.md section 10.1). Every key must end up on its true k closest nodes (nearly:
+/// lookups are exact only as far as the network lets them be) and be found, for at most half
+/// the datagrams of one announce lookup per key; and a key announced alone must be stored
+/// somewhere within a second and found by a lookup started a second after the add.
+#[test]
+fn a_reprovide_sweep_places_every_key_for_less_than_half_the_traffic() {
+    use peershare::sim::provide::{ProvideScenario, FIRST_PROVIDE_GOAL};
+    let mut s = ProvideScenario::new(300);
+    s.network.settle = Duration::from_secs(60);
+    s.network.net = NetConfig {
+        loss: 0.02,
+        seed: seed(),
+        ..NetConfig::default()
+    };
+    s.items = vec![3000];
+    s.baseline_items = 30;
+    s.check_keys = 100;
+    let r = s
+        .run()
+        .unwrap_or_else(|e| panic!("simulation failed (seed {}): {e}", seed()));
+    let row = &r.sweeps[0];
+    assert!(row.finished, "{r}");
+    assert!(
+        (row.datagrams as f64) <= 0.5 * row.one_lookup_each,
+        "sweep traffic: {r}"
+    );
+    assert!(row.held >= 0.9, "records on the true k closest: {r}");
+    assert!(row.found * 100 >= row.looked_up * 98, "lookups: {r}");
+    assert!(r.first_ack.p50 <= FIRST_PROVIDE_GOAL, "{r}");
+    assert!(r.found_after_goal * 100 >= r.probes * 95, "{r}");
+}

@@ -113,6 +113,9 @@ fn every_message_type_has_a_valid_vector() {
         msg_type::INTRODUCED,
         msg_type::CALL,
         msg_type::CALL_ACK,
+        // reprovide sweep (dht.md 4.9a, 4.9b)
+        msg_type::ANNOUNCE_MANY,
+        msg_type::STORED,
         msg_type::ERROR,
     ];
     // The list above must be every type the codec names; a type added to the codec (and to
@@ -184,6 +187,8 @@ fn examples_in_dht_md_match_the_vectors() {
         "providers",
         "announce",
         "ack",
+        "announce_many",
+        "stored",
         "error",
     ] {
         assert!(types.contains(t), "dht.md has no example for {t}");

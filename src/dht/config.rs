@@ -48,6 +48,9 @@ pub struct DhtConfig {
     pub not_reachable: bool,
     /// How often housekeeping runs (expiry, republish, refresh).
     pub maintenance_interval: Duration,
+    /// Republish keys due together in a reprovide sweep (region lookups and ANNOUNCE_MANY
+    /// batches, dht.md section 10.1) rather than one announce lookup each.
+    pub reprovide_sweep: bool,
 }
 
 impl Default for DhtConfig {
@@ -71,6 +74,7 @@ impl Default for DhtConfig {
             external_addr_quorum: 2,
             not_reachable: false,
             maintenance_interval: Duration::from_secs(5),
+            reprovide_sweep: true,
         }
     }
 }

@@ -228,3 +228,35 @@ fn the_closest_candidate_gets_more_copies() {
         "copies sent to the closest candidate and to the other"
     );
 }
+
+/// Issue 21, lookup latency: a node lookup that reached the node itself ended only once
+/// the rest of the k closest had answered, and under loss one of their answers was nearly
+/// always lost, so the lookup waited a soft timeout for nothing. It now ends when the node
+/// looked for answers.
+#[test]
+fn a_node_lookup_ends_when_the_node_answers() {
+    let t0 = super::tests::start();
+    let mut d = dht(t0);
+    let cs = contacts_in_bucket(&d.id(), 1, 3);
+    for c in &cs {
+        d.add_contact(*c, t0);
+    }
+    let _ = sent(&mut d);
+    let q = d.find_node(cs[0].id, t0).expect("started");
+    let out = sent(&mut d);
+    let req = out
+        .iter()
+        .find(|(to, dg)| *to == cs[0].addr && matches!(dg.msg, Message::FindNode { .. }))
+        .map(|(_, dg)| dg.clone())
+        .expect("a FIND_NODE to the node looked for");
+    // Only the node looked for answers; the other two requests stay out (lost).
+    d.handle_datagram(t0, cs[0].addr, &answer(&cs[0], &req));
+    let done = std::iter::from_fn(|| d.poll_event()).find_map(|e| match e {
+        DhtEvent::QueryDone { id, result, .. } if id == q => Some(result),
+        _ => None,
+    });
+    match done {
+        Some(QueryResult::Nodes(found)) => assert_eq!(found.first().map(|c| c.id), Some(cs[0].id)),
+        other => panic!("the lookup should have ended with the node first: {other:?}"),
+    }
+}

@@ -10,6 +10,7 @@ use rand::Rng;
 
 use super::queries::QueryKind;
 use super::requests::Purpose;
+use super::sweep::SWEEP_MIN_KEYS;
 use super::Dht;
 use crate::id::Id;
 use crate::proto::dht::Message;
@@ -74,8 +75,28 @@ impl Dht {
             .collect();
         // HashMap order is random per process: sort so a seeded run is reproducible.
         due.sort_unstable();
-        for (key, port) in due {
-            let _ = self.announce(key, port, now);
+        let sweep =
+            self.config.reprovide_sweep && self.rendezvous.is_none() && due.len() >= SWEEP_MIN_KEYS;
+        if sweep {
+            // With an empty table the keys stay due: the first contact brings the next round
+            // at once (`on_contact_added`). One announce each would start more lookups than
+            // a node runs at once (a library of 100,000 keys).
+            if !self.sweeping() && !self.routing.is_empty() {
+                // Many keys at once: one sweep over the keyspace (sweep.rs). Keys that fall
+                // due while a sweep runs wait for it to end.
+                let next = now + self.config.republish_interval;
+                for (key, _) in &due {
+                    if let Some(p) = self.provided.get_mut(key) {
+                        p.next_republish = next;
+                        p.table_len = table;
+                    }
+                }
+                self.start_sweep(due, now);
+            }
+        } else {
+            for (key, port) in due {
+                let _ = self.announce(key, port, now);
+            }
         }
         let len = self.routing.len();
         // A node whose table holds only nodes that joined through it (they verified it, so

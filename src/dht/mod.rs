@@ -37,6 +37,7 @@ mod requests;
 pub mod routing;
 mod rtt;
 mod serve;
+mod sweep;
 pub mod token;
 
 use std::cmp::Reverse;
@@ -58,6 +59,7 @@ use queries::{Deferred, Query, QueryKind};
 use ratelimit::SourceLimiter;
 use requests::{Outstanding, Purpose};
 use routing::RoutingTable;
+pub use sweep::SweepStats;
 use token::TokenIssuer;
 
 /// The DHT of one node. See the module docs for the call order.
@@ -95,6 +97,9 @@ pub struct Dht {
     deferred: Vec<Deferred>,
     next_query: u64,
     provided: HashMap<Id, Provided>,
+    /// The reprovide sweep running, if any (`sweep.rs`).
+    sweep: Option<sweep::Sweep>,
+    sweep_stats: SweepStats,
     transmits: VecDeque<Transmit>,
     events: VecDeque<DhtEvent>,
     next_maintenance: Instant,
@@ -154,6 +159,8 @@ impl Dht {
             deferred: Vec::new(),
             next_query: 1,
             provided: HashMap::new(),
+            sweep: None,
+            sweep_stats: SweepStats::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             observed: VecDeque::new(),
@@ -245,12 +252,17 @@ impl Dht {
                         // nor a joining node out of the network (its first PING may have
                         // gone out before the bootstrap node had bound its port).
                         Purpose::Verify | Purpose::Bootstrap => true,
+                        // A lost batch would cost up to 36 records on that node.
+                        Purpose::Batch => true,
                         _ => false,
                     };
                 if retry {
                     if matches!(out.purpose, Purpose::Bootstrap) {
                         // Each unanswered PING counts towards the warning.
                         self.on_bootstrap_result(out.to, false);
+                    }
+                    if matches!(out.purpose, Purpose::Batch) {
+                        self.sweep_stats.batches += 1;
                     }
                     // Once more: a single lost datagram should not cost the lookup a node.
                     self.send_request_attempt(now, out.to, out.node, out.msg, out.purpose, 1);
@@ -328,6 +340,38 @@ impl Dht {
             },
         );
         self.start_query(QueryKind::Announce { port }, key, now)
+    }
+
+    /// Provides `keys` on TCP `port` (0: the DHT's UDP port) without announcing each now:
+    /// they are due at once, and the housekeeping round that [`Dht::handle_timeout`] runs
+    /// next republishes them together in a reprovide sweep (dht.md section 10.1). For a
+    /// library loaded at start-up: one sweep instead of one announce lookup per key.
+    pub fn provide_many(&mut self, keys: &[Id], port: u16, now: Instant) {
+        if !keys.is_empty() {
+            self.next_maintenance = now;
+        }
+        for key in keys {
+            self.provided.entry(*key).or_insert(Provided {
+                port,
+                next_republish: now,
+                retry: ANNOUNCE_RETRY,
+                table_len: self.routing.len(),
+            });
+        }
+    }
+
+    /// What the reprovide sweeps did so far.
+    pub fn sweep_stats(&self) -> &SweepStats {
+        &self.sweep_stats
+    }
+
+    /// Whether this node holds a provider record of `key` for `addr` (for the simulator's
+    /// checks).
+    pub fn holds_record(&self, key: &Id, addr: &SocketAddr, now: Instant) -> bool {
+        self.store
+            .get(key, now, usize::MAX)
+            .iter()
+            .any(|a| a == addr)
     }
 
     /// Marks this node reachable or not: the NOT_REACHABLE flag of every datagram it sends

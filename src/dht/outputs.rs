@@ -33,6 +33,10 @@ pub struct QueryStats {
     /// Sequential hops to the answer: for providers, to the first peer that returned a
     /// provider; for nodes, to the closest node found.
     pub hops: Option<u32>,
+    /// Providers lookups: time from start to the first answer that named a provider (a
+    /// downloader could dial it from then on; the lookup goes on for more). Announces: time
+    /// to the first ACK (the record is findable from then on).
+    pub first_provider: Option<Duration>,
 }
 
 /// The result of a lookup.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::lookup::{Lookup, Step};
+use super::lookup::{Lookup, PeerState, Step};
 use super::requests::Purpose;
 use super::{plausible, Dht, DhtEvent, QueryId, QueryResult, QueryStats, MAX_SEEN_RENDEZVOUS};
 use crate::id::Id;
@@ -25,6 +25,9 @@ pub(super) enum QueryKind {
     },
     /// Internal lookups (bootstrap, refresh): no event.
     Maintenance,
+    /// A reprovide sweep's region (`sweep.rs`): a GET_PROVIDERS lookup 2k wide, for the
+    /// tokens of the nodes around a key; no event.
+    Region,
 }
 
 /// How long a lookup started before the node has any contact waits for the bootstrap node's
@@ -50,6 +53,8 @@ pub(super) struct Query {
     started: Instant,
     providers: Vec<SocketAddr>,
     first_provider_hop: Option<u32>,
+    /// When the first provider arrived (for [`QueryStats::first_provider`]).
+    first_provider_at: Option<Instant>,
     /// Tokens from PROVIDERS answers, for the announce phase.
     tokens: HashMap<Id, [u8; TOKEN_LEN]>,
     /// In the announce phase: ANNOUNCEs still unanswered, and acknowledgements.
@@ -122,8 +127,13 @@ impl Dht {
 
     fn launch(&mut self, qid: QueryId, kind: QueryKind, target: Id, now: Instant) {
         self.routing.touch_bucket(&target, now);
-        let seeds = self.routing.closest(&target, self.config.k, None);
-        let lookup = Lookup::new(target, self.config.k, self.config.alpha, seeds);
+        let width = if kind == QueryKind::Region {
+            2 * self.config.k
+        } else {
+            self.config.k
+        };
+        let seeds = self.routing.closest(&target, width, None);
+        let lookup = Lookup::new(target, width, self.config.alpha, seeds);
         // This node is part of the DHT: records it holds itself are answers too (in a small
         // network it may hold the only copy).
         let providers = if kind == QueryKind::GetProviders {
@@ -131,6 +141,7 @@ impl Dht {
         } else {
             Vec::new()
         };
+        let found_here = !providers.is_empty();
         self.queries.insert(
             qid,
             Query {
@@ -139,6 +150,7 @@ impl Dht {
                 started: now,
                 providers,
                 first_provider_hop: None,
+                first_provider_at: found_here.then_some(now),
                 tokens: HashMap::new(),
                 announcing: None,
             },
@@ -157,7 +169,12 @@ impl Dht {
             }
             let enough_providers = q.kind == QueryKind::GetProviders
                 && q.providers.len() >= self.config.providers_wanted;
-            let step = if enough_providers {
+            // A node lookup that reached the node itself has its answer: the node is there
+            // and answers. Waiting for the rest of the k closest (or a lost answer among
+            // them, a soft timeout) would only delay it (dht.md section 7, step 7).
+            let target_found = q.kind == QueryKind::FindNode
+                && q.lookup.state_of(&q.lookup.target()) == Some(PeerState::Succeeded);
+            let step = if enough_providers || target_found {
                 Step::Finished
             } else {
                 q.lookup.next_step()
@@ -165,7 +182,7 @@ impl Dht {
             let target = q.lookup.target();
             let req = match q.kind {
                 QueryKind::FindNode | QueryKind::Maintenance => Message::FindNode { target },
-                QueryKind::GetProviders | QueryKind::Announce { .. } => {
+                QueryKind::GetProviders | QueryKind::Announce { .. } | QueryKind::Region => {
                     Message::GetProviders { key: target }
                 }
             };
@@ -197,6 +214,18 @@ impl Dht {
                 self.finish(qid, now, None)
             }
             QueryKind::FindNode => self.finish(qid, now, Some(QueryResult::Nodes(closest))),
+            QueryKind::Region => {
+                let answered: Vec<(Contact, [u8; TOKEN_LEN])> = closest
+                    .iter()
+                    .filter_map(|c| q.tokens.get(&c.id).map(|t| (*c, *t)))
+                    .collect();
+                let (req, ans) = (
+                    u64::from(q.lookup.answers() + q.lookup.failures()),
+                    u64::from(q.lookup.answers()),
+                );
+                self.finish(qid, now, None);
+                self.sweep_region_done(qid, key, answered, req, ans, now);
+            }
             QueryKind::GetProviders => {
                 let providers = q.providers.clone();
                 self.finish(
@@ -277,6 +306,9 @@ impl Dht {
             answers: q.lookup.answers(),
             failures: q.lookup.failures(),
             hops,
+            first_provider: q
+                .first_provider_at
+                .map(|t| t.saturating_duration_since(q.started)),
         };
         self.events.push_back(DhtEvent::QueryDone {
             id: qid,
@@ -322,6 +354,9 @@ impl Dht {
                 if !providers.is_empty() && q.first_provider_hop.is_none() {
                     q.first_provider_hop = q.lookup.hop_of(&dg.sender).map(|h| h + 1);
                 }
+                if !providers.is_empty() && q.first_provider_at.is_none() {
+                    q.first_provider_at = Some(now);
+                }
                 for p in providers {
                     let p = resolve_self_provider(p, from);
                     if !plausible(&p) {
@@ -350,6 +385,10 @@ impl Dht {
         let Some(q) = self.queries.get_mut(&qid) else {
             return;
         };
+        if ok && q.first_provider_at.is_none() {
+            // The record is stored somewhere: findable from now on.
+            q.first_provider_at = Some(now);
+        }
         if let Some((pending, acked, asked)) = q.announcing.as_mut() {
             *pending = pending.saturating_sub(1);
             if ok {

@@ -32,6 +32,8 @@ pub(super) enum Purpose {
     Lookup(QueryId),
     /// An ANNOUNCE sent by a finished announce lookup.
     Announce(QueryId),
+    /// An ANNOUNCE_MANY of a reprovide sweep (`sweep.rs`).
+    Batch,
     /// Checking whether the oldest contact of a full bucket is alive.
     EvictionPing,
     /// Reaching a bootstrap address whose node ID we do not know yet.
@@ -118,6 +120,7 @@ impl Dht {
             msg_type::PING => msg_type::PONG,
             msg_type::FIND_NODE => msg_type::NODES,
             msg_type::GET_PROVIDERS => msg_type::PROVIDERS,
+            msg_type::ANNOUNCE_MANY => msg_type::STORED,
             _ => msg_type::ACK,
         };
         let t = dg.msg.type_byte();
@@ -193,6 +196,13 @@ impl Dht {
             Purpose::Verify => {}
             Purpose::Lookup(qid) => self.on_lookup_answer(now, qid, from, dg),
             Purpose::Announce(qid) => self.on_announce_answer(now, qid, true),
+            Purpose::Batch => {
+                let stored = match dg.msg {
+                    Message::Stored { stored } => stored,
+                    _ => 0,
+                };
+                self.on_batch_answer(Some(stored), now);
+            }
         }
     }
 
@@ -221,6 +231,7 @@ impl Dht {
                 self.drive(qid, now);
             }
             Purpose::Announce(qid) => self.on_announce_answer(now, qid, false),
+            Purpose::Batch => self.on_batch_answer(None, now),
             _ => {}
         }
     }

@@ -81,6 +81,32 @@ impl Dht {
                     }
                 }
             }
+            Message::AnnounceMany { token, port, keys } => {
+                if !self.tokens.verify(&from, &token) {
+                    self.stats.bad_tokens += 1;
+                    error(
+                        error_code::BAD_TOKEN,
+                        "token invalid or expired for this address",
+                    )
+                } else {
+                    // Each key as if it came in its own ANNOUNCE without a rendezvous
+                    // (dht.md section 4.9a); the answer counts those stored or refreshed.
+                    let port = if port == 0 { from.port() } else { port };
+                    let addr = SocketAddr::new(from.ip(), port);
+                    let mut stored = 0u8;
+                    for key in keys {
+                        match self.store.add_via(key, addr, None, from, now) {
+                            Ok(Stored::Added | Stored::Refreshed) => stored += 1,
+                            Ok(Stored::Replaced { .. }) => {
+                                self.stats.records_evicted += 1;
+                                stored += 1;
+                            }
+                            Err(_) => self.stats.records_refused += 1,
+                        }
+                    }
+                    Message::Stored { stored }
+                }
+            }
             // Responses never reach here (is_request was checked).
             _ => return,
         };

@@ -923,3 +923,68 @@ fn one_address_holds_one_contact() {
     assert!(rt.get(&first.id).is_none());
     assert_eq!(rt.len(), 1);
 }
+
+/// ANNOUNCE_MANY (dht.md 4.9a): with a valid token every key is stored as an ANNOUNCE
+/// would store it and STORED counts them; a bad token stores nothing.
+#[test]
+fn announce_many_stores_each_key_and_counts_them() {
+    let mut net = Net::new(1);
+    let now = net.now;
+    let from = SocketAddr::from(([198, 51, 100, 9], 4001));
+    let sender = Id::hash_of(b"a provider of many keys");
+    let keys: Vec<Id> = (0..36u8).map(|i| Id::hash_of(&[i])).collect();
+    let ask = |txid, msg| {
+        Datagram {
+            flags: 0,
+            txid,
+            sender,
+            msg,
+        }
+        .encode()
+    };
+    let node = net.node(0);
+    node.handle_datagram(now, from, &ask(1, Message::GetProviders { key: keys[0] }));
+    let token = std::iter::from_fn(|| node.poll_transmit())
+        .filter_map(|t| Datagram::decode(&t.payload).ok())
+        .find_map(|d| match d.msg {
+            Message::Providers { token, .. } => Some(token),
+            _ => None,
+        })
+        .expect("PROVIDERS");
+    let reply = |node: &mut Dht, txid| {
+        std::iter::from_fn(|| node.poll_transmit())
+            .filter_map(|t| Datagram::decode(&t.payload).ok())
+            .find(|d| d.txid == txid)
+            .map(|d| d.msg)
+    };
+    // A bad token: nothing stored.
+    let bad = Message::AnnounceMany {
+        token: [0; 16],
+        port: 0,
+        keys: keys.clone(),
+    };
+    node.handle_datagram(now, from, &ask(2, bad));
+    assert!(matches!(
+        reply(node, 2),
+        Some(Message::Error {
+            code: error_code::BAD_TOKEN,
+            ..
+        })
+    ));
+    assert_eq!(node.provider_records(), 0);
+    // The token of one PROVIDERS answer serves every key.
+    let good = Message::AnnounceMany {
+        token,
+        port: 0,
+        keys: keys.clone(),
+    };
+    node.handle_datagram(now, from, &ask(3, good.clone()));
+    assert_eq!(reply(node, 3), Some(Message::Stored { stored: 36 }));
+    for k in &keys {
+        assert!(node.holds_record(k, &from, now), "{k:?}");
+    }
+    // Again: refreshed, still counted.
+    node.handle_datagram(now, from, &ask(4, good));
+    assert_eq!(reply(node, 4), Some(Message::Stored { stored: 36 }));
+    assert_eq!(node.provider_records(), 36);
+}

@@ -2,11 +2,13 @@
 //! [`Datagram::decode`].
 
 use super::line::{dht_line, line};
-use super::walk::{ascii_or_hex, stop, Walk, Walker};
+use super::walk::{ascii_or_hex, at_most, stop, Walk, Walker};
 use super::{finish_message, message, Explanation, Status};
 use crate::id::ID_LEN;
 use crate::proto::codec::DecodeError;
-use crate::proto::dht::{self, Datagram, MAX_CONTACTS, MAX_DATAGRAM, MAX_PROVIDERS};
+use crate::proto::dht::{
+    self, Datagram, MAX_ANNOUNCE_KEYS, MAX_CONTACTS, MAX_DATAGRAM, MAX_PROVIDERS,
+};
 
 /// Explains one DHT datagram: the decoder's verdict, and the layout of [`walk_dht`].
 pub(super) fn explain_dht(input: &[u8], ex: &mut Explanation) {
@@ -136,6 +138,37 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
                 w.address("rendezvous", "rendezvous", m)?;
             }
         }
+        ANNOUNCE_MANY => {
+            w.bytes(
+                dht::TOKEN_LEN,
+                "token",
+                "a token from an earlier PROVIDERS answer of this node",
+            )?;
+            let m = "TCP port the contents are served on; 0 = the UDP source port";
+            w.int(2, "port", "port", m, |p| match p {
+                0 => "0 (the UDP source port)".into(),
+                p => p.to_string(),
+            })?;
+            let at = w.pos();
+            let count = "number of keys that follow (1 to 36)";
+            let n = w.count("key_count", MAX_ANNOUNCE_KEYS, ID_LEN, count)?;
+            if n == 0 {
+                let e = DecodeError::InvalidValue {
+                    field: "key_count",
+                    reason: "0: an ANNOUNCE_MANY carries at least one key",
+                };
+                return Err(stop(e, at, "1 to 36 keys", 0));
+            }
+            let m = "the content IDs the sender provides";
+            w.list(n, "keys", m, "key", |w, _| {
+                w.id("key", "a content ID the sender provides").map(drop)
+            })?;
+        }
+        STORED => {
+            let m = "how many of the ANNOUNCE_MANY's keys were stored or refreshed";
+            let (off, n) = w.num(1, "stored", m)?;
+            at_most("stored", off, n, MAX_ANNOUNCE_KEYS)?;
+        }
         DIALBACK => {
             let m = "echoed in the PROBE frame of the dial-back connection";
             w.int(8, "nonce", "nonce", m, |x| format!("0x{x:016x}"))?;
@@ -201,7 +234,7 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
         }
         other => {
             let (exp, found) = (
-                "a defined type: 0x01 to 0x10, or 0x7f",
+                "a defined type: 0x01 to 0x12, or 0x7f",
                 format!("0x{other:02x}"),
             );
             return Err(stop(
@@ -274,6 +307,11 @@ fn dht_type_meaning(t: u8) -> &'static str {
         PROVIDERS => "answers GET_PROVIDERS: a token, providers, closer contacts",
         ANNOUNCE => "record that the sender provides this key. Answered by ACK or ERROR",
         ACK => "answers ANNOUNCE: the provider record is stored",
+        ANNOUNCE_MANY => {
+            "record that the sender provides each of these keys (a reprovide sweep's batch). \
+             Answered by STORED or ERROR"
+        }
+        STORED => "answers ANNOUNCE_MANY: how many of its keys were stored",
         DIALBACK => "connect back to me to test my reachability. Answered by DIALBACK_ACK",
         DIALBACK_ACK => "answers DIALBACK: a PROBE connection will be tried",
         REGISTER => "be my rendezvous. Answered by REGISTERED",

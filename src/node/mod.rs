@@ -232,9 +232,10 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
     for c in &saved.contacts {
         dht.add_contact(*c, now);
     }
-    for key in &saved.provided {
-        let _ = dht.announce(*key, 0, now);
-    }
+    // Republished together by the first housekeeping round's reprovide sweep (dht.md
+    // section 10.1): one announce each would start more lookups than the DHT runs at once
+    // for a large library, and the rest would wait for the next republish.
+    dht.provide_many(&saved.provided, 0, now);
     let bootstrap = resolve_bootstrap(&cfg.bootstrap, !saved.contacts.is_empty())?;
     let bootstrapped = !bootstrap.is_empty();
     for a in bootstrap {

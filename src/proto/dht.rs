@@ -69,6 +69,10 @@ pub mod msg_type {
     pub const CALL: u8 = 0x0f;
     /// CALL_ACK response: the client got the CALL.
     pub const CALL_ACK: u8 = 0x10;
+    /// ANNOUNCE_MANY request: record that the sender provides each of these keys.
+    pub const ANNOUNCE_MANY: u8 = 0x11;
+    /// STORED response: how many of the keys were stored or refreshed.
+    pub const STORED: u8 = 0x12;
     /// ERROR response.
     pub const ERROR: u8 = 0x7f;
 }
@@ -182,6 +186,22 @@ pub enum Message {
     },
     /// Answer to `Announce`: the record is stored.
     Ack,
+    /// Record that the sender provides each of `keys` (a reprovide sweep's batch, dht.md
+    /// section 4.9a): `Announce` for up to [`MAX_ANNOUNCE_KEYS`] keys in one datagram.
+    AnnounceMany {
+        /// The token from an earlier `Providers` answer of the receiver.
+        token: [u8; TOKEN_LEN],
+        /// The TCP port the contents are served on; 0 means "the UDP source port".
+        port: u16,
+        /// The content IDs, 1 to [`MAX_ANNOUNCE_KEYS`].
+        keys: Vec<Id>,
+    },
+    /// Answer to `AnnounceMany`: how many of its keys were stored or refreshed (the others
+    /// were refused, as `Announce` would be with STORE_FULL).
+    Stored {
+        /// Keys stored or refreshed.
+        stored: u8,
+    },
     /// Connect back to me: a TCP connection to my source IP at `port` carrying PROBE `nonce`
     /// proves I am reachable.
     Dialback {
@@ -252,6 +272,8 @@ impl Message {
             Message::Providers { .. } => msg_type::PROVIDERS,
             Message::Announce { .. } => msg_type::ANNOUNCE,
             Message::Ack => msg_type::ACK,
+            Message::AnnounceMany { .. } => msg_type::ANNOUNCE_MANY,
+            Message::Stored { .. } => msg_type::STORED,
             Message::Dialback { .. } => msg_type::DIALBACK,
             Message::DialbackAck => msg_type::DIALBACK_ACK,
             Message::Register { .. } => msg_type::REGISTER,
@@ -300,6 +322,8 @@ pub fn type_name(t: u8) -> &'static str {
         msg_type::INTRODUCED => "INTRODUCED",
         msg_type::CALL => "CALL",
         msg_type::CALL_ACK => "CALL_ACK",
+        msg_type::ANNOUNCE_MANY => "ANNOUNCE_MANY",
+        msg_type::STORED => "STORED",
         msg_type::ERROR => "ERROR",
         _ => "UNKNOWN",
     }
@@ -323,6 +347,9 @@ pub const MAX_CONTACTS: usize = 20;
 /// Most provider addresses a PROVIDERS message may carry: 50 IPv6 addresses (950 bytes)
 /// plus the header and token always fit in [`MAX_DATAGRAM`].
 pub const MAX_PROVIDERS: usize = 50;
+/// Most keys an ANNOUNCE_MANY carries: 45 + 16 + 2 + 1 + 36 x 32 = 1216 bytes fit in
+/// [`MAX_DATAGRAM`], 37 keys would not.
+pub const MAX_ANNOUNCE_KEYS: usize = 36;
 
 impl Datagram {
     /// Encodes the datagram. Callers keep lists within [`MAX_CONTACTS`] and
@@ -403,6 +430,15 @@ impl Datagram {
                     put_socket_addr(&mut out, rv);
                 }
             }
+            Message::AnnounceMany { token, port, keys } => {
+                out.extend_from_slice(token);
+                out.extend_from_slice(&port.to_be_bytes());
+                out.push(keys.len().min(MAX_ANNOUNCE_KEYS) as u8);
+                for k in keys.iter().take(MAX_ANNOUNCE_KEYS) {
+                    out.extend_from_slice(&k.0);
+                }
+            }
+            Message::Stored { stored } => out.push(*stored),
             Message::Error { code, text } => {
                 out.extend_from_slice(&code.to_be_bytes());
                 let t = truncate_utf8(text, MAX_ERROR_TEXT);
@@ -451,6 +487,10 @@ impl Datagram {
                 Message::Announce { rendezvous, .. } => {
                     ID_LEN + TOKEN_LEN + 2 + rendezvous.as_ref().map_or(0, socket_addr_len)
                 }
+                Message::AnnounceMany { keys, .. } => {
+                    TOKEN_LEN + 2 + 1 + ID_LEN * keys.len().min(MAX_ANNOUNCE_KEYS)
+                }
+                Message::Stored { .. } => 1,
                 Message::Error { text, .. } => 2 + 1 + truncate_utf8(text, MAX_ERROR_TEXT).len(),
             }
     }
@@ -565,6 +605,41 @@ impl Datagram {
                 }
             }
             msg_type::CALL_ACK => Message::CallAck,
+            msg_type::ANNOUNCE_MANY => {
+                let token = r.array::<TOKEN_LEN>("token")?;
+                let port = r.u16("port")?;
+                let n = r.u8("key_count")? as usize;
+                if n > MAX_ANNOUNCE_KEYS {
+                    return Err(DecodeError::LengthTooLarge {
+                        field: "key_count",
+                        len: n,
+                        max: MAX_ANNOUNCE_KEYS,
+                    });
+                }
+                if n == 0 {
+                    return Err(DecodeError::InvalidValue {
+                        field: "key_count",
+                        reason: "0: an ANNOUNCE_MANY carries at least one key",
+                    });
+                }
+                check_fits(&r, n, ID_LEN, "key_count")?;
+                let mut keys = Vec::with_capacity(n);
+                for _ in 0..n {
+                    keys.push(r.id("key")?);
+                }
+                Message::AnnounceMany { token, port, keys }
+            }
+            msg_type::STORED => {
+                let stored = r.u8("stored")?;
+                if usize::from(stored) > MAX_ANNOUNCE_KEYS {
+                    return Err(DecodeError::LengthTooLarge {
+                        field: "stored",
+                        len: usize::from(stored),
+                        max: MAX_ANNOUNCE_KEYS,
+                    });
+                }
+                Message::Stored { stored }
+            }
             msg_type::ERROR => {
                 let code = r.u16("error_code")?;
                 let len = r.u8("text_len")? as usize;
@@ -742,6 +817,12 @@ mod tests {
                 rendezvous: None,
             },
             Message::Ack,
+            Message::AnnounceMany {
+                token: [7; 16],
+                port: 4001,
+                keys: (0..MAX_ANNOUNCE_KEYS as u8).map(id).collect(),
+            },
+            Message::Stored { stored: 36 },
             Message::Error {
                 code: error_code::BAD_TOKEN,
                 text: "bad token".into(),
@@ -909,6 +990,17 @@ mod tests {
                 }
             }),
             Just(Message::Ack),
+            (
+                any::<[u8; 16]>(),
+                any::<u16>(),
+                proptest::collection::vec(any::<[u8; 32]>(), 1..=MAX_ANNOUNCE_KEYS)
+            )
+                .prop_map(|(token, port, keys)| Message::AnnounceMany {
+                    token,
+                    port,
+                    keys: keys.into_iter().map(Id).collect(),
+                }),
+            (0..=MAX_ANNOUNCE_KEYS as u8).prop_map(|stored| Message::Stored { stored }),
             (any::<u16>(), "[a-zA-Z0-9 é]{0,60}")
                 .prop_map(|(code, text)| Message::Error { code, text }),
         ]

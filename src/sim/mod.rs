@@ -34,6 +34,7 @@
 pub mod islands;
 pub mod net;
 pub mod nodes;
+pub mod provide;
 pub mod report;
 pub mod scenario;
 pub mod swarm;

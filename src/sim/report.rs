@@ -64,6 +64,10 @@ pub struct KindStats {
     pub hops: Percentiles<u32>,
     /// Virtual duration of the successful lookups.
     pub latency: Percentiles<Duration>,
+    /// Time to the answer of the successful lookups: to the first provider for provider
+    /// lookups ([`crate::dht::QueryStats::first_provider`]), the whole lookup for node
+    /// lookups (which end when the node itself answers).
+    pub answer: Percentiles<Duration>,
     /// Requests sent per finished lookup (answered plus failed).
     pub requests_per_lookup: f64,
     /// Datagrams per finished lookup: requests plus the answers that came back.
@@ -137,6 +141,8 @@ pub struct Report {
     pub hops: Percentiles<u32>,
     /// Virtual duration of all successful lookups.
     pub latency: Percentiles<Duration>,
+    /// Time to the answer of all successful lookups ([`KindStats::answer`]).
+    pub answer: Percentiles<Duration>,
     /// Network state before the lookups.
     pub state: NetworkState,
     /// The islands explained, when the scenario asked for it.
@@ -254,6 +260,19 @@ impl fmt::Display for Report {
                 format!("{:.1}/{:.1}", k.requests_per_lookup, k.datagrams_per_lookup),
             )?;
         }
+        // A round trip is twice the one-way latency (the jitter averages out).
+        let rtt = (self.net.latency * 2).as_secs_f64().max(1e-9);
+        writeln!(
+            f,
+            "  time to the answer (first provider; the node itself): p50 {} ({:.1} round \
+             trips), p90 {}, p99 {}; providers {} / nodes {} at p50",
+            ms(self.answer.p50),
+            self.answer.p50.as_secs_f64() / rtt,
+            ms(self.answer.p90),
+            ms(self.answer.p99),
+            ms(self.providers.answer.p50),
+            ms(self.find_node.answer.p50),
+        )?;
         let s = &self.state;
         writeln!(
             f,

@@ -112,6 +112,48 @@ impl Scenario {
         Ok(())
     }
 
+    /// Phase 1 alone: a network of [`Scenario::nodes`] nodes joined and settled, for
+    /// experiments of their own (`sim::provide`).
+    pub fn build(&self) -> Result<Sim, SimError> {
+        self.validate()?;
+        let mut sim = Sim::new(self.net.clone(), self.dht.clone())?;
+        self.join(&mut sim, None)?;
+        Ok(sim)
+    }
+
+    /// Joins the nodes one by one, then lets the network settle; samples who holds whom
+    /// into `history` when given.
+    fn join(&self, sim: &mut Sim, mut history: Option<&mut History>) -> Result<(), SimError> {
+        let mut next_sample = sim.now();
+        for i in 0..self.nodes {
+            let at = sim.at(saturating_mul(self.join_interval, i));
+            sim.run_until(at)?;
+            if let Some(h) = history.as_deref_mut() {
+                if sim.now() >= next_sample {
+                    h.sample(sim);
+                    next_sample = sim.now() + HISTORY_EVERY;
+                }
+            }
+            let me = sim.add_node()?;
+            if me > 0 {
+                let via = sim.rng().gen_range(0..me);
+                sim.bootstrap(me, via);
+            }
+        }
+        match history {
+            Some(h) => {
+                let end = sim.now() + self.settle;
+                while sim.now() < end {
+                    let step = HISTORY_EVERY.min(end.saturating_duration_since(sim.now()));
+                    sim.run_for(step)?;
+                    h.sample(sim);
+                }
+            }
+            None => sim.run_for(self.settle)?,
+        }
+        Ok(())
+    }
+
     /// Runs the scenario and measures it.
     pub fn run(&self) -> Result<Report, SimError> {
         self.validate()?;
@@ -122,30 +164,7 @@ impl Scenario {
 
         // 1. Join, then settle.
         let mut history = History::default();
-        let mut next_sample = sim.now();
-        for i in 0..n {
-            let at = sim.at(saturating_mul(self.join_interval, i));
-            sim.run_until(at)?;
-            if self.explain_islands && sim.now() >= next_sample {
-                history.sample(&sim);
-                next_sample = sim.now() + HISTORY_EVERY;
-            }
-            let me = sim.add_node()?;
-            if me > 0 {
-                let via = sim.rng().gen_range(0..me);
-                sim.bootstrap(me, via);
-            }
-        }
-        if self.explain_islands {
-            let end = sim.now() + self.settle;
-            while sim.now() < end {
-                let step = HISTORY_EVERY.min(end.saturating_duration_since(sim.now()));
-                sim.run_for(step)?;
-                history.sample(&sim);
-            }
-        } else {
-            sim.run_for(self.settle)?;
-        }
+        self.join(&mut sim, self.explain_islands.then_some(&mut history))?;
         let wall_join = wall_start.elapsed();
 
         // 2. Announce.
@@ -253,6 +272,12 @@ impl Scenario {
             .chain(&nodes.latency)
             .copied()
             .collect();
+        let answer: Vec<Duration> = providers
+            .answer
+            .iter()
+            .chain(&nodes.answer)
+            .copied()
+            .collect();
         let total = wall_start.elapsed();
         Ok(Report {
             nodes: n,
@@ -264,6 +289,7 @@ impl Scenario {
             find_node: nodes.stats(),
             hops: Percentiles::of(&hops),
             latency: Percentiles::of(&latency),
+            answer: Percentiles::of(&answer),
             state,
             islands,
             counters: sim.counters().clone(),
@@ -302,6 +328,7 @@ struct Tally {
     wrong: usize,
     hops: Vec<u32>,
     latency: Vec<Duration>,
+    answer: Vec<Duration>,
     finished: usize,
     requests: u64,
     datagrams: u64,
@@ -327,6 +354,8 @@ impl Tally {
             self.succeeded += 1;
             self.hops.push(stats.hops.unwrap_or(0));
             self.latency.push(stats.duration);
+            self.answer
+                .push(stats.first_provider.unwrap_or(stats.duration));
         } else {
             self.wrong += 1;
         }
@@ -348,6 +377,7 @@ impl Tally {
             wrong: self.wrong,
             hops: Percentiles::of(&self.hops),
             latency: Percentiles::of(&self.latency),
+            answer: Percentiles::of(&self.answer),
             requests_per_lookup: per(self.requests),
             datagrams_per_lookup: per(self.datagrams),
         }

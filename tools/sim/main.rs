@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use peershare::sim::nodes::NetScenario;
+use peershare::sim::provide::ProvideScenario;
 use peershare::sim::swarm::{LinkClass, SwarmScenario, MB};
 use peershare::sim::{NetConfig, Report, Scenario};
 
@@ -46,6 +47,64 @@ enum Mode {
     /// Whole nodes (DHT, transfers, NAT traversal) with crashes and NATs: downloads of many
     /// contents, completion times, seeders' upload, DHT traffic.
     Net(NetArgs),
+    /// Providing at scale: reprovide sweeps of large libraries against one announce lookup
+    /// per item, and how soon a new item is findable (first provide).
+    Provide(ProvideArgs),
+}
+
+/// The provide scenario's flags (defaults: `ProvideScenario::new`).
+#[derive(ClapArgs, Debug)]
+struct ProvideArgs {
+    /// Nodes in the network.
+    #[arg(long, default_value_t = 10_000)]
+    nodes: usize,
+    /// Library sizes, one sweep each (repeat the flag or separate with commas).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1_000, 10_000, 100_000])]
+    items: Vec<usize>,
+    /// Keys announced one by one (the per-item anchor and first provide).
+    #[arg(long, default_value_t = 200)]
+    baseline: usize,
+    /// Keys of each library checked (where the record lives, lookups).
+    #[arg(long, default_value_t = 300)]
+    check: usize,
+    /// One-way latency in milliseconds.
+    #[arg(long, default_value_t = 25)]
+    latency: u64,
+    /// Jitter in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    jitter: u64,
+    /// Probability that a datagram is lost.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    loss: f64,
+    /// Seed of every random choice; the same seed replays the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn provide(a: &ProvideArgs) -> ExitCode {
+    let mut network = Scenario::new(a.nodes);
+    network.net = NetConfig {
+        latency: Duration::from_millis(a.latency),
+        jitter: Duration::from_millis(a.jitter),
+        loss: a.loss,
+        seed: a.seed,
+    };
+    let s = ProvideScenario {
+        network,
+        items: a.items.clone(),
+        baseline_items: a.baseline,
+        check_keys: a.check,
+    };
+    match s.run() {
+        Ok(r) => {
+            println!("{r}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("peershare-sim provide failed (seed {}): {e}", a.seed);
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The whole-network scenario's flags (defaults: `NetScenario::new`).
@@ -304,6 +363,7 @@ fn main() -> ExitCode {
     match cli.mode {
         Some(Mode::Swarm(a)) => swarm(&a),
         Some(Mode::Net(a)) => net(&a),
+        Some(Mode::Provide(a)) => provide(&a),
         Some(Mode::Dht(a)) => dht(&a),
         None => dht(&cli.dht),
     }

@@ -154,16 +154,19 @@ local DHT_TYPES = {
     -- NAT traversal (nat.md)
     [0x09] = "DIALBACK", [0x0a] = "DIALBACK_ACK", [0x0b] = "REGISTER", [0x0c] = "REGISTERED",
     [0x0d] = "INTRODUCE", [0x0e] = "INTRODUCED", [0x0f] = "CALL", [0x10] = "CALL_ACK",
+    -- reprovide sweep batches (dht.md 4.9a, 4.9b)
+    [0x11] = "ANNOUNCE_MANY", [0x12] = "STORED",
     [0x7f] = "ERROR",
 }
 local DHT_RESPONSE = { [0x02] = true, [0x04] = true, [0x06] = true, [0x08] = true, [0x0a] = true,
-    [0x0c] = true, [0x0e] = true, [0x10] = true, [0x7f] = true }
+    [0x0c] = true, [0x0e] = true, [0x10] = true, [0x12] = true, [0x7f] = true }
 local DHT_ERROR_CODES = {
     [1] = "BAD_REQUEST", [2] = "BAD_TOKEN", [3] = "STORE_FULL", [4] = "RATE_LIMITED",
     [5] = "UNKNOWN_PEER",
 }
 local CALL_MODES = { [1] = "PUNCH", [2] = "RELAY" }
 local MAX_RENDEZVOUS = 20
+local MAX_ANNOUNCE_KEYS = 36
 
 -- Wire types with their body layout: exact = fixed size, max = largest body (wire.md 1, 2).
 local WIRE_TYPES = {
@@ -257,6 +260,8 @@ DF.peer_id = ProtoField.bytes("peershare.dht.peer_id", "Peer ID", base.NONE)
 DF.addr = ProtoField.none("peershare.dht.addr", "Address")
 DF.rendezvous = ProtoField.none("peershare.dht.rendezvous", "Rendezvous")
 DF.rendezvous_count = ProtoField.uint8("peershare.dht.rendezvous_count", "Rendezvous count", base.DEC)
+DF.key_count = ProtoField.uint8("peershare.dht.key_count", "Key count", base.DEC)
+DF.stored = ProtoField.uint8("peershare.dht.stored", "Keys stored", base.DEC)
 DF.rv_record = ProtoField.none("peershare.dht.rendezvous_record", "Rendezvous record")
 DF.node_id = ProtoField.bytes("peershare.dht.node_id", "Node ID", base.NONE)
 DF.response_in = ProtoField.framenum("peershare.dht.response_in", "Response in", base.NONE)
@@ -627,6 +632,32 @@ local DHT_BODY = {
         end
         return string.format("key=%s port=%s%s", short_id(c.tvb, k:offset()),
             port == 0 and "0 (UDP source port)" or tostring(port), extra)
+    end,
+    [0x11] = function(c, t)
+        if not c:field(t, DF.token, TOKEN_LEN, "token") then return nil end
+        local pr = c:field(t, DF.port, 2, "port")
+        if not pr then return nil end
+        local at = c.off
+        local n = c:count(t, DF.key_count, "key_count", MAX_ANNOUNCE_KEYS, 32)
+        if not n then return nil end
+        if n == 0 then
+            c:fail("InvalidValue", "key_count 0: an ANNOUNCE_MANY carries at least one key", t, at)
+            return nil
+        end
+        for i = 1, n do
+            if not c:field(t, DF.key, 32, "key") then return nil end
+        end
+        return string.format("keys=%d port=%d", n, pr:uint())
+    end,
+    [0x12] = function(c, t)
+        local at = c.off
+        local r = c:field(t, DF.stored, 1, "stored")
+        if not r then return nil end
+        if r:uint() > MAX_ANNOUNCE_KEYS then
+            c:fail("LengthTooLarge", string.format("stored %d > maximum %d", r:uint(), MAX_ANNOUNCE_KEYS), t, at)
+            return nil
+        end
+        return "stored=" .. r:uint()
     end,
     [0x09] = function(c, t)
         local nr = c:field(t, DF.nonce, 8, "nonce")
