@@ -18,6 +18,7 @@ pub mod api_server;
 pub mod bandwidth;
 pub mod emulate;
 pub mod hooks;
+pub mod http_server;
 pub mod jobs;
 pub mod meters;
 pub mod nat_io;

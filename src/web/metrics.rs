@@ -1,0 +1,294 @@
+//! `/metrics`: the node's counters in the Prometheus text format (version 0.0.4), rendered
+//! from the status view the loop publishes (http.md section 5).
+//!
+//! Names follow Prometheus conventions: a `peershare_` prefix, base units (bytes, seconds),
+//! `_total` on counters, one metric with a label rather than one metric per variant
+//! (`direction`, `type`, `state`). Pure: the same view gives the same text.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::node_core::{Live, StatusView};
+
+/// Counts kept by the HTTP side itself.
+#[derive(Clone, Debug, Default)]
+pub struct HttpStats {
+    /// Connections open now.
+    pub connections: usize,
+    /// Responses sent, by status code.
+    pub responses: BTreeMap<u16, u64>,
+}
+
+/// Writes one metric family: its HELP and TYPE lines, then each sample (`labels` without
+/// braces, empty for none).
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            if labels.is_empty() {
+                let _ = writeln!(self.0, "{name} {v}");
+            } else {
+                let _ = writeln!(self.0, "{name}{{{labels}}} {v}");
+            }
+        }
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, v: u64) {
+        self.family(name, kind, help, &[(String::new(), v as f64)]);
+    }
+}
+
+/// A label value, escaped as the format requires.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn num(v: &Value, path: &[&str]) -> u64 {
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// The whole `/metrics` page.
+pub fn render(view: &StatusView, live: &Live, http: &HttpStats) -> String {
+    let mut o = Out(String::new());
+    let s = &view.stats;
+    let io = &view.io;
+    let dir = |a: u64, b: u64, k: &str, x: &str, y: &str| {
+        vec![
+            (format!("{k}=\"{x}\""), a as f64),
+            (format!("{k}=\"{y}\""), b as f64),
+        ]
+    };
+    o.one(
+        "peershare_uptime_seconds",
+        "gauge",
+        "Seconds since the node started.",
+        live.uptime_secs,
+    );
+    o.family(
+        "peershare_wire_bytes_total",
+        "counter",
+        "Wire-protocol bytes sent and received (chunks, requests, framing).",
+        &dir(
+            live.up_total,
+            live.down_total,
+            "direction",
+            "sent",
+            "received",
+        ),
+    );
+    o.family(
+        "peershare_wire_rate_bytes_per_second",
+        "gauge",
+        "Wire-protocol bytes per second over about the last second.",
+        &dir(
+            io.bandwidth.up_rate,
+            io.bandwidth.down_rate,
+            "direction",
+            "sent",
+            "received",
+        ),
+    );
+    let l = &io.bandwidth.limits;
+    o.family(
+        "peershare_bandwidth_limit_bytes_per_second",
+        "gauge",
+        "Bandwidth limits in force (0: unlimited), by scope and direction.",
+        &[
+            ("scope=\"node\",direction=\"sent\"".into(), l.up as f64),
+            (
+                "scope=\"node\",direction=\"received\"".into(),
+                l.down as f64,
+            ),
+            (
+                "scope=\"transfer\",direction=\"sent\"".into(),
+                l.transfer_up as f64,
+            ),
+            (
+                "scope=\"transfer\",direction=\"received\"".into(),
+                l.transfer_down as f64,
+            ),
+            ("scope=\"peer\",direction=\"sent\"".into(), l.peer_up as f64),
+            (
+                "scope=\"peer\",direction=\"received\"".into(),
+                l.peer_down as f64,
+            ),
+        ],
+    );
+    o.family(
+        "peershare_downloads",
+        "gauge",
+        "Downloads held by the node, by state.",
+        &[(
+            "state=\"active\"".into(),
+            view.downloading_into.len() as f64,
+        )],
+    );
+    o.one(
+        "peershare_duplicate_chunk_bytes_total",
+        "counter",
+        "Chunk bytes received that were already here.",
+        view.down_duplicate,
+    );
+    // DHT.
+    o.family(
+        "peershare_dht_datagrams_total",
+        "counter",
+        "DHT datagrams received and sent.",
+        &dir(
+            s.datagrams_in,
+            s.datagrams_out,
+            "direction",
+            "received",
+            "sent",
+        ),
+    );
+    o.family(
+        "peershare_dht_errors_total",
+        "counter",
+        "DHT datagrams refused or lost, by reason.",
+        &[
+            ("reason=\"decode\"".into(), s.decode_errors as f64),
+            (
+                "reason=\"unexpected_response\"".into(),
+                s.unexpected_responses as f64,
+            ),
+            ("reason=\"rate_limited\"".into(), s.rate_limited as f64),
+            ("reason=\"timeout\"".into(), s.timeouts as f64),
+            ("reason=\"bad_token\"".into(), s.bad_tokens as f64),
+            ("reason=\"emulated_loss\"".into(), io.emulated_drops as f64),
+        ],
+    );
+    o.one(
+        "peershare_dht_verifications_total",
+        "counter",
+        "Provider records checked by asking the provider.",
+        s.verifications,
+    );
+    o.family(
+        "peershare_dht_provider_records_dropped_total",
+        "counter",
+        "Provider records refused (store full) or evicted.",
+        &dir(
+            s.records_refused,
+            s.records_evicted,
+            "reason",
+            "refused",
+            "evicted",
+        ),
+    );
+    o.one(
+        "peershare_dht_provider_records",
+        "gauge",
+        "Provider records held for other nodes.",
+        view.provider_records as u64,
+    );
+    o.one(
+        "peershare_dht_provided_keys",
+        "gauge",
+        "Content IDs this node announces.",
+        view.provided.len() as u64,
+    );
+    o.one(
+        "peershare_dht_lookups_running",
+        "gauge",
+        "DHT lookups in progress.",
+        view.running_queries as u64,
+    );
+    let mut buckets: BTreeMap<usize, u64> = BTreeMap::new();
+    for (_, b, _) in &view.routing_table {
+        *buckets.entry(*b).or_default() += 1;
+    }
+    let per_bucket: Vec<(String, f64)> = buckets
+        .iter()
+        .map(|(b, n)| (format!("bucket=\"{b}\""), *n as f64))
+        .collect();
+    o.family(
+        "peershare_dht_routing_table_contacts",
+        "gauge",
+        "Contacts in the routing table, by bucket.",
+        &per_bucket,
+    );
+    // NAT.
+    let nat = &view.nat;
+    let reach = nat
+        .get("reachability")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    o.family(
+        "peershare_nat_reachability",
+        "gauge",
+        "How other nodes reach this one (1 for the current state).",
+        &[(format!("state=\"{}\"", label(reach)), 1.0)],
+    );
+    let setups: Vec<(String, f64)> = ["direct", "punched", "relayed"]
+        .iter()
+        .map(|t| (format!("type=\"{t}\""), num(nat, &["setups", t]) as f64))
+        .collect();
+    o.family(
+        "peershare_nat_connection_setups_total",
+        "counter",
+        "Connections set up through NAT traversal, by type.",
+        &setups,
+    );
+    o.one(
+        "peershare_nat_setup_failures_total",
+        "counter",
+        "NAT traversal set-ups that failed.",
+        num(nat, &["failures"]),
+    );
+    o.one(
+        "peershare_nat_relayed_circuits",
+        "gauge",
+        "Relayed circuits this node carries as a rendezvous.",
+        io.circuits as u64,
+    );
+    // The API and the HTTP side.
+    o.one(
+        "peershare_api_connections",
+        "gauge",
+        "JSON API connections open.",
+        io.api_connections as u64,
+    );
+    o.one(
+        "peershare_api_refused_total",
+        "counter",
+        "JSON API connections refused (not a request, too slow).",
+        io.api_refused,
+    );
+    o.one(
+        "peershare_http_connections",
+        "gauge",
+        "HTTP connections open.",
+        http.connections as u64,
+    );
+    let codes: Vec<(String, f64)> = http
+        .responses
+        .iter()
+        .map(|(c, n)| (format!("code=\"{c}\""), *n as f64))
+        .collect();
+    o.family(
+        "peershare_http_responses_total",
+        "counter",
+        "HTTP responses sent, by status code.",
+        &codes,
+    );
+    o.0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(super::label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
