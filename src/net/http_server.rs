@@ -40,6 +40,18 @@ pub enum HttpEvent {
         /// The request's bytes.
         bytes: Vec<u8>,
     },
+    /// Bytes of a content to stream (http.md section 6); the whole response goes to
+    /// [`HttpServer::deliver`] with `conn`.
+    Stream {
+        /// The connection's number.
+        conn: u64,
+        /// The content.
+        content: crate::id::Id,
+        /// A folder's file (see `web::route::Action::Stream`).
+        path: String,
+        /// The `Range` header.
+        range: Option<String>,
+    },
     /// A connection closed: a reply it waited for is not needed any more.
     Closed {
         /// The connection's number.
@@ -51,8 +63,8 @@ pub enum HttpEvent {
 enum State {
     /// Receiving the request.
     Reading,
-    /// Waiting for the JSON API's reply.
-    Waiting,
+    /// Waiting for the JSON API's reply (`false`), or a whole response (`true`).
+    Waiting(bool),
     /// Sending the response.
     Writing,
     /// The response is out; waiting for the client to close (until then).
@@ -273,8 +285,21 @@ impl HttpServer {
                 );
                 self.respond(reg, t, 200, bytes, now, ev);
             }
+            Action::Stream {
+                content,
+                path,
+                range,
+            } => {
+                c.state = State::Waiting(true);
+                ev.push(HttpEvent::Stream {
+                    conn: t.0 as u64,
+                    content,
+                    path,
+                    range,
+                });
+            }
             Action::Api(bytes) => {
-                c.state = State::Waiting;
+                c.state = State::Waiting(false);
                 ev.push(HttpEvent::Api {
                     conn: t.0 as u64,
                     bytes,
@@ -284,7 +309,7 @@ impl HttpServer {
         true
     }
 
-    /// The JSON API's reply to connection `conn`'s request.
+    /// The JSON API's reply to connection `conn`'s request, or its whole response.
     pub fn deliver(
         &mut self,
         reg: &Registry,
@@ -294,12 +319,15 @@ impl HttpServer {
     ) -> Vec<HttpEvent> {
         let mut ev = Vec::new();
         let t = Token(conn as usize);
-        if self
-            .conns
-            .get(&t)
-            .is_some_and(|c| c.state == State::Waiting)
-        {
-            self.respond(reg, t, 200, response::json(reply), now, &mut ev);
+        match self.conns.get(&t).map(|c| &c.state) {
+            Some(State::Waiting(false)) => {
+                self.respond(reg, t, 200, response::json(reply), now, &mut ev)
+            }
+            Some(State::Waiting(true)) => {
+                let status = status_of(reply);
+                self.respond(reg, t, status, reply.to_vec(), now, &mut ev)
+            }
+            _ => {}
         }
         ev
     }
@@ -412,7 +440,7 @@ impl HttpServer {
     fn close(&mut self, reg: &Registry, t: Token, ev: &mut Vec<HttpEvent>) {
         if let Some(mut c) = self.conns.remove(&t) {
             let _ = reg.deregister(&mut c.stream);
-            if c.state == State::Waiting {
+            if matches!(c.state, State::Waiting(_)) {
                 ev.push(HttpEvent::Closed { conn: t.0 as u64 });
             }
         }

@@ -51,6 +51,18 @@ pub enum Job {
         /// The token this client must send (clients outside loopback), if any.
         token: Option<Arc<str>>,
     },
+    /// Bytes of a content for an HTTP client (`net::stream`); the reply is a whole HTTP
+    /// response.
+    Stream {
+        /// Where the response goes.
+        to: ReplyTo,
+        /// The content.
+        content: crate::id::Id,
+        /// A folder's file.
+        path: String,
+        /// The `Range` header.
+        range: Option<String>,
+    },
     /// A ledger command the node core passed on (`Output::Ledger`): it appends and fsyncs.
     Ledger {
         /// Where the reply goes.
@@ -84,6 +96,16 @@ impl JobContext {
                 }
             }
             Job::Api { to, bytes, token } => self.api(to, &bytes, token.as_deref()),
+            Job::Stream {
+                to,
+                content,
+                path,
+                range,
+            } => {
+                let bytes =
+                    super::stream::response(&self.storage, content, &path, range.as_deref());
+                self.completer.complete(Completion::Reply { to, bytes });
+            }
             Job::Ledger { to, req, known } => {
                 let bytes = crate::api::ledger::reply(&*self.ledger, &req, known, unix_now())
                     .unwrap_or_else(|| reply::error("internal: not a ledger command"));

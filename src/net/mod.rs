@@ -26,6 +26,7 @@ pub mod reactor;
 pub mod relay;
 pub mod shared;
 pub mod socket;
+pub mod stream;
 pub mod tokens;
 pub mod trace;
 pub mod wire_conn;

@@ -6,6 +6,7 @@
 pub mod assets;
 pub mod guard;
 pub mod metrics;
+pub mod range;
 pub mod request;
 pub mod response;
 pub mod route;

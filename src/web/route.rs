@@ -4,6 +4,7 @@
 use super::assets;
 use super::request::Request;
 use super::response;
+use crate::id::Id;
 
 /// What to do with a request that passed the guard.
 #[derive(Debug, PartialEq, Eq)]
@@ -14,6 +15,50 @@ pub enum Action {
     Metrics,
     /// Run this JSON API request (api.md section 5) and send its reply as the body.
     Api(Vec<u8>),
+    /// Stream bytes of a content (section 6): `path` is a folder's file (empty: none named;
+    /// for a single file only its name, which gives the type).
+    Stream {
+        /// The content.
+        content: Id,
+        /// The file's path, percent-decoded.
+        path: String,
+        /// The `Range` header.
+        range: Option<String>,
+    },
+}
+
+/// `%XX` sequences decoded; `None` if one is malformed or the result is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `/content/<id>[/<path>]`.
+fn stream(req: &Request, rest: &str) -> Action {
+    let (id, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(content) = Id::from_hex(id) else {
+        return Action::Respond(response::text(404, "not a content ID (64 hex digits)"));
+    };
+    let Some(path) = percent_decode(path) else {
+        return Action::Respond(response::text(400, "malformed %-escape in the path"));
+    };
+    Action::Stream {
+        content,
+        path,
+        range: req.range.clone(),
+    }
 }
 
 /// Routes `req`.
@@ -21,6 +66,9 @@ pub fn route(req: &Request) -> Action {
     let get = req.method == "GET";
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/metrics") => Action::Metrics,
+        ("GET", p) if p.starts_with("/content/") => {
+            stream(req, p.strip_prefix("/content/").unwrap_or(""))
+        }
         ("POST", "/api") => {
             if req.body.first() != Some(&b'{') {
                 return Action::Respond(response::text(
@@ -71,5 +119,18 @@ mod tests {
         assert_eq!(status(route(&req("GET", "/nope", b""))), 404);
         assert_eq!(status(route(&req("POST", "/", b""))), 405);
         assert_eq!(status(route(&req("DELETE", "/metrics", b""))), 405);
+        let id = "ab".repeat(32);
+        let Action::Stream { content, path, .. } =
+            route(&req("GET", &format!("/content/{id}/Kicks/k%201.wav"), b""))
+        else {
+            panic!("not a stream")
+        };
+        assert_eq!(
+            (content.to_hex(), path.as_str()),
+            (id.clone(), "Kicks/k 1.wav")
+        );
+        assert_eq!(status(route(&req("GET", "/content/zz", b""))), 404);
+        let bad = format!("/content/{id}/a%2");
+        assert_eq!(status(route(&req("GET", &bad, b""))), 400);
     }
 }

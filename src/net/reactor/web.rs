@@ -71,6 +71,21 @@ impl Reactor {
                     });
                     self.backlog.submit(&self.workers, &self.jobs);
                 }
+                HttpEvent::Stream {
+                    conn,
+                    content,
+                    path,
+                    range,
+                } => {
+                    let to = ReplyTo { conn, seq: 0 };
+                    self.backlog.push(Job::Stream {
+                        to,
+                        content,
+                        path,
+                        range,
+                    });
+                    self.backlog.submit(&self.workers, &self.jobs);
+                }
                 HttpEvent::Closed { conn } => self.core.handle_api_gone(conn),
             }
         }
