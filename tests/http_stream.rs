@@ -159,3 +159,68 @@ fn ranges_of_a_file_and_of_a_folders_file() {
         404
     );
 }
+
+/// A download in progress streams: a range not here yet is fetched first (ahead of the
+/// scheduler's own order) and served once verified, before the download completes; bytes
+/// are the source's.
+#[test]
+fn a_range_of_a_download_in_progress_is_fetched_first() {
+    let dir = tempfile::tempdir().unwrap();
+    // The seeder sends slowly, so the download takes ~30 s.
+    let seeder = Node::start(&dir.path().join("seeder"), &["--up-limit", "256KB/s"]);
+    let leecher = Node::start(&dir.path().join("leecher"), &[]);
+    let src = sample(8 * 1024 * 1024, 4);
+    let file = dir.path().join("loop.wav");
+    std::fs::write(&file, &src).unwrap();
+    let id = share(&seeder, &file);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let req = json!({"type": "local_request_file", "payload": {
+        "content_hash": id, "output_dir": out, "peers": [seeder.addr()]}});
+    let api = leecher.api;
+    let fetch = std::thread::spawn(move || {
+        common::call_timeout(api, &req, Duration::from_secs(300)).unwrap()
+    });
+    let status = || {
+        let r = leecher.call("transfer_status", json!({ "content_hash": id }));
+        r["transfers"][0].clone()
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(30), || status()["has_manifest"] == true),
+        "no manifest: {}",
+        status()
+    );
+    let http = leecher.http.unwrap();
+    let n = src.len();
+    // The end of the file and a middle part: each waits for its chunks, then comes whole.
+    for (hdr, r) in [
+        ("bytes=-5000".to_string(), n - 5000..n),
+        (
+            format!("bytes={}-{}", n / 2, n / 2 + 999),
+            n / 2..n / 2 + 1000,
+        ),
+    ] {
+        let (st, h, body) = get(http, &format!("/content/{id}/loop.wav"), Some(&hdr));
+        assert_eq!(st, 206, "{hdr}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            header(&h, "content-range"),
+            format!("bytes {}-{}/{n}", r.start, r.end - 1)
+        );
+        assert!(body == src[r], "{hdr}: bytes differ");
+    }
+    let s = status();
+    assert_eq!(s["complete"], false, "the download finished first: {s}");
+    assert!(s["have_bytes"].as_u64().unwrap() < n as u64 / 2, "{s}");
+    // An open range from the start gives what is here, contiguous from byte 0 (maybe less
+    // than asked), never an unverified byte.
+    let (st, h, body) = get(http, &format!("/content/{id}/loop.wav"), Some("bytes=0-"));
+    assert_eq!(st, 206);
+    let cr = header(&h, "content-range").to_string();
+    assert!(
+        cr.starts_with("bytes 0-") && cr.ends_with(&format!("/{n}")),
+        "{cr}"
+    );
+    assert!(!body.is_empty() && body == src[..body.len()]);
+    drop(seeder);
+    drop(fetch);
+}

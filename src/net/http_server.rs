@@ -63,13 +63,29 @@ pub enum HttpEvent {
 enum State {
     /// Receiving the request.
     Reading,
-    /// Waiting for the JSON API's reply (`false`), or a whole response (`true`).
-    Waiting(bool),
+    /// Waiting for the JSON API's reply (`None`), or a stream's whole response.
+    Waiting(Option<Box<Pending>>),
     /// Sending the response.
     Writing,
     /// The response is out; waiting for the client to close (until then).
     Draining(Instant),
 }
+
+/// A stream request waiting for its response, kept to be tried again while the bytes it
+/// needs are fetched.
+#[derive(Debug, PartialEq, Eq)]
+struct Pending {
+    content: crate::id::Id,
+    path: String,
+    range: Option<String>,
+    /// Since when it waits.
+    since: Instant,
+    /// Its bytes were not here: ask again at the next tick.
+    retry: bool,
+}
+
+/// How long a stream request waits for bytes that are not here yet; then `503`.
+const STREAM_WAIT: Duration = Duration::from_secs(60);
 
 struct HttpConn {
     stream: TcpStream,
@@ -290,16 +306,22 @@ impl HttpServer {
                 path,
                 range,
             } => {
-                c.state = State::Waiting(true);
                 ev.push(HttpEvent::Stream {
                     conn: t.0 as u64,
                     content,
+                    path: path.clone(),
+                    range: range.clone(),
+                });
+                c.state = State::Waiting(Some(Box::new(Pending {
+                    content,
                     path,
                     range,
-                });
+                    since: now,
+                    retry: false,
+                })));
             }
             Action::Api(bytes) => {
-                c.state = State::Waiting(false);
+                c.state = State::Waiting(None);
                 ev.push(HttpEvent::Api {
                     conn: t.0 as u64,
                     bytes,
@@ -320,16 +342,56 @@ impl HttpServer {
         let mut ev = Vec::new();
         let t = Token(conn as usize);
         match self.conns.get(&t).map(|c| &c.state) {
-            Some(State::Waiting(false)) => {
+            Some(State::Waiting(None)) => {
                 self.respond(reg, t, 200, response::json(reply), now, &mut ev)
             }
-            Some(State::Waiting(true)) => {
+            Some(State::Waiting(Some(_))) => {
                 let status = status_of(reply);
                 self.respond(reg, t, status, reply.to_vec(), now, &mut ev)
             }
             _ => {}
         }
         ev
+    }
+
+    /// The stream request of `conn` waits for bytes not here yet: try it again at the next
+    /// tick.
+    pub fn retry(&mut self, conn: u64) {
+        if let Some(State::Waiting(Some(p))) = self
+            .conns
+            .get_mut(&Token(conn as usize))
+            .map(|c| &mut c.state)
+        {
+            p.retry = true;
+        }
+    }
+
+    /// Stream requests to try again (or, after [`STREAM_WAIT`], to answer `503`).
+    fn retries(&mut self, reg: &Registry, now: Instant, ev: &mut Vec<HttpEvent>) {
+        let mut late = Vec::new();
+        for (t, c) in self.conns.iter_mut() {
+            let State::Waiting(Some(p)) = &mut c.state else {
+                continue;
+            };
+            if !p.retry {
+                continue;
+            }
+            p.retry = false;
+            if now.saturating_duration_since(p.since) >= STREAM_WAIT {
+                late.push((*t, p.content));
+                continue;
+            }
+            ev.push(HttpEvent::Stream {
+                conn: t.0 as u64,
+                content: p.content,
+                path: p.path.clone(),
+                range: p.range.clone(),
+            });
+        }
+        for (t, content) in late {
+            let bytes = crate::net::stream::too_slow(content);
+            self.respond(reg, t, 503, bytes, now, ev);
+        }
     }
 
     fn count(&mut self, status: u16) {
@@ -414,6 +476,7 @@ impl HttpServer {
     /// Times out slow clients (408) and ends lingering closes; returns events for the loop.
     pub fn housekeeping(&mut self, reg: &Registry, now: Instant) -> Vec<HttpEvent> {
         let mut ev = Vec::new();
+        self.retries(reg, now, &mut ev);
         let limit = self.timeout;
         let due: Vec<(Token, bool)> = self
             .conns

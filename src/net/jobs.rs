@@ -35,6 +35,15 @@ pub enum Completion {
     },
     /// A storage job's result.
     Storage(StorageDone),
+    /// A stream waits for chunks not here yet (`net::stream`): fetch them first, try again.
+    StreamPending {
+        /// The HTTP client's connection.
+        to: ReplyTo,
+        /// The content.
+        content: crate::id::Id,
+        /// The chunks it waits for.
+        chunks: std::ops::Range<u32>,
+    },
 }
 
 /// A unit of work for a worker.
@@ -102,9 +111,16 @@ impl JobContext {
                 path,
                 range,
             } => {
-                let bytes =
-                    super::stream::response(&self.storage, content, &path, range.as_deref());
-                self.completer.complete(Completion::Reply { to, bytes });
+                let done =
+                    match super::stream::respond(&self.storage, content, &path, range.as_deref()) {
+                        super::stream::Streamed::Done(bytes) => Completion::Reply { to, bytes },
+                        super::stream::Streamed::Pending(chunks) => Completion::StreamPending {
+                            to,
+                            content,
+                            chunks,
+                        },
+                    };
+                self.completer.complete(done);
             }
             Job::Ledger { to, req, known } => {
                 let bytes = crate::api::ledger::reply(&*self.ledger, &req, known, unix_now())

@@ -540,6 +540,11 @@ impl Reactor {
             match c {
                 Completion::Reply { to, bytes } => self.deliver(now, to, bytes),
                 Completion::Storage(done) => self.core.handle_storage(now, done),
+                Completion::StreamPending {
+                    to,
+                    content,
+                    chunks,
+                } => self.http_stream_pending(now, to, content, chunks),
                 Completion::Parsed { to, result } => match result {
                     Ok(req) if req.shows_rates() => {
                         let rates = self.bw.flow_rates(now);

@@ -408,6 +408,17 @@ impl NodeCore {
         self.settle(now);
     }
 
+    /// A stream over HTTP waits for chunks `chunks` of `content`: they are fetched first.
+    pub fn handle_stream_wanted(
+        &mut self,
+        now: Instant,
+        content: Id,
+        chunks: std::ops::Range<u32>,
+    ) {
+        self.library.engine.prioritize(now, content, chunks);
+        self.settle(now);
+    }
+
     /// API connection `conn` closed: lookups still running for it finish unobserved.
     pub fn handle_api_gone(&mut self, conn: u64) {
         self.lookups.retain(|_, l| match l {

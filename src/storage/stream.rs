@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use super::DiskStorage;
+use super::{DiskStorage, Source};
 use crate::content::content_manifest::ContentManifest;
 use crate::content::manifest::Lengths;
 use crate::content::tree::EntryKind;
@@ -30,6 +30,8 @@ pub enum StreamError {
     NotHere {
         /// The chunk.
         chunk: u32,
+        /// The chunk after the last one the range needs.
+        until: u32,
     },
 }
 
@@ -59,13 +61,21 @@ impl DiskStorage {
     }
 
     /// Bytes `range` of `file` of `content` (the range within the file), verified ones only.
+    /// With `short`, a range whose first bytes are here but not all is cut before the first
+    /// chunk missing (a stream plays what is here while the rest comes).
     pub fn read_range(
         &self,
         content: Id,
         file: &StreamFile,
         range: Range<u64>,
+        short: bool,
     ) -> Result<Vec<u8>, StreamError> {
         let l = &file.lengths;
+        // Read here, not with `read_chunk`: a chunk not here yet is normal for a stream
+        // (the caller waits for it), not worth the warning a peer's request for one gets.
+        let src = self.sources.lock().get(&content).cloned();
+        let src = src.ok_or(StreamError::Unknown)?;
+        let mut buf = Vec::new();
         let mut out = Vec::with_capacity((range.end - range.start) as usize);
         let mut at = range.start;
         while at < range.end {
@@ -73,19 +83,33 @@ impl DiskStorage {
                 break;
             };
             let chunk = file.first_chunk.saturating_add(c.get());
-            let (data, _) = self.read_chunk(content, chunk);
-            let data = data.ok_or(StreamError::NotHere { chunk })?;
+            let read = src.manifest().validate(chunk).and_then(|c| {
+                let r = match &src {
+                    Source::Shared { reader, .. } => reader.read_chunk(c, &mut buf),
+                    Source::Partial { reader, .. } => reader.read_chunk(c, &mut buf),
+                };
+                r.ok()
+            });
+            if read.is_none() && short && !out.is_empty() {
+                break;
+            }
+            read.ok_or_else(|| {
+                let last = l
+                    .chunk_at_offset(range.end - 1)
+                    .map_or(c.get(), |c| c.get());
+                StreamError::NotHere {
+                    chunk,
+                    until: file.first_chunk.saturating_add(last).saturating_add(1),
+                }
+            })?;
             let start = l.chunk_offset(c);
             let from = (at - start) as usize;
-            let to = (range.end.min(start + data.len() as u64) - start) as usize;
+            let to = (range.end.min(start + buf.len() as u64) - start) as usize;
             if to <= from {
                 break; // a short chunk: nothing more to take from it
             }
-            out.extend_from_slice(data.get(from..to).unwrap_or(&[]));
+            out.extend_from_slice(buf.get(from..to).unwrap_or(&[]));
             at = start + to as u64;
-            if let Ok(buf) = std::sync::Arc::try_unwrap(data) {
-                crate::bufpool::give(buf);
-            }
         }
         Ok(out)
     }

@@ -232,6 +232,8 @@ pub struct Scheduler {
     complete_sent: bool,
     /// In endgame, when a chunk declined for a second copy may become worth one.
     endgame_wake: Option<Instant>,
+    /// Chunks a stream waits for: picked before all others ([`Scheduler::set_urgent`]).
+    urgent: std::ops::Range<u32>,
 }
 
 impl Scheduler {
@@ -274,6 +276,7 @@ impl Scheduler {
             actions: VecDeque::new(),
             complete_sent: false,
             endgame_wake: None,
+            urgent: 0..0,
         };
         s.check_complete();
         s
@@ -756,19 +759,21 @@ impl Scheduler {
         }
     }
 
-    /// Up to `n` missing chunks `key` has, rarest first, ties in the tie order.
+    /// Up to `n` missing chunks `key` has: urgent ones first, then rarest first, ties in
+    /// the tie order.
     fn pick_rarest(&self, key: PeerKey, n: usize) -> Vec<usize> {
         let Some(p) = self.peers.get(&key) else {
             return Vec::new();
         };
         let len = self.state.len();
         // (availability, tie rank) of the best n so far; n is small (a pipeline).
-        let mut best: Vec<(u16, usize, usize)> = Vec::with_capacity(n + 1);
+        let mut best: Vec<(bool, u16, usize, usize)> = Vec::with_capacity(n + 1);
         for i in 0..len {
             if self.state[i] != ChunkState::Missing || !p.has.contains(i) {
                 continue;
             }
-            let cand = (self.availability[i], self.order.rank(i), i);
+            let later = !self.urgent.contains(&(i as u32));
+            let cand = (later, self.availability[i], self.order.rank(i), i);
             if best.len() < n {
                 best.push(cand);
                 best.sort_unstable();
@@ -778,6 +783,6 @@ impl Scheduler {
                 best.sort_unstable();
             }
         }
-        best.into_iter().map(|(_, _, i)| i).collect()
+        best.into_iter().map(|(_, _, _, i)| i).collect()
     }
 }

@@ -53,6 +53,21 @@ impl Reactor {
         true
     }
 
+    /// A stream waits for `chunks`: the core fetches them first, and the request is tried
+    /// again shortly (`HttpServer::retry`).
+    pub(super) fn http_stream_pending(
+        &mut self,
+        now: Instant,
+        to: ReplyTo,
+        content: crate::id::Id,
+        chunks: std::ops::Range<u32>,
+    ) {
+        self.core.handle_stream_wanted(now, content, chunks);
+        if let Some(h) = self.http.as_mut() {
+            h.retry(to.conn);
+        }
+    }
+
     fn http_events(&mut self, now: Instant, events: Vec<HttpEvent>) {
         for ev in events {
             match ev {

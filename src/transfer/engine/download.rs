@@ -286,6 +286,14 @@ impl Engine {
         }
     }
 
+    /// A stream waits for chunks `chunks` of `content` (http.md section 6): fetch them first.
+    pub fn prioritize(&mut self, now: Instant, content: Id, chunks: std::ops::Range<u32>) {
+        if let Some(s) = self.scheduler(&content) {
+            s.set_urgent(now, chunks);
+        }
+        self.pump(now, content);
+    }
+
     pub(super) fn scheduler(&mut self, content: &Id) -> Option<&mut Scheduler> {
         self.contents
             .get_mut(content)
