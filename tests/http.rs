@@ -262,3 +262,37 @@ fn metrics_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn events_stream_the_status_each_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, http) = start(dir.path(), &[]);
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET /events HTTP/1.1\r\nHost: {http}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Two events: the stream goes on.
+    while String::from_utf8_lossy(&got).matches("\n\n").count() < 3 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("Content-Type: text/event-stream\r\n"),
+        "{text}"
+    );
+    let first = text
+        .split("data: ")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
+    let status: Value = serde_json::from_str(first).unwrap();
+    assert_eq!(status["status"], "success", "{status}");
+    assert!(status["bandwidth"]["limits"].is_object(), "{status}");
+}

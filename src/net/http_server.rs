@@ -69,6 +69,8 @@ enum State {
     Writing,
     /// The response is out; waiting for the client to close (until then).
     Draining(Instant),
+    /// A server-sent event stream: events are written as they come, until the client goes.
+    Events,
 }
 
 /// A stream request waiting for its response, kept to be tried again while the bytes it
@@ -83,6 +85,9 @@ struct Pending {
     /// Its bytes were not here: ask again at the next tick.
     retry: bool,
 }
+
+/// Most bytes of events a client may leave unread; a client further behind is closed.
+const MAX_EVENTS_BEHIND: usize = 1 << 20;
 
 /// How long a stream request waits for bytes that are not here yet; then `503`.
 const STREAM_WAIT: Duration = Duration::from_secs(60);
@@ -226,7 +231,7 @@ impl HttpServer {
                 Ok(0) => {
                     // The client is done sending. A half-read or answered connection goes; one
                     // whose response is being made or sent keeps its sending side.
-                    if matches!(c.state, State::Reading | State::Draining(_)) {
+                    if matches!(c.state, State::Reading | State::Draining(_) | State::Events) {
                         self.close(reg, t, ev);
                     }
                     return;
@@ -300,6 +305,13 @@ impl HttpServer {
                     text.as_bytes(),
                 );
                 self.respond(reg, t, 200, bytes, now, ev);
+            }
+            Action::Events => {
+                c.state = State::Events;
+                c.out = response::event_stream_head();
+                c.written = 0;
+                self.count(200);
+                self.write(reg, t, now, ev);
             }
             Action::Stream {
                 content,
@@ -421,7 +433,7 @@ impl HttpServer {
         let Some(c) = self.conns.get_mut(&t) else {
             return;
         };
-        if c.state != State::Writing {
+        if !matches!(c.state, State::Writing | State::Events) {
             return;
         }
         while let Some(rest) = c.out.get(c.written..).filter(|r| !r.is_empty()) {
@@ -449,9 +461,13 @@ impl HttpServer {
                 }
             }
         }
+        c.out.clear();
+        c.written = 0;
+        if c.state == State::Events {
+            return; // more events come
+        }
         // All out: stop sending and wait briefly for the client to close, so that unread
         // input does not make the kernel reset the connection under the response.
-        c.out = Vec::new();
         let _ = c.stream.shutdown(std::net::Shutdown::Write);
         c.state = State::Draining(now + DRAIN_FOR);
         self.read(reg, t, now, ev);
@@ -473,10 +489,39 @@ impl HttpServer {
         }
     }
 
-    /// Times out slow clients (408) and ends lingering closes; returns events for the loop.
+    /// Sends every event stream the node's status (the `status` reply, api.md 5.9).
+    fn send_events(&mut self, reg: &Registry, now: Instant, ev: &mut Vec<HttpEvent>) {
+        let streams: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.state == State::Events)
+            .map(|(t, _)| *t)
+            .collect();
+        if streams.is_empty() {
+            return;
+        }
+        let status = crate::node_core::view::status_reply(&self.shared.view(), &self.shared.live());
+        let event = response::event(&status);
+        for t in streams {
+            let Some(c) = self.conns.get_mut(&t) else {
+                continue;
+            };
+            if c.out.len() - c.written > MAX_EVENTS_BEHIND {
+                log::debug!("http: {}: not reading its events; closing", c.peer);
+                self.close(reg, t, ev);
+                continue;
+            }
+            c.out.extend_from_slice(&event);
+            self.write(reg, t, now, ev);
+        }
+    }
+
+    /// Times out slow clients (408), ends lingering closes, retries waiting streams and
+    /// sends events; returns events for the loop.
     pub fn housekeeping(&mut self, reg: &Registry, now: Instant) -> Vec<HttpEvent> {
         let mut ev = Vec::new();
         self.retries(reg, now, &mut ev);
+        self.send_events(reg, now, &mut ev);
         let limit = self.timeout;
         let due: Vec<(Token, bool)> = self
             .conns

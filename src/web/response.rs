@@ -51,6 +51,22 @@ pub fn json(body: &[u8]) -> Vec<u8> {
     with(200, "application/json", "", body)
 }
 
+/// The head of a server-sent event stream (its events follow until the connection closes).
+pub fn event_stream_head() -> Vec<u8> {
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
+      Connection: close\r\nX-Content-Type-Options: nosniff\r\n\r\n"
+        .to_vec()
+}
+
+/// One server-sent event carrying `data` (JSON: one line, no newline inside).
+pub fn event(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend(data.iter().copied().filter(|b| *b != b'\n'));
+    out.extend_from_slice(b"\n\n");
+    out
+}
+
 /// A page of the dashboard: it may load only its own scripts and styles, and no other site
 /// may frame it (clickjacking).
 pub fn page(ctype: &str, body: &[u8]) -> Vec<u8> {

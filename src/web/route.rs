@@ -13,6 +13,8 @@ pub enum Action {
     Respond(Vec<u8>),
     /// Render `/metrics` from the latest view.
     Metrics,
+    /// `/events`: server-sent events, the node's status each second (http.md section 7).
+    Events,
     /// Run this JSON API request (api.md section 5) and send its reply as the body.
     Api(Vec<u8>),
     /// Stream bytes of a content (section 6): `path` is a folder's file (empty: none named;
@@ -66,6 +68,7 @@ pub fn route(req: &Request) -> Action {
     let get = req.method == "GET";
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/metrics") => Action::Metrics,
+        ("GET", "/events") => Action::Events,
         ("GET", p) if p.starts_with("/content/") => {
             stream(req, p.strip_prefix("/content/").unwrap_or(""))
         }
