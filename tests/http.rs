@@ -221,7 +221,10 @@ fn metrics_pass_promtool() {
     let dir = tempfile::tempdir().unwrap();
     let (node, http) = start(dir.path(), &[]);
     // Some traffic first, so the counters are not all zero.
-    assert_eq!(node.status()["status"], "success");
+    let file = dir.path().join("a.bin");
+    std::fs::write(&file, vec![7u8; 10_000]).unwrap();
+    let r = node.call("local_add_file", json!({ "filepath": file }));
+    assert_eq!(r["status"], "success", "{r}");
     let _ = get(http, "/nope");
     let r = get(http, "/metrics");
     assert_eq!(status_of(&r), 200, "{r}");
@@ -233,7 +236,11 @@ fn metrics_pass_promtool() {
         "peershare_dht_provider_records ",
         "peershare_dht_lookups_running ",
         "peershare_nat_reachability{state=",
-        "peershare_downloads{state=\"active\"}",
+        "peershare_contents{state=\"shared\"} 1",
+        "peershare_contents{state=\"downloading\"} 0",
+        "peershare_chunk_checks_total{result=\"failed\"} 0",
+        "peershare_banned_peers 0",
+        "peershare_transfer_peers 0",
         "peershare_http_responses_total{code=\"404\"} 1",
         "peershare_api_connections ",
     ] {

@@ -210,6 +210,21 @@ fn a_range_of_a_download_in_progress_is_fetched_first() {
     }
     let s = status();
     assert_eq!(s["complete"], false, "the download finished first: {s}");
+    // /metrics counts it as it goes.
+    let (_, _, m) = get(http, "/metrics", None);
+    let m = String::from_utf8(m).unwrap();
+    assert!(
+        m.contains("peershare_contents{state=\"downloading\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("peershare_transfer_peers 1"), "{m}");
+    let verified: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("peershare_chunk_checks_total{result=\"verified\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(verified >= 2, "{m}");
     assert!(s["have_bytes"].as_u64().unwrap() < n as u64 / 2, "{s}");
     // An open range from the start gives what is here, contiguous from byte 0 (maybe less
     // than asked), never an unverified byte.

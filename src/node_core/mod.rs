@@ -591,6 +591,7 @@ impl NodeCore {
             bootstrap: self.dht.bootstrap_status().to_vec(),
             down_duplicate: self.library.engine.duplicate_bytes(),
             downloading_into: self.library.download_dirs(),
+            counts: self.library.counts(),
             io,
         }
     }

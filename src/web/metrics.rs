@@ -50,6 +50,14 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Samples of one label `key`, a value each.
+fn by(key: &str, pairs: &[(&str, u64)]) -> Vec<(String, f64)> {
+    pairs
+        .iter()
+        .map(|(v, n)| (format!("{key}=\"{v}\""), *n as f64))
+        .collect()
+}
+
 fn num(v: &Value, path: &[&str]) -> u64 {
     path.iter()
         .try_fold(v, |v, k| v.get(k))
@@ -124,14 +132,45 @@ pub fn render(view: &StatusView, live: &Live, http: &HttpStats) -> String {
             ),
         ],
     );
+    let k = &view.counts;
     o.family(
-        "peershare_downloads",
+        "peershare_contents",
         "gauge",
-        "Downloads held by the node, by state.",
-        &[(
-            "state=\"active\"".into(),
-            view.downloading_into.len() as f64,
-        )],
+        "Contents held by the node, by state.",
+        &by(
+            "state",
+            &[
+                ("shared", k.shared),
+                ("downloaded", k.downloaded),
+                ("downloading", k.downloading),
+                ("searching", k.searching),
+                ("paused", k.paused),
+            ],
+        ),
+    );
+    o.one(
+        "peershare_transfer_peers",
+        "gauge",
+        "Wire connections of the transfers, set-ups included.",
+        k.peers,
+    );
+    o.family(
+        "peershare_chunk_checks_total",
+        "counter",
+        "Chunks received and checked against their manifest, by result.",
+        &dir(
+            k.chunk_checks[0],
+            k.chunk_checks[1],
+            "result",
+            "verified",
+            "failed",
+        ),
+    );
+    o.one(
+        "peershare_banned_peers",
+        "gauge",
+        "Addresses banned for sending data that failed verification.",
+        k.banned,
     );
     o.one(
         "peershare_duplicate_chunk_bytes_total",
@@ -156,17 +195,17 @@ pub fn render(view: &StatusView, live: &Live, http: &HttpStats) -> String {
         "peershare_dht_errors_total",
         "counter",
         "DHT datagrams refused or lost, by reason.",
-        &[
-            ("reason=\"decode\"".into(), s.decode_errors as f64),
-            (
-                "reason=\"unexpected_response\"".into(),
-                s.unexpected_responses as f64,
-            ),
-            ("reason=\"rate_limited\"".into(), s.rate_limited as f64),
-            ("reason=\"timeout\"".into(), s.timeouts as f64),
-            ("reason=\"bad_token\"".into(), s.bad_tokens as f64),
-            ("reason=\"emulated_loss\"".into(), io.emulated_drops as f64),
-        ],
+        &by(
+            "reason",
+            &[
+                ("decode", s.decode_errors),
+                ("unexpected_response", s.unexpected_responses),
+                ("rate_limited", s.rate_limited),
+                ("timeout", s.timeouts),
+                ("bad_token", s.bad_tokens),
+                ("emulated_loss", io.emulated_drops),
+            ],
+        ),
     );
     o.one(
         "peershare_dht_verifications_total",

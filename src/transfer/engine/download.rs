@@ -23,6 +23,9 @@ impl Engine {
         from: ConnId,
         result: Option<bool>,
     ) {
+        if let Some(ok) = result {
+            self.chunk_checks[usize::from(!ok)] += 1;
+        }
         let Some(s) = self.scheduler(&content) else {
             return;
         };
@@ -35,6 +38,7 @@ impl Engine {
 
     /// The result of a [`StorageJob::CheckChunk`]: a peer whose data failed is banned.
     pub fn chunk_checked(&mut self, now: Instant, content: Id, from: ConnId, ok: bool) {
+        self.chunk_checks[usize::from(!ok)] += 1;
         if !ok && self.conns.contains_key(&from) {
             log::debug!("download {content}: connection {from} sent a bad copy of a chunk");
             if let Some(s) = self.scheduler(&content) {
