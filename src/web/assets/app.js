@@ -55,7 +55,10 @@ function onStatus(s) {
   $('external').textContent = s.external_addr || '–';
   const nat = s.nat || {};
   $('nat').textContent = nat.reachability || 'unknown';
-  $('pmp').textContent = nat.port_mapping ? `${nat.port_mapping.state} ${nat.port_mapping.external || ''}` : 'off';
+  const pm = nat.port_mapping;
+  $('pmp').textContent = pm ? `${pm.protocol || ''} ${pm.state} ${pm.external || ''}` : 'off';
+  // LAN discovery, where the node has it (status nat.lan).
+  $('lan').textContent = nat.lan ? `${(nat.lan.peers || []).length} peers` : '–';
   $('rt-size').textContent = s.routing_table_size;
   $('records').textContent = s.provider_records;
   const bw = s.bandwidth || {};
