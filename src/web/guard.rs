@@ -93,7 +93,11 @@ pub fn check(
                 .into(),
         ));
     }
-    if let Some(expected) = token.filter(|_| crate::api::auth::required_for(peer.ip())) {
+    // The dashboard's own files hold no data of the node: a browser beyond loopback loads
+    // them without the token, and the page then sends the token with its requests.
+    let public = super::assets::find(&req.path).is_some();
+    let needed = !public && crate::api::auth::required_for(peer.ip());
+    if let Some(expected) = token.filter(|_| needed) {
         let given = req
             .authorization
             .as_deref()
@@ -173,7 +177,8 @@ mod tests {
         let local: SocketAddr = "0.0.0.0:8003".parse().unwrap();
         let far: SocketAddr = "192.0.2.9:5000".parse().unwrap();
         let lo: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let r = req("192.0.2.1:8003", None);
+        let mut r = req("192.0.2.1:8003", None);
+        r.path = "/metrics".into();
         assert_eq!(check(&r, lo, local, Some("s3cret")), Ok(()));
         assert_eq!(
             check(&r, far, local, Some("s3cret")).unwrap_err().status,
@@ -192,5 +197,14 @@ mod tests {
         let mut query = r.clone();
         query.query = Some("token=s3cret".into());
         assert_eq!(check(&query, far, local, Some("s3cret")), Ok(()));
+        // The page's own files are public; the node's data is not.
+        let mut page = r.clone();
+        page.path = "/app.js".into();
+        assert_eq!(check(&page, far, local, Some("s3cret")), Ok(()));
+        page.path = "/metrics".into();
+        assert_eq!(
+            check(&page, far, local, Some("s3cret")).unwrap_err().status,
+            401
+        );
     }
 }

@@ -8,9 +8,13 @@ const HISTORY = 300; // samples: 5 minutes at one a second
 const samples = [];
 const trees = new Map(); // content ID -> content_tree reply
 const openPeers = new Set();
+// Beyond loopback the node wants the API token (http.md section 4): opened as /?token=T,
+// the page passes it on with every request it makes.
+const TOKEN = new URLSearchParams(location.search).get('token');
+const withToken = (u) => (TOKEN ? u + (u.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(TOKEN) : u);
 
 async function api(type, payload) {
-  const r = await fetch('/api', { method: 'POST', body: JSON.stringify({ type, payload: payload || {} }) });
+  const r = await fetch(withToken('/api'), { method: 'POST', body: JSON.stringify({ type, payload: payload || {} }) });
   if (!r.ok) throw new Error(await r.text());
   const v = await r.json();
   if (v.status !== 'success') throw new Error(v.message || 'error');
@@ -160,7 +164,7 @@ async function playRows(t) {
     names = t.name && AUDIO.test(t.name) ? [t.name] : [];
   }
   return names.slice(0, 50).map((p) => {
-    const src = `/content/${t.content_hash}/${p.split('/').map(encodeURIComponent).join('/')}`;
+    const src = withToken(`/content/${t.content_hash}/${p.split('/').map(encodeURIComponent).join('/')}`);
     const play = el('button', { class: 'play', 'data-src': src, onclick: () => { const a = $('player'); a.src = src; a.play(); } }, '▶ ' + p);
     return el('tr', { class: 'file' }, el('td', { colspan: 8 }, play));
   });
@@ -256,7 +260,7 @@ function route() {
 window.addEventListener('hashchange', route);
 route();
 
-const events = new EventSource('/events');
+const events = new EventSource(withToken('/events'));
 events.onmessage = (m) => {
   onStatus(JSON.parse(m.data));
   if (location.hash === '#learn' && samples.length % 5 === 0) refreshBuckets();
