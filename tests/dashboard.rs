@@ -115,6 +115,8 @@ fn dashboard_downloads_plays_and_limits_in_a_real_browser() {
     );
     assert_eq!(found["finished"], true, "{found}");
     assert!(found["buckets"].as_u64().unwrap() >= 1, "{found}");
+    // The download's provider lookup at least.
+    assert!(found["lookups"].as_u64().unwrap() >= 1, "{found}");
     assert_eq!(found["errors"], json!([]), "page errors: {found}");
     // The leecher applied the limit the page set.
     let status = leecher.status();

@@ -243,6 +243,8 @@ fn metrics_pass_promtool() {
         "peershare_transfer_peers 0",
         "peershare_http_responses_total{code=\"404\"} 1",
         "peershare_api_connections ",
+        "peershare_dht_lookup_duration_seconds_bucket{le=\"+Inf\"}",
+        "peershare_dht_lookups_total{kind=\"announce\"}",
     ] {
         assert!(text.contains(name), "no {name} in\n{text}");
     }

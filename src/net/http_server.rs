@@ -306,6 +306,11 @@ impl HttpServer {
                 );
                 self.respond(reg, t, 200, bytes, now, ev);
             }
+            Action::Lookups => {
+                let body = metrics::recent_lookups(&self.shared.view().lookups);
+                let bytes = response::with(200, "application/json", "", &body);
+                self.respond(reg, t, 200, bytes, now, ev);
+            }
             Action::Events => {
                 c.state = State::Events;
                 c.out = response::event_stream_head();

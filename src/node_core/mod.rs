@@ -41,6 +41,7 @@
 
 pub mod api;
 pub mod library;
+pub mod lookup_log;
 pub mod nat;
 pub mod output;
 pub mod peers_view;
@@ -94,6 +95,8 @@ pub struct NodeCore {
     library: Library,
     nat: NatGlue,
     lookups: HashMap<QueryId, Lookup>,
+    /// Lookups that ended (`/metrics`, the learners' page).
+    lookup_log: lookup_log::LookupLog,
     limits: Limits,
     /// The settings in force and the config jobs waiting.
     settings: NodeSettings,
@@ -137,6 +140,7 @@ impl NodeCore {
             library,
             nat,
             lookups: HashMap::new(),
+            lookup_log: Default::default(),
             limits,
             local,
             advertised,
@@ -592,6 +596,7 @@ impl NodeCore {
             down_duplicate: self.library.engine.duplicate_bytes(),
             downloading_into: self.library.download_dirs(),
             counts: self.library.counts(),
+            lookups: self.lookup_log.clone(),
             io,
         }
     }
@@ -739,7 +744,15 @@ impl NodeCore {
         match ev {
             DhtEvent::QueryDone { id, result, stats } => {
                 log::debug!("dht: query {id:?} done in {:?}: {stats:?}", stats.duration);
-                match self.lookups.remove(&id) {
+                let lookup = self.lookups.remove(&id);
+                let kind = match &lookup {
+                    Some(Lookup::Api(_)) => 0,
+                    Some(Lookup::Peers(_)) => 1,
+                    Some(Lookup::Announce { .. }) => 2,
+                    None => 3,
+                };
+                self.lookup_log.record(kind, &stats);
+                match lookup {
                     Some(Lookup::Api(pending)) => {
                         let me = self.dht.external_addr().unwrap_or(self.advertised);
                         let bytes = api::reply_for(&pending, &result, &self.dht, me);

@@ -48,6 +48,8 @@ pub struct StatusView {
     pub downloading_into: Vec<(Id, std::path::PathBuf)>,
     /// Contents by state, peers, chunk checks, bans (`/metrics`).
     pub counts: super::library::Counts,
+    /// DHT lookups that ended: latency histogram, the last ones.
+    pub lookups: super::lookup_log::LookupLog,
     /// What the driver adds: sockets and bandwidth.
     pub io: IoStatus,
 }

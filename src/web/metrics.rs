@@ -10,6 +10,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use crate::node_core::lookup_log::{LookupLog, BUCKETS, KINDS};
 use crate::node_core::{Live, StatusView};
 
 /// Counts kept by the HTTP side itself.
@@ -48,6 +49,49 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// `/lookups`: the last lookups, newest first, as JSON.
+pub fn recent_lookups(log: &LookupLog) -> Vec<u8> {
+    let list: Vec<serde_json::Value> = log
+        .recent
+        .iter()
+        .rev()
+        .map(|r| {
+            serde_json::json!({
+                "kind": r.kind,
+                "ms": (r.secs * 1000.0).round(),
+                "hops": r.hops,
+                "answers": r.answers,
+                "failures": r.failures,
+            })
+        })
+        .collect();
+    serde_json::json!({ "lookups": list })
+        .to_string()
+        .into_bytes()
+}
+
+/// DHT lookups: by kind, and their latency as a histogram.
+fn lookups(o: &mut Out, log: &LookupLog) {
+    let kinds: Vec<(&str, u64)> = KINDS.iter().copied().zip(log.by_kind).collect();
+    o.family(
+        "peershare_dht_lookups_total",
+        "counter",
+        "DHT lookups that ended, by what they were for.",
+        &by("kind", &kinds),
+    );
+    let name = "peershare_dht_lookup_duration_seconds";
+    let _ = writeln!(o.0, "# HELP {name} How long DHT lookups took.");
+    let _ = writeln!(o.0, "# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (i, n) in log.buckets.iter().enumerate() {
+        cumulative += n;
+        let le = BUCKETS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+        let _ = writeln!(o.0, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(o.0, "{name}_sum {}", log.sum_secs);
+    let _ = writeln!(o.0, "{name}_count {cumulative}");
 }
 
 /// Samples of one label `key`, a value each.
@@ -243,6 +287,7 @@ pub fn render(view: &StatusView, live: &Live, http: &HttpStats) -> String {
         "DHT lookups in progress.",
         view.running_queries as u64,
     );
+    lookups(&mut o, &view.lookups);
     let mut buckets: BTreeMap<usize, u64> = BTreeMap::new();
     for (_, b, _) in &view.routing_table {
         *buckets.entry(*b).or_default() += 1;

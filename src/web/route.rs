@@ -13,6 +13,8 @@ pub enum Action {
     Respond(Vec<u8>),
     /// Render `/metrics` from the latest view.
     Metrics,
+    /// `/lookups`: the last DHT lookups as JSON (http.md section 7).
+    Lookups,
     /// `/events`: server-sent events, the node's status each second (http.md section 7).
     Events,
     /// Run this JSON API request (api.md section 5) and send its reply as the body.
@@ -69,6 +71,7 @@ pub fn route(req: &Request) -> Action {
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/metrics") => Action::Metrics,
         ("GET", "/events") => Action::Events,
+        ("GET", "/lookups") => Action::Lookups,
         ("GET", p) if p.starts_with("/content/") => {
             stream(req, p.strip_prefix("/content/").unwrap_or(""))
         }

@@ -60,6 +60,8 @@ try {
   await page.click('#nav-learn');
   await page.waitForSelector('#buckets tbody tr');
   out.buckets = await page.locator('#buckets tbody tr').count();
+  await page.waitForSelector('#lookups tbody tr');
+  out.lookups = await page.locator('#lookups tbody tr').count();
   out.errors = errors;
   console.log(JSON.stringify(out));
 } catch (e) {

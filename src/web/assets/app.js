@@ -246,6 +246,10 @@ async function refreshBuckets() {
       el('tr', {}, el('td', {}, String(b)), el('td', {}, String(cs.length)),
         el('td', {}, ...cs.map((c) => el('div', {}, el('code', {}, c.node_id.slice(0, 16) + '…'), ` ${c.addr}, ${c.last_seen_secs_ago}s ago`)))));
     $('buckets').tBodies[0].replaceChildren(...rows);
+    const l = await (await fetch(withToken('/lookups'))).json();
+    $('lookups').tBodies[0].replaceChildren(...l.lookups.map((x) =>
+      el('tr', {}, el('td', {}, x.kind), el('td', {}, x.ms + ' ms'), el('td', {}, x.hops == null ? '–' : String(x.hops)),
+        el('td', {}, String(x.answers)), el('td', {}, String(x.failures)))));
   } catch (e) {
     say(e.message, true);
   }
