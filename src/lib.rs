@@ -14,6 +14,7 @@
 //! - [`paths`]: paths as the node shows them: absolute, without `.` or `..`.
 //! - [`settings`]: the config file's keys, values and format (`peershare config`).
 //! - [`node_core`]: the node as one sans-IO state machine: DHT, transfers, NAT and the API's commands joined.
+//! - [`web`]: the node's web side, sans-IO: HTTP requests, the dashboard, `/metrics`, streaming.
 //! - [`net`]: the mio reactor that drives the node core: sockets, bandwidth pacing, the worker pool.
 //! - [`conform`]: the black-box conformance suite for other implementations (`peershare conform`).
 //! - [`node`]: a running node: configuration and start-up.
@@ -48,4 +49,5 @@ pub mod settings;
 pub mod sim;
 pub mod storage;
 pub mod transfer;
+pub mod web;
 pub mod workers;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The shape of the source tree, checked (run by tools/check-boundaries.sh, `make test`).
 
-1. Sans-IO cores do no I/O: src/proto, src/dht, src/transfer, src/nat, src/node_core and src/secure use
+1. Sans-IO cores do no I/O: src/proto, src/dht, src/transfer, src/nat, src/node_core, src/secure and src/web use
    no sockets, event loop, threads, channels, locks, files or real clock. This keeps them
    testable by the deterministic simulators and readable as teaching material. The
    simulators (src/sim) may read the wall clock (for run time) but never a socket or thread.
@@ -33,13 +33,14 @@ LAYERS = [
     ["storage"],
     ["dht", "nat", "transfer"],
     ["node_core"],
+    ["web"],
     ["sim", "net"],
     ["node", "conform"],
     ["cli"],
 ]
 LAYER = {m: i for i, ms in enumerate(LAYERS) for m in ms}
 
-CORES = ["proto", "dht", "transfer", "nat", "node_core", "secure"]
+CORES = ["proto", "dht", "transfer", "nat", "node_core", "secure", "web"]
 IO = (r"\bmio\b|crossbeam|parking_lot|std::net::(UdpSocket|TcpStream|TcpListener)"
       r"|Instant::now\(\)|SystemTime::now\(\)|std::thread|thread_rng|rand::random"
       r"|std::fs\b|\bFile::(open|create)|std::process")

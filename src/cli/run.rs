@@ -13,7 +13,7 @@ use clap::Args;
 use super::parse_rate_arg;
 use crate::node::config::{
     check_bootstrap_addr, default_data_dir, parse_duration, parse_fraction, DEFAULT_API_PORT,
-    DEFAULT_PORT,
+    DEFAULT_HTTP_PORT, DEFAULT_PORT,
 };
 use crate::node::NodeConfig;
 
@@ -40,7 +40,17 @@ pub struct RunArgs {
     /// File holding the API token (its first line); see --api-listen
     #[arg(long, value_name = "FILE")]
     pub api_token_file: Option<PathBuf>,
-    /// How long an API client may take to finish sending a request it started
+    /// Port of the HTTP side: the dashboard, /metrics and streaming (0 picks a free one)
+    /// [default: 8003; if another program holds it, the node runs without it]
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    /// Address the HTTP side listens on; beyond loopback it needs the API token, as the API
+    #[arg(long, default_value = "127.0.0.1")]
+    pub http_listen: IpAddr,
+    /// Run without the HTTP side
+    #[arg(long)]
+    pub no_http: bool,
+    /// How long an API or HTTP client may take to finish sending a request it started
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub api_request_timeout: Duration,
     /// A node to join through (repeatable), as HOST:PORT with IPv6 in brackets
@@ -136,6 +146,13 @@ impl RunArgs {
         c.port = self.port;
         c.api_addr = SocketAddr::new(self.api_listen, self.api_port);
         c.api_request_timeout = self.api_request_timeout;
+        c.http_port_given = self.http_port.is_some();
+        c.http_addr = (!self.no_http).then(|| {
+            SocketAddr::new(
+                self.http_listen,
+                self.http_port.unwrap_or(DEFAULT_HTTP_PORT),
+            )
+        });
         c.bootstrap = self.bootstrap.clone();
         c.emulate_latency = self.emulate_latency;
         c.emulate_jitter = self.emulate_jitter;

@@ -35,6 +35,15 @@ pub enum Completion {
     },
     /// A storage job's result.
     Storage(StorageDone),
+    /// A stream waits for chunks not here yet (`net::stream`): fetch them first, try again.
+    StreamPending {
+        /// The HTTP client's connection.
+        to: ReplyTo,
+        /// The content.
+        content: crate::id::Id,
+        /// The chunks it waits for.
+        chunks: std::ops::Range<u32>,
+    },
 }
 
 /// A unit of work for a worker.
@@ -50,6 +59,18 @@ pub enum Job {
         bytes: Vec<u8>,
         /// The token this client must send (clients outside loopback), if any.
         token: Option<Arc<str>>,
+    },
+    /// Bytes of a content for an HTTP client (`net::stream`); the reply is a whole HTTP
+    /// response.
+    Stream {
+        /// Where the response goes.
+        to: ReplyTo,
+        /// The content.
+        content: crate::id::Id,
+        /// A folder's file.
+        path: String,
+        /// The `Range` header.
+        range: Option<String>,
     },
     /// A ledger command the node core passed on (`Output::Ledger`): it appends and fsyncs.
     Ledger {
@@ -84,6 +105,23 @@ impl JobContext {
                 }
             }
             Job::Api { to, bytes, token } => self.api(to, &bytes, token.as_deref()),
+            Job::Stream {
+                to,
+                content,
+                path,
+                range,
+            } => {
+                let done =
+                    match super::stream::respond(&self.storage, content, &path, range.as_deref()) {
+                        super::stream::Streamed::Done(bytes) => Completion::Reply { to, bytes },
+                        super::stream::Streamed::Pending(chunks) => Completion::StreamPending {
+                            to,
+                            content,
+                            chunks,
+                        },
+                    };
+                self.completer.complete(done);
+            }
             Job::Ledger { to, req, known } => {
                 let bytes = crate::api::ledger::reply(&*self.ledger, &req, known, unix_now())
                     .unwrap_or_else(|| reply::error("internal: not a ledger command"));

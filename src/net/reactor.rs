@@ -23,13 +23,14 @@ use super::api_server::{ApiEvent, ApiServer};
 use super::bandwidth::{Bandwidth, Dir};
 use super::emulate::SendEmulator;
 use super::hooks::Hooks;
+use super::http_server::HttpServer;
 use super::jobs::{Backlog, Completion, Job, JobContext};
 use super::lan_io::LanSockets;
 use super::nat_io::{NatSockEvent, NatSockets};
 use super::relay::{RelayEvent, Relays};
 use super::shared::Shared;
 use super::socket::dest_for;
-use super::tokens::{self, Tokens, API, UDP, WAKER, WIRE};
+use super::tokens::{self, Tokens, API, HTTP, UDP, WAKER, WIRE};
 use super::trace::Tracer;
 use super::wire_io::{Connecting, Side, WireSocks};
 use crate::api::{reply, ReplyTo};
@@ -43,6 +44,7 @@ use crate::transfer::engine::WireAction;
 use crate::workers::{Completer, WorkerPool};
 
 mod shutdown;
+mod web;
 
 /// How often the view for read-only API commands is republished at least.
 const VIEW_EVERY: Duration = Duration::from_millis(500);
@@ -63,6 +65,8 @@ pub struct ReactorParts {
     pub wire: TcpListener,
     /// API listener.
     pub api: TcpListener,
+    /// The HTTP side's listener and its address (`None`: off).
+    pub http: Option<(TcpListener, SocketAddr)>,
     /// Address of `udp` and `wire`.
     pub local: SocketAddr,
     /// The node.
@@ -106,6 +110,7 @@ pub struct Reactor {
     core: NodeCore,
     tokens: Tokens,
     api: ApiServer,
+    http: Option<HttpServer>,
     wire_socks: WireSocks,
     nat: NatSockets,
     lan: Option<LanSockets>,
@@ -136,8 +141,15 @@ impl Reactor {
         let reg = p.poll.registry();
         reg.register(&mut p.udp, UDP, Interest::READABLE)?;
         reg.register(&mut p.wire, WIRE, Interest::READABLE)?;
-        let mut api = ApiServer::new(p.api, p.api_request_timeout, p.api_token);
+        let mut api = ApiServer::new(p.api, p.api_request_timeout, p.api_token.clone());
         reg.register(api.listener(), API, Interest::READABLE)?;
+        let token = p.api_token.clone();
+        let mut http = p.http.map(|(l, addr)| {
+            HttpServer::new(l, addr, token, p.shared.clone(), p.api_request_timeout)
+        });
+        if let Some(h) = http.as_mut() {
+            reg.register(h.listener(), HTTP, Interest::READABLE)?;
+        }
         let (completer, completions) = Completer::new(p.waker.clone());
         let mut tokens = Tokens::default();
         if let Some(lan) = p.lan.as_mut() {
@@ -152,6 +164,7 @@ impl Reactor {
             core: p.core,
             tokens,
             api,
+            http,
             wire_socks: WireSocks::new(p.keys.clone(), p.shared.clone(), p.keylog.take()),
             nat: NatSockets::default(),
             lan: p.lan,
@@ -208,6 +221,8 @@ impl Reactor {
                         self.api_events(now, out);
                     }
                     WAKER => {}
+                    HTTP => self.http_accept(now),
+                    t if self.http_owns(t) => self.http_ready(t, r, w, now),
                     t if self.api.owns(t) => {
                         let mut out = Vec::new();
                         self.api.ready(self.poll.registry(), t, r, w, now, &mut out);
@@ -277,6 +292,7 @@ impl Reactor {
             let mut out = Vec::new();
             self.api.housekeeping(self.poll.registry(), now, &mut out);
             self.api_events(now, out);
+            self.http_tick(now);
         }
     }
 
@@ -497,6 +513,11 @@ impl Reactor {
             match c {
                 Completion::Reply { to, bytes } => self.deliver(now, to, bytes),
                 Completion::Storage(done) => self.core.handle_storage(now, done),
+                Completion::StreamPending {
+                    to,
+                    content,
+                    chunks,
+                } => self.http_stream_pending(now, to, content, chunks),
                 Completion::Parsed { to, result } => match result {
                     Ok(req) if req.shows_rates() => {
                         let rates = self.bw.flow_rates(now);
@@ -513,6 +534,9 @@ impl Reactor {
     }
 
     fn deliver(&mut self, now: Instant, to: ReplyTo, bytes: Vec<u8>) {
+        if self.http_deliver(now, to, &bytes) {
+            return;
+        }
         let mut out = Vec::new();
         self.api
             .deliver(self.poll.registry(), to, bytes, now, &mut out);

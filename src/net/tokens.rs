@@ -16,6 +16,8 @@ pub const WIRE: Token = Token(1);
 pub const API: Token = Token(2);
 /// The loop's waker.
 pub const WAKER: Token = Token(3);
+/// The HTTP side's listener (`net::http_server`).
+pub const HTTP: Token = Token(4);
 /// The first number handed out by [`Tokens::fresh`].
 const FIRST_DYNAMIC: usize = 16;
 

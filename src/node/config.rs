@@ -10,6 +10,8 @@ use crate::dht::DhtConfig;
 pub const DEFAULT_PORT: u16 = 8001;
 /// Default port of the local JSON API (the EchoChain clients' default).
 pub const DEFAULT_API_PORT: u16 = 8002;
+/// Default port of the HTTP side: dashboard, `/metrics`, streaming (http.md).
+pub const DEFAULT_HTTP_PORT: u16 = 8003;
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
@@ -28,6 +30,13 @@ pub struct NodeConfig {
     /// loopback address. Loopback clients never need it (existing EchoChain clients don't
     /// send one).
     pub api_token: Option<String>,
+    /// Address of the HTTP side (dashboard, `/metrics`; loopback by default); `None`: off.
+    /// Beyond loopback it needs the API token, as the API does.
+    pub http_addr: Option<SocketAddr>,
+    /// Whether the HTTP port was asked for: if not (the default port), a port already in use
+    /// (another node on this machine) leaves the HTTP side off with a warning instead of
+    /// stopping the node.
+    pub http_port_given: bool,
     /// How long an API client may take to finish a request it started.
     pub api_request_timeout: Duration,
     /// Print every datagram and frame, decoded, one line each (`--trace`).
@@ -67,6 +76,8 @@ impl NodeConfig {
             port: DEFAULT_PORT,
             api_addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
             api_token: None,
+            http_addr: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT))),
+            http_port_given: false,
             api_request_timeout: Duration::from_secs(30),
             trace: false,
             limits: [None; 6],

@@ -202,6 +202,15 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
             cfg.api_addr
         )));
     }
+    if let Some(h) = cfg.http_addr {
+        if !h.ip().to_canonical().is_loopback()
+            && cfg.api_token.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(NodeError::Config(format!(
+                "refusing to open the HTTP side on {h} without a token: anyone who can reach                  it could drive the node; set --api-token-file FILE or PEERSHARE_API_TOKEN"
+            )));
+        }
+    }
     let _lock = state::lock_data_dir(&cfg.data_dir).map_err(NodeError::State)?;
     let saved = state::load(&cfg.data_dir).map_err(NodeError::State)?;
     // The config file: a mistake in it stops the node here, named by line and key.
@@ -224,6 +233,8 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
         source,
     })?;
     let api_addr = api.local_addr().map_err(io_err("API address"))?;
+    let http = listen_http(&cfg)?;
+    let http_addr = http.as_ref().map(|(_, a)| *a);
 
     let poll = Poll::new().map_err(io_err("create event loop"))?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_err("create waker"))?);
@@ -322,6 +333,7 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
         udp: bound.udp,
         wire: bound.tcp,
         api,
+        http,
         local,
         core,
         emulator,
@@ -341,7 +353,7 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
     .map_err(io_err("register sockets"))?;
 
     install_signal_handler(shutdown, waker)?;
-    announce_banner(id, local, api_addr, &cfg);
+    announce_banner(id, local, (api_addr, http_addr), &cfg);
     reactor.run().map_err(io_err("event loop"))?;
     log::info!("node stopped; state saved in {}", cfg.data_dir.display());
     Ok(())
@@ -427,12 +439,53 @@ fn read_config(data_dir: &std::path::Path, old: Option<Limits>) -> Result<Settin
     Ok(file.settings())
 }
 
-fn announce_banner(id: Id, local: SocketAddr, api: SocketAddr, cfg: &NodeConfig) {
+/// The HTTP side's listener, if it is on (`cfg.http_addr`). The default port in use by
+/// another program leaves it off with a warning; a port asked for must be free.
+fn listen_http(cfg: &NodeConfig) -> Result<Option<(mio::net::TcpListener, SocketAddr)>, NodeError> {
+    let Some(addr) = cfg.http_addr else {
+        return Ok(None);
+    };
+    match socket::listen_tcp(addr) {
+        Ok(l) => {
+            let bound = l.local_addr().map_err(io_err("HTTP address"))?;
+            Ok(Some((l, bound)))
+        }
+        Err(e) if !cfg.http_port_given && e.kind() == io::ErrorKind::AddrInUse => {
+            log::warn!(
+                "HTTP side off: port {} is in use (another node?); --http-port N picks another",
+                addr.port()
+            );
+            Ok(None)
+        }
+        Err(source) => Err(NodeError::Bind {
+            what: "HTTP side",
+            addr,
+            source,
+        }),
+    }
+}
+
+fn announce_banner(
+    id: Id,
+    local: SocketAddr,
+    (api, http): (SocketAddr, Option<SocketAddr>),
+    cfg: &NodeConfig,
+) {
     // Machine-readable lines on stdout (tests and scripts read them); logs go to stderr.
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "node_id: {id}");
     let _ = writeln!(out, "listen: {local} (UDP DHT + TCP wire)");
     let _ = writeln!(out, "api: {api}");
+    if let Some(h) = http {
+        let _ = writeln!(out, "http: {h}");
+        // A wildcard address is not one a browser can open; loopback reaches it.
+        let shown = if h.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), h.port())
+        } else {
+            h
+        };
+        let _ = writeln!(out, "dashboard: http://{shown}/");
+    }
     let _ = writeln!(out, "data_dir: {}", cfg.data_dir.display());
     if !cfg.emulate_latency.is_zero() || cfg.emulate_loss > 0.0 {
         let _ = writeln!(

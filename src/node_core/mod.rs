@@ -42,6 +42,7 @@
 pub mod api;
 pub mod lan;
 pub mod library;
+pub mod lookup_log;
 mod mapping;
 pub mod nat;
 pub mod output;
@@ -97,6 +98,8 @@ pub struct NodeCore {
     nat: NatGlue,
     lan: lan::LanGlue,
     lookups: HashMap<QueryId, Lookup>,
+    /// Lookups that ended (`/metrics`, the learners' page).
+    lookup_log: lookup_log::LookupLog,
     limits: Limits,
     /// The settings in force and the config jobs waiting.
     settings: NodeSettings,
@@ -141,6 +144,7 @@ impl NodeCore {
             nat,
             lan: lan::LanGlue::default(),
             lookups: HashMap::new(),
+            lookup_log: Default::default(),
             limits,
             local,
             advertised,
@@ -394,6 +398,17 @@ impl NodeCore {
         self.settle(now);
     }
 
+    /// A stream over HTTP waits for chunks `chunks` of `content`: they are fetched first.
+    pub fn handle_stream_wanted(
+        &mut self,
+        now: Instant,
+        content: Id,
+        chunks: std::ops::Range<u32>,
+    ) {
+        self.library.engine.prioritize(now, content, chunks);
+        self.settle(now);
+    }
+
     /// API connection `conn` closed: lookups still running for it finish unobserved.
     pub fn handle_api_gone(&mut self, conn: u64) {
         self.lookups.retain(|_, l| match l {
@@ -578,6 +593,8 @@ impl NodeCore {
             bootstrap: self.dht.bootstrap_status().to_vec(),
             down_duplicate: self.library.engine.duplicate_bytes(),
             downloading_into: self.library.download_dirs(),
+            counts: self.library.counts(),
+            lookups: self.lookup_log.clone(),
             io,
         }
     }
@@ -727,7 +744,15 @@ impl NodeCore {
         match ev {
             DhtEvent::QueryDone { id, result, stats } => {
                 log::debug!("dht: query {id:?} done in {:?}: {stats:?}", stats.duration);
-                match self.lookups.remove(&id) {
+                let lookup = self.lookups.remove(&id);
+                let kind = match &lookup {
+                    Some(Lookup::Api(_)) => 0,
+                    Some(Lookup::Peers(_)) => 1,
+                    Some(Lookup::Announce { .. }) => 2,
+                    None => 3,
+                };
+                self.lookup_log.record(kind, &stats);
+                match lookup {
                     Some(Lookup::Api(pending)) => {
                         let me = self.dht.external_addr().unwrap_or(self.advertised);
                         let bytes = api::reply_for(&pending, &result, &self.dht, me);

@@ -46,6 +46,10 @@ pub struct StatusView {
     /// Each download in progress and its folder (a request naming another folder is refused
     /// before that folder is created: `net::jobs`).
     pub downloading_into: Vec<(Id, std::path::PathBuf)>,
+    /// Contents by state, peers, chunk checks, bans (`/metrics`).
+    pub counts: super::library::Counts,
+    /// DHT lookups that ended: latency histogram, the last ones.
+    pub lookups: super::lookup_log::LookupLog,
     /// What the driver adds: sockets and bandwidth.
     pub io: IoStatus,
 }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod job;
 pub mod reuse;
 pub mod state;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::fs;

@@ -236,6 +236,8 @@ pub struct Scheduler {
     complete_sent: bool,
     /// In endgame, when a chunk declined for a second copy may become worth one.
     endgame_wake: Option<Instant>,
+    /// Chunks a stream waits for: picked before all others ([`Scheduler::set_urgent`]).
+    urgent: std::ops::Range<u32>,
 }
 
 impl Scheduler {
@@ -279,6 +281,7 @@ impl Scheduler {
             actions: VecDeque::new(),
             complete_sent: false,
             endgame_wake: None,
+            urgent: 0..0,
         };
         for i in 0..chunk_count {
             if s.state[i] == ChunkState::Missing {

@@ -357,16 +357,13 @@ fn flaky_peer_backs_off_but_download_completes() {
     h.run(100_000);
 }
 
-#[test]
-fn rarest_chunk_is_requested_first() {
-    // Peer 0 has everything; peers 1 and 2 have chunks 0..5. The rare chunks (5..10, only
-    // at peer 0) must be the first ones asked of peer 0.
+/// Peer 0 has all 10 chunks; peers 1 and 2 have chunks 0..5. Adds them to `s` and returns
+/// the chunks asked of peer 0 once it unchokes us.
+fn asked_of_the_full_peer(s: &mut Scheduler, now: Instant) -> Vec<u32> {
     let mut common = BitSet::new(10);
     for i in 0..5 {
         common.insert(i);
     }
-    let now = Instant::now();
-    let mut s = Scheduler::new(10, 4 << 20, BitSet::new(10), SchedulerConfig::default(), 9);
     for k in [1, 2] {
         s.add_peer(now, ConnId::new(k));
         s.peer_bitfield(now, ConnId::new(k), &common);
@@ -374,15 +371,34 @@ fn rarest_chunk_is_requested_first() {
     s.add_peer(now, ConnId::new(0));
     s.peer_bitfield(now, ConnId::new(0), &BitSet::full(10));
     s.peer_unchoked(now, ConnId::new(0));
-    let asked: Vec<u32> = std::iter::from_fn(|| s.poll_action())
+    std::iter::from_fn(|| s.poll_action())
         .filter_map(|a| match a {
             Action::Request { peer: P0, chunk } => Some(chunk),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn rarest_chunk_is_requested_first() {
+    // The rare chunks (5..10, only at peer 0) must be the first ones asked of peer 0.
+    let now = Instant::now();
+    let mut s = Scheduler::new(10, 4 << 20, BitSet::new(10), SchedulerConfig::default(), 9);
+    let asked = asked_of_the_full_peer(&mut s, now);
     // A new peer starts with min_pipeline = 2 requests: both must be rare ones.
     assert_eq!(asked.len(), 2);
     assert!(asked.iter().all(|c| *c >= 5), "{asked:?}");
+}
+
+#[test]
+fn urgent_chunks_come_before_rare_ones() {
+    // As above, but a stream waits for chunks 1..3 (common ones): they go first.
+    let now = Instant::now();
+    let mut s = Scheduler::new(10, 4 << 20, BitSet::new(10), SchedulerConfig::default(), 9);
+    s.set_urgent(now, 1..3);
+    let mut asked = asked_of_the_full_peer(&mut s, now);
+    asked.sort_unstable();
+    assert_eq!(asked, [1, 2]);
 }
 
 #[test]

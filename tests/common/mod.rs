@@ -20,6 +20,8 @@ pub struct Node {
     pub child: Child,
     pub listen: SocketAddr,
     pub api: SocketAddr,
+    /// The HTTP side (dashboard, /metrics), if on.
+    pub http: Option<SocketAddr>,
     pub node_id: String,
     pub data_dir: PathBuf,
 }
@@ -99,6 +101,10 @@ impl Node {
             "-q"
         };
         args.extend(["--api-port".into(), "0".into()]);
+        // A free port each: nodes of parallel tests must not contend for the default one.
+        if !extra.contains(&"--http-port") && !extra.contains(&"--no-http") {
+            args.extend(["--http-port".into(), "0".into()]);
+        }
         if log.is_none() {
             args.push(verbosity.into());
         }
@@ -145,6 +151,10 @@ impl Node {
         Some(Node {
             listen: field("listen").parse().unwrap(),
             api: field("api").parse().unwrap(),
+            http: lines
+                .iter()
+                .find_map(|l| l.strip_prefix("http: "))
+                .map(|a| a.parse().unwrap()),
             node_id: field("node_id"),
             child,
             data_dir: data_dir.to_path_buf(),

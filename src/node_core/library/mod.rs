@@ -23,7 +23,9 @@ use crate::content::ContentManifest;
 use crate::id::Id;
 use crate::storage::job::{DownloadRecord, Inventory, ShareInfo, Snapshot, StorageJob};
 use crate::transfer::engine::{Engine, EngineConfig};
+pub use counts::Counts;
 
+mod counts;
 mod pause;
 mod peek;
 mod results;

@@ -23,6 +23,9 @@ impl Engine {
         from: ConnId,
         result: Option<bool>,
     ) {
+        if let Some(ok) = result {
+            self.chunk_checks[usize::from(!ok)] += 1;
+        }
         let Some(s) = self.scheduler(&content) else {
             return;
         };
@@ -35,6 +38,7 @@ impl Engine {
 
     /// The result of a [`StorageJob::CheckChunk`]: a peer whose data failed is banned.
     pub fn chunk_checked(&mut self, now: Instant, content: Id, from: ConnId, ok: bool) {
+        self.chunk_checks[usize::from(!ok)] += 1;
         if !ok && self.conns.contains_key(&from) {
             log::debug!("download {content}: connection {from} sent a bad copy of a chunk");
             if let Some(s) = self.scheduler(&content) {
@@ -293,6 +297,14 @@ impl Engine {
                 self.actions.push_back(Action::Announce { content });
             }
         }
+    }
+
+    /// A stream waits for chunks `chunks` of `content` (http.md section 6): fetch them first.
+    pub fn prioritize(&mut self, now: Instant, content: Id, chunks: std::ops::Range<u32>) {
+        if let Some(s) = self.scheduler(&content) {
+            s.set_urgent(now, chunks);
+        }
+        self.pump(now, content);
     }
 
     pub(super) fn scheduler(&mut self, content: &Id) -> Option<&mut Scheduler> {

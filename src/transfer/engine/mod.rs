@@ -119,6 +119,8 @@ struct Content {
 /// All transfers of one node.
 #[derive(Debug)]
 pub struct Engine {
+    /// Chunks received and checked against the manifest: `[verified, failed]` (`/metrics`).
+    pub chunk_checks: [u64; 2],
     cfg: EngineConfig,
     node_id: Id,
     listen_port: u16,
@@ -141,6 +143,7 @@ impl Engine {
     /// An engine for the node `node_id` accepting connections on `listen_port`.
     pub fn new(node_id: Id, listen_port: u16, cfg: EngineConfig, seed: u64) -> Self {
         Engine {
+            chunk_checks: [0; 2],
             cfg,
             node_id,
             listen_port,

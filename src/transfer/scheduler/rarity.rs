@@ -85,7 +85,8 @@ impl Scheduler {
         self.state[i] = st;
     }
 
-    /// Up to `n` missing chunks `key` has, rarest first, ties in the tie order.
+    /// Up to `n` missing chunks `key` has: a stream's urgent ones first, then rarest first,
+    /// ties in the tie order.
     ///
     /// Two ways to the same answer, whichever reads less: the index from its start, skipping
     /// chunks the peer lacks (quick when the peer has much of what is missing: a seed), or
@@ -99,6 +100,35 @@ impl Scheduler {
         if n == 0 || p.useful == 0 {
             return Vec::new();
         }
+        // A stream's chunks first ([`Scheduler::set_urgent`]), in the same order.
+        let mut picks: Vec<usize> = Vec::new();
+        if !self.urgent.is_empty() {
+            let mut urgent: Vec<(u16, usize, usize)> = self
+                .urgent
+                .clone()
+                .map(|c| c as usize)
+                .filter(|&i| self.state.get(i) == Some(&ChunkState::Missing) && p.has.contains(i))
+                .map(|i| (self.availability[i], self.order.rank(i), i))
+                .collect();
+            urgent.sort_unstable();
+            picks.extend(urgent.into_iter().take(n).map(|(_, _, i)| i));
+            if picks.len() == n {
+                return picks;
+            }
+        }
+        let n = n - picks.len();
+        let rest = self.pick_rarest_of(p, n + picks.len());
+        let more: Vec<usize> = rest
+            .into_iter()
+            .filter(|i| !picks.contains(i))
+            .take(n)
+            .collect();
+        picks.extend(more);
+        picks
+    }
+
+    /// [`Scheduler::pick_rarest`] without the urgent chunks.
+    fn pick_rarest_of(&self, p: &super::Peer, n: usize) -> Vec<usize> {
         // Reading the index finds the peer's chunks at the rate it holds the needed ones.
         let index_cost = n.saturating_mul(self.rarity.len()) / p.useful;
         if p.has.count() >= index_cost {

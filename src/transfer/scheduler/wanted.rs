@@ -1,5 +1,5 @@
 //! Part of a folder (`--only`): chunks that are not wanted are [`ChunkState::Skipped`],
-//! never asked for, and do not count towards completion.
+//! never asked for, and do not count towards completion. And streaming's urgent chunks.
 
 use super::{ChunkState, Scheduler};
 use crate::bitset::BitSet;
@@ -24,6 +24,16 @@ impl Scheduler {
         }
         self.check_complete();
         self
+    }
+}
+
+impl Scheduler {
+    /// Streaming (http.md section 6): chunks `urgent` are asked for before any other, as
+    /// pipelines free up (requests in flight are not cancelled). Replaces the last urgent
+    /// range: one stream's position at a time.
+    pub fn set_urgent(&mut self, now: std::time::Instant, urgent: std::ops::Range<u32>) {
+        self.urgent = urgent;
+        self.try_request_all(now);
     }
 }
 

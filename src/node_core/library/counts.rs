@@ -1,0 +1,56 @@
+//! Counts of the library's contents, for `/metrics` (http.md section 5).
+
+use super::{Entry, Library};
+
+/// Contents by state, peers, chunk checks and bans, at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Files and folders added here and shared.
+    pub shared: u64,
+    /// Downloads finished (and shared on).
+    pub downloaded: u64,
+    /// Downloads fetching chunks.
+    pub downloading: u64,
+    /// Downloads still looking for providers or their manifest.
+    pub searching: u64,
+    /// Downloads paused (by the user, or a full disk).
+    pub paused: u64,
+    /// Wire connections of the transfers (set-ups included).
+    pub peers: u64,
+    /// Chunks checked against their manifest: `[verified, failed]`.
+    pub chunk_checks: [u64; 2],
+    /// Addresses banned for sending bad data.
+    pub banned: u64,
+}
+
+impl Library {
+    /// The counts now.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts {
+            chunk_checks: self.engine.chunk_checks,
+            banned: self.engine.banned().count() as u64,
+            ..Counts::default()
+        };
+        for (id, e) in &self.entries {
+            let slot = match e {
+                Entry::Shared {
+                    downloaded: false, ..
+                } => &mut c.shared,
+                Entry::Shared { .. } => &mut c.downloaded,
+                Entry::Downloading(d) if d.paused.is_some() => &mut c.paused,
+                Entry::Downloading(_) => match self.engine.progress(id) {
+                    Some(p) if p.has_manifest => &mut c.downloading,
+                    _ => &mut c.searching,
+                },
+            };
+            *slot += 1;
+        }
+        c.peers = self
+            .engine
+            .contents()
+            .filter_map(|id| self.engine.progress(id))
+            .map(|p| p.peers as u64)
+            .sum();
+        c
+    }
+}

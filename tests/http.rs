@@ -1,0 +1,307 @@
+//! The node's HTTP side (protocol-spec/http.md) on a real node over real sockets: pages of
+//! other sites are refused (Host: DNS rebinding; Origin: CSRF), the limits hold (oversized
+//! heads, slow clients, 1,000 connections) with the node serving on, JSON API requests run
+//! over POST /api, and `/metrics` passes `promtool check metrics`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::Node;
+use serde_json::{json, Value};
+
+/// Sends `raw` and reads until the node closes; the response as text.
+fn send(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // The node may refuse before reading everything: a failed write is its answer.
+    let _ = s.write_all(raw);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn get(addr: SocketAddr, path: &str) -> String {
+    send(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+    )
+}
+
+fn post_api(addr: SocketAddr, extra: &str, body: &Value) -> String {
+    let body = body.to_string();
+    send(
+        addr,
+        format!(
+            "POST /api HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Type: text/plain\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+fn status_of(resp: &str) -> u16 {
+    resp.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn body_of(resp: &str) -> &str {
+    resp.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> (Node, SocketAddr) {
+    let node = Node::start(&dir.join("node"), extra);
+    let http = node.http.expect("the node prints its `http:` address");
+    (node, http)
+}
+
+/// The node still answers: a page over HTTP and a status over the API.
+fn assert_serving(node: &Node, http: SocketAddr) {
+    assert_eq!(status_of(&get(http, "/metrics")), 200);
+    assert_eq!(node.status()["status"], "success");
+}
+
+#[test]
+fn pages_of_other_sites_cannot_drive_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, http) = start(dir.path(), &[]);
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, b"private key material").unwrap();
+    let add = json!({"type": "local_add_file", "payload": {"filepath": secret}});
+    let port = http.port();
+
+    // CSRF: a page on another site posts to the node; the browser adds its Origin.
+    for origin in [
+        "http://evil.example",
+        "null",
+        &format!("https://127.0.0.1:{port}"),
+    ] {
+        let r = post_api(http, &format!("Origin: {origin}\r\n"), &add);
+        assert_eq!(status_of(&r), 403, "{origin}: {r}");
+        assert!(body_of(&r).contains("Origin"), "{r}");
+    }
+    let r = post_api(http, "Sec-Fetch-Site: cross-site\r\n", &add);
+    assert_eq!(status_of(&r), 403, "{r}");
+    // DNS rebinding: the attacker's name resolves to 127.0.0.1, the browser sends it as Host.
+    for host in [
+        format!("evil.example:{port}"),
+        format!("127.0.0.1.nip.io:{port}"),
+    ] {
+        let r = send(
+            http,
+            format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(status_of(&r), 403, "{host}: {r}");
+        let body = add.to_string();
+        let r = send(
+            http,
+            format!(
+                "POST /api HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        assert_eq!(status_of(&r), 403, "{host}: {r}");
+    }
+    let r = send(http, b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert_eq!(status_of(&r), 403, "no Host: {r}");
+    // Nothing was shared.
+    let list = node.call("transfer_status", json!({}));
+    assert_eq!(list["transfers"], json!([]), "{list}");
+
+    // The node's own pages (same origin) may.
+    let own = format!("Origin: http://{http}\r\n");
+    let r = post_api(http, &own, &add);
+    assert_eq!(status_of(&r), 200, "{r}");
+    let reply: Value = serde_json::from_str(body_of(&r).trim()).unwrap();
+    assert_eq!(reply["status"], "success", "{reply}");
+    let r = post_api(
+        http,
+        &format!("Origin: http://localhost:{port}\r\n"),
+        &json!({"type": "status", "payload": {}}),
+    );
+    assert_eq!(status_of(&r), 200, "{r}");
+    let list = node.call("transfer_status", json!({}));
+    assert_eq!(list["transfers"].as_array().unwrap().len(), 1, "{list}");
+}
+
+#[test]
+fn the_token_rule_holds_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "0123456789abcdef0123\n").unwrap();
+    // Without a token, the node refuses to open HTTP beyond loopback.
+    let out = Command::new(common::bin())
+        .args(["run", "--data-dir"])
+        .arg(dir.path().join("a"))
+        .args(["--port", "0", "--api-port", "0", "--http-port", "0"])
+        .args(["--http-listen", "0.0.0.0", "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HTTP side") && err.contains("token"), "{err}");
+    // With one it opens; loopback clients need none (the token rule of the API).
+    let tf = token_file.display().to_string();
+    let (_node, http) = start(
+        dir.path(),
+        &["--http-listen", "0.0.0.0", "--api-token-file", &tf],
+    );
+    let lo = SocketAddr::from(([127, 0, 0, 1], http.port()));
+    assert_eq!(status_of(&get(lo, "/metrics")), 200);
+}
+
+#[test]
+fn oversized_heads_slow_clients_and_many_connections_leave_it_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, http) = start(dir.path(), &["--api-request-timeout", "1s"]);
+
+    // A head past the limit: 431, and the connection closed.
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: {http}\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let r = send(http, big.as_bytes());
+    assert_eq!(status_of(&r), 431, "{}", &r[..r.len().min(200)]);
+    let many: String = (0..200).map(|i| format!("X-{i}: y\r\n")).collect();
+    let r = send(
+        http,
+        format!("GET / HTTP/1.1\r\nHost: {http}\r\n{many}\r\n").as_bytes(),
+    );
+    assert_eq!(status_of(&r), 431, "{r}");
+    let r = post_api(
+        http,
+        "",
+        &json!({"type": "status", "pad": "x".repeat(2 << 20)}),
+    );
+    assert_eq!(status_of(&r), 413, "{}", &r[..r.len().min(200)]);
+    assert_serving(&node, http);
+
+    // A slow client (half a head, then nothing) gets 408 once the timeout passes, while
+    // others are served.
+    let mut slow = TcpStream::connect(http).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
+    assert_serving(&node, http);
+    let mut out = String::new();
+    let _ = slow.read_to_string(&mut out);
+    assert_eq!(status_of(&out), 408, "{out}");
+    assert!(out.contains("not finished within 1s"), "{out}");
+
+    // 1,000 connections that send nothing: the node keeps its slots bounded (the oldest
+    // make room) and serves a new client.
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        idle.push(TcpStream::connect(http).unwrap());
+    }
+    assert_serving(&node, http);
+    let r = get(http, "/");
+    assert_eq!(status_of(&r), 200, "{r}");
+    let metrics = get(http, "/metrics");
+    let open: f64 = body_of(&metrics)
+        .lines()
+        .find_map(|l| l.strip_prefix("peershare_http_connections "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(open <= 256.0, "{open} connections held");
+    drop(idle);
+    assert_serving(&node, http);
+}
+
+#[test]
+fn metrics_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, http) = start(dir.path(), &[]);
+    // Some traffic first, so the counters are not all zero.
+    let file = dir.path().join("a.bin");
+    std::fs::write(&file, vec![7u8; 10_000]).unwrap();
+    let r = node.call("local_add_file", json!({ "filepath": file }));
+    assert_eq!(r["status"], "success", "{r}");
+    let _ = get(http, "/nope");
+    let r = get(http, "/metrics");
+    assert_eq!(status_of(&r), 200, "{r}");
+    assert!(r.contains("Content-Type: text/plain; version=0.0.4"), "{r}");
+    let text = body_of(&r);
+    for name in [
+        "peershare_wire_bytes_total{direction=\"sent\"}",
+        "peershare_dht_datagrams_total{direction=\"received\"}",
+        "peershare_dht_provider_records ",
+        "peershare_dht_lookups_running ",
+        "peershare_nat_reachability{state=",
+        "peershare_contents{state=\"shared\"} 1",
+        "peershare_contents{state=\"downloading\"} 0",
+        "peershare_chunk_checks_total{result=\"failed\"} 0",
+        "peershare_banned_peers 0",
+        "peershare_transfer_peers 0",
+        "peershare_http_responses_total{code=\"404\"} 1",
+        "peershare_api_connections ",
+        "peershare_dht_lookup_duration_seconds_bucket{le=\"+Inf\"}",
+        "peershare_dht_lookups_total{kind=\"announce\"}",
+    ] {
+        assert!(text.contains(name), "no {name} in\n{text}");
+    }
+    let Ok(mut p) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        assert!(
+            std::env::var_os("PEERSHARE_REQUIRE_PROMTOOL").is_none(),
+            "promtool is required here (PEERSHARE_REQUIRE_PROMTOOL) but missing"
+        );
+        eprintln!("SKIPPED: promtool not installed (Debian package `prometheus`)");
+        return;
+    };
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn events_stream_the_status_each_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, http) = start(dir.path(), &[]);
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET /events HTTP/1.1\r\nHost: {http}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Two events: the stream goes on.
+    while String::from_utf8_lossy(&got).matches("\n\n").count() < 3 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("Content-Type: text/event-stream\r\n"),
+        "{text}"
+    );
+    let first = text
+        .split("data: ")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
+    let status: Value = serde_json::from_str(first).unwrap();
+    assert_eq!(status["status"], "success", "{status}");
+    assert!(status["bandwidth"]["limits"].is_object(), "{status}");
+}
