@@ -23,7 +23,43 @@ pub(super) fn format_status(v: &Value) -> String {
         d["timeouts"],
     ) + &format_bootstrap(&v["bootstrap"])
         + &format_bandwidth(&v["bandwidth"])
+        + &format_secure(&v["secure"])
         + &format_nat(&v["nat"])
+}
+
+/// The `secure` object of `status` for people: sessions made, and what was refused.
+fn format_secure(s: &Value) -> String {
+    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    format!(
+        "\nsessions         {} encrypted (Noise XX); refused: {} failed handshakes, {} of the \
+         old plaintext version, {} bad records, {} unproved node IDs",
+        n("sessions"),
+        n("handshake_failures"),
+        n("old_version"),
+        n("records_refused"),
+        n("id_mismatch"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_session_counters_are_shown() {
+        let line = format_secure(&json!({
+            "sessions": 7, "handshake_failures": 1, "old_version": 2,
+            "records_refused": 3, "id_mismatch": 4
+        }));
+        assert_eq!(
+            line,
+            "\nsessions         7 encrypted (Noise XX); refused: 1 failed handshakes, 2 of the \
+             old plaintext version, 3 bad records, 4 unproved node IDs"
+        );
+        // A node from before sessions (no `secure` object) shows zeros, not an error.
+        assert!(format_secure(&json!(null)).contains(" 0 encrypted"));
+    }
 }
 
 /// The `bootstrap` object of `status` for people: loud when no bootstrap address answers.
