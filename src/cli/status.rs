@@ -41,27 +41,6 @@ fn format_secure(s: &Value) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn the_session_counters_are_shown() {
-        let line = format_secure(&json!({
-            "sessions": 7, "handshake_failures": 1, "old_version": 2,
-            "records_refused": 3, "id_mismatch": 4
-        }));
-        assert_eq!(
-            line,
-            "\nsessions         7 encrypted (Noise XX); refused: 1 failed handshakes, 2 of the \
-             old plaintext version, 3 bad records, 4 unproved node IDs"
-        );
-        // A node from before sessions (no `secure` object) shows zeros, not an error.
-        assert!(format_secure(&json!(null)).contains(" 0 encrypted"));
-    }
-}
-
 /// The `bootstrap` object of `status` for people: loud when no bootstrap address answers.
 fn format_bootstrap(b: &Value) -> String {
     let addrs: Vec<&str> = b["addrs"]
@@ -165,4 +144,25 @@ pub(super) fn format_bandwidth(b: &Value) -> String {
             _ => String::new(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_session_counters_are_shown() {
+        let line = format_secure(&json!({
+            "sessions": 7, "handshake_failures": 1, "old_version": 2,
+            "records_refused": 3, "id_mismatch": 4
+        }));
+        assert_eq!(
+            line,
+            "\nsessions         7 encrypted (Noise XX); refused: 1 failed handshakes, 2 of the \
+             old plaintext version, 3 bad records, 4 unproved node IDs"
+        );
+        // A node from before sessions (no `secure` object) shows zeros, not an error.
+        assert!(format_secure(&json!(null)).contains(" 0 encrypted"));
+    }
 }
