@@ -65,19 +65,10 @@ impl Dht {
                         "token invalid or expired for this address",
                     )
                 } else {
-                    let port = if port == 0 { from.port() } else { port };
                     let via = rendezvous.filter(plausible).map(|rv| (dg.sender, rv));
-                    let addr = SocketAddr::new(from.ip(), port);
-                    match self.store.add_via(key, addr, via, from, now) {
-                        Ok(Stored::Added | Stored::Refreshed) => Message::Ack,
-                        Ok(Stored::Replaced { .. }) => {
-                            self.stats.records_evicted += 1;
-                            Message::Ack
-                        }
-                        Err(e) => {
-                            self.stats.records_refused += 1;
-                            error(error_code::STORE_FULL, &e.to_string())
-                        }
+                    match self.store_record(key, announced_addr(from, port), via, from, now) {
+                        Ok(()) => Message::Ack,
+                        Err(e) => error(error_code::STORE_FULL, &e),
                     }
                 }
             }
@@ -91,17 +82,11 @@ impl Dht {
                 } else {
                     // Each key as if it came in its own ANNOUNCE without a rendezvous
                     // (dht.md section 4.9a); the answer counts those stored or refreshed.
-                    let port = if port == 0 { from.port() } else { port };
-                    let addr = SocketAddr::new(from.ip(), port);
+                    let addr = announced_addr(from, port);
                     let mut stored = 0u8;
                     for key in keys {
-                        match self.store.add_via(key, addr, None, from, now) {
-                            Ok(Stored::Added | Stored::Refreshed) => stored += 1,
-                            Ok(Stored::Replaced { .. }) => {
-                                self.stats.records_evicted += 1;
-                                stored += 1;
-                            }
-                            Err(_) => self.stats.records_refused += 1,
+                        if self.store_record(key, addr, None, from, now).is_ok() {
+                            stored += 1;
                         }
                     }
                     Message::Stored { stored }
@@ -111,6 +96,29 @@ impl Dht {
             _ => return,
         };
         self.send(from, dg.txid, reply);
+    }
+
+    /// Stores one provider record of an ANNOUNCE or ANNOUNCE_MANY, counting evictions and
+    /// refusals; the refusal's reason on failure.
+    fn store_record(
+        &mut self,
+        key: Id,
+        addr: SocketAddr,
+        via: Option<(Id, SocketAddr)>,
+        from: SocketAddr,
+        now: Instant,
+    ) -> Result<(), String> {
+        match self.store.add_via(key, addr, via, from, now) {
+            Ok(Stored::Added | Stored::Refreshed) => Ok(()),
+            Ok(Stored::Replaced { .. }) => {
+                self.stats.records_evicted += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.records_refused += 1;
+                Err(e.to_string())
+            }
+        }
     }
 
     /// A request came from `c`. A contact the table holds at that address is refreshed;
@@ -204,6 +212,13 @@ impl Dht {
         let token = self.tokens.issue(&from);
         fit_providers(token, providers, closer, via, self.id, self.flags())
     }
+}
+
+/// Where an announced record points: the sender's IP at `port`, 0 meaning its UDP source
+/// port (dht.md section 10 step 2).
+fn announced_addr(from: SocketAddr, port: u16) -> SocketAddr {
+    let port = if port == 0 { from.port() } else { port };
+    SocketAddr::new(from.ip(), port)
 }
 
 fn error(code: u16, text: &str) -> Message {
