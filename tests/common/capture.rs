@@ -93,7 +93,14 @@ impl Capture {
     }
 
     /// Stops the capture cleanly (SIGINT, as Ctrl-C) so the file is complete.
-    pub fn stop(mut self) -> PathBuf {
+    pub fn stop(self) -> PathBuf {
+        self.stop_counted().0
+    }
+
+    /// Stops the capture as `stop` does, and says how many packets the kernel or dumpcap
+    /// dropped (its closing "received/dropped" line): a capture with drops has holes in its
+    /// TCP streams, which says nothing about the nodes.
+    pub fn stop_counted(mut self) -> (PathBuf, u64) {
         let _ = Command::new("kill")
             .arg("-INT")
             .arg(self.child.id().to_string())
@@ -104,8 +111,25 @@ impl Capture {
             "dumpcap exited with {st}: {}",
             self.log.lock().unwrap().join(" / ")
         );
-        self.file.clone()
+        // The reader thread may still be taking the last lines: wait for it briefly.
+        let mut dropped = None;
+        for _ in 0..50 {
+            dropped = self.log.lock().unwrap().iter().find_map(|l| dropped_of(l));
+            if dropped.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (self.file.clone(), dropped.unwrap_or(0))
     }
+}
+
+/// The drops of dumpcap's closing line "Packets received/dropped on interface
+/// 'Loopback: lo': R/D (pcap:P/dumpcap:Q/flushed:F/ps_ifdrop:I) (0.0%)".
+fn dropped_of(line: &str) -> Option<u64> {
+    let rest = line.split("received/dropped on interface").nth(1)?;
+    let counts = rest.rsplit("': ").next()?.split_whitespace().next()?;
+    counts.split('/').nth(1)?.parse().ok()
 }
 
 impl Drop for Capture {
