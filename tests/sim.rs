@@ -61,6 +61,24 @@ fn with_thirty_percent_dead_lookups_still_succeed() {
     assert!(r.find_node.success_rate() >= 0.95, "{why}");
 }
 
+/// Issue 17: a fifth of the nodes answer every NODES and PROVIDERS request with made-up
+/// contacts right next to the target (at addresses where nobody lives) and made-up
+/// providers; the honest nodes' provider and node lookups still find what they look for.
+#[test]
+fn with_a_fifth_of_the_nodes_lying_lookups_still_succeed() {
+    let s = Scenario {
+        liar_fraction: 0.2,
+        ..scenario(400, 0.0, 0.0, seed())
+    };
+    let r = run(&s);
+    let why = format!("\n{r}\nreplay: {}", s.replay_command());
+    assert_eq!(r.liars, 80, "{why}");
+    // The liars did lie (to the announces and the lookups: they lie from the join on).
+    assert!(r.lies > 100, "{why}");
+    assert!(r.providers.success_rate() >= 0.99, "{why}");
+    assert!(r.find_node.success_rate() >= 0.99, "{why}");
+}
+
 #[test]
 fn the_same_seed_gives_the_same_report() {
     let s = scenario(150, 0.3, 0.02, seed());

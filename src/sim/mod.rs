@@ -32,6 +32,7 @@
 //! sent on a real network.
 
 pub mod islands;
+mod liars;
 pub mod net;
 pub mod nodes;
 pub mod provide;

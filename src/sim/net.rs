@@ -174,6 +174,8 @@ pub struct Sim {
     counters: NetCounters,
     stall_limit: u64,
     steps_at_instant: u64,
+    /// Nodes that lie in their answers (`make_liar`).
+    liars: super::liars::Liars,
 }
 
 impl fmt::Debug for Sim {
@@ -200,6 +202,7 @@ impl Sim {
         // The base is the only reading of the real clock: `Instant` has no public
         // constructor. Every decision depends on offsets from it, never on its value.
         let base = Instant::now();
+        let config_seed = config.seed;
         Ok(Sim {
             rng: StdRng::seed_from_u64(config.seed),
             config,
@@ -216,6 +219,7 @@ impl Sim {
             counters: NetCounters::default(),
             stall_limit: DEFAULT_STALL_LIMIT,
             steps_at_instant: 0,
+            liars: super::liars::Liars::new(derive_seed(config_seed, u64::MAX, 7)),
         })
     }
 
@@ -346,6 +350,22 @@ impl Sim {
         Some(r)
     }
 
+    /// Makes node `i` a liar: from now on every NODES or PROVIDERS answer it sends names
+    /// made-up contacts next to what was asked and made-up providers (`sim::liars`).
+    pub fn make_liar(&mut self, i: usize) {
+        self.liars.add(i);
+    }
+
+    /// Whether node `i` lies.
+    pub fn is_liar(&self, i: usize) -> bool {
+        self.liars.is_liar(i)
+    }
+
+    /// Answers the liars have rewritten so far.
+    pub fn lies_told(&self) -> u64 {
+        self.liars.lies
+    }
+
     /// Node `i` bootstraps from node `j`'s address. False if `i` is dead or missing.
     pub fn bootstrap(&mut self, i: usize, j: usize) -> bool {
         let addr = node_addr(j);
@@ -411,6 +431,7 @@ impl Sim {
                 return Ok(true);
             }
             self.counters.delivered += 1;
+            self.liars.on_delivered(from, to, &bytes);
             let now = self.now;
             if let Some(n) = self.nodes.get_mut(to) {
                 n.dht.handle_datagram(now, node_addr(from), &bytes);
@@ -546,12 +567,13 @@ impl Sim {
         }
         let delay = self.delay();
         self.seq += 1;
+        let payload = self.liars.rewrite(from, to, t.payload);
         self.in_flight.push(Reverse((
             self.now + delay,
             self.seq,
             from as u32,
             to as u32,
-            t.payload,
+            payload,
         )));
     }
 

@@ -128,6 +128,10 @@ pub struct Report {
     pub dead_fraction: f64,
     /// Nodes actually killed.
     pub dead: usize,
+    /// Nodes that lied in their answers (`Scenario::liar_fraction`).
+    pub liars: usize,
+    /// Answers they rewrote.
+    pub lies: u64,
     /// The network model (its seed replays the run).
     pub net: NetConfig,
     /// `None` when the nodes ran the default `DhtConfig`, else its `Debug` text: a change to
@@ -179,10 +183,15 @@ impl Report {
     /// One line: the headline figures.
     pub fn summary(&self) -> String {
         format!(
-            "{} nodes, {:.0}% dead: providers lookups {} ({}/{}), find_node {} ({}/{}); \
+            "{} nodes, {:.0}% dead{}: providers lookups {} ({}/{}), find_node {} ({}/{}); \
              hops p50 {} p90 {} max {}; virtual latency p50 {} p90 {} p99 {}",
             self.nodes,
             self.dead_fraction * 100.0,
+            if self.liars > 0 {
+                format!(", {} liars ({} lies told)", self.liars, self.lies)
+            } else {
+                String::new()
+            },
             pct(self.providers.success_rate()),
             self.providers.succeeded,
             self.providers.attempted,

@@ -39,6 +39,10 @@ pub struct Scenario {
     pub lookups: usize,
     /// Fraction of the nodes killed before the lookups, in `[0, 1)`.
     pub dead_fraction: f64,
+    /// Fraction of the nodes that lie in every NODES and PROVIDERS answer from the end of
+    /// the join on (`sim::liars`), in `[0, 1)`. Announcers, askers and looked-for nodes are
+    /// honest.
+    pub liar_fraction: f64,
     /// Virtual time between two joins.
     pub join_interval: Duration,
     /// Virtual time the network runs after the last join before anything is measured.
@@ -68,6 +72,7 @@ impl Scenario {
             keys: 200,
             lookups: 1000,
             dead_fraction: 0.0,
+            liar_fraction: 0.0,
             join_interval: Duration::from_millis(20),
             settle: Duration::from_secs(180),
             op_interval: Duration::from_millis(10),
@@ -84,12 +89,13 @@ impl Scenario {
     pub fn replay_command(&self) -> String {
         format!(
             "cargo run --release --bin peershare-sim -- --nodes {} --keys {} --lookups {} \
-             --dead {} --latency {} --jitter {} --loss {} --seed {} --settle {} \
+             --dead {} --liars {} --latency {} --jitter {} --loss {} --seed {} --settle {} \
              --join-interval {}",
             self.nodes,
             self.keys,
             self.lookups,
             self.dead_fraction,
+            self.liar_fraction,
             self.net.latency.as_millis(),
             self.net.jitter.as_millis(),
             self.net.loss,
@@ -107,6 +113,12 @@ impl Scenario {
             return Err(SimError::InvalidConfig(format!(
                 "dead fraction must be in [0, 1), got {}",
                 self.dead_fraction
+            )));
+        }
+        if !(0.0..1.0).contains(&self.liar_fraction) {
+            return Err(SimError::InvalidConfig(format!(
+                "liar fraction must be in [0, 1), got {}",
+                self.liar_fraction
             )));
         }
         Ok(())
@@ -166,12 +178,21 @@ impl Scenario {
         let mut history = History::default();
         self.join(&mut sim, self.explain_islands.then_some(&mut history))?;
         let wall_join = wall_start.elapsed();
+        let liars = (self.liar_fraction * n as f64).round() as usize;
+        for v in rand::seq::index::sample(sim.rng(), n, liars.min(n)).iter() {
+            sim.make_liar(v);
+        }
 
-        // 2. Announce.
+        // 2. Announce (from honest nodes).
         let mut announces: Vec<(Id, usize, QueryId)> = Vec::new();
         for _ in 0..self.keys {
             let key = Id::random(sim.rng());
-            let who = sim.rng().gen_range(0..n);
+            let who = loop {
+                let w = sim.rng().gen_range(0..n);
+                if !sim.is_liar(w) || liars >= n {
+                    break w;
+                }
+            };
             if let Some(q) = sim.announce(who, key) {
                 announces.push((key, who, q));
             }
@@ -196,6 +217,8 @@ impl Scenario {
             sim.kill(v);
         }
         let live = sim.live_nodes();
+        // Who asks and who is looked for: honest live nodes.
+        let honest: Vec<usize> = live.iter().copied().filter(|&i| !sim.is_liar(i)).collect();
         let graph = Graph::of(&sim, &live);
         let mut state = network_state(&sim, &live, &graph);
         let islands = self
@@ -214,11 +237,11 @@ impl Scenario {
             .map(|(k, w, _)| (*k, *w))
             .collect();
         let mut started: Vec<Started> = Vec::new();
-        if live.len() >= 2 {
+        if honest.len() >= 2 {
             for _ in 0..self.lookups {
                 if !keys.is_empty() {
                     let (key, announcer) = keys[sim.rng().gen_range(0..keys.len())];
-                    let origin = pick_other(&mut sim, &live, announcer);
+                    let origin = pick_other(&mut sim, &honest, announcer);
                     let q = sim.get_providers(origin, key);
                     started.push(Started {
                         origin,
@@ -226,8 +249,8 @@ impl Scenario {
                         expect: Expect::Provider(node_addr(announcer)),
                     });
                 }
-                let target = live[sim.rng().gen_range(0..live.len())];
-                let origin = pick_other(&mut sim, &live, target);
+                let target = honest[sim.rng().gen_range(0..honest.len())];
+                let origin = pick_other(&mut sim, &honest, target);
                 let target_id = sim.node(target).map(|d| d.id()).unwrap_or(Id::ZERO);
                 let q = sim.find_node(origin, target_id);
                 started.push(Started {
@@ -283,6 +306,8 @@ impl Scenario {
             nodes: n,
             dead_fraction: self.dead_fraction,
             dead,
+            liars,
+            lies: sim.lies_told(),
             net: self.net.clone(),
             dht_config: config_diff(&self.dht),
             providers: providers.stats(),

@@ -176,6 +176,10 @@ struct Args {
     /// Dead fractions: one scenario each (repeat the flag or separate with commas).
     #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 0.3], value_parser = fraction)]
     dead: Vec<f64>,
+    /// Fraction of the nodes that lie in every NODES and PROVIDERS answer (made-up contacts
+    /// next to what was asked, made-up providers); announcers and askers are honest.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    liars: f64,
     /// One-way latency in milliseconds.
     #[arg(long, default_value_t = 25)]
     latency: u64,
@@ -381,6 +385,7 @@ fn dht(args: &Args) -> ExitCode {
             keys: args.keys,
             lookups: args.lookups,
             dead_fraction: dead,
+            liar_fraction: args.liars,
             settle: Duration::from_secs(args.settle),
             join_interval: Duration::from_millis(args.join_interval),
             net: net.clone(),
