@@ -305,3 +305,43 @@ fn events_stream_the_status_each_second() {
     assert_eq!(status["status"], "success", "{status}");
     assert!(status["bandwidth"]["limits"].is_object(), "{status}");
 }
+
+/// `GET /lookups` lists the last lookups hop by hop: a client's lookup on a node that knows
+/// one other node shows the request to it, answered, with its round trip and what it named.
+#[test]
+fn lookups_show_each_request_hop_by_hop() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeder = Node::start(&dir.path().join("seeder"), &[]);
+    let (node, http) = start(dir.path(), &["--bootstrap", &seeder.addr()]);
+    let file = dir.path().join("a.bin");
+    std::fs::write(&file, vec![3u8; 5000]).unwrap();
+    let r = seeder.call("local_add_file", json!({ "filepath": file }));
+    assert_eq!(r["status"], "success", "{r}");
+    let id = r["file_hash"].as_str().unwrap().to_string();
+    let r = node.call("local_request_content_info", json!({ "content_hash": id }));
+    assert_eq!(r["status"], "success", "{r}");
+    let resp = get(http, "/lookups");
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(resp.contains("Content-Type: application/json"), "{resp}");
+    let v: Value = serde_json::from_str(body_of(&resp)).unwrap();
+    let lookup = v["lookups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "api" && l["target"] == id.as_str())
+        .unwrap_or_else(|| panic!("no api lookup of {id} in {v}"));
+    let asked = lookup["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["node"] == seeder.node_id.as_str())
+        .unwrap_or_else(|| panic!("the seeder was not asked: {lookup}"));
+    assert_eq!(asked["addr"], seeder.addr(), "{asked}");
+    assert_eq!(asked["round"], 0, "{asked}");
+    assert_eq!(asked["result"], "answered", "{asked}");
+    assert!(asked["rtt_ms"].as_u64().is_some(), "{asked}");
+    assert!(asked["closer"].as_u64().is_some(), "{asked}");
+    // The record may be the asking node's own (the seeder announced it to its one neighbour).
+    assert!(asked["providers"].as_u64().is_some(), "{asked}");
+    assert!(lookup["answers"].as_u64().unwrap() >= 1, "{lookup}");
+}

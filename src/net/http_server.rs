@@ -307,7 +307,7 @@ impl HttpServer {
                 self.respond(reg, t, 200, bytes, now, ev);
             }
             Action::Lookups => {
-                let body = metrics::recent_lookups(&self.shared.view().lookups);
+                let body = crate::web::lookups::recent(&self.shared.view().lookups, now);
                 let bytes = response::with(200, "application/json", "", &body);
                 self.respond(reg, t, 200, bytes, now, ev);
             }

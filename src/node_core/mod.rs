@@ -751,7 +751,7 @@ impl NodeCore {
                     Some(Lookup::Announce { .. }) => 2,
                     None => 3,
                 };
-                self.lookup_log.record(kind, &stats);
+                self.lookup_log.record(kind, &stats, now);
                 match lookup {
                     Some(Lookup::Api(pending)) => {
                         let me = self.dht.external_addr().unwrap_or(self.advertised);

@@ -51,27 +51,6 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `/lookups`: the last lookups, newest first, as JSON.
-pub fn recent_lookups(log: &LookupLog) -> Vec<u8> {
-    let list: Vec<serde_json::Value> = log
-        .recent
-        .iter()
-        .rev()
-        .map(|r| {
-            serde_json::json!({
-                "kind": r.kind,
-                "ms": (r.secs * 1000.0).round(),
-                "hops": r.hops,
-                "answers": r.answers,
-                "failures": r.failures,
-            })
-        })
-        .collect();
-    serde_json::json!({ "lookups": list })
-        .to_string()
-        .into_bytes()
-}
-
 /// DHT lookups: by kind, and their latency as a histogram.
 fn lookups(o: &mut Out, log: &LookupLog) {
     let kinds: Vec<(&str, u64)> = KINDS.iter().copied().zip(log.by_kind).collect();
