@@ -226,6 +226,11 @@ fn metrics_pass_promtool() {
     let r = node.call("local_add_file", json!({ "filepath": file }));
     assert_eq!(r["status"], "success", "{r}");
     let _ = get(http, "/nope");
+    // Two errors: an unknown command over the API port, a bad payload over POST /api.
+    let r = node.call("no_such_command", json!({}));
+    assert_eq!(r["status"], "error", "{r}");
+    let r = post_api(http, "", &json!({"type": "local_add_file", "payload": {}}));
+    assert!(r.contains("\"status\":\"error\""), "{r}");
     let r = get(http, "/metrics");
     assert_eq!(status_of(&r), 200, "{r}");
     assert!(r.contains("Content-Type: text/plain; version=0.0.4"), "{r}");
@@ -245,6 +250,12 @@ fn metrics_pass_promtool() {
         "peershare_api_connections ",
         "peershare_dht_lookup_duration_seconds_bucket{le=\"+Inf\"}",
         "peershare_dht_lookups_total{kind=\"announce\"}",
+        "peershare_api_requests_total{command=\"local_add_file\"} 2",
+        "peershare_api_requests_total{command=\"status\"}",
+        "peershare_api_requests_total{command=\"invalid\"} 1",
+        "peershare_api_errors_total 2",
+        "peershare_wire_connections{type=\"direct\"} 0",
+        "peershare_wire_connections{type=\"relayed\"} 0",
     ] {
         assert!(text.contains(name), "no {name} in\n{text}");
     }

@@ -133,12 +133,18 @@ impl JobContext {
     fn api(&self, to: ReplyTo, bytes: &[u8], token: Option<&str>) {
         if let Some(expected) = token {
             if let Err(message) = auth::check(bytes, expected) {
+                self.shared.api.refused_request(bytes);
                 let bytes = reply::error(&message);
                 self.completer.complete(Completion::Reply { to, bytes });
                 return;
             }
         }
-        let parsed = parse_request(bytes).and_then(|r| self.one_folder_per_download(r));
+        let parsed = parse_request(bytes);
+        match &parsed {
+            Ok(r) => self.shared.api.request(Some(r.command())),
+            Err(_) => self.shared.api.refused_request(bytes),
+        }
+        let parsed = parsed.and_then(|r| self.one_folder_per_download(r));
         let done = match parsed.and_then(paths::prepare) {
             Ok(req) => match route(&req) {
                 Route::View(answer) => Completion::Reply {

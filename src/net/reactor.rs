@@ -534,6 +534,7 @@ impl Reactor {
     }
 
     fn deliver(&mut self, now: Instant, to: ReplyTo, bytes: Vec<u8>) {
+        self.shared.api.reply(&bytes);
         if self.http_deliver(now, to, &bytes) {
             return;
         }

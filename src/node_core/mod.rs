@@ -593,7 +593,10 @@ impl NodeCore {
             bootstrap: self.dht.bootstrap_status().to_vec(),
             down_duplicate: self.library.engine.duplicate_bytes(),
             downloading_into: self.library.download_dirs(),
-            counts: self.library.counts(),
+            counts: library::Counts {
+                connections: self.nat.connections_by_path(),
+                ..self.library.counts()
+            },
             lookups: self.lookup_log.clone(),
             io,
         }

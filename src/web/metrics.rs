@@ -10,6 +10,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use crate::api::counts::{COMMANDS, OTHER};
 use crate::node_core::lookup_log::{LookupLog, BUCKETS, KINDS};
 use crate::node_core::{Live, StatusView};
 
@@ -177,6 +178,17 @@ pub fn render(view: &StatusView, live: &Live, http: &HttpStats) -> String {
         "Wire connections of the transfers, set-ups included.",
         k.peers,
     );
+    let by_type: Vec<(String, f64)> = ["direct", "mapped", "punched", "relayed"]
+        .iter()
+        .zip(k.connections)
+        .map(|(t, n)| (format!("type=\"{t}\""), n as f64))
+        .collect();
+    o.family(
+        "peershare_wire_connections",
+        "gauge",
+        "Wire connections open, by how they were made (NAT traversal).",
+        &by_type,
+    );
     o.family(
         "peershare_chunk_checks_total",
         "counter",
@@ -327,6 +339,25 @@ pub fn render(view: &StatusView, live: &Live, http: &HttpStats) -> String {
         "counter",
         "JSON API connections refused (not a request, too slow).",
         io.api_refused,
+    );
+    let api = &live.api;
+    let by_command: Vec<(String, f64)> = COMMANDS
+        .iter()
+        .chain([&OTHER])
+        .zip(api.requests)
+        .map(|(c, n)| (format!("command=\"{c}\""), n as f64))
+        .collect();
+    o.family(
+        "peershare_api_requests_total",
+        "counter",
+        "JSON API requests (over the API port and POST /api), by command; invalid: unknown or malformed.",
+        &by_command,
+    );
+    o.one(
+        "peershare_api_errors_total",
+        "counter",
+        "JSON API replies with status error.",
+        api.errors,
     );
     o.one(
         "peershare_http_connections",
