@@ -10,18 +10,17 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::http::read_response;
 use common::Node;
 use serde_json::{json, Value};
 
-/// Sends `raw` and reads until the node closes; the response as text.
+/// Sends `raw` on a new connection and reads one response; the response as text.
 fn send(addr: SocketAddr, raw: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     // The node may refuse before reading everything: a failed write is its answer.
     let _ = s.write_all(raw);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&read_response(&mut s)).into_owned()
 }
 
 fn get(addr: SocketAddr, path: &str) -> String {
@@ -355,4 +354,87 @@ fn lookups_show_each_request_hop_by_hop() {
     // The record may be the asking node's own (the seeder announced it to its one neighbour).
     assert!(asked["providers"].as_u64().is_some(), "{asked}");
     assert!(lookup["answers"].as_u64().unwrap() >= 1, "{lookup}");
+}
+
+/// HTTP/1.1 persistent connections (http.md section 1): several requests on one connection,
+/// pipelined ones answered in order, `Connection: close` honoured, at most 100 requests per
+/// connection (the last response says close), and a connection idle past 5 s closed.
+#[test]
+fn connections_are_kept_alive_within_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, http) = start(dir.path(), &[]);
+    let req =
+        |path: &str, extra: &str| format!("GET {path} HTTP/1.1\r\nHost: {http}\r\n{extra}\r\n");
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // One after the other, then two in one write (pipelined): each answered, in order.
+    s.write_all(req("/metrics", "").as_bytes()).unwrap();
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert_eq!(status_of(&r), 200, "{r}");
+    assert!(
+        r.contains("Connection: keep-alive\r\nKeep-Alive: timeout=5, max=99\r\n"),
+        "{r}"
+    );
+    s.write_all((req("/nope", "") + &req("/app.css", "")).as_bytes())
+        .unwrap();
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert_eq!(status_of(&r), 404, "{r}");
+    assert!(r.contains("max=98\r\n"), "{r}");
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert_eq!(status_of(&r), 200, "{r}");
+    assert!(r.contains("Content-Type: text/css"), "{r}");
+    // The client asks to close: the response says so and the node closes.
+    s.write_all(req("/metrics", "Connection: close\r\n").as_bytes())
+        .unwrap();
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert!(r.contains("Connection: close\r\n"), "{r}");
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "not closed");
+
+    // A hundred requests at most on one connection.
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for i in 1..=100 {
+        s.write_all(req("/app.css", "").as_bytes()).unwrap();
+        let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+        assert_eq!(status_of(&r), 200, "request {i}: {r}");
+        if i < 100 {
+            assert!(
+                r.contains(&format!("max={}\r\n", 100 - i)),
+                "request {i}: {r}"
+            );
+        } else {
+            assert!(r.contains("Connection: close\r\n"), "request {i}: {r}");
+        }
+    }
+    let mut rest = Vec::new();
+    assert_eq!(
+        s.read_to_end(&mut rest).unwrap(),
+        0,
+        "open after 100 requests"
+    );
+
+    // Idle: closed after 5 s without a request (read_to_end returns at the close).
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(req("/app.css", "").as_bytes()).unwrap();
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert_eq!(status_of(&r), 200, "{r}");
+    let mut rest = Vec::new();
+    assert_eq!(
+        s.read_to_end(&mut rest).unwrap(),
+        0,
+        "idle connection not closed"
+    );
+    // Refused requests close their connection (their framing is not to be trusted).
+    let r = send(
+        http,
+        format!(
+            "GET /metrics HTTP/1.1\r\nHost: evil.example\r\n\r\n{}",
+            req("/metrics", "")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status_of(&r), 403, "{r}");
+    assert!(r.contains("Connection: close\r\n"), "{r}");
 }

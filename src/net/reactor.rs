@@ -513,6 +513,7 @@ impl Reactor {
             match c {
                 Completion::Reply { to, bytes } => self.deliver(now, to, bytes),
                 Completion::Storage(done) => self.core.handle_storage(now, done),
+                Completion::Stream(done) => self.http_stream_done(now, done),
                 Completion::StreamPending {
                     to,
                     content,

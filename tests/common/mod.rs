@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod http;
 pub mod lab;
 pub mod vectors;
 
