@@ -57,6 +57,17 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> (Node, SocketAddr) {
     (node, http)
 }
 
+/// `peershare run` prints the dashboard's address, and the page is there.
+#[test]
+fn run_prints_the_dashboard_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, http) = start(dir.path(), &[]);
+    assert_eq!(node.dashboard, Some(format!("http://{http}/")));
+    let r = get(http, "/");
+    assert_eq!(status_of(&r), 200, "{r}");
+    assert!(r.contains("<title>PeerShare</title>"), "{r}");
+}
+
 /// The node still answers: a page over HTTP and a status over the API.
 fn assert_serving(node: &Node, http: SocketAddr) {
     assert_eq!(status_of(&get(http, "/metrics")), 200);

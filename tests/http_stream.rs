@@ -324,7 +324,8 @@ fn read_big(s: &mut TcpStream, from: u64, len: u64) -> String {
 /// A file far larger than any response buffer streams whole (200) and by range (206) with
 /// every byte right, on one kept-alive connection, while the node's memory stays bounded:
 /// its peak resident size grows by much less than the file (the body is read a segment at
-/// a time as the client takes it). PEERSHARE_BIG_STREAM_MIB sets the size (256 by default;
+/// a time as the client takes it), also with eight clients that asked for the whole file
+/// and read nothing. PEERSHARE_BIG_STREAM_MIB sets the size (256 by default;
 /// 1024 for a GiB).
 #[test]
 fn a_file_larger_than_memory_bounds_streams_whole_and_by_range() {
@@ -341,15 +342,26 @@ fn a_file_larger_than_memory_bounds_streams_whole_and_by_range() {
     let id = share(&node, &file);
     let before = peak_rss(node.child.id());
 
+    // Clients that ask for the whole file and read nothing: each holds its slot and about
+    // two segments, never the file.
+    let stalled: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = TcpStream::connect(http).unwrap();
+            s.write_all(format!("GET /content/{id} HTTP/1.1\r\nHost: {http}\r\n\r\n").as_bytes())
+                .unwrap();
+            s
+        })
+        .collect();
+
     let mut s = TcpStream::connect(http).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let get = |s: &mut TcpStream, range: &str| {
+    let ask = |s: &mut TcpStream, range: &str| {
         s.write_all(
             format!("GET /content/{id}/big.bin HTTP/1.1\r\nHost: {http}\r\n{range}\r\n").as_bytes(),
         )
         .unwrap();
     };
-    get(&mut s, "");
+    ask(&mut s, "");
     let head = read_big(&mut s, 0, len);
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(
@@ -359,7 +371,7 @@ fn a_file_larger_than_memory_bounds_streams_whole_and_by_range() {
     assert!(head.contains("Connection: keep-alive\r\n"), "{head}");
     // The same connection: a range from the middle of a chunk to one byte before the end.
     let (a, b) = (len / 3 + 7, len - 2);
-    get(&mut s, &format!("Range: bytes={a}-{b}\r\n"));
+    ask(&mut s, &format!("Range: bytes={a}-{b}\r\n"));
     let head = read_big(&mut s, a, b - a + 1);
     assert!(
         head.starts_with("HTTP/1.1 206 Partial Content\r\n"),
@@ -369,6 +381,10 @@ fn a_file_larger_than_memory_bounds_streams_whole_and_by_range() {
         head.contains(&format!("Content-Range: bytes {a}-{b}/{len}\r\n")),
         "{head}"
     );
+    // The node serves on meanwhile.
+    let (st, _, _) = get(http, "/metrics", None);
+    assert_eq!(st, 200);
+    drop(stalled);
     if let (Some(before), Some(after)) = (before, peak_rss(node.child.id())) {
         let grew = after.saturating_sub(before);
         eprintln!(

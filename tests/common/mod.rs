@@ -23,6 +23,8 @@ pub struct Node {
     pub api: SocketAddr,
     /// The HTTP side (dashboard, /metrics), if on.
     pub http: Option<SocketAddr>,
+    /// The dashboard's address as `peershare run` printed it (`dashboard: URL`).
+    pub dashboard: Option<String>,
     pub node_id: String,
     pub data_dir: PathBuf,
 }
@@ -156,6 +158,10 @@ impl Node {
                 .iter()
                 .find_map(|l| l.strip_prefix("http: "))
                 .map(|a| a.parse().unwrap()),
+            dashboard: lines
+                .iter()
+                .find_map(|l| l.strip_prefix("dashboard: "))
+                .map(str::to_string),
             node_id: field("node_id"),
             child,
             data_dir: data_dir.to_path_buf(),
