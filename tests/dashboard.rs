@@ -89,6 +89,10 @@ fn dashboard_downloads_plays_and_limits_in_a_real_browser() {
         .env("CONTENT_ID", &id)
         .env("CHROMIUM", &chromium)
         .env("SHOT", shot.unwrap_or_default())
+        .env(
+            "SHOT_LEARN",
+            std::env::var("LEARN_SCREENSHOT").unwrap_or_default(),
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -345,7 +345,7 @@ impl Dht {
         let Some(q) = self.queries.get_mut(&qid) else {
             return;
         };
-        let providers_before = q.providers.len();
+        let mut named = 0;
         let closer: Vec<Contact> = match dg.msg {
             Message::Nodes { contacts } => contacts,
             Message::Providers {
@@ -354,6 +354,7 @@ impl Dht {
                 closer,
                 rendezvous,
             } => {
+                named = providers.len() + rendezvous.as_ref().map_or(0, Vec::len);
                 for r in rendezvous.unwrap_or_default() {
                     let p = resolve_self_provider(r.provider, from);
                     if !plausible(&p) || !plausible(&r.rendezvous) {
@@ -398,13 +399,7 @@ impl Dht {
         let ids: Vec<Id> = closer.iter().map(|c| c.id).collect();
         let new = q.lookup.known().saturating_sub(known);
         let at = q.elapsed(now);
-        q.trace.answered(
-            &dg.sender,
-            at,
-            &ids,
-            new,
-            q.providers.len() - providers_before,
-        );
+        q.trace.answered(&dg.sender, at, &ids, new, named);
         self.drive(qid, now);
     }
 

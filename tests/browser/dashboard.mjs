@@ -72,6 +72,7 @@ try {
   }, ID);
   out.hops = await page.locator('#lookups tbody tr.hop').count();
   out.hop = await page.textContent('#lookups tbody tr.hop.answered');
+  if (process.env.SHOT_LEARN) await page.screenshot({ path: process.env.SHOT_LEARN, fullPage: true });
   out.errors = errors;
   console.log(JSON.stringify(out));
 } catch (e) {

@@ -262,7 +262,8 @@ function hopText(h) {
     case 'answered': {
       const best = h.best_bits == null ? '' : `, closest named shares ${h.best_bits} bits`;
       const prov = h.providers ? `, ${h.providers} provider${h.providers > 1 ? 's' : ''}` : '';
-      return `answered in ${h.rtt_ms} ms${again}: ${h.closer} contacts (${h.new} new)${prov}${best}`;
+      const rtt = h.rtt_ms ? `${h.rtt_ms} ms` : '<1 ms';
+      return `answered in ${rtt}${again}: ${h.closer} contacts (${h.new} new)${prov}${best}`;
     }
     case 'timeout': return `no answer: timed out after ${h.after_ms} ms${again}`;
     case 'error': return `answered with an error after ${h.after_ms} ms`;
@@ -273,7 +274,7 @@ function hopText(h) {
 function lookupRows(x, i) {
   const key = x.seq;
   const open = openLookups.has(key) || (i === 0 && !closedLookups.has(key));
-  const toggle = el('button', { type: 'button', class: 'hops-toggle' }, open ? 'hide' : `${x.requests.length} requests`);
+  const toggle = el('button', { type: 'button', class: 'hops-toggle' }, open ? 'hide' : `${x.requests.length} request${x.requests.length === 1 ? '' : 's'}`);
   toggle.addEventListener('click', () => {
     if (open) { openLookups.delete(key); closedLookups.add(key); } else { openLookups.add(key); closedLookups.delete(key); }
     refreshLookups();
