@@ -369,7 +369,8 @@ fn lookups_show_each_request_hop_by_hop() {
 
 /// HTTP/1.1 persistent connections (http.md section 1): several requests on one connection,
 /// pipelined ones answered in order, `Connection: close` honoured, at most 100 requests per
-/// connection (the last response says close), and a connection idle past 5 s closed.
+/// connection (the last response says close), a connection idle past 5 s closed, and one
+/// whose next request does not finish in time answered 408 and closed.
 #[test]
 fn connections_are_kept_alive_within_limits() {
     let dir = tempfile::tempdir().unwrap();
@@ -448,4 +449,19 @@ fn connections_are_kept_alive_within_limits() {
     );
     assert_eq!(status_of(&r), 403, "{r}");
     assert!(r.contains("Connection: close\r\n"), "{r}");
+
+    // A kept connection whose next request does not finish in time: 408, closed.
+    let (_quick, http) = start(&dir.path().join("quick"), &["--api-request-timeout", "1s"]);
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("GET /app.css HTTP/1.1\r\nHost: {http}\r\n\r\n").as_bytes())
+        .unwrap();
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert!(r.contains("Connection: keep-alive\r\n"), "{r}");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert_eq!(status_of(&r), 408, "{r}");
+    assert!(r.contains("Connection: close\r\n"), "{r}");
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "not closed after 408");
 }

@@ -545,6 +545,8 @@ impl HttpServer {
         if c.keep {
             c.state = State::Reading;
             c.accepted_at = now;
+            // The next request decides for itself (a 408 for it closes).
+            c.keep = false;
             if !c.buf.is_empty() && self.try_request(reg, t, now, ev) {
                 return;
             }
