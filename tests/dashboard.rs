@@ -3,7 +3,8 @@
 //! limited shares a WAV file; the browser opens the leecher's dashboard, looks at the
 //! content, starts the download, plays the file while the download is in progress (its
 //! `currentTime` advances first), changes a limit and sees it applied, shows the peers,
-//! watches the download reach 100%, and opens the learners' page.
+//! watches the download reach 100%, and opens the learners' page, where a lookup it starts
+//! appears with its requests hop by hop.
 //!
 //! SKIPPED with a reason where chromium, node or playwright-core is missing;
 //! PEERSHARE_REQUIRE_BROWSER=1 (CI) makes them required.
@@ -88,6 +89,10 @@ fn dashboard_downloads_plays_and_limits_in_a_real_browser() {
         .env("CONTENT_ID", &id)
         .env("CHROMIUM", &chromium)
         .env("SHOT", shot.unwrap_or_default())
+        .env(
+            "SHOT_LEARN",
+            std::env::var("LEARN_SCREENSHOT").unwrap_or_default(),
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -117,6 +122,11 @@ fn dashboard_downloads_plays_and_limits_in_a_real_browser() {
     assert!(found["buckets"].as_u64().unwrap() >= 1, "{found}");
     // The download's provider lookup at least.
     assert!(found["lookups"].as_u64().unwrap() >= 1, "{found}");
+    // A lookup started from the page shows its requests: the seeder, asked and answering.
+    assert!(found["hops"].as_u64().unwrap() >= 1, "{found}");
+    let hop = found["hop"].as_str().unwrap();
+    assert!(hop.contains(&seeder.node_id[..12]), "{found}");
+    assert!(hop.contains("answered in"), "{found}");
     assert_eq!(found["errors"], json!([]), "page errors: {found}");
     // The leecher applied the limit the page set.
     let status = leecher.status();

@@ -10,18 +10,17 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::http::read_response;
 use common::Node;
 use serde_json::{json, Value};
 
-/// Sends `raw` and reads until the node closes; the response as text.
+/// Sends `raw` on a new connection and reads one response; the response as text.
 fn send(addr: SocketAddr, raw: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     // The node may refuse before reading everything: a failed write is its answer.
     let _ = s.write_all(raw);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&read_response(&mut s)).into_owned()
 }
 
 fn get(addr: SocketAddr, path: &str) -> String {
@@ -56,6 +55,17 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> (Node, SocketAddr) {
     let node = Node::start(&dir.join("node"), extra);
     let http = node.http.expect("the node prints its `http:` address");
     (node, http)
+}
+
+/// `peershare run` prints the dashboard's address, and the page is there.
+#[test]
+fn run_prints_the_dashboard_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, http) = start(dir.path(), &[]);
+    assert_eq!(node.dashboard, Some(format!("http://{http}/")));
+    let r = get(http, "/");
+    assert_eq!(status_of(&r), 200, "{r}");
+    assert!(r.contains("<title>PeerShare</title>"), "{r}");
 }
 
 /// The node still answers: a page over HTTP and a status over the API.
@@ -226,6 +236,11 @@ fn metrics_pass_promtool() {
     let r = node.call("local_add_file", json!({ "filepath": file }));
     assert_eq!(r["status"], "success", "{r}");
     let _ = get(http, "/nope");
+    // Two errors: an unknown command over the API port, a bad payload over POST /api.
+    let r = node.call("no_such_command", json!({}));
+    assert_eq!(r["status"], "error", "{r}");
+    let r = post_api(http, "", &json!({"type": "local_add_file", "payload": {}}));
+    assert!(r.contains("\"status\":\"error\""), "{r}");
     let r = get(http, "/metrics");
     assert_eq!(status_of(&r), 200, "{r}");
     assert!(r.contains("Content-Type: text/plain; version=0.0.4"), "{r}");
@@ -245,6 +260,12 @@ fn metrics_pass_promtool() {
         "peershare_api_connections ",
         "peershare_dht_lookup_duration_seconds_bucket{le=\"+Inf\"}",
         "peershare_dht_lookups_total{kind=\"announce\"}",
+        "peershare_api_requests_total{command=\"local_add_file\"} 2",
+        "peershare_api_requests_total{command=\"status\"}",
+        "peershare_api_requests_total{command=\"invalid\"} 1",
+        "peershare_api_errors_total 2",
+        "peershare_wire_connections{type=\"direct\"} 0",
+        "peershare_wire_connections{type=\"relayed\"} 0",
     ] {
         assert!(text.contains(name), "no {name} in\n{text}");
     }
@@ -304,4 +325,143 @@ fn events_stream_the_status_each_second() {
     let status: Value = serde_json::from_str(first).unwrap();
     assert_eq!(status["status"], "success", "{status}");
     assert!(status["bandwidth"]["limits"].is_object(), "{status}");
+}
+
+/// `GET /lookups` lists the last lookups hop by hop: a client's lookup on a node that knows
+/// one other node shows the request to it, answered, with its round trip and what it named.
+#[test]
+fn lookups_show_each_request_hop_by_hop() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeder = Node::start(&dir.path().join("seeder"), &[]);
+    let (node, http) = start(dir.path(), &["--bootstrap", &seeder.addr()]);
+    let file = dir.path().join("a.bin");
+    std::fs::write(&file, vec![3u8; 5000]).unwrap();
+    let r = seeder.call("local_add_file", json!({ "filepath": file }));
+    assert_eq!(r["status"], "success", "{r}");
+    let id = r["file_hash"].as_str().unwrap().to_string();
+    let r = node.call("local_request_content_info", json!({ "content_hash": id }));
+    assert_eq!(r["status"], "success", "{r}");
+    let resp = get(http, "/lookups");
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(resp.contains("Content-Type: application/json"), "{resp}");
+    let v: Value = serde_json::from_str(body_of(&resp)).unwrap();
+    let lookup = v["lookups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "api" && l["target"] == id.as_str())
+        .unwrap_or_else(|| panic!("no api lookup of {id} in {v}"));
+    let asked = lookup["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["node"] == seeder.node_id.as_str())
+        .unwrap_or_else(|| panic!("the seeder was not asked: {lookup}"));
+    assert_eq!(asked["addr"], seeder.addr(), "{asked}");
+    assert_eq!(asked["round"], 0, "{asked}");
+    assert_eq!(asked["result"], "answered", "{asked}");
+    assert!(asked["rtt_ms"].as_u64().is_some(), "{asked}");
+    assert!(asked["closer"].as_u64().is_some(), "{asked}");
+    // The record may be the asking node's own (the seeder announced it to its one neighbour).
+    assert!(asked["providers"].as_u64().is_some(), "{asked}");
+    assert!(lookup["answers"].as_u64().unwrap() >= 1, "{lookup}");
+}
+
+/// HTTP/1.1 persistent connections (http.md section 1): several requests on one connection,
+/// pipelined ones answered in order, `Connection: close` honoured, at most 100 requests per
+/// connection (the last response says close), a connection idle past 5 s closed, and one
+/// whose next request does not finish in time answered 408 and closed.
+#[test]
+fn connections_are_kept_alive_within_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, http) = start(dir.path(), &[]);
+    let req =
+        |path: &str, extra: &str| format!("GET {path} HTTP/1.1\r\nHost: {http}\r\n{extra}\r\n");
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // One after the other, then two in one write (pipelined): each answered, in order.
+    s.write_all(req("/metrics", "").as_bytes()).unwrap();
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert_eq!(status_of(&r), 200, "{r}");
+    assert!(
+        r.contains("Connection: keep-alive\r\nKeep-Alive: timeout=5, max=99\r\n"),
+        "{r}"
+    );
+    s.write_all((req("/nope", "") + &req("/app.css", "")).as_bytes())
+        .unwrap();
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert_eq!(status_of(&r), 404, "{r}");
+    assert!(r.contains("max=98\r\n"), "{r}");
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert_eq!(status_of(&r), 200, "{r}");
+    assert!(r.contains("Content-Type: text/css"), "{r}");
+    // The client asks to close: the response says so and the node closes.
+    s.write_all(req("/metrics", "Connection: close\r\n").as_bytes())
+        .unwrap();
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert!(r.contains("Connection: close\r\n"), "{r}");
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "not closed");
+
+    // A hundred requests at most on one connection.
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for i in 1..=100 {
+        s.write_all(req("/app.css", "").as_bytes()).unwrap();
+        let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+        assert_eq!(status_of(&r), 200, "request {i}: {r}");
+        if i < 100 {
+            assert!(
+                r.contains(&format!("max={}\r\n", 100 - i)),
+                "request {i}: {r}"
+            );
+        } else {
+            assert!(r.contains("Connection: close\r\n"), "request {i}: {r}");
+        }
+    }
+    let mut rest = Vec::new();
+    assert_eq!(
+        s.read_to_end(&mut rest).unwrap(),
+        0,
+        "open after 100 requests"
+    );
+
+    // Idle: closed after 5 s without a request (read_to_end returns at the close).
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(req("/app.css", "").as_bytes()).unwrap();
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert_eq!(status_of(&r), 200, "{r}");
+    let mut rest = Vec::new();
+    assert_eq!(
+        s.read_to_end(&mut rest).unwrap(),
+        0,
+        "idle connection not closed"
+    );
+    // Refused requests close their connection (their framing is not to be trusted).
+    let r = send(
+        http,
+        format!(
+            "GET /metrics HTTP/1.1\r\nHost: evil.example\r\n\r\n{}",
+            req("/metrics", "")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status_of(&r), 403, "{r}");
+    assert!(r.contains("Connection: close\r\n"), "{r}");
+
+    // A kept connection whose next request does not finish in time: 408, closed.
+    let (_quick, http) = start(&dir.path().join("quick"), &["--api-request-timeout", "1s"]);
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("GET /app.css HTTP/1.1\r\nHost: {http}\r\n\r\n").as_bytes())
+        .unwrap();
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert!(r.contains("Connection: keep-alive\r\n"), "{r}");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
+    let r = String::from_utf8_lossy(&read_response(&mut s)).into_owned();
+    assert_eq!(status_of(&r), 408, "{r}");
+    assert!(r.contains("Connection: close\r\n"), "{r}");
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "not closed after 408");
 }

@@ -33,6 +33,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod counts;
 pub mod framing;
 pub mod ledger;
 pub mod paths;

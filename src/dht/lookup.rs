@@ -308,6 +308,11 @@ impl Lookup {
             .map(|c| c.hop)
     }
 
+    /// Candidates known so far (asked or not).
+    pub fn known(&self) -> usize {
+        self.candidates.len()
+    }
+
     /// Successful answers so far.
     pub fn answers(&self) -> u32 {
         self.answers

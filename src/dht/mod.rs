@@ -39,6 +39,7 @@ mod rtt;
 mod serve;
 mod sweep;
 pub mod token;
+pub mod trace;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -234,6 +235,9 @@ impl Dht {
                 }
                 if let Some(q) = self.queries.get_mut(&qid) {
                     q.lookup.on_unresponsive(&id, again);
+                    if again {
+                        q.trace.resent(&id);
+                    }
                 }
                 self.drive(qid, now);
             }
@@ -263,6 +267,11 @@ impl Dht {
                     }
                     if matches!(out.purpose, Purpose::Batch) {
                         self.sweep_stats.batches += 1;
+                    }
+                    if let (Purpose::Lookup(q), Some(id)) = (out.purpose, out.node) {
+                        if let Some(q) = self.queries.get_mut(&q) {
+                            q.trace.resent(&id);
+                        }
                     }
                     // Once more: a single lost datagram should not cost the lookup a node.
                     self.send_request_attempt(now, out.to, out.node, out.msg, out.purpose, 1);

@@ -37,6 +37,8 @@ pub struct QueryStats {
     /// downloader could dial it from then on; the lookup goes on for more). Announces: time
     /// to the first ACK (the record is findable from then on).
     pub first_provider: Option<Duration>,
+    /// Its requests one by one (whom it asked, when, what came back).
+    pub trace: super::trace::LookupTrace,
 }
 
 /// The result of a lookup.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::lookup::{Lookup, PeerState, Step};
 use super::requests::Purpose;
+use super::trace::LookupTrace;
 use super::{plausible, Dht, DhtEvent, QueryId, QueryResult, QueryStats, MAX_SEEN_RENDEZVOUS};
 use crate::id::Id;
 use crate::proto::dht::{Contact, Datagram, Message, MAX_PROVIDERS, TOKEN_LEN};
@@ -59,6 +60,15 @@ pub(super) struct Query {
     tokens: HashMap<Id, [u8; TOKEN_LEN]>,
     /// In the announce phase: ANNOUNCEs still unanswered, and acknowledgements.
     announcing: Option<(usize, usize, usize)>,
+    /// Its requests one by one (for learners).
+    pub(super) trace: LookupTrace,
+}
+
+impl Query {
+    /// Time since the lookup started.
+    pub(super) fn elapsed(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started)
+    }
 }
 
 impl Dht {
@@ -153,6 +163,7 @@ impl Dht {
                 first_provider_at: found_here.then_some(now),
                 tokens: HashMap::new(),
                 announcing: None,
+                trace: LookupTrace::new(target),
             },
         );
         self.drive(qid, now);
@@ -188,6 +199,9 @@ impl Dht {
             };
             match step {
                 Step::Query(c) => {
+                    let round = q.lookup.hop_of(&c.id).unwrap_or(0);
+                    let at = q.elapsed(now);
+                    q.trace.sent(c.id, c.addr, round, at);
                     self.send_request(now, c.addr, Some(c.id), req, Purpose::Lookup(qid))
                 }
                 Step::Waiting => return,
@@ -309,6 +323,7 @@ impl Dht {
             first_provider: q
                 .first_provider_at
                 .map(|t| t.saturating_duration_since(q.started)),
+            trace: q.trace,
         };
         self.events.push_back(DhtEvent::QueryDone {
             id: qid,
@@ -330,6 +345,7 @@ impl Dht {
         let Some(q) = self.queries.get_mut(&qid) else {
             return;
         };
+        let mut named = 0;
         let closer: Vec<Contact> = match dg.msg {
             Message::Nodes { contacts } => contacts,
             Message::Providers {
@@ -338,6 +354,7 @@ impl Dht {
                 closer,
                 rendezvous,
             } => {
+                named = providers.len() + rendezvous.as_ref().map_or(0, Vec::len);
                 for r in rendezvous.unwrap_or_default() {
                     let p = resolve_self_provider(r.provider, from);
                     if !plausible(&p) || !plausible(&r.rendezvous) {
@@ -377,7 +394,12 @@ impl Dht {
             .into_iter()
             .filter(|c| c.id != me && plausible(&c.addr))
             .collect();
+        let known = q.lookup.known();
         q.lookup.on_success(&dg.sender, &closer);
+        let ids: Vec<Id> = closer.iter().map(|c| c.id).collect();
+        let new = q.lookup.known().saturating_sub(known);
+        let at = q.elapsed(now);
+        q.trace.answered(&dg.sender, at, &ids, new, named);
         self.drive(qid, now);
     }
 

@@ -227,6 +227,8 @@ impl Dht {
             Purpose::Lookup(qid) => {
                 if let (Some(q), Some(id)) = (self.queries.get_mut(&qid), out.node) {
                     q.lookup.on_failure(&id);
+                    let at = q.elapsed(now);
+                    q.trace.failed(&id, at, unresponsive);
                 }
                 self.drive(qid, now);
             }

@@ -337,18 +337,22 @@ fn a_provider_announces_again_as_its_table_grows() {
     );
 }
 
-#[test]
-fn lookups_survive_dead_nodes() {
-    let mut net = Net::new(60);
+/// `n` joined nodes, node 1 providing `key`, and the nodes of `dead` silent from then on.
+fn announced_then_dead(n: usize, key: Id, dead: impl Iterator<Item = usize>) -> Net {
+    let mut net = Net::new(n);
     net.join_all();
-    let key = Id::hash_of(b"x");
     let now = net.now;
     let _ = net.node(1).announce(key, 0, now);
     net.drain();
+    net.dead.extend(dead.map(addr));
+    net
+}
+
+#[test]
+fn lookups_survive_dead_nodes() {
+    let key = Id::hash_of(b"x");
     // A third die silently.
-    for i in (40..60).chain([2, 3]) {
-        net.dead.push(addr(i));
-    }
+    let mut net = announced_then_dead(60, key, (40..60).chain([2, 3]));
     for i in 4..40 {
         let now = net.now;
         let q = net.node(i).get_providers(key, now).unwrap();
@@ -360,6 +364,53 @@ fn lookups_survive_dead_nodes() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// Each lookup's trace lists its requests as they went: answers from live nodes with their
+/// round trip and the contacts named, timeouts (or no answer by the end) from the dead ones,
+/// and as many answers as the lookup counted.
+#[test]
+fn a_lookup_traces_its_requests_hop_by_hop() {
+    use super::trace::HopOutcome;
+    let key = Id::hash_of(b"traced");
+    let mut net = announced_then_dead(40, key, 25..40);
+    let (mut timeouts, mut answered) = (0, 0);
+    for i in 4..25 {
+        let now = net.now;
+        let q = net.node(i).get_providers(key, now).unwrap();
+        net.advance(Duration::from_secs(20));
+        let (_, stats) = net.take_done(i, q);
+        let t = &stats.trace;
+        assert_eq!(t.target, Some(key));
+        assert!(!t.hops.is_empty(), "node {i}: no requests traced");
+        let mut answers = 0;
+        for h in &t.hops {
+            let dead = net.dead.contains(&h.addr);
+            match h.outcome {
+                HopOutcome::Answered { closer, new, .. } => {
+                    assert!(!dead, "node {i}: an answer from dead {}", h.addr);
+                    assert!(new <= closer);
+                    answers += 1;
+                }
+                HopOutcome::Failed { timeout, .. } => {
+                    assert!(dead && timeout, "node {i}: {h:?}");
+                    timeouts += 1;
+                }
+                // The lookup ended first (a dead node's soft timeout freed its slot).
+                HopOutcome::Waiting if dead => timeouts += 1,
+                HopOutcome::Waiting => {}
+            }
+            assert_eq!(h.bits, super::trace::common_bits(&h.node, &key));
+        }
+        if t.untraced == 0 {
+            assert_eq!(answers, stats.answers, "node {i}: {t:?}");
+        }
+        answered += answers;
+    }
+    assert!(
+        answered > 0 && timeouts > 0,
+        "{answered} answers, {timeouts} unanswered"
+    );
 }
 
 #[test]

@@ -35,6 +35,8 @@ pub enum Completion {
     },
     /// A storage job's result.
     Storage(StorageDone),
+    /// A stream's response plan, or a segment of its bytes, for the HTTP server.
+    Stream(StreamDone),
     /// A stream waits for chunks not here yet (`net::stream`): fetch them first, try again.
     StreamPending {
         /// The HTTP client's connection.
@@ -44,6 +46,39 @@ pub enum Completion {
         /// The chunks it waits for.
         chunks: std::ops::Range<u32>,
     },
+}
+
+/// What a stream job came to (`net::stream`).
+pub enum StreamDone {
+    /// The response to send: its head now, its body piece by piece.
+    Plan {
+        /// The HTTP client's connection.
+        to: ReplyTo,
+        /// The response.
+        plan: Box<super::stream::StreamPlan>,
+    },
+    /// A segment of the body, `None` if it could not be read (the content went away): the
+    /// response cannot be finished.
+    Bytes {
+        /// The HTTP client's connection.
+        to: ReplyTo,
+        /// The bytes.
+        bytes: Option<Vec<u8>>,
+    },
+}
+
+/// A segment of a stream's body to read: bytes `range` of `file` of `content`, for HTTP
+/// connection `conn` (`net::http_server`).
+#[derive(Debug)]
+pub struct SegmentRead {
+    /// The HTTP client's connection.
+    pub conn: u64,
+    /// The content.
+    pub content: crate::id::Id,
+    /// The file within it.
+    pub file: crate::storage::stream::StreamFile,
+    /// The bytes, within the file.
+    pub range: std::ops::Range<u64>,
 }
 
 /// A unit of work for a worker.
@@ -60,8 +95,8 @@ pub enum Job {
         /// The token this client must send (clients outside loopback), if any.
         token: Option<Arc<str>>,
     },
-    /// Bytes of a content for an HTTP client (`net::stream`); the reply is a whole HTTP
-    /// response.
+    /// Bytes of a content for an HTTP client (`net::stream`); the result is a response
+    /// plan (or a whole response: a refusal).
     Stream {
         /// Where the response goes.
         to: ReplyTo,
@@ -72,6 +107,8 @@ pub enum Job {
         /// The `Range` header.
         range: Option<String>,
     },
+    /// A segment of a stream's body.
+    StreamRead(SegmentRead),
     /// A ledger command the node core passed on (`Output::Ledger`): it appends and fsyncs.
     Ledger {
         /// Where the reply goes.
@@ -111,16 +148,31 @@ impl JobContext {
                 path,
                 range,
             } => {
+                use super::stream::Streamed;
                 let done =
                     match super::stream::respond(&self.storage, content, &path, range.as_deref()) {
-                        super::stream::Streamed::Done(bytes) => Completion::Reply { to, bytes },
-                        super::stream::Streamed::Pending(chunks) => Completion::StreamPending {
+                        Streamed::Done(bytes) => Completion::Reply { to, bytes },
+                        Streamed::Plan(plan) => Completion::Stream(StreamDone::Plan { to, plan }),
+                        Streamed::Pending(chunks) => Completion::StreamPending {
                             to,
                             content,
                             chunks,
                         },
                     };
                 self.completer.complete(done);
+            }
+            Job::StreamRead(SegmentRead {
+                conn,
+                content,
+                file,
+                range,
+            }) => {
+                let to = ReplyTo { conn, seq: 0 };
+                let bytes = super::stream::read_segment(&self.storage, content, &file, range)
+                    .map_err(|e| log::debug!("http: stream of {content}: {e:?}"))
+                    .ok();
+                self.completer
+                    .complete(Completion::Stream(StreamDone::Bytes { to, bytes }));
             }
             Job::Ledger { to, req, known } => {
                 let bytes = crate::api::ledger::reply(&*self.ledger, &req, known, unix_now())
@@ -133,12 +185,18 @@ impl JobContext {
     fn api(&self, to: ReplyTo, bytes: &[u8], token: Option<&str>) {
         if let Some(expected) = token {
             if let Err(message) = auth::check(bytes, expected) {
+                self.shared.api.refused_request(bytes);
                 let bytes = reply::error(&message);
                 self.completer.complete(Completion::Reply { to, bytes });
                 return;
             }
         }
-        let parsed = parse_request(bytes).and_then(|r| self.one_folder_per_download(r));
+        let parsed = parse_request(bytes);
+        match &parsed {
+            Ok(r) => self.shared.api.request(Some(r.command())),
+            Err(_) => self.shared.api.refused_request(bytes),
+        }
+        let parsed = parsed.and_then(|r| self.one_folder_per_download(r));
         let done = match parsed.and_then(paths::prepare) {
             Ok(req) => match route(&req) {
                 Route::View(answer) => Completion::Reply {

@@ -520,6 +520,7 @@ impl Reactor {
             match c {
                 Completion::Reply { to, bytes } => self.deliver(now, to, bytes),
                 Completion::Storage(done) => self.core.handle_storage(now, done),
+                Completion::Stream(done) => self.http_stream_done(now, done),
                 Completion::StreamPending {
                     to,
                     content,
@@ -541,6 +542,7 @@ impl Reactor {
     }
 
     fn deliver(&mut self, now: Instant, to: ReplyTo, bytes: Vec<u8>) {
+        self.shared.api.reply(&bytes);
         if self.http_deliver(now, to, &bytes) {
             return;
         }

@@ -27,6 +27,9 @@ pub struct Shared {
     pub wire_totals: [AtomicU64; 2],
     /// What the wire sessions met (secure.md), counted by the loop.
     pub secure: SecureStats,
+    /// API requests by command (counted by the workers that parse them) and error replies
+    /// (counted by the loop as they go out).
+    pub api: crate::api::counts::ApiCounters,
 }
 
 /// Counters of the wire sessions (protocol-spec/secure.md).
@@ -80,6 +83,7 @@ impl Shared {
             api_addr,
             wire_totals: Default::default(),
             secure: SecureStats::default(),
+            api: Default::default(),
         }
     }
 
@@ -96,6 +100,7 @@ impl Shared {
             up_total: self.wire_totals[0].load(Ordering::Relaxed),
             down_total: self.wire_totals[1].load(Ordering::Relaxed),
             secure: self.secure.snapshot(),
+            api: self.api.snapshot(),
         }
     }
 

@@ -1,15 +1,19 @@
 //! The DHT lookups this node ran, for `/metrics` (a latency histogram, counts by kind) and
-//! the learners' page (the last ones, with hops, answers and failures): http.md sections 5
-//! and 7. Fed with each lookup's statistics as it ends.
+//! the learners' page (the last ones, with their requests hop by hop): http.md sections 5
+//! and 7. Fed with each lookup's statistics as it ends. Bounded: [`RECENT`] lookups of at
+//! most [`crate::dht::trace::MAX_TRACED`] requests each.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
 
+use crate::dht::trace::LookupTrace;
 use crate::dht::QueryStats;
 
 /// Upper bounds (seconds) of the latency histogram's buckets (the last is `+Inf`).
 pub const BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// How many recent lookups are kept.
-const RECENT: usize = 20;
+pub const RECENT: usize = 20;
 
 /// One lookup that ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +29,12 @@ pub struct LookupRecord {
     pub answers: u32,
     /// Requests that failed or timed out.
     pub failures: u32,
+    /// Its number among the lookups recorded (1 for the first): names it while it is shown.
+    pub seq: u64,
+    /// When it ended.
+    pub ended: Instant,
+    /// Its requests one by one.
+    pub trace: LookupTrace,
 }
 
 /// Lookups so far.
@@ -36,16 +46,16 @@ pub struct LookupLog {
     pub sum_secs: f64,
     /// Lookups by kind: `[api, providers, announce, republish]`.
     pub by_kind: [u64; 4],
-    /// The last ones, newest last.
-    pub recent: VecDeque<LookupRecord>,
+    /// The last ones, newest last (shared: the status view is a copy made each second).
+    pub recent: VecDeque<Arc<LookupRecord>>,
 }
 
 /// The kinds, in [`LookupLog::by_kind`]'s order.
 pub const KINDS: [&str; 4] = ["api", "providers", "announce", "republish"];
 
 impl LookupLog {
-    /// A lookup of kind `kind` (one of [`KINDS`]) ended with `stats`.
-    pub fn record(&mut self, kind: usize, stats: &QueryStats) {
+    /// A lookup of kind `kind` (one of [`KINDS`]) ended at `now` with `stats`.
+    pub fn record(&mut self, kind: usize, stats: &QueryStats, now: Instant) {
         let secs = stats.duration.as_secs_f64();
         let b = BUCKETS
             .iter()
@@ -61,13 +71,16 @@ impl LookupLog {
         if self.recent.len() == RECENT {
             self.recent.pop_front();
         }
-        self.recent.push_back(LookupRecord {
+        self.recent.push_back(Arc::new(LookupRecord {
             kind: KINDS.get(kind).copied().unwrap_or("other"),
             secs,
             hops: stats.hops,
             answers: stats.answers,
             failures: stats.failures,
-        });
+            seq: self.buckets.iter().sum(),
+            ended: now,
+            trace: stats.trace.clone(),
+        }));
     }
 }
 
@@ -86,8 +99,9 @@ mod tests {
                 failures: 1,
                 hops: Some(2),
                 first_provider: None,
+                ..QueryStats::default()
             };
-            log.record(1, &stats);
+            log.record(1, &stats, Instant::now());
         }
         assert_eq!(log.buckets[0], 1);
         assert_eq!(log.buckets[2], 2);
@@ -95,7 +109,7 @@ mod tests {
         assert_eq!(log.by_kind, [0, 4, 0, 0]);
         assert_eq!(log.recent.len(), 4);
         for _ in 0..30 {
-            log.record(0, &QueryStats::default());
+            log.record(0, &QueryStats::default(), Instant::now());
         }
         assert_eq!(log.recent.len(), RECENT);
         assert_eq!(log.recent.back().unwrap().kind, "api");

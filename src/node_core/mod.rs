@@ -593,7 +593,10 @@ impl NodeCore {
             bootstrap: self.dht.bootstrap_status().to_vec(),
             down_duplicate: self.library.engine.duplicate_bytes(),
             downloading_into: self.library.download_dirs(),
-            counts: self.library.counts(),
+            counts: library::Counts {
+                connections: self.nat.connections_by_path(),
+                ..self.library.counts()
+            },
             lookups: self.lookup_log.clone(),
             io,
         }
@@ -751,7 +754,7 @@ impl NodeCore {
                     Some(Lookup::Announce { .. }) => 2,
                     None => 3,
                 };
-                self.lookup_log.record(kind, &stats);
+                self.lookup_log.record(kind, &stats, now);
                 match lookup {
                     Some(Lookup::Api(pending)) => {
                         let me = self.dht.external_addr().unwrap_or(self.advertised);

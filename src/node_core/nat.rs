@@ -342,6 +342,24 @@ impl NatGlue {
         self.paths.get(&conn).copied()
     }
 
+    /// Wire connections open now by how they were made: `[direct, mapped, punched,
+    /// relayed]` (`/metrics`).
+    pub fn connections_by_path(&self) -> [u64; 4] {
+        let mut n = [0u64; 4];
+        for p in self.paths.values() {
+            let i = match p {
+                ConnPath::Direct => 0,
+                ConnPath::Mapped => 1,
+                ConnPath::Punched => 2,
+                ConnPath::Relayed => 3,
+            };
+            if let Some(c) = n.get_mut(i) {
+                *c += 1;
+            }
+        }
+        n
+    }
+
     /// A punch socket of `conn` connected. Returns whether the driver keeps it as `conn`
     /// (false: the attempt is over, close it).
     pub fn punch_connected(&mut self, p: &mut Parts<'_>, conn: ConnId, now: Instant) -> bool {

@@ -140,6 +140,8 @@ pub struct Live {
     pub down_total: u64,
     /// The wire sessions' counters.
     pub secure: SecureCounts,
+    /// API requests by command, and error replies.
+    pub api: crate::api::counts::ApiCounts,
 }
 
 /// The wire sessions' counters (`status`'s `secure`; protocol-spec/secure.md).

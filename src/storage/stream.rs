@@ -60,6 +60,52 @@ impl DiskStorage {
         }
     }
 
+    /// Where the verified bytes of `range` of `file` (within the file) that start at its
+    /// start end: `range.end` when all are here. Reads nothing. [`StreamError::NotHere`]
+    /// when the first chunk is missing (its `until`: the chunk after the range's last).
+    pub fn verified_end(
+        &self,
+        content: Id,
+        file: &StreamFile,
+        range: Range<u64>,
+    ) -> Result<u64, StreamError> {
+        let l = &file.lengths;
+        let src = self.sources.lock().get(&content).cloned();
+        let src = src.ok_or(StreamError::Unknown)?;
+        let mut at = range.start;
+        while at < range.end {
+            let Some(c) = l.chunk_at_offset(at) else {
+                break;
+            };
+            let chunk = file.first_chunk.saturating_add(c.get());
+            let here = match &src {
+                Source::Shared { .. } => true,
+                Source::Partial { reader, .. } => src
+                    .manifest()
+                    .validate(chunk)
+                    .is_some_and(|c| reader.is_verified(c)),
+            };
+            if !here && at == range.start {
+                let last = l
+                    .chunk_at_offset(range.end - 1)
+                    .map_or(c.get(), |c| c.get());
+                return Err(StreamError::NotHere {
+                    chunk,
+                    until: file.first_chunk.saturating_add(last).saturating_add(1),
+                });
+            }
+            if !here {
+                break;
+            }
+            let next = l.chunk_offset(c) + u64::from(l.chunk_len(c));
+            if next <= at {
+                break; // an empty chunk: nothing further
+            }
+            at = next.min(range.end);
+        }
+        Ok(at)
+    }
+
     /// Bytes `range` of `file` of `content` (the range within the file), verified ones only.
     /// With `short`, a range whose first bytes are here but not all is cut before the first
     /// chunk missing (a stream plays what is here while the rest comes).

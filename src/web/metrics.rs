@@ -10,6 +10,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use crate::api::counts::{COMMANDS, OTHER};
 use crate::node_core::lookup_log::{LookupLog, BUCKETS, KINDS};
 use crate::node_core::{Live, StatusView};
 
@@ -49,27 +50,6 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// `/lookups`: the last lookups, newest first, as JSON.
-pub fn recent_lookups(log: &LookupLog) -> Vec<u8> {
-    let list: Vec<serde_json::Value> = log
-        .recent
-        .iter()
-        .rev()
-        .map(|r| {
-            serde_json::json!({
-                "kind": r.kind,
-                "ms": (r.secs * 1000.0).round(),
-                "hops": r.hops,
-                "answers": r.answers,
-                "failures": r.failures,
-            })
-        })
-        .collect();
-    serde_json::json!({ "lookups": list })
-        .to_string()
-        .into_bytes()
 }
 
 /// DHT lookups: by kind, and their latency as a histogram.
@@ -197,6 +177,17 @@ pub fn render(view: &StatusView, live: &Live, http: &HttpStats) -> String {
         "gauge",
         "Wire connections of the transfers, set-ups included.",
         k.peers,
+    );
+    let by_type: Vec<(String, f64)> = ["direct", "mapped", "punched", "relayed"]
+        .iter()
+        .zip(k.connections)
+        .map(|(t, n)| (format!("type=\"{t}\""), n as f64))
+        .collect();
+    o.family(
+        "peershare_wire_connections",
+        "gauge",
+        "Wire connections open, by how they were made (NAT traversal).",
+        &by_type,
     );
     o.family(
         "peershare_chunk_checks_total",
@@ -348,6 +339,25 @@ pub fn render(view: &StatusView, live: &Live, http: &HttpStats) -> String {
         "counter",
         "JSON API connections refused (not a request, too slow).",
         io.api_refused,
+    );
+    let api = &live.api;
+    let by_command: Vec<(String, f64)> = COMMANDS
+        .iter()
+        .chain([&OTHER])
+        .zip(api.requests)
+        .map(|(c, n)| (format!("command=\"{c}\""), n as f64))
+        .collect();
+    o.family(
+        "peershare_api_requests_total",
+        "counter",
+        "JSON API requests (over the API port and POST /api), by command; invalid: unknown or malformed.",
+        &by_command,
+    );
+    o.one(
+        "peershare_api_errors_total",
+        "counter",
+        "JSON API replies with status error.",
+        api.errors,
     );
     o.one(
         "peershare_http_connections",

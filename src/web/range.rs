@@ -1,6 +1,8 @@
 //! Streaming a content's bytes over HTTP (http.md section 6): which byte ranges a `Range`
-//! header asks for, the type a file's name implies, and the response for ranges already
-//! read. Pure; the reading is the storage's.
+//! header asks for, the type a file's name implies, and the response as a head and a list
+//! of body pieces, some of them byte ranges of the file still to read. Pure; the reading is
+//! the storage's, piece by piece as the client takes them (memory stays bounded whatever
+//! the file's size).
 
 // Lists of byte ranges that hold one range are meant: a request asks for one or several.
 #![allow(clippy::single_range_in_vec_init)]
@@ -12,9 +14,14 @@ use super::response;
 /// Most ranges in one request; more are refused (416), so a request cannot make the node
 /// read a file many times over.
 pub const MAX_RANGES: usize = 64;
-/// Most bytes in one response: a longer single range is cut short (the client asks for the
-/// rest; media elements do), and a multi-range request over it is refused.
-pub const MAX_RESPONSE: u64 = 16 << 20;
+/// A piece of a response's body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// These bytes of the file, read when their turn comes.
+    File(Range<u64>),
+}
 
 /// What a request asks of a content of `size` bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,21 +68,11 @@ pub fn wanted(header: Option<&str>, size: u64) -> Wanted {
     }
 }
 
-/// The ranges to read for `w`, with the response cap applied: `None` when the answer is
-/// `416`.
+/// The ranges to read for `w`: `None` when the answer is `416`.
 pub fn to_read(w: &Wanted, size: u64) -> Option<Vec<Range<u64>>> {
     match w {
-        Wanted::Whole => Some(vec![0..size.min(MAX_RESPONSE)]),
-        Wanted::Ranges(rs) if rs.len() == 1 => {
-            let r = rs.first()?;
-            Some(vec![
-                r.start..r.end.min(r.start.saturating_add(MAX_RESPONSE)),
-            ])
-        }
-        Wanted::Ranges(rs) => {
-            let total: u64 = rs.iter().map(|r| r.end - r.start).sum();
-            (total <= MAX_RESPONSE).then(|| rs.clone())
-        }
+        Wanted::Whole => Some(vec![0..size]),
+        Wanted::Ranges(rs) => Some(rs.clone()),
         Wanted::Unsatisfiable => None,
     }
 }
@@ -106,46 +103,59 @@ pub fn content_type(name: &str) -> &'static str {
     }
 }
 
-/// The response: `parts` are the ranges read (as [`to_read`] gave them) with their bytes.
-pub fn respond(w: &Wanted, size: u64, name: &str, parts: &[(Range<u64>, Vec<u8>)]) -> Vec<u8> {
+/// The response's head and body pieces: `served` are the ranges to send ([`to_read`]'s, a
+/// single one possibly cut short where the verified bytes end).
+pub fn plan(w: &Wanted, size: u64, name: &str, served: &[Range<u64>]) -> (Vec<u8>, Vec<Piece>) {
     let ctype = content_type(name);
     let last = |r: &Range<u64>| r.end.saturating_sub(1);
-    match (w, parts) {
-        (Wanted::Whole, [(r, bytes)]) if r.end == size => {
-            response::with(200, ctype, "Accept-Ranges: bytes\r\n", bytes)
-        }
-        (_, [(r, bytes)]) => {
+    let len = |r: &Range<u64>| r.end.saturating_sub(r.start);
+    match (w, served) {
+        (Wanted::Whole, [r]) if r.start == 0 && r.end == size => (
+            response::head(200, ctype, "Accept-Ranges: bytes\r\n", size),
+            vec![Piece::File(r.clone())],
+        ),
+        (_, [r]) => {
             let extra = format!(
                 "Accept-Ranges: bytes\r\nContent-Range: bytes {}-{}/{size}\r\n",
                 r.start,
                 last(r)
             );
-            response::with(206, ctype, &extra, bytes)
+            (
+                response::head(206, ctype, &extra, len(r)),
+                vec![Piece::File(r.clone())],
+            )
         }
         _ => {
             // A boundary that cannot occur in the parts' headers; bytes may contain anything,
             // which multipart allows (the boundary is only looked for after CRLF).
             let boundary = "PEERSHARE_BYTERANGES_7d1f0c";
-            let mut body = Vec::new();
-            for (r, bytes) in parts {
-                body.extend_from_slice(
+            let mut pieces = Vec::with_capacity(2 * served.len() + 1);
+            let mut total = 0u64;
+            let mut text = |pieces: &mut Vec<Piece>, t: String| {
+                total += t.len() as u64;
+                pieces.push(Piece::Bytes(t.into_bytes()));
+            };
+            for (i, r) in served.iter().enumerate() {
+                let before = if i == 0 { "" } else { "\r\n" };
+                text(
+                    &mut pieces,
                     format!(
-                        "--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: bytes {}-{}/{size}\r\n\r\n",
+                        "{before}--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: bytes {}-{}/{size}\r\n\r\n",
                         r.start,
                         last(r)
-                    )
-                    .as_bytes(),
+                    ),
                 );
-                body.extend_from_slice(bytes);
-                body.extend_from_slice(b"\r\n");
+                pieces.push(Piece::File(r.clone()));
             }
-            body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-            response::with(
+            text(&mut pieces, format!("\r\n--{boundary}--\r\n"));
+            let body: u64 = total + served.iter().map(len).sum::<u64>();
+            let head = response::head(
                 206,
                 &format!("multipart/byteranges; boundary={boundary}"),
                 "Accept-Ranges: bytes\r\n",
-                &body,
-            )
+                body,
+            );
+            (head, pieces)
         }
     }
 }
@@ -193,25 +203,50 @@ mod tests {
     }
 
     #[test]
-    fn responses() {
-        let single = respond(
-            &Wanted::Ranges(vec![2..4]),
-            10,
-            "a.wav",
-            &[(2..4, b"cd".to_vec())],
-        );
-        let s = String::from_utf8(single).unwrap();
+    fn plans() {
+        let (head, pieces) = plan(&Wanted::Ranges(vec![2..4]), 10, "a.wav", &[2..4]);
+        let s = String::from_utf8(head).unwrap();
         assert!(s.starts_with("HTTP/1.1 206 Partial Content\r\n"), "{s}");
         assert!(s.contains("Content-Range: bytes 2-3/10\r\n"), "{s}");
         assert!(s.contains("Content-Type: audio/wav\r\n"), "{s}");
-        assert!(s.ends_with("\r\n\r\ncd"), "{s}");
-        let whole = respond(&Wanted::Whole, 2, "x", &[(0..2, b"ab".to_vec())]);
-        assert!(whole.starts_with(b"HTTP/1.1 200 OK\r\n"));
-        assert_eq!(
-            to_read(&Wanted::Whole, MAX_RESPONSE * 2),
-            Some(vec![0..MAX_RESPONSE])
+        assert!(s.contains("Content-Length: 2\r\n"), "{s}");
+        assert!(s.ends_with("\r\n\r\n"), "{s}");
+        assert_eq!(pieces, vec![Piece::File(2..4)]);
+        let (head, pieces) = plan(&Wanted::Whole, 2, "x", &[0..2]);
+        assert!(head.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert_eq!(pieces, vec![Piece::File(0..2)]);
+        // No cap: a whole file of any size is one piece, read as it goes.
+        let huge = 5u64 << 30;
+        assert_eq!(to_read(&Wanted::Whole, huge), Some(vec![0..huge]));
+        // Several ranges: multipart, its length counted exactly.
+        let w = Wanted::Ranges(vec![0..1, 5..8]);
+        let (head, pieces) = plan(&w, 10, "x", &[0..1, 5..8]);
+        let mut body = Vec::new();
+        for p in &pieces {
+            match p {
+                Piece::Bytes(b) => body.extend_from_slice(b),
+                Piece::File(r) => {
+                    body.extend(std::iter::repeat_n(b'#', (r.end - r.start) as usize))
+                }
+            }
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}\r\n", body.len())),
+            "{head}"
         );
-        let big = Wanted::Ranges(vec![0..MAX_RESPONSE, 0..1]);
-        assert_eq!(to_read(&big, MAX_RESPONSE * 2), None);
+        let body = String::from_utf8(body).unwrap();
+        assert!(
+            body.starts_with("--PEERSHARE_BYTERANGES_7d1f0c\r\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("Content-Range: bytes 5-7/10\r\n\r\n###\r\n--PEERSHARE"),
+            "{body}"
+        );
+        assert!(
+            body.ends_with("#\r\n--PEERSHARE_BYTERANGES_7d1f0c--\r\n"),
+            "{body}"
+        );
     }
 }

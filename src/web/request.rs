@@ -33,6 +33,9 @@ pub struct Request {
     pub range: Option<String>,
     /// The body (`Content-Length` bytes).
     pub body: Vec<u8>,
+    /// The client would keep the connection for another request: HTTP/1.1 without
+    /// `Connection: close`, or HTTP/1.0 with `Connection: keep-alive` (RFC 9112 section 9.3).
+    pub keep_alive: bool,
 }
 
 impl Request {
@@ -122,6 +125,7 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, RequestError> {
         ..Request::default()
     };
     let mut body_len = 0u64;
+    let (mut close, mut keep) = (false, false);
     for h in req.headers.iter() {
         let value = || String::from_utf8_lossy(h.value).trim().to_string();
         let name = h.name.to_ascii_lowercase();
@@ -138,6 +142,14 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, RequestError> {
                 continue;
             }
             "transfer-encoding" => return Err(RequestError::LengthRequired),
+            "connection" => {
+                for token in value().split(',') {
+                    let token = token.trim();
+                    close |= token.eq_ignore_ascii_case("close");
+                    keep |= token.eq_ignore_ascii_case("keep-alive");
+                }
+                continue;
+            }
             _ => continue,
         };
         // A repeated Host or Origin could mean one thing to us and another to a proxy.
@@ -154,6 +166,7 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, RequestError> {
         return Ok(Parsed::Partial);
     };
     out.body = body.to_vec();
+    out.keep_alive = !close && (req.version == Some(1) || keep);
     Ok(Parsed::Complete(Box::new(out), end))
 }
 
@@ -200,6 +213,15 @@ mod tests {
             parse(b"\x16\x03\x01garbage\r\n\r\n"),
             Err(RequestError::Malformed(_))
         ));
+        let keeps = |r: &[u8]| match parse(r) {
+            Ok(Parsed::Complete(req, _)) => req.keep_alive,
+            other => panic!("{other:?}"),
+        };
+        assert!(keeps(b"GET / HTTP/1.1\r\n\r\n"));
+        assert!(!keeps(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n"));
+        assert!(!keeps(b"GET / HTTP/1.1\r\nConnection: TE, close\r\n\r\n"));
+        assert!(!keeps(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(keeps(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
         let chunked = b"POST /api HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(parse(chunked), Err(RequestError::LengthRequired));
     }

@@ -1,6 +1,6 @@
-//! HTTP responses as bytes (http.md section 3). Every response closes the connection
-//! (`Connection: close`): one request per connection keeps the server's state small, and the
-//! dashboard's requests go to loopback, where a new connection costs little.
+//! HTTP responses as bytes (http.md section 3). Responses are made without a `Connection`
+//! header: whether the connection stays open for another request is the server's choice
+//! (`net::http_server`), added with [`set_connection`] as the response goes out.
 
 /// The reason phrase of the statuses the node sends.
 fn reason(status: u16) -> &'static str {
@@ -22,18 +22,38 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// The head of a response whose body of type `ctype` is `len` bytes long, with `extra`
+/// header lines (each ending `\r\n`).
+pub fn head(status: u16, ctype: &str, extra: &str, len: u64) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\n\
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n{extra}\r\n",
+        reason(status),
+    )
+    .into_bytes()
+}
+
 /// A response with `body` of type `ctype`, and `extra` header lines (each ending `\r\n`).
 pub fn with(status: u16, ctype: &str, extra: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
-         Connection: close\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
-         {extra}\r\n",
-        reason(status),
-        body.len()
-    )
-    .into_bytes();
+    let mut out = head(status, ctype, extra, body.len() as u64);
     out.extend_from_slice(body);
     out
+}
+
+/// Adds the `Connection` header to `response` (after its status line): `close`, or
+/// `keep-alive` with the idle timeout and the requests left (RFC 9112 section 9).
+pub fn set_connection(response: &mut Vec<u8>, keep: Option<(u64, u32)>) {
+    let line = match keep {
+        Some((idle_secs, left)) => {
+            format!("Connection: keep-alive\r\nKeep-Alive: timeout={idle_secs}, max={left}\r\n")
+        }
+        None => "Connection: close\r\n".to_string(),
+    };
+    let at = response
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(response.len(), |i| i + 2);
+    response.splice(at..at, line.into_bytes());
 }
 
 /// A plain-text error or notice (the message and a newline).
@@ -88,5 +108,19 @@ mod tests {
         assert!(s.starts_with("HTTP/1.1 404 Not Found\r\n"), "{s}");
         assert!(s.contains("Content-Length: 13\r\n"), "{s}");
         assert!(s.ends_with("\r\n\r\nno such page\n"), "{s}");
+        let mut r = super::text(200, "x");
+        super::set_connection(&mut r, Some((5, 99)));
+        let s = String::from_utf8(r).unwrap();
+        assert!(
+            s.starts_with(
+                "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5, max=99\r\n"
+            ),
+            "{s}"
+        );
+        let mut r = super::text(200, "x");
+        super::set_connection(&mut r, None);
+        assert!(String::from_utf8(r)
+            .unwrap()
+            .contains("\r\nConnection: close\r\n"));
     }
 }

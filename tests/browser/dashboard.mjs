@@ -60,8 +60,19 @@ try {
   await page.click('#nav-learn');
   await page.waitForSelector('#buckets tbody tr');
   out.buckets = await page.locator('#buckets tbody tr').count();
-  await page.waitForSelector('#lookups tbody tr');
-  out.lookups = await page.locator('#lookups tbody tr').count();
+  await page.waitForSelector('#lookups tbody tr.lookup');
+  out.lookups = await page.locator('#lookups tbody tr.lookup').count();
+  // Live, hop by hop: a lookup started now appears on its own, newest first and opened,
+  // each of its requests with whom it asked and what came back.
+  await page.evaluate((id) => api('local_request_content_info', { content_hash: id }), ID);
+  await page.waitForFunction((id) => {
+    const first = document.querySelector('#lookups tbody tr.lookup');
+    return first && first.textContent.startsWith('api') && first.textContent.includes(id.slice(0, 12))
+      && document.querySelector('#lookups tbody tr.hop.answered');
+  }, ID);
+  out.hops = await page.locator('#lookups tbody tr.hop').count();
+  out.hop = await page.textContent('#lookups tbody tr.hop.answered');
+  if (process.env.SHOT_LEARN) await page.screenshot({ path: process.env.SHOT_LEARN, fullPage: true });
   out.errors = errors;
   console.log(JSON.stringify(out));
 } catch (e) {

@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod http;
 pub mod lab;
 pub mod vectors;
 
@@ -22,6 +23,8 @@ pub struct Node {
     pub api: SocketAddr,
     /// The HTTP side (dashboard, /metrics), if on.
     pub http: Option<SocketAddr>,
+    /// The dashboard's address as `peershare run` printed it (`dashboard: URL`).
+    pub dashboard: Option<String>,
     pub node_id: String,
     /// The API certificate's fingerprint (`api_tls:` line), when the API listens beyond
     /// loopback.
@@ -158,6 +161,10 @@ impl Node {
                 .iter()
                 .find_map(|l| l.strip_prefix("http: "))
                 .map(|a| a.parse().unwrap()),
+            dashboard: lines
+                .iter()
+                .find_map(|l| l.strip_prefix("dashboard: "))
+                .map(str::to_string),
             node_id: field("node_id"),
             api_tls: lines
                 .iter()

@@ -8,7 +8,7 @@ use mio::Token;
 use super::Reactor;
 use crate::api::{reply, ReplyTo};
 use crate::net::http_server::HttpEvent;
-use crate::net::jobs::Job;
+use crate::net::jobs::{Job, StreamDone};
 
 impl Reactor {
     /// Whether `t` is an HTTP client socket.
@@ -68,6 +68,22 @@ impl Reactor {
         }
     }
 
+    /// A stream's response plan or a segment of its body, for its HTTP client.
+    pub(super) fn http_stream_done(&mut self, now: Instant, done: StreamDone) {
+        let reg = self.poll.registry();
+        let ev = match (self.http.as_mut(), done) {
+            (Some(h), StreamDone::Plan { to, plan }) => h.start_stream(reg, to.conn, *plan, now),
+            (Some(h), StreamDone::Bytes { to, bytes }) => h.stream_bytes(reg, to.conn, bytes, now),
+            (None, _) => return,
+        };
+        self.http_events(now, ev);
+    }
+
+    fn http_job(&mut self, job: Job) {
+        self.backlog.push(job);
+        self.backlog.submit(&self.workers, &self.jobs);
+    }
+
     fn http_events(&mut self, now: Instant, events: Vec<HttpEvent>) {
         for ev in events {
             match ev {
@@ -79,28 +95,24 @@ impl Reactor {
                         continue;
                     }
                     // The guard checked the token, if one was needed (http.md section 4).
-                    self.backlog.push(Job::Api {
+                    self.http_job(Job::Api {
                         to,
                         bytes,
                         token: None,
                     });
-                    self.backlog.submit(&self.workers, &self.jobs);
                 }
                 HttpEvent::Stream {
                     conn,
                     content,
                     path,
                     range,
-                } => {
-                    let to = ReplyTo { conn, seq: 0 };
-                    self.backlog.push(Job::Stream {
-                        to,
-                        content,
-                        path,
-                        range,
-                    });
-                    self.backlog.submit(&self.workers, &self.jobs);
-                }
+                } => self.http_job(Job::Stream {
+                    to: ReplyTo { conn, seq: 0 },
+                    content,
+                    path,
+                    range,
+                }),
+                HttpEvent::StreamRead(read) => self.http_job(Job::StreamRead(read)),
                 HttpEvent::Closed { conn } => self.core.handle_api_gone(conn),
             }
         }

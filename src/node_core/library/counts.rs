@@ -21,6 +21,9 @@ pub struct Counts {
     pub chunk_checks: [u64; 2],
     /// Addresses banned for sending bad data.
     pub banned: u64,
+    /// Wire connections open by how they were made, `[direct, mapped, punched, relayed]`
+    /// (NAT traversal's, filled in by the node core).
+    pub connections: [u64; 4],
 }
 
 impl Library {

@@ -246,10 +246,57 @@ async function refreshBuckets() {
       el('tr', {}, el('td', {}, String(b)), el('td', {}, String(cs.length)),
         el('td', {}, ...cs.map((c) => el('div', {}, el('code', {}, c.node_id.slice(0, 16) + '…'), ` ${c.addr}, ${c.last_seen_secs_ago}s ago`)))));
     $('buckets').tBodies[0].replaceChildren(...rows);
+  } catch (e) {
+    say(e.message, true);
+  }
+}
+
+// Lookups whose requests are shown (by when they ended and their target); the newest is
+// shown unless closed.
+const openLookups = new Set();
+const closedLookups = new Set();
+
+function hopText(h) {
+  const again = h.resent ? ` (sent ${h.resent + 1}×)` : '';
+  switch (h.result) {
+    case 'answered': {
+      const best = h.best_bits == null ? '' : `, closest named shares ${h.best_bits} bits`;
+      const prov = h.providers ? `, ${h.providers} provider${h.providers > 1 ? 's' : ''}` : '';
+      const rtt = h.rtt_ms ? `${h.rtt_ms} ms` : '<1 ms';
+      return `answered in ${rtt}${again}: ${h.closer} contacts (${h.new} new)${prov}${best}`;
+    }
+    case 'timeout': return `no answer: timed out after ${h.after_ms} ms${again}`;
+    case 'error': return `answered with an error after ${h.after_ms} ms`;
+    default: return `no answer before the lookup ended${again}`;
+  }
+}
+
+function lookupRows(x, i) {
+  const key = x.seq;
+  const open = openLookups.has(key) || (i === 0 && !closedLookups.has(key));
+  const toggle = el('button', { type: 'button', class: 'hops-toggle' }, open ? 'hide' : `${x.requests.length} request${x.requests.length === 1 ? '' : 's'}`);
+  toggle.addEventListener('click', () => {
+    if (open) { openLookups.delete(key); closedLookups.add(key); } else { openLookups.add(key); closedLookups.delete(key); }
+    refreshLookups();
+  });
+  const row = el('tr', { class: 'lookup' }, el('td', {}, x.kind), el('td', {}, el('code', {}, (x.target || '').slice(0, 12) + '…')),
+    el('td', {}, Math.round(x.ago_ms / 1000) + ' s ago'), el('td', {}, x.ms + ' ms'), el('td', {}, x.hops == null ? '–' : String(x.hops)),
+    el('td', {}, String(x.answers)), el('td', {}, String(x.failures)), el('td', {}, toggle));
+  if (!open) return [row];
+  const hops = x.requests.map((h) => el('tr', { class: 'hop ' + h.result }, el('td', {}, String(h.round)),
+    el('td', {}, el('code', {}, h.node.slice(0, 12) + '…'), ' ' + h.addr), el('td', {}, String(h.bits)),
+    el('td', {}, '+' + h.sent_ms + ' ms'), el('td', {}, hopText(h))));
+  const more = x.untraced ? [el('tr', {}, el('td', { colspan: '5' }, `… and ${x.untraced} more requests`))] : [];
+  const inner = el('table', { class: 'hops' },
+    el('thead', {}, el('tr', {}, el('th', {}, 'round'), el('th', {}, 'asked'), el('th', {}, 'bits shared with target'),
+      el('th', {}, 'sent'), el('th', {}, 'what came back'))), el('tbody', {}, ...hops, ...more));
+  return [row, el('tr', { class: 'hops-row' }, el('td', { colspan: '8' }, inner))];
+}
+
+async function refreshLookups() {
+  try {
     const l = await (await fetch(withToken('/lookups'))).json();
-    $('lookups').tBodies[0].replaceChildren(...l.lookups.map((x) =>
-      el('tr', {}, el('td', {}, x.kind), el('td', {}, x.ms + ' ms'), el('td', {}, x.hops == null ? '–' : String(x.hops)),
-        el('td', {}, String(x.answers)), el('td', {}, String(x.failures)))));
+    $('lookups').tBodies[0].replaceChildren(...l.lookups.flatMap(lookupRows));
   } catch (e) {
     say(e.message, true);
   }
@@ -259,7 +306,7 @@ function route() {
   const learn = location.hash === '#learn';
   $('page-main').hidden = learn;
   $('page-learn').hidden = !learn;
-  if (learn) refreshBuckets();
+  if (learn) { refreshBuckets(); refreshLookups(); }
 }
 window.addEventListener('hashchange', route);
 route();
@@ -267,7 +314,10 @@ route();
 const events = new EventSource(withToken('/events'));
 events.onmessage = (m) => {
   onStatus(JSON.parse(m.data));
-  if (location.hash === '#learn' && samples.length % 5 === 0) refreshBuckets();
+  if (location.hash === '#learn') {
+    refreshLookups();
+    if (samples.length % 5 === 0) refreshBuckets();
+  }
 };
 events.onerror = () => { $('conn').textContent = 'reconnecting…'; };
 refreshTransfers();

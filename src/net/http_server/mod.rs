@@ -1,13 +1,18 @@
-//! The HTTP side's sockets (protocol-spec/http.md): accepting clients, reading one request
-//! per connection within limits, answering it, and closing politely. What a request means
-//! is `web`'s business (sans-IO); a JSON API request leaves as [`HttpEvent::Api`] and its
-//! reply comes back through [`HttpServer::deliver`].
+//! The HTTP side's sockets (protocol-spec/http.md): accepting clients, reading requests
+//! within limits, answering them one after the other on a kept-alive connection, and
+//! closing politely. What a request means is `web`'s business (sans-IO); a JSON API request
+//! leaves as [`HttpEvent::Api`] and its reply comes back through [`HttpServer::deliver`]; a
+//! stream's response comes as a plan ([`HttpServer::start_stream`]) whose file bytes are
+//! asked for a segment at a time ([`HttpEvent::StreamRead`], [`HttpServer::stream_bytes`])
+//! as the client takes them, so a response of any size holds at most about two segments.
 //!
 //! Limits, so that no client can take the node's web side away from the others: a request
 //! must arrive whole within the request timeout from the moment its connection was accepted
-//! (a slow client gets 408 and is closed); at most [`MAX_HTTP_CONNS`] connections are open,
-//! and when all are taken the one that has been sending its request longest makes room
-//! (a client that opens connections and sends nothing cannot lock others out).
+//! or its previous response was sent (a slow client gets 408 and is closed); a kept-alive
+//! connection that sends nothing for [`IDLE`] is closed, and one serves at most
+//! [`MAX_REQUESTS`] requests; at most [`MAX_HTTP_CONNS`] connections are open, and when all
+//! are taken the one that has been waiting for its request longest makes room (a client
+//! that opens connections and sends nothing cannot lock others out).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -25,10 +30,19 @@ use crate::web::request::{self, Parsed};
 use crate::web::route::{self, Action};
 use crate::web::{guard, response};
 
+mod body;
+
 /// Most HTTP connections open at once.
 pub const MAX_HTTP_CONNS: usize = 256;
 /// How long a lingering close waits for the client to close its side.
 const DRAIN_FOR: Duration = Duration::from_secs(2);
+/// How long a kept-alive connection may wait for its next request before it is closed.
+pub const IDLE: Duration = Duration::from_secs(5);
+/// Most requests served on one connection; the last response says `Connection: close`.
+pub const MAX_REQUESTS: u32 = 100;
+/// How long a response may go without a byte taken by its client before the connection is
+/// closed (a client that stops reading a long stream must not hold its slot for ever).
+pub const WRITE_STALL: Duration = Duration::from_secs(60);
 
 /// What the HTTP sockets produced for the loop.
 #[derive(Debug)]
@@ -52,6 +66,9 @@ pub enum HttpEvent {
         /// The `Range` header.
         range: Option<String>,
     },
+    /// The next segment of a stream's body to read; the bytes go to
+    /// [`HttpServer::stream_bytes`] with its `conn`.
+    StreamRead(super::jobs::SegmentRead),
     /// A connection closed: a reply it waited for is not needed any more.
     Closed {
         /// The connection's number.
@@ -97,10 +114,20 @@ struct HttpConn {
     peer: SocketAddr,
     buf: Vec<u8>,
     state: State,
+    /// When it was accepted, or its last response was sent: its request is due within the
+    /// request timeout from here.
     accepted_at: Instant,
     out: Vec<u8>,
     written: usize,
     writable_interest: bool,
+    /// The rest of a stream's body, still to read and send.
+    body: Option<body::Body>,
+    /// Responses sent whole on it.
+    served: u32,
+    /// The response being made keeps the connection open for another request.
+    keep: bool,
+    /// When its client last took bytes of a response (or the response began).
+    progress_at: Instant,
 }
 
 /// The HTTP listener and its clients.
@@ -197,6 +224,10 @@ impl HttpServer {
             out: Vec::new(),
             written: 0,
             writable_interest: false,
+            body: None,
+            served: 0,
+            keep: false,
+            progress_at: now,
         };
         self.conns.insert(t, conn);
         self.read(reg, t, now, ev);
@@ -227,13 +258,15 @@ impl HttpServer {
             let Some(c) = self.conns.get_mut(&t) else {
                 return;
             };
+            if matches!(c.state, State::Waiting(_) | State::Writing) {
+                // The next request (pipelined) waits in the socket until this response is
+                // out; `finish` reads it then.
+                return;
+            }
             match c.stream.read(&mut chunk) {
                 Ok(0) => {
-                    // The client is done sending. A half-read or answered connection goes; one
-                    // whose response is being made or sent keeps its sending side.
-                    if matches!(c.state, State::Reading | State::Draining(_) | State::Events) {
-                        self.close(reg, t, ev);
-                    }
+                    // The client is done sending: a half-read or answered connection goes.
+                    self.close(reg, t, ev);
                     return;
                 }
                 Ok(n) if c.state == State::Reading => {
@@ -242,7 +275,7 @@ impl HttpServer {
                         return;
                     }
                 }
-                // Input after the request is discarded.
+                // Input after the last response (draining) or to an event stream is discarded.
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -267,9 +300,14 @@ impl HttpServer {
         let Some(c) = self.conns.get_mut(&t) else {
             return true;
         };
+        c.keep = false;
         let req = match request::parse(&c.buf) {
             Ok(Parsed::Partial) => return false,
-            Ok(Parsed::Complete(req, _)) => req,
+            Ok(Parsed::Complete(req, used)) => {
+                // What follows is the next request (pipelined), for after this response.
+                c.buf.drain(..used.min(c.buf.len()));
+                req
+            }
             Err(e) => {
                 let (status, msg) = e.status();
                 log::info!("http: {}: {msg}", c.peer);
@@ -277,7 +315,6 @@ impl HttpServer {
                 return true;
             }
         };
-        c.buf = Vec::new();
         if let Err(r) = guard::check(&req, c.peer, self.local, self.token.as_deref()) {
             log::info!("http: {}: refused: {}", c.peer, r.message);
             self.respond(
@@ -290,6 +327,8 @@ impl HttpServer {
             );
             return true;
         }
+        // A refused request closed the connection above; a served one may keep it.
+        c.keep = req.keep_alive && c.served.saturating_add(1) < MAX_REQUESTS;
         match route::route(&req) {
             Action::Respond(bytes) => {
                 let status = status_of(&bytes);
@@ -307,11 +346,12 @@ impl HttpServer {
                 self.respond(reg, t, 200, bytes, now, ev);
             }
             Action::Lookups => {
-                let body = metrics::recent_lookups(&self.shared.view().lookups);
+                let body = crate::web::lookups::recent(&self.shared.view().lookups, now);
                 let bytes = response::with(200, "application/json", "", &body);
                 self.respond(reg, t, 200, bytes, now, ev);
             }
             Action::Events => {
+                c.keep = false;
                 c.state = State::Events;
                 c.out = response::event_stream_head();
                 c.written = 0;
@@ -420,16 +460,21 @@ impl HttpServer {
         reg: &Registry,
         t: Token,
         status: u16,
-        bytes: Vec<u8>,
+        mut bytes: Vec<u8>,
         now: Instant,
         ev: &mut Vec<HttpEvent>,
     ) {
         self.count(status);
         if let Some(c) = self.conns.get_mut(&t) {
+            response::set_connection(&mut bytes, keep_alive(c));
+            c.progress_at = now;
             c.state = State::Writing;
             c.out = bytes;
             c.written = 0;
-            c.buf = Vec::new();
+            c.body = None;
+            if !c.keep {
+                c.buf = Vec::new();
+            }
         }
         self.write(reg, t, now, ev);
     }
@@ -441,40 +486,74 @@ impl HttpServer {
         if !matches!(c.state, State::Writing | State::Events) {
             return;
         }
-        while let Some(rest) = c.out.get(c.written..).filter(|r| !r.is_empty()) {
-            match c.stream.write(rest) {
-                Ok(0) => {
-                    self.close(reg, t, ev);
-                    return;
-                }
-                Ok(n) => c.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !c.writable_interest {
-                        let both = Interest::READABLE | Interest::WRITABLE;
-                        if let Err(e) = reg.reregister(&mut c.stream, t, both) {
-                            log::debug!("http: reregister: {e}");
-                        }
-                        c.writable_interest = true;
+        loop {
+            body::refill(c, t, ev);
+            while let Some(rest) = c.out.get(c.written..).filter(|r| !r.is_empty()) {
+                match c.stream.write(rest) {
+                    Ok(0) => {
+                        self.close(reg, t, ev);
+                        return;
                     }
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::debug!("http: {}: write error: {e}", c.peer);
-                    self.close(reg, t, ev);
-                    return;
+                    Ok(n) => {
+                        c.written += n;
+                        c.progress_at = now;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if !c.writable_interest {
+                            let both = Interest::READABLE | Interest::WRITABLE;
+                            if let Err(e) = reg.reregister(&mut c.stream, t, both) {
+                                log::debug!("http: reregister: {e}");
+                            }
+                            c.writable_interest = true;
+                        }
+                        // Ask for the next segment while this one goes out.
+                        body::refill(c, t, ev);
+                        return;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        log::debug!("http: {}: write error: {e}", c.peer);
+                        self.close(reg, t, ev);
+                        return;
+                    }
                 }
             }
+            c.out.clear();
+            c.written = 0;
+            match &c.body {
+                // Its next segment is being read: written when it comes.
+                Some(b) if b.reading => return,
+                Some(b) if !b.pieces.is_empty() => continue,
+                _ => break,
+            }
         }
-        c.out.clear();
-        c.written = 0;
+        c.body = None;
         if c.state == State::Events {
             return; // more events come
         }
-        // All out: stop sending and wait briefly for the client to close, so that unread
-        // input does not make the kernel reset the connection under the response.
-        let _ = c.stream.shutdown(std::net::Shutdown::Write);
-        c.state = State::Draining(now + DRAIN_FOR);
+        self.finish(reg, t, now, ev);
+    }
+
+    /// A response is all out: read the next request on a kept-alive connection, or stop
+    /// sending and wait briefly for the client to close, so that unread input does not
+    /// make the kernel reset the connection under the response.
+    fn finish(&mut self, reg: &Registry, t: Token, now: Instant, ev: &mut Vec<HttpEvent>) {
+        let Some(c) = self.conns.get_mut(&t) else {
+            return;
+        };
+        c.served = c.served.saturating_add(1);
+        if c.keep {
+            c.state = State::Reading;
+            c.accepted_at = now;
+            // The next request decides for itself (a 408 for it closes).
+            c.keep = false;
+            if !c.buf.is_empty() && self.try_request(reg, t, now, ev) {
+                return;
+            }
+        } else {
+            let _ = c.stream.shutdown(std::net::Shutdown::Write);
+            c.state = State::Draining(now + DRAIN_FOR);
+        }
         self.read(reg, t, now, ev);
     }
 
@@ -532,10 +611,21 @@ impl HttpServer {
             .conns
             .iter()
             .filter_map(|(t, c)| match c.state {
+                // A kept-alive connection with no next request.
+                State::Reading
+                    if c.served > 0
+                        && c.buf.is_empty()
+                        && now.saturating_duration_since(c.accepted_at) >= IDLE =>
+                {
+                    Some((*t, true))
+                }
                 State::Reading if now.saturating_duration_since(c.accepted_at) >= limit => {
                     Some((*t, c.buf.is_empty()))
                 }
                 State::Draining(until) if until <= now => Some((*t, true)),
+                State::Writing if now.saturating_duration_since(c.progress_at) >= WRITE_STALL => {
+                    Some((*t, true))
+                }
                 _ => None,
             })
             .collect();
@@ -558,6 +648,15 @@ impl HttpServer {
             }
         }
     }
+}
+
+/// The `Connection` choice for `c`'s response: kept alive (the idle timeout in seconds and
+/// the requests left), or closed.
+fn keep_alive(c: &HttpConn) -> Option<(u64, u32)> {
+    c.keep.then(|| {
+        let left = MAX_REQUESTS.saturating_sub(c.served.saturating_add(1));
+        (IDLE.as_secs(), left)
+    })
 }
 
 /// The status code of a response's bytes (`HTTP/1.1 NNN ...`).
