@@ -45,15 +45,24 @@ use crate::proto::codec::DecodeError;
 use crate::proto::dht::{self, Datagram};
 use crate::proto::wire::{self, decode_frame, frame_len_hint, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 
+mod decrypted;
 mod dht_walk;
 mod line;
 mod manifest_walk;
+mod sessions;
+mod sessions_text;
 mod tree_walk;
 mod walk;
 mod wire_walk;
 
 #[cfg(test)]
 mod tree_tests;
+
+pub use decrypted::write_decrypted;
+pub use sessions::{
+    explain_capture, explain_reassembled, read_keylog, CaptureReport, DirectionReport,
+    HandshakeMessage, Keys, RecordInfo, SessionKind, SessionReport,
+};
 
 use dht_walk::explain_dht;
 use line::{dht_line, manifest_line, tree_line, wire_line};

@@ -28,6 +28,7 @@
 pub mod api;
 pub mod bitset;
 pub mod bufpool;
+pub mod capture;
 pub mod cli;
 pub mod conform;
 pub mod conn;

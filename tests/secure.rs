@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::capture::{free_port, skip};
 use common::{fresh_keys, seeded_bytes, wait_until, wire_connect_as, Node};
 use peershare::id::Id;
 use peershare::proto::wire::{decode_frame, Handshake, Message};
@@ -372,26 +373,6 @@ fn a_byte_rewritten_on_the_path_fails_that_connection_and_the_download_completes
     // The seeder behind the proxy was not blamed for a bad chunk: no chunk ever got through.
     let s = leecher.status();
     assert_eq!(s["secure"]["id_mismatch"], 0, "{s}");
-}
-
-/// Says that a capture test did not run and why, or fails where it must run (CI sets
-/// PEERSHARE_REQUIRE_TSHARK=1).
-fn skip(test: &str, why: &str) {
-    if std::env::var("PEERSHARE_REQUIRE_TSHARK").is_ok_and(|v| v == "1") {
-        panic!("{test} cannot run: {why} (PEERSHARE_REQUIRE_TSHARK=1 requires it to)");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1 (the capture filter names it).
-fn free_port() -> u16 {
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = t.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
 }
 
 /// Windows of 32 bytes of `data` at every `step` bytes, keyed by their first 8 bytes.

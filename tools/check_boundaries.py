@@ -25,7 +25,7 @@ SRC = ROOT / "src"
 
 # Lower layers first; a module may use modules of strictly lower layers only.
 LAYERS = [
-    ["id", "conn", "bitset", "bufpool", "limits", "paths", "workers"],
+    ["id", "conn", "bitset", "bufpool", "limits", "paths", "workers", "capture"],
     ["proto", "settings", "identity"],
     ["content", "secure"],
     ["explain", "ledger"],
@@ -40,7 +40,7 @@ LAYERS = [
 ]
 LAYER = {m: i for i, ms in enumerate(LAYERS) for m in ms}
 
-CORES = ["proto", "dht", "transfer", "nat", "node_core", "secure", "web"]
+CORES = ["capture", "proto", "dht", "transfer", "nat", "node_core", "secure", "web"]
 IO = (r"\bmio\b|crossbeam|parking_lot|std::net::(UdpSocket|TcpStream|TcpListener)"
       r"|Instant::now\(\)|SystemTime::now\(\)|std::thread|thread_rng|rand::random"
       r"|std::fs\b|\bFile::(open|create)|std::process")

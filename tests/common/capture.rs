@@ -288,3 +288,26 @@ pub fn open_flow(
     let got = open(r2i, 2 + 193, &k.responder_to_initiator)?;
     Ok((init, sent, got))
 }
+
+/// Says that a capture test did not run and why, or fails where it must run (CI sets
+/// PEERSHARE_REQUIRE_TSHARK=1).
+pub fn skip(test: &str, why: &str) {
+    if std::env::var("PEERSHARE_REQUIRE_TSHARK").is_ok_and(|v| v == "1") {
+        panic!("{test} cannot run: {why} (PEERSHARE_REQUIRE_TSHARK=1 requires it to)");
+    }
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIPPED {test}: {why}\n").as_bytes(),
+    );
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 (a capture filter names it).
+pub fn free_port() -> u16 {
+    loop {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = t.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
