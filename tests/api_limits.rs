@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -98,14 +98,6 @@ fn idle_connections_make_room_for_new_clients() {
     assert_eq!(first.read(&mut b).unwrap(), 0);
 }
 
-/// A non-loopback address of this machine, if it has one (no packet is sent).
-fn outside_ip() -> Option<IpAddr> {
-    let u = UdpSocket::bind("0.0.0.0:0").ok()?;
-    u.connect("192.0.2.1:9").ok()?;
-    let ip = u.local_addr().ok()?.ip();
-    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
-}
-
 /// Outside loopback the API needs a token: without one the node refuses to start; with one,
 /// clients outside loopback must send it, loopback clients need not.
 #[test]
@@ -144,7 +136,7 @@ fn api_outside_loopback_needs_a_token() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16"));
 
-    let Some(ip) = outside_ip() else {
+    let Some(ip) = common::outside_ip() else {
         println!("SKIPPED the remote-client part: this machine has no non-loopback address");
         return;
     };

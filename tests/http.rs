@@ -165,6 +165,55 @@ fn the_token_rule_holds_beyond_loopback() {
     );
     let lo = SocketAddr::from(([127, 0, 0, 1], http.port()));
     assert_eq!(status_of(&get(lo, "/metrics")), 200);
+
+    // Other machines speak HTTPS (http.md section 1): plain HTTP from one is refused before
+    // its request is read, the right token included.
+    let Some(ip) = common::outside_ip() else {
+        println!("SKIPPED the remote-client part: this machine has no non-loopback address");
+        return;
+    };
+    let remote = SocketAddr::new(ip, http.port());
+    let plain = send(
+        remote,
+        format!(
+            "GET /metrics HTTP/1.1\r\nHost: {remote}\r\n\
+             Authorization: Bearer 0123456789abcdef0123\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status_of(&plain), 403, "{plain}");
+    assert!(plain.contains("speaks HTTPS"), "{plain}");
+    // Over TLS, trusting the certificate by the fingerprint the node printed, with the token.
+    let fp = _node
+        .api_tls
+        .clone()
+        .expect("an api_tls: line in the banner");
+    let tls_get = |token: &str| {
+        let sock = TcpStream::connect(remote).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut s = peershare::api::tls_client::connect(sock, &fp).unwrap();
+        s.write_all(
+            format!(
+                "GET /metrics HTTP/1.1\r\nHost: {remote}\r\nAuthorization: Bearer {token}\r\n\
+                 Connection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let r = tls_get("0123456789abcdef0123");
+    assert_eq!(status_of(&r), 200, "{}", &r[..r.len().min(300)]);
+    assert!(
+        body_of(&r).contains("peershare_"),
+        "{}",
+        &r[..r.len().min(300)]
+    );
+    let r = tls_get("wrong-token-0000000");
+    assert_eq!(status_of(&r), 401, "{}", &r[..r.len().min(300)]);
 }
 
 #[test]

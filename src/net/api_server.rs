@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 
-use super::api_stream::ApiStream;
+use super::edge_stream::EdgeStream;
 use super::tokens::Tokens;
 use crate::api::framing::{ApiConnection, Frame};
 use crate::api::{auth, reply, ReplyTo};
@@ -52,7 +52,7 @@ pub enum ApiEvent {
 }
 
 struct ApiConn {
-    stream: ApiStream,
+    stream: EdgeStream,
     peer: SocketAddr,
     framer: ApiConnection,
     next_seq: u64,
@@ -160,7 +160,7 @@ impl ApiServer {
                     self.conns.insert(
                         token,
                         ApiConn {
-                            stream: ApiStream::new(stream, self.tls.clone()),
+                            stream: EdgeStream::new(stream, self.tls.clone()),
                             peer,
                             framer: ApiConnection::new(),
                             next_seq: 0,

@@ -15,8 +15,8 @@
 //!   `--trace`.
 
 pub mod api_server;
-pub mod api_stream;
 pub mod bandwidth;
+pub mod edge_stream;
 pub mod emulate;
 pub mod hooks;
 pub mod http_server;

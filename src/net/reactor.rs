@@ -85,6 +85,8 @@ pub struct ReactorParts {
     pub api_token: Option<Arc<str>>,
     /// TLS for API clients outside loopback (`api::tls`), when the API listens beyond it.
     pub api_tls: Option<Arc<rustls::ServerConfig>>,
+    /// The same for the HTTP side, when it listens beyond loopback.
+    pub http_tls: Option<Arc<rustls::ServerConfig>>,
     /// How long a client may take to finish a request it has started (a slow or stuck
     /// client must not hold a connection slot forever); then it gets an error reply and is
     /// closed.
@@ -152,7 +154,14 @@ impl Reactor {
         reg.register(api.listener(), API, Interest::READABLE)?;
         let token = p.api_token.clone();
         let mut http = p.http.map(|(l, addr)| {
-            HttpServer::new(l, addr, token, p.shared.clone(), p.api_request_timeout)
+            HttpServer::new(
+                l,
+                addr,
+                token,
+                p.http_tls.clone(),
+                p.shared.clone(),
+                p.api_request_timeout,
+            )
         });
         if let Some(h) = http.as_mut() {
             reg.register(h.listener(), HTTP, Interest::READABLE)?;

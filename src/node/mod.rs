@@ -217,7 +217,10 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
     let file = read_config(&cfg.data_dir, saved.limits)?;
     let identity = load_identity(&cfg.data_dir, saved.node_id)?;
     // Beyond loopback the API speaks TLS to other machines (api.md section 1).
-    let api_tls = if cfg.api_addr.ip().to_canonical().is_loopback() {
+    let http_beyond = cfg
+        .http_addr
+        .is_some_and(|h| !h.ip().to_canonical().is_loopback());
+    let api_tls = if cfg.api_addr.ip().to_canonical().is_loopback() && !http_beyond {
         None
     } else {
         Some(
@@ -351,7 +354,14 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
         shared,
         shutdown: shutdown.clone(),
         api_token: cfg.api_token.clone().map(Arc::from),
-        api_tls: api_tls.as_ref().map(|t| t.config.clone()),
+        api_tls: api_tls
+            .as_ref()
+            .filter(|_| !cfg.api_addr.ip().to_canonical().is_loopback())
+            .map(|t| t.config.clone()),
+        http_tls: api_tls
+            .as_ref()
+            .filter(|_| http_beyond)
+            .map(|t| t.config.clone()),
         api_request_timeout: cfg.api_request_timeout,
         ledger,
         trace: cfg.trace,

@@ -7,7 +7,7 @@
 //!   can reach the node.
 //! - **Origin** (CSRF): a page elsewhere can make the browser send a request to the node, with
 //!   its own `Origin`. A request with an `Origin` is accepted only if that origin is the
-//!   node's own (`http://` and a host accepted above); `Sec-Fetch-Site: cross-site` is refused
+//!   node's own (`http://`, or `https://` over TLS, and a host accepted above); `Sec-Fetch-Site: cross-site` is refused
 //!   too. Requests without either header come from programs (curl, Prometheus), not pages.
 //! - **Token**: a client outside loopback must send the API's token (api.md section 1), as
 //!   `Authorization: Bearer TOKEN` or `?token=TOKEN` (an `<audio>` element or `EventSource`
@@ -74,8 +74,11 @@ pub fn check(
         Some(_) => {}
     }
     if let Some(o) = req.origin.as_deref() {
+        // The scheme of the connection itself: a page the node served over TLS (to a
+        // browser on another machine) has an https:// origin, one served in clear http://.
+        let scheme = if req.over_tls { "https://" } else { "http://" };
         let ours = o
-            .strip_prefix("http://")
+            .strip_prefix(scheme)
             .is_some_and(|h| host_is_ours(h, port));
         if !ours {
             return Err(forbidden(format!(
@@ -170,6 +173,12 @@ mod tests {
         let mut no_host = req("", None);
         no_host.host = None;
         assert_eq!(check(&no_host, lo, local, None).unwrap_err().status, 403);
+        // Over TLS the node's own pages are https://, and http:// is another origin.
+        let mut tls = req("127.0.0.1:8003", Some("https://127.0.0.1:8003"));
+        tls.over_tls = true;
+        assert_eq!(check(&tls, lo, local, None), Ok(()));
+        tls.origin = Some("http://127.0.0.1:8003".into());
+        assert_eq!(check(&tls, lo, local, None).unwrap_err().status, 403);
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Request {
     /// The client would keep the connection for another request: HTTP/1.1 without
     /// `Connection: close`, or HTTP/1.0 with `Connection: keep-alive` (RFC 9112 section 9.3).
     pub keep_alive: bool,
+    /// It came over TLS (set by the server, not parsed): its pages' origin is `https://`.
+    pub over_tls: bool,
 }
 
 impl Request {

@@ -381,3 +381,13 @@ pub fn wire_connect(addr: SocketAddr) -> (Wire, peershare::id::Id) {
         wire_connect_as(addr, &keys).unwrap_or_else(|e| panic!("secure session with {addr}: {e}"));
     (w, keys.node_id())
 }
+
+/// A non-loopback address of this machine, if it has one (no packet is sent): where a test
+/// plays a client on another machine.
+#[allow(dead_code)]
+pub fn outside_ip() -> Option<std::net::IpAddr> {
+    let u = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    u.connect("192.0.2.1:9").ok()?;
+    let ip = u.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
+use super::edge_stream::EdgeStream;
 use super::shared::Shared;
 use super::tokens::Tokens;
 use crate::web::metrics::{self, HttpStats};
@@ -110,7 +111,7 @@ const MAX_EVENTS_BEHIND: usize = 1 << 20;
 const STREAM_WAIT: Duration = Duration::from_secs(60);
 
 struct HttpConn {
-    stream: TcpStream,
+    stream: EdgeStream,
     peer: SocketAddr,
     buf: Vec<u8>,
     state: State,
@@ -136,6 +137,9 @@ pub struct HttpServer {
     local: SocketAddr,
     conns: HashMap<Token, HttpConn>,
     token: Option<Arc<str>>,
+    /// TLS for clients on other machines (http.md section 1), when the side listens beyond
+    /// loopback; such a client speaking plain HTTP is refused before its request is read.
+    tls: Option<Arc<rustls::ServerConfig>>,
     shared: Arc<Shared>,
     timeout: Duration,
     stats: HttpStats,
@@ -148,6 +152,7 @@ impl HttpServer {
         listener: TcpListener,
         local: SocketAddr,
         token: Option<Arc<str>>,
+        tls: Option<Arc<rustls::ServerConfig>>,
         shared: Arc<Shared>,
         timeout: Duration,
     ) -> Self {
@@ -156,6 +161,7 @@ impl HttpServer {
             local,
             conns: HashMap::new(),
             token,
+            tls,
             shared,
             timeout,
             stats: HttpStats::default(),
@@ -216,7 +222,7 @@ impl HttpServer {
             return;
         }
         let conn = HttpConn {
-            stream,
+            stream: EdgeStream::new(stream, self.tls.clone()),
             peer,
             buf: Vec::new(),
             state: State::Reading,
@@ -301,9 +307,20 @@ impl HttpServer {
             return true;
         };
         c.keep = false;
+        if self.tls.is_some() && c.stream.is_plain() && !c.peer.ip().to_canonical().is_loopback() {
+            // Another machine in clear: its token would cross the network readable. Answer
+            // why without reading the request.
+            log::info!("http: {}: refused a plain (not TLS) client", c.peer);
+            let msg = "this node's HTTP side speaks HTTPS to other machines: open \
+                       https://HOST:PORT/ and trust the certificate whose SHA-256 fingerprint \
+                       the node printed (http.md section 1)";
+            self.respond(reg, t, 403, response::text(403, msg), now, ev);
+            return true;
+        }
         let req = match request::parse(&c.buf) {
             Ok(Parsed::Partial) => return false,
-            Ok(Parsed::Complete(req, used)) => {
+            Ok(Parsed::Complete(mut req, used)) => {
+                req.over_tls = c.stream.is_tls();
                 // What follows is the next request (pipelined), for after this response.
                 c.buf.drain(..used.min(c.buf.len()));
                 req
@@ -501,7 +518,7 @@ impl HttpServer {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         if !c.writable_interest {
                             let both = Interest::READABLE | Interest::WRITABLE;
-                            if let Err(e) = reg.reregister(&mut c.stream, t, both) {
+                            if let Err(e) = reg.reregister(&mut c.stream.sock, t, both) {
                                 log::debug!("http: reregister: {e}");
                             }
                             c.writable_interest = true;
@@ -516,6 +533,25 @@ impl HttpServer {
                         self.close(reg, t, ev);
                         return;
                     }
+                }
+            }
+            // TLS may still hold sealed bytes the socket did not take.
+            match c.stream.flush_tls() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !c.writable_interest {
+                        let both = Interest::READABLE | Interest::WRITABLE;
+                        if let Err(e) = reg.reregister(&mut c.stream.sock, t, both) {
+                            log::debug!("http: reregister: {e}");
+                        }
+                        c.writable_interest = true;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    log::debug!("http: {}: write error: {e}", c.peer);
+                    self.close(reg, t, ev);
+                    return;
                 }
             }
             c.out.clear();
@@ -551,7 +587,7 @@ impl HttpServer {
                 return;
             }
         } else {
-            let _ = c.stream.shutdown(std::net::Shutdown::Write);
+            c.stream.shutdown_write();
             c.state = State::Draining(now + DRAIN_FOR);
         }
         self.read(reg, t, now, ev);
@@ -642,7 +678,7 @@ impl HttpServer {
 
     fn close(&mut self, reg: &Registry, t: Token, ev: &mut Vec<HttpEvent>) {
         if let Some(mut c) = self.conns.remove(&t) {
-            let _ = reg.deregister(&mut c.stream);
+            let _ = reg.deregister(&mut c.stream.sock);
             if matches!(c.state, State::Waiting(_)) {
                 ev.push(HttpEvent::Closed { conn: t.0 as u64 });
             }

@@ -1,10 +1,13 @@
-//! One API client's socket, plain or TLS (api.md section 1): the first byte tells. A TLS
-//! ClientHello starts with 0x16 (a handshake record); a JSON request starts with `{` or
-//! white space. So one port serves loopback clients in plain JSON, as EchoChain's clients
-//! speak it, and clients on other machines over TLS.
+//! One client socket of the API or the HTTP side, plain or TLS (api.md section 1, http.md
+//! section 1): the first byte tells. A TLS ClientHello starts with 0x16 (a handshake
+//! record); a JSON request starts with `{` or white space, an HTTP request with a method's
+//! letter. So one port serves loopback clients in clear, as EchoChain's clients and local
+//! browsers speak, and clients on other machines over TLS.
 //!
 //! Reads and writes carry plaintext either way; TLS records are read from and written to
-//! the socket underneath as needed, never blocking.
+//! the socket underneath as needed, never blocking. After a write, sealed bytes may still
+//! wait in TLS ([`EdgeStream::tls_pending`]): the caller keeps asking for writability until
+//! they are out.
 
 use std::io::{self, Read, Write};
 
@@ -20,18 +23,18 @@ enum Mode {
     Tls(Box<rustls::ServerConnection>),
 }
 
-/// An API client connection's byte stream.
-pub struct ApiStream {
+/// A client connection's byte stream.
+pub struct EdgeStream {
     /// The socket (register it with the poll).
     pub sock: TcpStream,
     mode: Mode,
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
-impl ApiStream {
+impl EdgeStream {
     /// A fresh connection; with `tls`, a client that opens with a ClientHello gets TLS.
     pub fn new(sock: TcpStream, tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> Self {
-        ApiStream {
+        EdgeStream {
             sock,
             mode: Mode::Undecided,
             tls,
@@ -41,6 +44,11 @@ impl ApiStream {
     /// Whether the client speaks plain JSON (known from its first byte on).
     pub fn is_plain(&self) -> bool {
         matches!(self.mode, Mode::Plain)
+    }
+
+    /// Whether the client speaks TLS (known from its first byte on).
+    pub fn is_tls(&self) -> bool {
+        matches!(self.mode, Mode::Tls(_))
     }
 
     /// Whether TLS bytes (handshake, alerts, sealed replies) wait to be written.
@@ -86,7 +94,7 @@ impl ApiStream {
     }
 }
 
-impl Read for ApiStream {
+impl Read for EdgeStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.decide()?;
         let Mode::Tls(c) = &mut self.mode else {
@@ -117,7 +125,7 @@ impl Read for ApiStream {
     }
 }
 
-impl Write for ApiStream {
+impl Write for EdgeStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.decide()?;
         let Mode::Tls(c) = &mut self.mode else {
