@@ -9,9 +9,10 @@ use crate::storage::job::Inventory;
 use crate::transfer::engine::EngineConfig;
 
 fn core(now: Instant) -> NodeCore {
-    let id = Id([1; 32]);
+    let identity = crate::identity::Identity::from_secret(&[1; 32]);
+    let id = identity.node_id();
     let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-    let dht = Dht::new(id, DhtConfig::default(), 1, now);
+    let dht = Dht::new(identity, DhtConfig::default(), 1, now);
     let library = Library::new(
         Inventory::default(),
         PathBuf::from("/files"),

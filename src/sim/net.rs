@@ -320,9 +320,9 @@ impl Sim {
         }
         let seed = self.config.seed;
         let mut id_rng = StdRng::seed_from_u64(derive_seed(seed, i as u64, 0));
-        let id = Id::random(&mut id_rng);
+        let identity = crate::identity::Identity::from_secret(&id_rng.gen());
         let dht = Dht::new(
-            id,
+            identity,
             self.dht_config.clone(),
             derive_seed(seed, i as u64, 1),
             self.now,
