@@ -64,6 +64,16 @@ pub enum QueryResult {
     },
 }
 
+impl QueryResult {
+    /// The node IDs a provider lookup's answers named for its providers (empty otherwise).
+    pub fn provider_ids(&self) -> &[(SocketAddr, Id)] {
+        match self {
+            QueryResult::Providers { node_ids, .. } => node_ids,
+            _ => &[],
+        }
+    }
+}
+
 /// Something the caller may want to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DhtEvent {

@@ -693,11 +693,11 @@ impl NodeCore {
             EngineAction::Wire(w) => {
                 let (nat, mut p) = self.nat_parts();
                 match w {
-                    WireAction::Connect { conn, addr } => {
+                    WireAction::Connect { conn, addr, expect } => {
                         // Through the provider's rendezvous, or a plain connect.
                         if !nat.connect(&mut p, now, conn, addr) {
-                            self.out
-                                .push_back(Output::Wire(WireAction::Connect { conn, addr }));
+                            let w = WireAction::Connect { conn, addr, expect };
+                            self.out.push_back(Output::Wire(w));
                         }
                     }
                     WireAction::Close { conn } => {
@@ -767,7 +767,9 @@ impl NodeCore {
                                 "download {content}: the DHT knows {} providers",
                                 providers.len()
                             );
-                            self.library.engine.add_peers(now, &content, providers);
+                            let ids = result.provider_ids();
+                            let engine = &mut self.library.engine;
+                            engine.add_peers_with_ids(now, &content, providers, ids);
                         }
                     }
                     Some(Lookup::Announce { content, replies }) => {
