@@ -602,7 +602,15 @@ mod tests {
         }
         let rtt = sim.now() - t0;
         assert!(rtt >= Duration::from_millis(30) && rtt <= Duration::from_millis(70));
+        // Then the PROVE and its PROOF (dht.md section 6.1): in the table a round trip later.
+        for _ in 0..100 {
+            if sim.node(b).unwrap().routing_table().len() == 1 {
+                break;
+            }
+            assert!(sim.step().unwrap());
+        }
         assert_eq!(sim.node(b).unwrap().routing_table().len(), 1);
+        assert!(sim.now() - t0 <= Duration::from_millis(140), "two round trips");
     }
 
     #[test]
