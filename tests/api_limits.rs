@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Node;
+use rustls::pki_types::pem::PemObject;
 use serde_json::{json, Value};
 
 fn read_reply(s: &mut TcpStream) -> Value {
@@ -160,20 +161,60 @@ fn api_outside_loopback_needs_a_token() {
         ],
     );
     let remote = SocketAddr::new(ip, n.api.port());
-    let ask = |req: Value| common::call(remote, &req);
-    let v = ask(json!({"type": "status", "payload": {}}));
+    // In clear from another machine: refused before anything is read, the right token
+    // included (it would have crossed the network readable).
+    let v = common::call(
+        remote,
+        &json!({"type": "status", "payload": {}, "token": token}),
+    );
     assert_eq!(v["status"], "error");
+    assert!(v["message"].as_str().unwrap().contains("needs TLS"), "{v}");
+    // A broken TLS record: that connection ends (with an alert), the node keeps serving.
+    let mut s = TcpStream::connect(remote).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"\x16\x03\x01\x00\x05hello, not a ClientHello")
+        .unwrap();
+    let mut rest = Vec::new();
+    let r = s.read_to_end(&mut rest);
     assert!(
-        v["message"].as_str().unwrap().contains("needs a \"token\""),
-        "{v}"
+        r.as_ref().map_or_else(
+            |e| e.kind() == std::io::ErrorKind::ConnectionReset,
+            |_| true
+        ),
+        "the node did not close the connection: {r:?}"
     );
-    let v = ask(json!({"type": "status", "payload": {}, "token": "wrong-token-0000000"}));
-    assert!(
-        v["message"].as_str().unwrap().contains("wrong token"),
-        "{v}"
+    assert!(rest.len() < 64, "{rest:?}");
+    // Over TLS, trusting the certificate by the fingerprint the node printed: the CLI's
+    // client, as a user on another machine runs it.
+    let fp = n.api_tls.clone().expect("an api_tls: line in the banner");
+    let fp_file = peershare::api::tls::fingerprint_of(
+        &rustls::pki_types::CertificateDer::from_pem_file(dir.path().join("node/api-tls.crt"))
+            .unwrap(),
     );
-    let v = ask(json!({"type": "status", "payload": {}, "token": token}));
-    assert_eq!(v["status"], "success", "{v}");
+    assert_eq!(fp, fp_file);
+    let cli = |fp: &str, token: Option<&str>| {
+        let mut c = Command::new(common::bin());
+        c.args(["status", "--json", "--api", &remote.to_string()])
+            .env("PEERSHARE_API_FINGERPRINT", fp)
+            .env_remove("PEERSHARE_API_TOKEN");
+        if let Some(t) = token {
+            c.env("PEERSHARE_API_TOKEN", t);
+        }
+        let out = c.output().unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (out, err) = cli(&fp, Some(token));
+    assert!(out.contains("\"status\":\"success\""), "{out} {err}");
+    let (out, err) = cli(&fp, None);
+    assert!(format!("{out}{err}").contains("API needs a"), "{out} {err}");
+    let (out, err) = cli(&fp, Some("wrong-token-0000000"));
+    assert!(format!("{out}{err}").contains("wrong token"), "{out} {err}");
+    // Another certificate (a man in the middle's): the client hangs up, nothing is sent.
+    let (out, err) = cli(&format!("{}AB", "AB:".repeat(31)), Some(token));
+    assert!(err.contains("not the AB:AB"), "{out} {err}");
     // Loopback clients (EchoChain's) need no token.
     let local = SocketAddr::from(([127, 0, 0, 1], n.api.port()));
     assert_eq!(

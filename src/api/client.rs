@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::tls_client;
+
 /// The largest reply accepted, in bytes (the `all_available_content` listing can be big).
 pub const MAX_REPLY_BYTES: usize = 64 << 20;
 
@@ -103,13 +105,43 @@ fn call_with_limit(
 ) -> Result<Value, ClientError> {
     // std rejects a zero timeout; treat it as "no timeout".
     let timeout = timeout.filter(|t| !t.is_zero());
-    let mut stream = connect(addr, timeout)?;
-    stream.set_read_timeout(timeout).map_err(ClientError::Io)?;
-    stream.set_write_timeout(timeout).map_err(ClientError::Io)?;
+    let tcp = connect(addr, timeout)?;
+    tcp.set_read_timeout(timeout).map_err(ClientError::Io)?;
+    tcp.set_write_timeout(timeout).map_err(ClientError::Io)?;
     // Nagle would hold back nothing here (one write), but the reply latency matters.
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    // Another machine's API is reached over TLS, with its token (api.md section 1).
+    let remote = !addr.ip().to_canonical().is_loopback();
+    let (mut stream, request) = if remote {
+        let Ok(fp) = std::env::var(tls_client::FINGERPRINT_ENV) else {
+            return Err(ClientError::Connect {
+                addr,
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "an API outside loopback is reached over TLS: set {} to the \
+                         fingerprint its node printed (`api_tls:` line) and {} to its token",
+                        tls_client::FINGERPRINT_ENV,
+                        tls_client::TOKEN_ENV
+                    ),
+                ),
+            });
+        };
+        let tls = tls_client::connect(tcp, &fp)
+            .map_err(|source| ClientError::Connect { addr, source })?;
+        let mut with_token = request.clone();
+        if let (Some(obj), Ok(tok)) = (
+            with_token.as_object_mut(),
+            std::env::var(tls_client::TOKEN_ENV),
+        ) {
+            obj.insert("token".to_owned(), Value::String(tok.trim().to_owned()));
+        }
+        (tls_client::ClientStream::Tls(Box::new(tls)), with_token)
+    } else {
+        (tls_client::ClientStream::Plain(tcp), request.clone())
+    };
 
-    let body = serde_json::to_vec(request)
+    let body = serde_json::to_vec(&request)
         .map_err(|e| ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     stream.write_all(&body).map_err(ClientError::Io)?;
     stream.flush().map_err(ClientError::Io)?;

@@ -288,6 +288,14 @@ impl ApiConnection {
         )))
     }
 
+    /// Refuses the connection whatever it sent (a client that may not use it): reads
+    /// nothing more and closes after answering the returned frame, whose message is `reason`.
+    #[must_use]
+    pub fn refuse_connection(&mut self, reason: &str) -> Frame {
+        self.outstanding = self.outstanding.saturating_add(1);
+        self.refuse_with(reason.to_owned())
+    }
+
     /// Queues the reply to the oldest frame that has none yet. Call it exactly once per
     /// frame, in the order the frames were returned, so replies stay in request order.
     pub fn queue_reply(&mut self, reply: &[u8]) {

@@ -38,6 +38,8 @@ pub mod ledger;
 pub mod paths;
 pub mod reply;
 pub mod request;
+pub mod tls;
+pub mod tls_client;
 
 /// Where an API request's reply goes: the client connection it came on and its place in
 /// that connection's reply order. The reactor numbers connections; everything else only

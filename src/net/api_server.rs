@@ -14,12 +14,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 
+use super::api_stream::ApiStream;
 use super::tokens::Tokens;
 use crate::api::framing::{ApiConnection, Frame};
 use crate::api::{auth, reply, ReplyTo};
+
+/// The answer to a client outside loopback that does not speak TLS (api.md section 1).
+const PLAIN_REFUSED: &str = "this node's API needs TLS from clients outside loopback \
+     (api.md section 1: trust the certificate by the SHA-256 fingerprint the node prints)";
 
 /// Most API connections open at once; more are accepted and closed at once.
 const MAX_API_CONNS: usize = 1024;
@@ -47,7 +52,7 @@ pub enum ApiEvent {
 }
 
 struct ApiConn {
-    stream: TcpStream,
+    stream: ApiStream,
     peer: SocketAddr,
     framer: ApiConnection,
     next_seq: u64,
@@ -77,6 +82,9 @@ pub struct ApiServer {
     request_timeout: Duration,
     /// The token clients outside loopback must send (`api::auth`).
     api_token: Option<Arc<str>>,
+    /// TLS for clients outside loopback (`api::tls`): with it, such a client that speaks
+    /// plain JSON is refused before its first request is read.
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// Clients accepted so far.
     accepted: u64,
 }
@@ -87,6 +95,7 @@ impl ApiServer {
         listener: TcpListener,
         request_timeout: Duration,
         api_token: Option<Arc<str>>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Self {
         ApiServer {
             listener,
@@ -94,6 +103,7 @@ impl ApiServer {
             refused: 0,
             request_timeout,
             api_token,
+            tls,
             accepted: 0,
         }
     }
@@ -150,7 +160,7 @@ impl ApiServer {
                     self.conns.insert(
                         token,
                         ApiConn {
-                            stream,
+                            stream: ApiStream::new(stream, self.tls.clone()),
                             peer,
                             framer: ApiConnection::new(),
                             next_seq: 0,
@@ -217,7 +227,15 @@ impl ApiServer {
                 return;
             }
             while !c.eof && c.framer.wants_read() {
-                match c.stream.read(&mut buf) {
+                let r = c.stream.read(&mut buf);
+                if self.tls.is_some() && c.stream.is_plain() && auth::required_for(c.peer.ip()) {
+                    // A client on another machine in clear: its token would have crossed
+                    // the network readable. Answer why, read nothing of it.
+                    log::info!("api: {}: refused a plain (not TLS) client", c.peer);
+                    frames.push(c.framer.refuse_connection(PLAIN_REFUSED));
+                    break;
+                }
+                match r {
                     Ok(0) => {
                         c.eof = true;
                         frames.extend(c.framer.on_eof());
@@ -342,14 +360,24 @@ impl ApiServer {
                 }
             }
         }
-        let want_write = !c.framer.pending_output().is_empty();
+        // TLS may hold sealed bytes (or handshake answers) after the framer's are taken.
+        match c.stream.flush_tls() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                log::debug!("api: {}: write error: {e}", c.peer);
+                self.close(reg, t, ev);
+                return;
+            }
+        }
+        let want_write = !c.framer.pending_output().is_empty() || c.stream.tls_pending();
         if c.framer.wants_close() && !want_write && c.draining.is_none() {
             if c.eof {
                 self.close(reg, t, ev);
                 return;
             }
             // Lingering close: the reply is out; stop sending, discard what still comes.
-            let _ = c.stream.shutdown(std::net::Shutdown::Write);
+            c.stream.shutdown_write();
             c.draining = Some((now + DRAIN_FOR, 0));
             self.read(reg, t, now, ev);
             return;
@@ -360,7 +388,7 @@ impl ApiServer {
             } else {
                 Interest::READABLE
             };
-            if let Err(e) = reg.reregister(&mut c.stream, t, interest) {
+            if let Err(e) = reg.reregister(&mut c.stream.sock, t, interest) {
                 log::debug!("api: reregister: {e}");
             }
             c.writable_interest = want_write;
@@ -419,7 +447,7 @@ impl ApiServer {
 
     fn close(&mut self, reg: &Registry, t: Token, ev: &mut Vec<ApiEvent>) {
         if let Some(mut c) = self.conns.remove(&t) {
-            let _ = reg.deregister(&mut c.stream);
+            let _ = reg.deregister(&mut c.stream.sock);
             ev.push(ApiEvent::Closed { conn: t.0 as u64 });
         }
     }

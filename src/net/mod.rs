@@ -15,6 +15,7 @@
 //!   `--trace`.
 
 pub mod api_server;
+pub mod api_stream;
 pub mod bandwidth;
 pub mod emulate;
 pub mod hooks;

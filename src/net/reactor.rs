@@ -83,6 +83,8 @@ pub struct ReactorParts {
     pub shutdown: Arc<AtomicBool>,
     /// The token API clients outside loopback must send (`api::auth`).
     pub api_token: Option<Arc<str>>,
+    /// TLS for API clients outside loopback (`api::tls`), when the API listens beyond it.
+    pub api_tls: Option<Arc<rustls::ServerConfig>>,
     /// How long a client may take to finish a request it has started (a slow or stuck
     /// client must not hold a connection slot forever); then it gets an error reply and is
     /// closed.
@@ -141,7 +143,12 @@ impl Reactor {
         let reg = p.poll.registry();
         reg.register(&mut p.udp, UDP, Interest::READABLE)?;
         reg.register(&mut p.wire, WIRE, Interest::READABLE)?;
-        let mut api = ApiServer::new(p.api, p.api_request_timeout, p.api_token.clone());
+        let mut api = ApiServer::new(
+            p.api,
+            p.api_request_timeout,
+            p.api_token.clone(),
+            p.api_tls.clone(),
+        );
         reg.register(api.listener(), API, Interest::READABLE)?;
         let token = p.api_token.clone();
         let mut http = p.http.map(|(l, addr)| {

@@ -216,6 +216,15 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
     // The config file: a mistake in it stops the node here, named by line and key.
     let file = read_config(&cfg.data_dir, saved.limits)?;
     let identity = load_identity(&cfg.data_dir, saved.node_id)?;
+    // Beyond loopback the API speaks TLS to other machines (api.md section 1).
+    let api_tls = if cfg.api_addr.ip().to_canonical().is_loopback() {
+        None
+    } else {
+        Some(
+            crate::api::tls::ApiTls::load_or_create(&cfg.data_dir)
+                .map_err(|e| NodeError::Config(format!("the API's TLS: {e}")))?,
+        )
+    };
     let id = identity.node_id();
     // The DHT signs its PROOFs with the same key (dht.md section 6.1): its own copy, zeroized
     // when it is dropped like the first.
@@ -345,6 +354,7 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
         shared,
         shutdown: shutdown.clone(),
         api_token: cfg.api_token.clone().map(Arc::from),
+        api_tls: api_tls.as_ref().map(|t| t.config.clone()),
         api_request_timeout: cfg.api_request_timeout,
         ledger,
         trace: cfg.trace,
@@ -356,7 +366,7 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
     .map_err(io_err("register sockets"))?;
 
     install_signal_handler(shutdown, waker)?;
-    announce_banner(id, local, (api_addr, http_addr), &cfg);
+    announce_banner(id, local, (api_addr, http_addr), api_tls.as_ref(), &cfg);
     reactor.run().map_err(io_err("event loop"))?;
     log::info!("node stopped; state saved in {}", cfg.data_dir.display());
     Ok(())
@@ -472,6 +482,7 @@ fn announce_banner(
     id: Id,
     local: SocketAddr,
     (api, http): (SocketAddr, Option<SocketAddr>),
+    tls: Option<&crate::api::tls::ApiTls>,
     cfg: &NodeConfig,
 ) {
     // Machine-readable lines on stdout (tests and scripts read them); logs go to stderr.
@@ -479,6 +490,14 @@ fn announce_banner(
     let _ = writeln!(out, "node_id: {id}");
     let _ = writeln!(out, "listen: {local} (UDP DHT + TCP wire)");
     let _ = writeln!(out, "api: {api}");
+    if let Some(t) = tls {
+        let _ = writeln!(
+            out,
+            "api_tls: SHA-256 {} ({}; clients outside loopback must use TLS)",
+            t.fingerprint,
+            t.cert_path.display()
+        );
+    }
     if let Some(h) = http {
         let _ = writeln!(out, "http: {h}");
         // A wildcard address is not one a browser can open; loopback reaches it.

@@ -21,11 +21,11 @@ pub use record::{
 use crate::id::Id;
 use crate::identity::{self, Identity, PUBLIC_LEN, SIGNATURE_LEN};
 
-/// The Noise protocol name. ChaCha20-Poly1305 rather than AES-256-GCM, measured through
-/// snow's resolver on an x86_64 with AES-NI and PCLMULQDQ: ChaChaPoly seals and opens
-/// 400-410 MiB/s on one core where AES-GCM does 240-350 (its GHASH, RustCrypto's polyval, is
-/// the slow part: 21% of a downloader's profile against 8% for AES itself); and it needs no
-/// special instructions to be fast anywhere (`cargo run --release --example secure_bench`).
+/// The Noise protocol name. ChaCha20-Poly1305 rather than AES-256-GCM: it is fast and
+/// constant-time on any CPU, with or without AES instructions (phones, small boards). Both run
+/// on ring's assembly (snow's `ring-accelerated`), where AES-GCM seals and opens faster on
+/// x86_64 with AES-NI, but over a whole 1 GiB transfer it saved only 0.1-0.2 s of CPU per
+/// side (protocol-spec/secure.md section 2 gives the figures).
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
 /// Mixed into the handshake hash by both sides: a peer speaking anything else fails the
 /// handshake instead of agreeing on a different protocol.

@@ -125,7 +125,8 @@ impl RecordOpener {
     /// An opener for the direction whose key is `key`, from its first record.
     pub fn new(key: &[u8; 32]) -> Option<RecordOpener> {
         use snow::resolvers::CryptoResolver;
-        let mut cipher = snow::resolvers::DefaultResolver
+        // The same implementation the sessions use (ring's, as snow's Builder picks it).
+        let mut cipher = snow::resolvers::RingResolver
             .resolve_cipher(&snow::params::CipherChoice::ChaChaPoly)?;
         cipher.set(key);
         Some(RecordOpener { cipher, nonce: 0 })

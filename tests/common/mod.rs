@@ -23,6 +23,9 @@ pub struct Node {
     /// The HTTP side (dashboard, /metrics), if on.
     pub http: Option<SocketAddr>,
     pub node_id: String,
+    /// The API certificate's fingerprint (`api_tls:` line), when the API listens beyond
+    /// loopback.
+    pub api_tls: Option<String>,
     pub data_dir: PathBuf,
 }
 
@@ -156,6 +159,11 @@ impl Node {
                 .find_map(|l| l.strip_prefix("http: "))
                 .map(|a| a.parse().unwrap()),
             node_id: field("node_id"),
+            api_tls: lines
+                .iter()
+                .find_map(|l| l.strip_prefix("api_tls: SHA-256 "))
+                .and_then(|r| r.split(' ').next())
+                .map(str::to_string),
             child,
             data_dir: data_dir.to_path_buf(),
         })

@@ -543,6 +543,9 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_arg
 
         up0 = [up_total(s) for s in seeds]
         cpu0 = machine_cpu()
+        # Each node's own CPU (user + system, s): what the transfer costs, whatever else runs.
+        tick = os.sysconf("SC_CLK_TCK")
+        own0 = {n.p.pid: proc_stat(n.p.pid) for n in nodes}
         t0 = time.perf_counter()
         w = threading.Thread(target=watcher, daemon=True)
         if leechers == 1 or sample:
@@ -551,6 +554,8 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_arg
             done = list(ex.map(one, range(leechers)))
         watch["stop"] = True
         res["cpu"] = [b - a for a, b in zip(cpu0, machine_cpu())]
+        res["seed_cpu"] = [(proc_stat(n.p.pid) - own0[n.p.pid]) / tick for n in seeds]
+        res["leech_cpu"] = [(proc_stat(n.p.pid) - own0[n.p.pid]) / tick for n in ls]
         if leechers == 1 or sample:
             w.join()
         if sample:  # the counters' final values
@@ -803,7 +808,11 @@ def cpu_note(r):
     """`; machine CPU user U s, system S s`: on a VM whose host takes back free memory, slow
     rounds show up as more system time (fresh page-cache pages fault in the host)."""
     c = r.get("cpu")
-    return "" if not c else f"; machine CPU user {c[0]:.2f} s, system {c[1]:.2f} s"
+    out = "" if not c else f"; machine CPU user {c[0]:.2f} s, system {c[1]:.2f} s"
+    if r.get("seed_cpu") and r.get("leech_cpu"):
+        out += (f" (the nodes' own: seeder {sum(r['seed_cpu']):.2f} s, "
+                f"leecher{'s' if len(r['leech_cpu']) > 1 else ''} {sum(r['leech_cpu']):.2f} s)")
+    return out
 
 
 def split(r):
