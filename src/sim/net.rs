@@ -610,7 +610,10 @@ mod tests {
             assert!(sim.step().unwrap());
         }
         assert_eq!(sim.node(b).unwrap().routing_table().len(), 1);
-        assert!(sim.now() - t0 <= Duration::from_millis(140), "two round trips");
+        assert!(
+            sim.now() - t0 <= Duration::from_millis(140),
+            "two round trips"
+        );
     }
 
     #[test]
