@@ -322,10 +322,15 @@ struct FakePeer {
 
 impl FakePeer {
     fn start(contents: Vec<FakeContent>, pieces: Pieces) -> FakePeer {
+        FakePeer::start_as(fresh_keys(), contents, pieces)
+    }
+
+    /// A fake peer proving the identity of `keys` (the same identity seed gives the same
+    /// node ID on any port).
+    fn start_as(keys: LocalKeys, contents: Vec<FakeContent>, pieces: Pieces) -> FakePeer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
-        let keys = fresh_keys();
         let shared = Arc::new(FakeShared {
             node_id: keys.node_id(),
             keys,
@@ -872,6 +877,63 @@ fn banned_peer_receives_error_banned() {
         fake.log(|l| l.errors.contains(&(1, error_code::BANNED))),
         "the banned peer never received ERROR BANNED: {log}"
     );
+}
+
+/// Bans follow identities (wire.md section 7, secure.md section 3): a peer banned for a bad
+/// chunk that comes back from another port with the same key is refused at its handshake and
+/// sent nothing; a new key on another port is served (so it is the key, not the address).
+#[test]
+fn a_banned_key_stays_banned_from_another_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = seeded_bytes(4 * MIB, 43);
+    let keys =
+        || LocalKeys::generate(peershare::identity::Identity::from_secret(&[0x5a; 32])).unwrap();
+    let liar = FakePeer::start_as(
+        keys(),
+        vec![FakeContent::new(data.clone(), None)],
+        Pieces::Garbage,
+    );
+    let id = liar.shared.contents[0].id.to_hex();
+    let leecher = Node::start(&dir.path().join("l"), &[]);
+    let out = dir.path().join("out");
+    let pending = spawn_request(&leecher, &id, &out, &[liar.addr], LONG);
+    assert!(
+        wait_until(Duration::from_secs(20), || liar
+            .log(|l| l.errors.iter().any(|e| e.1 == error_code::BANNED))),
+        "the liar was not banned: {}",
+        liar.log(|l| format!("{l:?}"))
+    );
+    drop(liar);
+    // The same key, honest now, from another port: refused, never asked for a chunk.
+    let back = FakePeer::start_as(
+        keys(),
+        vec![FakeContent::new(data.clone(), None)],
+        Pieces::Honest,
+    );
+    assert_ne!(back.addr, leecher.listen);
+    let again = spawn_request(&leecher, &id, &out, &[back.addr], LONG);
+    assert!(
+        wait_until(Duration::from_secs(20), || back.log(|l| l.handshakes > 0
+            && (!l.errors.is_empty()
+                || !l.closed_by_peer.is_empty()
+                || !l.reset_by_peer.is_empty()))),
+        "the leecher never dialled the returning key, or kept it: {}",
+        back.log(|l| format!("{l:?}"))
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    back.log(|l| {
+        assert!(
+            l.requests.is_empty(),
+            "a banned key was asked for chunks: {l:?}"
+        );
+        assert!(l.errors.iter().all(|e| e.1 == error_code::BANNED), "{l:?}");
+    });
+    assert!(!pending.is_finished() && !again.is_finished());
+    // Another key on another port: served, and the download completes.
+    let fresh = FakePeer::start(vec![FakeContent::new(data.clone(), None)], Pieces::Honest);
+    let reply = request_file(&leecher, &id, &out, &[fresh.addr]);
+    assert_downloaded(&reply, &out, &data);
+    assert!(fresh.log(|l| !l.requests.is_empty()));
 }
 
 // ----- 5. a seeder dies mid-transfer -------------------------------------------------------

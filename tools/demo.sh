@@ -33,7 +33,11 @@ sleep 1
 size=3000000
 head -c $size /dev/urandom > "$work/drum-loop.wav"
 echo; echo "== bob shares drum-loop.wav"
-id=$("$BIN" add "$work/drum-loop.wav" --api 127.0.0.1:$((base + 101)) | tee /dev/stderr | head -1)
+# Not `| tee /dev/stderr | head -1`: with pipefail, head's early exit can kill tee with SIGPIPE
+# and the pipeline's failure would end the demo.
+added=$("$BIN" add "$work/drum-loop.wav" --api 127.0.0.1:$((base + 101)))
+echo "$added" >&2
+id=${added%%$'\n'*}
 echo; echo "== carol asks the DHT who has it"
 "$BIN" peers "$id" --api 127.0.0.1:$((base + 102))
 echo; echo "== the same question the way an EchoChain client asks it (raw JSON over TCP)"

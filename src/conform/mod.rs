@@ -13,7 +13,7 @@
 //! Cases live by topic: `dht_cases.rs`, `wire_cases.rs` (handshake, manifest, transfer,
 //! malformed frames), `rule_cases.rs` (the connection rules of wire.md section 3 and the
 //! decisions of issue 18), `dial_cases.rs` (the peer dials the suite, asked to through
-//! `--api`). `broken.rs` is a deliberately broken peer (a proxy in front of a
+//! `--api`), `secure_cases.rs` (the secure session, secure.md). `broken.rs` is a deliberately broken peer (a proxy in front of a
 //! real one) that the suite's own test runs it against.
 
 mod broken;
@@ -23,6 +23,7 @@ mod folder_cases;
 mod link;
 mod lookup_cases;
 mod rule_cases;
+mod secure_cases;
 mod session;
 mod wire_cases;
 
@@ -137,6 +138,7 @@ pub fn cases() -> Vec<Case> {
     v.extend(lookup_cases::cases());
     v.extend(wire_cases::cases());
     v.extend(rule_cases::cases());
+    v.extend(secure_cases::cases());
     v.extend(dial_cases::cases());
     v.extend(folder_cases::cases());
     v
