@@ -116,6 +116,9 @@ fn every_message_type_has_a_valid_vector() {
         // reprovide sweep (dht.md 4.9a, 4.9b)
         msg_type::ANNOUNCE_MANY,
         msg_type::STORED,
+        // proof of identity (dht.md 4.10, 4.11)
+        msg_type::PROVE,
+        msg_type::PROOF,
         msg_type::ERROR,
     ];
     // The list above must be every type the codec names; a type added to the codec (and to

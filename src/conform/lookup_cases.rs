@@ -13,7 +13,8 @@ use serde_json::json;
 
 use super::{fail, Case, Ctx, Outcome};
 use crate::id::Id;
-use crate::proto::dht::{Contact, Datagram, Message, TOKEN_LEN};
+use crate::identity::Identity;
+use crate::proto::dht::{proof_message, Contact, Datagram, Message, TOKEN_LEN};
 
 /// Nodes in the chain.
 const CHAIN: usize = 12;
@@ -39,6 +40,10 @@ pub fn cases() -> Vec<Case> {
 struct Fake {
     id: Id,
     sock: UdpSocket,
+    /// Node 0's identity key: it introduces itself and must prove its ID to enter the
+    /// peer's table (dht.md section 6.1). The other nodes' IDs are made to form the chain
+    /// and are only lookup candidates, which need no proof.
+    key: Option<Identity>,
 }
 
 /// What the suite's network saw.
@@ -68,7 +73,11 @@ fn walks_a_chain(ctx: &mut Ctx) -> Result<(), Outcome> {
             "needs --api (the peer is asked to look a key up)".into(),
         ));
     };
-    let key = Id::random(&mut rand::thread_rng());
+    // Node 0 has a real key; the key looked up is chosen so that node 0 sits where the
+    // chain starts (chain_id flips one bit, so it is its own inverse).
+    let first = Identity::generate();
+    let key = chain_id(&first.node_id(), 0);
+    let mut first = Some(first);
     let provider: SocketAddr = ([192, 0, 2, 77], 4242).into();
     let bind: SocketAddr = if ctx.opts.target.is_ipv4() {
         ([127, 0, 0, 1], 0).into()
@@ -80,9 +89,13 @@ fn walks_a_chain(ctx: &mut Ctx) -> Result<(), Outcome> {
         let sock = UdpSocket::bind(bind).map_err(|e| fail(format!("UDP socket: {e}")))?;
         sock.set_nonblocking(true)
             .map_err(|e| fail(format!("UDP socket: {e}")))?;
+        let key_of_node = first.take();
         nodes.push(Fake {
-            id: chain_id(&key, j),
+            id: key_of_node
+                .as_ref()
+                .map_or_else(|| chain_id(&key, j), Identity::node_id),
             sock,
+            key: key_of_node,
         });
     }
     let contacts: Vec<Contact> = nodes
@@ -233,8 +246,18 @@ fn serve(
                                 Vec::new()
                             },
                             rendezvous: None,
+                            provider_ids: None,
                         };
                         ("GET_PROVIDERS", Some(k), answer)
+                    }
+                    Message::Prove { nonce, addr } => {
+                        let Some(k) = &n.key else { continue };
+                        let signed = proof_message(&nonce, &n.id, &d.sender, &addr);
+                        let proof = Message::Proof {
+                            public: k.public(),
+                            signature: k.sign(&signed),
+                        };
+                        ("PROVE", None, proof)
                     }
                     _ => continue,
                 };

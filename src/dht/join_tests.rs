@@ -6,7 +6,12 @@ use super::*;
 
 fn dht(now: Instant) -> Dht {
     let mut rng = StdRng::seed_from_u64(21);
-    Dht::new(Id::random(&mut rng), DhtConfig::default(), 7, now)
+    Dht::new(
+        Identity::from_secret(&rng.gen()),
+        DhtConfig::default(),
+        7,
+        now,
+    )
 }
 
 /// `n` contacts in bucket `b` of `local`'s table, each at its own global address.
@@ -135,15 +140,28 @@ fn a_node_that_has_not_joined_takes_no_requester_in() {
     assert_eq!(d.stats().verifications, 0);
     // Our bootstrap node answers: we have joined, and the newcomer's next request is
     // verified as usual.
+    let boot_key = Identity::from_secret(&[9; 32]);
     let boot_node = Contact {
-        id: contacts_in_bucket(&d.id(), 0, 1)[0].id,
+        id: boot_key.node_id(),
         addr: boot,
     };
     d.handle_datagram(t0, boot, &answer(&boot_node, &boot_ping));
+    // It proves its key (dht.md section 6.1) and enters the table.
+    let (_, prove) = sent(&mut d)
+        .into_iter()
+        .find(|(to, dg)| *to == boot && matches!(dg.msg, Message::Prove { .. }))
+        .expect("a PROVE to the bootstrap node");
+    let proof = Datagram {
+        flags: 0,
+        txid: prove.txid,
+        sender: boot_node.id,
+        msg: super::tests::proof_of(&boot_key, &d.id(), &prove.msg),
+    };
+    d.handle_datagram(t0, boot, &proof.encode());
     assert_eq!(d.routing_table().len(), 1);
     let _ = sent(&mut d);
     d.handle_datagram(t0, newcomer.addr, &ping.encode());
-    assert_eq!(d.stats().verifications, 1);
+    assert_eq!(d.stats().verifications, 2);
 }
 
 /// Issue 18: a lookup request slower than the soft timeout is sent again with the same

@@ -30,6 +30,7 @@ pub mod diversity;
 pub mod lookup;
 mod maintenance;
 mod outputs;
+mod proof;
 pub mod providers;
 mod queries;
 pub mod ratelimit;
@@ -50,6 +51,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::id::Id;
+use crate::identity::Identity;
 use crate::proto::codec::canonical_addr;
 use crate::proto::dht::{msg_type, Contact, Datagram, Message};
 pub use config::DhtConfig;
@@ -68,6 +70,10 @@ use token::TokenIssuer;
 pub struct Dht {
     config: DhtConfig,
     id: Id,
+    /// The node's identity key: signs PROOFs (`proof.rs`).
+    signer: proof::Signer,
+    /// Proven (ID, address) pairs beyond the routing table (`proof.rs`).
+    proofs: proof::ProofCache,
     rng: StdRng,
     routing: RoutingTable,
     store: ProviderStore,
@@ -113,7 +119,7 @@ pub struct Dht {
     /// Providers behind a rendezvous seen in lookups: provider address -> (node, rendezvous).
     /// Bounded by [`MAX_SEEN_RENDEZVOUS`].
     seen_rendezvous: HashMap<SocketAddr, (Id, SocketAddr)>,
-    /// Addresses a verification PING is out to (bounded by [`serve::MAX_VERIFYING`]).
+    /// Addresses a PROVE is out to (bounded by [`serve::MAX_VERIFYING`]).
     verifying: HashSet<SocketAddr>,
     /// Requests sent in several copies (same txid) that were answered, until their request
     /// timeout: a second answer is a duplicate, not an unexpected response.
@@ -127,9 +133,12 @@ pub struct Dht {
 const MAX_SEEN_RENDEZVOUS: usize = 4096;
 
 impl Dht {
-    /// A node with ID `id`. `seed` feeds the node's own RNG (txids, token secrets, refresh
-    /// targets): give a random seed in production and a fixed one in simulation.
-    pub fn new(id: Id, config: DhtConfig, seed: u64, now: Instant) -> Self {
+    /// A node with the identity `identity` (its node ID is the SHA-256 of the public key;
+    /// the key signs the node's PROOFs, dht.md section 6.1). `seed` feeds the node's own RNG
+    /// (txids, nonces, token secrets, refresh targets): give a random seed in production
+    /// and a fixed one in simulation.
+    pub fn new(identity: Identity, config: DhtConfig, seed: u64, now: Instant) -> Self {
+        let id = identity.node_id();
         let mut rng = StdRng::seed_from_u64(seed);
         let secret: [u8; 32] = rng.gen();
         Dht {
@@ -150,6 +159,8 @@ impl Dht {
             joined: false,
             config,
             id,
+            signer: proof::Signer(identity),
+            proofs: proof::ProofCache::default(),
             rng,
             requests: HashMap::new(),
             deadlines: BinaryHeap::new(),
@@ -255,7 +266,7 @@ impl Dht {
                         // A lost PING or PONG should not keep a new node out of the table,
                         // nor a joining node out of the network (its first PING may have
                         // gone out before the bootstrap node had bound its port).
-                        Purpose::Verify | Purpose::Bootstrap => true,
+                        Purpose::Prove | Purpose::Bootstrap => true,
                         // A lost batch would cost up to 36 records on that node.
                         Purpose::Batch => true,
                         _ => false,

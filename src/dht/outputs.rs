@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::id::Id;
 use crate::proto::dht::{Contact, Datagram};
 
 /// A datagram to send.
@@ -52,6 +53,9 @@ pub enum QueryResult {
         providers: Vec<SocketAddr>,
         /// The closest nodes that answered.
         closest: Vec<Contact>,
+        /// The node ID each provider was announced with, where the answers said (dht.md
+        /// section 4.6): a downloader dials it expecting that ID (secure.md).
+        node_ids: Vec<(SocketAddr, Id)>,
     },
     /// An announce finished.
     Announced {
@@ -60,6 +64,16 @@ pub enum QueryResult {
         /// How many were asked.
         asked: usize,
     },
+}
+
+impl QueryResult {
+    /// The node IDs a provider lookup's answers named for its providers (empty otherwise).
+    pub fn provider_ids(&self) -> &[(SocketAddr, Id)] {
+        match self {
+            QueryResult::Providers { node_ids, .. } => node_ids,
+            _ => &[],
+        }
+    }
 }
 
 /// Something the caller may want to know.
@@ -104,9 +118,11 @@ pub struct DhtStats {
     pub timeouts: u64,
     /// ANNOUNCEs refused for a bad token.
     pub bad_tokens: u64,
-    /// PINGs sent to verify the address of an unknown requester before it may enter the
-    /// routing table.
+    /// PROVEs sent to a contact before it may enter the routing table (dht.md section 6.1):
+    /// it must answer at its address and prove the key of its ID.
     pub verifications: u64,
+    /// PROOFs that did not verify (wrong key for the ID, or a bad signature).
+    pub bad_proofs: u64,
     /// ANNOUNCEs refused (STORE_FULL): a quota of the announcing address, or a full key or
     /// store in which the announcer was already among the most represented.
     pub records_refused: u64,

@@ -83,6 +83,8 @@ struct Record {
     /// For a provider that cannot be reached directly: its node ID and its rendezvous
     /// (spec: `nat.md`).
     via: Option<(Id, SocketAddr)>,
+    /// The announcer's node ID (the ANNOUNCE's sender), if known.
+    node: Option<Id>,
     /// Who announced it (from the ANNOUNCE's source address).
     origin: Origin,
     /// Order of arrival in the store: lower is held longer.
@@ -153,6 +155,20 @@ impl ProviderStore {
         from: SocketAddr,
         now: Instant,
     ) -> Result<Stored, StoreError> {
+        self.add_from(key, addr, None, via, from, now)
+    }
+
+    /// [`ProviderStore::add_via`] with the announcer's node ID, which answers list with the
+    /// record (dht.md section 4.6). A refresh takes the newest ID.
+    pub fn add_from(
+        &mut self,
+        key: Id,
+        addr: SocketAddr,
+        node: Option<Id>,
+        via: Option<(Id, SocketAddr)>,
+        from: SocketAddr,
+        now: Instant,
+    ) -> Result<Stored, StoreError> {
         let expires = now + self.limits.ttl;
         let known = self
             .map
@@ -161,6 +177,7 @@ impl ProviderStore {
         if let Some(r) = known {
             r.expires = expires;
             r.via = via;
+            r.node = node;
             return Ok(Stored::Refreshed);
         }
         self.expire_key(&key, now);
@@ -171,6 +188,7 @@ impl ProviderStore {
         self.map.entry(key).or_default().push(Record {
             addr,
             via,
+            node,
             origin,
             seq,
             expires,
@@ -353,6 +371,20 @@ impl ProviderStore {
             .into_iter()
             .take(max)
             .map(|r| r.addr)
+            .collect()
+    }
+
+    /// [`ProviderStore::get`] with each record's announcer node ID, if known.
+    pub fn get_with_ids(
+        &self,
+        key: &Id,
+        now: Instant,
+        max: usize,
+    ) -> Vec<(SocketAddr, Option<Id>)> {
+        self.answer_order(key, now)
+            .into_iter()
+            .take(max)
+            .map(|r| (r.addr, r.node))
             .collect()
     }
 

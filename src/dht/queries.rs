@@ -53,6 +53,8 @@ pub(super) struct Query {
     pub(super) lookup: Lookup,
     started: Instant,
     providers: Vec<SocketAddr>,
+    /// The node ID each provider was announced with, where an answer said (dht.md 4.6).
+    provider_ids: HashMap<SocketAddr, Id>,
     first_provider_hop: Option<u32>,
     /// When the first provider arrived (for [`QueryStats::first_provider`]).
     first_provider_at: Option<Instant>,
@@ -146,11 +148,16 @@ impl Dht {
         let lookup = Lookup::new(target, width, self.config.alpha, seeds);
         // This node is part of the DHT: records it holds itself are answers too (in a small
         // network it may hold the only copy).
-        let providers = if kind == QueryKind::GetProviders {
-            self.store.get(&target, now, MAX_PROVIDERS)
+        let held = if kind == QueryKind::GetProviders {
+            self.store.get_with_ids(&target, now, MAX_PROVIDERS)
         } else {
             Vec::new()
         };
+        let providers: Vec<SocketAddr> = held.iter().map(|(a, _)| *a).collect();
+        let provider_ids: HashMap<SocketAddr, Id> = held
+            .into_iter()
+            .filter_map(|(a, id)| id.map(|id| (a, id)))
+            .collect();
         let found_here = !providers.is_empty();
         self.queries.insert(
             qid,
@@ -159,6 +166,7 @@ impl Dht {
                 lookup,
                 started: now,
                 providers,
+                provider_ids,
                 first_provider_hop: None,
                 first_provider_at: found_here.then_some(now),
                 tokens: HashMap::new(),
@@ -242,10 +250,18 @@ impl Dht {
             }
             QueryKind::GetProviders => {
                 let providers = q.providers.clone();
+                let node_ids = providers
+                    .iter()
+                    .filter_map(|p| q.provider_ids.get(p).map(|id| (*p, *id)))
+                    .collect();
                 self.finish(
                     qid,
                     now,
-                    Some(QueryResult::Providers { providers, closest }),
+                    Some(QueryResult::Providers {
+                        providers,
+                        closest,
+                        node_ids,
+                    }),
                 )
             }
             QueryKind::Announce { port } => {
@@ -353,8 +369,10 @@ impl Dht {
                 providers,
                 closer,
                 rendezvous,
+                provider_ids,
             } => {
                 named = providers.len() + rendezvous.as_ref().map_or(0, Vec::len);
+                let ids = provider_ids.unwrap_or_default();
                 for r in rendezvous.unwrap_or_default() {
                     let p = resolve_self_provider(r.provider, from);
                     if !plausible(&p) || !plausible(&r.rendezvous) {
@@ -374,10 +392,18 @@ impl Dht {
                 if !providers.is_empty() && q.first_provider_at.is_none() {
                     q.first_provider_at = Some(now);
                 }
-                for p in providers {
+                for (i, p) in providers.into_iter().enumerate() {
                     let p = resolve_self_provider(p, from);
                     if !plausible(&p) {
                         continue;
+                    }
+                    // The first answer that names a provider's ID is kept: a liar can
+                    // only make a downloader hang up on that address (wire dial with the
+                    // expected ID, secure.md), not redirect it.
+                    if let Some(id) = ids.get(i).filter(|id| id.0 != [0; 32]) {
+                        if q.provider_ids.len() < 4 * MAX_PROVIDERS {
+                            q.provider_ids.entry(p).or_insert(*id);
+                        }
                     }
                     if !q.providers.contains(&p) && q.providers.len() < 4 * MAX_PROVIDERS {
                         q.providers.push(p);

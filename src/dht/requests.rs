@@ -14,7 +14,9 @@ use rand::Rng;
 use super::routing::InsertResult;
 use super::{is_nat_type, Dht, DhtEvent, QueryId, Transmit};
 use crate::id::Id;
-use crate::proto::dht::{msg_type, Contact, Datagram, Message, FLAG_NOT_REACHABLE};
+use crate::proto::dht::{
+    msg_type, Contact, Datagram, Message, FLAG_NOT_REACHABLE, FLAG_PROVIDER_IDS,
+};
 
 /// Copies of a lookup request sent to the closest candidate before it stops holding up the
 /// end of the lookup (dht.md section 7, step 5): in a node lookup it is usually the node
@@ -40,8 +42,9 @@ pub(super) enum Purpose {
     Bootstrap,
     /// Asking a peer which address it sees us at.
     AddressPing,
-    /// Checking that a node that sent us a request answers at the address it claims.
-    Verify,
+    /// Asking a contact to prove its key at its address before it enters the table
+    /// (PROVE, `proof.rs`).
+    Prove,
 }
 
 /// A request sent and not yet answered, by transaction ID in [`Dht`]'s `requests`.
@@ -80,7 +83,9 @@ impl Dht {
     // ----- answers to our requests ---------------------------------------------------
 
     /// The sender of a valid answer from `from` is alive there: it enters or refreshes the
-    /// routing table (spec section 6, rule 4), unless it says it is not reachable.
+    /// routing table (spec section 6, rule 4), unless it says it is not reachable; one that
+    /// has not proven its key at that address is asked to first (section 6.1), if the
+    /// table would take it.
     fn learn_answerer(&mut self, now: Instant, from: SocketAddr, dg: &Datagram) {
         if dg.flags & FLAG_NOT_REACHABLE != 0 {
             return;
@@ -89,6 +94,12 @@ impl Dht {
             id: dg.sender,
             addr: from,
         };
+        if !self.is_proven(&c) {
+            if self.routing.would_take(&c, now) {
+                self.send_prove(now, c);
+            }
+            return;
+        }
         match self.routing.insert(c, now) {
             InsertResult::Inserted => self.on_contact_added(now),
             InsertResult::PingOldest { ping } => self.send_request(
@@ -121,6 +132,7 @@ impl Dht {
             msg_type::FIND_NODE => msg_type::NODES,
             msg_type::GET_PROVIDERS => msg_type::PROVIDERS,
             msg_type::ANNOUNCE_MANY => msg_type::STORED,
+            msg_type::PROVE => msg_type::PROOF,
             _ => msg_type::ACK,
         };
         let t = dg.msg.type_byte();
@@ -167,8 +179,13 @@ impl Dht {
             self.note_answered_copies(now, dg.txid);
         }
         self.on_bootstrap_result(out.to, true);
-        if let Purpose::Verify = out.purpose {
+        if let Purpose::Prove = out.purpose {
             self.verifying.remove(&out.to);
+            if !self.accept_proof(&out, &dg) {
+                // No proof (an ERROR, or a PROOF that does not verify): it stays out, and
+                // is not asked again at once.
+                return;
+            }
         }
         self.learn_answerer(now, from, &dg);
         if let Message::Error { code, text } = &dg.msg {
@@ -192,8 +209,8 @@ impl Dht {
                 self.rejoin(now);
             }
             Purpose::AddressPing => self.note_observed(dg.sender, &dg.msg),
-            // Answered from the address it claimed: inserted above like any answer.
-            Purpose::Verify => {}
+            // Proven at the address we asked: inserted above like any answer.
+            Purpose::Prove => {}
             Purpose::Lookup(qid) => self.on_lookup_answer(now, qid, from, dg),
             Purpose::Announce(qid) => self.on_announce_answer(now, qid, true),
             Purpose::Batch => {
@@ -210,7 +227,7 @@ impl Dht {
         if unresponsive {
             self.on_bootstrap_result(out.to, false);
         }
-        if let Purpose::Verify = out.purpose {
+        if let Purpose::Prove = out.purpose {
             self.verifying.remove(&out.to);
         }
         if let Some(id) = out.node {
@@ -329,8 +346,13 @@ impl Dht {
     }
 
     pub(super) fn send(&mut self, to: SocketAddr, txid: u64, msg: Message) {
+        // A GET_PROVIDERS asks for the providers' node IDs (dht.md section 4.6).
+        let ids = match msg {
+            Message::GetProviders { .. } => FLAG_PROVIDER_IDS,
+            _ => 0,
+        };
         let dg = Datagram {
-            flags: self.flags(),
+            flags: self.flags() | ids,
             txid,
             sender: self.id,
             msg,

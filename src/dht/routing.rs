@@ -201,6 +201,27 @@ impl RoutingTable {
             && self.admits(i, &Origin::of(contact.addr)).is_ok()
     }
 
+    /// Whether `contact`, unknown at that address, is worth a proof (dht.md section 6.1):
+    /// its source and network are within their quotas, and its bucket has room, or its
+    /// oldest entry is stale (a PING may make room), or its replacement cache has room.
+    /// A full bucket of live contacts with a full cache would only swap cache entries.
+    pub fn would_take(&self, contact: &Contact, now: Instant) -> bool {
+        let Some(i) = self.bucket_index(&contact.id) else {
+            return false;
+        };
+        let b = &self.buckets[i];
+        if b.entries.iter().any(|e| e.contact.id == contact.id) {
+            // Known at another address: the table keeps the address it has (rule 2).
+            return false;
+        }
+        let room = b.entries.len() < K
+            || b.replacements.len() < REPLACEMENT_CACHE
+            || b.entries
+                .first()
+                .is_some_and(|e| now.saturating_duration_since(e.last_seen) >= FRESH);
+        room && self.admits(i, &Origin::of(contact.addr)).is_ok()
+    }
+
     /// Whether a contact of origin `o` fits the quotas of bucket `i` and of the table.
     fn admits(&self, i: usize, o: &Origin) -> Result<(), QuotaHit> {
         let src = &self.limits.source;

@@ -14,12 +14,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use super::providers::Stored;
-use super::{is_nat_type, plausible, Dht, DhtEvent, Purpose};
+use super::{is_nat_type, plausible, Dht, DhtEvent};
 use crate::id::Id;
 use crate::proto::codec::canonical_addr;
 use crate::proto::dht::{
-    error_code, Contact, Datagram, Message, RendezvousRecord, FLAG_NOT_REACHABLE, MAX_DATAGRAM,
-    MAX_PROVIDERS, MAX_RENDEZVOUS, TOKEN_LEN,
+    error_code, Contact, Datagram, Message, RendezvousRecord, FLAG_NOT_REACHABLE,
+    FLAG_PROVIDER_IDS, MAX_DATAGRAM, MAX_PROVIDERS, MAX_PROVIDERS_WITH_IDS, MAX_RENDEZVOUS,
+    TOKEN_LEN,
 };
 
 /// Most verification PINGs in flight at once.
@@ -48,10 +49,14 @@ impl Dht {
         }
         let reply = match dg.msg {
             Message::Ping => Message::Pong { observed: from },
+            Message::Prove { nonce, addr } => self.answer_prove(&dg.sender, &nonce, &addr),
             Message::FindNode { target } => Message::Nodes {
                 contacts: self.answer_contacts(&target, from, &dg.sender),
             },
-            Message::GetProviders { key } => self.answer_get_providers(now, from, dg.sender, key),
+            Message::GetProviders { key } => {
+                let ids = dg.flags & FLAG_PROVIDER_IDS != 0;
+                self.answer_get_providers(now, from, dg.sender, key, ids)
+            }
             Message::Announce {
                 key,
                 token,
@@ -66,7 +71,8 @@ impl Dht {
                     )
                 } else {
                     let via = rendezvous.filter(plausible).map(|rv| (dg.sender, rv));
-                    match self.store_record(key, announced_addr(from, port), via, from, now) {
+                    let addr = announced_addr(from, port);
+                    match self.store_record(key, addr, dg.sender, via, from, now) {
                         Ok(()) => Message::Ack,
                         Err(e) => error(error_code::STORE_FULL, &e),
                     }
@@ -85,7 +91,10 @@ impl Dht {
                     let addr = announced_addr(from, port);
                     let mut stored = 0u8;
                     for key in keys {
-                        if self.store_record(key, addr, None, from, now).is_ok() {
+                        if self
+                            .store_record(key, addr, dg.sender, None, from, now)
+                            .is_ok()
+                        {
                             stored += 1;
                         }
                     }
@@ -104,11 +113,12 @@ impl Dht {
         &mut self,
         key: Id,
         addr: SocketAddr,
+        node: Id,
         via: Option<(Id, SocketAddr)>,
         from: SocketAddr,
         now: Instant,
     ) -> Result<(), String> {
-        match self.store.add_via(key, addr, via, from, now) {
+        match self.store.add_from(key, addr, Some(node), via, from, now) {
             Ok(Stored::Added | Stored::Refreshed) => Ok(()),
             Ok(Stored::Replaced { .. }) => {
                 self.stats.records_evicted += 1;
@@ -142,9 +152,7 @@ impl Dht {
         {
             return;
         }
-        self.verifying.insert(c.addr);
-        self.stats.verifications += 1;
-        self.send_request(now, c.addr, Some(c.id), Message::Ping, Purpose::Verify);
+        self.send_prove(now, c);
     }
 
     /// The contacts an answer carries: the k closest to `target` of the requester's address
@@ -177,16 +185,29 @@ impl Dht {
         from: SocketAddr,
         requester: Id,
         key: Id,
+        with_ids: bool,
     ) -> Message {
         // "Me, at the address this answer comes from" (spec section 4.6).
         let me = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
-        let mut providers = self.store.get(&key, now, MAX_PROVIDERS);
+        // With IDs, fewer providers fit (section 4.6).
+        let max = if with_ids {
+            MAX_PROVIDERS_WITH_IDS
+        } else {
+            MAX_PROVIDERS
+        };
+        let mut held = self.store.get_with_ids(&key, now, max);
         if let Some(p) = self.provided.get(&key) {
             // We provide it ourselves: say so even before our announce has landed anywhere
             // (port 0: the UDP source port).
-            providers.truncate(MAX_PROVIDERS - 1);
-            providers.insert(0, me(p.port));
+            held.truncate(max - 1);
+            held.insert(0, (me(p.port), Some(self.id)));
         }
+        let providers: Vec<SocketAddr> = held.iter().map(|(a, _)| *a).collect();
+        let ids = with_ids.then(|| {
+            held.iter()
+                .map(|(_, id)| id.unwrap_or(Id([0; 32])))
+                .collect::<Vec<Id>>()
+        });
         let mut via: Vec<RendezvousRecord> = self
             .store
             .get_via(&key, now, MAX_RENDEZVOUS)
@@ -210,7 +231,7 @@ impl Dht {
         }
         let closer = self.answer_contacts(&key, from, &requester);
         let token = self.tokens.issue(&from);
-        fit_providers(token, providers, closer, via, self.id, self.flags())
+        fit_providers(token, (providers, ids), closer, via, self.id, self.flags())
     }
 }
 
@@ -232,7 +253,7 @@ fn error(code: u16, text: &str) -> Message {
 /// rendezvous records; the providers always fit.
 pub(super) fn fit_providers(
     token: [u8; TOKEN_LEN],
-    providers: Vec<SocketAddr>,
+    (providers, provider_ids): (Vec<SocketAddr>, Option<Vec<Id>>),
     mut closer: Vec<Contact>,
     mut via: Vec<RendezvousRecord>,
     sender: Id,
@@ -244,6 +265,7 @@ pub(super) fn fit_providers(
             providers: providers.clone(),
             closer: closer.clone(),
             rendezvous: (!via.is_empty()).then(|| via.clone()),
+            provider_ids: provider_ids.clone(),
         };
         let len = Datagram {
             flags,
@@ -274,7 +296,8 @@ mod tests {
     fn answers_carry_contacts_of_the_requesters_family() {
         let now = Instant::now();
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        let mut dht = Dht::new(Id::random(&mut rng), DhtConfig::default(), 1, now);
+        let identity = crate::identity::Identity::from_secret(&[5; 32]);
+        let mut dht = Dht::new(identity, DhtConfig::default(), 1, now);
         for i in 0..6u16 {
             let addr: SocketAddr = if i % 2 == 0 {
                 SocketAddr::from(([203, 0, (i + 1) as u8, 1], 4000))

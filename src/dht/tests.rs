@@ -31,8 +31,11 @@ impl Net {
         let mut nodes = BTreeMap::new();
         let mut rng = StdRng::seed_from_u64(42);
         for i in 0..n {
-            let id = Id::random(&mut rng);
-            nodes.insert(addr(i), Dht::new(id, DhtConfig::default(), i as u64, now));
+            let identity = Identity::from_secret(&rng.gen());
+            nodes.insert(
+                addr(i),
+                Dht::new(identity, DhtConfig::default(), i as u64, now),
+            );
         }
         Net {
             now,
@@ -533,18 +536,18 @@ fn rate_limit_stops_a_flood() {
     for _ in 0..1000 {
         net.node(0).handle_datagram(now, addr(9), &ping);
     }
-    let (mut answered, mut pings) = (0, 0);
+    let (mut answered, mut proves) = (0, 0);
     while let Some(t) = net.node(0).poll_transmit() {
         match Datagram::decode(&t.payload).unwrap().msg {
             Message::Pong { .. } => answered += 1,
-            Message::Ping => pings += 1,
+            Message::Prove { .. } => proves += 1,
             other => panic!("{other:?}"),
         }
     }
     assert_eq!(answered, DhtConfig::default().rate_burst as usize);
     assert_eq!(net.node(0).stats().rate_limited, 1000 - answered as u64);
-    // One PING to check the unknown sender's address, not one per request.
-    assert_eq!(pings, 1);
+    // One PROVE to check the unknown sender, not one per request.
+    assert_eq!(proves, 1);
 }
 
 #[test]
@@ -568,7 +571,14 @@ fn providers_answer_fits_in_a_datagram() {
         20
     ];
     let providers = vec![v6; MAX_PROVIDERS];
-    let msg = fit_providers([0; 16], providers, closer, Vec::new(), Id([0; 32]), 0);
+    let msg = fit_providers(
+        [0; 16],
+        (providers, None),
+        closer,
+        Vec::new(),
+        Id([0; 32]),
+        0,
+    );
     let len = Datagram {
         flags: 0,
         txid: 0,
@@ -682,34 +692,47 @@ fn self_provider_entries_resolve_to_the_responder() {
     assert_eq!(resolve_self_provider(other, r), other);
 }
 
-/// Drains `node`'s transmits; answers each PING addressed to `from` with a PONG from
-/// `from` in the name of `id` (an attacker that passes every verification). Returns the
-/// number of PINGs answered.
-fn pass_verifications(node: &mut Dht, now: Instant, from: SocketAddr, id: Id) -> usize {
-    let mut pings = Vec::new();
+/// The PROOF `key` gives to a PROVE `msg` of `verifier` (what an honest node answers).
+pub(super) fn proof_of(key: &Identity, verifier: &Id, msg: &Message) -> Message {
+    let Message::Prove { nonce, addr } = msg else {
+        panic!("not a PROVE: {msg:?}");
+    };
+    let signed = crate::proto::dht::proof_message(nonce, &key.node_id(), verifier, addr);
+    Message::Proof {
+        public: key.public(),
+        signature: key.sign(&signed),
+    }
+}
+
+/// Drains `node`'s transmits; answers each PROVE addressed to `from` with a valid PROOF
+/// from `from` by `key` (an attacker that holds the keys of all its IDs). Returns the
+/// number of PROVEs answered.
+fn pass_verifications(node: &mut Dht, now: Instant, from: SocketAddr, key: &Identity) -> usize {
+    let mut proves = Vec::new();
     while let Some(t) = node.poll_transmit() {
         let d = Datagram::decode(&t.payload).unwrap();
-        if t.dest == from && d.msg == Message::Ping {
-            pings.push(d.txid);
+        if t.dest == from && matches!(d.msg, Message::Prove { .. }) {
+            proves.push(d);
         }
     }
-    for txid in &pings {
-        let pong = Datagram {
+    for d in &proves {
+        let proof = Datagram {
             flags: 0,
-            txid: *txid,
-            sender: id,
-            msg: Message::Pong { observed: from },
+            txid: d.txid,
+            sender: key.node_id(),
+            msg: proof_of(key, &node.id(), &d.msg),
         };
-        node.handle_datagram(now, from, &pong.encode());
+        node.handle_datagram(now, from, &proof.encode());
     }
-    pings.len()
+    proves.len()
 }
 
 #[test]
-fn a_requester_enters_the_table_only_after_answering_a_ping() {
+fn a_requester_enters_the_table_only_after_proving_its_key() {
     let mut net = Net::new(1);
     let now = net.now;
-    let x = Id([3; 32]);
+    let key = Identity::from_secret(&[3; 32]);
+    let x = key.node_id();
     let ping = |txid| Datagram {
         flags: 0,
         txid,
@@ -725,30 +748,98 @@ fn a_requester_enters_the_table_only_after_answering_a_ping() {
     while let Some(t) = net.node(0).poll_transmit() {
         sent.push((t.dest, Datagram::decode(&t.payload).unwrap()));
     }
-    // The answer, and a PING of ours to the address the request came from.
+    // The answer, and a PROVE of ours to the address the request came from.
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert!(sent
         .iter()
         .any(|(_, d)| matches!(d.msg, Message::Pong { .. })));
     let (dest, check) = sent
         .iter()
-        .find(|(_, d)| d.msg == Message::Ping)
-        .expect("a verification PING");
+        .find(|(_, d)| matches!(d.msg, Message::Prove { .. }))
+        .expect("a PROVE");
     assert_eq!(*dest, addr(9));
+    assert_eq!(
+        check.msg,
+        Message::Prove {
+            nonce: match check.msg {
+                Message::Prove { nonce, .. } => nonce,
+                _ => unreachable!(),
+            },
+            addr: addr(9)
+        }
+    );
     assert_eq!(net.node(0).stats().verifications, 1);
-    // More requests while the check is out do not send more PINGs.
+    // More requests while the check is out do not send more PROVEs.
     net.node(0).handle_datagram(now, addr(9), &ping(2).encode());
     assert_eq!(net.node(0).stats().verifications, 1);
-    // A PONG from another address does not count; one from the claimed address does.
-    let pong = Datagram {
-        flags: 0,
-        txid: check.txid,
-        sender: x,
-        msg: Message::Pong { observed: addr(0) },
+    let me = net.node(0).id();
+    let answer = |sender: Id, msg: Message| {
+        Datagram {
+            flags: 0,
+            txid: check.txid,
+            sender,
+            msg,
+        }
+        .encode()
     };
-    net.node(0).handle_datagram(now, addr(8), &pong.encode());
+    let good = proof_of(&key, &me, &check.msg);
+    // A PROOF from another address does not count (not an answer to our request).
+    net.node(0)
+        .handle_datagram(now, addr(8), &answer(x, good.clone()));
     assert!(net.node(0).routing_table().is_empty());
-    net.node(0).handle_datagram(now, addr(9), &pong.encode());
+    // A PONG is no answer to a PROVE (ignored); a PROOF signed by another key, or for
+    // another verifier, or over another nonce and address proves nothing: the pair stays
+    // out, and each counts as a bad proof.
+    net.node(0).handle_datagram(
+        now,
+        addr(9),
+        &answer(x, Message::Pong { observed: addr(9) }),
+    );
+    assert!(net.node(0).routing_table().is_empty());
+    let other = Identity::from_secret(&[4; 32]);
+    let elsewhere = Message::Prove {
+        nonce: [0; 32],
+        addr: addr(7),
+    };
+    let mut prove = check.clone();
+    for i in 0..3u64 {
+        let m = match i {
+            0 => proof_of(&other, &me, &prove.msg),
+            1 => proof_of(&key, &other.node_id(), &prove.msg),
+            _ => proof_of(&key, &me, &elsewhere),
+        };
+        let dg = Datagram {
+            flags: 0,
+            txid: prove.txid,
+            sender: x,
+            msg: m,
+        };
+        net.node(0).handle_datagram(now, addr(9), &dg.encode());
+        assert!(
+            net.node(0).routing_table().is_empty(),
+            "bad proof {i} let it in"
+        );
+        // The next request is checked again.
+        net.node(0)
+            .handle_datagram(now, addr(9), &ping(10 + i).encode());
+        let mut next = None;
+        while let Some(t) = net.node(0).poll_transmit() {
+            let d = Datagram::decode(&t.payload).unwrap();
+            if matches!(d.msg, Message::Prove { .. }) {
+                next = Some(d);
+            }
+        }
+        prove = next.expect("a new PROVE");
+    }
+    assert_eq!(net.node(0).stats().bad_proofs, 3);
+    // A good PROOF lets it in.
+    let dg = Datagram {
+        flags: 0,
+        txid: prove.txid,
+        sender: x,
+        msg: proof_of(&key, &me, &prove.msg),
+    };
+    net.node(0).handle_datagram(now, addr(9), &dg.encode());
     assert_eq!(
         net.node(0).routing_table().get(&x).unwrap().contact.addr,
         addr(9)
@@ -777,8 +868,8 @@ fn a_requester_that_does_not_answer_never_enters() {
     assert_eq!(net.node(0).stats().verifications, 2);
 }
 
-/// 6,400 made-up IDs from one IP:port, then from one /24, each passing its verification:
-/// the table keeps the quota and no more.
+/// 1,000 identities (each with its key) from one IP, then from one /24, each passing its
+/// proof: the table keeps the quota and no more.
 #[test]
 fn made_up_ids_from_one_address_are_bounded_by_its_quota() {
     let mut net = Net::new(1);
@@ -794,10 +885,12 @@ fn made_up_ids_from_one_address_are_bounded_by_its_quota() {
             SocketAddr::from(([198, 51, 100, (i % 254) as u8 + 1], 4000))
         }
     };
+    let _ = me;
     for one_ip in [true, false] {
-        for i in 0..6400u32 {
+        for i in 0..1000u32 {
             let from = attacker(i, one_ip);
-            let id = me.random_in_bucket(i as usize % 50, &mut rng);
+            let key = Identity::from_secret(&rng.gen());
+            let id = key.node_id();
             let msg = if i % 2 == 0 {
                 Message::Ping
             } else {
@@ -814,7 +907,7 @@ fn made_up_ids_from_one_address_are_bounded_by_its_quota() {
             // Within the per-source rate limit, so every request is served.
             now += Duration::from_millis(11);
             net.node(0).handle_datagram(now, from, &req.encode());
-            pass_verifications(net.node(0), now, from, id);
+            pass_verifications(net.node(0), now, from, &key);
         }
         let junk = net.node(0).routing_table().len();
         let bound = if one_ip {
@@ -914,10 +1007,11 @@ fn a_node_restarted_with_a_new_id_replaces_its_old_contact() {
         .collect();
     assert!(holders.len() >= 5, "old ID known by {holders:?}");
     // Node 7 restarts with a new ID at the same address and joins again through node 0.
-    let new_id = Id([0x77; 32]);
+    let new_key = Identity::from_secret(&[0x77; 32]);
+    let new_id = new_key.node_id();
     let now = net.now;
     net.nodes
-        .insert(addr(7), Dht::new(new_id, DhtConfig::default(), 99, now));
+        .insert(addr(7), Dht::new(new_key, DhtConfig::default(), 99, now));
     net.node(7).bootstrap_from(addr(0), now);
     net.drain();
     // Every node looks up the old ID: whoever asks node 7's address in the old name gets

@@ -78,9 +78,11 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
     }
     w.push(toff, 1, "type", dht_type_value(t), dht_type_meaning(t));
     let flags = "bit 0 NOT_REACHABLE: keep the sender out of routing tables; bit 1 RENDEZVOUS \
-                 (ANNOUNCE, PROVIDERS: a rendezvous part follows); other bits reserved";
+                 (ANNOUNCE, PROVIDERS: a rendezvous part follows); bit 2 PROVIDER_IDS \
+                 (GET_PROVIDERS: send them; PROVIDERS: they follow); other bits reserved";
     let (_, flags) = w.int(1, "flags", "flags", flags, flags_value)?;
     let rv = flags & u64::from(dht::FLAG_RENDEZVOUS) != 0;
+    let ids = flags & u64::from(dht::FLAG_PROVIDER_IDS) != 0;
     let txid = "transaction ID: chosen by the requester, echoed in the response";
     w.int(8, "txid", "txid", txid, |x| format!("0x{x:016x}"))?;
     w.id("sender_id", "the sender's node ID")?;
@@ -120,6 +122,27 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
             if rv {
                 rendezvous_records(w)?;
             }
+            if ids {
+                let m = "each provider's node ID, in the order of the providers (zeros: unknown)";
+                w.list(n, "provider_ids", m, "provider_id", |w, _| {
+                    let m = "the node ID a downloader expects at that provider's address";
+                    w.id("provider_id", m).map(drop)
+                })?;
+            }
+        }
+        PROVE => {
+            let m = "a fresh random challenge, signed back in the PROOF";
+            w.bytes(dht::NONCE_LEN, "nonce", m)?;
+            let m = "the address this PROVE was sent to (the prover's, as the verifier knows it)";
+            w.address("addr", "addr", m)?;
+        }
+        PROOF => {
+            let m = "the Ed25519 public key: its SHA-256 is the sender's node ID";
+            w.bytes(dht::PUBLIC_KEY_LEN, "public_key", m)?;
+            let m =
+                "Ed25519 signature of \"peershare-dht-proof:\", nonce, prover ID, verifier ID, \
+                     address";
+            w.bytes(dht::SIGNATURE_LEN, "signature", m)?;
         }
         ANNOUNCE => {
             w.id("key", "the content ID the sender provides")?;
@@ -234,7 +257,7 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
         }
         other => {
             let (exp, found) = (
-                "a defined type: 0x01 to 0x12, or 0x7f",
+                "a defined type: 0x01 to 0x14, or 0x7f",
                 format!("0x{other:02x}"),
             );
             return Err(stop(
@@ -312,6 +335,8 @@ fn dht_type_meaning(t: u8) -> &'static str {
              Answered by STORED or ERROR"
         }
         STORED => "answers ANNOUNCE_MANY: how many of its keys were stored",
+        PROVE => "prove you hold the key of your node ID. Answered by PROOF",
+        PROOF => "answers PROVE: the public key and its signature of the challenge",
         DIALBACK => "connect back to me to test my reachability. Answered by DIALBACK_ACK",
         DIALBACK_ACK => "answers DIALBACK: a PROBE connection will be tried",
         REGISTER => "be my rendezvous. Answered by REGISTERED",

@@ -37,6 +37,8 @@ pub(super) fn dht_line(s: &mut String, d: &Datagram) {
         M::Announce { key, port, .. } => write!(s, " key={} port={port}", Short(&key.0)),
         M::AnnounceMany { keys, port, .. } => write!(s, " keys={} port={port}", keys.len()),
         M::Stored { stored } => write!(s, " stored={stored}"),
+        M::Prove { addr, .. } => write!(s, " addr={addr}"),
+        M::Proof { public, .. } => write!(s, " key={}", Short(public)),
         M::DialbackAck | M::CallAck => Ok(()),
         M::Dialback { nonce, port } => write!(s, " nonce={nonce:016x} port={port}"),
         M::Register { port } => write!(s, " port={port}"),

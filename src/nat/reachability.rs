@@ -59,6 +59,16 @@ impl Nat {
         }
     }
 
+    /// Whether a reachability test is owed but found no peer to ask: peers agreed on our
+    /// address while the routing table was still empty (contacts enter it only once they
+    /// have proved their keys, dht.md section 6.1). The caller then asks again with peers.
+    pub fn lacks_candidates(&self) -> bool {
+        self.cfg.enabled
+            && self.reach == Reachability::Unknown
+            && self.candidates.is_empty()
+            && !matches!(self.probe, Probe::Waiting { .. })
+    }
+
     /// A peer asks us to dial back to its wire port (its own reachability test).
     pub(super) fn on_dialback(&mut self, from: SocketAddr, txid: u64, nonce: u64, port: u16) {
         if self.dialbacks >= self.cfg.max_dialbacks || port == 0 {

@@ -374,8 +374,9 @@ impl Reactor {
 
     fn wire_action(&mut self, now: Instant, w: WireAction) {
         match w {
-            WireAction::Connect { conn, addr } => {
-                if let Err(e) = self.wire_socks.connect(self.poll.registry(), conn, addr) {
+            WireAction::Connect { conn, addr, expect } => {
+                let reg = self.poll.registry();
+                if let Err(e) = self.wire_socks.connect(reg, conn, addr, expect) {
                     log::debug!("wire: cannot connect to {addr}: {e}");
                     self.core.handle_wire_closed(now, conn);
                 }

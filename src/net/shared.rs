@@ -43,7 +43,9 @@ pub struct SecureStats {
     pub old_version: AtomicU64,
     /// Records that failed authentication (tampered, replayed, reordered) or were malformed.
     pub records_refused: AtomicU64,
-    /// Peers whose HANDSHAKE frame named another node ID than the one they proved.
+    /// Peers whose HANDSHAKE frame named another node ID than the one they proved, or
+    /// that proved another node ID than the one a DHT provider record named (the dial
+    /// expected it).
     pub id_mismatch: AtomicU64,
 }
 
@@ -54,10 +56,8 @@ impl SecureStats {
         let c = match e {
             E::OldVersion => &self.old_version,
             E::Tampered | E::BadRecord => &self.records_refused,
-            E::ClaimedOtherId { .. } => &self.id_mismatch,
-            E::BadHandshake(_) | E::Noise(_) | E::BadIdentity(_) | E::WrongPeer { .. } => {
-                &self.handshake_failures
-            }
+            E::ClaimedOtherId { .. } | E::WrongPeer { .. } => &self.id_mismatch,
+            E::BadHandshake(_) | E::Noise(_) | E::BadIdentity(_) => &self.handshake_failures,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }

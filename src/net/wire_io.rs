@@ -112,10 +112,11 @@ impl WireSocks {
         }
     }
 
-    /// A fresh session for a socket on `side`.
-    fn session(&self, side: Side) -> io::Result<SecureIo> {
+    /// A fresh session for a socket on `side`; a dialer with `expect` hangs up on any peer
+    /// that proves another node ID.
+    fn session(&self, side: Side, expect: Option<crate::id::Id>) -> io::Result<SecureIo> {
         let hs = match side {
-            Side::Dialer => Handshake::initiator(&self.keys, None),
+            Side::Dialer => Handshake::initiator(&self.keys, expect),
             Side::Acceptor => Handshake::responder(&self.keys),
         };
         hs.map(SecureIo::new)
@@ -127,8 +128,15 @@ impl WireSocks {
         self.socks.contains_key(&conn)
     }
 
-    /// Starts a non-blocking connect to `addr` for `conn`.
-    pub fn connect(&mut self, reg: &Registry, conn: ConnId, addr: SocketAddr) -> io::Result<()> {
+    /// Starts a non-blocking connect to `addr` for `conn`, expecting node ID `expect` there
+    /// if given (from a DHT provider record).
+    pub fn connect(
+        &mut self,
+        reg: &Registry,
+        conn: ConnId,
+        addr: SocketAddr,
+        expect: Option<crate::id::Id>,
+    ) -> io::Result<()> {
         let mut stream = TcpStream::connect(addr)?;
         reg.register(
             &mut stream,
@@ -136,7 +144,7 @@ impl WireSocks {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let _ = stream.set_nodelay(true);
-        let sec = self.session(Side::Dialer)?;
+        let sec = self.session(Side::Dialer, expect)?;
         self.insert(conn, stream, sec, true);
         Ok(())
     }
@@ -154,7 +162,7 @@ impl WireSocks {
         reg.reregister(&mut stream, t, Interest::READABLE)
             .or_else(|_| reg.register(&mut stream, t, Interest::READABLE))?;
         let _ = stream.set_nodelay(true);
-        let sec = self.session(side)?;
+        let sec = self.session(side, None)?;
         self.insert(conn, stream, sec, false);
         // A dialer's msg1 is queued: make sure it is written.
         if side == Side::Dialer {

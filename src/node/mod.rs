@@ -229,6 +229,9 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
         )
     };
     let id = identity.node_id();
+    // The DHT signs its PROOFs with the same key (dht.md section 6.1): its own copy, zeroized
+    // when it is dropped like the first.
+    let dht_identity = crate::identity::Identity::from_secret(&identity.secret());
     // The Noise static key is fresh at each start: only the identity key is long-term.
     let keys = crate::secure::LocalKeys::generate(identity)
         .map(Arc::new)
@@ -251,7 +254,7 @@ pub fn run(mut cfg: NodeConfig, shutdown: Arc<AtomicBool>) -> Result<(), NodeErr
     let poll = Poll::new().map_err(io_err("create event loop"))?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_err("create waker"))?);
     let now = Instant::now();
-    let mut dht = Dht::new(id, cfg.dht.clone(), rand::random(), now);
+    let mut dht = Dht::new(dht_identity, cfg.dht.clone(), rand::random(), now);
     for c in &saved.contacts {
         dht.add_contact(*c, now);
     }

@@ -339,6 +339,7 @@ mod tests {
         let result = QueryResult::Providers {
             providers,
             closest: Vec::new(),
+            node_ids: Vec::new(),
         };
         let bytes = reply_for(&p, &result, dht, me);
         assert!(bytes.len() < 4096, "{} bytes", bytes.len());
@@ -357,7 +358,12 @@ mod tests {
     #[test]
     fn provider_lists_fit_one_4096_byte_read() {
         let now = Instant::now();
-        let dht = Dht::new(Id([1; 32]), DhtConfig::default(), 1, now);
+        let dht = Dht::new(
+            crate::identity::Identity::from_secret(&[1; 32]),
+            DhtConfig::default(),
+            1,
+            now,
+        );
         let me: SocketAddr = "192.0.2.1:8001".parse().unwrap();
         // 200 providers of the longest form (IPv6, 5-digit port): 50 listed.
         let many: Vec<SocketAddr> = (0..200u16)
@@ -377,7 +383,12 @@ mod tests {
     #[test]
     fn a_provider_lists_itself_once_and_first() {
         let now = Instant::now();
-        let mut dht = Dht::new(Id([1; 32]), DhtConfig::default(), 1, now);
+        let mut dht = Dht::new(
+            crate::identity::Identity::from_secret(&[1; 32]),
+            DhtConfig::default(),
+            1,
+            now,
+        );
         let me: SocketAddr = "192.0.2.1:8001".parse().unwrap();
         let id = Id([2; 32]);
         let other: SocketAddr = "198.51.100.7:8001".parse().unwrap();

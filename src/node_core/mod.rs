@@ -557,51 +557,6 @@ impl NodeCore {
         }
     }
 
-    /// A picture of the node now, with the driver's part `io`.
-    pub fn status_view(&self, now: Instant, io: IoStatus) -> StatusView {
-        let rt = self.dht.routing_table();
-        let routing_table = rt
-            .iter()
-            .map(|e| {
-                let bucket = rt.bucket_index(&e.contact.id).unwrap_or(0);
-                (
-                    e.contact,
-                    bucket,
-                    now.saturating_duration_since(e.last_seen).as_secs(),
-                )
-            })
-            .collect();
-        let mut known_keys = self.dht.known_keys();
-        known_keys.extend(self.library.shared_ids());
-        known_keys.sort_unstable();
-        known_keys.dedup();
-        StatusView {
-            node_id: self.dht.id(),
-            listen: self.local,
-            external: self.dht.external_addr(),
-            routing_table,
-            provider_records: self.dht.provider_records(),
-            provided: self.dht.provided_keys(),
-            known_keys,
-            stats: self.dht.stats().clone(),
-            running_queries: self.dht.running_queries(),
-            nat: {
-                let mut nat = self.nat.status_json();
-                nat["lan"] = self.lan_json(now);
-                nat
-            },
-            bootstrap: self.dht.bootstrap_status().to_vec(),
-            down_duplicate: self.library.engine.duplicate_bytes(),
-            downloading_into: self.library.download_dirs(),
-            counts: library::Counts {
-                connections: self.nat.connections_by_path(),
-                ..self.library.counts()
-            },
-            lookups: self.lookup_log.clone(),
-            io,
-        }
-    }
-
     // ----- joining the parts --------------------------------------------------------
 
     /// NAT traversal and what its decisions act on, borrowed together.
@@ -696,11 +651,11 @@ impl NodeCore {
             EngineAction::Wire(w) => {
                 let (nat, mut p) = self.nat_parts();
                 match w {
-                    WireAction::Connect { conn, addr } => {
+                    WireAction::Connect { conn, addr, expect } => {
                         // Through the provider's rendezvous, or a plain connect.
                         if !nat.connect(&mut p, now, conn, addr) {
-                            self.out
-                                .push_back(Output::Wire(WireAction::Connect { conn, addr }));
+                            let w = WireAction::Connect { conn, addr, expect };
+                            self.out.push_back(Output::Wire(w));
                         }
                     }
                     WireAction::Close { conn } => {
@@ -770,7 +725,9 @@ impl NodeCore {
                                 "download {content}: the DHT knows {} providers",
                                 providers.len()
                             );
-                            self.library.engine.add_peers(now, &content, providers);
+                            let ids = result.provider_ids();
+                            let engine = &mut self.library.engine;
+                            engine.add_peers_with_ids(now, &content, providers, ids);
                         }
                     }
                     Some(Lookup::Announce { content, replies }) => {

@@ -688,7 +688,14 @@ impl NatGlue {
         if self.blind_probe.is_some_and(|t| t <= now) {
             if !self.nat.config().enabled || self.nat.reachability() != Reachability::Unknown {
                 self.blind_probe = None;
-            } else if p.dht.routing_table().is_empty() || p.dht.external_addr().is_some() {
+            } else if p.dht.routing_table().is_empty() {
+                self.blind_probe = Some(now + BLIND_PROBE_AFTER);
+            } else if p.dht.external_addr().is_some() {
+                // The test ran when peers agreed on our address; if the table was empty
+                // then, it had nobody to ask: ask now that contacts are in.
+                if self.nat.lacks_candidates() {
+                    self.external(p, now);
+                }
                 self.blind_probe = Some(now + BLIND_PROBE_AFTER);
             } else {
                 log::info!("nat: peers disagree on our address: testing reachability anyway");

@@ -9,9 +9,10 @@ use crate::storage::job::Inventory;
 use crate::transfer::engine::EngineConfig;
 
 fn core(now: Instant) -> NodeCore {
-    let id = Id([1; 32]);
+    let identity = crate::identity::Identity::from_secret(&[1; 32]);
+    let id = identity.node_id();
     let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-    let dht = Dht::new(id, DhtConfig::default(), 1, now);
+    let dht = Dht::new(identity, DhtConfig::default(), 1, now);
     let library = Library::new(
         Inventory::default(),
         PathBuf::from("/files"),
@@ -114,7 +115,8 @@ fn a_verified_requester_shows_in_the_view_at_once() {
     let mut c = core(now);
     while c.poll_output().is_some() {}
     let peer: SocketAddr = "127.0.0.1:5001".parse().unwrap();
-    let peer_id = Id([7; 32]);
+    let peer_key = crate::identity::Identity::from_secret(&[7; 32]);
+    let peer_id = peer_key.node_id();
     let ping = Datagram {
         flags: 0,
         txid: 1,
@@ -122,22 +124,30 @@ fn a_verified_requester_shows_in_the_view_at_once() {
         msg: Message::Ping,
     };
     c.handle_datagram(now, peer, &ping.encode());
-    // The answer and the verification PING go out at once.
+    // The answer and the verification PROVE go out at once.
     let mut check = None;
     while let Some(o) = c.poll_output() {
         if let Output::Datagram(t) = o {
             let d = Datagram::decode(&t.payload).unwrap();
-            if d.msg == Message::Ping {
-                check = Some(d.txid);
+            if matches!(d.msg, Message::Prove { .. }) {
+                check = Some(d);
             }
         }
     }
-    let txid = check.expect("a verification PING");
+    let check = check.expect("a verification PROVE");
+    let Message::Prove { nonce, addr } = check.msg else {
+        unreachable!()
+    };
+    let me = c.dht.id();
+    let signed = crate::proto::dht::proof_message(&nonce, &peer_id, &me, &addr);
     let pong = Datagram {
         flags: 0,
-        txid,
+        txid: check.txid,
         sender: peer_id,
-        msg: Message::Pong { observed: peer },
+        msg: Message::Proof {
+            public: peer_key.public(),
+            signature: peer_key.sign(&signed),
+        },
     };
     c.handle_datagram(now, peer, &pong.encode());
     assert!(c.dht.routing_table().get(&peer_id).is_some());

@@ -272,3 +272,50 @@ pub(crate) fn fields(v: Value) -> Map<String, Value> {
         _ => Map::new(),
     }
 }
+
+impl super::NodeCore {
+    /// A picture of the node now, with the driver's part `io`.
+    pub fn status_view(&self, now: std::time::Instant, io: IoStatus) -> StatusView {
+        let rt = self.dht.routing_table();
+        let routing_table = rt
+            .iter()
+            .map(|e| {
+                let bucket = rt.bucket_index(&e.contact.id).unwrap_or(0);
+                (
+                    e.contact,
+                    bucket,
+                    now.saturating_duration_since(e.last_seen).as_secs(),
+                )
+            })
+            .collect();
+        let mut known_keys = self.dht.known_keys();
+        known_keys.extend(self.library.shared_ids());
+        known_keys.sort_unstable();
+        known_keys.dedup();
+        StatusView {
+            node_id: self.dht.id(),
+            listen: self.local,
+            external: self.dht.external_addr(),
+            routing_table,
+            provider_records: self.dht.provider_records(),
+            provided: self.dht.provided_keys(),
+            known_keys,
+            stats: self.dht.stats().clone(),
+            running_queries: self.dht.running_queries(),
+            nat: {
+                let mut nat = self.nat.status_json();
+                nat["lan"] = self.lan_json(now);
+                nat
+            },
+            bootstrap: self.dht.bootstrap_status().to_vec(),
+            down_duplicate: self.library.engine.duplicate_bytes(),
+            downloading_into: self.library.download_dirs(),
+            counts: super::library::Counts {
+                connections: self.nat.connections_by_path(),
+                ..self.library.counts()
+            },
+            lookups: self.lookup_log.clone(),
+            io,
+        }
+    }
+}

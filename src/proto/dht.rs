@@ -8,6 +8,11 @@
 use std::net::SocketAddr;
 
 use super::codec::{put_socket_addr, socket_addr_len, DecodeError, Reader};
+use super::dht_parts::{
+    check_fits, contacts_len, put_contacts, read_contacts, read_count, read_rendezvous,
+    truncate_utf8,
+};
+pub use super::dht_parts::{proof_message, PROOF_CONTEXT};
 use crate::id::{Id, ID_LEN};
 
 /// The two magic bytes that open every DHT datagram: "PS".
@@ -34,6 +39,19 @@ pub const FLAG_NOT_REACHABLE: u8 = 0x01;
 pub const FLAG_RENDEZVOUS: u8 = 0x02;
 /// Most rendezvous records in one PROVIDERS message.
 pub const MAX_RENDEZVOUS: usize = 20;
+/// Header flag of GET_PROVIDERS and PROVIDERS only (dht.md section 4.6): in GET_PROVIDERS,
+/// "I read provider node IDs"; in PROVIDERS, the body ends with one node ID per provider.
+/// On other types bit 2 is reserved.
+pub const FLAG_PROVIDER_IDS: u8 = 0x04;
+/// Most providers a PROVIDERS answer with node IDs lists: 20 IPv6 providers with their IDs
+/// (1,020 bytes) still leave room for the header, the token and some contacts.
+pub const MAX_PROVIDERS_WITH_IDS: usize = 20;
+/// Length of a PROVE nonce.
+pub const NONCE_LEN: usize = 32;
+/// Length of an Ed25519 public key (PROOF).
+pub const PUBLIC_KEY_LEN: usize = 32;
+/// Length of an Ed25519 signature (PROOF).
+pub const SIGNATURE_LEN: usize = 64;
 
 /// Message type bytes.
 pub mod msg_type {
@@ -73,6 +91,10 @@ pub mod msg_type {
     pub const ANNOUNCE_MANY: u8 = 0x11;
     /// STORED response: how many of the keys were stored or refreshed.
     pub const STORED: u8 = 0x12;
+    /// PROVE request: prove you hold the key of your node ID (dht.md section 4.10).
+    pub const PROVE: u8 = 0x13;
+    /// PROOF response: public key and signature.
+    pub const PROOF: u8 = 0x14;
     /// ERROR response.
     pub const ERROR: u8 = 0x7f;
 }
@@ -171,6 +193,10 @@ pub enum Message {
         /// With [`FLAG_RENDEZVOUS`]: providers reached through a rendezvous, at most
         /// [`MAX_RENDEZVOUS`].
         rendezvous: Option<Vec<RendezvousRecord>>,
+        /// With [`FLAG_PROVIDER_IDS`]: each provider's node ID, in the order of `providers`
+        /// (all zeros: unknown). Encoding writes exactly one per provider, zeros for any
+        /// missing.
+        provider_ids: Option<Vec<Id>>,
     },
     /// Record that the sender provides `key`.
     Announce {
@@ -201,6 +227,22 @@ pub enum Message {
     Stored {
         /// Keys stored or refreshed.
         stored: u8,
+    },
+    /// Prove that you hold the key of your node ID (dht.md section 4.10).
+    Prove {
+        /// A fresh random challenge.
+        nonce: [u8; NONCE_LEN],
+        /// The address the request is sent to: the prover's address as the verifier knows
+        /// it, which the signature covers.
+        addr: SocketAddr,
+    },
+    /// Answer to `Prove`: the Ed25519 public key whose SHA-256 is the sender's node ID, and
+    /// its signature of [`proof_message`].
+    Proof {
+        /// The public key.
+        public: [u8; PUBLIC_KEY_LEN],
+        /// The signature.
+        signature: [u8; SIGNATURE_LEN],
     },
     /// Connect back to me: a TCP connection to my source IP at `port` carrying PROBE `nonce`
     /// proves I am reachable.
@@ -274,6 +316,8 @@ impl Message {
             Message::Ack => msg_type::ACK,
             Message::AnnounceMany { .. } => msg_type::ANNOUNCE_MANY,
             Message::Stored { .. } => msg_type::STORED,
+            Message::Prove { .. } => msg_type::PROVE,
+            Message::Proof { .. } => msg_type::PROOF,
             Message::Dialback { .. } => msg_type::DIALBACK,
             Message::DialbackAck => msg_type::DIALBACK_ACK,
             Message::Register { .. } => msg_type::REGISTER,
@@ -324,6 +368,8 @@ pub fn type_name(t: u8) -> &'static str {
         msg_type::CALL_ACK => "CALL_ACK",
         msg_type::ANNOUNCE_MANY => "ANNOUNCE_MANY",
         msg_type::STORED => "STORED",
+        msg_type::PROVE => "PROVE",
+        msg_type::PROOF => "PROOF",
         msg_type::ERROR => "ERROR",
         _ => "UNKNOWN",
     }
@@ -401,6 +447,7 @@ impl Datagram {
                 providers,
                 closer,
                 rendezvous,
+                provider_ids,
             } => {
                 out.extend_from_slice(token);
                 out.push(providers.len().min(MAX_PROVIDERS) as u8);
@@ -416,6 +463,20 @@ impl Datagram {
                         put_socket_addr(&mut out, &r.rendezvous);
                     }
                 }
+                if let Some(ids) = provider_ids {
+                    let n = providers.len().min(MAX_PROVIDERS);
+                    for i in 0..n {
+                        out.extend_from_slice(&ids.get(i).unwrap_or(&Id([0; ID_LEN])).0);
+                    }
+                }
+            }
+            Message::Prove { nonce, addr } => {
+                out.extend_from_slice(nonce);
+                put_socket_addr(&mut out, addr);
+            }
+            Message::Proof { public, signature } => {
+                out.extend_from_slice(public);
+                out.extend_from_slice(signature);
             }
             Message::Announce {
                 key,
@@ -466,6 +527,7 @@ impl Datagram {
                     providers,
                     closer,
                     rendezvous,
+                    provider_ids,
                     ..
                 } => {
                     TOKEN_LEN
@@ -483,7 +545,12 @@ impl Datagram {
                                 .map(RendezvousRecord::encoded_len)
                                 .sum::<usize>()
                         })
+                        + provider_ids
+                            .as_ref()
+                            .map_or(0, |_| ID_LEN * providers.len().min(MAX_PROVIDERS))
                 }
+                Message::Prove { addr, .. } => NONCE_LEN + socket_addr_len(addr),
+                Message::Proof { .. } => PUBLIC_KEY_LEN + SIGNATURE_LEN,
                 Message::Announce { rendezvous, .. } => {
                     ID_LEN + TOKEN_LEN + 2 + rendezvous.as_ref().map_or(0, socket_addr_len)
                 }
@@ -530,14 +597,7 @@ impl Datagram {
             msg_type::GET_PROVIDERS => Message::GetProviders { key: r.id("key")? },
             msg_type::PROVIDERS => {
                 let token = r.array::<TOKEN_LEN>("token")?;
-                let n = r.u8("provider_count")? as usize;
-                if n > MAX_PROVIDERS {
-                    return Err(DecodeError::LengthTooLarge {
-                        field: "provider_count",
-                        len: n,
-                        max: MAX_PROVIDERS,
-                    });
-                }
+                let n = read_count(&mut r, "provider_count", MAX_PROVIDERS)?;
                 // Each address is at least 7 bytes: a count that cannot fit is rejected
                 // before the vector is sized by it.
                 check_fits(&r, n, 7, "provider_count")?;
@@ -551,13 +611,32 @@ impl Datagram {
                 } else {
                     None
                 };
+                let provider_ids = if flags & FLAG_PROVIDER_IDS != 0 {
+                    // n is at most MAX_PROVIDERS: the vector's size is bounded.
+                    let mut ids = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        ids.push(r.id("provider_id")?);
+                    }
+                    Some(ids)
+                } else {
+                    None
+                };
                 Message::Providers {
                     token,
                     providers,
                     closer,
                     rendezvous,
+                    provider_ids,
                 }
             }
+            msg_type::PROVE => Message::Prove {
+                nonce: r.array::<NONCE_LEN>("nonce")?,
+                addr: r.socket_addr("addr")?,
+            },
+            msg_type::PROOF => Message::Proof {
+                public: r.array::<PUBLIC_KEY_LEN>("public_key")?,
+                signature: r.array::<SIGNATURE_LEN>("signature")?,
+            },
             msg_type::ANNOUNCE => Message::Announce {
                 key: r.id("key")?,
                 token: r.array::<TOKEN_LEN>("token")?,
@@ -608,14 +687,7 @@ impl Datagram {
             msg_type::ANNOUNCE_MANY => {
                 let token = r.array::<TOKEN_LEN>("token")?;
                 let port = r.u16("port")?;
-                let n = r.u8("key_count")? as usize;
-                if n > MAX_ANNOUNCE_KEYS {
-                    return Err(DecodeError::LengthTooLarge {
-                        field: "key_count",
-                        len: n,
-                        max: MAX_ANNOUNCE_KEYS,
-                    });
-                }
+                let n = read_count(&mut r, "key_count", MAX_ANNOUNCE_KEYS)?;
                 if n == 0 {
                     return Err(DecodeError::InvalidValue {
                         field: "key_count",
@@ -672,109 +744,27 @@ impl Datagram {
 }
 
 impl Datagram {
-    /// The flags byte as encoded: [`FLAG_RENDEZVOUS`] on ANNOUNCE and PROVIDERS says
-    /// whether the rendezvous part is present, so it is taken from the message; every other
-    /// bit (and bit 1 on other types) is sent as given.
+    /// The flags byte as encoded: [`FLAG_RENDEZVOUS`] on ANNOUNCE and PROVIDERS, and
+    /// [`FLAG_PROVIDER_IDS`] on PROVIDERS, say whether those parts are present, so they are
+    /// taken from the message; every other bit is sent as given.
     pub fn wire_flags(&self) -> u8 {
-        let rv = match &self.msg {
-            Message::Announce { rendezvous, .. } => rendezvous.is_some(),
-            Message::Providers { rendezvous, .. } => rendezvous.is_some(),
-            _ => return self.flags,
-        };
-        if rv {
-            self.flags | FLAG_RENDEZVOUS
-        } else {
-            self.flags & !FLAG_RENDEZVOUS
+        let set = |flags: u8, bit: u8, on: bool| if on { flags | bit } else { flags & !bit };
+        match &self.msg {
+            Message::Announce { rendezvous, .. } => {
+                set(self.flags, FLAG_RENDEZVOUS, rendezvous.is_some())
+            }
+            Message::Providers {
+                rendezvous,
+                provider_ids,
+                ..
+            } => set(
+                set(self.flags, FLAG_RENDEZVOUS, rendezvous.is_some()),
+                FLAG_PROVIDER_IDS,
+                provider_ids.is_some(),
+            ),
+            _ => self.flags,
         }
     }
-}
-
-fn read_rendezvous(r: &mut Reader<'_>) -> Result<Vec<RendezvousRecord>, DecodeError> {
-    let n = r.u8("rendezvous_count")? as usize;
-    if n > MAX_RENDEZVOUS {
-        return Err(DecodeError::LengthTooLarge {
-            field: "rendezvous_count",
-            len: n,
-            max: MAX_RENDEZVOUS,
-        });
-    }
-    // Each record is at least 7 + 32 + 7 bytes.
-    check_fits(r, n, 7 + ID_LEN + 7, "rendezvous_count")?;
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        let provider = r.socket_addr("provider")?;
-        let node = r.id("node_id")?;
-        let rendezvous = r.socket_addr("rendezvous")?;
-        v.push(RendezvousRecord {
-            provider,
-            node,
-            rendezvous,
-        });
-    }
-    Ok(v)
-}
-
-fn put_contacts(out: &mut Vec<u8>, contacts: &[Contact]) {
-    out.push(contacts.len().min(MAX_CONTACTS) as u8);
-    for c in contacts.iter().take(MAX_CONTACTS) {
-        out.extend_from_slice(&c.id.0);
-        put_socket_addr(out, &c.addr);
-    }
-}
-
-fn contacts_len(contacts: &[Contact]) -> usize {
-    1 + contacts
-        .iter()
-        .take(MAX_CONTACTS)
-        .map(Contact::encoded_len)
-        .sum::<usize>()
-}
-
-fn check_fits(
-    r: &Reader<'_>,
-    n: usize,
-    min_each: usize,
-    field: &'static str,
-) -> Result<(), DecodeError> {
-    let need = n.saturating_mul(min_each);
-    if need > r.remaining() {
-        return Err(DecodeError::UnexpectedEnd {
-            field,
-            needed: need - r.remaining(),
-        });
-    }
-    Ok(())
-}
-
-fn read_contacts(r: &mut Reader<'_>) -> Result<Vec<Contact>, DecodeError> {
-    let n = r.u8("contact_count")? as usize;
-    if n > MAX_CONTACTS {
-        return Err(DecodeError::LengthTooLarge {
-            field: "contact_count",
-            len: n,
-            max: MAX_CONTACTS,
-        });
-    }
-    check_fits(r, n, ID_LEN + 7, "contact_count")?;
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        let id = r.id("contact_id")?;
-        let addr = r.socket_addr("contact_addr")?;
-        v.push(Contact { id, addr });
-    }
-    Ok(v)
-}
-
-/// The longest prefix of `s` that is at most `max` bytes and ends on a char boundary.
-fn truncate_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]
@@ -809,6 +799,15 @@ mod tests {
                     node: id(5),
                     rendezvous: b,
                 }]),
+                provider_ids: Some(vec![id(6), id(7)]),
+            },
+            Message::Prove {
+                nonce: [8; NONCE_LEN],
+                addr: b,
+            },
+            Message::Proof {
+                public: [9; PUBLIC_KEY_LEN],
+                signature: [10; SIGNATURE_LEN],
             },
             Message::Announce {
                 key: id(9),
@@ -953,6 +952,8 @@ mod tests {
             )
                 .prop_map(|(token, providers, closer, rv)| Message::Providers {
                     token,
+                    provider_ids: (providers.len() % 2 == 1)
+                        .then(|| providers.iter().map(|_| Id([3; 32])).collect()),
                     providers,
                     closer,
                     rendezvous: rv.map(|v| v

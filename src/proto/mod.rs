@@ -2,4 +2,5 @@
 
 pub mod codec;
 pub mod dht;
+mod dht_parts;
 pub mod wire;

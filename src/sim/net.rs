@@ -324,9 +324,9 @@ impl Sim {
         }
         let seed = self.config.seed;
         let mut id_rng = StdRng::seed_from_u64(derive_seed(seed, i as u64, 0));
-        let id = Id::random(&mut id_rng);
+        let identity = crate::identity::Identity::from_secret(&id_rng.gen());
         let dht = Dht::new(
-            id,
+            identity,
             self.dht_config.clone(),
             derive_seed(seed, i as u64, 1),
             self.now,
@@ -624,7 +624,18 @@ mod tests {
         }
         let rtt = sim.now() - t0;
         assert!(rtt >= Duration::from_millis(30) && rtt <= Duration::from_millis(70));
+        // Then the PROVE and its PROOF (dht.md section 6.1): in the table a round trip later.
+        for _ in 0..100 {
+            if sim.node(b).unwrap().routing_table().len() == 1 {
+                break;
+            }
+            assert!(sim.step().unwrap());
+        }
         assert_eq!(sim.node(b).unwrap().routing_table().len(), 1);
+        assert!(
+            sim.now() - t0 <= Duration::from_millis(140),
+            "two round trips"
+        );
     }
 
     #[test]

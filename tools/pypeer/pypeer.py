@@ -160,9 +160,10 @@ class Manifest:
 # The DHT (dht.md): a 45-byte header, then a body that depends on the type
 
 PING, PONG, FIND_NODE, NODES, GET_PROVIDERS, PROVIDERS, ANNOUNCE, ACK = range(1, 9)
+PROVE, PROOF = 0x13, 0x14  # proof of identity (section 4.10, 4.11)
 DHT_ERROR = 0x7F
-REQUESTS = {PING, FIND_NODE, GET_PROVIDERS, ANNOUNCE, 0x09, 0x0B, 0x0D, 0x0F}
-RESPONSES = {PONG, NODES, PROVIDERS, ACK, DHT_ERROR, 0x0A, 0x0C, 0x0E, 0x10}
+REQUESTS = {PING, FIND_NODE, GET_PROVIDERS, ANNOUNCE, PROVE, 0x09, 0x0B, 0x0D, 0x0F}
+RESPONSES = {PONG, NODES, PROVIDERS, ACK, PROOF, DHT_ERROR, 0x0A, 0x0C, 0x0E, 0x10}
 BAD_TOKEN = 2
 K, ALPHA, TIMEOUT = 20, 3, 2.0
 
@@ -205,6 +206,15 @@ def decode_dgram(buf):
                 raise DecodeError("LengthTooLarge", "rendezvous_count")
             for _ in range(m):
                 r.addr(), r.take(32), r.addr()
+        if flags & 0x04:  # provider IDs (section 4.6): never asked for here, read if sent
+            f["provider_ids"] = [r.take(32) for _ in range(n)]
+    elif mtype == PROVE:
+        f["nonce"], f["addr_bytes"] = r.take(32), None
+        start = r.pos
+        r.addr()
+        f["addr_bytes"] = r.buf[start:r.pos]  # signed as it was encoded (section 4.11)
+    elif mtype == PROOF:
+        f["public"], f["signature"] = r.take(32), r.take(64)
     elif mtype == ANNOUNCE:
         f["key"], f["token"], f["port"] = r.take(32), r.take(16), r.u16()
         if flags & 0x02:
@@ -243,8 +253,8 @@ def distance(a, b):
 class Dht:
     """A DHT node (dht.md): answers requests, keeps contacts, looks up and announces."""
 
-    def __init__(self, sock, node_id):
-        self.sock, self.id = sock, node_id
+    def __init__(self, sock, identity):
+        self.sock, self.id, self.identity = sock, identity.node_id, identity
         self.contacts = {}  # id -> address; a flat list, closest chosen by XOR (section 6)
         self.providers = {}  # key -> {address: expiry} (section 10)
         self.serving = set()  # keys we provide ourselves
@@ -266,6 +276,8 @@ class Dht:
         return sorted(items, key=lambda c: distance(c[0], target))[:K]
 
     def learn(self, node_id, addr):
+        # A simplification: every node that answers is taken in, without the PROVE that dht.md
+        # section 6.1 asks for first (this peer answers PROVEs, so it gets into real tables).
         if node_id != self.id:
             with self.lock:
                 if node_id in self.contacts or len(self.contacts) < 1000:
@@ -298,6 +310,9 @@ class Dht:
             self.secrets, self.rotated = [os.urandom(32), self.secrets[0]], time.monotonic()
         if mtype == PING:
             return PONG, enc_addr(addr)
+        if mtype == PROVE:  # prove we hold our ID's key (section 4.11)
+            signed = b"peershare-dht-proof:" + f["nonce"] + self.id + sender + f["addr_bytes"]
+            return PROOF, self.identity.public + self.identity.key.sign(signed)
         if mtype == FIND_NODE:
             return NODES, enc_contacts(self.closest(f["target"], exclude=sender))
         if mtype == GET_PROVIDERS:
@@ -883,7 +898,7 @@ def main():
     udp, tcp = open_sockets(a.port)
     port = udp.getsockname()[1]
     me = Identity()  # a new identity each run: nothing is kept on disk
-    dht = Dht(udp, me.node_id)
+    dht = Dht(udp, me)
     if a.bootstrap:
         dht.bootstrap(parse_hostport(a.bootstrap))
     print(f"node_id: {dht.id.hex()}\nlisten: {udp.getsockname()[0]}:{port}", flush=True)

@@ -156,10 +156,12 @@ local DHT_TYPES = {
     [0x0d] = "INTRODUCE", [0x0e] = "INTRODUCED", [0x0f] = "CALL", [0x10] = "CALL_ACK",
     -- reprovide sweep batches (dht.md 4.9a, 4.9b)
     [0x11] = "ANNOUNCE_MANY", [0x12] = "STORED",
+    -- proof of identity (dht.md 4.10, 4.11)
+    [0x13] = "PROVE", [0x14] = "PROOF",
     [0x7f] = "ERROR",
 }
 local DHT_RESPONSE = { [0x02] = true, [0x04] = true, [0x06] = true, [0x08] = true, [0x0a] = true,
-    [0x0c] = true, [0x0e] = true, [0x10] = true, [0x12] = true, [0x7f] = true }
+    [0x0c] = true, [0x0e] = true, [0x10] = true, [0x12] = true, [0x14] = true, [0x7f] = true }
 local DHT_ERROR_CODES = {
     [1] = "BAD_REQUEST", [2] = "BAD_TOKEN", [3] = "STORE_FULL", [4] = "RATE_LIMITED",
     [5] = "UNKNOWN_PEER",
@@ -264,6 +266,10 @@ DF.key_count = ProtoField.uint8("peershare.dht.key_count", "Key count", base.DEC
 DF.stored = ProtoField.uint8("peershare.dht.stored", "Keys stored", base.DEC)
 DF.rv_record = ProtoField.none("peershare.dht.rendezvous_record", "Rendezvous record")
 DF.node_id = ProtoField.bytes("peershare.dht.node_id", "Node ID", base.NONE)
+DF.provider_id = ProtoField.bytes("peershare.dht.provider_id", "Provider node ID", base.NONE)
+DF.challenge = ProtoField.bytes("peershare.dht.challenge", "Nonce (challenge)", base.NONE)
+DF.public_key = ProtoField.bytes("peershare.dht.public_key", "Ed25519 public key", base.NONE)
+DF.signature = ProtoField.bytes("peershare.dht.signature", "Signature", base.NONE)
 DF.response_in = ProtoField.framenum("peershare.dht.response_in", "Response in", base.NONE)
 DF.request_in = ProtoField.framenum("peershare.dht.request_in", "Request in", base.NONE)
 DF.rtt = ProtoField.relative_time("peershare.dht.time", "Time since request")
@@ -616,7 +622,24 @@ local DHT_BODY = {
             end
             extra = " rendezvous=" .. rn
         end
+        if c.provider_ids then
+            -- dht.md 4.6: bit 2 (PROVIDER_IDS) adds one node ID per provider.
+            for i = 1, p do
+                if not c:field(t, DF.provider_id, 32, "provider_id") then return nil end
+            end
+            extra = extra .. " with IDs"
+        end
         return string.format("providers=%d contacts=%d%s", p, n, extra)
+    end,
+    [0x13] = function(c, t)
+        if not c:field(t, DF.challenge, 32, "nonce") then return nil end
+        local a = c:address(t, DF.addr, "addr", "Address (the prover's, as the verifier sent to it)")
+        return a and ("addr=" .. a)
+    end,
+    [0x14] = function(c, t)
+        local k = c:field(t, DF.public_key, 32, "public_key")
+        if not k or not c:field(t, DF.signature, 64, "signature") then return nil end
+        return "key=" .. short_id(c.tvb, k:offset())
     end,
     [0x07] = function(c, t)
         local k = c:field(t, DF.key, 32, "key")
@@ -763,6 +786,7 @@ local function dissect_dht(tvb, pinfo, tree)
         root:append_text(", " .. name)
         -- nat.md: bit 1 (RENDEZVOUS) of ANNOUNCE and PROVIDERS adds a rendezvous part.
         c.rendezvous = (t == 0x06 or t == 0x07) and (math.floor(fr:uint() / 2) % 2 == 1)
+        c.provider_ids = (t == 0x06) and (math.floor(fr:uint() / 4) % 2 == 1)
         local s = DHT_BODY[t](c, root)
         if not s then return end
         c:finish(root)

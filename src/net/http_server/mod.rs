@@ -516,13 +516,7 @@ impl HttpServer {
                         c.progress_at = now;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if !c.writable_interest {
-                            let both = Interest::READABLE | Interest::WRITABLE;
-                            if let Err(e) = reg.reregister(&mut c.stream.sock, t, both) {
-                                log::debug!("http: reregister: {e}");
-                            }
-                            c.writable_interest = true;
-                        }
+                        want_writable(reg, t, c);
                         // Ask for the next segment while this one goes out.
                         body::refill(c, t, ev);
                         return;
@@ -539,13 +533,7 @@ impl HttpServer {
             match c.stream.flush_tls() {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !c.writable_interest {
-                        let both = Interest::READABLE | Interest::WRITABLE;
-                        if let Err(e) = reg.reregister(&mut c.stream.sock, t, both) {
-                            log::debug!("http: reregister: {e}");
-                        }
-                        c.writable_interest = true;
-                    }
+                    want_writable(reg, t, c);
                     return;
                 }
                 Err(e) => {
@@ -702,4 +690,15 @@ fn status_of(bytes: &[u8]) -> u16 {
         .and_then(|s| std::str::from_utf8(s).ok())
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// Asks the poll to say when connection `t` can take more bytes (once: edge-triggered).
+fn want_writable(reg: &Registry, t: Token, c: &mut HttpConn) {
+    if !c.writable_interest {
+        let both = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = reg.reregister(&mut c.stream.sock, t, both) {
+            log::debug!("http: reregister: {e}");
+        }
+        c.writable_interest = true;
+    }
 }

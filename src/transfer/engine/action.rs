@@ -69,6 +69,9 @@ pub enum WireAction {
         conn: ConnId,
         /// Where.
         addr: SocketAddr,
+        /// The node ID that must answer there (from a DHT provider record): the secure
+        /// handshake hangs up on any other.
+        expect: Option<Id>,
     },
     /// Send a frame.
     Send {

@@ -123,7 +123,11 @@ impl Engine {
                             .as_ref()
                             .is_some_and(|r| SocketAddr::new(k.addr.ip(), r.listen_port) == addr))
             });
-            if busy || self.banned_addrs.contains(&addr) {
+            let expect = self.expected_ids.get(&addr).copied();
+            if busy
+                || self.banned_addrs.contains(&addr)
+                || expect.is_some_and(|id| self.banned_nodes.contains(&id))
+            {
                 continue;
             }
             let conn = self.alloc_conn();
@@ -131,7 +135,8 @@ impl Engine {
                 conn,
                 Conn::new(addr, true, Some(content), now, ConnState::Connecting),
             );
-            self.actions.push_back(WireAction::Connect { conn, addr });
+            self.actions
+                .push_back(WireAction::Connect { conn, addr, expect });
         }
     }
 

@@ -53,7 +53,7 @@ mod view;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -129,6 +129,9 @@ pub struct Engine {
     next_conn: ConnId,
     banned_nodes: HashSet<Id>,
     banned_addrs: HashSet<SocketAddr>,
+    /// The node ID the DHT's provider records name at an address (dht.md section 4.6): a
+    /// dial there expects it in the secure handshake. Bounded by [`MAX_EXPECTED_IDS`].
+    expected_ids: HashMap<SocketAddr, Id>,
     /// Where this node is reached ([`Engine::set_own_addrs`]): never dialled.
     own_addrs: Vec<SocketAddr>,
     /// PIECE bytes received that were not needed: a copy of a chunk already in, or one
@@ -138,6 +141,10 @@ pub struct Engine {
     next_rotation: Option<Instant>,
     seed: u64,
 }
+
+/// Most provider node IDs remembered at once (the map is cleared when full: it only
+/// sharpens dials, and the next lookup fills it again).
+const MAX_EXPECTED_IDS: usize = 4096;
 
 impl Engine {
     /// An engine for the node `node_id` accepting connections on `listen_port`.
@@ -152,6 +159,7 @@ impl Engine {
             next_conn: ConnId::new(ConnId::FIRST),
             banned_nodes: HashSet::new(),
             banned_addrs: HashSet::new(),
+            expected_ids: HashMap::new(),
             own_addrs: Vec::new(),
             duplicate_bytes: 0,
             actions: Actions::default(),
@@ -360,6 +368,31 @@ impl Engine {
             }
         }
         self.connect_more(now, *content);
+    }
+
+    /// Candidate peers for `content` from DHT provider records that name each provider's
+    /// node ID: like [`Engine::add_peers`], and a dial to one of these addresses expects
+    /// that ID (a peer proving another is hung up on, secure.md); a known banned ID is not
+    /// dialled at all.
+    pub fn add_peers_with_ids(
+        &mut self,
+        now: Instant,
+        content: &Id,
+        addrs: &[SocketAddr],
+        ids: &[(SocketAddr, Id)],
+    ) {
+        for (a, id) in ids {
+            if self.expected_ids.len() >= MAX_EXPECTED_IDS {
+                self.expected_ids.clear();
+            }
+            self.expected_ids.insert(*a, *id);
+        }
+        self.add_peers(now, content, addrs);
+    }
+
+    /// The node ID a dial to `addr` must find there, if a provider record named one.
+    pub fn expected_id(&self, addr: &SocketAddr) -> Option<Id> {
+        self.expected_ids.get(addr).copied()
     }
 
     /// A provider of `content` on our own link (LAN discovery): tried before every other

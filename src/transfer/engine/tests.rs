@@ -180,7 +180,7 @@ impl World {
     fn act(&mut self, i: usize, a: Action) {
         let now = self.now;
         match a {
-            Action::Wire(WireAction::Connect { conn, addr }) => match self.node_of(addr) {
+            Action::Wire(WireAction::Connect { conn, addr, .. }) => match self.node_of(addr) {
                 Some(j) => {
                     let from = self.nodes[i].addr;
                     let jconn = self.nodes[j].engine.accepted(now, from);
@@ -842,7 +842,7 @@ fn a_download_taken_up_again_connects_again() {
     let connects = |e: &mut Engine| -> Vec<ConnId> {
         std::iter::from_fn(|| e.poll_action())
             .filter_map(|a| match a {
-                Action::Wire(WireAction::Connect { conn, addr }) if addr == peer => Some(conn),
+                Action::Wire(WireAction::Connect { conn, addr, .. }) if addr == peer => Some(conn),
                 _ => None,
             })
             .collect()
@@ -963,4 +963,25 @@ fn a_node_never_dials_its_own_address() {
     e.set_own_addrs(vec!["127.0.0.1:4000".parse().unwrap()]);
     assert!(e.is_own_addr(&"127.0.0.1:4000".parse().unwrap()));
     assert!(!e.is_own_addr(&"127.0.0.2:4000".parse().unwrap()));
+}
+
+/// Issue 17: a dial to a provider whose DHT record named its node ID expects that ID (the
+/// secure handshake hangs up on another); a dial to an address without one expects none.
+#[test]
+fn a_dial_to_a_provider_record_expects_its_node_id() {
+    let now = Instant::now();
+    let mut e = Engine::new(Id([7; 32]), 4000, EngineConfig::default(), 1);
+    let content = Id([9; 32]);
+    let (named, unnamed) = (addr(1), addr(2));
+    e.download(now, content, None, None);
+    e.add_peers_with_ids(now, &content, &[named, unnamed], &[(named, Id([5; 32]))]);
+    let dials: Vec<(SocketAddr, Option<Id>)> = std::iter::from_fn(|| e.poll_action())
+        .filter_map(|a| match a {
+            Action::Wire(WireAction::Connect { addr, expect, .. }) => Some((addr, expect)),
+            _ => None,
+        })
+        .collect();
+    assert!(dials.contains(&(named, Some(Id([5; 32])))), "{dials:?}");
+    assert!(dials.contains(&(unnamed, None)), "{dials:?}");
+    assert_eq!(e.expected_id(&named), Some(Id([5; 32])));
 }

@@ -16,7 +16,7 @@ impl World {
 
     pub(super) fn wire(&mut self, i: usize, w: WireAction) {
         match w {
-            WireAction::Connect { conn, addr } => {
+            WireAction::Connect { conn, addr, .. } => {
                 self.start_connect(i, addr, Purpose::Wire(conn), None)
             }
             WireAction::Send { conn, msg } => self.send_on(i, conn, Item::Frame(msg)),

@@ -124,6 +124,8 @@ struct Sock {
 struct SimNode {
     spec: NodeSpec,
     addr: SocketAddr,
+    /// The node's identity key seed: its node ID is derived from it.
+    secret: [u8; 32],
     id: Id,
     core: Option<NodeCore>,
     storage: MemStorage,
@@ -253,10 +255,12 @@ impl World {
             .enumerate()
             .map(|(i, spec)| {
                 let mut id_rng = StdRng::seed_from_u64(derive_seed(cfg.seed, i as u64, 1));
+                let secret: [u8; 32] = id_rng.gen();
                 SimNode {
                     spec,
                     addr: node_addr(i),
-                    id: Id(id_rng.gen()),
+                    secret,
+                    id: crate::identity::Identity::from_secret(&secret).node_id(),
                     core: None,
                     storage: MemStorage::default(),
                     life: 0,
@@ -371,7 +375,8 @@ impl World {
         let n = &mut self.nodes[i];
         n.life = life;
         let seed = |s: u64| derive_seed(self.cfg.seed, i as u64, 100 + s + u64::from(life) * 16);
-        let mut dht = Dht::new(n.id, self.cfg.dht.clone(), seed(1), now);
+        let identity = crate::identity::Identity::from_secret(&n.secret);
+        let mut dht = Dht::new(identity, self.cfg.dht.clone(), seed(1), now);
         let saved: Vec<_> = n
             .storage
             .saved_state()

@@ -140,7 +140,7 @@ impl World {
 
     fn wire(&mut self, i: usize, now: Instant, a: WireAction) {
         match a {
-            WireAction::Connect { conn, addr } => match self.peer_index(&addr) {
+            WireAction::Connect { conn, addr, .. } => match self.peer_index(&addr) {
                 Some(j) => {
                     let rtt = self.latency(i, j) * 2;
                     self.schedule(
