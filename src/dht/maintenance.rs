@@ -183,12 +183,13 @@ impl Dht {
     /// address, notes it; once every bootstrap address has failed twice with none ever
     /// answering, warns (once): a mistyped or dead address must not go unnoticed while the
     /// node keeps retrying it.
-    pub(super) fn on_bootstrap_result(&mut self, to: SocketAddr, answered: bool) {
+    pub(super) fn on_bootstrap_result(&mut self, to: SocketAddr, answered_by: Option<Id>) {
         let Some(b) = self.bootstrap.iter_mut().find(|b| b.addr == to) else {
             return;
         };
-        if answered {
+        if let Some(id) = answered_by {
             b.answered = true;
+            b.node = Some(id);
             return;
         }
         b.unanswered = b.unanswered.saturating_add(1);

@@ -274,7 +274,7 @@ impl Dht {
                 if retry {
                     if matches!(out.purpose, Purpose::Bootstrap) {
                         // Each unanswered PING counts towards the warning.
-                        self.on_bootstrap_result(out.to, false);
+                        self.on_bootstrap_result(out.to, None);
                     }
                     if matches!(out.purpose, Purpose::Batch) {
                         self.sweep_stats.batches += 1;
@@ -313,6 +313,7 @@ impl Dht {
                 addr,
                 answered: false,
                 unanswered: 0,
+                node: None,
             });
         }
         self.send_request(

@@ -139,4 +139,7 @@ pub struct BootstrapAddr {
     pub answered: bool,
     /// Requests to it that got no answer in time.
     pub unanswered: u32,
+    /// The node ID it last answered with: not proven (the routing table takes it only
+    /// after a PROOF), but enough for a sparse table's lookups to ask it.
+    pub node: Option<Id>,
 }

@@ -144,7 +144,18 @@ impl Dht {
         } else {
             self.config.k
         };
-        let seeds = self.routing.closest(&target, width, None);
+        let mut seeds = self.routing.closest(&target, width, None);
+        if seeds.len() < width {
+            // A sparse table (a join whose PROOFs were lost, issue 21's islands) also asks
+            // the bootstrap nodes that answered, proven or not: a lookup only asks them, and
+            // every node that answers it is asked to prove its key and may enter the table.
+            let me = self.id;
+            seeds.extend(self.bootstrap.iter().filter_map(|b| {
+                b.node
+                    .filter(|id| *id != me)
+                    .map(|id| Contact { id, addr: b.addr })
+            }));
+        }
         let lookup = Lookup::new(target, width, self.config.alpha, seeds);
         // This node is part of the DHT: records it holds itself are answers too (in a small
         // network it may hold the only copy).
