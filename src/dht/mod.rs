@@ -4,7 +4,8 @@
 //! reactor in production, the simulator in tests) drives it:
 //!
 //! - **inputs**: [`Dht::handle_datagram`]`(now, from, bytes)`, [`Dht::handle_timeout`]`(now)`;
-//! - **commands**: [`Dht::bootstrap_from`], [`Dht::add_contact`], [`Dht::find_node`],
+//! - **commands**: [`Dht::bootstrap_from`], [`Dht::add_contact`] (persisted contacts),
+//!   [`Dht::add_claimed_contact`] (LAN announcements: proven first), [`Dht::find_node`],
 //!   [`Dht::get_providers`], [`Dht::announce`], [`Dht::stop_providing`];
 //! - **outputs**: [`Dht::poll_transmit`], [`Dht::poll_event`], [`Dht::poll_timeout`].
 //!
@@ -15,8 +16,8 @@
 //! Every request the node sends is recorded by transaction ID with a deadline; answers are
 //! accepted only from the address the request went to and only with a matching type, and a
 //! missing answer becomes a failure for the lookup and for the routing table. Only such
-//! answers insert contacts into the routing table: a node that sent us a request is PINGed
-//! first (`serve.rs`). The routing table and the provider store hold at most a quota of
+//! answers insert contacts into the routing table, and only once they have proven their keys
+//! (`proof.rs`): a node that sent us a request is asked for its proof first (`serve.rs`). The routing table and the provider store hold at most a quota of
 //! entries per source address and network ([`diversity`], spec section 13.2).
 //!
 //! This file holds [`Dht`] and its public calls; the rest of `impl Dht` is split by concept:
@@ -418,6 +419,13 @@ impl Dht {
     /// provider is reached through a rendezvous.
     pub fn rendezvous_of(&self, provider: &SocketAddr) -> Option<(Id, SocketAddr)> {
         self.seen_rendezvous.get(provider).copied()
+    }
+
+    /// Remembers that `provider` (node `node`) is reached through rendezvous `rv`, as a
+    /// PROVIDERS answer would have told; for tests of the layers above.
+    #[cfg(test)]
+    pub(crate) fn note_rendezvous(&mut self, provider: SocketAddr, node: Id, rv: SocketAddr) {
+        self.seen_rendezvous.insert(provider, (node, rv));
     }
 
     /// Sends a datagram built by the NAT layer with our ID and flags (it keeps its own

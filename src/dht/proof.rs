@@ -72,6 +72,17 @@ impl Dht {
             || self.proofs.contains(c)
     }
 
+    /// A contact somebody claims exists (a LAN announcement, which anyone on the link can
+    /// send with any ID): it enters the table as an answerer does, once it has proven at
+    /// that address that it holds the key of its ID (at once if it already has).
+    pub fn add_claimed_contact(&mut self, c: Contact, now: Instant) {
+        if self.is_proven(&c) {
+            self.insert_proven(now, c);
+        } else if self.routing.would_take(&c, now) {
+            self.send_prove(now, c);
+        }
+    }
+
     /// Sends `c` a PROVE, unless one is already out to its address or [`MAX_VERIFYING`]
     /// are out in all. The PROOF inserts it like any answer (section 6, rule 4).
     pub(super) fn send_prove(&mut self, now: Instant, c: Contact) {

@@ -100,6 +100,12 @@ impl Dht {
             }
             return;
         }
+        self.insert_proven(now, c);
+    }
+
+    /// Inserts `c`, proven at its address: at once if its bucket has room, else after an
+    /// eviction PING of the bucket's oldest contact goes unanswered.
+    pub(super) fn insert_proven(&mut self, now: Instant, c: Contact) {
         match self.routing.insert(c, now) {
             InsertResult::Inserted => self.on_contact_added(now),
             InsertResult::PingOldest { ping } => self.send_request(

@@ -1133,3 +1133,37 @@ fn announce_many_stores_each_key_and_counts_them() {
     assert_eq!(reply(node, 4), Some(Message::Stored { stored: 36 }));
     assert_eq!(node.provider_records(), 36);
 }
+
+/// Issue 17: a LAN announcement can name any ID. The contact it claims enters the table
+/// only with a PROOF from that address; one that never proves (or proves another key)
+/// stays out. LAN contacts used to be inserted as soon as they were heard.
+#[test]
+fn a_claimed_contact_enters_the_table_only_with_its_proof() {
+    let mut net = Net::new(1);
+    let now = net.now;
+    let key = Identity::from_secret(&[4; 32]);
+    let liar = Identity::from_secret(&[5; 32]);
+    // A claim that nobody proves, and one whose PROOF is made with another key.
+    net.node(0).add_claimed_contact(
+        Contact {
+            id: Id([0x42; 32]),
+            addr: addr(7),
+        },
+        now,
+    );
+    assert_eq!(pass_verifications(net.node(0), now, addr(7), &liar), 1);
+    assert!(net.node(0).routing_table().is_empty(), "taken unproven");
+    // An honest claim: in with its proof.
+    let honest = Contact {
+        id: key.node_id(),
+        addr: addr(8),
+    };
+    net.node(0).add_claimed_contact(honest, now);
+    assert!(net.node(0).routing_table().is_empty());
+    assert_eq!(pass_verifications(net.node(0), now, addr(8), &key), 1);
+    assert_eq!(net.node(0).routing_table().len(), 1);
+    assert!(net.node(0).routing_table().get(&key.node_id()).is_some());
+    // Claimed again once proven: no second PROVE.
+    net.node(0).add_claimed_contact(honest, now);
+    assert_eq!(pass_verifications(net.node(0), now, addr(8), &key), 0);
+}

@@ -514,9 +514,14 @@ impl Reactor {
             Some(false) => Side::Acceptor,
             None => side,
         };
+        // A punched or relayed dial must reach the node its records name, as a plain one does.
+        let expect = match side {
+            Side::Dialer => self.core.conn_expected_id(conn),
+            Side::Acceptor => None,
+        };
         if let Err(e) = self
             .wire_socks
-            .adopt(self.poll.registry(), conn, stream, side)
+            .adopt(self.poll.registry(), conn, stream, side, expect)
         {
             log::debug!("wire: cannot register connection {conn}: {e}");
             self.core.handle_wire_closed(now, conn);

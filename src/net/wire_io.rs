@@ -149,20 +149,22 @@ impl WireSocks {
         Ok(())
     }
 
-    /// Takes a connected socket as `conn`'s: registered anew under `conn`'s token.
+    /// Takes a connected socket as `conn`'s: registered anew under `conn`'s token. A dialer
+    /// `expect`ing a node ID hangs up unless the peer proves that ID.
     pub fn adopt(
         &mut self,
         reg: &Registry,
         conn: ConnId,
         mut stream: TcpStream,
         side: Side,
+        expect: Option<crate::id::Id>,
     ) -> io::Result<()> {
         let t = tokens::of(conn);
         // Already registered (under a NAT socket's token) or not yet (just accepted).
         reg.reregister(&mut stream, t, Interest::READABLE)
             .or_else(|_| reg.register(&mut stream, t, Interest::READABLE))?;
         let _ = stream.set_nodelay(true);
-        let sec = self.session(side, None)?;
+        let sec = self.session(side, expect)?;
         self.insert(conn, stream, sec, false);
         // A dialer's msg1 is queued: make sure it is written.
         if side == Side::Dialer {

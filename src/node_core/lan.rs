@@ -1,10 +1,11 @@
 //! LAN discovery inside the node (spec: `protocol-spec/nat.md`, section 11): what joins the
 //! sans-IO [`Lan`] machine to the DHT and the transfer engine.
 //!
-//! - A node found on the link is given to the DHT as a contact (its public input for
-//!   persisted contacts: unverified, dropped by the DHT if it never answers), and the node
-//!   looks up its own ID once per batch of new peers, which fills both tables: how a link
-//!   with no bootstrap node forms a DHT.
+//! - A node found on the link is given to the DHT as a claimed contact: it enters the
+//!   routing table once it has proven its key (dht.md section 6.1), as anybody could
+//!   announce any ID on the link. The first contact of an empty table starts a lookup of
+//!   our own ID through it, which fills both tables: how a link with no bootstrap node
+//!   forms a DHT.
 //! - A download's provider lookup also asks the link (WANT); a node that provides the content
 //!   answers (HAVE), and the downloader tries that LAN address before any other candidate.
 //! - `status` shows the LAN peers under `nat.lan`.
@@ -77,14 +78,13 @@ impl NodeCore {
             return false;
         };
         let mut moved = false;
-        let mut rejoin = false;
         while let Some(ev) = lan.poll_event() {
             moved = true;
             match ev {
                 LanEvent::PeerFound { node, addr } => {
                     log::info!("lan: found node {} at {addr}", &node.to_hex()[..16]);
-                    self.dht.add_contact(Contact { id: node, addr }, now);
-                    rejoin = true;
+                    self.dht
+                        .add_claimed_contact(Contact { id: node, addr }, now);
                     self.view_dirty = true;
                 }
                 LanEvent::PeerGone { node } => {
@@ -105,10 +105,6 @@ impl NodeCore {
         while let Some(t) = lan.poll_transmit() {
             moved = true;
             self.out.push_back(Output::Lan(t));
-        }
-        if rejoin {
-            // Through the new contacts: they answer, the DHT verifies them, and they learn us.
-            self.dht.rejoin(now);
         }
         moved
     }

@@ -164,3 +164,56 @@ fn a_verified_requester_shows_in_the_view_at_once() {
     }
     assert!(!changed);
 }
+
+/// Issue 17: a dial expects the node ID its records name, also when it goes through a
+/// rendezvous. A plain dial carried the provider record's ID in its connect action; a
+/// punched or relayed one reaches the driver as a bare socket, and its handshake expected
+/// nobody in particular, so anyone at the provider's address could have answered for it.
+#[test]
+fn every_dial_expects_the_node_its_records_name() {
+    let now = Instant::now();
+    let mut c = core(now);
+    let content = Id([9; 32]);
+    let named: SocketAddr = "198.51.100.7:4000".parse().unwrap();
+    let behind: SocketAddr = "198.51.100.8:4000".parse().unwrap();
+    let rv: SocketAddr = "198.51.100.9:4000".parse().unwrap();
+    let (named_id, behind_id) = (Id([7; 32]), Id([8; 32]));
+    c.dht.note_rendezvous(behind, behind_id, rv);
+    let req = ApiRequest::RequestFile {
+        content_hash: content,
+        output_dir: Some(PathBuf::from("/out")),
+        peers: Vec::new(),
+        only: None,
+    };
+    c.handle_api(now, ReplyTo { conn: 1, seq: 0 }, req);
+    let _ = connects(&mut c);
+    c.library
+        .engine
+        .add_peers_with_ids(now, &content, &[named, behind], &[(named, named_id)]);
+    c.settle(now);
+    // The plain dial: its connect carries the ID, and the driver is told the same.
+    let mut plain = Vec::new();
+    while let Some(o) = c.poll_output() {
+        if let Output::Wire(WireAction::Connect { conn, addr, expect }) = o {
+            plain.push((conn, addr, expect));
+        }
+    }
+    assert_eq!(
+        plain.len(),
+        1,
+        "only the provider without a rendezvous is dialled: {plain:?}"
+    );
+    let (conn, addr, expect) = plain[0];
+    assert_eq!((addr, expect), (named, Some(named_id)));
+    assert_eq!(c.conn_expected_id(conn), Some(named_id));
+    // The dial through the rendezvous: the driver gets a socket later and asks.
+    let peers = c.library.engine.peers(&content).unwrap_or_default();
+    let through = peers
+        .iter()
+        .find(|p| p.addr == behind)
+        .expect("a connection to the provider behind the rendezvous");
+    assert_eq!(c.conn_expected_id(through.conn), Some(behind_id));
+    // An accepted connection expects nobody.
+    let accepted = c.handle_wire_accepted(now, "198.51.100.10:5000".parse().unwrap());
+    assert_eq!(c.conn_expected_id(accepted), None);
+}
