@@ -46,6 +46,15 @@ pub enum Completion {
         /// The chunks it waits for.
         chunks: std::ops::Range<u32>,
     },
+    /// Storage does not know a stream's content ([`super::stream::Streamed::Unknown`]).
+    StreamUnknown {
+        /// The HTTP client's connection.
+        to: ReplyTo,
+        /// The content.
+        content: crate::id::Id,
+        /// The `404` to send if the node is not downloading it either.
+        refusal: Vec<u8>,
+    },
 }
 
 /// What a stream job came to (`net::stream`).
@@ -153,6 +162,11 @@ impl JobContext {
                     match super::stream::respond(&self.storage, content, &path, range.as_deref()) {
                         Streamed::Done(bytes) => Completion::Reply { to, bytes },
                         Streamed::Plan(plan) => Completion::Stream(StreamDone::Plan { to, plan }),
+                        Streamed::Unknown(refusal) => Completion::StreamUnknown {
+                            to,
+                            content,
+                            refusal,
+                        },
                         Streamed::Pending(chunks) => Completion::StreamPending {
                             to,
                             content,

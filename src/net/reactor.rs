@@ -541,6 +541,11 @@ impl Reactor {
                     content,
                     chunks,
                 } => self.http_stream_pending(now, to, content, chunks),
+                Completion::StreamUnknown {
+                    to,
+                    content,
+                    refusal,
+                } => self.http_stream_unknown(now, to, content, refusal),
                 Completion::Parsed { to, result } => match result {
                     Ok(req) if req.shows_rates() => {
                         let rates = self.bw.flow_rates(now);

@@ -25,6 +25,10 @@ pub enum Streamed {
     Plan(Box<StreamPlan>),
     /// These chunks must come first (the first of them is not here yet).
     Pending(std::ops::Range<u32>),
+    /// Storage does not know the content: the `404` to send, unless the node is downloading
+    /// it and storage has not opened it yet (the moment after its manifest arrived), when
+    /// the request waits like a [`Streamed::Pending`] one.
+    Unknown(Vec<u8>),
 }
 
 /// A response to send: its head, then its pieces, the file's read segment by segment.
@@ -49,6 +53,9 @@ pub fn respond(storage: &DiskStorage, content: Id, path: &str, range: Option<&st
             Streamed::Pending(chunk..until.min(chunk.saturating_add(URGENT_WINDOW)))
         }
         Ok(Ok(s)) => s,
+        Ok(Err(e @ StreamError::Unknown)) | Err(e @ StreamError::Unknown) => {
+            Streamed::Unknown(refusal(content, &e))
+        }
         Ok(Err(e)) | Err(e) => Streamed::Done(refusal(content, &e)),
     }
 }

@@ -68,6 +68,25 @@ impl Reactor {
         }
     }
 
+    /// Storage does not know a stream's content. A download whose storage is not open yet
+    /// (its manifest just arrived) will have it in a moment: the request waits, as for
+    /// chunks not here yet (until `STREAM_WAIT`, then `503`). Otherwise: `404`.
+    pub(super) fn http_stream_unknown(
+        &mut self,
+        now: Instant,
+        to: ReplyTo,
+        content: crate::id::Id,
+        refusal: Vec<u8>,
+    ) {
+        if self.core.library().is_downloading(&content) {
+            if let Some(h) = self.http.as_mut() {
+                h.retry(to.conn);
+            }
+        } else {
+            self.deliver(now, to, refusal);
+        }
+    }
+
     /// A stream's response plan or a segment of its body, for its HTTP client.
     pub(super) fn http_stream_done(&mut self, now: Instant, done: StreamDone) {
         let reg = self.poll.registry();

@@ -270,6 +270,11 @@ impl Library {
         matches!(self.entries.get(id), Some(Entry::Shared { .. }))
     }
 
+    /// Whether a download of `id` is under way (its manifest may not have arrived yet).
+    pub fn is_downloading(&self, id: &Id) -> bool {
+        matches!(self.entries.get(id), Some(Entry::Downloading(_)))
+    }
+
     /// What `all_available_content` says of every shared file and folder.
     pub fn shared_summaries(&self) -> Vec<ShareSummary> {
         self.shares()
