@@ -416,6 +416,70 @@ fn lookups_show_each_request_hop_by_hop() {
     assert!(lookup["answers"].as_u64().unwrap() >= 1, "{lookup}");
 }
 
+/// A lookup under way is on `GET /lookups` too, with its requests so far: a client's lookup
+/// on a node whose one contact is stopped (SIGSTOP) shows the request to it waiting.
+#[test]
+fn a_running_lookup_shows_its_requests_as_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeder = Node::start(&dir.path().join("seeder"), &[]);
+    let (node, http) = start(dir.path(), &["--bootstrap", &seeder.addr()]);
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &seeder.child.id().to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill {sig} failed");
+    };
+    // The node knows the seeder (its table holds it) before the seeder stops answering.
+    assert!(
+        common::wait_until(Duration::from_secs(20), || {
+            node.call("routing_table", json!({}))["contacts"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty())
+        }),
+        "the node never took the seeder in"
+    );
+    signal("-STOP");
+    let api = node.api;
+    let mut seen = None;
+    // A lookup through a silent contact runs about 4 s (a request, its retry); the view
+    // that /lookups reads is made each second. Three tries, in case one ends unseen.
+    for attempt in 0..3u8 {
+        let target = format!("{:02x}", 0xa0 + attempt).repeat(32);
+        let req =
+            json!({"type": "local_request_content_info", "payload": {"content_hash": target}});
+        let lookup =
+            std::thread::spawn(move || common::call_timeout(api, &req, Duration::from_secs(60)));
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while seen.is_none() && std::time::Instant::now() < until && !lookup.is_finished() {
+            let v: Value = serde_json::from_str(body_of(&get(http, "/lookups"))).unwrap();
+            seen = v["running"].as_array().and_then(|r| {
+                r.iter()
+                    .find(|l| l["kind"] == "api" && l["target"] == target.as_str())
+                    .cloned()
+            });
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = lookup.join();
+        if seen.is_some() {
+            break;
+        }
+    }
+    signal("-CONT");
+    let l = seen.expect("no running api lookup was ever listed under `running`");
+    assert!(l["running_ms"].as_u64().is_some(), "{l}");
+    assert!(l["query"].as_u64().is_some(), "{l}");
+    let asked = l["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["node"] == seeder.node_id.as_str())
+        .unwrap_or_else(|| panic!("the seeder was not asked: {l}"));
+    assert_eq!(asked["result"], "waiting", "{l}");
+    assert_eq!(l["answers"], 0, "{l}");
+}
+
 /// HTTP/1.1 persistent connections (http.md section 1): several requests on one connection,
 /// pipelined ones answered in order, `Connection: close` honoured, at most 100 requests per
 /// connection (the last response says close), a connection idle past 5 s closed, and one

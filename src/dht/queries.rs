@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::lookup::{Lookup, PeerState, Step};
 use super::requests::Purpose;
-use super::trace::LookupTrace;
+use super::trace::{LookupTrace, RunningLookup};
 use super::{plausible, Dht, DhtEvent, QueryId, QueryResult, QueryStats, MAX_SEEN_RENDEZVOUS};
 use crate::id::Id;
 use crate::proto::dht::{Contact, Datagram, Message, MAX_PROVIDERS, TOKEN_LEN};
@@ -29,6 +29,19 @@ pub(super) enum QueryKind {
     /// A reprovide sweep's region (`sweep.rs`): a GET_PROVIDERS lookup 2k wide, for the
     /// tokens of the nodes around a key; no event.
     Region,
+}
+
+impl QueryKind {
+    /// Its name for learners ([`RunningLookup::kind`]).
+    fn name(self) -> &'static str {
+        match self {
+            QueryKind::FindNode => "find_node",
+            QueryKind::GetProviders => "get_providers",
+            QueryKind::Announce { .. } => "announce",
+            QueryKind::Maintenance => "maintenance",
+            QueryKind::Region => "sweep",
+        }
+    }
 }
 
 /// How long a lookup started before the node has any contact waits for the bootstrap node's
@@ -74,6 +87,24 @@ impl Query {
 }
 
 impl Dht {
+    /// The lookups running now, the most recently started first (at most `max`), each with
+    /// its requests so far: the learners' page shows them as they go.
+    pub fn running_lookups(&self, max: usize) -> Vec<RunningLookup> {
+        let mut all: Vec<RunningLookup> = self
+            .queries
+            .iter()
+            .map(|(id, q)| RunningLookup {
+                query: *id,
+                kind: q.kind.name(),
+                started: q.started,
+                trace: q.trace.clone(),
+            })
+            .collect();
+        all.sort_unstable_by_key(|r| std::cmp::Reverse((r.started, r.query)));
+        all.truncate(max);
+        all
+    }
+
     pub(super) fn start_query(
         &mut self,
         kind: QueryKind,

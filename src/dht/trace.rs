@@ -5,8 +5,9 @@
 //! per lookup are kept (a lookup rarely sends more; the rest are only counted).
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::QueryId;
 use crate::id::Id;
 
 /// Most requests kept per lookup.
@@ -69,6 +70,21 @@ pub struct LookupTrace {
     pub hops: Vec<Hop>,
     /// Requests beyond those.
     pub untraced: u32,
+}
+
+/// A lookup still running, with its requests so far ([`super::Dht::running_lookups`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningLookup {
+    /// The lookup.
+    pub query: QueryId,
+    /// What it is for, as the DHT knows it: `find_node`, `get_providers`, `announce`,
+    /// `maintenance` (joining, refreshing a bucket) or `sweep` (a reprovide sweep's region).
+    /// The node names its own lookups more precisely (`api`, `providers`, ...).
+    pub kind: &'static str,
+    /// When it started.
+    pub started: Instant,
+    /// Its requests so far; those not answered yet are [`HopOutcome::Waiting`].
+    pub trace: LookupTrace,
 }
 
 /// Leading bits `a` shares with `b`, as a small number.

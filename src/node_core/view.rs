@@ -50,6 +50,8 @@ pub struct StatusView {
     pub counts: super::library::Counts,
     /// DHT lookups that ended: latency histogram, the last ones.
     pub lookups: super::lookup_log::LookupLog,
+    /// DHT lookups running, the newest first (at most [`super::lookup_log::RECENT`]).
+    pub running_lookups: Vec<crate::dht::trace::RunningLookup>,
     /// What the driver adds: sockets and bandwidth.
     pub io: IoStatus,
 }
@@ -315,7 +317,25 @@ impl super::NodeCore {
                 ..self.library.counts()
             },
             lookups: self.lookup_log.clone(),
+            running_lookups: self.running_lookups(),
             io,
         }
+    }
+
+    /// The DHT's running lookups, named as [`LookupLog`](super::lookup_log::LookupLog) names
+    /// those that ended where the node started them.
+    fn running_lookups(&self) -> Vec<crate::dht::trace::RunningLookup> {
+        let mut running = self.dht.running_lookups(super::lookup_log::RECENT);
+        for r in &mut running {
+            r.kind = match self.lookups.get(&r.query) {
+                Some(super::Lookup::Api(_)) => super::lookup_log::KINDS[0],
+                Some(super::Lookup::Peers(_)) => super::lookup_log::KINDS[1],
+                Some(super::Lookup::Announce { .. }) => super::lookup_log::KINDS[2],
+                // An announce the DHT runs by itself: a republish.
+                None if r.kind == "announce" => super::lookup_log::KINDS[3],
+                None => r.kind,
+            };
+        }
+        running
     }
 }

@@ -363,7 +363,8 @@ impl HttpServer {
                 self.respond(reg, t, 200, bytes, now, ev);
             }
             Action::Lookups => {
-                let body = crate::web::lookups::recent(&self.shared.view().lookups, now);
+                let view = self.shared.view();
+                let body = crate::web::lookups::recent(&view.lookups, &view.running_lookups, now);
                 let bytes = response::with(200, "application/json", "", &body);
                 self.respond(reg, t, 200, bytes, now, ev);
             }

@@ -256,7 +256,7 @@ async function refreshBuckets() {
 const openLookups = new Set();
 const closedLookups = new Set();
 
-function hopText(h) {
+function hopText(h, running) {
   const again = h.resent ? ` (sent ${h.resent + 1}×)` : '';
   switch (h.result) {
     case 'answered': {
@@ -267,25 +267,28 @@ function hopText(h) {
     }
     case 'timeout': return `no answer: timed out after ${h.after_ms} ms${again}`;
     case 'error': return `answered with an error after ${h.after_ms} ms`;
-    default: return `no answer before the lookup ended${again}`;
+    default: return running ? `waiting for the answer${again}` : `no answer before the lookup ended${again}`;
   }
 }
 
+// A lookup that ended (`seq`) or one still running (`query`, with `running_ms`).
 function lookupRows(x, i) {
-  const key = x.seq;
+  const running = x.running_ms !== undefined;
+  const key = running ? `q${x.query}` : x.seq;
   const open = openLookups.has(key) || (i === 0 && !closedLookups.has(key));
   const toggle = el('button', { type: 'button', class: 'hops-toggle' }, open ? 'hide' : `${x.requests.length} request${x.requests.length === 1 ? '' : 's'}`);
   toggle.addEventListener('click', () => {
     if (open) { openLookups.delete(key); closedLookups.add(key); } else { openLookups.add(key); closedLookups.delete(key); }
     refreshLookups();
   });
-  const row = el('tr', { class: 'lookup' }, el('td', {}, x.kind), el('td', {}, el('code', {}, (x.target || '').slice(0, 12) + '…')),
-    el('td', {}, Math.round(x.ago_ms / 1000) + ' s ago'), el('td', {}, x.ms + ' ms'), el('td', {}, x.hops == null ? '–' : String(x.hops)),
+  const row = el('tr', { class: running ? 'lookup running' : 'lookup' }, el('td', {}, x.kind), el('td', {}, el('code', {}, (x.target || '').slice(0, 12) + '…')),
+    el('td', {}, running ? 'running' : Math.round(x.ago_ms / 1000) + ' s ago'), el('td', {}, running ? `${x.running_ms} ms so far` : x.ms + ' ms'),
+    el('td', {}, running || x.hops == null ? '–' : String(x.hops)),
     el('td', {}, String(x.answers)), el('td', {}, String(x.failures)), el('td', {}, toggle));
   if (!open) return [row];
   const hops = x.requests.map((h) => el('tr', { class: 'hop ' + h.result }, el('td', {}, String(h.round)),
     el('td', {}, el('code', {}, h.node.slice(0, 12) + '…'), ' ' + h.addr), el('td', {}, String(h.bits)),
-    el('td', {}, '+' + h.sent_ms + ' ms'), el('td', {}, hopText(h))));
+    el('td', {}, '+' + h.sent_ms + ' ms'), el('td', {}, hopText(h, running))));
   const more = x.untraced ? [el('tr', {}, el('td', { colspan: '5' }, `… and ${x.untraced} more requests`))] : [];
   const inner = el('table', { class: 'hops' },
     el('thead', {}, el('tr', {}, el('th', {}, 'round'), el('th', {}, 'asked'), el('th', {}, 'bits shared with target'),
@@ -296,7 +299,9 @@ function lookupRows(x, i) {
 async function refreshLookups() {
   try {
     const l = await (await fetch(withToken('/lookups'))).json();
-    $('lookups').tBodies[0].replaceChildren(...l.lookups.flatMap(lookupRows));
+    // Those running first (the newest first), then those that ended.
+    const all = [...(l.running || []), ...l.lookups];
+    $('lookups').tBodies[0].replaceChildren(...all.flatMap(lookupRows));
   } catch (e) {
     say(e.message, true);
   }
