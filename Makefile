@@ -62,9 +62,10 @@ netlab-test:
 	$(CARGO) test --test netlab -- --nocapture
 	$(CARGO) test --test netlab_lan -- --nocapture
 
-## protocol-spec/walkthrough.md: one real session of three nodes on loopback, captured with
-## dumpcap and explained packet by packet. Needs root (or the right to capture on lo); builds
-## the release binary. `make test` checks that the page still matches the decoder.
+## protocol-spec/walkthrough.md: one real session of three nodes on loopback (run with
+## PEERSHARE_KEYLOG, so that their secure sessions can be opened), captured with dumpcap and
+## explained packet by packet. Needs root (or the right to capture on lo); builds the release
+## binary. `make test` checks that the page still matches the decoder.
 walkthrough:
 	CARGO="$(CARGO)" python3 tools/walkthrough/generate.py $(ARGS)
 

@@ -1,45 +1,70 @@
-//! `protocol-spec/walkthrough.md` is current: the session it walks through is real bytes, and
-//! what it says about them is what the decoder says today.
+//! `protocol-spec/walkthrough.md` is current: the session it walks through is real bytes of
+//! today's protocol, and what it says about them is what the decoder says today.
 //!
-//! The page and `protocol-spec/walkthrough.bytes` (every captured message, exactly) are
-//! written by `tools/walkthrough/generate.py` from a live capture. This test needs no capture:
+//! The page and `protocol-spec/walkthrough.bytes` (every captured message, exactly, and the
+//! key log line of the wire session) are written by `tools/walkthrough/generate.py` from a
+//! live capture. This test needs no capture:
 //!
-//! - every message of walkthrough.bytes decodes, valid, as one message; PIECE data stored as
-//!   a stand-in for the shared file is rebuilt and checked against the captured SHA-256;
+//! - every DHT datagram and wire frame of walkthrough.bytes decodes, valid, as one message;
+//!   stand-ins for the shared file and for records sealed from their frames are rebuilt and
+//!   checked against the captured SHA-256 (tests/walkthrough/captured.rs);
+//! - the handshake messages and records of the TCP connection, put back into its two byte
+//!   streams, are read by the capture decoder (`peershare decode --pcap`'s) as a secure
+//!   session of today's protocol: msg1, msg2, msg3 where the lines put them, every record
+//!   opened with the key log line, into exactly the frames listed, each frame listed right
+//!   after the record that completes it;
+//! - the identities are real: every PROOF's key hashes to its sender's ID and its signature
+//!   verifies over the PROVE it answers; provider records name the ID of the node at that
+//!   address; the HANDSHAKE frames name the IDs of the nodes at their ends;
 //! - every packet shown in full on the page has exactly the hex dump, the one-line summary,
-//!   the decoder notes and the table (offset, length, field, value, meaning) that
-//!   `peershare decode --json` gives for its bytes now, and so has the manifest assembled from
-//!   the MANIFEST_DATA frames; every packet listed in one line has the decoder's summary;
-//! - the timeline lists every message once, links only to packets shown in full, and the
-//!   session covers every message type of a join, an announce, a lookup and a download.
+//!   the decoder notes and the table that the decoder gives for its bytes now (for handshake
+//!   messages and records, the capture decoder's fields and record info, in the formats of
+//!   tools/walkthrough/formats.py), and so has the manifest; every packet listed in one line
+//!   has the decoder's summary;
+//! - the timeline lists every message once, links only to packets shown in full, the session
+//!   covers every message type of a join, an announce, a lookup, a secure session and a
+//!   download, and the page names no wire protocol version but the current one.
 //!
 //! When the protocol or the decoder changes, this test fails: `make walkthrough` captures a
-//! new session and rewrites both files. The formats below are those of
-//! `tools/walkthrough/render.py`; a change to one must be made in both.
+//! new session and rewrites both files.
+
+#[path = "walkthrough/captured.rs"]
+mod captured;
+#[path = "walkthrough/fmt.rs"]
+mod fmt;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 
+use captured::{Captured, Loaded, Msg};
+use fmt::{code, dump_rows, line_tail, table_rows, text_cell, TABLE_HEAD};
 use peershare::explain::{explain_as, Kind};
+use peershare::id::Id;
+use peershare::proto::dht::{proof_message, Datagram, Message};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const REGENERATE: &str = "protocol-spec/walkthrough.md no longer matches what the decoder says \
 about its packets. Run `make walkthrough` to capture a new session and regenerate it (it needs \
 root, or the right to capture on lo, and dumpcap); then review and commit walkthrough.md and \
 walkthrough.bytes.";
 
-/// Every type a join, an announce, a lookup and a download must show.
-const REQUIRED: [&str; 18] = [
+/// Every type a join, an announce, a lookup, a secure session and a download must show.
+const REQUIRED: [&str; 24] = [
     "PING",
     "PONG",
+    "PROVE",
+    "PROOF",
     "FIND_NODE",
     "NODES",
     "ANNOUNCE",
     "ACK",
     "GET_PROVIDERS",
     "PROVIDERS",
+    "msg1",
+    "msg2",
+    "msg3",
+    "RECORD",
     "HANDSHAKE",
     "METADATA",
     "MANIFEST_REQUEST",
@@ -51,136 +76,6 @@ const REQUIRED: [&str; 18] = [
     "PIECE",
     "HAVE",
 ];
-
-// ----- the formats of render.py ------------------------------------------------------------
-
-const DUMP_ROW: usize = 16;
-const ELIDE_OVER: usize = 512;
-const ELIDE_HEAD: usize = 64;
-const ELIDE_TAIL: usize = 32;
-const TABLE_HEAD: [&str; 2] = [
-    "| offset | len | field | value | meaning |",
-    "| ---: | ---: | --- | --- | --- |",
-];
-
-/// The shared file: block i (32 bytes) = SHA-256(FILE_SEED || i as u64 big-endian).
-const FILE_SEED: &[u8] = b"peershare walkthrough";
-const FILE_LEN: usize = 300_000;
-
-fn file_content() -> Vec<u8> {
-    let mut out = Vec::with_capacity(FILE_LEN + 32);
-    let mut i: u64 = 0;
-    while out.len() < FILE_LEN {
-        let mut h = Sha256::new();
-        h.update(FILE_SEED);
-        h.update(i.to_be_bytes());
-        out.extend_from_slice(&h.finalize());
-        i += 1;
-    }
-    out.truncate(FILE_LEN);
-    out
-}
-
-fn text_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('<', "&lt;")
-}
-
-fn code(s: &str) -> String {
-    if s.is_empty() {
-        return String::new();
-    }
-    let s = s.replace('|', "\\|");
-    if s.contains('`') {
-        format!("`` {s} ``")
-    } else {
-        format!("`{s}`")
-    }
-}
-
-fn table_rows(fields: &[Value], depth: usize, out: &mut Vec<String>) {
-    for f in fields {
-        let s = |k: &str| f[k].as_str().unwrap_or_default().to_string();
-        out.push(format!(
-            "| {} | {} | {}{} | {} | {} |",
-            f["offset"],
-            f["length"],
-            "· ".repeat(depth),
-            code(&s("name")),
-            code(&s("value")),
-            text_cell(&s("meaning")),
-        ));
-        if let Some(children) = f["children"].as_array() {
-            table_rows(children, depth + 1, out);
-        }
-    }
-}
-
-fn dump_row(data: &[u8], off: usize) -> String {
-    let chunk = &data[off..(off + DUMP_ROW).min(data.len())];
-    let hexes: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
-    let mut hx = hexes[..chunk.len().min(8)].join(" ");
-    if chunk.len() > 8 {
-        hx.push_str("  ");
-        hx.push_str(&hexes[8..].join(" "));
-    }
-    let asc: String = chunk
-        .iter()
-        .map(|&b| {
-            if (0x20..0x7f).contains(&b) {
-                b as char
-            } else {
-                '.'
-            }
-        })
-        .collect();
-    format!("{off:>7}  {hx:<48}  |{asc}|")
-}
-
-fn dump_rows(data: &[u8]) -> Vec<String> {
-    if data.len() <= ELIDE_OVER {
-        return (0..data.len())
-            .step_by(DUMP_ROW)
-            .map(|o| dump_row(data, o))
-            .collect();
-    }
-    let tail = (data.len() - ELIDE_TAIL) / DUMP_ROW * DUMP_ROW;
-    let mut rows: Vec<String> = (0..ELIDE_HEAD)
-        .step_by(DUMP_ROW)
-        .map(|o| dump_row(data, o))
-        .collect();
-    rows.push(format!(
-        "      … {} bytes not shown: offsets {ELIDE_HEAD} to {} …",
-        tail - ELIDE_HEAD,
-        tail - 1
-    ));
-    rows.extend(
-        (tail..data.len())
-            .step_by(DUMP_ROW)
-            .map(|o| dump_row(data, o)),
-    );
-    rows
-}
-
-// ----- the captured messages -----------------------------------------------------------------
-
-struct Captured {
-    kind: Kind,
-    bytes: Vec<u8>,
-    /// What the decoder says now, as `peershare decode --json` prints it.
-    json: Value,
-}
-
-impl Captured {
-    fn message(&self) -> &Value {
-        &self.json["messages"][0]
-    }
-    fn name(&self) -> &str {
-        self.message()["name"].as_str().unwrap_or("?")
-    }
-    fn summary(&self) -> &str {
-        self.message()["summary"].as_str().unwrap_or("?")
-    }
-}
 
 fn spec_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -194,96 +89,6 @@ fn read_spec(name: &str) -> String {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}\n{REGENERATE}", path.display()))
 }
 
-/// One line of walkthrough.bytes, `N KIND HEX[ sha256:HEX]`, where HEX may hold one
-/// `[file:OFFSET:LENGTH]`: the message's bytes.
-fn parse_bytes_line(line: &str, file: &[u8]) -> Result<(usize, Kind, Vec<u8>), String> {
-    let cols: Vec<&str> = line.split(' ').collect();
-    let (n, kind, hex) = match cols.as_slice() {
-        [n, k, h] | [n, k, h, _] => (n, k, h),
-        _ => return Err("not `N KIND HEX[ sha256:HEX]`".into()),
-    };
-    let n: usize = n.parse().map_err(|_| format!("bad number {n:?}"))?;
-    let kind = match *kind {
-        "dht" => Kind::Dht,
-        "wire" => Kind::Wire,
-        other => return Err(format!("unknown kind {other:?}")),
-    };
-    let mut bytes = Vec::new();
-    let mut rest = *hex;
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix("[file:") {
-            let end = r.find(']').ok_or("unclosed [file:")?;
-            let (off, len) = r[..end].split_once(':').ok_or("bad [file:OFFSET:LENGTH]")?;
-            let off: usize = off.parse().map_err(|_| "bad file offset")?;
-            let len: usize = len.parse().map_err(|_| "bad file length")?;
-            let part = off
-                .checked_add(len)
-                .and_then(|e| file.get(off..e))
-                .ok_or("[file:...] beyond the file")?;
-            bytes.extend_from_slice(part);
-            rest = &r[end + 1..];
-        } else {
-            let end = rest.find('[').unwrap_or(rest.len());
-            bytes.extend(hex::decode(&rest[..end]).map_err(|e| format!("bad hex: {e}"))?);
-            rest = &rest[end..];
-        }
-    }
-    if let [_, _, _, sha] = cols.as_slice() {
-        let want = sha.strip_prefix("sha256:").ok_or("bad sha256: column")?;
-        let got = hex::encode(Sha256::digest(&bytes));
-        if got != want {
-            return Err(format!(
-                "the rebuilt bytes have SHA-256 {got}, the captured ones {want}"
-            ));
-        }
-    }
-    Ok((n, kind, bytes))
-}
-
-fn load_captured(fail: &mut Vec<String>) -> Vec<Captured> {
-    let file = file_content();
-    let mut out = Vec::new();
-    let text = read_spec("walkthrough.bytes");
-    let mut expected = 0;
-    for (i, line) in text.lines().enumerate() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        expected += 1;
-        match parse_bytes_line(line, &file) {
-            Ok((n, kind, bytes)) => {
-                if n != expected {
-                    fail.push(format!(
-                        "walkthrough.bytes line {}: message {n}, expected {expected}",
-                        i + 1,
-                    ));
-                }
-                let ex = explain_as(&bytes, kind);
-                let json = serde_json::to_value(&ex).expect("explanation as JSON");
-                if !ex.is_valid() || !ex.layout_agrees || ex.messages.len() != 1 {
-                    fail.push(format!(
-                        "message {n} no longer decodes as one valid message:\n{ex}"
-                    ));
-                }
-                out.push(Captured { kind, bytes, json });
-            }
-            Err(e) => {
-                fail.push(format!("walkthrough.bytes line {}: {e}", i + 1));
-                // A stand-in keeps the numbers of the messages after it.
-                out.push(Captured {
-                    kind: Kind::Wire,
-                    bytes: Vec::new(),
-                    json: Value::Null,
-                });
-            }
-        }
-    }
-    if out.is_empty() {
-        fail.push("walkthrough.bytes holds no message".into());
-    }
-    out
-}
-
 /// The manifest the MANIFEST_DATA frames carry, in order of their offsets.
 fn assemble_manifest(msgs: &[Captured]) -> Option<Vec<u8>> {
     let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
@@ -291,7 +96,7 @@ fn assemble_manifest(msgs: &[Captured]) -> Option<Vec<u8>> {
     let mut total = None;
     for m in msgs {
         let b = &m.bytes;
-        if m.kind == Kind::Wire && b.len() > 13 && b[4] == 0x04 {
+        if m.kind == Msg::Wire && b.len() > 13 && b[4] == 0x04 {
             total = Some(be(&b[5..9]));
             parts.insert(be(&b[9..13]), b[13..].to_vec());
         }
@@ -390,16 +195,17 @@ fn check_block(what: &str, body: &[&str], bytes: &[u8], message: &Value, fail: &
     }
 }
 
-/// The node names of the cast table, by node ID.
-fn cast(lines: &[&str]) -> BTreeMap<String, String> {
+/// The cast table: node name and port, by node ID.
+fn cast(lines: &[&str]) -> BTreeMap<String, (String, u16)> {
     let mut out = BTreeMap::new();
     for l in lines {
         let cells: Vec<&str> = l.split(" | ").collect();
-        if let [first, _, id, _] = cells.as_slice() {
+        if let [first, _, id, port] = cells.as_slice() {
             let name = first.trim_start_matches("| ");
             let id = id.trim_matches('`');
-            if ["A", "B", "C"].contains(&name) && id.len() == 64 {
-                out.insert(id.to_string(), name.to_string());
+            let port = port.trim_end_matches(" |").parse();
+            if let (true, 64, Ok(port)) = (["A", "B", "C"].contains(&name), id.len(), port) {
+                out.insert(id.to_string(), (name.to_string(), port));
             }
         }
     }
@@ -418,16 +224,190 @@ fn row_number(line: &str) -> Option<(usize, bool)> {
     }
 }
 
+/// The name the cast gives the sender of a TCP message (initiator 0, responder 1): the
+/// responder by its port, the initiator (on an ephemeral port) by the ID in its HANDSHAKE
+/// frame.
+fn tcp_names(
+    loaded: &Loaded,
+    ids: &BTreeMap<String, (String, u16)>,
+) -> BTreeMap<(usize, usize), String> {
+    let mut out = BTreeMap::new();
+    for (c, s) in &loaded.sessions {
+        for (dir, addr) in [(0, s.initiator), (1, s.responder)] {
+            let by_port = ids.values().find(|(_, p)| *p == addr.port());
+            let by_frame = loaded
+                .msgs
+                .iter()
+                .find(|m| {
+                    m.conn == *c && m.dir == dir && m.kind == Msg::Wire && m.name() == "HANDSHAKE"
+                })
+                .and_then(|m| ids.get(&hex::encode(m.bytes.get(11..43).unwrap_or_default())));
+            if let Some((name, _)) = by_port.or(by_frame) {
+                out.insert((*c, dir), name.clone());
+            }
+        }
+    }
+    out
+}
+
+// ----- identities ------------------------------------------------------------------------------
+
+/// PROOFs prove, provider records and HANDSHAKE frames name the nodes at their addresses,
+/// and each msg1 says the current version.
+fn check_identities(
+    loaded: &Loaded,
+    ids: &BTreeMap<String, (String, u16)>,
+    fail: &mut Vec<String>,
+) {
+    let dgrams: Vec<(usize, Datagram)> = loaded
+        .msgs
+        .iter()
+        .filter(|m| m.kind == Msg::Dht)
+        .filter_map(|m| Datagram::decode(&m.bytes).ok().map(|d| (m.n, d)))
+        .collect();
+    let id_at = |port: u16| {
+        ids.iter()
+            .find(|(_, (_, p))| *p == port)
+            .map(|(id, _)| id.clone())
+    };
+    let mut named = 0;
+    for (n, d) in &dgrams {
+        match &d.msg {
+            Message::Proof { public, signature } => {
+                let prove = dgrams
+                    .iter()
+                    .find(|(_, q)| q.txid == d.txid && matches!(q.msg, Message::Prove { .. }));
+                let Some((
+                    _,
+                    Datagram {
+                        sender: verifier,
+                        msg: Message::Prove { nonce, addr },
+                        ..
+                    },
+                )) = prove
+                else {
+                    fail.push(format!("packet {n}: a PROOF that answers no PROVE"));
+                    continue;
+                };
+                let signed = proof_message(nonce, &d.sender, verifier, addr);
+                if peershare::identity::node_id_of(public) != d.sender
+                    || !peershare::identity::verify(public, &signed, signature)
+                {
+                    fail.push(format!(
+                        "packet {n}: the PROOF does not prove its sender's ID"
+                    ));
+                }
+            }
+            Message::Providers {
+                providers,
+                provider_ids: Some(pids),
+                ..
+            } => {
+                for (a, pid) in providers.iter().zip(pids) {
+                    let want = if a.ip().is_unspecified() {
+                        Some(hex::encode(d.sender.0))
+                    } else {
+                        id_at(a.port())
+                    };
+                    if want.as_deref() != Some(&hex::encode(pid.0)) {
+                        fail.push(format!(
+                            "packet {n}: provider {a} is named with another node's ID"
+                        ));
+                    }
+                    named += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    if named == 0 {
+        fail.push("no PROVIDERS names a provider with its node ID".into());
+    }
+    for (c, s) in &loaded.sessions {
+        for m in loaded.msgs.iter().filter(|m| m.conn == *c) {
+            if m.kind == Msg::Noise
+                && m.name() == "msg1"
+                && m.bytes.get(34..39) != Some(&peershare::secure::HELLO[..])
+            {
+                fail.push(format!(
+                    "packet {}: msg1's HELLO is not today's (version {})",
+                    m.n,
+                    peershare::secure::VERSION
+                ));
+            }
+            if m.kind == Msg::Wire && m.name() == "HANDSHAKE" {
+                let id = hex::encode(m.bytes.get(11..43).unwrap_or_default());
+                let port = m
+                    .bytes
+                    .get(75..77)
+                    .map_or(0, |p| u16::from_be_bytes([p[0], p[1]]));
+                let at = if m.dir == 1 { s.responder.port() } else { port };
+                if id_at(at).as_deref() != Some(id.as_str()) {
+                    fail.push(format!(
+                        "packet {}: the HANDSHAKE frame names {id}, not the node at port {at}",
+                        m.n
+                    ));
+                }
+            }
+        }
+        // The dialer expects the ID a provider record gave for the address it dials.
+        let expected = Id(id_at(s.responder.port())
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0; 32]));
+        let told = dgrams.iter().any(|(_, d)| matches!(&d.msg, Message::Providers { provider_ids: Some(p), .. } if p.contains(&expected)));
+        if !told {
+            fail.push(format!(
+                "connection {c}: no provider record named the ID of the node dialed"
+            ));
+        }
+    }
+}
+
+/// The wire protocol versions the page names: after "wire protocol version", and in
+/// `"PSWP", version N` (the HELLO's value), with the text around them.
+fn wire_versions(page: &str) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    for pat in ["wire protocol version", "\"PSWP\", version", "PSWP version"] {
+        for (i, _) in page.match_indices(pat) {
+            let rest = page[i + pat.len()..].trim_start_matches([':', ' ', '`']);
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(v) = digits.parse() {
+                let ctx: String = page[i..].chars().take(60).collect();
+                out.push((v, ctx));
+            }
+        }
+    }
+    out
+}
+
+fn check_versions(page: &str, fail: &mut Vec<String>) {
+    let claims = wire_versions(page);
+    if claims.is_empty() {
+        fail.push("the page never says which wire protocol version it shows".into());
+    }
+    for (v, ctx) in claims {
+        if v != u64::from(peershare::secure::VERSION) {
+            fail.push(format!(
+                "the page names wire protocol version {v}, not today's {}: {ctx:?}",
+                peershare::secure::VERSION
+            ));
+        }
+    }
+}
+
 #[test]
 fn walkthrough_is_current() {
     let mut fail = Vec::new();
-    let msgs = load_captured(&mut fail);
+    let loaded = captured::load(&read_spec("walkthrough.bytes"), &mut fail);
+    let msgs = &loaded.msgs;
     let page = read_spec("walkthrough.md");
     let lines: Vec<&str> = page.lines().collect();
     let ids = cast(&lines);
     if ids.len() != 3 {
         fail.push(format!("the cast names {} node IDs, not 3", ids.len()));
     }
+    let tcp = tcp_names(&loaded, &ids);
     let get = |n: usize| msgs.get(n.wrapping_sub(1));
 
     // Packets shown in full.
@@ -437,28 +417,29 @@ fn walkthrough_is_current() {
             continue;
         };
         let what = format!("packet {n}");
-        let Some(m) = n.parse().ok().and_then(|n: usize| get(n).map(|m| (n, m))) else {
+        let Some(m) = n.parse().ok().and_then(|n: usize| get(n)) else {
             fail.push(format!("{what}: no such message in walkthrough.bytes"));
             continue;
         };
-        let (n, m) = m;
-        if !full.insert(n) {
+        if !full.insert(m.n) {
             fail.push(format!("{what} is shown twice"));
         }
         let body = block(&lines, i);
-        let proto = if m.kind == Kind::Dht { "UDP" } else { "TCP" };
-        let tail = format!(" ({proto}, {} bytes): {}", m.bytes.len(), code(m.summary()));
+        let tail = line_tail(m.kind.label(), m.bytes.len(), m.summary());
         match body.iter().find(|l| l.contains(" → ")) {
             Some(line) if line.ends_with(&tail) => {
-                // A DHT datagram's sender is named in its header.
-                if m.kind == Kind::Dht {
-                    let sender = hex::encode(m.bytes.get(13..45).unwrap_or_default());
-                    let from = line.split(" → ").next().unwrap_or_default();
-                    if ids.get(&sender).map(String::as_str) != Some(from) {
-                        fail.push(format!(
-                            "{what}: sent by {from}, but its sender ID is {sender}"
-                        ));
-                    }
+                let from = line.split(" → ").next().unwrap_or_default();
+                // A DHT datagram's sender is named in its header; a TCP message's by its end.
+                let sender = if m.kind == Msg::Dht {
+                    let id = hex::encode(m.bytes.get(13..45).unwrap_or_default());
+                    ids.get(&id).map(|(name, _)| name.clone())
+                } else {
+                    tcp.get(&(m.conn, m.dir)).cloned()
+                };
+                if sender.as_deref() != Some(from) {
+                    fail.push(format!(
+                        "{what}: sent by {from}, but its sender is {sender:?}"
+                    ));
                 }
             }
             Some(line) => fail.push(format!(
@@ -466,13 +447,13 @@ fn walkthrough_is_current() {
             )),
             None => fail.push(format!("{what}: no `X → Y (...): summary` line")),
         }
-        check_block(&what, body, &m.bytes, m.message(), &mut fail);
+        check_block(&what, body, &m.bytes, &m.json, &mut fail);
     }
 
     // The manifest, decoded.
     match (
         lines.iter().position(|l| *l == "#### The manifest"),
-        assemble_manifest(&msgs),
+        assemble_manifest(msgs),
     ) {
         (Some(i), Some(manifest)) => {
             let ex = explain_as(&manifest, Kind::Manifest);
@@ -519,10 +500,10 @@ fn walkthrough_is_current() {
             ));
             continue;
         };
-        if !l.contains(&format!(" | {} |", code(m.summary()))) {
+        let summary = code(m.summary());
+        if !l.contains(&format!(" | {summary} |")) && !l.contains(&format!(" | ↳ {summary} |")) {
             fail.push(format!(
-                "packet {n}'s row\n  page: {l}\n  now:  ... | {} | ...",
-                code(m.summary())
+                "packet {n}'s row\n  page: {l}\n  now:  ... | {summary} | ..."
             ));
         }
         if linked != full.contains(&n) {
@@ -566,26 +547,39 @@ fn walkthrough_is_current() {
             fail.push(format!("no {t} is shown in full"));
         }
     }
+    check_identities(&loaded, &ids, &mut fail);
+    check_versions(&page, &mut fail);
 
     if !fail.is_empty() {
         let n = fail.len();
-        fail.truncate(20);
+        // The first problems of each kind (a new protocol breaks every packet alike).
+        let mut seen = BTreeMap::new();
+        fail.retain(|f| {
+            let kind: String = f.chars().filter(|c| !c.is_ascii_digit()).take(40).collect();
+            let count = seen.entry(kind).or_insert(0);
+            *count += 1;
+            *count <= 2
+        });
+        fail.truncate(40);
         panic!("{REGENERATE}\n\n{n} problem(s):\n- {}", fail.join("\n- "));
     }
 }
 
 /// The tables above are `peershare decode --json`'s: the binary prints exactly the
-/// explanation the library gives (checked on one message of each kind).
+/// explanation the library gives (checked on one message of each kind it decodes alone).
 #[test]
 fn decode_json_is_the_library_explanation() {
     let mut fail = Vec::new();
-    let msgs = load_captured(&mut fail);
+    let loaded = captured::load(&read_spec("walkthrough.bytes"), &mut fail);
     assert!(fail.is_empty(), "{REGENERATE}\n{}", fail.join("\n"));
-    for kind in [Kind::Dht, Kind::Wire] {
-        let Some(m) = msgs.iter().find(|m| m.kind == kind && m.bytes.len() < 1000) else {
+    for (kind, as_) in [(Msg::Dht, "dht"), (Msg::Wire, "wire")] {
+        let Some(m) = loaded
+            .msgs
+            .iter()
+            .find(|m| m.kind == kind && m.bytes.len() < 1000)
+        else {
             panic!("walkthrough.bytes has no {kind:?} message\n{REGENERATE}");
         };
-        let as_ = if kind == Kind::Dht { "dht" } else { "wire" };
         let out = Command::new(env!("CARGO_BIN_EXE_peershare"))
             .args(["decode", "--json", "--as", as_, &hex::encode(&m.bytes)])
             .output()
@@ -593,7 +587,7 @@ fn decode_json_is_the_library_explanation() {
         assert!(out.status.success(), "peershare decode: {out:?}");
         let cli: Value = serde_json::from_slice(&out.stdout).expect("JSON from peershare decode");
         assert_eq!(
-            cli, m.json,
+            cli["messages"][0], m.json,
             "peershare decode --json and the library differ"
         );
     }

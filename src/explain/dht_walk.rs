@@ -80,7 +80,7 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
     let flags = "bit 0 NOT_REACHABLE: keep the sender out of routing tables; bit 1 RENDEZVOUS \
                  (ANNOUNCE, PROVIDERS: a rendezvous part follows); bit 2 PROVIDER_IDS \
                  (GET_PROVIDERS: send them; PROVIDERS: they follow); other bits reserved";
-    let (_, flags) = w.int(1, "flags", "flags", flags, flags_value)?;
+    let (_, flags) = w.int(1, "flags", "flags", flags, |f| flags_value(t, f))?;
     let rv = flags & u64::from(dht::FLAG_RENDEZVOUS) != 0;
     let ids = flags & u64::from(dht::FLAG_PROVIDER_IDS) != 0;
     let txid = "transaction ID: chosen by the requester, echoed in the response";
@@ -362,17 +362,25 @@ pub(super) fn dht_error_name(code: u64) -> &'static str {
     }
 }
 
-fn flags_value(f: u64) -> String {
-    let nr = u64::from(dht::FLAG_NOT_REACHABLE);
-    let rv = u64::from(dht::FLAG_RENDEZVOUS);
+/// The flags byte named: bits 1 and 2 mean something only on the types dht.md section 2
+/// gives them, and are reserved (ignored) on the others.
+fn flags_value(t: u8, f: u64) -> String {
+    use dht::msg_type::{ANNOUNCE, GET_PROVIDERS, PROVIDERS};
+    let mut known = vec![(dht::FLAG_NOT_REACHABLE, "NOT_REACHABLE")];
+    if matches!(t, ANNOUNCE | PROVIDERS) {
+        known.push((dht::FLAG_RENDEZVOUS, "RENDEZVOUS"));
+    }
+    if matches!(t, GET_PROVIDERS | PROVIDERS) {
+        known.push((dht::FLAG_PROVIDER_IDS, "PROVIDER_IDS"));
+    }
     let mut names = Vec::new();
-    if f & nr != 0 {
-        names.push("NOT_REACHABLE".to_string());
+    let mut reserved = f;
+    for (bit, name) in known {
+        if f & u64::from(bit) != 0 {
+            names.push(name.to_string());
+            reserved &= !u64::from(bit);
+        }
     }
-    if f & rv != 0 {
-        names.push("RENDEZVOUS".to_string());
-    }
-    let reserved = f & !(nr | rv);
     if reserved != 0 {
         names.push(format!("reserved bits 0x{reserved:02x} (ignored)"));
     }

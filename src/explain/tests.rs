@@ -66,6 +66,27 @@ fn ping_is_explained_field_by_field() {
     assert_eq!(summarize(&h(PING)), "PING tx=0102… from=1111…");
 }
 
+/// The flags value names bits 1 and 2 on the types that define them (dht.md section 2) and
+/// calls them reserved elsewhere.
+#[test]
+fn flags_are_named_by_the_type() {
+    let flags_of = |hex_dg: &str| {
+        let e = explain(&h(hex_dg));
+        assert!(e.is_valid(), "{e}");
+        e.messages[0].fields[3].value.clone()
+    };
+    let key = "55".repeat(32);
+    let get = format!("50530105040102030405060708{}{key}", "11".repeat(32));
+    assert_eq!(flags_of(&get), "0x04 PROVIDER_IDS");
+    let ping = format!("50530101060102030405060708{}", "11".repeat(32));
+    assert_eq!(flags_of(&ping), "0x06 reserved bits 0x06 (ignored)");
+    let ping = format!("50530101030102030405060708{}", "11".repeat(32));
+    assert_eq!(
+        flags_of(&ping),
+        "0x03 NOT_REACHABLE, reserved bits 0x02 (ignored)"
+    );
+}
+
 #[test]
 fn truncated_pong_names_offset_and_field() {
     // dht-invalid.txt, pong-without-port: the address lacks its 2-byte port.

@@ -408,7 +408,7 @@ fn walk_handshake(w: &mut Walker<'_>) -> Walk<()> {
     let (voff, v) = w.num(
         1,
         "version",
-        "wire protocol version: 1, the only one defined",
+        "the HANDSHAKE frame's layout: 1, the only one defined (the protocol's version is the secure session's HELLO: secure.md section 4)",
     )?;
     if v != u64::from(wire::VERSION) {
         let v = u8::try_from(v).unwrap_or(u8::MAX);
@@ -426,7 +426,7 @@ fn walk_handshake(w: &mut Walker<'_>) -> Walk<()> {
     )?;
     w.id(
         "node_id",
-        "the sender's node ID (the one it uses in the DHT)",
+        "the sender's node ID (its DHT ID): the one its secure session's handshake proved",
     )?;
     w.id(
         "content_id",

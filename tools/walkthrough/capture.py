@@ -23,6 +23,7 @@ from pathlib import Path
 FILE_SEED = b"peershare walkthrough"
 FILE_LEN = 300_000
 FILE_NAME = "walkthrough.bin"
+KEYLOG = "keys.log"  # in the session's directory
 
 
 def file_content():
@@ -61,6 +62,11 @@ class Session:
     content_id: str = ""
     steps: list = field(default_factory=list)  # (time, what)
     pcap: Path = None
+
+    @property
+    def keylog(self):
+        """The nodes' key log, beside the capture."""
+        return self.pcap.parent / KEYLOG
 
     def to_json(self):
         return {
@@ -166,9 +172,12 @@ def start_node(binary, work, node, bootstrap):
             "--port", str(node.port), "--api-port", "0", "-q"]
     if bootstrap:
         args += ["--bootstrap", f"127.0.0.1:{bootstrap.port}"]
+    # Every wire session's keys go to one key log (secure.md section 6), so that the
+    # captured records can be opened: both ends of a session write the same line.
+    env = dict(os.environ, PEERSHARE_KEYLOG=str(work / KEYLOG))
     with open(node.log, "wb") as err:
         node.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=err, text=True)
+                                     stderr=err, text=True, env=env)
     lines = []
     ready = threading.Event()
 
@@ -311,15 +320,21 @@ def run_session(binary, work, base_port, log=print):
 
 @dataclass
 class Message:
-    """One DHT datagram or one wire frame, as captured."""
+    """One DHT datagram, one Noise handshake message, one record, or one wire frame opened
+    from the records, as captured."""
 
-    index: int  # capture order of the packet that completed it
+    index: int  # capture number of the packet that completed it (for a frame: its record's)
     time: float
-    kind: str  # "dht" or "wire"
+    kind: str  # "dht", "noise", "record" or "wire"
     src: tuple  # (ip, port)
     dst: tuple
     data: bytes
-    conn: int = 0  # for wire frames: which TCP connection (1, 2, ...)
+    conn: int = 0  # TCP messages: which connection (1, 2, ...)
+    dir: str = ""  # TCP messages: "i" from the session's initiator (the dialer), "r" from the responder
+    pos: tuple = ()  # TCP messages: their order within one packet
+    info: dict = None  # noise: the decoder's handshake message; record: its record info;
+    #                    wire: {"plain": (offset, length) in its direction's plaintext,
+    #                           "records": the numbers of the records carrying it}
 
 
 @dataclass
@@ -385,12 +400,10 @@ def ip_payload(linktype, pkt):
 class Stream:
     """One direction of a TCP connection, reassembled in sequence order."""
 
-    def __init__(self, conn, isn):
-        self.conn = conn
+    def __init__(self, isn):
         self.next = (isn + 1) & 0xFFFFFFFF
         self.buf = b""
         self.pending = {}  # seq -> bytes that arrived early
-        self.frames = 0
 
     def add(self, seq, payload):
         self.pending[seq] = payload
@@ -407,25 +420,16 @@ class Stream:
                         self.next = (self.next + len(p) - skip) & 0xFFFFFFFF
                     progress = True
 
-    def frames_ready(self):
-        """Whole frames at the start of the buffer: u32 length, then that many bytes."""
-        out = []
-        while len(self.buf) >= 4:
-            n = 4 + struct.unpack(">I", self.buf[:4])[0]
-            if len(self.buf) < n:
-                break
-            out.append(self.buf[:n])
-            self.buf = self.buf[n:]
-        return out
-
 
 def extract(pcap_path, ports):
-    """Every DHT datagram and wire frame to or from `ports`, in capture order, and the TCP
-    connections' openings and closings."""
-    messages, events = [], []
-    streams = {}  # (src, dst) -> Stream
-    conns = {}  # frozenset of endpoints -> number
+    """The DHT datagrams to or from `ports`, in capture order; the TCP connections' openings
+    and closings; every packet's capture time, by number; and each TCP direction's bytes,
+    reassembled, by (src, dst). What the streams carry is read by `peershare decode --pcap`
+    (session_messages); the bytes here are cut where it says records are."""
+    messages, events, times, streams = [], [], {}, {}
+    conns = {}  # frozenset of endpoints -> number, in the order of their SYNs
     for i, (t, lt, pkt) in enumerate(read_pcap(pcap_path), 1):
+        times[i] = t
         p = ip_payload(lt, pkt)
         if p is None:
             continue
@@ -435,38 +439,92 @@ def extract(pcap_path, ports):
             if sport in ports or dport in ports:
                 messages.append(Message(i, t, "dht", (sip, sport), (dip, dport), tp[8:ulen]))
         elif proto == 6:
-            sport, dport, seq, ack, off_flags = struct.unpack(">HHIIH", tp[:14])
+            sport, dport, seq, _ack, off_flags = struct.unpack(">HHIIH", tp[:14])
             if sport not in ports and dport not in ports:
                 continue
             hl, flags = (off_flags >> 12) * 4, off_flags & 0x3F
-            payload = tp[hl:]
             src, dst = (sip, sport), (dip, dport)
             key = frozenset((src, dst))
             if flags & 0x02:  # SYN
-                if key not in conns:
-                    conns[key] = len(conns) + 1
+                if not flags & 0x10:  # without ACK: the dialer's
+                    conns.setdefault(key, len(conns) + 1)
                     events.append(Event(i, t, "connect", src, dst, conns[key]))
-                streams[(src, dst)] = Stream(conns[key], seq)
-                continue
-            st = streams.get((src, dst))
-            if st is None:
-                raise SessionError(f"packet {i}: TCP data before the SYN (capture started late?)")
-            if payload:
-                st.add(seq, payload)
-                for f in st.frames_ready():
-                    st.frames += 1
-                    messages.append(Message(i, t, "wire", src, dst, f, st.conn))
+                streams[(src, dst)] = Stream(seq)
+            elif (src, dst) not in streams or key not in conns:
+                raise SessionError(f"packet {i}: TCP before its SYN (capture started late?)")
+            elif tp[hl:]:
+                streams[(src, dst)].add(seq, tp[hl:])
             if flags & 0x01:
-                events.append(Event(i, t, "fin", src, dst, st.conn))
+                events.append(Event(i, t, "fin", src, dst, conns[key]))
             if flags & 0x04:
-                events.append(Event(i, t, "rst", src, dst, st.conn))
+                events.append(Event(i, t, "rst", src, dst, conns[key]))
     for (src, dst), st in streams.items():
-        if st.buf or st.pending:
-            raise SessionError(
-                f"TCP {src} -> {dst}: {len(st.buf)} bytes of an unfinished frame and "
-                f"{len(st.pending)} segment(s) after a gap: the capture lost packets"
-            )
-    return messages, events
+        if st.pending:
+            raise SessionError(f"TCP {src} -> {dst}: {len(st.pending)} segment(s) after a gap: "
+                               f"the capture lost packets")
+    return messages, events, times, {k: st.buf for k, st in streams.items()}
+
+
+def endpoint(s):
+    """("ip", port) of "ip:port"."""
+    ip, _, port = s.rpartition(":")
+    return ip, int(port)
+
+
+def session_messages(report, times, streams):
+    """The handshake messages, records and wire frames of `peershare decode --pcap --keylog
+    --json`'s report, as messages in stream order, the records' bytes cut from `streams`
+    (extract's). Raises SessionError when a session is not a secure one opened whole (a lost
+    segment, a missing key): such a capture is no lesson."""
+    out = []
+    for s in report["sessions"]:
+        c = s["connection"]
+        init, resp = endpoint(s["initiator"]), endpoint(s["responder"])
+        if s["kind"] != "secure" or s["keys"] != "found":
+            raise SessionError(f"TCP connection {c}: a {s['kind']} session, keys {s['keys']}")
+        ends = {"i": (init, resp), "r": (resp, init)}
+        sent = {"msg1": "i", "msg2": "r", "msg3": "i"}
+        if [h["name"] for h in s["handshake"]] != ["msg1", "msg2", "msg3"]:
+            raise SessionError(f"TCP connection {c}: not a whole handshake")
+        for h in s["handshake"]:
+            d = sent[h["name"]]
+            start = h["fields"][0]["offset"]
+            data = bytes.fromhex(h["hex"])
+            if streams[ends[d]][start:start + len(data)] != data:
+                raise SessionError(f"TCP connection {c}: {h['name']} is not where the decoder "
+                                   f"says")
+            out.append(Message(h["packet"], times[h["packet"]], "noise", *ends[d],
+                               bytes.fromhex(h["hex"]), c, d, (start, 0, 0), h))
+        for d, dr in zip("ir", s["directions"]):
+            if dr["stopped"]:
+                raise SessionError(f"TCP connection {c}, {dr['from']} -> {dr['to']}: "
+                                   f"{dr['stopped']}")
+            plain = bytes.fromhex(dr["plaintext"])
+            ex = dr["frames"]
+            if ex is None or not ex["valid"] or ex["frames"] != len(ex["messages"]):
+                raise SessionError(f"TCP connection {c}, {dr['from']}: its plaintext is not "
+                                   f"whole wire frames")
+            stream = streams[ends[d]]
+            if len(stream) != dr["stream_len"]:
+                raise SessionError(f"TCP connection {c}, {dr['from']}: {len(stream)} bytes "
+                                   f"reassembled here, {dr['stream_len']} by the decoder")
+            recs = dr["records"]
+            for r in recs:
+                if r["plain"] is None:
+                    raise SessionError(f"TCP connection {c}: record {r['number']} not opened")
+                data = stream[r["offset"]:r["offset"] + r["len"]]
+                out.append(Message(r["packet"], times[r["packet"]], "record", *ends[d], data,
+                                   c, d, (r["offset"], 0, 0), r))
+            for m in ex["messages"]:
+                o, n = m["offset"], m["length"]
+                end = o + n
+                carrying = [r for r in recs if r["plain"][0] < end
+                            and r["plain"][0] + r["plain"][1] > o]
+                last = carrying[-1]
+                out.append(Message(last["packet"], times[last["packet"]], "wire", *ends[d],
+                                   plain[o:end], c, d, (last["offset"], 1, o),
+                                   {"plain": (o, n), "records": [r["number"] for r in carrying]}))
+    return out
 
 
 def build_release(root):
