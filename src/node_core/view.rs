@@ -216,6 +216,7 @@ pub fn status_reply(view: &StatusView, live: &Live) -> Vec<u8> {
             "timeouts": s.timeouts,
             "bad_tokens": s.bad_tokens,
             "verifications": s.verifications,
+            "bad_proofs": s.bad_proofs,
             "records_refused": s.records_refused,
             "records_evicted": s.records_evicted,
             "emulated_drops": io.emulated_drops,

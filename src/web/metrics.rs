@@ -245,8 +245,14 @@ pub fn render(view: &StatusView, live: &Live, http: &HttpStats) -> String {
     o.one(
         "peershare_dht_verifications_total",
         "counter",
-        "Provider records checked by asking the provider.",
+        "Identity proofs (PROVE) asked of contacts before they enter the routing table.",
         s.verifications,
+    );
+    o.one(
+        "peershare_dht_bad_proofs_total",
+        "counter",
+        "Identity proofs (PROOF) that did not verify or named another key.",
+        s.bad_proofs,
     );
     o.family(
         "peershare_dht_provider_records_dropped_total",
