@@ -33,7 +33,8 @@ fuzz_target!(|data: &[u8]| {
     let config = DhtConfig::default();
     let (k, max_records, max_queries) = (config.k, config.max_provider_records, config.max_queries);
     let mut now = Instant::now();
-    let mut dht = Dht::new(Id([0x11; 32]), config, 1, now);
+    let identity = peershare::identity::Identity::from_secret(&[0x11; 32]);
+    let mut dht = Dht::new(identity, config, 1, now);
     dht.bootstrap_from(peer(0), now);
     // The node's recent requests: (txid, where they went).
     let mut sent: Vec<(u64, SocketAddr)> = Vec::new();
