@@ -5,6 +5,9 @@
 //! connection a secure session (secure.md); skipped, saying why, when python3 or its packages
 //! noiseprotocol and cryptography are missing (failed instead under PEERSHARE_REQUIRE_PYPEER,
 //! which .ci/run sets).
+//!
+//! Also: pypeer's wire decoder gives every vector of `protocol-spec/vectors/wire*.txt` the
+//! codec's answer (a frame, or the named error), PEERS with its node IDs included.
 
 mod common;
 
@@ -137,4 +140,66 @@ fn pypeer_conforms_and_trades_files_with_the_node_both_ways() {
     let status = common::cli::wait_bounded(get, "pypeer get");
     assert!(status.success(), "pypeer get failed");
     assert_eq!(std::fs::read(pdl.join("shared.bin")).expect("read"), bytes2);
+}
+
+/// Decodes every wire vector with pypeer's `check_header` and `decode_body`; prints one line
+/// per disagreement and exits 1 if there is any.
+const PY_VECTORS: &str = r##"
+import struct, sys
+import pypeer as P
+
+def dec(b):
+    P.check_header(b)
+    n = struct.unpack(">I", b[:4])[0]
+    if len(b) < 5 or len(b) < 4 + n:
+        return "incomplete"
+    return P.decode_body(b[4], b[5:4 + n])
+
+def lines(name):
+    with open("protocol-spec/vectors/" + name) as f:
+        return [l.split() for l in f if l.strip() and not l.startswith("#")]
+
+bad, count = [], 0
+for name, hx in lines("wire.txt"):
+    count += 1
+    try:
+        if dec(bytes.fromhex(hx)) == "incomplete":
+            bad.append(f"{name}: incomplete")
+    except P.DecodeError as e:
+        bad.append(f"{name}: {e}")
+for name, kind, hx in lines("wire-invalid.txt"):
+    count += 1
+    try:
+        bad.append(f"{name}: decoded, expected {kind}: {dec(bytes.fromhex(hx))}")
+    except P.DecodeError as e:
+        if e.kind != kind:
+            bad.append(f"{name}: {e.kind}, expected {kind}")
+print("\n".join(bad) or f"{count} vectors agree")
+sys.exit(1 if bad else 0)
+"##;
+
+#[test]
+fn pypeer_decodes_every_wire_vector_like_the_codec() {
+    if !have_python() || !have_packages() {
+        assert!(
+            std::env::var_os("PEERSHARE_REQUIRE_PYPEER").is_none(),
+            "pypeer needs python3 and the packages noiseprotocol and cryptography"
+        );
+        println!("SKIPPED: pypeer needs python3, noiseprotocol and cryptography");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .args(["-c", PY_VECTORS])
+        .current_dir(root)
+        .env("PYTHONPATH", root.join("tools/pypeer"))
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "pypeer disagrees with the vectors:\n{stdout}{stderr}"
+    );
+    println!("{stdout}");
 }

@@ -8,6 +8,10 @@
 //! - `a_node_claiming_another_node_s_id_is_refused_at_the_handshake`: a session whose
 //!   HANDSHAKE frame names another node's ID is closed without an answer, and a proof made
 //!   with another node's identity key fails the handshake; both counted in `status`.
+//! - `a_dial_to_a_peer_learnt_by_pex_checks_its_node_id`: a peer's PEERS lists two
+//!   addresses with node IDs; the node dials both, hangs up on the one where another node
+//!   answers (counted as `id_mismatch`) and says HANDSHAKE to the one that proves the listed
+//!   ID (wire.md section 4.16).
 //! - `a_previous_version_peer_is_refused`: a plaintext version 1 HANDSHAKE is refused and
 //!   counted.
 //! - `a_byte_rewritten_on_the_path_fails_that_connection_and_the_download_completes`: a man
@@ -28,7 +32,7 @@ use std::time::Duration;
 use common::capture::{free_port, skip};
 use common::{fresh_keys, seeded_bytes, wait_until, wire_connect_as, Node};
 use peershare::id::Id;
-use peershare::proto::wire::{decode_frame, Handshake, Message};
+use peershare::proto::wire::{decode_frame, Handshake, Message, PexPeer};
 use serde_json::json;
 
 fn secure_counts(node: &Node) -> serde_json::Value {
@@ -209,22 +213,8 @@ fn a_node_claiming_another_node_s_id_is_refused_at_the_handshake() {
     }));
 
     // And as the accepting side: a node dialling a forger hangs up on it.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
     let forger = Arc::new(fresh_keys().claiming_identity_key(victim_key));
-    let f2 = forger.clone();
-    l.set_nonblocking(true).unwrap();
-    let th = std::thread::spawn(move || {
-        for _ in 0..1000 {
-            if let Ok((s, _)) = l.accept() {
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                return Some(common::Wire::accept(s, &f2).err().map(|e| e.to_string()));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    });
+    let (addr, th) = answer_one_dial(forger);
     let out = t.path().join("out");
     let r = node.call_timeout(
         "local_request_file",
@@ -238,10 +228,120 @@ fn a_node_claiming_another_node_s_id_is_refused_at_the_handshake() {
         .unwrap()
         .expect("the node never dialled the given peer");
     assert!(
-        dialled.is_some(),
-        "the node completed a session with a forger"
+        dialled.is_err(),
+        "the node completed a session with a forger: {dialled:?}"
     );
     drop(victim);
+}
+
+/// What [`answer_one_dial`] saw.
+type Answer = std::thread::JoinHandle<Option<Result<Vec<Message>, String>>>;
+
+/// Listens on 127.0.0.1 for one connection, runs the secure handshake as `keys` and reads
+/// what the dialer sends for 2 s: its frames, or the handshake's error (`None`: nobody
+/// dialled within 30 s).
+fn answer_one_dial(keys: Arc<peershare::secure::LocalKeys>) -> (SocketAddr, Answer) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(true).unwrap();
+    let th = std::thread::spawn(move || {
+        for _ in 0..3000 {
+            if let Ok((s, _)) = l.accept() {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                return Some(match common::Wire::accept(s, &keys) {
+                    Ok(mut w) => Ok(frames_until_close(&mut w, Duration::from_secs(2)).0),
+                    Err(e) => Err(e.to_string()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    });
+    (addr, th)
+}
+
+/// Issue 17: PEERS names each peer's node ID, and a dial to an address learnt from it expects
+/// that ID. A fake seed lists two addresses: at one a node other than the listed one answers
+/// (the dialer hangs up in the secure handshake, before any frame, and counts it), at the
+/// other the listed node does (the dialer goes on to its HANDSHAKE).
+#[test]
+fn a_dial_to_a_peer_learnt_by_pex_checks_its_node_id() {
+    let t = tempfile::tempdir().unwrap();
+    let node = Node::start(&t.path().join("a"), &[]);
+    let content = Id::hash_of(b"pex: a content nobody has");
+    let (impostor, listed) = (Arc::new(fresh_keys()), Arc::new(fresh_keys()));
+    let (wrong_at, wrong) = answer_one_dial(impostor.clone());
+    let (right_at, right) = answer_one_dial(listed.clone());
+    let claimed = Id::hash_of(b"pex: the node the seed says is there");
+    assert_ne!(claimed, impostor.node_id());
+    let peers = vec![
+        PexPeer {
+            addr: wrong_at,
+            node_id: claimed,
+        },
+        PexPeer {
+            addr: right_at,
+            node_id: listed.node_id(),
+        },
+    ];
+
+    // The seed the node is told of: answers its HANDSHAKE, then lists the two.
+    let seed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let seed_at = seed.local_addr().unwrap();
+    let seed_th = std::thread::spawn(move || {
+        let (s, _) = seed.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let keys = fresh_keys();
+        let mut w = common::Wire::accept(s, &keys).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let hello = loop {
+            if let Ok(Some((m, _))) = decode_frame(&buf) {
+                break m;
+            }
+            let n = w.read(&mut chunk).unwrap();
+            assert!(n > 0, "the node closed before its HANDSHAKE");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        assert!(matches!(hello, Message::Handshake(h) if h.content_id == content));
+        let mut out = Vec::new();
+        Message::Handshake(Handshake::new(keys.node_id(), content, 0)).encode(&mut out);
+        Message::Peers(peers).encode(&mut out);
+        w.write_all(&out).unwrap();
+        // Stay connected while the node dials the others.
+        frames_until_close(&mut w, Duration::from_secs(5));
+    });
+    let r = node.call_timeout(
+        "local_request_file",
+        json!({ "content_hash": content.to_hex(), "output_dir": t.path().join("out"),
+                "peers": [seed_at.to_string()] }),
+        Duration::from_secs(3),
+    );
+    assert!(r.is_err() || r.unwrap()["status"] == "error");
+    seed_th.join().unwrap();
+
+    let wrong = wrong
+        .join()
+        .unwrap()
+        .expect("the node never dialled the impostor");
+    assert!(
+        wrong.is_err(),
+        "the node completed a session with a node that is not the listed one: {wrong:?}"
+    );
+    let right = right
+        .join()
+        .unwrap()
+        .expect("the node never dialled the listed node");
+    let frames = right.expect("the session with the listed node");
+    assert!(
+        matches!(frames.first(), Some(Message::Handshake(h))
+            if h.content_id == content && h.node_id.to_hex() == node.node_id),
+        "the listed node got no HANDSHAKE: {frames:?}"
+    );
+    assert!(wait_until(Duration::from_secs(5), || secure_counts(&node)
+        ["id_mismatch"]
+        == 1));
 }
 
 #[test]

@@ -1,19 +1,20 @@
 //! Cases where the peer dials the suite: through a PeerShare API (`--api`) the peer is asked
 //! to download a content with the suite as its only peer hint, so the suite sees the dialing
-//! side of the HANDSHAKE, a node that lacks the manifest, and a downloader fed bad data.
+//! side of the HANDSHAKE, a node that lacks the manifest, a downloader fed bad data, and one
+//! told of other peers (with their node IDs) by PEERS.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::link::{Got, WireLink};
+use super::link::{fresh_keys, Got, WireLink};
 use super::session::{expect_violation, unexpected};
 use super::{fail, Case, Ctx, Outcome, ANSWER_WAIT, SILENCE_WAIT};
 use crate::api::client;
 use crate::content::manifest::Manifest;
 use crate::id::Id;
-use crate::proto::wire::{error_code, Bitfield, Message};
+use crate::proto::wire::{error_code, Bitfield, Message, PexPeer};
 
 /// The cases that need `--api`.
 pub fn cases() -> Vec<Case> {
@@ -29,6 +30,11 @@ pub fn cases() -> Vec<Case> {
             "dial-bitfield-not-final",
             "wire.md §3 rule 4, §4.7",
             not_final,
+        ),
+        Case::new(
+            "dial-pex-node-id-checked",
+            "wire.md §4.16, secure.md §3",
+            pex_node_ids,
         ),
     ]
 }
@@ -257,5 +263,84 @@ fn not_final(ctx: &mut Ctx) -> Result<(), Outcome> {
             }
         }
         Ok(())
+    })
+}
+
+/// Peer exchange names node IDs (wire.md 4.16): the suite, as the peer's seed, lists two
+/// addresses of its own in PEERS, one with the ID its listener there proves, one with an ID
+/// nobody there holds. The dial to the second must end in the secure handshake, before any
+/// frame (the dialer checks the ID it expects, secure.md 3); the first, which must get the
+/// peer's HANDSHAKE, shows that the peer dials PEERS at all. PEERS are hints: a peer that
+/// dials neither, or only the first, is SKIP, not FAIL.
+fn pex_node_ids(ctx: &mut Ctx) -> Result<(), Outcome> {
+    let content = Id::random(&mut rand::thread_rng());
+    let log = ctx.log.clone();
+    dialed(ctx, content, 1, true, |link, listener| {
+        let ip = listener.local_addr().map_err(|e| fail(e.to_string()))?.ip();
+        let listen = || {
+            let l = TcpListener::bind((ip, 0)).map_err(|e| fail(format!("listen: {e}")))?;
+            l.set_nonblocking(true).map_err(|e| fail(e.to_string()))?;
+            let at = l.local_addr().map_err(|e| fail(e.to_string()))?;
+            Ok::<_, Outcome>((l, at))
+        };
+        let ((wrong, wrong_at), (right, right_at)) = (listen()?, listen()?);
+        let (keys, listed) = fresh_keys().map_err(fail)?;
+        let claimed = Id::random(&mut rand::thread_rng());
+        let peers = vec![
+            PexPeer {
+                addr: wrong_at,
+                node_id: claimed,
+            },
+            PexPeer {
+                addr: right_at,
+                node_id: listed,
+            },
+        ];
+        link.send(&Message::Peers(peers)).map_err(fail)?;
+        // Each: `Some(true)` a session completed (and for the listed node, its HANDSHAKE
+        // came), `Some(false)` it did not, `None` no dial yet.
+        let (mut at_wrong, mut at_right) = (None, None);
+        let mut keys = Some(keys);
+        let deadline = Instant::now() + ANSWER_WAIT * 2;
+        while (at_wrong.is_none() || at_right.is_none()) && Instant::now() < deadline {
+            if let Some(s) = at_wrong.is_none().then(|| wrong.accept().ok()).flatten() {
+                let _ = s.0.set_nonblocking(false);
+                at_wrong = Some(WireLink::accepted(s.0, ANSWER_WAIT, &log).is_ok());
+            }
+            if let Some(s) = at_right.is_none().then(|| right.accept().ok()).flatten() {
+                let _ = s.0.set_nonblocking(false);
+                let k = keys
+                    .take()
+                    .ok_or_else(|| fail("the listed node's keys used twice"))?;
+                let hello = |mut l: WireLink| {
+                    matches!(l.recv(ANSWER_WAIT),
+                        Got::Frame(Message::Handshake(h)) if h.content_id == content)
+                };
+                at_right = Some(WireLink::accepted_as(s.0, ANSWER_WAIT, &log, k).is_ok_and(hello));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match (at_wrong, at_right) {
+            (Some(true), _) => Err(fail(
+                "the peer completed a secure session at an address PEERS listed with another \
+                 node ID: a dial to an address learnt from PEERS must expect the listed ID",
+            )),
+            (_, Some(false)) => Err(fail(
+                "the node PEERS listed proved the listed ID, but the peer did not say \
+                 HANDSHAKE to it",
+            )),
+            (Some(false), Some(true)) => Ok(()),
+            (Some(false), None) => Err(Outcome::Skip(
+                "the peer hung up on the node that is not the listed one but never dialled \
+                 the listed one: its check cannot be told from a failed dial"
+                    .into(),
+            )),
+            (None, Some(true)) => Err(Outcome::Skip(
+                "the peer dialled only the address listed with its node's real ID".into(),
+            )),
+            (None, None) => Err(Outcome::Skip(
+                "the peer dialled no address of PEERS (they are hints, wire.md §4.16)".into(),
+            )),
+        }
     })
 }

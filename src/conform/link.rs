@@ -46,7 +46,7 @@ pub struct WireLink {
 }
 
 /// Keys of a fresh identity, and its node ID.
-fn fresh_keys() -> Result<(LocalKeys, Id), String> {
+pub fn fresh_keys() -> Result<(LocalKeys, Id), String> {
     let keys = LocalKeys::generate(Identity::generate()).map_err(|e| e.to_string())?;
     let id = keys.node_id();
     Ok((keys, id))
@@ -88,9 +88,21 @@ impl WireLink {
 
     /// A connection the peer opened to us: the secure handshake as the accepting side.
     pub fn accepted(stream: TcpStream, wait: Duration, log: &Transcript) -> Result<Self, String> {
+        let (keys, _) = fresh_keys()?;
+        WireLink::accepted_as(stream, wait, log, keys)
+    }
+
+    /// [`WireLink::accepted`] proving the identity of `keys` (one the suite named to the peer
+    /// beforehand, in PEERS).
+    pub fn accepted_as(
+        stream: TcpStream,
+        wait: Duration,
+        log: &Transcript,
+        keys: LocalKeys,
+    ) -> Result<Self, String> {
         let _ = stream.set_nodelay(true);
         let _ = stream.set_read_timeout(Some(wait));
-        let (keys, node_id) = fresh_keys()?;
+        let node_id = keys.node_id();
         let stream = SecureStream::accept(stream, &keys).map_err(|e| {
             format!("secure handshake (secure.md) with the dialing peer failed: {e}")
         })?;

@@ -200,7 +200,9 @@ fn a_long_capture_folds_the_frames_past_the_limit() {
 #[test]
 fn an_error_in_a_later_frame_keeps_the_earlier_ones() {
     let mut s = frame(&wire::Message::KeepAlive);
-    s.extend(h("000000090f0105c000020a0fa1")); // PEERS, address family 5
+    // PEERS, one entry of address family 5 (and an ID, so the count fits).
+    s.extend(h("000000290f0105c000020a0fa1"));
+    s.extend([0x22; 32]);
     s.extend([0, 0, 0, 1, 0]);
     let e = explain(&s);
     assert!(e.layout_agrees);

@@ -10,6 +10,7 @@ use super::{
     finish_message, message, not_decoded, Explanation, Field, Incomplete, Status, MAX_FRAMES_SHOWN,
 };
 use crate::content::manifest;
+use crate::id::ID_LEN;
 use crate::proto::codec::DecodeError;
 use crate::proto::wire::{self, decode_frame, frame_len_hint, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 
@@ -330,13 +331,20 @@ fn walk_body(w: &mut Walker<'_>, t: u8, length: u64) -> Walk<()> {
             })?;
         }
         PEERS => {
-            let count = "number of addresses that follow (at most 50)";
-            let n = w.count("peer_count", wire::MAX_PEERS, 7, count)?;
+            let count = "number of peers (address and node ID) that follow (at most 50)";
+            let n = w.count("peer_count", wire::MAX_PEERS, 7 + ID_LEN, count)?;
             let m = "other peers of this content the sender has handshaken with";
             w.list(n, "peers", m, "peer", |w, i| {
-                let name = format!("peer {}", i + 1);
-                w.address("peer", name, "the peer's IP and listen port")
-                    .map(drop)
+                let m = "a peer's address and the node ID its secure session proved";
+                w.group(format!("peer {}", i + 1), m, |w| {
+                    let a = w.address("peer", "address", "the peer's IP and listen port")?;
+                    let (off, b) = w.take(ID_LEN, "peer_id", "peer_id")?;
+                    let id = hex::encode(b);
+                    let value = format!("{a}, node {}…", id.get(..8).unwrap_or_default());
+                    let m = "the node ID a dial to that address expects (secure.md)";
+                    w.push(off, ID_LEN, "peer_id", id, m);
+                    Ok(((), value))
+                })
             })?;
         }
         ERROR => {

@@ -405,7 +405,7 @@ NAMES = ["KEEPALIVE", "HANDSHAKE", "METADATA", "MANIFEST_REQUEST", "MANIFEST_DAT
          "HAVE", "REQUEST", "PIECE", "CANCEL", "REJECT", "CHOKE", "UNCHOKE", "INTERESTED",
          "NOT_INTERESTED", "PEERS", "ERROR", "PROBE", "RELAY", "RELAY_OK"]
 # Largest body of each type (section 1); exact sizes for fixed layouts (section 2).
-MAX_BODY = [0, 1024, 256, 8, 262152, 131076, 4, 4, 1048580, 4, 5, 0, 0, 0, 0, 951, 203, 8, 40, 0]
+MAX_BODY = [0, 1024, 256, 8, 262152, 131076, 4, 4, 1048580, 4, 5, 0, 0, 0, 0, 2551, 203, 8, 40, 0]
 FIXED = {KEEPALIVE, MREQ, HAVE, REQUEST, CANCEL, REJECT, CHOKE, UNCHOKE, INTERESTED,
          NOT_INTERESTED, PROBE, RELAY, RELAY_OK}
 MAX_FRAME_LEN = (1 << 20) + 16
@@ -484,18 +484,21 @@ def decode_body(t, body):
             raise DecodeError("InvalidValue", "empty PIECE")
     elif t == REJECT:
         f["chunk"], f["reason"] = r.u32(), r.u8()
-    elif t == PEERS:
+    elif t == PEERS:  # section 4.16: each entry an address, then the node ID it proved
         n = r.u8()
         if n > 50:
             raise DecodeError("LengthTooLarge", "peer_count")
-        if r.left() < 7 * n:
+        if r.left() < 39 * n:  # as if every entry were IPv4: 7 + 32 bytes
             raise DecodeError("UnexpectedEnd", "peer_count")
-        f["peers"] = [r.addr() for _ in range(n)]
+        f["peers"] = [(r.addr("peer"), r.take(32, "peer_id")) for _ in range(n)]
     elif t == ERROR:
         f["code"], n = r.u16(), r.u8()
         if n > 200:
             raise DecodeError("LengthTooLarge", "text_len")
-        f["text"] = r.take(n).decode("utf-8", "replace")
+        try:
+            f["text"] = r.take(n).decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError("InvalidValue", "text") from None
     elif t == PROBE:
         r.take(8)
     elif t == RELAY:

@@ -187,7 +187,7 @@ local WIRE_TYPES = {
     [0x0c] = { name = "UNCHOKE", exact = 0 },
     [0x0d] = { name = "INTERESTED", exact = 0 },
     [0x0e] = { name = "NOT_INTERESTED", exact = 0 },
-    [0x0f] = { name = "PEERS", max = 1 + MAX_PEERS * 19 },
+    [0x0f] = { name = "PEERS", max = 1 + MAX_PEERS * (19 + 32) },
     [0x10] = { name = "ERROR", max = 2 + 1 + MAX_ERROR_TEXT },
     [0x11] = { name = "PROBE", exact = 8 },
     [0x12] = { name = "RELAY", exact = 32 + 8 },
@@ -315,6 +315,8 @@ WF.piece_len = ProtoField.uint32("peershare.wire.piece.data_len", "Chunk data le
 WF.reason = ProtoField.uint8("peershare.wire.reject.reason", "Reason", base.DEC, REJECT_REASONS)
 WF.peer_count = ProtoField.uint8("peershare.wire.peer_count", "Peer count", base.DEC)
 WF.peer = ProtoField.none("peershare.wire.peer", "Peer")
+WF.peer_addr = ProtoField.none("peershare.wire.peer.address", "Address")
+WF.peer_id = ProtoField.bytes("peershare.wire.peer.node_id", "Node ID (proved to the sender)", base.NONE)
 WF.error_code = ProtoField.uint16("peershare.wire.error_code", "Error code", base.DEC, WIRE_ERROR_CODES)
 WF.text_len = ProtoField.uint8("peershare.wire.text_len", "Text length", base.DEC)
 WF.text = ProtoField.string("peershare.wire.text", "Text")
@@ -1090,12 +1092,20 @@ local WIRE_BODY = {
         return string.format("chunk=%d reason=%s", r:uint(), REJECT_REASONS[reason] or tostring(reason))
     end,
     [0x0f] = function(c, t)
-        local n = c:count(t, WF.peer_count, "peer_count", MAX_PEERS, 7)
+        -- wire.md 4.16: each entry an address, then the node ID the peer proved to the sender.
+        local n = c:count(t, WF.peer_count, "peer_count", MAX_PEERS, 7 + 32)
         if not n then return nil end
         local list = {}
         for i = 1, n do
-            local a = c:address(t, WF.peer, "peer " .. i, "Peer " .. i)
+            local start = c.off
+            local sub = t:add(WF.peer, c.tvb(start, math.min(c:remaining(), 19 + 32)))
+            sub:append_text(" " .. i)
+            local a = c:address(sub, WF.peer_addr, "peer", "Address")
             if not a then return nil end
+            local ir = c:field(sub, WF.peer_id, 32, "peer_id")
+            if not ir then return nil end
+            sub:set_len(c.off - start)
+            sub:append_text(": " .. a .. ", node " .. short_id(c.tvb, ir:offset()))
             list[#list + 1] = a
         end
         local s = "peers=" .. n

@@ -4,14 +4,15 @@
 use super::bitfield::{bitfield_bytes, to_usize};
 use super::codes::msg_type;
 use super::{Bitfield, Handshake, Message, LENGTH_PREFIX_LEN, MAGIC, MAX_CHUNKS, MAX_CHUNK_SIZE};
+use super::{PexPeer, MAX_MANIFEST_PIECE, MAX_NAME_LEN, MAX_PEERS, VERSION};
 use super::{MAX_ERROR_TEXT, MAX_FRAME_LEN, MAX_HANDSHAKE_BODY, MAX_MANIFEST_LEN};
-use super::{MAX_MANIFEST_PIECE, MAX_NAME_LEN, MAX_PEERS, VERSION};
+use crate::id::ID_LEN;
 use crate::proto::codec::{DecodeError, Reader};
 
-/// Largest encoded address (family 6): 1 + 16 + 2 bytes.
-const MAX_ADDR_LEN: usize = 19;
-/// Smallest encoded address (family 4): 1 + 4 + 2 bytes.
-const MIN_ADDR_LEN: usize = 7;
+/// Largest PEERS entry: an address of family 6 (1 + 16 + 2 bytes) and a node ID.
+const MAX_PEER_ENTRY_LEN: usize = 19 + ID_LEN;
+/// Smallest PEERS entry: an address of family 4 (1 + 4 + 2 bytes) and a node ID.
+const MIN_PEER_ENTRY_LEN: usize = 7 + ID_LEN;
 
 /// How long a type's body may be.
 #[derive(Clone, Copy, Debug)]
@@ -43,7 +44,7 @@ pub(super) fn body_layout(t: u8) -> Option<BodyLayout> {
         msg_type::HAVE | msg_type::REQUEST | msg_type::CANCEL => Exact(4),
         msg_type::PIECE => AtMost(4 + MAX_CHUNK_SIZE),
         msg_type::REJECT => Exact(5),
-        msg_type::PEERS => AtMost(1 + MAX_PEERS * MAX_ADDR_LEN),
+        msg_type::PEERS => AtMost(1 + MAX_PEERS * MAX_PEER_ENTRY_LEN),
         msg_type::ERROR => AtMost(2 + 1 + MAX_ERROR_TEXT),
         _ => return None,
     })
@@ -238,9 +239,9 @@ fn decode_body(t: u8, body: &[u8]) -> Result<Message, DecodeError> {
                     max: MAX_PEERS,
                 });
             }
-            // Each address is at least 7 bytes: a count that cannot fit is refused before
-            // the vector is sized by it.
-            let need = n * MIN_ADDR_LEN;
+            // Each entry is at least 39 bytes (an IPv4 address and an ID): a count that cannot
+            // fit is refused before the vector is sized by it.
+            let need = n * MIN_PEER_ENTRY_LEN;
             if need > r.remaining() {
                 return Err(DecodeError::UnexpectedEnd {
                     field: "peer_count",
@@ -249,7 +250,9 @@ fn decode_body(t: u8, body: &[u8]) -> Result<Message, DecodeError> {
             }
             let mut peers = Vec::with_capacity(n);
             for _ in 0..n {
-                peers.push(r.socket_addr("peer")?);
+                let addr = r.socket_addr("peer")?;
+                let node_id = r.id("peer_id")?;
+                peers.push(PexPeer { addr, node_id });
             }
             Message::Peers(peers)
         }

@@ -4,6 +4,7 @@
 use super::codes::msg_type;
 use super::{Message, FRAME_HEADER_LEN, HANDSHAKE_BODY_LEN, LENGTH_PREFIX_LEN, MAGIC};
 use super::{MAX_ERROR_TEXT, MAX_NAME_LEN, MAX_PEERS, PIECE_HEADER_LEN, VERSION};
+use crate::id::ID_LEN;
 use crate::proto::codec::{put_socket_addr, socket_addr_len};
 
 impl Message {
@@ -11,7 +12,7 @@ impl Message {
     ///
     /// Encoding cannot fail and cuts only where documented: a METADATA name to [`MAX_NAME_LEN`]
     /// bytes and an ERROR text to [`MAX_ERROR_TEXT`] bytes (both on a char boundary), a PEERS
-    /// list to its first [`MAX_PEERS`] addresses. IPv4-mapped IPv6 addresses are written as
+    /// list to its first [`MAX_PEERS`] entries. IPv4-mapped IPv6 addresses are written as
     /// IPv4. Everything else is written as given, even when a receiver will reject it (an empty
     /// METADATA name, a PIECE over [`MAX_CHUNK_SIZE`](super::MAX_CHUNK_SIZE), MANIFEST_DATA
     /// whose range exceeds `total_len`): a sender bug then shows up as a loud decode error at
@@ -66,10 +67,11 @@ impl Message {
             }
             Message::Peers(peers) => {
                 let peers = peers.get(..MAX_PEERS).unwrap_or(peers);
-                // At most MAX_PEERS (50) addresses, so the count fits in its byte.
+                // At most MAX_PEERS (50) entries, so the count fits in its byte.
                 out.push(u8::try_from(peers.len()).unwrap_or(u8::MAX));
                 for p in peers {
-                    put_socket_addr(out, p);
+                    put_socket_addr(out, &p.addr);
+                    out.extend_from_slice(&p.node_id.0);
                 }
             }
             Message::Error { code, text } => {
@@ -111,7 +113,10 @@ impl Message {
             Message::Reject { .. } => 5,
             Message::Peers(peers) => {
                 let peers = peers.get(..MAX_PEERS).unwrap_or(peers);
-                1 + peers.iter().map(socket_addr_len).sum::<usize>()
+                1 + peers
+                    .iter()
+                    .map(|p| socket_addr_len(&p.addr) + ID_LEN)
+                    .sum::<usize>()
             }
             Message::Error { text, .. } => 3 + truncate_utf8(text, MAX_ERROR_TEXT).len(),
         }

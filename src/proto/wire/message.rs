@@ -33,6 +33,17 @@ impl Handshake {
     }
 }
 
+/// One entry of PEERS: another peer of the same content, at the address it accepts
+/// connections on, with the node ID it proved to the sender in their secure session
+/// (secure.md). A dial to `addr` expects that ID (wire.md, section 4.16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PexPeer {
+    /// The peer's IP address on the sender's connection, with the peer's listen port.
+    pub addr: SocketAddr,
+    /// The node ID the peer's secure session with the sender authenticated.
+    pub node_id: Id,
+}
+
 /// One wire protocol message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -94,9 +105,9 @@ pub enum Message {
     Interested,
     /// The sender wants nothing the receiver has.
     NotInterested,
-    /// Other peers of the same content (peer exchange), at most
+    /// Other peers of the same content (peer exchange), each with its node ID, at most
     /// [`MAX_PEERS`](super::MAX_PEERS).
-    Peers(Vec<SocketAddr>),
+    Peers(Vec<PexPeer>),
     /// Why the sender is closing the connection.
     Error {
         /// One of [`error_code`](super::error_code); unknown values are kept as they are.

@@ -59,7 +59,7 @@ pub use codes::type_name;
 pub use codes::{error_code, error_code_name, msg_type, reject_reason, reject_reason_name};
 pub use decode::{decode_frame, frame_len_hint};
 pub use encode::piece_header;
-pub use message::{Handshake, Message};
+pub use message::{Handshake, Message, PexPeer};
 
 /// Bytes of the `length` field that opens every frame.
 pub const LENGTH_PREFIX_LEN: usize = 4;
@@ -79,7 +79,7 @@ pub const MAX_CHUNKS: usize = 1 << 20;
 pub const MAX_MANIFEST_LEN: usize = (32 << 20) + 64;
 /// Largest manifest piece one MANIFEST_REQUEST may ask for and one MANIFEST_DATA may carry.
 pub const MAX_MANIFEST_PIECE: usize = 256 << 10;
-/// Most addresses in one PEERS message.
+/// Most entries (address and node ID) in one PEERS message.
 pub const MAX_PEERS: usize = 50;
 /// Longest file name in METADATA, in bytes of UTF-8.
 pub const MAX_NAME_LEN: usize = 255;
@@ -127,6 +127,14 @@ mod tests {
 
     fn id(b: u8) -> Id {
         Id([b; 32])
+    }
+
+    /// A PEERS entry at `addr` with node ID `b` x 32.
+    fn pex(addr: &str, b: u8) -> PexPeer {
+        PexPeer {
+            addr: addr.parse().unwrap(),
+            node_id: id(b),
+        }
     }
 
     fn enc(m: &Message) -> Vec<u8> {
@@ -193,8 +201,8 @@ mod tests {
             Message::Interested,
             Message::NotInterested,
             Message::Peers(vec![
-                "192.0.2.1:4001".parse().unwrap(),
-                "[2001:db8::1]:4002".parse().unwrap(),
+                pex("192.0.2.1:4001", 0x22),
+                pex("[2001:db8::1]:4002", 0x33),
             ]),
             Message::Peers(vec![]),
             Message::Error {
@@ -489,24 +497,6 @@ mod tests {
             }
         );
         assert_eq!(
-            err(&frame(msg_type::PEERS, &[2, 4, 192, 0, 2, 1, 0x0f, 0xa1])),
-            DecodeError::UnexpectedEnd {
-                field: "peer_count",
-                needed: 7
-            }
-        );
-        assert_eq!(
-            err(&frame(msg_type::PEERS, &[1, 5, 192, 0, 2, 1, 0x0f, 0xa1])),
-            DecodeError::BadAddressFamily(5)
-        );
-        let mut mapped = vec![1, 6];
-        mapped.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1]);
-        mapped.extend_from_slice(&[0x0f, 0xa1]);
-        assert!(matches!(
-            err(&frame(msg_type::PEERS, &mapped)),
-            DecodeError::InvalidValue { field: "peer", .. }
-        ));
-        assert_eq!(
             err(&frame(msg_type::ERROR, &[0, 1, 201])),
             DecodeError::LengthTooLarge {
                 field: "text_len",
@@ -525,6 +515,89 @@ mod tests {
             err(&frame(msg_type::ERROR, &[0, 1, 1, 0x80])),
             DecodeError::InvalidValue { field: "text", .. }
         ));
+    }
+
+    /// PEERS built by hand the way a hostile or out-of-date peer would send it: every
+    /// malformed body fails with the error and field wire.md section 4.16 names, in the
+    /// order it names (count, room for the count, then each entry's address and ID, then
+    /// trailing bytes); a count the body cannot hold is refused before any entry is read.
+    #[test]
+    fn peers_hostile_inputs() {
+        let v4 = [4, 192, 0, 2, 1, 0x0f, 0xa1];
+        let entry = |addr: &[u8], id: u8| [addr, &[id; 32]].concat();
+        let body = |n: u8, parts: &[&[u8]]| [&[n][..], &parts.concat()].concat();
+        let peers = |b: &[u8]| err(&frame(msg_type::PEERS, b));
+        // Count first: above 50 is refused whatever follows.
+        let e = peers(&body(51, &[&entry(&v4, 1)]));
+        assert!(matches!(e, DecodeError::LengthTooLarge { len: 51, .. }));
+        // Room for the count, as if every entry were IPv4 (39 bytes), before anything else:
+        // two entries claimed, one given; and the address-only layout of before.
+        let one = entry(&v4, 1);
+        assert_eq!(
+            peers(&body(2, &[&one])),
+            DecodeError::UnexpectedEnd {
+                field: "peer_count",
+                needed: 39
+            }
+        );
+        assert_eq!(
+            peers(&body(2, &[&v4, &v4])),
+            DecodeError::UnexpectedEnd {
+                field: "peer_count",
+                needed: 64
+            }
+        );
+        // A bad family is named even in an entry that is cut short after it, since the
+        // count fits.
+        let fam5 = [5, 192, 0, 2, 1, 0x0f, 0xa1];
+        assert_eq!(
+            peers(&body(1, &[&entry(&fam5, 1)])),
+            DecodeError::BadAddressFamily(5)
+        );
+        let fam0 = [0, 192, 0, 2, 1, 0x0f, 0xa1];
+        assert_eq!(
+            peers(&body(2, &[&one, &entry(&fam0, 2)])),
+            DecodeError::BadAddressFamily(0)
+        );
+        let mut mapped = vec![6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1];
+        mapped.extend_from_slice(&[0x0f, 0xa1]);
+        assert!(matches!(
+            peers(&body(1, &[&entry(&mapped, 1)])),
+            DecodeError::InvalidValue { field: "peer", .. }
+        ));
+        // An IPv6 entry passes the IPv4-sized room check, then its ID is cut.
+        let mut v6 = vec![
+            6, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+        ];
+        v6.extend_from_slice(&[0x0f, 0xa1]);
+        let cut = entry(&v6, 3);
+        assert_eq!(
+            peers(&body(1, &[&cut[..39]])),
+            DecodeError::UnexpectedEnd {
+                field: "peer_id",
+                needed: 12
+            }
+        );
+        // Whole entries, then a byte more: trailing bytes, checked last.
+        assert_eq!(
+            peers(&body(1, &[&one, &[0]])),
+            DecodeError::TrailingBytes(1)
+        );
+        assert_eq!(peers(&body(0, &[&one])), DecodeError::TrailingBytes(39));
+        // The largest body is exactly the type's layout: one byte more is refused from the
+        // header, before any entry is read.
+        let most = body(50, &[&entry(&v6, 9).repeat(50)]);
+        assert_eq!(most.len(), 1 + 50 * 51);
+        let mut over = frame(msg_type::PEERS, &most);
+        over.push(0);
+        let len = u32::try_from(over.len() - 4).unwrap();
+        over[..4].copy_from_slice(&len.to_be_bytes());
+        let e = DecodeError::TooLarge {
+            len: 2 + 50 * 51 + 1,
+            max: 2 + 50 * 51,
+        };
+        assert_eq!(decode_frame(&over[..5]), Err(e.clone()));
+        assert_eq!(decode_frame(&over), Err(e));
     }
 
     #[test]
@@ -553,19 +626,19 @@ mod tests {
                 name: "é".repeat(127)
             }
         );
-        let addr: SocketAddr = "192.0.2.9:1".parse().unwrap();
-        let m = Message::Peers(vec![addr; 60]);
+        let p = pex("192.0.2.9:1", 7);
+        let m = Message::Peers(vec![p; 60]);
         let bytes = enc(&m);
         assert_eq!(bytes.len(), m.encoded_len());
-        assert_eq!(dec(&bytes), Message::Peers(vec![addr; MAX_PEERS]));
-        let mapped: SocketAddr = "[::ffff:192.0.2.9]:1".parse().unwrap();
+        assert_eq!(dec(&bytes), Message::Peers(vec![p; MAX_PEERS]));
+        let mapped = pex("[::ffff:192.0.2.9]:1", 7);
         assert_eq!(
             dec(&enc(&Message::Peers(vec![mapped]))),
-            Message::Peers(vec![addr])
+            Message::Peers(vec![p])
         );
-        // The largest PEERS (50 IPv6 addresses) is within its type's layout.
-        let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
-        let m = Message::Peers(vec![v6; MAX_PEERS]);
+        // The largest PEERS (50 IPv6 addresses with their IDs) is within its type's layout.
+        let m = Message::Peers(vec![pex("[2001:db8::1]:1", 8); MAX_PEERS]);
+        assert_eq!(enc(&m).len(), 4 + 2 + MAX_PEERS * 51);
         assert_eq!(dec(&enc(&m)), m);
     }
 
@@ -677,7 +750,14 @@ mod tests {
             Just(Message::Unchoke),
             Just(Message::Interested),
             Just(Message::NotInterested),
-            proptest::collection::vec(arb_addr(), 0..=MAX_PEERS).prop_map(Message::Peers),
+            proptest::collection::vec(
+                (arb_addr(), any::<[u8; 32]>()).prop_map(|(addr, n)| PexPeer {
+                    addr,
+                    node_id: Id(n)
+                }),
+                0..=MAX_PEERS
+            )
+            .prop_map(Message::Peers),
             (any::<u16>(), "[a-zA-Z0-9 é]{0,60}")
                 .prop_map(|(code, text)| Message::Error { code, text }),
             any::<u64>().prop_map(Message::Probe),

@@ -114,19 +114,22 @@ impl Engine {
                 return;
             };
             c.tried.insert(addr);
-            // Connected already, either to that address or with a peer that said it accepts
-            // connections there.
+            // A DHT record's ID first, else a PEERS entry's (wire.md section 4.16).
+            let pex_id = c.pex_ids.remove(&addr);
+            let expect = self.expected_ids.get(&addr).copied().or(pex_id);
+            // Connected already: to that address, with a peer that said it accepts
+            // connections there, or with the node expected there.
             let busy = self.conns.values().any(|k| {
                 k.content == Some(content)
                     && (k.addr == addr
-                        || k.remote
-                            .as_ref()
-                            .is_some_and(|r| SocketAddr::new(k.addr.ip(), r.listen_port) == addr))
+                        || k.remote.as_ref().is_some_and(|r| {
+                            SocketAddr::new(k.addr.ip(), r.listen_port) == addr
+                                || expect == Some(r.node_id)
+                        }))
             });
-            let expect = self.expected_ids.get(&addr).copied();
             if busy
                 || self.banned_addrs.contains(&addr)
-                || expect.is_some_and(|id| self.banned_nodes.contains(&id))
+                || expect.is_some_and(|id| id == self.node_id || self.banned_nodes.contains(&id))
             {
                 continue;
             }

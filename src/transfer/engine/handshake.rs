@@ -1,14 +1,13 @@
 //! The opening of a connection: the HANDSHAKE (banned peers, full contents, duplicate
-//! connections), then METADATA, BITFIELD once we hold the verified manifest, and PEERS.
+//! connections), then METADATA, BITFIELD once we hold the verified manifest, and PEERS
+//! (`pex.rs`).
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::action::WireAction;
 use super::connection::ConnState;
 use super::{ConnId, Engine};
-use crate::id::Id;
-use crate::proto::wire::{self, error_code, Bitfield, Handshake, Message};
+use crate::proto::wire::{error_code, Bitfield, Handshake, Message};
 
 impl Engine {
     pub(super) fn on_handshake(&mut self, now: Instant, conn: ConnId, h: Handshake) {
@@ -195,27 +194,6 @@ impl Engine {
                     });
                 }
             }
-        }
-    }
-
-    fn send_peer_list(&mut self, now: Instant, conn: ConnId, content: Id) {
-        let Some(c) = self.contents.get(&content) else {
-            return;
-        };
-        // Only peers we completed a handshake with, at the port they said they accept on.
-        let peers: Vec<SocketAddr> = c
-            .conns
-            .iter()
-            .filter(|k| **k != conn)
-            .filter_map(|k| self.conns.get(k))
-            .filter_map(|k| {
-                let port = k.remote.as_ref()?.listen_port;
-                (port != 0).then(|| SocketAddr::new(k.addr.ip(), port))
-            })
-            .take(wire::MAX_PEERS)
-            .collect();
-        if !peers.is_empty() {
-            self.send(conn, now, Message::Peers(peers));
         }
     }
 }

@@ -26,7 +26,8 @@
 //! - `config.rs`: the tunables ([`EngineConfig`]);
 //! - `action.rs`: the outputs ([`Action`], [`WireAction`]);
 //! - `connection.rs`: each connection's state, opening, sending, closing, banning;
-//! - `handshake.rs`: HANDSHAKE, then METADATA, BITFIELD and PEERS;
+//! - `handshake.rs`: HANDSHAKE, then METADATA and BITFIELD;
+//! - `pex.rs`: peer exchange, the PEERS sent and received (each peer with its node ID);
 //! - `manifest.rs`: the manifest exchange;
 //! - `download.rs`: the download side, the glue to the [`Scheduler`];
 //! - `rules.rs`: the connection rules every incoming frame is checked against first;
@@ -45,11 +46,14 @@ mod download;
 mod handshake;
 mod manifest;
 mod offers;
+mod pex;
 mod rules;
 mod timers;
 mod upload;
 mod view;
 
+#[cfg(test)]
+mod pex_tests;
 #[cfg(test)]
 mod tests;
 
@@ -101,6 +105,10 @@ struct Content {
     have: BitSet,
     conns: BTreeSet<ConnId>,
     candidates: VecDeque<SocketAddr>,
+    /// The node ID a PEERS entry named for a queued candidate (wire.md section 4.16): its
+    /// dial expects it, unless a DHT record named one (`Engine::expected_ids`). Only queued
+    /// addresses have one, so it is bounded by [`MAX_CANDIDATES`].
+    pex_ids: HashMap<SocketAddr, Id>,
     tried: HashSet<SocketAddr>,
     next_peer_query: Option<Instant>,
     peer_query_backoff: Duration,
@@ -145,6 +153,9 @@ pub struct Engine {
 /// Most provider node IDs remembered at once (the map is cleared when full: it only
 /// sharpens dials, and the next lookup fills it again).
 const MAX_EXPECTED_IDS: usize = 4096;
+
+/// Most candidate addresses queued for one content (from the DHT and peer exchange).
+const MAX_CANDIDATES: usize = 1000;
 
 impl Engine {
     /// An engine for the node `node_id` accepting connections on `listen_port`.
@@ -351,23 +362,39 @@ impl Engine {
         })
     }
 
-    /// Candidate peers for `content` (from the DHT or peer exchange); our own addresses
-    /// are left out.
+    /// Candidate peers for `content` (from the DHT, or given by the user); our own
+    /// addresses are left out. Peer exchange names an ID with each (`pex.rs`).
     pub fn add_peers(&mut self, now: Instant, content: &Id, addrs: &[SocketAddr]) {
-        let others: Vec<&SocketAddr> = addrs.iter().filter(|a| !self.is_own_addr(a)).collect();
+        for a in addrs {
+            self.add_candidate(content, *a, None);
+        }
+        self.connect_more(now, *content);
+    }
+
+    /// Queues `addr` as a candidate for `content`, unless it is ours, banned, tried or queued
+    /// already, or the queue is full. `pex_id`, the ID a PEERS entry names there, is kept for
+    /// the dial unless one is expected there already: the first named is kept, a DHT record's
+    /// before any PEERS entry's (wire.md section 4.16).
+    fn add_candidate(&mut self, content: &Id, addr: SocketAddr, pex_id: Option<Id>) {
+        if self.is_own_addr(&addr) || self.banned_addrs.contains(&addr) {
+            return;
+        }
+        let dht_named = self.expected_ids.contains_key(&addr);
         let Some(c) = self.contents.get_mut(content) else {
             return;
         };
-        for a in others {
-            if !c.tried.contains(a)
-                && !self.banned_addrs.contains(a)
-                && !c.candidates.contains(a)
-                && c.candidates.len() < 1000
-            {
-                c.candidates.push_back(*a);
-            }
+        if c.tried.contains(&addr) {
+            return;
         }
-        self.connect_more(now, *content);
+        if !c.candidates.contains(&addr) {
+            if c.candidates.len() >= MAX_CANDIDATES {
+                return;
+            }
+            c.candidates.push_back(addr);
+        }
+        if let Some(id) = pex_id.filter(|_| !dht_named) {
+            c.pex_ids.entry(addr).or_insert(id);
+        }
     }
 
     /// Candidate peers for `content` from DHT provider records that name each provider's
@@ -553,7 +580,7 @@ impl Engine {
                 self.offer(now, conn);
                 self.fill_upload_slots(now);
             }
-            Message::Peers(addrs) => self.add_peers(now, &content, &addrs),
+            Message::Peers(peers) => self.on_peers(now, content, peers),
             // NAT-traversal frames (nat.md) open a connection; the reactor handles them.
             Message::Probe(_) | Message::Relay { .. } | Message::RelayOk => {
                 self.close_with(conn, error_code::PROTOCOL_VIOLATION, "unexpected NAT frame")
@@ -619,6 +646,7 @@ impl Content {
             have: BitSet::new(0),
             conns: BTreeSet::new(),
             candidates: VecDeque::new(),
+            pex_ids: HashMap::new(),
             tried: HashSet::new(),
             next_peer_query: None,
             peer_query_backoff: Duration::from_secs(1),
