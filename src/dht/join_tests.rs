@@ -55,6 +55,18 @@ fn answer(from: &Contact, req: &Datagram) -> Vec<u8> {
     .encode()
 }
 
+/// A node told to bootstrap from a global address, and the bootstrap PING it sent there.
+fn bootstrapping(t0: Instant) -> (Dht, SocketAddr, Datagram) {
+    let mut d = dht(t0);
+    let boot = SocketAddr::from(([203, 0, 113, 1], 4000));
+    d.bootstrap_from(boot, t0);
+    let (_, ping) = sent(&mut d)
+        .into_iter()
+        .find(|(to, dg)| *to == boot && dg.msg == Message::Ping)
+        .expect("a bootstrap PING");
+    (d, boot, ping)
+}
+
 fn is_self_lookup(d: &Dht, dg: &Datagram) -> bool {
     matches!(dg.msg, Message::FindNode { target } if target == d.id())
 }
@@ -116,15 +128,7 @@ fn a_node_keeps_joining_until_a_lookup_of_its_own_id_is_answered() {
 #[test]
 fn a_node_that_has_not_joined_takes_no_requester_in() {
     let t0 = super::tests::start();
-    let mut d = dht(t0);
-    let boot = SocketAddr::from(([203, 0, 113, 1], 4000));
-    d.bootstrap_from(boot, t0);
-    let out = sent(&mut d);
-    let (_, boot_ping) = out
-        .iter()
-        .find(|(to, dg)| *to == boot && dg.msg == Message::Ping)
-        .cloned()
-        .expect("a bootstrap PING");
+    let (mut d, boot, boot_ping) = bootstrapping(t0);
     // A newcomer asks us: it gets its answer, but no verification PING.
     let newcomer = contacts_in_bucket(&d.id(), 3, 1)[0];
     let ping = Datagram {
@@ -287,13 +291,7 @@ fn a_node_lookup_ends_when_the_node_answers() {
 #[test]
 fn the_join_lookup_asks_the_bootstrap_node_before_its_proof() {
     let t0 = super::tests::start();
-    let mut d = dht(t0);
-    let boot = SocketAddr::from(([203, 0, 113, 1], 4000));
-    d.bootstrap_from(boot, t0);
-    let (_, ping) = sent(&mut d)
-        .into_iter()
-        .find(|(to, dg)| *to == boot && dg.msg == Message::Ping)
-        .expect("a bootstrap PING");
+    let (mut d, boot, ping) = bootstrapping(t0);
     let boot_node = Contact {
         id: Identity::from_secret(&[9; 32]).node_id(),
         addr: boot,
