@@ -527,19 +527,19 @@ impl NodeCore {
     }
 
     /// The node ID a connection this node dialled must find at its other end (secure.md
-    /// section 3): the one the provider record named, or, for a provider reached through a
-    /// rendezvous, the one its rendezvous record names. A punched or relayed connection is
+    /// section 3): the one the provider record or PEERS entry named, or, for a provider
+    /// reached through a rendezvous, the one its rendezvous record names. A punched or relayed connection is
     /// handed to the driver as a socket, not as a [`WireAction::Connect`] carrying the ID:
     /// the driver asks here. None for a connection we accepted.
     pub fn conn_expected_id(&self, conn: ConnId) -> Option<Id> {
-        if self.library.engine.conn_outgoing(conn) != Some(true) {
+        let engine = &self.library.engine;
+        if engine.conn_outgoing(conn) != Some(true) {
             return None;
         }
-        let addr = self.library.engine.conn_addr(conn)?;
-        self.library
-            .engine
-            .expected_id(&addr)
-            .or_else(|| self.dht.rendezvous_of(&addr).map(|(node, _)| node))
+        engine.conn_expected_id(conn).or_else(|| {
+            let addr = engine.conn_addr(conn)?;
+            self.dht.rendezvous_of(&addr).map(|(node, _)| node)
+        })
     }
 
     /// The content a wire connection is about, once its handshake named it.

@@ -26,6 +26,8 @@ pub(super) struct Conn {
     pub(super) content: Option<Id>,
     pub(super) state: ConnState,
     pub(super) remote: Option<Handshake>,
+    /// For a dial: the node ID the peer must prove (its DHT record's or PEERS entry's).
+    pub(super) expect: Option<Id>,
     /// The peer's BITFIELD arrived (it holds the manifest).
     pub(super) peer_has_manifest: bool,
     pub(super) peer_bits: Option<BitSet>,
@@ -74,6 +76,7 @@ impl Conn {
             content,
             state,
             remote: None,
+            expect: None,
             peer_has_manifest: false,
             peer_bits: None,
             sent_bitfield: false,
@@ -134,10 +137,9 @@ impl Engine {
                 continue;
             }
             let conn = self.alloc_conn();
-            self.conns.insert(
-                conn,
-                Conn::new(addr, true, Some(content), now, ConnState::Connecting),
-            );
+            let mut k = Conn::new(addr, true, Some(content), now, ConnState::Connecting);
+            k.expect = expect;
+            self.conns.insert(conn, k);
             self.actions
                 .push_back(WireAction::Connect { conn, addr, expect });
         }

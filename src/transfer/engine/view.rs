@@ -188,6 +188,12 @@ impl Engine {
         self.conns.get(&conn).map(|k| k.outgoing)
     }
 
+    /// The node ID a connection we dialled must find at its other end, if its DHT record or
+    /// PEERS entry named one (the same as its [`super::WireAction::Connect`]'s `expect`).
+    pub fn conn_expected_id(&self, conn: ConnId) -> Option<Id> {
+        self.conns.get(&conn).and_then(|k| k.expect)
+    }
+
     /// The content a connection is about, once its handshake named it.
     pub fn conn_content(&self, conn: ConnId) -> Option<Id> {
         self.conns.get(&conn).and_then(|k| k.content)
