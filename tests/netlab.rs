@@ -108,16 +108,24 @@ fn every_nat_pair_downloads() {
                 && (s["nat"]["reachability"] != "unreachable" || !s["nat"]["rendezvous"].is_null())
         })
     });
+    let mut vary_wrong = Vec::new();
     for h in &hosts {
         let s = node(h).status();
+        let vary = s["nat"]["ports_vary"].as_bool();
         println!(
-            "{h:6} external {:22} reachability {:12} rendezvous {}",
+            "{h:6} external {:22} reachability {:12} rendezvous {:18} ports vary {}",
             s["external_addr"].as_str().unwrap_or("-"),
             s["nat"]["reachability"].as_str().unwrap_or("?"),
             s["nat"]["rendezvous"].as_str().unwrap_or("-"),
+            vary.map_or("?".to_string(), |v| v.to_string()),
         );
+        // Only the symmetric NAT gives each destination another port (nat.md section 3).
+        if vary != Some(h.starts_with("sym-")) {
+            vary_wrong.push(format!("{h}: ports_vary {vary:?}"));
+        }
     }
     assert!(ready, "some node never learnt its reachability");
+    assert!(vary_wrong.is_empty(), "{}", vary_wrong.join("\n"));
     // The hosts behind mapping routers are reachable through their mapping, found before
     // any dial-back, each with the protocol it speaks.
     let mapped_at = Instant::now();
@@ -245,6 +253,17 @@ fn every_nat_pair_downloads() {
             }
         }
         println!("{row}");
+    }
+    // A punch that cannot work is skipped (nat.md section 6): by the unreachable leechers
+    // that meet a symmetric NAT (their own or the seeder's), and by nobody else.
+    for l in TYPES {
+        let skipped = node(&host(l, "l")).status()["nat"]["punches_skipped"]
+            .as_u64()
+            .unwrap_or(0);
+        let expected = matches!(l, "prc" | "sym");
+        if (skipped > 0) != expected {
+            failures.push(format!("{l} leecher skipped {skipped} punches"));
+        }
     }
     if !failures.is_empty() {
         for n in ["boot1", "boot2"]

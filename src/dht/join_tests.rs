@@ -311,3 +311,38 @@ fn the_join_lookup_asks_the_bootstrap_node_before_its_proof() {
     // Its PROOF has not come (lost): it is not in the table for all that.
     assert_eq!(d.routing_table().len(), 0);
 }
+
+/// Issue 20: a node behind a symmetric NAT learns it from its bootstrap nodes' PONGs (the
+/// same IP seen from two ports) and says so in its REGISTER, so that downloaders skip a
+/// punch that cannot work. The same IP and port from two peers is an address, not a hint;
+/// two IPs (one peer on our LAN) prove nothing.
+#[test]
+fn peers_that_see_one_ip_from_two_ports_mean_our_ports_vary() {
+    let t0 = super::tests::start();
+    let seen = |ports: [(u8, u16); 2]| {
+        let mut d = dht(t0);
+        for (i, (ip, port)) in ports.into_iter().enumerate() {
+            let boot = SocketAddr::from(([203, 0, 113, 1 + i as u8], 4000));
+            d.bootstrap_from(boot, t0);
+            let (_, ping) = sent(&mut d)
+                .into_iter()
+                .find(|(to, dg)| *to == boot && dg.msg == Message::Ping)
+                .expect("a bootstrap PING");
+            let pong = Datagram {
+                flags: 0,
+                txid: ping.txid,
+                sender: Identity::from_secret(&[10 + i as u8; 32]).node_id(),
+                msg: Message::Pong {
+                    observed: SocketAddr::from(([198, 51, 100, ip], port)),
+                },
+            };
+            d.handle_datagram(t0, boot, &pong.encode());
+        }
+        (d.ports_vary(), d.external_addr())
+    };
+    assert_eq!(seen([(7, 4001), (7, 61234)]), (true, None));
+    let agreed = SocketAddr::from(([198, 51, 100, 7], 4001));
+    assert_eq!(seen([(7, 4001), (7, 4001)]), (false, Some(agreed)));
+    assert_eq!(seen([(7, 4001), (8, 61234)]), (false, None));
+    assert!(!dht(t0).ports_vary(), "nobody has seen us yet");
+}

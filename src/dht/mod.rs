@@ -428,10 +428,10 @@ impl Dht {
         self.seen_rendezvous.insert(provider, (node, rv));
     }
 
-    /// Sends a datagram built by the NAT layer with our ID and flags (it keeps its own
-    /// transactions: its answers come back as [`DhtEvent::Nat`]).
-    pub fn send_nat(&mut self, to: SocketAddr, txid: u64, msg: Message) {
-        self.send(to, txid, msg);
+    /// Sends a datagram built by the NAT layer with our ID and flags, and its own `flags`
+    /// besides (it keeps its own transactions: its answers come back as [`DhtEvent::Nat`]).
+    pub fn send_nat(&mut self, to: SocketAddr, txid: u64, msg: Message, flags: u8) {
+        self.send_flagged(to, txid, msg, flags);
     }
 
     /// Stops republishing `key`. Records already stored elsewhere expire with their TTL.
@@ -514,6 +514,20 @@ impl Dht {
     /// The address peers agree they see us at, if known.
     pub fn external_addr(&self) -> Option<SocketAddr> {
         self.external
+    }
+
+    /// Whether our NAT gives each destination another port: peers never agreed on our
+    /// address, and two of them saw us at the same IP from different ports (a symmetric NAT,
+    /// nat.md section 3). Peers that see us at different IPs (one on our LAN, one outside)
+    /// prove nothing.
+    pub fn ports_vary(&self) -> bool {
+        self.external.is_none()
+            && self.observed.iter().enumerate().any(|(i, (_, a))| {
+                self.observed
+                    .iter()
+                    .skip(i + 1)
+                    .any(|(_, b)| b.ip() == a.ip() && b.port() != a.port())
+            })
     }
 
     /// The bootstrap addresses and whether they answer.

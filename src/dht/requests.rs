@@ -352,13 +352,18 @@ impl Dht {
     }
 
     pub(super) fn send(&mut self, to: SocketAddr, txid: u64, msg: Message) {
+        self.send_flagged(to, txid, msg, 0);
+    }
+
+    /// [`Dht::send`] with `extra` flags besides our own.
+    pub(super) fn send_flagged(&mut self, to: SocketAddr, txid: u64, msg: Message, extra: u8) {
         // A GET_PROVIDERS asks for the providers' node IDs (dht.md section 4.6).
         let ids = match msg {
             Message::GetProviders { .. } => FLAG_PROVIDER_IDS,
             _ => 0,
         };
         let dg = Datagram {
-            flags: self.flags() | ids,
+            flags: self.flags() | ids | extra,
             txid,
             sender: self.id,
             msg,

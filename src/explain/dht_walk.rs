@@ -79,7 +79,9 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
     w.push(toff, 1, "type", dht_type_value(t), dht_type_meaning(t));
     let flags = "bit 0 NOT_REACHABLE: keep the sender out of routing tables; bit 1 RENDEZVOUS \
                  (ANNOUNCE, PROVIDERS: a rendezvous part follows); bit 2 PROVIDER_IDS \
-                 (GET_PROVIDERS: send them; PROVIDERS: they follow); other bits reserved";
+                 (GET_PROVIDERS: send them; PROVIDERS: they follow); bit 3 PORTS_VARY \
+                 (REGISTER, INTRODUCED: the registered node's NAT gives each destination \
+                 another port); other bits reserved";
     let (_, flags) = w.int(1, "flags", "flags", flags, |f| flags_value(t, f))?;
     let rv = flags & u64::from(dht::FLAG_RENDEZVOUS) != 0;
     let ids = flags & u64::from(dht::FLAG_PROVIDER_IDS) != 0;
@@ -362,16 +364,19 @@ pub(super) fn dht_error_name(code: u64) -> &'static str {
     }
 }
 
-/// The flags byte named: bits 1 and 2 mean something only on the types dht.md section 2
+/// The flags byte named: bits 1 to 3 mean something only on the types dht.md section 2
 /// gives them, and are reserved (ignored) on the others.
 fn flags_value(t: u8, f: u64) -> String {
-    use dht::msg_type::{ANNOUNCE, GET_PROVIDERS, PROVIDERS};
+    use dht::msg_type::{ANNOUNCE, GET_PROVIDERS, INTRODUCED, PROVIDERS, REGISTER};
     let mut known = vec![(dht::FLAG_NOT_REACHABLE, "NOT_REACHABLE")];
     if matches!(t, ANNOUNCE | PROVIDERS) {
         known.push((dht::FLAG_RENDEZVOUS, "RENDEZVOUS"));
     }
     if matches!(t, GET_PROVIDERS | PROVIDERS) {
         known.push((dht::FLAG_PROVIDER_IDS, "PROVIDER_IDS"));
+    }
+    if matches!(t, REGISTER | INTRODUCED) {
+        known.push((dht::FLAG_PORTS_VARY, "PORTS_VARY"));
     }
     let mut names = Vec::new();
     let mut reserved = f;

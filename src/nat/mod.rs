@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use crate::conn::ConnId;
 use crate::id::Id;
-use crate::proto::dht::{Contact, Datagram, Message};
+use crate::proto::dht::{Contact, Datagram, Message, FLAG_PORTS_VARY};
 use reachability::Probe;
 use registration::Registration;
 use rendezvous::Client;
@@ -123,6 +123,8 @@ pub enum Action {
         txid: u64,
         /// Body.
         msg: Message,
+        /// Header flags of the NAT layer's own (`FLAG_PORTS_VARY`), besides the DHT's.
+        flags: u8,
     },
     /// Open TCP to `addr`, send PROBE `nonce`, close.
     DialBack {
@@ -183,6 +185,8 @@ pub struct Nat {
     wire_port: u16,
     rng: u64,
     reach: Reachability,
+    /// Our NAT gives each destination another port (the DHT saw it: `Dht::ports_vary`).
+    ports_vary: bool,
     probe: Probe,
     next_probe: Option<Instant>,
     /// Peers to ask for dial-backs and to register with, from the routing table.
@@ -210,6 +214,8 @@ pub struct NatCounters {
     pub setups: [u64; 3],
     /// Traversals that failed.
     pub failures: u64,
+    /// Punches skipped because they could not work (nat.md section 6): relayed at once.
+    pub punches_skipped: u64,
     /// Introductions this node made as a rendezvous.
     pub introductions: u64,
     /// Circuits this node relayed.
@@ -229,6 +235,7 @@ impl Nat {
             wire_port,
             rng: seed | 1,
             reach: Reachability::Unknown,
+            ports_vary: false,
             probe: Probe::Idle,
             next_probe: None,
             candidates: Vec::new(),
@@ -263,7 +270,50 @@ impl Nat {
     }
 
     fn send(&mut self, to: SocketAddr, txid: u64, msg: Message) {
-        self.actions.push_back(Action::Send { to, txid, msg });
+        self.send_flagged(to, txid, msg, 0);
+    }
+
+    fn send_flagged(&mut self, to: SocketAddr, txid: u64, msg: Message, flags: u8) {
+        self.actions.push_back(Action::Send {
+            to,
+            txid,
+            msg,
+            flags,
+        });
+    }
+
+    /// Whether our NAT gives each destination another port (a symmetric NAT): peers saw us
+    /// at one IP from different ports (`Dht::ports_vary`). Our REGISTER says so, and a
+    /// punch we cannot make work is skipped (nat.md, section 6).
+    pub fn set_ports_vary(&mut self, vary: bool) {
+        if self.ports_vary != vary {
+            log::info!(
+                "nat: peers see us from {}",
+                if vary {
+                    "different ports (a symmetric NAT)"
+                } else {
+                    "one port"
+                }
+            );
+            self.ports_vary = vary;
+        }
+    }
+
+    /// Whether a punch to a provider behind a rendezvous cannot work: we are not reachable
+    /// (the provider's SYN cannot reach our listener) and one side's NAT gives each
+    /// destination another port, so the port the other side is told is not the one its SYN
+    /// meets (nat.md, section 6). Unknown reachability punches: we may be reachable.
+    fn punch_cannot_work(&self, theirs_vary: bool) -> bool {
+        self.reach == Reachability::Unreachable && (self.ports_vary || theirs_vary)
+    }
+
+    /// The header flags our REGISTER carries.
+    fn register_flags(&self) -> u8 {
+        if self.ports_vary {
+            FLAG_PORTS_VARY
+        } else {
+            0
+        }
     }
 
     /// Records a connection set up without NAT traversal (the reactor times plain connects).
@@ -291,13 +341,17 @@ impl Nat {
         match dg.msg {
             Message::Dialback { nonce, port } => self.on_dialback(from, dg.txid, nonce, port),
             Message::DialbackAck => self.on_dialback_ack(),
-            Message::Register { port } => self.on_register(now, from, dg.sender, dg.txid, port),
+            Message::Register { port } => {
+                let vary = dg.flags & FLAG_PORTS_VARY != 0;
+                self.on_register(now, from, dg.sender, dg.txid, port, vary)
+            }
             Message::Registered { .. } => self.on_registered(from, dg.txid),
             Message::Introduce { target, port } => {
                 self.on_introduce(now, from, dg.sender, dg.txid, target, port)
             }
             Message::Introduced { addr, port } => {
-                self.on_introduced(now, from, dg.txid, addr, port)
+                let vary = dg.flags & FLAG_PORTS_VARY != 0;
+                self.on_introduced(now, from, dg.txid, addr, port, vary)
             }
             Message::Call {
                 mode,
@@ -370,6 +424,11 @@ impl Nat {
     /// What we know of our reachability.
     pub fn reachability(&self) -> Reachability {
         self.reach
+    }
+
+    /// Whether our NAT gives each destination another port, as far as we know.
+    pub fn ports_vary(&self) -> bool {
+        self.ports_vary
     }
 
     /// Our confirmed rendezvous.

@@ -82,7 +82,8 @@ impl Nat {
                 } else {
                     let txid = self.next_rand();
                     let port = self.wire_port;
-                    self.send(r.rendezvous, txid, Message::Register { port });
+                    let flags = self.register_flags();
+                    self.send_flagged(r.rendezvous, txid, Message::Register { port }, flags);
                     if let Some(r) = self.registration.as_mut() {
                         r.txid = txid;
                         r.unanswered += 1;
@@ -110,7 +111,8 @@ impl Nat {
         };
         let txid = self.next_rand();
         let port = self.wire_port;
-        self.send(c.addr, txid, Message::Register { port });
+        let flags = self.register_flags();
+        self.send_flagged(c.addr, txid, Message::Register { port }, flags);
         self.registration = Some(Registration {
             rendezvous: c.addr,
             txid,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::{Nat, Reachability};
 use crate::id::Id;
-use crate::proto::dht::{call_mode, error_code, Message};
+use crate::proto::dht::{call_mode, error_code, Message, FLAG_PORTS_VARY};
 
 /// A client registered with us.
 #[derive(Clone, Copy, Debug)]
@@ -15,10 +15,24 @@ pub(super) struct Client {
     pub(super) addr: SocketAddr,
     pub(super) port: u16,
     pub(super) expires: Instant,
+    /// Its REGISTER said its NAT gives each destination another port (FLAG_PORTS_VARY).
+    pub(super) ports_vary: bool,
+}
+
+impl Client {
+    /// The header flags of an INTRODUCED to this client: what its REGISTER said.
+    pub(super) fn introduced_flags(&self) -> u8 {
+        if self.ports_vary {
+            FLAG_PORTS_VARY
+        } else {
+            0
+        }
+    }
 }
 
 impl Nat {
-    /// A client registers (or renews its registration) with us.
+    /// A client registers (or renews its registration) with us; `ports_vary`: its REGISTER's
+    /// FLAG_PORTS_VARY, passed on to the downloaders we introduce to it.
     pub(super) fn on_register(
         &mut self,
         now: Instant,
@@ -26,6 +40,7 @@ impl Nat {
         sender: Id,
         txid: u64,
         port: u16,
+        ports_vary: bool,
     ) {
         // Only a node others can reach can introduce them to its clients: an
         // unreachable (or untested) one would only strand the client's downloaders
@@ -55,6 +70,7 @@ impl Nat {
                 addr: from,
                 port,
                 expires,
+                ports_vary,
             },
         );
         let lifetime = u16::try_from(self.cfg.registration_lifetime.as_secs()).unwrap_or(u16::MAX);
@@ -74,14 +90,11 @@ impl Nat {
         match self.clients.get(&target).copied() {
             Some(c) if c.expires > now => {
                 self.counters.introductions += 1;
-                self.send(
-                    from,
-                    txid,
-                    Message::Introduced {
-                        addr: c.addr,
-                        port: c.port,
-                    },
-                );
+                let msg = Message::Introduced {
+                    addr: c.addr,
+                    port: c.port,
+                };
+                self.send_flagged(from, txid, msg, c.introduced_flags());
                 let txid = self.next_rand();
                 let call = Message::Call {
                     mode: call_mode::PUNCH,

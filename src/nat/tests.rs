@@ -49,7 +49,7 @@ fn sends(actions: &[Action]) -> Vec<(SocketAddr, u64, Message)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send { to, txid, msg } => Some((*to, *txid, msg.clone())),
+            Action::Send { to, txid, msg, .. } => Some((*to, *txid, msg.clone())),
             _ => None,
         })
         .collect()
@@ -451,6 +451,12 @@ fn trio_addr(i: usize) -> SocketAddr {
 impl Trio {
     /// The provider registered with the rendezvous.
     fn new() -> Trio {
+        Trio::with_provider_ports_varying(false)
+    }
+
+    /// The provider registered with the rendezvous; `vary`: its NAT gives each destination
+    /// another port (its REGISTER says so).
+    fn with_provider_ports_varying(vary: bool) -> Trio {
         let now = Instant::now();
         let mut t = Trio {
             now,
@@ -467,6 +473,7 @@ impl Trio {
             id: id(101),
             addr: trio_addr(R),
         };
+        t.nodes[P].set_ports_vary(vary);
         t.nodes[P].external_address(now, vec![rv, contact(50)]);
         t.deliver();
         // The rendezvous acknowledged (it is also asked to dial back); no PROBE came.
@@ -493,10 +500,16 @@ impl Trio {
             for i in 0..3 {
                 for a in drain(&mut self.nodes[i]) {
                     match a {
-                        Action::Send { to, txid, msg } => {
+                        Action::Send {
+                            to,
+                            txid,
+                            msg,
+                            flags,
+                        } => {
                             moved = true;
                             if let Some(j) = (0..3).find(|&j| trio_addr(j) == to) {
-                                let d = dg(id(100 + i as u8), txid, msg);
+                                let mut d = dg(id(100 + i as u8), txid, msg);
+                                d.flags = flags;
                                 self.nodes[j].handle_datagram(self.now, trio_addr(i), d);
                             }
                         }
@@ -509,6 +522,13 @@ impl Trio {
             }
         }
         panic!("the three nodes never went quiet");
+    }
+
+    /// The downloader found unreachable (its dial-back acknowledged, no PROBE).
+    fn downloader_unreachable(&mut self) {
+        let (t, _) = unreachable(&mut self.nodes[D], self.now);
+        self.now = t;
+        self.actions[D].clear();
     }
 
     fn connect(&mut self, conn: ConnId) {
@@ -586,6 +606,64 @@ fn a_relay_that_comes_up_is_recorded_as_relayed() {
     let s: Vec<&Setup> = t.nodes[D].setups().collect();
     assert_eq!(s[0].strategy, Strategy::Relayed);
     assert_eq!(s[0].setup, Duration::from_millis(3005));
+}
+
+/// Connects `conn` and checks what the downloader did: a punch, or the relay at once.
+fn connect_expecting(t: &mut Trio, conn: ConnId, punch: bool) {
+    t.connect(conn);
+    let punched = t.actions[D]
+        .iter()
+        .any(|a| matches!(a, Action::PunchConnect { conn: c, .. } if *c == conn));
+    let relayed = t.actions[D]
+        .iter()
+        .any(|a| matches!(a, Action::RelayOpen { conn: c, .. } if *c == conn));
+    assert_eq!((punched, relayed), (punch, !punch), "{:?}", t.actions[D]);
+}
+
+/// Issue 20: a port-restricted downloader and a symmetric provider (or the reverse) never
+/// punched, and waited the 3 s punch timeout before the relay. The provider's REGISTER says
+/// its ports vary, the rendezvous passes it on in INTRODUCED, and an unreachable downloader
+/// relays at once.
+#[test]
+fn a_punch_to_a_provider_whose_ports_vary_is_skipped_by_an_unreachable_downloader() {
+    let mut t = Trio::with_provider_ports_varying(true);
+    t.downloader_unreachable();
+    let conn = ConnId::new(11);
+    connect_expecting(&mut t, conn, false);
+    assert_eq!(t.nodes[R].counters().introductions, 1);
+    assert_eq!(t.nodes[D].counters().punches_skipped, 1);
+    t.now += Duration::from_millis(5);
+    t.nodes[D].relay_ready(conn, t.now);
+    let s: Vec<&Setup> = t.nodes[D].setups().collect();
+    assert_eq!(s[0].strategy, Strategy::Relayed);
+    assert_eq!(s[0].setup, Duration::from_millis(5), "no punch wait");
+}
+
+/// The same provider is punched by a downloader that may be reachable (its SYN can reach
+/// our listener): untested, it tries.
+#[test]
+fn a_downloader_not_known_unreachable_still_punches_a_provider_whose_ports_vary() {
+    let mut t = Trio::with_provider_ports_varying(true);
+    let conn = ConnId::new(12);
+    connect_expecting(&mut t, conn, true);
+    assert_eq!(t.nodes[D].counters().punches_skipped, 0);
+}
+
+/// An unreachable downloader behind a symmetric NAT relays at once, without asking for an
+/// introduction; with ports kept on both sides an unreachable downloader punches.
+#[test]
+fn an_unreachable_downloader_whose_ports_vary_relays_without_an_introduction() {
+    let mut t = Trio::new();
+    t.downloader_unreachable();
+    t.nodes[D].set_ports_vary(true);
+    let conn = ConnId::new(13);
+    connect_expecting(&mut t, conn, false);
+    assert_eq!(t.nodes[R].counters().introductions, 0);
+
+    let mut t = Trio::new();
+    t.downloader_unreachable();
+    let conn = ConnId::new(14);
+    connect_expecting(&mut t, conn, true);
 }
 
 #[test]

@@ -31,7 +31,7 @@ pub(super) struct Attempt {
 impl Nat {
     /// Downloader: reach `provider` (node `node`) through `rendezvous`. The result comes as
     /// actions: PunchConnect, then RelayOpen if the punch does not connect in time, or
-    /// Failed.
+    /// Failed. A punch that cannot work is skipped: RelayOpen at once (nat.md, section 6).
     pub fn connect_via(
         &mut self,
         now: Instant,
@@ -55,6 +55,11 @@ impl Nat {
                 txid,
             },
         );
+        if self.punch_cannot_work(false) {
+            // Our NAT changes ports and nobody can reach us: no introduction helps.
+            self.skip_punch(now, conn);
+            return;
+        }
         // We may be the provider's rendezvous ourselves (a datagram to ourselves would be
         // dropped): then we introduce ourselves, as a rendezvous would.
         match (self.clients.get(&node).copied(), ours) {
@@ -73,7 +78,7 @@ impl Nat {
                     port: c.port,
                 };
                 let dg = Datagram {
-                    flags: 0,
+                    flags: c.introduced_flags(),
                     txid,
                     sender: node,
                     msg,
@@ -85,7 +90,8 @@ impl Nat {
     }
 
     /// The rendezvous introduced us: punch (a PING for the provider's UDP, a TCP connect for
-    /// its SYN).
+    /// its SYN), unless the punch cannot work (`theirs_vary`: the provider's NAT gives each
+    /// destination another port): then relay at once.
     pub(super) fn on_introduced(
         &mut self,
         now: Instant,
@@ -93,6 +99,7 @@ impl Nat {
         txid: u64,
         addr: SocketAddr,
         port: u16,
+        theirs_vary: bool,
     ) {
         let found = self
             .attempts
@@ -105,6 +112,10 @@ impl Nat {
         };
         if from != a.rendezvous {
             self.counters.unexpected += 1;
+            return;
+        }
+        if self.punch_cannot_work(theirs_vary) {
+            self.skip_punch(now, conn);
             return;
         }
         // Open our NAT for the provider's datagrams (the UDP punch) and its SYN.
@@ -174,20 +185,40 @@ impl Nat {
                 Phase::Introducing | Phase::Relaying => self.fail(conn),
                 Phase::Punching => {
                     log::debug!("nat: punch to {} timed out: relaying", a.provider);
-                    let nonce = self.next_rand();
-                    self.actions.push_back(Action::RelayOpen {
-                        conn,
-                        rendezvous: a.rendezvous,
-                        node: a.node,
-                        nonce,
-                    });
-                    if let Some(a) = self.attempts.get_mut(&conn) {
-                        a.phase = Phase::Relaying;
-                        a.deadline = now + self.cfg.relay_timeout;
-                    }
+                    self.relay(now, conn);
                 }
             }
         }
+    }
+
+    /// A punch that cannot work (`punch_cannot_work`): the relay at once.
+    fn skip_punch(&mut self, now: Instant, conn: ConnId) {
+        if let Some(a) = self.attempts.get(&conn) {
+            log::info!(
+                "nat: a punch to {} cannot work (our NAT {}, we are not reachable): relaying at once",
+                a.provider,
+                if self.ports_vary { "changes ports" } else { "keeps ports, theirs changes them" }
+            );
+            self.counters.punches_skipped += 1;
+            self.relay(now, conn);
+        }
+    }
+
+    /// Asks the rendezvous of `conn`'s attempt for a relayed circuit.
+    fn relay(&mut self, now: Instant, conn: ConnId) {
+        let nonce = self.next_rand();
+        let Some(a) = self.attempts.get_mut(&conn) else {
+            return;
+        };
+        a.phase = Phase::Relaying;
+        a.deadline = now + self.cfg.relay_timeout;
+        let (rendezvous, node) = (a.rendezvous, a.node);
+        self.actions.push_back(Action::RelayOpen {
+            conn,
+            rendezvous,
+            node,
+            nonce,
+        });
     }
 
     pub(super) fn fail(&mut self, conn: ConnId) {

@@ -168,7 +168,12 @@ impl NatGlue {
     pub fn flush(&mut self, p: &mut Parts<'_>, now: Instant) {
         while let Some(a) = self.nat.poll_action() {
             match a {
-                Action::Send { to, txid, msg } => p.dht.send_nat(to, txid, msg),
+                Action::Send {
+                    to,
+                    txid,
+                    msg,
+                    flags,
+                } => p.dht.send_nat(to, txid, msg, flags),
                 Action::Reachability(r) => {
                     log::info!("nat: reachability {}", r.name());
                     p.dht.set_reachable(r != Reachability::Unreachable);
@@ -270,6 +275,7 @@ impl NatGlue {
         if let Some((node, rv)) = p.dht.rendezvous_of(&addr) {
             log::debug!("nat: {addr} is behind rendezvous {rv}: asking for an introduction");
             let ours = p.dht.external_addr();
+            self.nat.set_ports_vary(p.dht.ports_vary());
             self.nat.connect_via(now, conn, addr, node, rv, ours);
             self.flush(p, now);
             return true;
@@ -670,6 +676,8 @@ impl NatGlue {
     /// Timers: the NAT core's, the port mapping's, the blind reachability test, held
     /// relay openers.
     pub fn handle_timeout(&mut self, p: &mut Parts<'_>, now: Instant) {
+        // What peers saw of our ports, for our next REGISTER (the DHT learns it from PONGs).
+        self.nat.set_ports_vary(p.dht.ports_vary());
         // Connections the engine closed without telling us (an ERROR it sent, a frame that
         // left the transfer protocol) leave nothing behind.
         self.paths.retain(|c, _| p.engine.conn_addr(*c).is_some());
@@ -745,6 +753,8 @@ impl NatGlue {
             "rendezvous_clients": self.nat.clients(),
             "setups": {"direct": c.setups[0], "punched": c.setups[1], "relayed": c.setups[2]},
             "failures": c.failures,
+            "ports_vary": self.nat.ports_vary(),
+            "punches_skipped": c.punches_skipped,
             "introductions": c.introductions,
             "circuits_total": c.circuits,
             "port_mapping": self.upnp.as_ref().map(|u| serde_json::json!({

@@ -43,6 +43,12 @@ pub const MAX_RENDEZVOUS: usize = 20;
 /// "I read provider node IDs"; in PROVIDERS, the body ends with one node ID per provider.
 /// On other types bit 2 is reserved.
 pub const FLAG_PROVIDER_IDS: u8 = 0x04;
+/// Header flag of REGISTER and INTRODUCED only (nat.md sections 4 and 6): the registering
+/// node's NAT gives each destination another port (peers saw it at one IP from different
+/// ports: a symmetric NAT), so a punch to it works only from a reachable downloader. On
+/// REGISTER the sender says it of itself; on INTRODUCED the rendezvous passes on what the
+/// target's REGISTER said. On other types bit 3 is reserved.
+pub const FLAG_PORTS_VARY: u8 = 0x08;
 /// Most providers a PROVIDERS answer with node IDs lists: 20 IPv6 providers with their IDs
 /// (1,020 bytes) still leave room for the header, the token and some contacts.
 pub const MAX_PROVIDERS_WITH_IDS: usize = 20;

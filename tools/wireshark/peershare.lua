@@ -238,6 +238,8 @@ DF.type_name = ProtoField.string("peershare.dht.type_name", "Type name")
 DF.flags = ProtoField.uint8("peershare.dht.flags", "Flags", base.HEX)
 DF.flag_not_reachable = ProtoField.bool("peershare.dht.flags.not_reachable", "NOT_REACHABLE", 8,
     { "sender cannot receive unsolicited datagrams", "reachable" }, 0x01)
+DF.flag_ports_vary = ProtoField.bool("peershare.dht.flags.ports_vary", "PORTS_VARY", 8,
+    { "the registered node's NAT gives each destination another port", "ports kept" }, 0x08)
 DF.flag_reserved = ProtoField.uint8("peershare.dht.flags.reserved", "Reserved", base.HEX, nil, 0xfe)
 DF.txid = ProtoField.uint64("peershare.dht.txid", "Transaction ID", base.HEX)
 DF.sender = ProtoField.bytes("peershare.dht.sender", "Sender ID", base.NONE)
@@ -773,8 +775,20 @@ local function dissect_dht(tvb, pinfo, tree)
         local fr = c:take(1)
         local ft = root:add(DF.flags, fr)
         ft:add(DF.flag_not_reachable, fr)
+        -- The bits each type defines (dht.md section 2); the others are reserved.
+        local known = { 1 }
+        if t == 0x06 or t == 0x07 then known[#known + 1] = 2 end
+        if t == 0x05 or t == 0x06 then known[#known + 1] = 4 end
+        if t == 0x0b or t == 0x0e then
+            known[#known + 1] = 8
+            ft:add(DF.flag_ports_vary, fr)
+        end
         ft:add(DF.flag_reserved, fr)
-        if fr:uint() >= 2 then
+        local rest = fr:uint()
+        for _, b in ipairs(known) do
+            if math.floor(rest / b) % 2 == 1 then rest = rest - b end
+        end
+        if rest > 0 then
             ft:add_proto_expert_info(DE.chat, "reserved flag bits set: valid, ignored by receivers")
         end
         local xr = c:field(root, DF.txid, 8, "txid")

@@ -3,7 +3,8 @@
 //! chosen by the fuzzer sends decoded datagrams from a handful of addresses, answers to
 //! the layer's own requests (the fuzzer's datagram with the request's txid, from where it
 //! went), dial-backs arriving, time passing, and the node's own commands (reachability
-//! checks, connections through a rendezvous, relays, and their outcomes).
+//! checks, what the DHT learnt of our NAT's ports, connections through a rendezvous, relays,
+//! and their outcomes).
 //! Invariants: never a panic; what it sends is a valid datagram that fits in MAX_DATAGRAM;
 //! registered clients stay within `max_clients`.
 #![no_main]
@@ -74,7 +75,11 @@ fuzz_target!(|data: &[u8]| {
                     .collect();
                 nat.external_address(now, peers);
             }
-            5 => nat.set_mapped(now, s.u8() % 2 == 0),
+            5 => match s.u8() % 4 {
+                0 | 1 => nat.set_mapped(now, s.u8() % 2 == 0),
+                // What the DHT learnt of our NAT's ports (nat.md section 3).
+                _ => nat.set_ports_vary(s.u8() % 2 == 0),
+            },
             6 => {
                 let nonce = if s.u8() % 2 == 0 { last_nonce } else { s.u64() };
                 let _ = nat.probe_received(now, nonce);
@@ -102,12 +107,18 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         while let Some(a) = nat.poll_action() {
-            if let Action::Send { to, txid, msg } = a {
+            if let Action::Send {
+                to,
+                txid,
+                msg,
+                flags,
+            } = a
+            {
                 if let Message::Dialback { nonce, .. } = msg {
                     last_nonce = nonce;
                 }
                 let dg = Datagram {
-                    flags: 0,
+                    flags,
                     txid,
                     sender: Id([0x11; 32]),
                     msg,
