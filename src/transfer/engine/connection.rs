@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::action::{Action, WireAction};
-use super::{ConnId, Engine, Source};
+use super::{ConnId, Engine, Source, MAX_TRIED};
 use crate::bitset::BitSet;
 use crate::id::Id;
 use crate::proto::wire::{error_code, Handshake, Message};
@@ -116,6 +116,9 @@ impl Engine {
             let Some(addr) = c.candidates.pop_front() else {
                 return;
             };
+            if c.tried.len() >= MAX_TRIED {
+                c.tried.clear();
+            }
             c.tried.insert(addr);
             // A DHT record's ID first, else a PEERS entry's (wire.md section 4.16).
             let pex_id = c.pex_ids.remove(&addr);

@@ -109,6 +109,9 @@ struct Content {
     /// dial expects it, unless a DHT record named one (`Engine::expected_ids`). Only queued
     /// addresses have one, so it is bounded by [`MAX_CANDIDATES`].
     pex_ids: HashMap<SocketAddr, Id>,
+    /// Addresses dialled since the last provider search (cleared then), bounded by
+    /// [`MAX_TRIED`]: a peer feeding endless PEERS entries keeps the queue from ever running
+    /// empty, so without the bound it would grow for as long as the download runs.
     tried: HashSet<SocketAddr>,
     next_peer_query: Option<Instant>,
     peer_query_backoff: Duration,
@@ -156,6 +159,9 @@ const MAX_EXPECTED_IDS: usize = 4096;
 
 /// Most candidate addresses queued for one content (from the DHT and peer exchange).
 const MAX_CANDIDATES: usize = 1000;
+/// Most addresses remembered as tried per content; beyond, the memory starts afresh (an
+/// address tried again costs one dial).
+const MAX_TRIED: usize = 4096;
 
 impl Engine {
     /// An engine for the node `node_id` accepting connections on `listen_port`.

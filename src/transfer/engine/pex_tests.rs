@@ -185,3 +185,49 @@ fn a_node_lists_its_handshaken_peers_with_their_ids() {
     ];
     assert_eq!(listed, want);
 }
+
+/// A lister that never runs out of fresh PEERS entries keeps the candidate queue from running
+/// empty, so no provider search ever clears the addresses tried: they are bounded by
+/// `MAX_TRIED` all the same, and the download goes on dialling.
+#[test]
+fn addresses_tried_stay_bounded_under_endless_pex() {
+    // Two connections per content: the lister's and one dial at a time.
+    let cfg = EngineConfig {
+        max_peers_per_content: 2,
+        ..EngineConfig::default()
+    };
+    let (mut e, content, conn, now) = downloading(cfg);
+    let mut dialled = 0usize;
+    for round in 0..100u32 {
+        let fresh: Vec<PexPeer> = (0..50u32)
+            .map(|i| {
+                let n = round * 50 + i;
+                PexPeer {
+                    addr: SocketAddr::from(([10, (n >> 16) as u8, (n >> 8) as u8, n as u8], 4000)),
+                    node_id: Id([9; 32]),
+                }
+            })
+            .collect();
+        e.frame(now, conn, Message::Peers(fresh));
+        // Every dial fails at once; the next candidate is dialled in its place.
+        loop {
+            let failed: Vec<ConnId> = std::iter::from_fn(|| e.poll_action())
+                .filter_map(|a| match a {
+                    Action::Wire(WireAction::Connect { conn, .. }) => Some(conn),
+                    _ => None,
+                })
+                .collect();
+            if failed.is_empty() {
+                break;
+            }
+            for k in failed {
+                dialled += 1;
+                e.closed(now, k);
+            }
+        }
+    }
+    assert_eq!(dialled, 5000, "every fresh address was dialled once");
+    let c = &e.contents[&content];
+    assert!(c.tried.len() <= MAX_TRIED, "{} tried", c.tried.len());
+    assert!(c.candidates.is_empty());
+}
