@@ -101,7 +101,7 @@ fn conform_passes_against_peershare_and_fails_the_right_cases_against_broken_pee
         );
     }
 
-    let expected: [(&str, BTreeSet<String>); 2] = [
+    let expected: [(&str, BTreeSet<String>); 3] = [
         (
             "silent-errors",
             set(&[
@@ -143,6 +143,13 @@ fn conform_passes_against_peershare_and_fails_the_right_cases_against_broken_pee
                 "rule-request-out-of-range",
                 "rule-cancel-out-of-range",
                 "rule-reject-out-of-range",
+            ]),
+        ),
+        (
+            "trusting",
+            set(&[
+                "secure-handshake-frame-names-proven-id",
+                "rule-self-connection",
             ]),
         ),
     ];

@@ -31,6 +31,9 @@ pub enum BrokenKind {
     /// are ignored (wire.md §3 rules 4 and 5), and malformed DHT datagrams are answered with
     /// an ERROR instead of being dropped (overview.md §7).
     Lenient,
+    /// Trusts what a HANDSHAKE frame claims: a frame naming another node than the one its
+    /// secure session proved is taken as naming the proven one (secure.md §3 says hang up).
+    Trusting,
 }
 
 /// Serves as a broken peer at `listen` (TCP and UDP, one port) in front of `upstream`;
@@ -106,7 +109,12 @@ fn relay_sessions(kind: BrokenKind, client: TcpStream, up: TcpStream, idents: &I
     loop {
         let a = to_up.step(&mut c, &mut u, |m| {
             // Only the client's own ID: a claim of another ID goes up as it is, and the node
-            // refuses it as it would the client's.
+            // refuses it as it would the client's; unless the proxy trusts every claim.
+            if kind == BrokenKind::Trusting {
+                if let Message::Handshake(h) = m {
+                    h.node_id = up_id;
+                }
+            }
             rename(m, client_id, up_id);
             to_node(kind, m, &chunks, &mut bitfields)
         });

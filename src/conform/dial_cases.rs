@@ -141,12 +141,20 @@ fn serve_until_error(
                     offset,
                     data,
                 };
-                link.send(&m).map_err(fail)?;
+                if let Err(e) = link.send(&m) {
+                    return banned_before(link, what, e);
+                }
             }
-            Got::Frame(Message::Interested) => link.send(&Message::Unchoke).map_err(fail)?,
+            Got::Frame(Message::Interested) => {
+                if let Err(e) = link.send(&Message::Unchoke) {
+                    return banned_before(link, what, e);
+                }
+            }
             Got::Frame(Message::Request(chunk)) => {
                 let data = piece(chunk);
-                link.send(&Message::Piece { chunk, data }).map_err(fail)?;
+                if let Err(e) = link.send(&Message::Piece { chunk, data }) {
+                    return banned_before(link, what, e);
+                }
             }
             Got::Frame(Message::Error { code, .. }) if code == error_code::BANNED => {
                 return match link.recv(ANSWER_WAIT) {
@@ -159,6 +167,26 @@ fn serve_until_error(
             }
             Got::Frame(_) => {}
             other => return Err(unexpected(&format!("{what}: ERROR BANNED"), &other)),
+        }
+    }
+}
+
+/// A write failed while serving: the peer may have banned us and closed while we answered
+/// REQUESTs it had pipelined before the bad chunk. Its ERROR BANNED is then among what it
+/// sent before closing, still there to read.
+fn banned_before(link: &mut WireLink, what: &str, write: String) -> Result<(), Outcome> {
+    loop {
+        match link.recv(ANSWER_WAIT) {
+            Got::Frame(Message::Error { code, .. }) if code == error_code::BANNED => return Ok(()),
+            Got::Frame(m @ Message::Error { .. }) => {
+                return Err(unexpected(&format!("{what}: ERROR BANNED"), &Got::Frame(m)))
+            }
+            Got::Frame(_) => {}
+            _ => {
+                return Err(fail(format!(
+                    "{what}: write failed ({write}) and no ERROR BANNED came before the close"
+                )))
+            }
         }
     }
 }
