@@ -71,10 +71,11 @@
 #   double NAT behind a symmetric CGN: PREFIX-cgn-y (wan 203.0.113.31; lan 100.64.2.1/24),
 #     MASQUERADE --random-fully; home routers r-dy-s (100.64.2.2), r-dy-l (100.64.2.3) with
 #     hosts dy-s 192.0.2.50 and dy-l 192.0.2.58
-#   IPv6 only, stateful firewalls: routers fw-s (wan 2001:db8::21) and fw-l (2001:db8::22)
-#     route 2001:db8:1::/64 and 2001:db8:2::/64 without NAT and drop (ip6tables, no RST or
-#     ICMP) whatever inbound is not ESTABLISHED,RELATED; hosts v6-s 2001:db8:1::2 and
-#     v6-l 2001:db8:2::2, no IPv4 at all
+#   IPv6 only, stateful firewalls: routers fw-s, fw-l, fw-f (wan 2001:db8::21, ::22, ::23)
+#     route 2001:db8:1::/64, 2001:db8:2::/64, 2001:db8:3::/64 without NAT and drop
+#     (ip6tables, no RST or ICMP) whatever inbound is not ESTABLISHED,RELATED; hosts v6-s
+#     2001:db8:1::2, v6-l 2001:db8:2::2 and v6-f 2001:db8:3::2 (for a seeder started just
+#     before it is asked), no IPv4 at all
 # Every namespace's iptables and ip6tables rules go with it on `down`.
 set -euo pipefail
 
@@ -315,6 +316,7 @@ shapes_hosts() {
   echo "dy-l cgn-sym 192.0.2.58"
   echo "v6-s firewall6 2001:db8:1::2"
   echo "v6-l firewall6 2001:db8:2::2"
+  echo "v6-f firewall6 2001:db8:3::2"
 }
 
 # veth from bridge $2 of namespace $1 into namespace $3 as interface $4 with address $5
@@ -434,11 +436,14 @@ shapes_up() {
   # IPv6: two firewalled sites; the public hosts know the routes to them.
   fw6_router fw-s 21 1 v6-s
   fw6_router fw-l 22 2 v6-l
-  ip -n "$P-fw-s" -6 route add 2001:db8:2::/64 via 2001:db8::22
-  ip -n "$P-fw-l" -6 route add 2001:db8:1::/64 via 2001:db8::21
-  for b in boot1 boot2; do
-    ip -n "$P-$b" -6 route add 2001:db8:1::/64 via 2001:db8::21
-    ip -n "$P-$b" -6 route add 2001:db8:2::/64 via 2001:db8::22
+  fw6_router fw-f 23 3 v6-f
+  # Every public host and firewall router knows the way to each site but its own.
+  local from to
+  for from in boot1:0 boot2:0 fw-s:1 fw-l:2 fw-f:3; do
+    for to in 1 2 3; do
+      [ "${from#*:}" = "$to" ] && continue
+      ip -n "$P-${from%:*}" -6 route add "2001:db8:$to::/64" via "2001:db8::$((20 + to))"
+    done
   done
   trap - ERR
 }
