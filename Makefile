@@ -58,9 +58,13 @@ dissector-test:
 ## (which says SKIPPED without root).
 ## The LAN lab too (tools/netlab/netlab.sh up-lan): LAN discovery on two NATed LANs and an
 ## isolated IPv6 one; prints the time from start to first LAN peer.
+## And the shapes lab (tools/netlab/netlab.sh up-shapes, issue 20): an office behind one
+## router, double NAT behind an endpoint-independent and a symmetric CGN, IPv6 sites behind
+## stateful firewalls; a 2 MiB download per shape, with strategy, set-up and download times.
 netlab-test:
 	$(CARGO) test --test netlab -- --nocapture
 	$(CARGO) test --test netlab_lan -- --nocapture
+	$(CARGO) test --test netlab_shapes -- --nocapture
 
 ## protocol-spec/walkthrough.md: one real session of three nodes on loopback (run with
 ## PEERSHARE_KEYLOG, so that their secure sessions can be opened), captured with dumpcap and

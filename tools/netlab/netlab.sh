@@ -4,9 +4,11 @@
 #
 #   netlab.sh up PREFIX      build the lab; PREFIX names every namespace (PREFIX-...)
 #   netlab.sh up-lan PREFIX  build the LAN lab instead (below: LAN discovery, nat.md 11)
+#   netlab.sh up-shapes PREFIX  build the shapes lab instead (below: office, double NAT, IPv6)
 #   netlab.sh down PREFIX    remove it (idempotent)
 #   netlab.sh gc             remove labs whose creator (psl<PID>) is gone: after a crash
 #   netlab.sh hosts          print the hosts: NAME KIND IP (the namespace is PREFIX-NAME)
+#   netlab.sh hosts-shapes   the same for the shapes lab
 #
 # Processes the lab itself runs (a STUN responder, miniupnpd on the NAT-PMP routers) keep
 # their files in ${TMPDIR:-/tmp}/netlab-PREFIX and are stopped by `down`, which `up` also runs
@@ -52,9 +54,34 @@
 #     i1 fd00:5053::1, i2 fd00:5053::2, i3 fd00:5053::3 (/64)
 # Routers drop what they do not forward (no RST, no ICMP): a SYN that arrives before the
 # host's own SYN has opened the mapping must be lost, not refused, for a simultaneous open.
+#
+# The shapes lab (`up-shapes`, issue 20): networks that are not one router per host.
+#
+#   PREFIX-inet: bridge br0, 203.0.113.0/24 and 2001:db8::/64 (both stacks)
+#     boot1 203.0.113.2 2001:db8::2, boot2 203.0.113.3 2001:db8::3   public, dual-stack
+#   office: PREFIX-r-off (wan 203.0.113.20), port-restricted cone without hairpinning, with
+#     a bridge `lan` 192.0.2.0/28 (router .1): o1 .2, o2 .3 (LAN discovery on), o3 .4,
+#     o4 .5 (the same office with --no-lan)
+#   home: port-restricted cone routers r-h-s (wan 203.0.113.21) and r-h-l (.22),
+#     hosts h-s 192.0.2.18 and h-l 192.0.2.26 (/29 each)
+#   double NAT, endpoint-independent: PREFIX-cgn-e (wan 203.0.113.30; lan bridge
+#     100.64.1.1/24), plain MASQUERADE (endpoint-independent mapping, unsolicited inbound
+#     dropped); behind it home routers r-de-s (wan 100.64.1.2) and r-de-l (100.64.1.3),
+#     port-restricted cones, with hosts de-s 192.0.2.34 and de-l 192.0.2.42
+#   double NAT behind a symmetric CGN: PREFIX-cgn-y (wan 203.0.113.31; lan 100.64.2.1/24),
+#     MASQUERADE --random-fully; home routers r-dy-s (100.64.2.2), r-dy-l (100.64.2.3) with
+#     hosts dy-s 192.0.2.50 and dy-l 192.0.2.58
+#   IPv6 only, stateful firewalls: routers fw-s, fw-l, fw-f (wan 2001:db8::21, ::22, ::23)
+#     route 2001:db8:1::/64, 2001:db8:2::/64, 2001:db8:3::/64 without NAT and drop
+#     (ip6tables, no RST or ICMP) whatever inbound is not ESTABLISHED,RELATED; hosts v6-s
+#     2001:db8:1::2, v6-l 2001:db8:2::2 and v6-f 2001:db8:3::2 (for a seeder started just
+#     before it is asked), no IPv4 at all
+# Every namespace's iptables and ip6tables rules go with it on `down`.
 set -euo pipefail
 
 IPT=${IPT:-iptables}
+# ip6tables of the same package as $IPT (iptables-legacy goes with ip6tables-legacy).
+IPT6=${IPT6:-${IPT/iptables/ip6tables}}
 TYPES=(eim prc sym pmp pcp upnp)
 STUN_IP=203.0.113.4
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -276,6 +303,151 @@ lan_up() {
   trap - ERR
 }
 
+shapes_hosts() {
+  echo "boot1 public 203.0.113.2 2001:db8::2"
+  echo "boot2 public 203.0.113.3 2001:db8::3"
+  local i
+  for i in 1 2 3 4; do echo "o$i office 192.0.2.$((i + 1))"; done
+  echo "h-s home 192.0.2.18"
+  echo "h-l home 192.0.2.26"
+  echo "de-s cgn-eim 192.0.2.34"
+  echo "de-l cgn-eim 192.0.2.42"
+  echo "dy-s cgn-sym 192.0.2.50"
+  echo "dy-l cgn-sym 192.0.2.58"
+  echo "v6-s firewall6 2001:db8:1::2"
+  echo "v6-l firewall6 2001:db8:2::2"
+  echo "v6-f firewall6 2001:db8:3::2"
+}
+
+# veth from bridge $2 of namespace $1 into namespace $3 as interface $4 with address $5
+# (veth $6 on the bridge's side; $7: extra `ip addr` flags such as nodad).
+plug() {
+  local brns=$1 br=$2 ns=$3 ifname=$4 addr=$5 v=$6 extra=${7:-}
+  ip -n "$brns" link add "$v" type veth peer name "$ifname" netns "$ns"
+  ip -n "$brns" link set "$v" master "$br" up
+  # shellcheck disable=SC2086
+  ip -n "$ns" addr add "$addr" dev "$ifname" $extra
+  ip -n "$ns" link set "$ifname" up
+}
+
+# Home router $1 (port-restricted cone; its wan already plugged in; default route via $4 if
+# given: on the lab's internet every address is on the link) with host $2 at 192.0.2.$3 on
+# a /29 of its own (router: one below).
+home_router() {
+  local r=$1 h=$2 ip=192.0.2.$3 gw=192.0.2.$(($3 - 1)) up=${4:-}
+  newns "$h"
+  ip -n "$r" link add lan type veth peer name eth0 netns "$h"
+  ip -n "$r" addr add "$gw/29" dev lan
+  ip -n "$r" link set lan up
+  if [ -n "$up" ]; then ip -n "$r" route add default via "$up"; fi
+  ip -n "$h" addr add "$ip/29" dev eth0
+  ip -n "$h" link set eth0 up
+  ip -n "$h" route add default via "$gw"
+  router_rules "$r" prc "$ip"
+}
+
+# A CGN $1 (wan 203.0.113.$2, a bridge `lan` 100.64.$3.1/24) of type $4 (prc: endpoint-
+# independent mapping; sym: --random-fully), and behind it home routers r-$5-s and r-$5-l
+# (100.64.$3.2 and .3) with hosts $5-s and $5-l at 192.0.2.$6 and 192.0.2.$(($6 + 8)).
+cgn() {
+  local c=$P-$1 net=$3 t=$4 name=$5 host=$6 role k=1
+  newns "$c"
+  attach "$c" wan "203.0.113.$2/24" "${P}w$2"
+  ip -n "$c" link add lan type bridge
+  ip -n "$c" addr add "100.64.$net.1/24" dev lan
+  ip -n "$c" link set lan up
+  router_rules "$c" "$t" "100.64.$net.2"
+  for role in s l; do
+    k=$((k + 1))
+    local r="$P-r-$name-$role"
+    newns "$r"
+    plug "$c" lan "$r" wan "100.64.$net.$k/24" "r$role"
+    home_router "$r" "$P-$name-$role" "$host" "100.64.$net.1"
+    host=$((host + 8))
+  done
+}
+
+# An IPv6 router $1 (wan 2001:db8::$2) routing 2001:db8:$3::/64 to host $4 without NAT, with
+# a stateful firewall: outbound passes, inbound only when conntrack knows it (ESTABLISHED,
+# RELATED); the rest is dropped, with no RST or ICMP. Neighbour discovery is let in.
+fw6_router() {
+  local r=$P-$1 net=$3 h=$P-$4
+  local x="ip netns exec $r $IPT6 -w"
+  newns "$r"
+  plug "$P-inet" br0 "$r" wan "2001:db8::$2/64" "${P}f$2" nodad
+  newns "$h"
+  ip -n "$r" link add lan type veth peer name eth0 netns "$h"
+  ip -n "$r" addr add "2001:db8:$net::1/64" dev lan nodad
+  ip -n "$r" link set lan up
+  ip -n "$h" addr add "2001:db8:$net::2/64" dev eth0 nodad
+  ip -n "$h" link set eth0 up
+  ip -n "$h" -6 route add default via "2001:db8:$net::1"
+  ip netns exec "$r" sysctl -qw net.ipv6.conf.all.forwarding=1
+  $x -A FORWARD -i lan -o wan -j ACCEPT
+  $x -A FORWARD -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  $x -A FORWARD -i wan -j DROP
+  local t
+  for t in neighbour-solicitation neighbour-advertisement; do
+    $x -A INPUT -i wan -p ipv6-icmp --icmpv6-type "$t" -j ACCEPT
+  done
+  $x -A INPUT -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  $x -A INPUT -i wan -j DROP
+}
+
+shapes_up() {
+  trap 'echo "netlab: setup failed; cleaning up" >&2; down' ERR
+  local tool
+  for tool in "$IPT" "$IPT6"; do
+    command -v "$tool" >/dev/null || { echo "netlab: $tool not installed" >&2; exit 2; }
+  done
+  mkdir -p "${TMPDIR:-/tmp}/netlab-$P"
+  internet
+  local b
+  for b in 2 3; do
+    newns "$P-boot$((b - 1))"
+    attach "$P-boot$((b - 1))" eth0 "203.0.113.$b/24" "${P}b$b"
+    ip -n "$P-boot$((b - 1))" addr add "2001:db8::$b/64" dev eth0 nodad
+  done
+  # The office: one router, four hosts on its LAN.
+  local r=$P-r-off i
+  newns "$r"
+  attach "$r" wan "203.0.113.20/24" "${P}w20"
+  ip -n "$r" link add lan type bridge
+  ip -n "$r" addr add 192.0.2.1/28 dev lan
+  ip -n "$r" link set lan up
+  for i in 1 2 3 4; do
+    on_bridge "$P-o$i" "$r" "192.0.2.$((i + 1))/28" "o$i"
+    ip -n "$P-o$i" route add default via 192.0.2.1
+  done
+  # Port-restricted cone, no hairpinning: the office hosts reach each other only over the
+  # LAN (a packet to the router's own public address goes to the router, not back in).
+  router_rules "$r" prc 192.0.2.2
+  # Two homes, each host behind its own port-restricted router.
+  for i in 1 2; do
+    local role=s
+    [ $i = 2 ] && role=l
+    r=$P-r-h-$role
+    newns "$r"
+    attach "$r" wan "203.0.113.$((20 + i))/24" "${P}w$((20 + i))"
+    home_router "$r" "$P-h-$role" "$((10 + 8 * i))"
+  done
+  cgn cgn-e 30 1 prc de 34
+  cgn cgn-y 31 2 sym dy 50
+  # IPv6: two firewalled sites; the public hosts know the routes to them.
+  fw6_router fw-s 21 1 v6-s
+  fw6_router fw-l 22 2 v6-l
+  fw6_router fw-f 23 3 v6-f
+  # Every public host and firewall router knows the way to each site but its own.
+  local from to
+  for from in boot1:0 boot2:0 fw-s:1 fw-l:2 fw-f:3; do
+    for to in 1 2 3; do
+      [ "${from#*:}" = "$to" ] && continue
+      ip -n "$P-${from%:*}" -6 route add "2001:db8:$to::/64" via "2001:db8::$((20 + to))"
+    done
+  done
+  trap - ERR
+}
+
 down() {
   local ns pid all
   all=$(ip netns list | awk '{print $1}' | grep -E "^$P-" || true)
@@ -311,8 +483,10 @@ case "${1:-}" in
   up) P=$2; up ;;
   up-lan) P=$2; lan_up ;;
   lan-hosts) lan_hosts ;;
+  up-shapes) P=$2; shapes_up ;;
+  hosts-shapes) shapes_hosts ;;
   down) P=$2; down ;;
   gc) gc ;;
   hosts) hosts ;;
-  *) sed -n '2,10p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
 esac
