@@ -516,6 +516,16 @@ impl Dht {
         self.external
     }
 
+    /// The nodes that saw us at the address peers agree on ([`Dht::external_addr`]): the
+    /// ones to ask whether that address can be reached from outside (nat.md section 3).
+    pub fn address_witnesses(&self) -> Vec<Id> {
+        self.observed
+            .iter()
+            .filter(|(_, a)| Some(*a) == self.external)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Whether our NAT gives each destination another port: peers never agreed on our
     /// address, and two of them saw us at the same IP from different ports (a symmetric NAT,
     /// nat.md section 3). Peers that see us at different IPs (one on our LAN, one outside)

@@ -19,6 +19,10 @@ pub struct NatConfig {
     pub introduce_timeout: Duration,
     /// How long a downloader lets the simultaneous open try before asking for a relay.
     pub punch_timeout: Duration,
+    /// The same, when the provider is behind our own router (its public IP is ours): the
+    /// punch then needs the router to hairpin, which most do not, and those that do connect
+    /// in milliseconds.
+    pub same_router_punch_timeout: Duration,
     /// How long a relay request may take to come up.
     pub relay_timeout: Duration,
     /// Most relayed circuits a rendezvous carries at once.
@@ -48,6 +52,7 @@ impl Default for NatConfig {
             max_clients: 256,
             introduce_timeout: Duration::from_secs(2),
             punch_timeout: Duration::from_secs(3),
+            same_router_punch_timeout: Duration::from_millis(300),
             relay_timeout: Duration::from_secs(5),
             max_circuits: 8,
             max_dialbacks: 8,

@@ -194,6 +194,8 @@ pub struct Nat {
     registration: Option<Registration>,
     /// Rendezvous tried and failed, not tried again while others remain.
     failed_rendezvous: Vec<SocketAddr>,
+    /// When to ask the candidates again, after every one of them failed.
+    register_again: Option<Instant>,
     /// As a rendezvous: clients by node ID.
     clients: HashMap<Id, Client>,
     /// As a downloader: traversals in progress.
@@ -241,6 +243,7 @@ impl Nat {
             candidates: Vec::new(),
             registration: None,
             failed_rendezvous: Vec::new(),
+            register_again: None,
             clients: HashMap::new(),
             attempts: HashMap::new(),
             dialbacks: 0,
@@ -370,7 +373,10 @@ impl Nat {
                 if let Some(conn) = found {
                     log::debug!("nat: rendezvous {from} refused an introduction ({code})");
                     self.fail(conn);
-                } else if self.registration.is_some_and(|r| r.txid == dg.txid) {
+                } else if self
+                    .registration
+                    .is_some_and(|r| r.txid == dg.txid && r.rendezvous == from)
+                {
                     self.rendezvous_failed(now);
                 }
             }
@@ -407,6 +413,7 @@ impl Nat {
             probe,
             attempts,
             self.next_probe,
+            self.register_again,
             self.registration.map(|r| r.next_renew),
         ]
         .into_iter()

@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{Action, Nat, Reachability};
+
+/// How long an unreachable node waits before asking its candidates again once every one of
+/// them refused to be its rendezvous or stopped answering.
+const REGISTER_RETRY: Duration = Duration::from_secs(2);
 use crate::proto::dht::{call_mode, Message};
 
 /// Our registration with a rendezvous.
@@ -74,7 +78,14 @@ impl Nat {
     }
 
     /// Renews the registration when due; two renewals unanswered, the rendezvous has failed.
+    /// Without one, registers again once every candidate had failed and the retry is due.
     pub(super) fn renew_registration(&mut self, now: Instant) {
+        if self.register_again.is_some_and(|t| t <= now) {
+            self.register_again = None;
+            if self.registration.is_none() && self.reach == Reachability::Unreachable {
+                self.register(now);
+            }
+        }
         if let Some(r) = self.registration {
             if r.next_renew <= now {
                 if r.unanswered >= 2 {
@@ -104,9 +115,15 @@ impl Nat {
             .candidates
             .iter()
             .find(|c| !self.failed_rendezvous.contains(&c.addr))
-            .or_else(|| self.candidates.first())
             .copied();
         let Some(c) = pick else {
+            // Every candidate refused or stopped answering: all of them again later, not at
+            // once (nodes not yet known reachable refuse REGISTER, and retrying the first at
+            // once made a storm of 100 REGISTERs a second in the lab).
+            if !self.candidates.is_empty() {
+                self.failed_rendezvous.clear();
+                self.register_again = Some(now + REGISTER_RETRY);
+            }
             return;
         };
         let txid = self.next_rand();
@@ -125,10 +142,12 @@ impl Nat {
     pub(super) fn rendezvous_failed(&mut self, now: Instant) {
         if let Some(r) = self.registration.take() {
             log::info!("nat: rendezvous {} stopped answering", r.rendezvous);
-            if self.failed_rendezvous.len() >= 16 {
-                self.failed_rendezvous.remove(0);
+            if !self.failed_rendezvous.contains(&r.rendezvous) {
+                if self.failed_rendezvous.len() >= 16 {
+                    self.failed_rendezvous.remove(0);
+                }
+                self.failed_rendezvous.push(r.rendezvous);
             }
-            self.failed_rendezvous.push(r.rendezvous);
             if r.confirmed {
                 self.actions.push_back(Action::Rendezvous(None));
             }

@@ -265,6 +265,51 @@ fn registrations_are_renewed_and_a_silent_rendezvous_is_replaced() {
     assert_eq!(n.rendezvous(), None);
 }
 
+/// Issue 20's lab: nodes not yet known to be reachable refuse REGISTER, and a client whose
+/// every candidate refused used to retry the first one at once, about 100 REGISTERs a
+/// second. Now each candidate is asked once (refusals from elsewhere do not count), then all
+/// of them again after a pause.
+#[test]
+fn when_every_candidate_refuses_the_client_pauses_before_asking_again() {
+    let mut n = nat(NatConfig::default());
+    let (t, mut txid) = unreachable(&mut n, Instant::now());
+    let refuse = |txid| {
+        dg(
+            id(0),
+            txid,
+            Message::Error {
+                code: error_code::BAD_REQUEST,
+                text: "not reachable".into(),
+            },
+        )
+    };
+    // A refusal from another address is not our rendezvous's.
+    n.handle_datagram(t, addr(9, 4001), refuse(txid));
+    assert!(sends(&drain(&mut n)).is_empty());
+    let mut asked = vec![addr(2, 4001)];
+    loop {
+        let to = *asked.last().expect("asked");
+        n.handle_datagram(t, to, refuse(txid));
+        let out = sends(&drain(&mut n));
+        match out.as_slice() {
+            [] => break,
+            [(next, x, Message::Register { .. })] => {
+                asked.push(*next);
+                txid = *x;
+                assert!(asked.len() < 10, "asked again at once: {asked:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(asked, [addr(2, 4001), addr(3, 4001), addr(4, 4001)]);
+    let again = t + Duration::from_secs(2);
+    assert_eq!(n.poll_timeout(), Some(again));
+    n.handle_timeout(again);
+    let out = sends(&drain(&mut n));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0, addr(2, 4001), "all of them again, from the first");
+}
+
 // ----- the rendezvous ------------------------------------------------------------------
 
 /// A NAT core that knows it can be reached (here: its port is mapped), as a rendezvous must.
@@ -647,6 +692,27 @@ fn a_downloader_not_known_unreachable_still_punches_a_provider_whose_ports_vary(
     let conn = ConnId::new(12);
     connect_expecting(&mut t, conn, true);
     assert_eq!(t.nodes[D].counters().punches_skipped, 0);
+}
+
+/// A provider behind our own router (its public IP is ours) is punched only briefly: the
+/// punch needs the router to hairpin (the office lab's router, like most, does not).
+#[test]
+fn a_provider_behind_our_own_router_gets_a_short_punch() {
+    let mut t = Trio::new();
+    let conn = ConnId::new(15);
+    let ours = SocketAddr::new(trio_addr(P).ip(), 5555);
+    let now = t.now;
+    t.nodes[D].connect_via(now, conn, trio_addr(P), id(102), trio_addr(R), Some(ours));
+    t.deliver();
+    assert!(t.actions[D]
+        .iter()
+        .any(|a| matches!(a, Action::PunchConnect { .. })));
+    let wait = NatConfig::default().same_router_punch_timeout;
+    assert_eq!(t.nodes[D].poll_timeout(), Some(now + wait));
+    t.advance(wait);
+    assert!(t.actions[D]
+        .iter()
+        .any(|a| matches!(a, Action::RelayOpen { conn: c, .. } if *c == conn)));
 }
 
 /// An unreachable downloader behind a symmetric NAT relays at once, without asking for an

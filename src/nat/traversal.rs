@@ -26,6 +26,8 @@ pub(super) struct Attempt {
     pub(super) phase: Phase,
     pub(super) deadline: Instant,
     pub(super) txid: u64,
+    /// Our public address as peers agree on it, if known.
+    pub(super) ours: Option<SocketAddr>,
 }
 
 impl Nat {
@@ -53,6 +55,7 @@ impl Nat {
                 phase: Phase::Introducing,
                 deadline: now + self.cfg.introduce_timeout,
                 txid,
+                ours,
             },
         );
         if self.punch_cannot_work(false) {
@@ -124,9 +127,20 @@ impl Nat {
         let tcp = SocketAddr::new(addr.ip(), if port == 0 { addr.port() } else { port });
         self.actions
             .push_back(Action::PunchConnect { conn, addr: tcp });
+        // Behind our own router the punch works only if the router hairpins: a short try.
+        let same_router = a.ours.is_some_and(|o| o.ip() == addr.ip());
+        let wait = if same_router {
+            log::debug!(
+                "nat: {} is behind our own router: a short punch",
+                a.provider
+            );
+            self.cfg.same_router_punch_timeout
+        } else {
+            self.cfg.punch_timeout
+        };
         if let Some(a) = self.attempts.get_mut(&conn) {
             a.phase = Phase::Punching;
-            a.deadline = now + self.cfg.punch_timeout;
+            a.deadline = now + wait;
         }
     }
 
@@ -161,6 +175,13 @@ impl Nat {
     /// Downloader: the engine gave up on `conn` (timeout, closed): forget it.
     pub fn forget(&mut self, conn: ConnId) {
         self.attempts.remove(&conn);
+    }
+
+    /// True while a connection to node `node` is being set up by NAT traversal (its records
+    /// may name it at several addresses: one attempt is enough, and a second punch from our
+    /// wire port to the same provider could not even bind).
+    pub fn is_reaching(&self, node: &Id) -> bool {
+        self.attempts.values().any(|a| a.node == *node)
     }
 
     /// True while `conn` is being set up by NAT traversal.

@@ -23,7 +23,7 @@ use crate::proto::dht::Contact;
 /// LAN discovery, when it runs (not with `--no-lan`, not on a loopback address).
 #[derive(Default)]
 pub struct LanGlue {
-    lan: Option<Lan>,
+    pub(super) lan: Option<Lan>,
 }
 
 impl NodeCore {

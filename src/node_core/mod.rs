@@ -583,6 +583,7 @@ impl NodeCore {
                 dht: &mut self.dht,
                 engine: &mut self.library.engine,
                 out: &mut self.out,
+                lan: self.lan.lan.as_ref(),
             },
         )
     }

@@ -37,13 +37,9 @@ fn connects(c: &mut NodeCore) -> Vec<ConnId> {
     out
 }
 
-/// A connect that fails (the reactor reports the connection closed before it opened)
-/// leaves nothing behind in the core: before, the NAT layer kept its start time for good.
-#[test]
-fn failed_connects_leave_nothing_behind() {
-    let now = Instant::now();
-    let mut c = core(now);
-    let peers: Vec<SocketAddr> = (0..30)
+/// Asks `c` for a download with `n` peer hints on loopback; returns the connects it opened.
+fn request_with_hints(c: &mut NodeCore, now: Instant, n: u16) -> Vec<ConnId> {
+    let peers: Vec<SocketAddr> = (0..n)
         .map(|i| SocketAddr::from(([127, 0, 0, 1], 5000 + i)))
         .collect();
     let req = ApiRequest::RequestFile {
@@ -53,7 +49,16 @@ fn failed_connects_leave_nothing_behind() {
         only: None,
     };
     c.handle_api(now, ReplyTo { conn: 1, seq: 0 }, req);
-    let opened = connects(&mut c);
+    connects(c)
+}
+
+/// A connect that fails (the reactor reports the connection closed before it opened)
+/// leaves nothing behind in the core: before, the NAT layer kept its start time for good.
+#[test]
+fn failed_connects_leave_nothing_behind() {
+    let now = Instant::now();
+    let mut c = core(now);
+    let opened = request_with_hints(&mut c, now, 30);
     assert_eq!(opened.len(), 30, "one connect per peer hint");
     assert_eq!(c.nat.direct_pending(), 30);
     for conn in opened {
@@ -61,6 +66,30 @@ fn failed_connects_leave_nothing_behind() {
     }
     let _ = connects(&mut c);
     assert_eq!(c.nat.direct_pending(), 0, "failed connects forgotten");
+}
+
+/// A plain connect the peer never answers (a firewall that drops SYNs) is given up after
+/// 3 s, not the engine's 10 s handshake timeout: the driver is told to close it and the
+/// core keeps nothing of it; one that connected in time is kept.
+#[test]
+fn a_plain_connect_without_answer_is_given_up_after_3_s() {
+    let now = Instant::now();
+    let mut c = core(now);
+    let opened = request_with_hints(&mut c, now, 2);
+    assert_eq!(opened.len(), 2);
+    c.handle_wire_connected(now + Duration::from_millis(50), opened[0]);
+    let _ = connects(&mut c);
+    let due = now + Duration::from_secs(3);
+    assert!(c.poll_timeout().is_some_and(|t| t <= due));
+    c.handle_timeout(due);
+    let mut closed = Vec::new();
+    while let Some(o) = c.poll_output() {
+        if let Output::Wire(WireAction::Close { conn }) = o {
+            closed.push(conn);
+        }
+    }
+    assert_eq!(closed, [opened[1]], "only the silent connect is given up");
+    assert_eq!(c.nat.direct_pending(), 0);
 }
 
 /// A peer's ERROR read in the same batch as an earlier frame of that peer: what the node

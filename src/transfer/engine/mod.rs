@@ -610,6 +610,21 @@ impl Engine {
         self.drop_conn(now, conn);
     }
 
+    /// Gives up on a dial whose TCP connect has not completed (the caller decided it waited
+    /// long enough): the connection is dropped and the driver told to close its socket.
+    /// False if `conn` is not a dial still connecting.
+    pub fn abandon_connect(&mut self, now: Instant, conn: ConnId) -> bool {
+        let connecting = self
+            .conns
+            .get(&conn)
+            .is_some_and(|k| k.state == ConnState::Connecting);
+        if connecting {
+            self.drop_conn(now, conn);
+            self.actions.push_back(WireAction::Close { conn });
+        }
+        connecting
+    }
+
     /// A PIECE finished writing to the socket.
     pub fn piece_sent(&mut self, now: Instant, conn: ConnId) {
         if let Some(k) = self.conns.get_mut(&conn) {

@@ -21,51 +21,29 @@ use super::output::{NatIo, Output};
 use crate::conn::ConnId;
 use crate::dht::Dht;
 use crate::id::Id;
-use crate::nat::pmp::{self, Gateway, PmpClient, PmpConfig, PmpEvent};
-use crate::nat::upnp::{UpnpClient, UpnpConfig, UpnpIo};
+use crate::nat::lan::Lan;
+use crate::nat::pmp::Gateway;
+use crate::nat::upnp::UpnpClient;
 use crate::nat::{Action, Nat, Reachability, Strategy};
 use crate::proto::wire::{self, Message as WireMsg};
 use crate::transfer::engine::{Engine, WireAction};
 
+mod mapping;
+use mapping::Pmp;
+
 /// How long after start the reachability test runs even though peers do not agree on our
 /// address (behind a symmetric NAT every peer sees another port, so they never will).
 const BLIND_PROBE_AFTER: Duration = Duration::from_secs(6);
+/// How long a plain connect may wait for the peer's SYN-ACK (two SYNs: Linux sends the second
+/// 1 s after the first). A provider whose firewall drops SYNs was waited on for the engine's
+/// whole 10 s handshake timeout, while the DHT may meanwhile have learnt its rendezvous
+/// (issue 20's IPv6 lab: a seeder asked just after it started, 16 s).
+const PLAIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How soon to look for reachability-test candidates again when peers agreed on our address
+/// while the routing table was still empty.
+const CANDIDATES_RECHECK: Duration = Duration::from_millis(250);
 /// How long a rendezvous holds a RELAY opener waiting for the provider to join.
 const RELAY_WAIT: Duration = Duration::from_secs(5);
-
-/// The NAT-PMP client and the gateway it talks to.
-struct Pmp {
-    client: PmpClient,
-    gateway: SocketAddr,
-    /// Whether it ever mapped the port (else giving up means: no server here).
-    ever_mapped: bool,
-}
-
-/// Logs a mapping event of `proto` (`pcp`, `nat-pmp`, `upnp`); `Some(mapped)` when the
-/// node's reachability changes with it.
-fn mapping_event(proto: &str, ev: PmpEvent) -> Option<bool> {
-    match ev {
-        PmpEvent::Mapped {
-            external,
-            port,
-            lifetime,
-        } => {
-            log::info!(
-                "{proto}: {external}:{port} (udp and tcp) maps to us for {} s",
-                lifetime.as_secs()
-            );
-            Some(true)
-        }
-        PmpEvent::Unavailable { reason } => {
-            log::info!("{proto}: no port mapping: {reason}");
-            Some(false)
-        }
-        PmpEvent::Removed => {
-            log::debug!("{proto}: removal done");
-            None
-        }
-    }
-}
 
 /// How a wire connection was made, as the peer view (`transfer_peers`) shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,8 +97,11 @@ pub struct NatGlue {
     punch_ips: HashMap<IpAddr, ConnId>,
     /// Plain connects being timed for the setup record.
     direct: HashMap<ConnId, (SocketAddr, Instant)>,
-    /// When to test reachability even though peers do not agree on our address.
+    /// When to test reachability even though peers do not agree on our address (or, when
+    /// they agreed before we had anyone to ask, when to look for someone again).
     blind_probe: Option<Instant>,
+    /// How long until that next look for someone to ask (doubling up to 6 s).
+    candidates_wait: Duration,
     pmp: Option<Pmp>,
     /// The UPnP-IGD client, started when PCP and NAT-PMP found no server.
     upnp: Option<UpnpClient>,
@@ -142,6 +123,16 @@ pub struct Parts<'a> {
     pub engine: &'a mut Engine,
     /// The core's output queue.
     pub out: &'a mut std::collections::VecDeque<Output>,
+    /// LAN discovery, when it runs: nodes on our link are reached over it and never asked
+    /// to test our reachability (their dial-back would not cross our router).
+    pub lan: Option<&'a Lan>,
+}
+
+impl Parts<'_> {
+    /// Whether `addr` is a node found on our link.
+    fn on_lan(&self, addr: &SocketAddr) -> bool {
+        self.lan.is_some_and(|l| l.is_peer_addr(addr))
+    }
 }
 
 impl NatGlue {
@@ -154,6 +145,7 @@ impl NatGlue {
             punch_ips: HashMap::new(),
             direct: HashMap::new(),
             blind_probe: Some(now + BLIND_PROBE_AFTER),
+            candidates_wait: CANDIDATES_RECHECK,
             pmp: None,
             upnp: None,
             gateway: None,
@@ -253,10 +245,31 @@ impl NatGlue {
         self.flush(p, now);
     }
 
-    /// Peers agree on our address: test whether we are reachable there.
+    /// Peers agree on our address: test whether we are reachable there. The peers asked to
+    /// dial back (and, if we are not reachable, to be our rendezvous) are those that saw us at
+    /// that address first: a node on our own link would dial back across the LAN and find us
+    /// "reachable" behind a router that lets nobody in (the office lab caught it). Nodes
+    /// found on the link are never asked.
     pub fn external(&mut self, p: &mut Parts<'_>, now: Instant) {
-        let peers = p.dht.routing_table().closest(&self.node_id, 4, None);
+        let witnesses = p.dht.address_witnesses();
+        let mut peers = p
+            .dht
+            .routing_table()
+            .closest_where(&self.node_id, 256, None, |c| !p.on_lan(&c.addr));
+        // Stable: witnesses first, each group still closest first.
+        peers.sort_by_key(|c| !witnesses.contains(&c.id));
+        peers.truncate(4);
         self.nat.external_address(now, peers);
+        if self.nat.lacks_candidates() {
+            // Peers agreed on our address before any contact had proven its key: ask again
+            // as soon as the table fills, not at the next blind-probe check 6 s on (a node
+            // sharing at once announced without its rendezvous that much longer). Backing
+            // off, so that a node with no candidate at all does not wake 4 times a second.
+            self.blind_probe = Some(now + self.candidates_wait);
+            self.candidates_wait = (self.candidates_wait * 2).min(BLIND_PROBE_AFTER);
+        } else {
+            self.candidates_wait = CANDIDATES_RECHECK;
+        }
         self.flush(p, now);
     }
 
@@ -272,7 +285,15 @@ impl NatGlue {
         conn: ConnId,
         addr: SocketAddr,
     ) -> bool {
-        if let Some((node, rv)) = p.dht.rendezvous_of(&addr) {
+        // A node on our link is reached over it, whatever rendezvous its records name: both
+        // sides may sit behind one router that does not hairpin.
+        let rendezvous = p.dht.rendezvous_of(&addr).filter(|_| !p.on_lan(&addr));
+        if let Some((node, rv)) = rendezvous {
+            if self.nat.is_reaching(&node) {
+                log::debug!("nat: {node} is being reached already: not again at {addr}");
+                p.engine.closed(now, conn);
+                return true;
+            }
             log::debug!("nat: {addr} is behind rendezvous {rv}: asking for an introduction");
             let ours = p.dht.external_addr();
             self.nat.set_ports_vary(p.dht.ports_vary());
@@ -482,195 +503,6 @@ impl NatGlue {
         self.nat.circuit_closed();
     }
 
-    // ----- port mapping -------------------------------------------------------------
-
-    /// Starts port mapping with the default gateway `gateway` (the driver reads it from the
-    /// system), if configured and if there is one: without an IPv4 gateway (a public host,
-    /// an IPv6-only node) there is nothing to ask, which is not an error.
-    pub fn start_mapping(&mut self, p: &mut Parts<'_>, now: Instant, gateway: Option<Gateway>) {
-        let cfg = self.nat.config();
-        // A node on a loopback address cannot be reached through any router's mapping (and
-        // must not search the network for one: the tests run many such nodes).
-        if !cfg.enabled
-            || !cfg.port_mapping
-            || self.local.ip().is_loopback()
-            || self.local.is_ipv6() && !self.local.ip().is_unspecified()
-        {
-            return;
-        }
-        let lifetime = cfg.mapping_lifetime;
-        let use_pcp = cfg.pcp;
-        self.gateway = gateway;
-        let Some(Gateway { addr: gw, local }) = gateway else {
-            log::debug!("nat-pmp: no IPv4 default gateway: no port mapping");
-            return;
-        };
-        log::info!(
-            "nat-pmp: asking the gateway {gw} to map port {}",
-            self.local.port()
-        );
-        let pcp = local
-            .filter(|_| use_pcp)
-            .map(|ip| (ip, self.nat.random_nonce()));
-        let mut client = PmpClient::new(PmpConfig {
-            port: self.local.port(),
-            lifetime,
-            pcp,
-            ..PmpConfig::default()
-        });
-        client.start(now);
-        self.pmp = Some(Pmp {
-            ever_mapped: false,
-            client,
-            gateway: SocketAddr::new(IpAddr::V4(gw), pmp::SERVER_PORT),
-        });
-        self.pmp_flush(p, now);
-    }
-
-    /// An answer from the gateway.
-    pub fn pmp_datagram(&mut self, p: &mut Parts<'_>, now: Instant, bytes: &[u8]) {
-        if let Some(m) = self.pmp.as_mut() {
-            if let Err(e) = m.client.handle_datagram(now, bytes) {
-                log::debug!("nat-pmp: from {}: {e}", m.gateway);
-            }
-        }
-        self.pmp_flush(p, now);
-    }
-
-    /// The gateway's port is closed (ICMP port unreachable).
-    pub fn pmp_unreachable(&mut self, p: &mut Parts<'_>, now: Instant) {
-        if let Some(m) = self.pmp.as_mut() {
-            m.client.handle_unreachable(now);
-        }
-        self.pmp_flush(p, now);
-    }
-
-    /// The driver cannot talk to the gateway at all: no port mapping.
-    pub fn pmp_failed(&mut self) {
-        if self.pmp.take().is_some() {
-            log::warn!("nat-pmp: cannot reach the gateway; no port mapping");
-        }
-    }
-
-    /// The node is stopping: remove the mappings. Returns true if the driver should wait a
-    /// little for the gateway's confirmation ([`NatGlue::mapping_removed`]).
-    pub fn stop_mapping(&mut self, p: &mut Parts<'_>, now: Instant) -> bool {
-        let wait = self.pmp.as_mut().is_some_and(|m| m.client.shutdown(now))
-            | self.upnp.as_mut().is_some_and(|u| u.shutdown(now));
-        self.pmp_flush(p, now);
-        self.upnp_flush(p, now);
-        wait
-    }
-
-    /// True once the gateway confirmed the removal (or there was nothing to remove).
-    pub fn mapping_removed(&self) -> bool {
-        self.pmp.as_ref().is_none_or(|m| m.client.is_done())
-            && self.upnp.as_ref().is_none_or(UpnpClient::is_done)
-    }
-
-    /// An answer to the UPnP search.
-    pub fn upnp_ssdp(&mut self, p: &mut Parts<'_>, now: Instant, bytes: &[u8]) {
-        if let Some(u) = self.upnp.as_mut() {
-            if let Err(e) = u.handle_ssdp(now, bytes) {
-                log::debug!("upnp: SSDP answer: {e}");
-            }
-        }
-        self.upnp_flush(p, now);
-    }
-
-    /// An HTTP exchange with the UPnP router ended.
-    pub fn upnp_http(&mut self, p: &mut Parts<'_>, now: Instant, id: u64, resp: Option<&[u8]>) {
-        if let Some(u) = self.upnp.as_mut() {
-            if let Err(e) = u.handle_http(now, id, resp) {
-                log::debug!("upnp: {e}");
-            }
-        }
-        self.upnp_flush(p, now);
-    }
-
-    /// PCP and NAT-PMP found no server: ask the router with UPnP-IGD instead.
-    fn start_upnp(&mut self, p: &mut Parts<'_>, now: Instant) {
-        let Some(local) = self.gateway.and_then(|g| g.local) else {
-            return;
-        };
-        if self.upnp.is_some() {
-            return;
-        }
-        log::info!(
-            "upnp: searching for a UPnP-IGD router to map port {}",
-            self.local.port()
-        );
-        let mut u = UpnpClient::new(UpnpConfig {
-            port: self.local.port(),
-            local,
-            lifetime: self.nat.config().mapping_lifetime,
-            ..UpnpConfig::default()
-        });
-        u.start(now);
-        self.upnp = Some(u);
-        self.upnp_flush(p, now);
-    }
-
-    /// Drains the UPnP client: socket work for the driver, mapping events to the NAT core.
-    fn upnp_flush(&mut self, p: &mut Parts<'_>, now: Instant) {
-        let mut changed = Vec::new();
-        if let Some(u) = self.upnp.as_mut() {
-            while let Some(io) = u.poll_io() {
-                p.out.push_back(Output::Nat(match io {
-                    UpnpIo::Search(bytes) => NatIo::UpnpSearch { bytes },
-                    UpnpIo::Http { id, to, request } => NatIo::UpnpHttp {
-                        id,
-                        to: SocketAddr::V4(to),
-                        request,
-                    },
-                }));
-            }
-            while let Some(ev) = u.poll_event() {
-                changed.extend(mapping_event("upnp", ev));
-            }
-        }
-        for mapped in changed {
-            self.nat.set_mapped(now, mapped);
-            p.out.push_back(Output::ViewChanged);
-            self.flush(p, now);
-        }
-    }
-
-    /// Drains the NAT-PMP client: requests to the gateway, mapping events to the NAT core.
-    fn pmp_flush(&mut self, p: &mut Parts<'_>, now: Instant) {
-        let mut changed = Vec::new();
-        let mut no_server = false;
-        if let Some(m) = self.pmp.as_mut() {
-            loop {
-                while let Some(bytes) = m.client.poll_transmit() {
-                    p.out.push_back(Output::Nat(NatIo::PmpSend {
-                        gateway: m.gateway,
-                        bytes,
-                    }));
-                }
-                let Some(ev) = m.client.poll_event() else {
-                    break;
-                };
-                if let PmpEvent::Mapped { .. } = ev {
-                    m.ever_mapped = true;
-                }
-                let gave_up = matches!(ev, PmpEvent::Unavailable { .. });
-                changed.extend(mapping_event(m.client.version().name(), ev));
-                // No PCP or NAT-PMP server, or one that refuses: UPnP-IGD is the last way.
-                no_server |= gave_up && !m.ever_mapped;
-            }
-        }
-        if no_server && self.upnp.is_none() {
-            self.pmp = None;
-            self.start_upnp(p, now);
-        }
-        for mapped in changed {
-            self.nat.set_mapped(now, mapped);
-            p.out.push_back(Output::ViewChanged);
-            self.flush(p, now);
-        }
-    }
-
     // ----- time ---------------------------------------------------------------------
 
     /// Timers: the NAT core's, the port mapping's, the blind reachability test, held
@@ -693,18 +525,43 @@ impl NatGlue {
                 self.upnp_flush(p, now);
             }
         }
+        let silent: Vec<(ConnId, SocketAddr)> = self
+            .direct
+            .iter()
+            .filter(|(_, (_, t0))| *t0 + PLAIN_CONNECT_TIMEOUT <= now)
+            .map(|(c, (a, _))| (*c, *a))
+            .collect();
+        for (conn, addr) in silent {
+            self.direct.remove(&conn);
+            if p.engine.abandon_connect(now, conn) {
+                log::info!(
+                    "nat: {addr} did not answer a connect in {} s: given up (a firewall?)",
+                    PLAIN_CONNECT_TIMEOUT.as_secs()
+                );
+            }
+        }
         if self.blind_probe.is_some_and(|t| t <= now) {
             if !self.nat.config().enabled || self.nat.reachability() != Reachability::Unknown {
                 self.blind_probe = None;
             } else if p.dht.routing_table().is_empty() {
-                self.blind_probe = Some(now + BLIND_PROBE_AFTER);
+                let soon = p.dht.external_addr().is_some() && self.nat.lacks_candidates();
+                self.blind_probe = Some(
+                    now + if soon {
+                        self.candidates_wait
+                    } else {
+                        BLIND_PROBE_AFTER
+                    },
+                );
+                if soon {
+                    self.candidates_wait = (self.candidates_wait * 2).min(BLIND_PROBE_AFTER);
+                }
             } else if p.dht.external_addr().is_some() {
                 // The test ran when peers agreed on our address; if the table was empty
                 // then, it had nobody to ask: ask now that contacts are in.
+                self.blind_probe = Some(now + BLIND_PROBE_AFTER);
                 if self.nat.lacks_candidates() {
                     self.external(p, now);
                 }
-                self.blind_probe = Some(now + BLIND_PROBE_AFTER);
             } else {
                 log::info!("nat: peers disagree on our address: testing reachability anyway");
                 self.blind_probe = None;
@@ -736,6 +593,10 @@ impl NatGlue {
             self.nat.poll_timeout(),
             self.blind_probe,
             self.held.values().map(|h| h.deadline).min(),
+            self.direct
+                .values()
+                .map(|(_, t0)| *t0 + PLAIN_CONNECT_TIMEOUT)
+                .min(),
             self.pmp.as_ref().and_then(|m| m.client.poll_timeout()),
             self.upnp.as_ref().and_then(UpnpClient::poll_timeout),
         ]
