@@ -13,6 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
+use super::diversity::is_local;
 use super::providers::Stored;
 use super::{is_nat_type, plausible, Dht, DhtEvent};
 use crate::id::Id;
@@ -157,12 +158,17 @@ impl Dht {
 
     /// The contacts an answer carries: the k closest to `target` of the requester's address
     /// family (the family it asked from), never the requester (spec section 8). An IPv4-only
-    /// requester can do nothing with an IPv6 contact, nor an IPv6-only one with IPv4.
+    /// requester can do nothing with an IPv6 contact, nor an IPv6-only one with IPv4. A
+    /// requester at a global address gets no contact at a local one (a LAN peer's private
+    /// address): it could not reach it, and it would learn who is on our LAN.
     fn answer_contacts(&self, target: &Id, from: SocketAddr, requester: &Id) -> Vec<Contact> {
+        let from = canonical_addr(from);
         let v4 = from.is_ipv4();
+        let global = !is_local(from.ip());
         self.routing
             .closest_where(target, self.config.k, Some(requester), |c| {
-                canonical_addr(c.addr).is_ipv4() == v4
+                let a = canonical_addr(c.addr);
+                a.is_ipv4() == v4 && !(global && is_local(a.ip()))
             })
     }
 
@@ -348,5 +354,60 @@ mod tests {
                 assert!(answered, "{from}");
             }
         }
+    }
+
+    /// Issue 20's shapes lab: the bootstrap nodes were handed an office host's LAN address by
+    /// its LAN peer. A requester at a global address gets no contact at a local address; one
+    /// on a LAN (or loopback) gets them all.
+    #[test]
+    fn lan_addresses_are_not_given_to_requesters_outside() {
+        let now = Instant::now();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        let identity = crate::identity::Identity::from_secret(&[6; 32]);
+        let mut dht = Dht::new(identity, DhtConfig::default(), 1, now);
+        let local: [SocketAddr; 3] = [
+            "192.168.1.20:4000".parse().unwrap(),
+            "10.1.2.3:4000".parse().unwrap(),
+            "[fd00:5053::2]:4000".parse().unwrap(),
+        ];
+        let global: [SocketAddr; 2] = [
+            "203.0.113.7:4000".parse().unwrap(),
+            "[2001:db8::7]:4000".parse().unwrap(),
+        ];
+        for addr in local.iter().chain(&global) {
+            let id = Id::random(&mut rng);
+            dht.add_contact(Contact { id, addr: *addr }, now);
+        }
+        let asked_from = |dht: &mut Dht, from: SocketAddr| {
+            let req = Datagram {
+                flags: 0,
+                txid: 9,
+                sender: Id::random(&mut rand::rngs::StdRng::seed_from_u64(7)),
+                msg: Message::FindNode {
+                    target: Id([0; 32]),
+                },
+            };
+            dht.handle_datagram(now, from, &req.encode());
+            let mut got = Vec::new();
+            while let Some(t) = dht.poll_transmit() {
+                if let Ok(Datagram {
+                    msg: Message::Nodes { contacts },
+                    ..
+                }) = Datagram::decode(&t.payload)
+                {
+                    got.extend(contacts.into_iter().map(|c| c.addr));
+                }
+            }
+            got.sort();
+            got
+        };
+        let v4_out = asked_from(&mut dht, "198.51.100.9:4000".parse().unwrap());
+        assert_eq!(v4_out, [global[0]]);
+        let v6_out = asked_from(&mut dht, "[2001:db8:99::9]:4000".parse().unwrap());
+        assert_eq!(v6_out, [global[1]]);
+        let v4_lan = asked_from(&mut dht, "192.168.1.30:4000".parse().unwrap());
+        assert_eq!(v4_lan.len(), 3, "{v4_lan:?}");
+        let v6_lan = asked_from(&mut dht, "[fd00:5053::3]:4000".parse().unwrap());
+        assert_eq!(v6_lan.len(), 2, "{v6_lan:?}");
     }
 }
