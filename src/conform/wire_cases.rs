@@ -71,6 +71,7 @@ pub fn cases() -> Vec<Case> {
         c("wire-http-request", "wire.md §2", http),
         slow("wire-handshake-timeout", "wire.md §9", handshake_timeout),
         slow("wire-keepalive-sent", "wire.md §4.1, §9", keepalive_sent),
+        slow("wire-idle-timeout", "wire.md §9, §10", idle_timeout),
     ]
 }
 
@@ -298,6 +299,36 @@ fn handshake_timeout(ctx: &mut Ctx) -> Result<(), Outcome> {
             expect_quiet_close(&mut l, "after the ERROR", |_| false)
         }
         other => Err(unexpected("a close within 15 s of silence", &other)),
+    }
+}
+
+/// A peer that has received nothing on a connection for 120 s closes it, without ERROR
+/// (wire.md §9); allow 15 s more. Its own KEEPALIVEs do not keep the connection open, and
+/// closing sooner is allowed (§10: a connection neither side needs).
+fn idle_timeout(ctx: &mut Ctx) -> Result<(), Outcome> {
+    let mut s = open(ctx)?;
+    let limit = Duration::from_secs(135);
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(fail(format!(
+                "the connection stayed open {} s although we sent nothing (idle timeout 120 s)",
+                limit.as_secs()
+            )));
+        }
+        match s.link.recv(left) {
+            Got::Closed => return Ok(()),
+            Got::Frame(m @ Message::Error { .. }) => {
+                return Err(unexpected(
+                    "a close without ERROR after 120 s of silence",
+                    &Got::Frame(m),
+                ))
+            }
+            Got::Frame(_) => {}
+            Got::Silent => {}
+            other => return Err(unexpected("a close after 120 s of silence", &other)),
+        }
     }
 }
 
