@@ -19,12 +19,15 @@ use std::time::{Duration, Instant};
 
 use super::output::{NatIo, Output};
 use crate::conn::ConnId;
+use crate::dht::diversity::is_local;
 use crate::dht::Dht;
 use crate::id::Id;
 use crate::nat::lan::Lan;
 use crate::nat::pmp::Gateway;
 use crate::nat::upnp::UpnpClient;
 use crate::nat::{Action, Nat, Reachability, Strategy};
+use crate::proto::codec::canonical_addr;
+use crate::proto::dht::Contact;
 use crate::proto::wire::{self, Message as WireMsg};
 use crate::transfer::engine::{Engine, WireAction};
 
@@ -246,18 +249,37 @@ impl NatGlue {
     }
 
     /// Peers agree on our address: test whether we are reachable there. The peers asked to
-    /// dial back (and, if we are not reachable, to be our rendezvous) are those that saw us at
-    /// that address first: a node on our own link would dial back across the LAN and find us
-    /// "reachable" behind a router that lets nobody in (the office lab caught it). Nodes
-    /// found on the link are never asked.
+    /// dial back (the first two) and to be our rendezvous (the first, then the next) must
+    /// reach us from outside our network: a node on our own link would dial back across the
+    /// LAN and find us "reachable" behind a router that lets nobody in (the office lab
+    /// caught it). So never a node LAN discovery found, never a local address while ours is
+    /// global, never one in our own IPv6 /64 (a neighbour behind the same firewall); and one
+    /// of the two asked to dial back saw us at our public address. The closest contacts
+    /// come first, so that dial-backs and rendezvous spread over the network rather than
+    /// all landing on the bootstrap nodes (the first to see every newcomer).
     pub fn external(&mut self, p: &mut Parts<'_>, now: Instant) {
+        let ours = p.dht.external_addr();
+        let outside = |c: &Contact| {
+            let ip = canonical_addr(c.addr).ip();
+            let same_net = match (ours.map(|o| canonical_addr(o).ip()), ip) {
+                (Some(IpAddr::V6(o)), IpAddr::V6(c)) => o.segments()[..4] == c.segments()[..4],
+                (Some(o), c) => !is_local(o) && is_local(c),
+                (None, _) => false,
+            };
+            !p.on_lan(&c.addr) && !same_net
+        };
         let witnesses = p.dht.address_witnesses();
         let mut peers = p
             .dht
             .routing_table()
-            .closest_where(&self.node_id, 256, None, |c| !p.on_lan(&c.addr));
-        // Stable: witnesses first, each group still closest first.
-        peers.sort_by_key(|c| !witnesses.contains(&c.id));
+            .closest_where(&self.node_id, 256, None, outside);
+        let witnessed = |c: &Contact| witnesses.contains(&c.id);
+        if !peers.iter().take(2).any(witnessed) {
+            if let Some(i) = peers.iter().position(witnessed) {
+                let w = peers.remove(i);
+                peers.insert(1.min(peers.len()), w);
+            }
+        }
         peers.truncate(4);
         self.nat.external_address(now, peers);
         if self.nat.lacks_candidates() {
