@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::lab::{skip, Lab, LabNode};
+use common::lab::{dump_logs, skip, Lab, LabNode};
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -266,18 +266,9 @@ fn every_nat_pair_downloads() {
         }
     }
     if !failures.is_empty() {
-        for n in ["boot1", "boot2"]
-            .iter()
-            .chain(hosts.iter().map(String::as_str).collect::<Vec<_>>().iter())
-        {
-            if let Ok(log) = std::fs::read_to_string(dir.path().join(format!("{n}.log"))) {
-                let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                println!(
-                    "--- {n} (last lines)\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-        }
+        let mut names = vec!["boot1", "boot2"];
+        names.extend(hosts.iter().map(String::as_str));
+        dump_logs(dir.path(), &names);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 

@@ -19,7 +19,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::lab::{skip, Lab, LabNode};
+use common::lab::{dump_logs, skip, Lab, LabNode};
 use serde_json::Value;
 
 /// The LAN peers' addresses in a node's `status`.
@@ -70,18 +70,6 @@ fn data(tag: &str) -> Vec<u8> {
     let mut d = format!("{tag}\n").into_bytes();
     d.extend((0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8));
     d
-}
-
-fn dump_logs(dir: &Path, hosts: &[&str]) {
-    for h in hosts {
-        if let Ok(log) = std::fs::read_to_string(dir.join(format!("{h}.log"))) {
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            println!(
-                "--- {h} (last lines)\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-    }
 }
 
 #[test]

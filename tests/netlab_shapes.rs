@@ -30,7 +30,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::lab::{skip, Lab, LabNode};
+use common::lab::{dump_logs, skip, Lab, LabNode};
 use serde_json::Value;
 
 const BOOT4: [&str; 2] = ["203.0.113.2:4001", "203.0.113.3:4001"];
@@ -120,18 +120,6 @@ fn fetch(leecher: &LabNode, host: &str, dir: &Path, id: &str, name: &str, want: 
         peer: first["peer"].as_str().unwrap_or("?").to_string(),
         setup_ms: first["setup_ms"].as_f64().unwrap_or(f64::NAN),
         whole,
-    }
-}
-
-fn dump_logs(dir: &Path, hosts: &[&str]) {
-    for h in hosts {
-        if let Ok(log) = std::fs::read_to_string(dir.join(format!("{h}.log"))) {
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            println!(
-                "--- {h} (last lines)\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The NAT lab's harness (tools/netlab/netlab.sh): a lab of network namespaces removed on
-//! drop, and `peershare` nodes running inside it (tests/netlab.rs, tests/netlab_lan.rs).
+//! drop, and `peershare` nodes running inside it (tests/netlab.rs, netlab_lan.rs, netlab_shapes.rs).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -144,5 +144,18 @@ impl Drop for LabNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Prints the last 15 lines of each host's log (`DIR/HOST.log`), for a failed run.
+pub fn dump_logs(dir: &Path, hosts: &[&str]) {
+    for h in hosts {
+        if let Ok(log) = std::fs::read_to_string(dir.join(format!("{h}.log"))) {
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            println!(
+                "--- {h} (last lines)\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
     }
 }
