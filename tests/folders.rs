@@ -397,21 +397,35 @@ fn raw_tree(entries: &[(u8, &str, u64)], total: u64, chunks: u32) -> Vec<u8> {
 /// a BITFIELD, and serves the manifest, under the node ID of identity seed `[node; 32]`
 /// (proved in its secure session). Returns its address; the thread ends when the node hangs
 /// up, sending on `done` what the node last said.
-fn hostile_peer(manifest: Vec<u8>, node: u8, done: std::sync::mpsc::Sender<String>) -> String {
+/// Returns the peer's address and a handle on its listening socket: holding it keeps the
+/// port from being given to the next case's peer, whose address would then be one the node
+/// banned (bans name addresses too).
+fn hostile_peer(
+    manifest: Vec<u8>,
+    node: u8,
+    done: std::sync::mpsc::Sender<String>,
+) -> (String, std::net::TcpListener) {
     use peershare::id::Id;
     use peershare::proto::wire::{decode_frame, Bitfield, Handshake, Message};
     use std::io::{Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
+    let held = l.try_clone().unwrap();
     std::thread::spawn(move || {
-        let Ok((s, _)) = l.accept() else { return };
         let keys = peershare::secure::LocalKeys::generate(
             peershare::identity::Identity::from_secret(&[node; 32]),
         )
         .unwrap();
         let me = keys.node_id();
-        let Ok(mut s) = common::Wire::accept(s, &keys) else {
-            return;
+        // A node may dial again when a connection fails before its session is up (a loaded
+        // machine): serve each dial until one carries a session, rather than leaving the
+        // node to dial a closed port.
+        let mut s = loop {
+            let Ok((s, from)) = l.accept() else { return };
+            match common::Wire::accept(s, &keys) {
+                Ok(s) => break s,
+                Err(e) => eprintln!("hostile peer {addr}: session from {from} failed: {e}"),
+            }
         };
         let id = Id::hash_of(&manifest);
         let mut buf = Vec::new();
@@ -459,7 +473,7 @@ fn hostile_peer(manifest: Vec<u8>, node: u8, done: std::sync::mpsc::Sender<Strin
         }
         let _ = done.send(last);
     });
-    addr.to_string()
+    (addr.to_string(), held)
 }
 
 /// Trees a publisher may not make (content.md sections 10.2 and 10.3), served by a peer:
@@ -468,7 +482,10 @@ fn hostile_peer(manifest: Vec<u8>, node: u8, done: std::sync::mpsc::Sender<Strin
 #[test]
 fn hostile_trees_are_refused_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), &[]);
+    // The node's log, shown if a case fails.
+    let log_path = tmp.path().join("node.log");
+    let log = fs::File::create(&log_path).unwrap();
+    let node = Node::start_logging_to(&tmp.path().join("node"), &["-v"], log.into());
     let out = tmp.path().join("box/out");
     fs::create_dir_all(&out).unwrap();
     let deep = format!("{}f", "d/".repeat(65));
@@ -503,19 +520,27 @@ fn hostile_trees_are_refused_and_nothing_is_written() {
             m
         }),
     ];
+    let mut ports = Vec::new();
     for (k, (what, manifest)) in cases.into_iter().enumerate() {
         let id = peershare::id::Id::hash_of(&manifest).to_hex();
         let (tx, rx) = std::sync::mpsc::channel();
         // A new identity each time: a banned node ID is refused at its HANDSHAKE.
-        let peer = hostile_peer(manifest, 0x60 + k as u8, tx);
+        let (peer, port) = hostile_peer(manifest, 0x60 + k as u8, tx);
+        ports.push(port);
         let req = json!({ "type": "local_request_file",
                           "payload": { "content_hash": id, "output_dir": out, "peers": [peer] } });
         let api = node.api;
         std::thread::spawn(move || common::call_timeout(api, &req, LONG));
         // The node hangs up on the peer once it has refused the manifest.
-        let last = rx
-            .recv_timeout(LONG)
-            .unwrap_or_else(|_| panic!("{what}: the node never hung up"));
+        let last = rx.recv_timeout(LONG).unwrap_or_else(|_| {
+            let log = fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "{what}: the node never hung up; its log ends:\n{}",
+                tail.join("\n")
+            )
+        });
         // Its last word: an ERROR naming the manifest (wire.md section 4.14).
         assert!(
             last.starts_with("Error") && last.contains("manifest"),
