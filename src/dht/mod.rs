@@ -421,6 +421,13 @@ impl Dht {
         self.seen_rendezvous.get(provider).copied()
     }
 
+    /// Forgets the rendezvous learnt for `provider`: an introduction through it failed (the
+    /// provider left it, or found it can be reached and dropped it), so the next dial to
+    /// `provider` is a plain one, until a provider record names a rendezvous again.
+    pub fn forget_rendezvous(&mut self, provider: &SocketAddr) {
+        self.seen_rendezvous.remove(provider);
+    }
+
     /// Remembers that `provider` (node `node`) is reached through rendezvous `rv`, as a
     /// PROVIDERS answer would have told; for tests of the layers above.
     #[cfg(test)]

@@ -43,6 +43,13 @@ impl Nat {
             acked: false,
             deadline: now + self.cfg.probe_wait,
         };
+        // Register at once, not when the test fails (nat.md section 4): a node sharing as it
+        // starts announces its rendezvous within a round trip rather than after the probe
+        // wait, so a downloader does not first wait out a connect its firewall drops. A test
+        // that finds us reachable drops the registration and the records say so again.
+        if self.reach == Reachability::Unknown && self.registration.is_none() {
+            self.register(now);
+        }
     }
 
     /// The router maps our port (NAT-PMP, [`pmp`](super::pmp)), or stopped doing so. Mapped, we

@@ -82,7 +82,7 @@ impl Nat {
     pub(super) fn renew_registration(&mut self, now: Instant) {
         if self.register_again.is_some_and(|t| t <= now) {
             self.register_again = None;
-            if self.registration.is_none() && self.reach == Reachability::Unreachable {
+            if self.registration.is_none() && self.wants_rendezvous() {
                 self.register(now);
             }
         }
@@ -152,9 +152,18 @@ impl Nat {
                 self.actions.push_back(Action::Rendezvous(None));
             }
         }
-        if self.reach == Reachability::Unreachable {
+        if self.wants_rendezvous() {
             self.register(now);
         }
+    }
+
+    /// Whether we keep a rendezvous: when unreachable, and while our reachability is still
+    /// unknown (a test under way registers at once, nat.md section 4).
+    fn wants_rendezvous(&self) -> bool {
+        matches!(
+            self.reach,
+            Reachability::Unreachable | Reachability::Unknown
+        )
     }
 
     pub(super) fn drop_registration(&mut self) {

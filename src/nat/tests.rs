@@ -55,10 +55,28 @@ fn sends(actions: &[Action]) -> Vec<(SocketAddr, u64, Message)> {
         .collect()
 }
 
-/// A node that has asked `contacts` for a dial-back; returns the nonce.
+/// A node that has asked `contacts` for a dial-back; returns the nonce. Still without a
+/// rendezvous, it has registered with the first contact at the same time (nat.md section 4).
 fn probing(n: &mut Nat, now: Instant, contacts: Vec<Contact>) -> u64 {
+    let first = contacts.first().map(|c| c.addr);
+    let had_registration = n.rendezvous().is_some();
     n.external_address(now, contacts);
-    let out = sends(&drain(n));
+    let mut out = sends(&drain(n));
+    let registers: Vec<_> = out
+        .iter()
+        .filter(|(_, _, m)| matches!(m, Message::Register { .. }))
+        .map(|(to, _, _)| Some(*to))
+        .collect();
+    if had_registration || n.reachability() != Reachability::Unknown {
+        assert!(registers.is_empty(), "no second registration: {out:?}");
+    } else {
+        assert_eq!(
+            registers,
+            [first],
+            "registered at once with the first: {out:?}"
+        );
+    }
+    out.retain(|(_, _, m)| !matches!(m, Message::Register { .. }));
     assert_eq!(out.len(), 2, "two contacts are asked: {out:?}");
     let mut nonces = out.iter().map(|(_, _, m)| match m {
         Message::Dialback { nonce, port } => {
@@ -77,7 +95,8 @@ fn unreachable(n: &mut Nat, now: Instant) -> (Instant, u64) {
     probing(n, now, vec![contact(2), contact(3), contact(4)]);
     n.handle_datagram(now, addr(2, 4001), dg(id(2), 1, Message::DialbackAck));
     let t = now + NatConfig::default().probe_wait;
-    assert_eq!(n.poll_timeout(), Some(t));
+    // The registration made with the test is renewed (unanswered) before the verdict.
+    assert_eq!(n.poll_timeout(), Some(now + Duration::from_secs(2)));
     n.handle_timeout(t);
     let acts = drain(n);
     assert!(acts.contains(&Action::Reachability(Reachability::Unreachable)));
@@ -113,6 +132,48 @@ fn a_probe_that_arrives_makes_the_node_public_and_it_is_retested_later() {
     assert!(matches!(out[0].2, Message::Dialback { .. }));
 }
 
+/// Issue 20: a node registers with a rendezvous as its test starts, so that records it
+/// announces while the test runs already say how to reach it if it turns out unreachable;
+/// a PROBE that gets through drops the registration (and the records say so again).
+#[test]
+fn a_test_under_way_registers_and_a_probe_drops_the_registration() {
+    let mut n = nat(NatConfig::default());
+    let t0 = Instant::now();
+    n.external_address(t0, vec![contact(2), contact(3)]);
+    let out = sends(&drain(&mut n));
+    let (to, txid, msg) = out[2].clone();
+    assert_eq!(
+        (to, msg),
+        (addr(2, 4001), Message::Register { port: WIRE_PORT })
+    );
+    let nonce = match out[0].2 {
+        Message::Dialback { nonce, .. } => nonce,
+        ref other => panic!("expected DIALBACK, got {other:?}"),
+    };
+    let ok = dg(id(2), txid, Message::Registered { lifetime: 90 });
+    n.handle_datagram(t0, to, ok);
+    assert_eq!(drain(&mut n), [Action::Rendezvous(Some(to))]);
+    assert_eq!(n.reachability(), Reachability::Unknown);
+    assert!(n.probe_received(t0, nonce));
+    assert_eq!(
+        drain(&mut n),
+        [
+            Action::Reachability(Reachability::Public),
+            Action::Rendezvous(None)
+        ]
+    );
+    assert_eq!(n.rendezvous(), None);
+    // Reachable, it registers with nobody, not even at its next test.
+    let again = t0 + NatConfig::default().recheck_every;
+    n.handle_timeout(again);
+    let out = sends(&drain(&mut n));
+    assert!(
+        out.iter()
+            .all(|(_, _, m)| matches!(m, Message::Dialback { .. })),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn an_acknowledged_dialback_without_probe_means_unreachable() {
     let mut n = nat(NatConfig::default());
@@ -127,15 +188,35 @@ fn unanswered_dialbacks_are_retried_and_decide_nothing() {
     let mut n = nat(NatConfig::default());
     let t0 = Instant::now();
     probing(&mut n, t0, vec![contact(2), contact(3)]);
+    let dialbacks = |acts: Vec<Action>| {
+        // The registration made with the test goes on (renewals, the next candidate).
+        let mut out = sends(&acts);
+        out.retain(|(_, _, m)| !matches!(m, Message::Register { .. }));
+        assert!(
+            acts.iter().all(|a| matches!(a, Action::Send { .. })),
+            "no verdict: {acts:?}"
+        );
+        out
+    };
     let t1 = t0 + NatConfig::default().probe_wait;
     n.handle_timeout(t1);
-    assert!(drain(&mut n).is_empty(), "nobody acknowledged: no verdict");
+    assert!(dialbacks(drain(&mut n)).is_empty(), "nobody acknowledged");
     assert_eq!(n.reachability(), Reachability::Unknown);
     let t2 = t1 + Duration::from_secs(10);
-    assert_eq!(n.poll_timeout(), Some(t2));
-    n.handle_timeout(t2);
-    let out = sends(&drain(&mut n));
-    assert_eq!(out.len(), 2, "asked again: {out:?}");
+    let mut now = t1;
+    while now < t2 {
+        now = n.poll_timeout().expect("the retest is due");
+        n.handle_timeout(now);
+        let out = dialbacks(drain(&mut n));
+        assert!(
+            now == t2 || out.is_empty(),
+            "asked before the pause: {out:?}"
+        );
+        if now == t2 {
+            assert_eq!(out.len(), 2, "asked again: {out:?}");
+        }
+    }
+    assert_eq!(now, t2);
 }
 
 #[test]
@@ -217,7 +298,12 @@ fn a_mapping_makes_the_node_reachable_and_losing_it_retests() {
     assert_eq!(n.poll_timeout(), Some(t));
     n.handle_timeout(t);
     let out = sends(&drain(&mut n));
-    assert_eq!(out.len(), 2, "tested again at once: {out:?}");
+    assert_eq!(
+        out.len(),
+        3,
+        "tested again at once, and registered: {out:?}"
+    );
+    assert_eq!(out[2].2, Message::Register { port: WIRE_PORT });
 }
 
 // ----- the rendezvous client ----------------------------------------------------------

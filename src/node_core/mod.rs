@@ -743,8 +743,9 @@ impl NodeCore {
                                 providers.len()
                             );
                             let ids = result.provider_ids();
-                            let engine = &mut self.library.engine;
-                            engine.add_peers_with_ids(now, &content, providers, ids);
+                            let (nat, mut p) = self.nat_parts();
+                            nat.rendezvous_learnt(&mut p, now, &content, providers);
+                            p.engine.add_peers_with_ids(now, &content, providers, ids);
                         }
                     }
                     Some(Lookup::Announce { content, replies }) => {

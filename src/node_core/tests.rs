@@ -246,3 +246,51 @@ fn every_dial_expects_the_node_its_records_name() {
     let accepted = c.handle_wire_accepted(now, "198.51.100.10:5000".parse().unwrap());
     assert_eq!(c.conn_expected_id(accepted), None);
 }
+
+/// Issue 20: a provider asked just after it started announced before it knew that its
+/// firewall drops SYNs. The plain connect to it is given up as soon as a provider search
+/// names its rendezvous, and the provider is reached through it, not 3 s later.
+#[test]
+fn a_plain_connect_is_given_up_for_the_rendezvous_a_search_names() {
+    let now = Instant::now();
+    let mut c = core(now);
+    let content = Id([9; 32]);
+    let provider: SocketAddr = "198.51.100.8:4000".parse().unwrap();
+    let rv: SocketAddr = "198.51.100.9:4000".parse().unwrap();
+    let node = Id([8; 32]);
+    let req = ApiRequest::RequestFile {
+        content_hash: content,
+        output_dir: Some(PathBuf::from("/out")),
+        peers: vec![provider],
+        only: None,
+    };
+    c.handle_api(now, ReplyTo { conn: 1, seq: 0 }, req);
+    let opened = connects(&mut c);
+    assert_eq!(opened.len(), 1, "the hint is dialled plainly");
+    assert_eq!(c.nat.direct_pending(), 1);
+    // A search that names no rendezvous changes nothing.
+    let later = now + Duration::from_millis(400);
+    let (nat, mut p) = c.nat_parts();
+    nat.rendezvous_learnt(&mut p, later, &content, &[provider]);
+    c.settle(later);
+    assert_eq!(connects(&mut c), [], "nothing given up");
+    assert_eq!(c.nat.direct_pending(), 1);
+    // One that does: the plain connect closes and the introduction starts at once.
+    c.dht.note_rendezvous(provider, node, rv);
+    let (nat, mut p) = c.nat_parts();
+    nat.rendezvous_learnt(&mut p, later, &content, &[provider]);
+    c.settle(later);
+    let mut closed = Vec::new();
+    while let Some(o) = c.poll_output() {
+        match o {
+            Output::Wire(WireAction::Close { conn }) => closed.push(conn),
+            Output::Wire(WireAction::Connect { addr, .. }) => {
+                panic!("dialled {addr} plainly again")
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(closed, opened, "the plain connect is given up");
+    assert_eq!(c.nat.direct_pending(), 0);
+    assert!(c.nat.is_reaching(&node), "introduced through {rv}");
+}

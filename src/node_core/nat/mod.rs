@@ -222,6 +222,9 @@ impl NatGlue {
                 }
                 Action::Failed { conn } => {
                     log::info!("nat: could not reach the provider of connection {conn}");
+                    if let Some(addr) = p.engine.conn_addr(conn) {
+                        p.dht.forget_rendezvous(&addr);
+                    }
                     self.drop_punches(p, conn);
                     p.engine.closed(now, conn);
                 }
@@ -327,6 +330,33 @@ impl NatGlue {
         false
     }
 
+    /// A provider search for `content` ended, naming `providers`: a plain connect still
+    /// waiting on one of them that the search found behind a rendezvous is given up, and the
+    /// provider dialled again, through the rendezvous (nat.md section 6). Its first records
+    /// went out before it knew it was unreachable; its firewall drops our SYNs.
+    pub fn rendezvous_learnt(
+        &mut self,
+        p: &mut Parts<'_>,
+        now: Instant,
+        content: &Id,
+        providers: &[SocketAddr],
+    ) {
+        let behind: Vec<(ConnId, SocketAddr)> = self
+            .direct
+            .iter()
+            .filter(|(_, (a, _))| providers.contains(a) && !p.on_lan(a))
+            .filter(|(_, (a, _))| p.dht.rendezvous_of(a).is_some())
+            .map(|(c, (a, _))| (*c, *a))
+            .collect();
+        for (conn, addr) in behind {
+            self.direct.remove(&conn);
+            if p.engine.abandon_connect(now, conn) {
+                log::info!("nat: {addr} is behind a rendezvous: its plain connect given up");
+                p.engine.dial_again(now, content, addr);
+            }
+        }
+    }
+
     /// A plain connect completed.
     pub fn direct_connected(&mut self, conn: ConnId, now: Instant) {
         self.paths.insert(conn, ConnPath::Direct);
@@ -339,6 +369,11 @@ impl NatGlue {
     /// Plain connects under way (their start times, for the set-up figures).
     pub fn direct_pending(&self) -> usize {
         self.direct.len()
+    }
+
+    /// True while node `node` is being reached through its rendezvous.
+    pub fn is_reaching(&self, node: &Id) -> bool {
+        self.nat.is_reaching(node)
     }
 
     /// Connections whose path is remembered.

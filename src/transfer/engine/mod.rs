@@ -432,6 +432,17 @@ impl Engine {
     /// candidate, even one tried already under this address (a LAN connection is the
     /// cheapest there is). Ignored if `content` is not being downloaded.
     pub fn add_preferred_peer(&mut self, now: Instant, content: &Id, addr: SocketAddr) {
+        self.dial_first(now, content, addr);
+    }
+
+    /// Dials `addr` for `content` again, before every other candidate: the caller gave up a
+    /// connect to it because it learnt a better way there (a provider record naming its
+    /// rendezvous, nat.md section 6). Ignored if `content` is not being downloaded.
+    pub fn dial_again(&mut self, now: Instant, content: &Id, addr: SocketAddr) {
+        self.dial_first(now, content, addr);
+    }
+
+    fn dial_first(&mut self, now: Instant, content: &Id, addr: SocketAddr) {
         if self.is_own_addr(&addr) || self.banned_addrs.contains(&addr) {
             return;
         }
