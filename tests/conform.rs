@@ -175,3 +175,71 @@ fn conform_passes_against_peershare_and_fails_the_right_cases_against_broken_pee
         "frames traced to an unknown peer: {unknown:?}"
     );
 }
+
+/// The cases that wait for a peer's timeouts (a HANDSHAKE never sent, keep-alives on a quiet
+/// connection, the 120 s idle rule: wire.md section 9), skipped by the test above, against
+/// peershare and the Python peer, every case in its own process at once (about 2 minutes,
+/// beside the test above).
+#[test]
+fn slow_cases_pass_against_peershare_and_pypeer() {
+    let t = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(&t.path().join("node"), &[]);
+    let target = node.addr();
+    let mut targets = vec![("peershare", target.clone(), None)];
+    let py = if common::pypeer::usable("slow conform cases against pypeer") {
+        let served = t.path().join("served.bin");
+        std::fs::write(&served, common::seeded_bytes(3 * 262_144 + 7, 5)).expect("write");
+        let (py, listen, content) = common::pypeer::serve(&served, &target);
+        targets.push(("pypeer", listen, Some(content)));
+        Some(py)
+    } else {
+        None
+    };
+    let list = Command::new(bin())
+        .args(["conform", "--list"])
+        .output()
+        .expect("list the cases");
+    let slow: Vec<String> = [
+        "wire-handshake-timeout",
+        "wire-keepalive-sent",
+        "wire-idle-timeout",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    for case in &slow {
+        assert!(
+            listed.contains(case.as_str()),
+            "{case} is not a case:\n{listed}"
+        );
+    }
+    let runs: Vec<_> = targets
+        .iter()
+        .flat_map(|(who, addr, content)| {
+            slow.iter()
+                .map(move |case| (who, addr.clone(), content.clone(), case.clone()))
+        })
+        .map(|(who, addr, content, case)| {
+            let mut cmd = Command::new(bin());
+            cmd.args(["conform", &addr, "--slow", "--only", &case]);
+            match &content {
+                Some(c) => cmd.args(["--content", c]),
+                None => cmd.args(["--api", &node.api.to_string()]),
+            };
+            cmd.arg("--work-dir").arg(t.path());
+            let child = cmd.stdout(Stdio::piped()).spawn().expect("run conform");
+            (who, case, child)
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (who, case, child) in runs {
+        let out = child.wait_with_output().expect("conform output");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || !stdout.contains(&format!("PASS {case} ")) {
+            failures.push(format!("{who}: {case}:\n{stdout}"));
+        }
+    }
+    drop(py);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -5,6 +5,7 @@ pub mod capture;
 pub mod cli;
 pub mod http;
 pub mod lab;
+pub mod pypeer;
 pub mod vectors;
 
 use std::io::{BufRead, BufReader, Read, Write};
