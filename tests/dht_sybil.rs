@@ -5,7 +5,8 @@
 //!   that node's PINGs for its most recent IDs, and tries to fill its routing table;
 //! - 70 ports of one IP announce themselves for one real key, with tokens obtained by
 //!   lookups, to every node of a network;
-//! - 100 ports of one IP announce 1,001 keys each to one node, to fill its provider store.
+//! - 100 ports of one IP announce 1,001 keys each to one node, to fill its provider store;
+//! - 200 identities with real keys, each proving its key (issue 17), from one IP:port.
 //!
 //! Every honest node runs on 127.0.0.1. The flooding IPs of the provider tests are other
 //! loopback addresses (127.0.0.2, 127.0.0.3): on loopback a node counts sources by IP:port
@@ -303,6 +304,151 @@ fn one_address_cannot_fill_a_routing_table() {
 
     // Lookups for provided content still succeed, from the victim and from others.
     for (i, n) in [(1, victim), (0, &nodes[0]), (12, &nodes[12])] {
+        let r = n.call("local_request_content_info", json!({ "content_hash": cid }));
+        assert_eq!(r["status"], "success", "node {i}: {r}");
+        assert!(
+            peers_of(&r).contains(&provider_addr),
+            "node {i} did not find {provider_addr}: {r}"
+        );
+    }
+}
+
+/// The signed bytes of a PROOF (dht.md section 4.11), built from the spec as an attacker would.
+fn proof_bytes(nonce: &[u8; 32], prover: &Id, verifier: &Id, addr: &SocketAddr) -> Vec<u8> {
+    let mut m = b"peershare-dht-proof:".to_vec();
+    m.extend_from_slice(nonce);
+    m.extend_from_slice(&prover.0);
+    m.extend_from_slice(&verifier.0);
+    peershare::proto::codec::put_socket_addr(&mut m, addr);
+    m
+}
+
+/// Issue 17: the same attack with real keys. 200 identities, each holding the key of its ID
+/// and proving it (PROVE / PROOF, dht.md section 6.1), ground so that 25 fall in each of the
+/// victim's 8 farthest buckets, from one IP:port. The proofs succeed, so the only barrier
+/// is the address quota (section 13.2): at most a handful get into the victim's table, and
+/// lookups still succeed.
+#[test]
+fn two_hundred_keyed_identities_from_one_address_get_a_handful_into_a_table() {
+    use peershare::identity::Identity;
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = network(dir.path(), 12, 6);
+    let cid = content_id("sybil-keyed");
+    let provider = &nodes[4];
+    let r = provider.call("local_announce_content", json!({ "content_hash": cid }));
+    assert_eq!(r["status"], "success", "{r}");
+    let victim = &nodes[1];
+    let victim_addr = victim.listen;
+    let victim_id = node_id(victim);
+
+    // Keys ground until 25 IDs land in each of buckets 0..8 of the victim's table.
+    let mut rng = StdRng::seed_from_u64(17);
+    let mut per_bucket = [0usize; 8];
+    let mut sybils: Vec<Identity> = Vec::new();
+    while sybils.len() < 200 {
+        let key = Identity::from_secret(&rng.gen());
+        let bucket = victim_id.distance(&key.node_id()).leading_zeros();
+        if bucket < 8 && per_bucket[bucket] < 25 {
+            per_bucket[bucket] += 1;
+            sybils.push(key);
+        }
+    }
+    let keyed: HashSet<Id> = sybils.iter().map(Identity::node_id).collect();
+    let sock = socket("127.0.0.1");
+    let attacker_addr = sock.local_addr().unwrap();
+
+    // The responder answers PINGs, FIND_NODEs and PROVEs in the name of the 16 most
+    // recent identities (the victim matches the one it asked).
+    let recent: Arc<Mutex<VecDeque<usize>>> = Arc::new(Mutex::new(VecDeque::new()));
+    let proves = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sybils = Arc::new(sybils);
+    let responder = {
+        let sock = sock.try_clone().unwrap();
+        let (recent, proves, stop, sybils) =
+            (recent.clone(), proves.clone(), stop.clone(), sybils.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Some((from, d)) = recv(&sock) else {
+                    continue;
+                };
+                if matches!(d.msg, Message::Prove { .. }) {
+                    proves.fetch_add(1, Ordering::Relaxed);
+                }
+                let idx: Vec<usize> = recent.lock().unwrap().iter().copied().collect();
+                for i in idx {
+                    let me = &sybils[i];
+                    let reply = match &d.msg {
+                        Message::Ping => Message::Pong { observed: from },
+                        Message::FindNode { .. } => Message::Nodes {
+                            contacts: Vec::new(),
+                        },
+                        Message::Prove { nonce, addr } => {
+                            let signed = proof_bytes(nonce, &me.node_id(), &d.sender, addr);
+                            Message::Proof {
+                                public: me.public(),
+                                signature: me.sign(&signed),
+                            }
+                        }
+                        _ => break,
+                    };
+                    let _ = sock.send_to(&encode(me.node_id(), d.txid, reply), from);
+                }
+            }
+        })
+    };
+    // One identity at a time, each PINGing the victim (an unknown requester is asked to
+    // prove its key), a little under the victim's per-source rate limit.
+    for i in 0..sybils.len() {
+        {
+            let mut r = recent.lock().unwrap();
+            r.push_back(i);
+            if r.len() > 16 {
+                r.pop_front();
+            }
+        }
+        let id = sybils[i].node_id();
+        sock.send_to(&encode(id, rng.gen(), Message::Ping), victim_addr)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    responder.join().unwrap();
+
+    let status = victim.status();
+    let rt = victim.call("routing_table", json!({}));
+    let contacts = rt["contacts"].as_array().expect("contacts").clone();
+    let in_table = contacts
+        .iter()
+        .filter(|c| {
+            c["addr"].as_str() == Some(&attacker_addr.to_string())
+                || c["node_id"]
+                    .as_str()
+                    .and_then(|h| Id::from_hex(h).ok())
+                    .is_some_and(|id| keyed.contains(&id))
+        })
+        .count();
+    println!(
+        "victim's table after 200 keyed identities from {attacker_addr}: {} entries, {in_table} \
+         of the attacker's; PROVEs the victim sent it: {}; bad proofs: {}",
+        contacts.len(),
+        proves.load(Ordering::Relaxed),
+        status["dht"]["bad_proofs"]
+    );
+    assert!(
+        proves.load(Ordering::Relaxed) > 0,
+        "the victim never asked the attacker to prove a key: {status}"
+    );
+    let bound = DhtConfig::default().diversity.source.contacts_per_table;
+    assert!(
+        in_table <= bound,
+        "{in_table} of the attacker's identities in the table (bound {bound}): {rt}"
+    );
+    // The proofs were good: what kept the rest out is the quota, not a failed proof.
+    assert!(in_table >= 1, "no proven identity got in at all: {rt}");
+    let provider_addr = provider.addr();
+    for (i, n) in [(1, victim), (0, &nodes[0]), (9, &nodes[9])] {
         let r = n.call("local_request_content_info", json!({ "content_hash": cid }));
         assert_eq!(r["status"], "success", "node {i}: {r}");
         assert!(
