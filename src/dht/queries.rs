@@ -201,6 +201,16 @@ impl Dht {
             .filter_map(|(a, id)| id.map(|id| (a, id)))
             .collect();
         let found_here = !providers.is_empty();
+        if found_here {
+            self.events.push_back(DhtEvent::ProvidersFound {
+                id: qid,
+                providers: providers.clone(),
+                node_ids: providers
+                    .iter()
+                    .filter_map(|a| provider_ids.get(a).map(|id| (*a, *id)))
+                    .collect(),
+            });
+        }
         self.queries.insert(
             qid,
             Query {
@@ -404,6 +414,7 @@ impl Dht {
             return;
         };
         let mut named = 0;
+        let before = q.providers.len();
         let closer: Vec<Contact> = match dg.msg {
             Message::Nodes { contacts } => contacts,
             Message::Providers {
@@ -468,6 +479,18 @@ impl Dht {
         let new = q.lookup.known().saturating_sub(known);
         let at = q.elapsed(now);
         q.trace.answered(&dg.sender, at, &ids, new, named);
+        if matches!(q.kind, QueryKind::GetProviders) && q.providers.len() > before {
+            let providers = q.providers[before..].to_vec();
+            let node_ids = providers
+                .iter()
+                .filter_map(|p| q.provider_ids.get(p).map(|id| (*p, *id)))
+                .collect();
+            self.events.push_back(DhtEvent::ProvidersFound {
+                id: qid,
+                providers,
+                node_ids,
+            });
+        }
         self.drive(qid, now);
     }
 

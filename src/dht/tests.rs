@@ -191,6 +191,71 @@ fn announce_then_everyone_finds_the_provider() {
     }
 }
 
+/// A provider lookup says which providers it found as they come (a download dials them at
+/// once), before the lookup ends, and names each only once.
+#[test]
+fn a_provider_lookup_reports_providers_before_it_ends() {
+    let mut net = Net::new(60);
+    net.join_all();
+    let key = Id::hash_of(b"kick.wav");
+    let now = net.now;
+    let q = net.node(7).announce(key, 4001, now).unwrap();
+    net.drain();
+    net.take_done(7, q);
+    let provider = SocketAddr::new(addr(7).ip(), 4001);
+    // Asked by a node that does not hold the record itself (the answers of others name it),
+    // and by one that does (it is known at the start).
+    let now = net.now;
+    let holds = |net: &mut Net, i: usize| !net.node(i).store.get(&key, now, 50).is_empty();
+    let far = (0..60).find(|&i| i != 7 && !holds(&mut net, i));
+    let near = (0..60).find(|&i| i != 7 && holds(&mut net, i));
+    for asker in [
+        far.expect("a node without it"),
+        near.expect("a node with it"),
+    ] {
+        net.events.clear();
+        let now = net.now;
+        let q = net.node(asker).get_providers(key, now).unwrap();
+        net.drain();
+        let mine: Vec<&DhtEvent> = net
+            .events
+            .iter()
+            .filter(|(a, _)| *a == addr(asker))
+            .map(|(_, e)| e)
+            .collect();
+        let found: Vec<SocketAddr> = mine
+            .iter()
+            .filter_map(|e| match e {
+                DhtEvent::ProvidersFound { id, providers, .. } if *id == q => {
+                    Some(providers.clone())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(found, [provider], "named once, as found: {mine:?}");
+        let first = mine
+            .iter()
+            .position(|e| matches!(e, DhtEvent::ProvidersFound { id, .. } if *id == q));
+        let done = mine
+            .iter()
+            .position(|e| matches!(e, DhtEvent::QueryDone { id, .. } if *id == q));
+        assert!(
+            first < done && done.is_some(),
+            "found before the end: {mine:?}"
+        );
+    }
+    // Lookups that are not provider lookups report nothing early.
+    net.events.clear();
+    let now = net.now;
+    let q = net.node(3).find_node(key, now).unwrap();
+    net.drain();
+    assert!(!net
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, DhtEvent::ProvidersFound { id, .. } if *id == q)));
+}
+
 #[test]
 fn first_node_republishes_when_somebody_joins() {
     let mut net = Net::new(3);

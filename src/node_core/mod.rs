@@ -766,6 +766,24 @@ impl NodeCore {
                     }
                 }
             }
+            DhtEvent::ProvidersFound {
+                id,
+                providers,
+                node_ids,
+            } => {
+                // A download dials the first providers as they are found, not when the
+                // lookup ends (its QueryDone names them again: the engine skips those).
+                let content = match self.lookups.get(&id) {
+                    Some(Lookup::Peers(content)) => Some(*content),
+                    _ => None,
+                };
+                if let Some(content) = content {
+                    let (nat, mut p) = self.nat_parts();
+                    nat.rendezvous_learnt(&mut p, now, &content, &providers);
+                    p.engine
+                        .add_peers_with_ids(now, &content, &providers, &node_ids);
+                }
+            }
             DhtEvent::ExternalAddress(a) => {
                 log::info!("peers see this node at {a}");
                 p.engine.set_own_addrs(vec![mine[0], mine[1], a]);
