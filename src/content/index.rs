@@ -1,12 +1,11 @@
 //! The share index: which local files this node shares, in place, under which content IDs.
 //!
-//! Layout in the node's data dir:
-//! - `shares.json`: one entry per content ID (path, display name, size, [`FileStamp`]),
-//!   rewritten atomically on every change;
-//! - `manifests/<content_id>.manifest`: each share's manifest in its binary encoding, written
-//!   atomically *before* `shares.json` refers to it. A manifest is trusted on load only if its
-//!   bytes hash to its file name (and its entry's ID); otherwise it is deleted and the entry
-//!   dropped, so a damaged manifest can never be served.
+//! Its state lives in one embedded transactional store, `<data_dir>/shares.db` (SQLite,
+//! `index/store.rs`): per share its path, display name, size, [`FileStamp`], manifest and (a
+//! folder's) files' stamps. Each add or removal is one durable transaction of a few pages,
+//! whatever the library's size; nothing of the library is held in memory here (a lookup is
+//! an indexed query), so a node can share 100,000 files. A data dir of the earlier format
+//! (`shares.json` + `manifests/`) is imported once at open (`index/import.rs`).
 //!
 //! **One path per content ID.** Adding the same content from a second path *replaces* the
 //! first: the latest `add` says where the user keeps the file now, and serving stays simple
@@ -22,34 +21,29 @@
 //! (hash, no index access: run it on a worker without holding any lock) and
 //! [`ShareIndex::commit`] (record it: quick). [`ShareIndex::add`] does both.
 
-use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 mod folder_share;
+mod import;
+mod store;
 
 pub use folder_share::{decode_stamps, encode_stamps, LocalFiles, SharedReader, TreeReader};
+pub use import::{encode_entries, parse_entries};
+pub use store::STORE_FILE;
 
 use super::content_manifest::ContentManifest;
 use super::folder::{hash_folder, scan_folder, Skipped};
 use super::hasher::hash_file_stamped;
-use super::manifest::{ChunkIndex, Lengths, MAX_MANIFEST_LEN};
+use super::manifest::{ChunkIndex, Lengths};
 use super::tree::EntryKind;
-use super::{remove_if_exists, sync_dir, write_atomic, ContentError, FileStamp};
+use super::{ContentError, FileStamp};
+use crate::bitset::BitSet;
 use crate::id::Id;
-
-const SHARES_FILE: &str = "shares.json";
-const MANIFEST_DIR: &str = "manifests";
-const MANIFEST_EXT: &str = ".manifest";
-const STAMPS_EXT: &str = ".stamps";
-const FORMAT_VERSION: u32 = 1;
+use store::{FileRow, Store};
 
 /// One shared file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,129 +131,74 @@ fn display_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The shares of this node, loaded from and saved to its data dir. Not internally
+/// A share as loaded at start: its entry, its manifest, and what of it is here.
+#[derive(Clone, Debug)]
+pub struct LoadedShare {
+    /// The entry.
+    pub entry: SharedEntry,
+    /// Its manifest.
+    pub manifest: Arc<ContentManifest>,
+    /// For part of a folder (`--only`), the chunks it holds; `None`: every chunk.
+    pub have: Option<BitSet>,
+    /// For part of a folder, how many of its files are here.
+    pub files_here: Option<usize>,
+}
+
+/// The shares of this node, kept in its data dir's store (module docs). Not internally
 /// synchronized: the node wraps it in its own lock, and hashes with [`prepare_share`] outside
 /// that lock.
 #[derive(Debug)]
 pub struct ShareIndex {
-    data_dir: PathBuf,
-    entries: HashMap<Id, SharedEntry>,
-    manifests: HashMap<Id, Arc<ContentManifest>>,
-    /// A shared folder's files' stamps, in entry order.
-    stamps: HashMap<Id, Arc<[FileStamp]>>,
-    by_path: HashMap<PathBuf, Id>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct OnDisk {
-    version: u32,
-    shares: Vec<EntryOnDisk>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct EntryOnDisk {
-    content_id: String,
-    /// The path when it is valid UTF-8 (the usual case, readable in the JSON).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    path: Option<String>,
-    /// Otherwise its raw bytes in hex: Unix paths are bytes, and none may be lost.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    path_hex: Option<String>,
-    name: String,
-    size: u64,
-    stamp: FileStamp,
-}
-
-impl EntryOnDisk {
-    fn from_entry(e: &SharedEntry) -> EntryOnDisk {
-        let (path, path_hex) = match e.path.to_str() {
-            Some(s) => (Some(s.to_owned()), None),
-            None => (None, Some(hex::encode(e.path.as_os_str().as_bytes()))),
-        };
-        EntryOnDisk {
-            content_id: e.id.to_hex(),
-            path,
-            path_hex,
-            name: e.name.clone(),
-            size: e.size,
-            stamp: e.stamp,
-        }
-    }
-
-    fn to_entry(&self) -> Option<SharedEntry> {
-        let id = Id::from_hex(&self.content_id).ok()?;
-        let path = match (&self.path, &self.path_hex) {
-            (Some(p), _) => PathBuf::from(p),
-            (None, Some(h)) => PathBuf::from(OsString::from_vec(hex::decode(h).ok()?)),
-            (None, None) => return None,
-        };
-        path.is_absolute().then(|| SharedEntry {
-            id,
-            path,
-            name: self.name.clone(),
-            size: self.size,
-            stamp: self.stamp,
-        })
-    }
+    store: Store,
 }
 
 impl ShareIndex {
-    /// Loads the index from `data_dir` (created if needed). A missing index is empty. A
-    /// corrupt `shares.json` is set aside as `shares.json.corrupt` (like `node::state`) and the
-    /// index starts empty; entries whose manifest is missing, does not hash to its name or does
-    /// not decode are dropped, and their manifest files deleted. Nothing is re-hashed here:
-    /// changed files are caught by the stamp checks when they are served.
+    /// Opens the index of `data_dir` (created if needed), importing an earlier
+    /// `shares.json` + `manifests/` once. A store that is damaged (not a database, or
+    /// corrupt) is an error, [`ContentError::Store`]: the node does not start with an empty
+    /// library as if nothing had been shared; the user decides (move it away, or put back a
+    /// backup). Nothing is re-hashed here: changed files are caught by the stamp checks.
     pub fn open(data_dir: &Path) -> Result<ShareIndex, ContentError> {
-        let mdir = data_dir.join(MANIFEST_DIR);
-        fs::create_dir_all(&mdir).map_err(|e| ContentError::io("create", &mdir, e))?;
-        let mut idx = ShareIndex {
-            data_dir: data_dir.to_path_buf(),
-            entries: HashMap::new(),
-            manifests: HashMap::new(),
-            stamps: HashMap::new(),
-            by_path: HashMap::new(),
-        };
-        let listed = load_entries(data_dir)?;
-        let listed_count = listed.len();
-        for e in listed {
-            if idx.entries.contains_key(&e.id) || idx.by_path.contains_key(&e.path) {
-                log::warn!("{SHARES_FILE}: duplicate entry for {} dropped", e.id);
-                continue;
-            }
-            let loaded = load_manifest(&mdir, &e.id).and_then(|m| {
-                let stamps = match m.as_tree() {
-                    Some(t) => Some(load_stamps(&mdir, &e.id, t.file_count())?),
-                    None => None,
-                };
-                Ok((m, stamps))
-            });
-            match loaded {
-                Ok((m, stamps)) if m.total_size() == e.size => {
-                    idx.by_path.insert(e.path.clone(), e.id);
-                    idx.manifests.insert(e.id, Arc::new(m));
-                    if let Some(st) = stamps {
-                        idx.stamps.insert(e.id, st.into());
-                    }
-                    idx.entries.insert(e.id, e);
+        fs::create_dir_all(data_dir).map_err(|e| ContentError::io("create", data_dir, e))?;
+        let mut store = Store::open(data_dir)?;
+        import::import_old(data_dir, &mut store)?;
+        Ok(ShareIndex { store })
+    }
+
+    /// Every share with its manifest (for the node's start). A share whose manifest does not
+    /// hash to its ID or does not decode (the disk damaged it) is dropped from the store and
+    /// logged: it is never served.
+    pub fn load_all(&mut self) -> Result<Vec<LoadedShare>, ContentError> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        self.store.for_each(|row| {
+            let id = row.entry.id;
+            match decode_row(&row.entry, &row.manifest, row.stamps.as_deref()) {
+                Ok((m, stamps)) => {
+                    let (have, files_here) = match (m.as_tree(), &stamps) {
+                        (Some(t), Some(st)) => (partial_chunks(t, st), files_here(st)),
+                        _ => (None, None),
+                    };
+                    out.push(LoadedShare {
+                        entry: row.entry,
+                        manifest: m,
+                        have,
+                        files_here,
+                    });
                 }
-                Ok(_) => log::warn!(
-                    "share {} ({}): manifest size disagrees with the index; dropped",
-                    e.id,
-                    e.path.display()
-                ),
-                Err(why) => log::warn!(
-                    "share {} ({}): {why}; dropped, add the file again to share it",
-                    e.id,
-                    e.path.display()
-                ),
+                Err(why) => {
+                    log::warn!(
+                        "share {id} ({}): {why}; dropped, add it again to share it",
+                        row.entry.path.display()
+                    );
+                    bad.push(id);
+                }
             }
+        })?;
+        for id in bad {
+            self.store.remove(&id)?;
         }
-        idx.remove_unreferenced_manifests();
-        if idx.entries.len() != listed_count {
-            // Make the file agree with what was kept, so the warnings are not repeated.
-            idx.save(&idx.entries)?;
-        }
-        Ok(idx)
+        Ok(out)
     }
 
     /// Shares the file at `path`: canonicalizes it, hashes it, records it. Idempotent and
@@ -268,7 +207,7 @@ impl ShareIndex {
     pub fn add(&mut self, path: &Path) -> Result<SharedEntry, ContentError> {
         let path = canonical(path)?;
         if let Some(e) = self.find_unchanged(&path) {
-            return Ok(e.clone());
+            return Ok(e);
         }
         let prepared = prepare_share(&path, &|_| {})?;
         self.commit(prepared)
@@ -276,15 +215,16 @@ impl ShareIndex {
 
     /// Whether a share is recorded at `canonical_path` (its file may be gone since).
     pub fn has_path(&self, canonical_path: &Path) -> bool {
-        self.by_path.contains_key(canonical_path)
+        matches!(self.store.id_at(canonical_path), Ok(Some(_)))
     }
 
     /// The entry for `canonical_path` if it is shared and its stamp is unchanged: then adding
     /// it again would change nothing, and the caller can skip hashing.
-    pub fn find_unchanged(&self, canonical_path: &Path) -> Option<&SharedEntry> {
-        let e = self.entries.get(self.by_path.get(canonical_path)?)?;
+    pub fn find_unchanged(&self, canonical_path: &Path) -> Option<SharedEntry> {
+        let id = self.store.id_at(canonical_path).ok()??;
+        let e = self.get(&id)?;
         // A folder's own stamp does not move when a file deeper in it changes: hash again.
-        if self.stamps.contains_key(&e.id) {
+        if fs::metadata(canonical_path).ok()?.is_dir() {
             return None;
         }
         let now = FileStamp::read(canonical_path).ok()?;
@@ -292,7 +232,8 @@ impl ShareIndex {
     }
 
     /// Records a file hashed by [`prepare_share`]. Fails with [`ContentError::Changed`] if the
-    /// file changed since it was hashed (its stamp is checked again here).
+    /// file changed since it was hashed (its stamp is checked again here). One durable
+    /// transaction: the manifest, the entry and (a folder's) stamps together.
     pub fn commit(&mut self, p: PreparedShare) -> Result<SharedEntry, ContentError> {
         let now = FileStamp::read(&p.path)?;
         if let Some(what) = now.changes_since(&p.stamp) {
@@ -306,33 +247,9 @@ impl ShareIndex {
             size: p.manifest.total_size(),
             stamp: p.stamp,
         };
-
-        // The manifest first: shares.json must never name a manifest that is not on disk.
-        let mdir = self.data_dir.join(MANIFEST_DIR);
-        let mname = manifest_file_name(&id);
-        if !mdir.join(&mname).exists() {
-            write_atomic(&mdir, &mname, &p.manifest.encode())?;
-        }
-        // A folder's stamps, before the index refers to it (a crash leaves an orphan file).
-        let stamps: Option<Arc<[FileStamp]>> = match p.manifest.as_tree() {
-            Some(_) => {
-                write_atomic(
-                    &mdir,
-                    &stamps_file_name(&id),
-                    &encode_stamps(&p.file_stamps),
-                )?;
-                Some(p.file_stamps.into())
-            }
-            None => None,
-        };
-
-        let mut next = self.entries.clone();
         // This path held other content before: that content is no longer shared from here.
-        let old_at_path = self.by_path.get(&entry.path).copied().filter(|o| *o != id);
-        if let Some(old) = old_at_path {
-            next.remove(&old);
-        }
-        if let Some(prev) = next.get(&id) {
+        let old_at_path = self.store.id_at(&entry.path)?.filter(|o| *o != id);
+        if let Some(prev) = self.store.get(&id)? {
             if prev.path != entry.path {
                 log::info!(
                     "content {id} is now shared from {} instead of {}",
@@ -341,25 +258,16 @@ impl ShareIndex {
                 );
             }
         }
-        next.insert(id, entry.clone());
-        self.save(&next)?;
-
-        // Saved: update memory, then delete what is no longer referenced.
-        self.entries = next;
-        self.by_path.retain(|_, v| *v != id);
-        if let Some(old) = old_at_path {
-            self.by_path.retain(|_, v| *v != old);
-            self.manifests.remove(&old);
-            self.stamps.remove(&old);
-            let _ = remove_if_exists(&mdir.join(manifest_file_name(&old)));
-            let _ = remove_if_exists(&mdir.join(stamps_file_name(&old)));
-        }
-        self.by_path.insert(entry.path.clone(), id);
-        self.manifests.insert(id, p.manifest);
-        match stamps {
-            Some(st) => self.stamps.insert(id, st),
-            None => self.stamps.remove(&id),
-        };
+        let is_tree = p.manifest.as_tree().is_some();
+        let stamps = is_tree.then(|| encode_stamps(&p.file_stamps));
+        let files = file_rows(&p.manifest, is_tree.then_some(&p.file_stamps[..]));
+        self.store.put(
+            &entry,
+            &p.manifest.encode(),
+            stamps.as_deref(),
+            &files,
+            old_at_path.as_ref(),
+        )?;
         Ok(entry)
     }
 
@@ -420,218 +328,231 @@ impl ShareIndex {
         })
     }
 
-    /// The share with this content ID.
-    pub fn get(&self, id: &Id) -> Option<&SharedEntry> {
-        self.entries.get(id)
+    /// The share with this content ID (a store that cannot be read is logged, and counts as
+    /// not shared).
+    pub fn get(&self, id: &Id) -> Option<SharedEntry> {
+        self.store.get(id).unwrap_or_else(|e| {
+            log::error!("{e}");
+            None
+        })
     }
 
-    /// The manifest of a share (cheap: shared, not copied).
+    /// The manifest of a share, read from the store and checked against its ID.
     pub fn manifest(&self, id: &Id) -> Option<Arc<ContentManifest>> {
-        self.manifests.get(id).cloned()
+        self.load(id).map(|(_, m, _)| m)
     }
 
-    /// Every share, sorted by name then content ID (stable output for listings).
-    pub fn list(&self) -> Vec<&SharedEntry> {
-        let mut v: Vec<&SharedEntry> = self.entries.values().collect();
+    /// A share's entry, manifest and (a folder's) stamps, checked.
+    #[allow(clippy::type_complexity)]
+    fn load(
+        &self,
+        id: &Id,
+    ) -> Option<(SharedEntry, Arc<ContentManifest>, Option<Arc<[FileStamp]>>)> {
+        let e = self.get(id)?;
+        let (bytes, stamps) = match self.store.manifest(id) {
+            Ok(v) => v?,
+            Err(err) => {
+                log::error!("{err}");
+                return None;
+            }
+        };
+        match decode_row(&e, &bytes, stamps.as_deref()) {
+            Ok((m, st)) => Some((e, m, st.map(Into::into))),
+            Err(why) => {
+                log::warn!("share {id} ({}): {why}; not served", e.path.display());
+                None
+            }
+        }
+    }
+
+    /// Every share, sorted by name then content ID (stable output for listings). Reads the
+    /// whole store: for tools and tests, not for every request.
+    pub fn list(&self) -> Vec<SharedEntry> {
+        let mut v = Vec::new();
+        if let Err(e) = self.store.for_each(|r| v.push(r.entry)) {
+            log::error!("{e}");
+        }
         v.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         v
     }
 
     /// Number of shares.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.store.count().unwrap_or_else(|e| {
+            log::error!("{e}");
+            0
+        })
     }
 
     /// True when nothing is shared.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Stops sharing a content ID (the file itself is untouched). Returns the removed entry,
     /// `None` if it was not shared.
     pub fn remove(&mut self, id: &Id) -> Result<Option<SharedEntry>, ContentError> {
-        if !self.entries.contains_key(id) {
+        let Some(e) = self.store.get(id)? else {
             return Ok(None);
-        }
-        let mut next = self.entries.clone();
-        let removed = next.remove(id);
-        // The index first, then the manifest: a crash in between leaves an unreferenced
-        // manifest, which the next open deletes.
-        self.save(&next)?;
-        self.entries = next;
-        self.by_path.retain(|_, v| v != id);
-        self.manifests.remove(id);
-        self.stamps.remove(id);
-        let mdir = self.data_dir.join(MANIFEST_DIR);
-        remove_if_exists(&mdir.join(manifest_file_name(id)))?;
-        remove_if_exists(&mdir.join(stamps_file_name(id)))?;
-        Ok(removed)
+        };
+        self.store.remove(id)?;
+        Ok(Some(e))
     }
 
     /// Checks that a share's file is still exactly what was hashed: `Missing` if it is gone,
     /// `Changed` if its stamp moved (modified, appended, truncated, replaced, times reset).
     pub fn check(&self, id: &Id) -> Result<(), ContentError> {
         let e = self
-            .entries
-            .get(id)
+            .store
+            .get(id)?
             .ok_or(ContentError::NotShared { id: *id })?;
-        let now = FileStamp::read(&e.path)?;
-        match now.changes_since(&e.stamp) {
-            None => Ok(()),
-            Some(what) => Err(ContentError::Changed {
-                path: e.path.clone(),
-                what,
-            }),
-        }
+        check_entry(&e, false)
+    }
+
+    /// One step of a sweep over the library: checks up to `limit` shares after `after` (in
+    /// content ID order; `None`: from the start) as the start of the node did when it
+    /// opened every shared file: a file's stamp, a folder still being a folder (its files
+    /// are checked on every read). Returns the shares that failed and where to go on
+    /// (`None`: the sweep is done). Costs one `stat` per share: run it on a worker.
+    pub fn check_batch(
+        &self,
+        after: Option<&Id>,
+        limit: usize,
+    ) -> Result<(Vec<Id>, Option<Id>), ContentError> {
+        let batch = self.store.batch_after(after, limit)?;
+        let next = (batch.len() == limit)
+            .then(|| batch.last().map(|(e, _)| e.id))
+            .flatten();
+        let failed = batch
+            .iter()
+            .filter_map(|(e, is_tree)| match check_entry(e, *is_tree) {
+                Ok(()) => None,
+                Err(err) => {
+                    log::warn!("not sharing {}: {err}", e.path.display());
+                    Some(e.id)
+                }
+            })
+            .collect();
+        Ok((failed, next))
     }
 
     /// A reader to serve the chunks of a share (checks the file on open).
     pub fn reader(&self, id: &Id) -> Result<SharedReader, ContentError> {
-        let e = self
-            .entries
-            .get(id)
-            .ok_or(ContentError::NotShared { id: *id })?;
-        let m = self
-            .manifests
-            .get(id)
-            .ok_or(ContentError::NotShared { id: *id })?;
-        match (m.as_file(), self.stamps.get(id)) {
-            (Some(f), _) => ChunkReader::open(e, f.lengths()).map(SharedReader::File),
-            (None, Some(st)) => {
-                TreeReader::new(&e.path, m.clone(), st.clone()).map(SharedReader::Tree)
-            }
+        let (e, m, stamps) = self.load(id).ok_or(ContentError::NotShared { id: *id })?;
+        match (m.as_file(), stamps) {
+            (Some(f), _) => ChunkReader::open(&e, f.lengths()).map(SharedReader::File),
+            (None, Some(st)) => TreeReader::new(&e.path, m.clone(), st).map(SharedReader::Tree),
             (None, None) => Err(ContentError::NotShared { id: *id }),
         }
     }
+}
 
-    fn save(&self, entries: &HashMap<Id, SharedEntry>) -> Result<(), ContentError> {
-        let bytes = encode_entries(entries.values()).map_err(|e| {
-            ContentError::io(
-                "encode",
-                &self.data_dir.join(SHARES_FILE),
-                io::Error::other(e),
-            )
+/// A share's file is what was hashed (a folder: still a folder; its files are checked
+/// when read).
+fn check_entry(e: &SharedEntry, is_tree: bool) -> Result<(), ContentError> {
+    if is_tree {
+        let meta = fs::metadata(&e.path).map_err(|err| {
+            if err.kind() == io::ErrorKind::NotFound {
+                ContentError::Missing {
+                    path: e.path.clone(),
+                }
+            } else {
+                ContentError::io("inspect", &e.path, err)
+            }
         })?;
-        write_atomic(&self.data_dir, SHARES_FILE, &bytes)
+        return match meta.is_dir() {
+            true => Ok(()),
+            false => Err(ContentError::Changed {
+                path: e.path.clone(),
+                what: "it is no longer a folder".to_owned(),
+            }),
+        };
     }
-
-    fn remove_unreferenced_manifests(&self) {
-        let mdir = self.data_dir.join(MANIFEST_DIR);
-        let Ok(rd) = fs::read_dir(&mdir) else { return };
-        let mut removed = false;
-        for de in rd.flatten() {
-            let name = de.file_name();
-            let name = name.to_string_lossy();
-            let keep = name
-                .strip_suffix(MANIFEST_EXT)
-                .or_else(|| name.strip_suffix(STAMPS_EXT))
-                .and_then(|h| Id::from_hex(h).ok())
-                .is_some_and(|id| self.entries.contains_key(&id));
-            // Leftover temp files and manifests no entry refers to (a crash between writing a
-            // manifest and the index, or between the index and deleting one).
-            let ours = name.ends_with(MANIFEST_EXT)
-                || name.ends_with(STAMPS_EXT)
-                || name.ends_with(".tmp");
-            if !keep && ours {
-                removed |= fs::remove_file(de.path()).is_ok();
-            }
-        }
-        if removed {
-            let _ = sync_dir(&mdir);
-        }
+    let now = FileStamp::read(&e.path)?;
+    match now.changes_since(&e.stamp) {
+        None => Ok(()),
+        Some(what) => Err(ContentError::Changed {
+            path: e.path.clone(),
+            what,
+        }),
     }
 }
 
-fn manifest_file_name(id: &Id) -> String {
-    format!("{}{MANIFEST_EXT}", id.to_hex())
-}
-
-fn stamps_file_name(id: &Id) -> String {
-    format!("{}{STAMPS_EXT}", id.to_hex())
-}
-
-/// A folder share's file stamps (`folder_share.rs`); a missing or damaged file drops the
-/// share (it cannot be served safely without them) and is deleted.
-fn load_stamps(mdir: &Path, id: &Id, files: usize) -> Result<Vec<FileStamp>, String> {
-    let p = mdir.join(stamps_file_name(id));
-    let bytes = fs::read(&p).map_err(|e| format!("stamps {}: {e}", p.display()))?;
-    decode_stamps(&bytes, files).ok_or_else(|| {
-        let _ = fs::remove_file(&p);
-        format!("stamps {} are damaged", p.display())
-    })
-}
-
-/// The text of `shares.json` for `entries` (sorted by content ID, so the file is stable).
-pub fn encode_entries<'a>(
-    entries: impl Iterator<Item = &'a SharedEntry>,
-) -> Result<Vec<u8>, serde_json::Error> {
-    let mut shares: Vec<EntryOnDisk> = entries.map(EntryOnDisk::from_entry).collect();
-    shares.sort_by(|a, b| a.content_id.cmp(&b.content_id));
-    let d = OnDisk {
-        version: FORMAT_VERSION,
-        shares,
+/// A stored manifest decoded and checked: it must hash to the entry's ID (the store does
+/// not checksum its pages, and SHA-256 of a manifest costs about a microsecond per KiB),
+/// decode, and agree with the entry's size; a folder's stamps must be one per file.
+#[allow(clippy::type_complexity)]
+fn decode_row(
+    e: &SharedEntry,
+    bytes: &[u8],
+    stamps: Option<&[u8]>,
+) -> Result<(Arc<ContentManifest>, Option<Vec<FileStamp>>), String> {
+    let m = ContentManifest::decode_for(&e.id, bytes)
+        .map_err(|err| format!("its stored manifest is damaged ({err})"))?;
+    if m.total_size() != e.size {
+        return Err("its manifest's size disagrees with the index".to_owned());
+    }
+    let stamps = match (m.as_tree(), stamps) {
+        (Some(t), Some(b)) => Some(
+            decode_stamps(b, t.file_count()).ok_or("its files' stamps are damaged".to_owned())?,
+        ),
+        (Some(_), None) => return Err("its files' stamps are missing".to_owned()),
+        (None, _) => None,
     };
-    serde_json::to_vec_pretty(&d)
+    Ok((Arc::new(m), stamps))
 }
 
-/// Parses the text of `shares.json`: the error says why the whole file is unreadable; an
-/// entry that is unreadable on its own is skipped (and logged).
-pub fn parse_entries(text: &str) -> Result<Vec<SharedEntry>, String> {
-    let d = serde_json::from_str::<OnDisk>(text).map_err(|e| e.to_string())?;
-    if d.version != FORMAT_VERSION {
-        return Err(format!("unknown version {}", d.version));
+/// The chunks a share holds when it is part of a folder (`--only`): those of the files
+/// that are here. `None`: it holds every chunk.
+fn partial_chunks(tree: &super::tree::TreeManifest, stamps: &[FileStamp]) -> Option<BitSet> {
+    if !stamps.iter().any(FileStamp::is_absent) {
+        return None;
     }
-    Ok(d.shares
-        .iter()
-        .filter_map(|e| {
-            let r = e.to_entry();
-            if r.is_none() {
-                log::warn!("{SHARES_FILE}: unreadable entry {} skipped", e.content_id);
-            }
-            r
+    let present: Vec<bool> = (0..tree.entries().len())
+        .map(|k| {
+            tree.file_number(k)
+                .and_then(|n| stamps.get(n))
+                .is_some_and(|st| !st.is_absent())
         })
-        .collect())
+        .collect();
+    Some(super::tree::select::chunks_of(tree, &present))
 }
 
-/// Reads `shares.json`; a corrupt file is set aside and the index starts empty.
-fn load_entries(data_dir: &Path) -> Result<Vec<SharedEntry>, ContentError> {
-    let p = data_dir.join(SHARES_FILE);
-    let text = match fs::read_to_string(&p) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(ContentError::io("read", &p, e)),
-    };
-    match parse_entries(&text) {
-        Ok(entries) => Ok(entries),
-        Err(why) => {
-            let aside = data_dir.join("shares.json.corrupt");
-            log::warn!(
-                "{} is unreadable ({why}); keeping it as {} and starting with no shares",
-                p.display(),
-                aside.display()
-            );
-            fs::rename(&p, &aside).map_err(|e| ContentError::io("set aside", &p, e))?;
-            Ok(Vec::new())
-        }
-    }
+/// How many files of a partial copy of a folder are here (`None`: not a partial copy).
+fn files_here(stamps: &[FileStamp]) -> Option<usize> {
+    let absent = stamps.iter().filter(|s| s.is_absent()).count();
+    (absent > 0).then(|| stamps.len() - absent)
 }
 
-/// Loads and checks one stored manifest; a bad one is deleted.
-fn load_manifest(mdir: &Path, id: &Id) -> Result<ContentManifest, String> {
-    let p = mdir.join(manifest_file_name(id));
-    let len = fs::metadata(&p).map_err(|e| format!("manifest {}: {e}", p.display()))?;
-    if len.len() > MAX_MANIFEST_LEN as u64 {
-        let _ = fs::remove_file(&p);
-        return Err(format!("manifest {} is too large", p.display()));
-    }
-    let bytes = fs::read(&p).map_err(|e| format!("manifest {}: {e}", p.display()))?;
-    match ContentManifest::decode_for(id, &bytes) {
-        Ok(m) => Ok(m),
-        Err(e) => {
-            let _ = fs::remove_file(&p);
-            Err(format!("manifest {} is damaged ({e})", p.display()))
+/// The files of a share, for the store's lookup by SHA-256 (reuse in downloads): a file
+/// shared alone, or each file of a folder that is here. Empty files are left out (nothing
+/// to copy).
+fn file_rows(m: &ContentManifest, stamps: Option<&[FileStamp]>) -> Vec<FileRow> {
+    let mut rows = Vec::new();
+    match m {
+        ContentManifest::File(f) => rows.push((*f.file_sha256(), f.file_size(), None, 0)),
+        ContentManifest::Tree(t) => {
+            for (k, entry) in t.entries().iter().enumerate() {
+                let EntryKind::File(f) = entry.kind else {
+                    continue;
+                };
+                let Some(n) = t.file_number(k) else { continue };
+                let here = stamps
+                    .and_then(|s| s.get(n))
+                    .is_some_and(|s| !s.is_absent());
+                if here {
+                    rows.push((
+                        f.sha256,
+                        f.lengths.total(),
+                        Some(entry.path.as_str().to_owned()),
+                        n,
+                    ));
+                }
+            }
         }
     }
+    rows.retain(|(_, size, _, _)| *size > 0);
+    rows
 }
 
 /// Serves the chunks of one shared file from one open handle. Reads are positional

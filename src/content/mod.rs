@@ -10,9 +10,9 @@
 //!    streams it once, computing every chunk's SHA-256 and the whole file's SHA-256 into a
 //!    [`Manifest`]. The file's [`FileStamp`] (size, mtime, ctime, inode, device) is taken
 //!    before and after; if it moved, the file changed while being read and the add fails.
-//! 2. The manifest is stored as `manifests/<content_id>.manifest` and the entry (path, name,
-//!    size, stamp) in `shares.json`, both written atomically. The content ID is the SHA-256
-//!    of the manifest's encoding.
+//! 2. The manifest and the entry (path, name, size, stamp) are stored together in one
+//!    durable transaction of the share index's store, `shares.db` (SQLite). The content ID
+//!    is the SHA-256 of the manifest's encoding.
 //! 3. Serving: [`index::ChunkReader`] reads chunk `i` with a positional read and compares the
 //!    file's stamp before and after, so a file edited since it was added is reported
 //!    ([`ContentError::Changed`]) and never served as if it were the shared content.
@@ -209,6 +209,15 @@ pub enum ContentError {
         /// Why it does not decode.
         source: DecodeError,
     },
+    /// The share index's store (`index/store.rs`) could not be opened, read or written.
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// What failed, in SQLite's words.
+        why: String,
+        /// It is not a database or it is corrupt: never replaced or emptied by the node.
+        damaged: bool,
+    },
     /// A chunk verified for another content was given to this download (a caller bug).
     ChunkOfOtherContent {
         /// The download.
@@ -333,6 +342,20 @@ impl fmt::Display for ContentError {
                 "stored manifest {} is corrupt ({source}); remove it and add the file again",
                 path.display()
             ),
+            ContentError::Store {
+                path,
+                why,
+                damaged: true,
+            } => write!(
+                f,
+                "the share index {} is damaged ({why}). The shared files themselves are \
+                 untouched. Move it away (with its -wal and -shm files) to start with no shares \
+                 and add them again, or put back a copy from a backup",
+                path.display()
+            ),
+            ContentError::Store { path, why, .. } => {
+                write!(f, "the share index {}: {why}", path.display())
+            }
             ContentError::ChunkOfOtherContent { id, chunk, other } => write!(
                 f,
                 "chunk {chunk} was verified for {other}, not for {id}; it was not stored"

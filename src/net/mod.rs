@@ -33,5 +33,6 @@ pub mod stream;
 pub mod tokens;
 pub mod trace;
 pub mod upnp_io;
+pub mod view_pace;
 pub mod wire_conn;
 pub mod wire_io;

@@ -32,18 +32,19 @@ use super::shared::Shared;
 use super::socket::dest_for;
 use super::tokens::{self, Tokens, API, HTTP, UDP, WAKER, WIRE};
 use super::trace::Tracer;
+use super::view_pace::ViewPace;
 use super::wire_io::{Connecting, Side, WireSocks};
 use crate::api::{reply, ReplyTo};
 use crate::conn::ConnId;
 use crate::ledger::Ledger;
 use crate::limits::Limits;
-use crate::node_core::view::BandwidthView;
-use crate::node_core::{IoStatus, NatIo, NodeCore, Output};
+use crate::node_core::{NatIo, NodeCore, Output};
 use crate::storage::DiskStorage;
 use crate::transfer::engine::WireAction;
 use crate::workers::{Completer, WorkerPool};
 
 mod shutdown;
+mod view;
 mod web;
 
 /// How often the view for read-only API commands is republished at least.
@@ -135,6 +136,7 @@ pub struct Reactor {
     /// Wire connections with output queued since the last flush.
     dirty: Vec<ConnId>,
     next_view: Instant,
+    view_pace: ViewPace,
     view_dirty: bool,
     next_api_tick: Instant,
 }
@@ -202,6 +204,7 @@ impl Reactor {
             shutdown: p.shutdown,
             dirty: Vec::new(),
             next_view: now,
+            view_pace: ViewPace::new(now),
             view_dirty: true,
             next_api_tick: now + API_TICK,
         })
@@ -570,28 +573,6 @@ impl Reactor {
         self.api
             .deliver(self.poll.registry(), to, bytes, now, &mut out);
         self.api_events(now, out);
-    }
-
-    fn publish_view(&mut self, now: Instant) {
-        if !(self.view_dirty || now >= self.next_view) {
-            return;
-        }
-        let (up_rate, down_rate) = self.bw.rates(now);
-        let io = IoStatus {
-            emulated_drops: self.emulator.dropped,
-            api_connections: self.api.connections(),
-            api_refused: self.api.refused(),
-            circuits: self.relays.circuits(),
-            hooks: self.hooks.stats(),
-            bandwidth: BandwidthView {
-                limits: self.bw.limits(),
-                up_rate,
-                down_rate,
-            },
-        };
-        self.shared.publish(self.core.status_view(now, io));
-        self.next_view = now + VIEW_EVERY;
-        self.view_dirty = false;
     }
 
     // ----- DHT datagrams ------------------------------------------------------------

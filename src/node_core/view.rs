@@ -161,6 +161,27 @@ pub struct SecureCounts {
     pub id_mismatch: u64,
 }
 
+/// The union of two sorted, duplicate-free lists, sorted.
+fn merge_sorted(a: Vec<Id>, b: Vec<Id>) -> Vec<Id> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x < y => a.next(),
+            (Some(x), Some(y)) if x > y => b.next(),
+            (Some(_), Some(_)) => {
+                b.next();
+                a.next()
+            }
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (None, None) => break,
+        };
+        out.extend(next);
+    }
+    out
+}
+
 /// `local_list_content`: every content hash this node knows of in the DHT.
 pub fn list_reply(view: &StatusView) -> Vec<u8> {
     let hashes: Vec<String> = view.known_keys.iter().map(Id::to_hex).collect();
@@ -291,10 +312,9 @@ impl super::NodeCore {
                 )
             })
             .collect();
-        let mut known_keys = self.dht.known_keys();
-        known_keys.extend(self.library.shared_ids());
-        known_keys.sort_unstable();
-        known_keys.dedup();
+        // Both sorted: merged in one pass (a node sharing 100,000 files rebuilds this view
+        // after every add; sorting 200,000 IDs each time was most of an add's cost).
+        let known_keys = merge_sorted(self.dht.known_keys(), self.library.shared_ids());
         StatusView {
             node_id: self.dht.id(),
             listen: self.local,

@@ -57,6 +57,13 @@ pub enum StorageJob {
         /// The bytes received.
         data: Vec<u8>,
     },
+    /// Check up to [`super::CHECK_SHARES_STEP`] shared files after `after` (content ID
+    /// order; `None`: from the first) against their recorded stamps: the sweep over the
+    /// library after start, one step per job so no step holds a worker long.
+    CheckShares {
+        /// Where the previous step ended.
+        after: Option<Id>,
+    },
     /// Open (or recover after a crash) the partial download of `manifest`'s content.
     OpenPartial {
         /// The content.
@@ -182,6 +189,14 @@ pub enum StorageDone {
         from: ConnId,
         /// What happened.
         outcome: StoreOutcome,
+    },
+    /// [`StorageJob::CheckShares`]: the shares whose file changed or is gone (no longer
+    /// served: the node stops sharing them), and where the next step starts (`None`: done).
+    SharesChecked {
+        /// Shares that failed the check.
+        changed: Vec<Id>,
+        /// The next step's `after`.
+        next: Option<Id>,
     },
     /// [`StorageJob::CheckChunk`]: whether the copy matched its hash.
     ChunkChecked {

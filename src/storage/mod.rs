@@ -9,14 +9,16 @@
 //! manifest on the worker.
 //!
 //! # Locks
-//! Three maps, each behind its own `parking_lot::Mutex`, held only to look up or replace an
-//! entry (never across file I/O, never two at once): the share index, the readers of the
-//! contents this node serves, and the partial downloads. A partial download's own mutex
+//! Four maps, each behind its own `parking_lot::Mutex`, held only to look up or replace an
+//! entry (never across file I/O other than the share index's own store, never two at
+//! once): the share index, the readers of the partial downloads this node serves, the
+//! readers of the shares served lately ([`open_shares`]), and the partial downloads. A partial download's own mutex
 //! (its [`PartialSlot`]) is held across its writes; the running whole-file hash is taken
 //! out of it to be advanced without the lock (`content::partial::PrefixWork`).
 
 pub mod config;
 pub mod job;
+pub mod open_shares;
 pub mod reuse;
 pub mod state;
 pub mod stream;
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::bitset::BitSet;
-use crate::content::index::{prepare_share, ShareIndex, SharedReader};
+use crate::content::index::{prepare_share, ShareIndex};
 use crate::content::partial::{
     recorded_bytes, remove_closed_download, resumable_downloads, PartialFile, PartialReader,
 };
@@ -43,6 +45,7 @@ pub use job::{
     DownloadRecord, FinishError, Inventory, NodeState, Resumable, ShareInfo, Snapshot, StorageDone,
     StorageError, StorageJob, StoreOutcome,
 };
+use open_shares::{OpenShare, OpenShares};
 
 /// How often a download's resume record is made durable while it runs. Chunks written since
 /// the last record are not lost on a crash: they are re-hashed from the partial file when the
@@ -51,6 +54,9 @@ pub const RECORD_EVERY: Duration = Duration::from_secs(10);
 
 /// The file listing downloads in progress (names and folders), in the data dir.
 const DOWNLOADS_FILE: &str = "transfers.json";
+
+/// How many shares one [`StorageJob::CheckShares`] step checks (one `stat` each: a few ms).
+pub const CHECK_SHARES_STEP: usize = 1000;
 
 /// How many chunks one store job adds to the running whole-file hash at most (the job has
 /// just hashed one chunk, so this lets the prefix catch up several times faster than chunks
@@ -72,9 +78,9 @@ struct PartialSlot {
 /// Where the chunks of a content this node serves come from.
 #[derive(Clone)]
 enum Source {
-    /// A complete file (added, or downloaded and finished).
+    /// A complete file or folder (added, or downloaded and finished): see [`open_shares`].
     Shared {
-        reader: Arc<SharedReader>,
+        reader: Arc<crate::content::index::SharedReader>,
         manifest: Arc<ContentManifest>,
     },
     /// A download in progress: its verified chunks.
@@ -96,7 +102,10 @@ impl Source {
 pub struct DiskStorage {
     data_dir: PathBuf,
     index: Mutex<ShareIndex>,
+    /// Downloads in progress, served from their verified chunks.
     sources: Mutex<HashMap<Id, Source>>,
+    /// Shares served lately (the others are opened again from the index when asked for).
+    open_shares: Mutex<OpenShares>,
     partials: Mutex<HashMap<Id, Arc<Mutex<PartialSlot>>>>,
     /// The newest snapshot written of each saved file; held while writing, so two saves
     /// never share the temporary file and an older one never replaces a newer one.
@@ -112,37 +121,29 @@ struct Saved {
 
 impl DiskStorage {
     /// Opens the share index of `data_dir` and lists what is shared and what can resume.
-    /// A shared file that can no longer be opened is left out (and logged).
+    /// No shared file is opened here (a library may hold 100,000): the node checks them
+    /// afterwards in steps on the workers ([`StorageJob::CheckShares`]), and every read
+    /// checks its file again.
     pub fn open(data_dir: &Path) -> Result<(DiskStorage, Inventory), String> {
-        let index = ShareIndex::open(data_dir).map_err(|e| format!("share index: {e}"))?;
-        let mut sources = HashMap::new();
-        let mut inv = Inventory::default();
-        for e in index.list() {
-            let Some(m) = index.manifest(&e.id) else {
-                continue;
-            };
-            match index.reader(&e.id) {
-                Ok(r) => {
-                    sources.insert(
-                        e.id,
-                        Source::Shared {
-                            reader: Arc::new(r),
-                            manifest: m.clone(),
-                        },
-                    );
-                    inv.shares.push(ShareInfo {
-                        manifest: m,
-                        name: e.name.clone(),
-                        path: e.path.clone(),
-                        size: e.size,
-                        have: index.partial_chunks(&e.id),
-                        files_here: index.files_here(&e.id),
-                        skipped: Vec::new(),
-                    });
-                }
-                Err(err) => log::warn!("not sharing {}: {err}", e.path.display()),
-            }
-        }
+        let mut index = ShareIndex::open(data_dir).map_err(|e| e.to_string())?;
+        let shares = index
+            .load_all()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|s| ShareInfo {
+                manifest: s.manifest,
+                name: s.entry.name,
+                path: s.entry.path,
+                size: s.entry.size,
+                have: s.have,
+                files_here: s.files_here,
+                skipped: Vec::new(),
+            })
+            .collect();
+        let mut inv = Inventory {
+            shares,
+            ..Inventory::default()
+        };
         inv.downloads = fs::read(data_dir.join(DOWNLOADS_FILE))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -169,7 +170,8 @@ impl DiskStorage {
         let storage = DiskStorage {
             data_dir: data_dir.to_path_buf(),
             index: Mutex::new(index),
-            sources: Mutex::new(sources),
+            sources: Mutex::new(HashMap::new()),
+            open_shares: Mutex::new(OpenShares::default()),
             partials: Mutex::new(HashMap::new()),
             saved: Mutex::new(Saved::default()),
         };
@@ -253,10 +255,15 @@ impl DiskStorage {
             }
             StorageJob::Unshare { content } => {
                 self.sources.lock().remove(&content);
+                self.open_shares.lock().remove(&content);
                 if let Err(e) = self.index.lock().remove(&content) {
                     log::warn!("content {content}: removing it from the share index: {e}");
                 }
                 None
+            }
+            StorageJob::CheckShares { after } => {
+                let (changed, next) = self.check_shares(after);
+                Some(StorageDone::SharesChecked { changed, next })
             }
             StorageJob::AddFile { path, reply } => Some(StorageDone::Added {
                 reply,
@@ -323,16 +330,75 @@ impl DiskStorage {
     }
 
     fn manifest_of(&self, content: &Id) -> Option<Arc<ContentManifest>> {
-        self.sources
+        if let Some(s) = self.sources.lock().get(content) {
+            return Some(s.manifest().clone());
+        }
+        if let Some(s) = self.open_shares.lock().get(content) {
+            return Some(s.manifest);
+        }
+        self.index.lock().manifest(content)
+    }
+
+    /// What serves `content`: its download in progress, or its share (opened from the
+    /// index if it is not open). `Err`: neither, or the shared file changed or is gone.
+    fn source(&self, content: &Id) -> Result<Source, ContentError> {
+        if let Some(s) = self.sources.lock().get(content).cloned() {
+            return Ok(s);
+        }
+        self.open_share(content).map(|s| Source::Shared {
+            reader: s.reader,
+            manifest: s.manifest,
+        })
+    }
+
+    /// The open share of `content`, opened from the index if it is not open (`Err`: it is
+    /// not shared, or its file changed or is gone).
+    fn open_share(&self, content: &Id) -> Result<OpenShare, ContentError> {
+        if let Some(s) = self.open_shares.lock().get(content) {
+            return Ok(s);
+        }
+        let opened = {
+            let index = self.index.lock();
+            index.reader(content).and_then(|r| {
+                let m = index
+                    .manifest(content)
+                    .ok_or(ContentError::NotShared { id: *content })?;
+                Ok(OpenShare {
+                    reader: Arc::new(r),
+                    manifest: m,
+                })
+            })
+        }?;
+        self.open_shares.lock().insert(*content, opened.clone());
+        Ok(opened)
+    }
+
+    /// One step of the sweep over the library after start (see [`ShareIndex::check_batch`]).
+    fn check_shares(&self, after: Option<Id>) -> (Vec<Id>, Option<Id>) {
+        match self
+            .index
             .lock()
-            .get(content)
-            .map(|s| s.manifest().clone())
+            .check_batch(after.as_ref(), CHECK_SHARES_STEP)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("checking the shared files: {e}");
+                (Vec::new(), None)
+            }
+        }
     }
 
     /// Reads a chunk to serve; `(None, true)` when the shared file changed or disappeared.
     fn read_chunk(&self, content: Id, chunk: u32) -> (Option<Arc<Vec<u8>>>, bool) {
-        let Some(src) = self.sources.lock().get(&content).cloned() else {
-            return (None, false);
+        let src = match self.source(&content) {
+            Ok(s) => s,
+            Err(e) => {
+                let changed = gone_or_changed(&e);
+                if changed {
+                    log::warn!("cannot serve {content}: {e}");
+                }
+                return (None, changed);
+            }
         };
         let m = src.manifest();
         let Some(c) = m.validate(chunk) else {
@@ -349,11 +415,10 @@ impl DiskStorage {
             Err(e) => {
                 log::warn!("cannot serve chunk {chunk} of {content}: {e}");
                 crate::bufpool::give(buf);
-                let changed = matches!(src, Source::Shared { .. })
-                    && matches!(
-                        e,
-                        ContentError::Changed { .. } | ContentError::Missing { .. }
-                    );
+                let changed = matches!(src, Source::Shared { .. }) && gone_or_changed(&e);
+                if changed {
+                    self.open_shares.lock().remove(&content);
+                }
                 (None, changed)
             }
         }
@@ -420,7 +485,7 @@ impl DiskStorage {
         }
         // Files already here (in any share) are copied, not fetched (`reuse.rs`).
         if !p.is_complete() {
-            let local = self.index.lock().local_files();
+            let local = self.index.lock().local_files_for(&manifest);
             let reused = reuse::reuse_local_files(&local, &mut p);
             if reused.bytes > 0 {
                 log::info!(
@@ -472,32 +537,19 @@ impl DiskStorage {
         let present = slot.file.wanted_entries().map(<[bool]>::to_vec);
         drop(slot);
         self.partials.lock().remove(&content);
-        let reader = {
-            let mut index = self.index.lock();
-            index
-                .add_downloaded(&path, m.clone(), present.as_deref())
-                .map(|e| index.reader(&e.id))
-        };
-        match reader {
-            Ok(r) => match r {
-                Ok(r) => {
-                    self.sources.lock().insert(
-                        content,
-                        Source::Shared {
-                            reader: Arc::new(r),
-                            manifest: m,
-                        },
-                    );
-                }
-                Err(err) => {
-                    self.sources.lock().remove(&content);
+        self.sources.lock().remove(&content);
+        self.open_shares.lock().remove(&content);
+        let shared = self
+            .index
+            .lock()
+            .add_downloaded(&path, m, present.as_deref());
+        match shared {
+            Ok(e) => {
+                if let Err(err) = self.open_share(&e.id) {
                     log::warn!("downloaded {} but cannot serve it: {err}", path.display());
                 }
-            },
-            Err(e) => {
-                self.sources.lock().remove(&content);
-                log::warn!("downloaded {} but cannot share it: {e}", path.display());
             }
+            Err(e) => log::warn!("downloaded {} but cannot share it: {e}", path.display()),
         }
         Ok(path)
     }
@@ -549,23 +601,15 @@ impl DiskStorage {
             .iter()
             .map(|s| format!("{}: {}", s.path, s.why))
             .collect();
-        let (entry, reader) = {
-            let mut index = self.index.lock();
-            let entry = index.commit(prepared).map_err(|e| e.to_string())?;
-            let reader = index.reader(&entry.id);
-            (entry, reader)
-        };
-        match reader {
-            Ok(r) => {
-                self.sources.lock().insert(
-                    entry.id,
-                    Source::Shared {
-                        reader: Arc::new(r),
-                        manifest: manifest.clone(),
-                    },
-                );
-            }
-            Err(err) => log::warn!("{}: {err}", entry.path.display()),
+        let entry = self
+            .index
+            .lock()
+            .commit(prepared)
+            .map_err(|e| e.to_string())?;
+        // Opened now (and kept among the recent ones): it is about to be asked for.
+        self.open_shares.lock().remove(&entry.id);
+        if let Err(err) = self.open_share(&entry.id) {
+            log::warn!("{}: {err}", entry.path.display());
         }
         Ok(ShareInfo {
             manifest,
@@ -604,6 +648,14 @@ impl DiskStorage {
             }
         }
     }
+}
+
+/// A share whose file changed or disappeared: it must no longer be shared.
+fn gone_or_changed(e: &ContentError) -> bool {
+    matches!(
+        e,
+        ContentError::Changed { .. } | ContentError::Missing { .. }
+    )
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub enum StreamError {
 impl DiskStorage {
     /// The file `path` of `content` (a folder's entry path; ignored for a single file).
     pub fn stream_file(&self, content: Id, path: &str) -> Result<StreamFile, StreamError> {
-        let src = self.sources.lock().get(&content).cloned();
+        let src = self.source(&content).ok();
         let manifest = src.ok_or(StreamError::Unknown)?.manifest().clone();
         match &*manifest {
             ContentManifest::File(m) => Ok(StreamFile {
@@ -70,7 +70,7 @@ impl DiskStorage {
         range: Range<u64>,
     ) -> Result<u64, StreamError> {
         let l = &file.lengths;
-        let src = self.sources.lock().get(&content).cloned();
+        let src = self.source(&content).ok();
         let src = src.ok_or(StreamError::Unknown)?;
         let mut at = range.start;
         while at < range.end {
@@ -119,7 +119,7 @@ impl DiskStorage {
         let l = &file.lengths;
         // Read here, not with `read_chunk`: a chunk not here yet is normal for a stream
         // (the caller waits for it), not worth the warning a peer's request for one gets.
-        let src = self.sources.lock().get(&content).cloned();
+        let src = self.source(&content).ok();
         let src = src.ok_or(StreamError::Unknown)?;
         let mut buf = Vec::new();
         let mut out = Vec::with_capacity((range.end - range.start) as usize);

@@ -1,8 +1,9 @@
-//! A shared folder in the share index: the stamps of its files (`manifests/<id>.stamps`),
+//! A shared folder in the share index: the stamps of its files (the `stamps` column of the
+//! store, `store.rs`),
 //! and [`TreeReader`], which serves a folder's chunks from its files in place, refusing any
 //! file that changed since it was hashed, as [`ChunkReader`] does for a single file.
 //!
-//! The stamps file (a local format, not a protocol; big-endian):
+//! The stamps blob (a local format, not a protocol; big-endian):
 //!
 //! ```text
 //! offset  size    field
@@ -253,65 +254,49 @@ impl LocalFiles {
 }
 
 impl ShareIndex {
-    /// The chunks a share holds when it is part of a folder (`--only`): those of the files
-    /// that are here. `None`: it holds every chunk.
-    pub fn partial_chunks(&self, id: &Id) -> Option<crate::bitset::BitSet> {
-        let stamps = self.stamps.get(id)?;
-        if !stamps.iter().any(FileStamp::is_absent) {
-            return None;
-        }
-        let tree = self.manifests.get(id)?.as_tree()?;
-        let present: Vec<bool> = (0..tree.entries().len())
-            .map(|k| {
-                tree.file_number(k)
-                    .and_then(|n| stamps.get(n))
-                    .is_some_and(|st| !st.is_absent())
-            })
-            .collect();
-        Some(crate::content::tree::select::chunks_of(tree, &present))
-    }
-
-    /// How many files of a partial copy of a folder are here (`None`: not a partial copy).
-    pub fn files_here(&self, id: &Id) -> Option<usize> {
-        let stamps = self.stamps.get(id)?;
-        let absent = stamps.iter().filter(|s| s.is_absent()).count();
-        (absent > 0).then(|| stamps.len() - absent)
-    }
-
-    /// Every file this index shares, by content (see [`LocalFiles`]). Empty files are left
-    /// out: there is nothing to copy.
-    pub fn local_files(&self) -> LocalFiles {
+    /// The files this index shares (alone, or in a folder, with the stamp each had when it
+    /// was hashed) that have the SHA-256 and size of a file of `manifest`: what a download
+    /// of it can copy instead of fetching (see [`LocalFiles`]). Indexed lookups, one per
+    /// file of `manifest`, whatever the library's size.
+    pub fn local_files_for(&self, manifest: &ContentManifest) -> LocalFiles {
         let mut map: HashMap<FileKey, Vec<(PathBuf, FileStamp)>> = HashMap::new();
-        for (id, e) in &self.entries {
-            let Some(m) = self.manifests.get(id) else {
+        // A folder's stamps, read once per folder.
+        let mut folder_stamps: HashMap<Id, Option<Vec<FileStamp>>> = HashMap::new();
+        for span in manifest.file_spans() {
+            if span.size == 0 || map.contains_key(&(span.sha256, span.size)) {
                 continue;
-            };
-            match (&**m, self.stamps.get(id)) {
-                (ContentManifest::File(f), _) => map
-                    .entry((*f.file_sha256(), f.file_size()))
-                    .or_default()
-                    .push((e.path.clone(), e.stamp)),
-                (ContentManifest::Tree(t), Some(stamps)) => {
-                    for (k, entry) in t.entries().iter().enumerate() {
-                        let crate::content::tree::EntryKind::File(f) = entry.kind else {
-                            continue;
-                        };
-                        let Some(stamp) = t.file_number(k).and_then(|n| stamps.get(n)) else {
-                            continue;
-                        };
-                        if stamp.is_absent() {
-                            continue;
-                        }
-                        map.entry((f.sha256, f.lengths.total()))
-                            .or_default()
-                            .push((e.path.join(entry.path.as_str()), *stamp));
-                    }
+            }
+            let found = match self.store.files_with(&span.sha256, span.size) {
+                Ok(f) => f,
+                Err(e) => {
+                    log::error!("{e}");
+                    return LocalFiles::default();
                 }
-                (ContentManifest::Tree(_), None) => {}
+            };
+            for f in found {
+                let located = match &f.rel {
+                    None => Some((f.share_path.clone(), f.stamp)),
+                    Some(rel) => folder_stamps
+                        .entry(f.id)
+                        .or_insert_with(|| self.folder_stamps(&f.id))
+                        .as_ref()
+                        .and_then(|st| st.get(f.file_no))
+                        .filter(|st| !st.is_absent())
+                        .map(|st| (f.share_path.join(rel), *st)),
+                };
+                if let Some(l) = located {
+                    map.entry((span.sha256, span.size)).or_default().push(l);
+                }
             }
         }
-        map.retain(|(_, size), _| *size > 0);
         LocalFiles(map)
+    }
+
+    fn folder_stamps(&self, id: &Id) -> Option<Vec<FileStamp>> {
+        let (_, stamps) = self.store.manifest(id).ok()??;
+        let b = stamps?;
+        let n = b.len().checked_sub(9)? / STAMP_LEN;
+        decode_stamps(&b, n)
     }
 }
 

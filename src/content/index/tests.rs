@@ -1,6 +1,8 @@
 use super::*;
 use crate::content::Manifest;
+use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::ffi::OsStringExt;
 use std::time::Duration;
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
@@ -64,8 +66,8 @@ fn add_get_list_and_reopen() {
 
     let idx = ShareIndex::open(&f.data_dir).unwrap();
     assert_eq!(idx.len(), 2);
-    assert_eq!(idx.get(&ea.id), Some(&ea));
-    assert_eq!(idx.get(&eb.id), Some(&eb));
+    assert_eq!(idx.get(&ea.id), Some(ea.clone()));
+    assert_eq!(idx.get(&eb.id), Some(eb.clone()));
     assert_eq!(idx.manifest(&eb.id).unwrap().total_size(), 10);
 }
 
@@ -114,11 +116,8 @@ fn a_path_whose_content_changed_gets_the_new_id() {
     assert_ne!(old.id, new.id);
     assert_eq!(idx.len(), 1);
     assert!(idx.get(&old.id).is_none());
-    assert!(!f
-        .data_dir
-        .join(MANIFEST_DIR)
-        .join(manifest_file_name(&old.id))
-        .exists());
+    assert!(idx.manifest(&old.id).is_none());
+    assert!(idx.local_files_for(&idx.manifest(&new.id).unwrap()).len() == 1);
 }
 
 #[test]
@@ -243,8 +242,14 @@ fn change_detection() {
     }
 }
 
+/// Runs `sql` on the store of `data_dir` directly (to damage it as a disk could).
+fn poke(data_dir: &Path, sql: &str, blob: &[u8], id: &Id) {
+    let c = rusqlite::Connection::open(data_dir.join(STORE_FILE)).unwrap();
+    c.execute(sql, rusqlite::params![blob, &id.0[..]]).unwrap();
+}
+
 #[test]
-fn damaged_index_and_manifests() {
+fn a_damaged_manifest_in_the_store_is_dropped_never_served() {
     let f = fixture();
     let a = f.files.join("a");
     let b = f.files.join("b");
@@ -253,30 +258,201 @@ fn damaged_index_and_manifests() {
     let mut idx = ShareIndex::open(&f.data_dir).unwrap();
     let ea = idx.add(&a).unwrap();
     let eb = idx.add(&b).unwrap();
+    let mut bytes = idx.manifest(&ea.id).unwrap().encode();
     drop(idx);
-    let mdir = f.data_dir.join(MANIFEST_DIR);
-    // Damage a's manifest: it no longer hashes to its name.
-    let pa = mdir.join(manifest_file_name(&ea.id));
-    let mut bytes = fs::read(&pa).unwrap();
+    // Damage a's manifest: it no longer hashes to its ID.
     bytes[30] ^= 1;
-    fs::write(&pa, bytes).unwrap();
-    // An orphan and a temp file.
-    let orphan = mdir.join(manifest_file_name(&Id::hash_of(b"orphan")));
-    fs::write(&orphan, b"x").unwrap();
-    fs::write(mdir.join("junk.manifest.tmp"), b"x").unwrap();
+    poke(
+        &f.data_dir,
+        "UPDATE shares SET manifest = ?1 WHERE id = ?2",
+        &bytes,
+        &ea.id,
+    );
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    assert!(idx.manifest(&ea.id).is_none(), "never loaded for serving");
+    assert!(matches!(
+        idx.reader(&ea.id),
+        Err(ContentError::NotShared { .. })
+    ));
+    let loaded = idx.load_all().unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].entry, eb);
+    assert!(idx.get(&ea.id).is_none(), "dropped from the store");
+    assert_eq!(idx.len(), 1);
+}
 
-    let idx = ShareIndex::open(&f.data_dir).unwrap();
-    assert!(idx.get(&ea.id).is_none());
-    assert!(idx.get(&eb.id).is_some());
-    assert!(!pa.exists() && !orphan.exists());
-    assert_eq!(fs::read_dir(&mdir).unwrap().count(), 1);
+/// A store that is not a database (or is corrupt) stops the open with an error that says
+/// what to do; it is neither emptied nor replaced, so nothing the user shared is lost.
+#[test]
+fn a_corrupt_store_is_a_clear_error_not_an_empty_library() {
+    let f = fixture();
+    let a = f.files.join("a");
+    fs::write(&a, b"aaa").unwrap();
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    idx.add(&a).unwrap();
     drop(idx);
+    let db = f.data_dir.join(STORE_FILE);
+    let _ = fs::remove_file(f.data_dir.join(format!("{STORE_FILE}-wal")));
+    let _ = fs::remove_file(f.data_dir.join(format!("{STORE_FILE}-shm")));
+    let mut bytes = fs::read(&db).unwrap();
+    for b in bytes.iter_mut().take(100) {
+        *b ^= 0x5a;
+    }
+    fs::write(&db, &bytes).unwrap();
+    let err = ShareIndex::open(&f.data_dir).unwrap_err();
+    assert!(
+        matches!(err, ContentError::Store { damaged: true, .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("is damaged") && msg.contains("shares.db"),
+        "{msg}"
+    );
+    assert!(msg.contains("Move it away"), "{msg}");
+    assert_eq!(
+        fs::read(&db).unwrap(),
+        bytes,
+        "left as it was, for the user"
+    );
 
-    // A corrupt shares.json is set aside, not fatal.
-    fs::write(f.data_dir.join(SHARES_FILE), b"{broken").unwrap();
+    // Corrupt pages deeper in a valid file: also an error when the shares are loaded.
+    let f = fixture();
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    for i in 0..300 {
+        let p = f.files.join(format!("f{i}"));
+        fs::write(&p, format!("file {i}")).unwrap();
+        idx.add(&p).unwrap();
+    }
+    drop(idx);
+    let c = rusqlite::Connection::open(f.data_dir.join(STORE_FILE)).unwrap();
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    drop(c);
+    let mut bytes = fs::read(f.data_dir.join(STORE_FILE)).unwrap();
+    assert!(bytes.len() > 5 * 4096);
+    for b in &mut bytes[4096..4 * 4096] {
+        *b = 0xff;
+    }
+    fs::write(f.data_dir.join(STORE_FILE), &bytes).unwrap();
+    let r = ShareIndex::open(&f.data_dir).and_then(|mut idx| idx.load_all());
+    match r {
+        Err(e @ ContentError::Store { damaged: true, .. }) => {
+            assert!(e.to_string().contains("is damaged"))
+        }
+        other => panic!("a corrupt store must be an error: {other:?}"),
+    }
+}
+
+/// A data dir of the earlier format (`shares.json` + `manifests/`, a folder's `.stamps`) is
+/// imported once: every good share, served as before; the old files set aside and deleted;
+/// a damaged manifest dropped as the earlier open dropped it.
+#[test]
+fn the_earlier_format_is_imported_once() {
+    let f = fixture();
+    let a = f.files.join("a.wav");
+    let b = f.files.join("b.wav");
+    let bad = f.files.join("bad.wav");
+    fs::write(&a, pattern(300_000, 1)).unwrap();
+    fs::write(&b, pattern(10, 2)).unwrap();
+    fs::write(&bad, pattern(20, 3)).unwrap();
+    let root = f.files.join("pack");
+    fs::create_dir_all(&root).unwrap();
+    fs::write(root.join("k.wav"), pattern(5000, 4)).unwrap();
+    // Written as the earlier index wrote them.
+    let mdir = f.data_dir.join("manifests");
+    fs::create_dir_all(&mdir).unwrap();
+    let mut entries = Vec::new();
+    for p in [&a, &b, &bad, &root] {
+        let prep = prepare_share(p, &|_| {}).unwrap();
+        let id = prep.manifest.content_id();
+        let mut bytes = prep.manifest.encode();
+        if p == &bad {
+            bytes[20] ^= 1;
+        }
+        fs::write(mdir.join(import::manifest_file_name(&id)), bytes).unwrap();
+        if prep.manifest.as_tree().is_some() {
+            fs::write(
+                mdir.join(import::stamps_file_name(&id)),
+                encode_stamps(&prep.file_stamps),
+            )
+            .unwrap();
+        }
+        entries.push(SharedEntry {
+            id,
+            name: prep.name,
+            size: prep.manifest.total_size(),
+            stamp: prep.stamp,
+            path: prep.path,
+        });
+    }
+    fs::write(
+        f.data_dir.join("shares.json"),
+        encode_entries(entries.iter()).unwrap(),
+    )
+    .unwrap();
+
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    assert_eq!(idx.len(), 3, "the damaged one is dropped");
+    for e in [&entries[0], &entries[1], &entries[3]] {
+        assert_eq!(idx.get(&e.id).as_ref(), Some(e));
+        let r = idx.reader(&e.id).unwrap();
+        let m = idx.manifest(&e.id).unwrap();
+        let mut buf = Vec::new();
+        r.read_chunk(m.validate(0).unwrap(), &mut buf).unwrap();
+        assert!(m.verify_chunk(m.validate(0).unwrap(), &buf));
+    }
+    assert!(idx.get(&entries[2].id).is_none());
+    assert!(!f.data_dir.join("shares.json").exists());
+    assert!(f.data_dir.join("shares.json.imported").exists());
+    assert!(!mdir.exists(), "the manifests folder is gone");
+    assert_eq!(idx.load_all().unwrap().len(), 3);
+    drop(idx);
+    // Once: the next open finds the store only.
     let idx = ShareIndex::open(&f.data_dir).unwrap();
+    assert_eq!(idx.len(), 3);
+
+    // A corrupt shares.json of the earlier format is set aside, as before.
+    let g = fixture();
+    fs::create_dir_all(&g.data_dir).unwrap();
+    fs::write(g.data_dir.join("shares.json"), b"{broken").unwrap();
+    let idx = ShareIndex::open(&g.data_dir).unwrap();
     assert!(idx.is_empty());
-    assert!(f.data_dir.join("shares.json.corrupt").exists());
+    assert!(g.data_dir.join("shares.json.corrupt").exists());
+}
+
+/// The sweep over the library finds, step by step, every share whose file changed or
+/// disappeared, and only those.
+#[test]
+fn the_check_sweep_finds_changed_files_in_steps() {
+    let f = fixture();
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let p = f.files.join(format!("f{i}"));
+        fs::write(&p, format!("file {i}")).unwrap();
+        ids.push((idx.add(&p).unwrap().id, p));
+    }
+    tick();
+    fs::write(&ids[3].1, b"changed").unwrap();
+    fs::remove_file(&ids[17].1).unwrap();
+    let mut failed = Vec::new();
+    let mut after = None;
+    let mut steps = 0;
+    loop {
+        let (bad, next) = idx.check_batch(after.as_ref(), 10).unwrap();
+        failed.extend(bad);
+        steps += 1;
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(steps, 3);
+    failed.sort();
+    let mut want = vec![ids[3].0, ids[17].0];
+    want.sort();
+    assert_eq!(failed, want);
 }
 
 #[test]
@@ -376,14 +552,16 @@ fn a_folder_is_shared_in_place_and_never_served_changed() {
     for r in &after[2..] {
         assert!(r.as_ref().unwrap_err().contains("long.wav"), "{r:?}");
     }
-    // A damaged stamps file drops the share at the next open instead of serving blindly.
+    // Damaged stamps drop the share at the next load instead of serving blindly.
     drop(idx);
-    let stamps = f
-        .data_dir
-        .join("manifests")
-        .join(format!("{}.stamps", e.id.to_hex()));
-    fs::write(&stamps, b"PSST junk").unwrap();
-    let idx = ShareIndex::open(&f.data_dir).unwrap();
+    poke(
+        &f.data_dir,
+        "UPDATE shares SET stamps = ?1 WHERE id = ?2",
+        b"PSST junk",
+        &e.id,
+    );
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    assert!(idx.reader(&e.id).is_err());
+    assert!(idx.load_all().unwrap().is_empty());
     assert!(idx.get(&e.id).is_none());
-    assert!(!stamps.exists());
 }

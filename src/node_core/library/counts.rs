@@ -48,12 +48,7 @@ impl Library {
             };
             *slot += 1;
         }
-        c.peers = self
-            .engine
-            .contents()
-            .filter_map(|id| self.engine.progress(id))
-            .map(|p| p.peers as u64)
-            .sum();
+        c.peers = self.engine.active_content_conns() as u64;
         c
     }
 }

@@ -200,6 +200,12 @@ impl Library {
                 },
             );
         }
+        // The shared files are checked against their stamps in steps on the workers (the
+        // storage opened none of them): a file changed while the node was down stops being
+        // shared once its step finds it, and no read ever serves it meanwhile.
+        if !lib.entries.is_empty() {
+            lib.jobs.push_back(StorageJob::CheckShares { after: None });
+        }
         let mut records: HashMap<Id, DownloadRecord> = HashMap::new();
         for r in inv.downloads {
             if let Ok(id) = Id::from_hex(&r.content_id) {

@@ -55,6 +55,14 @@ impl Library {
                     self.withdraw(&content);
                 }
             }
+            StorageDone::SharesChecked { changed, next } => {
+                for id in changed {
+                    self.withdraw(&id);
+                }
+                if next.is_some() {
+                    self.jobs.push_back(StorageJob::CheckShares { after: next });
+                }
+            }
             StorageDone::ChunkStored {
                 content,
                 chunk,

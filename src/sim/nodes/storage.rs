@@ -215,6 +215,11 @@ impl MemStorage {
                 None
             }
             StorageJob::FlushAll => None,
+            // Memory does not change under the simulator: every share is as it was added.
+            StorageJob::CheckShares { .. } => Some(StorageDone::SharesChecked {
+                changed: Vec::new(),
+                next: None,
+            }),
             // The simulated nodes keep no config file: edits are taken and forgotten.
             StorageJob::Config { edits, reply } => Some(StorageDone::Config {
                 edits,

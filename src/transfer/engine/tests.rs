@@ -334,6 +334,7 @@ impl World {
                 | StorageJob::SaveDownloads(_)
                 | StorageJob::SaveState(_)
                 | StorageJob::Config { .. }
+                | StorageJob::CheckShares { .. }
                 | StorageJob::FlushAll,
             ) => {}
             Action::FindPeers { .. } => {}

@@ -222,4 +222,19 @@ impl Engine {
     pub fn contents(&self) -> impl Iterator<Item = &Id> {
         self.contents.keys()
     }
+
+    /// The sum of every content's [`Progress::peers`], counted from the connections (a few)
+    /// rather than the contents (a node may share 100,000): for `/metrics` and the status
+    /// view, rebuilt after every add.
+    pub fn active_content_conns(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|(k, c)| {
+                c.state == ConnState::Active
+                    && c.content
+                        .and_then(|id| self.contents.get(&id))
+                        .is_some_and(|ct| ct.conns.contains(k))
+            })
+            .count()
+    }
 }

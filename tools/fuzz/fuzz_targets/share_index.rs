@@ -1,4 +1,5 @@
-//! The share index read at start, `shares.json` (src/content/index.rs): `parse_entries`.
+//! The share index of earlier versions, `shares.json`, read once at start to import it into
+//! the store (src/content/index/import.rs): `parse_entries`.
 //! Invariants: never a panic; every entry loaded has an absolute path; what is loaded
 //! saves (`encode_entries`) and loads back to the same entries.
 #![no_main]

@@ -223,6 +223,7 @@ impl World {
             | StorageJob::SaveDownloads(_)
             | StorageJob::SaveState(_)
             | StorageJob::Config { .. }
+            | StorageJob::CheckShares { .. }
             | StorageJob::FlushAll => {}
         }
     }
