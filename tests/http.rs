@@ -390,7 +390,12 @@ fn lookups_show_each_request_hop_by_hop() {
     let id = r["file_hash"].as_str().unwrap().to_string();
     let r = node.call("local_request_content_info", json!({ "content_hash": id }));
     assert_eq!(r["status"], "success", "{r}");
-    let resp = get(http, "/lookups");
+    // The view is rebuilt as the node changes; a large library's is paced (net/view_pace.rs).
+    let mut resp = String::new();
+    common::wait_until(Duration::from_secs(5), || {
+        resp = get(http, "/lookups");
+        resp.contains(&format!("\"{id}\""))
+    });
     assert_eq!(status_of(&resp), 200, "{resp}");
     assert!(resp.contains("Content-Type: application/json"), "{resp}");
     let v: Value = serde_json::from_str(body_of(&resp)).unwrap();

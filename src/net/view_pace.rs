@@ -6,6 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+/// Builds quicker than this are not paced (a small library, even in a debug build).
+pub const PACE_FROM: Duration = Duration::from_millis(2);
+
 /// The pace (module docs).
 #[derive(Debug)]
 pub struct ViewPace {
@@ -22,8 +25,13 @@ impl ViewPace {
         }
     }
 
-    /// The soonest a build may start (`now` or later).
+    /// The soonest a build may start (`now` or later). A build under [`PACE_FROM`] is
+    /// repeated at once: a client that changed something and then reads the view (status,
+    /// the dashboard, `/lookups`) sees its change, as it did before the pacing.
     pub fn soonest(&self) -> Instant {
+        if self.build_time < PACE_FROM {
+            return self.last_build;
+        }
         self.last_build + self.build_time * 10
     }
 
