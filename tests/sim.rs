@@ -95,6 +95,26 @@ fn the_same_seed_gives_the_same_report() {
     assert_ne!(a.counters, other.counters);
 }
 
+/// The simulator's hash in place of Ed25519 in PROOFs (`Sim::set_proof_scheme`, for speed)
+/// changes only the 64 signature bytes: the same run, to the last counter, as with real
+/// signatures and strict verification.
+#[test]
+fn the_proof_scheme_does_not_change_the_run() {
+    let s = scenario(150, 0.3, 0.02, seed());
+    let ed25519 = Scenario {
+        ed25519_proofs: true,
+        ..s.clone()
+    };
+    let a = run(&s);
+    let b = run(&ed25519);
+    assert_eq!(
+        a.without_wall_time(),
+        b.without_wall_time(),
+        "\n{a}\n{b}\nreplay: {}",
+        ed25519.replay_command()
+    );
+}
+
 #[test]
 fn lookups_terminate_despite_loss_and_dead_nodes() {
     let s = scenario(200, 0.3, 0.1, seed());

@@ -70,7 +70,18 @@ impl Origin {
                 network: Network::LocalHost(ip),
             };
         }
-        let network = match ip {
+        Origin {
+            source: Source::Ip(ip),
+            network: Network::prefix_of(ip),
+        }
+    }
+}
+
+impl Network {
+    /// The /24 (IPv4) or /64 (IPv6) that `ip` lies in, local or not: the network of a
+    /// global address, and a prefix that every address of one source or network shares.
+    pub fn prefix_of(ip: IpAddr) -> Network {
+        match ip {
             IpAddr::V4(v4) => {
                 let [a, b, c, _] = v4.octets();
                 Network::V4([a, b, c])
@@ -79,10 +90,6 @@ impl Origin {
                 let o = v6.octets();
                 Network::V6([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]])
             }
-        };
-        Origin {
-            source: Source::Ip(ip),
-            network,
         }
     }
 }

@@ -63,6 +63,7 @@ impl Dht {
         self.tokens.maybe_rotate(now, || rng.gen());
         self.store.expire(now);
         self.limiter.sweep(now);
+        self.shrink_request_maps();
         let table = self.routing.len();
         let young = self.config.k * GROWTH_ANNOUNCES_UP_TO;
         let mut due: Vec<(Id, u16)> = self

@@ -58,6 +58,7 @@ use crate::proto::dht::{msg_type, Contact, Datagram, Message};
 pub use config::DhtConfig;
 use maintenance::{Provided, ANNOUNCE_RETRY};
 pub use outputs::{BootstrapAddr, DhtEvent, DhtStats, QueryId, QueryResult, QueryStats, Transmit};
+pub use proof::ProofScheme;
 use providers::{ProviderStore, StoreLimits};
 use queries::{Deferred, Query, QueryKind};
 use ratelimit::SourceLimiter;
@@ -130,6 +131,18 @@ pub struct Dht {
     stats: DhtStats,
 }
 
+/// Shrinks `map` when it holds under a quarter of its capacity (an empty one gives back
+/// all): maps sized by a burst keep their largest size otherwise. Called every maintenance
+/// tick, so a map that fills again reallocates at most that often. Iteration order is no
+/// part of any result (maps iterated for a decision are sorted first, see `maintenance.rs`).
+fn shrink_sparse_map<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(
+    map: &mut HashMap<K, V, S>,
+) {
+    if map.capacity() > 4 * map.len() {
+        map.shrink_to(2 * map.len());
+    }
+}
+
 /// Most providers-behind-a-rendezvous remembered from lookups.
 const MAX_SEEN_RENDEZVOUS: usize = 4096;
 
@@ -160,7 +173,7 @@ impl Dht {
             joined: false,
             config,
             id,
-            signer: proof::Signer(identity),
+            signer: proof::Signer::new(identity),
             proofs: proof::ProofCache::default(),
             rng,
             requests: HashMap::new(),

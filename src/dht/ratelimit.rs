@@ -57,6 +57,9 @@ impl SourceLimiter {
             let dt = now.saturating_duration_since(*last).as_secs_f64();
             *tokens + dt * rate < burst
         });
+        // A burst of requesters leaves a large table behind: give it back (100,000
+        // simulated nodes would otherwise hold thousands of empty slots each).
+        super::shrink_sparse_map(&mut self.buckets);
     }
 
     /// Sources tracked.

@@ -67,6 +67,21 @@ pub(super) struct Outstanding {
 }
 
 impl Dht {
+    /// Gives back the memory of a burst of requests (a join's bucket refreshes reach a few
+    /// hundred at once) once it has passed: each map keeps its largest size otherwise.
+    pub(super) fn shrink_request_maps(&mut self) {
+        super::shrink_sparse_map(&mut self.requests);
+        super::shrink_sparse_map(&mut self.queries);
+        if self.verifying.capacity() > 4 * self.verifying.len() {
+            self.verifying.shrink_to(2 * self.verifying.len());
+        }
+        for heap in [&mut self.deadlines, &mut self.soft_deadlines] {
+            if heap.capacity() > 4 * heap.len().max(16) {
+                heap.shrink_to(2 * heap.len());
+            }
+        }
+    }
+
     /// Drops deadlines of requests already answered from the top of the heaps, so that
     /// `poll_timeout` does not wake the caller for nothing.
     pub(super) fn clean_deadlines(&mut self) {

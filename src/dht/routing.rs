@@ -2,8 +2,10 @@
 //!
 //! Implementation notes:
 //! - Bucket `i` holds the contacts whose XOR distance to the local ID has exactly `i` leading
-//!   zero bits. A flat array of 256 buckets is simpler than a splitting tree and costs nothing
-//!   for the far buckets, which stay empty in any network smaller than 2^200 nodes.
+//!   zero bits. A flat array of 256 buckets is simpler than a splitting tree. It is allocated
+//!   up to the deepest bucket ever used (a bucket past the end is empty and was never looked
+//!   up): the deep buckets stay empty in any network smaller than 2^200 nodes, and a
+//!   simulator of 100,000 nodes would pay 45 KB per node for them.
 //! - Inside a bucket contacts are ordered least-recently-seen first. A full bucket keeps its
 //!   old contacts: a newcomer goes to the bucket's replacement cache unless the oldest contact
 //!   has been silent for a while, in which case the caller pings it and calls
@@ -29,8 +31,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::diversity::{DiversityLimits, Level, Origin, QuotaHit, Scope};
+use super::diversity::{DiversityLimits, Level, Network, Origin, QuotaHit, Scope};
 use crate::id::{Distance, Id};
+use crate::proto::codec::canonical_addr;
 use crate::proto::dht::Contact;
 
 /// Contacts per bucket (k).
@@ -53,7 +56,7 @@ pub struct Entry {
     pub failures: u32,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Bucket {
     /// Least-recently-seen first.
     entries: Vec<Entry>,
@@ -64,6 +67,18 @@ struct Bucket {
     /// The last time a lookup touched this bucket's range (for refresh).
     last_lookup: Option<Instant>,
 }
+
+impl Bucket {
+    /// A bucket never used (what every bucket past the end of [`RoutingTable`]'s is).
+    const EMPTY: Bucket = Bucket {
+        entries: Vec::new(),
+        replacements: VecDeque::new(),
+        pending: None,
+        last_lookup: None,
+    };
+}
+
+static EMPTY_BUCKET: Bucket = Bucket::EMPTY;
 
 /// What [`RoutingTable::insert`] did.
 #[must_use]
@@ -96,6 +111,7 @@ pub enum InsertResult {
 #[derive(Clone, Debug)]
 pub struct RoutingTable {
     local: Id,
+    /// Buckets `0..len`; those past the end are empty (module docs).
     buckets: Vec<Bucket>,
     limits: DiversityLimits,
     /// Changes of membership so far (see [`RoutingTable::changes`]).
@@ -107,7 +123,7 @@ impl RoutingTable {
     pub fn new(local: Id, limits: DiversityLimits) -> Self {
         RoutingTable {
             local,
-            buckets: vec![Bucket::default(); 256],
+            buckets: Vec::new(),
             limits,
             changes: 0,
         }
@@ -116,6 +132,19 @@ impl RoutingTable {
     /// The local node ID.
     pub fn local_id(&self) -> Id {
         self.local
+    }
+
+    /// Bucket `i` (an empty one past the end).
+    fn bucket(&self, i: usize) -> &Bucket {
+        self.buckets.get(i).unwrap_or(&EMPTY_BUCKET)
+    }
+
+    /// Bucket `i`, allocated up to it if need be.
+    fn bucket_mut(&mut self, i: usize) -> &mut Bucket {
+        if self.buckets.len() <= i {
+            self.buckets.resize_with(i + 1, || Bucket::EMPTY);
+        }
+        &mut self.buckets[i]
     }
 
     /// Which bucket `id` belongs to, or None for the local ID itself.
@@ -130,7 +159,7 @@ impl RoutingTable {
         let Some(i) = self.bucket_index(&contact.id) else {
             return InsertResult::IsSelf;
         };
-        let b = &mut self.buckets[i];
+        let b = self.bucket_mut(i);
         if let Some(pos) = b.entries.iter().position(|e| e.contact.id == contact.id) {
             // The address of a known ID is not changed by a message from elsewhere: that
             // would let anyone redirect a live contact, or keep a dead one fresh. A dead
@@ -156,6 +185,11 @@ impl RoutingTable {
         if b.entries.len() < K {
             self.changes += 1;
             b.replacements.retain(|c| c.id != contact.id);
+            if b.entries.len() == b.entries.capacity() {
+                // Doubling, but never past K: a full bucket holds K entries, not 32.
+                let more = b.entries.len().max(4).min(K - b.entries.len());
+                b.entries.reserve_exact(more);
+            }
             b.entries.push(Entry {
                 contact,
                 last_seen: now,
@@ -178,7 +212,7 @@ impl RoutingTable {
     /// saved by an earlier run, which failures remove if they are gone.
     pub fn insert_if_room(&mut self, contact: Contact, now: Instant) -> Option<InsertResult> {
         let i = self.bucket_index(&contact.id)?;
-        let b = &self.buckets[i];
+        let b = self.bucket(i);
         let known = b.entries.iter().any(|e| e.contact.id == contact.id);
         if known || b.entries.len() < K {
             Some(self.insert(contact, now))
@@ -195,7 +229,7 @@ impl RoutingTable {
         let Some(i) = self.bucket_index(&contact.id) else {
             return false;
         };
-        let b = &self.buckets[i];
+        let b = self.bucket(i);
         b.entries.len() < K
             && !b.entries.iter().any(|e| e.contact.id == contact.id)
             && self.admits(i, &Origin::of(contact.addr)).is_ok()
@@ -209,7 +243,7 @@ impl RoutingTable {
         let Some(i) = self.bucket_index(&contact.id) else {
             return false;
         };
-        let b = &self.buckets[i];
+        let b = self.bucket(i);
         if b.entries.iter().any(|e| e.contact.id == contact.id) {
             // Known at another address: the table keeps the address it has (rule 2).
             return false;
@@ -226,17 +260,33 @@ impl RoutingTable {
     fn admits(&self, i: usize, o: &Origin) -> Result<(), QuotaHit> {
         let src = &self.limits.source;
         let net = self.limits.network_quota(&o.network);
-        let count = |entries: &mut dyn Iterator<Item = &Entry>| {
-            entries.fold((0, 0), |(s, n), e| {
-                let eo = Origin::of(e.contact.addr);
-                (
-                    s + usize::from(eo.source == o.source),
-                    n + usize::from(eo.network == o.network),
-                )
-            })
+        // One pass over the table: each entry's origin is worked out once, for the bucket's
+        // counts and the table's (this runs for every contact heard from).
+        // An address of the same source or network always shares its /24 or /64 (a local
+        // network is one IP): most entries are told apart by that alone.
+        let prefix = match o.network {
+            Network::LocalHost(ip) => Network::prefix_of(ip),
+            global => global,
         };
-        let (src_here, net_here) = count(&mut self.buckets[i].entries.iter());
-        let (src_all, net_all) = count(&mut self.iter());
+        let (mut src_here, mut net_here, mut src_all, mut net_all) = (0, 0, 0, 0);
+        for (j, b) in self.buckets.iter().enumerate() {
+            for e in &b.entries {
+                if Network::prefix_of(canonical_addr(e.contact.addr).ip()) != prefix {
+                    continue;
+                }
+                let eo = Origin::of(e.contact.addr);
+                let (s, n) = (
+                    usize::from(eo.source == o.source),
+                    usize::from(eo.network == o.network),
+                );
+                src_all += s;
+                net_all += n;
+                if j == i {
+                    src_here += s;
+                    net_here += n;
+                }
+            }
+        }
         let checks = [
             (
                 Level::Source,
@@ -268,7 +318,7 @@ impl RoutingTable {
     /// bucket, as if just seen: it was seen more recently than the entry it replaces, and
     /// failures will weed it out if it is gone too.
     fn promote_replacement(&mut self, i: usize, now: Instant) {
-        let b = &self.buckets[i];
+        let b = self.bucket(i);
         let fits = b
             .replacements
             .iter()
@@ -288,7 +338,10 @@ impl RoutingTable {
 
     /// The outcome of the eviction ping started by [`InsertResult::PingOldest`].
     pub fn on_ping_result(&mut self, pinged: &Id, alive: bool, now: Instant) {
-        let Some(i) = self.bucket_index(pinged) else {
+        let Some(i) = self
+            .bucket_index(pinged)
+            .filter(|&i| i < self.buckets.len())
+        else {
             return;
         };
         let b = &mut self.buckets[i];
@@ -328,7 +381,7 @@ impl RoutingTable {
     /// A request to `id` got no answer. After [`MAX_FAILURES`] in a row the contact is
     /// dropped and the freshest replacement takes its place. Returns true if it was dropped.
     pub fn on_failure(&mut self, id: &Id, now: Instant) -> bool {
-        let Some(i) = self.bucket_index(id) else {
+        let Some(i) = self.bucket_index(id).filter(|&i| i < self.buckets.len()) else {
             return false;
         };
         let b = &mut self.buckets[i];
@@ -351,7 +404,7 @@ impl RoutingTable {
 
     /// Removes a contact outright (e.g. it turned out to be ourselves under another address).
     pub fn remove(&mut self, id: &Id) {
-        if let Some(i) = self.bucket_index(id) {
+        if let Some(i) = self.bucket_index(id).filter(|&i| i < self.buckets.len()) {
             if let Some(pos) = self.buckets[i]
                 .entries
                 .iter()
@@ -405,18 +458,45 @@ impl RoutingTable {
         exclude: Option<&Id>,
         keep: impl Fn(&Contact) -> bool,
     ) -> Vec<Contact> {
-        let mut all: Vec<(Distance, Contact)> = self
-            .buckets
-            .iter()
-            .flat_map(|b| b.entries.iter())
-            .filter(|e| Some(&e.contact.id) != exclude && keep(&e.contact))
-            .map(|e| (e.contact.id.distance(target), e.contact))
-            .collect();
-        // Only the n closest need ordering: select them first (this runs for every
-        // FIND_NODE and GET_PROVIDERS answered, so it is the DHT's hottest path).
         if n == 0 {
             return Vec::new();
         }
+        // This runs for every FIND_NODE and GET_PROVIDERS answered: the DHT's hottest path.
+        // Buckets are taken nearest first, in classes, until n contacts are in hand: every
+        // contact of a later class is farther from the target than every one of an earlier
+        // class, so the n closest are among those taken. With t = bucket_index(target), the
+        // classes are bucket t (sharing t's bit with the target), then buckets t+1.. together
+        // (distance below 2^(256-t)), then t-1, t-2, ..., 0 (distance in [2^(255-i),
+        // 2^(256-i))). For the local ID itself (no t), deeper is nearer: 255 down to 0.
+        let mut all: Vec<(Distance, Contact)> = Vec::with_capacity(n + K);
+        let take = |all: &mut Vec<(Distance, Contact)>, b: &Bucket| {
+            all.extend(
+                b.entries
+                    .iter()
+                    .filter(|e| Some(&e.contact.id) != exclude && keep(&e.contact))
+                    .map(|e| (e.contact.id.distance(target), e.contact)),
+            )
+        };
+        let len = self.buckets.len();
+        let farther = match self.bucket_index(target) {
+            Some(t) => {
+                take(&mut all, self.bucket(t));
+                if all.len() < n {
+                    for b in self.buckets.iter().skip(t + 1) {
+                        take(&mut all, b);
+                    }
+                }
+                t.min(len)
+            }
+            None => len,
+        };
+        for b in self.buckets[..farther].iter().rev() {
+            if all.len() >= n {
+                break;
+            }
+            take(&mut all, b);
+        }
+        // Only the n closest need ordering: select them first.
         if all.len() > n {
             all.select_nth_unstable_by_key(n - 1, |a| a.0);
             all.truncate(n);
@@ -428,7 +508,7 @@ impl RoutingTable {
     /// Looks up a contact by ID.
     pub fn get(&self, id: &Id) -> Option<&Entry> {
         let i = self.bucket_index(id)?;
-        self.buckets[i].entries.iter().find(|e| e.contact.id == *id)
+        self.bucket(i).entries.iter().find(|e| e.contact.id == *id)
     }
 
     /// Finds the contact known at `addr`, if any.
@@ -470,7 +550,7 @@ impl RoutingTable {
     /// Marks that a lookup for `target` ran now, so its bucket needs no refresh.
     pub fn touch_bucket(&mut self, target: &Id, now: Instant) {
         if let Some(i) = self.bucket_index(target) {
-            self.buckets[i].last_lookup = Some(now);
+            self.bucket_mut(i).last_lookup = Some(now);
         }
     }
 
@@ -483,7 +563,7 @@ impl RoutingTable {
         };
         (0..=deepest)
             .filter(|&i| {
-                self.buckets[i]
+                self.bucket(i)
                     .last_lookup
                     .is_none_or(|t| now.saturating_duration_since(t) >= interval)
             })

@@ -40,6 +40,8 @@ impl Graph {
         let (mut entries, mut dead_entries) = (0u64, 0u64);
         for &i in live {
             let Some(d) = sim.node(i) else { continue };
+            // Exact sizes: at 100,000 nodes, doubling would leave hundreds of MB unused.
+            out[i].reserve_exact(d.routing_table().len());
             for e in d.routing_table().iter() {
                 entries += 1;
                 match node_index(&e.contact.addr).filter(|&j| sim.is_alive(j)) {
@@ -48,7 +50,11 @@ impl Graph {
                 }
             }
         }
-        let mut into: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut held = vec![0usize; n];
+        for &j in out.iter().flatten() {
+            held[j] += 1;
+        }
+        let mut into: Vec<Vec<usize>> = held.into_iter().map(Vec::with_capacity).collect();
         for (i, js) in out.iter().enumerate() {
             for &j in js {
                 into[j].push(i);

@@ -28,6 +28,11 @@
 //! [`swarm`] is the same approach for the transfer engine: one seeder and many leechers on a
 //! virtual network with per-node upload and download capacities (`make sim-swarm`).
 //!
+//! Cost: PROOFs (dht.md section 6.1) are signed with a hash in place of Ed25519 by default
+//! ([`Sim::set_proof_scheme`]): the same datagrams and the same run at a fraction of the CPU
+//! (a test checks that the report is the same). With that and the DHT's compact tables, a
+//! run of 100,000 nodes fits in about 65 KB per node (`make sim-100k`).
+//!
 //! Addresses such as `10.0.3.7:4000` are labels computed from a node's index: nothing is
 //! sent on a real network.
 

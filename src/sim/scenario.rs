@@ -25,7 +25,7 @@ use rand::Rng;
 use super::islands::{explain, Graph, History};
 use super::net::{node_addr, NetConfig, Sim, SimError};
 use super::report::{KindStats, NetworkState, Percentiles, Report, WallTimes};
-use crate::dht::{DhtConfig, QueryId, QueryResult, QueryStats};
+use crate::dht::{DhtConfig, ProofScheme, QueryId, QueryResult, QueryStats};
 use crate::id::Id;
 
 /// The parameters of one run.
@@ -58,6 +58,9 @@ pub struct Scenario {
     /// Explain the islands in the report: who holds each node outside the main component,
     /// sampled every [`HISTORY_EVERY`] while the network joins and settles.
     pub explain_islands: bool,
+    /// Sign and check PROOFs with Ed25519 as real nodes do, rather than the simulator's
+    /// hash ([`Sim::set_proof_scheme`]): the same report, several times the CPU.
+    pub ed25519_proofs: bool,
 }
 
 /// How often [`Scenario::explain_islands`] samples who holds whom.
@@ -80,6 +83,7 @@ impl Scenario {
             net: NetConfig::default(),
             dht: DhtConfig::default(),
             explain_islands: false,
+            ed25519_proofs: false,
         }
     }
 
@@ -90,7 +94,7 @@ impl Scenario {
         format!(
             "cargo run --release --bin peershare-sim -- --nodes {} --keys {} --lookups {} \
              --dead {} --liars {} --latency {} --jitter {} --loss {} --seed {} --settle {} \
-             --join-interval {}",
+             --join-interval {}{}",
             self.nodes,
             self.keys,
             self.lookups,
@@ -102,6 +106,11 @@ impl Scenario {
             self.net.seed,
             self.settle.as_secs(),
             self.join_interval.as_millis(),
+            if self.ed25519_proofs {
+                " --ed25519-proofs"
+            } else {
+                ""
+            },
         )
     }
 
@@ -128,8 +137,17 @@ impl Scenario {
     /// experiments of their own (`sim::provide`).
     pub fn build(&self) -> Result<Sim, SimError> {
         self.validate()?;
-        let mut sim = Sim::new(self.net.clone(), self.dht.clone())?;
+        let mut sim = self.new_sim()?;
         self.join(&mut sim, None)?;
+        Ok(sim)
+    }
+
+    fn new_sim(&self) -> Result<Sim, SimError> {
+        let mut sim = Sim::new(self.net.clone(), self.dht.clone())?;
+        sim.reserve_nodes(self.nodes);
+        if self.ed25519_proofs {
+            sim.set_proof_scheme(ProofScheme::Ed25519);
+        }
         Ok(sim)
     }
 
@@ -171,7 +189,7 @@ impl Scenario {
         self.validate()?;
         // The wall clock is read for the report only.
         let wall_start = std::time::Instant::now();
-        let mut sim = Sim::new(self.net.clone(), self.dht.clone())?;
+        let mut sim = self.new_sim()?;
         let n = self.nodes;
 
         // 1. Join, then settle.
