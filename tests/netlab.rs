@@ -72,7 +72,15 @@ fn every_nat_pair_downloads() {
         return;
     }
     let lab = Lab::up("up");
-    let dir = tempfile::tempdir().expect("temp dir");
+    // PEERSHARE_LAB_KEEP=1 keeps the nodes' logs and data for a look after the run.
+    let keep = std::env::var_os("PEERSHARE_LAB_KEEP").is_some();
+    let dir = tempfile::Builder::new()
+        .disable_cleanup(keep)
+        .tempdir()
+        .expect("temp dir");
+    if keep {
+        println!("the lab's logs stay in {}", dir.path().display());
+    }
     let boot = ["203.0.113.2:4001", "203.0.113.3:4001"];
     let mut nodes = vec![LabNode::start(&lab, "boot1", dir.path(), &[], &[])];
     std::thread::sleep(Duration::from_millis(300));
@@ -182,7 +190,10 @@ fn every_nat_pair_downloads() {
                         let (ok, _) = n.cli(&["get", id, "-o", dest.to_str().expect("utf-8")]);
                         let got =
                             std::fs::read(dest.join(format!("file-{s}-{l}"))).unwrap_or_default();
-                        let st = n.status();
+                        let st = n.try_status().unwrap_or_else(|e| {
+                            eprintln!("{s} -> {l}: {e}");
+                            Value::Null
+                        });
                         let conns = st["nat"]["connections"]
                             .as_array()
                             .cloned()

@@ -26,6 +26,14 @@ pub enum Completion {
         /// The typed request or why it is invalid.
         result: Result<ApiRequest, ApiError>,
     },
+    /// A read-only API command found the view stale (`Shared::is_stale`): the loop
+    /// publishes a fresh one and hands the answer back to a worker ([`Job::View`]).
+    ViewWanted {
+        /// Where the reply goes.
+        to: ReplyTo,
+        /// How the answer is made from the view.
+        answer: ViewAnswer,
+    },
     /// A finished API reply.
     Reply {
         /// Where it goes.
@@ -90,8 +98,18 @@ pub struct SegmentRead {
     pub range: std::ops::Range<u64>,
 }
 
+/// How a read-only API command is answered from the view (`node_core::api::Route::View`).
+pub type ViewAnswer = fn(&crate::node_core::StatusView, &crate::node_core::Live) -> Vec<u8>;
+
 /// A unit of work for a worker.
 pub enum Job {
+    /// A read-only API command, answered from the view the loop has just published.
+    View {
+        /// Where the reply goes.
+        to: ReplyTo,
+        /// How the answer is made.
+        answer: ViewAnswer,
+    },
     /// File work for the node ([`DiskStorage::run`]).
     Storage(StorageJob),
     /// An API request's bytes: check the token if one is required, parse, prepare paths,
@@ -151,6 +169,10 @@ impl JobContext {
                 }
             }
             Job::Api { to, bytes, token } => self.api(to, &bytes, token.as_deref()),
+            Job::View { to, answer } => {
+                let bytes = answer(&self.shared.view(), &self.shared.live());
+                self.completer.complete(Completion::Reply { to, bytes });
+            }
             Job::Stream {
                 to,
                 content,
@@ -213,6 +235,10 @@ impl JobContext {
         let parsed = parsed.and_then(|r| self.one_folder_per_download(r));
         let done = match parsed.and_then(paths::prepare) {
             Ok(req) => match route(&req) {
+                // The view misses a change (perhaps this client's own, just replied to).
+                Route::View(answer) if self.shared.is_stale() => {
+                    Completion::ViewWanted { to, answer }
+                }
                 Route::View(answer) => Completion::Reply {
                     to,
                     bytes: answer(&self.shared.view(), &self.shared.live()),

@@ -362,16 +362,16 @@ impl Reactor {
             }
             Output::Limits(l) => {
                 self.bw.set_limits(l, now);
-                self.view_dirty = true;
+                self.view_changed();
                 // Connections queued under a limit that is now gone go back to reading and
                 // writing on their own readiness.
                 self.serve_bandwidth(now);
             }
             Output::RunHook(h) => {
                 self.hooks.run(h);
-                self.view_dirty = true;
+                self.view_changed();
             }
-            Output::ViewChanged => self.view_dirty = true,
+            Output::ViewChanged => self.view_changed(),
         }
     }
 
@@ -537,6 +537,11 @@ impl Reactor {
         while let Ok(c) = self.completions.try_recv() {
             match c {
                 Completion::Reply { to, bytes } => self.deliver(now, to, bytes),
+                Completion::ViewWanted { to, answer } => {
+                    self.fresh_view(now);
+                    self.backlog.push(Job::View { to, answer });
+                    self.backlog.submit(&self.workers, &self.jobs);
+                }
                 Completion::Storage(done) => self.core.handle_storage(now, done),
                 Completion::Stream(done) => self.http_stream_done(now, done),
                 Completion::StreamPending {

@@ -1,12 +1,14 @@
 //! State the event loop shares with worker threads: the latest [`StatusView`] of the node,
 //! which the loop republishes twice a second and whenever the core says it changed, and a
 //! few live counters. Workers answer read-only API commands (`status`, `local_list_content`,
-//! `routing_table`) from it without a round trip through the loop. Guarded by a
+//! `routing_table`) from it without a round trip through the loop, unless the loop has
+//! marked it stale: then the loop publishes a fresh one first, so that a client always reads
+//! its own changes. Guarded by a
 //! parking_lot `RwLock`; the loop holds the write lock only to swap in a new `Arc`, never
 //! across I/O.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +20,10 @@ use crate::node_core::{Live, StatusView};
 /// The shared view plus fixed facts about the node.
 pub struct Shared {
     view: RwLock<Arc<StatusView>>,
+    /// The node changed since `view` was built (the loop knows it; the pace delays the
+    /// build). A reader that must see every change its client caused asks the loop for a
+    /// fresh view instead ([`Shared::is_stale`]).
+    stale: AtomicBool,
     /// When the node started.
     started: Instant,
     /// The API address.
@@ -79,6 +85,7 @@ impl Shared {
     pub fn new(view: StatusView, api_addr: SocketAddr) -> Self {
         Shared {
             view: RwLock::new(Arc::new(view)),
+            stale: AtomicBool::new(false),
             started: Instant::now(),
             api_addr,
             wire_totals: Default::default(),
@@ -104,8 +111,20 @@ impl Shared {
         }
     }
 
-    /// Replaces the view.
+    /// Replaces the view; it is fresh until the loop marks it stale again.
     pub fn publish(&self, v: StatusView) {
         *self.view.write() = Arc::new(v);
+        self.stale.store(false, Ordering::Release);
+    }
+
+    /// The node changed after the view was built (the loop calls this as it learns of a
+    /// change, before it sends the reply that the change caused).
+    pub fn mark_stale(&self) {
+        self.stale.store(true, Ordering::Release);
+    }
+
+    /// Whether the view misses a change the loop knows of.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Acquire)
     }
 }

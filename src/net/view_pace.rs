@@ -2,7 +2,9 @@
 //! time in the library's size (a node sharing 100,000 files lists them all, and an add
 //! changes it), so it is rebuilt at most once per ten times its last build took: at most a
 //! tenth of the reactor's thread whatever the size, and at once for a small library (a
-//! build of a few µs). A change that must wait is published when the poll wakes for it.
+//! build of a few µs). A change that must wait is published when the poll wakes for it, or
+//! sooner when a reader asks for it (`Shared::is_stale`: `status` after `add` always lists
+//! the share).
 
 use std::time::{Duration, Instant};
 
@@ -26,8 +28,8 @@ impl ViewPace {
     }
 
     /// The soonest a build may start (`now` or later). A build under [`PACE_FROM`] is
-    /// repeated at once: a client that changed something and then reads the view (status,
-    /// the dashboard, `/lookups`) sees its change, as it did before the pacing.
+    /// repeated at once, so the dashboard's live events follow every change of a small
+    /// node.
     pub fn soonest(&self) -> Instant {
         if self.build_time < PACE_FROM {
             return self.last_build;

@@ -505,6 +505,11 @@ impl NodeCore {
     /// The next thing to do (see the module docs for the drain rule).
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
+        // A change comes out ahead of the replies it caused, so that the reactor knows its
+        // view is stale before a client can read it (`net::shared`).
+        if std::mem::take(&mut self.view_dirty) {
+            return Some(Output::ViewChanged);
+        }
         self.out.pop_front()
     }
 
@@ -657,9 +662,6 @@ impl NodeCore {
             if !moved {
                 break;
             }
-        }
-        if std::mem::take(&mut self.view_dirty) {
-            self.out.push_back(Output::ViewChanged);
         }
     }
 

@@ -294,3 +294,23 @@ fn a_plain_connect_is_given_up_for_the_rendezvous_a_search_names() {
     assert_eq!(c.nat.direct_pending(), 0);
     assert!(c.nat.is_reaching(&node), "introduced through {rv}");
 }
+
+/// A change comes out ahead of the reply it caused: the reactor marks its published view
+/// stale before the client can read the reply, so the client's next `status` sees the
+/// change whatever the view's pace (`net::shared`). Before, `ViewChanged` came last, and a
+/// leecher's `status` right after `get` could miss the download's connection.
+#[test]
+fn a_change_comes_out_before_the_reply_it_caused() {
+    let now = Instant::now();
+    let mut c = core(now);
+    while c.poll_output().is_some() {}
+    c.handle_api(now, ReplyTo { conn: 1, seq: 0 }, ApiRequest::Status);
+    let outs: Vec<Output> = std::iter::from_fn(|| c.poll_output()).collect();
+    let changed = outs.iter().position(|o| matches!(o, Output::ViewChanged));
+    let reply = outs.iter().position(|o| matches!(o, Output::Reply { .. }));
+    assert!(reply.is_some(), "a reply");
+    assert!(
+        changed < reply && changed.is_some(),
+        "ViewChanged first: {changed:?} {reply:?}"
+    );
+}

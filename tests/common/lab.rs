@@ -124,8 +124,26 @@ impl LabNode {
 
     /// `status --json`, or null.
     pub fn status(&self) -> Value {
-        let (_, out) = self.cli(&["status", "--json"]);
-        serde_json::from_str(&out).unwrap_or(Value::Null)
+        self.try_status().unwrap_or(Value::Null)
+    }
+
+    /// `status --json`, or what the client printed when it failed.
+    pub fn try_status(&self) -> Result<Value, String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, super::bin()])
+            .args(["status", "--json", "--api", "127.0.0.1:5001"])
+            .output()
+            .map_err(|e| format!("cannot run the client: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(&stdout).map_err(|e| {
+            format!(
+                "status --json on {}: {} ({e}); stdout {:?}; stderr {:?}",
+                self.ns,
+                out.status,
+                stdout,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
     }
 
     /// Stops the node the way a user does (SIGTERM); true if it exited within 10 s.

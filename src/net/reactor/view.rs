@@ -1,5 +1,6 @@
 //! Publishing the node's status view for the API and dashboard threads, paced by what it
-//! costs ([`ViewPace`]).
+//! costs ([`ViewPace`]), and at once for a reader that must see every change its client
+//! caused (read-your-writes: `status` after `add` lists the share whatever the pace).
 
 use std::time::Instant;
 
@@ -18,6 +19,25 @@ impl Reactor {
             self.next_view = self.next_view.min(self.view_pace.soonest());
             return;
         }
+        self.publish_view_now(now);
+    }
+
+    /// The node changed: the view is rebuilt when its pace allows, and readers in the
+    /// meantime know it is stale.
+    pub(super) fn view_changed(&mut self) {
+        self.view_dirty = true;
+        self.shared.mark_stale();
+    }
+
+    /// Publishes a fresh view if the node changed since the last one, whatever the pace: a
+    /// reader waits for it.
+    pub(super) fn fresh_view(&mut self, now: Instant) {
+        if self.view_dirty {
+            self.publish_view_now(now);
+        }
+    }
+
+    fn publish_view_now(&mut self, now: Instant) {
         let (up_rate, down_rate) = self.bw.rates(now);
         let io = IoStatus {
             emulated_drops: self.emulator.dropped,

@@ -25,6 +25,10 @@ impl Reactor {
     }
 
     pub(super) fn http_ready(&mut self, t: Token, r: bool, w: bool, now: Instant) {
+        if r {
+            // A request may read the view (metrics, lookups): it sees every change so far.
+            self.fresh_view(now);
+        }
         let ev = match self.http.as_mut() {
             Some(h) => h.ready(self.poll.registry(), t, (r, w), now),
             None => return,
