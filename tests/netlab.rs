@@ -56,11 +56,24 @@ fn host(t: &str, role: &str) -> String {
     }
 }
 
+/// The address a seeder of type `t` has on the lab's internet (its router's, behind a NAT;
+/// tools/netlab/netlab.sh numbers the routers 203.0.113.(20 + k), k = 1, 2, ... over the
+/// types and roles in order).
+fn seeder_ip(t: &str) -> String {
+    match TYPES.iter().position(|x| *x == t) {
+        Some(0) | None => "203.0.113.11".to_string(),
+        Some(i) => format!("203.0.113.{}", 20 + 2 * i - 1),
+    }
+}
+
 /// One download's outcome.
 struct Outcome {
     ok: bool,
     strategy: String,
     setup_ms: f64,
+    /// Connections through a rendezvous (punched, relayed) to other nodes than the seeder:
+    /// a download tries earlier providers first, but only those it can dial directly.
+    detours: Vec<String>,
 }
 
 #[test]
@@ -198,13 +211,39 @@ fn every_nat_pair_downloads() {
                             .as_array()
                             .cloned()
                             .unwrap_or_default();
-                        let first = conns.get(seen).cloned().unwrap_or(Value::Null);
+                        // The connection to the seeder: a download may first try providers
+                        // of earlier downloads (dht.md, known providers first).
+                        let ip = seeder_ip(s);
+                        let first = conns
+                            .iter()
+                            .skip(seen)
+                            .find(|c| {
+                                c["peer"]
+                                    .as_str()
+                                    .and_then(|p| p.rsplit_once(':'))
+                                    .is_some_and(|(a, _)| a == ip)
+                            })
+                            .cloned()
+                            .unwrap_or(Value::Null);
+                        let detours = conns
+                            .iter()
+                            .skip(seen)
+                            .filter(|c| c["strategy"] == "punched" || c["strategy"] == "relayed")
+                            .filter(|c| {
+                                c["peer"]
+                                    .as_str()
+                                    .and_then(|p| p.rsplit_once(':'))
+                                    .is_none_or(|(a, _)| a != ip)
+                            })
+                            .map(|c| format!("{} {}", c["strategy"], c["peer"]))
+                            .collect();
                         out.push((
                             (s, l),
                             Outcome {
                                 ok: ok && &got == data,
                                 strategy: first["strategy"].as_str().unwrap_or("?").to_string(),
                                 setup_ms: first["setup_ms"].as_f64().unwrap_or(f64::NAN),
+                                detours,
                             },
                         ));
                     }
@@ -251,6 +290,12 @@ fn every_nat_pair_downloads() {
             ));
             if !o.ok {
                 failures.push(format!("{s} -> {l}: download failed or bytes differ"));
+            }
+            if !o.detours.is_empty() {
+                failures.push(format!(
+                    "{s} -> {l}: connections through a rendezvous to other nodes: {:?}",
+                    o.detours
+                ));
             }
             if o.strategy == "relayed" && s != "sym" && l != "sym" {
                 failures.push(format!(

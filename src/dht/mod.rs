@@ -26,6 +26,7 @@
 //! answer (`serve.rs`). [`DhtConfig`] is in `config.rs`, and what the caller gets back
 //! ([`Transmit`], [`DhtEvent`], [`DhtStats`]) in `outputs.rs`.
 
+mod backoff;
 mod config;
 pub mod diversity;
 pub mod lookup;
@@ -81,6 +82,8 @@ pub struct Dht {
     store: ProviderStore,
     tokens: TokenIssuer,
     limiter: SourceLimiter,
+    /// Addresses that told us to retry later, and our requests waiting for them.
+    backoff: backoff::Backoff,
     requests: HashMap<u64, Outstanding>,
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Soft deadlines of lookup requests (see [`DhtConfig::soft_timeout`]).
@@ -109,6 +112,10 @@ pub struct Dht {
     /// The reprovide sweep running, if any (`sweep.rs`).
     sweep: Option<sweep::Sweep>,
     sweep_stats: SweepStats,
+    /// Keys a download began to provide, waiting to be announced together, and when they
+    /// go (`sweep.rs`, [`Dht::provide_soon`]).
+    fresh: std::collections::BTreeMap<Id, u16>,
+    fresh_due: Option<Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<DhtEvent>,
     next_maintenance: Instant,
@@ -176,6 +183,7 @@ impl Dht {
             signer: proof::Signer::new(identity),
             proofs: proof::ProofCache::default(),
             rng,
+            backoff: Default::default(),
             requests: HashMap::new(),
             deadlines: BinaryHeap::new(),
             soft_deadlines: BinaryHeap::new(),
@@ -187,6 +195,8 @@ impl Dht {
             provided: HashMap::new(),
             sweep: None,
             sweep_stats: SweepStats::default(),
+            fresh: Default::default(),
+            fresh_due: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             observed: VecDeque::new(),
@@ -308,6 +318,12 @@ impl Dht {
         if self.deferred_deadline().is_some_and(|t| t <= now) {
             // The join took too long (or failed and was warned about): run them anyway.
             let _ = self.release_deferred(now);
+        }
+        for h in self.backoff.take_due(now) {
+            self.send_request_attempt(now, h.to, h.node, h.msg, h.purpose, h.attempt);
+        }
+        if self.fresh_due.is_some_and(|t| t <= now) {
+            self.announce_fresh(now);
         }
         if now >= self.next_maintenance {
             self.maintenance(now);
@@ -489,6 +505,8 @@ impl Dht {
             soft,
             Some(self.next_maintenance),
             self.deferred_deadline(),
+            self.fresh_due,
+            self.backoff.poll_timeout(),
         ]
         .into_iter()
         .flatten()

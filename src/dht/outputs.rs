@@ -126,6 +126,13 @@ pub struct DhtStats {
     pub unexpected_responses: u64,
     /// Requests refused by the per-source rate limit.
     pub rate_limited: u64,
+    /// Of those, the ones answered ERROR RETRY_LATER (at most one per source a second).
+    pub retry_later_sent: u64,
+    /// ERROR RETRY_LATER answers to our own requests: their address was left alone for a
+    /// while (dht.md section 13.1).
+    pub backed_off: u64,
+    /// Requests that waited for the end of such a back-off before they were sent.
+    pub requests_held: u64,
     /// Requests that timed out.
     pub timeouts: u64,
     /// ANNOUNCEs refused for a bad token.

@@ -3,16 +3,27 @@
 //! A node answers requests, and answers can be larger than requests, so without a limit a
 //! flood from one source (or a spoofed one) would make the node an amplifier. When the table
 //! is full, idle entries are swept; if it is still full, requests from new sources are
-//! refused until it drains, so memory stays bounded under any traffic.
+//! refused until it drains, so memory stays bounded under any traffic. A refused source may
+//! be told so ([`SourceLimiter::notify`]) at most once per interval: a flooder gets one
+//! small answer a second, a busy honest peer learns to back off (dht.md section 13.1).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A source's bucket: its tokens, when they were counted, and when it was last told that it
+/// is limited.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    told: Option<Instant>,
+}
 
 /// Token buckets keyed by source address.
 #[derive(Debug)]
 pub struct SourceLimiter {
-    buckets: HashMap<SocketAddr, (f64, Instant)>,
+    buckets: HashMap<SocketAddr, Bucket>,
     rate: f64,
     burst: f64,
     max_sources: usize,
@@ -38,24 +49,43 @@ impl SourceLimiter {
             }
         }
         let (rate, burst) = (self.rate, self.burst);
-        let (tokens, last) = self.buckets.entry(src).or_insert((burst, now));
-        let dt = now.saturating_duration_since(*last).as_secs_f64();
-        *tokens = (*tokens + dt * rate).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        let b = self.buckets.entry(src).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+            told: None,
+        });
+        let dt = now.saturating_duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + dt * rate).min(burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
             true
         } else {
             false
         }
     }
 
+    /// After [`SourceLimiter::allow`] refused `src`: true if it may be told so now, that is
+    /// if it was not told within the last `every` (and is tracked). Then it counts as told.
+    pub fn notify(&mut self, src: SocketAddr, now: Instant, every: Duration) -> bool {
+        let Some(b) = self.buckets.get_mut(&src) else {
+            return false;
+        };
+        if b.told
+            .is_some_and(|t| now.saturating_duration_since(t) < every)
+        {
+            return false;
+        }
+        b.told = Some(now);
+        true
+    }
+
     /// Forgets sources whose bucket has refilled completely (they are idle).
     pub fn sweep(&mut self, now: Instant) {
         let (rate, burst) = (self.rate, self.burst);
-        self.buckets.retain(|_, (tokens, last)| {
-            let dt = now.saturating_duration_since(*last).as_secs_f64();
-            *tokens + dt * rate < burst
+        self.buckets.retain(|_, b| {
+            let dt = now.saturating_duration_since(b.last).as_secs_f64();
+            b.tokens + dt * rate < burst
         });
         // A burst of requesters leaves a large table behind: give it back (100,000
         // simulated nodes would otherwise hold thousands of empty slots each).
@@ -89,6 +119,23 @@ mod tests {
         assert!(!l.allow(a, now));
         assert!(l.allow(a, now + Duration::from_millis(100)));
         assert!(!l.allow(a, now + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn a_limited_source_is_told_once_per_interval() {
+        let now = Instant::now();
+        let mut l = SourceLimiter::new(10.0, 1.0, 100);
+        let a: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        let every = Duration::from_secs(1);
+        assert!(l.allow(a, now));
+        assert!(!l.allow(a, now));
+        assert!(l.notify(a, now, every));
+        for ms in [0, 10, 500, 999] {
+            assert!(!l.notify(a, now + Duration::from_millis(ms), every));
+        }
+        assert!(l.notify(a, now + every, every));
+        // An untracked source (the table was full) is not told.
+        assert!(!l.notify("192.0.2.2:2".parse().unwrap(), now, every));
     }
 
     #[test]

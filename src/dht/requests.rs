@@ -11,11 +11,12 @@ use std::time::Instant;
 
 use rand::Rng;
 
+use super::backoff::Held;
 use super::routing::InsertResult;
 use super::{is_nat_type, Dht, DhtEvent, QueryId, Transmit};
 use crate::id::Id;
 use crate::proto::dht::{
-    msg_type, Contact, Datagram, Message, FLAG_NOT_REACHABLE, FLAG_PROVIDER_IDS,
+    error_code, msg_type, Contact, Datagram, Message, FLAG_NOT_REACHABLE, FLAG_PROVIDER_IDS,
 };
 
 /// Copies of a lookup request sent to the closest candidate before it stops holding up the
@@ -209,6 +210,14 @@ impl Dht {
             }
         }
         self.learn_answerer(now, from, &dg);
+        if let Message::Error {
+            code: error_code::RETRY_LATER,
+            ..
+        } = &dg.msg
+        {
+            self.on_retry_later(now, out);
+            return;
+        }
         if let Message::Error { code, text } = &dg.msg {
             log::debug!(
                 "dht: {from} answered {} with error {code}: {text}",
@@ -276,6 +285,33 @@ impl Dht {
         }
     }
 
+    /// `out` was answered RETRY_LATER: nothing goes to its address for a while (dht.md
+    /// section 13.1). A lookup, announce or batch request sent for the first time waits and
+    /// goes again then, still counted in flight by its lookup; anything else fails as on
+    /// any ERROR (its contact answered: no routing failure).
+    fn on_retry_later(&mut self, now: Instant, out: Outstanding) {
+        self.stats.backed_off += 1;
+        let until = self.backoff.back_off(out.to, now);
+        let again = matches!(
+            out.purpose,
+            Purpose::Lookup(_) | Purpose::Announce(_) | Purpose::Batch
+        );
+        if let (Some(at), true, 0) = (until, again, out.attempt) {
+            let held = Held {
+                to: out.to,
+                node: out.node,
+                msg: out.msg.clone(),
+                purpose: out.purpose,
+                attempt: 1,
+            };
+            if self.backoff.hold(at, held).is_ok() {
+                self.stats.requests_held += 1;
+                return;
+            }
+        }
+        self.on_request_failed(now, out, false);
+    }
+
     /// Remembers that `txid`, sent in several copies, was answered: the other copies'
     /// answers may follow until the request timeout. Bounded: entries leave when their
     /// request timeout has passed, and the oldest first beyond [`MAX_ANSWERED_COPIES`].
@@ -339,6 +375,44 @@ impl Dht {
         purpose: Purpose,
         attempt: u8,
     ) {
+        if let Some(at) = self.backoff.busy(&to, now) {
+            // Its address told us to retry later: the request waits for that (or, if too
+            // many wait already, goes now and may be dropped).
+            let held = Held {
+                to,
+                node,
+                msg,
+                purpose,
+                attempt,
+            };
+            match self.backoff.hold(at, held) {
+                Ok(()) => {
+                    self.stats.requests_held += 1;
+                    return;
+                }
+                Err(h) => return self.send_request_now(now, *h),
+            }
+        }
+        self.send_request_now(
+            now,
+            Held {
+                to,
+                node,
+                msg,
+                purpose,
+                attempt,
+            },
+        );
+    }
+
+    fn send_request_now(&mut self, now: Instant, req: Held) {
+        let Held {
+            to,
+            node,
+            msg,
+            purpose,
+            attempt,
+        } = req;
         let mut txid: u64 = self.rng.gen();
         while self.requests.contains_key(&txid) {
             txid = self.rng.gen();

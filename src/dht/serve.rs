@@ -35,6 +35,13 @@ impl Dht {
     pub(super) fn handle_request(&mut self, now: Instant, from: SocketAddr, dg: Datagram) {
         if !self.limiter.allow(from, now) {
             self.stats.rate_limited += 1;
+            // One refused request a second is answered, so that an honest busy peer backs
+            // off rather than time out and try again (dht.md section 13.1); a flooder gets
+            // one datagram of 48 bytes a second, smaller than any request.
+            if self.limiter.notify(from, now, super::backoff::RETRY_AFTER) {
+                self.stats.retry_later_sent += 1;
+                self.send(from, dg.txid, error(error_code::RETRY_LATER, ""));
+            }
             return;
         }
         if dg.flags & FLAG_NOT_REACHABLE == 0 {

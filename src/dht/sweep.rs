@@ -82,6 +82,10 @@ impl SweepStats {
 /// announce's, and buys nothing for one key.
 pub(super) const SWEEP_MIN_KEYS: usize = 2;
 
+/// How long a key a download began to provide waits for others to be announced with
+/// ([`Dht::provide_soon`]; dht.md section 10).
+pub const FRESH_DELAY: Duration = Duration::from_millis(500);
+
 /// Region lookups a sweep runs at once: a sparse library (a region per key or two) must
 /// still be swept well within the republish interval.
 const PARALLEL_REGIONS: usize = 4;
@@ -90,6 +94,54 @@ impl Dht {
     /// True while a sweep runs.
     pub(super) fn sweeping(&self) -> bool {
         self.sweep.is_some()
+    }
+
+    /// Provides `key` on TCP `port` (0: the DHT's UDP port) like [`Dht::announce`], but
+    /// announces it with the other keys that start being provided within [`FRESH_DELAY`]
+    /// of the first: one sweep (or one announce, for a key alone) instead of one announce
+    /// lookup each. For a downloader's first announce (dht.md section 10): many small
+    /// downloads from one peer would otherwise send it two requests each at once (issue 21).
+    pub fn provide_soon(&mut self, key: Id, port: u16, now: Instant) {
+        self.provided.insert(
+            key,
+            super::Provided {
+                port,
+                next_republish: now + self.config.republish_interval,
+                retry: super::ANNOUNCE_RETRY,
+                table_len: self.routing.len(),
+            },
+        );
+        self.fresh.insert(key, port);
+        self.fresh_due.get_or_insert(now + FRESH_DELAY);
+    }
+
+    /// The keys of [`Dht::provide_soon`] are due: a key alone gets its announce lookup,
+    /// several join the sweep running or start one. Behind a rendezvous (which ANNOUNCE_MANY
+    /// cannot carry) or with an empty table they are left due for the next housekeeping.
+    pub(super) fn announce_fresh(&mut self, now: Instant) {
+        self.fresh_due = None;
+        let keys: Vec<(Id, u16)> = std::mem::take(&mut self.fresh).into_iter().collect();
+        let batch = self.config.reprovide_sweep && self.rendezvous.is_none();
+        if self.routing.is_empty() || (!batch && keys.len() > 1) {
+            for (key, _) in &keys {
+                if let Some(p) = self.provided.get_mut(key) {
+                    p.next_republish = now;
+                }
+            }
+            self.next_maintenance = now;
+            return;
+        }
+        if keys.len() < SWEEP_MIN_KEYS {
+            for (key, port) in keys {
+                let _ = self.start_query(QueryKind::Announce { port }, key, now);
+            }
+        } else if let Some(sw) = self.sweep.as_mut() {
+            self.sweep_stats.keys += keys.len() as u64;
+            sw.pending.extend(keys);
+            self.sweep_next_region(now);
+        } else {
+            self.start_sweep(keys, now);
+        }
     }
 
     /// Starts a sweep over `keys` (their `next_republish` already moved on by the caller).
@@ -201,12 +253,18 @@ impl Dht {
         }
         let mut placed: Vec<(Id, u16, Vec<usize>)> = Vec::new();
         let mut order: Vec<usize> = (0..answered.len()).collect();
+        // A network smaller than k (fewer than k nodes answered a lookup 2k wide, and our own
+        // table holds fewer than k): every node is among the k closest of every key, so
+        // every key is placed on all of them (dht.md section 10.1).
+        let small = answered.len() < k && self.routing.len() < k;
         // Keys outside `key`'s subtree at `r`'s depth are farther than `r` from it: the
         // region is that subtree.
         let in_region: Vec<(Id, u16)> = sw
             .pending
-            .range(key..)
-            .take_while(|(k2, _)| **k2 == key || k2.distance(&key).leading_zeros() >= depth)
+            .range(if small { Id([0; 32]) } else { key }..)
+            .take_while(|(k2, _)| {
+                small || **k2 == key || k2.distance(&key).leading_zeros() >= depth
+            })
             .map(|(k2, p)| (*k2, *p))
             .collect();
         for (key2, port) in in_region {
@@ -214,6 +272,7 @@ impl Dht {
             order.sort_by_key(|&i| answered[i].0.id.distance(&key2));
             let top: Vec<usize> = order.iter().copied().take(k).collect();
             let covered = key2 == key
+                || small
                 || match (r, top.last()) {
                     (Some(r), Some(&far)) => {
                         sum_at_most(&d, &answered[far].0.id.distance(&key2), &r)

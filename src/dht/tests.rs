@@ -601,18 +601,88 @@ fn rate_limit_stops_a_flood() {
     for _ in 0..1000 {
         net.node(0).handle_datagram(now, addr(9), &ping);
     }
-    let (mut answered, mut proves) = (0, 0);
-    while let Some(t) = net.node(0).poll_transmit() {
-        match Datagram::decode(&t.payload).unwrap().msg {
-            Message::Pong { .. } => answered += 1,
-            Message::Prove { .. } => proves += 1,
-            other => panic!("{other:?}"),
+    // What node 0 sent: PONGs, PROVEs, RETRY_LATERs.
+    fn sent(net: &mut Net) -> (usize, usize, usize) {
+        let mut n = (0, 0, 0);
+        while let Some(t) = net.node(0).poll_transmit() {
+            match Datagram::decode(&t.payload).unwrap().msg {
+                Message::Pong { .. } => n.0 += 1,
+                Message::Prove { .. } => n.1 += 1,
+                Message::Error { code, text }
+                    if code == error_code::RETRY_LATER && text.is_empty() =>
+                {
+                    n.2 += 1
+                }
+                other => panic!("{other:?}"),
+            }
         }
+        n
     }
+    let (answered, proves, told) = sent(&mut net);
     assert_eq!(answered, DhtConfig::default().rate_burst as usize);
     assert_eq!(net.node(0).stats().rate_limited, 1000 - answered as u64);
     // One PROVE to check the unknown sender, not one per request.
     assert_eq!(proves, 1);
+    // Told once to back off, not once per refused request (issue 21).
+    assert_eq!(told, 1);
+    assert_eq!(net.node(0).stats().retry_later_sent, 1);
+    // Half a second later, still flooding: the 50 refilled are answered, no second
+    // RETRY_LATER; a second after the first, one more.
+    for (at, more_told) in [(500, 0), (1000, 1)] {
+        let later = now + Duration::from_millis(at);
+        for _ in 0..1000 {
+            net.node(0).handle_datagram(later, addr(9), &ping);
+        }
+        assert_eq!(sent(&mut net), (50, 0, more_told), "at {at} ms");
+    }
+}
+
+#[test]
+fn a_requester_told_to_retry_later_waits_and_loses_no_lookup() {
+    // Issue 21: node 0 serves 5 requests a second per source, in bursts of 5, and provides
+    // 20 keys; node 1 looks all of them up at once. The requests beyond the burst are
+    // answered RETRY_LATER (once a second) or dropped; node 1 holds its requests to node 0
+    // for a second each time and sends them again: every lookup finds node 0.
+    let mut net = Net::new(2);
+    let now = net.now;
+    let cfg = DhtConfig {
+        rate_limit_per_source: 5.0,
+        rate_burst: 5.0,
+        ..DhtConfig::default()
+    };
+    let identity = Identity::from_secret(&[7; 32]);
+    net.nodes.insert(addr(0), Dht::new(identity, cfg, 0, now));
+    net.join_all();
+    net.advance(Duration::from_secs(6));
+    let keys: Vec<Id> = (0..20u8).map(|i| Id::hash_of(&[i])).collect();
+    for k in &keys {
+        let now = net.now;
+        net.node(0).announce(*k, 4001, now);
+    }
+    net.advance(Duration::from_secs(6));
+    net.events.clear();
+    let t0 = net.node(1).stats().clone();
+    let now = net.now;
+    let qs: Vec<QueryId> = keys
+        .iter()
+        .map(|k| net.node(1).get_providers(*k, now).unwrap())
+        .collect();
+    net.advance(Duration::from_secs(30));
+    let provider = SocketAddr::new(addr(0).ip(), 4001);
+    for (q, k) in qs.into_iter().zip(&keys) {
+        match net.take_done(1, q).0 {
+            QueryResult::Providers { providers, .. } => {
+                assert!(providers.contains(&provider), "{k}: {providers:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let s1 = net.node(1).stats().clone();
+    assert!(s1.backed_off > t0.backed_off, "{s1:?}");
+    assert!(s1.requests_held > t0.requests_held, "{s1:?}");
+    assert!(net.node(0).stats().retry_later_sent >= 1);
+    // Node 0 is still in node 1's table: backing off is no routing failure.
+    assert_eq!(net.node(1).routing_table().len(), 1);
 }
 
 #[test]
@@ -1231,4 +1301,46 @@ fn a_claimed_contact_enters_the_table_only_with_its_proof() {
     // Claimed again once proven: no second PROVE.
     net.node(0).add_claimed_contact(honest, now);
     assert_eq!(pass_verifications(net.node(0), now, addr(8), &key), 0);
+}
+
+#[test]
+fn first_announces_of_downloads_go_together_and_land_in_a_network_smaller_than_k() {
+    // Issue 21: two nodes; node 1's downloads begin to provide 100 keys at once. They go out
+    // after the delay as one sweep: one region lookup, and every key placed on node 0 (the
+    // whole network) in ANNOUNCE_MANY batches of 36, not 100 announce lookups.
+    let mut net = Net::new(2);
+    net.join_all();
+    let keys: Vec<Id> = (0..100u32).map(|i| Id::hash_of(&i.to_be_bytes())).collect();
+    let out0 = net.node(1).stats().datagrams_out;
+    for k in &keys {
+        let now = net.now;
+        net.node(1).provide_soon(*k, 0, now);
+    }
+    net.drain();
+    assert_eq!(
+        net.node(1).stats().datagrams_out,
+        out0,
+        "sent before the delay"
+    );
+    net.advance(sweep::FRESH_DELAY + Duration::from_millis(100));
+    let now = net.now;
+    for k in &keys {
+        assert!(net.node(0).holds_record(k, &addr(1), now), "{k} not stored");
+    }
+    let s = net.node(1).sweep_stats().clone();
+    assert_eq!(
+        (s.regions, s.batches, s.records_stored),
+        (1, 3, 100),
+        "{s:?}"
+    );
+    assert!(net.node(1).provided_keys().len() >= 100);
+    // One key alone gets its own announce (no sweep).
+    let now = net.now;
+    net.node(1).provide_soon(Id::hash_of(b"alone"), 0, now);
+    net.advance(sweep::FRESH_DELAY + Duration::from_millis(100));
+    let now = net.now;
+    assert!(net
+        .node(0)
+        .holds_record(&Id::hash_of(b"alone"), &addr(1), now));
+    assert_eq!(net.node(1).sweep_stats().started, 1);
 }

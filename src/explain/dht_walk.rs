@@ -360,6 +360,7 @@ pub(super) fn dht_error_name(code: u64) -> &'static str {
         3 => "STORE_FULL",
         4 => "RATE_LIMITED",
         5 => "UNKNOWN_PEER",
+        6 => "RETRY_LATER",
         _ => "(undefined code)",
     }
 }

@@ -47,6 +47,7 @@ mod mapping;
 pub mod nat;
 pub mod output;
 pub mod peers_view;
+pub mod search;
 pub mod settings;
 #[cfg(test)]
 mod tests;
@@ -98,6 +99,11 @@ pub struct NodeCore {
     nat: NatGlue,
     lan: lan::LanGlue,
     lookups: HashMap<QueryId, Lookup>,
+    /// How downloads find peers: known providers first, lookups coalesced (`search.rs`).
+    search: search::PeerSearch,
+    /// Something the search decides on changed (a lookup ended, a connection closed, a
+    /// decision fell due): it runs again at the end of `settle`.
+    search_dirty: bool,
     /// Lookups that ended (`/metrics`, the learners' page).
     lookup_log: lookup_log::LookupLog,
     limits: Limits,
@@ -144,6 +150,8 @@ impl NodeCore {
             nat,
             lan: lan::LanGlue::default(),
             lookups: HashMap::new(),
+            search: Default::default(),
+            search_dirty: false,
             lookup_log: Default::default(),
             limits,
             local,
@@ -269,6 +277,7 @@ impl NodeCore {
     /// The connection closed (by the peer, an I/O error, or a failed connect).
     pub fn handle_wire_closed(&mut self, now: Instant, conn: ConnId) {
         self.library.engine.closed(now, conn);
+        self.search_dirty = true;
         // The NAT layer forgets it too: a connect that failed (refused, unreachable) left
         // its start time behind for good, one entry per failed connect.
         let (nat, mut p) = self.nat_parts();
@@ -436,6 +445,9 @@ impl NodeCore {
         let (nat, mut p) = self.nat_parts();
         nat.handle_timeout(&mut p, now);
         self.lan_timeout(now);
+        if self.search.poll_timeout().is_some_and(|t| t <= now) {
+            self.search_dirty = true;
+        }
         if now >= self.next_expire {
             self.next_expire = now + EXPIRE_EVERY;
             self.library.expire_waits(now);
@@ -457,6 +469,7 @@ impl NodeCore {
             self.library.engine.poll_timeout(),
             self.nat.poll_timeout(),
             self.lan_poll_timeout(),
+            self.search.poll_timeout(),
             Some(self.next_expire),
             Some(self.next_save),
         ]
@@ -659,6 +672,10 @@ impl NodeCore {
                 }
             }
             moved |= self.lan_settle(now);
+            if std::mem::take(&mut self.search_dirty) {
+                moved = true;
+                self.search_pump(now);
+            }
             if !moved {
                 break;
             }
@@ -679,6 +696,7 @@ impl NodeCore {
                     }
                     WireAction::Close { conn } => {
                         nat.conn_closed(&mut p, conn);
+                        self.search_dirty = true;
                         self.out.push_back(Output::Wire(WireAction::Close { conn }));
                     }
                     w @ (WireAction::Send { .. } | WireAction::SendPiece { .. }) => {
@@ -691,9 +709,15 @@ impl NodeCore {
             EngineAction::ManifestFetched { content } => self.library.manifest_fetched(content),
             EngineAction::FindPeers { content } => {
                 self.lan_want(content);
-                if let Some(q) = self.dht.get_providers(content, now) {
-                    self.lookups.insert(q, Lookup::Peers(content));
+                let cap = self.search_cap();
+                if let Some(step) = self.search.find(now, content, cap) {
+                    self.search_step(now, content, step);
                 }
+            }
+            // A download's first verified chunk: announced with the others that start
+            // within a moment (`Dht::provide_soon`), as nobody waits for it.
+            EngineAction::Announce { content } if self.library.is_downloading(&content) => {
+                self.dht.provide_soon(content, 0, now);
             }
             EngineAction::Announce { content } => {
                 if let Some(q) = self.dht.announce(content, 0, now) {
@@ -707,6 +731,7 @@ impl NodeCore {
                 }
             }
             EngineAction::Banned { addr, node, what } => {
+                self.search.forget_provider(&addr);
                 log::warn!(
                     "banned peer {addr} ({}): it sent {what} that failed verification",
                     node.map_or_else(|| "unknown id".into(), |n| n.to_hex()[..16].to_string())
@@ -738,18 +763,7 @@ impl NodeCore {
                             bytes,
                         });
                     }
-                    Some(Lookup::Peers(content)) => {
-                        if let QueryResult::Providers { providers, .. } = &result {
-                            log::debug!(
-                                "download {content}: the DHT knows {} providers",
-                                providers.len()
-                            );
-                            let ids = result.provider_ids();
-                            let (nat, mut p) = self.nat_parts();
-                            nat.rendezvous_learnt(&mut p, now, &content, providers);
-                            p.engine.add_peers_with_ids(now, &content, providers, ids);
-                        }
-                    }
+                    Some(Lookup::Peers(content)) => self.peers_found(now, content, &result),
                     Some(Lookup::Announce { content, replies }) => {
                         if let QueryResult::Announced { stored_at, asked } = result {
                             log::debug!("{content}: announced at {stored_at}/{asked} nodes");
@@ -772,20 +786,7 @@ impl NodeCore {
                 id,
                 providers,
                 node_ids,
-            } => {
-                // A download dials the first providers as they are found, not when the
-                // lookup ends (its QueryDone names them again: the engine skips those).
-                let content = match self.lookups.get(&id) {
-                    Some(Lookup::Peers(content)) => Some(*content),
-                    _ => None,
-                };
-                if let Some(content) = content {
-                    let (nat, mut p) = self.nat_parts();
-                    nat.rendezvous_learnt(&mut p, now, &content, &providers);
-                    p.engine
-                        .add_peers_with_ids(now, &content, &providers, &node_ids);
-                }
-            }
+            } => self.providers_found_early(now, id, &providers, &node_ids),
             DhtEvent::ExternalAddress(a) => {
                 log::info!("peers see this node at {a}");
                 p.engine.set_own_addrs(vec![mine[0], mine[1], a]);

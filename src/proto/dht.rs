@@ -135,6 +135,9 @@ pub mod error_code {
     pub const RATE_LIMITED: u16 = 4;
     /// INTRODUCE named a node this rendezvous does not serve (nat.md).
     pub const UNKNOWN_PEER: u16 = 5;
+    /// The sender exceeded the node's per-source rate limit and must send it nothing more
+    /// for 1 s (dht.md sections 4.9 and 13.1); the requests it refused were not served.
+    pub const RETRY_LATER: u16 = 6;
 }
 
 /// CALL modes (spec: `protocol-spec/nat.md`).

@@ -14,6 +14,7 @@ their real local API, side by side with the anchors in the same run (see tools/b
   python3 tools/bench/bench.py folder-swarm   [--files 10000] [--leechers 8]
   python3 tools/bench/bench.py folder-add     [--files 10000]
   python3 tools/bench/bench.py folder-v2      [--files 10000] [--changed 5%]
+  python3 tools/bench/bench.py many-downloads [--files 250] [--size 100K]
   python3 tools/bench/bench.py library-scale  [--files 100000] [--window 100]
   python3 tools/bench/bench.py all   (dht at 0%, 1% and 5% loss, idle, then the eleven above)
 
@@ -35,6 +36,8 @@ limits: the achieved rate against an up or a down limit of 1, 5 and 50 MB/s: the
 folder-*: a shared folder (a pack of 10,000 x 50 KB files in 50 folders; tools/bench/folders.py):
       1 -> 1 against tar|nc and libtorrent, 1 -> 8 against libtorrent, the add against
       find | xargs sha256sum, and v2 of the pack (5% of its files changed) on a node with v1.
+      once (tools/bench/many.py): wall times, their ratio, the DHT's rate-limited and
+      timed-out requests.
 library-scale: 100,000 small files shared one by one through one kept-open API connection: time
       per add around the 1st, 1,000th, 10,000th and 100,000th, disk written per add, RSS, and
       start-up with the library (tools/bench/library.py).
@@ -1227,6 +1230,7 @@ def main():
     li.add_argument("--sample", type=float, default=0.25,
                     help="seconds between samples of the byte counters (default 0.25)")
     folders.add_parsers(sub, common)
+    many.add_parsers(sub, common)
     library.add_parsers(sub, common)
     sub.add_parser("all", parents=[common])
     a = ap.parse_args()
@@ -1246,6 +1250,8 @@ def main():
         globals()["bench_" + a.what.replace("-", "_")](a)
     elif a.what in folders.SCENARIOS:
         folders.run(a)
+    elif a.what in many.SCENARIOS:
+        many.run(a)
     elif a.what in library.SCENARIOS:
         library.run(a)
     else:
@@ -1262,6 +1268,7 @@ def main():
             sys.stdout.flush()
             folders.run(ap.parse_args([what] + same))
         sys.stdout.flush()
+        many.run(ap.parse_args(["many-downloads"] + same))
         library.run(ap.parse_args(["library-scale", "--work-dir", a.work_dir]))
         print(f"all: {time.time() - t0:.0f} s", flush=True)
     # A wrong byte in a received folder is a failure, whatever the figures.
@@ -1277,6 +1284,7 @@ def main():
 # as the script.
 sys.modules.setdefault("bench", sys.modules[__name__])
 import folders  # noqa: E402
+import many  # noqa: E402
 import library  # noqa: E402
 
 if __name__ == "__main__":

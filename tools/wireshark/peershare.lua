@@ -164,7 +164,7 @@ local DHT_RESPONSE = { [0x02] = true, [0x04] = true, [0x06] = true, [0x08] = tru
     [0x0c] = true, [0x0e] = true, [0x10] = true, [0x12] = true, [0x14] = true, [0x7f] = true }
 local DHT_ERROR_CODES = {
     [1] = "BAD_REQUEST", [2] = "BAD_TOKEN", [3] = "STORE_FULL", [4] = "RATE_LIMITED",
-    [5] = "UNKNOWN_PEER",
+    [5] = "UNKNOWN_PEER", [6] = "RETRY_LATER",
 }
 local CALL_MODES = { [1] = "PUNCH", [2] = "RELAY" }
 local MAX_RENDEZVOUS = 20

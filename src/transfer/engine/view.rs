@@ -213,6 +213,30 @@ impl Engine {
         Ok(())
     }
 
+    /// For each of `contents` that is a download still running (not complete, not a share):
+    /// how many peers it has whose handshake is done, and how many more it is dialling or
+    /// has queued to dial. What the node core's provider search decides on (issue 21): a
+    /// download with none of either has nobody left to try. One pass over the connections.
+    pub fn download_prospects(&self, contents: &[Id]) -> Vec<(Id, usize, usize)> {
+        let mut dialing: std::collections::HashMap<Id, usize> = Default::default();
+        for k in self.conns.values() {
+            if let (Some(c), true) = (k.content, k.state != ConnState::Active) {
+                *dialing.entry(c).or_default() += 1;
+            }
+        }
+        contents
+            .iter()
+            .filter_map(|id| {
+                let c = self.contents.get(id)?;
+                let running = matches!(c.source, super::Source::Download) && !c.complete;
+                running.then(|| {
+                    let pending = c.candidates.len() + dialing.get(id).copied().unwrap_or(0);
+                    (*id, c.conns.len(), pending)
+                })
+            })
+            .collect()
+    }
+
     /// Open connections.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
