@@ -992,3 +992,28 @@ fn a_dial_to_a_provider_record_expects_its_node_id() {
     assert!(dials.contains(&(unnamed, None)), "{dials:?}");
     assert_eq!(e.expected_id(&named), Some(Id([5; 32])));
 }
+
+/// The engine's timers cost the downloads running, not the library's size (issue 21: a
+/// node with 100,000 shares walked them all at every turn of its loop): with 1,000 shares
+/// and one download only the download is timed, and nothing once it has finished.
+#[test]
+fn only_running_downloads_are_timed() {
+    let mut w = World::new(&[Kind::Honest, Kind::Honest]);
+    for i in 0..1000u32 {
+        w.share(1, &i.to_be_bytes());
+    }
+    let file = data(200_000);
+    let id = w.share(0, &file);
+    let now = w.now;
+    w.nodes[1].engine.download(now, id, None, None);
+    assert_eq!(w.nodes[1].engine.timed.len(), 1);
+    assert!(
+        w.nodes[1].engine.poll_timeout().is_some(),
+        "its peer query is due"
+    );
+    w.nodes[1].engine.add_peers(now, &id, &[addr(0)]);
+    w.settle();
+    assert_eq!(w.nodes[1].finished, vec![id]);
+    w.tick(Duration::from_secs(1));
+    assert!(w.nodes[1].engine.timed.is_empty());
+}

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::action::{Action, WireAction};
 use super::connection::{Conn, ConnState};
-use super::{Engine, Source};
+use super::{Content, Engine, Source};
 use crate::id::Id;
 use crate::proto::wire::Message;
 
@@ -41,7 +41,7 @@ impl Engine {
         for id in ping {
             self.send(id, now, Message::KeepAlive);
         }
-        let contents: Vec<Id> = self.contents.keys().copied().collect();
+        let contents: Vec<Id> = self.timed.iter().copied().collect();
         for id in contents {
             if let Some(s) = self.scheduler(&id) {
                 if s.poll_timeout().is_some_and(|t| t <= now) {
@@ -76,6 +76,10 @@ impl Engine {
             }
             self.connect_more(now, id);
         }
+        // Finished, cancelled or turned into seeds: no timers of theirs any more.
+        let contents = &self.contents;
+        self.timed
+            .retain(|id| contents.get(id).is_some_and(Content::has_timers));
         if self.next_rotation.is_some_and(|t| t <= now) {
             self.rotate_unchoked(now);
         }
@@ -100,7 +104,7 @@ impl Engine {
                 min(k.opened + self.cfg.handshake_timeout);
             }
         }
-        for c in self.contents.values() {
+        for c in self.timed.iter().filter_map(|id| self.contents.get(id)) {
             if let Some(s) = &c.scheduler {
                 if let Some(x) = s.poll_timeout() {
                     min(x);
