@@ -709,10 +709,7 @@ impl NodeCore {
             EngineAction::ManifestFetched { content } => self.library.manifest_fetched(content),
             EngineAction::FindPeers { content } => {
                 self.lan_want(content);
-                let cap = self.search_cap();
-                if let Some(step) = self.search.find(now, content, cap) {
-                    self.search_step(now, content, step);
-                }
+                self.find_peers(now, content);
             }
             // A download's first verified chunk: announced with the others that start
             // within a moment (`Dht::provide_soon`), as nobody waits for it.

@@ -130,6 +130,11 @@ impl PeerSearch {
         self.recent.truncate(RECENT_MAX);
     }
 
+    /// The providers that would be offered now.
+    pub fn recent_providers(&self) -> impl Iterator<Item = &SocketAddr> {
+        self.recent.iter().map(|(a, _, _)| a)
+    }
+
     /// A provider the engine found wrong (banned, or gone): not offered any more.
     pub fn forget_provider(&mut self, addr: &SocketAddr) {
         self.recent.retain(|(a, _, _)| a != addr);
@@ -280,6 +285,25 @@ impl NodeCore {
     }
 
     /// Carries out one decision of the provider search for `content`.
+    /// The engine wants peers for `content`: known providers, a lookup, or a wait.
+    pub(super) fn find_peers(&mut self, now: Instant, content: Id) {
+        // A provider learnt since to be behind a rendezvous is offered no more: a guess is
+        // worth a connection, not a punch or a circuit on a relay.
+        let behind: Vec<SocketAddr> = self
+            .search
+            .recent_providers()
+            .filter(|a| self.dht.rendezvous_of(a).is_some())
+            .copied()
+            .collect();
+        for a in &behind {
+            self.search.forget_provider(a);
+        }
+        let cap = self.search_cap();
+        if let Some(step) = self.search.find(now, content, cap) {
+            self.search_step(now, content, step);
+        }
+    }
+
     pub(super) fn search_step(&mut self, now: Instant, content: Id, step: Step) {
         match step {
             Step::Offer(peers) => {

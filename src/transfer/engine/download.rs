@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::action::Action;
+use super::action::{Action, WireAction};
 use super::{ConnId, Engine};
 use crate::bitset::BitSet;
 use crate::id::Id;
@@ -80,6 +80,7 @@ impl Engine {
             c.wanted = Some(wanted);
         }
         c.scheduler = Some(s);
+        self.timed.insert(content);
         let conns: Vec<ConnId> = c.conns.iter().copied().collect();
         let any = c.have.count() > 0;
         for k in conns {
@@ -113,6 +114,7 @@ impl Engine {
             }
             // Peers that only wanted the data and have it all are no longer useful.
             let done: Vec<ConnId> = c.conns.iter().copied().collect();
+            let attached = c.conns.clone();
             for k in done {
                 let seeder = self
                     .conns
@@ -122,6 +124,22 @@ impl Engine {
                 if seeder {
                     self.close_with(k, error_code::COMPLETE, "download complete");
                 }
+            }
+            // Dials for it that have not finished their handshake are no use now: closed,
+            // so that none goes on to a punch or a relay after a connect timeout (the NAT
+            // lab saw a sym NAT's stale provider address relayed 3 s after the download).
+            let opening: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(id, k)| k.content == Some(content) && !attached.contains(id))
+                .map(|(id, _)| *id)
+                .collect();
+            for k in opening {
+                self.conns.remove(&k);
+                self.actions.push_back(WireAction::Close { conn: k });
+            }
+            if let Some(c) = self.contents.get_mut(&content) {
+                c.candidates.clear();
             }
             // Downloads are announced at their first verified chunk; an empty file has none,
             // so without this a downloaded empty file was never announced (until a restart
