@@ -26,13 +26,15 @@ pub enum Completion {
         /// The typed request or why it is invalid.
         result: Result<ApiRequest, ApiError>,
     },
-    /// A read-only API command found the view stale (`Shared::is_stale`): the loop
-    /// publishes a fresh one and hands the answer back to a worker ([`Job::View`]).
+    /// An API request that reads the view found it stale (`Shared::is_stale`): the loop
+    /// publishes a fresh one and hands the request back to a worker (`fresh`).
     ViewWanted {
         /// Where the reply goes.
         to: ReplyTo,
-        /// How the answer is made from the view.
-        answer: ViewAnswer,
+        /// The request's bytes.
+        bytes: Vec<u8>,
+        /// The token this client must send, if any.
+        token: Option<Arc<str>>,
     },
     /// A finished API reply.
     Reply {
@@ -98,18 +100,8 @@ pub struct SegmentRead {
     pub range: std::ops::Range<u64>,
 }
 
-/// How a read-only API command is answered from the view (`node_core::api::Route::View`).
-pub type ViewAnswer = fn(&crate::node_core::StatusView, &crate::node_core::Live) -> Vec<u8>;
-
 /// A unit of work for a worker.
 pub enum Job {
-    /// A read-only API command, answered from the view the loop has just published.
-    View {
-        /// Where the reply goes.
-        to: ReplyTo,
-        /// How the answer is made.
-        answer: ViewAnswer,
-    },
     /// File work for the node ([`DiskStorage::run`]).
     Storage(StorageJob),
     /// An API request's bytes: check the token if one is required, parse, prepare paths,
@@ -121,6 +113,9 @@ pub enum Job {
         bytes: Vec<u8>,
         /// The token this client must send (clients outside loopback), if any.
         token: Option<Arc<str>>,
+        /// The loop published its view after the request arrived: it holds every change
+        /// the client can know of (read-your-writes), stale or not by now.
+        fresh: bool,
     },
     /// Bytes of a content for an HTTP client (`net::stream`); the result is a response
     /// plan (or a whole response: a refusal).
@@ -168,11 +163,12 @@ impl JobContext {
                     self.completer.complete(Completion::Storage(done));
                 }
             }
-            Job::Api { to, bytes, token } => self.api(to, &bytes, token.as_deref()),
-            Job::View { to, answer } => {
-                let bytes = answer(&self.shared.view(), &self.shared.live());
-                self.completer.complete(Completion::Reply { to, bytes });
-            }
+            Job::Api {
+                to,
+                bytes,
+                token,
+                fresh,
+            } => self.api(to, bytes, token, fresh),
             Job::Stream {
                 to,
                 content,
@@ -218,27 +214,33 @@ impl JobContext {
         }
     }
 
-    fn api(&self, to: ReplyTo, bytes: &[u8], token: Option<&str>) {
-        if let Some(expected) = token {
-            if let Err(message) = auth::check(bytes, expected) {
-                self.shared.api.refused_request(bytes);
+    fn api(&self, to: ReplyTo, bytes: Vec<u8>, token: Option<Arc<str>>, fresh: bool) {
+        if let Some(expected) = token.as_deref() {
+            if let Err(message) = auth::check(&bytes, expected) {
+                self.shared.api.refused_request(&bytes);
                 let bytes = reply::error(&message);
                 self.completer.complete(Completion::Reply { to, bytes });
                 return;
             }
         }
-        let parsed = parse_request(bytes);
+        let parsed = parse_request(&bytes);
+        if let Ok(r) = &parsed {
+            // The view misses a change (perhaps this client's own, just replied to): the
+            // loop publishes a fresh one first. Before anything is done for the request
+            // (its folder is not created before the check against running downloads).
+            if !fresh && reads_view(r) && self.shared.is_stale() {
+                let done = Completion::ViewWanted { to, bytes, token };
+                self.completer.complete(done);
+                return;
+            }
+        }
         match &parsed {
             Ok(r) => self.shared.api.request(Some(r.command())),
-            Err(_) => self.shared.api.refused_request(bytes),
+            Err(_) => self.shared.api.refused_request(&bytes),
         }
         let parsed = parsed.and_then(|r| self.one_folder_per_download(r));
         let done = match parsed.and_then(paths::prepare) {
             Ok(req) => match route(&req) {
-                // The view misses a change (perhaps this client's own, just replied to).
-                Route::View(answer) if self.shared.is_stale() => {
-                    Completion::ViewWanted { to, answer }
-                }
                 Route::View(answer) => Completion::Reply {
                     to,
                     bytes: answer(&self.shared.view(), &self.shared.live()),
@@ -257,6 +259,19 @@ impl JobContext {
         };
         self.completer.complete(done);
     }
+}
+
+/// Whether a worker reads the view to handle `req`: the read-only commands, and a
+/// download into a folder (`JobContext::one_folder_per_download`).
+fn reads_view(req: &ApiRequest) -> bool {
+    matches!(route(req), Route::View(_))
+        || matches!(
+            req,
+            ApiRequest::RequestFile {
+                output_dir: Some(_),
+                ..
+            }
+        )
 }
 
 impl JobContext {

@@ -461,7 +461,12 @@ impl Reactor {
                         self.deliver(now, to, busy);
                         continue;
                     }
-                    self.backlog.push(Job::Api { to, bytes, token });
+                    self.backlog.push(Job::Api {
+                        to,
+                        bytes,
+                        token,
+                        fresh: false,
+                    });
                     self.backlog.submit(&self.workers, &self.jobs);
                 }
                 ApiEvent::Closed { conn } => self.core.handle_api_gone(conn),
@@ -537,9 +542,14 @@ impl Reactor {
         while let Ok(c) = self.completions.try_recv() {
             match c {
                 Completion::Reply { to, bytes } => self.deliver(now, to, bytes),
-                Completion::ViewWanted { to, answer } => {
+                Completion::ViewWanted { to, bytes, token } => {
                     self.fresh_view(now);
-                    self.backlog.push(Job::View { to, answer });
+                    self.backlog.push(Job::Api {
+                        to,
+                        bytes,
+                        token,
+                        fresh: true,
+                    });
                     self.backlog.submit(&self.workers, &self.jobs);
                 }
                 Completion::Storage(done) => self.core.handle_storage(now, done),

@@ -122,6 +122,7 @@ impl Reactor {
                         to,
                         bytes,
                         token: None,
+                        fresh: false,
                     });
                 }
                 HttpEvent::Stream {
