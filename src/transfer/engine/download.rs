@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use super::action::{Action, WireAction};
+use super::connection::ConnState;
 use super::{ConnId, Engine};
 use crate::bitset::BitSet;
 use crate::id::Id;
@@ -125,13 +126,19 @@ impl Engine {
                     self.close_with(k, error_code::COMPLETE, "download complete");
                 }
             }
-            // Dials for it that have not finished their handshake are no use now: closed,
-            // so that none goes on to a punch or a relay after a connect timeout (the NAT
-            // lab saw a sym NAT's stale provider address relayed 3 s after the download).
+            // Dials for it still waiting for their connect are no use now: closed, so that
+            // none goes on to a punch or a relay after a connect timeout (the NAT lab saw a
+            // sym NAT's stale provider address relayed 3 s after the download). Those
+            // connected already finish their handshake: what they read is still checked
+            // and counted (a tampered record, tests/secure.rs).
             let opening: Vec<ConnId> = self
                 .conns
                 .iter()
-                .filter(|(id, k)| k.content == Some(content) && !attached.contains(id))
+                .filter(|(id, k)| {
+                    k.content == Some(content)
+                        && k.state == ConnState::Connecting
+                        && !attached.contains(id)
+                })
                 .map(|(id, _)| *id)
                 .collect();
             for k in opening {
