@@ -66,6 +66,11 @@ fn seeder_ip(t: &str) -> String {
     }
 }
 
+/// The IP address of a `status` connection entry's peer (`"IP:PORT"`).
+fn peer_ip(c: &Value) -> Option<&str> {
+    c["peer"].as_str()?.rsplit_once(':').map(|(ip, _)| ip)
+}
+
 /// One download's outcome.
 struct Outcome {
     ok: bool,
@@ -217,24 +222,14 @@ fn every_nat_pair_downloads() {
                         let first = conns
                             .iter()
                             .skip(seen)
-                            .find(|c| {
-                                c["peer"]
-                                    .as_str()
-                                    .and_then(|p| p.rsplit_once(':'))
-                                    .is_some_and(|(a, _)| a == ip)
-                            })
+                            .find(|c| peer_ip(c) == Some(ip.as_str()))
                             .cloned()
                             .unwrap_or(Value::Null);
                         let detours = conns
                             .iter()
                             .skip(seen)
                             .filter(|c| c["strategy"] == "punched" || c["strategy"] == "relayed")
-                            .filter(|c| {
-                                c["peer"]
-                                    .as_str()
-                                    .and_then(|p| p.rsplit_once(':'))
-                                    .is_none_or(|(a, _)| a != ip)
-                            })
+                            .filter(|c| peer_ip(c) != Some(ip.as_str()))
                             .map(|c| format!("{} {}", c["strategy"], c["peer"]))
                             .collect();
                         out.push((

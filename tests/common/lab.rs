@@ -110,16 +110,20 @@ impl LabNode {
 
     /// Runs a client subcommand against this node's API, inside its namespace.
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, super::bin()])
-            .args(args)
-            .args(["--api", "127.0.0.1:5001"])
-            .output()
-            .expect("run the peershare client");
+        let out = self.client(args).expect("run the peershare client");
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
+    }
+
+    /// Runs the client with `args` against this node's API, inside its namespace.
+    fn client(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns, super::bin()])
+            .args(args)
+            .args(["--api", "127.0.0.1:5001"])
+            .output()
     }
 
     /// `status --json`, or null.
@@ -129,10 +133,8 @@ impl LabNode {
 
     /// `status --json`, or what the client printed when it failed.
     pub fn try_status(&self) -> Result<Value, String> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, super::bin()])
-            .args(["status", "--json", "--api", "127.0.0.1:5001"])
-            .output()
+        let out = self
+            .client(&["status", "--json"])
             .map_err(|e| format!("cannot run the client: {e}"))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         serde_json::from_str(&stdout).map_err(|e| {

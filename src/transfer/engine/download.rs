@@ -115,7 +115,6 @@ impl Engine {
             }
             // Peers that only wanted the data and have it all are no longer useful.
             let done: Vec<ConnId> = c.conns.iter().copied().collect();
-            let attached = c.conns.clone();
             for k in done {
                 let seeder = self
                     .conns
@@ -130,15 +129,12 @@ impl Engine {
             // none goes on to a punch or a relay after a connect timeout (the NAT lab saw a
             // sym NAT's stale provider address relayed 3 s after the download). Those
             // connected already finish their handshake: what they read is still checked
-            // and counted (a tampered record, tests/secure.rs).
+            // and counted (a tampered record, tests/secure.rs). A dial joins the content's
+            // connections only at its handshake, so none of these is among them.
             let opening: Vec<ConnId> = self
                 .conns
                 .iter()
-                .filter(|(id, k)| {
-                    k.content == Some(content)
-                        && k.state == ConnState::Connecting
-                        && !attached.contains(id)
-                })
+                .filter(|(_, k)| k.content == Some(content) && k.state == ConnState::Connecting)
                 .map(|(id, _)| *id)
                 .collect();
             for k in opening {
