@@ -37,9 +37,65 @@ impl ViewPace {
         self.last_build + self.build_time * 10
     }
 
+    /// When the poll must wake for a build that has to wait for the pace, given the wake-up
+    /// planned so far (`planned`: the periodic refresh). A planned time already past must not
+    /// stay: the poll would not sleep at all until the pace allows the build (the reactor
+    /// span in a busy loop of zero-timeout polls, a core's worth of CPU).
+    pub fn wake_at(&self, planned: Instant, now: Instant) -> Instant {
+        let soonest = self.soonest();
+        if planned > now {
+            planned.min(soonest)
+        } else {
+            soonest
+        }
+    }
+
     /// A build started at `started` just ended.
     pub fn built(&mut self, started: Instant) {
         self.last_build = started;
         self.build_time = started.elapsed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paced(now: Instant) -> ViewPace {
+        // A 5 ms build that ended just now: the next may start 50 ms after it started.
+        ViewPace {
+            last_build: now,
+            build_time: Duration::from_millis(5),
+        }
+    }
+
+    #[test]
+    fn a_quick_build_is_never_paced() {
+        let now = Instant::now();
+        let p = ViewPace {
+            last_build: now,
+            build_time: Duration::from_micros(300),
+        };
+        assert_eq!(p.soonest(), now);
+    }
+
+    #[test]
+    fn a_past_wake_up_gives_way_to_the_pace() {
+        let now = Instant::now();
+        let p = paced(now);
+        let past = now - Duration::from_millis(1);
+        // The regression: the past instant was kept and the poll never slept.
+        assert_eq!(p.wake_at(past, now), now + Duration::from_millis(50));
+        assert_eq!(p.wake_at(now, now), now + Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_planned_wake_up_sooner_than_the_pace_stays() {
+        let now = Instant::now();
+        let p = paced(now);
+        let soon = now + Duration::from_millis(10);
+        assert_eq!(p.wake_at(soon, now), soon);
+        let late = now + Duration::from_millis(500);
+        assert_eq!(p.wake_at(late, now), now + Duration::from_millis(50));
     }
 }

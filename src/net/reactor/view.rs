@@ -16,7 +16,7 @@ impl Reactor {
             return;
         }
         if now < self.view_pace.soonest() {
-            self.next_view = self.next_view.min(self.view_pace.soonest());
+            self.next_view = self.view_pace.wake_at(self.next_view, now);
             return;
         }
         self.publish_view_now(now);
