@@ -39,6 +39,7 @@ use crate::conn::ConnId;
 use crate::ledger::Ledger;
 use crate::limits::Limits;
 use crate::node_core::{NatIo, NodeCore, Output};
+use crate::secure::SecureError;
 use crate::storage::DiskStorage;
 use crate::transfer::engine::WireAction;
 use crate::workers::{Completer, WorkerPool};
@@ -694,6 +695,9 @@ impl Reactor {
         for f in r.frames {
             self.tracer.frame(false, self.core.conn_addr(conn), &f);
             self.core.handle_wire_frame(now, conn, f);
+        }
+        if let Some(SecureError::WrongPeer { got, .. }) = r.secure_error {
+            self.core.handle_wire_wrong_peer(conn, got);
         }
         if let Some(e) = r.error {
             self.core.handle_wire_error(now, conn, &e);

@@ -285,6 +285,12 @@ impl NodeCore {
         self.settle(now);
     }
 
+    /// A dial's peer proved `proven`, not the node ID the dial expected (secure.md section
+    /// 3); the driver closes the connection next ([`NodeCore::handle_wire_closed`]).
+    pub fn handle_wire_wrong_peer(&mut self, conn: ConnId, proven: Id) {
+        self.library.engine.wrong_peer(conn, proven);
+    }
+
     /// A PIECE on `conn` was written to the socket in full.
     pub fn handle_piece_sent(&mut self, now: Instant, conn: ConnId) {
         self.library.engine.piece_sent(now, conn);

@@ -19,6 +19,13 @@ pub(super) enum ConnState {
     Active,
 }
 
+/// What a dial to a PEERS-named address keeps of the entries (`pex.rs`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PexDial {
+    /// A second ID another entry named for the address.
+    pub(super) alt: Option<Id>,
+}
+
 #[derive(Debug)]
 pub(super) struct Conn {
     pub(super) addr: SocketAddr,
@@ -28,6 +35,8 @@ pub(super) struct Conn {
     pub(super) remote: Option<Handshake>,
     /// For a dial: the node ID the peer must prove (its DHT record's or PEERS entry's).
     pub(super) expect: Option<Id>,
+    /// For a dial whose `expect` only a PEERS entry named (no DHT record).
+    pub(super) pex: Option<PexDial>,
     /// The peer's BITFIELD arrived (it holds the manifest).
     pub(super) peer_has_manifest: bool,
     pub(super) peer_bits: Option<BitSet>,
@@ -77,6 +86,7 @@ impl Conn {
             state,
             remote: None,
             expect: None,
+            pex: None,
             peer_has_manifest: false,
             peer_bits: None,
             sent_bitfield: false,
@@ -118,11 +128,14 @@ impl Engine {
             };
             if c.tried.len() >= MAX_TRIED {
                 c.tried.clear();
+                c.proven.clear();
             }
             c.tried.insert(addr);
             // A DHT record's ID first, else a PEERS entry's (wire.md section 4.16).
             let pex_id = c.pex_ids.remove(&addr);
-            let expect = self.expected_ids.get(&addr).copied().or(pex_id);
+            let pex_alt = c.pex_alt.remove(&addr);
+            let dht_id = self.expected_ids.get(&addr).copied();
+            let expect = dht_id.or(pex_id);
             // Connected already: to that address, with a peer that said it accepts
             // connections there, or with the node expected there.
             let busy = self.conns.values().any(|k| {
@@ -142,6 +155,9 @@ impl Engine {
             let conn = self.alloc_conn();
             let mut k = Conn::new(addr, true, Some(content), now, ConnState::Connecting);
             k.expect = expect;
+            if dht_id.is_none() && pex_id.is_some() {
+                k.pex = Some(PexDial { alt: pex_alt });
+            }
             self.conns.insert(conn, k);
             self.actions
                 .push_back(WireAction::Connect { conn, addr, expect });

@@ -109,6 +109,14 @@ struct Content {
     /// dial expects it, unless a DHT record named one (`Engine::expected_ids`). Only queued
     /// addresses have one, so it is bounded by [`MAX_CANDIDATES`].
     pex_ids: HashMap<SocketAddr, Id>,
+    /// A second ID named for a queued candidate by a later PEERS entry: if the dial proves
+    /// the first wrong and the node there proves this one, it is dialled again at once
+    /// (`pex.rs`). Bounded like `pex_ids`.
+    pex_alt: HashMap<SocketAddr, Id>,
+    /// Addresses a PEERS-named dial found another node at, with the ID that node proved:
+    /// only an entry naming that ID queues the address again (`pex.rs`). Bounded by
+    /// [`MAX_TRIED`] and forgotten with `tried`.
+    proven: HashMap<SocketAddr, Id>,
     /// Addresses dialled since the last provider search (cleared then), bounded by
     /// [`MAX_TRIED`]: a peer feeding endless PEERS entries keeps the queue from ever running
     /// empty, so without the bound it would grow for as long as the download runs.
@@ -397,7 +405,7 @@ impl Engine {
         let Some(c) = self.contents.get_mut(content) else {
             return;
         };
-        if c.tried.contains(&addr) {
+        if c.tried.contains(&addr) && !c.retry_proven(addr, pex_id) {
             return;
         }
         if !c.candidates.contains(&addr) {
@@ -407,7 +415,10 @@ impl Engine {
             c.candidates.push_back(addr);
         }
         if let Some(id) = pex_id.filter(|_| !dht_named) {
-            c.pex_ids.entry(addr).or_insert(id);
+            let first = *c.pex_ids.entry(addr).or_insert(id);
+            if first != id {
+                c.pex_alt.entry(addr).or_insert(id);
+            }
         }
     }
 
@@ -692,6 +703,8 @@ impl Content {
             conns: BTreeSet::new(),
             candidates: VecDeque::new(),
             pex_ids: HashMap::new(),
+            pex_alt: HashMap::new(),
+            proven: HashMap::new(),
             tried: HashSet::new(),
             next_peer_query: None,
             peer_query_backoff: Duration::from_secs(1),

@@ -8,12 +8,18 @@
 //! address is the one kept (a DHT record's before any PEERS entry's), and PEX IDs live with
 //! the queued addresses, not in the DHT's map, so no flood of entries can push a provider
 //! record's ID out.
+//!
+//! A wrong ID must not cost the real node at that address for long: the dial refused at the
+//! handshake proves which node is there. If another entry named that ID for the address
+//! while it waited, the address is dialled again at once, expecting it; later, an entry
+//! naming it queues the address again (once), while entries naming any other ID for it are
+//! dropped.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{ConnId, Engine};
+use super::{ConnId, Content, Engine, MAX_TRIED};
 use crate::id::Id;
 use crate::proto::wire::{self, Message, PexPeer};
 
@@ -58,5 +64,53 @@ impl Engine {
             self.add_candidate(&content, p.addr, Some(p.node_id));
         }
         self.connect_more(now, content);
+    }
+
+    /// A dial of ours reached a node that proved `proven`, not the node ID it expected
+    /// (secure.md section 3). If only a PEERS entry named the expected ID, the address is
+    /// known to hold `proven` (module docs); an ID a DHT record named is left to the next
+    /// provider search. The driver closes the connection next ([`Engine::closed`]), which
+    /// dials the next candidate.
+    pub fn wrong_peer(&mut self, conn: ConnId, proven: Id) {
+        let Some(k) = self.conns.get(&conn) else {
+            return;
+        };
+        let (Some(pex), Some(content), addr) = (k.pex, k.content, k.addr) else {
+            return;
+        };
+        if proven == self.node_id || self.banned_nodes.contains(&proven) {
+            return;
+        }
+        let Some(c) = self.contents.get_mut(&content) else {
+            return;
+        };
+        if c.proven.len() >= MAX_TRIED {
+            c.proven.clear();
+        }
+        c.proven.insert(addr, proven);
+        if pex.alt == Some(proven) {
+            // First in line: the dial that `closed` makes next goes there.
+            self.add_candidate(&content, addr, Some(proven));
+            if let Some(c) = self.contents.get_mut(&content) {
+                if c.candidates.back() == Some(&addr) {
+                    c.candidates.pop_back();
+                    c.candidates.push_front(addr);
+                }
+            }
+        }
+    }
+}
+
+impl Content {
+    /// Whether an address dialled already is queued again for a PEERS entry naming `pex_id`:
+    /// only if a dial there proved that very ID (then it is forgotten as tried, so that it is
+    /// dialled once more).
+    pub(super) fn retry_proven(&mut self, addr: SocketAddr, pex_id: Option<Id>) -> bool {
+        let retry = pex_id.is_some() && self.proven.get(&addr) == pex_id.as_ref();
+        if retry {
+            self.proven.remove(&addr);
+            self.tried.remove(&addr);
+        }
+        retry
     }
 }

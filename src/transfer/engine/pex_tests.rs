@@ -231,3 +231,82 @@ fn addresses_tried_stay_bounded_under_endless_pex() {
     assert!(c.tried.len() <= MAX_TRIED, "{} tried", c.tried.len());
     assert!(c.candidates.is_empty());
 }
+
+/// The dials among `e`'s pending actions, with their connection.
+fn dial_conns(e: &mut Engine) -> Vec<(ConnId, SocketAddr, Option<Id>)> {
+    std::iter::from_fn(|| e.poll_action())
+        .filter_map(|a| match a {
+            Action::Wire(WireAction::Connect { conn, addr, expect }) => Some((conn, addr, expect)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A lister names a wrong ID for a real peer's address before an honest one names the
+/// right one: the dial expecting the wrong ID is refused at the handshake, and the address
+/// is dialled again at once, expecting the ID its node proved (wire.md section 4.16).
+#[test]
+fn a_wrong_pex_id_named_first_does_not_keep_the_real_node_out() {
+    let cfg = EngineConfig {
+        max_peers_per_content: 2,
+        ..EngineConfig::default()
+    };
+    let (mut e, _, conn, now) = downloading(cfg);
+    // One PEERS with the lie first, then the truth (as from two listers).
+    e.frame(
+        now,
+        conn,
+        Message::Peers(vec![entry(5, 0x66), entry(5, 0x55)]),
+    );
+    let got = dial_conns(&mut e);
+    assert_eq!(got.len(), 1);
+    let (dial, a, expect) = got[0];
+    assert_eq!((a, expect), (addr(5), Some(Id([0x66; 32]))));
+    e.connected(now, dial);
+    // The handshake proves 0x55: the driver reports it, then closes the connection.
+    e.wrong_peer(dial, Id([0x55; 32]));
+    e.closed(now, dial);
+    let again: Vec<_> = dial_conns(&mut e).iter().map(|d| (d.1, d.2)).collect();
+    assert_eq!(again, vec![(addr(5), Some(Id([0x55; 32])))]);
+}
+
+/// With no other entry, the address waits for one naming the proven ID: entries naming the
+/// wrong ID again, or any third ID, are dropped; the proven one gets one more dial.
+#[test]
+fn a_refused_pex_address_is_dialled_again_only_for_the_id_it_proved() {
+    let (mut e, content, conn, now) = downloading(EngineConfig::default());
+    e.frame(now, conn, Message::Peers(vec![entry(5, 0x66)]));
+    let (dial, _, _) = dial_conns(&mut e)[0];
+    e.connected(now, dial);
+    e.wrong_peer(dial, Id([0x55; 32]));
+    e.closed(now, dial);
+    assert!(dial_conns(&mut e).is_empty());
+    e.frame(
+        now,
+        conn,
+        Message::Peers(vec![entry(5, 0x66), entry(5, 0x77)]),
+    );
+    assert!(dial_conns(&mut e).is_empty(), "the lie, or another guess");
+    e.frame(now, conn, Message::Peers(vec![entry(5, 0x55)]));
+    let again: Vec<_> = dial_conns(&mut e).iter().map(|d| (d.1, d.2)).collect();
+    assert_eq!(again, vec![(addr(5), Some(Id([0x55; 32])))]);
+    e.frame(now, conn, Message::Peers(vec![entry(5, 0x55)]));
+    assert!(dial_conns(&mut e).is_empty(), "once, not for every entry");
+    assert!(e.contents[&content].proven.is_empty());
+}
+
+/// A DHT record's ID that the node at the address does not prove is not second-guessed by
+/// PEERS: the address waits for the next provider search, as before.
+#[test]
+fn a_dht_named_id_refused_at_the_handshake_is_left_to_the_next_search() {
+    let (mut e, content, conn, now) = downloading(EngineConfig::default());
+    e.add_peers_with_ids(now, &content, &[addr(6)], &[(addr(6), Id([0x66; 32]))]);
+    let (dial, _, expect) = dial_conns(&mut e)[0];
+    assert_eq!(expect, Some(Id([0x66; 32])));
+    e.connected(now, dial);
+    e.wrong_peer(dial, Id([0x55; 32]));
+    e.closed(now, dial);
+    e.frame(now, conn, Message::Peers(vec![entry(6, 0x55)]));
+    assert!(dial_conns(&mut e).is_empty());
+    assert!(e.contents[&content].proven.is_empty());
+}

@@ -63,6 +63,7 @@ impl Engine {
                         (c.peer_query_backoff * 2).min(self.cfg.peer_query_interval);
                     // Addresses tried before may be worth another go later.
                     c.tried.clear();
+                    c.proven.clear();
                 }
                 self.actions.push_back(Action::FindPeers { content: id });
             } else if let Some(c) = self.contents.get_mut(&id) {
