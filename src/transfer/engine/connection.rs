@@ -147,8 +147,8 @@ impl Engine {
                         }))
             });
             if busy
-                || self.banned_addrs.contains(&addr)
-                || expect.is_some_and(|id| id == self.node_id || self.banned_nodes.contains(&id))
+                || self.bans.addrs.contains(&addr)
+                || expect.is_some_and(|id| id == self.node_id || self.bans.nodes.contains(&id))
             {
                 continue;
             }
@@ -242,9 +242,9 @@ impl Engine {
         if let Some(k) = self.conns.get(&conn) {
             let node = k.remote.as_ref().map(|h| h.node_id);
             if let Some(n) = node {
-                self.banned_nodes.insert(n);
+                self.bans.nodes.insert(n);
             }
-            self.banned_addrs.insert(k.addr);
+            self.bans.addrs.insert(k.addr);
             self.actions.push_back(Action::Banned {
                 addr: k.addr,
                 node,

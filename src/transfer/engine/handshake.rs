@@ -21,7 +21,7 @@ impl Engine {
             self.actions.push_back(WireAction::Close { conn });
             return;
         }
-        if self.banned_nodes.contains(&h.node_id) || self.banned_addrs.contains(&addr) {
+        if self.bans.nodes.contains(&h.node_id) || self.bans.addrs.contains(&addr) {
             self.close_with(
                 conn,
                 error_code::BANNED,

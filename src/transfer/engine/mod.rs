@@ -40,6 +40,7 @@
 //! dispatch, and [`Engine::poll_action`].
 
 mod action;
+mod bans;
 mod config;
 mod connection;
 mod download;
@@ -151,8 +152,8 @@ pub struct Engine {
     timed: BTreeSet<Id>,
     conns: BTreeMap<ConnId, Conn>,
     next_conn: ConnId,
-    banned_nodes: HashSet<Id>,
-    banned_addrs: HashSet<SocketAddr>,
+    /// Peers that sent data failing verification (`bans.rs`).
+    bans: bans::Bans,
     /// The node ID the DHT's provider records name at an address (dht.md section 4.6): a
     /// dial there expects it in the secure handshake. Bounded by [`MAX_EXPECTED_IDS`].
     expected_ids: HashMap<SocketAddr, Id>,
@@ -188,8 +189,7 @@ impl Engine {
             timed: BTreeSet::new(),
             conns: BTreeMap::new(),
             next_conn: ConnId::new(ConnId::FIRST),
-            banned_nodes: HashSet::new(),
-            banned_addrs: HashSet::new(),
+            bans: bans::Bans::new(),
             expected_ids: HashMap::new(),
             own_addrs: Vec::new(),
             duplicate_bytes: 0,
@@ -398,7 +398,7 @@ impl Engine {
     /// the dial unless one is expected there already: the first named is kept, a DHT record's
     /// before any PEERS entry's (wire.md section 4.16).
     fn add_candidate(&mut self, content: &Id, addr: SocketAddr, pex_id: Option<Id>) {
-        if self.is_own_addr(&addr) || self.banned_addrs.contains(&addr) {
+        if self.is_own_addr(&addr) || self.bans.addrs.contains(&addr) {
             return;
         }
         let dht_named = self.expected_ids.contains_key(&addr);
@@ -462,7 +462,7 @@ impl Engine {
     }
 
     fn dial_first(&mut self, now: Instant, content: &Id, addr: SocketAddr) {
-        if self.is_own_addr(&addr) || self.banned_addrs.contains(&addr) {
+        if self.is_own_addr(&addr) || self.bans.addrs.contains(&addr) {
             return;
         }
         let Some(c) = self.contents.get_mut(content) else {

@@ -58,7 +58,7 @@ impl Engine {
     /// talk to, whatever its address).
     pub(super) fn on_peers(&mut self, now: Instant, content: Id, peers: Vec<PexPeer>) {
         for p in peers {
-            if p.node_id == self.node_id || self.banned_nodes.contains(&p.node_id) {
+            if p.node_id == self.node_id || self.bans.nodes.contains(&p.node_id) {
                 continue;
             }
             self.add_candidate(&content, p.addr, Some(p.node_id));
@@ -78,7 +78,7 @@ impl Engine {
         let (Some(pex), Some(content), addr) = (k.pex, k.content, k.addr) else {
             return;
         };
-        if proven == self.node_id || self.banned_nodes.contains(&proven) {
+        if proven == self.node_id || self.bans.nodes.contains(&proven) {
             return;
         }
         let Some(c) = self.contents.get_mut(&content) else {

@@ -61,7 +61,7 @@ fn downloading(cfg: EngineConfig) -> (Engine, Id, ConnId, Instant) {
 #[test]
 fn a_dial_to_a_pex_learnt_address_expects_the_listed_id() {
     let (mut e, content, conn, now) = downloading(EngineConfig::default());
-    e.banned_nodes.insert(Id([0x44; 32]));
+    e.bans.nodes.insert(Id([0x44; 32]));
     // A DHT answer named 0x66 at addr(6) (IDs only: the address is not queued by it).
     e.add_peers_with_ids(now, &content, &[], &[(addr(6), Id([0x66; 32]))]);
     assert!(dials(&mut e).is_empty());

@@ -93,7 +93,7 @@ impl Engine {
 
     /// Addresses banned for sending data that failed verification (for every content).
     pub fn banned(&self) -> impl Iterator<Item = &SocketAddr> {
-        self.banned_addrs.iter()
+        self.bans.addrs.iter()
     }
 
     /// The chunks this node holds of `content` when it holds only part of it (part of a
