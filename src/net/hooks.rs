@@ -14,7 +14,10 @@
 //! Its stdin is empty; its stdout and stderr go to the node's log (stderr), never to the
 //! node's stdout, whose lines scripts read.
 //!
-//! At most [`MAX_RUNNING`] hooks run at once; more wait in order. Every run is counted:
+//! At most [`MAX_RUNNING`] hooks run at once; more wait in order. A hook still running after
+//! [`HOOK_TIMEOUT`] is killed with everything it started (its own process group) and counted
+//! as failed: eight hung hooks would otherwise hold every slot for good, and no later
+//! download's hook would ever run. Every run is counted:
 //! `status` shows `hooks: {started, failed, running, waiting}`; a hook that cannot be
 //! spawned or exits other than 0 is logged and counted as failed, never dropped silently.
 
@@ -34,6 +37,8 @@ use crate::node_core::HookRun;
 
 /// Hooks running at once, at most.
 pub const MAX_RUNNING: usize = 8;
+/// How long a hook may run (generous: a hook may transcode or upload a big file).
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How often running hooks are checked for their exit.
 const REAP_EVERY: Duration = Duration::from_millis(100);
 
@@ -60,7 +65,7 @@ impl Hooks {
         let c = counts.clone();
         let thread = std::thread::Builder::new()
             .name("peershare-hooks".into())
-            .spawn(move || runner(&rx, &c))?;
+            .spawn(move || runner(&rx, &c, HOOK_TIMEOUT))?;
         Ok(Hooks {
             tx: Some(tx),
             counts,
@@ -100,8 +105,9 @@ impl Hooks {
     }
 }
 
-/// The runner's loop: take hooks, start them (at most [`MAX_RUNNING`] at once), reap them.
-fn runner(rx: &Receiver<HookRun>, counts: &Counts) {
+/// The runner's loop: take hooks, start them (at most [`MAX_RUNNING`] at once), reap them,
+/// kill those running longer than `timeout`.
+fn runner(rx: &Receiver<HookRun>, counts: &Counts, timeout: Duration) {
     let mut waiting: VecDeque<HookRun> = VecDeque::new();
     let mut running: Vec<(Child, HookRun, Instant)> = Vec::new();
     loop {
@@ -143,7 +149,19 @@ fn runner(rx: &Receiver<HookRun>, counts: &Counts) {
             }
         }
         running.retain_mut(|(child, h, since)| match child.try_wait() {
-            Ok(None) => true,
+            Ok(None) if since.elapsed() < timeout => true,
+            Ok(None) => {
+                kill_group(child);
+                counts.running.fetch_sub(1, Ordering::Relaxed);
+                counts.failed.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "hook: for {} still running after {timeout:.0?}: killed (pid {}): {}",
+                    h.content,
+                    child.id(),
+                    h.command
+                );
+                false
+            }
             Ok(Some(status)) => {
                 counts.running.fetch_sub(1, Ordering::Relaxed);
                 let took = since.elapsed();
@@ -196,8 +214,97 @@ pub fn command(h: &HookRun) -> Command {
 }
 
 /// [`command`] with its output into the node's log (stderr), started.
+/// In a process group of its own, so that a timeout kills what it started too.
 fn spawn(h: &HookRun) -> io::Result<Child> {
+    use std::os::unix::process::CommandExt;
     let log =
         || -> io::Result<Stdio> { Ok(Stdio::from(io::stderr().as_fd().try_clone_to_owned()?)) };
-    command(h).stdout(log()?).stderr(log()?).spawn()
+    command(h)
+        .process_group(0)
+        .stdout(log()?)
+        .stderr(log()?)
+        .spawn()
+}
+
+/// Kills a hook's process group (the hook is its leader: [`spawn`]) and reaps the hook.
+fn kill_group(child: &mut Child) {
+    match libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
+        Ok(pid) if unsafe { libc::kill(-pid, libc::SIGKILL) } == 0 => {}
+        _ => {
+            if let Err(e) = child.kill() {
+                log::warn!("hook: cannot kill pid {}: {e}", child.id());
+            }
+        }
+    }
+    if let Err(e) = child.wait() {
+        log::warn!("hook: cannot reap pid {}: {e}", child.id());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Id;
+
+    fn alive(pid: i32) -> bool {
+        // Gone, or a zombie nobody reaped yet: either way it no longer runs.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()
+                    .map(|r| !r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false)
+    }
+
+    /// A hook that hangs (and started a child that hangs too) is killed after the timeout,
+    /// child included, and counted as failed; the next hook then runs.
+    #[test]
+    fn a_hung_hook_is_killed_with_its_children_and_the_next_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("child.pid");
+        let done = dir.path().join("done");
+        let hook = |command: String| HookRun {
+            command,
+            content: Id([1; 32]),
+            path: dir.path().join("f"),
+            name: "f".into(),
+            size: 1,
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let counts = Arc::new(Counts::default());
+        let c = counts.clone();
+        let th = std::thread::spawn(move || runner(&rx, &c, Duration::from_millis(300)));
+        let hang = format!("sleep 60 & echo $! > '{}'; wait", pidfile.display());
+        counts.waiting.fetch_add(2, Ordering::Relaxed);
+        tx.send(hook(hang)).unwrap();
+        let t0 = Instant::now();
+        while counts.failed.load(Ordering::Relaxed) == 0 && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(counts.failed.load(Ordering::Relaxed), 1, "not killed");
+        assert_eq!(counts.running.load(Ordering::Relaxed), 0);
+        let child: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let t1 = Instant::now();
+        while alive(child) && t1.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(child), "the hook's child {child} outlived it");
+        tx.send(hook(format!("touch '{}'", done.display())))
+            .unwrap();
+        while !done.exists() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(done.exists(), "the next hook did not run");
+        drop(tx);
+        th.join().unwrap();
+        assert_eq!(counts.started.load(Ordering::Relaxed), 2);
+        assert_eq!(counts.waiting.load(Ordering::Relaxed), 0);
+    }
 }
