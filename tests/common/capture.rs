@@ -121,8 +121,8 @@ impl Capture {
             std::thread::sleep(Duration::from_millis(20));
         }
         // Holes the closing line does not count: on a loaded machine loopback segments go
-        // missing mid-stream with "0 dropped" (a 10 MiB transfer lost 120 to 250 KB in 3 of
-        // 9 runs); tshark sees each as a segment after one it never saw.
+        // missing mid-stream with "0 dropped" (a 10 MiB transfer lost 120 to 250 KB in 5 of
+        // 14 runs); tshark sees each as a segment after one it never saw.
         let holes = tshark_rows(&self.file, "tcp.analysis.lost_segment", &["frame.number"]).len();
         (self.file.clone(), dropped.unwrap_or(0) + holes as u64)
     }
