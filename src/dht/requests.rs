@@ -37,6 +37,9 @@ pub(super) enum Purpose {
     Announce(QueryId),
     /// An ANNOUNCE_MANY of a reprovide sweep (`sweep.rs`).
     Batch,
+    /// An ANNOUNCE of one key of a batch whose node never answered it (a node that does not
+    /// know ANNOUNCE_MANY drops it: dht.md section 4.9a).
+    BatchKey,
     /// Checking whether the oldest contact of a full bucket is alive.
     EvictionPing,
     /// Reaching a bootstrap address whose node ID we do not know yet.
@@ -250,6 +253,10 @@ impl Dht {
                 };
                 self.on_batch_answer(Some(stored), now);
             }
+            Purpose::BatchKey => {
+                self.sweep_stats.fallback_acks += 1;
+                self.sweep_stats.records_stored += 1;
+            }
         }
     }
 
@@ -264,6 +271,8 @@ impl Dht {
             match out.purpose {
                 // An ERROR answer still proves the old contact alive.
                 Purpose::EvictionPing => self.routing.on_ping_result(&id, !unresponsive, now),
+                // It may only not know ANNOUNCE_MANY: its fallback ANNOUNCEs decide.
+                Purpose::Batch => {}
                 _ if unresponsive => {
                     self.routing.on_failure(&id, now);
                 }
@@ -280,7 +289,12 @@ impl Dht {
                 self.drive(qid, now);
             }
             Purpose::Announce(qid) => self.on_announce_answer(now, qid, false),
-            Purpose::Batch => self.on_batch_answer(None, now),
+            Purpose::Batch => {
+                if unresponsive {
+                    self.batch_fallback(now, &out);
+                }
+                self.on_batch_answer(None, now);
+            }
             _ => {}
         }
     }

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::queries::QueryKind;
-use super::requests::Purpose;
+use super::requests::{Outstanding, Purpose};
 use super::{Dht, QueryId};
 use crate::id::{Distance, Id};
 use crate::proto::dht::{Contact, Message, MAX_ANNOUNCE_KEYS, TOKEN_LEN};
@@ -65,6 +65,11 @@ pub struct SweepStats {
     pub batch_answers: u64,
     /// Records the STORED answers counted (keys x nodes).
     pub records_stored: u64,
+    /// ANNOUNCEs sent for the keys of batches never answered (dht.md section 4.9a), and
+    /// their answers.
+    pub fallback_announces: u64,
+    /// Answers to those.
+    pub fallback_acks: u64,
     /// Keys given back to the per-key schedule because a region lookup reached nobody.
     pub keys_deferred: u64,
     /// How long the last finished sweep took.
@@ -74,7 +79,12 @@ pub struct SweepStats {
 impl SweepStats {
     /// Datagrams the sweeps sent and received: requests plus answers.
     pub fn datagrams(&self) -> u64 {
-        self.lookup_requests + self.lookup_answers + self.batches + self.batch_answers
+        self.lookup_requests
+            + self.lookup_answers
+            + self.batches
+            + self.batch_answers
+            + self.fallback_announces
+            + self.fallback_acks
     }
 }
 
@@ -332,6 +342,26 @@ impl Dht {
             sw.batches_out = sw.batches_out.saturating_sub(1);
         }
         self.sweep_next_region(now);
+    }
+
+    /// A batch that its node answered neither time: it may be a node that does not know
+    /// ANNOUNCE_MANY (it drops it), so each key goes to it in an ANNOUNCE of its own, with
+    /// the same token, once. The node answered the region lookup a moment ago, so it is
+    /// most likely alive; a lost ANNOUNCE is not sent again.
+    pub(super) fn batch_fallback(&mut self, now: Instant, out: &Outstanding) {
+        let Message::AnnounceMany { token, port, keys } = &out.msg else {
+            return;
+        };
+        for key in keys {
+            let msg = Message::Announce {
+                key: *key,
+                token: *token,
+                port: *port,
+                rendezvous: None,
+            };
+            self.send_request(now, out.to, out.node, msg, Purpose::BatchKey);
+            self.sweep_stats.fallback_announces += 1;
+        }
     }
 
     /// Ends the sweep, handing the keys it has not placed back to the per-key schedule, to

@@ -12,6 +12,8 @@ struct Net {
     nodes: BTreeMap<SocketAddr, Dht>,
     /// Addresses whose datagrams vanish.
     dead: Vec<SocketAddr>,
+    /// Datagrams of a type to an address that vanish (a node that does not know the type).
+    deaf: Vec<(SocketAddr, u8)>,
     events: Vec<(SocketAddr, DhtEvent)>,
 }
 
@@ -41,6 +43,7 @@ impl Net {
             now,
             nodes,
             dead: Vec::new(),
+            deaf: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -66,6 +69,10 @@ impl Net {
                 for t in out {
                     moved = true;
                     if self.dead.contains(&t.dest) || self.dead.contains(&a) {
+                        continue;
+                    }
+                    let kind = Datagram::decode(&t.payload).map(|d| d.msg.type_byte());
+                    if kind.is_ok_and(|k| self.deaf.contains(&(t.dest, k))) {
                         continue;
                     }
                     let now = self.now;
@@ -1301,6 +1308,35 @@ fn a_claimed_contact_enters_the_table_only_with_its_proof() {
     // Claimed again once proven: no second PROVE.
     net.node(0).add_claimed_contact(honest, now);
     assert_eq!(pass_verifications(net.node(0), now, addr(8), &key), 0);
+}
+
+/// A node that does not know ANNOUNCE_MANY drops it (dht.md 4.9a): after a batch and its
+/// retry go unanswered, its keys go to that node one ANNOUNCE each, and it holds them all.
+#[test]
+fn keys_of_a_batch_never_answered_are_announced_one_by_one() {
+    let mut net = Net::new(2);
+    net.join_all();
+    net.deaf
+        .push((addr(0), crate::proto::dht::msg_type::ANNOUNCE_MANY));
+    let keys: Vec<Id> = (0..100u32).map(|i| Id::hash_of(&i.to_be_bytes())).collect();
+    for k in &keys {
+        let now = net.now;
+        net.node(1).provide_soon(*k, 0, now);
+    }
+    net.advance(sweep::FRESH_DELAY + Duration::from_secs(10));
+    let now = net.now;
+    for k in &keys {
+        assert!(net.node(0).holds_record(k, &addr(1), now), "{k} not stored");
+    }
+    let s = net.node(1).sweep_stats().clone();
+    assert_eq!(s.batch_answers, 0, "{s:?}");
+    assert_eq!((s.fallback_announces, s.fallback_acks), (100, 100), "{s:?}");
+    assert_eq!(s.records_stored, 100, "{s:?}");
+    assert_eq!(
+        s.started, 1,
+        "the unanswered batches cost node 0 its place: {s:?}"
+    );
+    assert_eq!(net.node(1).routing_table().len(), 1, "node 0 dropped");
 }
 
 #[test]
