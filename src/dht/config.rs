@@ -12,6 +12,10 @@ pub struct DhtConfig {
     pub k: usize,
     /// Requests in flight per lookup.
     pub alpha: usize,
+    /// A lookup that finds something (a node, providers) ends once this many of the closest
+    /// candidates have answered, not all k (dht.md section 7, step 7); lookups that pick
+    /// nodes to store at still wait for the k closest.
+    pub beta: usize,
     /// How long to wait for an answer before the request counts as failed. A lookup
     /// request gets one retry after this, so a lost datagram is not a lost candidate.
     pub request_timeout: Duration,
@@ -36,6 +40,9 @@ pub struct DhtConfig {
     pub diversity: DiversityLimits,
     /// A providers lookup stops once it has this many providers.
     pub providers_wanted: usize,
+    /// A providers lookup also stops once this many whole answers named the same provider
+    /// (dht.md section 7, step 7): copies of the set from that many of the nodes holding it.
+    pub provider_quorum: usize,
     /// Most lookups running at once (commands beyond it fail at once).
     pub max_queries: usize,
     /// Requests per second accepted from one source address.
@@ -58,6 +65,7 @@ impl Default for DhtConfig {
         DhtConfig {
             k: routing::K,
             alpha: 3,
+            beta: 3,
             request_timeout: Duration::from_secs(2),
             soft_timeout: Duration::from_millis(600),
             provider_ttl: Duration::from_secs(2 * 3600),
@@ -68,6 +76,7 @@ impl Default for DhtConfig {
             max_providers_per_key: 64,
             diversity: DiversityLimits::default(),
             providers_wanted: 50,
+            provider_quorum: 2,
             max_queries: 1024,
             rate_limit_per_source: 100.0,
             rate_burst: 200.0,

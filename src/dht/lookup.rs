@@ -5,8 +5,10 @@
 //! target. Each candidate is `NotContacted`, `Waiting` (a request is out), `Succeeded` or
 //! `Failed`. The caller repeatedly asks [`Lookup::next_step`] whom to query; feeds answers in
 //! with [`Lookup::on_success`] and timeouts or errors with [`Lookup::on_failure`]; and stops
-//! when `next_step` says [`Step::Finished`]. The lookup is finished when the `k` closest
-//! candidates that did not fail have all answered, or when there is nobody left to ask.
+//! when `next_step` says [`Step::Finished`]. What finishes it depends on its [`Goal`]: a
+//! lookup that picks nodes to store at is finished when the `k` closest candidates that did
+//! not fail have all answered; one that finds something (a node, providers) when the
+//! `beta` closest have; either when there is nobody left to ask.
 //! A candidate that has not answered within the caller's soft timeout is marked
 //! `Unresponsive` ([`Lookup::on_unresponsive`]): it no longer occupies one of the `alpha`
 //! slots and no longer holds up the end of the lookup, but a late answer still counts.
@@ -49,6 +51,22 @@ struct Candidate {
     hop: u32,
 }
 
+/// What a lookup is for, and so when it ends (dht.md section 7, step 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Goal {
+    /// It picks the k closest live nodes (to store records at, or to be known by): it ends
+    /// when the `k` closest candidates not failed, unresponsive or late have all answered.
+    Closest,
+    /// It finds something held by the nodes closest to the target (the node itself, provider
+    /// records stored at the k closest): it ends when the `beta` closest such candidates have
+    /// all answered, so one lost answer among the rest of the k closest does not hold it up
+    /// (S/Kademlia, libp2p's resiliency). Requests still out to the others are left to run.
+    Find {
+        /// The closest candidates that must have answered (at least 1, at most k).
+        beta: usize,
+    },
+}
+
 /// What the caller should do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -66,6 +84,8 @@ pub struct Lookup {
     target: Id,
     k: usize,
     alpha: usize,
+    /// How many of the closest candidates must have answered before it ends.
+    end_width: usize,
     candidates: BTreeMap<Distance, Candidate>,
     in_flight: usize,
     finished: bool,
@@ -83,12 +103,19 @@ impl Lookup {
         target: Id,
         k: usize,
         alpha: usize,
+        goal: Goal,
         seeds: impl IntoIterator<Item = Contact>,
     ) -> Self {
+        let k = k.max(1);
+        let end_width = match goal {
+            Goal::Closest => k,
+            Goal::Find { beta } => beta.clamp(1, k),
+        };
         let mut l = Lookup {
             target,
-            k: k.max(1),
+            k,
             alpha: alpha.max(1),
+            end_width,
             candidates: BTreeMap::new(),
             in_flight: 0,
             finished: false,
@@ -227,7 +254,9 @@ impl Lookup {
         if self.finished {
             return Step::Finished;
         }
-        let mut live = 0; // non-failed candidates seen so far, in distance order
+        // Non-failed candidates seen so far, in distance order.
+        let mut live = 0;
+        // A candidate among the `end_width` closest has not answered yet: not the end.
         let mut waiting_in_top = false;
         let mut to_query: Option<Distance> = None;
         // A request still out to a slow candidate: an answer may yet come (its retry).
@@ -250,18 +279,24 @@ impl Lookup {
                     continue;
                 }
                 PeerState::Succeeded => {}
-                PeerState::Waiting => waiting_in_top = true,
+                PeerState::Waiting => waiting_in_top |= live < self.end_width,
                 PeerState::NotContacted => {
                     if to_query.is_none() && self.in_flight < self.parallelism() {
                         to_query = Some(*d);
                     }
-                    waiting_in_top = true;
+                    waiting_in_top |= live < self.end_width;
                 }
             }
             live += 1;
             if live >= self.k {
                 break;
             }
+        }
+        // A find lookup whose closest candidates have all answered ends, even with requests
+        // still out to farther ones or ones not yet asked: nobody it knows can be closer.
+        if !waiting_in_top && self.answers > 0 {
+            self.finished = true;
+            return Step::Finished;
         }
         if let Some(d) = to_query {
             if let Some(c) = self.candidates.get_mut(&d) {
@@ -389,7 +424,7 @@ mod tests {
         dead: &[Id],
     ) -> (Vec<Contact>, usize) {
         let seeds = answer(net, &net.ids[from], &target, k);
-        let mut l = Lookup::new(target, k, alpha, seeds);
+        let mut l = Lookup::new(target, k, alpha, Goal::Closest, seeds);
         let mut max_in_flight = 0;
         let mut steps = 0;
         loop {
@@ -437,7 +472,7 @@ mod tests {
     fn alpha_in_flight_until_stalled_then_all_k() {
         // The asker already knows the 20 closest: nobody can name anyone closer.
         let seeds: Vec<Contact> = (1..=20u8).map(|b| contact(Id([b; 32]))).collect();
-        let mut l = Lookup::new(Id([0; 32]), 20, 3, seeds.clone());
+        let mut l = Lookup::new(Id([0; 32]), 20, 3, Goal::Closest, seeds.clone());
         let mut first = Vec::new();
         while let Step::Query(c) = l.next_step() {
             first.push(c);
@@ -471,7 +506,7 @@ mod tests {
     fn unresponsive_candidate_frees_its_slot_and_late_answers_still_count() {
         let a = contact(Id([1; 32]));
         let b = contact(Id([2; 32]));
-        let mut l = Lookup::new(Id([0; 32]), 20, 1, vec![a, b]);
+        let mut l = Lookup::new(Id([0; 32]), 20, 1, Goal::Closest, vec![a, b]);
         assert_eq!(l.next_step(), Step::Query(a));
         assert_eq!(l.next_step(), Step::Waiting, "alpha = 1");
         l.on_unresponsive(&a.id, true);
@@ -495,7 +530,7 @@ mod tests {
         assert_eq!(l.next_step(), Step::Finished);
         assert_eq!(l.closest_succeeded(), vec![b]);
         // An unresponsive candidate that is not the closest holds up nothing.
-        let mut l = Lookup::new(Id([0; 32]), 20, 1, vec![a, b]);
+        let mut l = Lookup::new(Id([0; 32]), 20, 1, Goal::Closest, vec![a, b]);
         assert_eq!(l.next_step(), Step::Query(a));
         l.on_success(&a.id, &[]);
         assert_eq!(l.next_step(), Step::Query(b));
@@ -504,7 +539,7 @@ mod tests {
         assert_eq!(l.next_step(), Step::Finished);
         assert_eq!(l.closest_succeeded(), vec![a]);
         // ...but an answer that arrives before the end is used.
-        let mut l = Lookup::new(Id([0; 32]), 20, 1, vec![a, b]);
+        let mut l = Lookup::new(Id([0; 32]), 20, 1, Goal::Closest, vec![a, b]);
         assert_eq!(l.next_step(), Step::Query(a));
         l.on_unresponsive(&a.id, true);
         assert_eq!(l.next_step(), Step::Query(b));
@@ -523,7 +558,7 @@ mod tests {
     #[test]
     fn a_lookup_that_nobody_answered_waits_for_its_slow_requests() {
         let a = contact(Id([1; 32]));
-        let mut l = Lookup::new(Id([0; 32]), 20, 3, vec![a]);
+        let mut l = Lookup::new(Id([0; 32]), 20, 3, Goal::Closest, vec![a]);
         assert_eq!(l.next_step(), Step::Query(a));
         l.on_unresponsive(&a.id, true);
         l.on_unresponsive(&a.id, false);
@@ -537,7 +572,7 @@ mod tests {
         assert_eq!(l.next_step(), Step::Finished);
         assert_eq!(l.closest_succeeded(), vec![a]);
         // Once the retry failed too, the lookup ends (with nothing).
-        let mut l = Lookup::new(Id([0; 32]), 20, 3, vec![a]);
+        let mut l = Lookup::new(Id([0; 32]), 20, 3, Goal::Closest, vec![a]);
         assert_eq!(l.next_step(), Step::Query(a));
         l.on_unresponsive(&a.id, false);
         l.on_unresponsive(&a.id, false);
@@ -549,7 +584,7 @@ mod tests {
 
     #[test]
     fn empty_lookup_finishes_at_once() {
-        let mut l = Lookup::new(Id([1; 32]), 20, 3, Vec::new());
+        let mut l = Lookup::new(Id([1; 32]), 20, 3, Goal::Closest, Vec::new());
         assert_eq!(l.next_step(), Step::Finished);
         assert!(l.closest_succeeded().is_empty());
     }
@@ -557,7 +592,7 @@ mod tests {
     #[test]
     fn unsolicited_answers_are_ignored() {
         let a = contact(Id([1; 32]));
-        let mut l = Lookup::new(Id([0; 32]), 20, 3, vec![a]);
+        let mut l = Lookup::new(Id([0; 32]), 20, 3, Goal::Closest, vec![a]);
         // Answer before being asked: ignored, and a stranger's answer too.
         l.on_success(&a.id, &[contact(Id([2; 32]))]);
         l.on_success(&Id([9; 32]), &[contact(Id([3; 32]))]);
@@ -572,11 +607,184 @@ mod tests {
     fn hops_count_the_chain() {
         let a = contact(Id([1; 32]));
         let b = contact(Id([2; 32]));
-        let mut l = Lookup::new(Id([0; 32]), 20, 3, vec![a]);
+        let mut l = Lookup::new(Id([0; 32]), 20, 3, Goal::Closest, vec![a]);
         assert_eq!(l.next_step(), Step::Query(a));
         l.on_success(&a.id, &[b]);
         assert_eq!(l.hop_of(&a.id), Some(0));
         assert_eq!(l.hop_of(&b.id), Some(1));
+    }
+
+    /// Issue 21: a find lookup ends once the beta closest candidates have answered, while
+    /// requests to others among the k closest are still out, one of them lost (unresponsive).
+    /// A store lookup in the same state waits for them.
+    #[test]
+    fn a_find_lookup_ends_when_the_beta_closest_answered_despite_a_lost_request() {
+        let seeds: Vec<Contact> = (1..=20u8).map(|b| contact(Id([b; 32]))).collect();
+        for goal in [Goal::Find { beta: 3 }, Goal::Closest] {
+            let mut l = Lookup::new(Id([0; 32]), 20, 3, goal, seeds.clone());
+            let first: Vec<Contact> = std::iter::from_fn(|| match l.next_step() {
+                Step::Query(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+            assert_eq!(first, seeds[..3].to_vec());
+            // The first two answer, naming nobody closer: their slots go to 4 and 5.
+            l.on_success(&seeds[0].id, &[]);
+            l.on_success(&seeds[1].id, &[]);
+            assert_eq!(l.next_step(), Step::Query(seeds[3]));
+            assert_eq!(l.next_step(), Step::Query(seeds[4]));
+            assert_eq!(l.next_step(), Step::Waiting);
+            // 4's request (or its answer) is lost: slower than the soft timeout.
+            l.on_unresponsive(&seeds[3].id, true);
+            // The third closest answers: the beta closest have all answered, and nobody they
+            // named is closer. 4 is lost, 5 still waiting, 6 to 20 not asked.
+            l.on_success(&seeds[2].id, &[]);
+            let step =
+                std::iter::from_fn(|| Some(l.next_step())).find(|s| !matches!(s, Step::Query(_)));
+            match goal {
+                Goal::Find { .. } => {
+                    assert_eq!(step, Some(Step::Finished));
+                    assert_eq!(l.closest_succeeded(), seeds[..3].to_vec());
+                    assert_eq!(l.state_of(&seeds[4].id), Some(PeerState::Waiting));
+                }
+                Goal::Closest => {
+                    assert_eq!(step, Some(Step::Waiting), "the k closest have not answered");
+                    assert!(l.in_flight() > 1);
+                }
+            }
+        }
+    }
+
+    /// The beta closest are the closest *known*: an answer naming someone closer moves the
+    /// end, and a closest candidate not answering holds it up while it is sent copies.
+    #[test]
+    fn a_find_lookup_waits_for_a_closer_candidate_named_late() {
+        let seeds: Vec<Contact> = (2..=21u8).map(|b| contact(Id([b; 32]))).collect();
+        let closer = contact(Id([1; 32]));
+        let mut l = Lookup::new(Id([0; 32]), 20, 3, Goal::Find { beta: 3 }, seeds.clone());
+        for c in &seeds[..3] {
+            assert_eq!(l.next_step(), Step::Query(*c));
+        }
+        l.on_success(&seeds[0].id, &[]);
+        l.on_success(&seeds[1].id, &[closer]);
+        assert_eq!(l.next_step(), Step::Query(closer), "closer than all known");
+        l.on_success(&seeds[2].id, &[]);
+        assert!(
+            std::iter::from_fn(|| Some(l.next_step())).any(|s| s == Step::Waiting),
+            "the closest has not answered"
+        );
+        // Unresponsive, it is the closest still: the caller sends it copies, the lookup waits.
+        l.on_unresponsive(&closer.id, true);
+        assert!(l.is_closest(&closer.id));
+        assert!(matches!(l.next_step(), Step::Query(_) | Step::Waiting));
+        l.on_success(&closer.id, &[]);
+        assert_eq!(
+            std::iter::from_fn(|| Some(l.next_step())).find(|s| !matches!(s, Step::Query(_))),
+            Some(Step::Finished)
+        );
+        assert_eq!(l.closest_succeeded()[..3], [closer, seeds[0], seeds[1]]);
+    }
+
+    /// Only lookups that find something may end before the k closest answered: announces,
+    /// sweep regions, joins and refreshes pick the k closest nodes to store at or be known by.
+    #[test]
+    fn only_find_lookups_end_early() {
+        use super::super::queries::QueryKind;
+        for (kind, want) in [
+            (QueryKind::FindNode, Goal::Find { beta: 3 }),
+            (QueryKind::GetProviders, Goal::Find { beta: 3 }),
+            (QueryKind::Announce { port: 1 }, Goal::Closest),
+            (QueryKind::Region, Goal::Closest),
+            (QueryKind::Maintenance, Goal::Closest),
+        ] {
+            assert_eq!(kind.goal(3), want, "{kind:?}");
+        }
+    }
+
+    /// Runs a lookup to its end answering one request at a time, picked at random among
+    /// those in flight, so that answers arrive in any order; `dead` nodes fail. Returns its
+    /// result and every live node it heard of (seeds and answers).
+    fn run_shuffled(
+        net: &Net,
+        from: usize,
+        target: Id,
+        (k, alpha, goal): (usize, usize, Goal),
+        dead: &[Id],
+        rng: &mut rand::rngs::StdRng,
+    ) -> (Vec<Id>, Vec<Id>) {
+        let seeds = answer(net, &net.ids[from], &target, k);
+        let mut heard: Vec<Id> = seeds.iter().map(|c| c.id).collect();
+        let mut l = Lookup::new(target, k, alpha, goal, seeds);
+        let mut out: Vec<Contact> = Vec::new();
+        for _ in 0..100_000 {
+            loop {
+                match l.next_step() {
+                    Step::Query(c) => out.push(c),
+                    Step::Waiting => break,
+                    Step::Finished => {
+                        heard.retain(|x| !dead.contains(x));
+                        heard.sort_by_key(|x| x.distance(&target));
+                        heard.dedup();
+                        let got = l.closest_succeeded().iter().map(|c| c.id).collect();
+                        return (got, heard);
+                    }
+                }
+            }
+            assert!(!out.is_empty(), "waiting with nothing in flight");
+            let c = out.swap_remove(rng.gen_range(0..out.len()));
+            if dead.contains(&c.id) {
+                l.on_failure(&c.id);
+            } else {
+                let a = answer(net, &c.id, &target, k);
+                heard.extend(a.iter().map(|c| c.id));
+                l.on_success(&c.id, &a);
+            }
+        }
+        panic!("lookup does not terminate");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        // A store lookup (announce, sweep region, join) still returns the k closest live
+        // nodes it heard of, whatever the order of the answers and whoever is dead: the true
+        // k closest when nobody is dead (with dead nodes an answer's k contacts may include
+        // dead ones and leave a live one unnamed, as in any Kademlia). A find lookup in the
+        // same network still finds the closest one first.
+        #[test]
+        fn store_lookups_return_the_true_k_closest(
+            seed in any::<u64>(),
+            alpha in 1usize..5,
+            dead_frac in 0u32..40,
+        ) {
+            let n = net(300, 20, seed);
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
+            // Nobody dead in about a third of the cases, up to a quarter of the nodes else.
+            let dead_pct = dead_frac.saturating_sub(15);
+            let dead: Vec<Id> =
+                n.ids.iter().copied().filter(|_| rng.gen_range(0..100) < dead_pct).collect();
+            let from = n.ids.iter().position(|x| !dead.contains(x)).unwrap_or(0);
+            let target = Id::random(&mut rng);
+            // The protocol's k: with answers of only a few contacts even the full rule may
+            // miss one of the k closest (Kademlia's guarantee needs k-sized answers).
+            let k = 20;
+            let mut truth: Vec<Id> =
+                n.ids.iter().copied().filter(|x| !dead.contains(x)).collect();
+            truth.sort_by_key(|x| x.distance(&target));
+            truth.truncate(k);
+            let (got, mut heard) =
+                run_shuffled(&n, from, target, (k, alpha, Goal::Closest), &dead, &mut rng);
+            heard.truncate(k);
+            prop_assert_eq!(&got, &heard, "store lookup: the k closest it heard of");
+            if dead.is_empty() {
+                prop_assert_eq!(&got, &truth, "store lookup: the true k closest");
+            }
+            let goal = Goal::Find { beta: 3 };
+            let (found, _) = run_shuffled(&n, from, target, (k, alpha, goal), &dead, &mut rng);
+            prop_assert!(found.len() >= 3.min(truth.len()));
+            if dead.is_empty() {
+                prop_assert_eq!(found.first(), truth.first(), "find lookup: the closest");
+            }
+        }
     }
 
     proptest! {

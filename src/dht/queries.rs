@@ -9,12 +9,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::lookup::{Lookup, PeerState, Step};
+use super::lookup::{Goal, Lookup, PeerState, Step};
 use super::requests::Purpose;
 use super::trace::{LookupTrace, RunningLookup};
 use super::{plausible, Dht, DhtEvent, QueryId, QueryResult, QueryStats, MAX_SEEN_RENDEZVOUS};
 use crate::id::Id;
-use crate::proto::dht::{Contact, Datagram, Message, MAX_PROVIDERS, TOKEN_LEN};
+use crate::proto::dht::{
+    Contact, Datagram, Message, MAX_PROVIDERS, MAX_PROVIDERS_WITH_IDS, MAX_RENDEZVOUS, TOKEN_LEN,
+};
 
 /// What a lookup is for, and so what it asks and what it ends with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +42,18 @@ impl QueryKind {
             QueryKind::Announce { .. } => "announce",
             QueryKind::Maintenance => "maintenance",
             QueryKind::Region => "sweep",
+        }
+    }
+
+    /// When its lookup ends (dht.md section 7, step 7).
+    pub(super) fn goal(self, beta: usize) -> Goal {
+        match self {
+            // Finding: the node, or the records, are at the closest nodes.
+            QueryKind::FindNode | QueryKind::GetProviders => Goal::Find { beta },
+            // Storing at, or being known by, the true k closest: all of them must answer.
+            QueryKind::Announce { .. } | QueryKind::Region | QueryKind::Maintenance => {
+                Goal::Closest
+            }
         }
     }
 }
@@ -69,6 +83,9 @@ pub(super) struct Query {
     /// The node ID each provider was announced with, where an answer said (dht.md 4.6).
     provider_ids: HashMap<SocketAddr, Id>,
     first_provider_hop: Option<u32>,
+    /// How many whole answers named each provider (this node's own store counts as one): a
+    /// provider lookup ends once `provider_quorum` agree on one (dht.md section 7, step 7).
+    named_by: HashMap<SocketAddr, usize>,
     /// When the first provider arrived (for [`QueryStats::first_provider`]).
     first_provider_at: Option<Instant>,
     /// Tokens from PROVIDERS answers, for the announce phase.
@@ -187,7 +204,8 @@ impl Dht {
                     .map(|id| Contact { id, addr: b.addr })
             }));
         }
-        let lookup = Lookup::new(target, width, self.config.alpha, seeds);
+        let goal = kind.goal(self.config.beta);
+        let lookup = Lookup::new(target, width, self.config.alpha, goal, seeds);
         // This node is part of the DHT: records it holds itself are answers too (in a small
         // network it may hold the only copy).
         let held = if kind == QueryKind::GetProviders {
@@ -199,6 +217,12 @@ impl Dht {
         let provider_ids: HashMap<SocketAddr, Id> = held
             .into_iter()
             .filter_map(|(a, id)| id.map(|id| (a, id)))
+            .collect();
+        // Our own store counts as one holder's answer, if all of it was read.
+        let named_by = providers
+            .iter()
+            .filter(|_| providers.len() < MAX_PROVIDERS)
+            .map(|p| (*p, 1))
             .collect();
         let found_here = !providers.is_empty();
         if found_here {
@@ -218,6 +242,7 @@ impl Dht {
                 lookup,
                 started: now,
                 providers,
+                named_by,
                 provider_ids,
                 first_provider_hop: None,
                 first_provider_at: found_here.then_some(now),
@@ -238,8 +263,16 @@ impl Dht {
             if q.announcing.is_some() {
                 return;
             }
+            // Records live at the k closest nodes, each holding every provider announced
+            // there: once `provider_quorum` of them named the same provider in whole
+            // answers, the lookup has the set from that many holders, and a lost answer
+            // among the rest need not be waited for. Agreement, not answers with any
+            // providers: liars make providers up.
             let enough_providers = q.kind == QueryKind::GetProviders
-                && q.providers.len() >= self.config.providers_wanted;
+                && (q.providers.len() >= self.config.providers_wanted
+                    || q.named_by
+                        .values()
+                        .any(|&n| n >= self.config.provider_quorum));
             // A node lookup that reached the node itself has its answer: the node is there
             // and answers. Waiting for the rest of the k closest (or a lost answer among
             // them, a soft timeout) would only delay it (dht.md section 7, step 7).
@@ -425,12 +458,24 @@ impl Dht {
                 provider_ids,
             } => {
                 named = providers.len() + rendezvous.as_ref().map_or(0, Vec::len);
+                // An answer as long as an answer may be (section 4.6) may have left records
+                // out: it is no copy of its node's whole set, and does not count towards the
+                // agreement that ends the lookup.
+                let cap = if provider_ids.is_some() {
+                    MAX_PROVIDERS_WITH_IDS
+                } else {
+                    MAX_PROVIDERS
+                };
+                let whole = providers.len() < cap
+                    && rendezvous.as_ref().map_or(0, Vec::len) < MAX_RENDEZVOUS;
                 let ids = provider_ids.unwrap_or_default();
+                let mut named_here = Vec::with_capacity(named);
                 for r in rendezvous.unwrap_or_default() {
                     let p = resolve_self_provider(r.provider, from);
                     if !plausible(&p) || !plausible(&r.rendezvous) {
                         continue;
                     }
+                    named_here.push(p);
                     if self.seen_rendezvous.len() >= MAX_SEEN_RENDEZVOUS {
                         self.seen_rendezvous.clear();
                     }
@@ -450,6 +495,7 @@ impl Dht {
                     if !plausible(&p) {
                         continue;
                     }
+                    named_here.push(p);
                     // The first answer that names a provider's ID is kept: a liar can
                     // only make a downloader hang up on that address (wire dial with the
                     // expected ID, secure.md), not redirect it.
@@ -460,6 +506,16 @@ impl Dht {
                     }
                     if !q.providers.contains(&p) && q.providers.len() < 4 * MAX_PROVIDERS {
                         q.providers.push(p);
+                    }
+                }
+                // Each answer counts once per provider it names (at most its own length).
+                named_here.sort_unstable();
+                named_here.dedup();
+                for p in named_here.into_iter().filter(|_| whole) {
+                    if let Some(n) = q.named_by.get_mut(&p) {
+                        *n += 1;
+                    } else if q.named_by.len() < 4 * MAX_PROVIDERS {
+                        q.named_by.insert(p, 1);
                     }
                 }
                 if q.tokens.len() < 4 * self.config.k {

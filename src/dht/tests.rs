@@ -198,6 +198,37 @@ fn announce_then_everyone_finds_the_provider() {
     }
 }
 
+/// Issue 21 (dht.md section 7, step 7): a provider lookup ends once 2 whole answers named
+/// the same provider, without hearing from all k closest; an announce in the same network
+/// still reaches the k closest.
+#[test]
+fn a_provider_lookup_ends_on_agreeing_answers_and_an_announce_on_the_k_closest() {
+    let mut net = Net::new(80);
+    net.join_all();
+    let key = Id::hash_of(b"loop.wav");
+    let now = net.now;
+    let q = net.node(9).announce(key, 4001, now).unwrap();
+    net.drain();
+    match net.take_done(9, q).0 {
+        QueryResult::Announced { asked, .. } => assert_eq!(asked, 20, "the k closest"),
+        other => panic!("{other:?}"),
+    }
+    let provider = SocketAddr::new(addr(9).ip(), 4001);
+    let now = net.now;
+    let holds = |net: &mut Net, i: usize| !net.node(i).store.get(&key, now, 50).is_empty();
+    let asker = (0..80)
+        .find(|&i| i != 9 && !holds(&mut net, i))
+        .expect("one without it");
+    let q = net.node(asker).get_providers(key, now).unwrap();
+    net.drain();
+    let (result, stats) = net.take_done(asker, q);
+    match result {
+        QueryResult::Providers { providers, .. } => assert_eq!(providers, [provider]),
+        other => panic!("{other:?}"),
+    }
+    assert!(stats.answers < 20, "ended early: {} answers", stats.answers);
+}
+
 /// A provider lookup says which providers it found as they come (a download dials them at
 /// once), before the lookup ends, and names each only once.
 #[test]
