@@ -539,6 +539,11 @@ impl Dht {
         v
     }
 
+    /// Keys this node holds provider records for (from others).
+    pub fn held_keys(&self) -> impl Iterator<Item = &Id> {
+        self.store.keys()
+    }
+
     /// Keys this node itself provides.
     pub fn provided_keys(&self) -> Vec<Id> {
         self.provided.keys().copied().collect()

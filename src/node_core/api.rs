@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::library::Library;
 use super::view::{fields, limits_json, list_reply, routing_reply, status_reply, Live, StatusView};
@@ -112,32 +112,10 @@ pub fn execute(req: &ApiRequest, ctx: Ctx<'_>, now: Instant, to: ReplyTo) -> Out
         } => {
             // What this node can vouch for: the files it shares (added or downloaded), with
             // itself as a provider. Other nodes' catalogues are not searchable (yet).
-            let list: Vec<Value> = ctx
-                .library
-                .shared_summaries()
-                .into_iter()
-                .map(|s| {
-                    let mut v = json!({
-                        "content_id": s.id.to_hex(),
-                        "filename": s.name,
-                        "size": s.size,
-                        "num_chunks": s.chunks,
-                        "peers": [ctx.self_addr.to_string()],
-                    });
-                    // A file's entry keeps EchoChain's exact fields (api.md 5.4); a folder
-                    // says it is one.
-                    if s.folder {
-                        v["kind"] = json!("folder");
-                        v["num_files"] = json!(s.files);
-                    }
-                    // Part of a folder (`--only`): the files it can serve.
-                    if let Some(n) = s.files_here {
-                        v["files_here"] = json!(n);
-                    }
-                    v
-                })
-                .collect();
-            Outcome::Reply(reply::success(fields(json!({ "available_content": list }))))
+            Outcome::Reply(super::listing::available_content_reply(
+                ctx.library.shared_summaries(),
+                ctx.self_addr,
+            ))
         }
         ApiRequest::AddFile { filepath } => {
             ctx.library.add_file(filepath.clone(), to);
@@ -330,6 +308,7 @@ fn is_self(a: SocketAddr, me: SocketAddr) -> bool {
 mod tests {
     use super::*;
     use crate::dht::DhtConfig;
+    use serde_json::Value;
 
     fn content_info(dht: &Dht, id: Id, providers: Vec<SocketAddr>, me: SocketAddr) -> Value {
         let p = Pending {

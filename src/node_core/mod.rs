@@ -42,6 +42,7 @@
 pub mod api;
 pub mod lan;
 pub mod library;
+mod listing;
 pub mod lookup_log;
 mod mapping;
 pub mod nat;
@@ -133,8 +134,12 @@ impl NodeCore {
         limits: Limits,
         now: Instant,
     ) -> NodeCore {
-        let mut library = library;
+        let (mut library, mut dht) = (library, dht);
         library.engine.set_own_addrs(vec![local, advertised]);
+        // The library loaded at start: republished together by the first housekeeping
+        // round's reprovide sweep (dht.md section 10.1), as one announce lookup per share
+        // would cost 100,000 lookups (and their results' memory) for a large library.
+        dht.provide_many(&library.shared_ids(), 0, now);
         let settings = NodeSettings::new(
             crate::settings::Settings::default(),
             crate::settings::Settings::default(),

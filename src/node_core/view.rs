@@ -29,10 +29,13 @@ pub struct StatusView {
     pub routing_table: Vec<(Contact, usize, u64)>,
     /// Provider records held for others.
     pub provider_records: usize,
-    /// Keys this node announces.
+    /// Keys this node announces, sorted.
     pub provided: Vec<Id>,
-    /// Keys this node knows of (held records and its own shares).
-    pub known_keys: Vec<Id>,
+    /// Keys this node knows of and does not announce (records held for others, shares not
+    /// provided), sorted: with `provided`, every key it knows of
+    /// ([`StatusView::known_keys`]). Apart, so that a library of 100,000 shares is not
+    /// listed twice in every view (issue 21).
+    pub other_keys: Vec<Id>,
     /// DHT counters.
     pub stats: DhtStats,
     /// DHT lookups running.
@@ -161,10 +164,17 @@ pub struct SecureCounts {
     pub id_mismatch: u64,
 }
 
+impl StatusView {
+    /// Every key this node knows of (held records and its own shares), sorted.
+    pub fn known_keys(&self) -> Vec<Id> {
+        merge_sorted(&self.provided, &self.other_keys)
+    }
+}
+
 /// The union of two sorted, duplicate-free lists, sorted.
-fn merge_sorted(a: Vec<Id>, b: Vec<Id>) -> Vec<Id> {
+fn merge_sorted(a: &[Id], b: &[Id]) -> Vec<Id> {
     let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    let (mut a, mut b) = (a.iter().copied().peekable(), b.iter().copied().peekable());
     loop {
         let next = match (a.peek(), b.peek()) {
             (Some(x), Some(y)) if x < y => a.next(),
@@ -184,7 +194,7 @@ fn merge_sorted(a: Vec<Id>, b: Vec<Id>) -> Vec<Id> {
 
 /// `local_list_content`: every content hash this node knows of in the DHT.
 pub fn list_reply(view: &StatusView) -> Vec<u8> {
-    let hashes: Vec<String> = view.known_keys.iter().map(Id::to_hex).collect();
+    let hashes: Vec<String> = view.known_keys().iter().map(Id::to_hex).collect();
     reply::success(fields(json!({ "content_hashes": hashes })))
 }
 
@@ -315,17 +325,27 @@ impl super::NodeCore {
                 )
             })
             .collect();
-        // Both sorted: merged in one pass (a node sharing 100,000 files rebuilds this view
-        // after every add; sorting 200,000 IDs each time was most of an add's cost).
-        let known_keys = merge_sorted(self.dht.known_keys(), self.library.shared_ids());
+        // A node sharing 100,000 files rebuilds this view after every add (paced): its
+        // shares are listed once, in `provided`, and the few other keys apart.
+        let mut provided = self.dht.provided_keys();
+        provided.sort_unstable();
+        let mut other_keys: Vec<Id> = self
+            .dht
+            .held_keys()
+            .chain(self.library.shared_id_iter())
+            .filter(|k| !self.dht.is_providing(k))
+            .copied()
+            .collect();
+        other_keys.sort_unstable();
+        other_keys.dedup();
         StatusView {
             node_id: self.dht.id(),
             listen: self.local,
             external: self.dht.external_addr(),
             routing_table,
             provider_records: self.dht.provider_records(),
-            provided: self.dht.provided_keys(),
-            known_keys,
+            provided,
+            other_keys,
             stats: self.dht.stats().clone(),
             running_queries: self.dht.running_queries(),
             nat: {

@@ -21,7 +21,7 @@ const MAX_CONTACTS: usize = 256 * 20;
 
 pub use super::job::NodeState;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct OnDisk {
     version: u32,
     node_id: String,
@@ -31,6 +31,39 @@ struct OnDisk {
     /// Kept as raw JSON so that a bad limits object costs only the limits, not the identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     limits: Option<serde_json::Value>,
+}
+
+/// [`OnDisk`] as it is written: the same fields, the provided keys hex-encoded one at a
+/// time as they are written rather than collected as Strings first (100,000 of them every
+/// minute for a library of 100,000 shares, issue 21).
+#[derive(Serialize)]
+struct OnDiskOut<'a> {
+    version: u32,
+    node_id: String,
+    contacts: Vec<ContactOnDisk>,
+    provided: HexIds<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limits: Option<serde_json::Value>,
+}
+
+/// IDs written as a list of hex strings.
+struct HexIds<'a>(&'a [Id]);
+
+impl Serialize for HexIds<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        let mut buf = [0u8; 64];
+        for id in self.0 {
+            // Cannot fail: the buffer is exactly twice the ID's length, and hex is ASCII.
+            let hex = hex::encode_to_slice(id.0, &mut buf)
+                .ok()
+                .and_then(|()| std::str::from_utf8(&buf).ok())
+                .unwrap_or_default();
+            seq.serialize_element(hex)?;
+        }
+        seq.end()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -172,7 +205,7 @@ pub fn encode(state: &NodeState) -> Result<Option<Vec<u8>>, serde_json::Error> {
     let Some(id) = state.node_id else {
         return Ok(None);
     };
-    let d = OnDisk {
+    let d = OnDiskOut {
         version: 1,
         node_id: id.to_hex(),
         contacts: state
@@ -183,7 +216,7 @@ pub fn encode(state: &NodeState) -> Result<Option<Vec<u8>>, serde_json::Error> {
                 addr: c.addr.to_string(),
             })
             .collect(),
-        provided: state.provided.iter().map(Id::to_hex).collect(),
+        provided: HexIds(&state.provided),
         limits: state.limits.and_then(|l| serde_json::to_value(l).ok()),
     };
     serde_json::to_vec_pretty(&d).map(Some)

@@ -81,7 +81,9 @@ class Node:
     def call(self, kind, payload=None, timeout=60):
         with socket.create_connection(self.api, timeout=timeout) as s:
             s.sendall(json.dumps({"type": kind, "payload": payload or {}}).encode())
-            buf = b""
+            # A bytearray grows in place: `bytes +=` copied the whole reply at every read,
+            # which for a 16 MB reply (all_available_content at 100,000 shares) took seconds.
+            buf = bytearray()
             while not buf.endswith(b"\n"):
                 chunk = s.recv(65536)
                 if not chunk:

@@ -21,14 +21,16 @@ use crate::content::names::safe_file_name_or_fallback;
 use crate::content::tree::Selection;
 use crate::content::ContentManifest;
 use crate::id::Id;
-use crate::storage::job::{DownloadRecord, Inventory, ShareInfo, Snapshot, StorageJob};
+use crate::storage::job::{DownloadRecord, Inventory, Snapshot, StorageJob};
 use crate::transfer::engine::{Engine, EngineConfig};
 pub use counts::Counts;
+use share::Share;
 
 mod counts;
 mod pause;
 mod peek;
 mod results;
+mod share;
 mod status;
 mod waits;
 pub use pause::{paused_by_user, Paused};
@@ -64,13 +66,14 @@ pub struct Completed {
     pub size: u64,
 }
 
-/// A shared content, as `all_available_content` lists it.
+/// A shared content, as `all_available_content` lists it (borrowed from the library: the
+/// listing is written share by share, nothing of it is collected).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ShareSummary {
+pub struct ShareSummary<'a> {
     /// Its content ID.
     pub id: Id,
     /// The file's or folder's name.
-    pub name: String,
+    pub name: std::borrow::Cow<'a, str>,
     /// Bytes (of every file of a folder).
     pub size: u64,
     /// Chunks.
@@ -87,9 +90,10 @@ pub struct ShareSummary {
 #[derive(Debug)]
 enum Entry {
     /// A complete file, served to others: added here, or downloaded (then `downloaded`).
-    Shared { info: ShareInfo, downloaded: bool },
-    /// Being downloaded.
-    Downloading(Download),
+    Shared { info: Share, downloaded: bool },
+    /// Being downloaded (boxed: a library is mostly shares, and an entry is as big as its
+    /// largest variant).
+    Downloading(Box<Download>),
 }
 
 /// A download's bookkeeping (its chunks are the engine's).
@@ -120,8 +124,8 @@ struct Download {
 }
 
 impl Download {
-    fn new(name: Option<String>, output_dir: PathBuf, started: Option<Instant>) -> Download {
-        Download {
+    fn new(name: Option<String>, output_dir: PathBuf, started: Option<Instant>) -> Box<Download> {
+        Box::new(Download {
             name,
             output_dir,
             waiters: Vec::new(),
@@ -132,7 +136,7 @@ impl Download {
             known_bytes: 0,
             opened: false,
             only: None,
-        }
+        })
     }
 }
 
@@ -186,20 +190,27 @@ impl Library {
             peeks: Vec::new(),
             download_lists: 0,
         };
-        for info in inv.shares {
-            lib.engine.share_part(
+        let mut shared = Vec::with_capacity(inv.shares.len());
+        // Provided in one sweep by the node core (`NodeCore::new`), not announced each.
+        lib.engine.serve_all(inv.shares.into_iter().map(|mut info| {
+            let served = (
                 info.manifest.clone(),
                 Some(info.name.clone()),
-                info.have.clone(),
+                info.have.take(),
             );
-            lib.entries.insert(
-                info.manifest.content_id(),
+            let id = info.manifest.content_id();
+            let info = Share::new(info);
+            shared.push((
+                id,
                 Entry::Shared {
                     info,
                     downloaded: false,
                 },
-            );
-        }
+            ));
+            served
+        }));
+        // Built in one pass, its nodes full (as `Engine::serve_all` builds its own).
+        lib.entries = shared.into_iter().collect();
         // The shared files are checked against their stamps in steps on the workers (the
         // storage opened none of them): a file changed while the node was down stops being
         // shared once its step finds it, and no read ever serves it meanwhile.
@@ -263,7 +274,12 @@ impl Library {
         self.shares().map(|(id, _)| *id).collect()
     }
 
-    fn shares(&self) -> impl Iterator<Item = (&Id, &ShareInfo)> {
+    /// Content IDs this node shares, in order, without collecting them.
+    pub fn shared_id_iter(&self) -> impl Iterator<Item = &Id> {
+        self.shares().map(|(id, _)| id)
+    }
+
+    fn shares(&self) -> impl Iterator<Item = (&Id, &Share)> {
         self.entries.iter().filter_map(|(id, e)| match e {
             Entry::Shared { info, .. } => Some((id, info)),
             Entry::Downloading(_) => None,
@@ -282,18 +298,16 @@ impl Library {
     }
 
     /// What `all_available_content` says of every shared file and folder.
-    pub fn shared_summaries(&self) -> Vec<ShareSummary> {
-        self.shares()
-            .map(|(id, i)| ShareSummary {
-                id: *id,
-                name: i.name.clone(),
-                size: i.size,
-                chunks: i.manifest.chunk_count(),
-                folder: i.manifest.as_tree().is_some(),
-                files: i.manifest.file_count(),
-                files_here: i.files_here,
-            })
-            .collect()
+    pub fn shared_summaries(&self) -> impl Iterator<Item = ShareSummary<'_>> {
+        self.shares().map(|(id, i)| ShareSummary {
+            id: *id,
+            name: i.name(),
+            size: i.size(),
+            chunks: i.manifest.chunk_count(),
+            folder: i.manifest.as_tree().is_some(),
+            files: i.manifest.file_count(),
+            files_here: i.files_here,
+        })
     }
 
     // ----- API commands -------------------------------------------------------------
@@ -324,10 +338,10 @@ impl Library {
             {
                 self.jobs.push_back(StorageJob::CopyOut {
                     content: id,
-                    from: info.path.clone(),
+                    from: info.path.to_path_buf(),
                     manifest: info.manifest.clone(),
                     dir: output_dir.unwrap_or_default(),
-                    name: safe_file_name_or_fallback(&info.name, &id),
+                    name: safe_file_name_or_fallback(&info.name(), &id),
                     reply: to,
                 });
                 return None;
@@ -335,7 +349,7 @@ impl Library {
             Some(Entry::Shared { info, .. }) => {
                 return Some(reply::success(obj(json!({
                     "message": "File already available locally",
-                    "filename": info.name,
+                    "filename": info.name(),
                     "file_path": info.path.display().to_string(),
                     "content_hash": id.to_hex(),
                 }))));
@@ -415,7 +429,7 @@ impl Library {
     pub fn unshare(&mut self, id: &Id) -> Result<PathBuf, String> {
         match self.entries.get(id) {
             Some(Entry::Shared { info, .. }) => {
-                let path = info.path.clone();
+                let path = info.path.to_path_buf();
                 log::info!(
                     "content {id}: no longer sharing it (asked); {} stays",
                     path.display()

@@ -113,7 +113,7 @@ impl Library {
     fn known_manifest(&self, id: &Id) -> Option<(std::sync::Arc<ContentManifest>, Option<String>)> {
         match self.entries.get(id) {
             Some(Entry::Shared { info, .. }) => {
-                Some((info.manifest.clone(), Some(info.name.clone())))
+                Some((info.manifest.clone(), Some(info.name().into_owned())))
             }
             Some(Entry::Downloading(d)) => d
                 .manifest

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::pause::Paused;
-use super::{obj, Completed, Entry, Library, Reply};
+use super::{obj, Completed, Entry, Library, Reply, Share};
 use crate::api::reply;
 use crate::content::names::safe_file_name_or_fallback;
 use crate::id::Id;
@@ -188,7 +188,7 @@ impl Library {
                         self.entries.insert(
                             id,
                             Entry::Shared {
-                                info,
+                                info: Share::new(info),
                                 downloaded: false,
                             },
                         );
@@ -242,7 +242,7 @@ impl Library {
                     self.entries.insert(
                         content,
                         Entry::Shared {
-                            info,
+                            info: Share::new(info),
                             downloaded: true,
                         },
                     );

@@ -123,17 +123,20 @@ impl Engine {
             if open >= self.cfg.max_peers_per_content {
                 return;
             }
-            let Some(addr) = c.candidates.pop_front() else {
+            let Some(d) = c.dials.as_deref_mut() else {
                 return;
             };
-            if c.tried.len() >= MAX_TRIED {
-                c.tried.clear();
-                c.proven.clear();
+            let Some(addr) = d.candidates.pop_front() else {
+                return;
+            };
+            if d.tried.len() >= MAX_TRIED {
+                d.tried.clear();
+                d.proven.clear();
             }
-            c.tried.insert(addr);
+            d.tried.insert(addr);
             // A DHT record's ID first, else a PEERS entry's (wire.md section 4.16).
-            let pex_id = c.pex_ids.remove(&addr);
-            let pex_alt = c.pex_alt.remove(&addr);
+            let pex_id = d.pex_ids.remove(&addr);
+            let pex_alt = d.pex_alt.remove(&addr);
             let dht_id = self.expected_ids.get(&addr).copied();
             let expect = dht_id.or(pex_id);
             // Connected already: to that address, with a peer that said it accepts
@@ -234,9 +237,13 @@ impl Engine {
     pub(super) fn ban(&mut self, now: Instant, conn: ConnId, what: &'static str) {
         // A liar's file name is not kept either: the next honest peer's METADATA names it.
         for c in self.contents.values_mut() {
-            if c.name_from == Some(conn) && c.source_is_download() {
+            let download = c.source_is_download();
+            let Some(d) = c.dials.as_deref_mut() else {
+                continue;
+            };
+            if d.name_from == Some(conn) && download {
                 c.name = None;
-                c.name_from = None;
+                d.name_from = None;
             }
         }
         if let Some(k) = self.conns.get(&conn) {

@@ -78,9 +78,9 @@ impl Engine {
         if let (Some(sel), Some(tree)) = (&c.only, m.as_tree()) {
             let wanted = sel.chunks(tree);
             s = s.with_wanted(&wanted);
-            c.wanted = Some(wanted);
+            c.wanted = Some(Box::new(wanted));
         }
-        c.scheduler = Some(s);
+        c.scheduler = Some(Box::new(s));
         self.timed.insert(content);
         let conns: Vec<ConnId> = c.conns.iter().copied().collect();
         let any = c.have.count() > 0;
@@ -141,8 +141,12 @@ impl Engine {
                 self.conns.remove(&k);
                 self.actions.push_back(WireAction::Close { conn: k });
             }
-            if let Some(c) = self.contents.get_mut(&content) {
-                c.candidates.clear();
+            if let Some(d) = self
+                .contents
+                .get_mut(&content)
+                .and_then(|c| c.dials.as_mut())
+            {
+                d.candidates.clear();
             }
             // Downloads are announced at their first verified chunk; an empty file has none,
             // so without this a downloaded empty file was never announced (until a restart
@@ -331,6 +335,6 @@ impl Engine {
     pub(super) fn scheduler(&mut self, content: &Id) -> Option<&mut Scheduler> {
         self.contents
             .get_mut(content)
-            .and_then(|c| c.scheduler.as_mut())
+            .and_then(|c| c.scheduler.as_deref_mut())
     }
 }

@@ -153,6 +153,8 @@ impl Engine {
         let Some(content) = k.content else {
             return;
         };
+        let peer_bits = k.peer_bits.clone();
+        self.start_super_seed(&content);
         let Some(c) = self.contents.get(&content) else {
             return;
         };
@@ -163,7 +165,6 @@ impl Engine {
         }
         let mut b = Bitfield::new(c.have.len() as u32);
         let offering = c.super_seed.is_some();
-        let peer_bits = k.peer_bits.clone();
         if !offering {
             for i in c.have.iter() {
                 b.set(i as u32);

@@ -29,11 +29,11 @@ impl Engine {
         offset: u32,
         length: u32,
     ) {
-        let Some(bytes) = self
-            .contents
-            .get(&content)
-            .and_then(|c| c.manifest_bytes.clone())
-        else {
+        let Some(bytes) = self.contents.get_mut(&content).and_then(|c| {
+            let m = c.manifest.as_ref()?;
+            let bytes = c.manifest_bytes.get_or_insert_with(|| Arc::new(m.encode()));
+            Some(bytes.clone())
+        }) else {
             self.close_with(
                 conn,
                 error_code::PROTOCOL_VIOLATION,
@@ -151,11 +151,11 @@ impl Engine {
             return;
         };
         if let Some(c) = self.contents.get_mut(&content) {
-            c.assembly = Some(ManifestAssembly {
+            c.assembly = Some(Box::new(ManifestAssembly {
                 from,
                 total: 0,
                 data: Vec::new(),
-            });
+            }));
         }
         self.send(
             from,

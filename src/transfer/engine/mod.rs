@@ -92,19 +92,45 @@ enum Source {
 struct Content {
     source: Source,
     name: Option<String>,
-    /// The connection whose METADATA gave `name` (a name from a peer later banned for lying
-    /// is forgotten, and the next peer's is taken).
-    name_from: Option<ConnId>,
     manifest: Option<Arc<ContentManifest>>,
+    /// The manifest encoded, as peers fetch it; made at the first MANIFEST_REQUEST (a
+    /// library of 100,000 shares mostly never asked for keeps none).
     manifest_bytes: Option<Arc<Vec<u8>>>,
-    assembly: Option<ManifestAssembly>,
+    // Boxed, like the scheduler and the super-seeding below: a content without them (most
+    // of a large library) pays a pointer for each, not their size (issue 21).
+    assembly: Option<Box<ManifestAssembly>>,
     /// Download state once the partial file is open.
-    scheduler: Option<Scheduler>,
-    /// What we offered to whom, while we share the complete file and super-seed.
-    super_seed: Option<SuperSeed>,
+    scheduler: Option<Box<Scheduler>>,
+    /// What we offered to whom, while we share the complete file and super-seed. Made when
+    /// the first peer is sent our BITFIELD (`super_seed_due` until then).
+    super_seed: Option<Box<SuperSeed>>,
+    /// Super-seeding starts with the first BITFIELD sent (`Engine::start_super_seed`).
+    super_seed_due: bool,
     opening: bool,
     have: BitSet,
     conns: BTreeSet<ConnId>,
+    /// Whom to dial and when to search for more: a download's, made when first needed
+    /// (`Content::dials`); a share has none (boxed: most of a large library are shares).
+    dials: Option<Box<Dials>>,
+    announced: bool,
+    finishing: bool,
+    complete: bool,
+    /// Only the manifest is wanted (`Engine::peek`): once it is verified the engine says so
+    /// ([`Action::ManifestFetched`]) and opens no partial file.
+    peek: bool,
+    /// Only these entries of a folder are wanted ([`Engine::download_only`]).
+    only: Option<Arc<Selection>>,
+    /// Their chunks, once the manifest is known (`None`: every chunk).
+    wanted: Option<Box<BitSet>>,
+}
+
+/// A download's peers to come: whom it dials next, when it searches for more, and which
+/// peer named it.
+#[derive(Debug)]
+struct Dials {
+    /// The connection whose METADATA gave the content's name (a name from a peer later
+    /// banned for lying is forgotten, and the next peer's is taken).
+    name_from: Option<ConnId>,
     candidates: VecDeque<SocketAddr>,
     /// The node ID a PEERS entry named for a queued candidate (wire.md section 4.16): its
     /// dial expects it, unless a DHT record named one (`Engine::expected_ids`). Only queued
@@ -124,16 +150,21 @@ struct Content {
     tried: HashSet<SocketAddr>,
     next_peer_query: Option<Instant>,
     peer_query_backoff: Duration,
-    announced: bool,
-    finishing: bool,
-    complete: bool,
-    /// Only the manifest is wanted (`Engine::peek`): once it is verified the engine says so
-    /// ([`Action::ManifestFetched`]) and opens no partial file.
-    peek: bool,
-    /// Only these entries of a folder are wanted ([`Engine::download_only`]).
-    only: Option<Arc<Selection>>,
-    /// Their chunks, once the manifest is known (`None`: every chunk).
-    wanted: Option<BitSet>,
+}
+
+impl Default for Dials {
+    fn default() -> Self {
+        Dials {
+            name_from: None,
+            candidates: VecDeque::new(),
+            pex_ids: HashMap::new(),
+            pex_alt: HashMap::new(),
+            proven: HashMap::new(),
+            tried: HashSet::new(),
+            next_peer_query: None,
+            peer_query_backoff: Duration::from_secs(1),
+        }
+    }
 }
 
 /// All transfers of one node.
@@ -216,46 +247,54 @@ impl Engine {
         have: Option<BitSet>,
     ) {
         let id = manifest.content_id();
-        let n = manifest.chunk_count() as usize;
-        let have = have.filter(|h| h.len() == n);
-        let partial = have.is_some();
-        let bytes = Arc::new(manifest.encode());
+        self.serve(manifest, name, have);
+        self.actions.push_back(Action::Announce { content: id });
+    }
+
+    /// [`Engine::share_part`] without asking for an announce: for the library loaded at
+    /// start, which the DHT provides in one reprovide sweep (`Dht::provide_many`) rather
+    /// than one announce lookup per share.
+    pub fn serve(
+        &mut self,
+        manifest: Arc<ContentManifest>,
+        name: Option<String>,
+        have: Option<BitSet>,
+    ) {
+        let id = manifest.content_id();
         let c = self
             .contents
             .entry(id)
             .or_insert_with(|| Content::new(Source::Seed));
-        c.source = Source::Seed;
-        c.have = have.unwrap_or_else(|| BitSet::full(n));
-        c.manifest = Some(manifest);
-        c.manifest_bytes = Some(bytes);
-        c.scheduler = None;
-        c.complete = true;
-        if c.name.is_none() {
-            c.name = name;
-        }
-        if self.cfg.super_seed && c.super_seed.is_none() && !partial {
-            let seed = self.seed ^ u64::from_be_bytes(id.0[..8].try_into().unwrap_or([0; 8]));
-            let mut ss = SuperSeed::new(n, seed);
-            // Peers that saw our BITFIELD already (we were downloading) are only counted.
-            for k in &c.conns {
-                if let Some(conn) = self.conns.get(k) {
-                    if conn.sent_bitfield {
-                        ss.add_peer(*k, false);
-                        if let Some(b) = &conn.peer_bits {
-                            ss.peer_bitfield(*k, b);
-                        }
-                    }
-                }
-            }
-            c.super_seed = Some(ss);
-        }
-        // Tell the DHT (at once, and again at every start since shares are re-loaded).
-        c.announced = true;
-        self.actions.push_back(Action::Announce { content: id });
+        c.become_seed(manifest, name, have, self.cfg.super_seed);
         let conns: Vec<ConnId> = c.conns.iter().copied().collect();
+        if !conns.is_empty() {
+            self.start_super_seed(&id);
+        }
         for k in conns {
             self.send_bitfield(k);
         }
+    }
+
+    /// [`Engine::serve`] for each of `shares` (the library loaded at start), the new ones
+    /// added to the map in one pass, its nodes full: filled one key at a time in order,
+    /// they stay about half empty, some 20 MB at 100,000 shares (issue 21).
+    pub fn serve_all(
+        &mut self,
+        shares: impl IntoIterator<Item = (Arc<ContentManifest>, Option<String>, Option<BitSet>)>,
+    ) {
+        let mut fresh = Vec::new();
+        for (manifest, name, have) in shares {
+            let id = manifest.content_id();
+            if self.contents.contains_key(&id) {
+                self.serve(manifest, name, have);
+                continue;
+            }
+            let mut c = Content::new(Source::Seed);
+            c.become_seed(manifest, name, have, self.cfg.super_seed);
+            fresh.push((id, c));
+        }
+        let mut fresh: BTreeMap<Id, Content> = fresh.into_iter().collect();
+        self.contents.append(&mut fresh);
     }
 
     /// Stops serving `content` (a changed or removed file): its connections close.
@@ -329,7 +368,8 @@ impl Engine {
         c.name = name;
         c.only = only;
         // The first query goes out now (below); the next after the first backoff step.
-        c.next_peer_query = Some(now + c.peer_query_backoff);
+        let d = c.dials();
+        d.next_peer_query = Some(now + d.peer_query_backoff);
         if let Some(m) = manifest {
             c.manifest_bytes = Some(Arc::new(m.encode()));
             c.manifest = Some(m.clone());
@@ -355,7 +395,8 @@ impl Engine {
         }
         let mut c = Content::new(Source::Download);
         c.peek = true;
-        c.next_peer_query = Some(now + c.peer_query_backoff);
+        let d = c.dials();
+        d.next_peer_query = Some(now + d.peer_query_backoff);
         self.contents.insert(content, c);
         self.timed.insert(content);
         self.actions.push_back(Action::FindPeers { content });
@@ -405,19 +446,20 @@ impl Engine {
         let Some(c) = self.contents.get_mut(content) else {
             return;
         };
-        if c.tried.contains(&addr) && !c.retry_proven(addr, pex_id) {
+        let d = c.dials();
+        if d.tried.contains(&addr) && !d.retry_proven(addr, pex_id) {
             return;
         }
-        if !c.candidates.contains(&addr) {
-            if c.candidates.len() >= MAX_CANDIDATES {
+        if !d.candidates.contains(&addr) {
+            if d.candidates.len() >= MAX_CANDIDATES {
                 return;
             }
-            c.candidates.push_back(addr);
+            d.candidates.push_back(addr);
         }
         if let Some(id) = pex_id.filter(|_| !dht_named) {
-            let first = *c.pex_ids.entry(addr).or_insert(id);
+            let first = *d.pex_ids.entry(addr).or_insert(id);
             if first != id {
-                c.pex_alt.entry(addr).or_insert(id);
+                d.pex_alt.entry(addr).or_insert(id);
             }
         }
     }
@@ -468,9 +510,10 @@ impl Engine {
         let Some(c) = self.contents.get_mut(content) else {
             return;
         };
-        c.candidates.retain(|a| *a != addr);
-        c.tried.remove(&addr);
-        c.candidates.push_front(addr);
+        let d = c.dials();
+        d.candidates.retain(|a| *a != addr);
+        d.tried.remove(&addr);
+        d.candidates.push_front(addr);
         self.connect_more(now, *content);
     }
 
@@ -540,7 +583,7 @@ impl Engine {
                 if let Some(c) = self.contents.get_mut(&content) {
                     if c.name.is_none() {
                         c.name = Some(name);
-                        c.name_from = Some(conn);
+                        c.dials().name_from = Some(conn);
                     }
                 }
             }
@@ -688,26 +731,52 @@ impl Content {
         matches!(self.source, Source::Download) && !self.complete && !self.finishing
     }
 
+    /// Makes it a complete share of `manifest` (of the chunks in `have` only, if given),
+    /// as [`Engine::serve`] does before telling its peers.
+    fn become_seed(
+        &mut self,
+        manifest: Arc<ContentManifest>,
+        name: Option<String>,
+        have: Option<BitSet>,
+        super_seed: bool,
+    ) {
+        let n = manifest.chunk_count() as usize;
+        let have = have.filter(|h| h.len() == n);
+        // Super-seeding starts with the first peer (`Engine::start_super_seed`); a partial
+        // copy never super-seeds.
+        self.super_seed_due = super_seed && self.super_seed.is_none() && have.is_none();
+        self.source = Source::Seed;
+        self.have = have.unwrap_or_else(|| BitSet::full(n));
+        self.manifest = Some(manifest);
+        self.scheduler = None;
+        self.dials = None;
+        self.complete = true;
+        if self.name.is_none() {
+            self.name = name;
+        }
+        // The DHT is told (`share_part`, or the start's reprovide sweep).
+        self.announced = true;
+    }
+
+    /// Its dials, made now if it had none.
+    fn dials(&mut self) -> &mut Dials {
+        self.dials.get_or_insert_with(Default::default)
+    }
+
     fn new(source: Source) -> Self {
         Content {
             source,
             name: None,
-            name_from: None,
             manifest: None,
             manifest_bytes: None,
             assembly: None,
             scheduler: None,
             super_seed: None,
+            super_seed_due: false,
             opening: false,
             have: BitSet::new(0),
             conns: BTreeSet::new(),
-            candidates: VecDeque::new(),
-            pex_ids: HashMap::new(),
-            pex_alt: HashMap::new(),
-            proven: HashMap::new(),
-            tried: HashSet::new(),
-            next_peer_query: None,
-            peer_query_backoff: Duration::from_secs(1),
+            dials: None,
             announced: false,
             finishing: false,
             complete: false,

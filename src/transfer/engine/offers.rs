@@ -12,10 +12,34 @@ use crate::proto::wire::Message;
 use crate::transfer::seeding::SuperSeed;
 
 impl Engine {
+    /// Starts super-seeding `content` if it is due (`Content::super_seed_due`): peers that
+    /// saw our BITFIELD already (we were downloading it) are only counted.
+    pub(super) fn start_super_seed(&mut self, content: &Id) {
+        let Some(c) = self.contents.get_mut(content) else {
+            return;
+        };
+        if !std::mem::take(&mut c.super_seed_due) || c.super_seed.is_some() {
+            return;
+        }
+        let seed = self.seed ^ u64::from_be_bytes(content.0[..8].try_into().unwrap_or([0; 8]));
+        let mut ss = SuperSeed::new(c.have.len(), seed);
+        for k in &c.conns {
+            if let Some(conn) = self.conns.get(k) {
+                if conn.sent_bitfield {
+                    ss.add_peer(*k, false);
+                    if let Some(b) = &conn.peer_bits {
+                        ss.peer_bitfield(*k, b);
+                    }
+                }
+            }
+        }
+        c.super_seed = Some(Box::new(ss));
+    }
+
     pub(super) fn super_seed(&mut self, content: &Id) -> Option<&mut SuperSeed> {
         self.contents
             .get_mut(content)
-            .and_then(|c| c.super_seed.as_mut())
+            .and_then(|c| c.super_seed.as_deref_mut())
     }
 
     /// Super-seeding: tops up the chunks offered to `conn` (HAVE) so that it holds

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{ConnId, Content, Engine, MAX_TRIED};
+use super::{ConnId, Dials, Engine, MAX_TRIED};
 use crate::id::Id;
 use crate::proto::wire::{self, Message, PexPeer};
 
@@ -84,24 +84,29 @@ impl Engine {
         let Some(c) = self.contents.get_mut(&content) else {
             return;
         };
-        if c.proven.len() >= MAX_TRIED {
-            c.proven.clear();
+        let d = c.dials();
+        if d.proven.len() >= MAX_TRIED {
+            d.proven.clear();
         }
-        c.proven.insert(addr, proven);
+        d.proven.insert(addr, proven);
         if pex.alt == Some(proven) {
             // First in line: the dial that `closed` makes next goes there.
             self.add_candidate(&content, addr, Some(proven));
-            if let Some(c) = self.contents.get_mut(&content) {
-                if c.candidates.back() == Some(&addr) {
-                    c.candidates.pop_back();
-                    c.candidates.push_front(addr);
+            if let Some(d) = self
+                .contents
+                .get_mut(&content)
+                .and_then(|c| c.dials.as_mut())
+            {
+                if d.candidates.back() == Some(&addr) {
+                    d.candidates.pop_back();
+                    d.candidates.push_front(addr);
                 }
             }
         }
     }
 }
 
-impl Content {
+impl Dials {
     /// Whether an address dialled already is queued again for a PEERS entry naming `pex_id`:
     /// only if a dial there proved that very ID (then it is forgotten as tried, so that it is
     /// dialled once more).

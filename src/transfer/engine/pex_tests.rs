@@ -90,7 +90,10 @@ fn a_dial_to_a_pex_learnt_address_expects_the_listed_id() {
     );
     assert_eq!(dials(&mut e), vec![]);
     assert!(
-        e.contents[&content].pex_ids.is_empty(),
+        e.contents[&content]
+            .dials
+            .as_ref()
+            .is_none_or(|d| d.pex_ids.is_empty()),
         "kept after the dial"
     );
 }
@@ -123,7 +126,7 @@ fn a_flood_of_pex_entries_is_bounded_and_keeps_the_first_id() {
         e.frame(now, conn, Message::Peers(fresh));
     }
     assert!(dials(&mut e).is_empty());
-    let c = &e.contents[&content];
+    let c = e.contents[&content].dials.as_deref().unwrap();
     assert_eq!(c.candidates.len(), MAX_CANDIDATES);
     assert!(c.pex_ids.len() <= c.candidates.len());
     assert!(c.pex_ids.keys().all(|a| c.candidates.contains(a)));
@@ -227,7 +230,7 @@ fn addresses_tried_stay_bounded_under_endless_pex() {
         }
     }
     assert_eq!(dialled, 5000, "every fresh address was dialled once");
-    let c = &e.contents[&content];
+    let c = e.contents[&content].dials.as_deref().unwrap();
     assert!(c.tried.len() <= MAX_TRIED, "{} tried", c.tried.len());
     assert!(c.candidates.is_empty());
 }
@@ -292,7 +295,12 @@ fn a_refused_pex_address_is_dialled_again_only_for_the_id_it_proved() {
     assert_eq!(again, vec![(addr(5), Some(Id([0x55; 32])))]);
     e.frame(now, conn, Message::Peers(vec![entry(5, 0x55)]));
     assert!(dial_conns(&mut e).is_empty(), "once, not for every entry");
-    assert!(e.contents[&content].proven.is_empty());
+    assert!(e.contents[&content]
+        .dials
+        .as_deref()
+        .unwrap()
+        .proven
+        .is_empty());
 }
 
 /// A DHT record's ID that the node at the address does not prove is not second-guessed by
@@ -308,5 +316,10 @@ fn a_dht_named_id_refused_at_the_handshake_is_left_to_the_next_search() {
     e.closed(now, dial);
     e.frame(now, conn, Message::Peers(vec![entry(6, 0x55)]));
     assert!(dial_conns(&mut e).is_empty());
-    assert!(e.contents[&content].proven.is_empty());
+    assert!(e.contents[&content]
+        .dials
+        .as_deref()
+        .unwrap()
+        .proven
+        .is_empty());
 }

@@ -53,26 +53,28 @@ impl Engine {
                 matches!(c.source, Source::Download)
                     && !c.complete
                     && c.conns.len() < self.cfg.max_peers_per_content
-                    && c.candidates.is_empty()
-                    && c.next_peer_query.is_some_and(|t| t <= now)
+                    && c.dials.as_ref().is_some_and(|d| {
+                        d.candidates.is_empty() && d.next_peer_query.is_some_and(|t| t <= now)
+                    })
             });
             if want_peers {
                 if let Some(c) = self.contents.get_mut(&id) {
-                    c.next_peer_query = Some(now + c.peer_query_backoff);
-                    c.peer_query_backoff =
-                        (c.peer_query_backoff * 2).min(self.cfg.peer_query_interval);
+                    let d = c.dials();
+                    d.next_peer_query = Some(now + d.peer_query_backoff);
+                    d.peer_query_backoff =
+                        (d.peer_query_backoff * 2).min(self.cfg.peer_query_interval);
                     // Addresses tried before may be worth another go later.
-                    c.tried.clear();
-                    c.proven.clear();
+                    d.tried.clear();
+                    d.proven.clear();
                 }
                 self.actions.push_back(Action::FindPeers { content: id });
-            } else if let Some(c) = self.contents.get_mut(&id) {
+            } else if let Some(d) = self.contents.get_mut(&id).and_then(|c| c.dials.as_mut()) {
                 // Due but not wanted now (enough peers, or candidates still to try): look
                 // again later. Left in the past, this deadline made `poll_timeout` return
                 // a past instant until the download lost a peer, and the driver spin (the
                 // swarm simulator caught it as a livelock).
-                if c.next_peer_query.is_some_and(|t| t <= now) {
-                    c.next_peer_query = Some(now + c.peer_query_backoff);
+                if d.next_peer_query.is_some_and(|t| t <= now) {
+                    d.next_peer_query = Some(now + d.peer_query_backoff);
                 }
             }
             self.connect_more(now, id);
@@ -112,7 +114,7 @@ impl Engine {
                 }
             }
             if matches!(c.source, Source::Download) && !c.complete {
-                if let Some(x) = c.next_peer_query {
+                if let Some(x) = c.dials.as_ref().and_then(|d| d.next_peer_query) {
                     min(x);
                 }
             }

@@ -230,7 +230,8 @@ impl Engine {
                 let c = self.contents.get(id)?;
                 let running = matches!(c.source, super::Source::Download) && !c.complete;
                 running.then(|| {
-                    let pending = c.candidates.len() + dialing.get(id).copied().unwrap_or(0);
+                    let queued = c.dials.as_ref().map_or(0, |d| d.candidates.len());
+                    let pending = queued + dialing.get(id).copied().unwrap_or(0);
                     (*id, c.conns.len(), pending)
                 })
             })
