@@ -7,6 +7,21 @@ use std::time::Instant;
 use super::NodeCore;
 
 impl NodeCore {
+    /// The node is stopping: port mappings are removed (their requests leave as outputs).
+    /// Returns true if the driver should wait a little for the gateway's confirmation
+    /// (until [`NodeCore::mapping_removed`], at most a few seconds).
+    pub fn begin_shutdown(&mut self, now: Instant) -> bool {
+        let (nat, mut p) = self.nat_parts();
+        let wait = nat.stop_mapping(&mut p, now);
+        self.settle(now);
+        wait
+    }
+
+    /// True once the gateway confirmed that our mappings are gone (or there were none).
+    pub fn mapping_removed(&self) -> bool {
+        self.nat.mapping_removed()
+    }
+
     /// The gateway answered a NAT-PMP request.
     pub fn handle_pmp_datagram(&mut self, now: Instant, bytes: &[u8]) {
         let (nat, mut p) = self.nat_parts();

@@ -491,20 +491,7 @@ impl NodeCore {
 
     // ----- shutdown -----------------------------------------------------------------
 
-    /// The node is stopping: port mappings are removed (their requests leave as outputs).
-    /// Returns true if the driver should wait a little for the gateway's confirmation
-    /// (until [`NodeCore::mapping_removed`], at most a few seconds).
-    pub fn begin_shutdown(&mut self, now: Instant) -> bool {
-        let (nat, mut p) = self.nat_parts();
-        let wait = nat.stop_mapping(&mut p, now);
-        self.settle(now);
-        wait
-    }
-
-    /// True once the gateway confirmed that our mappings are gone (or there were none).
-    pub fn mapping_removed(&self) -> bool {
-        self.nat.mapping_removed()
-    }
+    // (Port mappings removed as the node stops: `mapping.rs`.)
 
     /// The last jobs of a stopping node: every download's progress made durable, the node
     /// state saved. The driver runs them before exiting.
