@@ -21,7 +21,8 @@ pub struct DhtConfig {
     pub request_timeout: Duration,
     /// The longest a lookup waits for a candidate's answer before it sends the request again
     /// and goes on without it (freeing its slot; a late answer still counts). The soft
-    /// timeout in use is 3 measured round trips, at least 100 ms, at most this.
+    /// timeout in use is `srtt + 4 rttvar` of the measured round trips (`rtt.rs`), at least
+    /// 100 ms, at most this.
     pub soft_timeout: Duration,
     /// How long a provider record lives without being refreshed.
     pub provider_ttl: Duration,
