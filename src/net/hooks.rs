@@ -57,6 +57,16 @@ struct Counts {
     waiting: AtomicU64,
 }
 
+impl Counts {
+    /// A running hook is over, as a success or not.
+    fn ended(&self, ok: bool) {
+        self.running.fetch_sub(1, Ordering::Relaxed);
+        if !ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl Hooks {
     /// Starts the runner's thread.
     pub fn new() -> io::Result<Hooks> {
@@ -152,8 +162,7 @@ fn runner(rx: &Receiver<HookRun>, counts: &Counts, timeout: Duration) {
             Ok(None) if since.elapsed() < timeout => true,
             Ok(None) => {
                 kill_group(child);
-                counts.running.fetch_sub(1, Ordering::Relaxed);
-                counts.failed.fetch_add(1, Ordering::Relaxed);
+                counts.ended(false);
                 log::warn!(
                     "hook: for {} still running after {timeout:.0?}: killed (pid {}): {}",
                     h.content,
@@ -163,12 +172,11 @@ fn runner(rx: &Receiver<HookRun>, counts: &Counts, timeout: Duration) {
                 false
             }
             Ok(Some(status)) => {
-                counts.running.fetch_sub(1, Ordering::Relaxed);
+                counts.ended(status.success());
                 let took = since.elapsed();
                 if status.success() {
                     log::info!("hook: for {} exited 0 after {took:.1?}", h.content);
                 } else {
-                    counts.failed.fetch_add(1, Ordering::Relaxed);
                     log::warn!(
                         "hook: for {} failed after {took:.1?} ({status}): {}",
                         h.content,
@@ -178,8 +186,7 @@ fn runner(rx: &Receiver<HookRun>, counts: &Counts, timeout: Duration) {
                 false
             }
             Err(e) => {
-                counts.running.fetch_sub(1, Ordering::Relaxed);
-                counts.failed.fetch_add(1, Ordering::Relaxed);
+                counts.ended(false);
                 log::error!("hook: cannot wait for the hook of {}: {e}", h.content);
                 false
             }

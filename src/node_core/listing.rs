@@ -6,10 +6,29 @@
 //! costs its own bytes only. The bytes are exactly those the `Value` tree gave: the same
 //! keys in the same (sorted) order, the same escapes, then `"status":"success"` and `\n`.
 
-use std::io::Write;
 use std::net::SocketAddr;
 
+use serde::Serialize;
+
 use super::library::ShareSummary;
+
+/// One entry, its fields in the order a `serde_json::Map` sorts keys. A file's entry keeps
+/// EchoChain's exact fields (api.md 5.4); a folder says it is one; part of a folder
+/// (`--only`) says how many of its files it can serve.
+#[derive(Serialize)]
+struct Entry<'a> {
+    content_id: String,
+    filename: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files_here: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    num_chunks: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    num_files: Option<usize>,
+    peers: [&'a str; 1],
+    size: u64,
+}
 
 /// The reply listing `shares`, each with `self_addr` as its one provider (api.md 5.4).
 pub fn available_content_reply<'a>(
@@ -18,44 +37,27 @@ pub fn available_content_reply<'a>(
 ) -> Vec<u8> {
     // Grown as it goes: a large buffer is reallocated in place (mremap), never copied.
     let mut out = Vec::new();
-    // Quoted and escaped once: every entry names the same provider.
-    let peer = json_string(&self_addr.to_string());
+    let peer = self_addr.to_string();
     out.extend_from_slice(b"{\"available_content\":[");
     for (k, s) in shares.enumerate() {
         if k > 0 {
             out.push(b',');
         }
-        write_share(&mut out, &s, &peer);
+        let entry = Entry {
+            content_id: s.id.to_hex(),
+            filename: &s.name,
+            files_here: s.files_here,
+            kind: s.folder.then_some("folder"),
+            num_chunks: s.chunks,
+            num_files: s.folder.then_some(s.files),
+            peers: [&peer],
+            size: s.size,
+        };
+        // Serialising plain fields into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &entry);
     }
     out.extend_from_slice(b"],\"status\":\"success\"}\n");
     out
-}
-
-/// One entry, its keys sorted as a `serde_json::Map` sorts them. A file's entry keeps
-/// EchoChain's exact fields (api.md 5.4); a folder says it is one; part of a folder
-/// (`--only`) says how many of its files it can serve.
-fn write_share(out: &mut Vec<u8>, s: &ShareSummary<'_>, peer: &[u8]) {
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{{\"content_id\":\"{}\",\"filename\":", s.id.to_hex());
-    out.extend_from_slice(&json_string(&s.name));
-    if let Some(n) = s.files_here {
-        let _ = write!(out, ",\"files_here\":{n}");
-    }
-    if s.folder {
-        out.extend_from_slice(b",\"kind\":\"folder\"");
-    }
-    let _ = write!(out, ",\"num_chunks\":{}", s.chunks);
-    if s.folder {
-        let _ = write!(out, ",\"num_files\":{}", s.files);
-    }
-    out.extend_from_slice(b",\"peers\":[");
-    out.extend_from_slice(peer);
-    let _ = write!(out, "],\"size\":{}}}", s.size);
-}
-
-/// `s` as a JSON string, quoted and escaped by serde_json (as the `Value` tree was).
-fn json_string(s: &str) -> Vec<u8> {
-    serde_json::to_vec(s).unwrap_or_else(|_| b"\"\"".to_vec())
 }
 
 #[cfg(test)]

@@ -25,9 +25,14 @@ fn entry(i: u8, id: u8) -> PexPeer {
 
 /// The dials among `e`'s pending actions, with the ID each expects; the rest is dropped.
 fn dials(e: &mut Engine) -> Vec<(SocketAddr, Option<Id>)> {
+    dial_conns(e).into_iter().map(|(_, a, x)| (a, x)).collect()
+}
+
+/// The dials among `e`'s pending actions, with their connection.
+fn dial_conns(e: &mut Engine) -> Vec<(ConnId, SocketAddr, Option<Id>)> {
     std::iter::from_fn(|| e.poll_action())
         .filter_map(|a| match a {
-            Action::Wire(WireAction::Connect { addr, expect, .. }) => Some((addr, expect)),
+            Action::Wire(WireAction::Connect { conn, addr, expect }) => Some((conn, addr, expect)),
             _ => None,
         })
         .collect()
@@ -235,16 +240,6 @@ fn addresses_tried_stay_bounded_under_endless_pex() {
     assert!(c.candidates.is_empty());
 }
 
-/// The dials among `e`'s pending actions, with their connection.
-fn dial_conns(e: &mut Engine) -> Vec<(ConnId, SocketAddr, Option<Id>)> {
-    std::iter::from_fn(|| e.poll_action())
-        .filter_map(|a| match a {
-            Action::Wire(WireAction::Connect { conn, addr, expect }) => Some((conn, addr, expect)),
-            _ => None,
-        })
-        .collect()
-}
-
 /// A lister names a wrong ID for a real peer's address before an honest one names the
 /// right one: the dial expecting the wrong ID is refused at the handshake, and the address
 /// is dialled again at once, expecting the ID its node proved (wire.md section 4.16).
@@ -269,7 +264,7 @@ fn a_wrong_pex_id_named_first_does_not_keep_the_real_node_out() {
     // The handshake proves 0x55: the driver reports it, then closes the connection.
     e.wrong_peer(dial, Id([0x55; 32]));
     e.closed(now, dial);
-    let again: Vec<_> = dial_conns(&mut e).iter().map(|d| (d.1, d.2)).collect();
+    let again = dials(&mut e);
     assert_eq!(again, vec![(addr(5), Some(Id([0x55; 32])))]);
 }
 
@@ -283,18 +278,18 @@ fn a_refused_pex_address_is_dialled_again_only_for_the_id_it_proved() {
     e.connected(now, dial);
     e.wrong_peer(dial, Id([0x55; 32]));
     e.closed(now, dial);
-    assert!(dial_conns(&mut e).is_empty());
+    assert!(dials(&mut e).is_empty());
     e.frame(
         now,
         conn,
         Message::Peers(vec![entry(5, 0x66), entry(5, 0x77)]),
     );
-    assert!(dial_conns(&mut e).is_empty(), "the lie, or another guess");
+    assert!(dials(&mut e).is_empty(), "the lie, or another guess");
     e.frame(now, conn, Message::Peers(vec![entry(5, 0x55)]));
-    let again: Vec<_> = dial_conns(&mut e).iter().map(|d| (d.1, d.2)).collect();
+    let again = dials(&mut e);
     assert_eq!(again, vec![(addr(5), Some(Id([0x55; 32])))]);
     e.frame(now, conn, Message::Peers(vec![entry(5, 0x55)]));
-    assert!(dial_conns(&mut e).is_empty(), "once, not for every entry");
+    assert!(dials(&mut e).is_empty(), "once, not for every entry");
     assert!(e.contents[&content]
         .dials
         .as_deref()
@@ -315,7 +310,7 @@ fn a_dht_named_id_refused_at_the_handshake_is_left_to_the_next_search() {
     e.wrong_peer(dial, Id([0x55; 32]));
     e.closed(now, dial);
     e.frame(now, conn, Message::Peers(vec![entry(6, 0x55)]));
-    assert!(dial_conns(&mut e).is_empty());
+    assert!(dials(&mut e).is_empty());
     assert!(e.contents[&content]
         .dials
         .as_deref()
