@@ -13,7 +13,7 @@
 use parking_lot::Mutex;
 
 /// The most bytes of capacity the pool keeps; buffers given beyond that are freed.
-pub const MAX_POOLED_BYTES: usize = 8 << 20;
+pub const MAX_POOLED_BYTES: usize = 32 << 20;
 
 struct Pool {
     bufs: Vec<Vec<u8>>,
