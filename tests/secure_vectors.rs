@@ -3,7 +3,9 @@
 //!
 //! The keys (secure.md section 6): initiator identity seed 01 x 32, Noise static secret
 //! 11 x 32, ephemeral secret 21 x 32; responder 02, 12, 22. Noise with ChaChaPoly, X25519 and
-//! SHA-256 is deterministic given the keys, and so are Ed25519 signatures.
+//! SHA-256 is deterministic given the keys, and so are Ed25519 signatures. The initiator
+//! offers AES-256-GCM; the responder does not in the main session (its records are
+//! ChaChaPoly) and does in the `-aes` one (AES-256-GCM records).
 //!
 //! Also: each vector, fed to a fresh responder or initiator, is accepted; one bit flipped in
 //! each is refused. A missing or empty vector file is a failure.
@@ -16,16 +18,20 @@ mod common;
 use common::vectors::{examples, read_spec_file, spec_path};
 use peershare::identity::Identity;
 use peershare::secure::{
-    keylog_line, record_len, Handshake, LocalKeys, Outcome, RecordOpener, SecureError, LEN_PREFIX,
+    keylog_line, record_len, Cipher, Handshake, LocalKeys, Outcome, RecordOpener, SecureError,
+    Session, LEN_PREFIX,
 };
 
-fn side(n: u8) -> LocalKeys {
-    LocalKeys::new(Identity::from_secret(&[n; 32]), [0x10 + n; 32]).unwrap()
+/// A side's fixed keys; the initiator (1) offers AES-256-GCM, the responder (2) as told.
+fn side(n: u8, aes: bool) -> LocalKeys {
+    LocalKeys::new(Identity::from_secret(&[n; 32]), [0x10 + n; 32])
+        .unwrap()
+        .offering_aes_gcm(aes)
 }
 
-/// (name, bytes) of every vector, made afresh.
-fn make() -> Vec<(String, Vec<u8>)> {
-    let (a, b) = (side(1), side(2));
+/// The three handshake messages and both sessions, the responder offering AES or not.
+fn handshake(responder_aes: bool) -> ([Vec<u8>; 3], Session, Session) {
+    let (a, b) = (side(1, true), side(2, responder_aes));
     let mut i = Handshake::with_fixed_ephemeral(&a, true, Some(b.node_id()), &[0x21; 32]).unwrap();
     let mut r = Handshake::with_fixed_ephemeral(&b, false, None, &[0x22; 32]).unwrap();
     let msg1 = i.take_output();
@@ -38,21 +44,38 @@ fn make() -> Vec<(String, Vec<u8>)> {
         (i.outcome(), r.outcome()),
         (Outcome::Finished, Outcome::Finished)
     );
-    let mut si = i.into_session().unwrap();
-    let mut sr = r.into_session().unwrap();
+    let si = i.into_session().unwrap();
+    let sr = r.into_session().unwrap();
     assert_eq!(si.peer.node_id, b.node_id());
     assert_eq!(sr.peer.node_id, a.node_id());
-    // The first record each way: a KEEPALIVE frame (wire.md 4.1), then a second KEEPALIVE
-    // from the initiator, whose bytes differ although its plaintext does not (nonce 1).
-    let keepalive = [0, 0, 0, 1, 0];
-    let rec = |s: &mut peershare::secure::Session| {
-        let mut w = Vec::new();
-        s.transport.seal(&keepalive, &mut w).unwrap();
-        w
+    let want = if responder_aes {
+        Cipher::AesGcm
+    } else {
+        Cipher::ChaChaPoly
     };
-    let i0 = rec(&mut si);
-    let i1 = rec(&mut si);
-    let r0 = rec(&mut sr);
+    assert_eq!((si.transport.cipher(), sr.transport.cipher()), (want, want));
+    ([msg1, msg2, msg3], si, sr)
+}
+
+/// A KEEPALIVE frame (wire.md 4.1) sealed as the session's next record.
+fn keepalive(s: &mut Session) -> Vec<u8> {
+    let mut w = Vec::new();
+    s.transport.seal(&[0, 0, 0, 1, 0], &mut w).unwrap();
+    w
+}
+
+/// (name, bytes) of every vector, made afresh.
+fn make() -> Vec<(String, Vec<u8>)> {
+    let ([msg1, msg2, msg3], mut si, mut sr) = handshake(false);
+    let (a, b) = (side(1, true), side(2, false));
+    // The first record each way, then a second KEEPALIVE from the initiator, whose bytes
+    // differ although its plaintext does not (nonce 1).
+    let i0 = keepalive(&mut si);
+    let i1 = keepalive(&mut si);
+    let r0 = keepalive(&mut sr);
+    let ([aes1, aes2, aes3], mut ai, _) = handshake(true);
+    assert_eq!(aes1, msg1, "msg1 does not depend on the responder");
+    let ai0 = keepalive(&mut ai);
     vec![
         ("msg1".into(), msg1),
         ("msg2".into(), msg2),
@@ -63,6 +86,13 @@ fn make() -> Vec<(String, Vec<u8>)> {
         ("keylog".into(), keylog_line(&si.keys).as_bytes().to_vec()),
         ("node-id-initiator".into(), a.node_id().0.to_vec()),
         ("node-id-responder".into(), b.node_id().0.to_vec()),
+        ("msg2-aes".into(), aes2),
+        ("msg3-aes".into(), aes3),
+        ("record-i2r-0-keepalive-aes".into(), ai0),
+        (
+            "keylog-aes".into(),
+            keylog_line(&ai.keys).as_bytes().to_vec(),
+        ),
     ]
 }
 
@@ -131,8 +161,50 @@ fn the_spec_draws_the_vectors() {
 fn vectors_are_accepted_and_a_flipped_bit_is_refused() {
     let v = load();
     let get = |n: &str| v.iter().find(|(m, _)| m == n).unwrap().1.clone();
-    let (a, b) = (side(1), side(2));
-    let (msg1, msg2, msg3) = (get("msg1"), get("msg2"), get("msg3"));
+    for (aes, suffix) in [(false, ""), (true, "-aes")] {
+        let (msg1, msg2, msg3) = (
+            get("msg1"),
+            get(&format!("msg2{suffix}")),
+            get(&format!("msg3{suffix}")),
+        );
+        check_handshake(aes, msg1, msg2, msg3);
+    }
+    let line = String::from_utf8(get("keylog")).unwrap();
+    let keys = peershare::secure::parse_keylog_line(&line).unwrap();
+    assert_eq!(keys.cipher, Cipher::ChaChaPoly);
+    assert_eq!(keys.ephemeral[..], get("msg1")[LEN_PREFIX..LEN_PREFIX + 32]);
+    let mut i2r = RecordOpener::new(keys.cipher, &keys.initiator_to_responder).unwrap();
+    for n in ["record-i2r-0-keepalive", "record-i2r-1-keepalive"] {
+        let rec = get(n);
+        assert_eq!(record_len(&rec), Ok(Some(rec.len())));
+        let mut bad = RecordOpener::new(keys.cipher, &keys.initiator_to_responder).unwrap();
+        let mut flipped = rec.clone();
+        flipped[LEN_PREFIX] ^= 1;
+        assert!(bad.open(&flipped[LEN_PREFIX..]).is_none());
+        assert_eq!(i2r.open(&rec[LEN_PREFIX..]).unwrap(), [0, 0, 0, 1, 0]);
+    }
+    let mut r2i = RecordOpener::new(keys.cipher, &keys.responder_to_initiator).unwrap();
+    let rec = get("record-r2i-0-keepalive");
+    assert_eq!(r2i.open(&rec[LEN_PREFIX..]).unwrap(), [0, 0, 0, 1, 0]);
+    assert_eq!(record_len(&[0, 3]), Err(SecureError::BadRecord));
+    // The AES-GCM session's record opens with its logged key, and only with AES-GCM.
+    let line = String::from_utf8(get("keylog-aes")).unwrap();
+    let keys = peershare::secure::parse_keylog_line(&line).unwrap();
+    assert_eq!(keys.cipher, Cipher::AesGcm);
+    let rec = get("record-i2r-0-keepalive-aes");
+    let k = &keys.initiator_to_responder;
+    let chacha = RecordOpener::new(Cipher::ChaChaPoly, k)
+        .unwrap()
+        .open(&rec[LEN_PREFIX..]);
+    assert!(chacha.is_none());
+    let mut aes = RecordOpener::new(Cipher::AesGcm, k).unwrap();
+    assert_eq!(aes.open(&rec[LEN_PREFIX..]).unwrap(), [0, 0, 0, 1, 0]);
+}
+
+/// The handshake vectors are accepted by sides in the right state, and each is refused with
+/// one bit flipped.
+fn check_handshake(responder_aes: bool, msg1: Vec<u8>, msg2: Vec<u8>, msg3: Vec<u8>) {
+    let (a, b) = (side(1, true), side(2, responder_aes));
     // msg2 and msg3 are only valid after msg1: replay them to sides in the right state.
     for flip in [None, Some(0usize), Some(1), Some(2)] {
         let mut i = Handshake::with_fixed_ephemeral(&a, true, None, &[0x21; 32]).unwrap();
@@ -159,21 +231,4 @@ fn vectors_are_accepted_and_a_flipped_bit_is_refused() {
             }
         }
     }
-    let line = String::from_utf8(get("keylog")).unwrap();
-    let keys = peershare::secure::parse_keylog_line(&line).unwrap();
-    assert_eq!(keys.ephemeral[..], msg1[LEN_PREFIX..LEN_PREFIX + 32]);
-    let mut i2r = RecordOpener::new(&keys.initiator_to_responder).unwrap();
-    for n in ["record-i2r-0-keepalive", "record-i2r-1-keepalive"] {
-        let rec = get(n);
-        assert_eq!(record_len(&rec), Ok(Some(rec.len())));
-        let mut bad = RecordOpener::new(&keys.initiator_to_responder).unwrap();
-        let mut flipped = rec.clone();
-        flipped[LEN_PREFIX] ^= 1;
-        assert!(bad.open(&flipped[LEN_PREFIX..]).is_none());
-        assert_eq!(i2r.open(&rec[LEN_PREFIX..]).unwrap(), [0, 0, 0, 1, 0]);
-    }
-    let mut r2i = RecordOpener::new(&keys.responder_to_initiator).unwrap();
-    let rec = get("record-r2i-0-keepalive");
-    assert_eq!(r2i.open(&rec[LEN_PREFIX..]).unwrap(), [0, 0, 0, 1, 0]);
-    assert_eq!(record_len(&[0, 3]), Err(SecureError::BadRecord));
 }

@@ -189,14 +189,19 @@ fn msg1_wrong_length(ctx: &mut Ctx) -> Result<(), Outcome> {
     expect_closed_silently(ctx, &mut s, "msg1 of 36 bytes")
 }
 
-/// A msg1 whose HELLO says version 3: the peer closes without answering.
+/// A msg1 whose HELLO says version 2 (the previous protocol), then one saying 4 (a later
+/// one): the peer closes without answering either.
 fn other_version(ctx: &mut Ctx) -> Result<(), Outcome> {
-    let mut s = dial(ctx)?;
-    let mut m = vec![0x00, MSG1_LEN as u8];
-    m.extend_from_slice(&[0x42; 32]);
-    m.extend_from_slice(b"PSWP\x03");
-    send(ctx, &mut s, &m)?;
-    expect_closed_silently(ctx, &mut s, "a HELLO of version 3")
+    for v in [2u8, 4] {
+        let mut s = dial(ctx)?;
+        let mut m = vec![0x00, MSG1_LEN as u8];
+        m.extend_from_slice(&[0x42; 32]);
+        m.extend_from_slice(b"PSWP");
+        m.push(v);
+        send(ctx, &mut s, &m)?;
+        expect_closed_silently(ctx, &mut s, &format!("a HELLO of version {v}"))?;
+    }
+    Ok(())
 }
 
 /// A version 1 dialer's plaintext HANDSHAKE frame: the peer closes (and says why in its

@@ -16,8 +16,8 @@ use serde::Serialize;
 use super::{explain_as, Explanation, Field, Kind};
 use crate::capture::{reassemble, Connection, Direction, Packet, Reassembled};
 use crate::secure::{
-    parse_keylog_line, KeyLogEntry, RecordOpener, HELLO, LEN_PREFIX, MSG1_LEN, MSG2_LEN, MSG3_LEN,
-    PAYLOAD_LEN, TAG_LEN,
+    parse_keylog_line, Cipher, KeyLogEntry, RecordOpener, HELLO, LEN_PREFIX, MSG1_LEN, MSG2_LEN,
+    MSG3_LEN, PAYLOAD_LEN, TAG_LEN,
 };
 
 /// What a capture holds, session by session.
@@ -76,6 +76,9 @@ pub struct SessionReport {
     pub keys: Keys,
     /// The initiator's ephemeral public key (the key log's name for the session), in hex.
     pub ephemeral: Option<String>,
+    /// The records' cipher, as the key log names it (a capture alone cannot tell).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<&'static str>,
     /// The handshake messages, in the order sent.
     pub handshake: Vec<HandshakeMessage>,
     /// Initiator to responder, then responder to initiator.
@@ -188,6 +191,7 @@ fn explain_connection(c: &Connection, keys: Option<&[KeyLogEntry]>) -> SessionRe
         kind: SessionKind::Other,
         keys: Keys::NotApplicable,
         ephemeral: None,
+        cipher: None,
         handshake: Vec::new(),
         directions: Vec::new(),
     };
@@ -287,10 +291,11 @@ fn explain_secure(
             fields: handshake_fields(name, at, bytes),
         });
     }
+    s.cipher = entry.map(|k| k.cipher.name());
     let (i2r, r2i) = match entry {
         Some(k) => (
-            Some(&*k.initiator_to_responder),
-            Some(&*k.responder_to_initiator),
+            Some((k.cipher, &*k.initiator_to_responder)),
+            Some((k.cipher, &*k.responder_to_initiator)),
         ),
         None => (None, None),
     };
@@ -356,13 +361,13 @@ fn handshake_fields(name: &str, at: usize, bytes: &[u8]) -> Vec<Field> {
                 (
                     34,
                     "the responder's Noise static key and its tag, under the handshake key (ee)",
-                    "version, Ed25519 identity key and signature over s, and the tag (key after es)",
+                    "version, flags (AES-GCM offered?), Ed25519 identity key and signature over s, and the tag (key after es)",
                 )
             } else {
                 (
                     2,
                     "the initiator's Noise static key and its tag, under the handshake key",
-                    "the initiator's identity key and signature, and the tag (key after se)",
+                    "the initiator's version, flags, identity key and signature, and the tag (key after se)",
                 )
             };
             let s_len = 32 + TAG_LEN;
@@ -375,11 +380,12 @@ fn handshake_fields(name: &str, at: usize, bytes: &[u8]) -> Vec<Field> {
     fields
 }
 
-/// The records of a direction from `start`, opened with `key` when there is one.
+/// The records of a direction from `start`, opened with `key` (and the cipher the key log
+/// names) when there is one.
 fn records(
     d: &Direction,
     start: usize,
-    key: Option<&[u8; 32]>,
+    key: Option<(Cipher, &[u8; 32])>,
     from: SocketAddr,
     to: SocketAddr,
 ) -> DirectionReport {
@@ -392,7 +398,7 @@ fn records(
         frames: None,
         stopped: None,
     };
-    let mut opener = key.and_then(RecordOpener::new);
+    let mut opener = key.and_then(|(cipher, k)| RecordOpener::new(cipher, k));
     let mut at = start;
     let mut number = 0u64;
     while let Some(prefix) = d.bytes.get(at..at + LEN_PREFIX) {

@@ -94,7 +94,7 @@ fn with_the_key_log_the_records_open_into_frames() {
     assert_eq!(s.initiator, I.parse().unwrap());
     let names: Vec<_> = s.handshake.iter().map(|m| m.name).collect();
     assert_eq!(names, ["msg1", "msg2", "msg3"]);
-    assert_eq!(s.handshake[0].fields[2].value, "\"PSWP\", version 2");
+    assert_eq!(s.handshake[0].fields[2].value, "\"PSWP\", version 3");
     let d = &s.directions[0];
     assert_eq!(d.records.len(), 3);
     let ex = d.frames.as_ref().unwrap();

@@ -61,7 +61,10 @@ fn session(f: &mut fmt::Formatter<'_>, s: &SessionReport) -> fmt::Result {
             Keys::NoKeyLog => "no key log: the records stay ciphertext",
             Keys::NotApplicable => "",
         };
-        writeln!(f, "session {e}: {keys}")?;
+        match s.cipher {
+            Some(c) => writeln!(f, "session {e}: {keys} (records: {c})")?,
+            None => writeln!(f, "session {e}: {keys}")?,
+        }
         for m in &s.handshake {
             writeln!(f)?;
             let (name, from, p) = (m.name, m.from, m.packet);

@@ -60,7 +60,7 @@ impl SecureStats {
     pub fn count(&self, e: &crate::secure::SecureError) {
         use crate::secure::SecureError as E;
         let c = match e {
-            E::OldVersion => &self.old_version,
+            E::OldVersion(_) => &self.old_version,
             E::Tampered | E::BadRecord => &self.records_refused,
             E::ClaimedOtherId { .. } | E::WrongPeer { .. } => &self.id_mismatch,
             E::BadHandshake(_) | E::Noise(_) | E::BadIdentity(_) => &self.handshake_failures,

@@ -2,10 +2,13 @@
 //!
 //! ```text
 //!  initiator (dials)                               responder (accepts)
-//!  -> e, HELLO "PSWP" 2                 (msg1, 37 bytes)
-//!  <- e, ee, s, es, identity payload    (msg2, 193 bytes)
-//!  -> s, se, identity payload           (msg3, 161 bytes)
+//!  -> e, HELLO "PSWP" 3                 (msg1, 37 bytes)
+//!  <- e, ee, s, es, identity payload    (msg2, 194 bytes)
+//!  -> s, se, identity payload           (msg3, 162 bytes)
 //! ```
+//!
+//! The identity payloads also carry each side's flags; the records' cipher is the one both
+//! offer ([`Cipher`]).
 //!
 //! Each message travels behind a 2-byte big-endian length. The machine consumes exactly the
 //! handshake's bytes, so what follows msg3 in the same read (the first records) is left to
@@ -13,10 +16,10 @@
 
 use snow::HandshakeState;
 
-use super::record::{KeyLogEntry, Transport};
+use super::record::{Cipher, KeyLogEntry, Transport};
 use super::{
-    builder, check_payload, LocalKeys, SecureError, HELLO, LEN_PREFIX, MSG1_LEN, MSG2_LEN,
-    MSG3_LEN, PAYLOAD_LEN,
+    builder, check_payload, LocalKeys, SecureError, FLAG_AES_GCM, HELLO, LEN_PREFIX, MSG1_LEN,
+    MSG2_LEN, MSG3_LEN, PAYLOAD_LEN,
 };
 use crate::id::Id;
 use crate::identity::PUBLIC_LEN;
@@ -65,6 +68,8 @@ pub struct Handshake {
     /// Handshake messages written or read so far (0 to 3).
     step: u8,
     peer: Option<Peer>,
+    /// The flags of the peer's identity payload, once read.
+    peer_flags: u8,
     outcome: Outcome,
     /// The initiator's ephemeral public key: the key log's session name.
     ephemeral: [u8; 32],
@@ -124,6 +129,7 @@ impl Handshake {
             out: Vec::new(),
             step: 0,
             peer: None,
+            peer_flags: 0,
             outcome: Outcome::InProgress,
             ephemeral: [0; 32],
         };
@@ -214,10 +220,10 @@ impl Handshake {
                     return Ok(used);
                 }
                 if !self.initiator && kind != Some(V1_HANDSHAKE) {
-                    return self.fail(SecureError::BadHandshake("not a PSWP v2 handshake"));
+                    return self.fail(SecureError::BadHandshake("not a PSWP handshake"));
                 }
                 // A v1 HANDSHAKE, or (answering our msg1) a v1 node's ERROR frame.
-                return self.fail(SecureError::OldVersion);
+                return self.fail(SecureError::OldVersion(1));
             }
             if self.inbuf.len() == LEN_PREFIX + want {
                 let msg = std::mem::take(&mut self.inbuf);
@@ -242,9 +248,13 @@ impl Handshake {
         if self.step == 1 {
             // Responder, msg1: the peer's ephemeral key and HELLO.
             if payload != HELLO {
-                return self.fail(SecureError::BadHandshake(
-                    "HELLO does not name PSWP version 2",
-                ));
+                let old = payload.len() == HELLO.len()
+                    && payload.get(..4) == HELLO.get(..4)
+                    && payload.get(4).is_some_and(|&v| v < super::VERSION);
+                return self.fail(match payload.get(4) {
+                    Some(&v) if old => SecureError::OldVersion(v),
+                    _ => SecureError::BadHandshake("HELLO does not name PSWP version 3"),
+                });
             }
             self.ephemeral
                 .copy_from_slice(msg.get(..32).unwrap_or(&[0; 32]));
@@ -253,10 +263,11 @@ impl Handshake {
             return Ok(());
         }
         let remote = noise.get_remote_static().unwrap_or(&[]).to_vec();
-        let peer = match check_payload(payload, &remote) {
+        let (peer, flags) = match check_payload(payload, &remote) {
             Ok(p) => p,
             Err(e) => return self.fail(e),
         };
+        self.peer_flags = flags;
         if let Some(expected) = self.expect {
             if expected != peer.node_id {
                 return self.fail(SecureError::WrongPeer {
@@ -304,14 +315,25 @@ impl Handshake {
         else {
             return Err(SecureError::Noise("the handshake is not finished"));
         };
+        // Both proofs were authenticated by the handshake (a man in the middle who flipped
+        // a flag would have failed it), so both sides reach the same choice.
+        let both = self.payload.get(1).copied().unwrap_or(0) & self.peer_flags & FLAG_AES_GCM;
+        let cipher = if both != 0 {
+            Cipher::AesGcm
+        } else {
+            Cipher::ChaChaPoly
+        };
         let (i2r, r2i) = noise.dangerously_get_raw_split();
-        let keys = KeyLogEntry::new(self.ephemeral, i2r, r2i);
-        let transport = noise
-            .into_transport_mode()
-            .map_err(|_| SecureError::Noise("cannot enter transport mode"))?;
+        let keys = KeyLogEntry::new(self.ephemeral, cipher, i2r, r2i);
+        let (send, recv) = if self.initiator {
+            (&keys.initiator_to_responder, &keys.responder_to_initiator)
+        } else {
+            (&keys.responder_to_initiator, &keys.initiator_to_responder)
+        };
+        let transport = Transport::new(cipher, send, recv)?;
         Ok(Session {
             peer,
-            transport: Transport::new(transport),
+            transport,
             keys,
         })
     }

@@ -15,23 +15,24 @@ mod record;
 
 pub use handshake::{Handshake, Outcome, Peer, Session};
 pub use record::{
-    keylog_line, parse_keylog_line, record_len, KeyLogEntry, RecordOpener, Transport,
+    keylog_line, parse_keylog_line, record_len, Cipher, KeyLogEntry, RecordOpener, Transport,
 };
 
 use crate::id::Id;
 use crate::identity::{self, Identity, PUBLIC_LEN, SIGNATURE_LEN};
 
-/// The Noise protocol name. ChaCha20-Poly1305 rather than AES-256-GCM: it is fast and
-/// constant-time on any CPU, with or without AES instructions (phones, small boards). Both run
-/// on ring's assembly (snow's `ring-accelerated`), where AES-GCM seals and opens faster on
-/// x86_64 with AES-NI, but over a whole 1 GiB transfer it saved only 0.1-0.2 s of CPU per
-/// side (protocol-spec/secure.md section 2 gives the figures).
+/// The Noise protocol name of the handshake. Its own AEAD (ChaCha20-Poly1305: constant-time
+/// on any CPU) only seals the two identity proofs; the records after it use the cipher both
+/// sides' proofs agree on ([`Cipher`], secure.md section 3).
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
 /// Mixed into the handshake hash by both sides: a peer speaking anything else fails the
 /// handshake instead of agreeing on a different protocol.
-pub const PROLOGUE: &[u8] = b"PeerShare PSWP 2";
+pub const PROLOGUE: &[u8] = b"PeerShare PSWP 3";
 /// The wire protocol version this session carries.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
+/// Identity proof flag: this side seals and opens AES-256-GCM in hardware (secure.md
+/// section 2). Records use AES-256-GCM only when both sides set it.
+pub const FLAG_AES_GCM: u8 = 0x01;
 /// The first handshake message's payload: the protocol's name and version, in clear (nothing
 /// is secret before the first DH), so that a capture or a dissector can tell what it sees.
 pub const HELLO: [u8; 5] = [b'P', b'S', b'W', b'P', VERSION];
@@ -43,8 +44,10 @@ pub const TAG_LEN: usize = 16;
 pub const MAX_RECORD: usize = 65535;
 /// Largest plaintext a record carries.
 pub const MAX_PLAIN: usize = MAX_RECORD - TAG_LEN;
-/// The identity payload: version (1), Ed25519 public key (32), signature (64).
-pub const PAYLOAD_LEN: usize = 1 + PUBLIC_LEN + SIGNATURE_LEN;
+/// The identity payload: version (1), flags (1), Ed25519 public key (32), signature (64).
+pub const PAYLOAD_LEN: usize = 2 + PUBLIC_LEN + SIGNATURE_LEN;
+/// Where the identity key starts in the payload.
+const KEY_AT: usize = 2;
 /// What the identity key signs: this context, then the Noise static public key. The context
 /// keeps the signature from meaning anything anywhere else (libp2p's noise spec does the same).
 pub const SIG_CONTEXT: &[u8] = b"peershare-noise-static-key:";
@@ -59,8 +62,9 @@ pub const MSG3_LEN: usize = (32 + TAG_LEN) + (PAYLOAD_LEN + TAG_LEN);
 /// Why a session could not be set up or went on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecureError {
-    /// The peer speaks the previous, plaintext protocol (its first bytes are a PSWP v1 frame).
-    OldVersion,
+    /// The peer speaks an earlier wire protocol: 1 (plaintext; its first bytes are a PSWP v1
+    /// frame) or 2 (its HELLO names version 2).
+    OldVersion(u8),
     /// A handshake message of the wrong size, or a HELLO naming another protocol or version.
     BadHandshake(&'static str),
     /// The Noise handshake failed (a bad DH value or a message that does not authenticate).
@@ -90,10 +94,15 @@ pub enum SecureError {
 impl std::fmt::Display for SecureError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SecureError::OldVersion => write!(
+            SecureError::OldVersion(1) => write!(
                 f,
                 "the peer speaks wire protocol version 1 (plaintext); this node speaks version \
-                 2 (encrypted, secure.md) only: the peer must be upgraded"
+                 {VERSION} (encrypted, secure.md) only: the peer must be upgraded"
+            ),
+            SecureError::OldVersion(v) => write!(
+                f,
+                "the peer speaks wire protocol version {v}; this node speaks version {VERSION} \
+                 only: the peer must be upgraded"
             ),
             SecureError::BadHandshake(w) => write!(f, "bad handshake: {w}"),
             SecureError::Noise(w) => write!(f, "handshake failed: {w}"),
@@ -125,6 +134,26 @@ pub struct LocalKeys {
     payload: [u8; PAYLOAD_LEN],
 }
 
+/// Whether this CPU seals and opens AES-256-GCM in hardware (AES and carry-less multiply
+/// instructions), where ring's AES-GCM is several times faster than ChaCha20-Poly1305.
+/// Without them ring's AES is constant-time software, slower than ChaCha: then say no.
+pub fn aes_gcm_in_hardware() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
 impl LocalKeys {
     /// Keys from an identity and a Noise static secret (the node makes a fresh one at each
     /// start: it is only ever used under the identity's signature, which is what peers trust).
@@ -133,8 +162,13 @@ impl LocalKeys {
         let public = static_public(&static_secret)?;
         let mut payload = [0u8; PAYLOAD_LEN];
         payload[0] = VERSION;
-        payload[1..1 + PUBLIC_LEN].copy_from_slice(&identity.public());
-        payload[1 + PUBLIC_LEN..].copy_from_slice(&identity.sign(&signed_message(&public)));
+        payload[1] = if aes_gcm_in_hardware() {
+            FLAG_AES_GCM
+        } else {
+            0
+        };
+        payload[KEY_AT..KEY_AT + PUBLIC_LEN].copy_from_slice(&identity.public());
+        payload[KEY_AT + PUBLIC_LEN..].copy_from_slice(&identity.sign(&signed_message(&public)));
         Ok(LocalKeys {
             identity,
             static_secret,
@@ -159,7 +193,15 @@ impl LocalKeys {
     /// signature): what a node claiming someone else's ID sends. It cannot verify; for tests
     /// and the conformance suite.
     pub fn claiming_identity_key(mut self, public: [u8; PUBLIC_LEN]) -> LocalKeys {
-        self.payload[1..1 + PUBLIC_LEN].copy_from_slice(&public);
+        self.payload[KEY_AT..KEY_AT + PUBLIC_LEN].copy_from_slice(&public);
+        self
+    }
+
+    /// The same keys offering AES-256-GCM for records or not, whatever the CPU has: for
+    /// tests, vectors and benchmarks of either cipher (the flag is not signed: the Noise
+    /// handshake authenticates the whole payload).
+    pub fn offering_aes_gcm(mut self, offer: bool) -> LocalKeys {
+        self.payload[1] = if offer { FLAG_AES_GCM } else { 0 };
         self
     }
 
@@ -183,18 +225,28 @@ pub fn signed_message(static_public: &[u8; 32]) -> Vec<u8> {
 }
 
 /// Checks an identity payload against the Noise static key the handshake authenticated, and
-/// returns the peer it proves.
-pub fn check_payload(payload: &[u8], remote_static: &[u8]) -> Result<Peer, SecureError> {
+/// returns the peer it proves and its flags ([`FLAG_AES_GCM`]; unknown bits are ignored, so
+/// that later versions can add some).
+pub fn check_payload(payload: &[u8], remote_static: &[u8]) -> Result<(Peer, u8), SecureError> {
     if payload.len() != PAYLOAD_LEN {
-        return Err(SecureError::BadIdentity("payload is not 97 bytes"));
+        return Err(SecureError::BadIdentity("payload is not 98 bytes"));
     }
     if payload.first() != Some(&VERSION) {
         return Err(SecureError::BadIdentity("unknown payload version"));
     }
+    let flags = payload.get(1).copied().unwrap_or(0);
     let mut key = [0u8; PUBLIC_LEN];
-    key.copy_from_slice(payload.get(1..1 + PUBLIC_LEN).unwrap_or(&[0; PUBLIC_LEN]));
+    key.copy_from_slice(
+        payload
+            .get(KEY_AT..KEY_AT + PUBLIC_LEN)
+            .unwrap_or(&[0; PUBLIC_LEN]),
+    );
     let mut sig = [0u8; SIGNATURE_LEN];
-    sig.copy_from_slice(payload.get(1 + PUBLIC_LEN..).unwrap_or(&[0; SIGNATURE_LEN]));
+    sig.copy_from_slice(
+        payload
+            .get(KEY_AT + PUBLIC_LEN..)
+            .unwrap_or(&[0; SIGNATURE_LEN]),
+    );
     let s: [u8; 32] = remote_static
         .try_into()
         .map_err(|_| SecureError::BadIdentity("no static key"))?;
@@ -203,10 +255,11 @@ pub fn check_payload(payload: &[u8], remote_static: &[u8]) -> Result<Peer, Secur
             "the signature over the Noise static key does not verify",
         ));
     }
-    Ok(Peer {
+    let peer = Peer {
         node_id: identity::node_id_of(&key),
         identity_key: key,
-    })
+    };
+    Ok((peer, flags))
 }
 
 fn builder() -> Result<snow::Builder<'static>, SecureError> {

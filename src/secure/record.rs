@@ -3,24 +3,94 @@
 //! section 3). Each direction numbers its records from 0 (the AEAD nonce), so a record
 //! tampered with, replayed, dropped or moved fails authentication.
 
-use snow::types::Cipher;
+use snow::resolvers::CryptoResolver;
+use snow::types::Cipher as NoiseCipher;
 use zeroize::Zeroizing;
 
 use super::{SecureError, LEN_PREFIX, MAX_PLAIN, MAX_RECORD, TAG_LEN};
 
+/// The AEAD of a session's records, which the two identity proofs agreed on (secure.md
+/// section 3): AES-256-GCM when both sides have it in hardware, else ChaCha20-Poly1305.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cipher {
+    /// ChaCha20-Poly1305 (RFC 8439), Noise's `ChaChaPoly` nonce (4 zero bytes, the record
+    /// number as a little-endian u64).
+    ChaChaPoly,
+    /// AES-256-GCM, Noise's `AESGCM` nonce (4 zero bytes, the record number as a big-endian
+    /// u64).
+    AesGcm,
+}
+
+impl Cipher {
+    /// The name the key log and the spec use (Noise's cipher names).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cipher::ChaChaPoly => "ChaChaPoly",
+            Cipher::AesGcm => "AESGCM",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Cipher> {
+        [Cipher::ChaChaPoly, Cipher::AesGcm]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
+
+    /// One direction's AEAD keyed with `key`: the implementation snow's own sessions use
+    /// (ring's assembly, as snow's Builder picks it), so no cryptography is written here.
+    fn keyed(self, key: &[u8; 32]) -> Option<Box<dyn NoiseCipher>> {
+        let choice = match self {
+            Cipher::ChaChaPoly => snow::params::CipherChoice::ChaChaPoly,
+            Cipher::AesGcm => snow::params::CipherChoice::AESGCM,
+        };
+        let mut c = snow::resolvers::RingResolver.resolve_cipher(&choice)?;
+        c.set(key);
+        Some(c)
+    }
+}
+
+/// The last record number a direction may use: Noise reserves 2^64 - 1, and a session that
+/// got there (2^64 records) ends rather than reuse a nonce.
+const LAST_NONCE: u64 = u64::MAX - 1;
+
 /// One session's record layer: seals what this side sends, opens what the peer sent.
 pub struct Transport {
-    noise: snow::TransportState,
+    cipher: Cipher,
+    send: Box<dyn NoiseCipher>,
+    recv: Box<dyn NoiseCipher>,
+    sent: u64,
+    received: u64,
 }
 
 impl Transport {
-    pub(super) fn new(noise: snow::TransportState) -> Transport {
-        Transport { noise }
+    /// A record layer with the session's two keys: `send` for this side's records, `recv`
+    /// for the peer's.
+    pub(super) fn new(
+        cipher: Cipher,
+        send: &[u8; 32],
+        recv: &[u8; 32],
+    ) -> Result<Transport, SecureError> {
+        let no = || SecureError::Noise("no implementation of the record cipher");
+        Ok(Transport {
+            cipher,
+            send: cipher.keyed(send).ok_or_else(no)?,
+            recv: cipher.keyed(recv).ok_or_else(no)?,
+            sent: 0,
+            received: 0,
+        })
+    }
+
+    /// The records' AEAD.
+    pub fn cipher(&self) -> Cipher {
+        self.cipher
     }
 
     /// Appends to `out` the records carrying `plain` (one per [`MAX_PLAIN`] bytes).
     pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), SecureError> {
         for part in plain.chunks(MAX_PLAIN) {
+            if self.sent > LAST_NONCE {
+                return Err(SecureError::Noise("the session sent its last record"));
+            }
             let at = out.len();
             let len = part.len() + TAG_LEN;
             out.resize(at + LEN_PREFIX + len, 0);
@@ -29,13 +99,11 @@ impl Transport {
                 .unwrap_or_default()
                 .split_at_mut(LEN_PREFIX);
             head.copy_from_slice(&(len as u16).to_be_bytes());
-            match self.noise.write_message(part, body) {
-                Ok(n) if n == len => {}
-                _ => {
-                    out.truncate(at);
-                    return Err(SecureError::Noise("cannot seal a record"));
-                }
+            if self.send.encrypt(self.sent, &[], part, body) != len {
+                out.truncate(at);
+                return Err(SecureError::Noise("cannot seal a record"));
             }
+            self.sent += 1;
         }
         Ok(())
     }
@@ -44,12 +112,15 @@ impl Transport {
     /// `out`, which must have room for `body.len() - TAG_LEN` bytes. Returns the plaintext's
     /// length. Any failure means the stream was altered: close the connection.
     pub fn open(&mut self, body: &[u8], out: &mut [u8]) -> Result<usize, SecureError> {
-        if body.len() < TAG_LEN || out.len() < body.len() - TAG_LEN {
+        if body.len() < TAG_LEN || out.len() < body.len() - TAG_LEN || self.received > LAST_NONCE {
             return Err(SecureError::BadRecord);
         }
-        self.noise
-            .read_message(body, out)
-            .map_err(|_| SecureError::Tampered)
+        let n = self
+            .recv
+            .decrypt(self.received, &[], body, out)
+            .map_err(|_| SecureError::Tampered)?;
+        self.received += 1;
+        Ok(n)
     }
 }
 
@@ -73,6 +144,8 @@ pub fn record_len(buf: &[u8]) -> Result<Option<usize>, SecureError> {
 pub struct KeyLogEntry {
     /// The initiator's ephemeral public key.
     pub ephemeral: [u8; 32],
+    /// The records' AEAD (the handshake's payloads chose it; a capture cannot show it).
+    pub cipher: Cipher,
     /// The key of the records the initiator sends.
     pub initiator_to_responder: Zeroizing<[u8; 32]>,
     /// The key of the records the responder sends.
@@ -80,56 +153,63 @@ pub struct KeyLogEntry {
 }
 
 impl KeyLogEntry {
-    pub(super) fn new(ephemeral: [u8; 32], i2r: [u8; 32], r2i: [u8; 32]) -> KeyLogEntry {
+    pub(super) fn new(
+        ephemeral: [u8; 32],
+        cipher: Cipher,
+        i2r: [u8; 32],
+        r2i: [u8; 32],
+    ) -> KeyLogEntry {
         KeyLogEntry {
             ephemeral,
+            cipher,
             initiator_to_responder: Zeroizing::new(i2r),
             responder_to_initiator: Zeroizing::new(r2i),
         }
     }
 }
 
-/// The key log line of a session: `PSWP2 <ephemeral> <i2r key> <r2i key>`, each 64 hex digits.
+/// The key log line of a session: `PSWP3 <ephemeral> <i2r key> <r2i key> <cipher>`, the
+/// first three 64 hex digits each, the cipher `ChaChaPoly` or `AESGCM`.
 pub fn keylog_line(k: &KeyLogEntry) -> Zeroizing<String> {
     Zeroizing::new(format!(
-        "PSWP2 {} {} {}",
+        "PSWP3 {} {} {} {}",
         hex::encode(k.ephemeral),
         hex::encode(*k.initiator_to_responder),
-        hex::encode(*k.responder_to_initiator)
+        hex::encode(*k.responder_to_initiator),
+        k.cipher.name()
     ))
 }
 
 /// Parses a key log line (None for anything else: comments, other programs' lines).
 pub fn parse_keylog_line(line: &str) -> Option<KeyLogEntry> {
     let mut w = line.split_whitespace();
-    if w.next()? != "PSWP2" {
+    if w.next()? != "PSWP3" {
         return None;
     }
     let mut keys = [[0u8; 32]; 3];
     for k in keys.iter_mut() {
         hex::decode_to_slice(w.next()?, k).ok()?;
     }
+    let cipher = Cipher::from_name(w.next()?)?;
     if w.next().is_some() {
         return None;
     }
-    Some(KeyLogEntry::new(keys[0], keys[1], keys[2]))
+    Some(KeyLogEntry::new(keys[0], cipher, keys[1], keys[2]))
 }
 
 /// Opens one direction's records with a logged key: what a decoder given a key log does.
 pub struct RecordOpener {
-    cipher: Box<dyn Cipher>,
+    cipher: Box<dyn NoiseCipher>,
     nonce: u64,
 }
 
 impl RecordOpener {
     /// An opener for the direction whose key is `key`, from its first record.
-    pub fn new(key: &[u8; 32]) -> Option<RecordOpener> {
-        use snow::resolvers::CryptoResolver;
-        // The same implementation the sessions use (ring's, as snow's Builder picks it).
-        let mut cipher = snow::resolvers::RingResolver
-            .resolve_cipher(&snow::params::CipherChoice::ChaChaPoly)?;
-        cipher.set(key);
-        Some(RecordOpener { cipher, nonce: 0 })
+    pub fn new(cipher: Cipher, key: &[u8; 32]) -> Option<RecordOpener> {
+        Some(RecordOpener {
+            cipher: cipher.keyed(key)?,
+            nonce: 0,
+        })
     }
 
     /// Opens the next record's body; the plaintext, or None when it does not authenticate.

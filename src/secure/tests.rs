@@ -170,14 +170,24 @@ fn a_previous_version_peer_is_refused_with_a_clear_error() {
                 break;
             }
         }
-        assert_eq!(err, Some(SecureError::OldVersion));
-        assert!(SecureError::OldVersion.to_string().contains("version 1"));
+        assert_eq!(err, Some(SecureError::OldVersion(1)));
+        assert!(SecureError::OldVersion(1).to_string().contains("version 1"));
     }
     // A v1 node answers msg1 with a plaintext ERROR frame.
     let mut i = Handshake::initiator(&keys(1), None).unwrap();
     let _ = i.take_output();
     let err_frame = [0, 0, 0, 8, 0x10, 0, 1, 0, 4, b'o', b'o', b'p'];
-    assert_eq!(i.handle_input(&err_frame), Err(SecureError::OldVersion));
+    assert_eq!(i.handle_input(&err_frame), Err(SecureError::OldVersion(1)));
+    // A version 2 dialer: the same msg1 layout, its HELLO names version 2.
+    let mut r = Handshake::responder(&b).unwrap();
+    let mut m1 = Handshake::initiator(&keys(1), None).unwrap().take_output();
+    let last = m1.len() - 1;
+    m1[last] = 2;
+    let err = r.handle_input(&m1).unwrap_err();
+    assert_eq!(err, SecureError::OldVersion(2));
+    assert!(err
+        .to_string()
+        .contains("version 2; this node speaks version 3"));
 }
 
 #[test]
@@ -198,7 +208,7 @@ fn a_plaintext_probe_is_handed_back_and_garbage_is_refused() {
     let mut i = Handshake::initiator(&keys(1), None).unwrap();
     let mut m1 = i.take_output();
     let last = m1.len() - 1;
-    m1[last] = 3; // HELLO "PSWP" 3
+    m1[last] = 4; // HELLO "PSWP" 4
     assert!(matches!(
         r.handle_input(&m1),
         Err(SecureError::BadHandshake(_))
@@ -211,8 +221,9 @@ fn the_key_log_opens_what_the_session_sealed() {
     let line = keylog_line(&si.keys);
     let parsed = parse_keylog_line(&line).unwrap();
     assert_eq!(parsed.ephemeral, sr.keys.ephemeral);
-    let mut i2r = RecordOpener::new(&parsed.initiator_to_responder).unwrap();
-    let mut r2i = RecordOpener::new(&parsed.responder_to_initiator).unwrap();
+    assert_eq!(parsed.cipher, si.transport.cipher());
+    let mut i2r = RecordOpener::new(parsed.cipher, &parsed.initiator_to_responder).unwrap();
+    let mut r2i = RecordOpener::new(parsed.cipher, &parsed.responder_to_initiator).unwrap();
     for msg in [&b"one"[..], b"two", &[7u8; 5000]] {
         let mut w = Vec::new();
         si.transport.seal(msg, &mut w).unwrap();
@@ -223,6 +234,60 @@ fn the_key_log_opens_what_the_session_sealed() {
     }
     assert!(parse_keylog_line("# comment").is_none());
     assert!(parse_keylog_line("PSWP2 00").is_none());
+    // A version 2 line (no cipher) or an unknown cipher: not a key of this version.
+    let v2 = line.replace("PSWP3", "PSWP2");
+    let v2 = v2.rsplit_once(' ').unwrap().0;
+    assert!(parse_keylog_line(v2).is_none());
+    let odd = format!("{} AES128", line.rsplit_once(' ').unwrap().0);
+    assert!(parse_keylog_line(&odd).is_none());
+}
+
+#[test]
+fn records_use_aes_gcm_only_when_both_sides_offer_it() {
+    for (a_offers, b_offers) in [(true, true), (true, false), (false, true), (false, false)] {
+        let a = keys(1).offering_aes_gcm(a_offers);
+        let b = keys(2).offering_aes_gcm(b_offers);
+        let i = Handshake::initiator(&a, Some(b.node_id())).unwrap();
+        let r = Handshake::responder(&b).unwrap();
+        let (mut si, mut sr) = run(i, r, 50).unwrap();
+        let want = if a_offers && b_offers {
+            Cipher::AesGcm
+        } else {
+            Cipher::ChaChaPoly
+        };
+        assert_eq!((si.transport.cipher(), sr.transport.cipher()), (want, want));
+        assert_eq!(si.keys.cipher, want);
+        // Records flow both ways, and only the agreed cipher opens them.
+        let mut w = Vec::new();
+        si.transport.seal(b"ping", &mut w).unwrap();
+        let other = if want == Cipher::AesGcm {
+            Cipher::ChaChaPoly
+        } else {
+            Cipher::AesGcm
+        };
+        let wrong = RecordOpener::new(other, &si.keys.initiator_to_responder)
+            .unwrap()
+            .open(&w[LEN_PREFIX..]);
+        assert!(wrong.is_none(), "{other:?} opened a {want:?} record");
+        assert_eq!(open_all(&mut sr.transport, &w).unwrap(), b"ping");
+        let mut back = Vec::new();
+        sr.transport.seal(b"pong", &mut back).unwrap();
+        assert_eq!(open_all(&mut si.transport, &back).unwrap(), b"pong");
+    }
+}
+
+#[test]
+fn a_flag_flipped_on_the_way_fails_the_handshake() {
+    // msg2 carries the responder's flags inside its encrypted proof: any bit changed there
+    // fails authentication, so a man in the middle cannot steer the cipher.
+    let (a, b) = (keys(1), keys(2));
+    let mut i = Handshake::initiator(&a, None).unwrap();
+    let mut r = Handshake::responder(&b).unwrap();
+    r.handle_input(&i.take_output()).unwrap();
+    let mut m2 = r.take_output();
+    // The proof's flags byte: after the length, e (32), the sealed s (48) and the version.
+    m2[LEN_PREFIX + 32 + 48 + 1] ^= FLAG_AES_GCM;
+    assert!(matches!(i.handle_input(&m2), Err(SecureError::Noise(_))));
 }
 
 proptest::proptest! {

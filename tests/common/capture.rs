@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use peershare::secure::{parse_keylog_line, KeyLogEntry, RecordOpener, LEN_PREFIX};
+use peershare::secure::{
+    parse_keylog_line, KeyLogEntry, RecordOpener, LEN_PREFIX, MSG1_LEN, MSG2_LEN, MSG3_LEN,
+};
 
 /// A running `dumpcap`.
 pub struct Capture {
@@ -258,7 +260,7 @@ pub fn open_flow(
     f: &TcpFlow,
     keys: &[KeyLogEntry],
 ) -> Result<(SocketAddr, Vec<u8>, Vec<u8>), String> {
-    // The initiator's stream starts with msg1 (37 bytes) and then msg3 (161).
+    // The initiator's stream starts with msg1 (37 bytes) and then msg3 (162).
     let (init, i2r, r2i) = if f.a_to_b.starts_with(&[0, 37]) {
         (f.a, &f.a_to_b, &f.b_to_a)
     } else if f.b_to_a.starts_with(&[0, 37]) {
@@ -272,7 +274,7 @@ pub fn open_flow(
         .find(|k| k.ephemeral[..] == *eph)
         .ok_or_else(|| format!("{init}: no key log line for this session"))?;
     let open = |stream: &[u8], skip: usize, key: &[u8; 32]| -> Result<Vec<u8>, String> {
-        let mut o = RecordOpener::new(key).ok_or("cipher")?;
+        let mut o = RecordOpener::new(k.cipher, key).ok_or("cipher")?;
         let mut rest = stream.get(skip..).ok_or("short handshake")?;
         let mut out = Vec::new();
         while rest.len() >= 2 {
@@ -288,8 +290,12 @@ pub fn open_flow(
         }
         Ok(out)
     };
-    let sent = open(i2r, (2 + 37) + (2 + 161), &k.initiator_to_responder)?;
-    let got = open(r2i, 2 + 193, &k.responder_to_initiator)?;
+    let sent = open(
+        i2r,
+        (LEN_PREFIX + MSG1_LEN) + (LEN_PREFIX + MSG3_LEN),
+        &k.initiator_to_responder,
+    )?;
+    let got = open(r2i, LEN_PREFIX + MSG2_LEN, &k.responder_to_initiator)?;
     Ok((init, sent, got))
 }
 

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use peershare::capture::{Connection, Direction, Mark, Reassembled};
 use peershare::explain::{explain_as, explain_reassembled, Keys, Kind, SessionKind};
-use peershare::secure::{parse_keylog_line, KeyLogEntry, TAG_LEN};
+use peershare::secure::{parse_keylog_line, Cipher, KeyLogEntry, TAG_LEN};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -130,12 +130,17 @@ fn dir_of(s: &str) -> Result<usize, String> {
 }
 
 /// Seals `plain` as record `nonce` of a direction whose key is `key`: its length, the
-/// ChaCha20-Poly1305 ciphertext and tag (secure.md section 3), with the cipher the node uses.
-fn seal(key: &[u8; 32], nonce: u64, plain: &[u8]) -> Vec<u8> {
+/// ciphertext and tag (secure.md section 3), with the session's cipher as the node's
+/// implementation (snow's ring resolver) seals it.
+fn seal(suite: Cipher, key: &[u8; 32], nonce: u64, plain: &[u8]) -> Vec<u8> {
     use snow::resolvers::CryptoResolver;
+    let choice = match suite {
+        Cipher::ChaChaPoly => snow::params::CipherChoice::ChaChaPoly,
+        Cipher::AesGcm => snow::params::CipherChoice::AESGCM,
+    };
     let mut cipher = snow::resolvers::RingResolver
-        .resolve_cipher(&snow::params::CipherChoice::ChaChaPoly)
-        .expect("ChaChaPoly");
+        .resolve_cipher(&choice)
+        .expect("the record cipher");
     cipher.set(key);
     let mut out = vec![0u8; plain.len() + TAG_LEN];
     let n = cipher.encrypt(nonce, &[], plain, &mut out);
@@ -217,7 +222,7 @@ pub fn load(text: &str, fail: &mut Vec<String>) -> Loaded {
             ));
             continue;
         };
-        let rec = seal(key, number, part);
+        let rec = seal(sess.keys.cipher, key, number, part);
         if let Err(e) = check_sha(&rec, Some(&format!("sha256:{}", s.sha).as_str())) {
             fail.push(format!("message {}: {e}", s.index + 1));
         }

@@ -512,10 +512,13 @@ def decode_body(t, body):
 
 
 NOISE_NAME = b"Noise_XX_25519_ChaChaPoly_SHA256"
-PROLOGUE = b"PeerShare PSWP 2"
-HELLO = b"PSWP\x02"  # msg1's payload: the protocol and version 2 (section 2)
+PROLOGUE = b"PeerShare PSWP 3"
+HELLO = b"PSWP\x03"  # msg1's payload: the protocol and version 3 (section 2)
 SIG_CONTEXT = b"peershare-noise-static-key:"
-MSG1, MSG2, MSG3 = 37, 193, 161  # the handshake messages' exact lengths
+MSG1, MSG2, MSG3 = 37, 194, 162  # the handshake messages' exact lengths
+# The proof's flags: 0, no AES-GCM offered, so every session's records are ChaChaPoly, which
+# the Noise library's transport seals and opens (section 3: AES-GCM needs both to offer it).
+FLAGS = b"\x00"
 MAX_PLAIN = 65535 - 16  # a record's plaintext (section 3)
 
 
@@ -531,20 +534,21 @@ class Identity:
         self.static_private = static.private_bytes(
             raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
         static_public = static.public_key().public_bytes(raw, serialization.PublicFormat.Raw)
-        # The identity proof: version 2, identity key, signature over the static key.
-        self.proof = b"\x02" + self.public + self.key.sign(SIG_CONTEXT + static_public)
+        # The identity proof: version 3, flags, identity key, signature over the static key.
+        self.proof = b"\x03" + FLAGS + self.public + self.key.sign(SIG_CONTEXT + static_public)
 
 
 def check_proof(proof, remote_static):
     """The node ID an identity proof proves for the static key Noise authenticated."""
-    if len(proof) != 97 or proof[0] != 2:
+    if len(proof) != 98 or proof[0] != 3:
         raise Violation("malformed identity proof")
+    # proof[1] is the peer's flags: whatever it offers, ours are 0, so the records are ChaChaPoly.
     try:
-        Ed25519PublicKey.from_public_bytes(proof[1:33]).verify(
-            proof[33:], SIG_CONTEXT + remote_static)
+        Ed25519PublicKey.from_public_bytes(proof[2:34]).verify(
+            proof[34:], SIG_CONTEXT + remote_static)
     except InvalidSignature:
         raise Violation("identity proof: the signature does not verify")
-    return hashlib.sha256(proof[1:33]).digest()
+    return hashlib.sha256(proof[2:34]).digest()
 
 
 def recv_exact(sock, n):
@@ -583,7 +587,7 @@ def secure_handshake(sock, me, initiator):
         send(n.write_message(me.proof))
     else:
         if bytes(n.read_message(recv(MSG1))) != HELLO:
-            raise Violation("HELLO does not name PSWP version 2")
+            raise Violation("HELLO does not name PSWP version 3")
         send(n.write_message(me.proof))
         hs = n.noise_protocol.handshake_state
         peer = check_proof(bytes(n.read_message(recv(MSG3))), hs.rs.public_bytes)

@@ -73,7 +73,7 @@ def read_session(binary, session):
     lines = {}
     for line in session.keylog.read_text().splitlines():
         w = line.split()
-        if len(w) == 4 and w[0] == "PSWP2":
+        if len(w) == 5 and w[0] == "PSWP3":
             lines[w[1]] = line
     sessions = []
     for s in report["sessions"]:

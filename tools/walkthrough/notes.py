@@ -274,7 +274,7 @@ class Notes:
                     f"session alone and forgets after it; the HELLO says, in clear, which "
                     f"protocol and version {x} speaks, so that a node of another version "
                     f"stops here instead of misreading what follows. Nothing in msg1 is "
-                    f"secret or signed. Both sides also mix the prologue \"PeerShare PSWP 2\" "
+                    f"secret or signed. Both sides also mix the prologue \"PeerShare PSWP 3\" "
                     f"into their handshake hash (it is never sent): if anyone changed a byte "
                     f"of msg1 on the way, the two hashes differ and msg2 fails to open. The "
                     f"key log names the session by this `e`.",
@@ -285,7 +285,8 @@ class Notes:
                     f"nobody else can: everything after this field is encrypted. `s` is "
                     f"{x}'s Noise static key (32 bytes, and a 16-byte tag). Then `es` mixes "
                     f"in a second secret, from {y}'s ephemeral key and {x}'s static key, under "
-                    f"which comes the identity proof (97 bytes and a tag): its version, {x}'s "
+                    f"which comes the identity proof (98 bytes and a tag): its version, its "
+                    f"flags (whether {x} offers AES-256-GCM for the records), {x}'s "
                     f"Ed25519 identity key, and that key's signature of the static key. Only "
                     f"the holder of the static key's secret can compute `es`, and only the "
                     f"holder of the identity key can sign. {y} checks both, computes the "

@@ -29,7 +29,7 @@ class Prose:
             "The DHT travels in clear: its datagrams are short questions about public facts "
             "(who is near an ID, who provides a content ID), and a node proves its identity "
             "there with a signature when it matters (PROVE and PROOF). Wire connections, which "
-            "carry the files, are **secure sessions** (wire protocol version 2): a Noise "
+            "carry the files, are **secure sessions** (wire protocol version 3): a Noise "
             "handshake in which both sides prove their node IDs, then encrypted and "
             "authenticated **records**. A capture shows only the records' lengths and "
             "ciphertext. This page can show what is inside because the nodes ran with "
@@ -206,7 +206,7 @@ class Prose:
             "",
             "Before any frame, the two run a **Noise XX handshake** (secure.md, section 2: "
             "`Noise_XX_25519_ChaChaPoly_SHA256`), three messages, each behind a 2-byte length "
-            "and of a fixed size: C's msg1 (37 bytes), B's msg2 (193), C's msg3 (161). Its "
+            "and of a fixed size: C's msg1 (37 bytes), B's msg2 (194), C's msg3 (162). Its "
             "tokens say what each message does: `e` sends a fresh ephemeral public key, `s` "
             "the sender's static key, and `ee`, `es`, `se` are Diffie-Hellman exchanges "
             "between those keys (e for ephemeral, s for static; the initiator's first), each "
@@ -225,7 +225,7 @@ class Prose:
             "frame if another answers. A man in the middle would have to show keys of his own, "
             "which are not signed by B's identity.",
             "- **Tampering.** Every message is mixed into a running handshake hash, and so is "
-            "the prologue \"PeerShare PSWP 2\" (which also makes a peer of another version fail "
+            "the prologue \"PeerShare PSWP 3\" (which also makes a peer of another version fail "
             "at once): a changed byte anywhere, even in msg1's clear fields, makes the next "
             "encrypted part fail to open. After the handshake, every record has its tag.",
             "- **Replay and reordering.** A replayed msg1 gets a msg2 with a new ephemeral key, "
@@ -241,12 +241,22 @@ class Prose:
             "",
         ]
 
+    def record_cipher(self):
+        """The records' cipher, as the session's key log line names it (secure.md section 6)."""
+        names = {"AESGCM": "AES-256-GCM here, since both sides' CPUs have AES instructions "
+                           "(ChaCha20-Poly1305 where either lacks them)",
+                 "ChaChaPoly": "ChaCha20-Poly1305 here, since one side's CPU has no AES "
+                               "instructions (AES-256-GCM where both have them)"}
+        line = self.sessions[0]["keylog"].split() if self.sessions else []
+        return names.get(line[-1] if line else "", "the one the key log names")
+
     def prose_records(self):
         return [
             "After msg3 each side has two keys, one per direction (Noise's `Split()`), and "
             "sends only **records** (secure.md, section 3): a 2-byte length in clear, then the "
-            "ciphertext of up to 65519 bytes of plaintext (ChaCha20) and a 16-byte tag "
-            "(Poly1305). The plaintext of a direction's records, joined, is exactly the byte "
+            "ciphertext of up to 65519 bytes of plaintext and a 16-byte tag, under the cipher "
+            f"the two identity proofs agreed on: {self.record_cipher()}. The plaintext of a "
+            "direction's records, joined, is exactly the byte "
             "stream of wire.md: the same frames as a version 1 connection carried in clear, "
             "from the HANDSHAKE frame on. A record's nonce is not sent: it is the record's "
             "number in its direction, counted from 0 by both sides. So a record that is "

@@ -329,9 +329,10 @@ WF.sec_msg = ProtoField.string("peershare.wire.secure.msg", "Secure session mess
 WF.sec_len = ProtoField.uint16("peershare.wire.secure.length", "Length", base.DEC)
 WF.sec_ephemeral = ProtoField.bytes("peershare.wire.secure.ephemeral",
     "Ephemeral public key (X25519, the key log's session name)", base.NONE)
-WF.sec_hello = ProtoField.string("peershare.wire.secure.hello", "HELLO (protocol, version 2)")
+WF.sec_hello = ProtoField.string("peershare.wire.secure.hello", "HELLO (protocol, version)")
 WF.sec_ciphertext = ProtoField.bytes("peershare.wire.secure.ciphertext",
-    "Ciphertext and tag (ChaCha20-Poly1305)", base.NONE)
+    "Ciphertext and tag (ChaCha20-Poly1305 or AES-256-GCM, as the encrypted proofs chose)",
+    base.NONE)
 common_fields("peershare.wire", WF)
 local WE = make_experts("peershare.wire")
 
@@ -1232,9 +1233,12 @@ end
 local secure_streams = {}
 local secure_labels = {}
 
--- Whether a segment starts with msg1: length 37, then e, then "PSWP" 2.
+-- Whether a segment starts with msg1: length 37, then e, then "PSWP" 3 (or 2, an older
+-- version's dialer, shown the same way).
 local function is_msg1(tvb)
-    return tvb:len() >= 39 and tvb(0, 2):uint() == 37 and tvb:raw(34, 5) == "PSWP\2"
+    if tvb:len() < 39 or tvb(0, 2):uint() ~= 37 then return false end
+    local hello = tvb:raw(34, 5)
+    return hello == "PSWP\3" or hello == "PSWP\2"
 end
 
 local function current_stream()

@@ -14,9 +14,9 @@ static ALLOC: peershare_fuzz::CappedAlloc = peershare_fuzz::CappedAlloc;
 
 /// The key log line of protocol-spec/vectors/secure.txt (vector `keylog`).
 const KEYLOG: &str = concat!(
-    "PSWP2 7d34a4815fa6b982535e60af3bd9b49556816080f1641ff81d2b7c8ae8268a44 ",
+    "PSWP3 7d34a4815fa6b982535e60af3bd9b49556816080f1641ff81d2b7c8ae8268a44 ",
     "54e49f18a0b0570d8470f6c7ae2c779f35e5fa16d92688068fc216bb1883a15c ",
-    "d23066decf8be12adfac50909c287e6ac6db74b4b878f945357351a605656205"
+    "d23066decf8be12adfac50909c287e6ac6db74b4b878f945357351a605656205 ChaChaPoly"
 );
 
 fuzz_target!(|data: &[u8]| {
