@@ -313,6 +313,7 @@ impl Reactor {
             self.api.housekeeping(self.poll.registry(), now, &mut out);
             self.api_events(now, out);
             self.http_tick(now);
+            crate::bufpool::trim_unused();
         }
     }
 
