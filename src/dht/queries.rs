@@ -92,6 +92,10 @@ pub(super) struct Query {
     tokens: HashMap<Id, [u8; TOKEN_LEN]>,
     /// In the announce phase: ANNOUNCEs still unanswered, and acknowledgements.
     announcing: Option<(usize, usize, usize)>,
+    /// Whether an answer named a node (other than us): a lookup of our own ID answered
+    /// only with empty lists reached nobody who knows anyone, so it is no join (dht.md
+    /// section 11).
+    named_nodes: bool,
     /// Its requests one by one (for learners).
     pub(super) trace: LookupTrace,
 }
@@ -248,6 +252,7 @@ impl Dht {
                 first_provider_at: found_here.then_some(now),
                 tokens: HashMap::new(),
                 announcing: None,
+                named_nodes: false,
                 trace: LookupTrace::new(target),
             },
         );
@@ -314,8 +319,12 @@ impl Dht {
         let key = q.lookup.target();
         match q.kind {
             QueryKind::Maintenance => {
-                if key == self.id && q.lookup.answers() > 0 {
+                if key == self.id && q.named_nodes {
                     // Our neighbourhood has heard of us: the join is done (dht.md section 11).
+                    // Not when every answer was empty: a bootstrap node that is joining
+                    // itself answers with an empty table and takes nobody in, and a node
+                    // that counted that as its join was left with a far bucket filled by a
+                    // refresh, unknown to any node near it (issue 21's islands at 10% loss).
                     self.joined = true;
                 }
                 self.finish(qid, now, None)
@@ -529,6 +538,7 @@ impl Dht {
             .into_iter()
             .filter(|c| c.id != me && plausible(&c.addr))
             .collect();
+        q.named_nodes |= !closer.is_empty();
         let known = q.lookup.known();
         q.lookup.on_success(&dg.sender, &closer);
         let ids: Vec<Id> = closer.iter().map(|c| c.id).collect();
