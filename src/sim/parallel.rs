@@ -1,7 +1,9 @@
 //! The one place the simulator uses threads: the shards of a [`Sim`](super::Sim) run one
 //! window of virtual time side by side (`sim::shard` says why the result is the same as on
-//! one thread). Scoped threads, one per shard but the first, which runs on the caller's.
+//! one thread, whichever thread runs which shard). Scoped threads, started per window.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use super::net::SimError;
@@ -22,23 +24,23 @@ pub(super) fn run_window(
     if threads <= 1 || shards.len() <= 1 || pending < MIN_PARALLEL_EVENTS {
         return shards.iter_mut().try_for_each(|s| s.run_until(end, ctx));
     }
-    // Shards are dealt to threads in turn: shard k runs on thread k % threads.
-    let mut groups: Vec<Vec<&mut Shard>> =
-        (0..threads.min(shards.len())).map(|_| Vec::new()).collect();
-    let n = groups.len();
-    for (k, s) in shards.iter_mut().enumerate() {
-        if let Some(g) = groups.get_mut(k % n) {
-            g.push(s);
+    // Each thread claims the next shard not yet run: when a helper is slow to start (the
+    // machine is shared), the caller's thread runs its shard instead of waiting for it.
+    let slots: Vec<Mutex<&mut Shard>> = shards.iter_mut().map(Mutex::new).collect();
+    let next = AtomicUsize::new(0);
+    let work = || -> Result<(), SimError> {
+        while let Some(slot) = slots.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let mut shard = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.run_until(end, ctx)?;
         }
-    }
-    let mut groups = groups.into_iter();
-    let first = groups.next().unwrap_or_default();
+        Ok(())
+    };
     std::thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .map(|g| scope.spawn(move || g.into_iter().try_for_each(|s| s.run_until(end, ctx))))
+        let helpers: Vec<_> = (1..threads.min(slots.len()))
+            .map(|_| scope.spawn(work))
             .collect();
-        let mut result = first.into_iter().try_for_each(|s| s.run_until(end, ctx));
-        for h in handles {
+        let mut result = work();
+        for h in helpers {
             let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             if result.is_ok() {
                 result = r;
