@@ -196,8 +196,9 @@ impl fmt::Debug for Sim {
 }
 
 impl Sim {
-    /// An empty network. Every node added later runs `dht_config`. It runs on as many
-    /// threads as the machine has cores, up to [`MAX_THREADS`] ([`Sim::set_threads`]).
+    /// An empty network. Every node added later runs `dht_config`. It runs on one thread
+    /// unless told otherwise ([`Sim::set_threads`]): on a machine whose cores other jobs
+    /// keep busy, the per-window handover made 2 threads slower (see README).
     pub fn new(config: NetConfig, dht_config: DhtConfig) -> Result<Sim, SimError> {
         if !(0.0..=1.0).contains(&config.loss) {
             return Err(SimError::InvalidConfig(format!(
@@ -225,7 +226,7 @@ impl Sim {
             stall_limit: DEFAULT_STALL_LIMIT,
             proof_scheme: ProofScheme::SimHash,
         };
-        sim.set_threads(0);
+        sim.set_threads(1);
         Ok(sim)
     }
 

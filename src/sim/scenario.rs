@@ -61,8 +61,8 @@ pub struct Scenario {
     /// Sign and check PROOFs with Ed25519 as real nodes do, rather than the simulator's
     /// hash ([`Sim::set_proof_scheme`]): the same report, several times the CPU.
     pub ed25519_proofs: bool,
-    /// Threads the nodes run on (0: one per core); the report is the same whatever the
-    /// number ([`Sim::set_threads`]).
+    /// Threads the nodes run on (0: one per core; 1 by default); the report is the same
+    /// whatever the number ([`Sim::set_threads`]).
     pub threads: usize,
 }
 
@@ -87,7 +87,7 @@ impl Scenario {
             dht: DhtConfig::default(),
             explain_islands: false,
             ed25519_proofs: false,
-            threads: 0,
+            threads: 1,
         }
     }
 
