@@ -7,7 +7,7 @@
 //!   ordered by `(deliver_at, sender, sender's count)`, heaps of node wake-ups, and dead
 //!   nodes whose traffic vanishes. It follows the DHT's drain rule: after every input to a
 //!   node it drains `poll_transmit` and `poll_event` and re-reads `poll_timeout`. The nodes
-//!   are dealt to shards that run side by side, on one thread per core, in windows of
+//!   are dealt to shards that can run side by side (`--threads`, 1 by default) in windows of
 //!   virtual time as long as the minimum one-way delay (`latency - jitter`): no datagram
 //!   sent in a window arrives in it, so the shards need not wait for each other.
 //! - [`scenario`]: the experiment: build a network of N nodes that join over virtual time,
