@@ -95,6 +95,31 @@ fn the_same_seed_gives_the_same_report() {
     assert_ne!(a.counters, other.counters);
 }
 
+/// The nodes run in shards side by side, in windows of virtual time (`sim::shard`): the
+/// report is the same, to the last counter, on one thread or several, liars, loss and dead
+/// nodes included.
+#[test]
+fn the_number_of_threads_does_not_change_the_run() {
+    let s = Scenario {
+        liar_fraction: 0.1,
+        threads: 1,
+        ..scenario(600, 0.3, 0.02, seed())
+    };
+    let one = run(&s);
+    for threads in [2, 3] {
+        let more = run(&Scenario {
+            threads,
+            ..s.clone()
+        });
+        assert_eq!(
+            one.without_wall_time(),
+            more.without_wall_time(),
+            "{threads} threads\n{one}\n{more}\nreplay: {}",
+            s.replay_command()
+        );
+    }
+}
+
 /// The simulator's hash in place of Ed25519 in PROOFs (`Sim::set_proof_scheme`, for speed)
 /// changes only the 64 signature bytes: the same run, to the last counter, as with real
 /// signatures and strict verification.

@@ -12,7 +12,7 @@
 //! transaction ID). Its PONGs and ACKs stay true: a liar that answered nothing would just be
 //! a dead node, which `dead_fraction` covers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use rand::rngs::StdRng;
@@ -25,40 +25,37 @@ use crate::proto::dht::{Contact, Datagram, Message, MAX_CONTACTS};
 /// drops what is sent there (nobody answers).
 const NOWHERE: u8 = 250;
 
-/// The liars of a simulation and what they were asked.
-#[derive(Debug)]
+/// The liars of one shard (`sim::shard`) and what they were asked. Each liar has its own
+/// generator and memory, so a lie does not depend on what other liars did before it.
+#[derive(Debug, Default)]
 pub(super) struct Liars {
-    set: BTreeSet<usize>,
-    /// (liar, asker, txid) -> the target or key asked for.
-    asked: HashMap<(usize, usize, u64), Id>,
-    rng: StdRng,
-    /// Answers rewritten.
+    set: BTreeMap<usize, Liar>,
     pub(super) lies: u64,
 }
 
+#[derive(Debug)]
+struct Liar {
+    /// What each request asked for, by `(asker, transaction ID)`.
+    asked: HashMap<(usize, u64), Id>,
+    rng: StdRng,
+}
+
 impl Liars {
-    pub(super) fn new(seed: u64) -> Liars {
-        Liars {
-            set: BTreeSet::new(),
+    pub(super) fn add(&mut self, i: usize, seed: u64) {
+        self.set.entry(i).or_insert_with(|| Liar {
             asked: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
-            lies: 0,
-        }
-    }
-
-    pub(super) fn add(&mut self, i: usize) {
-        self.set.insert(i);
+        });
     }
 
     pub(super) fn is_liar(&self, i: usize) -> bool {
-        self.set.contains(&i)
+        self.set.contains_key(&i)
     }
 
-    /// A datagram from `from` reached `to`: if `to` lies, remember what it was asked.
     pub(super) fn on_delivered(&mut self, from: usize, to: usize, bytes: &[u8]) {
-        if !self.is_liar(to) {
+        let Some(liar) = self.set.get_mut(&to) else {
             return;
-        }
+        };
         let Ok(d) = Datagram::decode(bytes) else {
             return;
         };
@@ -67,40 +64,40 @@ impl Liars {
             Message::GetProviders { key } => key,
             _ => return,
         };
-        // Bounded: a liar keeps the latest questions only.
-        if self.asked.len() > 100_000 {
-            self.asked.clear();
+        // A bound on the memory of requests never answered.
+        if liar.asked.len() > 10_000 {
+            liar.asked.clear();
         }
-        self.asked.insert((to, from, d.txid), target);
+        liar.asked.insert((from, d.txid), target);
     }
 
-    /// The bytes `from` sends to `to`, a lie if `from` lies and this answers a question.
     pub(super) fn rewrite(&mut self, from: usize, to: usize, bytes: Vec<u8>) -> Vec<u8> {
-        if !self.is_liar(from) {
+        let Some(liar) = self.set.get_mut(&from) else {
             return bytes;
-        }
+        };
         let Ok(mut d) = Datagram::decode(&bytes) else {
             return bytes;
         };
-        let Some(target) = self.asked.remove(&(from, to, d.txid)) else {
+        let Some(target) = liar.asked.remove(&(to, d.txid)) else {
             return bytes;
         };
         match &mut d.msg {
-            Message::Nodes { contacts } => *contacts = self.fakes(target),
+            Message::Nodes { contacts } => *contacts = liar.fakes(target),
             Message::Providers {
                 providers, closer, ..
             } => {
                 let n = providers.len().max(1);
-                *providers = (0..n).map(|_| self.nowhere()).collect();
-                *closer = self.fakes(target);
+                *providers = (0..n).map(|_| liar.nowhere()).collect();
+                *closer = liar.fakes(target);
             }
             _ => return bytes,
         }
         self.lies += 1;
         d.encode()
     }
+}
 
-    /// k made-up contacts closer to `target` than any real node is likely to be.
+impl Liar {
     fn fakes(&mut self, target: Id) -> Vec<Contact> {
         (0..MAX_CONTACTS)
             .map(|_| {

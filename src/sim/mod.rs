@@ -3,19 +3,25 @@
 //! network emulator, see `STYLE.md`). `make sim` runs it through the `peershare-sim` binary.
 //!
 //! - [`net`]: the engine, [`Sim`]. A virtual clock (a base `Instant` plus a virtual offset;
-//!   the real clock is never read for a simulation decision), a heap of datagrams in flight
-//!   ordered by `(deliver_at, seq)`, a heap of node wake-ups, and dead nodes whose traffic
-//!   vanishes. It follows the DHT's drain rule: after every input to a node it drains
-//!   `poll_transmit` and `poll_event` and re-reads `poll_timeout`.
+//!   the real clock is never read for a simulation decision), heaps of datagrams in flight
+//!   ordered by `(deliver_at, sender, sender's count)`, heaps of node wake-ups, and dead
+//!   nodes whose traffic vanishes. It follows the DHT's drain rule: after every input to a
+//!   node it drains `poll_transmit` and `poll_event` and re-reads `poll_timeout`. The nodes
+//!   are dealt to shards that can run side by side (`--threads`, 1 by default) in windows of
+//!   virtual time as long as the minimum one-way delay (`latency - jitter`): no datagram
+//!   sent in a window arrives in it, so the shards need not wait for each other.
 //! - [`scenario`]: the experiment: build a network of N nodes that join over virtual time,
 //!   announce keys, kill a fraction of the nodes silently, run provider and node lookups.
 //! - [`report`]: what a scenario measured ([`Report`]): success rates, hops, virtual
 //!   latency, messages per lookup, wall-clock time.
 //!
 //! Determinism: the same [`NetConfig::seed`] and scenario give the same report (wall-clock
-//! time aside). One `StdRng` makes every network and scenario choice, each node's `Dht` gets
-//! a seed derived from the sim seed and its index, ties in the heaps are broken by a
-//! sequence number, and the simulator keeps its own state in ordered containers only. A run
+//! time aside), whatever the number of threads. One `StdRng` makes every scenario choice;
+//! each node's `Dht`, its datagrams' delays and losses, and each liar's lies draw from
+//! generators seeded from the sim seed and the node's index; ties in the heaps are broken by
+//! the sender's index and count, so every node sees its inputs in the same order however
+//! the nodes are spread over threads; and the simulator keeps its own state in ordered
+//! containers only. A run
 //! that fails prints its seed so it can be replayed with `peershare-sim --seed S`. One known
 //! gap lies in the DHT, not here: a node that republishes several keys in one maintenance
 //! tick picks their order from a randomly seeded `HashMap`, so runs longer than the
@@ -40,9 +46,11 @@ pub mod islands;
 mod liars;
 pub mod net;
 pub mod nodes;
+mod parallel;
 pub mod provide;
 pub mod report;
 pub mod scenario;
+mod shard;
 pub mod swarm;
 
 pub use net::{node_addr, node_index, NetConfig, NetCounters, Sim, SimError};

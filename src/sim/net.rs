@@ -13,8 +13,7 @@
 //! instant turns a livelock (work that never lets time advance) into an error that names the
 //! seed.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -22,9 +21,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::dht::{
-    Dht, DhtConfig, DhtEvent, ProofScheme, QueryId, QueryResult, QueryStats, Transmit,
-};
+use super::shard::{Ctx, Node, Shard};
+use crate::dht::{Dht, DhtConfig, ProofScheme, QueryId, QueryResult, QueryStats};
 use crate::id::Id;
 
 /// The UDP port every simulated node "listens" on (a label only).
@@ -36,6 +34,9 @@ pub const MAX_NODES: usize = 1 << 24;
 /// Default bound on steps processed without virtual time advancing (see [`SimError::Livelock`]).
 /// Generous: with zero latency a whole lookup wave legitimately happens at one instant.
 pub const DEFAULT_STALL_LIMIT: u64 = 20_000_000;
+
+/// Most threads a [`Sim`] runs on.
+pub const MAX_THREADS: usize = 8;
 
 /// The simulated network.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,6 +119,17 @@ pub struct NetCounters {
     pub wakeups: u64,
 }
 
+impl NetCounters {
+    fn add(&mut self, o: &NetCounters) {
+        self.sent += o.sent;
+        self.delivered += o.delivered;
+        self.lost += o.lost;
+        self.dead_end += o.dead_end;
+        self.unroutable += o.unroutable;
+        self.wakeups += o.wakeups;
+    }
+}
+
 /// The address of node `i`: `10.x.y.z:4000` with `x.y.z` the index in base 256.
 pub fn node_addr(i: usize) -> SocketAddr {
     // Indexes are bounded by MAX_NODES, so only the three low bytes are ever non-zero.
@@ -147,17 +159,6 @@ pub fn derive_seed(seed: u64, index: u64, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-struct Node {
-    dht: Dht,
-    alive: bool,
-    /// The wake-up this node has in the timer heap; other heap entries for it are stale.
-    wake: Option<Instant>,
-}
-
-/// A datagram in flight: `(deliver_at, seq, from, to, bytes)`. `seq` is unique, so the
-/// order never depends on the bytes and ties in time are broken by sending order.
-type InFlight = (Instant, u64, u32, u32, Vec<u8>);
-
 /// A simulated network of DHT nodes. See the module docs for the call order.
 pub struct Sim {
     config: NetConfig,
@@ -165,19 +166,19 @@ pub struct Sim {
     base: Instant,
     now: Instant,
     rng: StdRng,
-    nodes: Vec<Node>,
-    in_flight: BinaryHeap<Reverse<InFlight>>,
-    timers: BinaryHeap<Reverse<(Instant, u32)>>,
-    seq: u64,
+    /// Node `i` is in shard `i % shards.len()` (`sim::shard`).
+    shards: Vec<Shard>,
+    /// Liveness of every node, by index.
+    alive: Vec<bool>,
+    /// Threads that run the shards in a window (at most one per shard).
+    threads: usize,
     done: BTreeMap<(usize, QueryId), (QueryResult, QueryStats)>,
     /// Queries finished since the last call of `run_until_finished` looked.
     newly_done: Vec<(usize, QueryId)>,
     external_addr_events: u64,
     counters: NetCounters,
+    lies: u64,
     stall_limit: u64,
-    steps_at_instant: u64,
-    /// Nodes that lie in their answers (`make_liar`).
-    liars: super::liars::Liars,
     /// How the nodes added from now on sign and check PROOFs.
     proof_scheme: ProofScheme,
 }
@@ -187,15 +188,17 @@ impl fmt::Debug for Sim {
         f.debug_struct("Sim")
             .field("config", &self.config)
             .field("elapsed", &self.elapsed())
-            .field("nodes", &self.nodes.len())
-            .field("in_flight", &self.in_flight.len())
+            .field("nodes", &self.len())
+            .field("in_flight", &self.in_flight())
             .field("counters", &self.counters)
             .finish_non_exhaustive()
     }
 }
 
 impl Sim {
-    /// An empty network. Every node added later runs `dht_config`.
+    /// An empty network. Every node added later runs `dht_config`. It runs on one thread
+    /// unless told otherwise ([`Sim::set_threads`]): on a machine whose cores other jobs
+    /// keep busy, the per-window handover made 2 threads slower (see README).
     pub fn new(config: NetConfig, dht_config: DhtConfig) -> Result<Sim, SimError> {
         if !(0.0..=1.0).contains(&config.loss) {
             return Err(SimError::InvalidConfig(format!(
@@ -206,26 +209,52 @@ impl Sim {
         // The base is the only reading of the real clock: `Instant` has no public
         // constructor. Every decision depends on offsets from it, never on its value.
         let base = Instant::now();
-        let config_seed = config.seed;
-        Ok(Sim {
+        let mut sim = Sim {
             rng: StdRng::seed_from_u64(config.seed),
             config,
             dht_config,
             base,
             now: base,
-            nodes: Vec::new(),
-            in_flight: BinaryHeap::new(),
-            timers: BinaryHeap::new(),
-            seq: 0,
+            shards: Vec::new(),
+            alive: Vec::new(),
+            threads: 1,
             done: BTreeMap::new(),
             newly_done: Vec::new(),
             external_addr_events: 0,
             counters: NetCounters::default(),
+            lies: 0,
             stall_limit: DEFAULT_STALL_LIMIT,
-            steps_at_instant: 0,
-            liars: super::liars::Liars::new(derive_seed(config_seed, u64::MAX, 7)),
             proof_scheme: ProofScheme::SimHash,
-        })
+        };
+        sim.set_threads(1);
+        Ok(sim)
+    }
+
+    /// Runs the nodes on `threads` threads (0: one per core, up to [`MAX_THREADS`]). The
+    /// report is the same whatever the number (`sim::shard`); only the wall time changes.
+    /// Takes effect only before the first node is added.
+    pub fn set_threads(&mut self, threads: usize) {
+        if !self.alive.is_empty() {
+            return;
+        }
+        let threads = if threads == 0 {
+            super::parallel::cores()
+        } else {
+            threads
+        };
+        self.threads = threads.clamp(1, MAX_THREADS);
+        // Without a minimum delay there are no windows to run side by side.
+        let shards = if self.lookahead().is_zero() {
+            1
+        } else {
+            self.threads
+        };
+        self.shards = (0..shards).map(|_| Shard::new(self.base)).collect();
+    }
+
+    /// The minimum one-way delay: within a window this long no datagram sent arrives.
+    fn lookahead(&self) -> Duration {
+        self.config.latency.saturating_sub(self.config.jitter)
     }
 
     /// Changes the livelock bound (steps without virtual time advancing).
@@ -244,7 +273,11 @@ impl Sim {
     /// Makes room for `n` more nodes at once (a network of known size: no doubling of the
     /// node array, which at 100,000 nodes would copy and waste hundreds of MB).
     pub fn reserve_nodes(&mut self, n: usize) {
-        self.nodes.reserve_exact(n);
+        let per_shard = n.div_ceil(self.shards.len());
+        for s in &mut self.shards {
+            s.nodes.reserve_exact(per_shard);
+        }
+        self.alive.reserve_exact(n);
     }
 
     // ----- accessors ----------------------------------------------------------------
@@ -274,37 +307,40 @@ impl Sim {
         self.base + d
     }
 
-    /// The simulation's RNG, for scenario choices: using the same generator as the network
-    /// keeps a whole run a function of one seed.
+    /// The simulation's RNG, for scenario choices: using one generator for them keeps a
+    /// whole run a function of one seed.
     pub fn rng(&mut self) -> &mut StdRng {
         &mut self.rng
     }
 
     /// Number of nodes ever added (dead ones included).
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.alive.len()
     }
 
     /// True when no node was added.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.alive.is_empty()
+    }
+
+    fn shard_of(&self, i: usize) -> Option<&Shard> {
+        self.shards.get(i % self.shards.len())
     }
 
     /// Node `i`'s DHT (dead nodes included, frozen at their death), if it exists.
     pub fn node(&self, i: usize) -> Option<&Dht> {
-        self.nodes.get(i).map(|n| &n.dht)
+        let s = self.shard_of(i)?;
+        s.nodes.get(i / self.shards.len()).map(|n| &n.dht)
     }
 
     /// True if node `i` exists and is alive.
     pub fn is_alive(&self, i: usize) -> bool {
-        self.nodes.get(i).is_some_and(|n| n.alive)
+        self.alive.get(i).copied().unwrap_or(false)
     }
 
     /// Indexes of the live nodes, ascending.
     pub fn live_nodes(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&i| self.is_alive(i))
-            .collect()
+        (0..self.len()).filter(|&i| self.is_alive(i)).collect()
     }
 
     /// Datagram counters so far.
@@ -319,7 +355,7 @@ impl Sim {
 
     /// Datagrams in flight.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.shards.iter().map(Shard::in_flight).sum()
     }
 
     /// The result of a finished lookup, if it finished.
@@ -337,7 +373,7 @@ impl Sim {
     /// Adds a node now, at [`node_addr`]`(index)`, with an ID and a DHT seed derived from the
     /// sim seed and the index. Returns its index.
     pub fn add_node(&mut self) -> Result<usize, SimError> {
-        let i = self.nodes.len();
+        let i = self.len();
         if i >= MAX_NODES {
             return Err(SimError::TooManyNodes { max: MAX_NODES });
         }
@@ -351,11 +387,11 @@ impl Sim {
             self.now,
         );
         dht.set_proof_scheme(self.proof_scheme);
-        self.nodes.push(Node {
-            dht,
-            alive: true,
-            wake: None,
-        });
+        let k = i % self.shards.len();
+        if let Some(s) = self.shards.get_mut(k) {
+            s.nodes.push(Node::new(dht, derive_seed(seed, i as u64, 2)));
+        }
+        self.alive.push(true);
         self.drain(i);
         Ok(i)
     }
@@ -363,8 +399,11 @@ impl Sim {
     /// Runs `f` on node `i`'s DHT now, then drains its outputs (the drain rule). `None` if
     /// the node does not exist or is dead.
     pub fn command<R>(&mut self, i: usize, f: impl FnOnce(&mut Dht, Instant) -> R) -> Option<R> {
-        let now = self.now;
-        let node = self.nodes.get_mut(i).filter(|n| n.alive)?;
+        if !self.is_alive(i) {
+            return None;
+        }
+        let (now, n) = (self.now, self.shards.len());
+        let node = self.shards.get_mut(i % n)?.nodes.get_mut(i / n)?;
         let r = f(&mut node.dht, now);
         self.drain(i);
         Some(r)
@@ -373,17 +412,21 @@ impl Sim {
     /// Makes node `i` a liar: from now on every NODES or PROVIDERS answer it sends names
     /// made-up contacts next to what was asked and made-up providers (`sim::liars`).
     pub fn make_liar(&mut self, i: usize) {
-        self.liars.add(i);
+        let seed = derive_seed(self.config.seed, i as u64, 7);
+        let n = self.shards.len();
+        if let Some(s) = self.shards.get_mut(i % n) {
+            s.liars.add(i, seed);
+        }
     }
 
     /// Whether node `i` lies.
     pub fn is_liar(&self, i: usize) -> bool {
-        self.liars.is_liar(i)
+        self.shard_of(i).is_some_and(|s| s.liars.is_liar(i))
     }
 
     /// Answers the liars have rewritten so far.
     pub fn lies_told(&self) -> u64 {
-        self.liars.lies
+        self.lies
     }
 
     /// Node `i` bootstraps from node `j`'s address. False if `i` is dead or missing.
@@ -413,8 +456,8 @@ impl Sim {
     /// Node `i` dies silently: from now on nothing reaches it, nothing leaves it, and its
     /// timers never fire.
     pub fn kill(&mut self, i: usize) {
-        if let Some(n) = self.nodes.get_mut(i) {
-            n.alive = false;
+        if let Some(a) = self.alive.get_mut(i) {
+            *a = false;
         }
     }
 
@@ -422,75 +465,43 @@ impl Sim {
 
     /// When the next step would happen.
     pub fn next_event(&self) -> Option<Instant> {
-        let dg = self.in_flight.peek().map(|Reverse(d)| d.0);
-        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
-        match (dg, timer) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.shards
+            .iter()
+            .filter_map(Shard::next_key)
+            .min()
+            .map(|k| k.0)
     }
 
-    /// Processes the earliest pending delivery or wake-up. Returns false if nothing was
-    /// pending.
+    /// Processes the earliest pending delivery or wake-up (of all shards, in the order
+    /// `sim::shard` describes). Returns false if nothing was pending.
     pub fn step(&mut self) -> Result<bool, SimError> {
-        let dg = self.in_flight.peek().map(|Reverse(d)| d.0);
-        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
-        let deliver = match (dg, timer) {
-            (None, None) => return Ok(false),
-            (Some(a), Some(b)) => a <= b,
-            (a, _) => a.is_some(),
+        let next = (self.shards.iter().enumerate())
+            .filter_map(|(k, s)| s.next_key().map(|key| (key, k)))
+            .min();
+        let Some((_, k)) = next else {
+            return Ok(false);
         };
-        if deliver {
-            let Some(Reverse((at, _, from, to, bytes))) = self.in_flight.pop() else {
-                return Ok(false);
-            };
-            self.advance_to(at)?;
-            let (from, to) = (from as usize, to as usize);
-            if !self.is_alive(from) || !self.is_alive(to) {
-                self.counters.dead_end += 1;
-                return Ok(true);
-            }
-            self.counters.delivered += 1;
-            self.liars.on_delivered(from, to, &bytes);
-            let now = self.now;
-            if let Some(n) = self.nodes.get_mut(to) {
-                n.dht.handle_datagram(now, node_addr(from), &bytes);
-            }
-            self.drain(to);
-        } else {
-            let Some(Reverse((at, i))) = self.timers.pop() else {
-                return Ok(false);
-            };
-            let i = i as usize;
-            let Some(n) = self.nodes.get_mut(i) else {
-                return Ok(true);
-            };
-            if !n.alive || n.wake != Some(at) {
-                // Stale entry (the node's wake-up moved) or a dead node.
-                return Ok(true);
-            }
-            // Cleared so the drain below re-arms the timer even if the node asks for the
-            // same instant again; the stall bound then catches a node that never sleeps.
-            n.wake = None;
-            self.advance_to(at)?;
-            self.counters.wakeups += 1;
-            let now = self.now;
-            if let Some(n) = self.nodes.get_mut(i) {
-                n.dht.handle_timeout(now);
-            }
-            self.drain(i);
+        let ctx = ctx(
+            &self.config,
+            self.base,
+            &self.alive,
+            self.shards.len(),
+            self.stall_limit,
+        );
+        if let Some(s) = self.shards.get_mut(k) {
+            s.step(&ctx)?;
         }
+        self.collect();
         Ok(true)
     }
 
     /// Processes everything due up to `t`, then sets the clock to `t` (if later).
     pub fn run_until(&mut self, t: Instant) -> Result<(), SimError> {
         while self.next_event().is_some_and(|e| e <= t) {
-            self.step()?;
+            self.window(t)?;
         }
         if t > self.now {
             self.now = t;
-            self.steps_at_instant = 0;
         }
         Ok(())
     }
@@ -500,8 +511,9 @@ impl Sim {
         self.run_until(self.now + d)
     }
 
-    /// Runs until every lookup in `watch` has finished, or until
-    /// `deadline`. Returns the lookups still unfinished.
+    /// Runs until every lookup in `watch` has finished, or until `deadline`. Returns the
+    /// lookups still unfinished. It stops at the end of a window of virtual time (at most
+    /// the minimum one-way delay long), the same whatever the number of threads.
     pub fn run_until_finished(
         &mut self,
         watch: &[(usize, QueryId)],
@@ -514,7 +526,7 @@ impl Sim {
             .collect();
         self.newly_done.clear();
         while !pending.is_empty() && self.next_event().is_some_and(|e| e <= deadline) {
-            self.step()?;
+            self.window(deadline)?;
             for k in self.newly_done.drain(..) {
                 pending.remove(&k);
             }
@@ -522,94 +534,90 @@ impl Sim {
         Ok(pending.into_iter().collect())
     }
 
-    fn advance_to(&mut self, at: Instant) -> Result<(), SimError> {
-        if at > self.now {
-            self.now = at;
-            self.steps_at_instant = 0;
+    /// Runs one window: from the next event, for the minimum one-way delay (not past `t`),
+    /// every shard on its own, then hands each shard the datagrams the others sent it.
+    /// Without a minimum delay a window is one step.
+    fn window(&mut self, t: Instant) -> Result<(), SimError> {
+        let Some(start) = self.next_event() else {
+            return Ok(());
+        };
+        let lookahead = self.lookahead();
+        if lookahead.is_zero() {
+            return self.step().map(|_| ());
         }
-        self.steps_at_instant += 1;
-        if self.steps_at_instant > self.stall_limit {
-            return Err(SimError::Livelock {
-                seed: self.config.seed,
-                at: self.elapsed(),
-                steps: self.steps_at_instant,
-            });
-        }
+        // Inclusive: a datagram sent at `start` or later arrives at `start + lookahead`.
+        let end = (start + lookahead - Duration::from_nanos(1)).min(t);
+        let ctx = ctx(
+            &self.config,
+            self.base,
+            &self.alive,
+            self.shards.len(),
+            self.stall_limit,
+        );
+        super::parallel::run_window(&mut self.shards, end, &ctx, self.threads)?;
+        self.collect();
         Ok(())
     }
 
-    // ----- the drain rule -------------------------------------------------------------
-
-    /// After an input to node `i`: send its datagrams, record its events, re-arm its timer.
-    fn drain(&mut self, i: usize) {
-        let Some(n) = self.nodes.get_mut(i) else {
-            return;
-        };
-        let mut transmits: Vec<Transmit> = Vec::new();
-        while let Some(t) = n.dht.poll_transmit() {
-            transmits.push(t);
-        }
-        while let Some(e) = n.dht.poll_event() {
-            match e {
-                DhtEvent::QueryDone { id, result, stats } => {
-                    self.done.insert((i, id), (result, stats));
-                    self.newly_done.push((i, id));
+    /// After shards ran: delivers the datagrams between shards and gathers what the shards
+    /// counted and finished, in shard order.
+    fn collect(&mut self) {
+        let n = self.shards.len();
+        for k in 0..n {
+            let Some(s) = self.shards.get_mut(k) else {
+                continue;
+            };
+            let outbox = std::mem::take(&mut s.outbox);
+            let done = std::mem::take(&mut s.done);
+            let c = std::mem::take(&mut s.counters);
+            self.external_addr_events += std::mem::take(&mut s.external_addr_events);
+            self.lies += std::mem::take(&mut s.liars.lies);
+            if s.now > self.now {
+                self.now = s.now;
+            }
+            self.counters.add(&c);
+            for (key, result) in done {
+                self.done.insert(key, result);
+                self.newly_done.push(key);
+            }
+            for d in outbox {
+                if let Some(to) = self.shards.get_mut(d.3 as usize % n) {
+                    to.receive(d);
                 }
-                DhtEvent::ExternalAddress(_) => self.external_addr_events += 1,
-                // The scenarios measure lookups by their end (QueryDone).
-                DhtEvent::ProvidersFound { .. } => {}
-                // The simulator has no NAT layer: such datagrams are dropped.
-                DhtEvent::Nat { .. } => {}
             }
-        }
-        let wake = n.dht.poll_timeout().map(|t| t.max(self.now));
-        if wake.is_some() && wake != n.wake {
-            n.wake = wake;
-            if let Some(t) = wake {
-                self.timers.push(Reverse((t, i as u32)));
-            }
-        }
-        for t in transmits {
-            self.send(i, t);
         }
     }
 
-    fn send(&mut self, from: usize, t: Transmit) {
-        self.counters.sent += 1;
-        let to = match node_index(&t.dest) {
-            Some(to) if to < self.nodes.len() => to,
-            _ => {
-                self.counters.unroutable += 1;
-                return;
-            }
-        };
-        if self.config.loss > 0.0 && self.rng.gen_bool(self.config.loss) {
-            self.counters.lost += 1;
-            return;
+    /// After an input to node `i` outside a window: its outputs, gathered at once.
+    fn drain(&mut self, i: usize) {
+        let ctx = ctx(
+            &self.config,
+            self.base,
+            &self.alive,
+            self.shards.len(),
+            self.stall_limit,
+        );
+        let now = self.now;
+        if let Some(s) = self.shards.get_mut(i % ctx.shards) {
+            s.drain(i, now, &ctx);
         }
-        let delay = self.delay();
-        self.seq += 1;
-        let payload = self.liars.rewrite(from, to, t.payload);
-        self.in_flight.push(Reverse((
-            self.now + delay,
-            self.seq,
-            from as u32,
-            to as u32,
-            payload,
-        )));
+        self.collect();
     }
+}
 
-    /// `latency` plus a uniform offset in `[-jitter, +jitter]`, at least zero.
-    fn delay(&mut self) -> Duration {
-        let latency = self.config.latency.as_nanos() as i128;
-        let jitter = self.config.jitter.as_nanos() as i128;
-        let offset = if jitter > 0 {
-            self.rng.gen_range(-jitter..=jitter)
-        } else {
-            0
-        };
-        let nanos = (latency + offset).max(0);
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+fn ctx<'a>(
+    net: &'a NetConfig,
+    base: Instant,
+    alive: &'a [bool],
+    shards: usize,
+    stall_limit: u64,
+) -> Ctx<'a> {
+    Ctx {
+        net,
+        base,
+        alive,
+        shards,
+        stall_limit,
     }
 }
 

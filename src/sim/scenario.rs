@@ -61,6 +61,9 @@ pub struct Scenario {
     /// Sign and check PROOFs with Ed25519 as real nodes do, rather than the simulator's
     /// hash ([`Sim::set_proof_scheme`]): the same report, several times the CPU.
     pub ed25519_proofs: bool,
+    /// Threads the nodes run on (0: one per core; 1 by default); the report is the same
+    /// whatever the number ([`Sim::set_threads`]).
+    pub threads: usize,
 }
 
 /// How often [`Scenario::explain_islands`] samples who holds whom.
@@ -84,6 +87,7 @@ impl Scenario {
             dht: DhtConfig::default(),
             explain_islands: false,
             ed25519_proofs: false,
+            threads: 1,
         }
     }
 
@@ -94,7 +98,7 @@ impl Scenario {
         format!(
             "cargo run --release --bin peershare-sim -- --nodes {} --keys {} --lookups {} \
              --dead {} --liars {} --latency {} --jitter {} --loss {} --seed {} --settle {} \
-             --join-interval {}{}",
+             --join-interval {} --threads {}{}",
             self.nodes,
             self.keys,
             self.lookups,
@@ -106,6 +110,7 @@ impl Scenario {
             self.net.seed,
             self.settle.as_secs(),
             self.join_interval.as_millis(),
+            self.threads,
             if self.ed25519_proofs {
                 " --ed25519-proofs"
             } else {
@@ -144,6 +149,7 @@ impl Scenario {
 
     fn new_sim(&self) -> Result<Sim, SimError> {
         let mut sim = Sim::new(self.net.clone(), self.dht.clone())?;
+        sim.set_threads(self.threads);
         sim.reserve_nodes(self.nodes);
         if self.ed25519_proofs {
             sim.set_proof_scheme(ProofScheme::Ed25519);

@@ -1,0 +1,271 @@
+//! One shard of a [`Sim`](super::Sim): some of the nodes, with their datagrams in flight and
+//! their wake-ups, run on their own over a window of virtual time.
+//!
+//! Node `i` lives in shard `i % shards`, slot `i / shards`. Within a window shorter than the
+//! minimum one-way delay, no datagram sent in the window arrives in it, so each shard can
+//! process its nodes' events alone (on its own thread, [`super::parallel`]); datagrams for
+//! other shards wait in an outbox until the window ends.
+//!
+//! Why the report does not depend on the number of shards: every node sees its inputs in
+//! one order, keyed by `(time, delivery before wake-up, sender, sender's count)` for
+//! datagrams and `(time, node)` for wake-ups, and every random draw of the network (delay,
+//! loss) comes from the sending node's own generator. What nodes share (counters, finished
+//! lookups) is summed or keyed, so the interleaving of different nodes does not matter.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+use super::liars::Liars;
+use super::net::{node_addr, node_index, NetConfig, NetCounters, SimError};
+use crate::dht::{Dht, DhtEvent, QueryId, QueryResult, QueryStats};
+
+pub(super) struct Node {
+    pub(super) dht: Dht,
+    /// The wake-up this node has in the timer heap; other heap entries for it are stale.
+    pub(super) wake: Option<Instant>,
+    /// Datagrams this node sent: with its index, orders deliveries at one instant whatever
+    /// thread ran the sender.
+    sent: u64,
+    /// State of this node's network draws (SplitMix64): its datagrams' delay and loss.
+    draws: u64,
+}
+
+impl Node {
+    pub(super) fn new(dht: Dht, draw_seed: u64) -> Node {
+        Node {
+            dht,
+            wake: None,
+            sent: 0,
+            draws: draw_seed,
+        }
+    }
+
+    /// The next 64 random bits of this node's network draws (SplitMix64).
+    fn draw(&mut self) -> u64 {
+        self.draws = self.draws.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.draws;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// A datagram in flight: `(deliver_at, from, from's count, to, bytes)`. The first three are
+/// unique, so the order never depends on the bytes or on which shard sent it.
+pub(super) type InFlight = (Instant, u32, u64, u32, Vec<u8>);
+
+/// What every shard reads and nobody changes during a window.
+pub(super) struct Ctx<'a> {
+    pub(super) net: &'a NetConfig,
+    pub(super) base: Instant,
+    /// Liveness of every node, by index (kills happen between windows).
+    pub(super) alive: &'a [bool],
+    pub(super) shards: usize,
+    pub(super) stall_limit: u64,
+}
+
+/// Some of the nodes and their pending events. See the module docs.
+pub(super) struct Shard {
+    pub(super) nodes: Vec<Node>,
+    in_flight: BinaryHeap<Reverse<InFlight>>,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    /// Datagrams for nodes of other shards, sent during the current window.
+    pub(super) outbox: Vec<InFlight>,
+    /// Lookups finished since the driver last collected them.
+    pub(super) done: Vec<((usize, QueryId), (QueryResult, QueryStats))>,
+    /// Counted since the driver last collected them.
+    pub(super) counters: NetCounters,
+    pub(super) external_addr_events: u64,
+    pub(super) liars: Liars,
+    /// Time of the last event processed.
+    pub(super) now: Instant,
+    steps_at_instant: u64,
+}
+
+/// The order of the next event of a shard: `(time, 0, from, count)` for a delivery,
+/// `(time, 1, node, 0)` for a wake-up, so deliveries go first on a tie.
+pub(super) type Key = (Instant, u8, u32, u64);
+
+impl Shard {
+    pub(super) fn new(base: Instant) -> Shard {
+        Shard {
+            nodes: Vec::new(),
+            in_flight: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            outbox: Vec::new(),
+            done: Vec::new(),
+            counters: NetCounters::default(),
+            external_addr_events: 0,
+            liars: Liars::default(),
+            now: base,
+            steps_at_instant: 0,
+        }
+    }
+
+    /// Datagrams in flight to this shard's nodes.
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Pending deliveries and wake-ups (stale ones included).
+    pub(super) fn pending(&self) -> usize {
+        self.in_flight.len() + self.timers.len()
+    }
+
+    /// Adds a datagram sent by another shard.
+    pub(super) fn receive(&mut self, d: InFlight) {
+        self.in_flight.push(Reverse(d));
+    }
+
+    /// The order of the next event, if any.
+    pub(super) fn next_key(&self) -> Option<Key> {
+        let dg = self.in_flight.peek().map(|Reverse(d)| (d.0, 0, d.1, d.2));
+        let timer = self.timers.peek().map(|Reverse((t, i))| (*t, 1, *i, 0));
+        match (dg, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Processes every event due at or before `end`.
+    pub(super) fn run_until(&mut self, end: Instant, ctx: &Ctx) -> Result<(), SimError> {
+        while self.next_key().is_some_and(|k| k.0 <= end) {
+            self.step(ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Processes the next event.
+    pub(super) fn step(&mut self, ctx: &Ctx) -> Result<(), SimError> {
+        let Some(key) = self.next_key() else {
+            return Ok(());
+        };
+        if key.1 == 0 {
+            let Some(Reverse((at, from, _, to, bytes))) = self.in_flight.pop() else {
+                return Ok(());
+            };
+            self.advance_to(at, ctx)?;
+            let (from, to) = (from as usize, to as usize);
+            if !ctx.alive[from] || !ctx.alive[to] {
+                self.counters.dead_end += 1;
+                return Ok(());
+            }
+            self.counters.delivered += 1;
+            self.liars.on_delivered(from, to, &bytes);
+            let now = self.now;
+            if let Some(n) = self.nodes.get_mut(to / ctx.shards) {
+                n.dht.handle_datagram(now, node_addr(from), &bytes);
+            }
+            self.drain(to, now, ctx);
+        } else {
+            let Some(Reverse((at, i))) = self.timers.pop() else {
+                return Ok(());
+            };
+            let i = i as usize;
+            let Some(n) = self.nodes.get_mut(i / ctx.shards) else {
+                return Ok(());
+            };
+            if !ctx.alive[i] || n.wake != Some(at) {
+                // Stale entry (the node's wake-up moved) or a dead node.
+                return Ok(());
+            }
+            // Cleared so the drain below re-arms the timer even if the node asks for the
+            // same instant again; the stall bound then catches a node that never sleeps.
+            n.wake = None;
+            self.advance_to(at, ctx)?;
+            self.counters.wakeups += 1;
+            let now = self.now;
+            if let Some(n) = self.nodes.get_mut(i / ctx.shards) {
+                n.dht.handle_timeout(now);
+            }
+            self.drain(i, now, ctx);
+        }
+        Ok(())
+    }
+
+    fn advance_to(&mut self, at: Instant, ctx: &Ctx) -> Result<(), SimError> {
+        if at > self.now {
+            self.now = at;
+            self.steps_at_instant = 0;
+        }
+        self.steps_at_instant += 1;
+        if self.steps_at_instant > ctx.stall_limit {
+            return Err(SimError::Livelock {
+                seed: ctx.net.seed,
+                at: self.now.saturating_duration_since(ctx.base),
+                steps: self.steps_at_instant,
+            });
+        }
+        Ok(())
+    }
+
+    /// After an input to node `i` (of this shard) at `now`: send its datagrams, record its
+    /// events, re-arm its timer (the drain rule).
+    pub(super) fn drain(&mut self, i: usize, now: Instant, ctx: &Ctx) {
+        let Some(n) = self.nodes.get_mut(i / ctx.shards) else {
+            return;
+        };
+        while let Some(t) = n.dht.poll_transmit() {
+            self.counters.sent += 1;
+            let to = match node_index(&t.dest) {
+                Some(to) if to < ctx.alive.len() => to,
+                _ => {
+                    self.counters.unroutable += 1;
+                    continue;
+                }
+            };
+            if ctx.net.loss > 0.0 && unit(n.draw()) < ctx.net.loss {
+                self.counters.lost += 1;
+                continue;
+            }
+            let delay = delay(ctx.net, n);
+            n.sent += 1;
+            let payload = self.liars.rewrite(i, to, t.payload);
+            let d = (now + delay, i as u32, n.sent, to as u32, payload);
+            if to % ctx.shards == i % ctx.shards {
+                self.in_flight.push(Reverse(d));
+            } else {
+                self.outbox.push(d);
+            }
+        }
+        while let Some(e) = n.dht.poll_event() {
+            match e {
+                DhtEvent::QueryDone { id, result, stats } => {
+                    self.done.push(((i, id), (result, stats)));
+                }
+                DhtEvent::ExternalAddress(_) => self.external_addr_events += 1,
+                // The scenarios measure lookups by their end (QueryDone).
+                DhtEvent::ProvidersFound { .. } => {}
+                // The simulator has no NAT layer: such datagrams are dropped.
+                DhtEvent::Nat { .. } => {}
+            }
+        }
+        let wake = n.dht.poll_timeout().map(|t| t.max(now));
+        if wake.is_some() && wake != n.wake {
+            n.wake = wake;
+            if let Some(t) = wake {
+                self.timers.push(Reverse((t, i as u32)));
+            }
+        }
+    }
+}
+
+/// 64 random bits as a fraction in `[0, 1)` (the top 53 bits, as `rand` does).
+fn unit(bits: u64) -> f64 {
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `latency` plus a uniform offset in `[-jitter, +jitter]`, at least zero, from `n`'s draws.
+fn delay(net: &NetConfig, n: &mut Node) -> Duration {
+    let latency = net.latency.as_nanos() as i128;
+    let jitter = net.jitter.as_nanos() as i128;
+    let offset = if jitter > 0 {
+        // The modulo's bias is below 2^-40 for any jitter under 16 s.
+        (u128::from(n.draw()) % (2 * jitter as u128 + 1)) as i128 - jitter
+    } else {
+        0
+    };
+    let nanos = (latency + offset).max(0);
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
