@@ -20,6 +20,12 @@ use parking_lot::Mutex;
 
 /// The most bytes of capacity the pool keeps; buffers given beyond that are freed.
 pub const MAX_POOLED_BYTES: usize = 128 << 20;
+/// The most buffers it keeps, whatever their size (the list of them must stay small too:
+/// a stream of tiny PIECEs must not grow it to millions of entries).
+pub const MAX_POOLED_BUFFERS: usize = 1024;
+/// Smaller buffers are not kept: the allocator serves them from its heap without faulting
+/// in fresh pages, so pooling them saves nothing.
+pub const MIN_POOLED_CAPACITY: usize = 16 << 10;
 
 struct Pool {
     /// Most recently given last; the first ones have waited longest.
@@ -47,7 +53,10 @@ impl Pool {
 
     /// Keeps `buf` if it fits under the cap; else hands it back to be freed.
     fn push(&mut self, buf: Vec<u8>) -> Option<Vec<u8>> {
-        if buf.capacity() == 0 || self.bytes + buf.capacity() > MAX_POOLED_BYTES {
+        if buf.capacity() < MIN_POOLED_CAPACITY
+            || self.bufs.len() >= MAX_POOLED_BUFFERS
+            || self.bytes + buf.capacity() > MAX_POOLED_BYTES
+        {
             return Some(buf);
         }
         self.bytes += buf.capacity();
@@ -129,21 +138,34 @@ mod tests {
 
     #[test]
     fn buffers_unused_for_a_whole_period_are_freed() {
+        const B: usize = MIN_POOLED_CAPACITY;
         let mut p = Pool::new();
-        assert!(p.push(vec![0; 4096]).is_none());
-        assert!(p.push(vec![0; 4096]).is_none());
+        assert!(p.push(vec![0; B]).is_none());
+        assert!(p.push(vec![0; B]).is_none());
         // Given during this period: not unused for a whole one yet, so kept.
         assert!(p.trim().is_empty());
-        // One taken and given back during the next period: the pool went down to 4096
-        // bytes, so one buffer (the longest waiting) was unused throughout and goes.
+        // One taken and given back during the next period: the pool went down to one
+        // buffer's bytes, so one buffer (the longest waiting) was unused throughout and goes.
         let b = p.pop().unwrap();
         assert!(p.push(b).is_none());
         assert_eq!(p.trim().len(), 1);
-        assert_eq!((p.bufs.len(), p.bytes), (1, 4096));
+        assert_eq!((p.bufs.len(), p.bytes), (1, B));
         // Idle for a whole period: the last one goes too.
         assert_eq!(p.trim().len(), 1);
         assert_eq!((p.bufs.len(), p.bytes, p.idle), (0, 0, 0));
         // Over the cap: handed back.
         assert!(p.push(vec![0; MAX_POOLED_BYTES + 1]).is_some());
+    }
+
+    #[test]
+    fn tiny_buffers_are_not_kept_and_the_count_is_bounded() {
+        let mut p = Pool::new();
+        assert!(p.push(vec![0; 1]).is_some());
+        assert!(p.push(Vec::new()).is_some());
+        for _ in 0..MAX_POOLED_BUFFERS {
+            assert!(p.push(vec![0; MIN_POOLED_CAPACITY]).is_none());
+        }
+        assert!(p.push(vec![0; MIN_POOLED_CAPACITY]).is_some());
+        assert_eq!(p.bufs.len(), MAX_POOLED_BUFFERS);
     }
 }
