@@ -248,11 +248,8 @@ impl Handshake {
         if self.step == 1 {
             // Responder, msg1: the peer's ephemeral key and HELLO.
             if payload != HELLO {
-                let old = payload.len() == HELLO.len()
-                    && payload.get(..4) == HELLO.get(..4)
-                    && payload.get(4).is_some_and(|&v| v < super::VERSION);
-                return self.fail(match payload.get(4) {
-                    Some(&v) if old => SecureError::OldVersion(v),
+                return self.fail(match *payload {
+                    [b'P', b'S', b'W', b'P', v] if v < super::VERSION => SecureError::OldVersion(v),
                     _ => SecureError::BadHandshake("HELLO does not name PSWP version 3"),
                 });
             }

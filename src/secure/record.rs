@@ -38,7 +38,8 @@ impl Cipher {
 
     /// One direction's AEAD keyed with `key`: the implementation snow's own sessions use
     /// (ring's assembly, as snow's Builder picks it), so no cryptography is written here.
-    fn keyed(self, key: &[u8; 32]) -> Option<Box<dyn NoiseCipher>> {
+    /// Its nonce is the record number (Noise's encoding for this cipher).
+    pub fn keyed(self, key: &[u8; 32]) -> Option<Box<dyn NoiseCipher>> {
         let choice = match self {
             Cipher::ChaChaPoly => snow::params::CipherChoice::ChaChaPoly,
             Cipher::AesGcm => snow::params::CipherChoice::AESGCM,

@@ -133,15 +133,7 @@ fn dir_of(s: &str) -> Result<usize, String> {
 /// ciphertext and tag (secure.md section 3), with the session's cipher as the node's
 /// implementation (snow's ring resolver) seals it.
 fn seal(suite: Cipher, key: &[u8; 32], nonce: u64, plain: &[u8]) -> Vec<u8> {
-    use snow::resolvers::CryptoResolver;
-    let choice = match suite {
-        Cipher::ChaChaPoly => snow::params::CipherChoice::ChaChaPoly,
-        Cipher::AesGcm => snow::params::CipherChoice::AESGCM,
-    };
-    let mut cipher = snow::resolvers::RingResolver
-        .resolve_cipher(&choice)
-        .expect("the record cipher");
-    cipher.set(key);
+    let cipher = suite.keyed(key).expect("the record cipher");
     let mut out = vec![0u8; plain.len() + TAG_LEN];
     let n = cipher.encrypt(nonce, &[], plain, &mut out);
     let mut rec = u16::try_from(n)
