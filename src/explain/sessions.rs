@@ -398,7 +398,7 @@ fn records(
         frames: None,
         stopped: None,
     };
-    let mut opener = key.and_then(|(cipher, k)| RecordOpener::new(cipher, k));
+    let mut opener = key.map(|(cipher, k)| RecordOpener::new(cipher, k));
     let mut at = start;
     let mut number = 0u64;
     while let Some(prefix) = d.bytes.get(at..at + LEN_PREFIX) {

@@ -15,7 +15,9 @@
 //! the caller.
 
 use snow::HandshakeState;
+use zeroize::Zeroize;
 
+use super::primitives::Wiped;
 use super::record::{Cipher, KeyLogEntry, Transport};
 use super::{
     builder, check_payload, LocalKeys, SecureError, FLAG_AES_GCM, HELLO, LEN_PREFIX, MSG1_LEN,
@@ -58,7 +60,9 @@ pub struct Session {
 
 /// One side of a handshake.
 pub struct Handshake {
-    noise: Option<HandshakeState>,
+    /// snow's state, boxed once and never moved: it holds the chaining key inline, which
+    /// [`Wiped`] zeroes when the handshake ends or fails.
+    noise: Option<Box<Wiped<HandshakeState>>>,
     initiator: bool,
     expect: Option<Id>,
     payload: [u8; PAYLOAD_LEN],
@@ -110,7 +114,7 @@ impl Handshake {
         expect: Option<Id>,
         ephemeral: Option<&[u8; 32]>,
     ) -> Result<Handshake, SecureError> {
-        let mut b = builder()?.local_private_key(local.static_secret.as_ref());
+        let mut b = builder()?.local_private_key(&local.static_secret[..]);
         if let Some(e) = ephemeral {
             b = b.fixed_ephemeral_key_for_testing_only(e);
         }
@@ -121,7 +125,7 @@ impl Handshake {
         }
         .map_err(|_| SecureError::Noise("cannot set up the handshake"))?;
         let mut h = Handshake {
-            noise: Some(noise),
+            noise: Some(Box::new(Wiped::new(noise))),
             initiator,
             expect,
             payload: *local.payload(),
@@ -320,14 +324,17 @@ impl Handshake {
         } else {
             Cipher::ChaChaPoly
         };
-        let (i2r, r2i) = noise.dangerously_get_raw_split();
+        let (mut i2r, mut r2i) = noise.dangerously_get_raw_split();
+        drop(noise);
         let keys = KeyLogEntry::new(self.ephemeral, cipher, i2r, r2i);
+        i2r.zeroize();
+        r2i.zeroize();
         let (send, recv) = if self.initiator {
             (&keys.initiator_to_responder, &keys.responder_to_initiator)
         } else {
             (&keys.responder_to_initiator, &keys.initiator_to_responder)
         };
-        let transport = Transport::new(cipher, send, recv)?;
+        let transport = Transport::new(cipher, send, recv);
         Ok(Session {
             peer,
             transport,

@@ -7,13 +7,17 @@
 //! (`crate::net::secure_io`) only moves bytes. Randomness (the ephemeral keys) comes from
 //! `snow`'s resolver; tests and vectors fix it.
 //!
-//! Cryptography is `snow`'s (a vetted Noise implementation) and ed25519-dalek's; this module
-//! only chooses the pattern and checks the identity proof.
+//! Cryptography is `snow`'s (a vetted Noise implementation) over vetted primitives
+//! (curve25519-dalek, sha2, ring; `primitives.rs` hands them to snow so that every key is
+//! wiped when dropped) and ed25519-dalek's; this module only chooses the pattern and checks
+//! the identity proof.
 
 mod handshake;
+mod primitives;
 mod record;
 
 pub use handshake::{Handshake, Outcome, Peer, Session};
+pub use primitives::{AeadKey, Wiped};
 pub use record::{
     keylog_line, parse_keylog_line, record_len, Cipher, KeyLogEntry, RecordOpener, Transport,
 };
@@ -129,8 +133,8 @@ impl std::error::Error for SecureError {}
 /// This node's keys for sessions: its identity, and the Noise static key it proves with it.
 pub struct LocalKeys {
     identity: Identity,
-    /// X25519 secret; zeroized on drop.
-    static_secret: zeroize::Zeroizing<[u8; 32]>,
+    /// X25519 secret; zeroized on drop, boxed so that moving the keys leaves no copy.
+    static_secret: Box<zeroize::Zeroizing<[u8; 32]>>,
     payload: [u8; PAYLOAD_LEN],
 }
 
@@ -158,8 +162,8 @@ impl LocalKeys {
     /// Keys from an identity and a Noise static secret (the node makes a fresh one at each
     /// start: it is only ever used under the identity's signature, which is what peers trust).
     pub fn new(identity: Identity, static_secret: [u8; 32]) -> Result<LocalKeys, SecureError> {
-        let static_secret = zeroize::Zeroizing::new(static_secret);
-        let public = static_public(&static_secret)?;
+        let static_secret = Box::new(zeroize::Zeroizing::new(static_secret));
+        let public = static_public(static_secret.as_ref())?;
         let mut payload = [0u8; PAYLOAD_LEN];
         payload[0] = VERSION;
         payload[1] = if aes_gcm_in_hardware() {
@@ -182,11 +186,11 @@ impl LocalKeys {
         let kp = builder
             .generate_keypair()
             .map_err(|_| SecureError::Noise("cannot generate a static key"))?;
-        let mut secret = [0u8; 32];
+        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
         secret.copy_from_slice(kp.private.get(..32).unwrap_or(&[0; 32]));
         let mut private = kp.private;
         zeroize::Zeroize::zeroize(&mut private);
-        LocalKeys::new(identity, secret)
+        LocalKeys::new(identity, *secret)
     }
 
     /// A copy whose identity proof names another identity key (keeping this side's
@@ -266,7 +270,8 @@ fn builder() -> Result<snow::Builder<'static>, SecureError> {
     let params = NOISE_PARAMS
         .parse()
         .map_err(|_| SecureError::Noise("unknown Noise parameters"))?;
-    Ok(snow::Builder::new(params).prologue(PROLOGUE))
+    let resolver = Box::new(primitives::WipingResolver);
+    Ok(snow::Builder::with_resolver(params, resolver).prologue(PROLOGUE))
 }
 
 /// The X25519 public key of a secret (RFC 7748 base-point multiplication, clamped), by the

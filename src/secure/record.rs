@@ -3,10 +3,9 @@
 //! section 3). Each direction numbers its records from 0 (the AEAD nonce), so a record
 //! tampered with, replayed, dropped or moved fails authentication.
 
-use snow::resolvers::CryptoResolver;
-use snow::types::Cipher as NoiseCipher;
 use zeroize::Zeroizing;
 
+use super::primitives::AeadKey;
 use super::{SecureError, LEN_PREFIX, MAX_PLAIN, MAX_RECORD, TAG_LEN};
 
 /// The AEAD of a session's records, which the two identity proofs agreed on (secure.md
@@ -36,17 +35,10 @@ impl Cipher {
             .find(|c| c.name() == name)
     }
 
-    /// One direction's AEAD keyed with `key`: the implementation snow's own sessions use
-    /// (ring's assembly, as snow's Builder picks it), so no cryptography is written here.
-    /// Its nonce is the record number (Noise's encoding for this cipher).
-    pub fn keyed(self, key: &[u8; 32]) -> Option<Box<dyn NoiseCipher>> {
-        let choice = match self {
-            Cipher::ChaChaPoly => snow::params::CipherChoice::ChaChaPoly,
-            Cipher::AesGcm => snow::params::CipherChoice::AESGCM,
-        };
-        let mut c = snow::resolvers::RingResolver.resolve_cipher(&choice)?;
-        c.set(key);
-        Some(c)
+    /// One direction's AEAD keyed with `key` (ring's, wiped on drop: [`AeadKey`]). Its
+    /// nonce is the record number, in Noise's encoding for this cipher.
+    pub fn keyed(self, key: &[u8; 32]) -> AeadKey {
+        AeadKey::keyed(self, key)
     }
 }
 
@@ -57,8 +49,8 @@ const LAST_NONCE: u64 = u64::MAX - 1;
 /// One session's record layer: seals what this side sends, opens what the peer sent.
 pub struct Transport {
     cipher: Cipher,
-    send: Box<dyn NoiseCipher>,
-    recv: Box<dyn NoiseCipher>,
+    send: AeadKey,
+    recv: AeadKey,
     sent: u64,
     received: u64,
 }
@@ -66,19 +58,14 @@ pub struct Transport {
 impl Transport {
     /// A record layer with the session's two keys: `send` for this side's records, `recv`
     /// for the peer's.
-    pub(super) fn new(
-        cipher: Cipher,
-        send: &[u8; 32],
-        recv: &[u8; 32],
-    ) -> Result<Transport, SecureError> {
-        let no = || SecureError::Noise("no implementation of the record cipher");
-        Ok(Transport {
+    pub(super) fn new(cipher: Cipher, send: &[u8; 32], recv: &[u8; 32]) -> Transport {
+        Transport {
             cipher,
-            send: cipher.keyed(send).ok_or_else(no)?,
-            recv: cipher.keyed(recv).ok_or_else(no)?,
+            send: cipher.keyed(send),
+            recv: cipher.keyed(recv),
             sent: 0,
             received: 0,
-        })
+        }
     }
 
     /// The records' AEAD.
@@ -100,7 +87,7 @@ impl Transport {
                 .unwrap_or_default()
                 .split_at_mut(LEN_PREFIX);
             head.copy_from_slice(&(len as u16).to_be_bytes());
-            if self.send.encrypt(self.sent, &[], part, body) != len {
+            if self.send.seal(self.sent, &[], part, body) != Some(len) {
                 out.truncate(at);
                 return Err(SecureError::Noise("cannot seal a record"));
             }
@@ -118,8 +105,8 @@ impl Transport {
         }
         let n = self
             .recv
-            .decrypt(self.received, &[], body, out)
-            .map_err(|_| SecureError::Tampered)?;
+            .open(self.received, &[], body, out)
+            .ok_or(SecureError::Tampered)?;
         self.received += 1;
         Ok(n)
     }
@@ -200,17 +187,17 @@ pub fn parse_keylog_line(line: &str) -> Option<KeyLogEntry> {
 
 /// Opens one direction's records with a logged key: what a decoder given a key log does.
 pub struct RecordOpener {
-    cipher: Box<dyn NoiseCipher>,
+    cipher: AeadKey,
     nonce: u64,
 }
 
 impl RecordOpener {
     /// An opener for the direction whose key is `key`, from its first record.
-    pub fn new(cipher: Cipher, key: &[u8; 32]) -> Option<RecordOpener> {
-        Some(RecordOpener {
-            cipher: cipher.keyed(key)?,
+    pub fn new(cipher: Cipher, key: &[u8; 32]) -> RecordOpener {
+        RecordOpener {
+            cipher: cipher.keyed(key),
             nonce: 0,
-        })
+        }
     }
 
     /// Opens the next record's body; the plaintext, or None when it does not authenticate.
@@ -219,7 +206,7 @@ impl RecordOpener {
             return None;
         }
         let mut out = vec![0u8; body.len() - TAG_LEN];
-        let n = self.cipher.decrypt(self.nonce, &[], body, &mut out).ok()?;
+        let n = self.cipher.open(self.nonce, &[], body, &mut out)?;
         self.nonce += 1;
         out.truncate(n);
         Some(out)

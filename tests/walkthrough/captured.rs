@@ -131,11 +131,13 @@ fn dir_of(s: &str) -> Result<usize, String> {
 
 /// Seals `plain` as record `nonce` of a direction whose key is `key`: its length, the
 /// ciphertext and tag (secure.md section 3), with the session's cipher as the node's
-/// implementation (snow's ring resolver) seals it.
+/// implementation (ring's, through `AeadKey`) seals it.
 fn seal(suite: Cipher, key: &[u8; 32], nonce: u64, plain: &[u8]) -> Vec<u8> {
-    let cipher = suite.keyed(key).expect("the record cipher");
+    let cipher = suite.keyed(key);
     let mut out = vec![0u8; plain.len() + TAG_LEN];
-    let n = cipher.encrypt(nonce, &[], plain, &mut out);
+    let n = cipher
+        .seal(nonce, &[], plain, &mut out)
+        .expect("a record with room to seal");
     let mut rec = u16::try_from(n)
         .expect("record length")
         .to_be_bytes()
