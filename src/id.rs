@@ -10,13 +10,57 @@ use std::fmt;
 /// Length of an ID in bytes.
 pub const ID_LEN: usize = 32;
 
-/// A 256-bit identifier: a node ID or a content ID.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A 256-bit identifier: a node ID or a content ID. Ordered as its bytes are
+/// (lexicographically), that is as a 256-bit big-endian integer.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Id(pub [u8; ID_LEN]);
 
 /// The XOR distance between two IDs. Ordered as a 256-bit big-endian integer.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Distance(pub [u8; ID_LEN]);
+
+/// The four big-endian 64-bit words of `b`, most significant first: comparing them in
+/// order is comparing the bytes lexicographically, in four inline steps rather than a call
+/// to `memcmp` (a 10,000-node simulation spent 6 to 7% of its CPU in `memcmp`, mostly
+/// for the lookups' ordered candidates and the routing table's sorts of the closest).
+#[inline]
+fn words(b: &[u8; ID_LEN]) -> [u64; 4] {
+    let mut w = [0u64; 4];
+    for (i, c) in b.chunks_exact(8).enumerate() {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(c);
+        w[i] = u64::from_be_bytes(x);
+    }
+    w
+}
+
+impl Ord for Id {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        words(&self.0).cmp(&words(&other.0))
+    }
+}
+
+impl PartialOrd for Id {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Distance {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        words(&self.0).cmp(&words(&other.0))
+    }
+}
+
+impl PartialOrd for Distance {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Id {
     /// The all-zero ID.
@@ -88,11 +132,9 @@ impl Distance {
     /// ID) belongs to no bucket.
     pub fn leading_zeros(&self) -> usize {
         let mut n = 0;
-        for b in self.0 {
-            if b == 0 {
-                n += 8;
-            } else {
-                n += b.leading_zeros() as usize;
+        for w in words(&self.0) {
+            n += w.leading_zeros() as usize;
+            if w != 0 {
                 break;
             }
         }
@@ -159,6 +201,35 @@ mod tests {
         d[0] = 0;
         d[3] = 0x10;
         assert_eq!(Distance(d).leading_zeros(), 27);
+    }
+
+    #[test]
+    fn order_is_the_bytes_order() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut ids: Vec<Id> = (0..200).map(|_| Id::random(&mut rng)).collect();
+        // Pairs that differ only in one late byte, or share long prefixes.
+        for i in [0, 7, 8, 15, 16, 31] {
+            let mut a = [0x5a; 32];
+            ids.push(Id(a));
+            a[i] = 0x5b;
+            ids.push(Id(a));
+            a[i] = 0x00;
+            ids.push(Id(a));
+        }
+        for a in &ids {
+            for b in &ids {
+                assert_eq!(a.cmp(b), a.0.cmp(&b.0));
+                assert_eq!(a.partial_cmp(b), a.0.partial_cmp(&b.0));
+                let (da, db) = (a.distance(&ids[0]), b.distance(&ids[0]));
+                assert_eq!(da.cmp(&db), da.0.cmp(&db.0));
+            }
+            let d = a.distance(&ids[1]);
+            let bytes_lz =
+                d.0.iter()
+                    .position(|&x| x != 0)
+                    .map_or(256, |p| p * 8 + d.0[p].leading_zeros() as usize);
+            assert_eq!(d.leading_zeros(), bytes_lz);
+        }
     }
 
     #[test]

@@ -44,10 +44,11 @@ pub enum ProofScheme {
     /// Ed25519, as dht.md section 6.1 specifies: what every real node runs.
     #[default]
     Ed25519,
-    /// Simulation only: the "signature" is SHA-512 of a context, the public key and the
-    /// signed message, which anyone who knows the public key can compute. It binds the
-    /// proof to the nonce, the IDs and the address as the signature does, at about a
-    /// fiftieth of the cost, and is no protection against a forger: the simulator has none.
+    /// Simulation only: the "signature" is a hash of a context, the public key and the
+    /// signed message (`sim_hash`), which anyone who knows the public key can compute. It
+    /// binds the proof to the nonce, the IDs and the address as the signature does, at a
+    /// small fraction of the cost, and is no protection against a forger: the simulator has
+    /// none.
     SimHash,
 }
 
@@ -73,14 +74,35 @@ impl std::fmt::Debug for Signer {
     }
 }
 
-/// The [`ProofScheme::SimHash`] "signature" of `msg` under `public`.
+/// The [`ProofScheme::SimHash`] "signature" of `msg` under `public`: two SipHash-1-3
+/// digests (std's `DefaultHasher` with its fixed keys, two contexts) of the public key and
+/// the message, spread over 64 bytes by SplitMix64. Deterministic within one build, which
+/// is all a simulation needs (every node of it runs in one process); cheaper than the
+/// SHA-512 it replaced (4 to 5% of a 10,000-node simulation's CPU), and as good at telling
+/// two messages apart for a simulator that forges nothing.
 fn sim_hash(public: &[u8; identity::PUBLIC_LEN], msg: &[u8]) -> [u8; identity::SIGNATURE_LEN] {
-    use sha2::{Digest, Sha512};
-    let mut h = Sha512::new();
-    h.update(b"peershare-sim-proof:");
-    h.update(public);
-    h.update(msg);
-    h.finalize().into()
+    use std::hash::{DefaultHasher, Hasher};
+    let digest = |context: &[u8]| {
+        let mut h = DefaultHasher::new();
+        h.write(context);
+        h.write(public);
+        h.write(msg);
+        h.finish()
+    };
+    let mut state = [
+        digest(b"peershare-sim-proof:0"),
+        digest(b"peershare-sim-proof:1"),
+    ];
+    let mut out = [0u8; identity::SIGNATURE_LEN];
+    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+        let s = &mut state[i % 2];
+        *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out
 }
 
 /// Proven (ID, address) pairs, oldest first out.

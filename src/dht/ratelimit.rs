@@ -20,6 +20,21 @@ struct Bucket {
     told: Option<Instant>,
 }
 
+impl Bucket {
+    /// Refills the bucket up to `now` and takes a token if there is one.
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * rate).min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Token buckets keyed by source address.
 #[derive(Debug)]
 pub struct SourceLimiter {
@@ -42,27 +57,24 @@ impl SourceLimiter {
 
     /// True if a request from `src` may be served now (and takes one token).
     pub fn allow(&mut self, src: SocketAddr, now: Instant) -> bool {
-        if !self.buckets.contains_key(&src) && self.buckets.len() >= self.max_sources {
+        let (rate, burst) = (self.rate, self.burst);
+        // One lookup of the source for a known one (this runs for every request); a new
+        // one may need a sweep first.
+        if let Some(b) = self.buckets.get_mut(&src) {
+            return b.take(now, rate, burst);
+        }
+        if self.buckets.len() >= self.max_sources {
             self.sweep(now);
             if self.buckets.len() >= self.max_sources {
                 return false;
             }
         }
-        let (rate, burst) = (self.rate, self.burst);
         let b = self.buckets.entry(src).or_insert(Bucket {
             tokens: burst,
             last: now,
             told: None,
         });
-        let dt = now.saturating_duration_since(b.last).as_secs_f64();
-        b.tokens = (b.tokens + dt * rate).min(burst);
-        b.last = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        b.take(now, rate, burst)
     }
 
     /// After [`SourceLimiter::allow`] refused `src`: true if it may be told so now, that is

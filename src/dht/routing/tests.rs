@@ -422,3 +422,31 @@ mod quota_properties {
         }
     }
 }
+
+#[test]
+fn in_prefix_is_the_prefix_comparison() {
+    let addrs: Vec<SocketAddr> = [
+        "10.0.3.7:4000",
+        "10.0.3.8:1",
+        "10.0.4.7:4000",
+        "203.0.113.9:5",
+        "127.0.0.1:9",
+        "[::ffff:10.0.3.9]:4000",
+        "[::ffff:203.0.113.1]:7",
+        "[2001:db8::1]:4000",
+        "[2001:db8::2]:1",
+        "[2001:db9::1]:1",
+        "[fd00::1]:3",
+        "[::1]:3",
+    ]
+    .iter()
+    .map(|a| a.parse().unwrap())
+    .collect();
+    for a in &addrs {
+        for b in &addrs {
+            let prefix = Network::prefix_of(canonical_addr(*b).ip());
+            let slow = Network::prefix_of(canonical_addr(*a).ip()) == prefix;
+            assert_eq!(in_prefix(a, &prefix), slow, "{a} in {b}'s prefix");
+        }
+    }
+}
