@@ -455,6 +455,11 @@ impl Dht {
         dg: Datagram,
     ) {
         let me = self.id;
+        // While we join through our bootstrap nodes, what they name is not the join: one
+        // that has not joined itself names only its own way in (dht.md section 11), and the
+        // join counts once a node they named answers.
+        let from_way_in =
+            self.joining_through_bootstrap(now) && self.way_in().any(|c| c.id == dg.sender);
         let Some(q) = self.queries.get_mut(&qid) else {
             return;
         };
@@ -541,7 +546,7 @@ impl Dht {
             .into_iter()
             .filter(|c| c.id != me && plausible(&c.addr))
             .collect();
-        q.named_nodes |= !closer.is_empty();
+        q.named_nodes |= !closer.is_empty() && !from_way_in;
         let known = q.lookup.known();
         q.lookup.on_success(&dg.sender, &closer);
         let ids: Vec<Id> = closer.iter().map(|c| c.id).collect();
