@@ -13,7 +13,7 @@ use super::requests::Purpose;
 use super::sweep::SWEEP_MIN_KEYS;
 use super::Dht;
 use crate::id::Id;
-use crate::proto::dht::Message;
+use crate::proto::dht::{Contact, Message};
 
 /// A key this node provides itself, by key in [`Dht`]'s `provided`: when to announce it again.
 #[derive(Clone, Copy, Debug)]
@@ -39,6 +39,12 @@ pub(super) const ANNOUNCE_RETRY: Duration = Duration::from_secs(5);
 
 /// Past this routing-table size (times k), a growing table no longer prompts announces.
 const GROWTH_ANNOUNCES_UP_TO: usize = 8;
+
+/// How long after its first bootstrap answer a node that has not joined keeps answering
+/// with its way in only and looking itself up through its bootstrap nodes only (dht.md
+/// section 11); past it, a bootstrap node that answered once and then went away, or a join
+/// that never completes, leaves the node answering and joining as before.
+pub(super) const JOIN_GRACE: Duration = Duration::from_secs(120);
 
 impl Dht {
     /// An announce of `key` finished, stored at `stored_at` nodes. Stored nowhere (no
@@ -176,6 +182,26 @@ impl Dht {
         }
     }
 
+    /// True while the node joins through its bootstrap nodes: one of them answered less
+    /// than [`JOIN_GRACE`] ago and no lookup of our own ID has been answered with a contact
+    /// yet. Meanwhile the lookups of our own ID start from the bootstrap nodes that answered
+    /// only, and our answers name only them (dht.md section 11): what the table holds is
+    /// nodes that joined through us, and a network grown from them alone is an island.
+    pub(super) fn joining_through_bootstrap(&self, now: Instant) -> bool {
+        !self.joined && self.join_grace_until.is_some_and(|t| now < t)
+    }
+
+    /// The bootstrap nodes that answered, under the IDs they answered with: the way into
+    /// the network of a node that has not joined.
+    pub(super) fn way_in(&self) -> impl Iterator<Item = Contact> + '_ {
+        let me = self.id;
+        self.bootstrap.iter().filter_map(move |b| {
+            b.node
+                .filter(|id| *id != me)
+                .map(|id| Contact { id, addr: b.addr })
+        })
+    }
+
     fn bootstrap_addrs(&self) -> Vec<SocketAddr> {
         self.bootstrap.iter().map(|b| b.addr).collect()
     }
@@ -184,13 +210,21 @@ impl Dht {
     /// address, notes it; once every bootstrap address has failed twice with none ever
     /// answering, warns (once): a mistyped or dead address must not go unnoticed while the
     /// node keeps retrying it.
-    pub(super) fn on_bootstrap_result(&mut self, to: SocketAddr, answered_by: Option<Id>) {
+    pub(super) fn on_bootstrap_result(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        answered_by: Option<Id>,
+    ) {
         let Some(b) = self.bootstrap.iter_mut().find(|b| b.addr == to) else {
             return;
         };
         if let Some(id) = answered_by {
             b.answered = true;
             b.node = Some(id);
+            if self.join_grace_until.is_none() {
+                self.join_grace_until = Some(now + JOIN_GRACE);
+            }
             return;
         }
         b.unanswered = b.unanswered.saturating_add(1);

@@ -103,6 +103,10 @@ pub struct Dht {
     /// Whether a lookup of our own ID has been answered: until then the node keeps joining
     /// whatever its table holds (dht.md section 11).
     joined: bool,
+    /// Until when a node that has not joined answers with its way in only, and looks itself
+    /// up through its bootstrap nodes only: [`JOIN_GRACE`] after a bootstrap address first
+    /// answered (dht.md section 11).
+    join_grace_until: Option<Instant>,
     queries: HashMap<QueryId, Query>,
     /// Lookups started before the first contact, waiting for the join (bounded with
     /// `queries` by `max_queries`).
@@ -178,6 +182,7 @@ impl Dht {
             sparse_backoff: config.maintenance_interval,
             sparse_len: 0,
             joined: false,
+            join_grace_until: None,
             config,
             id,
             signer: proof::Signer::new(identity),
@@ -298,7 +303,7 @@ impl Dht {
                 if retry {
                     if matches!(out.purpose, Purpose::Bootstrap) {
                         // Each unanswered PING counts towards the warning.
-                        self.on_bootstrap_result(out.to, None);
+                        self.on_bootstrap_result(now, out.to, None);
                     }
                     if matches!(out.purpose, Purpose::Batch) {
                         self.sweep_stats.batches += 1;

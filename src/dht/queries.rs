@@ -196,17 +196,20 @@ impl Dht {
         } else {
             self.config.k
         };
-        let mut seeds = self.routing.closest(&target, width, None);
+        let own_join = kind == QueryKind::Maintenance && target == self.id;
+        let mut seeds = if own_join && self.joining_through_bootstrap(now) {
+            // Not joined yet: through the bootstrap nodes only. The table holds the nodes
+            // that joined through us, which know nothing else (dht.md section 11).
+            Vec::new()
+        } else {
+            self.routing.closest(&target, width, None)
+        };
         if seeds.len() < width {
             // A sparse table (a join whose PROOFs were lost, issue 21's islands) also asks
             // the bootstrap nodes that answered, proven or not: a lookup only asks them, and
             // every node that answers it is asked to prove its key and may enter the table.
-            let me = self.id;
-            seeds.extend(self.bootstrap.iter().filter_map(|b| {
-                b.node
-                    .filter(|id| *id != me)
-                    .map(|id| Contact { id, addr: b.addr })
-            }));
+            let way_in: Vec<Contact> = self.way_in().collect();
+            seeds.extend(way_in);
         }
         let goal = kind.goal(self.config.beta);
         let lookup = Lookup::new(target, width, self.config.alpha, goal, seeds);
@@ -452,6 +455,11 @@ impl Dht {
         dg: Datagram,
     ) {
         let me = self.id;
+        // While we join through our bootstrap nodes, what they name is not the join: one
+        // that has not joined itself names only its own way in (dht.md section 11), and the
+        // join counts once a node they named answers.
+        let from_way_in =
+            self.joining_through_bootstrap(now) && self.way_in().any(|c| c.id == dg.sender);
         let Some(q) = self.queries.get_mut(&qid) else {
             return;
         };
@@ -538,7 +546,7 @@ impl Dht {
             .into_iter()
             .filter(|c| c.id != me && plausible(&c.addr))
             .collect();
-        q.named_nodes |= !closer.is_empty();
+        q.named_nodes |= !closer.is_empty() && !from_way_in;
         let known = q.lookup.known();
         q.lookup.on_success(&dg.sender, &closer);
         let ids: Vec<Id> = closer.iter().map(|c| c.id).collect();

@@ -203,7 +203,7 @@ impl Dht {
         if out.copies > 1 {
             self.note_answered_copies(now, dg.txid);
         }
-        self.on_bootstrap_result(out.to, Some(dg.sender));
+        self.on_bootstrap_result(now, out.to, Some(dg.sender));
         if let Purpose::Prove = out.purpose {
             self.verifying.remove(&out.to);
             if !self.accept_proof(&out, &dg) {
@@ -262,7 +262,7 @@ impl Dht {
 
     pub(super) fn on_request_failed(&mut self, now: Instant, out: Outstanding, unresponsive: bool) {
         if unresponsive {
-            self.on_bootstrap_result(out.to, None);
+            self.on_bootstrap_result(now, out.to, None);
         }
         if let Purpose::Prove = out.purpose {
             self.verifying.remove(&out.to);

@@ -59,7 +59,7 @@ impl Dht {
             Message::Ping => Message::Pong { observed: from },
             Message::Prove { nonce, addr } => self.answer_prove(&dg.sender, &nonce, &addr),
             Message::FindNode { target } => Message::Nodes {
-                contacts: self.answer_contacts(&target, from, &dg.sender),
+                contacts: self.answer_contacts(now, &target, from, &dg.sender),
             },
             Message::GetProviders { key } => {
                 let ids = dg.flags & FLAG_PROVIDER_IDS != 0;
@@ -168,15 +168,33 @@ impl Dht {
     /// requester can do nothing with an IPv6 contact, nor an IPv6-only one with IPv4. A
     /// requester at a global address gets no contact at a local one (a LAN peer's private
     /// address): it could not reach it, and it would learn who is on our LAN.
-    fn answer_contacts(&self, target: &Id, from: SocketAddr, requester: &Id) -> Vec<Contact> {
+    ///
+    /// A node that is still joining through its bootstrap nodes names only them (its way
+    /// in), except to one of them: its table holds the nodes that joined through it, and a
+    /// node told only of those would join an island with them (dht.md section 11).
+    fn answer_contacts(
+        &self,
+        now: Instant,
+        target: &Id,
+        from: SocketAddr,
+        requester: &Id,
+    ) -> Vec<Contact> {
         let from = canonical_addr(from);
         let v4 = from.is_ipv4();
         let global = !is_local(from.ip());
+        let fits = |c: &Contact| {
+            let a = canonical_addr(c.addr);
+            a.is_ipv4() == v4 && !(global && is_local(a.ip()))
+        };
+        if self.joining_through_bootstrap(now) && !self.way_in().any(|c| c.id == *requester) {
+            return self
+                .way_in()
+                .filter(|c| fits(c))
+                .take(self.config.k)
+                .collect();
+        }
         self.routing
-            .closest_where(target, self.config.k, Some(requester), |c| {
-                let a = canonical_addr(c.addr);
-                a.is_ipv4() == v4 && !(global && is_local(a.ip()))
-            })
+            .closest_where(target, self.config.k, Some(requester), fits)
     }
 
     /// True while the table is empty and no bootstrap address has answered yet, unless each
@@ -242,7 +260,7 @@ impl Dht {
                 },
             );
         }
-        let closer = self.answer_contacts(&key, from, &requester);
+        let closer = self.answer_contacts(now, &key, from, &requester);
         let token = self.tokens.issue(&from);
         fit_providers(token, (providers, ids), closer, via, self.id, self.flags())
     }
