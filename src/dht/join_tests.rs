@@ -83,6 +83,17 @@ fn bootstrapping(t0: Instant) -> (Dht, SocketAddr, Datagram) {
     (d, boot, ping)
 }
 
+/// A node whose bootstrap node (the returned contact) has answered its PING.
+fn bootstrap_answered(t0: Instant) -> (Dht, Contact) {
+    let (mut d, boot, ping) = bootstrapping(t0);
+    let boot_node = Contact {
+        id: Identity::from_secret(&[9; 32]).node_id(),
+        addr: boot,
+    };
+    d.handle_datagram(t0, boot, &answer(&boot_node, &ping));
+    (d, boot_node)
+}
+
 fn is_self_lookup(d: &Dht, dg: &Datagram) -> bool {
     matches!(dg.msg, Message::FindNode { target } if target == d.id())
 }
@@ -305,12 +316,8 @@ fn join_through(d: &mut Dht, from: &Peer, now: Instant) -> Vec<Contact> {
 #[test]
 fn a_node_that_has_not_joined_names_only_its_way_in() {
     let t0 = super::tests::start();
-    let (mut d, boot, ping) = bootstrapping(t0);
-    let boot_node = Contact {
-        id: Identity::from_secret(&[9; 32]).node_id(),
-        addr: boot,
-    };
-    d.handle_datagram(t0, boot, &answer(&boot_node, &ping));
+    let (mut d, boot_node) = bootstrap_answered(t0);
+    let boot = boot_node.addr;
     // The join lookup is answered with nobody; the PROVE to the bootstrap node is lost.
     for (to, dg) in sent(&mut d) {
         if to == boot && is_self_lookup(&d, &dg) {
@@ -519,12 +526,8 @@ fn a_node_lookup_ends_when_the_node_answers() {
 #[test]
 fn the_join_lookup_asks_the_bootstrap_node_before_its_proof() {
     let t0 = super::tests::start();
-    let (mut d, boot, ping) = bootstrapping(t0);
-    let boot_node = Contact {
-        id: Identity::from_secret(&[9; 32]).node_id(),
-        addr: boot,
-    };
-    d.handle_datagram(t0, boot, &answer(&boot_node, &ping));
+    let (mut d, boot_node) = bootstrap_answered(t0);
+    let boot = boot_node.addr;
     let out = sent(&mut d);
     assert!(
         out.iter()
