@@ -426,6 +426,29 @@ impl<T: std::io::Read> std::io::Read for Budgeted<'_, T> {
         self.moved(got);
         Ok(got)
     }
+
+    fn read_vectored(&mut self, bufs: &mut [std::io::IoSliceMut<'_>]) -> std::io::Result<usize> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
+            return Ok(0);
+        }
+        let mut left = self.cap(total)?;
+        // The budget cuts the list: whole buffers while it lasts, then part of one.
+        let mut cut = Vec::with_capacity(bufs.len());
+        for b in bufs.iter_mut() {
+            if left == 0 {
+                break;
+            }
+            let take = b.len().min(left);
+            cut.push(std::io::IoSliceMut::new(
+                b.get_mut(..take).unwrap_or_default(),
+            ));
+            left -= take;
+        }
+        let got = self.inner.read_vectored(&mut cut)?;
+        self.moved(got);
+        Ok(got)
+    }
 }
 
 impl<T: std::io::Write> std::io::Write for Budgeted<'_, T> {

@@ -3,20 +3,28 @@
 //! (protocol-spec/secure.md). The session logic is `crate::secure`'s; this only moves bytes.
 //!
 //! Copies: a record whose plaintext fits the caller's buffer (a PIECE's data being read
-//! straight into its chunk buffer, `wire_conn`) is opened straight into it; only records
-//! read in small pieces go through `pin`. Sealing writes into `cout`, reused.
+//! straight into its chunk buffer, `wire_conn`) is read from the socket straight into that
+//! buffer, its tag and the next record's length prefix beside it in one vectored read, and
+//! opened there: its bytes are never copied. Small records are read a few KiB at a time
+//! into `cin` and opened from there; only records read in small pieces go through `pin`.
+//! Sealing writes into `cout`, reused.
 //!
 //! [`WireConn`]: super::wire_conn::WireConn
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSliceMut, Read, Write};
 
 use crate::secure::{
     record_len, Handshake, KeyLogEntry, LocalKeys, Outcome, Peer, SecureError, Transport,
-    LEN_PREFIX, MAX_PLAIN, MAX_RECORD, TAG_LEN,
+    LEN_PREFIX, MAX_PLAIN, TAG_LEN,
 };
 
-/// Bytes asked of the socket per read beyond the record being completed.
-const READ_MORE: usize = 64 * 1024;
+/// Bytes read into `cin` past the end of the record being completed: enough to take many
+/// small records in one read, little enough that of a large record behind them only this
+/// much is copied (the rest is read straight into its caller's buffer).
+const READ_AHEAD: usize = 4 * 1024;
+/// Records with more plaintext than this are read straight into the caller's buffer when it
+/// has room; smaller ones go through `cin` with their neighbours.
+const DIRECT_MIN: usize = READ_AHEAD;
 /// Plaintext sealed per write: a few records, so that one system call carries them.
 const SEAL_BATCH: usize = 2 * MAX_PLAIN;
 
@@ -45,6 +53,8 @@ pub struct SecureIo {
     failure: Option<SecureError>,
     established: Option<KeyLogEntry>,
     peer: Option<Peer>,
+    /// Ciphertext bytes opened from `cin` (copied) rather than where the socket put them.
+    copied: u64,
 }
 
 impl SecureIo {
@@ -64,7 +74,14 @@ impl SecureIo {
             failure: None,
             established: None,
             peer: None,
+            copied: 0,
         }
+    }
+
+    /// Record bytes opened out of the input buffer, that is copied once more than the
+    /// direct path would (for tests and profiles).
+    pub fn copied_bytes(&self) -> u64 {
+        self.copied
     }
 
     /// The peer the handshake proved, once it has.
@@ -124,23 +141,24 @@ impl SecureIo {
         Ok(())
     }
 
-    /// Reads more bytes into `cin`, keeping room for at least `want` unread bytes.
+    /// Reads more bytes into `cin`: up to [`READ_AHEAD`] past the first `want` unread ones
+    /// (the record being completed).
     fn fill<S: Read>(&mut self, s: &mut S, want: usize) -> io::Result<usize> {
         if self.cstart == self.cend {
             self.cstart = 0;
             self.cend = 0;
         }
-        if self.cin.len() < self.cstart + want {
+        if self.cin.len() < self.cstart + want + READ_AHEAD {
             // Move the unread bytes to the front, then grow if still short.
             self.cin.copy_within(self.cstart..self.cend, 0);
             self.cend -= self.cstart;
             self.cstart = 0;
         }
-        let size = (want + READ_MORE).max(self.cend + READ_MORE / 4);
-        if self.cin.len() < size {
-            self.cin.resize(size, 0);
+        let end = (self.cstart + want).max(self.cend) + READ_AHEAD;
+        if self.cin.len() < end {
+            self.cin.resize(end, 0);
         }
-        s.read(self.cin.get_mut(self.cend..).unwrap_or_default())
+        s.read(self.cin.get_mut(self.cend..end).unwrap_or_default())
             .inspect(|&n| self.cend += n)
     }
 
@@ -256,8 +274,14 @@ impl SecureIo {
             Err(e) => return Err(self.fail(e)),
         };
         let Some(total) = total.filter(|&t| t <= avail.len()) else {
-            let want = total.unwrap_or(LEN_PREFIX + MAX_RECORD);
-            return match self.fill(s, want)? {
+            if let Some(plain) = total.map(|t| t - LEN_PREFIX - TAG_LEN) {
+                if plain > DIRECT_MIN {
+                    if let Some(out) = buf.get_mut(..plain) {
+                        return self.read_direct(out, s);
+                    }
+                }
+            }
+            return match self.fill(s, total.unwrap_or(LEN_PREFIX))? {
                 0 => Ok(Some(0)),
                 _ => Ok(None),
             };
@@ -265,6 +289,7 @@ impl SecureIo {
         let Phase::Open(t) = &mut self.phase else {
             return Ok(None);
         };
+        self.copied += (total - LEN_PREFIX) as u64;
         let body = self
             .cin
             .get(self.cstart + LEN_PREFIX..self.cstart + total)
@@ -292,6 +317,91 @@ impl SecureIo {
             }
             Err(e) => Err(self.fail(e)),
         }
+    }
+}
+
+impl SecureIo {
+    /// Reads the rest of the record whose length prefix starts `cin` straight into `out`
+    /// (exactly its plaintext's room), its tag into a small array and the next record's
+    /// prefix into `cin`, then opens it where it lies. On any error (the socket has no more
+    /// for now, the byte budget ran out) the part read is put back into `cin`, so that the
+    /// next read, whatever buffer it brings, goes on from there.
+    fn read_direct<S: Read>(&mut self, out: &mut [u8], s: &mut S) -> io::Result<Option<usize>> {
+        let plain = out.len();
+        let body_len = plain + TAG_LEN;
+        let mut tag = [0u8; TAG_LEN];
+        let have = self
+            .cin
+            .get(self.cstart + LEN_PREFIX..self.cend)
+            .unwrap_or(&[]);
+        let (b, t) = have.split_at(have.len().min(plain));
+        if let (Some(o), Some(g)) = (out.get_mut(..b.len()), tag.get_mut(..t.len())) {
+            o.copy_from_slice(b);
+            g.copy_from_slice(t);
+        }
+        self.copied += have.len() as u64;
+        let mut got = have.len();
+        self.cstart = 0;
+        self.cend = 0;
+        if self.cin.len() < LEN_PREFIX {
+            self.cin.resize(LEN_PREFIX + READ_AHEAD, 0);
+        }
+        while got < body_len {
+            let (ob, tb) = (got.min(plain), got.saturating_sub(plain));
+            let mut slices = [
+                IoSliceMut::new(out.get_mut(ob..).unwrap_or_default()),
+                IoSliceMut::new(tag.get_mut(tb..).unwrap_or_default()),
+                IoSliceMut::new(self.cin.get_mut(..LEN_PREFIX).unwrap_or_default()),
+            ];
+            match s.read_vectored(&mut slices) {
+                // The stream ended inside a record.
+                Ok(0) => return Ok(Some(0)),
+                Ok(n) => {
+                    let body = n.min(body_len - got);
+                    got += body;
+                    self.cend = n - body;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.put_back(out, &tag, got);
+                    return Err(e);
+                }
+            }
+        }
+        let Phase::Open(t) = &mut self.phase else {
+            return Ok(None);
+        };
+        match t.open_in_place(out, &tag) {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(n)),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Puts a record read in part by [`SecureIo::read_direct`] back at the front of `cin`:
+    /// its prefix, then the `got` bytes of its body found in `out` and `tag`.
+    fn put_back(&mut self, out: &[u8], tag: &[u8; TAG_LEN], got: usize) {
+        let plain = out.len();
+        let prefix = ((plain + TAG_LEN) as u16).to_be_bytes();
+        let (ob, tb) = (got.min(plain), got.saturating_sub(plain));
+        let end = LEN_PREFIX + got;
+        if self.cin.len() < end {
+            self.cin.resize(end, 0);
+        }
+        let parts = [
+            &prefix[..],
+            out.get(..ob).unwrap_or(&[]),
+            tag.get(..tb).unwrap_or(&[]),
+        ];
+        let mut at = 0;
+        for part in parts {
+            if let Some(d) = self.cin.get_mut(at..at + part.len()) {
+                d.copy_from_slice(part);
+            }
+            at += part.len();
+        }
+        self.cstart = 0;
+        self.cend = end;
     }
 }
 
@@ -423,3 +533,7 @@ impl<S: Read + Write> Write for SecureStream<S> {
         self.io.writer(&mut self.inner).flush()
     }
 }
+
+#[cfg(test)]
+#[path = "secure_io_tests.rs"]
+mod tests;

@@ -240,17 +240,33 @@ impl AeadKey {
     /// Opens `ciphertext` (with its tag) into `out`, which needs room for the plaintext only
     /// (snow's ring cipher wants room for the tag too, or copies the record to a new buffer).
     pub fn open(&self, nonce: u64, ad: &[u8], ciphertext: &[u8], out: &mut [u8]) -> Option<usize> {
-        let key = self.key.as_ref()?;
         let plain = ciphertext.len().checked_sub(TAG_LEN)?;
         let (body, tag) = ciphertext.split_at(plain);
-        let tag = Tag::try_from(tag).ok()?;
+        let tag: &[u8; TAG_LEN] = tag.try_into().ok()?;
         let out = out.get_mut(..plain)?;
         out.copy_from_slice(body);
-        match key.open_in_place_separate_tag(self.nonce(nonce), Aad::from(ad), tag, out, 0..) {
+        self.open_in_place(nonce, ad, out, tag)
+    }
+
+    /// Opens the ciphertext `in_out` where it lies, its tag given apart (a record read
+    /// from the socket straight into its final buffer); the plaintext's length.
+    pub fn open_in_place(
+        &self,
+        nonce: u64,
+        ad: &[u8],
+        in_out: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Option<usize> {
+        let Some(key) = self.key.as_ref() else {
+            in_out.fill(0);
+            return None;
+        };
+        let tag = Tag::from(*tag);
+        match key.open_in_place_separate_tag(self.nonce(nonce), Aad::from(ad), tag, in_out, 0..) {
             Ok(p) => Some(p.len()),
             Err(_) => {
                 // Nothing unauthenticated is left for a caller to mistake for plaintext.
-                out.fill(0);
+                in_out.fill(0);
                 None
             }
         }
