@@ -227,14 +227,20 @@ impl AeadKey {
     /// (`plaintext.len() + TAG_LEN`), or None without a key or room.
     pub fn seal(&self, nonce: u64, ad: &[u8], plaintext: &[u8], out: &mut [u8]) -> Option<usize> {
         let n = plaintext.len();
-        let key = self.key.as_ref()?;
         let (body, tag_out) = out.get_mut(..n + TAG_LEN)?.split_at_mut(n);
         body.copy_from_slice(plaintext);
-        let tag = key
-            .seal_in_place_separate_tag(self.nonce(nonce), Aad::from(ad), body)
-            .ok()?;
-        tag_out.copy_from_slice(tag.as_ref());
+        let tag = self.seal_in_place(nonce, ad, body)?;
+        tag_out.copy_from_slice(&tag);
         Some(n + TAG_LEN)
+    }
+
+    /// Seals the plaintext `in_out` where it lies; its tag, or None without a key.
+    pub fn seal_in_place(&self, nonce: u64, ad: &[u8], in_out: &mut [u8]) -> Option<[u8; TAG_LEN]> {
+        let key = self.key.as_ref()?;
+        let tag = key
+            .seal_in_place_separate_tag(self.nonce(nonce), Aad::from(ad), in_out)
+            .ok()?;
+        tag.as_ref().try_into().ok()
     }
 
     /// Opens `ciphertext` (with its tag) into `out`, which needs room for the plaintext only

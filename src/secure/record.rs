@@ -81,16 +81,15 @@ impl Transport {
             }
             let at = out.len();
             let len = part.len() + TAG_LEN;
-            out.resize(at + LEN_PREFIX + len, 0);
-            let (head, body) = out
-                .get_mut(at..)
-                .unwrap_or_default()
-                .split_at_mut(LEN_PREFIX);
-            head.copy_from_slice(&(len as u16).to_be_bytes());
-            if self.send.seal(self.sent, &[], part, body) != Some(len) {
+            // Written once each (no zeroed room first): prefix, plaintext sealed in place, tag.
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+            out.extend_from_slice(part);
+            let body = out.get_mut(at + LEN_PREFIX..).unwrap_or_default();
+            let Some(tag) = self.send.seal_in_place(self.sent, &[], body) else {
                 out.truncate(at);
                 return Err(SecureError::Noise("cannot seal a record"));
-            }
+            };
+            out.extend_from_slice(&tag);
             self.sent += 1;
         }
         Ok(())
