@@ -236,3 +236,33 @@ fn a_stream_cut_inside_a_record_is_an_end_not_a_frame() {
     let got = receive(&mut a, wire, 1 << 20, 0);
     assert_eq!(got, vec![Message::Have(1)]);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever the read sizes and stops, and wherever one byte is changed, reading never
+    /// panics: either every frame arrives, or the frames before the damage do and the
+    /// session fails (a length prefix changed may instead cut the stream short).
+    #[test]
+    fn any_split_and_any_flip_fail_closed(
+        step in 1usize..200_000,
+        block_every in proptest::prop_oneof![proptest::strategy::Just(0usize), 2usize..6],
+        flip in proptest::option::of((0usize..usize::MAX, 1u8..=255)),
+    ) {
+        let (mut d, mut a) = open_pair();
+        let mut wire = sealed(&mut d, &frames());
+        if let Some((at, x)) = flip {
+            let at = at % wire.len();
+            wire[at] ^= x;
+        }
+        let got = receive(&mut a, wire, step, block_every);
+        let all = frames();
+        proptest::prop_assert!(got.len() <= all.len() && got[..] == all[..got.len()]);
+        if flip.is_none() {
+            proptest::prop_assert_eq!(got, all);
+            proptest::prop_assert!(a.take_failure().is_none());
+        } else {
+            proptest::prop_assert!(got.len() < all.len());
+        }
+    }
+}
