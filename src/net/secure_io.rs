@@ -27,6 +27,10 @@ const READ_AHEAD: usize = 4 * 1024;
 const DIRECT_MIN: usize = READ_AHEAD;
 /// Plaintext sealed per write: a few records, so that one system call carries them.
 const SEAL_BATCH: usize = 2 * MAX_PLAIN;
+/// Sealed bytes that may wait in `cout`: the records of the frames written in one turn (a
+/// PIECE's header and its data, a burst of REQUESTs or HAVEs) leave in one system call, sent
+/// once this much waits or when the caller flushes ([`SecureWriter::flush_pending`]).
+const SEND_AT: usize = 2 * SEAL_BATCH;
 
 enum Phase {
     Handshake(Box<Handshake>),
@@ -418,9 +422,21 @@ impl<S: Write> SecureWriter<'_, S> {
     }
 }
 
+impl<S: Write> SecureWriter<'_, S> {
+    fn waiting(&self) -> usize {
+        self.io.cout.len() - self.io.coff
+    }
+}
+
+/// Writes seal into `cout`, which goes out once [`SEND_AT`] bytes wait there or when
+/// [`SecureWriter::flush_pending`] (or `flush`) is called: a caller must call one of them
+/// after its last write.
 impl<S: Write> Write for SecureWriter<'_, S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.io.flush_out(self.inner)?;
+        let open = matches!(self.io.phase, Phase::Open(_));
+        if !open || self.waiting() >= SEND_AT {
+            self.io.flush_out(self.inner)?;
+        }
         match &mut self.io.phase {
             // No frame before the session is up; the handshake's own bytes went above.
             Phase::Handshake(_) => Err(io::ErrorKind::WouldBlock.into()),
@@ -430,6 +446,9 @@ impl<S: Write> Write for SecureWriter<'_, S> {
                 let n = buf.len().min(SEAL_BATCH);
                 if let Err(e) = t.seal(buf.get(..n).unwrap_or(&[]), &mut self.io.cout) {
                     return Err(self.io.fail(e));
+                }
+                if self.waiting() < SEND_AT {
+                    return Ok(n);
                 }
                 match self.io.flush_out(self.inner) {
                     Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
@@ -525,8 +544,12 @@ impl<S: Read + Write> Read for SecureStream<S> {
 }
 
 impl<S: Read + Write> Write for SecureStream<S> {
+    /// Each write is sent at once (a blocking stream's callers need not flush).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.io.writer(&mut self.inner).write(buf)
+        let mut w = self.io.writer(&mut self.inner);
+        let n = w.write(buf)?;
+        w.flush_pending()?;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -22,6 +22,8 @@ struct Pipe {
     block_every: usize,
     calls: usize,
     out: Vec<u8>,
+    /// Calls to `write`: system calls, for a socket.
+    writes: usize,
 }
 
 impl Pipe {
@@ -59,6 +61,7 @@ impl Read for Pipe {
 
 impl Write for Pipe {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writes += 1;
         self.out.extend_from_slice(buf);
         Ok(buf.len())
     }
@@ -123,6 +126,8 @@ fn sealed(d: &mut SecureIo, msgs: &[Message]) -> Vec<u8> {
     while !conn.is_flushed() {
         conn.flush(&mut d.writer(&mut p)).unwrap();
     }
+    // As the reactor does after each turn: what waits to be sent goes.
+    d.writer(&mut p).flush_pending().unwrap();
     p.out
 }
 
@@ -265,4 +270,31 @@ proptest::proptest! {
             proptest::prop_assert!(got.len() < all.len());
         }
     }
+}
+
+/// The records of frames written in one turn leave in one write: a burst of small frames,
+/// and a PIECE's header with its data.
+#[test]
+fn one_turn_s_frames_leave_in_one_write() {
+    let (mut d, mut a) = open_pair();
+    let mut conn = WireConn::new();
+    for i in 0..50 {
+        conn.queue(&Message::Have(i));
+    }
+    conn.queue_piece(7, Arc::new(vec![1; 50_000]));
+    let mut p = Pipe::default();
+    conn.flush(&mut d.writer(&mut p)).unwrap();
+    assert!(conn.is_flushed());
+    assert_eq!(p.writes, 0, "nothing sent before the turn's end");
+    d.writer(&mut p).flush_pending().unwrap();
+    assert_eq!(p.writes, 1);
+    let got = receive(&mut a, p.out, 1 << 20, 0);
+    assert_eq!(got.len(), 51);
+    assert_eq!(
+        got[50],
+        Message::Piece {
+            chunk: 7,
+            data: vec![1; 50_000]
+        }
+    );
 }
