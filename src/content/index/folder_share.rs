@@ -259,6 +259,10 @@ impl ShareIndex {
     /// of it can copy instead of fetching (see [`LocalFiles`]). Indexed lookups, one per
     /// file of `manifest`, whatever the library's size.
     pub fn local_files_for(&self, manifest: &ContentManifest) -> LocalFiles {
+        self.store.reading(|_| self.local_files_in(manifest))
+    }
+
+    fn local_files_in(&self, manifest: &ContentManifest) -> LocalFiles {
         let mut map: HashMap<FileKey, Vec<(PathBuf, FileStamp)>> = HashMap::new();
         // A folder's stamps, read once per folder.
         let mut folder_stamps: HashMap<Id, Option<Vec<FileStamp>>> = HashMap::new();
