@@ -97,13 +97,15 @@ fn many_downloads_at_once_from_one_peer_trip_no_rate_limit() {
         dht_counter(&b, "rate_limited"),
     ];
     eprintln!(
-        "rate_limited A {} -> {}, B {} -> {}; timeouts A {}, B {}",
+        "rate_limited A {} -> {}, B {} -> {}; timeouts A {}, B {}; paced A {}, B {}",
         limited[0],
         now[0],
         limited[1],
         now[1],
         dht_counter(&a, "timeouts"),
-        dht_counter(&b, "timeouts")
+        dht_counter(&b, "timeouts"),
+        dht_counter(&a, "requests_paced"),
+        dht_counter(&b, "requests_paced")
     );
     assert_eq!(now, limited, "requests dropped by a DHT rate limit");
 }

@@ -30,6 +30,8 @@ pub(super) struct Held {
     pub(super) msg: Message,
     pub(super) purpose: Purpose,
     pub(super) attempt: u8,
+    /// Its pace slot is taken ([`Pacer`](super::pace::Pacer)): it goes when held no more.
+    pub(super) paced: bool,
 }
 
 /// The addresses backed off from, and the requests held for them.
@@ -109,6 +111,7 @@ mod tests {
             msg: Message::Ping,
             purpose: Purpose::AddressPing,
             attempt: 0,
+            paced: false,
         }
     }
 

@@ -50,6 +50,13 @@ pub struct DhtConfig {
     pub rate_limit_per_source: f64,
     /// Burst allowed from one source address.
     pub rate_burst: f64,
+    /// Requests per second this node sends to one address, at most (dht.md section 13.1):
+    /// below a peer's default limit, so that a burst of ours (every key republished at
+    /// once, many downloads' lookups in a two-node network) waits its turn here instead of
+    /// being dropped there; the rest of the peer's budget is left to our NAT requests.
+    pub pace_per_destination: f64,
+    /// Requests sent to one address at once before the pace applies.
+    pub pace_burst: f64,
     /// Distinct peers that must report the same address before we believe it is ours.
     pub external_addr_quorum: usize,
     /// Sets the NOT_REACHABLE flag on every datagram (the node is behind a NAT).
@@ -81,6 +88,8 @@ impl Default for DhtConfig {
             max_queries: 1024,
             rate_limit_per_source: 100.0,
             rate_burst: 200.0,
+            pace_per_destination: 80.0,
+            pace_burst: 160.0,
             external_addr_quorum: 2,
             not_reachable: false,
             maintenance_interval: Duration::from_secs(5),

@@ -69,6 +69,7 @@ impl Dht {
         self.tokens.maybe_rotate(now, || rng.gen());
         self.store.expire(now);
         self.limiter.sweep(now);
+        self.pacer.sweep(now);
         self.shrink_request_maps();
         let table = self.routing.len();
         let young = self.config.k * GROWTH_ANNOUNCES_UP_TO;

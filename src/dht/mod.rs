@@ -32,6 +32,7 @@ pub mod diversity;
 pub mod lookup;
 mod maintenance;
 mod outputs;
+mod pace;
 mod proof;
 pub mod providers;
 mod queries;
@@ -82,6 +83,8 @@ pub struct Dht {
     store: ProviderStore,
     tokens: TokenIssuer,
     limiter: SourceLimiter,
+    /// The pace of our requests per destination (dht.md section 13.1).
+    pacer: pace::Pacer,
     /// Addresses that told us to retry later, and our requests waiting for them.
     backoff: backoff::Backoff,
     requests: HashMap<u64, Outstanding>,
@@ -176,6 +179,7 @@ impl Dht {
             }),
             tokens: TokenIssuer::new(secret, now, config.token_rotation),
             limiter: SourceLimiter::new(config.rate_limit_per_source, config.rate_burst, 4096),
+            pacer: pace::Pacer::new(config.pace_per_destination, config.pace_burst),
             next_maintenance: now + config.maintenance_interval,
             next_self_lookup: now + config.refresh_interval,
             next_sparse_join: now + config.maintenance_interval,
@@ -325,7 +329,7 @@ impl Dht {
             let _ = self.release_deferred(now);
         }
         for h in self.backoff.take_due(now) {
-            self.send_request_attempt(now, h.to, h.node, h.msg, h.purpose, h.attempt);
+            self.send_or_hold(now, h);
         }
         if self.fresh_due.is_some_and(|t| t <= now) {
             self.announce_fresh(now);

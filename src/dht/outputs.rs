@@ -131,8 +131,12 @@ pub struct DhtStats {
     /// ERROR RETRY_LATER answers to our own requests: their address was left alone for a
     /// while (dht.md section 13.1).
     pub backed_off: u64,
-    /// Requests that waited for the end of such a back-off before they were sent.
+    /// Requests that waited before they were sent: for the end of such a back-off, or
+    /// (of these) `requests_paced`.
     pub requests_held: u64,
+    /// Requests that waited for their turn in our pace to their address (dht.md section
+    /// 13.1).
+    pub requests_paced: u64,
     /// Requests that timed out.
     pub timeouts: u64,
     /// ANNOUNCEs refused for a bad token.

@@ -317,6 +317,7 @@ impl Dht {
                 msg: out.msg.clone(),
                 purpose: out.purpose,
                 attempt: 1,
+                paced: false,
             };
             if self.backoff.hold(at, held).is_ok() {
                 self.stats.requests_held += 1;
@@ -389,34 +390,43 @@ impl Dht {
         purpose: Purpose,
         attempt: u8,
     ) {
-        if let Some(at) = self.backoff.busy(&to, now) {
-            // Its address told us to retry later: the request waits for that (or, if too
-            // many wait already, goes now and may be dropped).
-            let held = Held {
-                to,
-                node,
-                msg,
-                purpose,
-                attempt,
-            };
-            match self.backoff.hold(at, held) {
+        let req = Held {
+            to,
+            node,
+            msg,
+            purpose,
+            attempt,
+            paced: false,
+        };
+        self.send_or_hold(now, req);
+    }
+
+    /// Sends `req` now, or holds it: while its address told us to retry later (dht.md
+    /// section 13.1), and past our pace to that address (`pace.rs`). If too many requests
+    /// are held already, it goes now and may be dropped.
+    pub(super) fn send_or_hold(&mut self, now: Instant, mut req: Held) {
+        let wait = match self.backoff.busy(&req.to, now) {
+            Some(at) => Some(at),
+            None if req.paced => None,
+            None => {
+                req.paced = true;
+                let slot = self.pacer.slot(req.to, now);
+                if slot.is_some() {
+                    self.stats.requests_paced += 1;
+                }
+                slot
+            }
+        };
+        if let Some(at) = wait {
+            match self.backoff.hold(at, req) {
                 Ok(()) => {
                     self.stats.requests_held += 1;
                     return;
                 }
-                Err(h) => return self.send_request_now(now, *h),
+                Err(h) => req = *h,
             }
         }
-        self.send_request_now(
-            now,
-            Held {
-                to,
-                node,
-                msg,
-                purpose,
-                attempt,
-            },
-        );
+        self.send_request_now(now, req);
     }
 
     fn send_request_now(&mut self, now: Instant, req: Held) {
@@ -426,6 +436,7 @@ impl Dht {
             msg,
             purpose,
             attempt,
+            paced: _,
         } = req;
         let mut txid: u64 = self.rng.gen();
         while self.requests.contains_key(&txid) {

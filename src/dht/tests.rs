@@ -724,6 +724,42 @@ fn a_requester_told_to_retry_later_waits_and_loses_no_lookup() {
 }
 
 #[test]
+fn a_republish_of_every_key_to_one_peer_is_paced_not_dropped() {
+    // The CI failure of `tests/many_downloads.rs`: node 1 provides 150 keys, then gets a
+    // rendezvous, so every key is announced again at once, one announce lookup each (two
+    // requests), all to node 0, the only other node. Paced, none meets node 0's limit
+    // (100 a second, bursts of 200), and every record is stored.
+    let mut net = Net::new(2);
+    net.join_all();
+    net.advance(Duration::from_secs(6));
+    let keys: Vec<Id> = (0..150u8).map(|i| Id::hash_of(&[i])).collect();
+    for k in &keys {
+        let now = net.now;
+        net.node(1).provide_soon(*k, 4001, now);
+    }
+    net.advance(Duration::from_secs(6));
+    let limited = net.node(0).stats().rate_limited;
+    let paced = net.node(1).stats().requests_paced;
+    let now = net.now;
+    net.node(1).set_rendezvous(Some(addr(0)), now);
+    net.advance(Duration::from_secs(1));
+    let s1 = net.node(1).stats().clone();
+    assert!(s1.requests_paced > paced, "nothing waited: {s1:?}");
+    net.advance(Duration::from_secs(10));
+    assert_eq!(
+        net.node(0).stats().rate_limited,
+        limited,
+        "requests dropped"
+    );
+    assert_eq!(net.node(1).stats().backed_off, 0);
+    let now = net.now;
+    let provider = SocketAddr::new(addr(1).ip(), 4001);
+    for k in &keys {
+        assert!(net.node(0).holds_record(k, &provider, now), "{k}");
+    }
+}
+
+#[test]
 fn external_address_needs_a_quorum() {
     let mut net = Net::new(4);
     net.join_all();

@@ -247,6 +247,7 @@ pub fn status_reply(view: &StatusView, live: &Live) -> Vec<u8> {
             "retry_later_sent": s.retry_later_sent,
             "backed_off": s.backed_off,
             "requests_held": s.requests_held,
+            "requests_paced": s.requests_paced,
             "timeouts": s.timeouts,
             "bad_tokens": s.bad_tokens,
             "verifications": s.verifications,
