@@ -4,16 +4,52 @@
 /// A set of indices in `0..len`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct BitSet {
-    words: Vec<u64>,
+    words: Words,
     len: usize,
     ones: usize,
+}
+
+/// The words of a [`BitSet`]: a set of at most 64 indices (every file of up to 64 chunks,
+/// most of a library of small samples) keeps its one word inline rather than on the heap,
+/// which saves an allocation per share (3 MiB at 100,000 shares: issue 21).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Words {
+    One(u64),
+    Many(Box<[u64]>),
+}
+
+impl Default for Words {
+    fn default() -> Self {
+        Words::One(0)
+    }
+}
+
+impl Words {
+    fn as_slice(&self) -> &[u64] {
+        match self {
+            Words::One(w) => std::slice::from_ref(w),
+            Words::Many(ws) => ws,
+        }
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut u64> {
+        match self {
+            Words::One(w) => (i == 0).then_some(w),
+            Words::Many(ws) => ws.get_mut(i),
+        }
+    }
 }
 
 impl BitSet {
     /// An empty set over `0..len`.
     pub fn new(len: usize) -> Self {
+        let words = if len <= 64 {
+            Words::One(0)
+        } else {
+            Words::Many(vec![0; len.div_ceil(64)].into_boxed_slice())
+        };
         BitSet {
-            words: vec![0; len.div_ceil(64)],
+            words,
             len,
             ones: 0,
         }
@@ -53,6 +89,7 @@ impl BitSet {
         i < self.len
             && self
                 .words
+                .as_slice()
                 .get(i / 64)
                 .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
@@ -89,17 +126,21 @@ impl BitSet {
 
     /// The members in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.words.iter().enumerate().flat_map(|(wi, &w)| {
-            let mut w = w;
-            std::iter::from_fn(move || {
-                if w == 0 {
-                    return None;
-                }
-                let b = w.trailing_zeros() as usize;
-                w &= w - 1;
-                Some(wi * 64 + b)
+        self.words
+            .as_slice()
+            .iter()
+            .enumerate()
+            .flat_map(|(wi, &w)| {
+                let mut w = w;
+                std::iter::from_fn(move || {
+                    if w == 0 {
+                        return None;
+                    }
+                    let b = w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    Some(wi * 64 + b)
+                })
             })
-        })
     }
 }
 
@@ -120,5 +161,20 @@ mod tests {
         assert_eq!(s.count(), 2);
         assert!(BitSet::full(130).is_full());
         assert!(BitSet::new(0).is_full(), "an empty universe is complete");
+    }
+
+    #[test]
+    fn one_word_sets_match_many_word_sets() {
+        for len in [0, 1, 63, 64, 65, 128, 129] {
+            let mut s = BitSet::new(len);
+            for i in (0..len + 3).step_by(3) {
+                assert_eq!(s.insert(i), i < len, "{len}: {i}");
+            }
+            let want: Vec<usize> = (0..len).step_by(3).collect();
+            assert_eq!(s.iter().collect::<Vec<_>>(), want, "{len}");
+            assert_eq!(s.count(), want.len());
+            assert!(!s.contains(len), "{len}");
+            assert_eq!(BitSet::full(len).count(), len);
+        }
     }
 }

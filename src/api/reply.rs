@@ -19,6 +19,53 @@ pub fn success(mut fields: Map<String, Value>) -> Vec<u8> {
     encode(fields)
 }
 
+/// [`success`] with one more field, `key`: the list of `ids` as hex strings, written
+/// straight into the reply's bytes. A `status` of 100,000 provided IDs built as JSON values
+/// held about 10 MiB of strings at once beside the 6.6 MB reply (issue 21); the bytes are
+/// the same.
+pub fn success_with_ids<'a>(
+    mut fields: Map<String, Value>,
+    key: &str,
+    mut ids: impl ExactSizeIterator<Item = &'a crate::id::Id>,
+) -> Vec<u8> {
+    fields.insert("status".to_owned(), Value::from("success"));
+    // A placeholder gives `key` its place in the map's order; its value is written below.
+    fields.insert(key.to_owned(), Value::Null);
+    let mut out = Vec::with_capacity(256 + ids.len() * 67);
+    out.push(b'{');
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let written = serde_json::to_writer(&mut out, k).and_then(|()| {
+            out.push(b':');
+            if k != key {
+                return serde_json::to_writer(&mut out, v);
+            }
+            out.push(b'[');
+            let mut hex = [0u8; 64];
+            for (j, id) in ids.by_ref().enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                out.push(b'"');
+                hex::encode_to_slice(id.0, &mut hex)
+                    .map_err(<serde_json::Error as serde::ser::Error>::custom)?;
+                out.extend_from_slice(&hex);
+                out.push(b'"');
+            }
+            out.push(b']');
+            Ok(())
+        });
+        if let Err(e) = written {
+            log::error!("cannot encode an API reply: {e}");
+            return ENCODE_FAILURE.to_vec();
+        }
+    }
+    out.extend_from_slice(b"}\n");
+    out
+}
+
 /// An error reply: `{"message": message, "status": "error"}`.
 pub fn error(message: &str) -> Vec<u8> {
     let mut fields = Map::new();
@@ -83,6 +130,29 @@ mod tests {
         m.insert("status".into(), json!("bogus"));
         let v = decode(&success(m));
         assert_eq!(v, json!({"status": "success", "file_hash": "ab"}));
+    }
+
+    #[test]
+    fn ids_written_straight_are_the_bytes_of_the_value_form() {
+        use crate::id::Id;
+        let ids: Vec<Id> = (0..3u8).map(|i| Id::hash_of(&[i])).collect();
+        for n in [0, 1, 3] {
+            let mut m = Map::new();
+            m.insert("node_id".into(), json!("ab\"c"));
+            m.insert("running".into(), json!({"x": [1, 2]}));
+            m.insert("api".into(), Value::Null);
+            let mut want = m.clone();
+            want.insert(
+                "provided".into(),
+                json!(ids[..n].iter().map(Id::to_hex).collect::<Vec<_>>()),
+            );
+            let got = success_with_ids(m, "provided", ids[..n].iter());
+            assert_eq!(got, success(want), "{n} ids");
+        }
+        assert_eq!(
+            success_with_ids(Map::new(), "content_hashes", [].iter()),
+            b"{\"content_hashes\":[],\"status\":\"success\"}\n"
+        );
     }
 
     #[test]

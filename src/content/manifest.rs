@@ -257,8 +257,20 @@ impl Lengths {
 pub struct Manifest {
     lengths: Lengths,
     file_sha256: [u8; HASH_LEN],
-    chunk_hashes: Vec<[u8; HASH_LEN]>,
+    /// Empty for a file of one chunk whose chunk hash is the file's hash (always so for a
+    /// manifest made here): most of a library of small samples, each of which then keeps no
+    /// allocation for it (issue 21). [`Manifest::chunk_hashes`] gives them all either way.
+    chunk_hashes: Box<[[u8; HASH_LEN]]>,
     id: Id,
+}
+
+/// `hashes` as a manifest keeps them (see [`Manifest`]'s `chunk_hashes`).
+fn kept_hashes(file_sha256: &[u8; HASH_LEN], hashes: Vec<[u8; HASH_LEN]>) -> Box<[[u8; HASH_LEN]]> {
+    if hashes.len() == 1 && hashes[0] == *file_sha256 {
+        Box::default()
+    } else {
+        hashes.into_boxed_slice()
+    }
 }
 
 impl fmt::Debug for Manifest {
@@ -291,8 +303,8 @@ impl Manifest {
         }
         let mut m = Manifest {
             lengths,
+            chunk_hashes: kept_hashes(&file_sha256, chunk_hashes),
             file_sha256,
-            chunk_hashes,
             id: Id::ZERO,
         };
         m.id = Id::hash_of(&m.encode());
@@ -342,8 +354,8 @@ impl Manifest {
         r.finish()?;
         Ok(Manifest {
             lengths,
+            chunk_hashes: kept_hashes(&file_sha256, chunk_hashes),
             file_sha256,
-            chunk_hashes,
             // Strict decoding means `bytes` is the canonical encoding: hash it directly.
             id: Id::hash_of(bytes),
         })
@@ -365,7 +377,7 @@ impl Manifest {
         out.extend_from_slice(&self.lengths.chunk_size.to_be_bytes());
         out.extend_from_slice(&self.lengths.chunk_count.to_be_bytes());
         out.extend_from_slice(&self.file_sha256);
-        for h in &self.chunk_hashes {
+        for h in self.chunk_hashes() {
             out.extend_from_slice(h);
         }
         out
@@ -373,7 +385,7 @@ impl Manifest {
 
     /// Length of [`Manifest::encode`]'s output: `53 + 32 * chunk_count`.
     pub fn encoded_len(&self) -> usize {
-        HEADER_LEN + HASH_LEN * self.chunk_hashes.len()
+        HEADER_LEN + HASH_LEN * self.chunk_hashes().len()
     }
 
     /// The content ID: SHA-256 of the canonical encoding.
@@ -398,18 +410,22 @@ impl Manifest {
 
     /// The chunk hashes, in order.
     pub fn chunk_hashes(&self) -> &[[u8; HASH_LEN]] {
-        &self.chunk_hashes
+        if self.chunk_hashes.is_empty() && self.lengths.chunk_count == 1 {
+            std::slice::from_ref(&self.file_sha256)
+        } else {
+            &self.chunk_hashes
+        }
     }
 
     /// SHA-256 of chunk `c`. An index from another file's [`Lengths`] that is out of range
     /// here gives all zeros, which no chunk matches.
     pub fn chunk_hash(&self, c: ChunkIndex) -> &[u8; HASH_LEN] {
-        self.chunk_hashes.get(c.as_usize()).unwrap_or(&NO_HASH)
+        self.chunk_hashes().get(c.as_usize()).unwrap_or(&NO_HASH)
     }
 
     /// True when `data` is exactly chunk `c`: the right length, then the right SHA-256.
     pub fn verify_chunk(&self, c: ChunkIndex, data: &[u8]) -> bool {
-        let Some(expected) = self.chunk_hashes.get(c.as_usize()) else {
+        let Some(expected) = self.chunk_hashes().get(c.as_usize()) else {
             return false;
         };
         data.len() as u64 == u64::from(self.lengths.chunk_len(c))

@@ -143,6 +143,29 @@ fn encoding_layout() {
 }
 
 #[test]
+fn a_one_chunk_manifest_keeps_its_chunk_hash_whatever_it_is() {
+    // Made here, the chunk hash is the file hash and is not stored twice; decoded from a
+    // peer whose chunk hash differs, it is kept as sent: either way the manifest encodes,
+    // verifies and names the same content as its bytes.
+    let m = Manifest::for_data(b"abc").unwrap();
+    assert_eq!(m.chunk_hashes(), &[*m.file_sha256()]);
+    let c0 = m.lengths().validate(0).unwrap();
+    assert!(m.verify_chunk(c0, b"abc") && !m.verify_chunk(c0, b"abd"));
+    assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+    let mut odd = m.encode();
+    odd[53] ^= 1;
+    let d = Manifest::decode(&odd).unwrap();
+    assert_eq!(d.encode(), odd);
+    assert_eq!(d.content_id(), Id::hash_of(&odd));
+    assert_ne!(d.chunk_hash(c0), m.file_sha256());
+    assert!(!d.verify_chunk(c0, b"abc"));
+    // An empty file has no chunk at all.
+    let e = Manifest::for_data(b"").unwrap();
+    assert!(e.chunk_hashes().is_empty());
+    assert_eq!(Manifest::decode(&e.encode()).unwrap(), e);
+}
+
+#[test]
 fn verify_chunk_checks_length_and_hash() {
     let d = data(40_000);
     let m = Manifest::for_data_with_chunk_size(&d, 16 << 10).unwrap();
