@@ -116,6 +116,8 @@ pub struct Dht {
     deferred: Vec<Deferred>,
     next_query: u64,
     provided: HashMap<Id, Provided>,
+    /// Keys removed from `provided` so far ([`Dht::provided_generation`]).
+    provided_removed: u64,
     /// The reprovide sweep running, if any (`sweep.rs`).
     sweep: Option<sweep::Sweep>,
     sweep_stats: SweepStats,
@@ -202,6 +204,7 @@ impl Dht {
             deferred: Vec::new(),
             next_query: 1,
             provided: HashMap::new(),
+            provided_removed: 0,
             sweep: None,
             sweep_stats: SweepStats::default(),
             fresh: Default::default(),
@@ -481,7 +484,15 @@ impl Dht {
 
     /// Stops republishing `key`. Records already stored elsewhere expire with their TTL.
     pub fn stop_providing(&mut self, key: &Id) {
-        self.provided.remove(key);
+        if self.provided.remove(key).is_some() {
+            self.provided_removed += 1;
+        }
+    }
+
+    /// Changes whenever the set of keys provided changes (a key added makes it longer, a key
+    /// removed counts): the status view rebuilds its sorted list only then.
+    pub fn provided_generation(&self) -> (usize, u64) {
+        (self.provided.len(), self.provided_removed)
     }
 
     // ----- outputs ------------------------------------------------------------------

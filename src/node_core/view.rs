@@ -6,6 +6,7 @@
 //! live byte totals) comes in as [`Live`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
@@ -29,8 +30,8 @@ pub struct StatusView {
     pub routing_table: Vec<(Contact, usize, u64)>,
     /// Provider records held for others.
     pub provider_records: usize,
-    /// Keys this node announces, sorted.
-    pub provided: Vec<Id>,
+    /// Keys this node announces, sorted (shared by the views while they do not change).
+    pub provided: Arc<[Id]>,
     /// Keys this node knows of and does not announce (records held for others, shares not
     /// provided), sorted: with `provided`, every key it knows of
     /// ([`StatusView::known_keys`]). Apart, so that a library of 100,000 shares is not
@@ -311,7 +312,45 @@ pub(crate) fn fields(v: Value) -> Map<String, Value> {
     }
 }
 
+/// The sorted lists of this node's own keys in the status view, and what they were made of.
+#[derive(Debug)]
+pub struct KeyLists {
+    /// The DHT's provided keys and the library's contents, as their generations.
+    stamp: ((usize, u64), u64),
+    /// Keys provided.
+    provided: Arc<[Id]>,
+    /// Shares not provided (a share being withdrawn, or not yet provided).
+    unprovided_shares: Arc<[Id]>,
+}
+
 impl super::NodeCore {
+    /// The view's lists of this node's own keys: the last ones if no key came or went.
+    fn key_lists(&self) -> std::cell::RefMut<'_, KeyLists> {
+        let stamp = (self.dht.provided_generation(), self.library.generation());
+        let mut cached = self.key_lists.borrow_mut();
+        if cached.as_ref().is_some_and(|k| k.stamp != stamp) {
+            *cached = None;
+        }
+        std::cell::RefMut::map(cached, |c| {
+            c.get_or_insert_with(|| {
+                let mut provided = self.dht.provided_keys();
+                provided.sort_unstable();
+                let mut unprovided: Vec<Id> = self
+                    .library
+                    .shared_id_iter()
+                    .filter(|k| !self.dht.is_providing(k))
+                    .copied()
+                    .collect();
+                unprovided.sort_unstable();
+                KeyLists {
+                    stamp,
+                    provided: provided.into(),
+                    unprovided_shares: unprovided.into(),
+                }
+            })
+        })
+    }
+
     /// A picture of the node now, with the driver's part `io`.
     pub fn status_view(&self, now: std::time::Instant, io: IoStatus) -> StatusView {
         let rt = self.dht.routing_table();
@@ -326,19 +365,19 @@ impl super::NodeCore {
                 )
             })
             .collect();
-        // A node sharing 100,000 files rebuilds this view after every add (paced): its
-        // shares are listed once, in `provided`, and the few other keys apart.
-        let mut provided = self.dht.provided_keys();
-        provided.sort_unstable();
+        // A node sharing 100,000 files rebuilds this view after every add (paced) and twice
+        // a second: its shares are listed once, in `provided`, and the few other keys apart;
+        // both lists of its own keys are sorted again only when they changed.
+        let lists = self.key_lists();
+        let provided = lists.provided.clone();
         let mut other_keys: Vec<Id> = self
             .dht
             .held_keys()
-            .chain(self.library.shared_id_iter())
             .filter(|k| !self.dht.is_providing(k))
             .copied()
             .collect();
         other_keys.sort_unstable();
-        other_keys.dedup();
+        let other_keys = merge_sorted(&other_keys, &lists.unprovided_shares);
         StatusView {
             node_id: self.dht.id(),
             listen: self.local,

@@ -1,6 +1,6 @@
 //! Counts of the library's contents, for `/metrics` (http.md section 5).
 
-use super::{Entry, Library};
+use super::Library;
 
 /// Contents by state, peers, chunk checks and bans, at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,17 +34,17 @@ impl Library {
             banned: self.engine.banned().count() as u64,
             ..Counts::default()
         };
-        for (id, e) in &self.entries {
-            let slot = match e {
-                Entry::Shared {
-                    downloaded: false, ..
-                } => &mut c.shared,
-                Entry::Shared { .. } => &mut c.downloaded,
-                Entry::Downloading(d) if d.paused.is_some() => &mut c.paused,
-                Entry::Downloading(_) => match self.engine.progress(id) {
+        // Shares are counted, not visited: a library of 100,000 is counted every view.
+        c.downloaded = self.entries.downloaded_count() as u64;
+        c.shared = (self.entries.len() - self.entries.download_count()) as u64 - c.downloaded;
+        for (id, d) in self.entries.downloads() {
+            let slot = if d.paused.is_some() {
+                &mut c.paused
+            } else {
+                match self.engine.progress(id) {
                     Some(p) if p.has_manifest => &mut c.downloading,
                     _ => &mut c.searching,
-                },
+                }
             };
             *slot += 1;
         }

@@ -8,7 +8,7 @@
 //! as [`StorageDone`]s ([`Library::on_storage_done`]); API replies leave as [`Reply`]s
 //! ([`Library::take_replies`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ pub use counts::Counts;
 use share::Share;
 
 mod counts;
+mod entries;
 mod pause;
 mod peek;
 mod results;
@@ -144,7 +145,7 @@ impl Download {
 pub struct Library {
     /// The protocol engine (connections, chunks, scheduling).
     pub engine: Engine,
-    entries: BTreeMap<Id, Entry>,
+    entries: entries::Entries,
     download_dir: PathBuf,
     jobs: VecDeque<StorageJob>,
     /// Replies produced by commands and results.
@@ -179,7 +180,7 @@ impl Library {
     ) -> Library {
         let mut lib = Library {
             engine: Engine::new(node_id, listen_port, engine_cfg, seed),
-            entries: BTreeMap::new(),
+            entries: entries::Entries::default(),
             download_dir,
             jobs: VecDeque::new(),
             replies: Vec::new(),
@@ -210,11 +211,11 @@ impl Library {
             served
         }));
         // Built in one pass, its nodes full (as `Engine::serve_all` builds its own).
-        lib.entries = shared.into_iter().collect();
+        lib.entries = entries::Entries::from_pairs(shared);
         // The shared files are checked against their stamps in steps on the workers (the
         // storage opened none of them): a file changed while the node was down stops being
         // shared once its step finds it, and no read ever serves it meanwhile.
-        if !lib.entries.is_empty() {
+        if lib.entries.len() > 0 {
             lib.jobs.push_back(StorageJob::CheckShares { after: None });
         }
         let mut records: HashMap<Id, DownloadRecord> = HashMap::new();
@@ -227,7 +228,7 @@ impl Library {
         for r in inv.resumable {
             let m = r.manifest;
             let id = m.content_id();
-            if lib.entries.contains_key(&id) {
+            if lib.entries.get(&id).is_some() {
                 continue;
             }
             let record = records.remove(&id);
@@ -257,7 +258,7 @@ impl Library {
         // against yet); asking again starts them anew. Those paused by the user stay listed,
         // paused, until resumed.
         for (id, r) in records {
-            if r.paused && !lib.entries.contains_key(&id) {
+            if r.paused && lib.entries.get(&id).is_none() {
                 let mut d = Download::new(r.name, r.output_dir, None);
                 d.paused = Some(Paused::User);
                 lib.entries.insert(id, Entry::Downloading(d));
@@ -275,6 +276,11 @@ impl Library {
     }
 
     /// Content IDs this node shares, in order, without collecting them.
+    /// Changes whenever a content is added or removed or changes kind (`entries.rs`).
+    pub fn generation(&self) -> u64 {
+        self.entries.generation()
+    }
+
     pub fn shared_id_iter(&self) -> impl Iterator<Item = &Id> {
         self.shares().map(|(id, _)| id)
     }

@@ -14,11 +14,8 @@ use crate::node_core::view::Rates;
 impl Library {
     /// Each download in progress and the folder it goes to.
     pub fn download_dirs(&self) -> Vec<(Id, PathBuf)> {
-        let dirs = self.entries.iter().filter_map(|(id, e)| match e {
-            Entry::Downloading(d) => Some((*id, d.output_dir.clone())),
-            Entry::Shared { .. } => None,
-        });
-        dirs.collect()
+        let dirs = self.entries.downloads();
+        dirs.map(|(id, d)| (*id, d.output_dir.clone())).collect()
     }
 
     /// Progress of one transfer, or all, as JSON for `transfer_status`, with the `rates`
@@ -30,10 +27,12 @@ impl Library {
         };
         if only.is_none() {
             // Paused downloads: the engine has let them go, the library has not.
-            ids.extend(self.entries.iter().filter_map(|(id, e)| match e {
-                Entry::Downloading(d) if d.paused.is_some() => Some(*id),
-                _ => None,
-            }));
+            ids.extend(
+                self.entries
+                    .downloads()
+                    .filter(|(_, d)| d.paused.is_some())
+                    .map(|(id, _)| *id),
+            );
             ids.sort_unstable();
             ids.dedup();
         }

@@ -13,18 +13,18 @@ impl Library {
         self.remember_names();
         self.expire_peeks(now);
         let mut unfound = Vec::new();
-        for (id, e) in self.entries.iter_mut() {
-            let Entry::Downloading(d) = e else {
+        for id in self.entries.download_ids() {
+            let Some(Entry::Downloading(d)) = self.entries.get_mut(&id) else {
                 continue;
             };
-            let Some(p) = self.engine.progress(id) else {
+            let Some(p) = self.engine.progress(&id) else {
                 continue;
             };
             if !p.has_manifest {
                 if d.started
                     .is_some_and(|t| now.saturating_duration_since(t) >= NO_PEER_TIMEOUT)
                 {
-                    unfound.push(*id);
+                    unfound.push(id);
                 }
                 continue;
             }
@@ -77,9 +77,9 @@ impl Library {
     /// that name (not only once its partial file opened).
     fn remember_names(&mut self) {
         let mut changed = false;
-        for (id, e) in self.entries.iter_mut() {
-            if let Entry::Downloading(d) = e {
-                let name = self.engine.progress(id).and_then(|p| p.name);
+        for id in self.entries.download_ids() {
+            if let Some(Entry::Downloading(d)) = self.entries.get_mut(&id) {
+                let name = self.engine.progress(&id).and_then(|p| p.name);
                 if name.is_some() && name != d.name {
                     d.name = name;
                     changed = true;
