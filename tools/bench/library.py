@@ -14,6 +14,8 @@ reply line each, as protocol-spec/api.md section 2 allows). Printed:
 - disk written per add: the node's `write_bytes` (/proc/PID/io: bytes it caused to be sent
   to the block layer) over the adds, divided by their count;
 - the node's RSS (VmRSS) with every file shared (goal <= 100 MiB at 100,000);
+- the node's CPU time over IDLE_SECS seconds idle after the adds (the status view and the
+  housekeeping must not grow with the library);
 - start-up with the library: the node is stopped and started again on the same data dir, and
   the time from the start of the process until `all_available_content` lists every share
   (goal < 2 s at 100,000), then its RSS again.
@@ -31,6 +33,8 @@ import bench as B
 
 SCENARIOS = ("library-scale",)
 MARKS = (1, 1000, 10000, 100000)
+# How long the node is left idle after the adds to measure its CPU.
+IDLE_SECS = 10
 
 
 def make_inputs(work_dir, files):
@@ -142,6 +146,12 @@ def bench_library(a):
         print(f"  disk written by the node: {written / n / 1024:.1f} KiB per add ({written / 2**20:.0f} MiB in all)")
         print(f"  node RSS with {n} shares: {rss:.1f} MiB" + ("  (goal <= 100 MiB)" if n >= 100000 else ""),
               flush=True)
+        # The periodic work (status view, housekeeping) must not grow with the library.
+        c0 = B.proc_stat(node.p.pid)
+        time.sleep(IDLE_SECS)
+        idle = (B.proc_stat(node.p.pid) - c0) / os.sysconf("SC_CLK_TCK")
+        print(f"  node CPU while idle with {n} shares: {idle:.2f} s in {IDLE_SECS} s "
+              f"({100 * idle / IDLE_SECS:.1f}% of a core)", flush=True)
         node.stop()
         t0 = time.time()
         node = B.Node(work, "node", [], log=True)
