@@ -416,6 +416,10 @@ impl<'a, T> Budgeted<'a, T> {
     }
 }
 
+/// Most buffers one [`Budgeted`] vectored read fills (a secure record's body, its tag and
+/// the next record's length prefix take three).
+const READV_MAX: usize = 4;
+
 impl<T: std::io::Read> std::io::Read for Budgeted<'_, T> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if buf.is_empty() {
@@ -433,19 +437,23 @@ impl<T: std::io::Read> std::io::Read for Budgeted<'_, T> {
             return Ok(0);
         }
         let mut left = self.cap(total)?;
-        // The budget cuts the list: whole buffers while it lasts, then part of one.
-        let mut cut = Vec::with_capacity(bufs.len());
-        for b in bufs.iter_mut() {
+        // The budget cuts the list: whole buffers while it lasts, then part of one. At most
+        // READV_MAX of them (a read may always fill fewer), so no list is allocated per read.
+        let mut cut: [std::io::IoSliceMut<'_>; READV_MAX] =
+            std::array::from_fn(|_| std::io::IoSliceMut::new(&mut []));
+        let mut n = 0;
+        for (b, slot) in bufs.iter_mut().zip(cut.iter_mut()) {
             if left == 0 {
                 break;
             }
             let take = b.len().min(left);
-            cut.push(std::io::IoSliceMut::new(
-                b.get_mut(..take).unwrap_or_default(),
-            ));
+            *slot = std::io::IoSliceMut::new(b.get_mut(..take).unwrap_or_default());
             left -= take;
+            n += 1;
         }
-        let got = self.inner.read_vectored(&mut cut)?;
+        let got = self
+            .inner
+            .read_vectored(cut.get_mut(..n).unwrap_or_default())?;
         self.moved(got);
         Ok(got)
     }
