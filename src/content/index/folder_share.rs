@@ -259,7 +259,7 @@ impl ShareIndex {
     /// of it can copy instead of fetching (see [`LocalFiles`]). Indexed lookups, one per
     /// file of `manifest`, whatever the library's size.
     pub fn local_files_for(&self, manifest: &ContentManifest) -> LocalFiles {
-        self.store.reading(|_| self.local_files_in(manifest))
+        self.store.reading(|| self.local_files_in(manifest))
     }
 
     fn local_files_in(&self, manifest: &ContentManifest) -> LocalFiles {

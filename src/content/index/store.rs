@@ -155,12 +155,12 @@ impl Store {
     /// Runs `f`, whose reads then share one read transaction (one snapshot, one lock of
     /// the WAL index) instead of one each: a folder's 10,000 file lookups took 10,000.
     /// Without a transaction (it could not begin), the reads take their own as before.
-    pub fn reading<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+    pub fn reading<T>(&self, f: impl FnOnce() -> T) -> T {
         let tx = self.conn.unchecked_transaction();
         if let Err(e) = &tx {
             log::debug!("{}: no read transaction: {e}", self.path.display());
         }
-        let out = f(self);
+        let out = f();
         // Read only: ending it by rollback (on drop) keeps nothing and fails nothing.
         drop(tx);
         out
