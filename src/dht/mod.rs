@@ -399,7 +399,7 @@ impl Dht {
                 table_len: self.routing.len(),
             },
         );
-        self.start_query(QueryKind::Announce { port }, key, now)
+        self.start_announce(key, port, now)
     }
 
     /// Provides `keys` on TCP `port` (0: the DHT's UDP port) without announcing each now:
