@@ -434,6 +434,20 @@ impl Dht {
             .any(|a| a == addr)
     }
 
+    /// The rendezvous that this node's provider record of `key` for `addr` names, if it holds
+    /// one that does (for the simulator's checks of records announced behind a NAT).
+    pub fn record_rendezvous(
+        &self,
+        key: &Id,
+        addr: &SocketAddr,
+        now: Instant,
+    ) -> Option<SocketAddr> {
+        self.store
+            .get_via(key, now, usize::MAX)
+            .into_iter()
+            .find_map(|(a, _, rv)| (a == *addr).then_some(rv))
+    }
+
     /// Marks this node reachable or not: the NOT_REACHABLE flag of every datagram it sends
     /// (dht.md, section 2) follows.
     pub fn set_reachable(&mut self, reachable: bool) {
