@@ -253,8 +253,20 @@ fn heavy_loss_leaves_no_islands() {
 /// somewhere within a second and found by a lookup started a second after the add.
 #[test]
 fn a_reprovide_sweep_places_every_key_for_less_than_half_the_traffic() {
+    reprovide_sweep(false);
+}
+
+/// The same behind a rendezvous (dht.md 4.9a): the batches carry it, and a record counts as
+/// held only if it names it.
+#[test]
+fn a_reprovide_sweep_behind_a_rendezvous_places_records_that_name_it() {
+    reprovide_sweep(true);
+}
+
+fn reprovide_sweep(rendezvous: bool) {
     use peershare::sim::provide::{ProvideScenario, FIRST_PROVIDE_GOAL};
     let mut s = ProvideScenario::new(300);
+    s.rendezvous = rendezvous;
     s.network.settle = Duration::from_secs(60);
     s.network.net = NetConfig {
         loss: 0.02,

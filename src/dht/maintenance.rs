@@ -11,7 +11,7 @@ use rand::Rng;
 use super::queries::QueryKind;
 use super::requests::Purpose;
 use super::sweep::SWEEP_MIN_KEYS;
-use super::Dht;
+use super::{Dht, QueryId};
 use crate::id::Id;
 use crate::proto::dht::{Contact, Message};
 
@@ -62,6 +62,40 @@ impl Dht {
         }
     }
 
+    /// Starts the announce lookup of provided `key`. Refused (as many lookups running as
+    /// `max_queries` allows), the key is due again after [`ANNOUNCE_RETRY`] instead of a
+    /// whole republish interval later, and counted (`announces_postponed`).
+    pub(super) fn start_announce(&mut self, key: Id, port: u16, now: Instant) -> Option<QueryId> {
+        let q = self.start_query(QueryKind::Announce { port }, key, now);
+        if q.is_none() {
+            self.stats.announces_postponed += 1;
+            if let Some(p) = self.provided.get_mut(&key) {
+                p.next_republish = now + ANNOUNCE_RETRY;
+            }
+        }
+        q
+    }
+
+    /// One announce lookup per key of `due`, as many as leave a quarter of `max_queries`
+    /// for other lookups (a download's must not be refused because we republish); the
+    /// others stay due for the next round, counted and logged once, never dropped.
+    fn announce_due(&mut self, due: Vec<(Id, u16)>, now: Instant) {
+        let cap = self.config.max_queries - self.config.max_queries / 4;
+        let room = cap.saturating_sub(self.queries.len() + self.deferred.len());
+        let later = due.len().saturating_sub(room);
+        if later > 0 {
+            self.stats.announces_postponed += later as u64;
+            log::info!(
+                "dht: {later} of {} keys due wait for the next round: {} lookups running",
+                due.len(),
+                self.queries.len() + self.deferred.len()
+            );
+        }
+        for (key, port) in due.into_iter().take(room) {
+            let _ = self.announce(key, port, now);
+        }
+    }
+
     // ----- housekeeping -------------------------------------------------------------
 
     pub(super) fn maintenance(&mut self, now: Instant) {
@@ -83,8 +117,8 @@ impl Dht {
             .collect();
         // HashMap order is random per process: sort so a seeded run is reproducible.
         due.sort_unstable();
-        let sweep =
-            self.config.reprovide_sweep && self.rendezvous.is_none() && due.len() >= SWEEP_MIN_KEYS;
+        // Behind a rendezvous too: the batches carry it (dht.md section 4.9a).
+        let sweep = self.config.reprovide_sweep && due.len() >= SWEEP_MIN_KEYS;
         if sweep {
             // With an empty table the keys stay due: the first contact brings the next round
             // at once (`on_contact_added`). One announce each would start more lookups than
@@ -102,9 +136,7 @@ impl Dht {
                 self.start_sweep(due, now);
             }
         } else {
-            for (key, port) in due {
-                let _ = self.announce(key, port, now);
-            }
+            self.announce_due(due, now);
         }
         let len = self.routing.len();
         // A node whose table holds only nodes that joined through it (they verified it, so

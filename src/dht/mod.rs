@@ -402,7 +402,7 @@ impl Dht {
                 table_len: self.routing.len(),
             },
         );
-        self.start_query(QueryKind::Announce { port }, key, now)
+        self.start_announce(key, port, now)
     }
 
     /// Provides `keys` on TCP `port` (0: the DHT's UDP port) without announcing each now:
@@ -435,6 +435,20 @@ impl Dht {
             .get(key, now, usize::MAX)
             .iter()
             .any(|a| a == addr)
+    }
+
+    /// The rendezvous that this node's provider record of `key` for `addr` names, if it holds
+    /// one that does (for the simulator's checks of records announced behind a NAT).
+    pub fn record_rendezvous(
+        &self,
+        key: &Id,
+        addr: &SocketAddr,
+        now: Instant,
+    ) -> Option<SocketAddr> {
+        self.store
+            .get_via(key, now, usize::MAX)
+            .into_iter()
+            .find_map(|(a, _, rv)| (a == *addr).then_some(rv))
     }
 
     /// Marks this node reachable or not: the NOT_REACHABLE flag of every datagram it sends

@@ -151,6 +151,10 @@ pub struct DhtStats {
     pub records_refused: u64,
     /// Records dropped to make room for a less represented announcer.
     pub records_evicted: u64,
+    /// Announces of our own keys not started because too many lookups ran
+    /// ([`DhtConfig::max_queries`](super::DhtConfig::max_queries)): each such key stayed due
+    /// and was announced at a later housekeeping round (issue 21).
+    pub announces_postponed: u64,
 }
 
 /// A bootstrap address and how it has answered so far (for `status`).

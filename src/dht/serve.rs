@@ -86,7 +86,12 @@ impl Dht {
                     }
                 }
             }
-            Message::AnnounceMany { token, port, keys } => {
+            Message::AnnounceMany {
+                token,
+                port,
+                keys,
+                rendezvous,
+            } => {
                 if !self.tokens.verify(&from, &token) {
                     self.stats.bad_tokens += 1;
                     error(
@@ -94,13 +99,15 @@ impl Dht {
                         "token invalid or expired for this address",
                     )
                 } else {
-                    // Each key as if it came in its own ANNOUNCE without a rendezvous
-                    // (dht.md section 4.9a); the answer counts those stored or refreshed.
+                    // Each key as if it came in its own ANNOUNCE, with the same rendezvous
+                    // if any (dht.md section 4.9a); the answer counts those stored or
+                    // refreshed.
+                    let via = rendezvous.filter(plausible).map(|rv| (dg.sender, rv));
                     let addr = announced_addr(from, port);
                     let mut stored = 0u8;
                     for key in keys {
                         if self
-                            .store_record(key, addr, dg.sender, None, from, now)
+                            .store_record(key, addr, dg.sender, via, from, now)
                             .is_ok()
                         {
                             stored += 1;

@@ -12,7 +12,8 @@
 //! `d + dist(K', S'[k-1]) <= r`, any node closer to `K'` than `S'[k-1]` is within `r` of `K`
 //! (XOR distance is at most the sum), so `S'` is the true `k` closest of `K'`, and `K'` is
 //! placed without a lookup of its own. Placed keys go out in ANNOUNCE_MANY batches, up to
-//! [`MAX_ANNOUNCE_KEYS`] keys per node and datagram (section 4.9a); the others wait for a
+//! [`MAX_ANNOUNCE_KEYS`] keys per node and datagram (section 4.9a), 35 with our rendezvous
+//! when we are behind a NAT (the batch carries it, nat.md section 5); the others wait for a
 //! later region. A region covers about `k * keys / nodes` keys, so the lookups stop
 //! mattering once a node provides many more keys than the network has nodes / k, and the
 //! batches make the announces ~36 times cheaper. Up to [`PARALLEL_REGIONS`] regions run at
@@ -25,7 +26,9 @@ use super::queries::QueryKind;
 use super::requests::{Outstanding, Purpose};
 use super::{Dht, QueryId};
 use crate::id::{Distance, Id};
-use crate::proto::dht::{Contact, Message, MAX_ANNOUNCE_KEYS, TOKEN_LEN};
+#[cfg(doc)]
+use crate::proto::dht::MAX_ANNOUNCE_KEYS;
+use crate::proto::dht::{max_announce_keys, Contact, Message, TOKEN_LEN};
 
 /// A sweep in progress.
 #[derive(Debug)]
@@ -126,12 +129,13 @@ impl Dht {
     }
 
     /// The keys of [`Dht::provide_soon`] are due: a key alone gets its announce lookup,
-    /// several join the sweep running or start one. Behind a rendezvous (which ANNOUNCE_MANY
-    /// cannot carry) or with an empty table they are left due for the next housekeeping.
+    /// several join the sweep running or start one (with our rendezvous, if any: the
+    /// batches carry it). Without sweeps, or with an empty table, they are left due for the
+    /// next housekeeping.
     pub(super) fn announce_fresh(&mut self, now: Instant) {
         self.fresh_due = None;
         let keys: Vec<(Id, u16)> = std::mem::take(&mut self.fresh).into_iter().collect();
-        let batch = self.config.reprovide_sweep && self.rendezvous.is_none();
+        let batch = self.config.reprovide_sweep;
         if self.routing.is_empty() || (!batch && keys.len() > 1) {
             for (key, _) in &keys {
                 if let Some(p) = self.provided.get_mut(key) {
@@ -143,7 +147,9 @@ impl Dht {
         }
         if keys.len() < SWEEP_MIN_KEYS {
             for (key, port) in keys {
-                let _ = self.start_query(QueryKind::Announce { port }, key, now);
+                // Refused (too many lookups): the key stays due soon rather than waiting a
+                // whole republish interval.
+                let _ = self.start_announce(key, port, now);
             }
         } else if let Some(sw) = self.sweep.as_mut() {
             self.sweep_stats.keys += keys.len() as u64;
@@ -302,13 +308,18 @@ impl Dht {
             }
         }
         let mut sent = 0;
+        // Behind a NAT each batch carries our rendezvous, as an ANNOUNCE would (nat.md
+        // section 5), which leaves room for one key less.
+        let rendezvous = self.rendezvous;
+        let per_batch = max_announce_keys(rendezvous.is_some());
         for ((i, port), keys) in batches {
             let (c, token) = answered[i];
-            for chunk in keys.chunks(MAX_ANNOUNCE_KEYS) {
+            for chunk in keys.chunks(per_batch) {
                 let msg = Message::AnnounceMany {
                     token,
                     port,
                     keys: chunk.to_vec(),
+                    rendezvous,
                 };
                 self.send_request(now, c.addr, Some(c.id), msg, Purpose::Batch);
                 sent += 1;
@@ -322,7 +333,8 @@ impl Dht {
                 if top.len() < k || far.is_some_and(|f| self.id.distance(key2) < f) {
                     let port = if *port == 0 { ext.port() } else { *port };
                     let addr = std::net::SocketAddr::new(ext.ip(), port);
-                    let _ = self.store.add_via(*key2, addr, None, ext, now);
+                    let via = rendezvous.map(|rv| (self.id, rv));
+                    let _ = self.store.add_via(*key2, addr, via, ext, now);
                 }
             }
         }
@@ -346,10 +358,18 @@ impl Dht {
 
     /// A batch that its node answered neither time: it may be a node that does not know
     /// ANNOUNCE_MANY (it drops it), so each key goes to it in an ANNOUNCE of its own, with
-    /// the same token, once. The node answered the region lookup a moment ago, so it is
-    /// most likely alive; a lost ANNOUNCE is not sent again.
+    /// the same token and rendezvous, once. The node answered the region lookup a moment
+    /// ago, so it is most likely alive; a lost ANNOUNCE is not sent again. (A node older than
+    /// the rendezvous form of ANNOUNCE_MANY drops it too, as trailing bytes: it lands here,
+    /// and never stores the keys without the rendezvous.)
     pub(super) fn batch_fallback(&mut self, now: Instant, out: &Outstanding) {
-        let Message::AnnounceMany { token, port, keys } = &out.msg else {
+        let Message::AnnounceMany {
+            token,
+            port,
+            keys,
+            rendezvous,
+        } = &out.msg
+        else {
             return;
         };
         for key in keys {
@@ -357,7 +377,7 @@ impl Dht {
                 key: *key,
                 token: *token,
                 port: *port,
-                rendezvous: None,
+                rendezvous: *rendezvous,
             };
             self.send_request(now, out.to, out.node, msg, Purpose::BatchKey);
             self.sweep_stats.fallback_announces += 1;

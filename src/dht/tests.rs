@@ -732,6 +732,9 @@ fn a_republish_of_every_key_to_one_peer_is_paced_not_dropped() {
     let mut net = Net::new(2);
     net.join_all();
     net.advance(Duration::from_secs(6));
+    // One lookup per key, as a node without sweeps still republishes (a node behind a
+    // rendezvous sweeps now, a_republish_behind_a_rendezvous_goes_in_batches_that_carry_it).
+    net.node(1).config.reprovide_sweep = false;
     let keys: Vec<Id> = (0..150u8).map(|i| Id::hash_of(&[i])).collect();
     for k in &keys {
         let now = net.now;
@@ -1316,6 +1319,7 @@ fn announce_many_stores_each_key_and_counts_them() {
         token: [0; 16],
         port: 0,
         keys: keys.clone(),
+        rendezvous: None,
     };
     node.handle_datagram(now, from, &ask(2, bad));
     assert!(matches!(
@@ -1331,6 +1335,7 @@ fn announce_many_stores_each_key_and_counts_them() {
         token,
         port: 0,
         keys: keys.clone(),
+        rendezvous: None,
     };
     node.handle_datagram(now, from, &ask(3, good.clone()));
     assert_eq!(reply(node, 3), Some(Message::Stored { stored: 36 }));
@@ -1340,6 +1345,25 @@ fn announce_many_stores_each_key_and_counts_them() {
     // Again: refreshed, still counted.
     node.handle_datagram(now, from, &ask(4, good));
     assert_eq!(reply(node, 4), Some(Message::Stored { stored: 36 }));
+    assert_eq!(node.provider_records(), 36);
+    // With a rendezvous (nat.md section 5): each record carries it, as an ANNOUNCE's would.
+    let rv = SocketAddr::from(([203, 0, 113, 5], 7000));
+    let with_rv = Message::AnnounceMany {
+        token,
+        port: 0,
+        keys: keys[..35].to_vec(),
+        rendezvous: Some(rv),
+    };
+    node.handle_datagram(now, from, &ask(5, with_rv));
+    assert_eq!(reply(node, 5), Some(Message::Stored { stored: 35 }));
+    for k in &keys[..35] {
+        assert_eq!(
+            node.store.get_via(k, now, 10),
+            vec![(from, sender, rv)],
+            "{k}"
+        );
+    }
+    assert!(node.store.get_via(&keys[35], now, 10).is_empty());
     assert_eq!(node.provider_records(), 36);
 }
 
@@ -1379,31 +1403,42 @@ fn a_claimed_contact_enters_the_table_only_with_its_proof() {
 
 /// A node that does not know ANNOUNCE_MANY drops it (dht.md 4.9a): after a batch and its
 /// retry go unanswered, its keys go to that node one ANNOUNCE each, and it holds them all.
+/// Also behind a rendezvous: the ANNOUNCEs carry it (as a node older than ANNOUNCE_MANY's
+/// rendezvous form, which drops such a batch for its trailing bytes, gets them).
 #[test]
 fn keys_of_a_batch_never_answered_are_announced_one_by_one() {
-    let mut net = Net::new(2);
-    net.join_all();
-    net.deaf
-        .push((addr(0), crate::proto::dht::msg_type::ANNOUNCE_MANY));
-    let keys: Vec<Id> = (0..100u32).map(|i| Id::hash_of(&i.to_be_bytes())).collect();
-    for k in &keys {
+    let rv = SocketAddr::from(([203, 0, 113, 5], 7000));
+    for rendezvous in [None, Some(rv)] {
+        let mut net = Net::new(2);
+        net.join_all();
+        net.deaf
+            .push((addr(0), crate::proto::dht::msg_type::ANNOUNCE_MANY));
         let now = net.now;
-        net.node(1).provide_soon(*k, 0, now);
+        net.node(1).set_rendezvous(rendezvous, now);
+        let keys: Vec<Id> = (0..100u32).map(|i| Id::hash_of(&i.to_be_bytes())).collect();
+        for k in &keys {
+            let now = net.now;
+            net.node(1).provide_soon(*k, 0, now);
+        }
+        net.advance(sweep::FRESH_DELAY + Duration::from_secs(10));
+        let now = net.now;
+        let id1 = net.node(1).id();
+        for k in &keys {
+            assert!(net.node(0).holds_record(k, &addr(1), now), "{k} not stored");
+            let via: Vec<_> = net.node(0).store.get_via(k, now, 10);
+            let want: Vec<_> = rendezvous.map(|r| (addr(1), id1, r)).into_iter().collect();
+            assert_eq!(via, want, "{k}");
+        }
+        let s = net.node(1).sweep_stats().clone();
+        assert_eq!(s.batch_answers, 0, "{s:?}");
+        assert_eq!((s.fallback_announces, s.fallback_acks), (100, 100), "{s:?}");
+        assert_eq!(s.records_stored, 100, "{s:?}");
+        assert_eq!(
+            s.started, 1,
+            "the unanswered batches cost node 0 its place: {s:?}"
+        );
+        assert_eq!(net.node(1).routing_table().len(), 1, "node 0 dropped");
     }
-    net.advance(sweep::FRESH_DELAY + Duration::from_secs(10));
-    let now = net.now;
-    for k in &keys {
-        assert!(net.node(0).holds_record(k, &addr(1), now), "{k} not stored");
-    }
-    let s = net.node(1).sweep_stats().clone();
-    assert_eq!(s.batch_answers, 0, "{s:?}");
-    assert_eq!((s.fallback_announces, s.fallback_acks), (100, 100), "{s:?}");
-    assert_eq!(s.records_stored, 100, "{s:?}");
-    assert_eq!(
-        s.started, 1,
-        "the unanswered batches cost node 0 its place: {s:?}"
-    );
-    assert_eq!(net.node(1).routing_table().len(), 1, "node 0 dropped");
 }
 
 #[test]
@@ -1446,4 +1481,116 @@ fn first_announces_of_downloads_go_together_and_land_in_a_network_smaller_than_k
         .node(0)
         .holds_record(&Id::hash_of(b"alone"), &addr(1), now));
     assert_eq!(net.node(1).sweep_stats().started, 1);
+}
+
+/// Node `at`'s provider records of `key` from `provider`, by what they say of a rendezvous:
+/// (with `rv`, without any).
+fn records_with(net: &mut Net, key: &Id, provider: SocketAddr, rv: SocketAddr) -> (usize, usize) {
+    let now = net.now;
+    let (mut with, mut without) = (0, 0);
+    for n in net.nodes.values() {
+        if n.holds_record(key, &provider, now) {
+            if n.store
+                .get_via(key, now, usize::MAX)
+                .iter()
+                .any(|(a, _, r)| *a == provider && *r == rv)
+            {
+                with += 1;
+            } else {
+                without += 1;
+            }
+        }
+    }
+    (with, without)
+}
+
+/// Issue 21: a node behind a rendezvous republishes its keys in a reprovide sweep whose
+/// ANNOUNCE_MANY batches carry the rendezvous (dht.md 4.9a), not one announce lookup per key,
+/// and every record stored says how to reach it. Run again without sweeps (what a node
+/// with a rendezvous did before) for the datagram count it saves.
+#[test]
+fn a_republish_behind_a_rendezvous_goes_in_batches_that_carry_it() {
+    const KEYS: u32 = 1000;
+    // More than 2k nodes: a region lookup (2k wide) places the keys around its own.
+    const NODES: usize = 60;
+    let keys: Vec<Id> = (0..KEYS).map(|i| Id::hash_of(&i.to_be_bytes())).collect();
+    let rv = SocketAddr::from(([203, 0, 113, 5], 7000));
+    let mut sent = Vec::new();
+    for sweep in [true, false] {
+        let mut net = Net::new(NODES);
+        net.join_all();
+        net.advance(Duration::from_secs(60));
+        net.node(1).config.reprovide_sweep = sweep;
+        let now = net.now;
+        net.node(1).provide_many(&keys, 4001, now);
+        net.advance(Duration::from_secs(120));
+        let before = net.node(1).stats().datagrams_out;
+        let sw = net.node(1).sweep_stats().clone();
+        let now = net.now;
+        net.node(1).set_rendezvous(Some(rv), now);
+        net.advance(Duration::from_secs(120));
+        let out = net.node(1).stats().datagrams_out - before;
+        let s = net.node(1).sweep_stats().clone();
+        let provider = SocketAddr::new(addr(1).ip(), 4001);
+        let (mut least, mut stale) = (usize::MAX, 0);
+        for k in &keys {
+            let (with, without) = records_with(&mut net, k, provider, rv);
+            stale += without;
+            least = least.min(with);
+        }
+        if sweep {
+            // Every key stored with the rendezvous on its k = 20 closest nodes.
+            assert!(least >= 20, "a key on only {least} nodes");
+            // The sweep reaches the nodes of the first one: no record is left without it.
+            assert_eq!(stale, 0, "records without the rendezvous");
+            assert_eq!(s.started, sw.started + 1, "{s:?}");
+            assert!(s.batches > sw.batches, "{s:?}");
+            assert_eq!(s.fallback_announces, 0, "{s:?}");
+        }
+        eprintln!(
+            "{KEYS} keys behind a rendezvous, {NODES} nodes, sweep {sweep}: {out} datagrams \
+             sent; {stale} records of before without it, least {least} with it; this sweep: \
+             {} regions, {} ANNOUNCE_MANY, {} records stored; postponed {}",
+            s.regions - sw.regions,
+            s.batches - sw.batches,
+            s.records_stored - sw.records_stored,
+            net.node(1).stats().announces_postponed
+        );
+        sent.push(out);
+    }
+    assert!(
+        sent[0] * 5 < sent[1],
+        "sweep {} vs per key {}",
+        sent[0],
+        sent[1]
+    );
+}
+
+/// Defect of issue 21: announces that cannot start (more keys due than lookups allowed)
+/// are not lost for a republish interval: counted, they stay due and go out later.
+#[test]
+fn keys_due_beyond_the_lookup_limit_are_announced_later_not_lost() {
+    let mut net = Net::new(2);
+    net.join_all();
+    net.advance(Duration::from_secs(6));
+    net.node(1).config.max_queries = 8;
+    net.node(1).config.reprovide_sweep = false;
+    let keys: Vec<Id> = (0..60u32).map(|i| Id::hash_of(&i.to_be_bytes())).collect();
+    // Straight through `announce`: the lookups past the limit are refused.
+    let now = net.now;
+    let started = keys[..30]
+        .iter()
+        .filter(|k| net.node(1).announce(**k, 0, now).is_some())
+        .count();
+    assert!(started <= 8, "{started}");
+    assert!(net.node(1).stats().announces_postponed >= 22);
+    // Through the housekeeping: a round starts what the limit leaves room for.
+    let now = net.now;
+    net.node(1).provide_many(&keys[30..], 0, now);
+    net.advance(Duration::from_secs(60));
+    let now = net.now;
+    for k in &keys {
+        assert!(net.node(0).holds_record(k, &addr(1), now), "{k} lost");
+    }
+    assert!(net.node(1).stats().announces_postponed >= 22 + 24);
 }

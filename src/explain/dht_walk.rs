@@ -78,7 +78,7 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
     }
     w.push(toff, 1, "type", dht_type_value(t), dht_type_meaning(t));
     let flags = "bit 0 NOT_REACHABLE: keep the sender out of routing tables; bit 1 RENDEZVOUS \
-                 (ANNOUNCE, PROVIDERS: a rendezvous part follows); bit 2 PROVIDER_IDS \
+                 (ANNOUNCE, ANNOUNCE_MANY, PROVIDERS: a rendezvous part follows); bit 2 PROVIDER_IDS \
                  (GET_PROVIDERS: send them; PROVIDERS: they follow); bit 3 PORTS_VARY \
                  (REGISTER, INTRODUCED: the registered node's NAT gives each destination \
                  another port); other bits reserved";
@@ -175,19 +175,33 @@ fn walk_dht(w: &mut Walker<'_>, t_out: &mut Option<u8>) -> Walk<()> {
                 p => p.to_string(),
             })?;
             let at = w.pos();
-            let count = "number of keys that follow (1 to 36)";
-            let n = w.count("key_count", MAX_ANNOUNCE_KEYS, ID_LEN, count)?;
+            let (max, count, want) = if rv {
+                let c = "number of keys that follow (1 to 35 with a rendezvous)";
+                (dht::MAX_ANNOUNCE_KEYS_RENDEZVOUS, c, "1 to 35 keys")
+            } else {
+                (
+                    MAX_ANNOUNCE_KEYS,
+                    "number of keys that follow (1 to 36)",
+                    "1 to 36 keys",
+                )
+            };
+            let n = w.count("key_count", max, ID_LEN, count)?;
             if n == 0 {
                 let e = DecodeError::InvalidValue {
                     field: "key_count",
                     reason: "0: an ANNOUNCE_MANY carries at least one key",
                 };
-                return Err(stop(e, at, "1 to 36 keys", 0));
+                return Err(stop(e, at, want, 0));
             }
             let m = "the content IDs the sender provides";
             w.list(n, "keys", m, "key", |w, _| {
                 w.id("key", "a content ID the sender provides").map(drop)
             })?;
+            if rv {
+                let m =
+                    "the sender cannot be reached directly: its rendezvous (UDP), for every key";
+                w.address("rendezvous", "rendezvous", m)?;
+            }
         }
         STORED => {
             let m = "how many of the ANNOUNCE_MANY's keys were stored or refreshed";
@@ -368,9 +382,9 @@ pub(super) fn dht_error_name(code: u64) -> &'static str {
 /// The flags byte named: bits 1 to 3 mean something only on the types dht.md section 2
 /// gives them, and are reserved (ignored) on the others.
 fn flags_value(t: u8, f: u64) -> String {
-    use dht::msg_type::{ANNOUNCE, GET_PROVIDERS, INTRODUCED, PROVIDERS, REGISTER};
+    use dht::msg_type::{ANNOUNCE, ANNOUNCE_MANY, GET_PROVIDERS, INTRODUCED, PROVIDERS, REGISTER};
     let mut known = vec![(dht::FLAG_NOT_REACHABLE, "NOT_REACHABLE")];
-    if matches!(t, ANNOUNCE | PROVIDERS) {
+    if matches!(t, ANNOUNCE | ANNOUNCE_MANY | PROVIDERS) {
         known.push((dht::FLAG_RENDEZVOUS, "RENDEZVOUS"));
     }
     if matches!(t, GET_PROVIDERS | PROVIDERS) {

@@ -35,7 +35,15 @@ pub(super) fn dht_line(s: &mut String, d: &Datagram) {
             write!(s, " providers={} closer={}", providers.len(), closer.len())
         }
         M::Announce { key, port, .. } => write!(s, " key={} port={port}", Short(&key.0)),
-        M::AnnounceMany { keys, port, .. } => write!(s, " keys={} port={port}", keys.len()),
+        M::AnnounceMany {
+            keys,
+            port,
+            rendezvous,
+            ..
+        } => write!(s, " keys={} port={port}", keys.len()).and_then(|()| match rendezvous {
+            Some(rv) => write!(s, " rendezvous={rv}"),
+            None => Ok(()),
+        }),
         M::Stored { stored } => write!(s, " stored={stored}"),
         M::Prove { addr, .. } => write!(s, " addr={addr}"),
         M::Proof { public, .. } => write!(s, " key={}", Short(public)),

@@ -253,6 +253,7 @@ pub fn status_reply(view: &StatusView, live: &Live) -> Vec<u8> {
             "bad_proofs": s.bad_proofs,
             "records_refused": s.records_refused,
             "records_evicted": s.records_evicted,
+            "announces_postponed": s.announces_postponed,
             "emulated_drops": io.emulated_drops,
         },
         "bandwidth": {

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 
 use super::codec::{put_socket_addr, socket_addr_len, DecodeError, Reader};
 use super::dht_parts::{
-    check_fits, contacts_len, put_contacts, read_contacts, read_count, read_rendezvous,
-    truncate_utf8,
+    check_fits, contacts_len, put_contacts, read_announce_many, read_contacts, read_count,
+    read_rendezvous, truncate_utf8,
 };
 pub use super::dht_parts::{proof_message, PROOF_CONTEXT};
 use crate::id::{Id, ID_LEN};
@@ -33,9 +33,9 @@ pub const MAX_ERROR_TEXT: usize = 200;
 /// Header flag: the sender cannot receive unsolicited datagrams (it is behind a NAT or
 /// firewall), so other nodes must not put it in their routing tables.
 pub const FLAG_NOT_REACHABLE: u8 = 0x01;
-/// Header flag of ANNOUNCE and PROVIDERS only: the body carries rendezvous information after
-/// its usual fields (spec: `protocol-spec/nat.md`, section 5). On other types bit 1 is
-/// reserved.
+/// Header flag of ANNOUNCE, ANNOUNCE_MANY and PROVIDERS only: the body carries rendezvous
+/// information after its usual fields (spec: `protocol-spec/nat.md`, section 5). On other
+/// types bit 1 is reserved.
 pub const FLAG_RENDEZVOUS: u8 = 0x02;
 /// Most rendezvous records in one PROVIDERS message.
 pub const MAX_RENDEZVOUS: usize = 20;
@@ -228,8 +228,12 @@ pub enum Message {
         token: [u8; TOKEN_LEN],
         /// The TCP port the contents are served on; 0 means "the UDP source port".
         port: u16,
-        /// The content IDs, 1 to [`MAX_ANNOUNCE_KEYS`].
+        /// The content IDs, 1 to [`MAX_ANNOUNCE_KEYS`] ([`MAX_ANNOUNCE_KEYS_RENDEZVOUS`]
+        /// with a rendezvous).
         keys: Vec<Id>,
+        /// With [`FLAG_RENDEZVOUS`]: the sender cannot be reached directly; this rendezvous
+        /// (UDP address) introduces downloaders to it, for every key (as in `Announce`).
+        rendezvous: Option<SocketAddr>,
     },
     /// Answer to `AnnounceMany`: how many of its keys were stored or refreshed (the others
     /// were refused, as `Announce` would be with STORE_FULL).
@@ -405,6 +409,19 @@ pub const MAX_PROVIDERS: usize = 50;
 /// Most keys an ANNOUNCE_MANY carries: 45 + 16 + 2 + 1 + 36 x 32 = 1216 bytes fit in
 /// [`MAX_DATAGRAM`], 37 keys would not.
 pub const MAX_ANNOUNCE_KEYS: usize = 36;
+/// Most keys an ANNOUNCE_MANY with a rendezvous carries, whatever the address family: with
+/// an IPv6 rendezvous (19 bytes) 45 + 16 + 2 + 1 + 35 x 32 + 19 = 1203 bytes fit in
+/// [`MAX_DATAGRAM`], 36 keys (1235) would not.
+pub const MAX_ANNOUNCE_KEYS_RENDEZVOUS: usize = 35;
+
+/// The most keys an ANNOUNCE_MANY may carry, with or without a rendezvous.
+pub fn max_announce_keys(rendezvous: bool) -> usize {
+    if rendezvous {
+        MAX_ANNOUNCE_KEYS_RENDEZVOUS
+    } else {
+        MAX_ANNOUNCE_KEYS
+    }
+}
 
 impl Datagram {
     /// Encodes the datagram. Callers keep lists within [`MAX_CONTACTS`] and
@@ -500,12 +517,21 @@ impl Datagram {
                     put_socket_addr(&mut out, rv);
                 }
             }
-            Message::AnnounceMany { token, port, keys } => {
+            Message::AnnounceMany {
+                token,
+                port,
+                keys,
+                rendezvous,
+            } => {
+                let max = max_announce_keys(rendezvous.is_some());
                 out.extend_from_slice(token);
                 out.extend_from_slice(&port.to_be_bytes());
-                out.push(keys.len().min(MAX_ANNOUNCE_KEYS) as u8);
-                for k in keys.iter().take(MAX_ANNOUNCE_KEYS) {
+                out.push(keys.len().min(max) as u8);
+                for k in keys.iter().take(max) {
                     out.extend_from_slice(&k.0);
+                }
+                if let Some(rv) = rendezvous {
+                    put_socket_addr(&mut out, rv);
                 }
             }
             Message::Stored { stored } => out.push(*stored),
@@ -563,8 +589,15 @@ impl Datagram {
                 Message::Announce { rendezvous, .. } => {
                     ID_LEN + TOKEN_LEN + 2 + rendezvous.as_ref().map_or(0, socket_addr_len)
                 }
-                Message::AnnounceMany { keys, .. } => {
-                    TOKEN_LEN + 2 + 1 + ID_LEN * keys.len().min(MAX_ANNOUNCE_KEYS)
+                Message::AnnounceMany {
+                    keys, rendezvous, ..
+                } => {
+                    let max = max_announce_keys(rendezvous.is_some());
+                    TOKEN_LEN
+                        + 2
+                        + 1
+                        + ID_LEN * keys.len().min(max)
+                        + rendezvous.as_ref().map_or(0, socket_addr_len)
                 }
                 Message::Stored { .. } => 1,
                 Message::Error { text, .. } => 2 + 1 + truncate_utf8(text, MAX_ERROR_TEXT).len(),
@@ -693,23 +726,7 @@ impl Datagram {
                 }
             }
             msg_type::CALL_ACK => Message::CallAck,
-            msg_type::ANNOUNCE_MANY => {
-                let token = r.array::<TOKEN_LEN>("token")?;
-                let port = r.u16("port")?;
-                let n = read_count(&mut r, "key_count", MAX_ANNOUNCE_KEYS)?;
-                if n == 0 {
-                    return Err(DecodeError::InvalidValue {
-                        field: "key_count",
-                        reason: "0: an ANNOUNCE_MANY carries at least one key",
-                    });
-                }
-                check_fits(&r, n, ID_LEN, "key_count")?;
-                let mut keys = Vec::with_capacity(n);
-                for _ in 0..n {
-                    keys.push(r.id("key")?);
-                }
-                Message::AnnounceMany { token, port, keys }
-            }
+            msg_type::ANNOUNCE_MANY => read_announce_many(&mut r, flags)?,
             msg_type::STORED => {
                 let stored = r.u8("stored")?;
                 if usize::from(stored) > MAX_ANNOUNCE_KEYS {
@@ -749,30 +766,6 @@ impl Datagram {
             sender,
             msg,
         })
-    }
-}
-
-impl Datagram {
-    /// The flags byte as encoded: [`FLAG_RENDEZVOUS`] on ANNOUNCE and PROVIDERS, and
-    /// [`FLAG_PROVIDER_IDS`] on PROVIDERS, say whether those parts are present, so they are
-    /// taken from the message; every other bit is sent as given.
-    pub fn wire_flags(&self) -> u8 {
-        let set = |flags: u8, bit: u8, on: bool| if on { flags | bit } else { flags & !bit };
-        match &self.msg {
-            Message::Announce { rendezvous, .. } => {
-                set(self.flags, FLAG_RENDEZVOUS, rendezvous.is_some())
-            }
-            Message::Providers {
-                rendezvous,
-                provider_ids,
-                ..
-            } => set(
-                set(self.flags, FLAG_RENDEZVOUS, rendezvous.is_some()),
-                FLAG_PROVIDER_IDS,
-                provider_ids.is_some(),
-            ),
-            _ => self.flags,
-        }
     }
 }
 

@@ -1,12 +1,47 @@
 //! The repeated parts of DHT datagram bodies (spec: `protocol-spec/dht.md`, section 4):
-//! contact lists, rendezvous records, the length checks that keep decoding total, and the
-//! bytes a PROOF signs. Used by the codec in [`super::dht`].
+//! contact lists, rendezvous records, the length checks that keep decoding total, the
+//! ANNOUNCE_MANY body, the flags a message implies, and the bytes a PROOF signs. Used by the
+//! codec in [`super::dht`].
 
 use std::net::SocketAddr;
 
 use super::codec::{put_socket_addr, DecodeError, Reader};
-use super::dht::{Contact, RendezvousRecord, MAX_CONTACTS, MAX_RENDEZVOUS, NONCE_LEN};
+use super::dht::{
+    max_announce_keys, Contact, Datagram, Message, RendezvousRecord, FLAG_PROVIDER_IDS,
+    FLAG_RENDEZVOUS, MAX_CONTACTS, MAX_RENDEZVOUS, NONCE_LEN, TOKEN_LEN,
+};
 use crate::id::{Id, ID_LEN};
+
+/// The body of an ANNOUNCE_MANY (dht.md section 4.9a): 1 to 36 keys, or with
+/// [`FLAG_RENDEZVOUS`] in `flags` 1 to 35 keys and the rendezvous after them.
+pub(super) fn read_announce_many(r: &mut Reader<'_>, flags: u8) -> Result<Message, DecodeError> {
+    let token = r.array::<TOKEN_LEN>("token")?;
+    let port = r.u16("port")?;
+    let rv = flags & FLAG_RENDEZVOUS != 0;
+    let n = read_count(r, "key_count", max_announce_keys(rv))?;
+    if n == 0 {
+        return Err(DecodeError::InvalidValue {
+            field: "key_count",
+            reason: "0: an ANNOUNCE_MANY carries at least one key",
+        });
+    }
+    check_fits(r, n, ID_LEN, "key_count")?;
+    let mut keys = Vec::with_capacity(n);
+    for _ in 0..n {
+        keys.push(r.id("key")?);
+    }
+    let rendezvous = if rv {
+        Some(r.socket_addr("rendezvous")?)
+    } else {
+        None
+    };
+    Ok(Message::AnnounceMany {
+        token,
+        port,
+        keys,
+        rendezvous,
+    })
+}
 
 /// A one-byte count, at most `max` (`LengthTooLarge` otherwise).
 pub(super) fn read_count(
@@ -116,3 +151,27 @@ pub fn proof_message(
 
 /// The context string that opens every signed [`proof_message`].
 pub const PROOF_CONTEXT: &[u8] = b"peershare-dht-proof:";
+
+impl Datagram {
+    /// The flags byte as encoded: [`FLAG_RENDEZVOUS`] on ANNOUNCE, ANNOUNCE_MANY and
+    /// PROVIDERS, and [`FLAG_PROVIDER_IDS`] on PROVIDERS, say whether those parts are present,
+    /// so they are taken from the message; every other bit is sent as given.
+    pub fn wire_flags(&self) -> u8 {
+        let set = |flags: u8, bit: u8, on: bool| if on { flags | bit } else { flags & !bit };
+        match &self.msg {
+            Message::Announce { rendezvous, .. } | Message::AnnounceMany { rendezvous, .. } => {
+                set(self.flags, FLAG_RENDEZVOUS, rendezvous.is_some())
+            }
+            Message::Providers {
+                rendezvous,
+                provider_ids,
+                ..
+            } => set(
+                set(self.flags, FLAG_RENDEZVOUS, rendezvous.is_some()),
+                FLAG_PROVIDER_IDS,
+                provider_ids.is_some(),
+            ),
+            _ => self.flags,
+        }
+    }
+}

@@ -12,11 +12,14 @@
 //!    republishes them runs to its end. Measured: its datagrams against `items` times the
 //!    per-item cost of step 1, its virtual duration, and whether every record lives where
 //!    it should: for a sample of keys, the fraction of the true k closest live nodes that
-//!    hold the record (global knowledge), and provider lookups from random nodes.
+//!    hold the record (global knowledge), and provider lookups from random nodes. With
+//!    [`ProvideScenario::rendezvous`] the node is behind a rendezvous (another node's
+//!    address): its batches carry it, and a record counts as held only if it names it.
 //!
 //! Deterministic by seed like the rest of the simulator.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand::Rng;
@@ -41,6 +44,8 @@ pub struct ProvideScenario {
     pub baseline_items: usize,
     /// Keys of each library whose placement is checked (true k closest, lookups).
     pub check_keys: usize,
+    /// The sweeping nodes announce a rendezvous (dht.md 4.9a, nat.md 5), as behind a NAT.
+    pub rendezvous: bool,
 }
 
 impl ProvideScenario {
@@ -52,6 +57,7 @@ impl ProvideScenario {
             items: vec![1_000, 10_000, 100_000],
             baseline_items: 200,
             check_keys: 300,
+            rendezvous: false,
         }
     }
 
@@ -117,7 +123,7 @@ impl ProvideScenario {
             .count();
         let per_item_datagrams = mean(&per_item);
         let announced_keys: Vec<Id> = started.iter().map(|(key, _, _)| *key).collect();
-        let (baseline_held, baseline_all_k) = placement(&sim, who, &announced_keys, k);
+        let (baseline_held, baseline_all_k) = placement(&sim, who, &announced_keys, k, None);
 
         // 3. Sweeps.
         let mut sweeps = Vec::new();
@@ -131,8 +137,15 @@ impl ProvideScenario {
             let io_before = sim
                 .node(p)
                 .map_or(0, |d| d.stats().datagrams_in + d.stats().datagrams_out);
+            // Any other node's address serves: nobody is introduced through it here.
+            let rv = self
+                .rendezvous
+                .then(|| node_addr(pick_other(&mut sim, n, p)));
             let start = sim.now();
-            sim.command(p, |d, now| d.provide_many(&keys, 0, now));
+            sim.command(p, |d, now| {
+                d.set_rendezvous(rv, now);
+                d.provide_many(&keys, 0, now);
+            });
             let limit = start + self.network.dht.republish_interval;
             loop {
                 sim.run_for(Duration::from_secs(1))?;
@@ -156,7 +169,7 @@ impl ProvideScenario {
             let addr = node_addr(p);
             let sample = rand::seq::index::sample(sim.rng(), items, self.check_keys.min(items));
             let sampled: Vec<Id> = sample.iter().map(|i| keys[i]).collect();
-            let (held, all_k) = placement(&sim, p, &sampled, k);
+            let (held, all_k) = placement(&sim, p, &sampled, k, rv);
             // Lookups from random nodes.
             let mut looks = Vec::new();
             for i in sample.iter() {
@@ -280,12 +293,17 @@ impl fmt::Display for ProvideReport {
         let net = &self.scenario.network.net;
         writeln!(
             f,
-            "provide: {} nodes, seed {}, net {} ms ± {} ms one way, loss {:.1}%",
+            "provide: {} nodes, seed {}, net {} ms ± {} ms one way, loss {:.1}%{}",
             self.nodes,
             net.seed,
             net.latency.as_millis(),
             net.jitter.as_millis(),
-            net.loss * 100.0
+            net.loss * 100.0,
+            if self.scenario.rendezvous {
+                "; sweeping nodes behind a rendezvous (records held only if they name it)"
+            } else {
+                ""
+            }
         )?;
         writeln!(
             f,
@@ -356,8 +374,9 @@ impl fmt::Display for ProvideReport {
 }
 
 /// For `keys` provided by node `p`: the fraction of their true k closest nodes (global
-/// knowledge, `p` excluded) that hold `p`'s record, and the fraction of keys all k hold.
-fn placement(sim: &Sim, p: usize, keys: &[Id], k: usize) -> (f64, f64) {
+/// knowledge, `p` excluded) that hold `p`'s record (naming rendezvous `rv`, if given), and
+/// the fraction of keys all k hold.
+fn placement(sim: &Sim, p: usize, keys: &[Id], k: usize, rv: Option<SocketAddr>) -> (f64, f64) {
     let ids: Vec<(usize, Id)> = (0..sim.len())
         .filter(|&i| i != p && sim.is_alive(i))
         .filter_map(|i| sim.node(i).map(|d| (i, d.id())))
@@ -373,8 +392,10 @@ fn placement(sim: &Sim, p: usize, keys: &[Id], k: usize) -> (f64, f64) {
             .iter()
             .take(want)
             .filter(|(j, _)| {
-                sim.node(*j)
-                    .is_some_and(|d| d.holds_record(key, &addr, now))
+                sim.node(*j).is_some_and(|d| {
+                    d.holds_record(key, &addr, now)
+                        && rv.is_none_or(|rv| d.record_rendezvous(key, &addr, now) == Some(rv))
+                })
             })
             .count();
         held += h;

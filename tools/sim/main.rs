@@ -79,6 +79,10 @@ struct ProvideArgs {
     /// Seed of every random choice; the same seed replays the same run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The sweeping nodes are behind a rendezvous: their ANNOUNCE_MANY batches carry it
+    /// (dht.md 4.9a), and a record counts as held only if it names it.
+    #[arg(long)]
+    rendezvous: bool,
 }
 
 fn provide(a: &ProvideArgs) -> ExitCode {
@@ -94,6 +98,7 @@ fn provide(a: &ProvideArgs) -> ExitCode {
         items: a.items.clone(),
         baseline_items: a.baseline,
         check_keys: a.check,
+        rendezvous: a.rendezvous,
     };
     match s.run() {
         Ok(r) => {

@@ -168,6 +168,8 @@ local DHT_ERROR_CODES = {
 }
 local CALL_MODES = { [1] = "PUNCH", [2] = "RELAY" }
 local MAX_RENDEZVOUS = 20
+-- dht.md 4.9a: one key less fits in an ANNOUNCE_MANY with a rendezvous.
+local MAX_ANNOUNCE_KEYS_RENDEZVOUS = 35
 local MAX_ANNOUNCE_KEYS = 36
 
 -- Wire types with their body layout: exact = fixed size, max = largest body (wire.md 1, 2).
@@ -576,6 +578,14 @@ local function dht_contacts(c, tree)
     return n
 end
 
+-- The rendezvous address that flag bit 1 appends to an ANNOUNCE or ANNOUNCE_MANY (nat.md 5):
+-- its summary text ("" without the flag), nil if it is malformed.
+local function rendezvous_part(c, t, display)
+    if not c.rendezvous then return "" end
+    local ra = c:address(t, DF.rendezvous, "rendezvous", display)
+    return ra and (" rendezvous=" .. ra)
+end
+
 local DHT_BODY = {
     [0x01] = function() return "" end,
     [0x08] = function() return "" end,
@@ -652,12 +662,8 @@ local DHT_BODY = {
         local pr = c:field(t, DF.port, 2, "port")
         if not pr then return nil end
         local port = pr:uint()
-        local extra = ""
-        if c.rendezvous then
-            local ra = c:address(t, DF.rendezvous, "rendezvous", "Rendezvous")
-            if not ra then return nil end
-            extra = " rendezvous=" .. ra
-        end
+        local extra = rendezvous_part(c, t, "Rendezvous")
+        if not extra then return nil end
         return string.format("key=%s port=%s%s", short_id(c.tvb, k:offset()),
             port == 0 and "0 (UDP source port)" or tostring(port), extra)
     end,
@@ -666,7 +672,8 @@ local DHT_BODY = {
         local pr = c:field(t, DF.port, 2, "port")
         if not pr then return nil end
         local at = c.off
-        local n = c:count(t, DF.key_count, "key_count", MAX_ANNOUNCE_KEYS, 32)
+        local max = c.rendezvous and MAX_ANNOUNCE_KEYS_RENDEZVOUS or MAX_ANNOUNCE_KEYS
+        local n = c:count(t, DF.key_count, "key_count", max, 32)
         if not n then return nil end
         if n == 0 then
             c:fail("InvalidValue", "key_count 0: an ANNOUNCE_MANY carries at least one key", t, at)
@@ -675,7 +682,9 @@ local DHT_BODY = {
         for i = 1, n do
             if not c:field(t, DF.key, 32, "key") then return nil end
         end
-        return string.format("keys=%d port=%d", n, pr:uint())
+        local extra = rendezvous_part(c, t, "Rendezvous (for every key)")
+        if not extra then return nil end
+        return string.format("keys=%d port=%d%s", n, pr:uint(), extra)
     end,
     [0x12] = function(c, t)
         local at = c.off
@@ -801,8 +810,9 @@ local function dissect_dht(tvb, pinfo, tree)
             return
         end
         root:append_text(", " .. name)
-        -- nat.md: bit 1 (RENDEZVOUS) of ANNOUNCE and PROVIDERS adds a rendezvous part.
-        c.rendezvous = (t == 0x06 or t == 0x07) and (math.floor(fr:uint() / 2) % 2 == 1)
+        -- nat.md: bit 1 (RENDEZVOUS) of ANNOUNCE, ANNOUNCE_MANY and PROVIDERS adds a
+        -- rendezvous part.
+        c.rendezvous = (t == 0x06 or t == 0x07 or t == 0x11) and (math.floor(fr:uint() / 2) % 2 == 1)
         c.provider_ids = (t == 0x06) and (math.floor(fr:uint() / 4) % 2 == 1)
         local s = DHT_BODY[t](c, root)
         if not s then return end

@@ -51,6 +51,13 @@ fn samples() -> Vec<Message> {
             token: [7; 16],
             port: 4001,
             keys: (0..MAX_ANNOUNCE_KEYS as u8).map(id).collect(),
+            rendezvous: None,
+        },
+        Message::AnnounceMany {
+            token: [7; 16],
+            port: 4001,
+            keys: (0..MAX_ANNOUNCE_KEYS_RENDEZVOUS as u8).map(id).collect(),
+            rendezvous: Some(b),
         },
         Message::Stored { stored: 36 },
         Message::Error {
@@ -149,6 +156,79 @@ fn typed_errors() {
     );
 }
 
+/// ANNOUNCE_MANY with a rendezvous (nat.md section 5): the most keys that fit with an IPv6
+/// rendezvous, and typed errors for one key more, a missing or cut rendezvous, and the
+/// rendezvous without the flag (what a node older than the flag sees: it drops the batch).
+#[test]
+fn announce_many_with_a_rendezvous_keeps_within_a_datagram() {
+    let v6: SocketAddr = "[2001:db8::5]:4002".parse().unwrap();
+    let many = |n: usize, rendezvous| Datagram {
+        flags: 0,
+        txid: 1,
+        sender: id(1),
+        msg: Message::AnnounceMany {
+            token: [7; 16],
+            port: 0,
+            keys: (0..n as u8).map(id).collect(),
+            rendezvous,
+        },
+    };
+    let full = many(MAX_ANNOUNCE_KEYS_RENDEZVOUS, Some(v6));
+    assert_eq!(full.encoded_len(), 1203);
+    let bytes = full.encode();
+    assert_eq!(bytes[4], FLAG_RENDEZVOUS);
+    assert_eq!(
+        Datagram::decode(&bytes).unwrap(),
+        Datagram {
+            flags: FLAG_RENDEZVOUS,
+            ..full.clone()
+        }
+    );
+    // 36 keys and an IPv6 rendezvous would be 1235 bytes: the encoder keeps 35, and a count
+    // of 36 with the flag is refused.
+    assert_eq!(many(36, Some(v6)).encode(), bytes);
+    const { assert!(HEADER_LEN + 16 + 2 + 1 + 36 * 32 + 19 > MAX_DATAGRAM) };
+    // With an IPv4 rendezvous 36 keys would fit (1223 bytes), but the count's limit does not
+    // depend on the address family, which comes after the keys.
+    let v4: SocketAddr = "192.0.2.7:4001".parse().unwrap();
+    let mut over = many(35, Some(v4)).encode();
+    over[HEADER_LEN + 18] = 36;
+    over.splice(over.len() - 7..over.len() - 7, [9u8; 32]);
+    assert_eq!(over.len(), 1223);
+    assert_eq!(
+        Datagram::decode(&over),
+        Err(DecodeError::LengthTooLarge {
+            field: "key_count",
+            len: 36,
+            max: MAX_ANNOUNCE_KEYS_RENDEZVOUS
+        })
+    );
+    // The flag without the address, or with part of it.
+    let plain = many(2, None).encode();
+    let mut flagged = plain.clone();
+    flagged[4] = FLAG_RENDEZVOUS;
+    assert!(matches!(
+        Datagram::decode(&flagged),
+        Err(DecodeError::UnexpectedEnd {
+            field: "rendezvous",
+            ..
+        })
+    ));
+    let cut = &bytes[..bytes.len() - 1];
+    assert!(matches!(
+        Datagram::decode(cut),
+        Err(DecodeError::UnexpectedEnd { .. })
+    ));
+    // The address without the flag: trailing bytes, as an older node (which ignores the
+    // flag here) sees every batch with a rendezvous; it never stores the keys without it.
+    let mut unflagged = bytes.clone();
+    unflagged[4] = 0;
+    assert_eq!(
+        Datagram::decode(&unflagged),
+        Err(DecodeError::TrailingBytes(19))
+    );
+}
+
 fn arb_addr() -> impl Strategy<Value = SocketAddr> {
     prop_oneof![
         (any::<[u8; 4]>(), any::<u16>())
@@ -224,12 +304,18 @@ fn arb_message() -> impl Strategy<Value = Message> {
         (
             any::<[u8; 16]>(),
             any::<u16>(),
-            proptest::collection::vec(any::<[u8; 32]>(), 1..=MAX_ANNOUNCE_KEYS)
+            proptest::collection::vec(any::<[u8; 32]>(), 1..=MAX_ANNOUNCE_KEYS),
+            proptest::option::of(arb_addr())
         )
-            .prop_map(|(token, port, keys)| Message::AnnounceMany {
-                token,
-                port,
-                keys: keys.into_iter().map(Id).collect(),
+            .prop_map(|(token, port, mut keys, rendezvous)| {
+                // With a rendezvous one key less fits.
+                keys.truncate(max_announce_keys(rendezvous.is_some()));
+                Message::AnnounceMany {
+                    token,
+                    port,
+                    keys: keys.into_iter().map(Id).collect(),
+                    rendezvous,
+                }
             }),
         (0..=MAX_ANNOUNCE_KEYS as u8).prop_map(|stored| Message::Stored { stored }),
         (any::<u16>(), "[a-zA-Z0-9 é]{0,60}")
