@@ -6,8 +6,10 @@ use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-/// A static, lossless network in which every node knows everybody's ID (so it answers
-/// FIND_NODE perfectly from the full set) — the ideal case of the Kademlia analysis.
+/// A static, lossless network of converged Kademlia tables: each node knows up to
+/// `per_node` nodes of every one of its buckets (all of a bucket that has no more), the
+/// ideal case of the Kademlia analysis. It is the buckets that guarantee progress: the
+/// closest node that answers knows somebody in every subtree closer to the target.
 struct Net {
     ids: Vec<Id>,
     tables: HashMap<Id, Vec<Id>>,
@@ -25,13 +27,21 @@ fn net(n: usize, per_node: usize, seed: u64) -> Net {
     let ids: Vec<Id> = (0..n).map(|_| Id::random(&mut rng)).collect();
     let mut tables = HashMap::new();
     for me in &ids {
-        // Each node knows its `per_node` closest plus a few random far ones: a
-        // reasonable stand-in for a converged Kademlia table.
-        let mut others: Vec<Id> = ids.iter().copied().filter(|x| x != me).collect();
-        others.sort_by_key(|x| x.distance(me));
-        let mut t: Vec<Id> = others.iter().take(per_node).copied().collect();
-        for _ in 0..per_node {
-            t.push(others[rng.gen_range(0..others.len())]);
+        // In ID order within each bucket and bucket by bucket, so the seed decides all.
+        let mut buckets: std::collections::BTreeMap<usize, Vec<Id>> = Default::default();
+        for x in ids.iter().filter(|x| *x != me) {
+            buckets
+                .entry(me.distance(x).leading_zeros())
+                .or_default()
+                .push(*x);
+        }
+        let mut t = Vec::new();
+        for mut members in buckets.into_values() {
+            // A random `per_node` of a full bucket, as whoever was met first would be.
+            while members.len() > per_node {
+                members.swap_remove(rng.gen_range(0..members.len()));
+            }
+            t.extend(members);
         }
         tables.insert(*me, t);
     }
