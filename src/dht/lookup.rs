@@ -13,10 +13,12 @@
 //! `Unresponsive` ([`Lookup::on_unresponsive`]): it no longer occupies one of the `alpha`
 //! slots and no longer holds up the end of the lookup, but a late answer still counts.
 //! A candidate is asked while fewer than `alpha` requests are waiting on candidates closer
-//! than it, and fewer than `2 alpha` (at most k) in all: a request to a seed that is dead
-//! or slow does not keep the lookup from asking the closer candidates a live seed named
-//! (issue 21: with 30% of the nodes dead, the first round of three held at least one dead
-//! seed in 65% of the lookups, and each cost the next round a slot for a soft timeout).
+//! than it, and, in a lookup that finds, fewer than `2 alpha` (at most k) in all: a request
+//! to a seed that is dead or slow does not keep the lookup from asking the closer
+//! candidates a live seed named (issue 21: with 30% of the nodes dead, the first round of
+//! three held at least one dead seed in 65% of the lookups, and each cost the next round a
+//! slot for a soft timeout). A lookup that picks the k closest (joins, refreshes,
+//! announces), which nobody waits on, keeps to `alpha` in all and so to fewer requests.
 //! When the lookup has stalled (`alpha` answers in a row that brought nobody closer than
 //! the closest known candidate) it asks all remaining candidates among the k closest at
 //! once (the Kademlia paper's final round; libp2p calls this state "stalled"). An answer
@@ -91,6 +93,11 @@ pub struct Lookup {
     alpha: usize,
     /// How many of the closest candidates must have answered before it ends.
     end_width: usize,
+    /// Whether requests to farther candidates may be out beside alpha closer ones (2 alpha
+    /// in all): for lookups that find, whose latency is the user's; a lookup that picks
+    /// the k closest (a join, a refresh, an announce) keeps to alpha and spends fewer
+    /// requests.
+    wide: bool,
     candidates: BTreeMap<Distance, Candidate>,
     in_flight: usize,
     finished: bool,
@@ -121,6 +128,7 @@ impl Lookup {
             k,
             alpha: alpha.max(1),
             end_width,
+            wide: matches!(goal, Goal::Find { .. }),
             candidates: BTreeMap::new(),
             in_flight: 0,
             finished: false,
@@ -209,14 +217,17 @@ impl Lookup {
         }
     }
 
-    /// How many requests may be in flight in all: `2 alpha` while not stalled (`alpha` of
-    /// them to farther candidates, asked before closer ones were known), never beyond what
-    /// a stalled lookup may send (`max(alpha, k)`).
+    /// How many requests may be in flight in all: for a find lookup `2 alpha` while not
+    /// stalled (`alpha` of them to farther candidates, asked before closer ones were
+    /// known), for one that picks the k closest `alpha`; never beyond what a stalled lookup
+    /// may send (`max(alpha, k)`).
     fn max_in_flight(&self) -> usize {
         if self.is_stalled() {
             self.parallelism()
-        } else {
+        } else if self.wide {
             (2 * self.alpha).min(self.k).max(self.alpha)
+        } else {
+            self.alpha
         }
     }
 

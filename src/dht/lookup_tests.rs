@@ -144,6 +144,18 @@ fn alpha_in_flight_until_stalled_then_all_k() {
     assert_eq!(l.in_flight(), in_flight - 1);
 }
 
+/// An ID of `first` repeated, ending in `last`: near the target 0 for small `first`.
+fn id(last: u8, first: u8) -> Id {
+    let mut b = [first; 32];
+    b[31] = last;
+    Id(b)
+}
+
+/// Three seeds far from the target 0.
+fn far_seeds() -> [Contact; 3] {
+    [0x40, 0x41, 0x42].map(|f| contact(id(0, f)))
+}
+
 /// Issue 21: with 30% of the nodes dead, a lookup's first three requests went to at least
 /// one dead seed 65% of the time, and each such request held one of the alpha slots for a
 /// soft timeout while the live seeds named closer candidates: the next round went out one
@@ -151,17 +163,8 @@ fn alpha_in_flight_until_stalled_then_all_k() {
 /// Requests to farther candidates no longer hold back closer ones, up to 2 alpha in all.
 #[test]
 fn requests_to_farther_seeds_do_not_hold_back_closer_candidates() {
-    let id = |last: u8, first: u8| {
-        let mut b = [first; 32];
-        b[31] = last;
-        Id(b)
-    };
     // Three seeds, far from the target (0): one answers, two say nothing (dead).
-    let (a, b, c) = (
-        contact(id(0, 0x40)),
-        contact(id(0, 0x41)),
-        contact(id(0, 0x42)),
-    );
+    let [a, b, c] = far_seeds();
     let mut l = Lookup::new(Id([0; 32]), 20, 3, Goal::Find { beta: 3 }, vec![a, b, c]);
     assert_eq!(l.next_step(), Step::Query(a));
     assert_eq!(l.next_step(), Step::Query(b));
@@ -195,6 +198,28 @@ fn requests_to_farther_seeds_do_not_hold_back_closer_candidates() {
     l.on_failure(&b.id);
     l.on_failure(&c.id);
     assert_eq!(l.next_step(), Step::Query(closest[2]));
+}
+
+/// A lookup that picks the k closest (a join, a refresh, an announce) keeps to alpha in
+/// all: nobody waits on its first round, and its requests are most of a network's.
+#[test]
+fn store_lookups_keep_to_alpha_in_all() {
+    let [a, b, c] = far_seeds();
+    let mut l = Lookup::new(Id([0; 32]), 20, 3, Goal::Closest, vec![a, b, c]);
+    for x in [a, b, c] {
+        assert_eq!(l.next_step(), Step::Query(x));
+    }
+    assert_eq!(l.next_step(), Step::Waiting);
+    // `a` names four closer candidates: only the slot `a` freed is used.
+    let closer: Vec<Contact> = (1..=4u8).map(|n| contact(id(0, n))).collect();
+    l.on_success(&a.id, &closer);
+    assert_eq!(l.next_step(), Step::Query(closer[0]));
+    assert_eq!(l.next_step(), Step::Waiting, "alpha in all");
+    assert_eq!(l.in_flight(), 3);
+    // A failure frees a slot for the next closest.
+    l.on_failure(&b.id);
+    assert_eq!(l.next_step(), Step::Query(closer[1]));
+    assert_eq!(l.next_step(), Step::Waiting);
 }
 
 #[test]
