@@ -225,23 +225,17 @@ impl TreeWriter {
                 self.dirs.insert(parent.to_path_buf());
             }
         }
-        let mut open = OpenOptions::new();
-        open.read(true).write(true);
-        // Most files are new (a fresh download): created empty, they need no inspection.
-        let (file, len) = match open.clone().create_new(true).open(path) {
-            Ok(file) => (file, 0),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let file = open
-                    .open(path)
-                    .map_err(|e| ContentError::io("open", path, e))?;
-                let len = file
-                    .metadata()
-                    .map_err(|e| ContentError::io("inspect", path, e))?
-                    .len();
-                (file, len)
-            }
-            Err(e) => return Err(ContentError::io("create", path, e)),
-        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| ContentError::io("create", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| ContentError::io("inspect", path, e))?
+            .len();
         if len != size {
             file.set_len(size)
                 .map_err(|e| ContentError::io("size", path, e))?;

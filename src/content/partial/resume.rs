@@ -179,13 +179,7 @@ impl PartialFile {
             read_record(&record_path, &id, layout.chunk_count())
         };
         let t = Arc::new(TreeFiles::new(root, Arc::clone(&manifest), lock));
-        // A folder just created holds no file: no need to ask for each one (10,000 failed
-        // lookups for a sample pack).
-        let sizes_ok = if created {
-            Vec::new()
-        } else {
-            file_sizes_ok(&t)
-        };
+        let sizes_ok = file_sizes_ok(&t);
         let mut pf = PartialFile::new(dir, manifest, PartData::Tree(Arc::clone(&t)));
         let from_record = pf.trust_record(record.as_deref(), |c| {
             t.tree()
