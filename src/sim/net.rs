@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::parallel::Helpers;
 use super::shard::{Ctx, Node, Shard};
 use crate::dht::{Dht, DhtConfig, ProofScheme, QueryId, QueryResult, QueryStats};
 use crate::id::Id;
@@ -170,8 +171,10 @@ pub struct Sim {
     shards: Vec<Shard>,
     /// Liveness of every node, by index.
     alive: Vec<bool>,
-    /// Threads that run the shards in a window (at most one per shard).
+    /// Threads that run the shards in a window.
     threads: usize,
+    /// The threads beside the caller's (`sim::parallel`).
+    helpers: Option<Helpers>,
     done: BTreeMap<(usize, QueryId), (QueryResult, QueryStats)>,
     /// Queries finished since the last call of `run_until_finished` looked.
     newly_done: Vec<(usize, QueryId)>,
@@ -218,6 +221,7 @@ impl Sim {
             shards: Vec::new(),
             alive: Vec::new(),
             threads: 1,
+            helpers: None,
             done: BTreeMap::new(),
             newly_done: Vec::new(),
             external_addr_events: 0,
@@ -244,12 +248,17 @@ impl Sim {
         };
         self.threads = threads.clamp(1, MAX_THREADS);
         // Without a minimum delay there are no windows to run side by side.
-        let shards = if self.lookahead().is_zero() {
+        let shards = if self.lookahead().is_zero() || self.threads == 1 {
             1
         } else {
             self.threads
         };
-        self.shards = (0..shards).map(|_| Shard::new(self.base)).collect();
+        self.helpers = if shards > 1 {
+            Helpers::new(self.threads)
+        } else {
+            None
+        };
+        self.shards = (0..shards).map(|_| Shard::new(self.base, shards)).collect();
     }
 
     /// The minimum one-way delay: within a window this long no datagram sent arrives.
@@ -554,7 +563,7 @@ impl Sim {
             self.shards.len(),
             self.stall_limit,
         );
-        super::parallel::run_window(&mut self.shards, end, &ctx, self.threads)?;
+        super::parallel::run_window(&mut self.shards, end, &ctx, self.helpers.as_ref())?;
         self.collect();
         Ok(())
     }
@@ -567,7 +576,7 @@ impl Sim {
             let Some(s) = self.shards.get_mut(k) else {
                 continue;
             };
-            let outbox = std::mem::take(&mut s.outbox);
+            let mut outbox = std::mem::take(&mut s.outbox);
             let done = std::mem::take(&mut s.done);
             let c = std::mem::take(&mut s.counters);
             self.external_addr_events += std::mem::take(&mut s.external_addr_events);
@@ -580,10 +589,13 @@ impl Sim {
                 self.done.insert(key, result);
                 self.newly_done.push(key);
             }
-            for d in outbox {
-                if let Some(to) = self.shards.get_mut(d.3 as usize % n) {
-                    to.receive(d);
+            for (j, batch) in outbox.iter_mut().enumerate() {
+                if let Some(to) = self.shards.get_mut(j) {
+                    to.inbox.append(batch);
                 }
+            }
+            if let Some(s) = self.shards.get_mut(k) {
+                s.outbox = outbox;
             }
         }
     }

@@ -4,7 +4,8 @@
 //! Node `i` lives in shard `i % shards`, slot `i / shards`. Within a window shorter than the
 //! minimum one-way delay, no datagram sent in the window arrives in it, so each shard can
 //! process its nodes' events alone (on its own thread, [`super::parallel`]); datagrams for
-//! other shards wait in an outbox until the window ends.
+//! other shards wait in an outbox until the window ends, then in the receiving shard's inbox
+//! until its next window starts, on its own thread.
 //!
 //! Why the report does not depend on the number of shards: every node sees its inputs in
 //! one order, keyed by `(time, delivery before wake-up, sender, sender's count)` for
@@ -51,10 +52,40 @@ impl Node {
     }
 }
 
-/// A datagram sent to another shard: `(deliver_at, from, from's count, to, bytes)`. The
-/// first three are unique, so the order never depends on the bytes or on which shard sent
-/// it.
-pub(super) type InFlight = (Instant, u32, u64, u32, Vec<u8>);
+/// Datagrams sent to the nodes of one other shard during a window, already in the form of
+/// that shard's heap: `(deliver_at in nanoseconds since the start, from << 40 | from's count,
+/// to, bytes)`. The first two are unique, so the order never depends on the bytes or on which
+/// shard sent it. The receiving shard puts them in its heap at the start of its next window,
+/// on its own thread: done by the driver between windows, that was serial work.
+#[derive(Default)]
+pub(super) struct Batch {
+    items: Vec<(u64, u64, u32, Vec<u8>)>,
+    /// The order of the earliest item: the receiving shard's next event may be one of them.
+    min: Option<(u64, u64)>,
+}
+
+impl Batch {
+    fn push(&mut self, t: u64, key: u64, to: u32, bytes: Vec<u8>) {
+        if self.min.is_none_or(|m| (t, key) < m) {
+            self.min = Some((t, key));
+        }
+        self.items.push((t, key, to, bytes));
+    }
+
+    /// Moves every item of `other` here (`other`'s buffer keeps its capacity).
+    pub(super) fn append(&mut self, other: &mut Batch) {
+        if let Some(m) = other.min.take() {
+            if self.min.is_none_or(|s| m < s) {
+                self.min = Some(m);
+            }
+        }
+        self.items.append(&mut other.items);
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
 
 /// Bits of [`Order`]'s second word that hold the sender's count (the sender's index, below
 /// [`super::net::MAX_NODES`] = 2^24, is above them).
@@ -103,10 +134,8 @@ impl Flights {
         self.heap.len()
     }
 
-    /// Puts in flight the datagram `from` sent as its `count`th, due at `t` (nanoseconds
-    /// since the start).
-    fn push(&mut self, t: u64, from: u32, count: u64, to: u32, bytes: Vec<u8>) {
-        debug_assert!(count < 1 << COUNT_BITS);
+    /// Puts in flight the datagram with order `(t, key)` ([`order_key`]).
+    fn push(&mut self, t: u64, key: u64, to: u32, bytes: Vec<u8>) {
         let slot = match self.free.pop() {
             Some(k) => {
                 self.slots[k as usize] = (to, bytes);
@@ -117,7 +146,6 @@ impl Flights {
                 (self.slots.len() - 1) as u32
             }
         };
-        let key = (u64::from(from) << COUNT_BITS) | count;
         self.heap.push(Reverse((t, key, slot)));
     }
 
@@ -130,6 +158,12 @@ impl Flights {
     }
 }
 
+/// The second word of a datagram's [`Order`]: its sender and the sender's count.
+fn order_key(from: u32, count: u64) -> u64 {
+    debug_assert!(count < 1 << COUNT_BITS);
+    (u64::from(from) << COUNT_BITS) | count
+}
+
 /// Some of the nodes and their pending events. See the module docs.
 pub(super) struct Shard {
     pub(super) nodes: Vec<Node>,
@@ -137,8 +171,10 @@ pub(super) struct Shard {
     in_flight: Flights,
     /// Wake-ups: `(time in nanoseconds since the start, node)`.
     timers: BinaryHeap<Reverse<(u64, u32)>>,
-    /// Datagrams for nodes of other shards, sent during the current window.
-    pub(super) outbox: Vec<InFlight>,
+    /// Datagrams for nodes of other shards, sent during the current window, by shard.
+    pub(super) outbox: Vec<Batch>,
+    /// Datagrams other shards sent to this one's nodes, not yet in `in_flight`.
+    pub(super) inbox: Batch,
     /// Lookups finished since the driver last collected them.
     pub(super) done: Vec<((usize, QueryId), (QueryResult, QueryStats))>,
     /// Counted since the driver last collected them.
@@ -155,13 +191,15 @@ pub(super) struct Shard {
 pub(super) type Key = (Instant, u8, u32, u64);
 
 impl Shard {
-    pub(super) fn new(base: Instant) -> Shard {
+    /// Shard `_` of `shards`.
+    pub(super) fn new(base: Instant, shards: usize) -> Shard {
         Shard {
             nodes: Vec::new(),
             base,
             in_flight: Flights::default(),
             timers: BinaryHeap::new(),
-            outbox: Vec::new(),
+            outbox: (0..shards).map(|_| Batch::default()).collect(),
+            inbox: Batch::default(),
             done: Vec::new(),
             counters: NetCounters::default(),
             external_addr_events: 0,
@@ -173,24 +211,34 @@ impl Shard {
 
     /// Datagrams in flight to this shard's nodes.
     pub(super) fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.in_flight.len() + self.inbox.len()
     }
 
     /// Pending deliveries and wake-ups (stale ones included).
     pub(super) fn pending(&self) -> usize {
-        self.in_flight.len() + self.timers.len()
+        self.in_flight() + self.timers.len()
     }
 
-    /// Adds a datagram sent by another shard.
-    pub(super) fn receive(&mut self, d: InFlight) {
-        let (t, from, count, to, bytes) = d;
-        self.in_flight
-            .push(nanos(self.base, t), from, count, to, bytes);
+    /// Puts the datagrams other shards sent into the heap.
+    fn absorb(&mut self) {
+        self.inbox.min = None;
+        for (t, key, to, bytes) in self.inbox.items.drain(..) {
+            self.in_flight.push(t, key, to, bytes);
+        }
     }
 
     /// The order of the next event, if any, with its time in nanoseconds since the start.
     fn next(&self) -> Option<(u64, u8, u32, u64)> {
-        let dg = self.in_flight.heap.peek().map(|&Reverse((t, key, _))| {
+        let heap = self
+            .in_flight
+            .heap
+            .peek()
+            .map(|&Reverse((t, key, _))| (t, key));
+        let dg = match (heap, self.inbox.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let dg = dg.map(|(t, key)| {
             let from = (key >> COUNT_BITS) as u32;
             (t, 0, from, key & ((1 << COUNT_BITS) - 1))
         });
@@ -209,6 +257,7 @@ impl Shard {
 
     /// Processes every event due at or before `end`.
     pub(super) fn run_until(&mut self, end: Instant, ctx: &Ctx) -> Result<(), SimError> {
+        self.absorb();
         let end = nanos(self.base, end);
         while self.next().is_some_and(|k| k.0 <= end) {
             self.step(ctx)?;
@@ -218,6 +267,7 @@ impl Shard {
 
     /// Processes the next event.
     pub(super) fn step(&mut self, ctx: &Ctx) -> Result<(), SimError> {
+        self.absorb();
         let Some(key) = self.next() else {
             return Ok(());
         };
@@ -303,12 +353,13 @@ impl Shard {
             let delay = delay(ctx.net, n);
             n.sent += 1;
             let payload = self.liars.rewrite(i, to, t.payload);
-            let t = now + delay;
-            if to % ctx.shards == i % ctx.shards {
-                let t = nanos(self.base, t);
-                self.in_flight.push(t, i as u32, n.sent, to as u32, payload);
-            } else {
-                self.outbox.push((t, i as u32, n.sent, to as u32, payload));
+            let t = nanos(self.base, now + delay);
+            let key = order_key(i as u32, n.sent);
+            let shard = to % ctx.shards;
+            if shard == i % ctx.shards {
+                self.in_flight.push(t, key, to as u32, payload);
+            } else if let Some(b) = self.outbox.get_mut(shard) {
+                b.push(t, key, to as u32, payload);
             }
         }
         while let Some(e) = n.dht.poll_event() {
