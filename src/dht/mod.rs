@@ -64,7 +64,7 @@ pub use proof::ProofScheme;
 use providers::{ProviderStore, StoreLimits};
 use queries::{Deferred, Query, QueryKind};
 use ratelimit::SourceLimiter;
-use requests::{Outstanding, Purpose};
+use requests::{Outstanding, Purpose, RequestTable};
 use routing::RoutingTable;
 pub use sweep::SweepStats;
 use token::TokenIssuer;
@@ -87,7 +87,7 @@ pub struct Dht {
     pacer: pace::Pacer,
     /// Addresses that told us to retry later, and our requests waiting for them.
     backoff: backoff::Backoff,
-    requests: HashMap<u64, Outstanding>,
+    requests: RequestTable,
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Soft deadlines of lookup requests (see [`DhtConfig::soft_timeout`]).
     soft_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -195,7 +195,7 @@ impl Dht {
             proofs: proof::ProofCache::default(),
             rng,
             backoff: Default::default(),
-            requests: HashMap::new(),
+            requests: RequestTable::default(),
             deadlines: BinaryHeap::new(),
             soft_deadlines: BinaryHeap::new(),
             bootstrap: Vec::new(),

@@ -47,20 +47,21 @@ impl Pacer {
     /// Takes the next slot of `to`: `None` if the request may go now, else the time it
     /// must wait for (its slot is taken either way).
     pub(super) fn slot(&mut self, to: SocketAddr, now: Instant) -> Option<Instant> {
-        let tat = match self.tat.get(&to) {
-            Some(t) if *t > now => *t,
-            Some(_) => now,
-            None => {
-                if self.tat.len() >= SWEEP_FROM.max(2 * self.swept_len).min(MAX_PACED) {
-                    self.sweep(now);
-                }
-                if self.tat.len() >= MAX_PACED {
-                    return None;
-                }
-                now
+        // A known address is looked up once (hashing an address is most of this).
+        let tat = if let Some(t) = self.tat.get_mut(&to) {
+            let tat = (*t).max(now);
+            *t = tat + self.interval;
+            tat
+        } else {
+            if self.tat.len() >= SWEEP_FROM.max(2 * self.swept_len).min(MAX_PACED) {
+                self.sweep(now);
             }
+            if self.tat.len() >= MAX_PACED {
+                return None;
+            }
+            self.tat.insert(to, now + self.interval);
+            now
         };
-        self.tat.insert(to, tat + self.interval);
         if tat <= now + self.tolerance {
             None
         } else {
