@@ -24,7 +24,6 @@ const MIN_PARALLEL_EVENTS: usize = 256;
 /// Helper threads for the windows: `threads - 1` of them, the caller being the last.
 pub(super) struct Helpers {
     pool: rayon_core::ThreadPool,
-    threads: usize,
 }
 
 impl Helpers {
@@ -39,7 +38,7 @@ impl Helpers {
             .thread_name(|k| format!("sim-helper-{k}"))
             .build()
         {
-            Ok(pool) => Some(Helpers { pool, threads }),
+            Ok(pool) => Some(Helpers { pool }),
             Err(e) => {
                 log::warn!("simulator: no helper threads ({e}); running on one thread");
                 None
@@ -75,7 +74,8 @@ pub(super) fn run_window(
     let mut result = Ok(());
     // A helper's panic reaches the caller when the scope ends.
     helpers.pool.in_place_scope(|scope| {
-        for _ in 1..helpers.threads.min(slots.len()) {
+        // One job per helper (the caller is the last thread), no more than shards to run.
+        for _ in 0..helpers.pool.current_num_threads().min(slots.len() - 1) {
             let (work, failed) = (&work, &failed);
             scope.spawn(move |_| {
                 if let Err(e) = work() {

@@ -260,7 +260,7 @@ impl Shard {
         self.absorb();
         let end = nanos(self.base, end);
         while self.next().is_some_and(|k| k.0 <= end) {
-            self.step(ctx)?;
+            self.process_next(ctx)?;
         }
         Ok(())
     }
@@ -268,6 +268,11 @@ impl Shard {
     /// Processes the next event.
     pub(super) fn step(&mut self, ctx: &Ctx) -> Result<(), SimError> {
         self.absorb();
+        self.process_next(ctx)
+    }
+
+    /// Processes the next event, the inbox already in the heap.
+    fn process_next(&mut self, ctx: &Ctx) -> Result<(), SimError> {
         let Some(key) = self.next() else {
             return Ok(());
         };
