@@ -31,8 +31,8 @@ const MAX_ANSWERED_COPIES: usize = 1024;
 /// Hashes the table of outstanding requests by their transaction IDs as they are: the IDs
 /// are drawn from the node's seeded RNG, so already uniform, and a peer cannot choose which
 /// are inserted (an answer with a made-up ID only looks one up). Every datagram in or out
-/// looks the table up two to four times, and SipHash over them was about 1.5% of a
-/// simulation's CPU.
+/// looks the table up two to four times; SipHash was 4.7% of a 10,000-node simulation's
+/// CPU (`perf`), this table's share and the address-keyed maps' together.
 #[derive(Default)]
 pub(super) struct TxidHasher(u64);
 
