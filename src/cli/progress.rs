@@ -102,7 +102,8 @@ impl Watch {
         if changed && self.last.is_some() {
             self.last_change = now;
         }
-        // Fewer bytes than before (the download restarted after a bad whole-file hash):
+        // Fewer bytes than before (chunks found damaged on disk at the finish are fetched
+        // again):
         // earlier samples say nothing about the rate any more.
         if self
             .samples

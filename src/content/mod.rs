@@ -30,7 +30,8 @@
 //!    downloaders ([`partial::PartialReader`]). The verified set is persisted
 //!    about once a second ([`partial::PartialFile::flush_record`]), always after the data it
 //!    claims is on disk.
-//! 4. [`partial::PartialFile::finish`] checks the whole-file SHA-256, syncs, and only then
+//! 4. [`partial::PartialFile::finish`] re-hashes the chunks it trusted from the resume record
+//!    after a restart (every other chunk was hashed on arrival), syncs, and only then
 //!    gives the file its final name in the download folder (a name from the network, cleaned
 //!    by [`names::safe_file_name`], never overwriting an existing file).
 
@@ -251,13 +252,13 @@ pub enum ContentError {
         /// How many chunks are still missing.
         missing: u32,
     },
-    /// The assembled file's SHA-256 is not the manifest's. The chunks that failed their own
-    /// hash on re-check were dropped and must be fetched again; if none failed, the manifest
-    /// itself is inconsistent and the content can never be completed.
-    FileHashMismatch {
+    /// [`partial::PartialFile::finish`] re-hashed the chunks it had trusted from the resume
+    /// record, and some no longer match: they were damaged on disk since they were recorded,
+    /// are missing again and must be fetched again.
+    DamagedOnDisk {
         /// The download.
         id: Id,
-        /// Chunks found bad on re-check (now missing again).
+        /// Chunks found damaged (now missing again).
         bad_chunks: u32,
     },
     /// Another `PartialFile` (in this or another process) has this download open.
@@ -374,15 +375,10 @@ impl fmt::Display for ContentError {
                 f,
                 "download {id} is not complete: {missing} chunk(s) still missing"
             ),
-            ContentError::FileHashMismatch { id, bad_chunks: 0 } => write!(
+            ContentError::DamagedOnDisk { id, bad_chunks } => write!(
                 f,
-                "download {id}: every chunk matches the manifest but the whole file does not; \
-                 the manifest is inconsistent and this content cannot be completed (discard it)"
-            ),
-            ContentError::FileHashMismatch { id, bad_chunks } => write!(
-                f,
-                "download {id}: the assembled file does not match its hash; {bad_chunks} \
-                 chunk(s) were found damaged on disk and will be fetched again"
+                "download {id}: {bad_chunks} chunk(s) recorded as verified were found damaged \
+                 on disk and will be fetched again"
             ),
             ContentError::NoSpace { dir, needed } => {
                 write!(f, "disk full: no space left in {}", dir.display())?;
@@ -481,11 +477,11 @@ mod tests {
         let e = ContentError::io("read", Path::new("/x"), io::Error::other("boom"));
         assert!(e.source().is_some());
         assert_eq!(e.to_string(), "cannot read /x: boom");
-        let e = ContentError::FileHashMismatch {
+        let e = ContentError::DamagedOnDisk {
             id: Id::ZERO,
-            bad_chunks: 0,
+            bad_chunks: 2,
         };
-        assert!(e.to_string().contains("inconsistent"));
+        assert!(e.to_string().contains("2 chunk(s) recorded as verified"));
     }
 
     #[test]

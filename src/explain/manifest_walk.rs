@@ -107,7 +107,7 @@ fn walk_manifest(w: &mut Walker<'_>) -> Walk<()> {
     }
     w.id(
         "file_sha256",
-        "SHA-256 of the whole file, checked when the download completes",
+        "SHA-256 of the whole file (what sha256sum prints; the chunk hashes are what a downloader checks)",
     )?;
     let count = usize::try_from(lengths.chunk_count()).unwrap_or(usize::MAX);
     hashes_present(w, count)?;

@@ -73,7 +73,8 @@ pub enum StorageJob {
         /// Only these entries of a folder (`--only`); `None`: all of it.
         only: Option<Arc<Selection>>,
     },
-    /// Every chunk is verified: check the whole-file hash, give the file its final name
+    /// Every chunk is verified: re-hash the chunks trusted from the resume record (spec
+    /// `content.md` section 5, rule 3), give the file its final name
     /// `name` in `dir` (never replacing a file), share it.
     Finish {
         /// The content.
@@ -310,8 +311,12 @@ impl From<crate::content::ContentError> for StorageError {
 /// Why [`StorageJob::Finish`] failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FinishError {
-    /// The whole file does not hash to the content: every chunk must be fetched again.
-    HashMismatch,
+    /// Chunks trusted from the resume record were damaged on disk: they are missing again
+    /// and the download must fetch them (the rest is kept).
+    DamagedOnDisk {
+        /// How many.
+        bad_chunks: u32,
+    },
     /// The disk holding the final folder is full.
     NoSpace {
         /// The folder.

@@ -13,8 +13,9 @@
 //! entry (never across file I/O other than the share index's own store, never two at
 //! once): the share index, the readers of the partial downloads this node serves, the
 //! readers of the shares served lately ([`open_shares`]), and the partial downloads. A partial download's own mutex
-//! (its [`PartialSlot`]) is held across its writes; the running whole-file hash is taken
-//! out of it to be advanced without the lock (`content::partial::PrefixWork`).
+//! (its [`PartialSlot`]) is held across its writes; releasing its page cache, which waits
+//! for the disk, is taken out of it and done without the lock
+//! (`content::partial::CacheRelease`).
 
 pub mod config;
 pub mod job;
@@ -57,17 +58,6 @@ const DOWNLOADS_FILE: &str = "transfers.json";
 
 /// How many shares one [`StorageJob::CheckShares`] step checks (one `stat` each: a few ms).
 pub const CHECK_SHARES_STEP: usize = 1000;
-
-/// How many chunks one store job adds to the running whole-file hash at most (the job has
-/// just hashed one chunk, so this lets the prefix catch up several times faster than chunks
-/// arrive while keeping each job short).
-const PREFIX_CHUNKS_PER_JOB: u32 = 8;
-
-thread_local! {
-    /// A worker's read-back buffer for the running whole-file hash (kept: no allocation and
-    /// zeroing of a chunk-sized buffer per job).
-    static PREFIX_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 /// A partial download and when its resume record was last made durable.
 struct PartialSlot {
@@ -458,17 +448,12 @@ impl DiskStorage {
                 log::warn!("saving download progress of {content}: {e}");
             }
         }
-        // Extend the running whole-file hash over the verified prefix, outside the lock, a
-        // few chunks per job so no job is held up long; by the last chunk little is left.
-        let work = slot.file.take_prefix_work();
+        // Write back and drop from the page cache what the download is done with, outside the
+        // lock: it waits for the disk.
+        let release = slot.file.take_cache_release();
         drop(slot);
-        if let Some(mut work) = work {
-            let r = PREFIX_BUF.with(|b| work.advance(PREFIX_CHUNKS_PER_JOB, &mut b.borrow_mut()));
-            if let Err(e) = r {
-                // Harmless here: finish reads the rest of the file itself.
-                log::warn!("hashing the downloaded prefix of {content}: {e}");
-            }
-            p.lock().file.return_prefix_work(work);
+        if let Some(release) = release {
+            release.run();
         }
         StoreOutcome::Stored
     }
@@ -529,7 +514,9 @@ impl DiskStorage {
         };
         let mut slot = p.lock();
         let path = slot.file.finish(dir, name).map_err(|e| match e {
-            ContentError::FileHashMismatch { .. } => FinishError::HashMismatch,
+            ContentError::DamagedOnDisk { bad_chunks, .. } => {
+                FinishError::DamagedOnDisk { bad_chunks }
+            }
             ContentError::NoSpace { dir, .. } => FinishError::NoSpace { dir },
             e => FinishError::Io(e.to_string()),
         })?;

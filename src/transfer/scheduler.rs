@@ -14,7 +14,7 @@
 //! - **Rarest first, random start.** A peer with free pipeline slots gets the missing chunks
 //!   it has that the fewest connected peers have; ties go in [`TieOrder`]: file order by
 //!   windows of 64 chunks, each rotated from a random start, so downloaders that start
-//!   together spread over different chunks while the whole-file hash keeps up.
+//!   together spread over different chunks while the verified prefix keeps up.
 //! - **Pipelining, sized by rate.** A peer starts with `min_pipeline` requests outstanding
 //!   and gains one per piece it delivers (slow start), up to about `pipeline_window` worth of
 //!   its measured rate (never more than `pipeline_bytes` or `max_pipeline` chunks). A fast

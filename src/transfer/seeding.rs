@@ -25,7 +25,7 @@
 //! - **Which, afterwards.** The chunk with the fewest known copies, `max(PIECEs we sent,
 //!   peers that announced it) + offers still open`.
 //! - Ties go in [`TieOrder`]: windows of 64 chunks in file order, each rotated from a
-//!   seeded random start (so a lone downloader's whole-file hash keeps up, while seeds that
+//!   seeded random start (so a lone downloader's verified prefix keeps up, while seeds that
 //!   start together offer different chunks first).
 //!
 //! - **A lone peer** (the only one of the content that lacks chunks) is announced every

@@ -5,12 +5,14 @@
 //! random start. Why both:
 //! - **Random inside a window**: downloaders (and seeds) that start together take different
 //!   chunks first instead of all asking for chunk 0, so they have something to trade.
-//! - **Windows in file order**: the whole-file SHA-256 is computed over the verified prefix
-//!   while the download runs (`content::partial`), and can only advance past chunks that
-//!   have arrived. With a rotation over the whole file from a random start, the chunks
-//!   before the start came last, and the hash of most of the file was left for the end:
-//!   0.13 to 0.34 s of a 1 GiB download on loopback went there (measured). With windows, it
-//!   waits for at most one window (16 MiB at 256 KiB chunks) and ends with the download.
+//! - **Windows in file order**: a download writes back and drops from the page cache what
+//!   lies well behind its verified prefix (`content::partial`), which only advances past
+//!   chunks that have arrived. With a rotation over the whole file from a random start, the
+//!   chunks before the start came last and the whole download stayed cached until then.
+//!   With windows, the prefix trails the download by at most one window (16 MiB at 256 KiB
+//!   chunks). (Until 2026-12-05 a running whole-file hash followed the same prefix: with a
+//!   rotation over the whole file, 0.13 to 0.34 s of hashing of a 1 GiB download on loopback
+//!   was left for the end, measured.)
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -512,7 +512,7 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_arg
             return node.call("status", timeout=5).get("bandwidth", {}).get("up_total")
 
         # With one leecher, watch its progress (transfer_status every 50 ms) to split the time
-        # into "every chunk verified" and the finish (whole-file check, fsync, final name).
+        # into "every chunk verified" and the finish (fsync, final name).
         # With SAMPLE, also record its progress and the wire byte counters until the end.
         watch = {"stop": False, "chunks_done": None, "samples": {"have": [], "down": [], "up": []}}
 

@@ -367,8 +367,8 @@ class Prose:
         err = self.first("closing", "ERROR")
         out = [
             "With every chunk verified, C is NOT_INTERESTED any more, and B, whose only peer "
-            "wants nothing, CHOKEs it. C checks the SHA-256 of the whole file against the "
-            "manifest's `file_sha256`, and only then gives the file its final name.",
+            "wants nothing, CHOKEs it. Every chunk was checked against its hash as it arrived, "
+            "so C syncs the file to disk and gives it its final name (content.md, section 5).",
             "",
         ]
         if err:

@@ -1,17 +1,16 @@
-//! Finishing a download: the whole-file check, then the final name in the download folder,
-//! never replacing an existing file ([`PartialFile::finish`]).
+//! Finishing a download: the re-check of the chunks trusted from the resume record, then the
+//! final name in the download folder, never replacing an existing file
+//! ([`PartialFile::finish`]).
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
-
 use super::data::is_absent;
-use super::prefix::{PrefixHash, PrefixWork};
 use super::{PartialFile, State};
-use crate::content::manifest::HASH_LEN;
+use crate::bitset::BitSet;
+use crate::content::manifest::ChunkIndex;
 use crate::content::names::{numbered_name, safe_file_name_or_fallback};
 use crate::content::{remove_if_exists, sync_dir, ContentError};
 
@@ -19,20 +18,20 @@ use crate::content::{remove_if_exists, sync_dir, ContentError};
 pub(super) const MAX_NUMBERED: u32 = 10_000;
 
 impl PartialFile {
-    /// Completes the download: checks the whole-file SHA-256 by reading the `.part`, syncs it,
-    /// and gives it its final name in `final_dir` (created if needed): `name` cleaned by
+    /// Completes the download: re-hashes the chunks trusted from the resume record
+    /// ([`PartialFile::rehash_trusted`]), syncs the `.part`, and gives it its final name in
+    /// `final_dir` (created if needed): `name` cleaned by
     /// [`crate::content::names::safe_file_name`] (or `<id prefix>.bin`), and if that is taken
     /// `name (1).ext`, `name (2).ext`, ... An existing file is never replaced: the file is
     /// hard-linked into place, which fails rather than overwrite; across file systems it is
     /// first copied to a hidden temp name in `final_dir` and synced. Then the `.part`, the
-    /// record and the stored manifest are removed. Returns the final path. It reads back and
-    /// hashes whatever part of the file the running whole-file hash ([`PrefixWork`]) has not
-    /// covered yet (all of it, about 0.6 s per GiB, in the worst case): call it on a worker
-    /// thread.
+    /// record and the stored manifest are removed. Returns the final path. A download resumed
+    /// after a restart reads back what it had before (about 0.6 s per GiB): call it on a
+    /// worker thread.
     ///
-    /// If the whole-file hash does not match, nothing appears under the final name: every
-    /// chunk is re-hashed, damaged ones become missing again (the record is updated), and the
-    /// error says how many; the download stays open to fetch them.
+    /// If a re-hashed chunk does not match, nothing appears under the final name: the damaged
+    /// chunks become missing again (the record is updated), and the error says how many; the
+    /// download stays open to fetch them.
     pub fn finish(&mut self, final_dir: &Path, name: &str) -> Result<PathBuf, ContentError> {
         self.ensure_open()?;
         if !self.is_complete() {
@@ -41,23 +40,11 @@ impl PartialFile {
                 missing: self.missing_count(),
             });
         }
+        let t0 = Instant::now();
+        let rehashed = self.rehash_trusted()?;
         let manifest = self.manifest.clone();
         if let Some(tree) = manifest.as_tree() {
             return self.finish_tree(tree, final_dir, name);
-        }
-        let file_sha256 = self.manifest.as_file().map(|m| *m.file_sha256());
-        let t0 = Instant::now();
-        let left_to_hash = self.prefix.as_ref().map_or(self.layout.chunk_count(), |p| {
-            self.layout.chunk_count().saturating_sub(p.next)
-        });
-        if Some(self.whole_file_hash()?) != file_sha256 {
-            self.prefix_gen += 1;
-            self.prefix = Some(PrefixHash::new());
-            let bad = self.drop_damaged_chunks()?;
-            return Err(ContentError::FileHashMismatch {
-                id: self.id,
-                bad_chunks: bad,
-            });
         }
         let t1 = Instant::now();
         let part_path = self.part_path()?.to_path_buf();
@@ -75,8 +62,8 @@ impl PartialFile {
         self.placed(&final_path);
         // Where the time between the last chunk and the final name goes.
         log::debug!(
-            "download {}: finish hashed the last {left_to_hash} of {} chunks in {:?}, \
-             fsync {:?}, placing and cleaning up {:?}",
+            "download {}: finish re-hashed {rehashed} of {} chunks (trusted from the resume \
+             record) in {:?}, fsync {:?}, placing and cleaning up {:?}",
             self.id,
             self.layout.chunk_count(),
             t1 - t0,
@@ -97,27 +84,6 @@ impl PartialFile {
         }
     }
 
-    /// The whole-file SHA-256 of the `.part`: the running prefix hash finished over the
-    /// chunks it has not covered yet, or (if a worker holds it, which the node never lets
-    /// happen at `finish`) a full read.
-    fn whole_file_hash(&mut self) -> Result<[u8; HASH_LEN], ContentError> {
-        if let Some(hash) = self.prefix.take() {
-            let mut work = PrefixWork {
-                hash,
-                gen: self.prefix_gen,
-                reader: self.reader(),
-            };
-            let mut buf = Vec::new();
-            work.advance(u32::MAX, &mut buf)?;
-            if work.is_complete() {
-                return Ok(work.hash.sha.finalize().into());
-            }
-            // Not every chunk is verified: cannot happen after the completeness check.
-            self.return_prefix_work(work);
-        }
-        self.whole_file_hash_from_disk()
-    }
-
     /// The single file's `.part` (a folder has none: an error).
     fn part_path(&self) -> Result<&Path, ContentError> {
         match self.data.as_file() {
@@ -130,32 +96,22 @@ impl PartialFile {
         }
     }
 
-    fn whole_file_hash_from_disk(&self) -> Result<[u8; HASH_LEN], ContentError> {
-        let mut h = Sha256::new();
-        let part_path = self.part_path()?;
-        let mut f = File::open(part_path).map_err(|e| ContentError::io("open", part_path, e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut left = self.layout.total();
-        while left > 0 {
-            let n = f
-                .read(&mut buf)
-                .map_err(|e| ContentError::io("read", part_path, e))?;
-            if n == 0 {
-                break;
-            }
-            let n = n.min(usize::try_from(left).unwrap_or(usize::MAX));
-            h.update(buf.get(..n).unwrap_or(&[]));
-            left -= n as u64;
-        }
-        Ok(h.finalize().into())
-    }
-
-    /// After a whole-file mismatch: re-hash each chunk, make damaged ones missing again and
-    /// persist that. Returns how many were damaged.
-    pub(super) fn drop_damaged_chunks(&mut self) -> Result<u32, ContentError> {
+    /// Spec `content.md` section 5, rule 3: re-hashes, as stored, every verified chunk taken
+    /// from the resume record without hashing at the open (chunks verified since the open were
+    /// hashed on arrival and written from those very bytes). A chunk damaged on disk since it
+    /// was recorded (bit rot, an edited `.part`, a folder's file removed by hand) becomes
+    /// missing again and the record is updated: the error says how many. Returns how many
+    /// chunks it re-hashed.
+    pub(super) fn rehash_trusted(&mut self) -> Result<u32, ContentError> {
+        let trusted: Vec<ChunkIndex> = self
+            .unhashed
+            .iter()
+            .filter_map(|i| self.layout.validate(u32::try_from(i).ok()?))
+            .filter(|c| self.verified.get(c.get()))
+            .collect();
         let mut buf = Vec::new();
         let mut bad = Vec::new();
-        for c in self.layout.chunks() {
+        for &c in &trusted {
             buf.resize(self.layout.chunk_len(c) as usize, 0);
             let ok = match self.data.read_chunk(&self.layout, c, &mut buf) {
                 Ok(()) => self.manifest.verify_chunk(c, &buf),
@@ -167,17 +123,25 @@ impl PartialFile {
                 bad.push(c);
             }
         }
+        self.unhashed = BitSet::new(self.layout.chunk_count() as usize);
+        if bad.is_empty() {
+            return Ok(u32::try_from(trusted.len()).unwrap_or(u32::MAX));
+        }
         for &c in &bad {
             self.unset_verified(c);
         }
         log::warn!(
-            "download {}: whole-file hash mismatch; {} damaged chunk(s) will be fetched again",
+            "download {}: {} chunk(s) recorded as verified were damaged on disk; they will be \
+             fetched again",
             self.id,
             bad.len()
         );
         self.dirty = true;
         self.flush_record()?;
-        Ok(u32::try_from(bad.len()).unwrap_or(u32::MAX))
+        Err(ContentError::DamagedOnDisk {
+            id: self.id,
+            bad_chunks: u32::try_from(bad.len()).unwrap_or(u32::MAX),
+        })
     }
 
     /// The cross-file-system case: copy into a hidden temp file inside `final_dir`, sync it,

@@ -1,26 +1,21 @@
 //! Finishing a folder's download ([`PartialFile::finish`] for a tree manifest). Its files
 //! were written in place under `downloads/<id>.tree/` (`data.rs`): files no chunk was ever
-//! written to (empty ones, all-zero ones) and empty folders are made, each file of more than
-//! one chunk is checked against its whole-file SHA-256, the file system is synced, and the
-//! staging folder is renamed to its final name, which never replaces anything. Until that
-//! rename nothing exists under the final name.
+//! written to (empty ones, all-zero ones) and empty folders are made, the file system is
+//! synced, and the staging folder is renamed to its final name, which never replaces
+//! anything. Until that rename nothing exists under the final name. Before this,
+//! [`PartialFile::finish`] has re-hashed the chunks trusted from the resume record, as for a
+//! file; every other chunk was hashed on arrival.
 //!
 //! When the output folder is on another file system than the data dir, the files are copied
 //! into a hidden staging folder beside the final name (`.<id>.peershare-folder`), synced, and
 //! that is renamed instead; an interrupted finish leaves only that hidden folder, which the
 //! next attempt deletes and rebuilds.
-//!
-//! A file of one chunk is not hashed again: its chunk hash *is* its whole-file SHA-256 (the
-//! decoder refuses a tree where it is not, spec `content.md` section 10.4), and that chunk
-//! was verified when it arrived.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-
-use sha2::{Digest, Sha256};
 
 use super::data::TreeFiles;
 use super::finish::{all_names_taken, MAX_NUMBERED};
@@ -28,9 +23,6 @@ use super::PartialFile;
 use crate::content::names::{numbered_name, safe_file_name};
 use crate::content::tree::{EntryKind, TreeManifest};
 use crate::content::{sync_dir, ContentError};
-
-/// The read buffer for files hashed whole.
-const HASH_BUF: usize = 1 << 20;
 
 impl PartialFile {
     /// See the module docs. `tree` is this download's manifest.
@@ -82,11 +74,9 @@ impl PartialFile {
         Ok(final_path)
     }
 
-    /// Makes the files no chunk was written to and the empty folders, and checks every file
-    /// of more than one chunk against its SHA-256: a mismatch makes the damaged chunks
-    /// missing again and fails with [`ContentError::FileHashMismatch`].
+    /// Makes the files no chunk was written to and the empty folders, and removes the files
+    /// a partial download (`--only`) does not want.
     fn complete_tree(&mut self, tree: &TreeManifest, t: &TreeFiles) -> Result<(), ContentError> {
-        let mut buf = Vec::new();
         let wanted = self.wanted_entries().map(<[bool]>::to_vec);
         for (k, entry) in tree.entries().iter().enumerate() {
             let path = t.root.join(entry.path.as_str());
@@ -99,24 +89,11 @@ impl PartialFile {
                 remove_unwanted(&t.root, &path)?;
                 continue;
             }
-            let f = match entry.kind {
+            match entry.kind {
                 EntryKind::EmptyFolder => {
                     fs::create_dir_all(&path).map_err(|e| ContentError::io("create", &path, e))?;
-                    continue;
                 }
-                EntryKind::File(f) => f,
-            };
-            self.tree_writer.ensure_file(t, k)?;
-            if f.lengths.chunk_count() > 1
-                && hash_file(&path, &mut buf).map_err(|e| ContentError::io("hash", &path, e))?
-                    != f.sha256
-            {
-                self.tree_writer.close_all();
-                let bad = self.drop_damaged_chunks()?;
-                return Err(ContentError::FileHashMismatch {
-                    id: self.id,
-                    bad_chunks: bad,
-                });
+                EntryKind::File(_) => self.tree_writer.ensure_file(t, k)?,
             }
         }
         Ok(())
@@ -204,21 +181,6 @@ fn copy_entries(
         }
     }
     Ok(())
-}
-
-/// The SHA-256 of the file at `path`.
-fn hash_file(path: &Path, buf: &mut Vec<u8>) -> io::Result<[u8; 32]> {
-    buf.resize(HASH_BUF, 0);
-    let mut f = File::open(path)?;
-    let mut sha = Sha256::new();
-    loop {
-        let n = f.read(buf)?;
-        if n == 0 {
-            break;
-        }
-        sha.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok(sha.finalize().into())
 }
 
 /// `syncfs(2)` on the file system holding `dir`.

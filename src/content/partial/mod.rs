@@ -18,10 +18,11 @@
 //! without fetching it again, a torn or unwritten one fails its hash and is simply missing.
 //! Nothing is ever taken as verified without its hash having matched.
 //!
-//! When every chunk is verified, [`PartialFile::finish`] checks the whole-file SHA-256 of the
-//! bytes in the `.part` (most of it already hashed while the download ran, see
-//! [`PrefixWork`]), syncs, and links the file into the download folder under a safe name, never
-//! replacing an existing file. Until then nothing exists under the final name.
+//! When every chunk is verified, [`PartialFile::finish`] re-hashes, as stored, the chunks it
+//! trusted from the resume record without hashing them (chunks verified since the open were
+//! hashed on arrival and written from those bytes: spec `content.md` section 5, rule 3),
+//! syncs, and links the file into the download folder under a safe name, never replacing an
+//! existing file. Until then nothing exists under the final name.
 //!
 //! # Thread safety
 //!
@@ -37,16 +38,15 @@
 //!
 //! The modules: `data.rs` is where the bytes live (a `.part`, or a folder's files),
 //! `resume.rs` opens a download and lists those to resume, `record.rs` holds
-//! the verified set and its resume record, `prefix.rs` the running whole-file hash,
-//! `page_cache.rs` the write-back and page-cache release, `reader.rs` the [`PartialReader`],
-//! `finish.rs` the whole-file check and the final name (`finish_tree.rs` for a folder). Here: the [`PartialFile`] itself,
-//! storing chunks, flushing the record, discarding.
+//! the verified set and its resume record, `page_cache.rs` the write-back and page-cache
+//! release, `reader.rs` the [`PartialReader`], `finish.rs` the re-check of trusted chunks and
+//! the final name (`finish_tree.rs` for a folder). Here: the [`PartialFile`] itself, storing
+//! chunks, flushing the record, discarding.
 
 mod data;
 mod finish;
 mod finish_tree;
 mod page_cache;
-mod prefix;
 mod reader;
 mod record;
 mod resume;
@@ -65,13 +65,12 @@ use super::{remove_if_exists, sync_dir, write_atomic, ContentError};
 use crate::bitset::BitSet;
 use crate::id::Id;
 use data::{PartData, TreeWriter};
-use page_cache::{start_writeback, WRITEBACK_EVERY};
-use prefix::PrefixHash;
+use page_cache::{start_writeback, KEEP_CACHED_BEHIND, RELEASE_STEP, WRITEBACK_EVERY};
 use record::VerifiedBits;
 
 pub(crate) use finish::{link_no_clobber, Placed};
 pub(crate) use finish_tree::{rename_no_clobber, sync_fs};
-pub use prefix::PrefixWork;
+pub use page_cache::CacheRelease;
 pub use reader::PartialReader;
 pub use record::{decode_record, encode_record};
 pub use resume::{recorded_bytes, resumable_downloads};
@@ -106,9 +105,17 @@ pub struct PartialFile {
     /// The files a folder's download has open for writing (unused for a single file).
     tree_writer: TreeWriter,
     verified: Arc<VerifiedBits>,
+    /// Chunks taken as verified from the resume record without being hashed at the open;
+    /// [`PartialFile::finish`] re-hashes them as stored (`finish.rs`).
+    unhashed: BitSet,
+    /// Chunks `0..prefix` are all verified (the verified prefix, in file order).
+    prefix: u32,
     /// Bytes `0..released` are on disk and were dropped from the page cache
-    /// ([`PrefixWork::release_behind`]); shared with the readers.
+    /// ([`CacheRelease`]); shared with the readers.
     released: Arc<AtomicU64>,
+    /// Bytes `0..release_claimed` were handed out to be released
+    /// ([`PartialFile::take_cache_release`]), so no two workers release the same region.
+    release_claimed: u64,
     verified_count: u32,
     /// For part of a folder ([`PartialFile::select`]): which entries are wanted, and their
     /// chunks. `None`: all of it.
@@ -118,11 +125,6 @@ pub struct PartialFile {
     /// The verified set changed since the last resume record.
     dirty: bool,
     state: State,
-    /// The whole-file SHA-256 over the verified prefix of the `.part`, advanced while the
-    /// download runs (see [`PrefixWork`]); `None` while a worker holds it.
-    prefix: Option<PrefixHash>,
-    /// Bumped when the prefix hash is restarted, so a stale [`PrefixWork`] is not put back.
-    prefix_gen: u64,
     /// Bytes written since write-back was last started ([`PartialFile::store`]).
     unsynced: u64,
 }
@@ -294,6 +296,33 @@ impl PartialFile {
         Ok(true)
     }
 
+    /// The region of the `.part` now far enough behind the verified prefix
+    /// ([`KEEP_CACHED_BEHIND`]) to be written to disk and dropped from the page cache, at
+    /// least [`RELEASE_STEP`] of it, if there is one; run it outside this download's lock
+    /// ([`CacheRelease::run`] waits for the disk). A folder's files are not released.
+    pub fn take_cache_release(&mut self) -> Option<CacheRelease> {
+        if self.state != State::Open {
+            return None;
+        }
+        let (_, file) = self.data.as_file()?;
+        let prefix_end = self
+            .layout
+            .validate(self.prefix)
+            .map_or(self.layout.total(), |c| self.layout.chunk_offset(c));
+        let end = prefix_end.saturating_sub(KEEP_CACHED_BEHIND);
+        let start = self.release_claimed;
+        if end < start.saturating_add(RELEASE_STEP) {
+            return None;
+        }
+        self.release_claimed = end;
+        Some(CacheRelease {
+            file: Arc::clone(file),
+            start,
+            end,
+            released: Arc::clone(&self.released),
+        })
+    }
+
     /// Reads verified chunk `c` (to serve it to another downloader at once). See
     /// [`PartialReader::read_chunk`]; use [`PartialFile::reader`] to read from other threads.
     pub fn read_chunk(&self, c: ChunkIndex, buf: &mut Vec<u8>) -> Result<(), ContentError> {
@@ -339,7 +368,8 @@ impl PartialFile {
         self.verified_count = 0;
         self.missing = self.layout.chunk_count();
         self.state = State::Discarded;
-        self.prefix = None;
+        self.prefix = 0;
+        self.unhashed = BitSet::new(self.layout.chunk_count() as usize);
         self.remove_download_files()
     }
 
@@ -384,9 +414,18 @@ impl PartialFile {
                 self.missing = self.missing.saturating_sub(1);
             }
         }
+        // Amortized O(1): each chunk is passed once (until a chunk is unset again).
+        while let Some(p) = self.layout.validate(self.prefix) {
+            if !self.verified.get(p.get()) {
+                break;
+            }
+            self.prefix += 1;
+        }
     }
 
     fn unset_verified(&mut self, c: ChunkIndex) {
+        self.unhashed.remove(c.get() as usize);
+        self.prefix = self.prefix.min(c.get());
         if self.verified.get(c.get()) {
             self.verified.clear(c.get());
             self.verified_count = self.verified_count.saturating_sub(1);

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::data::{is_absent, PartData, TreeFiles, TreeWriter};
-use super::prefix::PrefixHash;
 use super::record::{bit_at, read_record, VerifiedBits};
 use super::{downloads_dir, OpenReport, PartialFile, State};
+use crate::bitset::BitSet;
 use crate::content::content_manifest::ContentManifest;
 use crate::content::layout::Layout;
 use crate::content::manifest::{ChunkIndex, HASH_LEN, MAX_MANIFEST_LEN};
@@ -199,17 +199,16 @@ impl PartialFile {
             dir,
             data,
             tree_writer: TreeWriter::default(),
+            unhashed: BitSet::new(count as usize),
+            prefix: 0,
             released: Arc::new(AtomicU64::new(0)),
+            release_claimed: 0,
             verified_count: 0,
             wanted: None,
             missing: count,
             dirty: false,
             state: State::Open,
-            // A folder has no whole-content hash: each file is checked on its own at the end
-            // (finish_tree.rs).
-            prefix: manifest.as_file().map(|_| PrefixHash::new()),
             manifest,
-            prefix_gen: 0,
             unsynced: 0,
         }
     }
@@ -221,6 +220,7 @@ impl PartialFile {
         for c in self.layout.chunks() {
             if bit_at(bits, c.get()) && trusted(c) {
                 self.set_verified(c);
+                self.unhashed.insert(c.get() as usize);
                 n += 1;
             }
         }

@@ -267,8 +267,11 @@ impl Library {
                 ));
                 self.pause(content, why);
             }
-            Err(FinishError::HashMismatch) => {
-                log::error!("download {content}: whole-file hash mismatch after every chunk verified; starting over");
+            Err(FinishError::DamagedOnDisk { bad_chunks }) => {
+                log::error!(
+                    "download {content}: {bad_chunks} chunk(s) recorded as verified were \
+                     damaged on disk; reopening it to fetch them again"
+                );
                 self.engine.finished(now, content, false);
             }
             Err(FinishError::Io(e)) => {

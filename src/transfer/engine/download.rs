@@ -95,7 +95,8 @@ impl Engine {
     }
 
     /// The file of a finished download is in its final place (`ok`), or finishing failed
-    /// (the whole-file hash did not match: every chunk is refetched).
+    /// (chunks trusted from the resume record were damaged on disk, or the disk failed): the
+    /// download is opened again and fetches what is missing.
     pub fn finished(&mut self, now: Instant, content: Id, ok: bool) {
         let Some(c) = self.contents.get_mut(&content) else {
             return;
@@ -153,7 +154,7 @@ impl Engine {
             // re-shared it). A no-op for every other download.
             self.announce_once(content);
         } else {
-            log::error!("download {content}: whole-file hash mismatch after every chunk verified; starting over");
+            log::info!("download {content}: not finished; reopened to fetch what is missing");
             let n = c.have.len();
             c.have = BitSet::new(n);
             if let Some(m) = c.manifest.clone() {
