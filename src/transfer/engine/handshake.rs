@@ -181,12 +181,17 @@ impl Engine {
             // Super-seeding: an empty BITFIELD; chunks are offered with HAVE once the peer's
             // BITFIELD shows what it lacks (at once if it came first).
             let target = self.offer_target(conn);
+            let lone = self.lone_downloader(conn);
             if let Some(ss) = self.super_seed(&content) {
                 ss.add_peer(conn, true);
                 let mut picks = Vec::new();
                 if let Some(bits) = &peer_bits {
                     ss.peer_bitfield(conn, bits);
-                    picks = ss.top_up(conn, target);
+                    picks = if lone {
+                        ss.offer_all(conn)
+                    } else {
+                        ss.top_up(conn, target)
+                    };
                 }
                 for chunk in picks {
                     self.actions.push_back(WireAction::Send {

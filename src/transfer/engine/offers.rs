@@ -101,27 +101,28 @@ impl Engine {
         }
     }
 
-    /// Super-seeding: whether `conn` is unchoked and the only peer of its content that
-    /// lacks any chunk. Super-seeding shares the seed's upload among peers; with one peer
-    /// there is nobody to share with, and a few offers at a time only narrow its choice
-    /// (four seeds each offering a few chunks to one downloader reached 57-74% of their
-    /// summed upload, against 99.7% with everything announced).
-    fn lone_downloader(&self, conn: ConnId) -> bool {
+    /// Super-seeding: whether `conn` is the only peer of its content that lacks any chunk.
+    /// Super-seeding shares the seed's upload among peers; with one peer there is nobody to
+    /// share with, and a few offers at a time only narrow its choice (four seeds each
+    /// offering a few chunks to one downloader reached 57-74% of their summed upload, against
+    /// 99.7% with everything announced). Choked or not: a choked peer gets one offer, and a
+    /// downloader of part of a folder (`--only`) that wants none of what it was offered never
+    /// became interested, so was never unchoked, and waited for ever
+    /// (`tests/folders.rs`, `only_part_of_a_folder_is_fetched_and_served_on`).
+    pub(super) fn lone_downloader(&self, conn: ConnId) -> bool {
         let Some(k) = self.conns.get(&conn) else {
             return false;
         };
         let Some(c) = k.content.and_then(|id| self.contents.get(&id)) else {
             return false;
         };
-        !k.am_choking
-            && c.conns
-                .iter()
-                .filter_map(|o| self.conns.get(o))
-                .filter(|o| {
-                    o.state == ConnState::Active
-                        && !o.peer_bits.as_ref().is_some_and(BitSet::is_full)
-                })
-                .count()
-                <= 1
+        c.conns
+            .iter()
+            .filter_map(|o| self.conns.get(o))
+            .filter(|o| {
+                o.state == ConnState::Active && !o.peer_bits.as_ref().is_some_and(BitSet::is_full)
+            })
+            .count()
+            <= 1
     }
 }
