@@ -180,20 +180,14 @@ impl Engine {
         if offering {
             // Super-seeding: an empty BITFIELD; chunks are offered with HAVE once the peer's
             // BITFIELD shows what it lacks (at once if it came first).
-            let target = self.offer_target(conn);
-            let lone = self.lone_downloader(conn);
             if let Some(ss) = self.super_seed(&content) {
                 ss.add_peer(conn, true);
-                let mut picks = Vec::new();
                 if let Some(bits) = &peer_bits {
                     ss.peer_bitfield(conn, bits);
-                    picks = if lone {
-                        ss.offer_all(conn)
-                    } else {
-                        ss.top_up(conn, target)
-                    };
                 }
-                for chunk in picks {
+            }
+            if peer_bits.is_some() {
+                for chunk in self.offers_for(conn, &content) {
                     self.actions.push_back(WireAction::Send {
                         conn,
                         msg: Message::Have(chunk),

@@ -54,18 +54,23 @@ impl Engine {
         if k.state != ConnState::Active || !k.sent_bitfield {
             return;
         }
+        for chunk in self.offers_for(conn, &content) {
+            self.send(conn, now, Message::Have(chunk));
+        }
+    }
+
+    /// Super-seeding: the chunks to offer `conn` now: every one not offered yet to a peer
+    /// alone in wanting `content`, else a top-up to its target.
+    pub(super) fn offers_for(&mut self, conn: ConnId, content: &Id) -> Vec<u32> {
         let target = self.offer_target(conn);
         let lone = self.lone_downloader(conn);
-        let Some(ss) = self.super_seed(&content) else {
-            return;
+        let Some(ss) = self.super_seed(content) else {
+            return Vec::new();
         };
-        let offers = if lone {
+        if lone {
             ss.offer_all(conn)
         } else {
             ss.top_up(conn, target)
-        };
-        for chunk in offers {
-            self.send(conn, now, Message::Have(chunk));
         }
     }
 
@@ -109,7 +114,7 @@ impl Engine {
     /// downloader of part of a folder (`--only`) that wants none of what it was offered never
     /// became interested, so was never unchoked, and waited for ever
     /// (`tests/folders.rs`, `only_part_of_a_folder_is_fetched_and_served_on`).
-    pub(super) fn lone_downloader(&self, conn: ConnId) -> bool {
+    fn lone_downloader(&self, conn: ConnId) -> bool {
         let Some(k) = self.conns.get(&conn) else {
             return false;
         };
