@@ -95,6 +95,38 @@ fn the_same_seed_gives_the_same_report() {
     assert_ne!(a.counters, other.counters);
 }
 
+/// `peershare-sim --dead 0,0.3` joins once (`Scenario::prepare`) and measures one scenario
+/// after the other on that network (`Scenario::measure`): the first report is the one a run
+/// of its own gives, to the last counter; the next one continues that network (the same
+/// number of nodes killed as a run of its own, its lookups still succeed); going back to
+/// fewer dead is refused.
+#[test]
+fn scenarios_share_one_join() {
+    let s = scenario(300, 0.0, 0.02, seed());
+    let alone = run(&s);
+    let mut network = s.prepare().expect("join");
+    let first = s.measure(&mut network, 0.0).expect("first scenario");
+    assert_eq!(
+        first.without_wall_time(),
+        alone.without_wall_time(),
+        "\n{first}\n{alone}\nreplay: {}",
+        s.replay_command()
+    );
+    assert_eq!(first.continues, None);
+    let second = s.measure(&mut network, 0.3).expect("second scenario");
+    let why = format!("\n{second}\nreplay: {}", s.replay_command());
+    assert_eq!(second.continues, Some(0.0), "{why}");
+    assert_eq!(second.dead, 90, "{why}");
+    assert_eq!(second.providers.attempted, 100, "{why}");
+    assert!(second.providers.success_rate() >= 0.95, "{why}");
+    assert!(second.find_node.success_rate() >= 0.95, "{why}");
+    // It ran on after the first: more virtual time and more datagrams than the first.
+    assert!(second.virtual_time > first.virtual_time, "{why}");
+    assert!(second.counters.sent > first.counters.sent, "{why}");
+    assert!(second.to_string().contains("one join for both"), "{why}");
+    assert!(s.measure(&mut network, 0.1).is_err());
+}
+
 /// The nodes run in shards side by side, in windows of virtual time (`sim::shard`): the
 /// report is the same, to the last counter, on one thread or several, liars, loss and dead
 /// nodes included.

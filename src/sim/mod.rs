@@ -55,4 +55,4 @@ pub mod swarm;
 
 pub use net::{node_addr, node_index, NetConfig, NetCounters, Sim, SimError};
 pub use report::{KindStats, Percentiles, Report};
-pub use scenario::Scenario;
+pub use scenario::{Network, Scenario};

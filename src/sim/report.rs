@@ -157,6 +157,10 @@ pub struct Report {
     pub lookup_phase_datagrams: u64,
     /// Virtual time the run covered.
     pub virtual_time: Duration,
+    /// `Some(f)`: this scenario continued the network of the scenario before it, whose dead
+    /// fraction was `f` (`Scenario::measure`: one join for both); its counters and virtual
+    /// time include that scenario's.
+    pub continues: Option<f64>,
     /// Wall-clock time.
     pub wall: WallTimes,
 }
@@ -221,12 +225,19 @@ impl fmt::Display for Report {
         writeln!(f, "{}", self.summary())?;
         writeln!(
             f,
-            "  seed {} | net {} ms ± {} ms, loss {} | {} killed | DhtConfig: {}",
+            "  seed {} | net {} ms ± {} ms, loss {} | {} killed{} | DhtConfig: {}",
             self.net.seed,
             self.net.latency.as_millis(),
             self.net.jitter.as_millis(),
             pct(self.net.loss),
             self.dead,
+            match self.continues {
+                Some(before) => format!(
+                    " (the network of the {:.0}% dead scenario, continued: one join for both)",
+                    before * 100.0
+                ),
+                None => String::new(),
+            },
             self.dht_config.as_deref().unwrap_or("defaults"),
         )?;
         writeln!(
@@ -301,15 +312,21 @@ impl fmt::Display for Report {
         write!(
             f,
             "  traffic: {} datagrams ({} lost, {} to/from dead nodes), {} during lookups; \
-             {:.0} s virtual; wall {:.1} s (join {:.1} s, rest {:.1} s)",
+             {:.0} s virtual; wall {:.1} s ({})",
             c.sent,
             c.lost,
             c.dead_end,
             self.lookup_phase_datagrams,
             self.virtual_time.as_secs_f64(),
             self.wall.total.as_secs_f64(),
-            self.wall.join.as_secs_f64(),
-            self.wall.rest.as_secs_f64(),
+            match self.continues {
+                Some(_) => "the join shared with the scenario before".to_owned(),
+                None => format!(
+                    "join {:.1} s, rest {:.1} s",
+                    self.wall.join.as_secs_f64(),
+                    self.wall.rest.as_secs_f64()
+                ),
+            },
         )
     }
 }

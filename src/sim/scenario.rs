@@ -16,6 +16,12 @@
 //!    `lookups` node lookups (a random live node looks for another random live node's ID;
 //!    success = that node is the first result), interleaved, one pair every `op_interval`.
 //!    Lookups not finished `lookup_deadline` after the last one started count as unfinished.
+//!
+//! Phases 1 and 2 ([`Scenario::prepare`]) build a [`Network`] that several scenarios measure
+//! in turn (phases 3 and 4, [`Scenario::measure`]): `peershare-sim --dead 0,0.3` joins once.
+//! The first scenario's report is the one [`Scenario::run`] gives; a later one continues the
+//! network the one before left (more nodes killed, that scenario's lookups done), which
+//! changes its figures no more than another seed would, at half the time of two joins.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -190,8 +196,16 @@ impl Scenario {
         Ok(())
     }
 
-    /// Runs the scenario and measures it.
+    /// Runs the scenario and measures it: [`Scenario::prepare`], then
+    /// [`Scenario::measure`] with [`Scenario::dead_fraction`].
     pub fn run(&self) -> Result<Report, SimError> {
+        let mut network = self.prepare()?;
+        self.measure(&mut network, self.dead_fraction)
+    }
+
+    /// Phases 1 and 2: joins the network, lets it settle, makes the liars and announces the
+    /// keys. Every scenario measured on the result ([`Scenario::measure`]) shares them.
+    pub fn prepare(&self) -> Result<Network, SimError> {
         self.validate()?;
         // The wall clock is read for the report only.
         let wall_start = std::time::Instant::now();
@@ -233,39 +247,80 @@ impl Scenario {
                 stored.push(0);
             }
         }
+        Ok(Network {
+            sim,
+            history,
+            liars,
+            announced: announces.iter().map(|(k, w, _)| (*k, *w)).collect(),
+            stored,
+            killed: 0,
+            measured: None,
+            wall_join,
+            wall_rest: wall_start.elapsed().saturating_sub(wall_join),
+        })
+    }
 
-        // 3. Kill.
-        let dead = (self.dead_fraction * n as f64).round() as usize;
-        let victims = rand::seq::index::sample(sim.rng(), n, dead.min(n));
-        for v in victims.iter() {
-            sim.kill(v);
+    /// Phases 3 and 4 on `network`: kills nodes until `dead_fraction` of them are dead, then
+    /// looks up. The first scenario measured on a network sees it as [`Scenario::prepare`]
+    /// left it, exactly as [`Scenario::run`] would; a later one continues the network the
+    /// one before left (its dead stay dead, its lookups have run), so its dead fraction may
+    /// not be smaller.
+    pub fn measure(&self, network: &mut Network, dead_fraction: f64) -> Result<Report, SimError> {
+        if !(0.0..1.0).contains(&dead_fraction) {
+            return Err(SimError::InvalidConfig(format!(
+                "dead fraction must be in [0, 1), got {dead_fraction}"
+            )));
         }
+        let wall_start = std::time::Instant::now();
+        let n = self.nodes;
+        let dead = (dead_fraction * n as f64).round() as usize;
+        if dead < network.killed {
+            return Err(SimError::InvalidConfig(format!(
+                "a scenario with {dead} dead cannot continue one with {} dead: give the dead \
+                 fractions in increasing order",
+                network.killed
+            )));
+        }
+        let continues = network.measured.replace(dead_fraction);
+        let sim = &mut network.sim;
+
+        // 3. Kill: as many more as needed, chosen among the living (at the first scenario
+        // every node lives, so this is a sample of all of them).
+        let living = sim.live_nodes();
+        let more = (dead - network.killed).min(living.len());
+        for k in rand::seq::index::sample(sim.rng(), living.len(), more).iter() {
+            if let Some(&v) = living.get(k) {
+                sim.kill(v);
+            }
+        }
+        network.killed += more;
         let live = sim.live_nodes();
         // Who asks and who is looked for: honest live nodes.
         let honest: Vec<usize> = live.iter().copied().filter(|&i| !sim.is_liar(i)).collect();
-        let graph = Graph::of(&sim, &live);
-        let mut state = network_state(&sim, &live, &graph);
+        let graph = Graph::of(sim, &live);
+        let mut state = network_state(sim, &live, &graph);
         let islands = self
             .explain_islands
-            .then(|| explain(&sim, &graph, &live, &history));
+            .then(|| explain(sim, &graph, &live, &network.history));
         drop(graph);
-        state.announced = announces.len();
-        state.mean_stored_at = mean(stored.iter().map(|&s| s as f64));
-        state.stored_nowhere = stored.iter().filter(|&&s| s == 0).count();
+        state.announced = network.announced.len();
+        state.mean_stored_at = mean(network.stored.iter().map(|&s| s as f64));
+        state.stored_nowhere = network.stored.iter().filter(|&&s| s == 0).count();
 
         // 4. Look up.
         let sent_before = sim.counters().sent;
-        let keys: Vec<(Id, usize)> = announces
+        let keys: Vec<(Id, usize)> = network
+            .announced
             .iter()
-            .filter(|(_, w, _)| sim.is_alive(*w))
-            .map(|(k, w, _)| (*k, *w))
+            .filter(|(_, w)| sim.is_alive(*w))
+            .copied()
             .collect();
         let mut started: Vec<Started> = Vec::new();
         if honest.len() >= 2 {
             for _ in 0..self.lookups {
                 if !keys.is_empty() {
                     let (key, announcer) = keys[sim.rng().gen_range(0..keys.len())];
-                    let origin = pick_other(&mut sim, &honest, announcer);
+                    let origin = pick_other(sim, &honest, announcer);
                     let q = sim.get_providers(origin, key);
                     started.push(Started {
                         origin,
@@ -274,7 +329,7 @@ impl Scenario {
                     });
                 }
                 let target = honest[sim.rng().gen_range(0..honest.len())];
-                let origin = pick_other(&mut sim, &honest, target);
+                let origin = pick_other(sim, &honest, target);
                 let target_id = sim.node(target).map(|d| d.id()).unwrap_or(Id::ZERO);
                 let q = sim.find_node(origin, target_id);
                 started.push(Started {
@@ -325,12 +380,17 @@ impl Scenario {
             .chain(&nodes.answer)
             .copied()
             .collect();
-        let total = wall_start.elapsed();
+        // The join's wall time (and the announces') counts for the first scenario only.
+        let (join, before) = match continues {
+            None => (network.wall_join, network.wall_rest),
+            Some(_) => (Duration::ZERO, Duration::ZERO),
+        };
+        let rest = before + wall_start.elapsed();
         Ok(Report {
             nodes: n,
-            dead_fraction: self.dead_fraction,
-            dead,
-            liars,
+            dead_fraction,
+            dead: network.killed,
+            liars: network.liars,
             lies: sim.lies_told(),
             net: self.net.clone(),
             dht_config: config_diff(&self.dht),
@@ -344,13 +404,35 @@ impl Scenario {
             counters: sim.counters().clone(),
             lookup_phase_datagrams,
             virtual_time: sim.elapsed(),
+            continues,
             wall: WallTimes {
-                join: wall_join,
-                rest: total.saturating_sub(wall_join),
-                total,
+                join,
+                rest,
+                total: join + rest,
             },
         })
     }
+}
+
+/// A network after [`Scenario::prepare`]: joined, settled, its keys announced, ready for
+/// one scenario after another ([`Scenario::measure`]). At 100,000 nodes the join is about
+/// 98% of a scenario's time, so `peershare-sim --dead 0,0.3` joins once, not twice; a copy
+/// of the network for each scenario would have doubled the memory instead (7 GiB).
+pub struct Network {
+    sim: Sim,
+    history: History,
+    liars: usize,
+    /// Each key announced and the node that announced it.
+    announced: Vec<(Id, usize)>,
+    /// How many nodes stored each announce (0: the announce failed).
+    stored: Vec<usize>,
+    /// Nodes killed so far.
+    killed: usize,
+    /// The dead fraction of the last scenario measured on it.
+    measured: Option<f64>,
+    wall_join: Duration,
+    /// Wall time of the announces.
+    wall_rest: Duration,
 }
 
 /// What a lookup should find.

@@ -1,8 +1,9 @@
 //! `peershare-sim`: measures PeerShare on simulated networks.
 //!
-//! - `peershare-sim [--nodes N ...]` or `peershare-sim dht ...` (`make sim`): the DHT. Runs
-//!   one scenario per `--dead` fraction (see `peershare::sim::scenario` for the phases) and
-//!   prints each report next to the goals.
+//! - `peershare-sim [--nodes N ...]` or `peershare-sim dht ...` (`make sim`): the DHT. Joins
+//!   one network, then runs one scenario per `--dead` fraction on it, from the fewest dead
+//!   to the most, each continuing the network of the one before (see
+//!   `peershare::sim::scenario` for the phases), and prints each report next to the goals.
 //! - `peershare-sim swarm [--leechers N ...]` (`make sim-swarm`): one seeder and many
 //!   leechers running the transfer engine (see `peershare::sim::swarm`), once with plain
 //!   rarest-first and once with the seeder super-seeding, side by side with the ideal bound.
@@ -178,7 +179,8 @@ struct Args {
     /// Keys announced.
     #[arg(long, default_value_t = 200)]
     keys: usize,
-    /// Dead fractions: one scenario each (repeat the flag or separate with commas).
+    /// Dead fractions: one scenario each (repeat the flag or separate with commas), all on
+    /// one network joined once, from the fewest dead to the most.
     #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 0.3], value_parser = fraction)]
     dead: Vec<f64>,
     /// Fraction of the nodes that lie in every NODES and PROVIDERS answer (made-up contacts
@@ -427,21 +429,36 @@ fn dht(args: &Args) -> ExitCode {
         loss: args.loss,
         seed: args.seed,
     };
-    for &dead in &args.dead {
-        let scenario = Scenario {
-            keys: args.keys,
-            lookups: args.lookups,
-            dead_fraction: dead,
-            liar_fraction: args.liars,
-            settle: Duration::from_secs(args.settle),
-            join_interval: Duration::from_millis(args.join_interval),
-            net: net.clone(),
-            explain_islands: args.explain_islands,
-            ed25519_proofs: args.ed25519_proofs,
-            threads: args.threads,
-            ..Scenario::new(args.nodes)
-        };
-        match scenario.run() {
+    // One join for every scenario (`Scenario::measure`): each continues the network of the
+    // one before, so they run from the fewest dead to the most.
+    let mut fractions = args.dead.clone();
+    fractions.sort_by(f64::total_cmp);
+    fractions.dedup();
+    let scenario = Scenario {
+        keys: args.keys,
+        lookups: args.lookups,
+        dead_fraction: fractions.first().copied().unwrap_or(0.0),
+        liar_fraction: args.liars,
+        settle: Duration::from_secs(args.settle),
+        join_interval: Duration::from_millis(args.join_interval),
+        net,
+        explain_islands: args.explain_islands,
+        ed25519_proofs: args.ed25519_proofs,
+        threads: args.threads,
+        ..Scenario::new(args.nodes)
+    };
+    let mut network = match scenario.prepare() {
+        Ok(network) => network,
+        Err(e) => {
+            eprintln!(
+                "peershare-sim: building the network failed (seed {}): {e}",
+                args.seed
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    for &dead in &fractions {
+        match scenario.measure(&mut network, dead) {
             Ok(report) => {
                 println!("{report}");
                 if let Some(islands) = &report.islands {
