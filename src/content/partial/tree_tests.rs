@@ -308,3 +308,43 @@ fn part_of_a_folder_completes_with_only_its_files() {
         0
     );
 }
+
+/// A file is at its full size from its first chunk on: a small file (one chunk) by that
+/// write alone, a bigger one sized when it is made; a file a crash left empty between its
+/// creation and its write is sized again.
+#[test]
+fn each_file_has_its_size_from_its_first_chunk_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (files, m) = pack();
+    let t = m.as_tree().unwrap();
+    let (mut pf, _) = PartialFile::open_or_create(tmp.path(), Arc::clone(&m)).unwrap();
+    let root = staging(tmp.path(), &m);
+    let left_empty = root.join("Kicks/kick 2.wav");
+    fs::create_dir_all(left_empty.parent().unwrap()).unwrap();
+    fs::write(&left_empty, b"").unwrap();
+    let mut checked = 0;
+    for i in 0..m.chunk_count() {
+        let p = t.chunk_place(i).unwrap();
+        let path = t.entries()[p.entry].path.as_str();
+        if p.offset != 0 || pf.is_verified(pf.layout().validate(i).unwrap()) {
+            continue;
+        }
+        store(&mut pf, &files, i);
+        let len = fs::metadata(root.join(path)).unwrap().len();
+        assert_eq!(
+            len,
+            files[path].len() as u64,
+            "{path} after its first chunk"
+        );
+        checked += 1;
+    }
+    // Both kicks, the long loop (several chunks), the README.
+    assert_eq!(checked, 4);
+    for i in 0..m.chunk_count() {
+        if !pf.is_verified(pf.layout().validate(i).unwrap()) {
+            store(&mut pf, &files, i);
+        }
+    }
+    let p = pf.finish(&tmp.path().join("out"), "pack").unwrap();
+    assert_tree(&p, &files);
+}
