@@ -70,6 +70,20 @@ impl Layout {
         }
     }
 
+    /// Bytes in chunks `range` together (the part of the range past the last chunk counts
+    /// nothing): one subtraction, whatever the number of chunks.
+    pub fn bytes_in(&self, range: Range<usize>) -> u64 {
+        let at = |i: usize| -> u64 {
+            match self {
+                Layout::File(l) => (i as u64)
+                    .saturating_mul(u64::from(l.chunk_size()))
+                    .min(l.total()),
+                Layout::Tree(s) => s.get(i).or(s.last()).copied().unwrap_or(0),
+            }
+        };
+        at(range.end).saturating_sub(at(range.start))
+    }
+
     /// Length of the chunk in bytes (0 for an index not of this content).
     pub fn chunk_len(&self, c: ChunkIndex) -> u32 {
         match self {
