@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Waker};
 
@@ -42,7 +41,7 @@ use crate::node_core::{NatIo, NodeCore, Output};
 use crate::secure::SecureError;
 use crate::storage::DiskStorage;
 use crate::transfer::engine::WireAction;
-use crate::workers::{Completer, WorkerPool};
+use crate::workers::{Completer, Completions, WorkerPool};
 
 mod shutdown;
 mod view;
@@ -126,7 +125,7 @@ pub struct Reactor {
     jobs: Arc<JobContext>,
     /// Jobs waiting for room in the worker pool.
     backlog: Backlog,
-    completions: Receiver<Completion>,
+    completions: Completions<Completion>,
     emulator: SendEmulator,
     /// The owner's completion hooks, run off the loop.
     hooks: Hooks,
@@ -541,7 +540,8 @@ impl Reactor {
     }
 
     fn drain_completions(&mut self, now: Instant) {
-        while let Ok(c) = self.completions.try_recv() {
+        self.completions.start_drain();
+        while let Some(c) = self.completions.try_recv() {
             match c {
                 Completion::Reply { to, bytes } => self.deliver(now, to, bytes),
                 Completion::ViewWanted { to, bytes, token } => {
