@@ -21,7 +21,7 @@
 //! in turn (phases 3 and 4, [`Scenario::measure`]): `peershare-sim --dead 0,0.3` joins once.
 //! The first scenario's report is the one [`Scenario::run`] gives; a later one continues the
 //! network the one before left (more nodes killed, that scenario's lookups done), which
-//! changes its figures no more than another seed would, at half the time of two joins.
+//! moves its figures about as much as another seed does, at half the time of two joins.
 
 use std::net::SocketAddr;
 use std::time::Duration;
