@@ -92,7 +92,8 @@ impl Scheduler {
     /// chunks the peer lacks (quick when the peer has much of what is missing: a seed), or
     /// the peer's own chunks, keeping the `n` best (quick when it has little: in a swarm of
     /// downloaders each starts with few, and the index would be read nearly to its end at
-    /// every refill).
+    /// every refill). The index walk stops once it has read as many entries as the peer has
+    /// chunks, and the scan answers instead.
     pub(super) fn pick_rarest(&self, key: PeerKey, n: usize) -> Vec<usize> {
         let Some(p) = self.peers.get(&key) else {
             return Vec::new();
@@ -129,15 +130,31 @@ impl Scheduler {
 
     /// [`Scheduler::pick_rarest`] without the urgent chunks.
     fn pick_rarest_of(&self, p: &super::Peer, n: usize) -> Vec<usize> {
-        // Reading the index finds the peer's chunks at the rate it holds the needed ones.
+        // Reading the index finds the peer's chunks at the rate it holds the needed ones, if
+        // they are spread evenly. In a swarm they are not: every downloader holds the common
+        // chunks, which sort last, so the walk is cut off once it has cost what the scan of
+        // the peer's chunks below would, and that scan gives the answer.
+        let scan_cost = p.has.count();
         let index_cost = n.saturating_mul(self.rarity.len()) / p.useful;
-        if p.has.count() >= index_cost {
-            return self
-                .rarity
-                .iter()
-                .filter(|&i| p.has.contains(i))
-                .take(n)
-                .collect();
+        if scan_cost >= index_cost {
+            let mut picks = Vec::with_capacity(n);
+            let mut walked = 0;
+            for i in self.rarity.iter() {
+                if p.has.contains(i) {
+                    picks.push(i);
+                    if picks.len() == n {
+                        return picks;
+                    }
+                }
+                walked += 1;
+                if walked > scan_cost {
+                    break;
+                }
+            }
+            if walked <= scan_cost {
+                // The whole index was read: fewer than n.
+                return picks;
+            }
         }
         // The n smallest (availability, rank, chunk) among the peer's missing chunks.
         let mut best: Vec<(u16, usize, usize)> = Vec::with_capacity(n + 1);
@@ -209,5 +226,37 @@ mod tests {
             }
             prop_assert!(s.check_invariants().is_ok());
         }
+    }
+
+    /// A downloader in a swarm holds only common chunks, which sort last in the index: the
+    /// index walk is cut off and the scan of its chunks gives the same rarest picks.
+    #[test]
+    fn a_peer_with_only_common_chunks_gets_the_rarest_of_them() {
+        let now = Instant::now();
+        let n = 300;
+        let mut s = Scheduler::new(n, 1 << 18, BitSet::new(n), SchedulerConfig::default(), 5);
+        let seed = ConnId::new(0);
+        s.add_peer(now, seed);
+        s.peer_bitfield(now, seed, &BitSet::full(n));
+        let swarm = ConnId::new(1);
+        let mut common = BitSet::new(n);
+        for i in 250..n {
+            common.insert(i);
+        }
+        s.add_peer(now, swarm);
+        s.peer_bitfield(now, swarm, &common);
+        // The estimate would read the index (50 chunks held >= 4 * 300 / 50), but the
+        // peer's chunks are the last 50 entries of it.
+        let p = &s.peers[&swarm];
+        assert!(p.has.count() >= 4 * s.rarity.len() / p.useful);
+        let mut all: Vec<(u16, usize, usize)> = (250..n)
+            .map(|i| (s.availability[i], s.order.rank(i), i))
+            .collect();
+        all.sort_unstable();
+        let want: Vec<usize> = all.into_iter().take(4).map(|c| c.2).collect();
+        assert_eq!(s.pick_rarest(swarm, 4), want);
+        // And a peer holding everything still reads the index from the start.
+        let rarest: Vec<usize> = s.rarity.iter().take(4).collect();
+        assert_eq!(s.pick_rarest(seed, 4), rarest);
     }
 }
