@@ -265,10 +265,12 @@ impl Dht {
             }) = self.requests.get_mut(&txid)
             {
                 let (qid, id, to) = (*qid, *id, *to);
-                let closest = self
-                    .queries
-                    .get(&qid)
-                    .is_some_and(|q| q.lookup.is_closest(&id));
+                // A lookup that has ended waits for nothing: its requests still out get no
+                // more copies (an answer that comes is still learned from).
+                let Some(q) = self.queries.get(&qid) else {
+                    continue;
+                };
+                let closest = q.lookup.is_closest(&id);
                 let again = *copies < 2 || (closest && *copies < requests::CLOSEST_COPIES);
                 if again {
                     // Slow, or lost: send the same request again now (an answer to any copy
