@@ -19,7 +19,9 @@
 //!   IDs it makes up. The counts cover the buckets only (the replacement caches are small
 //!   and a cached contact is checked again when it is promoted). They are counted when
 //!   needed, not kept: a table holds a few hundred contacts, and a simulator of 10,000
-//!   nodes would pay about 50 KB per node for kept counts. An ID already in the table
+//!   nodes would pay about 50 KB per node for kept counts. Two small filters (`seen`) skip
+//!   the counting, and the search for another ID at a new contact's address, when nothing
+//!   in the table can match. An ID already in the table
 //!   keeps its address: a datagram from the same ID at another address neither moves nor
 //!   refreshes it ([`InsertResult::OtherAddress`]).
 //! - The table does not decide whom to trust: the caller inserts only contacts that answered
@@ -35,6 +37,7 @@ use super::diversity::{DiversityLimits, Level, Network, Origin, QuotaHit, Scope}
 use crate::id::{Distance, Id};
 use crate::proto::codec::canonical_addr;
 use crate::proto::dht::Contact;
+use seen::{addr_hash, net_hash, AddrFilter, NetFilter};
 
 /// Contacts per bucket (k).
 pub const K: usize = 20;
@@ -116,6 +119,22 @@ pub struct RoutingTable {
     limits: DiversityLimits,
     /// Changes of membership so far (see [`RoutingTable::changes`]).
     changes: u64,
+    /// Holds the address of every entry, replacement and eviction newcomer, and maybe
+    /// more (`seen`).
+    seen_addrs: AddrFilter,
+    /// Holds the network (`Origin::network`) of every entry, and maybe more.
+    seen_nets: NetFilter,
+}
+
+/// What a pass over the table counted for a contact of some origin, to go into bucket `i`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    /// Entries of the same source, and of the same network, in bucket `i`.
+    src_here: usize,
+    net_here: usize,
+    /// The same in the whole table.
+    src_all: usize,
+    net_all: usize,
 }
 
 impl RoutingTable {
@@ -126,6 +145,8 @@ impl RoutingTable {
             buckets: Vec::new(),
             limits,
             changes: 0,
+            seen_addrs: AddrFilter::default(),
+            seen_nets: NetFilter::default(),
         }
     }
 
@@ -180,19 +201,45 @@ impl RoutingTable {
         // The quotas are counted in the same pass that looks for such IDs (one pass over the
         // table rather than two: a new contact's insert was two of them); when there are
         // some, they go first and the quotas are counted again.
+        // The filters skip both when nothing in the table can match (`seen`): no other ID is
+        // at an address the table never held, and no quota is near for a network it never
+        // held.
         let origin = Origin::of(contact.addr);
-        let quota = match self.quotas(i, &origin, |b| forgets(b, contact.addr, &contact.id)) {
-            Some(q) => q,
-            None => {
-                self.forget_addr(contact.addr, &contact.id);
-                self.admits(i, &origin)
+        let addr_hit = self.seen_addrs.may_contain(addr_hash(&contact.addr));
+        let net_hit = self.seen_nets.may_contain(net_hash(&origin.network));
+        let counts = if addr_hit || net_hit {
+            match self.count(i, &origin, |b| {
+                addr_hit && forgets(b, contact.addr, &contact.id)
+            }) {
+                Some(c) => {
+                    // Nothing else at that address, or nothing in that network: a false
+                    // hit, or one left by contacts gone. Rebuilt, they stop costing passes
+                    // (not for a contact waiting in its own bucket's replacements, which is
+                    // the hit).
+                    let b = self.bucket(i);
+                    let waiting = b.replacements.iter().any(|r| r.id == contact.id)
+                        || b.pending.is_some_and(|(_, n)| n.id == contact.id);
+                    if (addr_hit && !waiting) || (net_hit && c.net_all == 0) {
+                        self.rebuild_seen();
+                    }
+                    c
+                }
+                None => {
+                    self.forget_addr(contact.addr, &contact.id);
+                    self.count(i, &origin, |_| false).unwrap_or_default()
+                }
             }
+        } else {
+            Counts::default()
         };
-        if let Err(hit) = quota {
+        if let Err(hit) = self.judge(&origin, &counts) {
             return InsertResult::Refused(hit);
         }
+        // In the bucket or in its replacements from now on.
+        self.seen_addrs.insert(addr_hash(&contact.addr));
         let b = &mut self.buckets[i];
         if b.entries.len() < K {
+            self.seen_nets.insert(net_hash(&origin.network));
             self.changes += 1;
             b.replacements.retain(|c| c.id != contact.id);
             if b.entries.len() == b.entries.capacity() {
@@ -268,28 +315,25 @@ impl RoutingTable {
 
     /// Whether a contact of origin `o` fits the quotas of bucket `i` and of the table.
     fn admits(&self, i: usize, o: &Origin) -> Result<(), QuotaHit> {
-        self.quotas(i, o, |_| false).unwrap_or(Ok(()))
+        if !self.seen_nets.may_contain(net_hash(&o.network)) {
+            // No entry in its network, so none of its source (a source lies in one
+            // network): nothing to count.
+            return self.judge(o, &Counts::default());
+        }
+        self.count(i, o, |_| false)
+            .map_or(Ok(()), |c| self.judge(o, &c))
     }
 
-    /// [`RoutingTable::admits`], in a pass that first asks `stop` of each bucket: None, and
-    /// nothing counted, if it says true of one.
-    fn quotas(
-        &self,
-        i: usize,
-        o: &Origin,
-        stop: impl Fn(&Bucket) -> bool,
-    ) -> Option<Result<(), QuotaHit>> {
-        let src = &self.limits.source;
-        let net = self.limits.network_quota(&o.network);
+    /// Counts the entries of `o`'s source and network, in bucket `i` and in the table, in
+    /// a pass that first asks `stop` of each bucket: None, and nothing counted, if it says
+    /// true of one.
+    fn count(&self, i: usize, o: &Origin, stop: impl Fn(&Bucket) -> bool) -> Option<Counts> {
         // One pass over the table: each entry's origin is worked out once, for the bucket's
         // counts and the table's (this runs for every contact heard from).
         // An address of the same source or network always shares its /24 or /64 (a local
         // network is one IP): most entries are told apart by that alone.
-        let prefix = match o.network {
-            Network::LocalHost(ip) => Network::prefix_of(ip),
-            global => global,
-        };
-        let (mut src_here, mut net_here, mut src_all, mut net_all) = (0, 0, 0, 0);
+        let prefix = prefix(o);
+        let mut c = Counts::default();
         for (j, b) in self.buckets.iter().enumerate() {
             if stop(b) {
                 return None;
@@ -303,14 +347,28 @@ impl RoutingTable {
                     usize::from(eo.source == o.source),
                     usize::from(eo.network == o.network),
                 );
-                src_all += s;
-                net_all += n;
+                c.src_all += s;
+                c.net_all += n;
                 if j == i {
-                    src_here += s;
-                    net_here += n;
+                    c.src_here += s;
+                    c.net_here += n;
                 }
             }
         }
+        Some(c)
+    }
+
+    /// Whether counts `c` leave room for a contact of origin `o`.
+    fn judge(&self, o: &Origin, c: &Counts) -> Result<(), QuotaHit> {
+        let src = &self.limits.source;
+        let net = self.limits.network_quota(&o.network);
+        let Counts {
+            src_here,
+            net_here,
+            src_all,
+            net_all,
+            ..
+        } = *c;
         let checks = [
             (
                 Level::Source,
@@ -332,12 +390,35 @@ impl RoutingTable {
                 net.contacts_per_table,
             ),
         ];
-        Some(
-            match checks.into_iter().find(|&(_, _, have, max)| have >= max) {
-                Some((level, scope, _, max)) => Err(QuotaHit { level, scope, max }),
-                None => Ok(()),
-            },
-        )
+        match checks.into_iter().find(|&(_, _, have, max)| have >= max) {
+            Some((level, scope, _, max)) => Err(QuotaHit { level, scope, max }),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the filters again from what the table holds (`seen`).
+    fn rebuild_seen(&mut self) {
+        let (mut addrs, mut nets) = (AddrFilter::default(), NetFilter::default());
+        for b in &self.buckets {
+            for e in &b.entries {
+                addrs.insert(addr_hash(&e.contact.addr));
+                nets.insert(net_hash(&Origin::of(e.contact.addr).network));
+            }
+            for r in &b.replacements {
+                addrs.insert(addr_hash(&r.addr));
+            }
+            if let Some((_, n)) = &b.pending {
+                addrs.insert(addr_hash(&n.addr));
+            }
+        }
+        self.seen_addrs = addrs;
+        self.seen_nets = nets;
+    }
+
+    /// Notes that `contact` is now an entry (it may have been a replacement).
+    fn seen_entry(&mut self, addr: &SocketAddr) {
+        self.seen_addrs.insert(addr_hash(addr));
+        self.seen_nets.insert(net_hash(&Origin::of(*addr).network));
     }
 
     /// Moves the most recently seen replacement of bucket `i` that fits the quotas into the
@@ -354,6 +435,7 @@ impl RoutingTable {
         };
         if let Some(contact) = self.buckets[i].replacements.remove(pos) {
             self.changes += 1;
+            self.seen_entry(&contact.addr);
             self.buckets[i].entries.push(Entry {
                 contact,
                 last_seen: now,
@@ -394,6 +476,7 @@ impl RoutingTable {
         // may have entered since.
         if self.admits(i, &Origin::of(newcomer.addr)).is_ok() {
             self.buckets[i].replacements.retain(|c| c.id != newcomer.id);
+            self.seen_entry(&newcomer.addr);
             self.buckets[i].entries.push(Entry {
                 contact: newcomer,
                 last_seen: now,
@@ -438,6 +521,11 @@ impl RoutingTable {
             {
                 self.buckets[i].entries.remove(pos);
                 self.changes += 1;
+                // An eviction PING of it is moot (as `on_failure` and `forget_addr` have it):
+                // a bucket's pending PING always has its head in the bucket.
+                if self.buckets[i].pending.is_some_and(|(p, _)| p == *id) {
+                    self.buckets[i].pending = None;
+                }
             }
             self.buckets[i].replacements.retain(|c| c.id != *id);
         }
@@ -603,6 +691,14 @@ impl RoutingTable {
     }
 }
 
+/// The /24 or /64 that every address of `o`'s source and network lies in.
+fn prefix(o: &Origin) -> Network {
+    match o.network {
+        Network::LocalHost(ip) => Network::prefix_of(ip),
+        global => global,
+    }
+}
+
 /// Whether `addr` lies in `prefix` (a [`Network::prefix_of`]): the same as
 /// `Network::prefix_of(canonical_addr(addr).ip()) == prefix`, with a shortcut for an IPv4
 /// address and a /24: three bytes compared rather than two networks built and compared,
@@ -638,50 +734,6 @@ fn push_replacement(b: &mut Bucket, c: Contact) {
     b.replacements.push_back(c);
 }
 
-#[cfg(test)]
-impl RoutingTable {
-    /// Counts every bucket and checks every quota (for tests).
-    pub(crate) fn check_quotas(&self) -> Result<(), String> {
-        use super::diversity::{Network, Source};
-        use std::collections::HashMap;
-        let mut sources: HashMap<Source, usize> = HashMap::new();
-        let mut networks: HashMap<Network, usize> = HashMap::new();
-        for (i, b) in self.buckets.iter().enumerate() {
-            let mut bs: HashMap<Source, usize> = HashMap::new();
-            let mut bn: HashMap<Network, usize> = HashMap::new();
-            for e in &b.entries {
-                let o = Origin::of(e.contact.addr);
-                *bs.entry(o.source).or_default() += 1;
-                *bn.entry(o.network).or_default() += 1;
-                *sources.entry(o.source).or_default() += 1;
-                *networks.entry(o.network).or_default() += 1;
-            }
-            if let Some((s, c)) = bs
-                .iter()
-                .find(|(_, &c)| c > self.limits.source.contacts_per_bucket)
-            {
-                return Err(format!("bucket {i}: {c} contacts of {s:?}"));
-            }
-            if let Some((n, c)) = bn
-                .iter()
-                .find(|(n, &c)| c > self.limits.network_quota(n).contacts_per_bucket)
-            {
-                return Err(format!("bucket {i}: {c} contacts of {n:?}"));
-            }
-        }
-        for (s, &c) in &sources {
-            if c > self.limits.source.contacts_per_table {
-                return Err(format!("{c} contacts of {s:?}"));
-            }
-        }
-        for (n, &c) in &networks {
-            if c > self.limits.network_quota(n).contacts_per_table {
-                return Err(format!("{c} contacts of {n:?}"));
-            }
-        }
-        Ok(())
-    }
-}
-
+mod seen;
 #[cfg(test)]
 mod tests;

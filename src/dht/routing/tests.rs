@@ -26,6 +26,95 @@ fn in_bucket(local: &Id, b: usize, n: usize, seed: u64) -> Vec<Contact> {
         .collect()
 }
 
+/// Test helpers, here beside the tests that use them (`dht::tests` checks quotas too).
+impl RoutingTable {
+    /// Makes the filters say "maybe" of everything: the next call makes every pass, as the
+    /// table did before it had filters (for tests).
+    pub(crate) fn saturate_seen(&mut self) {
+        self.seen_addrs = AddrFilter::full();
+        self.seen_nets = NetFilter::full();
+    }
+
+    /// The buckets, entries, replacements and eviction PINGs, as text (for tests).
+    pub(crate) fn contents(&self) -> String {
+        format!("{:?}", self.buckets)
+    }
+
+    /// Whether the filters hold everything they must (for tests).
+    pub(crate) fn check_seen(&self) -> Result<(), String> {
+        for (i, b) in self.buckets.iter().enumerate() {
+            for e in &b.entries {
+                if !self.seen_addrs.may_contain(addr_hash(&e.contact.addr))
+                    || !self
+                        .seen_nets
+                        .may_contain(net_hash(&Origin::of(e.contact.addr).network))
+                {
+                    return Err(format!(
+                        "bucket {i}: entry {:?} not in the filters",
+                        e.contact
+                    ));
+                }
+            }
+            let newcomer = b.pending.map(|(_, n)| n);
+            for c in b.replacements.iter().chain(newcomer.iter()) {
+                if !self.seen_addrs.may_contain(addr_hash(&c.addr)) {
+                    return Err(format!("bucket {i}: {c:?} not in the address filter"));
+                }
+            }
+            if let Some((head, _)) = b.pending {
+                if !b.entries.iter().any(|e| e.contact.id == head) {
+                    return Err(format!(
+                        "bucket {i}: eviction PING of {head:?}, not an entry"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts every bucket and checks every quota (for tests).
+    pub(crate) fn check_quotas(&self) -> Result<(), String> {
+        use crate::dht::diversity::{Network, Source};
+        use std::collections::HashMap;
+        let mut sources: HashMap<Source, usize> = HashMap::new();
+        let mut networks: HashMap<Network, usize> = HashMap::new();
+        for (i, b) in self.buckets.iter().enumerate() {
+            let mut bs: HashMap<Source, usize> = HashMap::new();
+            let mut bn: HashMap<Network, usize> = HashMap::new();
+            for e in &b.entries {
+                let o = Origin::of(e.contact.addr);
+                *bs.entry(o.source).or_default() += 1;
+                *bn.entry(o.network).or_default() += 1;
+                *sources.entry(o.source).or_default() += 1;
+                *networks.entry(o.network).or_default() += 1;
+            }
+            if let Some((s, c)) = bs
+                .iter()
+                .find(|(_, &c)| c > self.limits.source.contacts_per_bucket)
+            {
+                return Err(format!("bucket {i}: {c} contacts of {s:?}"));
+            }
+            if let Some((n, c)) = bn
+                .iter()
+                .find(|(n, &c)| c > self.limits.network_quota(n).contacts_per_bucket)
+            {
+                return Err(format!("bucket {i}: {c} contacts of {n:?}"));
+            }
+        }
+        for (s, &c) in &sources {
+            if c > self.limits.source.contacts_per_table {
+                return Err(format!("{c} contacts of {s:?}"));
+            }
+        }
+        for (n, &c) in &networks {
+            if c > self.limits.network_quota(n).contacts_per_table {
+                return Err(format!("{c} contacts of {n:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[test]
 fn bucket_placement_follows_leading_zeros() {
     let local = Id([0; 32]);
@@ -447,6 +536,111 @@ fn in_prefix_is_the_prefix_comparison() {
             let prefix = Network::prefix_of(canonical_addr(*b).ip());
             let slow = Network::prefix_of(canonical_addr(*a).ip()) == prefix;
             assert_eq!(in_prefix(a, &prefix), slow, "{a} in {b}'s prefix");
+        }
+    }
+}
+
+mod seen_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One step on a table: a contact heard from (from a small pool of addresses, so that
+    /// addresses come back under new IDs), a failure, an eviction ping's outcome, a removal,
+    /// or an address forgotten.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Heard { bucket: usize, addr: usize },
+        Fail { nth: usize },
+        PingResult { nth: usize, alive: bool },
+        Remove { nth: usize },
+        Forget { addr: usize },
+    }
+
+    /// The addresses: IPv4 in a few /24s, loopback ports, IPv6, and an IPv4-mapped IPv6
+    /// address of one of the IPv4 ones.
+    fn pool(k: usize) -> SocketAddr {
+        match k % 5 {
+            0 | 1 => at([198, 51, (k % 3) as u8, (k / 5) as u8], 4000),
+            2 => at([127, 0, 0, 1], 5000 + (k / 5) as u16),
+            3 => SocketAddr::from((
+                [0x2001, 0xdb8, 0, (k % 2) as u16, 0, 0, 0, (k / 5) as u16],
+                6000,
+            )),
+            _ => SocketAddr::from(([0, 0, 0, 0, 0, 0xffff, 0xc633, (k / 5) as u16], 4000)),
+        }
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0usize..12, 0usize..60).prop_map(|(bucket, addr)| Op::Heard { bucket, addr }),
+            2 => any::<usize>().prop_map(|nth| Op::Fail { nth }),
+            2 => (any::<usize>(), any::<bool>())
+                .prop_map(|(nth, alive)| Op::PingResult { nth, alive }),
+            1 => any::<usize>().prop_map(|nth| Op::Remove { nth }),
+            1 => (0usize..60).prop_map(|addr| Op::Forget { addr }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The filters change nothing but the work: a table that uses them and one made to
+        /// pass over everything at every step (as before the filters) answer every call
+        /// alike and hold the same contacts, and the filters always hold what they must.
+        #[test]
+        fn the_filters_change_no_outcome(
+            ops in proptest::collection::vec(op(), 1..400),
+            seed in any::<u64>(),
+        ) {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let local = Id::random(&mut rng);
+            let mut t = table(local);
+            let mut every_pass = table(local);
+            let t0 = Instant::now();
+            for (step, op) in ops.into_iter().enumerate() {
+                let now = t0 + Duration::from_secs(20 * step as u64);
+                every_pass.saturate_seen();
+                let ids: Vec<Id> = t.iter().map(|e| e.contact.id).collect();
+                let pick = |nth: usize| (!ids.is_empty()).then(|| ids[nth % ids.len()]);
+                match op {
+                    Op::Heard { bucket, addr } => {
+                        let c = Contact {
+                            id: local.random_in_bucket(bucket, &mut rng),
+                            addr: pool(addr),
+                        };
+                        prop_assert_eq!(t.wants(&c), every_pass.wants(&c));
+                        prop_assert_eq!(t.would_take(&c, now), every_pass.would_take(&c, now));
+                        prop_assert_eq!(t.insert(c, now), every_pass.insert(c, now));
+                    }
+                    Op::Fail { nth } => {
+                        if let Some(id) = pick(nth) {
+                            prop_assert_eq!(t.on_failure(&id, now), every_pass.on_failure(&id, now));
+                        }
+                    }
+                    Op::PingResult { nth, alive } => {
+                        if let Some(id) = pick(nth) {
+                            t.on_ping_result(&id, alive, now);
+                            every_pass.on_ping_result(&id, alive, now);
+                        }
+                    }
+                    Op::Remove { nth } => {
+                        if let Some(id) = pick(nth) {
+                            t.remove(&id);
+                            every_pass.remove(&id);
+                        }
+                    }
+                    Op::Forget { addr } => {
+                        let keep = Id::random(&mut rng);
+                        prop_assert_eq!(
+                            t.forget_addr(pool(addr), &keep),
+                            every_pass.forget_addr(pool(addr), &keep)
+                        );
+                    }
+                }
+                prop_assert_eq!(t.contents(), every_pass.contents());
+                prop_assert!(t.check_seen().is_ok(), "{:?}", t.check_seen());
+                prop_assert!(t.check_quotas().is_ok(), "{:?}", t.check_quotas());
+            }
         }
     }
 }
