@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::finish_tree::sync_fs;
+use crate::bitset::BitSet;
 use crate::content::content_manifest::ContentManifest;
 use crate::content::layout::Layout;
 use crate::content::manifest::ChunkIndex;
@@ -69,7 +70,7 @@ impl TreeFiles {
     }
 
     /// The size of file entry `entry` (`None` if it is not a file).
-    fn file_size(&self, entry: usize) -> Option<u64> {
+    pub(super) fn file_size(&self, entry: usize) -> Option<u64> {
         match self.tree()?.entries().get(entry)?.kind {
             EntryKind::File(f) => Some(f.lengths.total()),
             EntryKind::EmptyFolder => None,
@@ -147,9 +148,10 @@ fn not_in_tree(root: &Path, c: ChunkIndex) -> ContentError {
 #[derive(Debug, Default)]
 pub(super) struct TreeWriter {
     open: Vec<(usize, File)>,
-    /// `made[entry]`: the file was created or sized by this writer, so `ensure_file` has
-    /// nothing to do (finishing a pack of 10,000 files would otherwise open each again).
-    made: Vec<bool>,
+    /// The file entries created or sized by this writer, so `ensure_file` has nothing to do
+    /// for them (finishing a pack of 10,000 files would otherwise open each again). Sized
+    /// by the tree's entry count at the first file made.
+    made: BitSet,
     dirs: HashSet<PathBuf>,
 }
 
@@ -175,7 +177,7 @@ impl TreeWriter {
     /// Creates file entry `entry` at its full size if it does not exist yet (a file made of
     /// zeros, or empty, that no chunk will ever be written to).
     pub(super) fn ensure_file(&mut self, t: &TreeFiles, entry: usize) -> Result<(), ContentError> {
-        if self.made.get(entry).copied().unwrap_or(false) {
+        if self.made.contains(entry) {
             return Ok(());
         }
         let Some(path) = t.entry_path(entry) else {
@@ -188,7 +190,7 @@ impl TreeWriter {
     /// which files it made: after this, `ensure_file` checks each file on disk again.
     pub(super) fn close_all(&mut self) {
         self.open.clear();
-        self.made.clear();
+        self.made = BitSet::default();
     }
 
     /// The open file of entry `entry`, opened (and made) first if it is not open. `whole`:
@@ -214,11 +216,10 @@ impl TreeWriter {
             };
             let file = self.open_sized(path, size, whole)?;
             if self.made.len() <= entry {
-                self.made.resize(entry + 1, false);
+                let entries = t.tree().map_or(0, |tree| tree.entries().len());
+                self.made = BitSet::new(entries.max(entry + 1));
             }
-            if let Some(m) = self.made.get_mut(entry) {
-                *m = true;
-            }
+            self.made.insert(entry);
             if self.open.len() >= OPEN_FOR_WRITE {
                 self.open.remove(0);
             }

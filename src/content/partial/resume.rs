@@ -17,7 +17,6 @@ use crate::bitset::BitSet;
 use crate::content::content_manifest::ContentManifest;
 use crate::content::layout::Layout;
 use crate::content::manifest::{ChunkIndex, HASH_LEN, MAX_MANIFEST_LEN};
-use crate::content::tree::EntryKind;
 use crate::content::{remove_if_exists, sync_dir, write_atomic, ContentError};
 use crate::id::Id;
 
@@ -354,12 +353,12 @@ fn file_sizes_ok(t: &TreeFiles) -> Vec<bool> {
     let Some(tree) = t.tree() else {
         return Vec::new();
     };
-    tree.entries()
-        .iter()
-        .map(|e| match e.kind {
-            EntryKind::File(f) => fs::symlink_metadata(t.root.join(e.path.as_str()))
-                .is_ok_and(|m| m.is_file() && m.len() == f.lengths.total()),
-            EntryKind::EmptyFolder => false,
+    (0..tree.entries().len())
+        .map(|entry| match (t.file_size(entry), t.entry_path(entry)) {
+            (Some(size), Some(path)) => {
+                fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == size)
+            }
+            _ => false,
         })
         .collect()
 }
