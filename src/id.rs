@@ -140,6 +140,15 @@ impl Distance {
         }
         n
     }
+
+    /// Bit `i` of the distance, counted from the most significant (bit 0 is the top bit of
+    /// the first byte); false past bit 255.
+    #[inline]
+    pub fn bit(&self, i: usize) -> bool {
+        self.0
+            .get(i / 8)
+            .is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
+    }
 }
 
 /// Why a string is not an ID.
@@ -201,6 +210,16 @@ mod tests {
         d[0] = 0;
         d[3] = 0x10;
         assert_eq!(Distance(d).leading_zeros(), 27);
+    }
+
+    #[test]
+    fn bit_counts_from_the_top() {
+        let mut d = [0u8; 32];
+        d[0] = 0x80;
+        d[3] = 0x10;
+        d[31] = 0x01;
+        let set: Vec<usize> = (0..300).filter(|&i| Distance(d).bit(i)).collect();
+        assert_eq!(set, vec![0, 27, 255]);
     }
 
     #[test]

@@ -41,6 +41,10 @@ use seen::{addr_hash, net_hash, AddrFilter, NetFilter};
 
 /// Contacts per bucket (k).
 pub const K: usize = 20;
+
+// `closest_where` numbers a bucket's entries with a u8.
+const _: () = assert!(K <= 256);
+
 /// Entries in each bucket's replacement cache.
 pub const REPLACEMENT_CACHE: usize = 8;
 /// Consecutive failed requests after which a contact is dropped.
@@ -582,47 +586,46 @@ impl RoutingTable {
             return Vec::new();
         }
         // This runs for every FIND_NODE and GET_PROVIDERS answered: the DHT's hottest path.
-        // Buckets are taken nearest first, in classes, until n contacts are in hand: every
-        // contact of a later class is farther from the target than every one of an earlier
-        // class, so the n closest are among those taken. With t = bucket_index(target), the
-        // classes are bucket t (sharing t's bit with the target), then buckets t+1.. together
-        // (distance below 2^(256-t)), then t-1, t-2, ..., 0 (distance in [2^(255-i),
-        // 2^(256-i))). For the local ID itself (no t), deeper is nearer: 255 down to 0.
-        let mut all: Vec<(Distance, Contact)> = Vec::with_capacity(n + K);
-        let take = |all: &mut Vec<(Distance, Contact)>, b: &Bucket| {
-            all.extend(
-                b.entries
-                    .iter()
-                    .filter(|e| Some(&e.contact.id) != exclude && keep(&e.contact))
-                    .map(|e| (e.contact.id.distance(target), e.contact)),
-            )
-        };
+        // Buckets are taken nearest first until n contacts are in hand. Every contact of a
+        // bucket is nearer the target than every contact of any bucket after it in this
+        // order, so the n closest are among those taken: with D = local XOR target, first
+        // the buckets j where bit j of D is 1, shallowest first, then those where it is 0,
+        // deepest first. (A contact c of bucket j agrees with D above bit j in c XOR target
+        // and has bit j flipped there; a deeper bucket's contacts keep D's bit j. So where
+        // D's bit j is 1, bucket j is nearer than everything deeper, else farther.) The
+        // first is the target's own bucket; for the local ID itself (D = 0) deeper is nearer.
+        let d = self.local.distance(target);
         let len = self.buckets.len();
-        let farther = match self.bucket_index(target) {
-            Some(t) => {
-                take(&mut all, self.bucket(t));
-                if all.len() < n {
-                    for b in self.buckets.iter().skip(t + 1) {
-                        take(&mut all, b);
-                    }
-                }
-                t.min(len)
-            }
-            None => len,
-        };
-        for b in self.buckets[..farther].iter().rev() {
-            if all.len() >= n {
+        let order = (0..len)
+            .filter(|&j| d.bit(j))
+            .chain((0..len).rev().filter(|&j| !d.bit(j)));
+        // Each bucket is ordered on the stack (at most K entries, by index) and taken whole
+        // or in part: no buffer of the table's contacts, which at this rate cost a large
+        // allocation per call.
+        let mut out: Vec<Contact> = Vec::with_capacity(n.min(K));
+        for j in order {
+            if out.len() >= n {
                 break;
             }
-            take(&mut all, b);
+            let entries = &self.buckets[j].entries;
+            let mut near = [(Distance([0; 32]), 0u8); K];
+            let mut m = 0;
+            for (i, e) in entries.iter().enumerate().take(K) {
+                if Some(&e.contact.id) != exclude && keep(&e.contact) {
+                    near[m] = (e.contact.id.distance(target), i as u8);
+                    m += 1;
+                }
+            }
+            let near = &mut near[..m];
+            near.sort_unstable_by_key(|a| a.0);
+            let room = n - out.len();
+            out.extend(
+                near.iter()
+                    .take(room)
+                    .map(|&(_, i)| entries[usize::from(i)].contact),
+            );
         }
-        // Only the n closest need ordering: select them first.
-        if all.len() > n {
-            all.select_nth_unstable_by_key(n - 1, |a| a.0);
-            all.truncate(n);
-        }
-        all.sort_unstable_by_key(|a| a.0);
-        all.into_iter().map(|(_, c)| c).collect()
+        out
     }
 
     /// Looks up a contact by ID.

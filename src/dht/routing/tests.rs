@@ -644,3 +644,73 @@ mod seen_properties {
         }
     }
 }
+
+mod closest_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Where the target lies: anywhere, in one of the table's buckets, the local ID itself,
+    /// or a contact of the table.
+    #[derive(Clone, Debug)]
+    enum Target {
+        Random,
+        InBucket(usize),
+        Local,
+        Member(usize),
+    }
+
+    fn target() -> impl Strategy<Value = Target> {
+        prop_oneof![
+            Just(Target::Random),
+            (0usize..14).prop_map(Target::InBucket),
+            Just(Target::Local),
+            any::<usize>().prop_map(Target::Member),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The buckets taken in distance order give exactly the n closest accepted contacts,
+        /// nearest first, as sorting the whole table does: for targets anywhere, deep in the
+        /// table, at the local ID and on a contact, with and without an excluded ID and a
+        /// filter.
+        #[test]
+        fn closest_is_the_sorted_whole_table(
+            buckets in proptest::collection::vec(0usize..14, 0..300),
+            seed in any::<u64>(),
+            at in target(),
+            n in 0usize..50,
+            exclude_nth in proptest::option::of(any::<usize>()),
+            odd_only in any::<bool>(),
+        ) {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let local = Id::random(&mut rng);
+            let mut t = table(local);
+            let now = Instant::now();
+            for (i, b) in buckets.into_iter().enumerate() {
+                let c = Contact { id: local.random_in_bucket(b, &mut rng), addr: addr(i as u16) };
+                let _ = t.insert(c, now);
+            }
+            let ids: Vec<Id> = t.iter().map(|e| e.contact.id).collect();
+            let target = match at {
+                Target::Random => Id::random(&mut rng),
+                Target::InBucket(b) => local.random_in_bucket(b, &mut rng),
+                Target::Local => local,
+                Target::Member(k) if !ids.is_empty() => ids[k % ids.len()],
+                Target::Member(_) => Id::random(&mut rng),
+            };
+            let exclude = exclude_nth.filter(|_| !ids.is_empty()).map(|k| ids[k % ids.len()]);
+            let keep = |c: &Contact| !odd_only || c.addr.ip().to_string().ends_with(['1', '3', '5', '7', '9']);
+            let got = t.closest_where(&target, n, exclude.as_ref(), keep);
+            let mut want: Vec<Contact> = t
+                .iter()
+                .map(|e| e.contact)
+                .filter(|c| Some(c.id) != exclude && keep(c))
+                .collect();
+            want.sort_by_key(|c| c.id.distance(&target));
+            want.truncate(n);
+            prop_assert_eq!(got, want);
+        }
+    }
+}
