@@ -83,6 +83,15 @@ impl Bucket {
         pending: None,
         last_lookup: None,
     };
+
+    /// Entry `pos` answered, or asked, now: it moves to the end (most recently seen) with
+    /// no failures.
+    fn seen(&mut self, pos: usize, now: Instant) {
+        let mut e = self.entries.remove(pos);
+        e.last_seen = now;
+        e.failures = 0;
+        self.entries.push(e);
+    }
 }
 
 static EMPTY_BUCKET: Bucket = Bucket::EMPTY;
@@ -194,10 +203,7 @@ impl RoutingTable {
                     known: b.entries[pos].contact.addr,
                 };
             }
-            let mut e = b.entries.remove(pos);
-            e.last_seen = now;
-            e.failures = 0;
-            b.entries.push(e);
+            b.seen(pos, now);
             return InsertResult::Updated;
         }
         // One address holds one node: a contact proven at an address replaces any other ID
@@ -267,6 +273,25 @@ impl RoutingTable {
             return InsertResult::PingOldest { ping };
         }
         InsertResult::Cached
+    }
+
+    /// A request came from `contact`: whether the table holds its ID (at any address). One
+    /// it holds at that address is refreshed, as [`RoutingTable::insert`] does; the table
+    /// takes no new contact this way.
+    pub fn heard_from(&mut self, contact: &Contact, now: Instant) -> bool {
+        let Some(b) = self
+            .bucket_index(&contact.id)
+            .and_then(|i| self.buckets.get_mut(i))
+        else {
+            return false;
+        };
+        let Some(pos) = b.entries.iter().position(|e| e.contact.id == contact.id) else {
+            return false;
+        };
+        if b.entries[pos].contact.addr == contact.addr {
+            b.seen(pos, now);
+        }
+        true
     }
 
     /// Like [`RoutingTable::insert`] but only when the bucket has room: used for contacts
@@ -371,7 +396,6 @@ impl RoutingTable {
             net_here,
             src_all,
             net_all,
-            ..
         } = *c;
         let checks = [
             (
@@ -419,7 +443,7 @@ impl RoutingTable {
         self.seen_nets = nets;
     }
 
-    /// Notes that `contact` is now an entry (it may have been a replacement).
+    /// Notes that the contact at `addr` is now an entry (it may have been a replacement).
     fn seen_entry(&mut self, addr: &SocketAddr) {
         self.seen_addrs.insert(addr_hash(addr));
         self.seen_nets.insert(net_hash(&Origin::of(*addr).network));

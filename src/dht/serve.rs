@@ -149,10 +149,7 @@ impl Dht {
     /// A request came from `c`. A contact the table holds at that address is refreshed;
     /// an unknown one the table would take is asked to prove its address (module docs).
     fn note_requester(&mut self, now: Instant, c: Contact) {
-        if let Some(e) = self.routing.get(&c.id) {
-            if e.contact.addr == c.addr {
-                let _ = self.routing.insert(c, now);
-            }
+        if self.routing.heard_from(&c, now) {
             return;
         }
         if self.bootstrapping() {

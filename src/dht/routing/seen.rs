@@ -73,16 +73,17 @@ fn mix(x: u64) -> u64 {
     x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// Folds 128 bits into 64, the high half rotated by `r` first.
+fn fold(x: u128, r: u32) -> u64 {
+    (x as u64) ^ ((x >> 64) as u64).rotate_left(r)
+}
+
 /// The hash of an address as the table compares addresses: exactly, so an IPv4-mapped IPv6
 /// address is not its IPv4 address here.
 pub(super) fn addr_hash(addr: &SocketAddr) -> u64 {
     match addr {
         SocketAddr::V4(a) => mix((u64::from(a.ip().to_bits()) << 16) | u64::from(a.port())),
-        SocketAddr::V6(a) => {
-            let ip = a.ip().to_bits();
-            let folded = (ip as u64) ^ ((ip >> 64) as u64).rotate_left(17);
-            mix(mix(folded) ^ u64::from(a.port()) ^ 1 << 63)
-        }
+        SocketAddr::V6(a) => mix(mix(fold(a.ip().to_bits(), 17)) ^ u64::from(a.port()) ^ 1 << 63),
     }
 }
 
@@ -97,7 +98,7 @@ pub(super) fn net_hash(n: &Network) -> u64 {
                 IpAddr::V4(v4) => u128::from(v4.to_bits()),
                 IpAddr::V6(v6) => v6.to_bits(),
             };
-            mix(mix((bits as u64) ^ ((bits >> 64) as u64).rotate_left(29)) ^ 1 << 62)
+            mix(mix(fold(bits, 29)) ^ 1 << 62)
         }
     }
 }

@@ -714,3 +714,41 @@ mod closest_properties {
         }
     }
 }
+
+#[test]
+fn a_requester_is_refreshed_only_at_its_own_address_and_never_added() {
+    let local = Id([0; 32]);
+    let mut t = table(local);
+    let t0 = Instant::now();
+    let cs = in_bucket(&local, 3, 3, 21);
+    for c in &cs {
+        let _ = t.insert(*c, t0);
+    }
+    let _ = t.on_failure(&cs[0].id, t0);
+    let later = t0 + Duration::from_secs(5);
+    // Known at that address: refreshed, and last in its bucket.
+    assert!(t.heard_from(&cs[0], later));
+    let e = t.get(&cs[0].id).unwrap();
+    assert_eq!((e.last_seen, e.failures), (later, 0));
+    assert_eq!(t.iter().last().map(|e| e.contact.id), Some(cs[0].id));
+    // Known at another address: held, not refreshed, not moved.
+    let elsewhere = Contact {
+        addr: addr(999),
+        ..cs[1]
+    };
+    assert!(t.heard_from(&elsewhere, later));
+    assert_eq!(t.get(&cs[1].id).unwrap().last_seen, t0);
+    assert_eq!(t.get(&cs[1].id).unwrap().contact.addr, cs[1].addr);
+    // Unknown, or the local ID: not held, and not taken in.
+    let stranger = in_bucket(&local, 5, 1, 22)[0];
+    assert!(!t.heard_from(&stranger, later));
+    assert!(t.get(&stranger.id).is_none());
+    assert!(!t.heard_from(
+        &Contact {
+            id: local,
+            addr: addr(7)
+        },
+        later
+    ));
+    assert_eq!(t.iter().count(), 3);
+}
