@@ -701,7 +701,8 @@ mod closest_properties {
                 Target::Member(_) => Id::random(&mut rng),
             };
             let exclude = exclude_nth.filter(|_| !ids.is_empty()).map(|k| ids[k % ids.len()]);
-            let keep = |c: &Contact| !odd_only || c.addr.ip().to_string().ends_with(['1', '3', '5', '7', '9']);
+            // Half the contacts, by a bit of their ID that says nothing of their distance.
+            let keep = |c: &Contact| !odd_only || c.id.0[31] & 1 == 1;
             let got = t.closest_where(&target, n, exclude.as_ref(), keep);
             let mut want: Vec<Contact> = t
                 .iter()
