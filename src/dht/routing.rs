@@ -279,15 +279,10 @@ impl RoutingTable {
     /// it holds at that address is refreshed, as [`RoutingTable::insert`] does; the table
     /// takes no new contact this way.
     pub fn heard_from(&mut self, contact: &Contact, now: Instant) -> bool {
-        let Some(b) = self
-            .bucket_index(&contact.id)
-            .and_then(|i| self.buckets.get_mut(i))
-        else {
+        let Some((i, pos)) = self.locate(&contact.id) else {
             return false;
         };
-        let Some(pos) = b.entries.iter().position(|e| e.contact.id == contact.id) else {
-            return false;
-        };
+        let b = &mut self.buckets[i];
         if b.entries[pos].contact.addr == contact.addr {
             b.seen(pos, now);
         }
@@ -654,8 +649,20 @@ impl RoutingTable {
 
     /// Looks up a contact by ID.
     pub fn get(&self, id: &Id) -> Option<&Entry> {
+        self.locate(id)
+            .map(|(i, pos)| &self.buckets[i].entries[pos])
+    }
+
+    /// Where the entry of `id` is: its bucket and its place in it.
+    fn locate(&self, id: &Id) -> Option<(usize, usize)> {
         let i = self.bucket_index(id)?;
-        self.bucket(i).entries.iter().find(|e| e.contact.id == *id)
+        let pos = self
+            .buckets
+            .get(i)?
+            .entries
+            .iter()
+            .position(|e| e.contact.id == *id)?;
+        Some((i, pos))
     }
 
     /// Finds the contact known at `addr`, if any.
