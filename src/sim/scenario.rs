@@ -72,6 +72,9 @@ pub struct Scenario {
     pub threads: usize,
 }
 
+/// The stretch of virtual time whose joins [`Scenario::join`] hands the network at once.
+const JOIN_BATCH: Duration = Duration::from_secs(1);
+
 /// How often [`Scenario::explain_islands`] samples who holds whom.
 pub const HISTORY_EVERY: Duration = Duration::from_secs(5);
 
@@ -167,21 +170,37 @@ impl Scenario {
     /// into `history` when given.
     fn join(&self, sim: &mut Sim, mut history: Option<&mut History>) -> Result<(), SimError> {
         let mut next_sample = sim.now();
-        for i in 0..self.nodes {
-            let at = sim.at(saturating_mul(self.join_interval, i));
-            sim.run_until(at)?;
+        let start = sim.at(Duration::ZERO);
+        let at = |i: usize| start + saturating_mul(self.join_interval, i);
+        let mut i = 0;
+        // The joins go in batches, each a stretch of virtual time: the network runs up to
+        // the batch's first join, as it would before a join made there, and the batch's
+        // joins happen inside the windows that run it (`Sim::join_at`), not between them.
+        // A batch ends where the history takes its next sample.
+        while i < self.nodes {
+            let first = at(i);
+            sim.run_until(first)?;
             if let Some(h) = history.as_deref_mut() {
                 if sim.now() >= next_sample {
                     h.sample(sim);
                     next_sample = sim.now() + HISTORY_EVERY;
                 }
             }
-            let me = sim.add_node()?;
-            if me > 0 {
-                let via = sim.rng().gen_range(0..me);
-                sim.bootstrap(me, via);
+            let end = match history {
+                Some(_) => (first + JOIN_BATCH).min(next_sample),
+                None => first + JOIN_BATCH,
+            };
+            loop {
+                let via = (i > 0).then(|| sim.rng().gen_range(0..i));
+                sim.join_at(at(i), via)?;
+                i += 1;
+                if i >= self.nodes || at(i) >= end {
+                    break;
+                }
             }
         }
+        // The last joins, as the loop above runs the network only up to a batch's first.
+        sim.run_until(at(self.nodes.saturating_sub(1)))?;
         match history {
             Some(h) => {
                 let end = sim.now() + self.settle;
@@ -646,5 +665,61 @@ mod tests {
         assert_eq!(r.providers.attempted, 5);
         assert_eq!(r.find_node.attempted, 5);
         assert!(r.success_rate() > 0.0, "{r}");
+    }
+
+    /// What every node's table holds, node by node: `(ID, address, failures)` in the
+    /// table's order.
+    fn tables(sim: &Sim) -> Vec<Vec<(Id, SocketAddr, u32)>> {
+        (0..sim.len())
+            .map(|i| {
+                let d = sim.node(i).expect("every node is alive");
+                (d.routing_table().iter())
+                    .map(|e| (e.contact.id, e.contact.addr, e.failures))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The joins handed to the network in batches, inside the windows that run it
+    /// (`Sim::join_at`), make the network that joins made between windows one by one
+    /// (running it up to each join's time, then `add_node` and `bootstrap`) make: the same
+    /// counters and the same tables, node by node, on one thread or two, with or without
+    /// the history's samples (which end batches).
+    #[test]
+    fn joins_inside_the_windows_make_the_network_joins_between_them_make() {
+        for threads in [1, 2] {
+            let s = Scenario {
+                settle: Duration::from_secs(20),
+                join_interval: Duration::from_millis(7),
+                net: NetConfig {
+                    loss: 0.05,
+                    ..NetConfig::default()
+                },
+                threads,
+                ..Scenario::new(400)
+            };
+            let mut one_by_one = s.new_sim().unwrap();
+            for i in 0..s.nodes {
+                let at = one_by_one.at(saturating_mul(s.join_interval, i));
+                one_by_one.run_until(at).unwrap();
+                let me = one_by_one.add_node().unwrap();
+                if me > 0 {
+                    let via = one_by_one.rng().gen_range(0..me);
+                    assert!(one_by_one.bootstrap(me, via));
+                }
+            }
+            one_by_one.run_for(s.settle).unwrap();
+            assert!(one_by_one.counters().delivered > 10 * s.nodes as u64);
+
+            for history in [false, true] {
+                let mut batched = s.new_sim().unwrap();
+                let mut h = History::default();
+                s.join(&mut batched, history.then_some(&mut h)).unwrap();
+                let why = format!("{threads} threads, history {history}");
+                assert_eq!(batched.elapsed(), one_by_one.elapsed(), "{why}");
+                assert_eq!(batched.counters(), one_by_one.counters(), "{why}");
+                assert_eq!(tables(&batched), tables(&one_by_one), "{why}");
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@
 //! lookups) is summed or keyed, so the interleaving of different nodes does not matter.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::liars::Liars;
@@ -171,6 +171,9 @@ pub(super) struct Shard {
     in_flight: Flights,
     /// Wake-ups: `(time in nanoseconds since the start, node)`.
     timers: BinaryHeap<Reverse<(u64, u32)>>,
+    /// Nodes that join at a time to come, earliest first: `(time in nanoseconds since the
+    /// start, node, the node it bootstraps from)` ([`Shard::schedule_start`]).
+    starts: VecDeque<(u64, u32, Option<u32>)>,
     /// Datagrams for nodes of other shards, sent during the current window, by shard.
     pub(super) outbox: Vec<Batch>,
     /// Datagrams other shards sent to this one's nodes, not yet in `in_flight`.
@@ -187,7 +190,9 @@ pub(super) struct Shard {
 }
 
 /// The order of the next event of a shard: `(time, 0, from, count)` for a delivery,
-/// `(time, 1, node, 0)` for a wake-up, so deliveries go first on a tie.
+/// `(time, 1, node, 0)` for a wake-up, `(time, 2, node, 0)` for a node's start, so
+/// deliveries go first on a tie and a start last (as a join made by the driver after
+/// running the network up to its time).
 pub(super) type Key = (Instant, u8, u32, u64);
 
 impl Shard {
@@ -198,6 +203,7 @@ impl Shard {
             base,
             in_flight: Flights::default(),
             timers: BinaryHeap::new(),
+            starts: VecDeque::new(),
             outbox: (0..shards).map(|_| Batch::default()).collect(),
             inbox: Batch::default(),
             done: Vec::new(),
@@ -214,9 +220,19 @@ impl Shard {
         self.in_flight.len() + self.inbox.len()
     }
 
-    /// Pending deliveries and wake-ups (stale ones included).
+    /// Pending deliveries, wake-ups (stale ones included) and starts.
     pub(super) fn pending(&self) -> usize {
-        self.in_flight() + self.timers.len()
+        self.in_flight() + self.timers.len() + self.starts.len()
+    }
+
+    /// Node `i` (of this shard, just added) starts at `t` (no earlier than anything this
+    /// shard ran, and no earlier than any start scheduled before): then, as in a join made
+    /// by the driver, its outputs are drained, it bootstraps from `via` if given, and they
+    /// are drained again. Nothing reaches it before: nobody knows its address.
+    pub(super) fn schedule_start(&mut self, t: Instant, i: usize, via: Option<usize>) {
+        let t = nanos(self.base, t.max(self.now));
+        let t = self.starts.back().map_or(t, |&(last, _, _)| t.max(last));
+        self.starts.push_back((t, i as u32, via.map(|v| v as u32)));
     }
 
     /// Puts the datagrams other shards sent into the heap.
@@ -243,10 +259,8 @@ impl Shard {
             (t, 0, from, key & ((1 << COUNT_BITS) - 1))
         });
         let timer = self.timers.peek().map(|&Reverse((t, i))| (t, 1, i, 0));
-        match (dg, timer) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let start = self.starts.front().map(|&(t, i, _)| (t, 2, i, 0));
+        [dg, timer, start].into_iter().flatten().min()
     }
 
     /// The order of the next event, if any.
@@ -276,7 +290,22 @@ impl Shard {
         let Some(key) = self.next() else {
             return Ok(());
         };
-        if key.1 == 0 {
+        if key.1 == 2 {
+            let Some((t, i, via)) = self.starts.pop_front() else {
+                return Ok(());
+            };
+            self.advance_to(at(self.base, t), ctx)?;
+            let i = i as usize;
+            if !ctx.alive[i] {
+                return Ok(());
+            }
+            let now = self.now;
+            self.drain(i, now, ctx);
+            if let (Some(via), Some(n)) = (via, self.nodes.get_mut(i / ctx.shards)) {
+                n.dht.bootstrap_from(node_addr(via as usize), now);
+                self.drain(i, now, ctx);
+            }
+        } else if key.1 == 0 {
             let Some((t, from, to, bytes)) = self.in_flight.pop() else {
                 return Ok(());
             };
