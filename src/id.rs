@@ -88,6 +88,13 @@ impl Id {
         Distance(d)
     }
 
+    /// The first 64 bits of the distance to `other`, as a big-endian integer: distances
+    /// that differ in them are ordered as these are.
+    #[inline]
+    pub fn distance_head(&self, other: &Id) -> u64 {
+        words(&self.0)[0] ^ words(&other.0)[0]
+    }
+
     /// Parses 64 hex digits (either case).
     pub fn from_hex(s: &str) -> Result<Id, IdParseError> {
         if s.len() != ID_LEN * 2 {
@@ -220,6 +227,17 @@ mod tests {
         d[31] = 0x01;
         let set: Vec<usize> = (0..300).filter(|&i| Distance(d).bit(i)).collect();
         assert_eq!(set, vec![0, 27, 255]);
+    }
+
+    #[test]
+    fn distance_head_is_the_distance_first_eight_bytes() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for _ in 0..100 {
+            let (a, b) = (Id::random(&mut rng), Id::random(&mut rng));
+            let d = a.distance(&b).0;
+            let head = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+            assert_eq!(a.distance_head(&b), head);
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::diversity::{DiversityLimits, Level, Network, Origin, QuotaHit, Scope};
-use crate::id::{Distance, Id};
+use crate::id::Id;
 use crate::proto::codec::canonical_addr;
 use crate::proto::dht::Contact;
 use seen::{addr_hash, net_hash, AddrFilter, NetFilter};
@@ -42,7 +42,7 @@ use seen::{addr_hash, net_hash, AddrFilter, NetFilter};
 /// Contacts per bucket (k).
 pub const K: usize = 20;
 
-// `closest_where` numbers a bucket's entries with a u8.
+// `closest_where` numbers a bucket's entries in the low byte of a u64.
 const _: () = assert!(K <= 256);
 
 /// Entries in each bucket's replacement cache.
@@ -627,22 +627,26 @@ impl RoutingTable {
                 break;
             }
             let entries = &self.buckets[j].entries;
-            let mut near = [(Distance([0; 32]), 0u8); K];
+            // Sorted as u64s: the first 56 bits of the distance above the entry's index.
+            // Two entries that agree in those bits (contacts of a bucket 55 or more deep, or
+            // a chance of about 2^-36 in a bucket of a 100,000-node network) are sorted
+            // again on their whole distance.
+            let mut near = [0u64; K];
             let mut m = 0;
             for (i, e) in entries.iter().enumerate().take(K) {
                 if Some(&e.contact.id) != exclude && keep(&e.contact) {
-                    near[m] = (e.contact.id.distance(target), i as u8);
+                    near[m] = (e.contact.id.distance_head(target) & !0xff) | i as u64;
                     m += 1;
                 }
             }
             let near = &mut near[..m];
-            near.sort_unstable_by_key(|a| a.0);
+            near.sort_unstable();
+            let entry = |k: &u64| &entries[(k & 0xff) as usize];
+            if near.windows(2).any(|w| w[0] >> 8 == w[1] >> 8) {
+                near.sort_unstable_by_key(|k| entry(k).contact.id.distance(target));
+            }
             let room = n - out.len();
-            out.extend(
-                near.iter()
-                    .take(room)
-                    .map(|&(_, i)| entries[usize::from(i)].contact),
-            );
+            out.extend(near.iter().take(room).map(|k| entry(k).contact));
         }
         out
     }
