@@ -628,9 +628,9 @@ impl RoutingTable {
             }
             let entries = &self.buckets[j].entries;
             // Sorted as u64s: the first 56 bits of the distance above the entry's index.
-            // Two entries that agree in those bits (contacts of a bucket 55 or more deep, or
-            // a chance of about 2^-36 in a bucket of a 100,000-node network) are sorted
-            // again on their whole distance.
+            // When two entries agree in those bits (all contacts of a bucket 55 or more
+            // deep; elsewhere a chance of about 2^-30 for a bucket of 20 some 17 deep, as
+            // in a 100,000-node network) the bucket is sorted again on whole distances.
             let mut near = [0u64; K];
             let mut m = 0;
             for (i, e) in entries.iter().enumerate().take(K) {

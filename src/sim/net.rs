@@ -382,17 +382,7 @@ impl Sim {
     /// Adds a node now, at [`node_addr`]`(index)`, with an ID and a DHT seed derived from the
     /// sim seed and the index. Returns its index.
     pub fn add_node(&mut self) -> Result<usize, SimError> {
-        let i = self.len();
-        if i >= MAX_NODES {
-            return Err(SimError::TooManyNodes { max: MAX_NODES });
-        }
-        let dht = self.new_dht(i, self.now);
-        let k = i % self.shards.len();
-        if let Some(s) = self.shards.get_mut(k) {
-            s.nodes
-                .push(Node::new(dht, derive_seed(self.config.seed, i as u64, 2)));
-        }
-        self.alive.push(true);
+        let i = self.push_node(self.now)?;
         self.drain(i);
         Ok(i)
     }
@@ -403,24 +393,22 @@ impl Sim {
     /// the network (which a join made between windows would cut short: at 100,000 nodes a
     /// join every 8 ms came before every 15 ms window ended). Returns the new node's index.
     pub fn join_at(&mut self, at: Instant, via: Option<usize>) -> Result<usize, SimError> {
+        let at = at.max(self.now);
+        let i = self.push_node(at)?;
+        let n = self.shards.len();
+        if let Some(s) = self.shards.get_mut(i % n) {
+            s.schedule_start(at, i, via);
+        }
+        Ok(i)
+    }
+
+    /// Adds the next node, alive, its DHT made at `now` (its identity and generators come
+    /// from the seed and its index), without draining it. Returns its index.
+    fn push_node(&mut self, now: Instant) -> Result<usize, SimError> {
         let i = self.len();
         if i >= MAX_NODES {
             return Err(SimError::TooManyNodes { max: MAX_NODES });
         }
-        let at = at.max(self.now);
-        let dht = self.new_dht(i, at);
-        let k = i % self.shards.len();
-        if let Some(s) = self.shards.get_mut(k) {
-            s.nodes
-                .push(Node::new(dht, derive_seed(self.config.seed, i as u64, 2)));
-            s.schedule_start(at, i, via);
-        }
-        self.alive.push(true);
-        Ok(i)
-    }
-
-    /// Node `i`'s DHT, made at `now`: its identity and generators come from the seed.
-    fn new_dht(&self, i: usize, now: Instant) -> Dht {
         let seed = self.config.seed;
         let mut id_rng = StdRng::seed_from_u64(derive_seed(seed, i as u64, 0));
         let identity = crate::identity::Identity::from_secret(&id_rng.gen());
@@ -431,7 +419,12 @@ impl Sim {
             now,
         );
         dht.set_proof_scheme(self.proof_scheme);
-        dht
+        let k = i % self.shards.len();
+        if let Some(s) = self.shards.get_mut(k) {
+            s.nodes.push(Node::new(dht, derive_seed(seed, i as u64, 2)));
+        }
+        self.alive.push(true);
+        Ok(i)
     }
 
     /// Runs `f` on node `i`'s DHT now, then drains its outputs (the drain rule). `None` if
