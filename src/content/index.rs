@@ -29,10 +29,12 @@ use std::sync::Arc;
 
 mod folder_share;
 mod import;
+mod recheck;
 mod store;
 
 pub use folder_share::{decode_stamps, encode_stamps, LocalFiles, SharedReader, TreeReader};
 pub use import::{encode_entries, parse_entries};
+pub use recheck::Rechecked;
 pub use store::STORE_FILE;
 
 use super::content_manifest::ContentManifest;
@@ -235,6 +237,16 @@ impl ShareIndex {
     /// file changed since it was hashed (its stamp is checked again here). One durable
     /// transaction: the manifest, the entry and (a folder's) stamps together.
     pub fn commit(&mut self, p: PreparedShare) -> Result<SharedEntry, ContentError> {
+        self.commit_marked(p, false)
+    }
+
+    /// [`ShareIndex::commit`], with the share marked unflushed if `unflushed` (its bytes may
+    /// not be on disk yet: [`ShareIndex::flushed`]).
+    fn commit_marked(
+        &mut self,
+        p: PreparedShare,
+        unflushed: bool,
+    ) -> Result<SharedEntry, ContentError> {
         let now = FileStamp::read(&p.path)?;
         if let Some(what) = now.changes_since(&p.stamp) {
             return Err(ContentError::Changed { path: p.path, what });
@@ -267,6 +279,7 @@ impl ShareIndex {
             stamps.as_deref(),
             &files,
             old_at_path.as_ref(),
+            unflushed,
         )?;
         Ok(entry)
     }
@@ -278,11 +291,14 @@ impl ShareIndex {
     ///
     /// `present`: for part of a folder (`--only`), which entries were downloaded (one flag
     /// per entry); the others are recorded as [`FileStamp::ABSENT`] and never served.
+    /// `unflushed`: the download was placed before its bytes were synced to disk; the share
+    /// is marked so in the same transaction, until [`ShareIndex::flushed`].
     pub fn add_downloaded(
         &mut self,
         path: &Path,
         manifest: Arc<ContentManifest>,
         present: Option<&[bool]>,
+        unflushed: bool,
     ) -> Result<SharedEntry, ContentError> {
         let path = canonical(path)?;
         let stamp = FileStamp::read(&path)?;
@@ -318,14 +334,29 @@ impl ShareIndex {
                 file_stamps.push(st);
             }
         }
-        self.commit(PreparedShare {
-            name: display_name(&path),
-            path,
-            manifest,
-            stamp,
-            file_stamps,
-            skipped: Vec::new(),
-        })
+        self.commit_marked(
+            PreparedShare {
+                name: display_name(&path),
+                path,
+                manifest,
+                stamp,
+                file_stamps,
+                skipped: Vec::new(),
+            },
+            unflushed,
+        )
+    }
+
+    /// The bytes of share `id` are on disk now (the file system was synced after its
+    /// download was placed): its unflushed mark goes.
+    pub fn flushed(&mut self, id: &Id) -> Result<(), ContentError> {
+        self.store.flushed(id).map(|_| ())
+    }
+
+    /// The shares whose downloads were placed but not known to be on disk when the node
+    /// stopped (see `STATE.md` section 1): [`ShareIndex::recheck_unflushed`] hashes them.
+    pub fn unflushed(&self) -> Result<Vec<Id>, ContentError> {
+        self.store.unflushed()
     }
 
     /// The share with this content ID (a store that cannot be read is logged, and counts as

@@ -18,6 +18,7 @@
 //! (`content::partial::CacheRelease`).
 
 pub mod config;
+mod flusher;
 pub mod job;
 pub mod open_shares;
 pub mod reuse;
@@ -42,6 +43,7 @@ use crate::content::verified::VerifiedChunk;
 use crate::content::ContentError;
 use crate::content::ContentManifest;
 use crate::id::Id;
+use flusher::Flusher;
 pub use job::{
     DownloadRecord, FinishError, Inventory, NodeState, Resumable, ShareInfo, Snapshot, StorageDone,
     StorageError, StorageJob, StoreOutcome,
@@ -91,7 +93,9 @@ impl Source {
 /// The files of one node (see the module docs). Shared by the worker threads.
 pub struct DiskStorage {
     data_dir: PathBuf,
-    index: Mutex<ShareIndex>,
+    index: Arc<Mutex<ShareIndex>>,
+    /// Syncs placed folders to disk and clears their unflushed marks.
+    flusher: Flusher,
     /// Downloads in progress, served from their verified chunks.
     sources: Mutex<HashMap<Id, Source>>,
     /// Shares served lately (the others are opened again from the index when asked for).
@@ -116,6 +120,9 @@ impl DiskStorage {
     /// checks its file again.
     pub fn open(data_dir: &Path) -> Result<(DiskStorage, Inventory), String> {
         let mut index = ShareIndex::open(data_dir).map_err(|e| e.to_string())?;
+        // Folders placed just before the node stopped, not yet known to be on disk, are
+        // hashed again before anything is served (`content/index/recheck.rs`).
+        index.recheck_unflushed().map_err(|e| e.to_string())?;
         let shares = index
             .load_all()
             .map_err(|e| e.to_string())?
@@ -157,9 +164,11 @@ impl DiskStorage {
             }
             Err(e) => log::warn!("cannot list unfinished downloads: {e}"),
         }
+        let index = Arc::new(Mutex::new(index));
         let storage = DiskStorage {
             data_dir: data_dir.to_path_buf(),
-            index: Mutex::new(index),
+            flusher: Flusher::start(Arc::clone(&index)),
+            index,
             sources: Mutex::new(HashMap::new()),
             open_shares: Mutex::new(OpenShares::default()),
             partials: Mutex::new(HashMap::new()),
@@ -521,6 +530,9 @@ impl DiskStorage {
             e => FinishError::Io(e.to_string()),
         })?;
         let m = slot.file.manifest().clone();
+        // A folder was placed without a sync (`content/partial/finish_tree.rs`): it is shared
+        // marked unflushed, and the flusher syncs it and clears the mark.
+        let unflushed = m.as_tree().is_some();
         let present = slot.file.wanted_entries().map(<[bool]>::to_vec);
         drop(slot);
         self.partials.lock().remove(&content);
@@ -529,7 +541,11 @@ impl DiskStorage {
         let shared = self
             .index
             .lock()
-            .add_downloaded(&path, m, present.as_deref());
+            .add_downloaded(&path, m, present.as_deref(), unflushed);
+        if unflushed {
+            self.flusher
+                .flush(content, vec![path.clone(), self.data_dir.clone()]);
+        }
         match shared {
             Ok(e) => {
                 if let Err(err) = self.open_share(&e.id) {
@@ -646,52 +662,4 @@ fn gone_or_changed(e: &ContentError) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn list(generation: u64) -> StorageJob {
-        StorageJob::SaveDownloads(Snapshot {
-            generation,
-            value: vec![DownloadRecord {
-                content_id: Id([generation as u8; 32]).to_hex(),
-                name: Some(format!("file {generation}")),
-                output_dir: PathBuf::from("/downloads"),
-                paused: false,
-                only: None,
-            }],
-        })
-    }
-
-    #[test]
-    fn an_older_download_list_never_replaces_a_newer_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let (st, _) = DiskStorage::open(dir.path()).unwrap();
-        assert!(st.run(list(2)).is_none(), "saving has no result");
-        assert!(st.run(list(1)).is_none(), "saving has no result");
-        let (_, inv) = DiskStorage::open(dir.path()).unwrap();
-        assert_eq!(inv.downloads.len(), 1);
-        assert_eq!(inv.downloads[0].name.as_deref(), Some("file 2"));
-    }
-
-    #[test]
-    fn saves_running_at_once_leave_the_newest_list() {
-        let dir = tempfile::tempdir().unwrap();
-        let (st, _) = DiskStorage::open(dir.path()).unwrap();
-        let st = Arc::new(st);
-        let workers: Vec<_> = (1..=16u64)
-            .map(|g| {
-                let st = st.clone();
-                std::thread::spawn(move || {
-                    assert!(st.run(list(g)).is_none());
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join().unwrap();
-        }
-        let (_, inv) = DiskStorage::open(dir.path()).unwrap();
-        assert_eq!(inv.downloads.len(), 1);
-        assert_eq!(inv.downloads[0].name.as_deref(), Some("file 16"));
-        assert!(!dir.path().join(format!("{DOWNLOADS_FILE}.tmp")).exists());
-    }
-}
+mod tests;

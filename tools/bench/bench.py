@@ -452,7 +452,7 @@ def timed_add(node, path, timeout, work):
 
 
 def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_args=(), leech_args=(),
-                sample=0, verify=None):
+                sample=0, verify=None, durable=False):
     """peershare: SEEDERS nodes (started with SEED_ARGS) share SRC (local_add_file), LEECHERS
     nodes (started with LEECH_ARGS) bootstrapped from the first seeder download it at once
     (local_request_file with the peer hint); the time runs from the first request sent to the
@@ -460,6 +460,8 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_arg
     bandwidth.up_total, after minus before), and with SAMPLE > 0, `samples`: every SAMPLE
     seconds until the end, (t, bytes) of leecher 0's have_bytes (`have`), its wire bytes received
     (`down`, status down_total) and the first seeder's wire bytes sent (`up`, up_total).
+    DURABLE: after the last reply, `sync -f` on the output folders, and `durable` is the time
+    when it returned (a folder is placed before it is synced: src/content/STATE.md).
     VERIFY(path) checks each leecher's output (an error message, or None when it is right);
     by default its SHA-256 against SHA (tools/bench/folders.py compares trees instead)."""
     res = {"time": None, "ok": False}
@@ -561,6 +563,9 @@ def ps_transfer(run_dir, src, sha, leechers, hints, timeout, seeders=1, seed_arg
             w.start()
         with ThreadPoolExecutor(leechers) as ex:
             done = list(ex.map(one, range(leechers)))
+        if durable:
+            subprocess.run(["sync", "-f"] + outs, check=False)
+            res["durable"] = time.perf_counter() - t0
         watch["stop"] = True
         res["cpu"] = [b - a for a, b in zip(cpu0, machine_cpu())]
         res["seed_cpu"] = [(proc_stat(n.p.pid) - own0[n.p.pid]) / tick for n in seeds]

@@ -13,7 +13,14 @@
 //! files(sha256 BLOB, size INTEGER, id BLOB, rel BLOB, file_no INTEGER)
 //!        -- every file shared (alone: rel NULL; in a folder: its path in it and its number),
 //!        -- by whole-file SHA-256, for reusing local files in downloads (`storage/reuse.rs`)
+//! unflushed(id BLOB PRIMARY KEY)
+//!        -- a downloaded folder placed before its bytes were known to be on disk: set in
+//!        -- the share's own transaction, cleared once the file system is synced
+//!        -- (`storage/flusher.rs`); a share still marked at start is re-hashed first
 //! ```
+//!
+//! `unflushed` is created at every open if missing (`IF NOT EXISTS`), so a store made before
+//! it gains it without a new format number; a program that predates it ignores it.
 //!
 //! Paths are stored as their raw bytes (Unix paths are bytes; none may be lost).
 
@@ -53,6 +60,7 @@ CREATE INDEX files_by_hash ON files (sha256, size);
 CREATE INDEX files_by_share ON files (id);
 PRAGMA user_version = 1;
 ";
+const UNFLUSHED: &str = "CREATE TABLE IF NOT EXISTS unflushed (id BLOB NOT NULL PRIMARY KEY);";
 
 /// One share as stored: the entry, its manifest's bytes, a folder's stamps blob.
 pub struct Row {
@@ -136,15 +144,18 @@ impl Store {
             0 => {
                 let tx = self.conn.unchecked_transaction().map_err(err)?;
                 tx.execute_batch(SCHEMA).map_err(err)?;
-                tx.commit().map_err(err)
+                tx.commit().map_err(err)?;
             }
-            SCHEMA_VERSION => Ok(()),
-            v => Err(ContentError::Store {
-                path: self.path.clone(),
-                why: format!("format {v} is newer than this program's ({SCHEMA_VERSION})"),
-                damaged: false,
-            }),
+            SCHEMA_VERSION => {}
+            v => {
+                return Err(ContentError::Store {
+                    path: self.path.clone(),
+                    why: format!("format {v} is newer than this program's ({SCHEMA_VERSION})"),
+                    damaged: false,
+                })
+            }
         }
+        self.conn.execute_batch(UNFLUSHED).map_err(err)
     }
 
     /// The database file.
@@ -268,6 +279,7 @@ impl Store {
 
     /// Records a share in one durable transaction: the share in `replaced` (another
     /// content at this path) leaves, and any earlier row of this content is replaced.
+    /// `unflushed`: the share's bytes may not be on disk yet (module docs).
     pub fn put(
         &mut self,
         entry: &SharedEntry,
@@ -275,6 +287,7 @@ impl Store {
         stamps: Option<&[u8]>,
         files: &[FileRow],
         replaced: Option<&Id>,
+        unflushed: bool,
     ) -> Result<(), ContentError> {
         let path = self.path.clone();
         let err = |e| store_error(&path, "write", e);
@@ -283,7 +296,34 @@ impl Store {
             delete(&tx, old).map_err(err)?;
         }
         insert(&tx, entry, manifest, stamps, files).map_err(err)?;
+        if unflushed {
+            tx.prepare_cached("INSERT OR REPLACE INTO unflushed (id) VALUES (?1)")
+                .and_then(|mut st| st.execute(params![&entry.id.0[..]]))
+                .map_err(err)?;
+        }
         tx.commit().map_err(err)
+    }
+
+    /// The share's bytes are on disk now: its mark (module docs) goes. Whether it was marked.
+    pub fn flushed(&mut self, id: &Id) -> Result<bool, ContentError> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM unflushed WHERE id = ?1")
+            .and_then(|mut st| st.execute(params![&id.0[..]]))
+            .map_err(self.err("write"))?;
+        Ok(n > 0)
+    }
+
+    /// The shares still marked unflushed (module docs).
+    pub fn unflushed(&self) -> Result<Vec<Id>, ContentError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id FROM unflushed")
+            .map_err(self.err("read"))?;
+        let rows = st
+            .query_map([], |r| id_of(r.get(0)?))
+            .map_err(self.err("read"))?;
+        rows.collect::<Result<_, _>>().map_err(self.err("read"))
     }
 
     /// Records many shares in one durable transaction (each replaces any earlier row of its
@@ -389,6 +429,8 @@ fn id_at_path(tx: &rusqlite::Transaction<'_>, path: &Path) -> rusqlite::Result<O
 
 fn delete(tx: &rusqlite::Transaction<'_>, id: &Id) -> rusqlite::Result<usize> {
     tx.prepare_cached("DELETE FROM files WHERE id = ?1")?
+        .execute(params![&id.0[..]])?;
+    tx.prepare_cached("DELETE FROM unflushed WHERE id = ?1")?
         .execute(params![&id.0[..]])?;
     tx.prepare_cached("DELETE FROM shares WHERE id = ?1")?
         .execute(params![&id.0[..]])

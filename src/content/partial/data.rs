@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::finish_tree::sync_fs;
+use super::page_cache::WRITEBACK_EVERY;
 use crate::bitset::BitSet;
 use crate::content::content_manifest::ContentManifest;
 use crate::content::layout::Layout;
@@ -157,8 +158,11 @@ pub(super) struct TreeWriter {
 
 impl TreeWriter {
     /// Writes a verified chunk's bytes into its file, creating the file (sparse, at its full
-    /// size) and its folders first if this is its first chunk. Starts write-back of the bytes
-    /// at once, so the next sync finds little left.
+    /// size) and its folders first if this is its first chunk. When the chunk crosses a
+    /// multiple of [`WRITEBACK_EVERY`] in its file, starts write-back of the file, as a single
+    /// file's `.part` does, so a big file's bytes go to disk while the network works. Smaller
+    /// files are left to the kernel and to the sync after the folder is placed: starting
+    /// write-back of each 50 KB sample of a pack cost a third of the download's time on disk.
     pub(super) fn write(
         &mut self,
         t: &TreeFiles,
@@ -170,7 +174,10 @@ impl TreeWriter {
         let file = self.file_for(t, place.entry, &path, whole)?;
         file.write_all_at(data, place.offset)
             .map_err(|e| ContentError::io("write", &path, e))?;
-        start_range_writeback(file, place.offset, data.len() as u64);
+        let end = place.offset.saturating_add(data.len() as u64);
+        if end / WRITEBACK_EVERY != place.offset / WRITEBACK_EVERY {
+            start_range_writeback(file, 0, end);
+        }
         Ok(())
     }
 

@@ -29,6 +29,9 @@ impl PartialFile {
     /// after a restart reads back what it had before (about 0.6 s per GiB): call it on a
     /// worker thread.
     ///
+    /// A folder is placed without a sync of its files: the caller makes it durable after
+    /// (`finish_tree.rs` says why).
+    ///
     /// If a re-hashed chunk does not match, nothing appears under the final name: the damaged
     /// chunks become missing again (the record is updated), and the error says how many; the
     /// download stays open to fetch them.
@@ -73,8 +76,9 @@ impl PartialFile {
         Ok(final_path)
     }
 
-    /// The content is complete, verified and durable under its final name `at`: the download
-    /// has succeeded whatever happens next. Forgetting it is best effort; leftovers are
+    /// The content is complete and verified under its final name `at` (a file also durable;
+    /// a folder is synced by the caller: `finish_tree.rs`): the download has succeeded
+    /// whatever happens next. Forgetting it is best effort; leftovers are
     /// orphans that `resumable_downloads` deletes.
     pub(super) fn placed(&mut self, at: &Path) {
         self.dirty = false;
