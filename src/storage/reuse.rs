@@ -25,7 +25,7 @@ pub struct Reused {
 }
 
 /// Copies every missing chunk of `pf` whose file is in `local` (module docs). Returns what
-/// it stored; the caller flushes the record.
+/// it stored (verified, and claimed by the resume record at its next flush).
 pub fn reuse_local_files(local: &LocalFiles, pf: &mut PartialFile) -> Reused {
     let mut reused = Reused::default();
     if local.is_empty() {
