@@ -539,6 +539,39 @@ fn an_unflushed_folder_whose_bytes_are_whole_is_kept_at_the_recheck() {
 }
 
 #[test]
+fn an_unflushed_partial_folder_is_rechecked_on_the_files_it_holds() {
+    // A download of part of a folder (`--only`): readme.txt was not fetched, so it is not
+    // there; the recheck reads only the files that are.
+    let f = fixture();
+    let dir = f.files.join("Pack");
+    fs::create_dir_all(dir.join("Kicks")).unwrap();
+    fs::write(dir.join("Kicks/k1.wav"), pattern(70_000, 1)).unwrap();
+    fs::write(dir.join("readme.txt"), b"a pack").unwrap();
+    let m = prepare_share(&dir, &|_| {}).unwrap().manifest;
+    fs::remove_file(dir.join("readme.txt")).unwrap();
+    let present: Vec<bool> = m
+        .as_tree()
+        .unwrap()
+        .entries()
+        .iter()
+        .map(|e| e.path.as_str() != "readme.txt")
+        .collect();
+    let mut idx = ShareIndex::open(&f.data_dir).unwrap();
+    let id = idx
+        .add_downloaded(&dir, m, Some(&present), true)
+        .unwrap()
+        .id;
+    let r = idx.recheck_unflushed().unwrap();
+    assert_eq!((r.kept, r.dropped), (vec![id], vec![]));
+    // And a file it holds that lost its bytes still fails it.
+    let m = idx.manifest(&id).unwrap();
+    fs::write(dir.join("Kicks/k1.wav"), vec![0u8; 70_000]).unwrap();
+    idx.add_downloaded(&dir, m, Some(&present), true).unwrap();
+    let r = idx.recheck_unflushed().unwrap();
+    assert_eq!((r.kept, r.dropped), (vec![], vec![id]));
+}
+
+#[test]
 fn an_unflushed_folder_with_bytes_lost_is_dropped_at_the_recheck() {
     let f = fixture();
     // What a power cut before the sync can leave: a file of the right size, its bytes zeros;
