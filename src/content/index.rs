@@ -470,11 +470,20 @@ impl ShareIndex {
     /// A reader to serve the chunks of a share (checks the file on open).
     pub fn reader(&self, id: &Id) -> Result<SharedReader, ContentError> {
         let (e, m, stamps) = self.load(id).ok_or(ContentError::NotShared { id: *id })?;
-        match (m.as_file(), stamps) {
-            (Some(f), _) => ChunkReader::open(&e, f.lengths()).map(SharedReader::File),
-            (None, Some(st)) => TreeReader::new(&e.path, m.clone(), st).map(SharedReader::Tree),
-            (None, None) => Err(ContentError::NotShared { id: *id }),
-        }
+        reader_of(&e, &m, stamps)
+    }
+}
+
+/// A reader for a share already loaded (entry, manifest, a folder's stamps).
+fn reader_of(
+    e: &SharedEntry,
+    m: &Arc<ContentManifest>,
+    stamps: Option<Arc<[FileStamp]>>,
+) -> Result<SharedReader, ContentError> {
+    match (m.as_file(), stamps) {
+        (Some(f), _) => ChunkReader::open(e, f.lengths()).map(SharedReader::File),
+        (None, Some(st)) => TreeReader::new(&e.path, m.clone(), st).map(SharedReader::Tree),
+        (None, None) => Err(ContentError::NotShared { id: e.id }),
     }
 }
 

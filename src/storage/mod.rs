@@ -533,9 +533,9 @@ impl DiskStorage {
             e => FinishError::Io(e.to_string()),
         })?;
         let m = slot.file.manifest().clone();
-        // A folder was placed without a sync (`content/partial/finish_tree.rs`): it is shared
-        // marked unflushed, and the flusher syncs it and clears the mark.
-        let unflushed = m.as_tree().is_some();
+        // Placed without a sync (a folder): shared marked unflushed, and the flusher syncs it
+        // and clears the mark.
+        let unflushed = slot.file.finish_leaves_sync();
         let present = slot.file.wanted_entries().map(<[bool]>::to_vec);
         drop(slot);
         self.partials.lock().remove(&content);

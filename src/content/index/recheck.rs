@@ -9,7 +9,7 @@
 //! fails (or a file is missing or changed), the share is dropped from the index and the
 //! user is told to fetch it again, and it is never served as valid.
 
-use super::{partial_chunks, ShareIndex};
+use super::{partial_chunks, reader_of, ShareIndex};
 use crate::content::ContentError;
 use crate::id::Id;
 
@@ -29,7 +29,6 @@ impl ShareIndex {
     pub fn recheck_unflushed(&mut self) -> Result<Rechecked, ContentError> {
         let mut out = Rechecked::default();
         for id in self.store.unflushed()? {
-            let path = self.get(&id).map(|e| e.path);
             match self.rehash_share(&id) {
                 Ok(chunks) => {
                     log::info!(
@@ -40,7 +39,9 @@ impl ShareIndex {
                     out.kept.push(id);
                 }
                 Err(why) => {
-                    let at = path.map_or_else(String::new, |p| format!(" at {}", p.display()));
+                    let at = self
+                        .get(&id)
+                        .map_or_else(String::new, |e| format!(" at {}", e.path.display()));
                     log::warn!(
                         "content {id}{at}: downloaded just before the node stopped, and not \
                          all of it reached the disk ({why}); it is no longer shared: fetch it \
@@ -57,12 +58,12 @@ impl ShareIndex {
     /// Reads and hashes every chunk share `id` holds (a partial folder: its files that are
     /// here). The number of chunks, or why one failed.
     fn rehash_share(&self, id: &Id) -> Result<u32, String> {
-        let (_, manifest, stamps) = self.load(id).ok_or("its stored manifest is unreadable")?;
+        let (entry, manifest, stamps) = self.load(id).ok_or("its stored manifest is unreadable")?;
         let have = match (manifest.as_tree(), stamps.as_deref()) {
             (Some(t), Some(st)) => partial_chunks(t, st),
             _ => None,
         };
-        let reader = self.reader(id).map_err(|e| e.to_string())?;
+        let reader = reader_of(&entry, &manifest, stamps).map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         let mut checked = 0;
         for i in 0..manifest.chunk_count() {

@@ -88,6 +88,12 @@ impl PartialFile {
         }
     }
 
+    /// Whether [`PartialFile::finish`] leaves the bytes to be synced by the caller (a folder:
+    /// `finish_tree.rs` says why) rather than syncing them before it returns (a file).
+    pub fn finish_leaves_sync(&self) -> bool {
+        self.data.as_tree().is_some()
+    }
+
     /// The single file's `.part` (a folder has none: an error).
     fn part_path(&self) -> Result<&Path, ContentError> {
         match self.data.as_file() {
