@@ -44,14 +44,18 @@ impl Flusher {
                 thread: Some(t),
             },
             Err(e) => {
-                // Without the thread, placed folders keep their marks and are re-hashed at the
-                // next start: slower, never wrong.
                 log::error!("cannot start the flusher thread: {e}");
-                Flusher {
-                    tx: None,
-                    thread: None,
-                }
+                Flusher::none()
             }
+        }
+    }
+
+    /// A flusher without a thread: placed folders keep their marks and are re-hashed at the
+    /// next start (slower, never wrong). What is left when the thread cannot start.
+    pub(super) fn none() -> Flusher {
+        Flusher {
+            tx: None,
+            thread: None,
         }
     }
 

@@ -99,6 +99,11 @@ fn downloaded_pack() -> (tempfile::TempDir, PathBuf, PathBuf, DiskStorage) {
     (dir, data, placed, st)
 }
 
+/// The shares the store of data dir `data` holds marked unflushed.
+fn marked(data: &Path) -> Vec<Id> {
+    ShareIndex::open(data).unwrap().unflushed().unwrap()
+}
+
 #[test]
 fn a_placed_folder_is_synced_and_unmarked_by_the_flusher() {
     let (_dir, data, placed, st) = downloaded_pack();
@@ -109,9 +114,28 @@ fn a_placed_folder_is_synced_and_unmarked_by_the_flusher() {
     assert!(placed.join("empty").is_dir());
     // Dropping the storage waits for the flusher: a clean stop leaves no mark.
     drop(st);
-    let idx = ShareIndex::open(&data).unwrap();
-    assert!(idx.unflushed().unwrap().is_empty());
-    assert_eq!(idx.len(), 1);
+    assert!(marked(&data).is_empty());
+    assert_eq!(ShareIndex::open(&data).unwrap().len(), 1);
+}
+
+#[test]
+fn a_placed_folder_is_marked_unflushed_until_its_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = small_pack(dir.path());
+    let data = dir.path().join("data");
+    let (mut st, _) = DiskStorage::open(&data).unwrap();
+    // No sync is ever made (as when the flusher thread cannot start): the mark the finish
+    // set is what the store keeps.
+    st.flusher = flusher::Flusher::none();
+    download_folder(&st, &dir.path().join("seed"), &src, &dir.path().join("out"));
+    let id = st.index.lock().list()[0].id;
+    assert_eq!(st.index.lock().unflushed().unwrap(), vec![id]);
+    drop(st);
+    assert_eq!(marked(&data), vec![id]);
+    // The next start re-hashes it, keeps it and clears the mark.
+    let (_, inv) = DiskStorage::open(&data).unwrap();
+    assert_eq!(inv.shares.len(), 1);
+    assert!(marked(&data).is_empty());
 }
 
 #[test]
@@ -128,11 +152,7 @@ fn a_folder_placed_but_not_synced_before_a_stop_is_rehashed_at_the_start() {
     // Whole (a killed process: the page cache kept it): kept, served, unmarked.
     let (_, inv) = DiskStorage::open(&data).unwrap();
     assert_eq!(inv.shares.len(), 1);
-    assert!(ShareIndex::open(&data)
-        .unwrap()
-        .unflushed()
-        .unwrap()
-        .is_empty());
+    assert!(marked(&data).is_empty());
     // Damaged (a power cut): never listed, and so never served as valid.
     let mut idx = ShareIndex::open(&data).unwrap();
     fs::write(placed.join("Kicks/k1.wav"), vec![0; 40_001]).unwrap();
