@@ -192,7 +192,7 @@ impl Dht {
             config,
             id,
             signer: proof::Signer::new(identity),
-            proofs: proof::ProofCache::default(),
+            proofs: proof::ProofCache::new(&secret),
             rng,
             backoff: Default::default(),
             requests: RequestTable::default(),

@@ -20,16 +20,17 @@
 //! the ID and of the nonce, IDs and address the "signature" covers.
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, RandomState};
-
-use hashbrown::HashTable;
 use std::net::SocketAddr;
 use std::time::Instant;
+
+use hashbrown::HashTable;
+use hmac::Mac;
 
 use rand::Rng;
 
 use super::requests::{Outstanding, Purpose};
 use super::serve::MAX_VERIFYING;
+use super::token::{self, HmacSha256};
 use super::Dht;
 use crate::id::Id;
 use crate::identity::{self, Identity};
@@ -105,19 +106,30 @@ fn sim_hash(public: &[u8; identity::PUBLIC_LEN], msg: &[u8]) -> [u8; identity::S
     out
 }
 
+/// A proven (ID, address) pair as the cache keeps it: the first 16 bytes of its
+/// HMAC-SHA256 under the node's cache key ([`ProofCache::digest`]).
+type PairDigest = [u8; 16];
+
 /// Proven (ID, address) pairs, oldest first out.
 ///
-/// Each pair is stored once, in `order`; `index` holds the serial number of each (its
-/// position plus the serials evicted before it), hashed by its pair: about 75 bytes a pair
-/// where a set beside the queue took about 185 (a simulated node of a 100,000-node network
-/// holds hundreds of them).
-#[derive(Default)]
+/// Each pair is kept as a 128-bit keyed digest, once, in `order`; `index` holds the serial
+/// number of each (its position plus the serials evicted before it, wrapping: only
+/// [`MAX_PROOFS`] are alive at once), hashed by the digest's first bytes. About 22 bytes a
+/// pair where the pair itself took 75: the cache was a fifth of a simulated node's memory
+/// (valgrind's massif, 5,000 nodes), and a node of a 100,000-node network holds hundreds.
+///
+/// A digest stands for its pair safely because the key is secret: a peer that would pass
+/// as proven must give an (ID, address) whose digest equals one in the cache, without
+/// seeing any digest or knowing the key; two honest pairs share a digest with a
+/// probability near 2^-105 at the cache's size.
 pub(super) struct ProofCache {
-    order: VecDeque<(Id, SocketAddr)>,
+    /// HMAC-SHA256 under the cache's key, the key's pads already absorbed: cloned for each
+    /// digest.
+    mac: HmacSha256,
+    order: VecDeque<PairDigest>,
     /// Serial number of `order[0]`.
-    first: u64,
-    index: HashTable<u64>,
-    hasher: RandomState,
+    first: u32,
+    index: HashTable<u32>,
 }
 
 impl std::fmt::Debug for ProofCache {
@@ -129,50 +141,96 @@ impl std::fmt::Debug for ProofCache {
 }
 
 impl ProofCache {
-    fn hash(hasher: &RandomState, pair: &(Id, SocketAddr)) -> u64 {
-        hasher.hash_one(pair)
+    /// An empty cache whose key is derived from `secret` (the node's first token secret,
+    /// drawn from its RNG): HMAC-SHA256 of a label under it, so the two uses of the secret
+    /// never MAC the same message.
+    pub(super) fn new(secret: &[u8; 32]) -> Self {
+        let mut derive = token::keyed(secret);
+        derive.update(b"peershare dht proof cache key");
+        let key = derive.finalize().into_bytes();
+        ProofCache {
+            mac: token::keyed(&key),
+            order: VecDeque::new(),
+            first: 0,
+            index: HashTable::new(),
+        }
     }
 
-    /// The pair of serial `serial` (one of `order`'s: `index` holds no other).
-    fn pair(order: &VecDeque<(Id, SocketAddr)>, first: u64, serial: u64) -> &(Id, SocketAddr) {
-        &order[(serial - first) as usize]
+    /// The digest of `c`'s pair: its ID, then its address (family, IP, port and, for IPv6,
+    /// scope), 55 bytes at most, so one SHA-256 block for the inner hash.
+    fn digest(&self, c: &Contact) -> PairDigest {
+        let mut mac = self.mac.clone();
+        mac.update(&c.id.0);
+        match c.addr {
+            SocketAddr::V4(a) => {
+                mac.update(&[4]);
+                mac.update(&a.ip().octets());
+                mac.update(&a.port().to_be_bytes());
+            }
+            SocketAddr::V6(a) => {
+                mac.update(&[6]);
+                mac.update(&a.ip().octets());
+                mac.update(&a.port().to_be_bytes());
+                mac.update(&a.scope_id().to_be_bytes());
+            }
+        }
+        let tag = mac.finalize().into_bytes();
+        let mut d = [0u8; 16];
+        d.copy_from_slice(&tag[..16]);
+        d
     }
 
-    pub(super) fn contains(&self, c: &Contact) -> bool {
-        let pair = (c.id, c.addr);
-        let h = Self::hash(&self.hasher, &pair);
+    /// The table hash of a digest: its first 8 bytes, uniform under the secret key.
+    fn hash(d: &PairDigest) -> u64 {
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&d[..8]);
+        u64::from_le_bytes(h)
+    }
+
+    /// The digest of serial `serial` (one of `order`'s: `index` holds no other).
+    fn at(order: &VecDeque<PairDigest>, first: u32, serial: u32) -> &PairDigest {
+        &order[serial.wrapping_sub(first) as usize]
+    }
+
+    fn find(&self, d: &PairDigest) -> bool {
         self.index
-            .find(h, |&s| *Self::pair(&self.order, self.first, s) == pair)
+            .find(Self::hash(d), |&s| {
+                Self::at(&self.order, self.first, s) == d
+            })
             .is_some()
     }
 
+    pub(super) fn contains(&self, c: &Contact) -> bool {
+        self.find(&self.digest(c))
+    }
+
     pub(super) fn insert(&mut self, c: &Contact) {
-        if self.contains(c) {
+        let d = self.digest(c);
+        if self.find(&d) {
             return;
         }
-        let pair = (c.id, c.addr);
         let ProofCache {
             order,
             first,
             index,
-            hasher,
+            ..
         } = self;
-        let serial = *first + order.len() as u64;
+        let serial = first.wrapping_add(order.len() as u32);
         if order.len() == order.capacity() {
             // By a quarter, not double: the queue only grows (up to MAX_PROOFS).
             order.reserve_exact((order.len() / 4).max(16));
         }
-        order.push_back(pair);
-        index.insert_unique(Self::hash(hasher, &pair), serial, |&s| {
-            Self::hash(hasher, Self::pair(order, *first, s))
+        order.push_back(d);
+        index.insert_unique(Self::hash(&d), serial, |&s| {
+            Self::hash(Self::at(order, *first, s))
         });
         while order.len() > MAX_PROOFS {
             let Some(old) = order.pop_front() else {
                 break;
             };
             let gone = *first;
-            *first += 1;
-            if let Ok(e) = index.find_entry(Self::hash(hasher, &old), |&s| s == gone) {
+            *first = first.wrapping_add(1);
+            if let Ok(e) = index.find_entry(Self::hash(&old), |&s| s == gone) {
                 e.remove();
             }
         }
@@ -267,5 +325,69 @@ impl Dht {
             log::debug!("dht: bad PROOF from {} in the name of {expected}", out.to);
         }
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
+
+    fn contact(i: u32) -> Contact {
+        let mut id = [0u8; 32];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        Contact {
+            id: Id(id),
+            addr: SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + i), 4000)),
+        }
+    }
+
+    /// A pair is proven at its address only: the same ID elsewhere, or another ID there, is
+    /// not; and two caches (two nodes' keys) give different digests of one pair.
+    #[test]
+    fn a_pair_is_proven_at_its_address_only() {
+        let mut cache = ProofCache::new(&[7; 32]);
+        let c = contact(1);
+        cache.insert(&c);
+        assert!(cache.contains(&c));
+        let moved = Contact {
+            addr: SocketAddr::from((Ipv4Addr::from(0x0a00_0001), 4001)),
+            ..c
+        };
+        assert!(!cache.contains(&moved));
+        assert!(!cache.contains(&contact(2)));
+        let v6 = |scope| Contact {
+            id: c.id,
+            addr: SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 4000, 0, scope)),
+        };
+        cache.insert(&v6(1));
+        assert!(cache.contains(&v6(1)));
+        assert!(
+            !cache.contains(&v6(2)),
+            "the scope is part of an IPv6 address"
+        );
+        assert_ne!(cache.digest(&c), ProofCache::new(&[8; 32]).digest(&c));
+        cache.insert(&c);
+        assert_eq!(cache.order.len(), 2, "a pair is kept once");
+    }
+
+    /// Past MAX_PROOFS the oldest pairs go first, also when the serial numbers wrap.
+    #[test]
+    fn the_oldest_pairs_go_first_across_the_serials_wrap() {
+        let mut cache = ProofCache::new(&[7; 32]);
+        cache.first = u32::MAX - 10;
+        let extra = 900;
+        let n = MAX_PROOFS as u32 + extra;
+        for i in 0..n {
+            cache.insert(&contact(i));
+        }
+        assert_eq!(cache.order.len(), MAX_PROOFS);
+        assert_eq!(cache.index.len(), MAX_PROOFS);
+        assert!((0..extra).all(|i| !cache.contains(&contact(i))));
+        assert!((extra..n).all(|i| cache.contains(&contact(i))));
+        // An evicted pair proven again comes back as the newest.
+        cache.insert(&contact(0));
+        assert!(cache.contains(&contact(0)));
+        assert!(!cache.contains(&contact(extra)));
     }
 }

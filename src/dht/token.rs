@@ -15,7 +15,7 @@ use sha2::Sha256;
 use crate::proto::codec::canonical_addr;
 use crate::proto::dht::TOKEN_LEN;
 
-type HmacSha256 = Hmac<Sha256>;
+pub(super) type HmacSha256 = Hmac<Sha256>;
 
 /// Issues and checks announce tokens.
 #[derive(Debug)]
@@ -73,18 +73,22 @@ impl TokenIssuer {
 
 fn mac(secret: &[u8; 32], addr: &SocketAddr) -> HmacSha256 {
     let addr = canonical_addr(*addr);
-    // HMAC accepts keys of any length, so this cannot fail; fall back to an empty-key
-    // MAC type-wise rather than panic.
-    let mut m = match HmacSha256::new_from_slice(secret) {
-        Ok(m) => m,
-        Err(_) => unreachable_hmac(),
-    };
+    let mut m = keyed(secret);
     match addr.ip() {
         IpAddr::V4(v4) => m.update(&v4.octets()),
         IpAddr::V6(v6) => m.update(&v6.octets()),
     }
     m.update(&addr.port().to_be_bytes());
     m
+}
+
+/// HMAC-SHA256 under `key`. HMAC accepts keys of any length, so this cannot fail; it falls
+/// back to an empty-key MAC type-wise rather than panic.
+pub(super) fn keyed(key: &[u8]) -> HmacSha256 {
+    match HmacSha256::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => unreachable_hmac(),
+    }
 }
 
 #[cold]
