@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use hashbrown::HashTable;
 use hmac::Mac;
+use zeroize::Zeroizing;
 
 use rand::Rng;
 
@@ -147,9 +148,10 @@ impl ProofCache {
     pub(super) fn new(secret: &[u8; 32]) -> Self {
         let mut derive = token::keyed(secret);
         derive.update(b"peershare dht proof cache key");
-        let key = derive.finalize().into_bytes();
+        // Wiped once the MAC has absorbed it.
+        let key = Zeroizing::new(<[u8; 32]>::from(derive.finalize().into_bytes()));
         ProofCache {
-            mac: token::keyed(&key),
+            mac: token::keyed(key.as_slice()),
             order: VecDeque::new(),
             first: 0,
             index: HashTable::new(),

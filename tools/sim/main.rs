@@ -380,10 +380,11 @@ fn goals(r: &Report) -> Vec<String> {
 /// mimalloc, not glibc's malloc: a simulation is gigabytes of small heap objects, made and
 /// freed by the million and touched in random order. At 30,000 nodes and 10% loss it took
 /// 0.76x the wall time (101 against 134 s, the report byte for byte the same) for 3% more
-/// memory; at 100,000 nodes 7 min 50 s and 6.1 GiB (README, "The DHT at scale and under
-/// loss, where it stands"). It uses transparent huge pages on its own (its `allow_thp`
-/// option; without it, 11% slower at 100,000 nodes), which glibc's malloc did only when
-/// restarted with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, as this binary did before.
+/// memory; at 100,000 nodes 7 min 50 s and 8 min 1 s, 6.1 GiB (README, "The DHT at scale
+/// and under loss, where it stands"). It uses transparent huge pages on its own (its
+/// `allow_thp` option; without it, 11% slower at 100,000 nodes), which glibc's malloc did
+/// only when restarted with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, as this binary did
+/// before.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
