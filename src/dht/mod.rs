@@ -170,7 +170,8 @@ impl Dht {
     pub fn new(identity: Identity, config: DhtConfig, seed: u64, now: Instant) -> Self {
         let id = identity.node_id();
         let mut rng = StdRng::seed_from_u64(seed);
-        let secret: [u8; 32] = rng.gen();
+        // Wiped when `new` returns; the token issuer and the proof cache keep their own.
+        let secret = zeroize::Zeroizing::new(rng.gen::<[u8; 32]>());
         Dht {
             routing: RoutingTable::new(id, config.diversity),
             store: ProviderStore::new(StoreLimits {
@@ -179,7 +180,7 @@ impl Dht {
                 ttl: config.provider_ttl,
                 diversity: config.diversity,
             }),
-            tokens: TokenIssuer::new(secret, now, config.token_rotation),
+            tokens: TokenIssuer::new(*secret, now, config.token_rotation),
             limiter: SourceLimiter::new(config.rate_limit_per_source, config.rate_burst, 4096),
             pacer: pace::Pacer::new(config.pace_per_destination, config.pace_burst),
             next_maintenance: now + config.maintenance_interval,

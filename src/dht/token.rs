@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use zeroize::Zeroize;
 
 use crate::proto::codec::canonical_addr;
 use crate::proto::dht::TOKEN_LEN;
 
 pub(super) type HmacSha256 = Hmac<Sha256>;
 
-/// Issues and checks announce tokens.
-#[derive(Debug)]
+/// Issues and checks announce tokens. Its secrets are wiped when it is dropped and never
+/// printed by `Debug`.
 pub struct TokenIssuer {
     current: [u8; 32],
     previous: [u8; 32],
@@ -68,6 +69,22 @@ impl TokenIssuer {
             || mac(&self.previous, addr)
                 .verify_truncated_left(token)
                 .is_ok()
+    }
+}
+
+impl std::fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenIssuer")
+            .field("rotated_at", &self.rotated_at)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for TokenIssuer {
+    fn drop(&mut self) {
+        self.current.zeroize();
+        self.previous.zeroize();
     }
 }
 
@@ -131,5 +148,17 @@ mod tests {
         let v4: SocketAddr = "10.1.2.3:7".parse().unwrap();
         let mapped: SocketAddr = "[::ffff:10.1.2.3]:7".parse().unwrap();
         assert!(t.verify(&mapped, &t.issue(&v4)));
+    }
+
+    /// `Debug` (which `Dht`'s derives through) never shows a secret.
+    #[test]
+    fn debug_does_not_print_the_secrets() {
+        let t = TokenIssuer::new([0xab; 32], Instant::now(), Duration::from_secs(300));
+        let shown = format!("{t:?}");
+        assert!(shown.contains("TokenIssuer"), "{shown}");
+        assert!(
+            !shown.contains("current") && !shown.contains("171, 171"),
+            "{shown}"
+        );
     }
 }
